@@ -1,0 +1,82 @@
+// Package exchange is the seam between Tandem and a user's Exchange mailbox. The
+// exchange-worker talks to Exchange only through Connector; EWS implements it today
+// (package ews) and Microsoft Graph will implement it later. Every implementation must pass
+// the conformance suite in package exchangetest.
+//
+// A connector speaks in canonical records (tandemv1.Record) and write commands; everything
+// protocol-specific — folders, sync states, change keys, extended properties, throttling —
+// stays behind it.
+package exchange
+
+import (
+	"context"
+
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// SyncFolderName is the contacts folder, under the user's Contacts folder, whose contacts sync.
+const SyncFolderName = "Salesforce_Sync"
+
+// Mailbox identifies the mailbox to act on and who it belongs to.
+type Mailbox struct {
+	// OrgID is the Salesforce org the user belongs to.
+	OrgID string
+	// UserID is the Salesforce User Id.
+	UserID string
+	// Address is the mailbox's primary SMTP address.
+	Address string
+}
+
+// Folders is what Prepare found in (or created in) a mailbox.
+type Folders struct {
+	// ContactsFolderID is the Salesforce_Sync folder under Contacts.
+	ContactsFolderID string
+	// CalendarFolderID is the user's main calendar.
+	CalendarFolderID string
+	// CreatedContactsFolder is true when Prepare created the Salesforce_Sync folder.
+	CreatedContactsFolder bool
+	// ServerVersion is the mailbox server's version as it reports it (e.g. "15.2.1748.10 V2017_07_11").
+	ServerVersion string
+}
+
+// Page is one page of changes read from a mailbox folder.
+type Page struct {
+	// Changes are the page's changes in the order Exchange reported them. Upserts carry the
+	// full canonical record, its id and version, and the sync key read from the item.
+	Changes []*tandemv1.Change
+	// Cursor resumes reading after this page (for EWS, the SyncState). Opaque; store it only
+	// once the page's changes are durably published.
+	Cursor string
+	// Last is true when the read has caught up with the folder.
+	Last bool
+	// Full is true when the read started from scratch, so the pages up to the last one list
+	// every item in the folder: anything they do not list is gone.
+	Full bool
+}
+
+// Connector reads and writes a user's contacts and events in Exchange.
+//
+// Implementations must be safe for concurrent use by many goroutines acting on many mailboxes,
+// honour ctx everywhere, cap concurrency per mailbox, and classify failures as *syncerr.Error
+// (codes EXCHANGE_*), with Delay set when Exchange asked to back off.
+type Connector interface {
+	// Prepare checks the mailbox can be reached and impersonated, finds the user's calendar,
+	// and finds or creates the Salesforce_Sync folder under Contacts. It is idempotent: two
+	// workers racing end with one folder.
+	Prepare(ctx context.Context, mb Mailbox) (Folders, error)
+
+	// Changes reads what changed in the folder that holds records of kind since cursor (empty:
+	// from scratch), calling page for each page in order and stopping at the first error page
+	// returns. When Exchange no longer accepts cursor, it starts again from scratch and marks
+	// the pages Full, so the caller can resync without losing its links.
+	Changes(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, Page) error) error
+
+	// Apply carries out commands for one mailbox and record kind and returns one result per
+	// command, in command order. Creates tag the item with the command's sync key, and a
+	// create whose sync key already exists in the folder returns that item instead of
+	// creating a second one (already_applied). Updates use the command's expected version for
+	// optimistic concurrency. Meeting invitations and cancellations are never sent. A failure
+	// of one command is reported in its result; Apply returns an error only when the batch
+	// as a whole could not be attempted (auth, throttling, transport), and the caller retries it.
+	Apply(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand) ([]*tandemv1.WriteResult, error)
+}

@@ -1,0 +1,13 @@
+module github.com/tandem-sync/tandem/services/exchange-worker
+
+go 1.26.0
+
+require (
+	github.com/tandem-sync/tandem/pkg v0.0.0
+	github.com/tandem-sync/tandem/proto v0.0.0
+)
+
+replace (
+	github.com/tandem-sync/tandem/pkg => ../../pkg
+	github.com/tandem-sync/tandem/proto => ../../proto
+)
