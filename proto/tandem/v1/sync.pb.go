@@ -155,7 +155,10 @@ type SyncJob struct {
 	// scheduled_at is when the scheduler published the job.
 	ScheduledAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=scheduled_at,json=scheduledAt,proto3" json:"scheduled_at,omitempty"`
 	// user_ids lists the users a per-org Salesforce job reads for; empty for per-user jobs.
-	UserIds       []string `protobuf:"bytes,8,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	UserIds []string `protobuf:"bytes,8,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	// full_user_ids lists the users of a per-org Salesforce job that need a full read (first
+	// sync or reset); the others are read incrementally.
+	FullUserIds   []string `protobuf:"bytes,9,rep,name=full_user_ids,json=fullUserIds,proto3" json:"full_user_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -242,6 +245,13 @@ func (x *SyncJob) GetScheduledAt() *timestamppb.Timestamp {
 func (x *SyncJob) GetUserIds() []string {
 	if x != nil {
 		return x.UserIds
+	}
+	return nil
+}
+
+func (x *SyncJob) GetFullUserIds() []string {
+	if x != nil {
+		return x.FullUserIds
 	}
 	return nil
 }
@@ -340,7 +350,9 @@ type ChangeBatch struct {
 	Changes []*Change `protobuf:"bytes,10,rep,name=changes,proto3" json:"changes,omitempty"`
 	// error is set when the side could not be read this cycle; changes is then empty.
 	Error *SyncError `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
-	// read_at is when the worker read the changes.
+	// read_at is when the worker started the read that returned these changes. The reconciler
+	// keeps, per record, the newest observation by this time, so a redelivered or overtaken
+	// batch never overwrites newer knowledge.
 	ReadAt        *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -800,7 +812,9 @@ type WriteResultBatch struct {
 	// cycle is the reconcile cycle that produced the commands.
 	Cycle uint64 `protobuf:"varint,6,opt,name=cycle,proto3" json:"cycle,omitempty"`
 	// results has one entry per command, in command order.
-	Results       []*WriteResult `protobuf:"bytes,7,rep,name=results,proto3" json:"results,omitempty"`
+	Results []*WriteResult `protobuf:"bytes,7,rep,name=results,proto3" json:"results,omitempty"`
+	// completed_at is when the worker finished the writes; a read that started later sees them.
+	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -880,6 +894,13 @@ func (x *WriteResultBatch) GetCycle() uint64 {
 func (x *WriteResultBatch) GetResults() []*WriteResult {
 	if x != nil {
 		return x.Results
+	}
+	return nil
+}
+
+func (x *WriteResultBatch) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
 	}
 	return nil
 }
@@ -1014,11 +1035,17 @@ type Mapping struct {
 	ExchangeHash string `protobuf:"bytes,7,opt,name=exchange_hash,json=exchangeHash,proto3" json:"exchange_hash,omitempty"`
 	// salesforce_hash is the hash of the mapped fields on the Salesforce side as last synced.
 	SalesforceHash string `protobuf:"bytes,8,opt,name=salesforce_hash,json=salesforceHash,proto3" json:"salesforce_hash,omitempty"`
-	// field_hashes holds a hash per mapped canonical field of the content as last synced, the
-	// base of a field-level merge.
-	FieldHashes map[string]string `protobuf:"bytes,9,rep,name=field_hashes,json=fieldHashes,proto3" json:"field_hashes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// exchange_field_hashes holds a hash per synced canonical field of the Exchange content as
+	// last synced: the base that tells which fields changed in Exchange since.
+	ExchangeFieldHashes map[string]string `protobuf:"bytes,9,rep,name=exchange_field_hashes,json=exchangeFieldHashes,proto3" json:"exchange_field_hashes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// synced_at is when the pair was last synced.
-	SyncedAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=synced_at,json=syncedAt,proto3" json:"synced_at,omitempty"`
+	SyncedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=synced_at,json=syncedAt,proto3" json:"synced_at,omitempty"`
+	// salesforce_field_hashes is the same base for the Salesforce content. The two bases differ
+	// when a side stores a value differently (for example truncated to a field's length).
+	SalesforceFieldHashes map[string]string `protobuf:"bytes,11,rep,name=salesforce_field_hashes,json=salesforceFieldHashes,proto3" json:"salesforce_field_hashes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// origin is the side the pair started on. Only pairs that came from Salesforce leave
+	// Exchange when their Salesforce record stops matching the configuration's filters.
+	Origin        System `protobuf:"varint,12,opt,name=origin,proto3,enum=tandem.v1.System" json:"origin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1109,9 +1136,9 @@ func (x *Mapping) GetSalesforceHash() string {
 	return ""
 }
 
-func (x *Mapping) GetFieldHashes() map[string]string {
+func (x *Mapping) GetExchangeFieldHashes() map[string]string {
 	if x != nil {
-		return x.FieldHashes
+		return x.ExchangeFieldHashes
 	}
 	return nil
 }
@@ -1121,6 +1148,20 @@ func (x *Mapping) GetSyncedAt() *timestamppb.Timestamp {
 		return x.SyncedAt
 	}
 	return nil
+}
+
+func (x *Mapping) GetSalesforceFieldHashes() map[string]string {
+	if x != nil {
+		return x.SalesforceFieldHashes
+	}
+	return nil
+}
+
+func (x *Mapping) GetOrigin() System {
+	if x != nil {
+		return x.Origin
+	}
+	return System_SYSTEM_UNSPECIFIED
 }
 
 // DeadLetter records a message Tandem gave up on, published on tandem.dead.<org>; it becomes
@@ -1255,7 +1296,7 @@ var File_tandem_v1_sync_proto protoreflect.FileDescriptor
 
 const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x14tandem/v1/sync.proto\x12\ttandem.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tandem/v1/records.proto\"\xa2\x02\n" +
+	"\x14tandem/v1/sync.proto\x12\ttandem.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tandem/v1/records.proto\"\xc6\x02\n" +
 	"\aSyncJob\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12)\n" +
@@ -1265,7 +1306,8 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\vfull_resync\x18\x06 \x01(\bR\n" +
 	"fullResync\x12=\n" +
 	"\fscheduled_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vscheduledAt\x12\x19\n" +
-	"\buser_ids\x18\b \x03(\tR\auserIds\"\x80\x01\n" +
+	"\buser_ids\x18\b \x03(\tR\auserIds\x12\"\n" +
+	"\rfull_user_ids\x18\t \x03(\tR\vfullUserIds\"\x80\x01\n" +
 	"\x06Change\x12)\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x15.tandem.v1.ChangeTypeR\x04type\x12)\n" +
 	"\x06record\x18\x02 \x01(\v2\x11.tandem.v1.RecordR\x06record\x12 \n" +
@@ -1314,7 +1356,7 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\x06record\x18\x05 \x01(\v2\x11.tandem.v1.RecordR\x06record\x12*\n" +
 	"\x05error\x18\x06 \x01(\v2\x14.tandem.v1.SyncErrorR\x05error\x120\n" +
 	"\bwarnings\x18\a \x03(\v2\x14.tandem.v1.SyncErrorR\bwarnings\x12'\n" +
-	"\x0falready_applied\x18\b \x01(\bR\x0ealreadyApplied\"\xfb\x01\n" +
+	"\x0falready_applied\x18\b \x01(\bR\x0ealreadyApplied\"\xba\x02\n" +
 	"\x10WriteResultBatch\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x17\n" +
@@ -1322,7 +1364,8 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\x06target\x18\x04 \x01(\x0e2\x11.tandem.v1.SystemR\x06target\x12)\n" +
 	"\x04kind\x18\x05 \x01(\x0e2\x15.tandem.v1.RecordKindR\x04kind\x12\x14\n" +
 	"\x05cycle\x18\x06 \x01(\x04R\x05cycle\x120\n" +
-	"\aresults\x18\a \x03(\v2\x16.tandem.v1.WriteResultR\aresults\"\xfa\x01\n" +
+	"\aresults\x18\a \x03(\v2\x16.tandem.v1.WriteResultR\aresults\x12=\n" +
+	"\fcompleted_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\"\xfa\x01\n" +
 	"\tSyncError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1e\n" +
@@ -1333,7 +1376,7 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\x06system\x18\x05 \x01(\x0e2\x11.tandem.v1.SystemR\x06system\x12\x1b\n" +
 	"\trecord_id\x18\x06 \x01(\tR\brecordId\x12\x14\n" +
 	"\x05field\x18\a \x01(\tR\x05field\x12#\n" +
-	"\rupstream_code\x18\b \x01(\tR\fupstreamCode\"\xfe\x03\n" +
+	"\rupstream_code\x18\b \x01(\tR\fupstreamCode\"\xfb\x05\n" +
 	"\aMapping\x12\x19\n" +
 	"\bsync_key\x18\x01 \x01(\tR\asyncKey\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.tandem.v1.RecordKindR\x04kind\x12\x1f\n" +
@@ -1343,11 +1386,16 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\rsalesforce_id\x18\x05 \x01(\tR\fsalesforceId\x12-\n" +
 	"\x12salesforce_version\x18\x06 \x01(\tR\x11salesforceVersion\x12#\n" +
 	"\rexchange_hash\x18\a \x01(\tR\fexchangeHash\x12'\n" +
-	"\x0fsalesforce_hash\x18\b \x01(\tR\x0esalesforceHash\x12F\n" +
-	"\ffield_hashes\x18\t \x03(\v2#.tandem.v1.Mapping.FieldHashesEntryR\vfieldHashes\x127\n" +
+	"\x0fsalesforce_hash\x18\b \x01(\tR\x0esalesforceHash\x12_\n" +
+	"\x15exchange_field_hashes\x18\t \x03(\v2+.tandem.v1.Mapping.ExchangeFieldHashesEntryR\x13exchangeFieldHashes\x127\n" +
 	"\tsynced_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\bsyncedAt\x1a>\n" +
-	"\x10FieldHashesEntry\x12\x10\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\bsyncedAt\x12e\n" +
+	"\x17salesforce_field_hashes\x18\v \x03(\v2-.tandem.v1.Mapping.SalesforceFieldHashesEntryR\x15salesforceFieldHashes\x12)\n" +
+	"\x06origin\x18\f \x01(\x0e2\x11.tandem.v1.SystemR\x06origin\x1aF\n" +
+	"\x18ExchangeFieldHashesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aH\n" +
+	"\x1aSalesforceFieldHashesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x02\n" +
 	"\n" +
@@ -1389,7 +1437,7 @@ func file_tandem_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_tandem_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tandem_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_tandem_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_tandem_v1_sync_proto_goTypes = []any{
 	(ChangeType)(0),               // 0: tandem.v1.ChangeType
 	(WriteOp)(0),                  // 1: tandem.v1.WriteOp
@@ -1403,46 +1451,50 @@ var file_tandem_v1_sync_proto_goTypes = []any{
 	(*SyncError)(nil),             // 9: tandem.v1.SyncError
 	(*Mapping)(nil),               // 10: tandem.v1.Mapping
 	(*DeadLetter)(nil),            // 11: tandem.v1.DeadLetter
-	nil,                           // 12: tandem.v1.Mapping.FieldHashesEntry
-	(System)(0),                   // 13: tandem.v1.System
-	(RecordKind)(0),               // 14: tandem.v1.RecordKind
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*Record)(nil),                // 16: tandem.v1.Record
+	nil,                           // 12: tandem.v1.Mapping.ExchangeFieldHashesEntry
+	nil,                           // 13: tandem.v1.Mapping.SalesforceFieldHashesEntry
+	(System)(0),                   // 14: tandem.v1.System
+	(RecordKind)(0),               // 15: tandem.v1.RecordKind
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*Record)(nil),                // 17: tandem.v1.Record
 }
 var file_tandem_v1_sync_proto_depIdxs = []int32{
-	13, // 0: tandem.v1.SyncJob.system:type_name -> tandem.v1.System
-	14, // 1: tandem.v1.SyncJob.kinds:type_name -> tandem.v1.RecordKind
-	15, // 2: tandem.v1.SyncJob.scheduled_at:type_name -> google.protobuf.Timestamp
+	14, // 0: tandem.v1.SyncJob.system:type_name -> tandem.v1.System
+	15, // 1: tandem.v1.SyncJob.kinds:type_name -> tandem.v1.RecordKind
+	16, // 2: tandem.v1.SyncJob.scheduled_at:type_name -> google.protobuf.Timestamp
 	0,  // 3: tandem.v1.Change.type:type_name -> tandem.v1.ChangeType
-	16, // 4: tandem.v1.Change.record:type_name -> tandem.v1.Record
-	13, // 5: tandem.v1.ChangeBatch.source:type_name -> tandem.v1.System
-	14, // 6: tandem.v1.ChangeBatch.kind:type_name -> tandem.v1.RecordKind
+	17, // 4: tandem.v1.Change.record:type_name -> tandem.v1.Record
+	14, // 5: tandem.v1.ChangeBatch.source:type_name -> tandem.v1.System
+	15, // 6: tandem.v1.ChangeBatch.kind:type_name -> tandem.v1.RecordKind
 	3,  // 7: tandem.v1.ChangeBatch.changes:type_name -> tandem.v1.Change
 	9,  // 8: tandem.v1.ChangeBatch.error:type_name -> tandem.v1.SyncError
-	15, // 9: tandem.v1.ChangeBatch.read_at:type_name -> google.protobuf.Timestamp
+	16, // 9: tandem.v1.ChangeBatch.read_at:type_name -> google.protobuf.Timestamp
 	1,  // 10: tandem.v1.WriteCommand.op:type_name -> tandem.v1.WriteOp
-	16, // 11: tandem.v1.WriteCommand.record:type_name -> tandem.v1.Record
-	13, // 12: tandem.v1.WriteBatch.target:type_name -> tandem.v1.System
-	14, // 13: tandem.v1.WriteBatch.kind:type_name -> tandem.v1.RecordKind
+	17, // 11: tandem.v1.WriteCommand.record:type_name -> tandem.v1.Record
+	14, // 12: tandem.v1.WriteBatch.target:type_name -> tandem.v1.System
+	15, // 13: tandem.v1.WriteBatch.kind:type_name -> tandem.v1.RecordKind
 	5,  // 14: tandem.v1.WriteBatch.commands:type_name -> tandem.v1.WriteCommand
 	1,  // 15: tandem.v1.WriteResult.op:type_name -> tandem.v1.WriteOp
-	16, // 16: tandem.v1.WriteResult.record:type_name -> tandem.v1.Record
+	17, // 16: tandem.v1.WriteResult.record:type_name -> tandem.v1.Record
 	9,  // 17: tandem.v1.WriteResult.error:type_name -> tandem.v1.SyncError
 	9,  // 18: tandem.v1.WriteResult.warnings:type_name -> tandem.v1.SyncError
-	13, // 19: tandem.v1.WriteResultBatch.target:type_name -> tandem.v1.System
-	14, // 20: tandem.v1.WriteResultBatch.kind:type_name -> tandem.v1.RecordKind
+	14, // 19: tandem.v1.WriteResultBatch.target:type_name -> tandem.v1.System
+	15, // 20: tandem.v1.WriteResultBatch.kind:type_name -> tandem.v1.RecordKind
 	7,  // 21: tandem.v1.WriteResultBatch.results:type_name -> tandem.v1.WriteResult
-	13, // 22: tandem.v1.SyncError.system:type_name -> tandem.v1.System
-	14, // 23: tandem.v1.Mapping.kind:type_name -> tandem.v1.RecordKind
-	12, // 24: tandem.v1.Mapping.field_hashes:type_name -> tandem.v1.Mapping.FieldHashesEntry
-	15, // 25: tandem.v1.Mapping.synced_at:type_name -> google.protobuf.Timestamp
-	9,  // 26: tandem.v1.DeadLetter.error:type_name -> tandem.v1.SyncError
-	15, // 27: tandem.v1.DeadLetter.failed_at:type_name -> google.protobuf.Timestamp
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	16, // 22: tandem.v1.WriteResultBatch.completed_at:type_name -> google.protobuf.Timestamp
+	14, // 23: tandem.v1.SyncError.system:type_name -> tandem.v1.System
+	15, // 24: tandem.v1.Mapping.kind:type_name -> tandem.v1.RecordKind
+	12, // 25: tandem.v1.Mapping.exchange_field_hashes:type_name -> tandem.v1.Mapping.ExchangeFieldHashesEntry
+	16, // 26: tandem.v1.Mapping.synced_at:type_name -> google.protobuf.Timestamp
+	13, // 27: tandem.v1.Mapping.salesforce_field_hashes:type_name -> tandem.v1.Mapping.SalesforceFieldHashesEntry
+	14, // 28: tandem.v1.Mapping.origin:type_name -> tandem.v1.System
+	9,  // 29: tandem.v1.DeadLetter.error:type_name -> tandem.v1.SyncError
+	16, // 30: tandem.v1.DeadLetter.failed_at:type_name -> google.protobuf.Timestamp
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_tandem_v1_sync_proto_init() }
@@ -1457,7 +1509,7 @@ func file_tandem_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tandem_v1_sync_proto_rawDesc), len(file_tandem_v1_sync_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
