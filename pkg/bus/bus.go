@@ -1,0 +1,239 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Connection retry bounds for Connect: services may start before NATS is reachable (a
+// Kubernetes rollout starts everything at once), so Connect keeps trying until its context ends.
+const (
+	connectAttemptTimeout = 5 * time.Second
+	connectRetryMin       = 250 * time.Millisecond
+	connectRetryMax       = 5 * time.Second
+)
+
+// Bus publishes and consumes Tandem's messages over one NATS connection.
+type Bus struct {
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	cfg        Config
+	topology   Topology
+	logger     *slog.Logger
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
+	metrics    *metrics
+
+	// closed is closed when a connection the bus opened itself has closed; nil when the
+	// caller owns the connection.
+	closed chan struct{}
+}
+
+// Option configures telemetry for New and Connect.
+type Option func(*options)
+
+type options struct {
+	tracerProvider trace.TracerProvider
+	propagator     propagation.TextMapPropagator
+	meterProvider  metric.MeterProvider
+}
+
+// WithTracerProvider sets the tracer provider for publish and process spans; the default is
+// the global one from otel.GetTracerProvider.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
+}
+
+// WithPropagator sets how trace context is written to and read from message headers; the
+// default is the global one from otel.GetTextMapPropagator.
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return func(o *options) { o.propagator = p }
+}
+
+// WithMeterProvider sets the meter provider for the bus's metrics; the default records nothing.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.meterProvider = mp }
+}
+
+// Connect connects to the NATS server at cfg.URL, retrying until ctx ends, and returns a Bus
+// that owns the connection: Close drains and closes it.
+func Connect(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Option) (*Bus, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("bus: connect: URL is required")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	logger = orDiscard(logger)
+	closed := make(chan struct{})
+	var closeOnce sync.Once
+	natsOpts := []nats.Option{
+		nats.Name(cfg.Name),
+		// A service never gives up on NATS: while it is away, readiness reports it and
+		// consume loops back off, and everything resumes on reconnect.
+		nats.MaxReconnects(-1),
+		nats.ClosedHandler(func(*nats.Conn) { closeOnce.Do(func() { close(closed) }) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil when the connection is closed on purpose
+				logger.Warn("bus: disconnected from NATS", slog.Any("error", err))
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			logger.Info("bus: reconnected to NATS", slog.String("url", nc.ConnectedUrlRedacted()))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			attrs := []any{slog.Any("error", err)}
+			if sub != nil {
+				attrs = append(attrs, slog.String(logKeySubject, sub.Subject))
+			}
+			logger.Error("bus: asynchronous NATS error", attrs...)
+		}),
+	}
+	if cfg.CredentialsFile != "" {
+		natsOpts = append(natsOpts, nats.UserCredentials(cfg.CredentialsFile))
+	}
+
+	var nc *nats.Conn
+	wait := connectRetryMin
+	for {
+		attempt := connectAttemptTimeout
+		if deadline, ok := ctx.Deadline(); ok {
+			attempt = min(attempt, time.Until(deadline))
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("bus: connect to NATS: %w", err)
+		}
+		if attempt <= 0 {
+			// The deadline has passed a moment before the context reports it.
+			return nil, fmt.Errorf("bus: connect to NATS: %w", context.DeadlineExceeded)
+		}
+		var err error
+		nc, err = nats.Connect(cfg.URL, append(natsOpts, nats.Timeout(attempt))...)
+		if err == nil {
+			break
+		}
+		logger.WarnContext(ctx, "bus: cannot connect to NATS yet", slog.Any("error", err), slog.Duration("retry_in", wait))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bus: connect to NATS: %w (last attempt: %w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, connectRetryMax)
+	}
+
+	b, err := newBus(nc, cfg, logger, opts)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	b.closed = closed
+	return b, nil
+}
+
+// New returns a Bus over a connection the caller owns and closes; Close leaves it open.
+func New(nc *nats.Conn, cfg Config, logger *slog.Logger, opts ...Option) (*Bus, error) {
+	if nc == nil {
+		return nil, errors.New("bus: nil NATS connection")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return newBus(nc, cfg, orDiscard(logger), opts)
+}
+
+func newBus(nc *nats.Conn, cfg Config, logger *slog.Logger, opts []Option) (*Bus, error) {
+	o := options{
+		tracerProvider: otel.GetTracerProvider(),
+		propagator:     otel.GetTextMapPropagator(),
+		meterProvider:  metricnoop.NewMeterProvider(),
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("bus: JetStream context: %w", err)
+	}
+	m, err := newMetrics(o.meterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("bus: metrics: %w", err)
+	}
+	return &Bus{
+		nc:         nc,
+		js:         js,
+		cfg:        cfg,
+		topology:   NewTopology(cfg),
+		logger:     logger,
+		tracer:     o.tracerProvider.Tracer(instrumentationName),
+		propagator: o.propagator,
+		metrics:    m,
+	}, nil
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
+
+// Topology returns the streams and consumers the bus declares.
+func (b *Bus) Topology() Topology { return b.topology }
+
+// Declare creates or updates every stream and consumer of the topology. It is idempotent, so
+// every service may call it at start-up; the last one to run with a changed Config wins.
+func (b *Bus) Declare(ctx context.Context) error {
+	for _, sc := range b.topology.Streams {
+		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("bus: declare stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, cs := range b.topology.Consumers {
+		if _, err := b.js.CreateOrUpdateConsumer(ctx, cs.Stream, cs.Config); err != nil {
+			return fmt.Errorf("bus: declare consumer %s on %s: %w", cs.Config.Durable, cs.Stream, err)
+		}
+	}
+	return nil
+}
+
+// Ready reports whether the bus can do its work: the connection is up and JetStream answers.
+// It is meant for a /readyz probe, which should pass a short deadline.
+func (b *Bus) Ready(ctx context.Context) error {
+	if status := b.nc.Status(); status != nats.CONNECTED {
+		return fmt.Errorf("bus: NATS connection is %s", status)
+	}
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("bus: JetStream not answering: %w", err)
+	}
+	return nil
+}
+
+// Close drains and closes the connection if the bus opened it (Connect), waiting until pending
+// acks and publishes are flushed; a connection passed to New is left to its owner. Stop the
+// consume loops (cancel their contexts) before calling Close.
+func (b *Bus) Close() error {
+	if b.closed == nil {
+		return nil
+	}
+	if err := b.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		b.nc.Close()
+		return fmt.Errorf("bus: drain NATS connection: %w", err)
+	}
+	// Drain closes the connection when done, bounded by the client's drain timeout.
+	<-b.closed
+	return nil
+}

@@ -1,0 +1,56 @@
+package bus
+
+import (
+	"errors"
+	"time"
+)
+
+// Errors returned by the bus.
+var (
+	// ErrNoMsgID is returned by Publish without a message id: without one a retried publish
+	// would store the message twice.
+	ErrNoMsgID = errors.New("bus: message id is required")
+	// ErrPayloadTooLarge is returned by Publish for a message larger than MaxPayload.
+	ErrPayloadTooLarge = errors.New("bus: message exceeds the maximum payload")
+	// ErrUnknownConsumer is returned by Consume for a consumer that is not in the topology.
+	ErrUnknownConsumer = errors.New("bus: consumer is not in the topology")
+)
+
+// permanenter is implemented by errors that know whether retrying can help; *syncerr.Error
+// implements it from the error catalogue.
+type permanenter interface{ Permanent() bool }
+
+// retryAfterer is implemented by errors that carry the delay an upstream asked for.
+type retryAfterer interface{ RetryAfter() time.Duration }
+
+// Permanent marks err as one that retrying cannot fix: a handler returning it has its message
+// terminated and dead-lettered at once. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string   { return e.err.Error() }
+func (e *permanentError) Unwrap() error   { return e.err }
+func (e *permanentError) Permanent() bool { return true }
+
+// IsPermanent reports whether the first error in err's chain that classifies itself (with a
+// Permanent() bool method) says retrying cannot help. The outermost classification wins, so a
+// caller can deliberately reclassify an error by wrapping it.
+func IsPermanent(err error) bool {
+	var p permanenter
+	return errors.As(err, &p) && p.Permanent()
+}
+
+// retryAfter returns the delay err asks for, or 0.
+func retryAfter(err error) time.Duration {
+	var r retryAfterer
+	if errors.As(err, &r) {
+		return max(r.RetryAfter(), 0)
+	}
+	return 0
+}
