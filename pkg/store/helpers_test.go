@@ -1,0 +1,174 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tandem-sync/tandem/pkg/localredis"
+	"github.com/tandem-sync/tandem/pkg/seal"
+	"github.com/tandem-sync/tandem/pkg/servertest"
+)
+
+// backend is a Redis the store tests run against.
+type backend struct {
+	name  string
+	start func(t *testing.T) redis.UniversalClient
+}
+
+var (
+	redisServer = backend{name: "redis-server", start: func(t *testing.T) redis.UniversalClient {
+		return servertest.Redis(t)
+	}}
+	// miniRedis is the fallback `tandem dev` uses without redis-server; the store's scripts
+	// must run on it.
+	miniRedis = backend{name: "miniredis", start: func(t *testing.T) redis.UniversalClient {
+		srv, err := localredis.StartEmbedded(localredis.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Close() })
+		opts, err := redis.ParseURL(srv.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := redis.NewClient(opts)
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}}
+)
+
+// onBoth runs fn as a subtest against redis-server and against the miniredis fallback.
+func onBoth(t *testing.T, fn func(t *testing.T, rdb redis.UniversalClient)) {
+	t.Helper()
+	for _, b := range []backend{redisServer, miniRedis} {
+		t.Run(b.name, func(t *testing.T) { fn(t, b.start(t)) })
+	}
+}
+
+func testKeyring(t testing.TB) *seal.Keyring {
+	t.Helper()
+	kr, err := seal.NewKeyring(bytes.Repeat([]byte{0x42}, seal.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
+func newTestStore(t testing.TB, rdb redis.UniversalClient, opts ...Option) *Store {
+	t.Helper()
+	return New(rdb, testKeyring(t), opts...)
+}
+
+// fakeClock is a settable clock for the store's timestamps.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// fataler is what snapshot needs of a *testing.T or a *rapid.T.
+type fataler interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// snapshot renders every key matching pattern, with its type and content, so that tests can
+// check that a refused commit changed nothing.
+func snapshot(t fataler, ctx context.Context, rdb redis.UniversalClient, pattern string) map[string]string {
+	t.Helper()
+	keys, err := rdb.Keys(ctx, pattern).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]string, len(keys))
+	for _, k := range keys {
+		typ, err := rdb.Type(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var content string
+		switch typ {
+		case "string":
+			content, err = rdb.Get(ctx, k).Result()
+		case "hash":
+			var m map[string]string
+			m, err = rdb.HGetAll(ctx, k).Result()
+			content = sortedMap(m)
+		case "set":
+			var ms []string
+			ms, err = rdb.SMembers(ctx, k).Result()
+			slices.Sort(ms)
+			content = strings.Join(ms, ",")
+		case "zset":
+			var zs []redis.Z
+			zs, err = rdb.ZRangeWithScores(ctx, k, 0, -1).Result()
+			parts := make([]string, 0, len(zs))
+			for _, z := range zs {
+				parts = append(parts, fmt.Sprintf("%v=%g", z.Member, z.Score))
+			}
+			content = strings.Join(parts, ",")
+		default:
+			t.Fatalf("key %s has unexpected type %s", k, typ)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[k] = typ + ":" + content
+	}
+	return out
+}
+
+func sortedMap(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+// eventually polls cond until it is true or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,183 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// The key layout. Every key Tandem writes is listed here, and nowhere else.
+//
+// Every key starts with "tandem:" and carries a Redis Cluster hash tag, the part between
+// braces, which decides the key's slot. All of one user's keys share the tag {<org>:<user>},
+// so a user's lease, fence and state live in one slot and one Lua script can check the
+// lease and write the state atomically, on a single Redis or a Cluster alike. Org-level keys
+// share {<org>}. Ids are tokens (see ValidID), so they cannot contain the ':', '{' or '}'
+// that would let one id forge another's key.
+//
+// Global (tag {global}):
+//
+//	tandem:{global}:orgs                 set     ids of the orgs (index; an id without an org is skipped)
+//
+// Per org (tag {<org>}):
+//
+//	tandem:{O}:org                       hash    "settings" → Org without secrets (protobuf);
+//	                                             "secret:<field>" → sealed secret (see orgs.go)
+//	tandem:{O}:configs                   hash    configuration id → SyncConfiguration (protobuf)
+//	tandem:{O}:users                     hash    user id → SyncUser (protobuf)
+//	tandem:{O}:users:email               hash    lower-cased email → user id
+//	tandem:{O}:resets                    hash    user id → ResetStatus (enum number)
+//	tandem:{O}:cursor:<name>             string  an org-level cursor (Salesforce watermark, ...)
+//	tandem:{O}:errors:data               hash    "<entry>:<attr>" → one attribute of an error-report entry
+//	tandem:{O}:errors:recent             zset    entry id scored by last seen (unix ms): the report, newest last
+//	tandem:{O}:errors:user:<U>           zset    the same, for one user's entries
+//
+// Per user (tag {<org>:<user>}):
+//
+//	tandem:{O:U}:lease:<role>            string  fencing token of the current holder, with the lease's TTL
+//	tandem:{O:U}:fence:<role>            string  fencing counter: the last token issued for the role
+//	tandem:{O:U}:cursor:<name>           string  a per-user cursor (EWS SyncState, ...)
+//
+// Reserved per-user names for the reconciler and the workers, whose packages define the
+// parts after the name: mapping, mappings, syncstate, status, pending, held, cycle.
+//
+// Other packages build per-user keys with UserKey.Key, which accepts only the names
+// registered in userNames below: a new name is added here, with a line in this layout, so
+// that the whole layout stays readable in this one file.
+const keyPrefix = "tandem:"
+
+// globalTag is the hash tag of the few keys that span orgs.
+const globalTag = "global"
+
+// Names of per-org keys.
+const (
+	orgSettingsName   = "org"
+	orgConfigsName    = "configs"
+	orgUsersName      = "users"
+	orgEmailIndexName = "users:email"
+	orgResetsName     = "resets"
+	orgCursorName     = "cursor"
+	orgErrorsData     = "errors:data"
+	orgErrorsRecent   = "errors:recent"
+	orgErrorsUser     = "errors:user"
+)
+
+// Names of per-user keys, the first part given to UserKey.Key.
+const (
+	userLeaseName  = "lease"
+	userFenceName  = "fence"
+	userCursorName = "cursor"
+)
+
+// userNames are the per-user key names in use; UserKey.Key refuses any other so that a new
+// name is added here, with a line in the layout above.
+var userNames = map[string]bool{
+	userLeaseName:  true,
+	userFenceName:  true,
+	userCursorName: true,
+	// Reserved for the reconciler and the workers (see their packages).
+	"mapping":   true,
+	"mappings":  true,
+	"syncstate": true,
+	"status":    true,
+	"pending":   true,
+	"held":      true,
+	"cycle":     true,
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// ErrInvalidID means an id or key name is not a token of 1 to 128 letters, digits, '_' or '-'.
+var ErrInvalidID = errors.New("invalid id")
+
+// ValidID reports whether s may be used as an id in keys: 1 to 128 ASCII letters, digits,
+// '_' or '-', the same rule as NATS subject tokens.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+func checkID(what, s string) error {
+	if !ValidID(s) {
+		return fmt.Errorf("%w: %s %q", ErrInvalidID, what, truncate(s, 140))
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// UserKey identifies one syncing user: all of the user's keys share its hash tag.
+type UserKey struct {
+	OrgID  string
+	UserID string
+}
+
+// Validate checks both ids.
+func (uk UserKey) Validate() error {
+	if err := checkID("org id", uk.OrgID); err != nil {
+		return err
+	}
+	return checkID("user id", uk.UserID)
+}
+
+// String returns "org/user", for logs and errors.
+func (uk UserKey) String() string { return uk.OrgID + "/" + uk.UserID }
+
+// tag is the content of the user's hash tag, without braces.
+func (uk UserKey) tag() string { return uk.OrgID + ":" + uk.UserID }
+
+// Key returns the per-user key tandem:{org:user}:<name>[:<part>...]. name must be one of the
+// names registered in this file; every part must be a valid id.
+func (uk UserKey) Key(name string, parts ...string) (string, error) {
+	if err := uk.Validate(); err != nil {
+		return "", err
+	}
+	if !userNames[name] {
+		return "", fmt.Errorf("%w: unregistered per-user key name %q (add it to store/keys.go)", ErrInvalidID, name)
+	}
+	for _, p := range parts {
+		if err := checkID("key part", p); err != nil {
+			return "", err
+		}
+	}
+	return join(uk.tag(), name, parts...), nil
+}
+
+func (uk UserKey) leaseKey(role string) string { return join(uk.tag(), userLeaseName, role) }
+func (uk UserKey) fenceKey(role string) string { return join(uk.tag(), userFenceName, role) }
+
+func join(tag, name string, parts ...string) string {
+	var b strings.Builder
+	b.WriteString(keyPrefix)
+	b.WriteByte('{')
+	b.WriteString(tag)
+	b.WriteString("}:")
+	b.WriteString(name)
+	for _, p := range parts {
+		b.WriteByte(':')
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// orgKey returns tandem:{org}:<name>[:<part>...]; ids must have been validated.
+func orgKey(org, name string, parts ...string) string { return join(org, name, parts...) }
+
+func orgIndexKey() string { return join(globalTag, "orgs") }
+
+// hashTag returns the part of key that Redis Cluster hashes: the content of the first
+// {...} if it is non-empty, as Redis defines it. ok is false for keys without a tag.
+func hashTag(key string) (tag string, ok bool) {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return "", false
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	if end <= 0 {
+		return "", false
+	}
+	return key[open+1 : open+1+end], true
+}

@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Lease errors.
+var (
+	// ErrLeaseHeld means another holder has the lease; the error is a *LeaseHeldError.
+	ErrLeaseHeld = errors.New("lease held by another holder")
+	// ErrLeaseLost means the lease expired or was taken over, so it can no longer be renewed,
+	// released or committed with.
+	ErrLeaseLost = errors.New("lease lost")
+)
+
+// LeaseHeldError says who holds a lease for how much longer. It matches ErrLeaseHeld.
+type LeaseHeldError struct {
+	User UserKey
+	Role string
+	// Remaining is the holder's remaining TTL; retry after it.
+	Remaining time.Duration
+}
+
+func (e *LeaseHeldError) Error() string {
+	return fmt.Sprintf("lease %s for %s: held for another %s", e.Role, e.User, e.Remaining)
+}
+
+// Is makes errors.Is(err, ErrLeaseHeld) true.
+func (e *LeaseHeldError) Is(target error) bool { return target == ErrLeaseHeld }
+
+// Lease is the exclusive right to work on one user in one role (e.g. "reconcile",
+// "exchange"), proven by a fencing token: tokens of a user's role strictly increase, and
+// Commit refuses any token but the current holder's, so a holder that paused past its TTL
+// cannot overwrite the work of the one that took over.
+type Lease struct {
+	store      *Store
+	uk         UserKey
+	role       string
+	key        string
+	fenceKey   string
+	token      int64
+	ttl        time.Duration
+	acquiredAt time.Time
+}
+
+// AcquireLease takes the user's lease for role for ttl (at least a millisecond). It fails with
+// a *LeaseHeldError if another holder has it.
+func (s *Store) AcquireLease(ctx context.Context, uk UserKey, role string, ttl time.Duration) (*Lease, error) {
+	if err := uk.Validate(); err != nil {
+		return nil, fmt.Errorf("acquire lease: %w", err)
+	}
+	if err := checkID("lease role", role); err != nil {
+		return nil, fmt.Errorf("acquire lease: %w", err)
+	}
+	if ttl < time.Millisecond {
+		return nil, fmt.Errorf("acquire lease %s for %s: ttl %s is shorter than a millisecond", role, uk, ttl)
+	}
+	l := &Lease{store: s, uk: uk, role: role, key: uk.leaseKey(role), fenceKey: uk.fenceKey(role), ttl: ttl}
+	// The lease is known valid until acquiredAt+ttl: Redis started the TTL after this instant.
+	l.acquiredAt = time.Now()
+	res, err := acquireScript.Run(ctx, s.rdb, []string{l.key, l.fenceKey}, ttl.Milliseconds()).Int64Slice()
+	if err != nil {
+		return nil, fmt.Errorf("acquire lease %s for %s: %w", role, uk, err)
+	}
+	if len(res) != 2 {
+		return nil, fmt.Errorf("acquire lease %s for %s: malformed reply %v", role, uk, res)
+	}
+	if res[0] == 0 {
+		return nil, &LeaseHeldError{User: uk, Role: role, Remaining: time.Duration(res[1]) * time.Millisecond}
+	}
+	l.token = res[1]
+	return l, nil
+}
+
+// acquireScript: KEYS = lease, fence; ARGV = ttl in ms. Replies {1, token} or {0, holder's
+// remaining ms}. The counter is incremented only when the lease is free, so every token
+// issued belongs to exactly one holder.
+var acquireScript = redis.NewScript(`
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl ~= -2 then
+  if pttl < 0 then pttl = 0 end
+  return {0, pttl}
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
+return {1, token}
+`)
+
+// renewScript: KEYS = lease; ARGV = token, ttl in ms. Replies 1 if renewed, 0 if not ours.
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// releaseScript: KEYS = lease; ARGV = token. Replies 1 if released, 0 if not ours.
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`)
+
+// Token returns the lease's fencing token.
+func (l *Lease) Token() int64 { return l.token }
+
+// User returns the user the lease is for.
+func (l *Lease) User() UserKey { return l.uk }
+
+// Role returns the lease's role.
+func (l *Lease) Role() string { return l.role }
+
+// TTL returns the lease's time to live, which Renew restores.
+func (l *Lease) TTL() time.Duration { return l.ttl }
+
+// Renew restores the lease's full TTL if it is still this lease's; ErrLeaseLost otherwise.
+func (l *Lease) Renew(ctx context.Context) error {
+	ok, err := renewScript.Run(ctx, l.store.rdb, []string{l.key}, strconv.FormatInt(l.token, 10), l.ttl.Milliseconds()).Int64()
+	if err != nil {
+		return fmt.Errorf("renew lease %s for %s: %w", l.role, l.uk, err)
+	}
+	if ok == 0 {
+		return fmt.Errorf("renew lease %s for %s (token %d): %w", l.role, l.uk, l.token, ErrLeaseLost)
+	}
+	return nil
+}
+
+// Release gives the lease up if it is still this lease's, so the next holder need not wait
+// for the TTL; ErrLeaseLost if it was not (nothing is changed then).
+func (l *Lease) Release(ctx context.Context) error {
+	ok, err := releaseScript.Run(ctx, l.store.rdb, []string{l.key}, strconv.FormatInt(l.token, 10)).Int64()
+	if err != nil {
+		return fmt.Errorf("release lease %s for %s: %w", l.role, l.uk, err)
+	}
+	if ok == 0 {
+		return fmt.Errorf("release lease %s for %s (token %d): %w", l.role, l.uk, l.token, ErrLeaseLost)
+	}
+	return nil
+}
+
+// Run calls fn while keeping the lease renewed in the background, every third of its TTL.
+// If the lease is lost, or cannot be renewed before it would expire (Redis unreachable), fn's
+// context is cancelled with ErrLeaseLost as its cause and Run returns an error matching
+// ErrLeaseLost. Otherwise Run returns fn's error. Run does not release the lease.
+//
+// Cancelling fn's context is a courtesy that stops wasted work; correctness comes from
+// Commit, which refuses the stale token of a lease that was lost.
+func (l *Lease) Run(ctx context.Context, fn func(ctx context.Context) error) error {
+	workCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	renewerDone := make(chan struct{})
+	go func() {
+		defer close(renewerDone)
+		l.keepAlive(workCtx, done, cancel)
+	}()
+	err := fn(workCtx)
+	close(done)
+	<-renewerDone
+	if cause := context.Cause(workCtx); errors.Is(cause, ErrLeaseLost) {
+		if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrLeaseLost) {
+			return cause
+		}
+		return errors.Join(cause, err)
+	}
+	return err
+}
+
+func (l *Lease) keepAlive(ctx context.Context, done <-chan struct{}, cancel context.CancelCauseFunc) {
+	interval := l.ttl / 3
+	retry := max(interval/5, time.Millisecond)
+	validUntil := l.acquiredAt.Add(l.ttl)
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		start := time.Now()
+		err := l.Renew(ctx)
+		switch {
+		case err == nil:
+			validUntil = start.Add(l.ttl)
+			timer.Reset(interval)
+		case errors.Is(err, ErrLeaseLost):
+			cancel(err)
+			return
+		case ctx.Err() != nil:
+			return
+		case time.Now().Add(retry).After(validUntil):
+			cancel(fmt.Errorf("lease %s for %s: could not renew before it expires: %w (%w)", l.role, l.uk, ErrLeaseLost, err))
+			return
+		default:
+			timer.Reset(retry)
+		}
+	}
+}
+
+// WithLease acquires the user's lease for role, runs fn under it as Lease.Run does, and
+// releases it. fn receives the lease for its commits.
+func (s *Store) WithLease(ctx context.Context, uk UserKey, role string, ttl time.Duration, fn func(ctx context.Context, lease *Lease) error) error {
+	lease, err := s.AcquireLease(ctx, uk, role, ttl)
+	if err != nil {
+		return err
+	}
+	runErr := lease.Run(ctx, func(ctx context.Context) error { return fn(ctx, lease) })
+	// Release even if ctx is done: the next holder should not wait out the TTL.
+	relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := lease.Release(relCtx); err != nil && !errors.Is(err, ErrLeaseLost) && runErr == nil {
+		return err
+	}
+	return runErr
+}
