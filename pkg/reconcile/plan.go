@@ -194,7 +194,11 @@ type Plan struct {
 	NewHold *tandemv1.Hold
 	// ResolvedHold is the id of a decided hold this cycle carried out; it can be removed.
 	ResolvedHold string
-	Conflicts    []Conflict
+	// Adopted are writes in flight whose effect the plan found already made (a create whose
+	// record appeared on the target before its result arrived): their PendingKeys, cleared, and
+	// the target observations to store.
+	Adopted   []Effects
+	Conflicts []Conflict
 	// Errors are user-level problems (record limit, a side that looks empty, held deletes).
 	Errors []*syncerr.Error
 	// Unchanged counts pairs in sync that need nothing; InFlight counts pairs with writes in flight.
@@ -344,7 +348,7 @@ func (p *planner) addWrite(target tandemv1.System, op tandemv1.WriteOp, key stri
 	if cmd.Record != nil {
 		cmd.ContentHash = model.ContentHash(cmd.Record)
 	}
-	cmd.CommandId = CommandID(target, cmd)
+	cmd.CommandId = CommandID(target, p.s.Cycle, cmd)
 	w := Write{PendingWrite: pw, Reason: reason, Display: display}
 	p.busy[key] = true
 	if op == tandemv1.WriteOp_WRITE_OP_DELETE {
@@ -361,8 +365,12 @@ func (p *planner) removeLink(key string, m *tandemv1.Mapping, tombstone string, 
 	p.removals = append(p.removals, removal{key: key, mapping: m, tombstone: tombstone, survivorSide: survivorSide, survivor: survivor})
 }
 
-// CommandID is the deterministic id of a command: the same decision always yields the same id,
-// so a re-sent command is recognised as the same one (and de-duplicated by the bus).
-func CommandID(target tandemv1.System, cmd *tandemv1.WriteCommand) string {
-	return fmt.Sprintf("%s-%s-%s-%s", sideName(target)[:2], cmd.GetOp().String()[9:], cmd.GetSyncKey(), shortHash(cmd.GetTargetId()+"|"+cmd.GetExpectedVersion()+"|"+cmd.GetContentHash()))
+// CommandID is the deterministic id of a command: the same decision in the same cycle always
+// yields the same id, so a cycle planned again after a crash re-sends the same commands (and the
+// bus de-duplicates them). A later cycle that issues the same decision again — after a write went
+// unanswered, or after a reset — gets a new id, so it is never mistaken for the earlier command,
+// which workers skip once it is completed.
+func CommandID(target tandemv1.System, cycle uint64, cmd *tandemv1.WriteCommand) string {
+	return fmt.Sprintf("%s-%s-%s-c%d-%s", sideName(target)[:2], cmd.GetOp().String()[9:], cmd.GetSyncKey(), cycle,
+		shortHash(cmd.GetTargetId()+"|"+cmd.GetExpectedVersion()+"|"+cmd.GetContentHash()))
 }

@@ -141,7 +141,7 @@ func TestUpdateCarriesTargetIdentityAndChangeKey(t *testing.T) {
 	if c.GetTargetId() != "E1" || c.GetExpectedVersion() != "v-E1" || c.GetRecord().GetContact().GetSurname() != "King" || c.GetSyncKey() != "k1" {
 		t.Errorf("command = %v", c)
 	}
-	if c.GetCommandId() != CommandID(exchange, c) || c.GetCommandId() == "" {
+	if c.GetCommandId() != CommandID(exchange, 7, c) || c.GetCommandId() == "" {
 		t.Error("command id not deterministic")
 	}
 }

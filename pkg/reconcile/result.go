@@ -46,9 +46,18 @@ func ApplyResult(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv
 	if !res.GetOk() {
 		code := syncerr.Code(res.GetError().GetCode())
 		if gone(code) {
-			if cmd.GetOp() == tandemv1.WriteOp_WRITE_OP_DELETE {
+			switch cmd.GetOp() {
+			case tandemv1.WriteOp_WRITE_OP_DELETE:
 				// Already gone: the delete is done.
 				return deleted(eff, cmd, m, observed)
+			case tandemv1.WriteOp_WRITE_OP_CREATE:
+				// An earlier attempt of this create took effect and the user has deleted its record
+				// since: link the pair as created and observe the record deleted, so the deletion is
+				// carried over instead of the record being created again.
+				if id := res.GetRecord().GetId(); id != "" {
+					eff = createdThenDeleted(kind, pw, m, id, observed, eff)
+					return eff
+				}
 			}
 			// The target vanished under the update: observe it as deleted; the next cycle decides.
 			eff.Mirror = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: cmd.GetTargetId()}, Deleted: true, ObservedAt: observed}
@@ -115,6 +124,24 @@ func ApplyResult(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv
 		eff.Mapping = n
 		return eff
 	}
+}
+
+func createdThenDeleted(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv1.Mapping, id string, observed *timestamppb.Timestamp, eff Effects) Effects {
+	cmd := pw.GetCommand()
+	target := pw.GetTarget()
+	var n *tandemv1.Mapping
+	if m != nil {
+		n = proto.Clone(m).(*tandemv1.Mapping)
+	} else {
+		n = &tandemv1.Mapping{SyncKey: cmd.GetSyncKey(), Kind: kind, Origin: other(target)}
+	}
+	setSide(n, target, id, "")
+	setSide(n, other(target), pw.GetSourceId(), pw.GetSourceVersion())
+	rebase(n, kind, target, model.SyncFields(kind), model.FieldHashes(cmd.GetRecord()), pw.GetSourceFieldHashes())
+	n.SyncedAt = observed
+	eff.Mapping = n
+	eff.Mirror = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: id}, Deleted: true, ObservedAt: observed}
+	return eff
 }
 
 func deleted(eff Effects, cmd *tandemv1.WriteCommand, m *tandemv1.Mapping, observed *timestamppb.Timestamp) Effects {

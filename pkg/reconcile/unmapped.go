@@ -26,8 +26,8 @@ func free(mirror map[string]*tandemv1.MirrorRecord, linked map[string]string) []
 // unmapped links records that were never linked (by sync key, then email, then first + last name
 // + company) and creates the rest on the other side where the direction allows.
 func (p *planner) unmapped() {
-	exFree := free(p.s.Exchange, p.linkedEx)
-	sfFree := free(p.s.Salesforce, p.linkedSF)
+	exFree := p.adopt(exchange, free(p.s.Exchange, p.linkedEx))
+	sfFree := p.adopt(salesforce, free(p.s.Salesforce, p.linkedSF))
 
 	// 1. By sync key: records Tandem wrote carry their pair's key (this relinks after a reset, or
 	//    after a crash between a write and its commit).
@@ -122,6 +122,35 @@ func (p *planner) unmapped() {
 		p.plan.Errors = append(p.plan.Errors, syncerr.New(syncerr.SyncRecordLimit,
 			"the user has more than %d %s records to sync; the rest are not synced", p.s.Settings.MaxRecords, kindName(p.s.Kind)))
 	}
+}
+
+// adopt links records that are the effect of a create still in flight: the record carries the
+// sync key of a pending create towards its side, so it is that create's result, arrived by
+// observation before (or instead of) the worker's report — a worker that crashed after writing.
+// Linking it now, exactly as the result would, keeps it from being mistaken for a new record and
+// synced back. It returns the records that remain free.
+func (p *planner) adopt(side tandemv1.System, recs []*tandemv1.MirrorRecord) []*tandemv1.MirrorRecord {
+	out := recs[:0:0]
+	for _, r := range recs {
+		key := r.GetRecord().GetSyncKey()
+		pw := p.s.Pending[PendingKey(side, key)]
+		if key == "" || pw == nil || pw.GetCommand().GetOp() != tandemv1.WriteOp_WRITE_OP_CREATE || p.busy[key] {
+			out = append(out, r)
+			continue
+		}
+		// The base is what Tandem wrote, not what is there now: the user may have edited the
+		// record since, and that edit must count as a change.
+		written := model.CopyFields(r.GetRecord(), pw.GetCommand().GetRecord(), model.SyncFields(p.s.Kind))
+		res := &tandemv1.WriteResult{CommandId: pw.GetCommand().GetCommandId(), SyncKey: key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, Ok: true, AlreadyApplied: true, Record: written}
+		eff := ApplyResult(p.s.Kind, pw, p.s.Mappings[key], nil, res, r.GetObservedAt().AsTime())
+		eff.Mirror = nil // the observation is already in the mirror
+		p.plan.Adopted = append(p.plan.Adopted, eff)
+		p.plan.Links = append(p.plan.Links, eff.Mapping)
+		p.linkedEx[eff.Mapping.GetExchangeId()] = key
+		p.linkedSF[eff.Mapping.GetSalesforceId()] = key
+		p.busy[key] = true
+	}
+	return out
 }
 
 // keyFree reports whether a sync key is not already used by a link or a planned write.

@@ -32,6 +32,7 @@ import (
 //	tandem:{O}:errors:data               hash    "<entry>:<attr>" → one attribute of an error-report entry
 //	tandem:{O}:errors:recent             zset    entry id scored by last seen (unix ms): the report, newest last
 //	tandem:{O}:errors:user:<U>           zset    the same, for one user's entries
+//	tandem:{O}:activity:<kind>           hash    minute (unix minutes) → records synced; "last" → unix ms of the last sync
 //
 // Per user (tag {<org>:<user>}):
 //
@@ -39,8 +40,22 @@ import (
 //	tandem:{O:U}:fence:<role>            string  fencing counter: the last token issued for the role
 //	tandem:{O:U}:cursor:<name>           string  a per-user cursor (EWS SyncState, ...)
 //
-// Reserved per-user names for the reconciler and the workers, whose packages define the
-// parts after the name: mapping, mappings, syncstate, status, pending, held, cycle.
+// The reconciler's ledger (package ledger), per record kind <k> ("contact", "event"):
+//
+//	tandem:{O:U}:mirror:<side>:<k>       hash    record id → MirrorRecord: newest observation of each record on a side
+//	tandem:{O:U}:mappings:<k>            hash    sync key → Mapping: the links between records
+//	tandem:{O:U}:pending:<k>             hash    "<side>:<sync key>" → PendingWrite: writes in flight
+//	tandem:{O:U}:rejected:<k>            hash    "<side>:<sync key>" → RejectedWrite: writes the target refused
+//	tandem:{O:U}:tombstones:<k>          set     "<side>:<id>": records never to be recreated on the other side
+//	tandem:{O:U}:held:<k>                hash    hold id → Hold; "decision:<hold id>" → approve | reject
+//	tandem:{O:U}:cycle:<k>               hash    cycle bookkeeping: pages received per side and cycle, readiness
+//
+// Statuses (package status):
+//
+//	tandem:{O:U}:status                  hash    part ("scheduler", "exchange", "reconciler") → UserStatus;
+//	                                             "kind:<RecordKind>" → KindStatus
+//
+// Reserved per-user names for the workers: mapping, syncstate.
 //
 // Other packages build per-user keys with UserKey.Key, which accepts only the names
 // registered in userNames below: a new name is added here, with a line in this layout, so
@@ -61,6 +76,7 @@ const (
 	orgErrorsData     = "errors:data"
 	orgErrorsRecent   = "errors:recent"
 	orgErrorsUser     = "errors:user"
+	orgActivityName   = "activity"
 )
 
 // Names of per-user keys, the first part given to UserKey.Key.
@@ -76,14 +92,18 @@ var userNames = map[string]bool{
 	userLeaseName:  true,
 	userFenceName:  true,
 	userCursorName: true,
-	// Reserved for the reconciler and the workers (see their packages).
+	// The reconciler's ledger and the statuses (see the layout above).
+	"mirror":     true,
+	"mappings":   true,
+	"pending":    true,
+	"rejected":   true,
+	"tombstones": true,
+	"held":       true,
+	"cycle":      true,
+	"status":     true,
+	// Reserved for the workers.
 	"mapping":   true,
-	"mappings":  true,
 	"syncstate": true,
-	"status":    true,
-	"pending":   true,
-	"held":      true,
-	"cycle":     true,
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)

@@ -353,7 +353,12 @@ type ChangeBatch struct {
 	// read_at is when the worker started the read that returned these changes. The reconciler
 	// keeps, per record, the newest observation by this time, so a redelivered or overtaken
 	// batch never overwrites newer knowledge.
-	ReadAt        *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	ReadAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	// previous_cycle is the cycle of the read this one continues from (the read that stored the
+	// cursor it started at); 0 for a full read. A side counts as read up to a cycle only when the
+	// chain of reads leading to it has fully arrived, so reads completing out of order never make
+	// the reconciler plan with a gap in what it knows.
+	PreviousCycle uint64 `protobuf:"varint,13,opt,name=previous_cycle,json=previousCycle,proto3" json:"previous_cycle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -470,6 +475,13 @@ func (x *ChangeBatch) GetReadAt() *timestamppb.Timestamp {
 		return x.ReadAt
 	}
 	return nil
+}
+
+func (x *ChangeBatch) GetPreviousCycle() uint64 {
+	if x != nil {
+		return x.PreviousCycle
+	}
+	return 0
 }
 
 // WriteCommand asks the worker that owns a system to write one record.
@@ -1312,7 +1324,7 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\x0e2\x15.tandem.v1.ChangeTypeR\x04type\x12)\n" +
 	"\x06record\x18\x02 \x01(\v2\x11.tandem.v1.RecordR\x06record\x12 \n" +
 	"\fout_of_scope\x18\x03 \x01(\bR\n" +
-	"outOfScope\"\xa3\x03\n" +
+	"outOfScope\"\xca\x03\n" +
 	"\vChangeBatch\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12)\n" +
@@ -1327,7 +1339,8 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\achanges\x18\n" +
 	" \x03(\v2\x11.tandem.v1.ChangeR\achanges\x12*\n" +
 	"\x05error\x18\v \x01(\v2\x14.tandem.v1.SyncErrorR\x05error\x123\n" +
-	"\aread_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\"\x9a\x02\n" +
+	"\aread_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\x12%\n" +
+	"\x0eprevious_cycle\x18\r \x01(\x04R\rpreviousCycle\"\x9a\x02\n" +
 	"\fWriteCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\"\n" +

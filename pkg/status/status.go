@@ -1,0 +1,173 @@
+// Package status stores and assembles users' sync statuses, the per-user half of the
+// Lightning Sync status tables. Several services know parts of a user's status — the
+// exchange-worker knows whether the mailbox can be impersonated and the sync folder found, the
+// reconciler knows how far each direction has synced, the scheduler knows when the user is due —
+// so each writes its own part, and readers merge the parts into one tandemv1.UserStatus. No
+// part is ever read-modified-written by two services.
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tandem-sync/tandem/pkg/store"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// Part names a service's part of a user's status.
+type Part string
+
+// The parts, merged in this order.
+const (
+	PartScheduler Part = "scheduler"
+	PartExchange  Part = "exchange"
+	PartReconcile Part = "reconciler"
+)
+
+var partOrder = []Part{PartScheduler, PartExchange, PartReconcile}
+
+const kindFieldPrefix = "kind:"
+
+// Store reads and writes status parts in Redis.
+type Store struct{ st *store.Store }
+
+// New returns a status store over st.
+func New(st *store.Store) *Store { return &Store{st: st} }
+
+func key(uk store.UserKey) (string, error) { return uk.Key("status") }
+
+// Put replaces one part of a user's status.
+func (s *Store) Put(ctx context.Context, uk store.UserKey, part Part, us *tandemv1.UserStatus) error {
+	k, err := key(uk)
+	if err != nil {
+		return err
+	}
+	b, err := proto.Marshal(us)
+	if err != nil {
+		return fmt.Errorf("encode %s status of %s: %w", part, uk, err)
+	}
+	return s.st.Apply(ctx, store.HSet(k, string(part), b))
+}
+
+// PutKind replaces the reconciler's status of one record kind.
+func (s *Store) PutKind(ctx context.Context, uk store.UserKey, ks *tandemv1.KindStatus) error {
+	k, err := key(uk)
+	if err != nil {
+		return err
+	}
+	b, err := proto.Marshal(ks)
+	if err != nil {
+		return fmt.Errorf("encode %s status of %s: %w", ks.GetKind(), uk, err)
+	}
+	return s.st.Apply(ctx, store.HSet(k, kindFieldPrefix+ks.GetKind().String(), b))
+}
+
+// GetPart returns one part as its writer stored it (empty when none).
+func (s *Store) GetPart(ctx context.Context, uk store.UserKey, part Part) (*tandemv1.UserStatus, error) {
+	k, err := key(uk)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := s.st.Client().HGet(ctx, k, string(part)).Bytes()
+	us := &tandemv1.UserStatus{}
+	if errors.Is(err, redis.Nil) {
+		return us, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s status of %s: %w", part, uk, err)
+	}
+	if err := proto.Unmarshal(raw, us); err != nil {
+		return nil, fmt.Errorf("decode %s status of %s: %w", part, uk, err)
+	}
+	return us, nil
+}
+
+// Get assembles a user's status from every part. A user nobody has reported on yet has an empty
+// status with only the ids set.
+func (s *Store) Get(ctx context.Context, uk store.UserKey) (*tandemv1.UserStatus, error) {
+	k, err := key(uk)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := s.st.Client().HGetAll(ctx, k).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read status of %s: %w", uk, err)
+	}
+	return Merge(uk, raw)
+}
+
+// Merge assembles a status from the raw fields of a user's status hash.
+func Merge(uk store.UserKey, raw map[string]string) (*tandemv1.UserStatus, error) {
+	out := &tandemv1.UserStatus{OrgId: uk.OrgID, UserId: uk.UserID}
+	kinds := map[tandemv1.RecordKind]*tandemv1.KindStatus{}
+	for _, p := range partOrder {
+		v, ok := raw[string(p)]
+		if !ok {
+			continue
+		}
+		part := &tandemv1.UserStatus{}
+		if err := proto.Unmarshal([]byte(v), part); err != nil {
+			return nil, fmt.Errorf("decode %s status of %s: %w", p, uk, err)
+		}
+		for _, ks := range part.GetKinds() {
+			mergeKind(kinds, ks)
+		}
+		part.Kinds = nil
+		if part.GetLastError() != nil {
+			out.LastError = nil // the later part's error replaces an earlier one
+		}
+		proto.Merge(out, part)
+	}
+	for field, v := range raw {
+		if !strings.HasPrefix(field, kindFieldPrefix) {
+			continue
+		}
+		ks := &tandemv1.KindStatus{}
+		if err := proto.Unmarshal([]byte(v), ks); err != nil {
+			return nil, fmt.Errorf("decode %s of %s: %w", field, uk, err)
+		}
+		mergeKind(kinds, ks)
+	}
+	for _, ks := range kinds {
+		out.Kinds = append(out.Kinds, ks)
+	}
+	sort.Slice(out.Kinds, func(i, j int) bool { return out.Kinds[i].GetKind() < out.Kinds[j].GetKind() })
+	out.OrgId, out.UserId = uk.OrgID, uk.UserID
+	return out, nil
+}
+
+func mergeKind(kinds map[tandemv1.RecordKind]*tandemv1.KindStatus, ks *tandemv1.KindStatus) {
+	cur, ok := kinds[ks.GetKind()]
+	if !ok {
+		kinds[ks.GetKind()] = proto.Clone(ks).(*tandemv1.KindStatus)
+		return
+	}
+	proto.Merge(cur, ks)
+}
+
+// Kind returns the status of kind within us, or nil.
+func Kind(us *tandemv1.UserStatus, kind tandemv1.RecordKind) *tandemv1.KindStatus {
+	for _, ks := range us.GetKinds() {
+		if ks.GetKind() == kind {
+			return ks
+		}
+	}
+	return nil
+}
+
+// Settled reports whether a direction status means every record has synced.
+func Settled(d tandemv1.DirectionStatus) bool {
+	switch d {
+	case tandemv1.DirectionStatus_DIRECTION_STATUS_IN_SYNC,
+		tandemv1.DirectionStatus_DIRECTION_STATUS_INITIAL_SYNC_COMPLETED,
+		tandemv1.DirectionStatus_DIRECTION_STATUS_NOT_SET_TO_SYNC:
+		return true
+	}
+	return false
+}
