@@ -322,13 +322,18 @@ type recError struct {
 	Fields     []string `json:"fields"`
 }
 
+// recording reads a recorded Salesforce response from the client package's copy of the
+// recordings (one copy in the repository, with its sources and licenses).
 func recording(t testing.TB, name string) []byte {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "recordings", name))
-	if err != nil {
-		t.Fatalf("read recording: %v", err)
+	for _, dir := range []string{"restforce", "apache-camel"} {
+		data, err := os.ReadFile(filepath.Join("..", "salesforce", "testdata", "recordings", dir, name))
+		if err == nil {
+			return data
+		}
 	}
-	return data
+	t.Fatalf("no recording %s", name)
+	return nil
 }
 
 // strictDecode decodes, refusing fields the target does not declare, so that a shape test

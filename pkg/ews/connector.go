@@ -1,0 +1,781 @@
+package ews
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// ConnectorConfig configures a Connector.
+type ConnectorConfig struct {
+	// Connection is the org's Exchange connection. Required.
+	Connection *tandemv1.ExchangeConnection
+	// HTTPClient sends every request (EWS, Autodiscover, OAuth tokens); nil means
+	// DefaultHTTPClient with the connection's insecure_skip_verify.
+	HTTPClient *http.Client
+	// AllowHTTP permits plain-HTTP EWS and Autodiscover URLs; only for simulators and tests.
+	AllowHTTP bool
+	// PageSize is MaxChangesReturned per SyncFolderItems page; zero means 512.
+	PageSize int
+	// FolderCacheTTL is how long a mailbox's folder ids are reused; zero means one hour.
+	FolderCacheTTL time.Duration
+	// Client tunes the EWS client; its Credentials, HTTPClient, MaxConcurrencyPerMailbox and
+	// Logger are set from the fields above and the connection.
+	Client Config
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+}
+
+// Connector implements exchange.Connector over EWS for one org's Exchange connection.
+type Connector struct {
+	client       *Client
+	autodiscover *Autodiscover
+	ewsURL       string
+	domains      []string
+	pageSize     int
+	folderTTL    time.Duration
+	log          *slog.Logger
+	now          func() time.Time
+
+	prepares singleflight.Group
+	mu       sync.Mutex
+	folders  map[string]folderEntry
+}
+
+type folderEntry struct {
+	target  Target
+	folders exchange.Folders
+	expires time.Time
+}
+
+var _ exchange.Connector = (*Connector)(nil)
+
+// NewConnector returns a Connector for cfg.
+func NewConnector(cfg ConnectorConfig) (*Connector, error) {
+	conn := cfg.Connection
+	if conn == nil {
+		return nil, syncerr.New(syncerr.ExchangeConfigurationMissing, "no Exchange connection")
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = DefaultHTTPClient(conn.GetInsecureSkipVerify())
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var creds Credentials
+	var primaryDomain string
+	switch conn.GetAuth() {
+	case tandemv1.ExchangeAuth_EXCHANGE_AUTH_BASIC:
+		basic, err := NewBasicAuth(conn.GetServiceAccount(), conn.GetPassword())
+		if err != nil {
+			return nil, syncerr.Wrap(syncerr.ExchangeConfigurationMissing, err)
+		}
+		creds, primaryDomain = basic, basic.Domain()
+	case tandemv1.ExchangeAuth_EXCHANGE_AUTH_OAUTH_CLIENT_CREDENTIALS:
+		oauth, err := NewOAuth(OAuthConfig{
+			TenantID: conn.GetTenantId(), ClientID: conn.GetClientId(), ClientSecret: conn.GetClientSecret(),
+			TokenURL: conn.GetTokenUrl(), HTTPClient: hc,
+		})
+		if err != nil {
+			return nil, syncerr.Wrap(syncerr.ExchangeConfigurationMissing, err)
+		}
+		creds = oauth
+	default:
+		return nil, syncerr.New(syncerr.ExchangeConfigurationMissing, "Exchange connection has no authentication method")
+	}
+	ccfg := cfg.Client
+	ccfg.Credentials = creds
+	ccfg.HTTPClient = hc
+	ccfg.MaxConcurrencyPerMailbox = int(conn.GetMaxConcurrencyPerMailbox())
+	ccfg.Logger = logger
+	client, err := NewClient(ccfg)
+	if err != nil {
+		return nil, syncerr.Wrap(syncerr.ExchangeConfigurationMissing, err)
+	}
+	c := &Connector{
+		client:    client,
+		ewsURL:    conn.GetEwsUrl(),
+		pageSize:  cfg.PageSize,
+		folderTTL: cfg.FolderCacheTTL,
+		log:       logger,
+		now:       time.Now,
+		folders:   make(map[string]folderEntry),
+	}
+	if c.pageSize <= 0 || c.pageSize > MaxSyncChanges {
+		c.pageSize = MaxSyncChanges
+	}
+	if c.folderTTL <= 0 {
+		c.folderTTL = time.Hour
+	}
+	if primaryDomain != "" {
+		c.domains = append(c.domains, primaryDomain)
+		for _, d := range conn.GetAdditionalDomains() {
+			c.domains = append(c.domains, strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@")))
+		}
+	}
+	if c.ewsURL != "" {
+		u, err := url.Parse(c.ewsURL)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && cfg.AllowHTTP)) {
+			return nil, syncerr.New(syncerr.ExchangeConfigurationMissing, "EWS URL %q: want an https URL", c.ewsURL)
+		}
+	} else {
+		ad, err := NewAutodiscover(AutodiscoverConfig{
+			Credentials:    creds,
+			HTTPClient:     hc,
+			URL:            conn.GetAutodiscoverUrl(),
+			FallbackDomain: primaryDomain,
+			AllowHTTP:      cfg.AllowHTTP,
+			Logger:         logger,
+		})
+		if err != nil {
+			return nil, syncerr.Wrap(syncerr.ExchangeConfigurationMissing, err)
+		}
+		c.autodiscover = ad
+	}
+	return c, nil
+}
+
+// Client returns the connector's EWS client (for connection tests and tools).
+func (c *Connector) Client() *Client { return c.client }
+
+// target resolves where mb's requests go. Only addresses in the service account's domain or
+// the org's additional domains are accepted; the domain check is skipped when the account's
+// domain is unknown (DOMAIN\user accounts, OAuth apps).
+func (c *Connector) target(ctx context.Context, mb exchange.Mailbox) (Target, error) {
+	address := strings.TrimSpace(mb.Address)
+	_, domain, ok := strings.Cut(address, "@")
+	if !ok || domain == "" {
+		return Target{}, syncerr.New(syncerr.ExchangeMailboxNotFound, "%q is not an email address", mb.Address)
+	}
+	if len(c.domains) > 0 && !slices.Contains(c.domains, strings.ToLower(domain)) {
+		return Target{}, syncerr.New(syncerr.ExchangeMailboxNotFound,
+			"%s is not in the service account's domain or the org's additional domains (%s)", address, strings.Join(c.domains, ", "))
+	}
+	if c.ewsURL != "" {
+		return Target{URL: c.ewsURL, Address: address}, nil
+	}
+	s, err := c.autodiscover.Discover(ctx, address)
+	if err != nil {
+		return Target{}, err
+	}
+	return Target{URL: s.EWSURL, Address: address}, nil
+}
+
+// failed reacts to a whole-request failure: a mailbox whose endpoint stopped answering or
+// whose folders vanished is looked up afresh next time.
+func (c *Connector) failed(mb exchange.Mailbox, err error) {
+	var se *syncerr.Error
+	if !errors.As(err, &se) {
+		return
+	}
+	switch se.Code {
+	case syncerr.ExchangeUnavailable, syncerr.ExchangeTLS, syncerr.ExchangeMailboxNotFound:
+		if c.autodiscover != nil {
+			c.autodiscover.Forget(mb.Address)
+		}
+		c.forget(mb)
+	case syncerr.ExchangeFolderNotFound:
+		c.forget(mb)
+	}
+}
+
+func (c *Connector) forget(mb exchange.Mailbox) {
+	c.mu.Lock()
+	delete(c.folders, strings.ToLower(mb.Address))
+	c.mu.Unlock()
+}
+
+// Prepare checks the mailbox can be reached and impersonated, finds its calendar and finds or
+// creates the Salesforce_Sync folder under Contacts.
+//
+// Concurrent Prepares in one process share one run. Across processes, every creator looks
+// again after creating: if a server let a race create two folders, all workers pick the same
+// one (the oldest by creation time, then the smallest id) and the other stays unused.
+func (c *Connector) Prepare(ctx context.Context, mb exchange.Mailbox) (exchange.Folders, error) {
+	e, err := c.prepareShared(ctx, mb)
+	// Callers sharing a run all learn that it created the folder.
+	return e.folders, err
+}
+
+// prepareShared runs prepare once for all concurrent callers on mb.
+func (c *Connector) prepareShared(ctx context.Context, mb exchange.Mailbox) (folderEntry, error) {
+	ch := c.prepares.DoChan(strings.ToLower(mb.Address), func() (any, error) {
+		return c.prepare(context.WithoutCancel(ctx), mb)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			c.failed(mb, r.Err)
+			return folderEntry{}, r.Err
+		}
+		return r.Val.(folderEntry), nil
+	case <-ctx.Done():
+		return folderEntry{}, ctx.Err()
+	}
+}
+
+func (c *Connector) prepare(ctx context.Context, mb exchange.Mailbox) (folderEntry, error) {
+	t, err := c.target(ctx, mb)
+	if err != nil {
+		return folderEntry{}, err
+	}
+	wellKnown, err := c.client.GetFolders(ctx, t, CalendarFolder, ContactsFolder)
+	if err != nil {
+		return folderEntry{}, err
+	}
+	version, _ := c.client.ServerVersion(t.URL)
+	if !version.Supported() {
+		return folderEntry{}, syncerr.New(syncerr.ExchangeUnsupportedVersion,
+			"mailbox %s is on Exchange %s; Tandem needs Exchange 2016 or later", mb.Address, version)
+	}
+	calendar, contacts := wellKnown[0], wellKnown[1]
+	folder, created, err := c.syncFolder(ctx, t, FolderID{ID: contacts.ID.ID})
+	if err != nil {
+		return folderEntry{}, err
+	}
+	f := exchange.Folders{
+		ContactsFolderID:      folder.ID.ID,
+		CalendarFolderID:      calendar.ID.ID,
+		CreatedContactsFolder: created,
+		ServerVersion:         version.String(),
+	}
+	e := folderEntry{target: t, folders: f, expires: c.now().Add(c.folderTTL)}
+	c.mu.Lock()
+	c.folders[strings.ToLower(mb.Address)] = e
+	c.mu.Unlock()
+	c.log.InfoContext(ctx, "mailbox prepared", "org", mb.OrgID, "user", mb.UserID, "mailbox", mb.Address,
+		"server_version", f.ServerVersion, "created_folder", created)
+	return e, nil
+}
+
+// syncFolder finds or creates the Salesforce_Sync folder under contacts.
+func (c *Connector) syncFolder(ctx context.Context, t Target, contacts FolderID) (Folder, bool, error) {
+	found, err := c.findSyncFolders(ctx, t, contacts)
+	if err != nil {
+		return Folder{}, false, err
+	}
+	if len(found) > 0 {
+		return found[0], false, nil
+	}
+	made, err := c.client.CreateFolder(ctx, t, contacts, exchange.SyncFolderName, "IPF.Contact")
+	if err != nil && !errors.Is(err, ErrFolderExists) {
+		return Folder{}, false, err
+	}
+	// Look again: after ErrorFolderExists to find the winner's folder, after a success to
+	// notice a racer that a lenient server let create a second one.
+	found, ferr := c.findSyncFolders(ctx, t, contacts)
+	if ferr == nil && len(found) == 0 && err != nil {
+		// Folder names are unique regardless of case, but the restriction may compare them
+		// exactly: a user's "salesforce_sync" blocks the create yet does not match it.
+		found, ferr = c.listSyncFolders(ctx, t, contacts)
+	}
+	if ferr != nil {
+		return Folder{}, false, ferr
+	}
+	if len(found) == 0 {
+		if err == nil {
+			return made, true, nil
+		}
+		return Folder{}, false, syncerr.New(syncerr.ExchangeFolderNotFound,
+			"%s reported the %s folder exists but it cannot be found", t.Address, exchange.SyncFolderName)
+	}
+	return found[0], err == nil && found[0].ID.ID == made.ID.ID, nil
+}
+
+// findSyncFolders lists the Salesforce_Sync folders under contacts, the one to use first.
+func (c *Connector) findSyncFolders(ctx context.Context, t Target, contacts FolderID) ([]Folder, error) {
+	all, err := c.client.FindFolders(ctx, t, contacts, exchange.SyncFolderName)
+	if err != nil {
+		return nil, err
+	}
+	return pickSyncFolders(all), nil
+}
+
+// listSyncFolders is findSyncFolders without the server-side restriction.
+func (c *Connector) listSyncFolders(ctx context.Context, t Target, contacts FolderID) ([]Folder, error) {
+	all, err := c.client.FindFolders(ctx, t, contacts, "")
+	if err != nil {
+		return nil, err
+	}
+	var named []Folder
+	for _, f := range all {
+		if f.DisplayName != "" {
+			named = append(named, f)
+		}
+	}
+	return pickSyncFolders(named), nil
+}
+
+// pickSyncFolders keeps the folders named Salesforce_Sync (in any case), the one to use first.
+func pickSyncFolders(all []Folder) []Folder {
+	var found []Folder
+	for _, f := range all {
+		if strings.EqualFold(f.DisplayName, exchange.SyncFolderName) || f.DisplayName == "" {
+			found = append(found, f)
+		}
+	}
+	// Folders whose creation time is known come first, oldest first; ids break ties.
+	slices.SortFunc(found, func(a, b Folder) int {
+		if n := cmp.Compare(boolRank(a.Created.IsZero()), boolRank(b.Created.IsZero())); n != 0 {
+			return n
+		}
+		if n := a.Created.Compare(b.Created); n != 0 {
+			return n
+		}
+		return strings.Compare(a.ID.ID, b.ID.ID)
+	})
+	return found
+}
+
+// mailbox returns mb's target and folders, preparing the mailbox when they are not cached.
+func (c *Connector) mailbox(ctx context.Context, mb exchange.Mailbox) (Target, exchange.Folders, error) {
+	c.mu.Lock()
+	e, ok := c.folders[strings.ToLower(mb.Address)]
+	c.mu.Unlock()
+	if ok && c.now().Before(e.expires) {
+		return e.target, e.folders, nil
+	}
+	e, err := c.prepareShared(ctx, mb)
+	if err != nil {
+		return Target{}, exchange.Folders{}, err
+	}
+	return e.target, e.folders, nil
+}
+
+func folderOf(f exchange.Folders, kind tandemv1.RecordKind) (FolderID, error) {
+	switch kind {
+	case tandemv1.RecordKind_RECORD_KIND_CONTACT:
+		return FolderID{ID: f.ContactsFolderID}, nil
+	case tandemv1.RecordKind_RECORD_KIND_EVENT:
+		return FolderID{ID: f.CalendarFolderID}, nil
+	}
+	return FolderID{}, syncerr.New(syncerr.SyncMalformedMessage, "record kind %v has no Exchange folder", kind)
+}
+
+// elementOf is the EWS element of the items of kind.
+func elementOf(kind tandemv1.RecordKind) string {
+	if kind == tandemv1.RecordKind_RECORD_KIND_EVENT {
+		return "CalendarItem"
+	}
+	return "Contact"
+}
+
+// Changes reads what changed in kind's folder since cursor (a SyncState), page by page. When
+// Exchange rejects the sync state it starts over from scratch, marking the pages Full.
+func (c *Connector) Changes(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, exchange.Page) error) error {
+	t, folders, err := c.mailbox(ctx, mb)
+	if err != nil {
+		return err
+	}
+	folder, err := folderOf(folders, kind)
+	if err != nil {
+		return err
+	}
+	state, full, restarted := cursor, cursor == "", false
+	for {
+		res, err := c.client.SyncFolderItems(ctx, t, folder, state, c.pageSize)
+		if err != nil {
+			if errors.Is(err, ErrInvalidSyncState) && state != "" && !restarted {
+				c.log.WarnContext(ctx, "sync state rejected, reading the folder from scratch",
+					"org", mb.OrgID, "user", mb.UserID, "mailbox", mb.Address, "kind", kind.String())
+				state, full, restarted = "", true, true
+				continue
+			}
+			c.failed(mb, err)
+			return err
+		}
+		changes, err := c.materialize(ctx, t, mb, kind, res.Changes)
+		if err != nil {
+			c.failed(mb, err)
+			return err
+		}
+		if err := page(ctx, exchange.Page{Changes: changes, Cursor: res.SyncState, Last: res.Last, Full: full}); err != nil {
+			return err
+		}
+		if res.Last {
+			return nil
+		}
+		if res.SyncState == state && len(res.Changes) == 0 {
+			// A server that neither advances nor finishes would keep the loop going forever.
+			err := classify(fmt.Errorf("SyncFolderItems for %s: %w", mb.Address, malformed("page without changes, progress or end")))
+			c.failed(mb, err)
+			return err
+		}
+		state = res.SyncState
+	}
+}
+
+// materialize turns SyncFolderItems changes into canonical changes, reading the full content of
+// created and updated items with GetItem. Items that are not contacts (or calendar items) are
+// not synced and are skipped; an item deleted between the two calls is reported deleted.
+func (c *Connector) materialize(ctx context.Context, t Target, mb exchange.Mailbox, kind tandemv1.RecordKind, changes []SyncChange) ([]*tandemv1.Change, error) {
+	want := elementOf(kind)
+	var ids []ItemID
+	seen := make(map[string]bool)
+	for _, ch := range changes {
+		if (ch.Kind == ChangeCreate || ch.Kind == ChangeUpdate) && ch.ItemElement == want && !seen[ch.ID.ID] {
+			seen[ch.ID.ID] = true
+			ids = append(ids, ch.ID)
+		}
+	}
+	items := make(map[string]*Item, len(ids))
+	gone := make(map[string]bool)
+	if len(ids) > 0 {
+		res, err := c.client.GetItems(ctx, t, kind, ids)
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range res {
+			switch {
+			case r.Err == nil && r.Item.Record != nil:
+				items[ids[i].ID] = r.Item
+			case errors.Is(r.Err, ErrItemNotFound):
+				gone[ids[i].ID] = true
+			case r.Err != nil && syncerr.As(r.Err).Retryable():
+				return nil, r.Err
+			case r.Err != nil:
+				// A permanently unreadable item must not block the mailbox's sync: it is
+				// skipped and logged, and read again when it next changes.
+				c.log.ErrorContext(ctx, "skipping unreadable item", "org", mb.OrgID, "user", mb.UserID,
+					"mailbox", mb.Address, "item", ids[i].ID, "err", r.Err)
+			}
+		}
+	}
+	var out []*tandemv1.Change
+	emitted := make(map[string]bool)
+	for _, ch := range changes {
+		switch ch.Kind {
+		case ChangeDelete:
+			out = append(out, deleteChange(ch.ID.ID))
+		case ChangeCreate, ChangeUpdate:
+			if emitted[ch.ID.ID] {
+				continue
+			}
+			if it, ok := items[ch.ID.ID]; ok {
+				emitted[ch.ID.ID] = true
+				out = append(out, &tandemv1.Change{Type: tandemv1.ChangeType_CHANGE_TYPE_UPSERT, Record: it.Record})
+			} else if gone[ch.ID.ID] {
+				emitted[ch.ID.ID] = true
+				out = append(out, deleteChange(ch.ID.ID))
+			}
+		}
+	}
+	return out, nil
+}
+
+func deleteChange(id string) *tandemv1.Change {
+	return &tandemv1.Change{Type: tandemv1.ChangeType_CHANGE_TYPE_DELETE, Record: &tandemv1.Record{Id: id}}
+}
+
+// Apply carries out cmds for mb's kind folder: creates (after looking their sync keys up, so
+// a repeated create returns the first item), then updates, then deletes, each in as few
+// requests as EWS allows. The items written are read back so that each result carries the
+// item's id, new change key and the content Exchange holds.
+func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand) ([]*tandemv1.WriteResult, error) {
+	results := make([]*tandemv1.WriteResult, len(cmds))
+	for i, cmd := range cmds {
+		results[i] = &tandemv1.WriteResult{CommandId: cmd.GetCommandId(), SyncKey: cmd.GetSyncKey(), Op: cmd.GetOp()}
+	}
+	if len(cmds) == 0 {
+		return results, nil
+	}
+	t, folders, err := c.mailbox(ctx, mb)
+	if err != nil {
+		return nil, err
+	}
+	folder, err := folderOf(folders, kind)
+	if err != nil {
+		return nil, err
+	}
+	var creates, updates, deletes []int
+	for i, cmd := range cmds {
+		if err := validateCommand(cmd, kind); err != nil {
+			fail(results[i], err)
+			continue
+		}
+		switch cmd.GetOp() {
+		case tandemv1.WriteOp_WRITE_OP_CREATE:
+			creates = append(creates, i)
+		case tandemv1.WriteOp_WRITE_OP_UPDATE:
+			updates = append(updates, i)
+		case tandemv1.WriteOp_WRITE_OP_DELETE:
+			deletes = append(deletes, i)
+		}
+	}
+	written := make(map[int]ItemID)
+	if err := c.applyCreates(ctx, t, folder, cmds, creates, results, written); err != nil {
+		c.failed(mb, err)
+		return nil, err
+	}
+	if err := c.applyUpdates(ctx, t, cmds, updates, results, written); err != nil {
+		c.failed(mb, err)
+		return nil, err
+	}
+	if err := c.applyDeletes(ctx, t, kind, cmds, deletes, results); err != nil {
+		c.failed(mb, err)
+		return nil, err
+	}
+	c.readBack(ctx, t, mb, kind, cmds, results, written)
+	return results, nil
+}
+
+func validateCommand(cmd *tandemv1.WriteCommand, kind tandemv1.RecordKind) error {
+	bad := func(format string, args ...any) error {
+		return &syncerr.Error{Code: syncerr.SyncMalformedMessage, Detail: fmt.Sprintf(format, args...), RecordID: cmd.GetTargetId()}
+	}
+	switch cmd.GetOp() {
+	case tandemv1.WriteOp_WRITE_OP_CREATE:
+		if cmd.GetSyncKey() == "" {
+			return bad("create without a sync key")
+		}
+	case tandemv1.WriteOp_WRITE_OP_UPDATE:
+		if cmd.GetTargetId() == "" {
+			return bad("update without a target id")
+		}
+	case tandemv1.WriteOp_WRITE_OP_DELETE:
+		if cmd.GetTargetId() == "" {
+			return bad("delete without a target id")
+		}
+		return nil
+	default:
+		return bad("unknown write operation %v", cmd.GetOp())
+	}
+	switch kind {
+	case tandemv1.RecordKind_RECORD_KIND_CONTACT:
+		if cmd.GetRecord().GetContact() == nil {
+			return bad("contact command without contact content")
+		}
+	case tandemv1.RecordKind_RECORD_KIND_EVENT:
+		if cmd.GetRecord().GetEvent() == nil {
+			return bad("event command without event content")
+		}
+	}
+	return nil
+}
+
+func fail(r *tandemv1.WriteResult, err error) {
+	r.Ok = false
+	r.Error = syncerr.As(err).Proto()
+}
+
+// applyCreates creates the commands' items unless their sync keys are already in the folder.
+func (c *Connector) applyCreates(ctx context.Context, t Target, folder FolderID, cmds []*tandemv1.WriteCommand, idx []int, results []*tandemv1.WriteResult, written map[int]ItemID) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	var keys []string
+	for _, i := range idx {
+		if !slices.Contains(keys, cmds[i].GetSyncKey()) {
+			keys = append(keys, cmds[i].GetSyncKey())
+		}
+	}
+	existing, err := c.client.FindItemsBySyncKey(ctx, t, folder, keys)
+	if err != nil {
+		return err
+	}
+	first := firstBySyncKey(existing)
+	var todo []int
+	var records []*tandemv1.Record
+	pendingKey := make(map[string]int)
+	var duplicates []int
+	for _, i := range idx {
+		key := cmds[i].GetSyncKey()
+		if it, ok := first[key]; ok {
+			written[i] = it.ID
+			results[i].Ok, results[i].AlreadyApplied = true, true
+			continue
+		}
+		if _, ok := pendingKey[key]; ok {
+			duplicates = append(duplicates, i)
+			continue
+		}
+		pendingKey[key] = i
+		rec := cloneRecord(cmds[i].GetRecord())
+		rec.SyncKey = key
+		todo = append(todo, i)
+		records = append(records, rec)
+	}
+	if len(todo) > 0 {
+		res, err := c.client.CreateItems(ctx, t, folder, records)
+		if err != nil {
+			return err
+		}
+		for k, r := range res {
+			i := todo[k]
+			if r.Err != nil {
+				fail(results[i], r.Err)
+				continue
+			}
+			written[i] = r.Item.ID
+			results[i].Ok = true
+		}
+	}
+	// A sync key twice in one batch is the same create: the later command gets the first's item.
+	for _, i := range duplicates {
+		j := pendingKey[cmds[i].GetSyncKey()]
+		results[i].Ok, results[i].Error = results[j].Ok, results[j].Error
+		if id, ok := written[j]; ok {
+			written[i] = id
+			results[i].AlreadyApplied = true
+		}
+	}
+	return nil
+}
+
+// firstBySyncKey picks, per sync key, the item to treat as the create's result: the oldest,
+// then the smallest id, so that every worker picks the same one should duplicates exist.
+func firstBySyncKey(items []*Item) map[string]*Item {
+	out := make(map[string]*Item)
+	for _, it := range items {
+		if it.SyncKey == "" {
+			continue
+		}
+		cur, ok := out[it.SyncKey]
+		if !ok || older(it, cur) {
+			out[it.SyncKey] = it
+		}
+	}
+	return out
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// older orders items like findSyncFolders orders folders: known creation times first, oldest
+// first, then by id, so that the choice does not depend on the order Exchange listed them in.
+func older(a, b *Item) bool {
+	if ra, rb := boolRank(a.Created.IsZero()), boolRank(b.Created.IsZero()); ra != rb {
+		return ra < rb
+	}
+	if !a.Created.Equal(b.Created) {
+		return a.Created.Before(b.Created)
+	}
+	return a.ID.ID < b.ID.ID
+}
+
+func (c *Connector) applyUpdates(ctx context.Context, t Target, cmds []*tandemv1.WriteCommand, idx []int, results []*tandemv1.WriteResult, written map[int]ItemID) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	ups := make([]ItemUpdate, len(idx))
+	for k, i := range idx {
+		ups[k] = ItemUpdate{
+			ID:     ItemID{ID: cmds[i].GetTargetId(), ChangeKey: cmds[i].GetExpectedVersion()},
+			Record: cmds[i].GetRecord(),
+			Fields: cmds[i].GetFields(),
+		}
+	}
+	res, err := c.client.UpdateItems(ctx, t, ups)
+	if err != nil {
+		return err
+	}
+	for k, r := range res {
+		i := idx[k]
+		if r.Err != nil {
+			fail(results[i], r.Err)
+			continue
+		}
+		written[i] = r.Item.ID
+		results[i].Ok = true
+	}
+	return nil
+}
+
+func (c *Connector) applyDeletes(ctx context.Context, t Target, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, idx []int, results []*tandemv1.WriteResult) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	ids := make([]ItemID, len(idx))
+	for k, i := range idx {
+		ids[k] = ItemID{ID: cmds[i].GetTargetId(), ChangeKey: cmds[i].GetExpectedVersion()}
+	}
+	errs, err := c.client.DeleteItems(ctx, t, ids, kind == tandemv1.RecordKind_RECORD_KIND_EVENT)
+	if err != nil {
+		return err
+	}
+	for k, derr := range errs {
+		i := idx[k]
+		results[i].Record = &tandemv1.Record{Id: ids[k].ID}
+		switch {
+		case derr == nil:
+			results[i].Ok = true
+		case errors.Is(derr, ErrItemNotFound):
+			// Already gone: the delete's effect holds.
+			results[i].Ok, results[i].AlreadyApplied = true, true
+		default:
+			fail(results[i], derr)
+		}
+	}
+	return nil
+}
+
+// readBack fills the results of written items with the items as Exchange now holds them. If
+// reading fails the writes still stand, and the results fall back to the commands' content
+// with the ids and change keys the writes returned.
+func (c *Connector) readBack(ctx context.Context, t Target, mb exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, results []*tandemv1.WriteResult, written map[int]ItemID) {
+	if len(written) == 0 {
+		return
+	}
+	order := make([]int, 0, len(written))
+	for i := range written {
+		order = append(order, i)
+	}
+	slices.Sort(order)
+	var ids []ItemID
+	pos := make(map[string]int)
+	for _, i := range order {
+		id := written[i]
+		if _, ok := pos[id.ID]; !ok {
+			pos[id.ID] = len(ids)
+			ids = append(ids, id)
+		}
+	}
+	fetched, err := c.client.GetItems(ctx, t, kind, ids)
+	if err != nil {
+		c.log.WarnContext(ctx, "reading written items back failed", "org", mb.OrgID, "user", mb.UserID,
+			"mailbox", mb.Address, "err", err)
+	}
+	for _, i := range order {
+		id := written[i]
+		if err == nil {
+			if r := fetched[pos[id.ID]]; r.Err == nil && r.Item.Record != nil && r.Item.ID.ID == id.ID {
+				results[i].Record = r.Item.Record
+				continue
+			}
+		}
+		rec := cloneRecord(cmds[i].GetRecord())
+		rec.Id, rec.Version = id.ID, cmp.Or(id.ChangeKey, rec.GetVersion())
+		if rec.SyncKey == "" {
+			rec.SyncKey = cmds[i].GetSyncKey()
+		}
+		results[i].Record = rec
+	}
+}
+
+func cloneRecord(r *tandemv1.Record) *tandemv1.Record {
+	if r == nil {
+		return &tandemv1.Record{}
+	}
+	return proto.Clone(r).(*tandemv1.Record)
+}

@@ -1,0 +1,20 @@
+// Package ews is Tandem's Exchange Web Services client and its implementation of
+// exchange.Connector.
+//
+// It speaks SOAP 1.1 exactly as Microsoft's EWS schema (types.xsd, messages.xsd) defines it, so
+// the same code runs against Exchange Server 2016, 2019 and Subscription Edition on premises and
+// against Exchange Online:
+//
+//   - Client sends one operation at a time to a mailbox's EWS endpoint, impersonating the mailbox
+//     (ExchangeImpersonation header plus X-AnchorMailbox), with Basic or OAuth 2.0 client-credential
+//     authentication, a per-mailbox concurrency cap, per-request timeouts, a response size cap and
+//     bounded retries for failures that are safe to retry.
+//   - Autodiscover finds a mailbox's EWS URL with SOAP GetUserSettings, falling back to the POX
+//     endpoint, and caches the answer per user.
+//   - Connector maps EWS contacts and calendar items to Tandem's canonical records and back, reads
+//     changes with SyncFolderItems and writes with CreateItem/UpdateItem/DeleteItem, tagging every
+//     item it creates with a sync key kept in an extended property.
+//
+// Every failure leaves this package classified once as a *syncerr.Error with an EXCHANGE_* code;
+// the EWS-level cause stays in the chain as *ResponseError or *HTTPError for errors.As.
+package ews

@@ -1,0 +1,187 @@
+package salesforce
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// Event invitees live in EventRelation rows that point at a User, Contact or Lead. Attendees
+// whose email matches one of them become invitees; others (people outside the org's records)
+// have no place in Salesforce and are left out. Setting invitees for a whole Apply costs at
+// most one query per object to resolve emails, one query for the events' current invitees,
+// and one collections call each to add and remove relations.
+
+// applyAttendees sets the invitees of the events st wrote successfully.
+func (c *Connector) applyAttendees(ctx context.Context, st *applyState, actingUser *tandemv1.SyncUser) error {
+	own := strings.ToLower(actingUser.GetEmail())
+	var events []int
+	emails := map[string]bool{}
+	for i, atts := range st.attendees {
+		if !st.results[i].GetOk() || st.results[i].GetRecord().GetId() == "" {
+			continue
+		}
+		events = append(events, i)
+		for _, a := range atts {
+			if e := strings.ToLower(strings.TrimSpace(a.GetEmail())); e != "" && e != own {
+				emails[e] = true
+			}
+		}
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	slices.Sort(events)
+	resolved, err := c.resolveEmails(ctx, st.subject, emails)
+	if err != nil {
+		return err
+	}
+	eventIDs := make([]string, len(events))
+	for k, i := range events {
+		eventIDs[k] = st.results[i].GetRecord().GetId()
+	}
+	existing, err := c.inviteeRelations(ctx, st.subject, eventIDs)
+	if err != nil {
+		return err
+	}
+
+	type change struct {
+		cmd   int
+		email string
+	}
+	var adds, removes []collectionItem
+	var addFor, removeFor []change
+	for k, i := range events {
+		eventID := eventIDs[k]
+		want := map[string]string{} // relation id → email
+		for _, a := range st.attendees[i] {
+			email := strings.ToLower(strings.TrimSpace(a.GetEmail()))
+			rel, ok := resolved[email]
+			if !ok || email == own || rel == actingUser.GetUserId() {
+				continue
+			}
+			if _, dup := want[rel]; dup {
+				continue
+			}
+			want[rel] = email
+			if _, has := existing[eventID][rel]; !has {
+				adds = append(adds, collectionItem{body: map[string]any{"EventId": eventID, "RelationId": rel, "IsInvitee": true}})
+				addFor = append(addFor, change{i, email})
+			}
+		}
+		rels := make([]string, 0, len(existing[eventID]))
+		for rel := range existing[eventID] {
+			rels = append(rels, rel)
+		}
+		slices.Sort(rels)
+		for _, rel := range rels {
+			if _, keep := want[rel]; !keep {
+				removes = append(removes, collectionItem{key: existing[eventID][rel]})
+				removeFor = append(removeFor, change{i, rel})
+			}
+		}
+	}
+	for _, step := range []struct {
+		op     collectionOp
+		items  []collectionItem
+		owners []change
+		verb   string
+	}{{opCreate, adds, addFor, "add invitee"}, {opDelete, removes, removeFor, "remove invitee"}} {
+		if len(step.items) == 0 {
+			continue
+		}
+		outcomes, err := c.collections(ctx, st.subject, step.op, objEventRelation, step.items)
+		if err != nil {
+			return err
+		}
+		for k, o := range outcomes {
+			if o.err == nil || (step.op == opDelete && o.err.ErrorCode == "ENTITY_IS_DELETED") {
+				continue
+			}
+			ch := step.owners[k]
+			se := classifyAPIError(o.err)
+			se.RecordID = st.results[ch.cmd].GetRecord().GetId()
+			se.Field = fAttendees
+			se.Detail = fmt.Sprintf("%s %s: %s", step.verb, ch.email, se.Detail)
+			st.results[ch.cmd].Warnings = append(st.results[ch.cmd].Warnings, se.Proto())
+		}
+	}
+	return nil
+}
+
+// resolveEmails finds the User, Contact or Lead each email belongs to (in that order of
+// preference: a colleague is a user even when also stored as a contact), asking each object
+// only for the emails still unresolved.
+func (c *Connector) resolveEmails(ctx context.Context, subject string, emails map[string]bool) (map[string]string, error) {
+	resolved := map[string]string{}
+	for _, object := range []string{objUser, objContact, objLead} {
+		var rest []string
+		for e := range emails {
+			if _, ok := resolved[e]; !ok {
+				rest = append(rest, e)
+			}
+		}
+		if len(rest) == 0 {
+			break
+		}
+		slices.Sort(rest)
+		queries, err := emailStmt(object, rest).chunks(c.cfg.maxSOQLLength)
+		if err != nil {
+			return nil, fmt.Errorf("resolve invitees: %w", err)
+		}
+		for _, q := range queries {
+			rows, err := c.queryAllRows(ctx, subject, q)
+			if err != nil {
+				return nil, fmt.Errorf("resolve invitees among %s records: %w", object, err)
+			}
+			for _, r := range rows {
+				e := strings.ToLower(r.String("Email"))
+				if _, ok := resolved[e]; !ok && emails[e] {
+					resolved[e] = r.String("Id")
+				}
+			}
+		}
+	}
+	return resolved, nil
+}
+
+// inviteeRelations returns the events' invitee relations: event id → relation id → EventRelation id.
+func (c *Connector) inviteeRelations(ctx context.Context, subject string, eventIDs []string) (map[string]map[string]string, error) {
+	queries, err := inviteeStmt(eventIDs).chunks(c.cfg.maxSOQLLength)
+	if err != nil {
+		return nil, fmt.Errorf("read invitees: %w", err)
+	}
+	out := map[string]map[string]string{}
+	for _, q := range queries {
+		rows, err := c.queryAllRows(ctx, subject, q)
+		if err != nil {
+			return nil, fmt.Errorf("read invitees: %w", err)
+		}
+		for _, r := range rows {
+			ev := r.String("EventId")
+			if out[ev] == nil {
+				out[ev] = map[string]string{}
+			}
+			out[ev][r.String("RelationId")] = r.String("Id")
+		}
+	}
+	return out, nil
+}
+
+// emailStmt finds the records of object (User, Contact or Lead) with one of emails.
+func emailStmt(object string, emails []string) selectStmt {
+	stmt := selectStmt{fields: []string{"Id", "Email"}, from: object, inField: "Email", inValues: emails, orderBy: "Id ASC"}
+	if object == objUser {
+		stmt.where = []string{"IsActive = true"}
+	}
+	return stmt
+}
+
+// inviteeStmt reads the invitee relations of events.
+func inviteeStmt(eventIDs []string) selectStmt {
+	return selectStmt{fields: []string{"Id", "EventId", "RelationId"}, from: objEventRelation,
+		where: []string{"IsInvitee = true"}, inField: "EventId", inValues: eventIDs, orderBy: "Id ASC"}
+}

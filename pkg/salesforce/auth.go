@@ -1,0 +1,291 @@
+package salesforce
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tandem-sync/tandem/pkg/syncerr"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+const (
+	jwtBearerGrant      = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	productionAudience  = "https://login.salesforce.com"
+	sandboxAudience     = "https://test.salesforce.com"
+	jwtLifetime         = 3 * time.Minute
+	tokenRequestTimeout = 30 * time.Second
+	maxTokenResponse    = 64 << 10
+)
+
+// token is an access token and the instance it is valid for.
+type token struct {
+	accessToken string
+	instanceURL string // scheme://host, no trailing slash
+	userURL     string // the identity URL ("id"), which names the org and user
+}
+
+// tokenResponse is the token endpoint's success answer.
+type tokenResponse struct {
+	AccessToken string `json:"access_token"`
+	InstanceURL string `json:"instance_url"`
+	ID          string `json:"id"`
+	TokenType   string `json:"token_type"`
+	IssuedAt    string `json:"issued_at"`
+	Signature   string `json:"signature"`
+	Scope       string `json:"scope"`
+}
+
+// ParseTokenResponse reads the token endpoint's answer to a successful request. fallbackURL is
+// used when the answer names no instance (the My Domain URL).
+func ParseTokenResponse(body []byte, fallbackURL string) (accessToken, instanceURL string, err error) {
+	t, err := parseTokenResponse(body, fallbackURL)
+	if err != nil {
+		return "", "", err
+	}
+	return t.accessToken, t.instanceURL, nil
+}
+
+func parseTokenResponse(body []byte, fallbackURL string) (*token, error) {
+	var r tokenResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("decode token response: %w", err)
+	}
+	if r.AccessToken == "" {
+		return nil, errors.New("token response has no access_token")
+	}
+	if r.TokenType != "" && !strings.EqualFold(r.TokenType, "Bearer") {
+		return nil, fmt.Errorf("token response has token_type %q, want Bearer", r.TokenType)
+	}
+	instance := r.InstanceURL
+	if instance == "" {
+		instance = fallbackURL
+	}
+	base, err := baseURL(instance)
+	if err != nil {
+		return nil, fmt.Errorf("token response instance_url: %w", err)
+	}
+	return &token{accessToken: r.AccessToken, instanceURL: base, userURL: r.ID}, nil
+}
+
+// ParseTokenError reads the token endpoint's answer to a failed request.
+func ParseTokenError(status int, body []byte) *TokenError {
+	var r struct {
+		Error            string `json:"error"`
+		ErrorDescription string `json:"error_description"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(body), &r); err != nil || r.Error == "" {
+		return &TokenError{StatusCode: status, Code: http.StatusText(status), Description: clip(strings.TrimSpace(string(body)), maxErrorText)}
+	}
+	return &TokenError{StatusCode: status, Code: r.Error, Description: r.ErrorDescription}
+}
+
+// baseURL validates an absolute http(s) URL and returns its scheme://host.
+func baseURL(raw string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return "", err
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", fmt.Errorf("%q is not an absolute http(s) URL", raw)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// defaultAudience is the JWT audience for a My Domain: sandboxes log in at test.salesforce.com.
+func defaultAudience(myDomain string) string {
+	u, err := url.Parse(myDomain)
+	if err == nil && strings.HasSuffix(strings.ToLower(u.Hostname()), ".sandbox.my.salesforce.com") {
+		return sandboxAudience
+	}
+	return productionAudience
+}
+
+// authenticator obtains and caches access tokens, one per subject (the Salesforce username a
+// token acts as). Under the client credentials flow every token acts as the connected app's
+// execution user, so there is a single subject, "".
+type authenticator struct {
+	flow            tandemv1.SalesforceAuth
+	tokenURL        string
+	myDomain        string
+	clientID        string
+	clientSecret    string
+	key             *rsa.PrivateKey
+	audience        string
+	integrationUser string
+
+	http    *http.Client
+	now     func() time.Time
+	fetched func(ctx context.Context, renewal bool, err error) // telemetry hook
+
+	mu     sync.Mutex
+	tokens map[string]*token
+	flight singleflight.Group
+}
+
+// perUser reports whether tokens can act as individual users (JWT bearer).
+func (a *authenticator) perUser() bool {
+	return a.flow == tandemv1.SalesforceAuth_SALESFORCE_AUTH_JWT_BEARER
+}
+
+// integrationSubject is the subject org-wide reads run as.
+func (a *authenticator) integrationSubject() string {
+	if !a.perUser() {
+		return ""
+	}
+	return a.integrationUser
+}
+
+// userSubject is the subject writes for a user run as.
+func (a *authenticator) userSubject(u *tandemv1.SyncUser) (string, error) {
+	if !a.perUser() {
+		return "", nil
+	}
+	if u == nil {
+		return a.integrationUser, nil
+	}
+	if u.GetUsername() == "" {
+		return "", syncerr.New(syncerr.SyncUserNotInDirectory, "user %s has no Salesforce username to act as", u.GetUserId())
+	}
+	return u.GetUsername(), nil
+}
+
+// token returns the cached token for subject, fetching one (once, however many callers ask at
+// the same time) when there is none.
+func (a *authenticator) token(ctx context.Context, subject string) (*token, error) {
+	a.mu.Lock()
+	t := a.tokens[subject]
+	a.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	return a.obtain(ctx, subject, nil)
+}
+
+// renew replaces stale, which Salesforce just rejected as expired. Every caller holding the
+// same stale token shares one renewal; a caller whose stale token was already replaced gets
+// the replacement without a new request.
+func (a *authenticator) renew(ctx context.Context, subject string, stale *token) (*token, error) {
+	return a.obtain(ctx, subject, stale)
+}
+
+func (a *authenticator) obtain(ctx context.Context, subject string, stale *token) (*token, error) {
+	ch := a.flight.DoChan(subject, func() (any, error) {
+		a.mu.Lock()
+		cur := a.tokens[subject]
+		a.mu.Unlock()
+		if cur != nil && cur != stale {
+			return cur, nil
+		}
+		// The flight outlives any one caller: a caller that gives up must not fail the
+		// renewal the others are waiting for.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tokenRequestTimeout)
+		defer cancel()
+		t, err := a.fetch(fctx, subject)
+		if a.fetched != nil {
+			a.fetched(fctx, stale != nil, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		a.mu.Lock()
+		a.tokens[subject] = t
+		a.mu.Unlock()
+		return t, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*token), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("salesforce token for %q: %w", subject, ctx.Err())
+	}
+}
+
+// forget drops subject's cached token when it is known to be unusable.
+func (a *authenticator) forget(subject string, t *token) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tokens[subject] == t {
+		delete(a.tokens, subject)
+	}
+}
+
+// fetch asks the token endpoint for a new token.
+func (a *authenticator) fetch(ctx context.Context, subject string) (*token, error) {
+	form := url.Values{}
+	switch a.flow {
+	case tandemv1.SalesforceAuth_SALESFORCE_AUTH_JWT_BEARER:
+		if subject == "" {
+			return nil, syncerr.New(syncerr.SalesforceConfigMissing, "the JWT bearer flow needs the integration user's username")
+		}
+		assertion, err := a.assertion(subject)
+		if err != nil {
+			return nil, err
+		}
+		form.Set("grant_type", jwtBearerGrant)
+		form.Set("assertion", assertion)
+	case tandemv1.SalesforceAuth_SALESFORCE_AUTH_CLIENT_CREDENTIALS:
+		form.Set("grant_type", "client_credentials")
+		form.Set("client_id", a.clientID)
+		form.Set("client_secret", a.clientSecret)
+	default:
+		return nil, syncerr.New(syncerr.SalesforceConfigMissing, "unsupported Salesforce auth flow %v", a.flow)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.tokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, syncerr.Wrap(syncerr.SalesforceConfigMissing, fmt.Errorf("token request: %w", err))
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return nil, transportError("token", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponse+1))
+	if err != nil {
+		return nil, transportError("token", err)
+	}
+	if len(body) > maxTokenResponse {
+		return nil, syncerr.New(syncerr.SalesforceMalformedResponse, "token response larger than %d bytes", maxTokenResponse)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, classifyTokenError(ParseTokenError(resp.StatusCode, body))
+	}
+	t, err := parseTokenResponse(body, a.myDomain)
+	if err != nil {
+		return nil, syncerr.Wrap(syncerr.SalesforceMalformedResponse, err)
+	}
+	return t, nil
+}
+
+// assertion signs the JWT bearer assertion for subject. The claims are a plain map so that
+// "aud" is a string, as Salesforce documents it, not a one-element array.
+func (a *authenticator) assertion(subject string) (string, error) {
+	claims := jwt.MapClaims{
+		"iss": a.clientID,
+		"sub": subject,
+		"aud": a.audience,
+		"exp": a.now().Add(jwtLifetime).Unix(),
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodRS256, claims).SignedString(a.key)
+	if err != nil {
+		return "", syncerr.Wrap(syncerr.SalesforceAuthFailed, fmt.Errorf("sign JWT assertion: %w", err))
+	}
+	return s, nil
+}

@@ -1,0 +1,26 @@
+// Package salesforce is Tandem's Salesforce REST client and the connector the
+// salesforce-worker uses to read and write an org's contacts and events.
+//
+// Salesforce API calls are a scarce daily budget shared with everything else in the org, so
+// the connector is built around spending few of them:
+//
+//   - Change detection polls per org, not per user: one SOQL queryAll per object per cycle
+//     covers every syncing user (OwnerId IN (...), chunked under SOQL's statement length
+//     limit) and also reports deletes (IsDeleted = true rows from the recycle bin). Rows are
+//     routed to users by OwnerId. A SystemModstamp watermark with an overlap window catches
+//     long-running transactions; the overlap is de-duplicated by (Id, SystemModstamp).
+//   - Writes use sObject Collections, 200 records a call, always allOrNone=false, so one bad
+//     record never fails its batch. Creates are upserts on the external id field
+//     Tandem_Sync_Key__c: a retried create finds its first attempt instead of duplicating.
+//   - Every response's Sforce-Limit-Info header feeds a per-org budget that keeps a
+//     configurable reserve of the daily allocation for everything else in the org.
+//
+// Authentication is the OAuth 2.0 JWT bearer flow with a token per acting user (records are
+// created as their owner) plus one for the integration user that runs org-wide reads, or the
+// client credentials flow. An expired session costs exactly one single-flight renewal per
+// token, however many requests notice it at once.
+//
+// Every failure leaving this package is a *syncerr.Error with a SALESFORCE_* code (Delay set
+// when Tandem must back off); the typed upstream errors (*APIError, *TokenError) stay in its
+// chain for errors.As.
+package salesforce

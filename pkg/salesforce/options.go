@@ -1,0 +1,133 @@
+package salesforce
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Defaults of the connector's settings.
+const (
+	DefaultAPIVersion         = "v62.0"
+	DefaultClientName         = "tandem"
+	DefaultReservePercent     = 20
+	DefaultMaxConcurrent      = 10
+	DefaultOverlap            = 5 * time.Minute
+	DefaultFullRescanInterval = 24 * time.Hour
+	DefaultLimitBackoff       = time.Hour
+	DefaultReserveRecheck     = 10 * time.Minute
+	DefaultMaxResponseBytes   = 64 << 20
+	DefaultHTTPTimeout        = 2 * time.Minute
+
+	// maxConcurrentCap stays below Salesforce's 25 concurrent long-running requests per org,
+	// which would otherwise fail everyone's requests in the org, not only Tandem's.
+	maxConcurrentCap = 24
+	// maxSOQLLength is Salesforce's limit on a SOQL statement's length in characters.
+	maxSOQLLength = 100_000
+	// maxCollection is the most records one sObject Collections call takes.
+	maxCollection = 200
+	// recycleWindow is how long deleted records stay queryable in the recycle bin; a cursor
+	// older than this may have missed deletes, so the next poll is a full read. A day of margin
+	// covers bins purged early.
+	recycleWindow = 14 * 24 * time.Hour
+)
+
+// RetryPolicy bounds the retries of idempotent requests after a server error or timeout, and
+// of records Salesforce could not lock. The default is 4 attempts, 1s doubling to at most 30s,
+// and 4 attempts for locked records.
+type RetryPolicy struct {
+	// Attempts is the most times a request is sent (1 = no retry).
+	Attempts int
+	// BaseDelay is the first backoff; it doubles per attempt, with jitter.
+	BaseDelay time.Duration
+	// MaxDelay caps one backoff.
+	MaxDelay time.Duration
+	// LockAttempts is the most times a record that failed with UNABLE_TO_LOCK_ROW is sent.
+	LockAttempts int
+}
+
+type settings struct {
+	httpClient         *http.Client
+	logger             *slog.Logger
+	now                func() time.Time
+	meterProvider      metric.MeterProvider
+	tracerProvider     trace.TracerProvider
+	clientName         string
+	retry              RetryPolicy
+	overlap            time.Duration
+	fullRescanInterval time.Duration
+	limitBackoff       time.Duration
+	reserveRecheck     time.Duration
+	maxResponseBytes   int64
+	maxSOQLLength      int
+}
+
+// Option configures a Connector.
+type Option func(*settings)
+
+// WithHTTPClient sets the HTTP client (transport, TLS, proxy). Its Timeout bounds one request.
+func WithHTTPClient(c *http.Client) Option { return func(s *settings) { s.httpClient = c } }
+
+// WithLogger sets the logger; records carry the org id.
+func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l } }
+
+// WithClock sets the clock used for tokens, budgets, backoffs and cursors.
+func WithClock(now func() time.Time) Option { return func(s *settings) { s.now = now } }
+
+// WithMeterProvider sets the OpenTelemetry meter provider; the default is the global one.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(s *settings) { s.meterProvider = mp }
+}
+
+// WithTracerProvider sets the OpenTelemetry tracer provider; the default is the global one.
+// Poll, Apply and every REST call get a span.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *settings) { s.tracerProvider = tp }
+}
+
+// WithClientName sets the client name sent on writes as "Sforce-Call-Options: client=<name>",
+// which lets the org (and Tandem) recognise Tandem's own changes.
+func WithClientName(name string) Option { return func(s *settings) { s.clientName = name } }
+
+// WithRetryPolicy sets how idempotent requests and locked records are retried.
+func WithRetryPolicy(p RetryPolicy) Option { return func(s *settings) { s.retry = p } }
+
+// WithOverlap sets how far before the watermark each incremental poll reads again, for
+// transactions that commit with an older SystemModstamp.
+func WithOverlap(d time.Duration) Option { return func(s *settings) { s.overlap = d } }
+
+// WithFullRescanInterval sets how often a poll lists everything again although its cursor is
+// valid (0 disables it). Full reads repair what incremental reads cannot see: a record
+// reassigned to a user outside the audience, or a delete purged early from a full recycle bin.
+func WithFullRescanInterval(d time.Duration) Option {
+	return func(s *settings) { s.fullRescanInterval = d }
+}
+
+// WithRequestLimitBackoff sets how long the org is paused after REQUEST_LIMIT_EXCEEDED.
+func WithRequestLimitBackoff(d time.Duration) Option { return func(s *settings) { s.limitBackoff = d } }
+
+// WithReserveRecheck sets how long calls are refused once the org's use reached the reserve
+// before one probe call checks whether the rolling window freed calls up.
+func WithReserveRecheck(d time.Duration) Option { return func(s *settings) { s.reserveRecheck = d } }
+
+// WithMaxResponseBytes caps the size of one response body.
+func WithMaxResponseBytes(n int64) Option { return func(s *settings) { s.maxResponseBytes = n } }
+
+func defaultSettings() settings {
+	return settings{
+		httpClient:         &http.Client{Timeout: DefaultHTTPTimeout},
+		logger:             slog.New(slog.DiscardHandler),
+		now:                time.Now,
+		clientName:         DefaultClientName,
+		retry:              RetryPolicy{Attempts: 4, BaseDelay: time.Second, MaxDelay: 30 * time.Second, LockAttempts: 4},
+		overlap:            DefaultOverlap,
+		fullRescanInterval: DefaultFullRescanInterval,
+		limitBackoff:       DefaultLimitBackoff,
+		reserveRecheck:     DefaultReserveRecheck,
+		maxResponseBytes:   DefaultMaxResponseBytes,
+		maxSOQLLength:      maxSOQLLength,
+	}
+}

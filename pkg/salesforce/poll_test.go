@@ -1,0 +1,117 @@
+package salesforce
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tandem-sync/tandem/pkg/soql"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// TestPollCatchesLateCommits scripts what Salesforce answers to show the overlap window at
+// work: a transaction that commits after a poll, with a SystemModstamp older than the
+// watermark, is still reported, and the records re-read in the window are not.
+func TestPollCatchesLateCommits(t *testing.T) {
+	const owner = "005000000000001AAA"
+	t0 := time.Now().UTC().Truncate(time.Second)
+	row := func(id string, at time.Time) string {
+		return fmt.Sprintf(`{"attributes":{"type":"Contact"},"Id":%q,"IsDeleted":false,"OwnerId":%q,"SystemModstamp":%q,"LastName":%q}`,
+			id, owner, at.Format("2006-01-02T15:04:05.000-0700"), "N"+id)
+	}
+	pages := [][]string{
+		{row("003A", t0), row("003B", t0.Add(time.Second))},
+		{row("003C", t0.Add(-2*time.Minute)), row("003A", t0), row("003B", t0.Add(time.Second))},
+		{row("003C", t0.Add(-2*time.Minute)), row("003A", t0), row("003B", t0.Add(time.Second))},
+	}
+	var mu sync.Mutex
+	var statements []string
+	f := newFakeOrg(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n := len(statements)
+		statements = append(statements, r.URL.Query().Get("q"))
+		mu.Unlock()
+		fmt.Fprintf(w, `{"totalSize":%d,"done":true,"records":[%s]}`, len(pages[n]), strings.Join(pages[n], ","))
+	})
+	c := newTestConnector(t, jwtOrg(t, f.srv.URL), WithClock(func() time.Time { return t0 }))
+	aud := []Audience{{User: &tandemv1.SyncUser{UserId: owner}}}
+	var got [][]string
+	emit := func(_ context.Context, user string, ch []*tandemv1.Change, full bool) error {
+		var ids []string
+		for _, c := range ch {
+			ids = append(ids, c.GetRecord().GetId())
+		}
+		got = append(got, ids)
+		return nil
+	}
+	cursor := ""
+	for range pages {
+		var err error
+		if cursor, err = c.Poll(t.Context(), PollRequest{Kind: contactKind, Audience: aud, Cursor: cursor}, emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := [][]string{{"003A", "003B"}, {"003C"}, nil}
+	if !slices.EqualFunc(got, want, slices.Equal[[]string]) {
+		t.Errorf("emitted %v, want %v", got, want)
+	}
+	wantSince := soqlDateTime(t0.Add(time.Second - DefaultOverlap))
+	for i, q := range statements[1:] {
+		if !strings.Contains(q, "SystemModstamp >= "+wantSince) {
+			t.Errorf("poll %d read from the wrong point: %s", i+1, q)
+		}
+		if _, err := soql.Parse(q); err != nil {
+			t.Errorf("poll %d: %v", i+1, err)
+		}
+	}
+	state, _ := decodeCursor(cursor, contactKind)
+	var seen []string
+	for _, g := range state.Seen {
+		seen = append(seen, g.IDs...)
+	}
+	if slices.Sort(seen); !slices.Equal(seen, []string{"003A", "003B", "003C"}) {
+		t.Errorf("overlap set %v", seen)
+	}
+}
+
+func TestPollFollowsPagedInvitees(t *testing.T) {
+	const owner = "005000000000001AAA"
+	rel := func(n int) string {
+		return fmt.Sprintf(`{"attributes":{"type":"EventRelation"},"Id":"0RE%d","RelationId":"003%d","Relation":{"Name":"P%d","Email":"p%d@x.example"},"Status":"New","IsInvitee":true}`, n, n, n, n)
+	}
+	f := newFakeOrg(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/services/data/v62.0/query":
+			fmt.Fprintf(w, `{"totalSize":1,"done":true,"records":[{"attributes":{"type":"Event"},"Id":"00U1","IsDeleted":false,"OwnerId":%q,
+				"SystemModstamp":"2026-01-01T00:00:00.000+0000","Subject":"Big meeting","IsAllDayEvent":false,
+				"StartDateTime":"2026-01-02T09:00:00.000+0000","EndDateTime":"2026-01-02T10:00:00.000+0000",
+				"EventRelations":{"totalSize":3,"done":false,"nextRecordsUrl":"/services/data/v62.0/query/01gR-2","records":[%s,%s]}}]}`, owner, rel(1), rel(2))
+		case "/services/data/v62.0/query/01gR-2":
+			fmt.Fprintf(w, `{"totalSize":3,"done":true,"records":[%s]}`, rel(3))
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	c := newTestConnector(t, jwtOrg(t, f.srv.URL))
+	var attendees []string
+	_, err := c.Poll(t.Context(), PollRequest{Kind: eventKind, Audience: []Audience{{User: &tandemv1.SyncUser{UserId: owner}}}},
+		func(_ context.Context, _ string, ch []*tandemv1.Change, _ bool) error {
+			for _, c := range ch {
+				for _, a := range c.GetRecord().GetEvent().GetAttendees() {
+					attendees = append(attendees, a.GetEmail())
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"p1@x.example", "p2@x.example", "p3@x.example"}; !slices.Equal(attendees, want) {
+		t.Errorf("attendees %v, want %v", attendees, want)
+	}
+}
