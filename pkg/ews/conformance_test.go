@@ -198,6 +198,15 @@ func (b *simBackdoor) List(_ context.Context, kind tandemv1.RecordKind) ([]*tand
 	if kind == tandemv1.RecordKind_RECORD_KIND_CONTACT {
 		folder = exchange.SyncFolderName
 	}
+	return b.records(kind, folder), nil
+}
+
+func (b *simBackdoor) Deleted(_ context.Context, kind tandemv1.RecordKind) ([]*tandemv1.Record, error) {
+	return b.records(kind, "deleteditems"), nil
+}
+
+// records converts the items of kind in folder.
+func (b *simBackdoor) records(kind tandemv1.RecordKind, folder string) []*tandemv1.Record {
 	var out []*tandemv1.Record
 	for _, it := range b.env.sim.Items(b.address, folder) {
 		rec := &tandemv1.Record{Id: it.ItemID, Version: it.ChangeKey}
@@ -213,7 +222,7 @@ func (b *simBackdoor) List(_ context.Context, kind tandemv1.RecordKind) ([]*tand
 		}
 		out = append(out, rec)
 	}
-	return out, nil
+	return out
 }
 
 // SyncFolders asks the simulator with a hand-written FindFolder, independent of the client.

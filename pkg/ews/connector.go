@@ -485,9 +485,11 @@ func deleteChange(id string) *tandemv1.Change {
 }
 
 // Apply carries out cmds for mb's kind folder: creates (after looking their sync keys up, so
-// a repeated create returns the first item), then updates, then deletes, each in as few
-// requests as EWS allows. The items written are read back so that each result carries the
-// item's id, new change key and the content Exchange holds.
+// a repeated create updates the first attempt's item and a create whose item was deleted since
+// is not made again; see applyCreates), then updates (which also tag the item with the
+// command's sync key), then deletes, each in as few requests as EWS allows. The items written
+// are read back so that each result carries the item's id, new change key and the content
+// Exchange holds.
 func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand) ([]*tandemv1.WriteResult, error) {
 	results := make([]*tandemv1.WriteResult, len(cmds))
 	for i, cmd := range cmds {
@@ -520,7 +522,7 @@ func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv
 		}
 	}
 	written := make(map[int]ItemID)
-	if err := c.applyCreates(ctx, t, folder, cmds, creates, results, written); err != nil {
+	if err := c.applyCreates(ctx, t, kind, folder, cmds, creates, results, written); err != nil {
 		c.failed(mb, err)
 		return nil, err
 	}
@@ -575,8 +577,27 @@ func fail(r *tandemv1.WriteResult, err error) {
 	r.Error = syncerr.As(err).Proto()
 }
 
-// applyCreates creates the commands' items unless their sync keys are already in the folder.
-func (c *Connector) applyCreates(ctx context.Context, t Target, folder FolderID, cmds []*tandemv1.WriteCommand, idx []int, results []*tandemv1.WriteResult, written map[int]ItemID) error {
+// clockSkew allows for the difference between Tandem's clock (a command's issue time) and
+// Exchange's (an item's creation time).
+const clockSkew = 2 * time.Minute
+
+// applyCreates carries out the creates. One FindItem first looks their sync keys up in the
+// target folder and in Deleted Items, which tells three cases apart:
+//
+//   - the key is in the folder: an earlier attempt took effect. The item is updated to the
+//     command's content, since that attempt may have written older content, and the create is
+//     already applied.
+//   - the key is only in Deleted Items, on an item created after the command was issued: an
+//     earlier attempt took effect and the item was deleted since (items keep their extended
+//     properties when moved there). Creating it again would undo that deletion, so the create
+//     fails as gone, naming the deleted item, and the caller carries the deletion over instead.
+//     Older deleted items with the key are earlier incarnations of the pair and are ignored.
+//   - otherwise the item is created.
+//
+// A sync key twice in one batch is one create: the later commands share the first's outcome.
+// A lookup that fails, in either folder, fails the batch: creating without it could duplicate
+// an item or bring back one the user deleted.
+func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.RecordKind, folder FolderID, cmds []*tandemv1.WriteCommand, idx []int, results []*tandemv1.WriteResult, written map[int]ItemID) error {
 	if len(idx) == 0 {
 		return nil
 	}
@@ -586,39 +607,94 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, folder FolderID,
 			keys = append(keys, cmds[i].GetSyncKey())
 		}
 	}
-	existing, err := c.client.FindItemsBySyncKey(ctx, t, folder, keys)
+	found, err := c.client.FindItemsBySyncKey(ctx, t, []FolderID{folder, DeletedItemsFolder}, keys)
 	if err != nil {
 		return err
 	}
-	first := firstBySyncKey(existing)
-	var todo []int
+	inFolder := firstBySyncKey(found[0])
+	var ofKind []*Item
+	for _, it := range found[1] {
+		if it.Kind == kind {
+			ofKind = append(ofKind, it)
+		}
+	}
+	// earlierAttempt finds, in Deleted Items, the item an earlier attempt of cmd created: one
+	// created after the command was issued. An older item with the same key is an earlier
+	// incarnation of the pair (deleted by the user or by Tandem before this create was decided)
+	// and does not stop the create.
+	earlierAttempt := func(cmd *tandemv1.WriteCommand) (*Item, bool) {
+		var cands []*Item
+		for _, it := range ofKind {
+			if it.SyncKey != cmd.GetSyncKey() {
+				continue
+			}
+			if issued := cmd.GetIssuedAt(); issued != nil && !it.Created.IsZero() && it.Created.Before(issued.AsTime().Add(-clockSkew)) {
+				continue
+			}
+			cands = append(cands, it)
+		}
+		it, ok := firstBySyncKey(cands)[cmd.GetSyncKey()]
+		return it, ok
+	}
+
+	first := make(map[string]int) // sync key → the batch's first command with it
+	var duplicates, creates, upserts []int
 	var records []*tandemv1.Record
-	pendingKey := make(map[string]int)
-	var duplicates []int
+	var updates []ItemUpdate
 	for _, i := range idx {
 		key := cmds[i].GetSyncKey()
-		if it, ok := first[key]; ok {
-			written[i] = it.ID
-			results[i].Ok, results[i].AlreadyApplied = true, true
-			continue
-		}
-		if _, ok := pendingKey[key]; ok {
+		if _, ok := first[key]; ok {
 			duplicates = append(duplicates, i)
 			continue
 		}
-		pendingKey[key] = i
+		first[key] = i
+		if it, ok := inFolder[key]; ok {
+			// The change key keeps an edit made since the lookup from being overwritten unseen:
+			// the upsert then fails as a conflict and is tried again.
+			upserts = append(upserts, i)
+			updates = append(updates, ItemUpdate{ID: it.ID, Record: cmds[i].GetRecord()})
+			continue
+		}
+		if it, ok := earlierAttempt(cmds[i]); ok {
+			results[i].Record = &tandemv1.Record{Id: it.ID.ID}
+			fail(results[i], &syncerr.Error{
+				Code:     syncerr.ExchangeItemNotFound,
+				Detail:   fmt.Sprintf("the %s was created in Exchange earlier and has been deleted since (it is in Deleted Items as %s); it is not created again", kindName(kind), it.ID.ID),
+				RecordID: it.ID.ID,
+			})
+			continue
+		}
 		rec := cloneRecord(cmds[i].GetRecord())
 		rec.SyncKey = key
-		todo = append(todo, i)
+		creates = append(creates, i)
 		records = append(records, rec)
 	}
-	if len(todo) > 0 {
+	if len(updates) > 0 {
+		res, err := c.client.UpdateItems(ctx, t, updates)
+		if err != nil {
+			return err
+		}
+		for k, r := range res {
+			i := upserts[k]
+			if r.Err != nil {
+				if errors.Is(r.Err, ErrItemNotFound) {
+					// Deleted between the lookup and the update: gone all the same.
+					results[i].Record = &tandemv1.Record{Id: updates[k].ID.ID}
+				}
+				fail(results[i], r.Err)
+				continue
+			}
+			written[i] = r.Item.ID
+			results[i].Ok, results[i].AlreadyApplied = true, true
+		}
+	}
+	if len(creates) > 0 {
 		res, err := c.client.CreateItems(ctx, t, folder, records)
 		if err != nil {
 			return err
 		}
 		for k, r := range res {
-			i := todo[k]
+			i := creates[k]
 			if r.Err != nil {
 				fail(results[i], r.Err)
 				continue
@@ -627,16 +703,25 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, folder FolderID,
 			results[i].Ok = true
 		}
 	}
-	// A sync key twice in one batch is the same create: the later command gets the first's item.
 	for _, i := range duplicates {
-		j := pendingKey[cmds[i].GetSyncKey()]
+		j := first[cmds[i].GetSyncKey()]
 		results[i].Ok, results[i].Error = results[j].Ok, results[j].Error
+		if results[j].Record != nil {
+			results[i].Record = proto.Clone(results[j].Record).(*tandemv1.Record)
+		}
 		if id, ok := written[j]; ok {
 			written[i] = id
 			results[i].AlreadyApplied = true
 		}
 	}
 	return nil
+}
+
+func kindName(kind tandemv1.RecordKind) string {
+	if kind == tandemv1.RecordKind_RECORD_KIND_EVENT {
+		return "event"
+	}
+	return "contact"
 }
 
 // firstBySyncKey picks, per sync key, the item to treat as the create's result: the oldest,
@@ -681,9 +766,10 @@ func (c *Connector) applyUpdates(ctx context.Context, t Target, cmds []*tandemv1
 	ups := make([]ItemUpdate, len(idx))
 	for k, i := range idx {
 		ups[k] = ItemUpdate{
-			ID:     ItemID{ID: cmds[i].GetTargetId(), ChangeKey: cmds[i].GetExpectedVersion()},
-			Record: cmds[i].GetRecord(),
-			Fields: cmds[i].GetFields(),
+			ID:      ItemID{ID: cmds[i].GetTargetId(), ChangeKey: cmds[i].GetExpectedVersion()},
+			Record:  cmds[i].GetRecord(),
+			Fields:  cmds[i].GetFields(),
+			SyncKey: cmds[i].GetSyncKey(),
 		}
 	}
 	res, err := c.client.UpdateItems(ctx, t, ups)

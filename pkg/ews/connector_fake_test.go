@@ -227,3 +227,68 @@ func TestPrepareFolderChoice(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyCreateLookupAnswers covers the FindItem answers a create's lookup must cope with:
+// an item that vanishes between the lookup and the update, and a folder the lookup fails on.
+func TestApplyCreateLookupAnswers(t *testing.T) {
+	const taggedContact = `<t:Contact><t:ItemId Id="earlier" ChangeKey="ck"/><t:ExtendedProperty><t:ExtendedFieldURI PropertySetId="` +
+		SyncKeyPropertySetID + `" PropertyName="` + SyncKeyPropertyName + `" PropertyType="String"/><t:Value>k</t:Value></t:ExtendedProperty></t:Contact>`
+	page := func(items string) string {
+		return `<m:RootFolder TotalItemsInView="1" IncludesLastItemInRange="true"><t:Items>` + items + `</t:Items></m:RootFolder>`
+	}
+	tests := []struct {
+		name     string
+		find     string // FindItem answer
+		update   string // UpdateItem answer, "" if none expected
+		wantErr  syncerr.Code
+		wantCode syncerr.Code
+		wantID   string
+	}{
+		{name: "item deleted between lookup and update",
+			find:     opResponse("FindItem", okMessage("FindItem", page(taggedContact)), okMessage("FindItem", page(""))),
+			update:   opResponse("UpdateItem", errorMessage("UpdateItem", "ErrorItemNotFound", "The specified object was not found in the store.")),
+			wantCode: syncerr.ExchangeItemNotFound, wantID: "earlier"},
+		{name: "Deleted Items cannot be searched",
+			find:    opResponse("FindItem", okMessage("FindItem", page("")), errorMessage("FindItem", "ErrorAccessDenied", "Access is denied.")),
+			wantErr: syncerr.ExchangeAccessDenied},
+		{name: "one answer for two folders",
+			find:    opResponse("FindItem", okMessage("FindItem", page(""))),
+			wantErr: syncerr.ExchangeMalformedResponse},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newFakeServer(t, func(w http.ResponseWriter, req capturedRequest, n int) {
+				switch req.op {
+				case "FindItem":
+					respond(w, 200, tc.find)
+				case "UpdateItem":
+					if tc.update == "" {
+						t.Error("unexpected UpdateItem")
+					}
+					respond(w, 200, tc.update)
+				case "CreateItem":
+					t.Error("unexpected CreateItem")
+					answering(w, req, n)
+				default:
+					answering(w, req, n)
+				}
+			})
+			res, err := fakeConnector(t, srv).Apply(t.Context(), mailboxOf(testMailbox), tandemv1.RecordKind_RECORD_KIND_CONTACT, []*tandemv1.WriteCommand{
+				{CommandId: "c", Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "k", Record: contactRecord("", &tandemv1.Contact{GivenName: "New"})},
+			})
+			if tc.wantErr != "" {
+				if se := syncerr.As(err); err == nil || se.Code != tc.wantErr {
+					t.Fatalf("Apply: %v, want %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := res[0]
+			if r.GetOk() || r.GetError().GetCode() != string(tc.wantCode) || r.GetRecord().GetId() != tc.wantID {
+				t.Errorf("result %v, want %s naming %q", r, tc.wantCode, tc.wantID)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -386,5 +387,143 @@ func TestConnectorCancelledApply(t *testing.T) {
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
+	}
+}
+
+// TestConnectorCreateLookup covers how a create's sync-key lookup, one FindItem over the
+// target folder and Deleted Items, decides between updating, refusing and creating.
+func TestConnectorCreateLookup(t *testing.T) {
+	const (
+		address = "alice@contoso.com"
+		key     = "sk-lookup"
+	)
+	tagged := func(k string) []ewssim.ExtendedProperty {
+		return []ewssim.ExtendedProperty{{PropertySetID: SyncKeyPropertySetID, PropertyName: SyncKeyPropertyName, PropertyType: "String", Value: k}}
+	}
+	tests := []struct {
+		name string
+		// Items carrying the key: contacts in the sync folder, contacts and events deleted.
+		inFolder, deleted, deletedEvents int
+		commands                         int // creates with the key in the batch
+		want                             string
+		finds                            int // FindItem requests
+	}{
+		{name: "earlier attempt in the folder is updated", inFolder: 1, commands: 1, want: "upsert", finds: 1},
+		{name: "earlier attempt deleted since is not made again", deleted: 1, commands: 1, want: "gone", finds: 1},
+		{name: "the folder wins over Deleted Items", inFolder: 1, deleted: 1, commands: 1, want: "upsert", finds: 1},
+		{name: "a deleted item of another kind does not count", deletedEvents: 1, commands: 1, want: "create", finds: 1},
+		{name: "duplicates in a batch share the refusal", deleted: 1, commands: 2, want: "gone", finds: 1},
+		{name: "duplicates in a batch share the update", inFolder: 1, commands: 2, want: "upsert", finds: 1},
+		{name: "Deleted Items is paged on alone", deleted: 12, commands: 1, want: "gone", finds: 2},
+		{name: "nothing found", commands: 1, want: "create", finds: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newSimEnv(t, ewssim.Config{})
+			if err := env.sim.AddMailbox(address); err != nil {
+				t.Fatal(err)
+			}
+			c := env.connector(t, env.connection())
+			mb := mailboxOf(address)
+			if _, err := c.Prepare(t.Context(), mb); err != nil {
+				t.Fatal(err)
+			}
+			var existing []string
+			for i := range tc.inFolder + tc.deleted {
+				id, err := env.sim.PutContact(address, exchange.SyncFolderName, ewssim.Contact{
+					ItemBase: ewssim.ItemBase{ExtendedProperties: tagged(key)}, GivenName: fmt.Sprintf("Old%d", i),
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i < tc.inFolder {
+					existing = append(existing, id)
+				} else if err := env.sim.DeleteItem(address, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range tc.deletedEvents {
+				id, err := env.sim.PutEvent(address, ewssim.CalendarItem{
+					ItemBase: ewssim.ItemBase{ExtendedProperties: tagged(key), Subject: "Old"},
+					Start:    time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC), End: time.Date(2026, 5, 1, 11, 0, 0, 0, time.UTC),
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := env.sim.DeleteItem(address, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var trash []string
+			for _, it := range env.sim.Items(address, "deleteditems") {
+				if it.Contact != nil {
+					trash = append(trash, it.ItemID)
+				}
+			}
+			env.sim.ResetCounts()
+
+			var cmds []*tandemv1.WriteCommand
+			for i := range tc.commands {
+				cmds = append(cmds, &tandemv1.WriteCommand{CommandId: fmt.Sprint("c", i), Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: key,
+					Record: contactRecord("", &tandemv1.Contact{GivenName: "New", JobTitle: "Buyer"})})
+			}
+			res, err := c.Apply(t.Context(), mb, tandemv1.RecordKind_RECORD_KIND_CONTACT, cmds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inFolder := env.sim.Items(address, exchange.SyncFolderName)
+			for i, r := range res {
+				switch tc.want {
+				case "upsert":
+					if !r.GetOk() || !r.GetAlreadyApplied() || r.GetRecord().GetId() != existing[0] {
+						t.Errorf("result %d: %v, want the existing item %s updated and already applied", i, r, existing[0])
+					}
+					if got := r.GetRecord().GetContact(); got.GetGivenName() != "New" || got.GetJobTitle() != "Buyer" {
+						t.Errorf("result %d holds %v, want the command's content", i, got)
+					}
+				case "gone":
+					if r.GetOk() || r.GetError().GetCode() != string(syncerr.ExchangeItemNotFound) || !slices.Contains(trash, r.GetRecord().GetId()) {
+						t.Errorf("result %d: %v, want %s naming one of the deleted items %v", i, r, syncerr.ExchangeItemNotFound, trash)
+					}
+					if r.GetError().GetRecordId() != r.GetRecord().GetId() {
+						t.Errorf("result %d: error names %q, record %q", i, r.GetError().GetRecordId(), r.GetRecord().GetId())
+					}
+				case "create":
+					if !r.GetOk() || r.GetAlreadyApplied() || r.GetRecord().GetId() == "" {
+						t.Errorf("result %d: %v, want a new item", i, r)
+					}
+				}
+				if r.GetRecord().GetId() != res[0].GetRecord().GetId() {
+					t.Errorf("duplicate create %d got item %q, the first %q", i, r.GetRecord().GetId(), res[0].GetRecord().GetId())
+				}
+			}
+			wantItems := tc.inFolder
+			if tc.want == "create" {
+				wantItems = 1
+			}
+			if len(inFolder) != wantItems {
+				t.Errorf("%d items in the folder, want %d", len(inFolder), wantItems)
+			}
+			if tc.want == "upsert" {
+				for _, it := range inFolder {
+					if it.ItemID == existing[0] && it.Contact.GivenName != "New" {
+						t.Errorf("the existing item still holds %q", it.Contact.GivenName)
+					}
+				}
+			}
+			counts := env.sim.Counts()
+			wantCounts := map[string]int64{"FindItem": int64(tc.finds), "UpdateItem": 0, "CreateItem": 0}
+			switch tc.want {
+			case "upsert":
+				wantCounts["UpdateItem"] = 1
+			case "create":
+				wantCounts["CreateItem"] = 1
+			}
+			for op, want := range wantCounts {
+				if counts[op] != want {
+					t.Errorf("%s requests: %d, want %d (all: %v)", op, counts[op], want, counts)
+				}
+			}
+		})
 	}
 }

@@ -10,10 +10,12 @@ import (
 )
 
 // fieldChange is one entry of an UpdateItem's t:Updates: SetItemField when item is set (the item
-// element holding just the new value), DeleteItemField otherwise.
+// element holding just the new value), DeleteItemField otherwise. The property is path when
+// set (an extended property), else uri with index.
 type fieldChange struct {
 	uri   string
 	index string
+	path  func(parent *etree.Element)
 	item  *etree.Element
 }
 
@@ -23,9 +25,12 @@ func (fc fieldChange) write(updates *etree.Element) {
 		tag = "t:SetItemField"
 	}
 	e := add(updates, tag)
-	if fc.index != "" {
+	switch {
+	case fc.path != nil:
+		fc.path(e)
+	case fc.index != "":
 		indexedFieldURI(e, fc.uri, fc.index)
-	} else {
+	default:
 		fieldURI(e, fc.uri)
 	}
 	if fc.item != nil {
@@ -51,6 +56,13 @@ func textField(uri, itemTag, elemTag, value string) fieldChange {
 		return deleteField(uri, "")
 	}
 	return setField(uri, "", itemTag, func(item *etree.Element) { addText(item, elemTag, value) })
+}
+
+// syncKeyField tags an item (of element itemTag) with Tandem's sync key.
+func syncKeyField(itemTag, key string) fieldChange {
+	item := etree.NewElement(itemTag)
+	syncKeyProperty(item, key)
+	return fieldChange{path: syncKeyURI, item: item}
 }
 
 // bodyField sets the item body as text. An empty body is written as an empty text body rather

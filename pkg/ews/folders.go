@@ -24,6 +24,9 @@ type FolderID struct {
 var (
 	ContactsFolder = FolderID{Distinguished: "contacts"}
 	CalendarFolder = FolderID{Distinguished: "calendar"}
+	// DeletedItemsFolder is where deleted items go, Outlook's and Tandem's alike; they keep
+	// their extended properties there, sync key included.
+	DeletedItemsFolder = FolderID{Distinguished: "deleteditems"}
 )
 
 func (f FolderID) String() string {

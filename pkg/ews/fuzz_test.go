@@ -183,13 +183,19 @@ func FuzzFindItem(f *testing.F) {
 		if env == nil {
 			return
 		}
-		page, err := parseFindItem(env)
+		msgs, err := responseMessages(env, "FindItem")
 		if err != nil {
 			return
 		}
-		for _, it := range page.items {
-			if it.ID.ID == "" {
-				t.Fatal("item without an id")
+		pages, err := parseFindItems(env, len(msgs))
+		if err != nil {
+			return
+		}
+		for _, p := range pages {
+			for _, it := range p.items {
+				if it.ID.ID == "" {
+					t.Fatal("item without an id")
+				}
 			}
 		}
 	})

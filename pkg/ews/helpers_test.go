@@ -246,7 +246,11 @@ func answer(op string, body []byte) string {
 	case "SyncFolderItems":
 		return opResponse(op, okMessage(op, `<m:SyncState>state-1</m:SyncState><m:IncludesLastItemInRange>true</m:IncludesLastItemInRange><m:Changes/>`))
 	case "FindItem":
-		return opResponse(op, okMessage(op, `<m:RootFolder TotalItemsInView="0" IncludesLastItemInRange="true"><t:Items/></m:RootFolder>`))
+		msgs := make([]string, len(count("ParentFolderIds")))
+		for i := range msgs {
+			msgs[i] = okMessage(op, `<m:RootFolder TotalItemsInView="0" IncludesLastItemInRange="true"><t:Items/></m:RootFolder>`)
+		}
+		return opResponse(op, msgs...)
 	case "GetItem", "DeleteItem":
 		n := len(count("ItemIds"))
 		if op == "DeleteItem" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/beevik/etree"
@@ -268,56 +269,70 @@ func parseItemMessages(env *envelope, op string, n int, idOf func(int) string) (
 	return out, nil
 }
 
-// FindItemsBySyncKey finds the items of folder that carry one of keys: one FindItem request
-// restricted on the sync key property (an Or of IsEqualTo) per MaxBatch keys, so that a batch
-// of creates costs one lookup, paged only if Exchange splits the answer.
-func (cl *Client) FindItemsBySyncKey(ctx context.Context, t Target, folder FolderID, keys []string) ([]*Item, error) {
-	var out []*Item
+// FindItemsBySyncKey finds the items of folders that carry one of keys, returning one list per
+// folder in the order of folders. It sends one FindItem per MaxBatch keys, restricted on the
+// sync key property (an Or of IsEqualTo) and searching every folder at once, so that a batch
+// of creates costs one lookup whatever the folders. EWS answers such a FindItem with one
+// response message per ParentFolderIds entry, in request order, which is what tells the
+// folders' items apart; a folder whose matches overflow the page is read on alone.
+func (cl *Client) FindItemsBySyncKey(ctx context.Context, t Target, folders []FolderID, keys []string) ([][]*Item, error) {
+	out := make([][]*Item, len(folders))
+	if len(folders) == 0 {
+		return out, nil
+	}
 	for chunk := range slices.Chunk(keys, MaxBatch) {
-		items, err := cl.findBySyncKey(ctx, t, folder, chunk)
+		pages, err := cl.findBySyncKey(ctx, t, folders, chunk, 0)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, items...)
+		for i, page := range pages {
+			out[i] = append(out[i], page.items...)
+			for offset := 0; !page.last && len(page.items) > 0 && page.next > offset; {
+				offset = page.next
+				more, err := cl.findBySyncKey(ctx, t, folders[i:i+1], chunk, offset)
+				if err != nil {
+					return nil, err
+				}
+				page = more[0]
+				out[i] = append(out[i], page.items...)
+			}
+		}
 	}
 	return out, nil
 }
 
-func (cl *Client) findBySyncKey(ctx context.Context, t Target, folder FolderID, keys []string) ([]*Item, error) {
-	var out []*Item
-	offset := 0
-	for {
-		body := newOp("FindItem")
-		body.CreateAttr("Traversal", "Shallow")
-		itemShape(body, false, []string{"item:ItemClass", "item:DateTimeCreated"}, true)
-		view := add(body, "m:IndexedPageItemView")
-		view.CreateAttr("MaxEntriesReturned", strconv.Itoa(max(len(keys), 10)))
-		view.CreateAttr("Offset", strconv.Itoa(offset))
-		view.CreateAttr("BasePoint", "Beginning")
-		restriction := add(body, "m:Restriction")
-		parent := restriction
-		if len(keys) > 1 {
-			parent = add(restriction, "t:Or")
-		}
-		for _, k := range keys {
-			isEqualTo(parent, syncKeyURI, k)
-		}
-		folder.write(add(body, "m:ParentFolderIds"))
-
-		env, err := cl.do(ctx, call{op: "FindItem", target: t, body: body, idempotent: true})
-		if err != nil {
-			return nil, err
-		}
-		page, err := parseFindItem(env)
-		if err != nil {
-			return nil, classify(fmt.Errorf("FindItem in %s for %s: %w", folder, t.Address, err))
-		}
-		out = append(out, page.items...)
-		if page.last || len(page.items) == 0 || page.next <= offset {
-			return out, nil
-		}
-		offset = page.next
+// findBySyncKey reads one page, from offset, of the items of each folder that carry one of keys.
+func (cl *Client) findBySyncKey(ctx context.Context, t Target, folders []FolderID, keys []string, offset int) ([]findItemPage, error) {
+	body := newOp("FindItem")
+	body.CreateAttr("Traversal", "Shallow")
+	itemShape(body, false, []string{"item:ItemClass", "item:DateTimeCreated"}, true)
+	view := add(body, "m:IndexedPageItemView")
+	view.CreateAttr("MaxEntriesReturned", strconv.Itoa(max(len(keys), 10)))
+	view.CreateAttr("Offset", strconv.Itoa(offset))
+	view.CreateAttr("BasePoint", "Beginning")
+	restriction := add(body, "m:Restriction")
+	parent := restriction
+	if len(keys) > 1 {
+		parent = add(restriction, "t:Or")
 	}
+	for _, k := range keys {
+		isEqualTo(parent, syncKeyURI, k)
+	}
+	ids := add(body, "m:ParentFolderIds")
+	names := make([]string, len(folders))
+	for i, f := range folders {
+		f.write(ids)
+		names[i] = f.String()
+	}
+	env, err := cl.do(ctx, call{op: "FindItem", target: t, body: body, idempotent: true})
+	if err != nil {
+		return nil, err
+	}
+	pages, err := parseFindItems(env, len(folders))
+	if err != nil {
+		return nil, classify(fmt.Errorf("FindItem in %s for %s: %w", strings.Join(names, ", "), t.Address, err))
+	}
+	return pages, nil
 }
 
 type findItemPage struct {
@@ -326,11 +341,29 @@ type findItemPage struct {
 	next  int
 }
 
-func parseFindItem(env *envelope) (findItemPage, error) {
-	el, err := single(env, "FindItem")
+// parseFindItems reads a FindItem answer for n folders: one response message, and so one page,
+// per folder in request order. A folder's error fails the whole answer.
+func parseFindItems(env *envelope, n int) ([]findItemPage, error) {
+	msgs, err := responseMessages(env, "FindItem")
 	if err != nil {
-		return findItemPage{}, err
+		return nil, err
 	}
+	if len(msgs) != n {
+		return nil, malformed("FindItemResponse with %d response messages for %d folders", len(msgs), n)
+	}
+	pages := make([]findItemPage, n)
+	for i, m := range msgs {
+		if m.err != nil {
+			return nil, m.err
+		}
+		if pages[i], err = parseFindItemMessage(m.el); err != nil {
+			return nil, err
+		}
+	}
+	return pages, nil
+}
+
+func parseFindItemMessage(el *etree.Element) (findItemPage, error) {
 	root := child(el, nsMessages, "RootFolder")
 	if root == nil {
 		return findItemPage{}, malformed("FindItemResponseMessage without RootFolder")
@@ -421,11 +454,15 @@ type ItemUpdate struct {
 	Record *tandemv1.Record
 	// Fields are the canonical fields to write; empty means every field Exchange holds.
 	Fields []string
+	// SyncKey, when set, tags the item with Tandem's sync key too, so that an item that began
+	// in Exchange is found by its key from its first update by Tandem on.
+	SyncKey string
 }
 
 // UpdateItems updates items, one result per update in order, carrying the item's new change
 // key. Updates use ConflictResolution NeverOverwrite, so a stale change key fails with
-// ErrorIrresolvableConflict, and never send meeting updates.
+// ErrorIrresolvableConflict, and never send meeting updates. An update with a sync key sets
+// the sync key property first, in the same ItemChange.
 func (cl *Client) UpdateItems(ctx context.Context, t Target, updates []ItemUpdate) ([]ItemResult, error) {
 	out := make([]ItemResult, len(updates))
 	type pending struct {
@@ -437,11 +474,12 @@ func (cl *Client) UpdateItems(ctx context.Context, t Target, updates []ItemUpdat
 	for i, u := range updates {
 		var changes []fieldChange
 		var err error
+		itemTag := "t:Contact"
 		switch body := u.Record.GetBody().(type) {
 		case *tandemv1.Record_Contact:
 			changes, err = contactChanges(body.Contact, u.Fields)
 		case *tandemv1.Record_Event:
-			events = true
+			events, itemTag = true, "t:CalendarItem"
 			changes, err = eventChanges(body.Event, u.Fields)
 		default:
 			err = &syncerr.Error{Code: syncerr.SyncMalformedRecord, Detail: "record has no contact or event content"}
@@ -449,6 +487,9 @@ func (cl *Client) UpdateItems(ctx context.Context, t Target, updates []ItemUpdat
 		if err != nil {
 			out[i].Err = recordError(err, u.ID.ID)
 			continue
+		}
+		if u.SyncKey != "" {
+			changes = append([]fieldChange{syncKeyField(itemTag, u.SyncKey)}, changes...)
 		}
 		if len(changes) == 0 {
 			// Nothing Exchange holds is to change; the item stays as it is.

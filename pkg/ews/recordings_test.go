@@ -64,8 +64,12 @@ func parseRecorded(body string) (string, error) {
 		}
 		return fmt.Sprintf("%d changes", len(res.Changes)), nil
 	case "FindItemResponse":
-		page, err := parseFindItem(env)
-		return fmt.Sprintf("%d items", len(page.items)), err
+		pages, err := parseFindItems(env, count("FindItem"))
+		n := 0
+		for _, p := range pages {
+			n += len(p.items)
+		}
+		return fmt.Sprintf("%d items", n), err
 	case "GetItemResponse", "CreateItemResponse", "UpdateItemResponse":
 		name := strings.TrimSuffix(op, "Response")
 		res, err := parseItemMessages(env, name, count(name), id)
@@ -269,7 +273,11 @@ func TestRecordingsReplay(t *testing.T) {
 			case "SyncFolderItems":
 				_, err = cl.SyncFolderItems(ctx, target, folder, "", 0)
 			case "FindItem":
-				_, err = cl.FindItemsBySyncKey(ctx, target, folder, []string{"k"})
+				folders := make([]FolderID, n)
+				for i := range folders {
+					folders[i] = folder
+				}
+				_, err = cl.FindItemsBySyncKey(ctx, target, folders, []string{"k"})
 			case "GetItem":
 				var res []ItemResult
 				res, err = cl.GetItems(ctx, target, tandemv1.RecordKind_RECORD_KIND_CONTACT, ids)

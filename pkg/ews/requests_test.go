@@ -60,11 +60,11 @@ func requestCases() []struct {
 			return err
 		}},
 		{"FindItem-one-key", func(ctx context.Context, cl *Client, t Target) error {
-			_, err := cl.FindItemsBySyncKey(ctx, t, folder, []string{"sk-1"})
+			_, err := cl.FindItemsBySyncKey(ctx, t, []FolderID{folder}, []string{"sk-1"})
 			return err
 		}},
 		{"FindItem-keys", func(ctx context.Context, cl *Client, t Target) error {
-			_, err := cl.FindItemsBySyncKey(ctx, t, folder, []string{"sk-1", "sk-2", "sk-3"})
+			_, err := cl.FindItemsBySyncKey(ctx, t, []FolderID{folder, DeletedItemsFolder}, []string{"sk-1", "sk-2", "sk-3"})
 			return err
 		}},
 		{"CreateItem-contact-full", func(ctx context.Context, cl *Client, t Target) error {
@@ -95,6 +95,14 @@ func requestCases() []struct {
 				{ID: ItemID{ID: "AAMkItem1=", ChangeKey: "EQAAAB"}, Record: contactRecord("", fullContact()), Fields: []string{"mobile_phone", "surname"}},
 				{ID: ItemID{ID: "AAMkItem2=", ChangeKey: "EQAAAC"}, Record: contactRecord("", &tandemv1.Contact{JobTitle: "CTO"}), Fields: []string{"job_title", "home_address"}},
 			}))
+		}},
+		{"UpdateItem-contact-sync-key", func(ctx context.Context, cl *Client, t Target) error {
+			return updateOK(cl.UpdateItems(ctx, t, []ItemUpdate{{ID: ItemID{ID: "AAMkItem1=", ChangeKey: "EQAAAB"},
+				Record: contactRecord("", &tandemv1.Contact{JobTitle: "CTO"}), Fields: []string{"job_title"}, SyncKey: "sk-tag"}}))
+		}},
+		{"UpdateItem-event-sync-key", func(ctx context.Context, cl *Client, t Target) error {
+			return updateOK(cl.UpdateItems(ctx, t, []ItemUpdate{{ID: ItemID{ID: "AAMkEvent1=", ChangeKey: "DwAAAB"},
+				Record: eventRecord("", &tandemv1.Event{Subject: "Renamed"}), Fields: []string{"subject"}, SyncKey: "sk-tag"}}))
 		}},
 		{"UpdateItem-event-set-all", func(ctx context.Context, cl *Client, t Target) error {
 			ev := fullEvent()

@@ -423,6 +423,54 @@ func TestFindItemOnExtendedProperty(t *testing.T) {
 	}
 }
 
+// TestFindItemInSeveralFolders checks FindItem over several ParentFolderIds: one response
+// message per folder in request order, each with its folder's matches and its own paging and
+// errors, and items moved to Deleted Items found there by the extended property they kept.
+func TestFindItemInSeveralFolders(t *testing.T) {
+	e := newEnv(t)
+	folder := e.syncFolderID(alice)
+	kept, _ := createContact(t, e, folder, "k-kept")
+	deleted, _ := createContact(t, e, folder, "k-deleted")
+	if r := e.file("delete-item.xml", map[string]any{"Mailbox": alice, "IDs": []string{deleted}, "DeleteType": "MoveToDeletedItems"}, reqOpts{}); !slices.Equal(r.codes(), []string{"NoError"}) {
+		t.Fatalf("DeleteItem codes = %v", r.codes())
+	}
+	trash, err := e.sim.FolderID(alice, "deleteditems")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq := func(k string) string {
+		return `<t:IsEqualTo>` + syncKeyURI + `<t:FieldURIOrConstant><t:Constant Value="` + k + `"/></t:FieldURIOrConstant></t:IsEqualTo>`
+	}
+	r := e.ews(`<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties>`+
+		`<t:FieldURI FieldURI="item:ParentFolderId"/>`+syncKeyURI+`</t:AdditionalProperties></m:ItemShape>`+
+		`<m:IndexedPageItemView MaxEntriesReturned="10" Offset="0" BasePoint="Beginning"/>`+
+		`<m:Restriction><t:Or>`+eq("k-kept")+eq("k-deleted")+`</t:Or></m:Restriction>`+
+		`<m:ParentFolderIds><t:FolderId Id="`+folder+`"/><t:DistinguishedFolderId Id="deleteditems"/><t:FolderId Id="not-an-id"/></m:ParentFolderIds></m:FindItem>`, reqOpts{})
+	if got := r.codes(); !slices.Equal(got, []string{"NoError", "NoError", "ErrorInvalidIdMalformed"}) {
+		t.Fatalf("codes = %v: %s", got, r.body)
+	}
+	msgs := r.messages()
+	for i, want := range []struct{ folder, key, notID string }{{folder, "k-kept", ""}, {trash, "k-deleted", deleted}} {
+		items := msgs[i].FindElements("RootFolder/Items/Contact")
+		if len(items) != 1 {
+			t.Fatalf("message %d lists %d contacts, want 1", i, len(items))
+		}
+		it := items[0]
+		if got := text(it, "ExtendedProperty/Value"); got != want.key {
+			t.Errorf("message %d: sync key %q, want %q", i, got, want.key)
+		}
+		if got := it.FindElement("ParentFolderId").SelectAttrValue("Id", ""); got != want.folder {
+			t.Errorf("message %d: ParentFolderId %q, want %q", i, got, want.folder)
+		}
+		if id := it.FindElement("ItemId").SelectAttrValue("Id", ""); id == want.notID || (i == 0 && id != kept) {
+			t.Errorf("message %d: item id %q (created as %q, deleted as %q)", i, id, kept, deleted)
+		}
+		if root := msgs[i].FindElement("RootFolder"); root.SelectAttrValue("IncludesLastItemInRange", "") != "true" || root.SelectAttrValue("TotalItemsInView", "") != "1" {
+			t.Errorf("message %d: paging %v", i, root.Attr)
+		}
+	}
+}
+
 func TestFindItemRefusesGetItemOnlyProperties(t *testing.T) {
 	e := newEnv(t)
 	folder := e.syncFolderID(alice)

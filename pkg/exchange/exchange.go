@@ -72,11 +72,15 @@ type Connector interface {
 	Changes(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, Page) error) error
 
 	// Apply carries out commands for one mailbox and record kind and returns one result per
-	// command, in command order. Creates tag the item with the command's sync key, and a
-	// create whose sync key already exists in the folder returns that item instead of
-	// creating a second one (already_applied). Updates use the command's expected version for
-	// optimistic concurrency. Meeting invitations and cancellations are never sent. A failure
-	// of one command is reported in its result; Apply returns an error only when the batch
-	// as a whole could not be attempted (auth, throttling, transport), and the caller retries it.
+	// command, in command order. Creates tag the item with the command's sync key. A create
+	// whose sync key is already in the folder (an earlier attempt took effect) updates that item
+	// to the command's content instead of creating a second one (already_applied). A create whose
+	// key is found only on a deleted item created after the command was issued (an earlier
+	// attempt, deleted by the user since) is not made again: it fails as EXCHANGE_ITEM_NOT_FOUND
+	// naming that item, so the deletion is carried over. Updates use the command's expected
+	// version for optimistic concurrency and tag the item with the command's sync key. Meeting
+	// invitations and cancellations are never sent. A failure of one command is reported in its
+	// result; Apply returns an error only when the batch as a whole could not be attempted
+	// (auth, throttling, transport), and the caller retries it.
 	Apply(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand) ([]*tandemv1.WriteResult, error)
 }

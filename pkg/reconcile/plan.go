@@ -314,7 +314,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // addWrite plans a write from source record src (may be nil for deletes) to target.
 func (p *planner) addWrite(target tandemv1.System, op tandemv1.WriteOp, key string, src *tandemv1.Record, targetRec *tandemv1.Record, fields []string, reason string) {
-	cmd := &tandemv1.WriteCommand{Op: op, SyncKey: key}
+	cmd := &tandemv1.WriteCommand{Op: op, SyncKey: key, IssuedAt: timestamppb.New(p.s.Now)}
 	pw := &tandemv1.PendingWrite{Command: cmd, Target: target, IssuedAt: timestamppb.New(p.s.Now), Cycle: p.s.Cycle}
 	display := ""
 	if src != nil {

@@ -35,6 +35,20 @@ type applyState struct {
 	attendees map[int][]*tandemv1.Attendee
 }
 
+// ApplyOption adjusts one Apply call.
+type ApplyOption func(*applyOptions)
+
+type applyOptions struct {
+	redelivered bool
+}
+
+// Redelivered says the batch may have been carried out before: a worker applying it crashed
+// or lost its lease before acknowledging it, so some of its commands may already have taken
+// effect. Apply then looks up the sync keys of the batch's creates first (one queryAll per
+// redeliveryLookupKeys keys, which is why ordinary batches skip it), so that a record an
+// earlier attempt created and the user has deleted since is not created again.
+func Redelivered() ApplyOption { return func(o *applyOptions) { o.redelivered = true } }
+
 // Apply carries out commands as actingUser (with their token, so records they create are
 // theirs) and returns one result per command, in order.
 //
@@ -46,9 +60,19 @@ type applyState struct {
 // its result and never fails the others. Apply returns an error only when the batch could not
 // be carried out as a whole (authentication, API limits, Salesforce unavailable); all its
 // operations but plain creates can then safely be retried.
-func (c *Connector) Apply(ctx context.Context, actingUser *tandemv1.SyncUser, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand) (_ []*tandemv1.WriteResult, err error) {
+//
+// An upsert does not see records in the recycle bin, so a create redelivered after its first
+// attempt took effect and the user deleted the record would bring the record back. With
+// Redelivered, such a create is not sent: its result fails with SALESFORCE_ENTITY_DELETED and
+// carries the deleted record's id, so the deletion can be carried over instead.
+func (c *Connector) Apply(ctx context.Context, actingUser *tandemv1.SyncUser, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...ApplyOption) (_ []*tandemv1.WriteResult, err error) {
+	var o applyOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	ctx, span := c.tracer.Start(ctx, "salesforce.Apply", trace.WithAttributes(c.metrics.org, attribute.String("tandem.user_id", actingUser.GetUserId()),
-		attribute.String("tandem.record_kind", kind.String()), attribute.Int("tandem.commands", len(cmds))))
+		attribute.String("tandem.record_kind", kind.String()), attribute.Int("tandem.commands", len(cmds)),
+		attribute.Bool("tandem.redelivered", o.redelivered)))
 	defer func() { endSpan(span, err) }()
 	object, err := objectFor(kind)
 	if err != nil {
@@ -83,6 +107,12 @@ func (c *Connector) Apply(ctx context.Context, actingUser *tandemv1.SyncUser, ki
 			upserts, upsertItems = append(upserts, i), append(upsertItems, *item)
 		default:
 			creates, createItems = append(creates, i), append(createItems, *item)
+		}
+	}
+	if o.redelivered && len(upserts) > 0 {
+		n := len(upserts)
+		if upserts, upsertItems, err = c.skipDeletedCreates(ctx, st, cmds, upserts, upsertItems); err != nil {
+			return nil, fmt.Errorf("apply %d redelivered %s creates for org %s: %w", n, object, c.orgID, err)
 		}
 	}
 	batches := []struct {

@@ -12,6 +12,9 @@
 //   - Writes use sObject Collections, 200 records a call, always allOrNone=false, so one bad
 //     record never fails its batch. Creates are upserts on the external id field
 //     Tandem_Sync_Key__c: a retried create finds its first attempt instead of duplicating.
+//     Upserts do not see the recycle bin, so a batch marked Redelivered first looks its sync
+//     keys up with queryAll (one call per 200 keys) and does not bring back a record its
+//     earlier attempt created and the user has deleted since.
 //   - Every response's Sforce-Limit-Info header feeds a per-org budget that keeps a
 //     configurable reserve of the daily allocation for everything else in the org.
 //

@@ -5,8 +5,10 @@
 // connector, an empty mailbox it may use, and a Backdoor that changes the mailbox the way its
 // owner would in Outlook. The suite then checks the connector's contract as package exchange
 // documents it: idempotent folder preparation, full and incremental reads with resumable
-// cursors, writes that round-trip every field, creates that are never duplicated, optimistic
-// concurrency, and (when the harness can inject faults) throttling.
+// cursors, writes that round-trip every field, creates that are never duplicated and that
+// update what an earlier attempt wrote, creates that do not bring back what the user deleted,
+// updates that tag items with their sync key, optimistic concurrency, and (when the harness
+// can inject faults) throttling.
 package exchangetest
 
 import (
@@ -49,6 +51,9 @@ type Backdoor interface {
 	MoveOut(ctx context.Context, kind tandemv1.RecordKind, id string) error
 	// List returns the records in the synced folder of kind, with ids, versions and sync keys.
 	List(ctx context.Context, kind tandemv1.RecordKind) ([]*tandemv1.Record, error)
+	// Deleted returns the records of kind in the mailbox's Deleted Items folder, with ids and
+	// sync keys, as List does.
+	Deleted(ctx context.Context, kind tandemv1.RecordKind) ([]*tandemv1.Record, error)
 	// SyncFolders counts the Salesforce_Sync folders under the mailbox's Contacts folder.
 	SyncFolders(ctx context.Context) (int, error)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
@@ -37,6 +38,10 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 		{"Apply/ContactRoundTrip", testContactRoundTrip},
 		{"Apply/EventRoundTrip", testEventRoundTrip},
 		{"Apply/CreateRetried", testCreateRetried},
+		{"Apply/CreateRetriedNewContent", testCreateRetriedNewContent},
+		{"Apply/CreateAfterUserDelete", testCreateAfterUserDelete},
+		{"Apply/CreateAfterEarlierIncarnation", testCreateAfterEarlierIncarnation},
+		{"Apply/UpdateTagsSyncKey", testUpdateTagsSyncKey},
 		{"Apply/StaleVersion", testStaleVersion},
 		{"Apply/UpdateDeleted", testUpdateDeleted},
 		{"Apply/PartialFailure", testPartialFailure},
@@ -397,7 +402,12 @@ func wantError(t *testing.T, what string, r *tandemv1.WriteResult, code syncerr.
 }
 
 func create(key string, rec *tandemv1.Record) *tandemv1.WriteCommand {
-	return &tandemv1.WriteCommand{CommandId: "create-" + key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: key, Record: rec}
+	return createIssued(key, rec, time.Now().Add(-time.Minute))
+}
+
+// createIssued is a create the reconciler issued at issued.
+func createIssued(key string, rec *tandemv1.Record, issued time.Time) *tandemv1.WriteCommand {
+	return &tandemv1.WriteCommand{CommandId: "create-" + key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: key, Record: rec, IssuedAt: timestamppb.New(issued)}
 }
 
 func updateCmd(key string, target *tandemv1.Record, rec *tandemv1.Record, fields ...string) *tandemv1.WriteCommand {
@@ -586,6 +596,186 @@ func testCreateRetried(t *testing.T, h *Harness) {
 		if n := countListed(t, h, tc.kind, key2); n != 1 {
 			t.Errorf("%v: %d items after a batch with a duplicate create, want 1", tc.kind, n)
 		}
+	}
+}
+
+// testCreateRetriedNewContent retries a create whose first attempt took effect unreported,
+// with newer content: the retry must leave one item holding the newer content.
+func testCreateRetriedNewContent(t *testing.T, h *Harness) {
+	prepare(t, h)
+	for _, tc := range []struct {
+		kind          tandemv1.RecordKind
+		first, second *tandemv1.Record
+	}{
+		{contact, contactRecord(FullContact()), contactRecord(&tandemv1.Contact{
+			GivenName: "Zoe", Surname: "O'Brien", JobTitle: "CFO", EmailAddress1: "zoe@acme.example",
+			HomeAddress: &tandemv1.PostalAddress{City: "York", Country: "United Kingdom"}, Notes: "Second attempt.",
+		})},
+		{event, eventRecord(FullEvent()), eventRecord(&tandemv1.Event{
+			Subject: "Review, moved", Location: "Room 2", Start: ts("2026-03-12T09:00:00Z"), End: ts("2026-03-12T10:00:00Z"),
+			StartTimeZone: "GMT Standard Time", ShowAs: tandemv1.ShowAs_SHOW_AS_FREE,
+		})},
+	} {
+		t.Run(tc.kind.String(), func(t *testing.T) {
+			key := "sk-upsert-" + tc.kind.String()
+			cursor := lastCursor(read(t, h.Connector, h.Mailbox, tc.kind, ""))
+			first := apply(t, h, tc.kind, create(key, tc.first))[0]
+			wantOK(t, "first create", first)
+			id := first.GetRecord().GetId()
+
+			again := apply(t, h, tc.kind, create(key, tc.second))[0]
+			wantOK(t, "retried create", again)
+			if !again.GetAlreadyApplied() {
+				t.Error("a create whose item exists did not report already applied")
+			}
+			got := again.GetRecord()
+			if got.GetId() != id || got.GetSyncKey() != key {
+				t.Errorf("retried create returned id %q sync key %q, want the first item %q with %q", got.GetId(), got.GetSyncKey(), id, key)
+			}
+			sameContent(t, "retried create result", tc.second, got)
+			if n := countListed(t, h, tc.kind, key); n != 1 {
+				t.Errorf("%d items with the sync key after a retried create, want 1", n)
+			}
+			item := listed(t, h, tc.kind, id)
+			sameContent(t, "item after the retried create", tc.second, item)
+			if got.GetVersion() != item.GetVersion() {
+				t.Errorf("retried create result has version %q, the item %q", got.GetVersion(), item.GetVersion())
+			}
+			changes := changesOf(read(t, h.Connector, h.Mailbox, tc.kind, cursor))
+			wantUpsert(t, changes, id, tc.second)
+			if len(changes) != 1 {
+				t.Errorf("read after the retried create reported %d records, want 1", len(changes))
+			}
+		})
+	}
+}
+
+// testCreateAfterEarlierIncarnation creates a pair again under a sync key whose earlier item was
+// deleted before the create was issued (a contact that left the filters and came back, or one
+// recreated because a modification beat a deletion): that deleted item is no earlier attempt of
+// this create, so the create must take place.
+func testCreateAfterEarlierIncarnation(t *testing.T, h *Harness) {
+	prepare(t, h)
+	for _, tc := range []struct {
+		kind tandemv1.RecordKind
+		rec  *tandemv1.Record
+	}{
+		{contact, contactRecord(&tandemv1.Contact{GivenName: "Back", Surname: "Again", EmailAddress1: "back@example.org"})},
+		{event, eventRecord(&tandemv1.Event{Subject: "Back again", Start: ts("2026-05-05T10:00:00Z"), End: ts("2026-05-05T11:00:00Z")})},
+	} {
+		t.Run(tc.kind.String(), func(t *testing.T) {
+			key := "sk-incarnation-" + tc.kind.String()
+			first := apply(t, h, tc.kind, create(key, tc.rec))[0]
+			wantOK(t, "first create", first)
+			if err := h.Backdoor.Delete(t.Context(), tc.kind, first.GetRecord().GetId()); err != nil {
+				t.Fatal(err)
+			}
+			later := createIssued(key, tc.rec, time.Now().Add(10*time.Minute))
+			later.CommandId = "create-again-" + key
+			res := apply(t, h, tc.kind, later)[0]
+			wantOK(t, "create issued after the earlier item was deleted", res)
+			if n := countListed(t, h, tc.kind, key); n != 1 {
+				t.Errorf("%d items with the sync key after the new create, want 1", n)
+			}
+		})
+	}
+}
+
+// testCreateAfterUserDelete retries a create whose first attempt took effect and whose item
+// the user has deleted since: the item must not come back, and the result must name it.
+func testCreateAfterUserDelete(t *testing.T, h *Harness) {
+	prepare(t, h)
+	for _, tc := range []struct {
+		kind tandemv1.RecordKind
+		rec  *tandemv1.Record
+	}{
+		{contact, contactRecord(&tandemv1.Contact{GivenName: "Deleted", Surname: "ByUser", EmailAddress1: "deleted@example.org"})},
+		{event, eventRecord(&tandemv1.Event{Subject: "Deleted by the user", Start: ts("2026-05-04T10:00:00Z"), End: ts("2026-05-04T11:00:00Z")})},
+	} {
+		t.Run(tc.kind.String(), func(t *testing.T) {
+			key := "sk-user-deleted-" + tc.kind.String()
+			first := apply(t, h, tc.kind, create(key, tc.rec))[0]
+			wantOK(t, "first create", first)
+			if err := h.Backdoor.Delete(t.Context(), tc.kind, first.GetRecord().GetId()); err != nil {
+				t.Fatal(err)
+			}
+			fresh := "sk-fresh-" + tc.kind.String()
+			res := apply(t, h, tc.kind, create(key, tc.rec), create(fresh, tc.rec))
+			wantError(t, "create retried after the user deleted its item", res[0], syncerr.ExchangeItemNotFound)
+			wantOK(t, "new create in the same batch", res[1])
+			if n := countListed(t, h, tc.kind, key); n != 0 {
+				t.Errorf("the deleted item was created again (%d items with its sync key)", n)
+			}
+			trash := withKey(t, h, tc.kind, key)
+			if len(trash) != 1 {
+				t.Fatalf("%d items with the sync key in Deleted Items, want 1", len(trash))
+			}
+			if got := res[0].GetRecord().GetId(); got != trash[0].GetId() {
+				t.Errorf("result names item %q, want the deleted item %q", got, trash[0].GetId())
+			}
+			if n := countListed(t, h, tc.kind, fresh); n != 1 {
+				t.Errorf("%d items for the new create, want 1", n)
+			}
+		})
+	}
+}
+
+// withKey returns the records in Deleted Items that carry key.
+func withKey(t *testing.T, h *Harness, kind tandemv1.RecordKind, key string) []*tandemv1.Record {
+	t.Helper()
+	recs, err := h.Backdoor.Deleted(t.Context(), kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*tandemv1.Record
+	for _, r := range recs {
+		if r.GetSyncKey() == key {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// testUpdateTagsSyncKey updates an item the user created, which has no sync key, with a
+// command that carries one: from then on the item carries it.
+func testUpdateTagsSyncKey(t *testing.T, h *Harness) {
+	prepare(t, h)
+	for _, tc := range []struct {
+		kind  tandemv1.RecordKind
+		user  *tandemv1.Record // what the user creates
+		rec   *tandemv1.Record // the update's content
+		field string
+	}{
+		{contact, contactRecord(&tandemv1.Contact{GivenName: "Untagged", Surname: "Contact"}),
+			contactRecord(&tandemv1.Contact{JobTitle: "Buyer"}), "job_title"},
+		{event, eventRecord(&tandemv1.Event{Subject: "Untagged", Start: ts("2026-05-05T10:00:00Z"), End: ts("2026-05-05T11:00:00Z")}),
+			eventRecord(&tandemv1.Event{Subject: "Tagged by Tandem"}), "subject"},
+	} {
+		t.Run(tc.kind.String(), func(t *testing.T) {
+			var id string
+			if c := tc.user.GetContact(); c != nil {
+				id = mustCreateContact(t, h, c)
+			} else {
+				id = mustCreateEvent(t, h, tc.user.GetEvent())
+			}
+			before := listed(t, h, tc.kind, id)
+			if before.GetSyncKey() != "" {
+				t.Fatalf("an item the user created carries sync key %q", before.GetSyncKey())
+			}
+			cursor := lastCursor(read(t, h.Connector, h.Mailbox, tc.kind, ""))
+			key := "sk-tagged-" + tc.kind.String()
+			res := apply(t, h, tc.kind, updateCmd(key, before, tc.rec, tc.field))[0]
+			wantOK(t, "update with a sync key", res)
+			if got := res.GetRecord().GetSyncKey(); got != key {
+				t.Errorf("update result carries sync key %q, want %q", got, key)
+			}
+			if got := listed(t, h, tc.kind, id).GetSyncKey(); got != key {
+				t.Errorf("updated item carries sync key %q, want %q", got, key)
+			}
+			if rec := wantUpsert(t, changesOf(read(t, h.Connector, h.Mailbox, tc.kind, cursor)), id, nil); rec != nil && rec.GetSyncKey() != key {
+				t.Errorf("read after the update: sync key %q, want %q", rec.GetSyncKey(), key)
+			}
+		})
 	}
 }
 

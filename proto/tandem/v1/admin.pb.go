@@ -859,8 +859,8 @@ func (x *ResetUserSyncRequest) GetUserId() string {
 // ResetUserSyncResponse confirms the mark.
 type ResetUserSyncResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// reset is the user's reset status after the call.
-	Reset_        ResetStatus `protobuf:"varint,1,opt,name=reset,proto3,enum=tandem.v1.ResetStatus" json:"reset,omitempty"`
+	// reset_status is the user's reset status after the call.
+	ResetStatus   ResetStatus `protobuf:"varint,1,opt,name=reset_status,json=resetStatus,proto3,enum=tandem.v1.ResetStatus" json:"reset_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -895,9 +895,9 @@ func (*ResetUserSyncResponse) Descriptor() ([]byte, []int) {
 	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
-func (x *ResetUserSyncResponse) GetReset_() ResetStatus {
+func (x *ResetUserSyncResponse) GetResetStatus() ResetStatus {
 	if x != nil {
-		return x.Reset_
+		return x.ResetStatus
 	}
 	return ResetStatus_RESET_STATUS_UNSPECIFIED
 }
@@ -1055,9 +1055,9 @@ const file_tandem_v1_admin_proto_rawDesc = "" +
 	"\x1fDeleteSyncConfigurationResponse\"F\n" +
 	"\x14ResetUserSyncRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
-	"\auser_id\x18\x02 \x01(\tR\x06userId\"E\n" +
-	"\x15ResetUserSyncResponse\x12,\n" +
-	"\x05reset\x18\x01 \x01(\x0e2\x16.tandem.v1.ResetStatusR\x05reset\"\xa0\x01\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"R\n" +
+	"\x15ResetUserSyncResponse\x129\n" +
+	"\freset_status\x18\x01 \x01(\x0e2\x16.tandem.v1.ResetStatusR\vresetStatus\"\xa0\x01\n" +
 	"\x19ResolveHeldDeletesRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x17\n" +
@@ -1129,7 +1129,7 @@ var file_tandem_v1_admin_proto_depIdxs = []int32{
 	22, // 6: tandem.v1.PutSyncConfigurationRequest.configuration:type_name -> tandem.v1.SyncConfiguration
 	22, // 7: tandem.v1.PutSyncConfigurationResponse.configuration:type_name -> tandem.v1.SyncConfiguration
 	22, // 8: tandem.v1.ListSyncConfigurationsResponse.configurations:type_name -> tandem.v1.SyncConfiguration
-	23, // 9: tandem.v1.ResetUserSyncResponse.reset:type_name -> tandem.v1.ResetStatus
+	23, // 9: tandem.v1.ResetUserSyncResponse.reset_status:type_name -> tandem.v1.ResetStatus
 	0,  // 10: tandem.v1.ResolveHeldDeletesRequest.decision:type_name -> tandem.v1.HeldDeletesDecision
 	1,  // 11: tandem.v1.AdminService.PutOrg:input_type -> tandem.v1.PutOrgRequest
 	3,  // 12: tandem.v1.AdminService.GetOrg:input_type -> tandem.v1.GetOrgRequest

@@ -332,8 +332,8 @@ type UserStatus struct {
 	MailboxVersionSupported CheckResult `protobuf:"varint,6,opt,name=mailbox_version_supported,json=mailboxVersionSupported,proto3,enum=tandem.v1.CheckResult" json:"mailbox_version_supported,omitempty"`
 	// recognized_by_service_account is "User recognized by Exchange service account".
 	RecognizedByServiceAccount CheckResult `protobuf:"varint,7,opt,name=recognized_by_service_account,json=recognizedByServiceAccount,proto3,enum=tandem.v1.CheckResult" json:"recognized_by_service_account,omitempty"`
-	// reset is "User's reset sync status".
-	Reset_ ResetStatus `protobuf:"varint,8,opt,name=reset,proto3,enum=tandem.v1.ResetStatus" json:"reset,omitempty"`
+	// reset_status is "User's reset sync status".
+	ResetStatus ResetStatus `protobuf:"varint,8,opt,name=reset_status,json=resetStatus,proto3,enum=tandem.v1.ResetStatus" json:"reset_status,omitempty"`
 	// kinds has one entry per record kind.
 	Kinds []*KindStatus `protobuf:"bytes,9,rep,name=kinds,proto3" json:"kinds,omitempty"`
 	// exchange_version is the mailbox server's version, as Exchange reports it.
@@ -429,9 +429,9 @@ func (x *UserStatus) GetRecognizedByServiceAccount() CheckResult {
 	return CheckResult_CHECK_RESULT_UNSPECIFIED
 }
 
-func (x *UserStatus) GetReset_() ResetStatus {
+func (x *UserStatus) GetResetStatus() ResetStatus {
 	if x != nil {
-		return x.Reset_
+		return x.ResetStatus
 	}
 	return ResetStatus_RESET_STATUS_UNSPECIFIED
 }
@@ -1679,7 +1679,7 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"\x0frecords_in_sync\x18\x06 \x01(\x03R\rrecordsInSync\x12%\n" +
 	"\x0epending_writes\x18\a \x01(\x03R\rpendingWrites\x12!\n" +
 	"\fheld_deletes\x18\b \x01(\x03R\vheldDeletes\x12@\n" +
-	"\x0elast_synced_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\flastSyncedAt\"\xd8\x05\n" +
+	"\x0elast_synced_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\flastSyncedAt\"\xe5\x05\n" +
 	"\n" +
 	"UserStatus\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
@@ -1688,8 +1688,8 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"\x10configuration_id\x18\x04 \x01(\tR\x0fconfigurationId\x12_\n" +
 	" assigned_to_active_configuration\x18\x05 \x01(\x0e2\x16.tandem.v1.CheckResultR\x1dassignedToActiveConfiguration\x12R\n" +
 	"\x19mailbox_version_supported\x18\x06 \x01(\x0e2\x16.tandem.v1.CheckResultR\x17mailboxVersionSupported\x12Y\n" +
-	"\x1drecognized_by_service_account\x18\a \x01(\x0e2\x16.tandem.v1.CheckResultR\x1arecognizedByServiceAccount\x12,\n" +
-	"\x05reset\x18\b \x01(\x0e2\x16.tandem.v1.ResetStatusR\x05reset\x12+\n" +
+	"\x1drecognized_by_service_account\x18\a \x01(\x0e2\x16.tandem.v1.CheckResultR\x1arecognizedByServiceAccount\x129\n" +
+	"\freset_status\x18\b \x01(\x0e2\x16.tandem.v1.ResetStatusR\vresetStatus\x12+\n" +
 	"\x05kinds\x18\t \x03(\v2\x15.tandem.v1.KindStatusR\x05kinds\x12)\n" +
 	"\x10exchange_version\x18\n" +
 	" \x01(\tR\x0fexchangeVersion\x123\n" +
@@ -1863,7 +1863,7 @@ var file_tandem_v1_status_proto_depIdxs = []int32{
 	0,  // 6: tandem.v1.UserStatus.assigned_to_active_configuration:type_name -> tandem.v1.CheckResult
 	0,  // 7: tandem.v1.UserStatus.mailbox_version_supported:type_name -> tandem.v1.CheckResult
 	0,  // 8: tandem.v1.UserStatus.recognized_by_service_account:type_name -> tandem.v1.CheckResult
-	2,  // 9: tandem.v1.UserStatus.reset:type_name -> tandem.v1.ResetStatus
+	2,  // 9: tandem.v1.UserStatus.reset_status:type_name -> tandem.v1.ResetStatus
 	3,  // 10: tandem.v1.UserStatus.kinds:type_name -> tandem.v1.KindStatus
 	23, // 11: tandem.v1.UserStatus.last_error:type_name -> tandem.v1.SyncError
 	22, // 12: tandem.v1.UserStatus.next_sync_at:type_name -> google.protobuf.Timestamp

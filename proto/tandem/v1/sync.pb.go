@@ -504,7 +504,11 @@ type WriteCommand struct {
 	// fields are the canonical field names to set on update; empty means every mapped field.
 	Fields []string `protobuf:"bytes,7,rep,name=fields,proto3" json:"fields,omitempty"`
 	// content_hash is the hash of the mapped content being written, recorded in the mapping.
-	ContentHash   string `protobuf:"bytes,8,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	ContentHash string `protobuf:"bytes,8,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	// issued_at is when the reconciler issued the command. A create that finds a deleted record
+	// with its sync key treats it as its own earlier attempt (deleted by the user since) only if
+	// that record was created after this time; an older one is an earlier incarnation of the pair.
+	IssuedAt      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -593,6 +597,13 @@ func (x *WriteCommand) GetContentHash() string {
 		return x.ContentHash
 	}
 	return ""
+}
+
+func (x *WriteCommand) GetIssuedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssuedAt
+	}
+	return nil
 }
 
 // WriteBatch is a set of commands for one user, one target system and one record kind,
@@ -1340,7 +1351,7 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	" \x03(\v2\x11.tandem.v1.ChangeR\achanges\x12*\n" +
 	"\x05error\x18\v \x01(\v2\x14.tandem.v1.SyncErrorR\x05error\x123\n" +
 	"\aread_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\x12%\n" +
-	"\x0eprevious_cycle\x18\r \x01(\x04R\rpreviousCycle\"\x9a\x02\n" +
+	"\x0eprevious_cycle\x18\r \x01(\x04R\rpreviousCycle\"\xd3\x02\n" +
 	"\fWriteCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\"\n" +
@@ -1350,7 +1361,8 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\x10expected_version\x18\x05 \x01(\tR\x0fexpectedVersion\x12)\n" +
 	"\x06record\x18\x06 \x01(\v2\x11.tandem.v1.RecordR\x06record\x12\x16\n" +
 	"\x06fields\x18\a \x03(\tR\x06fields\x12!\n" +
-	"\fcontent_hash\x18\b \x01(\tR\vcontentHash\"\xf8\x01\n" +
+	"\fcontent_hash\x18\b \x01(\tR\vcontentHash\x127\n" +
+	"\tissued_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\"\xf8\x01\n" +
 	"\n" +
 	"WriteBatch\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12\x15\n" +
@@ -1484,30 +1496,31 @@ var file_tandem_v1_sync_proto_depIdxs = []int32{
 	16, // 9: tandem.v1.ChangeBatch.read_at:type_name -> google.protobuf.Timestamp
 	1,  // 10: tandem.v1.WriteCommand.op:type_name -> tandem.v1.WriteOp
 	17, // 11: tandem.v1.WriteCommand.record:type_name -> tandem.v1.Record
-	14, // 12: tandem.v1.WriteBatch.target:type_name -> tandem.v1.System
-	15, // 13: tandem.v1.WriteBatch.kind:type_name -> tandem.v1.RecordKind
-	5,  // 14: tandem.v1.WriteBatch.commands:type_name -> tandem.v1.WriteCommand
-	1,  // 15: tandem.v1.WriteResult.op:type_name -> tandem.v1.WriteOp
-	17, // 16: tandem.v1.WriteResult.record:type_name -> tandem.v1.Record
-	9,  // 17: tandem.v1.WriteResult.error:type_name -> tandem.v1.SyncError
-	9,  // 18: tandem.v1.WriteResult.warnings:type_name -> tandem.v1.SyncError
-	14, // 19: tandem.v1.WriteResultBatch.target:type_name -> tandem.v1.System
-	15, // 20: tandem.v1.WriteResultBatch.kind:type_name -> tandem.v1.RecordKind
-	7,  // 21: tandem.v1.WriteResultBatch.results:type_name -> tandem.v1.WriteResult
-	16, // 22: tandem.v1.WriteResultBatch.completed_at:type_name -> google.protobuf.Timestamp
-	14, // 23: tandem.v1.SyncError.system:type_name -> tandem.v1.System
-	15, // 24: tandem.v1.Mapping.kind:type_name -> tandem.v1.RecordKind
-	12, // 25: tandem.v1.Mapping.exchange_field_hashes:type_name -> tandem.v1.Mapping.ExchangeFieldHashesEntry
-	16, // 26: tandem.v1.Mapping.synced_at:type_name -> google.protobuf.Timestamp
-	13, // 27: tandem.v1.Mapping.salesforce_field_hashes:type_name -> tandem.v1.Mapping.SalesforceFieldHashesEntry
-	14, // 28: tandem.v1.Mapping.origin:type_name -> tandem.v1.System
-	9,  // 29: tandem.v1.DeadLetter.error:type_name -> tandem.v1.SyncError
-	16, // 30: tandem.v1.DeadLetter.failed_at:type_name -> google.protobuf.Timestamp
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	16, // 12: tandem.v1.WriteCommand.issued_at:type_name -> google.protobuf.Timestamp
+	14, // 13: tandem.v1.WriteBatch.target:type_name -> tandem.v1.System
+	15, // 14: tandem.v1.WriteBatch.kind:type_name -> tandem.v1.RecordKind
+	5,  // 15: tandem.v1.WriteBatch.commands:type_name -> tandem.v1.WriteCommand
+	1,  // 16: tandem.v1.WriteResult.op:type_name -> tandem.v1.WriteOp
+	17, // 17: tandem.v1.WriteResult.record:type_name -> tandem.v1.Record
+	9,  // 18: tandem.v1.WriteResult.error:type_name -> tandem.v1.SyncError
+	9,  // 19: tandem.v1.WriteResult.warnings:type_name -> tandem.v1.SyncError
+	14, // 20: tandem.v1.WriteResultBatch.target:type_name -> tandem.v1.System
+	15, // 21: tandem.v1.WriteResultBatch.kind:type_name -> tandem.v1.RecordKind
+	7,  // 22: tandem.v1.WriteResultBatch.results:type_name -> tandem.v1.WriteResult
+	16, // 23: tandem.v1.WriteResultBatch.completed_at:type_name -> google.protobuf.Timestamp
+	14, // 24: tandem.v1.SyncError.system:type_name -> tandem.v1.System
+	15, // 25: tandem.v1.Mapping.kind:type_name -> tandem.v1.RecordKind
+	12, // 26: tandem.v1.Mapping.exchange_field_hashes:type_name -> tandem.v1.Mapping.ExchangeFieldHashesEntry
+	16, // 27: tandem.v1.Mapping.synced_at:type_name -> google.protobuf.Timestamp
+	13, // 28: tandem.v1.Mapping.salesforce_field_hashes:type_name -> tandem.v1.Mapping.SalesforceFieldHashesEntry
+	14, // 29: tandem.v1.Mapping.origin:type_name -> tandem.v1.System
+	9,  // 30: tandem.v1.DeadLetter.error:type_name -> tandem.v1.SyncError
+	16, // 31: tandem.v1.DeadLetter.failed_at:type_name -> google.protobuf.Timestamp
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_tandem_v1_sync_proto_init() }

@@ -1,0 +1,116 @@
+package salesforce
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tandem-sync/tandem/pkg/syncerr"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// redeliveryLookupKeys is how many sync keys one queryAll of a redelivered batch looks up: as
+// many as one upsert call writes, so a redelivered batch costs at most one more call per
+// upsert call (the keys of one lookup are a small fraction of the statement length limit).
+const redeliveryLookupKeys = maxCollection
+
+// clockSkew allows for the difference between Tandem's clock (a command's issue time) and
+// Salesforce's (a record's CreatedDate).
+const clockSkew = 2 * time.Minute
+
+// skipDeletedCreates takes out of the upserts the creates whose record an earlier attempt
+// created and the user deleted since, and fails their results with SALESFORCE_ENTITY_DELETED
+// and the deleted record's id. It returns the upserts still to send, in order.
+func (c *Connector) skipDeletedCreates(ctx context.Context, st *applyState, cmds []*tandemv1.WriteCommand, upserts []int, items []collectionItem) ([]int, []collectionItem, error) {
+	keys := make([]string, 0, len(items))
+	// issued is, per key, when its create was issued: only a record created after it can be an
+	// earlier attempt of this create. An older deleted record with the key is an earlier
+	// incarnation of the pair, deleted before this create was decided.
+	issued := make(map[string]time.Time, len(items))
+	for k, it := range items {
+		if _, seen := issued[it.key]; !seen {
+			keys = append(keys, it.key)
+			issued[it.key] = time.Time{}
+			if at := cmds[upserts[k]].GetIssuedAt(); at != nil {
+				issued[it.key] = at.AsTime().Add(-clockSkew)
+			}
+		}
+	}
+	deleted, err := c.deletedSyncKeys(ctx, st.object, keys, issued)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(deleted) == 0 {
+		return upserts, items, nil
+	}
+	keptIdx := make([]int, 0, len(upserts))
+	keptItems := make([]collectionItem, 0, len(items))
+	for k, i := range upserts {
+		id, gone := deleted[items[k].key]
+		if !gone {
+			keptIdx, keptItems = append(keptIdx, i), append(keptItems, items[k])
+			continue
+		}
+		st.fail(i, &syncerr.Error{
+			Code:     syncerr.SalesforceEntityDeleted,
+			RecordID: id,
+			Detail: fmt.Sprintf("%s %s with sync key %q was created by an earlier attempt of this command and has been deleted since; it is not created again",
+				st.object, id, items[k].key),
+		})
+		// The id lets the caller link the pair to the deleted record and carry the deletion over.
+		st.results[i].Record = &tandemv1.Record{Id: id}
+	}
+	return keptIdx, keptItems, nil
+}
+
+// deletedSyncKeys returns, for each of keys whose records are all in the recycle bin, the id
+// of the one deleted last among those created after since[key]. Keys with a live record, or
+// with none at all, are absent: an upsert finds the live record, or creates the first one.
+//
+// The lookup runs as the integration user, like every org-wide read: it sees records in the
+// recycle bin whoever deleted them, which the acting user may not.
+func (c *Connector) deletedSyncKeys(ctx context.Context, object string, keys []string, since map[string]time.Time) (map[string]string, error) {
+	live := map[string]bool{}
+	deleted := map[string]string{}
+	for start := 0; start < len(keys); start += redeliveryLookupKeys {
+		stmt := selectStmt{
+			fields: []string{"Id", "IsDeleted", "CreatedDate", SyncKeyField},
+			from:   object,
+			// Newest first, so the first deleted row of a key is the one deleted last.
+			orderBy:  "SystemModstamp DESC, Id DESC",
+			inField:  SyncKeyField,
+			inValues: keys[start:min(start+redeliveryLookupKeys, len(keys))],
+		}
+		stmts, err := stmt.chunks(c.cfg.maxSOQLLength)
+		if err != nil {
+			return nil, syncerr.Wrap(syncerr.SyncInternal, fmt.Errorf("look up sync keys: %w", err))
+		}
+		for _, q := range stmts {
+			err := c.queryPages(ctx, c.auth.integrationSubject(), q, true, func(page *QueryResult) error {
+				for _, r := range page.Records {
+					// Rows are matched to commands by the exact key, as the unique case-sensitive
+					// sync key field makes both SOQL and the upsert match them.
+					key := r.String(SyncKeyField)
+					if !r.Bool("IsDeleted") {
+						live[key] = true
+						continue
+					}
+					if created, ok, err := r.Time("CreatedDate"); err == nil && ok && created.Before(since[key]) {
+						continue // an earlier incarnation of the pair, not an attempt of this create
+					}
+					if _, ok := deleted[key]; !ok {
+						deleted[key] = r.String("Id")
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("look up %d sync keys in the recycle bin: %w", len(stmt.inValues), err)
+			}
+		}
+	}
+	for key := range live {
+		delete(deleted, key)
+	}
+	return deleted, nil
+}
