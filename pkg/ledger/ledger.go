@@ -528,6 +528,25 @@ func (l *Ledger) InFlight(ctx context.Context, uk store.UserKey, b *tandemv1.Wri
 	return out, nil
 }
 
+// ResetProgress reports, for a user and kind, the cycle a reset started from (0 if none) and the
+// last cycle reconciled: the reset is done once the reconciler has planned a cycle at or after it.
+func (l *Ledger) ResetProgress(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind) (resetFrom, reconciled uint64, err error) {
+	keys, err := KeysFor(uk, kind)
+	if err != nil {
+		return 0, 0, err
+	}
+	vals, err := l.st.Client().HMGet(ctx, keys.Cycle, fieldResetFrom, fieldReconciled).Result()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read reset progress of %s: %w", uk, err)
+	}
+	num := func(v any) uint64 {
+		s, _ := v.(string)
+		n, _ := strconv.ParseUint(s, 10, 64)
+		return n
+	}
+	return num(vals[0]), num(vals[1]), nil
+}
+
 // Decide records an admin's decision on a hold; the next cycle carries it out.
 func (l *Ledger) Decide(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, holdID string, approve bool) error {
 	keys, err := KeysFor(uk, kind)

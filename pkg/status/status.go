@@ -171,3 +171,29 @@ func Settled(d tandemv1.DirectionStatus) bool {
 	}
 	return false
 }
+
+func usageKey(orgID string) store.CursorKey {
+	return store.CursorKey{Org: orgID, Name: "salesforce-usage"}
+}
+
+// PutSalesforceUsage stores the org's Salesforce API usage as the salesforce-worker last saw it.
+func (s *Store) PutSalesforceUsage(ctx context.Context, orgID string, u *tandemv1.SalesforceApiUsage) error {
+	b, err := proto.Marshal(u)
+	if err != nil {
+		return fmt.Errorf("encode Salesforce usage of org %s: %w", orgID, err)
+	}
+	return s.st.PutCursor(ctx, usageKey(orgID), string(b))
+}
+
+// SalesforceUsage returns the org's Salesforce API usage (empty before the first poll).
+func (s *Store) SalesforceUsage(ctx context.Context, orgID string) (*tandemv1.SalesforceApiUsage, error) {
+	raw, ok, err := s.st.GetCursor(ctx, usageKey(orgID))
+	u := &tandemv1.SalesforceApiUsage{}
+	if err != nil || !ok {
+		return u, err
+	}
+	if err := proto.Unmarshal([]byte(raw), u); err != nil {
+		return nil, fmt.Errorf("decode Salesforce usage of org %s: %w", orgID, err)
+	}
+	return u, nil
+}

@@ -33,6 +33,7 @@ import (
 //	tandem:{O}:errors:recent             zset    entry id scored by last seen (unix ms): the report, newest last
 //	tandem:{O}:errors:user:<U>           zset    the same, for one user's entries
 //	tandem:{O}:activity:<kind>           hash    minute (unix minutes) → records synced; "last" → unix ms of the last sync
+//	tandem:{O}:schedule                  hash    "cycle" → the org's last cycle; "next_at", "started_at" → unix ms
 //
 // Per user (tag {<org>:<user>}):
 //
@@ -77,6 +78,7 @@ const (
 	orgErrorsRecent   = "errors:recent"
 	orgErrorsUser     = "errors:user"
 	orgActivityName   = "activity"
+	orgScheduleName   = "schedule"
 )
 
 // Names of per-user keys, the first part given to UserKey.Key.

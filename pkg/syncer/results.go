@@ -61,7 +61,7 @@ func (s *Syncer) HandleResults(ctx context.Context, b *tandemv1.WriteResultBatch
 		if err != nil {
 			return err
 		}
-		out.kindStatus = kindStatus(snap, w, b.GetKind(), set, now)
+		out.kindStatus = kindStatus(snap, w, b.GetKind(), set)
 		out.lastCycle = snap.Cycle.Reconciled
 		if err := s.led.Commit(ctx, lease, w); err != nil {
 			return err

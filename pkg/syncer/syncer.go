@@ -198,7 +198,7 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			record(snap, w, plan, ready, now)
 			out.report = append(out.report, planReport(plan)...)
 		}
-		out.kindStatus = kindStatus(snap, w, b.GetKind(), set, now)
+		out.kindStatus = kindStatus(snap, w, b.GetKind(), set)
 		out.lastCycle = snap.Cycle.Reconciled
 		if err := s.led.Commit(ctx, lease, w); err != nil {
 			return err
@@ -495,7 +495,7 @@ func planReport(plan *reconcile.Plan) []*tandemv1.SyncError {
 
 // kindStatus computes the user's status for kind from the snapshot as it will be committed,
 // adding to w the marks of initial syncs that just completed.
-func kindStatus(snap *ledger.Snapshot, w *ledger.Writes, kind tandemv1.RecordKind, set reconcile.Settings, now time.Time) *tandemv1.KindStatus {
+func kindStatus(snap *ledger.Snapshot, w *ledger.Writes, kind tandemv1.RecordKind, set reconcile.Settings) *tandemv1.KindStatus {
 	ks := &tandemv1.KindStatus{Kind: kind, PendingWrites: int64(len(snap.Pending))}
 	pendingTo := map[tandemv1.System]int{}
 	for _, pw := range snap.Pending {
@@ -539,7 +539,6 @@ func kindStatus(snap *ledger.Snapshot, w *ledger.Writes, kind tandemv1.RecordKin
 	}
 	ks.SalesforceToExchange = direction(tandemv1.System_SYSTEM_EXCHANGE, set.ToExchange())
 	ks.ExchangeToSalesforce = direction(tandemv1.System_SYSTEM_SALESFORCE, set.ToSalesforce())
-	_ = now
 	return ks
 }
 

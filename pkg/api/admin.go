@@ -1,0 +1,198 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/store"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// PutOrg creates or replaces an org's connection settings; empty secrets keep stored ones.
+func (s *Server) PutOrg(ctx context.Context, req *tandemv1.PutOrgRequest) (*tandemv1.PutOrgResponse, error) {
+	org := req.GetOrg()
+	if err := required("org.org_id", org.GetOrgId()); err != nil {
+		return nil, err
+	}
+	org.UpdatedAt = timestamppb.New(s.now())
+	stored, err := s.st.PutOrg(ctx, org)
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	if err := s.st.DueNow(ctx, org.GetOrgId()); err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.PutOrgResponse{Org: store.Redact(stored)}, nil
+}
+
+// GetOrg returns an org without its secrets.
+func (s *Server) GetOrg(ctx context.Context, req *tandemv1.GetOrgRequest) (*tandemv1.GetOrgResponse, error) {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	org, err := s.st.GetOrgRedacted(ctx, req.GetOrgId())
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.GetOrgResponse{Org: org}, nil
+}
+
+// ListOrgs returns every org without secrets.
+func (s *Server) ListOrgs(ctx context.Context, _ *tandemv1.ListOrgsRequest) (*tandemv1.ListOrgsResponse, error) {
+	orgs, err := s.st.ListOrgs(ctx)
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.ListOrgsResponse{Orgs: orgs}, nil
+}
+
+// TestConnection checks Exchange (as the given rep) and Salesforce, like the Lightning Sync
+// connection test, and says what to do about each failed check.
+func (s *Server) TestConnection(ctx context.Context, req *tandemv1.TestConnectionRequest) (*tandemv1.TestConnectionResponse, error) {
+	if err := required("org_id", req.GetOrgId(), "email", req.GetEmail()); err != nil {
+		return nil, err
+	}
+	if s.checker == nil {
+		return nil, status.Error(codes.Unavailable, "connection tests are not available on this server")
+	}
+	org, err := s.st.GetOrg(ctx, req.GetOrgId())
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	resp := &tandemv1.TestConnectionResponse{Ok: true}
+	add := func(name string, err error, detail string) {
+		c := &tandemv1.ConnectionCheck{Name: name, Result: tandemv1.CheckResult_CHECK_RESULT_PASSED, Detail: detail}
+		if err != nil {
+			se := syncerr.As(err).Proto()
+			c.Result, c.Detail, c.Suggestion = tandemv1.CheckResult_CHECK_RESULT_FAILED, se.GetMessage(), se.GetSuggestion()
+			resp.Ok = false
+		}
+		resp.Checks = append(resp.Checks, c)
+	}
+
+	add("Microsoft Exchange service account provided", presence(serviceAccount(org), syncerr.ExchangeConfigurationMissing), serviceAccount(org))
+	if serviceAccount(org) != "" {
+		user, uerr := s.st.FindUserByEmail(ctx, org.GetOrgId(), req.GetEmail())
+		mb := exchange.Mailbox{OrgID: org.GetOrgId(), Address: req.GetEmail()}
+		if uerr == nil {
+			mb.UserID = user.GetUserId()
+		}
+		folders, err := s.checker.Exchange(ctx, org, mb)
+		detail := ""
+		if err == nil {
+			detail = fmt.Sprintf("mailbox %s on %s; Salesforce_Sync folder ready", req.GetEmail(), folders.ServerVersion)
+		}
+		add("Exchange mailbox "+req.GetEmail()+" reachable and impersonated", err, detail)
+	}
+	present := org.GetSalesforce().GetMyDomainUrl()
+	add("Salesforce connected app", s.salesforceCheck(ctx, org), present)
+	return resp, nil
+}
+
+func (s *Server) salesforceCheck(ctx context.Context, org *tandemv1.Org) error {
+	if org.GetSalesforce().GetMyDomainUrl() == "" {
+		return syncerr.New(syncerr.SalesforceConfigMissing, "the org has no Salesforce My Domain URL")
+	}
+	return s.checker.Salesforce(ctx, org)
+}
+
+func presence(v string, code syncerr.Code) error {
+	if strings.TrimSpace(v) == "" {
+		return syncerr.New(code, "not provided")
+	}
+	return nil
+}
+
+// PutSyncConfiguration creates or replaces a sync configuration; users observe it next cycle.
+func (s *Server) PutSyncConfiguration(ctx context.Context, req *tandemv1.PutSyncConfigurationRequest) (*tandemv1.PutSyncConfigurationResponse, error) {
+	cfg := req.GetConfiguration()
+	if err := required("configuration.org_id", cfg.GetOrgId()); err != nil {
+		return nil, err
+	}
+	cfg.UpdatedAt = timestamppb.New(s.now())
+	stored, err := s.st.PutConfiguration(ctx, cfg.GetOrgId(), cfg)
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	if err := s.st.DueNow(ctx, cfg.GetOrgId()); err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.PutSyncConfigurationResponse{Configuration: stored}, nil
+}
+
+// ListSyncConfigurations returns an org's configurations.
+func (s *Server) ListSyncConfigurations(ctx context.Context, req *tandemv1.ListSyncConfigurationsRequest) (*tandemv1.ListSyncConfigurationsResponse, error) {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	cfgs, err := s.st.ListConfigurations(ctx, req.GetOrgId())
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.ListSyncConfigurationsResponse{Configurations: cfgs}, nil
+}
+
+// DeleteSyncConfiguration deletes a configuration; its users stop syncing.
+func (s *Server) DeleteSyncConfiguration(ctx context.Context, req *tandemv1.DeleteSyncConfigurationRequest) (*tandemv1.DeleteSyncConfigurationResponse, error) {
+	if err := required("org_id", req.GetOrgId(), "id", req.GetId()); err != nil {
+		return nil, err
+	}
+	if err := s.st.DeleteConfiguration(ctx, req.GetOrgId(), req.GetId()); err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.DeleteSyncConfigurationResponse{}, nil
+}
+
+// ResetUserSync marks a user for reset; the scheduler carries it out at the next cycle.
+func (s *Server) ResetUserSync(ctx context.Context, req *tandemv1.ResetUserSyncRequest) (*tandemv1.ResetUserSyncResponse, error) {
+	if err := required("org_id", req.GetOrgId(), "user_id", req.GetUserId()); err != nil {
+		return nil, err
+	}
+	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: req.GetUserId()}
+	if _, err := s.st.GetUser(ctx, uk.OrgID, uk.UserID); err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	if err := s.st.MarkReset(ctx, uk); err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	if err := s.st.DueNow(ctx, uk.OrgID); err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	rs, err := s.st.ResetStatus(ctx, uk)
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.ResetUserSyncResponse{ResetStatus: rs}, nil
+}
+
+// ResolveHeldDeletes records an admin's decision on a mass-delete hold; the user's next cycle
+// carries it out.
+func (s *Server) ResolveHeldDeletes(ctx context.Context, req *tandemv1.ResolveHeldDeletesRequest) (*tandemv1.ResolveHeldDeletesResponse, error) {
+	if err := required("org_id", req.GetOrgId(), "user_id", req.GetUserId(), "hold_id", req.GetHoldId()); err != nil {
+		return nil, err
+	}
+	var approve bool
+	switch req.GetDecision() {
+	case tandemv1.HeldDeletesDecision_HELD_DELETES_DECISION_APPROVE:
+		approve = true
+	case tandemv1.HeldDeletesDecision_HELD_DELETES_DECISION_REJECT:
+	default:
+		return nil, status.Error(codes.InvalidArgument, "decision must be APPROVE or REJECT")
+	}
+	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: req.GetUserId()}
+	if err := s.syncer.Decide(ctx, uk, req.GetHoldId(), approve); err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	if err := s.st.DueNow(ctx, uk.OrgID); err != nil && !errors.Is(err, context.Canceled) {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.ResolveHeldDeletesResponse{}, nil
+}

@@ -1,0 +1,105 @@
+// Package api implements Tandem's gRPC API: StatusService (what is syncing, what is not and
+// why — the Lightning Sync status tables, the sync error report, dry-run plans) and AdminService
+// (orgs, sync configurations, connection tests, reset sync, held mass deletes). It is the one
+// place where Tandem's errors are mapped to gRPC codes.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/seal"
+	tstatus "github.com/tandem-sync/tandem/pkg/status"
+	"github.com/tandem-sync/tandem/pkg/store"
+	"github.com/tandem-sync/tandem/pkg/syncer"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// Checker tests an org's connections for AdminService.TestConnection.
+type Checker interface {
+	// Exchange prepares the mailbox as a sync would (Autodiscover, impersonation, folders).
+	Exchange(ctx context.Context, org *tandemv1.Org, mb exchange.Mailbox) (exchange.Folders, error)
+	// Salesforce obtains a token and makes one cheap call.
+	Salesforce(ctx context.Context, org *tandemv1.Org) error
+}
+
+// Server serves both services.
+type Server struct {
+	tandemv1.UnimplementedStatusServiceServer
+	tandemv1.UnimplementedAdminServiceServer
+
+	st      *store.Store
+	status  *tstatus.Store
+	syncer  *syncer.Syncer
+	checker Checker
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// New returns the API server.
+func New(st *store.Store, sy *syncer.Syncer, checker Checker, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{st: st, status: tstatus.New(st), syncer: sy, checker: checker, log: log, now: time.Now}
+}
+
+// grpcError maps an error to a gRPC status: not found, invalid argument and unauthenticated
+// errors keep their meaning; anything else is logged and reported as internal, without detail
+// that could leak a secret.
+func (s *Server) grpcError(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case errors.Is(err, store.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrInvalidID), errors.Is(err, store.ErrInvalidPageToken):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, store.ErrNoKeyring), errors.Is(err, seal.ErrOpen), errors.Is(err, seal.ErrUnknownKey):
+		s.log.ErrorContext(ctx, "secrets cannot be sealed or opened", slog.Any("error", err))
+		return status.Error(codes.FailedPrecondition, "org credentials cannot be sealed or opened: check the seal key")
+	}
+	s.log.ErrorContext(ctx, "request failed", slog.Any("error", err))
+	return status.Error(codes.Internal, "internal error")
+}
+
+func required(fields ...string) error {
+	for i := 0; i < len(fields); i += 2 {
+		if fields[i+1] == "" {
+			return status.Errorf(codes.InvalidArgument, "%s is required", fields[i])
+		}
+	}
+	return nil
+}
+
+// pageSize clamps a request's page size.
+func pageSize(n int32) int {
+	switch {
+	case n <= 0:
+		return 100
+	case n > 1000:
+		return 1000
+	}
+	return int(n)
+}
+
+// user finds a user by id or email.
+func (s *Server) user(ctx context.Context, orgID, userID, email string) (*tandemv1.SyncUser, error) {
+	if userID != "" {
+		return s.st.GetUser(ctx, orgID, userID)
+	}
+	if email == "" {
+		return nil, status.Error(codes.InvalidArgument, "user_id or email is required")
+	}
+	return s.st.FindUserByEmail(ctx, orgID, email)
+}

@@ -1,0 +1,40 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/tandem-sync/tandem/pkg/ews"
+	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/salesforce"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// ConnectorChecker tests connections with the real connectors, as a sync would use them.
+type ConnectorChecker struct {
+	// AllowHTTP permits plain-HTTP Exchange endpoints (simulators and lab servers only).
+	AllowHTTP bool
+	Logger    *slog.Logger
+}
+
+// Exchange prepares the mailbox with a fresh EWS connector.
+func (c ConnectorChecker) Exchange(ctx context.Context, org *tandemv1.Org, mb exchange.Mailbox) (exchange.Folders, error) {
+	if org.GetExchange() == nil {
+		return exchange.Folders{}, syncerr.New(syncerr.ExchangeConfigurationMissing, "the org has no Exchange connection")
+	}
+	conn, err := ews.NewConnector(ews.ConnectorConfig{Connection: org.GetExchange(), AllowHTTP: c.AllowHTTP, Logger: c.Logger})
+	if err != nil {
+		return exchange.Folders{}, err
+	}
+	return conn.Prepare(ctx, mb)
+}
+
+// Salesforce obtains a token and makes one cheap call with a fresh Salesforce connector.
+func (c ConnectorChecker) Salesforce(ctx context.Context, org *tandemv1.Org) error {
+	conn, err := salesforce.NewConnector(org, salesforce.WithLogger(c.Logger))
+	if err != nil {
+		return err
+	}
+	return conn.Check(ctx)
+}

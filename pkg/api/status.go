@@ -1,0 +1,176 @@
+package api
+
+import (
+	"context"
+	"sort"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tandem-sync/tandem/pkg/ledger"
+	"github.com/tandem-sync/tandem/pkg/store"
+	"github.com/tandem-sync/tandem/pkg/syncer"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// GetOrgStatus returns an org's system status (Tables 1–3).
+func (s *Server) GetOrgStatus(ctx context.Context, req *tandemv1.GetOrgStatusRequest) (*tandemv1.GetOrgStatusResponse, error) {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	org, err := s.st.GetOrgRedacted(ctx, req.GetOrgId())
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	out := &tandemv1.OrgStatus{OrgId: org.GetOrgId(), ServiceAccount: serviceAccount(org)}
+	users, err := s.st.ListUsers(ctx, org.GetOrgId())
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	recognized, refused := false, false
+	for _, u := range users {
+		us, err := s.status.Get(ctx, store.UserKey{OrgID: org.GetOrgId(), UserID: u.GetUserId()})
+		if err != nil {
+			return nil, s.grpcError(ctx, err)
+		}
+		if us.GetAssignedToActiveConfiguration() != tandemv1.CheckResult_CHECK_RESULT_PASSED {
+			continue
+		}
+		out.UsersExpected++
+		linked := len(us.GetKinds()) > 0
+		for _, ks := range us.GetKinds() {
+			linked = linked && ks.GetAddressesLinked() == tandemv1.CheckResult_CHECK_RESULT_PASSED
+		}
+		if linked {
+			out.UsersLinked++
+		}
+		switch us.GetRecognizedByServiceAccount() {
+		case tandemv1.CheckResult_CHECK_RESULT_PASSED:
+			recognized = true
+		case tandemv1.CheckResult_CHECK_RESULT_FAILED:
+			refused = true
+		}
+	}
+	switch {
+	case recognized:
+		out.ServiceAccountRecognized = tandemv1.CheckResult_CHECK_RESULT_PASSED
+	case refused:
+		out.ServiceAccountRecognized = tandemv1.CheckResult_CHECK_RESULT_FAILED
+	}
+	for _, kind := range syncer.Kinds {
+		a, err := s.st.Activity(ctx, org.GetOrgId(), ledger.KindName(kind))
+		if err != nil {
+			return nil, s.grpcError(ctx, err)
+		}
+		ka := &tandemv1.KindActivity{Kind: kind, SyncedLast_60Minutes: a.LastHour, SyncedLast_24Hours: a.LastDay}
+		if !a.Last.IsZero() {
+			ka.LastSyncAt = timestamppb.New(a.Last)
+		}
+		out.Activity = append(out.Activity, ka)
+	}
+	if out.SalesforceApi, err = s.status.SalesforceUsage(ctx, org.GetOrgId()); err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	sch, err := s.st.GetSchedule(ctx, org.GetOrgId())
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	out.LastCycle = sch.Cycle
+	return &tandemv1.GetOrgStatusResponse{Status: out}, nil
+}
+
+// serviceAccount is "Microsoft Exchange service account provided": the account, the OAuth app,
+// or empty for None.
+func serviceAccount(org *tandemv1.Org) string {
+	ex := org.GetExchange()
+	if ex.GetAuth() == tandemv1.ExchangeAuth_EXCHANGE_AUTH_OAUTH_CLIENT_CREDENTIALS {
+		return ex.GetClientId()
+	}
+	return ex.GetServiceAccount()
+}
+
+// userStatus assembles one user's status.
+func (s *Server) userStatus(ctx context.Context, orgID string, u *tandemv1.SyncUser) (*tandemv1.UserStatus, error) {
+	uk := store.UserKey{OrgID: orgID, UserID: u.GetUserId()}
+	us, err := s.status.Get(ctx, uk)
+	if err != nil {
+		return nil, err
+	}
+	us.Email = u.GetEmail()
+	if us.ResetStatus, err = s.st.ResetStatus(ctx, uk); err != nil {
+		return nil, err
+	}
+	return us, nil
+}
+
+// GetUserStatus returns one user's status (Tables 4–6).
+func (s *Server) GetUserStatus(ctx context.Context, req *tandemv1.GetUserStatusRequest) (*tandemv1.GetUserStatusResponse, error) {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	u, err := s.user(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	us, err := s.userStatus(ctx, req.GetOrgId(), u)
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.GetUserStatusResponse{Status: us}, nil
+}
+
+// ListUserStatuses returns the statuses of an org's users, ordered by user id.
+func (s *Server) ListUserStatuses(ctx context.Context, req *tandemv1.ListUserStatusesRequest) (*tandemv1.ListUserStatusesResponse, error) {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	users, err := s.st.ListUsers(ctx, req.GetOrgId())
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	sort.Slice(users, func(i, j int) bool { return users[i].GetUserId() < users[j].GetUserId() })
+	start := sort.Search(len(users), func(i int) bool { return users[i].GetUserId() > req.GetPageToken() })
+	if req.GetPageToken() == "" {
+		start = 0
+	}
+	end := min(len(users), start+pageSize(req.GetPageSize()))
+	resp := &tandemv1.ListUserStatusesResponse{}
+	for _, u := range users[start:end] {
+		us, err := s.userStatus(ctx, req.GetOrgId(), u)
+		if err != nil {
+			return nil, s.grpcError(ctx, err)
+		}
+		resp.Statuses = append(resp.Statuses, us)
+	}
+	if end < len(users) && end > start {
+		resp.NextPageToken = users[end-1].GetUserId()
+	}
+	return resp, nil
+}
+
+// ListSyncErrors returns the sync error report.
+func (s *Server) ListSyncErrors(ctx context.Context, req *tandemv1.ListSyncErrorsRequest) (*tandemv1.ListSyncErrorsResponse, error) {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	entries, next, err := s.st.ListErrors(ctx, req.GetOrgId(), req.GetUserId(), pageSize(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.ListSyncErrorsResponse{Entries: entries, NextPageToken: next}, nil
+}
+
+// PlanUserSync shows what the user's next cycle would do, without writing.
+func (s *Server) PlanUserSync(ctx context.Context, req *tandemv1.PlanUserSyncRequest) (*tandemv1.PlanUserSyncResponse, error) {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	u, err := s.user(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	plan, err := s.syncer.Plan(ctx, store.UserKey{OrgID: req.GetOrgId(), UserID: u.GetUserId()})
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return plan, nil
+}

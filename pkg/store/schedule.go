@@ -1,0 +1,83 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// claimCycleScript starts an org's next cycle if it is due: it numbers the cycle and sets when
+// the following one is due, atomically, so that several scheduler replicas never start the same
+// cycle twice. It returns 0 when the org is not due.
+var claimCycleScript = redis.NewScript(`
+local due = tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0')
+if tonumber(ARGV[1]) < due then
+  return 0
+end
+local cycle = redis.call('HINCRBY', KEYS[1], 'cycle', 1)
+redis.call('HSET', KEYS[1], 'next_at', ARGV[2], 'started_at', ARGV[1])
+return cycle
+`)
+
+// Schedule is an org's cycle schedule.
+type Schedule struct {
+	// Cycle is the last cycle started; 0 before the first.
+	Cycle uint64
+	// StartedAt is when it started; NextAt is when the next one is due.
+	StartedAt, NextAt time.Time
+}
+
+func scheduleKey(orgID string) (string, error) {
+	if err := checkID("org id", orgID); err != nil {
+		return "", err
+	}
+	return orgKey(orgID, orgScheduleName), nil
+}
+
+// ClaimCycle starts the org's next cycle if it is due at now, and schedules the one after at
+// next. ok is false when the org is not due yet (or another replica claimed it first).
+func (s *Store) ClaimCycle(ctx context.Context, orgID string, now, next time.Time) (cycle uint64, ok bool, err error) {
+	key, err := scheduleKey(orgID)
+	if err != nil {
+		return 0, false, err
+	}
+	n, err := claimCycleScript.Run(ctx, s.rdb, []string{key}, now.UnixMilli(), next.UnixMilli()).Int64()
+	if err != nil {
+		return 0, false, fmt.Errorf("claim cycle of org %s: %w", orgID, err)
+	}
+	return uint64(n), n > 0, nil
+}
+
+// DueNow makes the org's next cycle due at once (after a configuration change or a reset).
+func (s *Store) DueNow(ctx context.Context, orgID string) error {
+	key, err := scheduleKey(orgID)
+	if err != nil {
+		return err
+	}
+	return s.Apply(ctx, HSet(key, "next_at", "0"))
+}
+
+// GetSchedule returns the org's schedule.
+func (s *Store) GetSchedule(ctx context.Context, orgID string) (Schedule, error) {
+	key, err := scheduleKey(orgID)
+	if err != nil {
+		return Schedule{}, err
+	}
+	raw, err := s.rdb.HGetAll(ctx, key).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Schedule{}, fmt.Errorf("read schedule of org %s: %w", orgID, err)
+	}
+	num := func(f string) int64 { n, _ := strconv.ParseInt(raw[f], 10, 64); return n }
+	sch := Schedule{Cycle: uint64(num("cycle"))}
+	if ms := num("started_at"); ms > 0 {
+		sch.StartedAt = time.UnixMilli(ms)
+	}
+	if ms := num("next_at"); ms > 0 {
+		sch.NextAt = time.UnixMilli(ms)
+	}
+	return sch, nil
+}

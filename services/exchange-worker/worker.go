@@ -1,0 +1,374 @@
+// Package exchangeworker is the exchange-worker service: it reads each user's changes from
+// Exchange when the scheduler asks (per user), publishes them as change batches for the
+// reconciler, and carries out the writes the reconciler sends to Exchange. It talks to Exchange
+// only through an exchange.Connector (EWS today), built per org from the org's settings.
+package exchangeworker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tandem-sync/tandem/pkg/batches"
+	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/ews"
+	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/ledger"
+	"github.com/tandem-sync/tandem/pkg/lifecycle"
+	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/status"
+	"github.com/tandem-sync/tandem/pkg/store"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// Config is the exchange-worker's settings.
+type Config struct {
+	// Platform is the connections and runtime settings every service shares.
+	Platform platform.Config
+	// JobConcurrency is how many users' reads run at once per replica.
+	JobConcurrency int
+	// ApplyConcurrency is how many write batches run at once per replica.
+	ApplyConcurrency int
+	// AllowHTTP permits plain-HTTP EWS endpoints (simulators and lab servers only).
+	AllowHTTP bool
+	// BackoffBase and BackoffMax bound how long a user whose reads fail is skipped.
+	BackoffBase, BackoffMax time.Duration
+}
+
+// RegisterFlags registers the worker's flags, the platform's included.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Platform.RegisterFlags(fs)
+	fs.IntVar(&c.JobConcurrency, "job-concurrency", 16, "users read at once by this replica")
+	fs.IntVar(&c.ApplyConcurrency, "apply-concurrency", 16, "write batches carried out at once by this replica")
+	fs.BoolVar(&c.AllowHTTP, "allow-http", false, "allow plain-HTTP Exchange endpoints (simulators and lab servers only)")
+	fs.DurationVar(&c.BackoffBase, "backoff-base", time.Minute, "first back-off of a user whose Exchange reads fail")
+	fs.DurationVar(&c.BackoffMax, "backoff-max", time.Hour, "longest back-off of a user whose Exchange reads fail")
+}
+
+// Validate checks the settings.
+func (c *Config) Validate() error {
+	if c.JobConcurrency < 1 || c.ApplyConcurrency < 1 {
+		return errors.New("concurrency must be at least 1")
+	}
+	if c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase {
+		return errors.New("--backoff-base must be positive and not above --backoff-max")
+	}
+	return nil
+}
+
+// ConnectorFactory builds an org's Exchange connector from its settings.
+type ConnectorFactory func(org *tandemv1.Org) (exchange.Connector, error)
+
+// EWSConnectors builds EWS connectors.
+func EWSConnectors(allowHTTP bool, logger *slog.Logger) ConnectorFactory {
+	return func(org *tandemv1.Org) (exchange.Connector, error) {
+		if org.GetExchange() == nil {
+			return nil, syncerr.New(syncerr.ExchangeConfigurationMissing, "org %s has no Exchange connection", org.GetOrgId())
+		}
+		return ews.NewConnector(ews.ConnectorConfig{Connection: org.GetExchange(), AllowHTTP: allowHTTP, Logger: logger})
+	}
+}
+
+// Worker is the exchange-worker.
+type Worker struct {
+	cfg     Config
+	p       *platform.Platform
+	st      *store.Store
+	bus     *bus.Bus
+	led     *ledger.Ledger
+	status  *status.Store
+	factory ConnectorFactory
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu         sync.Mutex
+	connectors map[string]orgConnector
+}
+
+type orgConnector struct {
+	version time.Time
+	conn    exchange.Connector
+}
+
+// New returns a worker using EWS connectors.
+func New(cfg Config, p *platform.Platform) (*Worker, error) {
+	return NewWithConnectors(cfg, p, EWSConnectors(cfg.AllowHTTP, p.Logger))
+}
+
+// NewWithConnectors returns a worker using connectors built by factory.
+func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactory) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Worker{
+		cfg: cfg, p: p, st: p.Store, bus: p.Bus, led: ledger.New(p.Store), status: status.New(p.Store),
+		factory: factory, log: p.Logger.With(slog.String("component", "exchange-worker")), now: time.Now,
+		connectors: map[string]orgConnector{},
+	}, nil
+}
+
+// Components returns the job and apply consumers.
+func (w *Worker) Components() []lifecycle.Component {
+	return []lifecycle.Component{
+		{Name: "exchange-jobs", Run: func(ctx context.Context) error {
+			return w.bus.Consume(ctx, bus.ConsumerExchangeJobs, w.handleJob, bus.WithConcurrency(w.cfg.JobConcurrency))
+		}},
+		{Name: "exchange-apply", Run: func(ctx context.Context) error {
+			return w.bus.Consume(ctx, bus.ConsumerExchangeApply, w.handleApply, bus.WithConcurrency(w.cfg.ApplyConcurrency))
+		}},
+	}
+}
+
+// Run runs the worker alone, with its health endpoint, until ctx ends.
+func (w *Worker) Run(ctx context.Context) error {
+	return platform.Run(ctx, w.cfg.Platform, "exchange-worker", w.p, w)
+}
+
+// connector returns the org's connector, rebuilt when the org's settings change.
+func (w *Worker) connector(ctx context.Context, orgID string) (exchange.Connector, *tandemv1.Org, error) {
+	org, err := w.st.GetOrg(ctx, orgID)
+	if err != nil {
+		return nil, nil, err
+	}
+	version := org.GetUpdatedAt().AsTime()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c, ok := w.connectors[orgID]; ok && c.version.Equal(version) {
+		return c.conn, org, nil
+	}
+	conn, err := w.factory(org)
+	if err != nil {
+		return nil, nil, err
+	}
+	w.connectors[orgID] = orgConnector{version: version, conn: conn}
+	return conn, org, nil
+}
+
+// mailbox resolves the user's mailbox from the directory.
+func (w *Worker) mailbox(ctx context.Context, orgID, userID string) (exchange.Mailbox, error) {
+	user, err := w.st.GetUser(ctx, orgID, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return exchange.Mailbox{}, syncerr.New(syncerr.SyncUserNotInDirectory, "user %s is not in org %s's directory", userID, orgID)
+	}
+	if err != nil {
+		return exchange.Mailbox{}, err
+	}
+	if user.GetEmail() == "" {
+		return exchange.Mailbox{}, syncerr.New(syncerr.SyncAddressNotLinked, "user %s has no email address", userID)
+	}
+	return exchange.Mailbox{OrgID: orgID, UserID: userID, Address: user.GetEmail()}, nil
+}
+
+// cursor is what the worker stores per user and kind: the connector's cursor and the cycle of
+// the read that produced it (the next read continues from that cycle).
+type cursor struct {
+	Value string `json:"value"`
+	Cycle uint64 `json:"cycle"`
+}
+
+func cursorKey(mb exchange.Mailbox, kind tandemv1.RecordKind) store.CursorKey {
+	return store.CursorKey{Org: mb.OrgID, User: mb.UserID, Name: "exchange-" + ledger.KindName(kind)}
+}
+
+func (w *Worker) loadCursor(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind) (cursor, error) {
+	raw, ok, err := w.st.GetCursor(ctx, cursorKey(mb, kind))
+	if err != nil || !ok {
+		return cursor{}, err
+	}
+	var c cursor
+	if err := json.Unmarshal([]byte(raw), &c); err != nil {
+		// An unreadable cursor costs a full read, nothing else.
+		w.log.WarnContext(ctx, "unreadable Exchange cursor; reading in full", slog.Any("error", err))
+		return cursor{}, nil
+	}
+	return c, nil
+}
+
+// handleJob reads a user's changes for every kind the job names.
+func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
+	job := &tandemv1.SyncJob{}
+	if err := m.Decode(job); err != nil {
+		return err
+	}
+	ctx = telemetry.WithScope(ctx, job.GetOrgId(), job.GetUserId())
+	mb, err := w.mailbox(ctx, job.GetOrgId(), job.GetUserId())
+	if err != nil {
+		return w.failed(ctx, job, err)
+	}
+	conn, _, err := w.connector(ctx, job.GetOrgId())
+	if err != nil {
+		return w.failed(ctx, job, err)
+	}
+	folders, err := conn.Prepare(ctx, mb)
+	if err != nil {
+		return w.failed(ctx, job, err)
+	}
+	for _, kind := range job.GetKinds() {
+		if err := w.read(ctx, conn, mb, job, kind); err != nil {
+			return w.failed(ctx, job, err)
+		}
+	}
+	return w.succeeded(ctx, mb, job, folders)
+}
+
+// read reads one kind's changes and publishes them as pages, then stores the cursor: the
+// cursor advances only once the changes it covers are durably published.
+func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.Mailbox, job *tandemv1.SyncJob, kind tandemv1.RecordKind) error {
+	cur, err := w.loadCursor(ctx, mb, kind)
+	if err != nil {
+		return err
+	}
+	if job.GetFullResync() {
+		cur = cursor{}
+	}
+	pager, err := batches.NewPager(w.bus, mb.OrgID, mb.UserID, tandemv1.System_SYSTEM_EXCHANGE, kind, job.GetCycle())
+	if err != nil {
+		return err
+	}
+	next := cur.Value
+	readStart := w.now()
+	err = conn.Changes(ctx, mb, kind, cur.Value, func(ctx context.Context, p exchange.Page) error {
+		if err := pager.Publish(ctx, p.Changes, p.Full, p.Last, cur.Cycle, readStart); err != nil {
+			return err
+		}
+		next = p.Cursor
+		readStart = w.now()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !pager.Finished() {
+		// The connector reported no page at all: the side still reports the cycle.
+		if err := pager.Publish(ctx, nil, cur.Value == "", true, cur.Cycle, readStart); err != nil {
+			return err
+		}
+	}
+	raw, err := json.Marshal(cursor{Value: next, Cycle: job.GetCycle()})
+	if err != nil {
+		return err
+	}
+	return w.st.PutCursor(ctx, cursorKey(mb, kind), string(raw))
+}
+
+// succeeded records a good read in the user's Exchange status.
+func (w *Worker) succeeded(ctx context.Context, mb exchange.Mailbox, job *tandemv1.SyncJob, folders exchange.Folders) error {
+	passed := tandemv1.CheckResult_CHECK_RESULT_PASSED
+	part := &tandemv1.UserStatus{
+		Email: mb.Address, MailboxVersionSupported: passed, RecognizedByServiceAccount: passed,
+		ExchangeVersion: folders.ServerVersion,
+	}
+	for _, kind := range job.GetKinds() {
+		part.Kinds = append(part.Kinds, &tandemv1.KindStatus{Kind: kind, FolderFound: passed, AddressesLinked: passed})
+	}
+	uk := store.UserKey{OrgID: mb.OrgID, UserID: mb.UserID}
+	return w.status.Put(ctx, uk, status.PartExchange, part)
+}
+
+// failed records a failed read in the user's status and the error report, and backs the user
+// off. A failure Tandem retries by itself goes back to the bus (redelivered with the delay the
+// server asked for); one it cannot retry ends here — the next cycles try again after the back-off.
+func (w *Worker) failed(ctx context.Context, job *tandemv1.SyncJob, cause error) error {
+	if ctx.Err() != nil {
+		return cause
+	}
+	se := syncerr.As(cause)
+	uk := store.UserKey{OrgID: job.GetOrgId(), UserID: job.GetUserId()}
+	prev, err := w.status.GetPart(ctx, uk, status.PartExchange)
+	if err != nil {
+		return errors.Join(cause, err)
+	}
+	failures := prev.GetConsecutiveFailures() + 1
+	backoff := w.cfg.BackoffBase << min(failures-1, 16)
+	if backoff > w.cfg.BackoffMax || backoff <= 0 {
+		backoff = w.cfg.BackoffMax
+	}
+	part := proto.Clone(prev).(*tandemv1.UserStatus)
+	part.ConsecutiveFailures = failures
+	part.NextSyncAt = timestamppb.New(w.now().Add(backoff))
+	part.LastError = se.Proto()
+	failedCheck := tandemv1.CheckResult_CHECK_RESULT_FAILED
+	switch se.Code {
+	case syncerr.ExchangeImpersonationDenied, syncerr.ExchangeAuthFailed:
+		part.RecognizedByServiceAccount = failedCheck
+	case syncerr.ExchangeUnsupportedVersion:
+		part.MailboxVersionSupported = failedCheck
+	case syncerr.ExchangeMailboxNotFound, syncerr.SyncAddressNotLinked, syncerr.SyncUserNotInDirectory:
+		part.Kinds = nil
+		for _, kind := range job.GetKinds() {
+			part.Kinds = append(part.Kinds, &tandemv1.KindStatus{Kind: kind, AddressesLinked: failedCheck})
+		}
+	case syncerr.ExchangeFolderNotFound:
+		part.Kinds = nil
+		for _, kind := range job.GetKinds() {
+			part.Kinds = append(part.Kinds, &tandemv1.KindStatus{Kind: kind, FolderFound: failedCheck})
+		}
+	}
+	var errs []error
+	if err := w.status.Put(ctx, uk, status.PartExchange, part); err != nil {
+		errs = append(errs, err)
+	}
+	for _, kind := range job.GetKinds() {
+		if _, err := w.st.RecordError(ctx, uk.OrgID, uk.UserID, kind, se.Proto()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	w.log.WarnContext(ctx, "Exchange read failed", slog.String("code", string(se.Code)), slog.Any("error", cause), slog.Duration("backoff", backoff))
+	if se.Retryable() {
+		return errors.Join(append([]error{se}, errs...)...)
+	}
+	return errors.Join(errs...)
+}
+
+// handleApply carries out a write batch: only the commands still in flight in the user's
+// ledger run (a redelivered batch never redoes what was answered, adopted or superseded), then
+// the results go to the reconciler.
+func (w *Worker) handleApply(ctx context.Context, m *bus.Message) error {
+	batch := &tandemv1.WriteBatch{}
+	if err := m.Decode(batch); err != nil {
+		return err
+	}
+	ctx = telemetry.WithScope(ctx, batch.GetOrgId(), batch.GetUserId())
+	uk := store.UserKey{OrgID: batch.GetOrgId(), UserID: batch.GetUserId()}
+	live, err := w.led.InFlight(ctx, uk, batch)
+	if err != nil {
+		return err
+	}
+	var cmds []*tandemv1.WriteCommand
+	for _, c := range batch.GetCommands() {
+		if live[c.GetCommandId()] {
+			cmds = append(cmds, c)
+		}
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	mb, err := w.mailbox(ctx, uk.OrgID, uk.UserID)
+	if err == nil {
+		var conn exchange.Connector
+		if conn, _, err = w.connector(ctx, uk.OrgID); err == nil {
+			var results []*tandemv1.WriteResult
+			if results, err = conn.Apply(ctx, mb, batch.GetKind(), cmds); err == nil {
+				return batches.PublishResults(ctx, w.bus, batch, results, w.now())
+			}
+		}
+	}
+	se := syncerr.As(err)
+	if se.Retryable() {
+		return se
+	}
+	// A batch that cannot be attempted at all (credentials, mailbox): report it and let the
+	// writes be planned again once the cause is fixed; the error report says why.
+	_, rerr := w.st.RecordError(ctx, uk.OrgID, uk.UserID, batch.GetKind(), se.Proto())
+	w.log.WarnContext(ctx, "Exchange writes not attempted", slog.String("code", string(se.Code)), slog.Any("error", err))
+	return rerr
+}

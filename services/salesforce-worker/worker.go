@@ -1,0 +1,451 @@
+// Package salesforceworker is the salesforce-worker service. Salesforce API calls are a scarce
+// daily budget shared with everything else in an org, so it polls per org, not per user: one
+// job per org and cycle reads what changed for all of the org's syncing users at once and routes
+// the changes to each user as change batches. It also keeps the org's user directory, and
+// carries out the writes the reconciler sends to Salesforce, as the user they are made for.
+package salesforceworker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tandem-sync/tandem/pkg/batches"
+	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/ledger"
+	"github.com/tandem-sync/tandem/pkg/lifecycle"
+	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/salesforce"
+	"github.com/tandem-sync/tandem/pkg/status"
+	"github.com/tandem-sync/tandem/pkg/store"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// Config is the salesforce-worker's settings.
+type Config struct {
+	// Platform is the connections and runtime settings every service shares.
+	Platform platform.Config
+	// JobConcurrency is how many orgs' polls run at once per replica.
+	JobConcurrency int
+	// ApplyConcurrency is how many write batches run at once per replica.
+	ApplyConcurrency int
+	// DirectoryRefresh is how often the org's user directory is read again.
+	DirectoryRefresh time.Duration
+	// ClientName goes in Sforce-Call-Options on writes, so Tandem's writes can be recognised.
+	ClientName string
+}
+
+// RegisterFlags registers the worker's flags, the platform's included.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Platform.RegisterFlags(fs)
+	fs.IntVar(&c.JobConcurrency, "job-concurrency", 4, "orgs polled at once by this replica")
+	fs.IntVar(&c.ApplyConcurrency, "apply-concurrency", 8, "write batches carried out at once by this replica")
+	fs.DurationVar(&c.DirectoryRefresh, "directory-refresh", time.Hour, "how often each org's user directory is read again")
+	fs.StringVar(&c.ClientName, "client-name", salesforce.DefaultClientName, "client name sent in Sforce-Call-Options on writes")
+}
+
+// Validate checks the settings.
+func (c *Config) Validate() error {
+	if c.JobConcurrency < 1 || c.ApplyConcurrency < 1 {
+		return errors.New("concurrency must be at least 1")
+	}
+	if c.DirectoryRefresh <= 0 {
+		return errors.New("--directory-refresh must be positive")
+	}
+	return nil
+}
+
+// Connector is what the worker needs from a Salesforce connector.
+type Connector interface {
+	Users(ctx context.Context) ([]*tandemv1.SyncUser, error)
+	Poll(ctx context.Context, req salesforce.PollRequest, emit salesforce.EmitFunc) (string, error)
+	Apply(ctx context.Context, actingUser *tandemv1.SyncUser, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...salesforce.ApplyOption) ([]*tandemv1.WriteResult, error)
+	Usage() salesforce.Usage
+}
+
+// ConnectorFactory builds an org's Salesforce connector from its settings.
+type ConnectorFactory func(org *tandemv1.Org) (Connector, error)
+
+// RESTConnectors builds REST connectors.
+func RESTConnectors(p *platform.Platform, clientName string) ConnectorFactory {
+	return func(org *tandemv1.Org) (Connector, error) {
+		if org.GetSalesforce() == nil {
+			return nil, syncerr.New(syncerr.SalesforceConfigMissing, "org %s has no Salesforce connection", org.GetOrgId())
+		}
+		return salesforce.NewConnector(org, salesforce.WithLogger(p.Logger), salesforce.WithClientName(clientName),
+			salesforce.WithTracerProvider(p.Telemetry.TracerProvider), salesforce.WithMeterProvider(p.Telemetry.MeterProvider))
+	}
+}
+
+// Worker is the salesforce-worker.
+type Worker struct {
+	cfg     Config
+	p       *platform.Platform
+	st      *store.Store
+	bus     *bus.Bus
+	led     *ledger.Ledger
+	status  *status.Store
+	factory ConnectorFactory
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu         sync.Mutex
+	connectors map[string]orgConnector
+}
+
+type orgConnector struct {
+	version time.Time
+	conn    Connector
+}
+
+// New returns a worker using REST connectors.
+func New(cfg Config, p *platform.Platform) (*Worker, error) {
+	return NewWithConnectors(cfg, p, RESTConnectors(p, cfg.ClientName))
+}
+
+// NewWithConnectors returns a worker using connectors built by factory.
+func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactory) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Worker{
+		cfg: cfg, p: p, st: p.Store, bus: p.Bus, led: ledger.New(p.Store), status: status.New(p.Store), factory: factory,
+		log: p.Logger.With(slog.String("component", "salesforce-worker")), now: time.Now,
+		connectors: map[string]orgConnector{},
+	}, nil
+}
+
+// Components returns the job and apply consumers.
+func (w *Worker) Components() []lifecycle.Component {
+	return []lifecycle.Component{
+		{Name: "salesforce-jobs", Run: func(ctx context.Context) error {
+			return w.bus.Consume(ctx, bus.ConsumerSalesforceJobs, w.handleJob, bus.WithConcurrency(w.cfg.JobConcurrency))
+		}},
+		{Name: "salesforce-apply", Run: func(ctx context.Context) error {
+			return w.bus.Consume(ctx, bus.ConsumerSalesforceApply, w.handleApply, bus.WithConcurrency(w.cfg.ApplyConcurrency))
+		}},
+	}
+}
+
+// Run runs the worker alone, with its health endpoint, until ctx ends.
+func (w *Worker) Run(ctx context.Context) error {
+	return platform.Run(ctx, w.cfg.Platform, "salesforce-worker", w.p, w)
+}
+
+func (w *Worker) connector(ctx context.Context, orgID string) (Connector, error) {
+	org, err := w.st.GetOrg(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	version := org.GetUpdatedAt().AsTime()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c, ok := w.connectors[orgID]; ok && c.version.Equal(version) {
+		return c.conn, nil
+	}
+	conn, err := w.factory(org)
+	if err != nil {
+		return nil, err
+	}
+	w.connectors[orgID] = orgConnector{version: version, conn: conn}
+	return conn, nil
+}
+
+// cursor is the org's poll cursor for a kind and the cycle of the poll that produced it.
+type cursor struct {
+	Value string `json:"value"`
+	Cycle uint64 `json:"cycle"`
+}
+
+func cursorKey(orgID string, kind tandemv1.RecordKind) store.CursorKey {
+	return store.CursorKey{Org: orgID, Name: "salesforce-" + ledger.KindName(kind)}
+}
+
+// handleJob polls the org for every kind the job names and publishes each user's changes.
+func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
+	job := &tandemv1.SyncJob{}
+	if err := m.Decode(job); err != nil {
+		return err
+	}
+	orgID := job.GetOrgId()
+	ctx = telemetry.WithScope(ctx, orgID, "")
+	conn, err := w.connector(ctx, orgID)
+	if err != nil {
+		return w.failed(ctx, orgID, job, err)
+	}
+	defer w.saveUsage(ctx, orgID, conn)
+	if err := w.refreshDirectory(ctx, orgID, conn, len(job.GetUserIds()) == 0); err != nil {
+		return w.failed(ctx, orgID, job, err)
+	}
+	if len(job.GetUserIds()) == 0 {
+		return nil
+	}
+	audience, full, err := w.audience(ctx, orgID, job)
+	if err != nil {
+		return w.failed(ctx, orgID, job, err)
+	}
+	for _, kind := range job.GetKinds() {
+		if err := w.poll(ctx, conn, job, kind, audience, full); err != nil {
+			return w.failed(ctx, orgID, job, err)
+		}
+	}
+	return nil
+}
+
+// refreshDirectory reads the org's users when the directory is stale (or forced).
+func (w *Worker) refreshDirectory(ctx context.Context, orgID string, conn Connector, force bool) error {
+	key := store.CursorKey{Org: orgID, Name: "directory"}
+	raw, ok, err := w.st.GetCursor(ctx, key)
+	if err != nil {
+		return err
+	}
+	if ok && !force {
+		if ms, err := strconv.ParseInt(raw, 10, 64); err == nil && w.now().Sub(time.UnixMilli(ms)) < w.cfg.DirectoryRefresh {
+			return nil
+		}
+	}
+	users, err := conn.Users(ctx)
+	if err != nil {
+		return err
+	}
+	if err := w.st.PutUsers(ctx, orgID, users); err != nil {
+		return err
+	}
+	return w.st.PutCursor(ctx, key, strconv.FormatInt(w.now().UnixMilli(), 10))
+}
+
+// audience resolves the job's users to their contact scope and filters; the second result holds
+// the users to read in full (reset).
+func (w *Worker) audience(ctx context.Context, orgID string, job *tandemv1.SyncJob) (map[string]salesforce.Audience, map[string]bool, error) {
+	full := map[string]bool{}
+	for _, id := range job.GetFullUserIds() {
+		full[id] = true
+	}
+	out := map[string]salesforce.Audience{}
+	for _, id := range job.GetUserIds() {
+		user, err := w.st.GetUser(ctx, orgID, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg, _, err := w.st.ResolveConfiguration(ctx, orgID, user)
+		if err != nil {
+			return nil, nil, err
+		}
+		out[id] = salesforce.Audience{User: user, Scope: cfg.GetContacts().GetScope(), Filters: cfg.GetContacts().GetFilters()}
+	}
+	return out, full, nil
+}
+
+// poll reads one kind for the audience: incrementally from the org's cursor for most users, in
+// full for users being reset. Every user gets at least one (possibly empty) last page, so the
+// reconciler knows Salesforce has reported the cycle.
+func (w *Worker) poll(ctx context.Context, conn Connector, job *tandemv1.SyncJob, kind tandemv1.RecordKind, audience map[string]salesforce.Audience, full map[string]bool) error {
+	orgID := job.GetOrgId()
+	cur := cursor{}
+	if raw, ok, err := w.st.GetCursor(ctx, cursorKey(orgID, kind)); err != nil {
+		return err
+	} else if ok {
+		if err := json.Unmarshal([]byte(raw), &cur); err != nil {
+			w.log.WarnContext(ctx, "unreadable Salesforce cursor; reading in full", slog.Any("error", err))
+			cur = cursor{}
+		}
+	}
+	pages := &userPages{w: w, job: job, kind: kind, previous: cur.Cycle, users: map[string]*userPager{}}
+	var incremental, reset []salesforce.Audience
+	for id, a := range audience {
+		if full[id] {
+			reset = append(reset, a)
+		} else {
+			incremental = append(incremental, a)
+		}
+	}
+	if len(reset) > 0 {
+		// A full read for the users being reset; its cursor is not kept (the org's cursor goes on).
+		if _, err := conn.Poll(ctx, salesforce.PollRequest{Kind: kind, Audience: reset}, pages.emit); err != nil {
+			return err
+		}
+	}
+	next := cur.Value
+	if len(incremental) > 0 {
+		readStart := w.now()
+		pages.readAt = readStart
+		c, err := conn.Poll(ctx, salesforce.PollRequest{Kind: kind, Audience: incremental, Cursor: cur.Value}, pages.emit)
+		if err != nil {
+			return err
+		}
+		next = c
+	}
+	for id := range audience {
+		if err := pages.finish(ctx, id); err != nil {
+			return err
+		}
+	}
+	raw, err := json.Marshal(cursor{Value: next, Cycle: job.GetCycle()})
+	if err != nil {
+		return err
+	}
+	return w.st.PutCursor(ctx, cursorKey(orgID, kind), string(raw))
+}
+
+// userPages publishes each user's pages of one kind in one cycle.
+type userPages struct {
+	w        *Worker
+	job      *tandemv1.SyncJob
+	kind     tandemv1.RecordKind
+	previous uint64
+	readAt   time.Time
+	users    map[string]*userPager
+}
+
+type userPager struct {
+	pager *batches.Pager
+	full  bool
+}
+
+func (up *userPages) pager(userID string) (*userPager, error) {
+	if p, ok := up.users[userID]; ok {
+		return p, nil
+	}
+	pg, err := batches.NewPager(up.w.bus, up.job.GetOrgId(), userID, tandemv1.System_SYSTEM_SALESFORCE, up.kind, up.job.GetCycle())
+	if err != nil {
+		return nil, err
+	}
+	p := &userPager{pager: pg}
+	up.users[userID] = p
+	return p, nil
+}
+
+func (up *userPages) at() time.Time {
+	if up.readAt.IsZero() {
+		return up.w.now()
+	}
+	return up.readAt
+}
+
+func (up *userPages) emit(ctx context.Context, userID string, changes []*tandemv1.Change, full bool) error {
+	p, err := up.pager(userID)
+	if err != nil {
+		return err
+	}
+	p.full = p.full || full
+	return p.pager.Publish(ctx, changes, p.full, false, up.previous, up.at())
+}
+
+// finish publishes the user's last page, which tells the reconciler the read is complete.
+func (up *userPages) finish(ctx context.Context, userID string) error {
+	p, err := up.pager(userID)
+	if err != nil {
+		return err
+	}
+	return p.pager.Publish(ctx, nil, p.full, true, up.previous, up.at())
+}
+
+func (w *Worker) saveUsage(ctx context.Context, orgID string, conn Connector) {
+	u := conn.Usage()
+	usage := &tandemv1.SalesforceApiUsage{DailyMax: u.DailyMax, Used: u.Used, Reserve: u.Reserve, TandemCalls: u.TandemCalls}
+	if !u.BackedOffUntil.IsZero() {
+		usage.BackedOffUntil = timestamppb.New(u.BackedOffUntil)
+	}
+	if err := w.status.PutSalesforceUsage(ctx, orgID, usage); err != nil {
+		w.log.WarnContext(ctx, "store Salesforce usage", slog.Any("error", err))
+	}
+}
+
+// failed reports a poll that failed. Failures Tandem retries (limits, unavailability) go back
+// to the bus with the delay Salesforce asked for; the others are reported for every user of the
+// job and end here — the next cycle tries again.
+func (w *Worker) failed(ctx context.Context, orgID string, job *tandemv1.SyncJob, cause error) error {
+	if ctx.Err() != nil {
+		return cause
+	}
+	se := syncerr.As(cause)
+	w.log.WarnContext(ctx, "Salesforce poll failed", slog.String("code", string(se.Code)), slog.Any("error", cause))
+	if se.Retryable() {
+		return se
+	}
+	var errs []error
+	users := job.GetUserIds()
+	if len(users) == 0 {
+		users = []string{""}
+	}
+	for _, u := range users {
+		for _, kind := range job.GetKinds() {
+			if _, err := w.st.RecordError(ctx, orgID, u, kind, se.Proto()); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// handleApply carries out a write batch as the user it is for. Only commands still in flight
+// run; a redelivered batch looks for earlier attempts the user may have deleted since.
+func (w *Worker) handleApply(ctx context.Context, m *bus.Message) error {
+	batch := &tandemv1.WriteBatch{}
+	if err := m.Decode(batch); err != nil {
+		return err
+	}
+	ctx = telemetry.WithScope(ctx, batch.GetOrgId(), batch.GetUserId())
+	uk := store.UserKey{OrgID: batch.GetOrgId(), UserID: batch.GetUserId()}
+	live, err := w.led.InFlight(ctx, uk, batch)
+	if err != nil {
+		return err
+	}
+	var cmds []*tandemv1.WriteCommand
+	for _, c := range batch.GetCommands() {
+		if live[c.GetCommandId()] {
+			cmds = append(cmds, c)
+		}
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	err = func() error {
+		user, err := w.st.GetUser(ctx, uk.OrgID, uk.UserID)
+		if errors.Is(err, store.ErrNotFound) {
+			return syncerr.New(syncerr.SyncUserNotInDirectory, "user %s is not in org %s's directory", uk.UserID, uk.OrgID)
+		}
+		if err != nil {
+			return err
+		}
+		conn, err := w.connector(ctx, uk.OrgID)
+		if err != nil {
+			return err
+		}
+		defer w.saveUsage(ctx, uk.OrgID, conn)
+		var opts []salesforce.ApplyOption
+		if m.NumDelivered > 1 {
+			opts = append(opts, salesforce.Redelivered())
+		}
+		results, err := conn.Apply(ctx, user, batch.GetKind(), cmds, opts...)
+		if err != nil {
+			return err
+		}
+		trimmed := proto.Clone(batch).(*tandemv1.WriteBatch)
+		trimmed.Commands = cmds
+		return batches.PublishResults(ctx, w.bus, trimmed, results, w.now())
+	}()
+	if err == nil {
+		return nil
+	}
+	se := syncerr.As(err)
+	if se.Retryable() {
+		return se
+	}
+	_, rerr := w.st.RecordError(ctx, uk.OrgID, uk.UserID, batch.GetKind(), se.Proto())
+	w.log.WarnContext(ctx, "Salesforce writes not attempted", slog.String("code", string(se.Code)), slog.Any("error", err))
+	return rerr
+}

@@ -1,0 +1,327 @@
+// Package scheduler decides when each org and user syncs. Every tick it starts the cycles that
+// are due — claiming each org's next cycle atomically in Redis, so any number of replicas never
+// start one twice — and publishes the cycle's jobs: one Salesforce job per org (Salesforce is
+// polled for all of an org's syncing users at once) and one Exchange job per due user. Users
+// whose Exchange reads keep failing are backed off; users marked for reset have their ledger
+// cleared and are read in full.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/ledger"
+	"github.com/tandem-sync/tandem/pkg/lifecycle"
+	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/status"
+	"github.com/tandem-sync/tandem/pkg/store"
+	"github.com/tandem-sync/tandem/pkg/syncer"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// Config is the scheduler's settings.
+type Config struct {
+	// Platform is the connections and runtime settings every service shares.
+	Platform platform.Config
+	// Tick is how often due orgs are looked for.
+	Tick time.Duration
+	// Interval is how often an org syncs when its settings do not say.
+	Interval time.Duration
+	// Jitter spreads cycles by up to this share of the interval, so orgs set up together do not
+	// stay in lockstep.
+	Jitter float64
+	// StallCycles: a user whose last reconciled cycle is this many cycles behind is read in
+	// full, which restarts the chain of reads if a page was ever lost.
+	StallCycles uint64
+}
+
+// RegisterFlags registers the scheduler's flags, the platform's included.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Platform.RegisterFlags(fs)
+	fs.DurationVar(&c.Tick, "tick", time.Second, "how often to look for orgs whose cycle is due")
+	fs.DurationVar(&c.Interval, "sync-interval", 5*time.Minute, "how often an org syncs when its settings do not say")
+	fs.Float64Var(&c.Jitter, "jitter", 0.1, "random spread of cycle starts, as a share of the interval (0..0.5)")
+	fs.Uint64Var(&c.StallCycles, "stall-cycles", 10, "read a user in full when reconciliation is this many cycles behind")
+}
+
+// Validate checks the settings.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Tick <= 0 {
+		errs = append(errs, errors.New("--tick must be positive"))
+	}
+	if c.Interval <= 0 {
+		errs = append(errs, errors.New("--sync-interval must be positive"))
+	}
+	if c.Jitter < 0 || c.Jitter > 0.5 {
+		errs = append(errs, fmt.Errorf("--jitter %v outside 0..0.5", c.Jitter))
+	}
+	if c.StallCycles < 2 {
+		errs = append(errs, errors.New("--stall-cycles must be at least 2"))
+	}
+	return errors.Join(errs...)
+}
+
+// Publisher publishes jobs.
+type Publisher interface {
+	Publish(ctx context.Context, subject string, msg proto.Message, msgID string) error
+}
+
+// Scheduler starts sync cycles.
+type Scheduler struct {
+	cfg    Config
+	p      *platform.Platform
+	st     *store.Store
+	pub    Publisher
+	led    *ledger.Ledger
+	sync   *syncer.Syncer
+	status *status.Store
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// New returns a scheduler on the platform's store and bus.
+func New(cfg Config, p *platform.Platform) (*Scheduler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Scheduler{
+		cfg: cfg, p: p, st: p.Store, pub: p.Bus, led: ledger.New(p.Store),
+		sync:   syncer.New(p.Store, p.Bus, syncer.Options{Logger: p.Logger}),
+		status: status.New(p.Store), log: p.Logger.With(slog.String("component", "scheduler")), now: time.Now,
+	}, nil
+}
+
+// Components returns the scheduler's one component: the tick loop.
+func (s *Scheduler) Components() []lifecycle.Component {
+	return []lifecycle.Component{{Name: "scheduler", Run: s.loop}}
+}
+
+func (s *Scheduler) loop(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.Tick)
+	defer t.Stop()
+	for {
+		if err := s.Tick(ctx); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "schedule", slog.Any("error", err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Tick starts every due org's cycle. Orgs are handled in random order each tick, so that no
+// tenant is always served first.
+func (s *Scheduler) Tick(ctx context.Context) error {
+	orgs, err := s.st.ListOrgs(ctx)
+	if err != nil {
+		return err
+	}
+	rand.Shuffle(len(orgs), func(i, j int) { orgs[i], orgs[j] = orgs[j], orgs[i] })
+	var errs []error
+	for _, org := range orgs {
+		if !org.GetEnabled() {
+			continue
+		}
+		if err := s.scheduleOrg(ctx, org); err != nil {
+			errs = append(errs, fmt.Errorf("org %s: %w", org.GetOrgId(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Scheduler) interval(org *tandemv1.Org) time.Duration {
+	d := s.cfg.Interval
+	if n := org.GetSyncIntervalSeconds(); n > 0 {
+		d = time.Duration(n) * time.Second
+	}
+	if s.cfg.Jitter > 0 {
+		spread := time.Duration(float64(d) * s.cfg.Jitter)
+		d += rand.N(2*spread+1) - spread
+	}
+	return d
+}
+
+// kindsOf lists the record kinds a configuration syncs.
+func kindsOf(cfg *tandemv1.SyncConfiguration) []tandemv1.RecordKind {
+	var kinds []tandemv1.RecordKind
+	if cfg.GetContacts().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
+		kinds = append(kinds, tandemv1.RecordKind_RECORD_KIND_CONTACT)
+	}
+	if cfg.GetEvents().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
+		kinds = append(kinds, tandemv1.RecordKind_RECORD_KIND_EVENT)
+	}
+	return kinds
+}
+
+func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
+	orgID := org.GetOrgId()
+	now := s.now()
+	usage, err := s.status.SalesforceUsage(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	if usage.GetBackedOffUntil().AsTime().After(now) {
+		// Salesforce has the org backed off (daily limit or Tandem's reserve): cycles would only
+		// queue up behind the Salesforce job.
+		return nil
+	}
+	next := now.Add(s.interval(org))
+	cycle, ok, err := s.st.ClaimCycle(ctx, orgID, now, next)
+	if err != nil || !ok {
+		return err
+	}
+	ctx = telemetry.WithScope(ctx, orgID, "")
+	users, err := s.st.ListUsers(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	cfgs, err := s.st.ListConfigurations(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	resets, err := s.st.ListResets(ctx, orgID)
+	if err != nil {
+		return err
+	}
+
+	sfJob := &tandemv1.SyncJob{OrgId: orgID, System: tandemv1.System_SYSTEM_SALESFORCE, Cycle: cycle, ScheduledAt: timestamppb.New(now)}
+	var errs []error
+	for _, user := range users {
+		cfg, ok := store.SelectConfiguration(cfgs, user)
+		kinds := kindsOf(cfg)
+		part := &tandemv1.UserStatus{
+			Email: user.GetEmail(), ConfigurationId: cfg.GetId(), NextSyncAt: timestamppb.New(next),
+			AssignedToActiveConfiguration: tandemv1.CheckResult_CHECK_RESULT_FAILED,
+		}
+		if ok && len(kinds) > 0 {
+			part.AssignedToActiveConfiguration = tandemv1.CheckResult_CHECK_RESULT_PASSED
+		}
+		uk := store.UserKey{OrgID: orgID, UserID: user.GetUserId()}
+		if err := s.status.Put(ctx, uk, status.PartScheduler, part); err != nil {
+			errs = append(errs, err)
+		}
+		if part.AssignedToActiveConfiguration != tandemv1.CheckResult_CHECK_RESULT_PASSED {
+			continue
+		}
+		full, err := s.reset(ctx, uk, resets[user.GetUserId()], cycle, kinds)
+		if err == nil && !full {
+			full, err = s.stalled(ctx, uk, cycle, kinds)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, k := range kinds {
+			if !slices.Contains(sfJob.Kinds, k) {
+				sfJob.Kinds = append(sfJob.Kinds, k)
+			}
+		}
+		sfJob.UserIds = append(sfJob.UserIds, user.GetUserId())
+		if full {
+			sfJob.FullUserIds = append(sfJob.FullUserIds, user.GetUserId())
+		}
+		if err := s.exchangeJob(ctx, uk, cycle, kinds, full, now); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// The Salesforce job also goes out without users: it refreshes the org's user directory,
+	// which is how a new org learns its users.
+	subject, err := bus.SalesforceJobSubject(orgID)
+	if err != nil {
+		return err
+	}
+	if err := s.pub.Publish(ctx, subject, sfJob, bus.MsgID(orgID, "salesforce", fmt.Sprint(cycle))); err != nil {
+		errs = append(errs, err)
+	}
+	s.log.DebugContext(ctx, "cycle started", slog.Uint64(telemetry.KeyCycle, cycle), slog.Int("users", len(sfJob.GetUserIds())))
+	return errors.Join(errs...)
+}
+
+// reset carries out a user's reset: a user marked for reset has the ledger cleared now and is
+// read in full this cycle; a reset in progress ends once the reconciler has planned a cycle
+// after it. It reports whether the user must be read in full.
+func (s *Scheduler) reset(ctx context.Context, uk store.UserKey, rs tandemv1.ResetStatus, cycle uint64, kinds []tandemv1.RecordKind) (bool, error) {
+	switch rs {
+	case tandemv1.ResetStatus_RESET_STATUS_MARKED_FOR_RESET:
+		began, err := s.st.BeginReset(ctx, uk)
+		if err != nil || !began {
+			return false, err
+		}
+		if err := s.sync.Reset(ctx, uk, cycle); err != nil {
+			return false, fmt.Errorf("reset %s: %w", uk, err)
+		}
+		s.log.InfoContext(ctx, "reset sync", slog.String("user", uk.UserID), slog.Uint64(telemetry.KeyCycle, cycle))
+		return true, nil
+	case tandemv1.ResetStatus_RESET_STATUS_RESET_IN_PROGRESS:
+		for _, k := range kinds {
+			from, reconciled, err := s.led.ResetProgress(ctx, uk, k)
+			if err != nil {
+				return false, err
+			}
+			if reconciled < from {
+				return false, nil
+			}
+		}
+		_, err := s.st.ClearReset(ctx, uk)
+		return false, err
+	}
+	return false, nil
+}
+
+// stalled reports whether the user's reconciliation is StallCycles behind for a kind, which
+// happens only if a page of a read was lost (given up on by the bus): a full read restarts the
+// chain of reads the reconciler waits for.
+func (s *Scheduler) stalled(ctx context.Context, uk store.UserKey, cycle uint64, kinds []tandemv1.RecordKind) (bool, error) {
+	for _, k := range kinds {
+		from, reconciled, err := s.led.ResetProgress(ctx, uk, k)
+		if err != nil {
+			return false, err
+		}
+		since := max(reconciled, from)
+		if since > 0 && cycle > since+s.cfg.StallCycles {
+			s.log.WarnContext(ctx, "reconciliation stalled; reading in full", slog.String("user", uk.UserID),
+				slog.Uint64("reconciled", reconciled), slog.Uint64(telemetry.KeyCycle, cycle))
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// exchangeJob publishes a user's Exchange job unless the user is backed off after failures.
+func (s *Scheduler) exchangeJob(ctx context.Context, uk store.UserKey, cycle uint64, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
+	ex, err := s.status.GetPart(ctx, uk, status.PartExchange)
+	if err != nil {
+		return err
+	}
+	if !full && ex.GetConsecutiveFailures() > 0 && ex.GetNextSyncAt().AsTime().After(now) {
+		return nil
+	}
+	subject, err := bus.ExchangeJobSubject(uk.OrgID, uk.UserID)
+	if err != nil {
+		return err
+	}
+	job := &tandemv1.SyncJob{
+		OrgId: uk.OrgID, UserId: uk.UserID, System: tandemv1.System_SYSTEM_EXCHANGE, Kinds: kinds,
+		Cycle: cycle, FullResync: full, ScheduledAt: timestamppb.New(now),
+	}
+	return s.pub.Publish(ctx, subject, job, bus.MsgID(uk.OrgID, uk.UserID, "exchange", fmt.Sprint(cycle)))
+}
+
+// Run runs the scheduler alone, with its health endpoint, until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	return platform.Run(ctx, s.cfg.Platform, "scheduler", s.p, s)
+}

@@ -1,0 +1,131 @@
+// Package statusapi is the status-api service: Tandem's gRPC API (StatusService and
+// AdminService, see package api) with the gRPC health service and server reflection, so
+// grpcurl and Kubernetes probes work. It also turns dead letters — work the bus gave up on —
+// into entries of the sync error report.
+package statusapi
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/tandem-sync/tandem/pkg/api"
+	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/lifecycle"
+	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/syncer"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// Config is the status-api's settings.
+type Config struct {
+	// Platform is the connections and runtime settings every service shares.
+	Platform platform.Config
+	// GRPCAddr is where the gRPC API listens.
+	GRPCAddr string
+	// AllowHTTP lets connection tests use plain-HTTP Exchange endpoints (simulators only).
+	AllowHTTP bool
+	// GracefulStop bounds how long in-flight RPCs may take on shutdown.
+	GracefulStop time.Duration
+}
+
+// RegisterFlags registers the status-api's flags, the platform's included.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Platform.RegisterFlags(fs)
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9090", "address of the gRPC API")
+	fs.BoolVar(&c.AllowHTTP, "allow-http", false, "allow connection tests against plain-HTTP Exchange endpoints (simulators only)")
+	fs.DurationVar(&c.GracefulStop, "graceful-stop", 10*time.Second, "how long in-flight RPCs may take on shutdown")
+}
+
+// Validate checks the settings.
+func (c *Config) Validate() error {
+	if c.GRPCAddr == "" {
+		return errors.New("--grpc-addr is required")
+	}
+	return nil
+}
+
+// StatusAPI is the status-api service.
+type StatusAPI struct {
+	cfg    Config
+	p      *platform.Platform
+	server *grpc.Server
+	health *health.Server
+	lis    net.Listener
+}
+
+// New returns the service, listening on cfg.GRPCAddr.
+func New(cfg Config, p *platform.Platform) (*StatusAPI, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("gRPC listener: %w", err)
+	}
+	return NewOnListener(cfg, p, lis), nil
+}
+
+// NewOnListener returns the service serving on lis.
+func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) *StatusAPI {
+	srv := grpc.NewServer()
+	sy := syncer.New(p.Store, p.Bus, syncer.Options{Logger: p.Logger})
+	a := api.New(p.Store, sy, api.ConnectorChecker{AllowHTTP: cfg.AllowHTTP, Logger: p.Logger}, p.Logger)
+	tandemv1.RegisterStatusServiceServer(srv, a)
+	tandemv1.RegisterAdminServiceServer(srv, a)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	return &StatusAPI{cfg: cfg, p: p, server: srv, health: hs, lis: lis}
+}
+
+// Addr is where the gRPC API listens.
+func (s *StatusAPI) Addr() net.Addr { return s.lis.Addr() }
+
+// Components returns the gRPC server and the dead-letter consumer.
+func (s *StatusAPI) Components() []lifecycle.Component {
+	grpcServer := lifecycle.GRPCServer("grpc", s.server, s.lis, s.cfg.GracefulStop)
+	return []lifecycle.Component{
+		{Name: "grpc", Run: func(ctx context.Context) error {
+			for _, svc := range []string{"", tandemv1.StatusService_ServiceDesc.ServiceName, tandemv1.AdminService_ServiceDesc.ServiceName} {
+				s.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+			}
+			go func() {
+				<-ctx.Done()
+				s.health.Shutdown()
+			}()
+			return grpcServer.Run(ctx)
+		}},
+		{Name: "dead-letters", Run: func(ctx context.Context) error {
+			return s.p.Bus.Consume(ctx, bus.ConsumerStatusDead, s.deadLetter)
+		}},
+	}
+}
+
+// deadLetter records work the bus gave up on in the org's sync error report.
+func (s *StatusAPI) deadLetter(ctx context.Context, m *bus.Message) error {
+	dl := &tandemv1.DeadLetter{}
+	if err := m.Decode(dl); err != nil {
+		return err
+	}
+	if dl.GetOrgId() == "" {
+		s.p.Logger.WarnContext(ctx, "dead letter without an org", slog.String("subject", dl.GetSubject()))
+		return nil
+	}
+	_, err := s.p.Store.RecordError(ctx, dl.GetOrgId(), dl.GetUserId(), tandemv1.RecordKind_RECORD_KIND_UNSPECIFIED, dl.GetError())
+	return err
+}
+
+// Run runs the service alone, with its health endpoint, until ctx ends.
+func (s *StatusAPI) Run(ctx context.Context) error {
+	return platform.Run(ctx, s.cfg.Platform, "status-api", s.p, s)
+}
