@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
+	"github.com/tandem-sync/tandem/pkg/platform"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+func version() string { return "tandem " + platform.Version }
+
+// apiFlags are the flags of the commands that talk to a status-api.
+type apiFlags struct {
+	addr, org string
+}
+
+func (a *apiFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.addr, "addr", "127.0.0.1:9090", "the status-api's gRPC address (tandem dev serves it on 127.0.0.1:9090)")
+	fs.StringVar(&a.org, "org", "", "the org id; empty when the API knows exactly one org")
+}
+
+// connect dials the API and resolves the org.
+func (a *apiFlags) connect(ctx context.Context) (*grpc.ClientConn, string, error) {
+	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, "", err
+	}
+	if a.org != "" {
+		return conn, a.org, nil
+	}
+	resp, err := tandemv1.NewAdminServiceClient(conn).ListOrgs(ctx, &tandemv1.ListOrgsRequest{})
+	if err != nil {
+		conn.Close()
+		return nil, "", fmt.Errorf("list orgs at %s: %w", a.addr, err)
+	}
+	if len(resp.GetOrgs()) != 1 {
+		conn.Close()
+		return nil, "", fmt.Errorf("%d orgs at %s: choose one with --org", len(resp.GetOrgs()), a.addr)
+	}
+	return conn, resp.GetOrgs()[0].GetOrgId(), nil
+}
+
+func planCommand(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tandem plan", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs)
+	user := fs.String("user", "", "the user's email (required)")
+	if err := fs.Parse(args); err != nil {
+		return exitFor(err)
+	}
+	if *user == "" {
+		fmt.Fprintln(stderr, "tandem plan: --user EMAIL is required")
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, org, err := a.connect(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "tandem plan:", err)
+		return 1
+	}
+	defer conn.Close()
+	plan, err := tandemv1.NewStatusServiceClient(conn).PlanUserSync(ctx, &tandemv1.PlanUserSyncRequest{OrgId: org, Email: *user})
+	if err != nil {
+		fmt.Fprintln(stderr, "tandem plan:", err)
+		return 1
+	}
+	printPlan(stdout, *user, plan)
+	return 0
+}
+
+func printPlan(w io.Writer, user string, plan *tandemv1.PlanUserSyncResponse) {
+	counts := map[string]int{}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "Next cycle for %s (dry run, nothing is written):\n\n", user)
+	if len(plan.GetWrites()) > 0 {
+		fmt.Fprintln(tw, "SIDE\tOPERATION\tRECORD\tFIELDS\tWHY")
+	}
+	for _, wr := range plan.GetWrites() {
+		side := map[tandemv1.System]string{tandemv1.System_SYSTEM_EXCHANGE: "Exchange", tandemv1.System_SYSTEM_SALESFORCE: "Salesforce"}[wr.GetTarget()]
+		op := strings.ToLower(strings.TrimPrefix(wr.GetOp().String(), "WRITE_OP_"))
+		counts[side+" "+op]++
+		name := wr.GetDisplayName()
+		if name == "" {
+			name = wr.GetTargetId()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", side, op, name, strings.Join(wr.GetFields(), ","), wr.GetReason())
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, side := range []string{"Exchange", "Salesforce"} {
+		fmt.Fprintf(w, "%s: %d creates, %d updates, %d deletes\n", side, counts[side+" create"], counts[side+" update"], counts[side+" delete"])
+	}
+	fmt.Fprintf(w, "%d unchanged, %d conflicts\n", plan.GetUnchanged(), plan.GetConflicts())
+	for _, h := range plan.GetHeld() {
+		fmt.Fprintf(w, "held for approval: %d deletes of %d synced (hold %s)\n", h.GetCount(), h.GetSynced(), h.GetHoldId())
+	}
+}
+
+func statusCommand(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tandem status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a apiFlags
+	a.register(fs)
+	user := fs.String("user", "", "a user's email; empty for the org's status")
+	if err := fs.Parse(args); err != nil {
+		return exitFor(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, org, err := a.connect(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "tandem status:", err)
+		return 1
+	}
+	defer conn.Close()
+	client := tandemv1.NewStatusServiceClient(conn)
+	if *user != "" {
+		resp, err := client.GetUserStatus(ctx, &tandemv1.GetUserStatusRequest{OrgId: org, Email: *user})
+		if err != nil {
+			fmt.Fprintln(stderr, "tandem status:", err)
+			return 1
+		}
+		printUserStatus(stdout, resp.GetStatus())
+		return 0
+	}
+	resp, err := client.GetOrgStatus(ctx, &tandemv1.GetOrgStatusRequest{OrgId: org})
+	if err != nil {
+		fmt.Fprintln(stderr, "tandem status:", err)
+		return 1
+	}
+	printOrgStatus(stdout, resp.GetStatus())
+	return 0
+}
+
+func check(c tandemv1.CheckResult) string {
+	switch c {
+	case tandemv1.CheckResult_CHECK_RESULT_PASSED:
+		return "✓"
+	case tandemv1.CheckResult_CHECK_RESULT_FAILED:
+		return "✗"
+	}
+	return "?"
+}
+
+func printUserStatus(w io.Writer, us *tandemv1.UserStatus) {
+	fmt.Fprintf(w, "User %s (%s)\n", us.GetEmail(), us.GetUserId())
+	fmt.Fprintf(w, "  Assigned to an active configuration:        %s %s\n", check(us.GetAssignedToActiveConfiguration()), us.GetConfigurationId())
+	fmt.Fprintf(w, "  Mailbox on a supported version of Exchange: %s %s\n", check(us.GetMailboxVersionSupported()), us.GetExchangeVersion())
+	fmt.Fprintf(w, "  Recognized by the Exchange service account: %s\n", check(us.GetRecognizedByServiceAccount()))
+	if rs := us.GetResetStatus(); rs != tandemv1.ResetStatus_RESET_STATUS_UNSPECIFIED {
+		fmt.Fprintf(w, "  Reset sync:                                 %s\n", strings.ToLower(strings.TrimPrefix(rs.String(), "RESET_STATUS_")))
+	}
+	for _, ks := range us.GetKinds() {
+		fmt.Fprintf(w, "  %s:\n", strings.ToLower(strings.TrimPrefix(ks.GetKind().String(), "RECORD_KIND_"))+"s")
+		fmt.Fprintf(w, "    Folder found:                  %s\n", check(ks.GetFolderFound()))
+		fmt.Fprintf(w, "    Email addresses linked:        %s\n", check(ks.GetAddressesLinked()))
+		fmt.Fprintf(w, "    Salesforce to Exchange:        %s\n", devenv.StatusText(ks.GetSalesforceToExchange()))
+		fmt.Fprintf(w, "    Exchange to Salesforce:        %s\n", devenv.StatusText(ks.GetExchangeToSalesforce()))
+		fmt.Fprintf(w, "    Records in sync:               %d (%d writes pending, %d deletes held)\n", ks.GetRecordsInSync(), ks.GetPendingWrites(), ks.GetHeldDeletes())
+	}
+	if e := us.GetLastError(); e != nil {
+		fmt.Fprintf(w, "  Last error: %s: %s\n    %s\n", e.GetCode(), e.GetMessage(), e.GetSuggestion())
+	}
+}
+
+func printOrgStatus(w io.Writer, os *tandemv1.OrgStatus) {
+	account := os.GetServiceAccount()
+	if account == "" {
+		account = "None"
+	}
+	fmt.Fprintf(w, "Org %s (cycle %d)\n", os.GetOrgId(), os.GetLastCycle())
+	fmt.Fprintf(w, "  Exchange service account provided:   %s\n", account)
+	fmt.Fprintf(w, "  Service account recognized:          %s\n", check(os.GetServiceAccountRecognized()))
+	fmt.Fprintf(w, "  Users with linked email addresses:   %d of %d\n", os.GetUsersLinked(), os.GetUsersExpected())
+	for _, a := range os.GetActivity() {
+		last := "never"
+		if a.GetLastSyncAt() != nil {
+			last = a.GetLastSyncAt().AsTime().Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(w, "  %-8s last sync %s, %d synced in the last 60 minutes, %d in the last 24 hours\n",
+			strings.ToLower(strings.TrimPrefix(a.GetKind().String(), "RECORD_KIND_"))+"s", last, a.GetSyncedLast_60Minutes(), a.GetSyncedLast_24Hours())
+	}
+	if api := os.GetSalesforceApi(); api.GetDailyMax() > 0 {
+		fmt.Fprintf(w, "  Salesforce API: %d of %d used today (%d reserved for others)\n", api.GetUsed(), api.GetDailyMax(), api.GetReserve())
+	}
+}
+
+func exitFor(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}

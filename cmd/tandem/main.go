@@ -1,0 +1,50 @@
+// Command tandem is Tandem's command line: `tandem dev` runs every service in one process with
+// embedded NATS and Redis and simulated (or real) Exchange and Salesforce; `tandem sim` runs a
+// simulator on its own; `tandem plan` shows what a user's next sync cycle would do; `tandem
+// status` shows statuses from a running status-api.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `Tandem keeps salespeople's contacts and calendar events in sync between Microsoft Exchange and Salesforce.
+
+Usage:
+  tandem dev [flags]                   run everything in one process (try: tandem dev --help)
+  tandem sim exchange|salesforce ...   run a simulated Exchange or Salesforce server
+  tandem plan --user EMAIL [flags]     show what a user's next cycle would create, update and delete
+  tandem status [--user EMAIL] [flags] show an org's or a user's sync status
+  tandem version                       print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "dev":
+		return devCommand(args[1:], stdout, stderr)
+	case "sim":
+		return simCommand(args[1:], stdout, stderr)
+	case "plan":
+		return planCommand(args[1:], stdout, stderr)
+	case "status":
+		return statusCommand(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, version())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "tandem: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
