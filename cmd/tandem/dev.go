@@ -23,20 +23,20 @@ import (
 const devEnvPrefix = "TANDEM_DEV_"
 
 type devFlags struct {
-	users, contacts           int
-	seed                      int64
-	interval, timeout         time.Duration
-	untilSynced, jsonOut      bool
-	dump, redisURL, logFile   string
-	logLevel, grpc, health    string
-	ewsURL, autodiscover      string
-	exUser, exPassword        string
-	exTenant, exClient        string
-	exSecret, exDomains       string
-	sfOrg, sfURL, sfClient    string
-	sfKeyFile, sfSecret       string
-	sfUser, sfAudience        string
-	sfProfiles, sfUsers       string
+	users, contacts         int
+	seed                    int64
+	interval, timeout       time.Duration
+	untilSynced, jsonOut    bool
+	dump, redisURL, logFile string
+	logLevel, grpc, health  string
+	ewsURL, autodiscover    string
+	exUser, exPassword      string
+	exTenant, exClient      string
+	exSecret, exDomains     string
+	sfOrg, sfURL, sfClient  string
+	sfKeyFile, sfSecret     string
+	sfUser, sfAudience      string
+	sfProfiles, sfUsers     string
 }
 
 func (f *devFlags) register(fs *flag.FlagSet) {
