@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/tandem-sync/tandem/pkg/soql"
 )
 
 // SOQL building. Every statement the connector sends is assembled here from identifiers it
@@ -13,36 +15,9 @@ import (
 // soqlDateTimeLayout is how SOQL writes a datetime literal (always UTC).
 const soqlDateTimeLayout = "2006-01-02T15:04:05.000Z"
 
-// soqlString returns s as a SOQL string literal.
-func soqlString(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('\'')
-	for _, r := range s {
-		switch r {
-		case '\\':
-			b.WriteString(`\\`)
-		case '\'':
-			b.WriteString(`\'`)
-		case '"':
-			b.WriteString(`\"`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
-		case '\b':
-			b.WriteString(`\b`)
-		case '\f':
-			b.WriteString(`\f`)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('\'')
-	return b.String()
-}
+// soqlString returns s as a SOQL string literal (the soql package's quoting, the same the
+// simulator's parser reads back).
+func soqlString(s string) string { return soql.Quote(s) }
 
 // soqlDateTime returns t as a SOQL datetime literal.
 func soqlDateTime(t time.Time) string { return t.UTC().Format(soqlDateTimeLayout) }

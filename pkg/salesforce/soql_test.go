@@ -17,7 +17,7 @@ func TestSOQLString(t *testing.T) {
 		{"O'Brien", `'O\'Brien'`},
 		{`back\slash`, `'back\\slash'`},
 		{"line\nbreak\r\ttab", `'line\nbreak\r\ttab'`},
-		{`"quoted"`, `'\"quoted\"'`},
+		{`"quoted"`, `'"quoted"'`},
 		{"\b\f", `'\b\f'`},
 		{"Zürich ☃", `'Zürich ☃'`},
 		{"' OR Id != '", `'\' OR Id != \''`},

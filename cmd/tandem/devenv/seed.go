@@ -3,14 +3,9 @@ package devenv
 import (
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"time"
@@ -49,7 +44,7 @@ func (e *Env) startSimulators(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	keyPEM, certPEM, err := selfSignedKey()
+	keyPEM, certPEM, err := sfsim.NewConnectedAppKey(connectedApp)
 	if err != nil {
 		return err
 	}
@@ -143,26 +138,6 @@ func (e *Env) configure(ctx context.Context, org *tandemv1.Org, cfg *tandemv1.Sy
 		return fmt.Errorf("store the sync configuration: %w", err)
 	}
 	return nil
-}
-
-// selfSignedKey returns an RSA key and a self-signed certificate for the connected app: the
-// simulator verifies Tandem's JWT assertions with the certificate, as Salesforce would.
-func selfSignedKey() (keyPEM, certPEM []byte, err error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: connectedApp},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	return keyPEM, certPEM, nil
 }
 
 func randomHex(n int) (string, error) {
