@@ -140,12 +140,17 @@ func (s *Server) ListSyncConfigurations(ctx context.Context, req *tandemv1.ListS
 	return &tandemv1.ListSyncConfigurationsResponse{Configurations: cfgs}, nil
 }
 
-// DeleteSyncConfiguration deletes a configuration; its users stop syncing.
+// DeleteSyncConfiguration deletes a configuration; its users stop syncing. Like a change, the
+// deletion makes the org due, so the users' statuses stop showing the deleted configuration at
+// once instead of an interval later.
 func (s *Server) DeleteSyncConfiguration(ctx context.Context, req *tandemv1.DeleteSyncConfigurationRequest) (*tandemv1.DeleteSyncConfigurationResponse, error) {
 	if err := required("org_id", req.GetOrgId(), "id", req.GetId()); err != nil {
 		return nil, err
 	}
 	if err := s.st.DeleteConfiguration(ctx, req.GetOrgId(), req.GetId()); err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	if err := s.st.DueNow(ctx, req.GetOrgId()); err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
 	return &tandemv1.DeleteSyncConfigurationResponse{}, nil

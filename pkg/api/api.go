@@ -93,13 +93,20 @@ func pageSize(n int32) int {
 	return int(n)
 }
 
-// user finds a user by id or email.
+// userRequired checks that a request names a user, by id or email. It is checked before the
+// lookup, whose errors go through grpcError: a status error returned from there would be
+// reported as internal.
+func userRequired(userID, email string) error {
+	if userID == "" && email == "" {
+		return status.Error(codes.InvalidArgument, "user_id or email is required")
+	}
+	return nil
+}
+
+// user finds a user by id or, without one, by email.
 func (s *Server) user(ctx context.Context, orgID, userID, email string) (*tandemv1.SyncUser, error) {
 	if userID != "" {
 		return s.st.GetUser(ctx, orgID, userID)
-	}
-	if email == "" {
-		return nil, status.Error(codes.InvalidArgument, "user_id or email is required")
 	}
 	return s.st.FindUserByEmail(ctx, orgID, email)
 }

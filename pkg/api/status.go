@@ -107,6 +107,9 @@ func (s *Server) GetUserStatus(ctx context.Context, req *tandemv1.GetUserStatusR
 	if err := required("org_id", req.GetOrgId()); err != nil {
 		return nil, err
 	}
+	if err := userRequired(req.GetUserId(), req.GetEmail()); err != nil {
+		return nil, err
+	}
 	u, err := s.user(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
 	if err != nil {
 		return nil, s.grpcError(ctx, err)
@@ -162,6 +165,9 @@ func (s *Server) ListSyncErrors(ctx context.Context, req *tandemv1.ListSyncError
 // PlanUserSync shows what the user's next cycle would do, without writing.
 func (s *Server) PlanUserSync(ctx context.Context, req *tandemv1.PlanUserSyncRequest) (*tandemv1.PlanUserSyncResponse, error) {
 	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	if err := userRequired(req.GetUserId(), req.GetEmail()); err != nil {
 		return nil, err
 	}
 	u, err := s.user(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())

@@ -72,6 +72,13 @@ func (c *Config) Validate() error {
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		errs = append(errs, fmt.Errorf("--stream-replicas %d outside 1..5", c.StreamReplicas))
 	}
+	if c.LogLevel != "" {
+		// A misspelt level would otherwise log at info without a word.
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(strings.TrimSpace(c.LogLevel))); err != nil {
+			errs = append(errs, fmt.Errorf("--log-level %q is not debug, info, warn or error", c.LogLevel))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -152,23 +159,42 @@ func Run(ctx context.Context, cfg Config, name string, p *Platform, svc Service)
 // registers every flag of the service, the platform's included (cfg is where the platform's
 // land). It returns the process exit code.
 func Main(name string, args []string, cfg *Config, register func(*flag.FlagSet), build func(*Platform) (Service, error)) int {
+	return mainWith(process{
+		environ: os.Environ(),
+		stderr:  os.Stderr,
+		signals: func() (context.Context, context.CancelFunc) {
+			return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		},
+	}, name, args, cfg, register, build)
+}
+
+// process is what Main takes from the operating system, so that tests can supply their own.
+type process struct {
+	environ []string
+	stderr  io.Writer
+	// signals returns a context that ends when the process is asked to stop.
+	signals func() (context.Context, context.CancelFunc)
+}
+
+func mainWith(proc process, name string, args []string, cfg *Config, register func(*flag.FlagSet), build func(*Platform) (Service, error)) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(proc.stderr)
 	register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nEvery flag can also be set with its environment variable.\n\n%s", name, settings.Usage(fs, EnvPrefix))
 	}
-	if err := settings.Parse(fs, args, os.Environ(), EnvPrefix); err != nil {
+	if err := settings.Parse(fs, args, proc.environ, EnvPrefix); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(proc.stderr, "%s: %v\n", name, err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := proc.signals()
 	defer stop()
-	p, err := Open(ctx, *cfg, name, os.Stderr)
+	p, err := Open(ctx, *cfg, name, proc.stderr)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, redact(err.Error(), cfg.SealKey))
+		fmt.Fprintf(proc.stderr, "%s: %v\n", name, redact(err.Error(), cfg.SealKey))
 		return 1
 	}
 	code := 0

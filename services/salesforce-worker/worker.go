@@ -272,16 +272,25 @@ func (w *Worker) poll(ctx context.Context, conn Connector, job *tandemv1.SyncJob
 			incremental = append(incremental, a)
 		}
 	}
+	next := cur.Value
 	if len(reset) > 0 {
-		// A full read for the users being reset; its cursor is not kept (the org's cursor goes on).
-		if _, err := conn.Poll(ctx, salesforce.PollRequest{Kind: kind, Audience: reset}, pages.emit); err != nil {
+		// A full read for the users being reset. The org's cursor goes on from where it was,
+		// unless there is none yet: then this read is where the org's polling starts.
+		if err := pages.begin(reset, w.now()); err != nil {
 			return err
 		}
+		c, err := conn.Poll(ctx, salesforce.PollRequest{Kind: kind, Audience: reset}, pages.emit)
+		if err != nil {
+			return err
+		}
+		if cur.Value == "" {
+			next = c
+		}
 	}
-	next := cur.Value
 	if len(incremental) > 0 {
-		readStart := w.now()
-		pages.readAt = readStart
+		if err := pages.begin(incremental, w.now()); err != nil {
+			return err
+		}
 		c, err := conn.Poll(ctx, salesforce.PollRequest{Kind: kind, Audience: incremental, Cursor: cur.Value}, pages.emit)
 		if err != nil {
 			return err
@@ -306,13 +315,29 @@ type userPages struct {
 	job      *tandemv1.SyncJob
 	kind     tandemv1.RecordKind
 	previous uint64
-	readAt   time.Time
-	users    map[string]*userPager
+	// readAt is when the poll under way started.
+	readAt time.Time
+	users  map[string]*userPager
 }
 
 type userPager struct {
 	pager *batches.Pager
 	full  bool
+	// readAt is when the poll that reads the user started: every page of the user carries it,
+	// so that the reconciler never takes what the poll saw for newer than a write that
+	// completed while it ran.
+	readAt time.Time
+}
+
+// begin starts a poll for audience at readAt.
+func (up *userPages) begin(audience []salesforce.Audience, readAt time.Time) error {
+	up.readAt = readAt
+	for _, a := range audience {
+		if _, err := up.pager(a.User.GetUserId()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (up *userPages) pager(userID string) (*userPager, error) {
@@ -323,16 +348,9 @@ func (up *userPages) pager(userID string) (*userPager, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &userPager{pager: pg}
+	p := &userPager{pager: pg, readAt: up.readAt}
 	up.users[userID] = p
 	return p, nil
-}
-
-func (up *userPages) at() time.Time {
-	if up.readAt.IsZero() {
-		return up.w.now()
-	}
-	return up.readAt
 }
 
 func (up *userPages) emit(ctx context.Context, userID string, changes []*tandemv1.Change, full bool) error {
@@ -341,7 +359,7 @@ func (up *userPages) emit(ctx context.Context, userID string, changes []*tandemv
 		return err
 	}
 	p.full = p.full || full
-	return p.pager.Publish(ctx, changes, p.full, false, up.previous, up.at())
+	return p.pager.Publish(ctx, changes, p.full, false, up.previous, p.readAt)
 }
 
 // finish publishes the user's last page, which tells the reconciler the read is complete.
@@ -350,7 +368,7 @@ func (up *userPages) finish(ctx context.Context, userID string) error {
 	if err != nil {
 		return err
 	}
-	return p.pager.Publish(ctx, nil, p.full, true, up.previous, up.at())
+	return p.pager.Publish(ctx, nil, p.full, true, up.previous, p.readAt)
 }
 
 func (w *Worker) saveUsage(ctx context.Context, orgID string, conn Connector) {

@@ -257,12 +257,18 @@ func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
 func (s *Scheduler) reset(ctx context.Context, uk store.UserKey, rs tandemv1.ResetStatus, cycle uint64, kinds []tandemv1.RecordKind) (bool, error) {
 	switch rs {
 	case tandemv1.ResetStatus_RESET_STATUS_MARKED_FOR_RESET:
-		began, err := s.st.BeginReset(ctx, uk)
-		if err != nil || !began {
-			return false, err
-		}
+		// The ledger is cleared before the mark moves on. Clearing fails whenever the
+		// reconciler holds the user's lease; the user then stays marked and the next cycle
+		// tries again. The other way round, a failed clear would leave the reset in progress
+		// with nothing to wait for, and the next cycle would end it: a reset that never ran.
+		// Only this cycle's claimant gets here, so the ledger is cleared once per cycle.
 		if err := s.sync.Reset(ctx, uk, cycle); err != nil {
 			return false, fmt.Errorf("reset %s: %w", uk, err)
+		}
+		if _, err := s.st.BeginReset(ctx, uk); err != nil {
+			// The ledger is reset but the user is still marked: the next cycle resets it
+			// again, which relinks the same records.
+			return false, err
 		}
 		s.log.InfoContext(ctx, "reset sync", slog.String("user", uk.UserID), slog.Uint64(telemetry.KeyCycle, cycle))
 		return true, nil

@@ -1,0 +1,257 @@
+package exchangeworker
+
+import (
+	"errors"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/ewssim"
+	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+const (
+	serviceAccount = "svc-tandem@acme.example"
+	rep1Mailbox    = "rep1@acme.example"
+	rep2Mailbox    = "rep2@acme.example"
+	rep3Mailbox    = "rep3@acme.example"
+	rep3           = "005rep3"
+)
+
+// newEWSEnv is a worker with the real EWS connector against a simulated Exchange: rep1's
+// mailbox holds contacts and events, the service account may not impersonate rep2, and rep3 has
+// no mailbox.
+func newEWSEnv(t *testing.T) (*env, *ewssim.Server) {
+	t.Helper()
+	const password = "s3cret-password"
+	sim := ewssim.New(ewssim.Config{ServiceAccounts: []ewssim.ServiceAccount{{
+		Username: serviceAccount, Password: password, Impersonate: []string{rep1Mailbox, rep3Mailbox},
+	}}})
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	sim.SetBaseURL(srv.URL)
+	if err := sim.Seed(rep1Mailbox, 20, 5, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.AddMailbox(rep2Mailbox); err != nil {
+		t.Fatal(err)
+	}
+
+	e := newEnv(t, testConfig(), func(p *platform.Platform) ConnectorFactory { return EWSConnectors(true, p.Logger) })
+	e.putOrg(&tandemv1.Org{OrgId: testOrg, Name: "Acme", Enabled: true, Exchange: &tandemv1.ExchangeConnection{
+		Auth: tandemv1.ExchangeAuth_EXCHANGE_AUTH_BASIC, EwsUrl: sim.EWSURL(), ServiceAccount: serviceAccount, Password: password,
+	}})
+	e.putUsers(
+		&tandemv1.SyncUser{UserId: rep1, Email: rep1Mailbox, Active: true},
+		&tandemv1.SyncUser{UserId: rep2, Email: rep2Mailbox, Active: true},
+		&tandemv1.SyncUser{UserId: rep3, Email: rep3Mailbox, Active: true},
+	)
+	return e, sim
+}
+
+// pagesByKind groups published pages by record kind.
+func pagesByKind(pages []*tandemv1.ChangeBatch) map[tandemv1.RecordKind][]*tandemv1.ChangeBatch {
+	out := map[tandemv1.RecordKind][]*tandemv1.ChangeBatch{}
+	for _, p := range pages {
+		out[p.GetKind()] = append(out[p.GetKind()], p)
+	}
+	return out
+}
+
+func changeCount(pages []*tandemv1.ChangeBatch) int {
+	n := 0
+	for _, p := range pages {
+		n += len(p.GetChanges())
+	}
+	return n
+}
+
+// checkRead checks that pages are one complete read of a kind in cycle.
+func checkRead(t *testing.T, pages []*tandemv1.ChangeBatch, cycle uint64, full bool, previous uint64, changes int) {
+	t.Helper()
+	if len(pages) == 0 {
+		t.Fatal("no pages")
+	}
+	for i, p := range pages {
+		if p.GetCycle() != cycle || p.GetPage() != uint32(i) || p.GetFullSnapshot() != full || p.GetPreviousCycle() != previous ||
+			p.GetSource() != tandemv1.System_SYSTEM_EXCHANGE || p.GetReadAt() == nil {
+			t.Errorf("page %d: cycle %d page %d full %v previous %d source %s read_at %v; want cycle %d full %v previous %d",
+				i, p.GetCycle(), p.GetPage(), p.GetFullSnapshot(), p.GetPreviousCycle(), p.GetSource(), p.GetReadAt(), cycle, full, previous)
+		}
+		if last := i == len(pages)-1; p.GetLast() != last || (last && p.GetPageCount() != uint32(len(pages))) {
+			t.Errorf("page %d: last %v page_count %d of %d pages", i, p.GetLast(), p.GetPageCount(), len(pages))
+		}
+	}
+	if got := changeCount(pages); got != changes {
+		t.Errorf("%d changes, want %d", got, changes)
+	}
+}
+
+func TestEWSReadsAndWrites(t *testing.T) {
+	e, sim := newEWSEnv(t)
+	ctx := t.Context()
+	kinds := []tandemv1.RecordKind{contact, event}
+	job := func(userID string, cycle uint64, full bool) *tandemv1.SyncJob {
+		return &tandemv1.SyncJob{OrgId: testOrg, UserId: userID, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: cycle, Kinds: kinds, FullResync: full}
+	}
+
+	t.Run("first read", func(t *testing.T) {
+		if err := e.w.handleJob(ctx, jobMessage(t, job(rep1, 1, false))); err != nil {
+			t.Fatal(err)
+		}
+		pages, _ := e.changes()
+		byKind := pagesByKind(pages)
+		checkRead(t, byKind[contact], 1, true, 0, 20)
+		checkRead(t, byKind[event], 1, true, 0, 5)
+		for _, c := range byKind[contact][0].GetChanges() {
+			if c.GetType() != tandemv1.ChangeType_CHANGE_TYPE_UPSERT || c.GetRecord().GetContact() == nil || c.GetRecord().GetId() == "" || c.GetRecord().GetVersion() == "" {
+				t.Errorf("change %v, want an upsert of a contact with id and version", c)
+				break
+			}
+		}
+		for _, k := range kinds {
+			c, ok := e.storedCursor(rep1, k)
+			if !ok || c.Value == "" || c.Cycle != 1 {
+				t.Errorf("%s cursor %+v (%v), want the sync state of cycle 1", k, c, ok)
+			}
+		}
+		us := e.exchangeStatus(rep1)
+		if us.GetRecognizedByServiceAccount() != passed || us.GetMailboxVersionSupported() != passed || us.GetExchangeVersion() == "" || len(us.GetKinds()) != 2 {
+			t.Errorf("status %v", us)
+		}
+	})
+
+	t.Run("incremental read", func(t *testing.T) {
+		if _, err := sim.PutContact(rep1Mailbox, exchange.SyncFolderName, ewssim.Contact{
+			GivenName: "Grace", Surname: "Hopper", EmailAddresses: []ewssim.ContactEmail{{Key: "EmailAddress1", Address: "grace@navy.example"}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.w.handleJob(ctx, jobMessage(t, job(rep1, 2, false))); err != nil {
+			t.Fatal(err)
+		}
+		byKind := pagesByKind(first(e.changes()))
+		checkRead(t, byKind[contact], 2, false, 1, 1)
+		checkRead(t, byKind[event], 2, false, 1, 0)
+		if got := byKind[contact][0].GetChanges()[0].GetRecord().GetContact(); got.GetGivenName() != "Grace" || got.GetEmailAddress1() != "grace@navy.example" {
+			t.Errorf("changed contact %v", got)
+		}
+		if c, _ := e.storedCursor(rep1, contact); c.Cycle != 2 {
+			t.Errorf("cursor %+v, want cycle 2", c)
+		}
+	})
+
+	t.Run("full resync", func(t *testing.T) {
+		if err := e.w.handleJob(ctx, jobMessage(t, job(rep1, 3, true))); err != nil {
+			t.Fatal(err)
+		}
+		byKind := pagesByKind(first(e.changes()))
+		checkRead(t, byKind[contact], 3, true, 0, 21)
+		checkRead(t, byKind[event], 3, true, 0, 5)
+	})
+
+	t.Run("throttled read goes back to the bus", func(t *testing.T) {
+		before, _ := e.storedCursor(rep1, contact)
+		sim.InjectFault(ewssim.Fault{Operation: "SyncFolderItems", Mailbox: rep1Mailbox, Kind: ewssim.FaultServerBusy, BackOff: 10 * time.Minute, Times: -1})
+		defer sim.ClearFaults()
+		err := e.w.handleJob(ctx, jobMessage(t, job(rep1, 4, false)))
+		var se *syncerr.Error
+		if !errors.As(err, &se) || se.Code != syncerr.ExchangeServerBusy || bus.IsPermanent(err) {
+			t.Fatalf("handleJob = %v, want EXCHANGE_SERVER_BUSY for the bus to retry", err)
+		}
+		if se.RetryAfter() != 10*time.Minute {
+			t.Errorf("retry after %s, want the 10m Exchange asked for", se.RetryAfter())
+		}
+		if after, _ := e.storedCursor(rep1, contact); after != before {
+			t.Errorf("cursor moved from %+v to %+v on a failed read", before, after)
+		}
+		if us := e.exchangeStatus(rep1); us.GetConsecutiveFailures() != 1 || us.GetLastError().GetCode() != string(syncerr.ExchangeServerBusy) {
+			t.Errorf("status %v", us)
+		}
+	})
+
+	t.Run("impersonation denied", func(t *testing.T) {
+		if err := e.w.handleJob(ctx, jobMessage(t, job(rep2, 1, false))); err != nil {
+			t.Fatalf("handleJob = %v, want nil: the failure is reported and the user backed off", err)
+		}
+		us := e.exchangeStatus(rep2)
+		if us.GetRecognizedByServiceAccount() != failed || us.GetConsecutiveFailures() != 1 ||
+			!us.GetNextSyncAt().AsTime().Equal(e.clock.Now().Add(time.Minute)) ||
+			us.GetLastError().GetCode() != string(syncerr.ExchangeImpersonationDenied) {
+			t.Errorf("status %v", us)
+		}
+		entries := e.errorReport(rep2)
+		if len(entries) != 2 || entries[0].GetError().GetCode() != string(syncerr.ExchangeImpersonationDenied) {
+			t.Errorf("error report %v, want an impersonation entry per kind", entries)
+		}
+		if pages, _ := e.changes(); len(pages) != 0 {
+			t.Errorf("published %v", pages)
+		}
+	})
+
+	t.Run("writes in flight are carried out", func(t *testing.T) {
+		create := &tandemv1.WriteCommand{
+			CommandId: "cmd-ada", Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "sk-ada",
+			Record: &tandemv1.Record{Body: &tandemv1.Record_Contact{Contact: &tandemv1.Contact{
+				GivenName: "Ada", Surname: "Lovelace", EmailAddress1: "ada@engine.example",
+			}}},
+		}
+		stale := &tandemv1.WriteCommand{
+			CommandId: "cmd-stale", Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "sk-stale",
+			Record: &tandemv1.Record{Body: &tandemv1.Record_Contact{Contact: &tandemv1.Contact{GivenName: "Stale", Surname: "Write"}}},
+		}
+		e.putInFlight(rep1, contact, tandemv1.System_SYSTEM_EXCHANGE, create)
+		batch := &tandemv1.WriteBatch{
+			BatchId: "batch-ada", OrgId: testOrg, UserId: rep1, Target: tandemv1.System_SYSTEM_EXCHANGE, Kind: contact, Cycle: 3,
+			Commands: []*tandemv1.WriteCommand{stale, create},
+		}
+		if err := e.w.handleApply(ctx, applyMessage(t, batch, 1)); err != nil {
+			t.Fatal(err)
+		}
+		results, _ := e.results()
+		if len(results) != 1 || len(results[0].GetResults()) != 1 {
+			t.Fatalf("results %v, want one batch with one result", results)
+		}
+		r := results[0].GetResults()[0]
+		if r.GetCommandId() != "cmd-ada" || !r.GetOk() || r.GetRecord().GetId() == "" || results[0].GetCompletedAt() == nil {
+			t.Errorf("result %v (completed at %v)", r, results[0].GetCompletedAt())
+		}
+		var names []string
+		for _, it := range sim.Items(rep1Mailbox, exchange.SyncFolderName) {
+			names = append(names, it.Contact.GivenName)
+		}
+		if !slices.Contains(names, "Ada") {
+			t.Error("the write in flight was not made")
+		}
+		if slices.Contains(names, "Stale") {
+			t.Error("a write no longer in flight was made")
+		}
+	})
+
+	t.Run("writes to a mailbox that does not exist", func(t *testing.T) {
+		cmd := &tandemv1.WriteCommand{
+			CommandId: "cmd-x", Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "sk-x",
+			Record: &tandemv1.Record{Body: &tandemv1.Record_Contact{Contact: &tandemv1.Contact{GivenName: "X"}}},
+		}
+		e.putInFlight(rep3, contact, tandemv1.System_SYSTEM_EXCHANGE, cmd)
+		batch := &tandemv1.WriteBatch{BatchId: "batch-x", OrgId: testOrg, UserId: rep3, Target: tandemv1.System_SYSTEM_EXCHANGE, Kind: contact, Commands: []*tandemv1.WriteCommand{cmd}}
+		if err := e.w.handleApply(ctx, applyMessage(t, batch, 1)); err != nil {
+			t.Fatalf("handleApply = %v, want nil: the batch is reported, not retried", err)
+		}
+		entries := e.errorReport(rep3)
+		if len(entries) != 1 || entries[0].GetError().GetCode() != string(syncerr.ExchangeMailboxNotFound) {
+			t.Errorf("error report %v, want EXCHANGE_MAILBOX_NOT_FOUND", entries)
+		}
+		if results, _ := e.results(); len(results) != 0 {
+			t.Errorf("published results %v", results)
+		}
+	})
+}
+
+// first returns the first of two results.
+func first[A, B any](a A, _ B) A { return a }

@@ -1,0 +1,657 @@
+package scheduler_test
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/ledger"
+	"github.com/tandem-sync/tandem/pkg/lifecycle"
+	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/servertest"
+	"github.com/tandem-sync/tandem/pkg/status"
+	"github.com/tandem-sync/tandem/pkg/store"
+	"github.com/tandem-sync/tandem/pkg/syncer"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+	"github.com/tandem-sync/tandem/services/scheduler"
+)
+
+const (
+	orgA  = "00Dorg00000000A"
+	user1 = "005user00000001"
+	user2 = "005user00000002"
+	user3 = "005user00000003"
+	user4 = "005user00000004"
+)
+
+var (
+	contactKind = tandemv1.RecordKind_RECORD_KIND_CONTACT
+	eventKind   = tandemv1.RecordKind_RECORD_KIND_EVENT
+)
+
+// env is a scheduler on real NATS and Redis, with the job stream read back directly.
+type env struct {
+	p      *platform.Platform
+	st     *store.Store
+	status *status.Store
+	sched  *scheduler.Scheduler
+	// reconciler plays the reconciler: it hands the syncer reads, moving the user's ledger on.
+	reconciler *syncer.Syncer
+	jobs       jetstream.Stream
+	// seen is the last job-stream sequence already returned by newJobs.
+	seen uint64
+}
+
+func testConfig() scheduler.Config {
+	return scheduler.Config{Tick: time.Second, Interval: time.Hour, Jitter: 0, StallCycles: 3}
+}
+
+func newEnv(t *testing.T, cfg scheduler.Config) *env {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	nc := servertest.NATSConn(t)
+	b, err := bus.New(nc, bus.Config{Name: "scheduler-test"}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Declare(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(t.Context(), bus.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(servertest.Redis(t), nil)
+	p := &platform.Platform{Bus: b, Store: st, Telemetry: telemetry.Noop(), Logger: logger, Health: lifecycle.NewHealth()}
+	s, err := scheduler.New(cfg, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{p: p, st: st, status: status.New(st), sched: s, reconciler: syncer.New(st, b, syncer.Options{Logger: logger}), jobs: stream}
+}
+
+// job is a job read back from the stream.
+type job struct {
+	subject string
+	job     *tandemv1.SyncJob
+}
+
+// newJobs returns the jobs published since the last call, in order. Nothing consumes the
+// work-queue stream in these tests, so every job stays in it.
+func (e *env) newJobs(t *testing.T) []job {
+	t.Helper()
+	info, err := e.jobs.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []job
+	for seq := e.seen + 1; seq <= info.State.LastSeq; seq++ {
+		raw, err := e.jobs.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatalf("job %d: %v", seq, err)
+		}
+		j := &tandemv1.SyncJob{}
+		if err := proto.Unmarshal(raw.Data, j); err != nil {
+			t.Fatalf("job %d: %v", seq, err)
+		}
+		out = append(out, job{raw.Subject, j})
+	}
+	e.seen = info.State.LastSeq
+	return out
+}
+
+func (e *env) tick(t *testing.T) {
+	t.Helper()
+	if err := e.sched.Tick(t.Context()); err != nil {
+		t.Fatalf("Tick: %v", err)
+	}
+}
+
+func (e *env) putOrg(t *testing.T, org *tandemv1.Org) {
+	t.Helper()
+	if _, err := e.st.PutOrg(t.Context(), org); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) putUsers(t *testing.T, orgID string, users ...*tandemv1.SyncUser) {
+	t.Helper()
+	if err := e.st.PutUsers(t.Context(), orgID, users); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) putConfig(t *testing.T, orgID string, cfg *tandemv1.SyncConfiguration) *tandemv1.SyncConfiguration {
+	t.Helper()
+	stored, err := e.st.PutConfiguration(t.Context(), orgID, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stored
+}
+
+func (e *env) dueNow(t *testing.T, orgID string) {
+	t.Helper()
+	if err := e.st.DueNow(t.Context(), orgID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) cycle(t *testing.T, orgID string) uint64 {
+	t.Helper()
+	sch, err := e.st.GetSchedule(t.Context(), orgID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch.Cycle
+}
+
+// reconcile has the reconciler receive both sides' complete (empty) reads of cycle for kind,
+// so the user's ledger counts cycle as reconciled.
+func (e *env) reconcile(t *testing.T, orgID, userID string, kind tandemv1.RecordKind, cycle uint64) {
+	t.Helper()
+	for _, side := range []tandemv1.System{tandemv1.System_SYSTEM_EXCHANGE, tandemv1.System_SYSTEM_SALESFORCE} {
+		if err := e.reconciler.HandleChanges(t.Context(), &tandemv1.ChangeBatch{
+			OrgId: orgID, UserId: userID, Source: side, Kind: kind, Cycle: cycle,
+			Last: true, PageCount: 1, FullSnapshot: true, ReadAt: timestamppb.Now(),
+		}); err != nil {
+			t.Fatalf("HandleChanges: %v", err)
+		}
+	}
+	if _, reconciled, err := ledger.New(e.st).ResetProgress(t.Context(), store.UserKey{OrgID: orgID, UserID: userID}, kind); err != nil || reconciled != cycle {
+		t.Fatalf("reconciled %d, %v; want %d", reconciled, err, cycle)
+	}
+}
+
+func user(id string, active bool) *tandemv1.SyncUser {
+	return &tandemv1.SyncUser{UserId: id, Email: id + "@acme.example", Active: active, ProfileId: "00eprofile000001"}
+}
+
+func org(id string) *tandemv1.Org {
+	return &tandemv1.Org{OrgId: id, Name: id, Enabled: true}
+}
+
+func contactsAndEvents(name string, active bool, users ...string) *tandemv1.SyncConfiguration {
+	return &tandemv1.SyncConfiguration{
+		Name: name, Active: active, UserIds: users,
+		Contacts: &tandemv1.ContactSyncSettings{Direction: tandemv1.SyncDirection_SYNC_DIRECTION_BOTH},
+		Events:   &tandemv1.EventSyncSettings{Direction: tandemv1.SyncDirection_SYNC_DIRECTION_SALESFORCE_TO_EXCHANGE},
+	}
+}
+
+func contactsOnly(users ...string) *tandemv1.SyncConfiguration {
+	return &tandemv1.SyncConfiguration{
+		Name: "contacts", Active: true, UserIds: users,
+		Contacts: &tandemv1.ContactSyncSettings{Direction: tandemv1.SyncDirection_SYNC_DIRECTION_BOTH},
+	}
+}
+
+// split separates a cycle's jobs: the org's Salesforce job and the Exchange jobs by user.
+func split(t *testing.T, orgID string, jobs []job) (*tandemv1.SyncJob, map[string]*tandemv1.SyncJob) {
+	t.Helper()
+	var sf *tandemv1.SyncJob
+	ex := map[string]*tandemv1.SyncJob{}
+	for _, j := range jobs {
+		route, err := bus.ParseSubject(j.subject)
+		if err != nil {
+			t.Fatalf("job on %s: %v", j.subject, err)
+		}
+		if route.Kind != bus.KindJob || route.OrgID != orgID || j.job.GetOrgId() != orgID {
+			t.Fatalf("job for org %s on %s, want org %s", j.job.GetOrgId(), j.subject, orgID)
+		}
+		switch route.System {
+		case tandemv1.System_SYSTEM_SALESFORCE:
+			if sf != nil {
+				t.Fatalf("two Salesforce jobs for org %s in one cycle", orgID)
+			}
+			if j.job.GetSystem() != tandemv1.System_SYSTEM_SALESFORCE || j.job.GetUserId() != "" {
+				t.Fatalf("Salesforce job %v on %s", j.job, j.subject)
+			}
+			sf = j.job
+		case tandemv1.System_SYSTEM_EXCHANGE:
+			if j.job.GetSystem() != tandemv1.System_SYSTEM_EXCHANGE || j.job.GetUserId() != route.UserID {
+				t.Fatalf("Exchange job %v on %s", j.job, j.subject)
+			}
+			if ex[route.UserID] != nil {
+				t.Fatalf("two Exchange jobs for %s in one cycle", route.UserID)
+			}
+			ex[route.UserID] = j.job
+		}
+	}
+	if sf == nil {
+		t.Fatalf("no Salesforce job for org %s in %v", orgID, jobs)
+	}
+	return sf, ex
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func TestTickStartsADueCycleOnce(t *testing.T) {
+	e := newEnv(t, testConfig())
+	ctx := t.Context()
+	e.putOrg(t, org(orgA))
+	// user1 syncs contacts and events; user2 is active without a configuration; user3 is
+	// inactive; user4 is only in an inactive configuration.
+	e.putUsers(t, orgA, user(user1, true), user(user2, true), user(user3, false), user(user4, true))
+	cfg := e.putConfig(t, orgA, contactsAndEvents("reps", true, user1, user3))
+	e.putConfig(t, orgA, contactsAndEvents("paused", false, user4))
+
+	before := time.Now()
+	e.tick(t)
+	sf, ex := split(t, orgA, e.newJobs(t))
+	want := &tandemv1.SyncJob{OrgId: orgA, System: tandemv1.System_SYSTEM_SALESFORCE, Cycle: 1,
+		UserIds: []string{user1}, Kinds: []tandemv1.RecordKind{contactKind, eventKind}, ScheduledAt: sf.GetScheduledAt()}
+	if !proto.Equal(sf, want) {
+		t.Fatalf("Salesforce job = %v, want %v", sf, want)
+	}
+	if at := sf.GetScheduledAt().AsTime(); at.Before(before.Add(-time.Second)) || at.After(time.Now()) {
+		t.Fatalf("scheduled at %v, want about now", at)
+	}
+	if got := sortedKeys(ex); !slices.Equal(got, []string{user1}) {
+		t.Fatalf("Exchange jobs for %v, want only %s", got, user1)
+	}
+	wantEx := &tandemv1.SyncJob{OrgId: orgA, UserId: user1, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: 1,
+		Kinds: []tandemv1.RecordKind{contactKind, eventKind}, ScheduledAt: sf.GetScheduledAt()}
+	if !proto.Equal(ex[user1], wantEx) {
+		t.Fatalf("Exchange job = %v, want %v", ex[user1], wantEx)
+	}
+
+	// Every user gets the scheduler's part of the status.
+	for _, tc := range []struct {
+		user     string
+		assigned tandemv1.CheckResult
+		config   string
+	}{
+		{user1, tandemv1.CheckResult_CHECK_RESULT_PASSED, cfg.GetId()},
+		{user2, tandemv1.CheckResult_CHECK_RESULT_FAILED, ""},
+		{user3, tandemv1.CheckResult_CHECK_RESULT_FAILED, ""},
+		{user4, tandemv1.CheckResult_CHECK_RESULT_FAILED, ""},
+	} {
+		part, err := e.status.GetPart(ctx, store.UserKey{OrgID: orgA, UserID: tc.user}, status.PartScheduler)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if part.GetAssignedToActiveConfiguration() != tc.assigned || part.GetConfigurationId() != tc.config {
+			t.Errorf("%s: assigned %s to %q, want %s to %q", tc.user, part.GetAssignedToActiveConfiguration(), part.GetConfigurationId(), tc.assigned, tc.config)
+		}
+		if next := part.GetNextSyncAt().AsTime(); next.Before(before.Add(time.Hour-time.Second)) || next.After(time.Now().Add(time.Hour)) {
+			t.Errorf("%s: next sync at %v, want an interval from now", tc.user, next)
+		}
+	}
+
+	// Within the interval, nothing more starts.
+	e.tick(t)
+	if jobs := e.newJobs(t); len(jobs) != 0 {
+		t.Fatalf("a second tick within the interval published %v", jobs)
+	}
+	if c := e.cycle(t, orgA); c != 1 {
+		t.Fatalf("cycle = %d after a second tick, want 1", c)
+	}
+
+	// Once due again (a configuration change), the next cycle starts.
+	e.dueNow(t, orgA)
+	e.tick(t)
+	sf, ex = split(t, orgA, e.newJobs(t))
+	if sf.GetCycle() != 2 || ex[user1].GetCycle() != 2 {
+		t.Fatalf("cycles %d and %d, want 2", sf.GetCycle(), ex[user1].GetCycle())
+	}
+}
+
+func TestTickSkipsOrgs(t *testing.T) {
+	e := newEnv(t, testConfig())
+	ctx := t.Context()
+	now := time.Now()
+	const (
+		enabled   = "00Dorg0enabled"
+		disabled  = "00Dorg0disabled"
+		backedOff = "00Dorg0backedoff"
+		recovered = "00Dorg0recovered"
+		noUsers   = "00Dorg0nousers"
+		ownPace   = "00Dorg0ownpace"
+	)
+	for _, id := range []string{enabled, disabled, backedOff, recovered, noUsers, ownPace} {
+		o := org(id)
+		o.Enabled = id != disabled
+		if id == ownPace {
+			o.SyncIntervalSeconds = 90
+		}
+		e.putOrg(t, o)
+		if id != noUsers {
+			e.putUsers(t, id, user(user1, true))
+			e.putConfig(t, id, contactsOnly(user1))
+		}
+	}
+	// Salesforce has backed one org off (daily limit); another's back-off is over.
+	for id, until := range map[string]time.Time{backedOff: now.Add(time.Hour), recovered: now.Add(-time.Minute)} {
+		if err := e.status.PutSalesforceUsage(ctx, id, &tandemv1.SalesforceApiUsage{DailyMax: 1000, Used: 1000, BackedOffUntil: timestamppb.New(until)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	e.tick(t)
+	byOrg := map[string][]job{}
+	for _, j := range e.newJobs(t) {
+		byOrg[j.job.GetOrgId()] = append(byOrg[j.job.GetOrgId()], j)
+	}
+	for _, tc := range []struct {
+		org       string
+		wantCycle uint64
+		wantUsers []string
+	}{
+		{enabled, 1, []string{user1}},
+		{disabled, 0, nil},
+		{backedOff, 0, nil},
+		{recovered, 1, []string{user1}},
+		// An org without users still gets its Salesforce job: it refreshes the user directory.
+		{noUsers, 1, nil},
+		{ownPace, 1, []string{user1}},
+	} {
+		t.Run(tc.org, func(t *testing.T) {
+			if c := e.cycle(t, tc.org); c != tc.wantCycle {
+				t.Fatalf("cycle = %d, want %d", c, tc.wantCycle)
+			}
+			if tc.wantCycle == 0 {
+				if len(byOrg[tc.org]) != 0 {
+					t.Fatalf("skipped org got jobs %v", byOrg[tc.org])
+				}
+				return
+			}
+			sf, ex := split(t, tc.org, byOrg[tc.org])
+			if !slices.Equal(sf.GetUserIds(), tc.wantUsers) || !slices.Equal(sortedKeys(ex), tc.wantUsers) {
+				t.Fatalf("Salesforce job users %v, Exchange jobs %v; want %v", sf.GetUserIds(), sortedKeys(ex), tc.wantUsers)
+			}
+		})
+	}
+	// An org's own interval overrides the scheduler's.
+	sch, err := e.st.GetSchedule(ctx, ownPace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := sch.NextAt.Sub(sch.StartedAt); d != 90*time.Second {
+		t.Fatalf("own-pace org's next cycle %s after the last, want 90s", d)
+	}
+}
+
+func TestBackedOffUsersGetNoExchangeJob(t *testing.T) {
+	e := newEnv(t, testConfig())
+	ctx := t.Context()
+	now := time.Now()
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true), user(user2, true), user(user3, true), user(user4, true))
+	e.putConfig(t, orgA, contactsOnly(user1, user2, user3, user4))
+	for u, part := range map[string]*tandemv1.UserStatus{
+		// Failing, and not due before an hour from now.
+		user1: {ConsecutiveFailures: 3, NextSyncAt: timestamppb.New(now.Add(time.Hour))},
+		// Failing, but its back-off is over.
+		user2: {ConsecutiveFailures: 3, NextSyncAt: timestamppb.New(now.Add(-time.Second))},
+		// A future next sync without failures is no back-off.
+		user3: {NextSyncAt: timestamppb.New(now.Add(time.Hour))},
+		// Backed off, but marked for reset: a reset reads in full at once.
+		user4: {ConsecutiveFailures: 1, NextSyncAt: timestamppb.New(now.Add(time.Hour))},
+	} {
+		if err := e.status.Put(ctx, store.UserKey{OrgID: orgA, UserID: u}, status.PartExchange, part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.st.MarkReset(ctx, store.UserKey{OrgID: orgA, UserID: user4}); err != nil {
+		t.Fatal(err)
+	}
+
+	e.tick(t)
+	sf, ex := split(t, orgA, e.newJobs(t))
+	if got := sortedKeys(ex); !slices.Equal(got, []string{user2, user3, user4}) {
+		t.Fatalf("Exchange jobs for %v, want %s, %s and %s", got, user2, user3, user4)
+	}
+	// Salesforce is polled for every syncing user: a backed-off mailbox does not stop the
+	// other side from being read.
+	if !slices.Equal(sf.GetUserIds(), []string{user1, user2, user3, user4}) {
+		t.Fatalf("Salesforce job users %v", sf.GetUserIds())
+	}
+	if !ex[user4].GetFullResync() || !slices.Equal(sf.GetFullUserIds(), []string{user4}) {
+		t.Fatalf("reset user: Exchange job %v, Salesforce full users %v", ex[user4], sf.GetFullUserIds())
+	}
+}
+
+func TestResetReadsInFull(t *testing.T) {
+	e := newEnv(t, testConfig())
+	ctx := t.Context()
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true), user(user2, true))
+	e.putConfig(t, orgA, contactsAndEvents("reps", true, user1, user2))
+	uk := store.UserKey{OrgID: orgA, UserID: user1}
+	led := ledger.New(e.st)
+
+	// Cycle 1 is read and reconciled for both users.
+	e.tick(t)
+	e.newJobs(t)
+	for _, u := range []string{user1, user2} {
+		for _, k := range []tandemv1.RecordKind{contactKind, eventKind} {
+			e.reconcile(t, orgA, u, k, 1)
+		}
+	}
+
+	// The admin resets user1; the org is due at once.
+	if err := e.st.MarkReset(ctx, uk); err != nil {
+		t.Fatal(err)
+	}
+	e.dueNow(t, orgA)
+	e.tick(t)
+	sf, ex := split(t, orgA, e.newJobs(t))
+	if sf.GetCycle() != 2 || !slices.Equal(sf.GetFullUserIds(), []string{user1}) || !slices.Equal(sf.GetUserIds(), []string{user1, user2}) {
+		t.Fatalf("Salesforce job = %v, want cycle 2 reading %s in full", sf, user1)
+	}
+	if !ex[user1].GetFullResync() || ex[user2].GetFullResync() {
+		t.Fatalf("Exchange jobs: %s full %v, %s full %v; want only %s in full", user1, ex[user1].GetFullResync(), user2, ex[user2].GetFullResync(), user1)
+	}
+	// The ledger is reset from this cycle (as syncer.Reset does): batches of earlier cycles are
+	// ignored, and nothing is reconciled since.
+	for _, k := range []tandemv1.RecordKind{contactKind, eventKind} {
+		from, reconciled, err := led.ResetProgress(ctx, uk, k)
+		if err != nil || from != 2 || reconciled != 0 {
+			t.Fatalf("%s: reset from %d, reconciled %d, %v; want from 2, reconciled 0", k, from, reconciled, err)
+		}
+		if _, reconciled, _ := led.ResetProgress(ctx, store.UserKey{OrgID: orgA, UserID: user2}, k); reconciled != 1 {
+			t.Fatalf("%s: the other user's ledger was touched: reconciled %d", k, reconciled)
+		}
+	}
+	if rs, err := e.st.ResetStatus(ctx, uk); err != nil || rs != tandemv1.ResetStatus_RESET_STATUS_RESET_IN_PROGRESS {
+		t.Fatalf("reset status = %s, %v; want in progress", rs, err)
+	}
+
+	// While the full reads are reconciled, later cycles read incrementally and the reset stays
+	// in progress.
+	e.dueNow(t, orgA)
+	e.tick(t)
+	sf, ex = split(t, orgA, e.newJobs(t))
+	if len(sf.GetFullUserIds()) != 0 || ex[user1].GetFullResync() {
+		t.Fatalf("cycle 3 reads in full again: %v, %v", sf, ex[user1])
+	}
+	if rs, _ := e.st.ResetStatus(ctx, uk); rs != tandemv1.ResetStatus_RESET_STATUS_RESET_IN_PROGRESS {
+		t.Fatalf("reset status = %s before the reset cycle was reconciled", rs)
+	}
+	// Once every kind has reconciled the reset cycle, the reset is over.
+	e.reconcile(t, orgA, user1, contactKind, 2)
+	e.dueNow(t, orgA)
+	e.tick(t)
+	e.newJobs(t)
+	if rs, _ := e.st.ResetStatus(ctx, uk); rs != tandemv1.ResetStatus_RESET_STATUS_RESET_IN_PROGRESS {
+		t.Fatalf("reset status = %s with events not reconciled yet", rs)
+	}
+	e.reconcile(t, orgA, user1, eventKind, 2)
+	e.dueNow(t, orgA)
+	e.tick(t)
+	e.newJobs(t)
+	if rs, _ := e.st.ResetStatus(ctx, uk); rs != tandemv1.ResetStatus_RESET_STATUS_UNSPECIFIED {
+		t.Fatalf("reset status = %s after the reset cycle was reconciled, want none", rs)
+	}
+}
+
+func TestResetWaitsForTheReconcileLease(t *testing.T) {
+	e := newEnv(t, testConfig())
+	ctx := t.Context()
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true), user(user2, true))
+	e.putConfig(t, orgA, contactsOnly(user1, user2))
+	uk := store.UserKey{OrgID: orgA, UserID: user1}
+	e.tick(t)
+	e.newJobs(t)
+	e.reconcile(t, orgA, user1, contactKind, 1)
+	if err := e.st.MarkReset(ctx, uk); err != nil {
+		t.Fatal(err)
+	}
+
+	// The reconciler is working on user1 when the reset is due: the reset cannot clear the
+	// ledger now, and the user stays marked for the next cycle.
+	lease, err := e.st.AcquireLease(ctx, uk, syncer.LeaseRole, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.dueNow(t, orgA)
+	if err := e.sched.Tick(ctx); err == nil {
+		t.Fatal("Tick reported no error for a reset it could not carry out")
+	}
+	sf, ex := split(t, orgA, e.newJobs(t))
+	if ex[user1] != nil || slices.Contains(sf.GetUserIds(), user1) || ex[user2] == nil {
+		t.Fatalf("jobs during the failed reset: Salesforce %v, Exchange for %v", sf, sortedKeys(ex))
+	}
+	if rs, _ := e.st.ResetStatus(ctx, uk); rs != tandemv1.ResetStatus_RESET_STATUS_MARKED_FOR_RESET {
+		t.Fatalf("reset status = %s after a failed reset, want still marked", rs)
+	}
+	if err := lease.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	e.dueNow(t, orgA)
+	e.tick(t)
+	sf, ex = split(t, orgA, e.newJobs(t))
+	if !ex[user1].GetFullResync() || !slices.Equal(sf.GetFullUserIds(), []string{user1}) {
+		t.Fatalf("the reset was not carried out once the lease was free: %v, %v", sf, ex[user1])
+	}
+	from, _, err := ledger.New(e.st).ResetProgress(ctx, uk, contactKind)
+	if err != nil || from != sf.GetCycle() {
+		t.Fatalf("reset from %d, %v; want %d", from, err, sf.GetCycle())
+	}
+}
+
+func TestStalledReconciliationReadsInFull(t *testing.T) {
+	cfg := testConfig() // StallCycles 3
+	for _, tc := range []struct {
+		name string
+		// reconciled is the user's last reconciled cycle (0: never); cycle the cycle the tick starts.
+		reconciled, cycle uint64
+		wantFull          bool
+	}{
+		{"never reconciled", 0, 6, false},
+		{"within the stall window", 2, 5, false},
+		{"past the stall window", 2, 6, true},
+		{"far behind", 1, 40, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, cfg)
+			ctx := t.Context()
+			e.putOrg(t, org(orgA))
+			e.putUsers(t, orgA, user(user1, true))
+			e.putConfig(t, orgA, contactsOnly(user1))
+			if tc.reconciled > 0 {
+				e.reconcile(t, orgA, user1, contactKind, tc.reconciled)
+			}
+			// Earlier cycles started without the user being read.
+			now := time.Now()
+			for range tc.cycle - 1 {
+				if _, ok, err := e.st.ClaimCycle(ctx, orgA, now, now); err != nil || !ok {
+					t.Fatalf("ClaimCycle: %v, %v", ok, err)
+				}
+			}
+			e.tick(t)
+			sf, ex := split(t, orgA, e.newJobs(t))
+			if sf.GetCycle() != tc.cycle {
+				t.Fatalf("cycle %d, want %d", sf.GetCycle(), tc.cycle)
+			}
+			if full := slices.Contains(sf.GetFullUserIds(), user1); full != tc.wantFull || ex[user1].GetFullResync() != tc.wantFull {
+				t.Fatalf("Salesforce full %v, Exchange full %v; want %v", full, ex[user1].GetFullResync(), tc.wantFull)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*scheduler.Config)
+		ok     bool
+	}{
+		{"defaults", func(*scheduler.Config) {}, true},
+		{"no tick", func(c *scheduler.Config) { c.Tick = 0 }, false},
+		{"negative interval", func(c *scheduler.Config) { c.Interval = -time.Second }, false},
+		{"negative jitter", func(c *scheduler.Config) { c.Jitter = -0.1 }, false},
+		{"jitter above half", func(c *scheduler.Config) { c.Jitter = 0.6 }, false},
+		{"jitter of half", func(c *scheduler.Config) { c.Jitter = 0.5 }, true},
+		{"stall after one cycle", func(c *scheduler.Config) { c.StallCycles = 1 }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			tc.mutate(&cfg)
+			err := cfg.Validate()
+			if (err == nil) != tc.ok {
+				t.Fatalf("Validate() = %v, want ok %v", err, tc.ok)
+			}
+			if _, err := scheduler.New(cfg, &platform.Platform{Logger: slog.New(slog.DiscardHandler)}); (err == nil) != tc.ok {
+				t.Fatalf("New() = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}
+
+func TestComponentTicksUntilStopped(t *testing.T) {
+	cfg := testConfig()
+	cfg.Tick = 50 * time.Millisecond
+	e := newEnv(t, cfg)
+	e.putOrg(t, org(orgA))
+	ls := &lifecycle.Service{Name: "scheduler", Components: e.sched.Components(), StopTimeout: 10 * time.Second}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ls.Run(ctx) }()
+	// Cycles start on the component's own ticks: make the org due again and again.
+	deadline := time.After(20 * time.Second)
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for seen := uint64(0); seen < 3; {
+		select {
+		case <-deadline:
+			t.Fatalf("cycle %d after 20s of ticks", seen)
+		case <-poll.C:
+		}
+		if c := e.cycle(t, orgA); c > seen {
+			seen = c
+			e.dueNow(t, orgA)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the scheduler did not stop")
+	}
+}

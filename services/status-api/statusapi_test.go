@@ -1,0 +1,366 @@
+package statusapi_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/lifecycle"
+	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/seal"
+	"github.com/tandem-sync/tandem/pkg/servertest"
+	"github.com/tandem-sync/tandem/pkg/store"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+	statusapi "github.com/tandem-sync/tandem/services/status-api"
+)
+
+const (
+	testOrg  = "00Dorg000000001"
+	testUser = "005user00000001"
+)
+
+// running is a status-api serving on a real TCP listener over real NATS and Redis.
+type running struct {
+	p    *platform.Platform
+	js   jetstream.JetStream
+	addr string
+	// stop cancels the service and returns what its Run returned.
+	stop func() error
+	done chan struct{}
+}
+
+func newPlatform(t *testing.T) (*platform.Platform, jetstream.JetStream) {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	nc := servertest.NATSConn(t)
+	b, err := bus.New(nc, bus.Config{Name: "status-api-test"}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Declare(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, seal.KeySize)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := seal.NewKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &platform.Platform{
+		Bus: b, Store: store.New(servertest.Redis(t), kr), Telemetry: telemetry.Noop(), Logger: logger, Health: lifecycle.NewHealth(),
+	}, js
+}
+
+func start(t *testing.T, gracefulStop time.Duration) *running {
+	t.Helper()
+	p, js := newPlatform(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := statusapi.NewOnListener(statusapi.Config{GRPCAddr: lis.Addr().String(), GracefulStop: gracefulStop}, p, lis)
+	if svc.Addr().String() != lis.Addr().String() {
+		t.Fatalf("Addr = %s, want %s", svc.Addr(), lis.Addr())
+	}
+	ls := &lifecycle.Service{Name: "status-api", Health: p.Health, Components: svc.Components(), StopTimeout: 2 * time.Minute, Logger: p.Logger}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = ls.Run(ctx)
+	}()
+	r := &running{p: p, js: js, addr: lis.Addr().String(), done: done}
+	r.stop = func() error {
+		cancel()
+		<-done
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := r.stop(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return r
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// eventually polls cond until it holds, failing the test after a deadline.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("test ended waiting for %s", what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+var services = []string{"", tandemv1.StatusService_ServiceDesc.ServiceName, tandemv1.AdminService_ServiceDesc.ServiceName}
+
+func waitServing(t *testing.T, hc healthpb.HealthClient) {
+	t.Helper()
+	for _, svc := range services {
+		eventually(t, "health of "+svc+" SERVING", func() bool {
+			resp, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: svc})
+			return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+		})
+	}
+}
+
+func TestServesAPIHealthAndReflection(t *testing.T) {
+	r := start(t, 10*time.Second)
+	conn := dial(t, r.addr)
+	waitServing(t, healthpb.NewHealthClient(conn))
+
+	// An unknown service is not reported healthy.
+	_, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{Service: "tandem.v1.NoSuchService"})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("health of an unknown service: %v, want NotFound", err)
+	}
+
+	// Server reflection lists both services, so grpcurl works.
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	for _, want := range []string{"tandem.v1.StatusService", "tandem.v1.AdminService", "grpc.health.v1.Health"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("reflection lists %v, without %s", names, want)
+		}
+	}
+	// Reflection also describes the services' methods.
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "tandem.v1.AdminService"}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := stream.Recv(); err != nil || len(resp.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
+		t.Fatalf("file containing tandem.v1.AdminService: %v, %v", resp, err)
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Both services answer over the real transport, on the platform's store.
+	admin := tandemv1.NewAdminServiceClient(conn)
+	if _, err := admin.PutOrg(t.Context(), &tandemv1.PutOrgRequest{Org: &tandemv1.Org{
+		OrgId: testOrg, Enabled: true, Exchange: &tandemv1.ExchangeConnection{ServiceAccount: "svc@acme.example", Password: "secret"},
+	}}); err != nil {
+		t.Fatalf("PutOrg: %v", err)
+	}
+	stored, err := r.p.Store.GetOrg(t.Context(), testOrg)
+	if err != nil || stored.GetExchange().GetPassword() != "secret" {
+		t.Fatalf("stored org = %v, %v", stored, err)
+	}
+	st, err := tandemv1.NewStatusServiceClient(conn).GetOrgStatus(t.Context(), &tandemv1.GetOrgStatusRequest{OrgId: testOrg})
+	if err != nil || st.GetStatus().GetServiceAccount() != "svc@acme.example" {
+		t.Fatalf("GetOrgStatus = %v, %v", st, err)
+	}
+	// Connection tests are served (with the real connectors): an org with neither a service
+	// account nor a Salesforce My Domain fails both checks without calling out.
+	if _, err := admin.PutOrg(t.Context(), &tandemv1.PutOrgRequest{Org: &tandemv1.Org{OrgId: "00Dunconfigured"}}); err != nil {
+		t.Fatalf("PutOrg: %v", err)
+	}
+	tc, err := admin.TestConnection(t.Context(), &tandemv1.TestConnectionRequest{OrgId: "00Dunconfigured", Email: "rep@acme.example"})
+	if err != nil {
+		t.Fatalf("TestConnection: %v", err)
+	}
+	if tc.GetOk() || len(tc.GetChecks()) != 2 {
+		t.Fatalf("TestConnection = %v, want two failed checks", tc)
+	}
+	for _, c := range tc.GetChecks() {
+		if c.GetResult() != tandemv1.CheckResult_CHECK_RESULT_FAILED || c.GetSuggestion() == "" {
+			t.Fatalf("check %v, want failed with a suggestion", c)
+		}
+	}
+}
+
+func TestDeadLettersBecomeSyncErrors(t *testing.T) {
+	r := start(t, 10*time.Second)
+	ctx := t.Context()
+	subject, err := bus.DeadSubject(testOrg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	letters := []struct {
+		id string
+		dl *tandemv1.DeadLetter
+	}{
+		// Without an org there is no report to file it in: it is dropped, not retried.
+		{"no-org", &tandemv1.DeadLetter{Subject: "tandem.jobs.x.salesforce", Error: &tandemv1.SyncError{Code: "SYNC_MALFORMED_MESSAGE"}}},
+		{"user", &tandemv1.DeadLetter{
+			Stream: bus.StreamChanges, Subject: "tandem.changes." + testOrg + "." + testUser, OrgId: testOrg, UserId: testUser,
+			Deliveries: 8, Error: &tandemv1.SyncError{Code: "SYNC_MALFORMED_MESSAGE", Message: "decode TANDEM_CHANGES seq 7"},
+		}},
+		{"org", &tandemv1.DeadLetter{
+			Stream: bus.StreamJobs, Subject: "tandem.jobs." + testOrg + ".salesforce", OrgId: testOrg,
+			Deliveries: 8, Error: &tandemv1.SyncError{Code: "SALESFORCE_SERVER_ERROR", Message: "gave up after 8 deliveries"},
+		}},
+	}
+	// Bytes that are no dead letter at all are given up on, not retried, and do not hold up
+	// the letters behind them.
+	if _, err := r.js.Publish(ctx, subject, []byte{0xff, 0xff, 0xff}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range letters {
+		if err := r.p.Bus.Publish(ctx, subject, l.dl, bus.MsgID("test", l.id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	published := uint64(len(letters) + 1)
+
+	cons, err := r.js.Consumer(ctx, bus.StreamDead, bus.ConsumerStatusDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "every dead letter handled", func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.AckFloor.Stream == published && info.NumAckPending == 0 && info.NumRedelivered == 0
+	})
+	entries, _, err := r.p.Store.ListErrors(ctx, testOrg, "", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*tandemv1.SyncErrorEntry{}
+	for _, e := range entries {
+		got[e.GetError().GetCode()] = e
+	}
+	if len(entries) != 2 {
+		t.Fatalf("error report has %d entries, want 2: %v", len(entries), entries)
+	}
+	if e := got["SYNC_MALFORMED_MESSAGE"]; e.GetUserId() != testUser || e.GetError().GetMessage() != "decode TANDEM_CHANGES seq 7" {
+		t.Errorf("user's dead letter recorded as %v", e)
+	}
+	if e := got["SALESFORCE_SERVER_ERROR"]; e == nil || e.GetUserId() != "" {
+		t.Errorf("org's dead letter recorded as %v", e)
+	}
+	// The report is served by the API.
+	resp, err := tandemv1.NewStatusServiceClient(dial(t, r.addr)).ListSyncErrors(ctx, &tandemv1.ListSyncErrorsRequest{OrgId: testOrg, UserId: testUser})
+	if err != nil || len(resp.GetEntries()) != 1 {
+		t.Fatalf("ListSyncErrors = %v, %v", resp, err)
+	}
+}
+
+func TestShutdownIsGraceful(t *testing.T) {
+	// Far longer than the test waits: if Run returns, GracefulStop finished, not the fallback.
+	r := start(t, 5*time.Minute)
+	conn := dial(t, r.addr)
+	hc := healthpb.NewHealthClient(conn)
+	waitServing(t, hc)
+
+	watchCtx, stopWatch := context.WithCancel(t.Context())
+	defer stopWatch()
+	watch, err := hc.Watch(watchCtx, &healthpb.HealthCheckRequest{Service: tandemv1.StatusService_ServiceDesc.ServiceName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := watch.Recv(); err != nil || first.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("watch: %v, %v", first, err)
+	}
+	// An RPC in flight when shutdown starts: a reflection stream.
+	refl, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := &reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}
+	if err := refl.Send(list); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := refl.Recv(); err != nil {
+		t.Fatal(err)
+	}
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.stop() }()
+
+	// Clients watching health learn that the service is going away.
+	if next, err := watch.Recv(); err != nil || next.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("watch after shutdown: %v, %v; want NOT_SERVING", next, err)
+	}
+	stopWatch()
+
+	// New connections are refused...
+	eventually(t, "new connections refused", func() bool {
+		fresh, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = fresh.Close() }()
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		_, err = healthpb.NewHealthClient(fresh).Check(ctx, &healthpb.HealthCheckRequest{})
+		return status.Code(err) == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded
+	})
+	// ...while the RPC in flight still completes, and shutdown waits for it.
+	select {
+	case err := <-stopped:
+		t.Fatalf("Run returned (%v) while an RPC was in flight", err)
+	default:
+	}
+	if err := refl.Send(list); err != nil {
+		t.Fatalf("in-flight stream after shutdown began: %v", err)
+	}
+	if resp, err := refl.Recv(); err != nil || len(resp.GetListServicesResponse().GetService()) == 0 {
+		t.Fatalf("in-flight stream after shutdown began: %v, %v", resp, err)
+	}
+	if err := refl.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := refl.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("stream end: %v, want EOF", err)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return once the last RPC finished")
+	}
+}
