@@ -596,3 +596,35 @@ func TestResolveHeldDeletes(t *testing.T) {
 		t.Fatalf("decision after refused requests = %q, want approve", got)
 	}
 }
+
+// An entry of the error report about held deletes carries the hold awaiting a decision, so the
+// report tells an admin what ResolveHeldDeletes needs; once decided, it no longer does.
+func TestSyncErrorsShowHeldDeletes(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := t.Context()
+	uk := store.UserKey{OrgID: testOrg, UserID: user1}
+	e.putHold(t, uk, tandemv1.RecordKind_RECORD_KIND_CONTACT, "hold-contacts")
+	held := syncerr.New(syncerr.SyncMassDeleteHeld, "8 of 10 synced contact records would be removed").Proto()
+	if _, err := e.st.RecordError(ctx, testOrg, user1, tandemv1.RecordKind_RECORD_KIND_CONTACT, held); err != nil {
+		t.Fatal(err)
+	}
+	list := func() *tandemv1.SyncErrorEntry {
+		t.Helper()
+		resp, err := e.statusC.ListSyncErrors(ctx, &tandemv1.ListSyncErrorsRequest{OrgId: testOrg})
+		if err != nil || len(resp.GetEntries()) != 1 {
+			t.Fatalf("ListSyncErrors = %v, %v", resp, err)
+		}
+		return resp.GetEntries()[0]
+	}
+	if h := list().GetHeldDeletes(); h.GetHoldId() != "hold-contacts" || h.GetCount() != 8 || h.GetSynced() != 10 {
+		t.Fatalf("held deletes = %v", h)
+	}
+	if _, err := e.adminC.ResolveHeldDeletes(ctx, &tandemv1.ResolveHeldDeletesRequest{
+		OrgId: testOrg, UserId: user1, HoldId: "hold-contacts", Decision: tandemv1.HeldDeletesDecision_HELD_DELETES_DECISION_APPROVE,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if h := list().GetHeldDeletes(); h != nil {
+		t.Errorf("a decided hold is still shown: %v", h)
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tandem-sync/tandem/pkg/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
 	"github.com/tandem-sync/tandem/pkg/syncer"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -159,7 +160,31 @@ func (s *Server) ListSyncErrors(ctx context.Context, req *tandemv1.ListSyncError
 	if err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
+	for _, e := range entries {
+		if err := s.attachHold(ctx, e); err != nil {
+			return nil, s.grpcError(ctx, err)
+		}
+	}
 	return &tandemv1.ListSyncErrorsResponse{Entries: entries, NextPageToken: next}, nil
+}
+
+// attachHold gives an entry about held deletes the hold awaiting a decision, so the report says
+// what ResolveHeldDeletes needs: the hold's id, its counts and the records concerned.
+func (s *Server) attachHold(ctx context.Context, e *tandemv1.SyncErrorEntry) error {
+	switch syncerr.Code(e.GetError().GetCode()) {
+	case syncerr.SyncMassDeleteHeld, syncerr.SyncSideLooksEmpty:
+	default:
+		return nil
+	}
+	if e.GetUserId() == "" {
+		return nil
+	}
+	holds, err := ledger.New(s.st).Holds(ctx, store.UserKey{OrgID: e.GetOrgId(), UserID: e.GetUserId()}, e.GetKind())
+	if err != nil || len(holds) == 0 {
+		return err
+	}
+	e.HeldDeletes = holds[0].GetSummary()
+	return nil
 }
 
 // PlanUserSync shows what the user's next cycle would do, without writing.

@@ -547,6 +547,33 @@ func (l *Ledger) ResetProgress(ctx context.Context, uk store.UserKey, kind tande
 	return num(vals[0]), num(vals[1]), nil
 }
 
+// Holds returns the user's mass-delete holds for kind that await an admin's decision.
+func (l *Ledger) Holds(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind) ([]*tandemv1.Hold, error) {
+	keys, err := KeysFor(uk, kind)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := l.st.Client().HGetAll(ctx, keys.Holds).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read holds of %s: %w", uk, err)
+	}
+	var out []*tandemv1.Hold
+	for field, v := range raw {
+		if strings.HasPrefix(field, "decision:") {
+			continue
+		}
+		if _, decided := raw["decision:"+field]; decided {
+			continue
+		}
+		h := &tandemv1.Hold{}
+		if err := proto.Unmarshal([]byte(v), h); err != nil {
+			return nil, fmt.Errorf("hold %s of %s: %w", field, uk, err)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
 // Decide records an admin's decision on a hold; the next cycle carries it out.
 func (l *Ledger) Decide(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, holdID string, approve bool) error {
 	keys, err := KeysFor(uk, kind)

@@ -87,6 +87,7 @@ type Worker struct {
 	led     *ledger.Ledger
 	status  *status.Store
 	factory ConnectorFactory
+	writes  *batches.Writes
 	log     *slog.Logger
 	now     func() time.Time
 
@@ -109,11 +110,13 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Worker{
+	w := &Worker{
 		cfg: cfg, p: p, st: p.Store, bus: p.Bus, led: ledger.New(p.Store), status: status.New(p.Store),
 		factory: factory, log: p.Logger.With(slog.String("component", "exchange-worker")), now: time.Now,
 		connectors: map[string]orgConnector{},
-	}, nil
+	}
+	w.writes = &batches.Writes{Ledger: w.led, Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Exchange"}
+	return w, nil
 }
 
 // Components returns the job and apply consumers.
@@ -329,46 +332,20 @@ func (w *Worker) failed(ctx context.Context, job *tandemv1.SyncJob, cause error)
 	return errors.Join(errs...)
 }
 
-// handleApply carries out a write batch: only the commands still in flight in the user's
-// ledger run (a redelivered batch never redoes what was answered, adopted or superseded), then
-// the results go to the reconciler.
+// handleApply carries out a write batch (see batches.Writes).
 func (w *Worker) handleApply(ctx context.Context, m *bus.Message) error {
-	batch := &tandemv1.WriteBatch{}
-	if err := m.Decode(batch); err != nil {
-		return err
-	}
-	ctx = telemetry.WithScope(ctx, batch.GetOrgId(), batch.GetUserId())
-	uk := store.UserKey{OrgID: batch.GetOrgId(), UserID: batch.GetUserId()}
-	live, err := w.led.InFlight(ctx, uk, batch)
+	return w.writes.Handler(w.apply)(ctx, m)
+}
+
+// apply carries out a write batch's commands in the user's mailbox.
+func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*tandemv1.WriteCommand, _ bool) ([]*tandemv1.WriteResult, error) {
+	mb, err := w.mailbox(ctx, batch.GetOrgId(), batch.GetUserId())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var cmds []*tandemv1.WriteCommand
-	for _, c := range batch.GetCommands() {
-		if live[c.GetCommandId()] {
-			cmds = append(cmds, c)
-		}
+	conn, _, err := w.connector(ctx, batch.GetOrgId())
+	if err != nil {
+		return nil, err
 	}
-	if len(cmds) == 0 {
-		return nil
-	}
-	mb, err := w.mailbox(ctx, uk.OrgID, uk.UserID)
-	if err == nil {
-		var conn exchange.Connector
-		if conn, _, err = w.connector(ctx, uk.OrgID); err == nil {
-			var results []*tandemv1.WriteResult
-			if results, err = conn.Apply(ctx, mb, batch.GetKind(), cmds); err == nil {
-				return batches.PublishResults(ctx, w.bus, batch, results, w.now())
-			}
-		}
-	}
-	se := syncerr.As(err)
-	if se.Retryable() {
-		return se
-	}
-	// A batch that cannot be attempted at all (credentials, mailbox): report it and let the
-	// writes be planned again once the cause is fixed; the error report says why.
-	_, rerr := w.st.RecordError(ctx, uk.OrgID, uk.UserID, batch.GetKind(), se.Proto())
-	w.log.WarnContext(ctx, "Exchange writes not attempted", slog.String("code", string(se.Code)), slog.Any("error", err))
-	return rerr
+	return conn.Apply(ctx, mb, batch.GetKind(), cmds)
 }

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/batches"
@@ -96,6 +95,7 @@ type Worker struct {
 	led     *ledger.Ledger
 	status  *status.Store
 	factory ConnectorFactory
+	writes  *batches.Writes
 	log     *slog.Logger
 	now     func() time.Time
 
@@ -118,11 +118,13 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Worker{
+	w := &Worker{
 		cfg: cfg, p: p, st: p.Store, bus: p.Bus, led: ledger.New(p.Store), status: status.New(p.Store), factory: factory,
 		log: p.Logger.With(slog.String("component", "salesforce-worker")), now: time.Now,
 		connectors: map[string]orgConnector{},
-	}, nil
+	}
+	w.writes = &batches.Writes{Ledger: w.led, Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Salesforce"}
+	return w, nil
 }
 
 // Components returns the job and apply consumers.
@@ -409,61 +411,29 @@ func (w *Worker) failed(ctx context.Context, orgID string, job *tandemv1.SyncJob
 	return errors.Join(errs...)
 }
 
-// handleApply carries out a write batch as the user it is for. Only commands still in flight
-// run; a redelivered batch looks for earlier attempts the user may have deleted since.
+// handleApply carries out a write batch (see batches.Writes).
 func (w *Worker) handleApply(ctx context.Context, m *bus.Message) error {
-	batch := &tandemv1.WriteBatch{}
-	if err := m.Decode(batch); err != nil {
-		return err
+	return w.writes.Handler(w.apply)(ctx, m)
+}
+
+// apply carries out a write batch's commands as the user they are for; a redelivered batch
+// looks for earlier attempts the user may have deleted since.
+func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*tandemv1.WriteCommand, redelivered bool) ([]*tandemv1.WriteResult, error) {
+	user, err := w.st.GetUser(ctx, batch.GetOrgId(), batch.GetUserId())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, syncerr.New(syncerr.SyncUserNotInDirectory, "user %s is not in org %s's directory", batch.GetUserId(), batch.GetOrgId())
 	}
-	ctx = telemetry.WithScope(ctx, batch.GetOrgId(), batch.GetUserId())
-	uk := store.UserKey{OrgID: batch.GetOrgId(), UserID: batch.GetUserId()}
-	live, err := w.led.InFlight(ctx, uk, batch)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var cmds []*tandemv1.WriteCommand
-	for _, c := range batch.GetCommands() {
-		if live[c.GetCommandId()] {
-			cmds = append(cmds, c)
-		}
+	conn, err := w.connector(ctx, batch.GetOrgId())
+	if err != nil {
+		return nil, err
 	}
-	if len(cmds) == 0 {
-		return nil
+	defer w.saveUsage(ctx, batch.GetOrgId(), conn)
+	var opts []salesforce.ApplyOption
+	if redelivered {
+		opts = append(opts, salesforce.Redelivered())
 	}
-	err = func() error {
-		user, err := w.st.GetUser(ctx, uk.OrgID, uk.UserID)
-		if errors.Is(err, store.ErrNotFound) {
-			return syncerr.New(syncerr.SyncUserNotInDirectory, "user %s is not in org %s's directory", uk.UserID, uk.OrgID)
-		}
-		if err != nil {
-			return err
-		}
-		conn, err := w.connector(ctx, uk.OrgID)
-		if err != nil {
-			return err
-		}
-		defer w.saveUsage(ctx, uk.OrgID, conn)
-		var opts []salesforce.ApplyOption
-		if m.NumDelivered > 1 {
-			opts = append(opts, salesforce.Redelivered())
-		}
-		results, err := conn.Apply(ctx, user, batch.GetKind(), cmds, opts...)
-		if err != nil {
-			return err
-		}
-		trimmed := proto.Clone(batch).(*tandemv1.WriteBatch)
-		trimmed.Commands = cmds
-		return batches.PublishResults(ctx, w.bus, trimmed, results, w.now())
-	}()
-	if err == nil {
-		return nil
-	}
-	se := syncerr.As(err)
-	if se.Retryable() {
-		return se
-	}
-	_, rerr := w.st.RecordError(ctx, uk.OrgID, uk.UserID, batch.GetKind(), se.Proto())
-	w.log.WarnContext(ctx, "Salesforce writes not attempted", slog.String("code", string(se.Code)), slog.Any("error", err))
-	return rerr
+	return conn.Apply(ctx, user, batch.GetKind(), cmds, opts...)
 }
