@@ -8,8 +8,8 @@ import (
 
 	"github.com/tandem-sync/tandem/pkg/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
-	"github.com/tandem-sync/tandem/pkg/syncerr"
 	"github.com/tandem-sync/tandem/pkg/syncer"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 

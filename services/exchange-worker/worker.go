@@ -10,7 +10,6 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -80,24 +79,16 @@ func EWSConnectors(allowHTTP bool, logger *slog.Logger) ConnectorFactory {
 
 // Worker is the exchange-worker.
 type Worker struct {
-	cfg     Config
-	p       *platform.Platform
-	st      *store.Store
-	bus     *bus.Bus
-	led     *ledger.Ledger
-	status  *status.Store
-	factory ConnectorFactory
-	writes  *batches.Writes
-	log     *slog.Logger
-	now     func() time.Time
-
-	mu         sync.Mutex
-	connectors map[string]orgConnector
-}
-
-type orgConnector struct {
-	version time.Time
-	conn    exchange.Connector
+	cfg    Config
+	p      *platform.Platform
+	st     *store.Store
+	bus    *bus.Bus
+	led    *ledger.Ledger
+	status *status.Store
+	conns  *store.OrgCache[exchange.Connector]
+	writes *batches.Writes
+	log    *slog.Logger
+	now    func() time.Time
 }
 
 // New returns a worker using EWS connectors.
@@ -112,8 +103,7 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 	}
 	w := &Worker{
 		cfg: cfg, p: p, st: p.Store, bus: p.Bus, led: ledger.New(p.Store), status: status.New(p.Store),
-		factory: factory, log: p.Logger.With(slog.String("component", "exchange-worker")), now: time.Now,
-		connectors: map[string]orgConnector{},
+		conns: store.NewOrgCache(p.Store, factory), log: p.Logger.With(slog.String("component", "exchange-worker")), now: time.Now,
 	}
 	w.writes = &batches.Writes{Ledger: w.led, Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Exchange"}
 	return w, nil
@@ -138,22 +128,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // connector returns the org's connector, rebuilt when the org's settings change.
 func (w *Worker) connector(ctx context.Context, orgID string) (exchange.Connector, *tandemv1.Org, error) {
-	org, err := w.st.GetOrg(ctx, orgID)
-	if err != nil {
-		return nil, nil, err
-	}
-	version := org.GetUpdatedAt().AsTime()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if c, ok := w.connectors[orgID]; ok && c.version.Equal(version) {
-		return c.conn, org, nil
-	}
-	conn, err := w.factory(org)
-	if err != nil {
-		return nil, nil, err
-	}
-	w.connectors[orgID] = orgConnector{version: version, conn: conn}
-	return conn, org, nil
+	return w.conns.Get(ctx, orgID)
 }
 
 // mailbox resolves the user's mailbox from the directory.

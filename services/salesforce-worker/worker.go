@@ -12,7 +12,6 @@ import (
 	"flag"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -88,24 +87,16 @@ func RESTConnectors(p *platform.Platform, clientName string) ConnectorFactory {
 
 // Worker is the salesforce-worker.
 type Worker struct {
-	cfg     Config
-	p       *platform.Platform
-	st      *store.Store
-	bus     *bus.Bus
-	led     *ledger.Ledger
-	status  *status.Store
-	factory ConnectorFactory
-	writes  *batches.Writes
-	log     *slog.Logger
-	now     func() time.Time
-
-	mu         sync.Mutex
-	connectors map[string]orgConnector
-}
-
-type orgConnector struct {
-	version time.Time
-	conn    Connector
+	cfg    Config
+	p      *platform.Platform
+	st     *store.Store
+	bus    *bus.Bus
+	led    *ledger.Ledger
+	status *status.Store
+	conns  *store.OrgCache[Connector]
+	writes *batches.Writes
+	log    *slog.Logger
+	now    func() time.Time
 }
 
 // New returns a worker using REST connectors.
@@ -119,9 +110,8 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 		return nil, err
 	}
 	w := &Worker{
-		cfg: cfg, p: p, st: p.Store, bus: p.Bus, led: ledger.New(p.Store), status: status.New(p.Store), factory: factory,
-		log: p.Logger.With(slog.String("component", "salesforce-worker")), now: time.Now,
-		connectors: map[string]orgConnector{},
+		cfg: cfg, p: p, st: p.Store, bus: p.Bus, led: ledger.New(p.Store), status: status.New(p.Store),
+		conns: store.NewOrgCache(p.Store, factory), log: p.Logger.With(slog.String("component", "salesforce-worker")), now: time.Now,
 	}
 	w.writes = &batches.Writes{Ledger: w.led, Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Salesforce"}
 	return w, nil
@@ -144,23 +134,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	return platform.Run(ctx, w.cfg.Platform, "salesforce-worker", w.p, w)
 }
 
+// connector returns the org's connector, rebuilt when the org's settings change.
 func (w *Worker) connector(ctx context.Context, orgID string) (Connector, error) {
-	org, err := w.st.GetOrg(ctx, orgID)
-	if err != nil {
-		return nil, err
-	}
-	version := org.GetUpdatedAt().AsTime()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if c, ok := w.connectors[orgID]; ok && c.version.Equal(version) {
-		return c.conn, nil
-	}
-	conn, err := w.factory(org)
-	if err != nil {
-		return nil, err
-	}
-	w.connectors[orgID] = orgConnector{version: version, conn: conn}
-	return conn, nil
+	conn, _, err := w.conns.Get(ctx, orgID)
+	return conn, err
 }
 
 // cursor is the org's poll cursor for a kind and the cycle of the poll that produced it.
