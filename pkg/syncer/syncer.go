@@ -151,6 +151,10 @@ type outcome struct {
 	lastCycle  uint64
 	report     []*tandemv1.SyncError
 	synced     int64
+	// planned is true when the handler planned a cycle; planError is then the problem that
+	// stops part of the user's sync (record limit, held deletes), or nil.
+	planned   bool
+	planError *tandemv1.SyncError
 }
 
 // HandleChanges applies a page of one side's changes and, when both sides have reported a cycle
@@ -197,6 +201,10 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			plan := reconcile.Compute(stateOf(uk, b.GetKind(), ready, now, set, snap))
 			record(snap, w, plan, ready, now)
 			out.report = append(out.report, planReport(plan)...)
+			out.planned = true
+			if len(plan.Errors) > 0 {
+				out.planError = plan.Errors[0].Proto()
+			}
 		}
 		out.kindStatus = kindStatus(snap, w, b.GetKind(), set)
 		out.lastCycle = snap.Cycle.Reconciled
@@ -549,7 +557,11 @@ func (s *Syncer) after(ctx context.Context, uk store.UserKey, kind tandemv1.Reco
 		if err := s.status.PutKind(ctx, uk, out.kindStatus); err != nil {
 			s.log.WarnContext(ctx, "store kind status", slog.Any("error", err))
 		}
-		part := &tandemv1.UserStatus{LastCycle: out.lastCycle}
+	}
+	if out.planned {
+		// The user's status says what stops part of the sync (the record limit, held deletes)
+		// until a cycle plans without it.
+		part := &tandemv1.UserStatus{LastCycle: out.lastCycle, LastError: out.planError}
 		if err := s.status.Put(ctx, uk, status.PartReconcile, part); err != nil {
 			s.log.WarnContext(ctx, "store reconciler status", slog.Any("error", err))
 		}

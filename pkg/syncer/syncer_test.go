@@ -6,6 +6,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/ledger"
 	"github.com/tandem-sync/tandem/pkg/servertest"
 	"github.com/tandem-sync/tandem/pkg/status"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -139,12 +140,26 @@ func TestMassDeleteIsHeldUntilApproved(t *testing.T) {
 	for id := range snap.Holds {
 		holdID = id
 	}
+	lastError := func() string {
+		t.Helper()
+		us, err := status.New(h.st).Get(h.ctx, uk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return us.GetLastError().GetCode()
+	}
+	if got := lastError(); got != string(syncerr.SyncMassDeleteHeld) {
+		t.Errorf("while held, the user's last error is %q, want %s", got, syncerr.SyncMassDeleteHeld)
+	}
 	if err := h.syncer.Decide(h.ctx, uk, holdID, true); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
 	if len(h.ex.items) != 2 {
 		t.Fatalf("exchange has %d contacts after approval, want 2", len(h.ex.items))
+	}
+	if got := lastError(); got != "" {
+		t.Errorf("after approval, the user's last error is still %q", got)
 	}
 	h.assertAgree()
 }

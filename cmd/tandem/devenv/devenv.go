@@ -162,40 +162,46 @@ func (e *Env) startRedis(ctx context.Context) error {
 	return nil
 }
 
-// buildServices builds the five services on the shared platform.
+// buildServices builds the five services on the shared platform, from one table: each service
+// with the settings it runs with here (short intervals, small concurrency, plain HTTP to the
+// simulators).
 func (e *Env) buildServices(pcfg platform.Config) error {
-	sched, err := scheduler.New(scheduler.Config{Platform: pcfg, Tick: 200 * time.Millisecond, Interval: e.opts.Interval, StallCycles: 10}, e.Platform)
-	if err != nil {
-		return err
-	}
-	allowHTTP := e.EWS != nil
-	exw, err := exchangeworker.New(exchangeworker.Config{
-		Platform: pcfg, JobConcurrency: 8, ApplyConcurrency: 8, AllowHTTP: allowHTTP,
-		BackoffBase: 5 * time.Second, BackoffMax: time.Minute,
-	}, e.Platform)
-	if err != nil {
-		return err
-	}
-	sfw, err := salesforceworker.New(salesforceworker.Config{
-		Platform: pcfg, JobConcurrency: 4, ApplyConcurrency: 8, DirectoryRefresh: time.Minute, ClientName: "tandem-dev",
-	}, e.Platform)
-	if err != nil {
-		return err
-	}
-	rec, err := reconciler.New(reconciler.Config{Platform: pcfg, Concurrency: 8, LeaseTTL: 30 * time.Second, PendingTimeout: 2 * time.Minute}, e.Platform)
-	if err != nil {
-		return err
-	}
+	sims := e.EWS != nil
 	addr := e.opts.GRPCAddr
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	api, err := statusapi.New(statusapi.Config{Platform: pcfg, GRPCAddr: addr, AllowHTTP: allowHTTP, GracefulStop: 5 * time.Second}, e.Platform)
-	if err != nil {
-		return err
+	table := []struct {
+		name  string
+		build func(*platform.Platform) (platform.Service, error)
+	}{
+		{"scheduler", func(p *platform.Platform) (platform.Service, error) {
+			return scheduler.New(scheduler.Config{Platform: pcfg, Tick: 200 * time.Millisecond, Interval: e.opts.Interval, StallCycles: 10}, p)
+		}},
+		{"exchange-worker", func(p *platform.Platform) (platform.Service, error) {
+			return exchangeworker.New(exchangeworker.Config{Platform: pcfg, JobConcurrency: 8, ApplyConcurrency: 8, AllowHTTP: sims,
+				BackoffBase: 5 * time.Second, BackoffMax: time.Minute}, p)
+		}},
+		{"salesforce-worker", func(p *platform.Platform) (platform.Service, error) {
+			return salesforceworker.New(salesforceworker.Config{Platform: pcfg, JobConcurrency: 4, ApplyConcurrency: 8,
+				DirectoryRefresh: time.Minute, ClientName: "tandem-dev"}, p)
+		}},
+		{"reconciler", func(p *platform.Platform) (platform.Service, error) {
+			return reconciler.New(reconciler.Config{Platform: pcfg, Concurrency: 8, LeaseTTL: 30 * time.Second, PendingTimeout: 2 * time.Minute}, p)
+		}},
+		{"status-api", func(p *platform.Platform) (platform.Service, error) {
+			api, err := statusapi.New(statusapi.Config{Platform: pcfg, GRPCAddr: addr, AllowHTTP: sims, GracefulStop: 5 * time.Second}, p)
+			e.StatusAPI = api
+			return api, err
+		}},
 	}
-	e.StatusAPI = api
-	e.services = []platform.Service{sched, exw, sfw, rec, api}
+	for _, s := range table {
+		svc, err := s.build(e.Platform)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		e.services = append(e.services, svc)
+	}
 	return nil
 }
 
