@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"context"
-	"crypto/rand"
 	"net"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/seal"
 	"github.com/tandem-sync/tandem/pkg/servertest"
+	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
 	tstatus "github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncer"
@@ -110,19 +110,6 @@ type envOptions struct {
 	rdb *redis.Client
 }
 
-func newKeyring(t testing.TB) *seal.Keyring {
-	t.Helper()
-	k := make([]byte, seal.KeySize)
-	if _, err := rand.Read(k); err != nil {
-		t.Fatal(err)
-	}
-	kr, err := seal.NewKeyring(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kr
-}
-
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	rdb := o.rdb
@@ -131,7 +118,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	kr := o.keyring
 	if kr == nil && !o.noKeyring {
-		kr = newKeyring(t)
+		kr = platformtest.Keyring(t)
 	}
 	st := store.New(rdb, kr)
 	pub := &fakePublisher{}

@@ -11,6 +11,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/ewssim"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -210,7 +211,7 @@ func TestEWSReadsAndWrites(t *testing.T) {
 			BatchId: "batch-ada", OrgId: testOrg, UserId: rep1, Target: tandemv1.System_SYSTEM_EXCHANGE, Kind: contact, Cycle: 3,
 			Commands: []*tandemv1.WriteCommand{stale, create},
 		}
-		if err := e.w.handleApply(ctx, applyMessage(t, batch, 1)); err != nil {
+		if err := e.w.handleApply(ctx, platformtest.ApplyMessage(t, batch, 1)); err != nil {
 			t.Fatal(err)
 		}
 		results, _ := e.results()
@@ -240,7 +241,7 @@ func TestEWSReadsAndWrites(t *testing.T) {
 		}
 		e.putInFlight(rep3, contact, tandemv1.System_SYSTEM_EXCHANGE, cmd)
 		batch := &tandemv1.WriteBatch{BatchId: "batch-x", OrgId: testOrg, UserId: rep3, Target: tandemv1.System_SYSTEM_EXCHANGE, Kind: contact, Commands: []*tandemv1.WriteCommand{cmd}}
-		if err := e.w.handleApply(ctx, applyMessage(t, batch, 1)); err != nil {
+		if err := e.w.handleApply(ctx, platformtest.ApplyMessage(t, batch, 1)); err != nil {
 			t.Fatalf("handleApply = %v, want nil: the batch is reported, not retried", err)
 		}
 		entries := e.errorReport(rep3)

@@ -15,6 +15,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -263,7 +264,7 @@ func TestCursorAdvancesOnlyOncePublished(t *testing.T) {
 	start := cursor{Value: "s1", Cycle: 1}
 
 	deleteChanges := func() {
-		if err := e.js.DeleteStream(ctx, bus.StreamChanges); err != nil {
+		if err := e.p.JetStream.DeleteStream(ctx, bus.StreamChanges); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -599,7 +600,7 @@ func TestApplyRunsOnlyCommandsInFlight(t *testing.T) {
 			create("cmd5", "sk5"),     // in flight
 		},
 	}
-	if err := e.w.handleApply(ctx, applyMessage(t, batch, 1)); err != nil {
+	if err := e.w.handleApply(ctx, platformtest.ApplyMessage(t, batch, 1)); err != nil {
 		t.Fatal(err)
 	}
 	if got := fc.appliedIDs(); !slices.Equal(got, []string{"cmd1", "cmd5"}) {
@@ -633,7 +634,7 @@ func TestApplyRunsOnlyCommandsInFlight(t *testing.T) {
 		stale := proto.Clone(batch).(*tandemv1.WriteBatch)
 		stale.BatchId = "batch-0"
 		stale.Commands = stale.Commands[1:4]
-		if err := e.w.handleApply(ctx, applyMessage(t, stale, 2)); err != nil {
+		if err := e.w.handleApply(ctx, platformtest.ApplyMessage(t, stale, 2)); err != nil {
 			t.Fatal(err)
 		}
 		if got := fc.appliedIDs(); len(got) != 2 {
@@ -687,7 +688,7 @@ func TestApplyFailures(t *testing.T) {
 			e.putInFlight(rep1, contact, tandemv1.System_SYSTEM_EXCHANGE, cmd)
 			fc.script(func(f *fakeConnector) { tc.setup(e, f) })
 			batch := &tandemv1.WriteBatch{BatchId: "b1", OrgId: testOrg, UserId: rep1, Target: tandemv1.System_SYSTEM_EXCHANGE, Kind: contact, Commands: []*tandemv1.WriteCommand{cmd}}
-			err := e.w.handleApply(t.Context(), applyMessage(t, batch, 1))
+			err := e.w.handleApply(t.Context(), platformtest.ApplyMessage(t, batch, 1))
 			entries := e.errorReport(rep1)
 			if tc.retryable {
 				if syncerr.As(err).Code != tc.code || bus.IsPermanent(err) {
@@ -778,7 +779,7 @@ func TestComponentsOverTheBus(t *testing.T) {
 			return []exchange.Page{{Changes: upserts("x", 2), Cursor: "s1", Full: true, Last: true}}, nil
 		}
 	})
-	e.run()
+	e.p.Run(t, "exchange-worker", e.w.Components()...)
 
 	publishJob := func(userID string, cycle uint64) {
 		t.Helper()
@@ -791,12 +792,12 @@ func TestComponentsOverTheBus(t *testing.T) {
 
 	publishJob(rep1, 1)
 	var pages []*tandemv1.ChangeBatch
-	eventually(t, "the job's pages", func() bool {
+	platformtest.Eventually(t, "the job's pages", func() bool {
 		got, _ := e.changes()
 		pages = append(pages, got...)
 		return len(pages) > 0 && pages[len(pages)-1].GetLast()
 	})
-	eventually(t, "the job to be acked", func() bool { return e.streamMsgs(bus.StreamJobs) == 0 })
+	platformtest.Eventually(t, "the job to be acked", func() bool { return e.streamMsgs(bus.StreamJobs) == 0 })
 	if len(pages) != 1 || len(pages[0].GetChanges()) != 2 || !pages[0].GetFullSnapshot() {
 		t.Errorf("pages %v", pages)
 	}
@@ -809,12 +810,12 @@ func TestComponentsOverTheBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var results []*tandemv1.WriteResultBatch
-	eventually(t, "the batch's results", func() bool {
+	platformtest.Eventually(t, "the batch's results", func() bool {
 		got, _ := e.results()
 		results = append(results, got...)
 		return len(results) > 0
 	})
-	eventually(t, "the batch to be acked", func() bool { return e.streamMsgs(bus.StreamApply) == 0 })
+	platformtest.Eventually(t, "the batch to be acked", func() bool { return e.streamMsgs(bus.StreamApply) == 0 })
 	if len(results[0].GetResults()) != 1 || results[0].GetResults()[0].GetCommandId() != "cmd1" {
 		t.Errorf("results %v", results)
 	}
@@ -824,18 +825,18 @@ func TestComponentsOverTheBus(t *testing.T) {
 		f.prepareErr = &syncerr.Error{Code: syncerr.ExchangeServerBusy, Delay: time.Hour}
 	})
 	publishJob(rep1, 2)
-	eventually(t, "the throttled read to be recorded", func() bool { return e.exchangeStatus(rep1).GetConsecutiveFailures() == 1 })
+	platformtest.Eventually(t, "the throttled read to be recorded", func() bool { return e.exchangeStatus(rep1).GetConsecutiveFailures() == 1 })
 	// A permanent one is reported and acked.
 	fc.script(func(f *fakeConnector) {
 		f.prepareErr = syncerr.New(syncerr.ExchangeImpersonationDenied, "denied")
 	})
 	publishJob(rep2, 2)
-	eventually(t, "the denied read to be recorded", func() bool { return e.exchangeStatus(rep2).GetConsecutiveFailures() == 1 })
-	eventually(t, "the denied job to be acked", func() bool { return e.streamMsgs(bus.StreamJobs) == 1 })
+	platformtest.Eventually(t, "the denied read to be recorded", func() bool { return e.exchangeStatus(rep2).GetConsecutiveFailures() == 1 })
+	platformtest.Eventually(t, "the denied job to be acked", func() bool { return e.streamMsgs(bus.StreamJobs) == 1 })
 	if n := e.streamMsgs(bus.StreamDead); n != 0 {
 		t.Errorf("%d dead letters; neither failure should be dead-lettered", n)
 	}
-	consumer, err := e.js.Consumer(ctx, bus.StreamJobs, bus.ConsumerExchangeJobs)
+	consumer, err := e.p.JetStream.Consumer(ctx, bus.StreamJobs, bus.ConsumerExchangeJobs)
 	if err != nil {
 		t.Fatal(err)
 	}

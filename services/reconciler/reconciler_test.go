@@ -1,24 +1,20 @@
 package reconciler_test
 
 import (
-	"context"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/ledger"
-	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/platform"
-	"github.com/tandem-sync/tandem/pkg/servertest"
+	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
-	"github.com/tandem-sync/tandem/pkg/telemetry"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 	"github.com/tandem-sync/tandem/services/reconciler"
 )
@@ -36,28 +32,14 @@ func testConfig() reconciler.Config {
 
 // env is a running reconciler on real NATS and Redis.
 type env struct {
-	p   *platform.Platform
-	js  jetstream.JetStream
+	p   *platformtest.Platform
 	led *ledger.Ledger
 }
 
 func start(t *testing.T) *env {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	nc := servertest.NATSConn(t)
-	b, err := bus.New(nc, bus.Config{Name: "reconciler-test"}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Declare(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := store.New(servertest.Redis(t), nil)
-	p := &platform.Platform{Bus: b, Store: st, Telemetry: telemetry.Noop(), Logger: logger, Health: lifecycle.NewHealth()}
+	p := platformtest.New(t)
+	st := p.Store
 	if err := st.PutUsers(t.Context(), testOrg, []*tandemv1.SyncUser{{UserId: testUser, Email: "rep@acme.example", Active: true}}); err != nil {
 		t.Fatal(err)
 	}
@@ -68,36 +50,12 @@ func start(t *testing.T) *env {
 		t.Fatal(err)
 	}
 
-	r, err := reconciler.New(testConfig(), p)
+	r, err := reconciler.New(testConfig(), p.Platform)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls := &lifecycle.Service{Name: "reconciler", Health: p.Health, Components: r.Components(), StopTimeout: time.Minute, Logger: logger}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- ls.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return &env{p: p, js: js, led: ledger.New(st)}
-}
-
-// eventually polls cond until it holds, failing the test after a deadline.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(20 * time.Second)
-	poll := time.NewTicker(20 * time.Millisecond)
-	defer poll.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-poll.C:
-		}
-	}
+	p.Run(t, "reconciler", r.Components()...)
+	return &env{p: p, led: ledger.New(st)}
 }
 
 func (e *env) snapshot(t *testing.T) *ledger.Snapshot {
@@ -116,24 +74,13 @@ func (e *env) publish(t *testing.T, subject string, msg proto.Message, id string
 	}
 }
 
-// streamMessages returns every message of stream whose subject is subject.
-func (e *env) streamMessages(t *testing.T, stream, subject string) []*jetstream.RawStreamMsg {
+// published returns the messages of stream published on subject, in order.
+func published[M proto.Message](t *testing.T, e *env, stream, subject string, newM func() M) []M {
 	t.Helper()
-	s, err := e.js.Stream(t.Context(), stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(t.Context(), seq)
-		if err != nil {
-			continue // acked and removed from a work queue
-		}
-		if m.Subject == subject {
+	msgs, subjects, _ := platformtest.Published(t, e.p.JetStream, stream, 0, newM)
+	var out []M
+	for i, m := range msgs {
+		if subjects[i] == subject {
 			out = append(out, m)
 		}
 	}
@@ -161,7 +108,7 @@ func TestChangesAndResultsReachTheSyncer(t *testing.T) {
 		GivenName: "Ada", Surname: "Lovelace", EmailAddress1: "ada@example.com",
 	}}}
 	e.publish(t, subject, changes(tandemv1.System_SYSTEM_EXCHANGE, 1, ada), "exchange-1")
-	eventually(t, "the Exchange read observed", func() bool {
+	platformtest.Eventually(t, "the Exchange read observed", func() bool {
 		snap := e.snapshot(t)
 		return snap.Exchange["AAMkAda"] != nil && snap.Cycle.Ready["exchange"] == 1
 	})
@@ -171,7 +118,7 @@ func TestChangesAndResultsReachTheSyncer(t *testing.T) {
 
 	// Salesforce reports the cycle: the reconciler plans it and sends a create to Salesforce.
 	e.publish(t, subject, changes(tandemv1.System_SYSTEM_SALESFORCE, 1), "salesforce-1")
-	eventually(t, "cycle 1 reconciled", func() bool {
+	platformtest.Eventually(t, "cycle 1 reconciled", func() bool {
 		snap := e.snapshot(t)
 		return snap.Cycle.Reconciled == 1 && len(snap.Pending) == 1
 	})
@@ -180,15 +127,12 @@ func TestChangesAndResultsReachTheSyncer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var batch *tandemv1.WriteBatch
-	eventually(t, "the write batch sent", func() bool {
-		msgs := e.streamMessages(t, bus.StreamApply, applySubject)
-		if len(msgs) != 1 {
+	platformtest.Eventually(t, "the write batch sent", func() bool {
+		batches := published(t, e, bus.StreamApply, applySubject, func() *tandemv1.WriteBatch { return &tandemv1.WriteBatch{} })
+		if len(batches) != 1 {
 			return false
 		}
-		batch = &tandemv1.WriteBatch{}
-		if err := proto.Unmarshal(msgs[0].Data, batch); err != nil {
-			t.Fatal(err)
-		}
+		batch = batches[0]
 		return true
 	})
 	if len(batch.GetCommands()) != 1 || batch.GetCommands()[0].GetOp() != tandemv1.WriteOp_WRITE_OP_CREATE {
@@ -208,7 +152,7 @@ func TestChangesAndResultsReachTheSyncer(t *testing.T) {
 		Kind: batch.GetKind(), Cycle: batch.GetCycle(), CompletedAt: timestamppb.Now(),
 		Results: []*tandemv1.WriteResult{{CommandId: cmd.GetCommandId(), SyncKey: cmd.GetSyncKey(), Op: cmd.GetOp(), Ok: true, Record: created}},
 	}, "results-1")
-	eventually(t, "the link committed", func() bool {
+	platformtest.Eventually(t, "the link committed", func() bool {
 		snap := e.snapshot(t)
 		m := snap.Mappings[cmd.GetSyncKey()]
 		return len(snap.Pending) == 0 && m.GetSalesforceId() == created.GetId() && m.GetExchangeId() == "AAMkAda"
@@ -231,17 +175,17 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 		send     func(t *testing.T)
 	}{
 		{"change batch of garbage", changesSubject, bus.ConsumerReconcilerChanges, func(t *testing.T) {
-			if _, err := e.js.Publish(t.Context(), changesSubject, []byte{0xff, 0xff, 0xff}); err != nil {
+			if _, err := e.p.JetStream.Publish(t.Context(), changesSubject, []byte{0xff, 0xff, 0xff}); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"results of garbage", resultsSubject, bus.ConsumerReconcilerResults, func(t *testing.T) {
-			if _, err := e.js.Publish(t.Context(), resultsSubject, []byte{0x0a, 0xff}); err != nil {
+			if _, err := e.p.JetStream.Publish(t.Context(), resultsSubject, []byte{0x0a, 0xff}); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"a message of another type", changesSubject, bus.ConsumerReconcilerChanges, func(t *testing.T) {
-			if _, err := e.js.PublishMsg(t.Context(), wrongType); err != nil {
+			if _, err := e.p.JetStream.PublishMsg(t.Context(), wrongType); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -254,18 +198,18 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			deadSubject, _ := bus.DeadSubject(testOrg)
-			before := len(e.streamMessages(t, bus.StreamDead, deadSubject))
+			deadLetters := func() []*tandemv1.DeadLetter {
+				return published(t, e, bus.StreamDead, deadSubject, func() *tandemv1.DeadLetter { return &tandemv1.DeadLetter{} })
+			}
+			before := len(deadLetters())
 			tc.send(t)
 			var dl *tandemv1.DeadLetter
-			eventually(t, "the dead letter", func() bool {
-				msgs := e.streamMessages(t, bus.StreamDead, deadSubject)
-				if len(msgs) <= before {
+			platformtest.Eventually(t, "the dead letter", func() bool {
+				letters := deadLetters()
+				if len(letters) <= before {
 					return false
 				}
-				dl = &tandemv1.DeadLetter{}
-				if err := proto.Unmarshal(msgs[len(msgs)-1].Data, dl); err != nil {
-					t.Fatal(err)
-				}
+				dl = letters[len(letters)-1]
 				return true
 			})
 			if dl.GetSubject() != tc.subject || dl.GetConsumer() != tc.consumer || dl.GetOrgId() != testOrg || dl.GetUserId() != testUser {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
 	"github.com/tandem-sync/tandem/pkg/sfsim"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -217,7 +218,7 @@ func TestSalesforceSimulator(t *testing.T) {
 			Commands: []*tandemv1.WriteCommand{cmd, stale},
 		}
 		// A redelivery: the connector first looks for an earlier attempt.
-		if err := se.w.handleApply(ctx, applyMessage(t, batch, 2)); err != nil {
+		if err := se.w.handleApply(ctx, platformtest.ApplyMessage(t, batch, 2)); err != nil {
 			t.Fatal(err)
 		}
 		results, _ := se.results()

@@ -12,6 +12,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/platform"
 	"github.com/tandem-sync/tandem/pkg/salesforce"
+	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -435,7 +436,7 @@ func TestApplyRunsOnlyCommandsInFlight(t *testing.T) {
 			create("cmd5", "sk5"),     // in flight
 		},
 	}
-	if err := e.w.handleApply(ctx, applyMessage(t, batch, 1)); err != nil {
+	if err := e.w.handleApply(ctx, platformtest.ApplyMessage(t, batch, 1)); err != nil {
 		t.Fatal(err)
 	}
 	_, _, applied, opts := fc.state()
@@ -472,7 +473,7 @@ func TestApplyRunsOnlyCommandsInFlight(t *testing.T) {
 	t.Run("a redelivered batch says so", func(t *testing.T) {
 		redelivered := proto.Clone(batch).(*tandemv1.WriteBatch)
 		redelivered.BatchId = "batch-2"
-		if err := e.w.handleApply(ctx, applyMessage(t, redelivered, 3)); err != nil {
+		if err := e.w.handleApply(ctx, platformtest.ApplyMessage(t, redelivered, 3)); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, _, opts := fc.state(); !slices.Equal(opts, []int{0, 1}) {
@@ -484,7 +485,7 @@ func TestApplyRunsOnlyCommandsInFlight(t *testing.T) {
 		e.results()
 		stale := proto.Clone(batch).(*tandemv1.WriteBatch)
 		stale.Commands = stale.Commands[1:4]
-		if err := e.w.handleApply(ctx, applyMessage(t, stale, 2)); err != nil {
+		if err := e.w.handleApply(ctx, platformtest.ApplyMessage(t, stale, 2)); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, _, opts := fc.state(); len(opts) != 2 {
@@ -536,7 +537,7 @@ func TestApplyFailures(t *testing.T) {
 			e.putInFlight(u1, contact, tandemv1.System_SYSTEM_SALESFORCE, cmd)
 			fc.script(func(f *fakeConnector) { tc.setup(e, f) })
 			batch := &tandemv1.WriteBatch{BatchId: "b1", OrgId: testOrg, UserId: u1, Target: tandemv1.System_SYSTEM_SALESFORCE, Kind: contact, Commands: []*tandemv1.WriteCommand{cmd}}
-			err := e.w.handleApply(t.Context(), applyMessage(t, batch, 1))
+			err := e.w.handleApply(t.Context(), platformtest.ApplyMessage(t, batch, 1))
 			entries := e.errorReport(u1)
 			if tc.retryable {
 				if syncerr.As(err).Code != tc.code || bus.IsPermanent(err) {
@@ -593,19 +594,19 @@ func TestComponentsOverTheBus(t *testing.T) {
 		}
 		f.applyErrOnce = &syncerr.Error{Code: syncerr.SalesforceUnavailable, Delay: 20 * time.Millisecond}
 	})
-	e.run()
+	e.p.Run(t, "salesforce-worker", e.w.Components()...)
 
 	subject, _ := bus.SalesforceJobSubject(testOrg)
 	if err := e.p.Bus.Publish(ctx, subject, job(1, []tandemv1.RecordKind{contact}, []string{u1}, []string{u1}), "job-1"); err != nil {
 		t.Fatal(err)
 	}
 	var pages []*tandemv1.ChangeBatch
-	eventually(t, "u1's last page", func() bool {
+	platformtest.Eventually(t, "u1's last page", func() bool {
 		got, _ := e.changes()
 		pages = append(pages, got...)
 		return len(pages) > 0 && pages[len(pages)-1].GetLast()
 	})
-	eventually(t, "the job to be acked", func() bool { return e.streamMsgs(bus.StreamJobs) == 0 })
+	platformtest.Eventually(t, "the job to be acked", func() bool { return e.streamMsgs(bus.StreamJobs) == 0 })
 	if len(pages) != 2 || pages[0].GetUserId() != u1 || !pages[0].GetFullSnapshot() {
 		t.Errorf("pages %v", pages)
 	}
@@ -618,12 +619,12 @@ func TestComponentsOverTheBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var results []*tandemv1.WriteResultBatch
-	eventually(t, "the batch's results", func() bool {
+	platformtest.Eventually(t, "the batch's results", func() bool {
 		got, _ := e.results()
 		results = append(results, got...)
 		return len(results) > 0
 	})
-	eventually(t, "the batch to be acked", func() bool { return e.streamMsgs(bus.StreamApply) == 0 })
+	platformtest.Eventually(t, "the batch to be acked", func() bool { return e.streamMsgs(bus.StreamApply) == 0 })
 	if _, _, applied, opts := fc.state(); !slices.Equal(opts, []int{0, 1}) || !slices.Equal(applied, []string{"cmd1"}) {
 		t.Errorf("apply calls with %v options, applied %v; want a failed first attempt, then a redelivered one", opts, applied)
 	}

@@ -1,25 +1,21 @@
 package scheduler_test
 
 import (
-	"context"
 	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/ledger"
-	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/platform"
-	"github.com/tandem-sync/tandem/pkg/servertest"
+	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
 	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncer"
-	"github.com/tandem-sync/tandem/pkg/telemetry"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 	"github.com/tandem-sync/tandem/services/scheduler"
 )
@@ -39,13 +35,12 @@ var (
 
 // env is a scheduler on real NATS and Redis, with the job stream read back directly.
 type env struct {
-	p      *platform.Platform
+	p      *platformtest.Platform
 	st     *store.Store
 	status *status.Store
 	sched  *scheduler.Scheduler
 	// reconciler plays the reconciler: it hands the syncer reads, moving the user's ledger on.
 	reconciler *syncer.Syncer
-	jobs       jetstream.Stream
 	// seen is the last job-stream sequence already returned by newJobs.
 	seen uint64
 }
@@ -56,30 +51,12 @@ func testConfig() scheduler.Config {
 
 func newEnv(t *testing.T, cfg scheduler.Config) *env {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	nc := servertest.NATSConn(t)
-	b, err := bus.New(nc, bus.Config{Name: "scheduler-test"}, logger)
+	p := platformtest.New(t)
+	s, err := scheduler.New(cfg, p.Platform)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Declare(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(t.Context(), bus.StreamJobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := store.New(servertest.Redis(t), nil)
-	p := &platform.Platform{Bus: b, Store: st, Telemetry: telemetry.Noop(), Logger: logger, Health: lifecycle.NewHealth()}
-	s, err := scheduler.New(cfg, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{p: p, st: st, status: status.New(st), sched: s, reconciler: syncer.New(st, b, syncer.Options{Logger: logger}), jobs: stream}
+	return &env{p: p, st: p.Store, status: status.New(p.Store), sched: s, reconciler: syncer.New(p.Store, p.Bus, syncer.Options{Logger: p.Logger})}
 }
 
 // job is a job read back from the stream.
@@ -92,23 +69,15 @@ type job struct {
 // work-queue stream in these tests, so every job stays in it.
 func (e *env) newJobs(t *testing.T) []job {
 	t.Helper()
-	info, err := e.jobs.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
+	jobs, subjects, last := platformtest.Published(t, e.p.JetStream, bus.StreamJobs, e.seen, func() *tandemv1.SyncJob { return &tandemv1.SyncJob{} })
+	if uint64(len(jobs)) != last-e.seen {
+		t.Fatalf("%d of the jobs %d to %d in the stream, want every one", len(jobs), e.seen+1, last)
 	}
-	var out []job
-	for seq := e.seen + 1; seq <= info.State.LastSeq; seq++ {
-		raw, err := e.jobs.GetMsg(t.Context(), seq)
-		if err != nil {
-			t.Fatalf("job %d: %v", seq, err)
-		}
-		j := &tandemv1.SyncJob{}
-		if err := proto.Unmarshal(raw.Data, j); err != nil {
-			t.Fatalf("job %d: %v", seq, err)
-		}
-		out = append(out, job{raw.Subject, j})
+	out := make([]job, len(jobs))
+	for i, j := range jobs {
+		out[i] = job{subjects[i], j}
 	}
-	e.seen = info.State.LastSeq
+	e.seen = last
 	return out
 }
 
@@ -626,28 +595,20 @@ func TestComponentTicksUntilStopped(t *testing.T) {
 	cfg.Tick = 50 * time.Millisecond
 	e := newEnv(t, cfg)
 	e.putOrg(t, org(orgA))
-	ls := &lifecycle.Service{Name: "scheduler", Components: e.sched.Components(), StopTimeout: 10 * time.Second}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- ls.Run(ctx) }()
+	stop := e.p.Run(t, "scheduler", e.sched.Components()...)
 	// Cycles start on the component's own ticks: make the org due again and again.
-	deadline := time.After(20 * time.Second)
-	poll := time.NewTicker(10 * time.Millisecond)
-	defer poll.Stop()
-	for seen := uint64(0); seen < 3; {
-		select {
-		case <-deadline:
-			t.Fatalf("cycle %d after 20s of ticks", seen)
-		case <-poll.C:
-		}
+	var seen uint64
+	platformtest.Eventually(t, "three cycles started on the component's ticks", func() bool {
 		if c := e.cycle(t, orgA); c > seen {
 			seen = c
 			e.dueNow(t, orgA)
 		}
-	}
-	cancel()
+		return seen >= 3
+	})
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
 	select {
-	case err := <-done:
+	case err := <-stopped:
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}

@@ -2,16 +2,13 @@ package statusapi_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -20,12 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
-	"github.com/tandem-sync/tandem/pkg/lifecycle"
-	"github.com/tandem-sync/tandem/pkg/platform"
-	"github.com/tandem-sync/tandem/pkg/seal"
-	"github.com/tandem-sync/tandem/pkg/servertest"
-	"github.com/tandem-sync/tandem/pkg/store"
-	"github.com/tandem-sync/tandem/pkg/telemetry"
+	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 	statusapi "github.com/tandem-sync/tandem/services/status-api"
 )
@@ -37,73 +29,24 @@ const (
 
 // running is a status-api serving on a real TCP listener over real NATS and Redis.
 type running struct {
-	p    *platform.Platform
-	js   jetstream.JetStream
+	p    *platformtest.Platform
 	addr string
 	// stop cancels the service and returns what its Run returned.
 	stop func() error
-	done chan struct{}
-}
-
-func newPlatform(t *testing.T) (*platform.Platform, jetstream.JetStream) {
-	t.Helper()
-	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	nc := servertest.NATSConn(t)
-	b, err := bus.New(nc, bus.Config{Name: "status-api-test"}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Declare(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, seal.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	kr, err := seal.NewKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &platform.Platform{
-		Bus: b, Store: store.New(servertest.Redis(t), kr), Telemetry: telemetry.Noop(), Logger: logger, Health: lifecycle.NewHealth(),
-	}, js
 }
 
 func start(t *testing.T, gracefulStop time.Duration) *running {
 	t.Helper()
-	p, js := newPlatform(t)
+	p := platformtest.New(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := statusapi.NewOnListener(statusapi.Config{GRPCAddr: lis.Addr().String(), GracefulStop: gracefulStop}, p, lis)
+	svc := statusapi.NewOnListener(statusapi.Config{GRPCAddr: lis.Addr().String(), GracefulStop: gracefulStop}, p.Platform, lis)
 	if svc.Addr().String() != lis.Addr().String() {
 		t.Fatalf("Addr = %s, want %s", svc.Addr(), lis.Addr())
 	}
-	ls := &lifecycle.Service{Name: "status-api", Health: p.Health, Components: svc.Components(), StopTimeout: 2 * time.Minute, Logger: p.Logger}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan struct{})
-	var runErr error
-	go func() {
-		defer close(done)
-		runErr = ls.Run(ctx)
-	}()
-	r := &running{p: p, js: js, addr: lis.Addr().String(), done: done}
-	r.stop = func() error {
-		cancel()
-		<-done
-		return runErr
-	}
-	t.Cleanup(func() {
-		if err := r.stop(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return r
+	return &running{p: p, addr: lis.Addr().String(), stop: p.Run(t, "status-api", svc.Components()...)}
 }
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
@@ -116,28 +59,12 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 	return conn
 }
 
-// eventually polls cond until it holds, failing the test after a deadline.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("test ended waiting for %s", what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 var services = []string{"", tandemv1.StatusService_ServiceDesc.ServiceName, tandemv1.AdminService_ServiceDesc.ServiceName}
 
 func waitServing(t *testing.T, hc healthpb.HealthClient) {
 	t.Helper()
 	for _, svc := range services {
-		eventually(t, "health of "+svc+" SERVING", func() bool {
+		platformtest.Eventually(t, "health of "+svc+" SERVING", func() bool {
 			resp, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: svc})
 			return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 		})
@@ -245,7 +172,7 @@ func TestDeadLettersBecomeSyncErrors(t *testing.T) {
 	}
 	// Bytes that are no dead letter at all are given up on, not retried, and do not hold up
 	// the letters behind them.
-	if _, err := r.js.Publish(ctx, subject, []byte{0xff, 0xff, 0xff}); err != nil {
+	if _, err := r.p.JetStream.Publish(ctx, subject, []byte{0xff, 0xff, 0xff}); err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range letters {
@@ -255,11 +182,11 @@ func TestDeadLettersBecomeSyncErrors(t *testing.T) {
 	}
 	published := uint64(len(letters) + 1)
 
-	cons, err := r.js.Consumer(ctx, bus.StreamDead, bus.ConsumerStatusDead)
+	cons, err := r.p.JetStream.Consumer(ctx, bus.StreamDead, bus.ConsumerStatusDead)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "every dead letter handled", func() bool {
+	platformtest.Eventually(t, "every dead letter handled", func() bool {
 		info, err := cons.Info(ctx)
 		return err == nil && info.AckFloor.Stream == published && info.NumAckPending == 0 && info.NumRedelivered == 0
 	})
@@ -326,7 +253,7 @@ func TestShutdownIsGraceful(t *testing.T) {
 	stopWatch()
 
 	// New connections are refused...
-	eventually(t, "new connections refused", func() bool {
+	platformtest.Eventually(t, "new connections refused", func() bool {
 		fresh, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
