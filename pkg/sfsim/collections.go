@@ -421,6 +421,23 @@ func singleRecordStatus(errs []FieldError) (int, []apiError) {
 	return status, out
 }
 
+// singleRecordInput resolves the object named in the path of a single-record create or update
+// and decodes its fields from raw, or answers the request with the error. The caller holds s.mu.
+func (s *Server) singleRecordInput(c *call, raw map[string]any) (*object, *input, bool) {
+	obj := s.schema.object(c.segs[1])
+	if obj == nil {
+		writeError(c.w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+		return nil, nil, false
+	}
+	delete(raw, "attributes")
+	in, apiErr := s.decodeRecord(raw, obj)
+	if apiErr != nil {
+		writeJSON(c.w, http.StatusBadRequest, []apiError{*apiErr})
+		return nil, nil, false
+	}
+	return obj, in, true
+}
+
 func (s *Server) serveRecordCreate(c *call) {
 	var raw map[string]any
 	if err := decodeBody(c.r, &raw); err != nil {
@@ -429,15 +446,8 @@ func (s *Server) serveRecordCreate(c *call) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	obj := s.schema.object(c.segs[1])
-	if obj == nil {
-		writeError(c.w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
-		return
-	}
-	delete(raw, "attributes")
-	in, apiErr := s.decodeRecord(raw, obj)
-	if apiErr != nil {
-		writeJSON(c.w, http.StatusBadRequest, []apiError{*apiErr})
+	obj, in, ok := s.singleRecordInput(c, raw)
+	if !ok {
 		return
 	}
 	res := s.saveAll(true, 1, func(t *txn, _ int) (string, bool, *bool, []FieldError) {
@@ -460,15 +470,8 @@ func (s *Server) serveRecordUpdate(c *call) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	obj := s.schema.object(c.segs[1])
-	if obj == nil {
-		writeError(c.w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
-		return
-	}
-	delete(raw, "attributes")
-	in, apiErr := s.decodeRecord(raw, obj)
-	if apiErr != nil {
-		writeJSON(c.w, http.StatusBadRequest, []apiError{*apiErr})
+	obj, in, ok := s.singleRecordInput(c, raw)
+	if !ok {
 		return
 	}
 	res := s.saveAll(true, 1, func(t *txn, _ int) (string, bool, *bool, []FieldError) {
