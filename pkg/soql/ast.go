@@ -211,9 +211,6 @@ type Value struct {
 	Pos     int
 }
 
-// String builds a string literal value.
-func String(s string) Value { return Value{Kind: KindString, Str: s} }
-
 // DateLiteral is a relative date literal such as TODAY or LAST_N_DAYS:30. N is zero for the
 // literals that take no number.
 type DateLiteral struct {

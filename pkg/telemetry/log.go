@@ -11,11 +11,10 @@ import (
 
 // Attribute keys used in every log line, span and metric that concerns an org or a user.
 const (
-	KeyOrg     = "org"
-	KeyUser    = "user"
-	KeySubject = "subject"
-	KeyKind    = "kind"
-	KeyCycle   = "cycle"
+	KeyOrg   = "org"
+	KeyUser  = "user"
+	KeyKind  = "kind"
+	KeyCycle = "cycle"
 )
 
 // Org returns the log attribute for an org id.
@@ -23,9 +22,6 @@ func Org(id string) slog.Attr { return slog.String(KeyOrg, id) }
 
 // User returns the log attribute for a user id.
 func User(id string) slog.Attr { return slog.String(KeyUser, id) }
-
-// Subject returns the log attribute for a NATS subject.
-func Subject(s string) slog.Attr { return slog.String(KeySubject, s) }
 
 type scopeKey struct{}
 
