@@ -108,6 +108,9 @@ type Snapshot struct {
 	// Decisions are admins' decisions on holds, by hold id: "approve" or "reject".
 	Decisions map[string]string
 	Cycle     Cycle
+	// Partial is true for a snapshot of one page's records (LoadPage): only those records of one
+	// side's mirror and the cycle bookkeeping are loaded.
+	Partial bool
 }
 
 // Mirror returns the snapshot's mirror of side.
@@ -168,6 +171,61 @@ func (l *Ledger) Load(ctx context.Context, uk store.UserKey, kind tandemv1.Recor
 		s.Holds[field] = h
 	}
 	s.Cycle = parseCycle(cyc.Val())
+	return s, nil
+}
+
+// LoadCycle reads only a user's cycle bookkeeping for kind.
+func (l *Ledger) LoadCycle(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind) (Cycle, error) {
+	keys, err := KeysFor(uk, kind)
+	if err != nil {
+		return Cycle{}, err
+	}
+	raw, err := l.st.Client().HGetAll(ctx, keys.Cycle).Result()
+	if err != nil {
+		return Cycle{}, fmt.Errorf("load cycles of %s %s: %w", uk, KindName(kind), err)
+	}
+	return parseCycle(raw), nil
+}
+
+// LoadPage reads what applying one page of side's changes needs: the cycle bookkeeping and the
+// mirror entries of the page's records. Planning needs the whole ledger (Load); a page that
+// only adds observations does not, and a user's first sync has many such pages.
+func (l *Ledger) LoadPage(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, side tandemv1.System, ids []string) (*Snapshot, error) {
+	keys, err := KeysFor(uk, kind)
+	if err != nil {
+		return nil, err
+	}
+	pipe := l.st.Client().Pipeline()
+	cyc := pipe.HGetAll(ctx, keys.Cycle)
+	var entries *redis.SliceCmd
+	if len(ids) > 0 {
+		entries = pipe.HMGet(ctx, keys.Mirror(side), ids...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("load a page's ledger of %s %s: %w", uk, KindName(kind), err)
+	}
+	s := &Snapshot{
+		Keys: keys, Partial: true, Cycle: parseCycle(cyc.Val()),
+		Exchange: map[string]*tandemv1.MirrorRecord{}, Salesforce: map[string]*tandemv1.MirrorRecord{},
+		Mappings: map[string]*tandemv1.Mapping{}, Pending: map[string]*tandemv1.PendingWrite{},
+		Rejected: map[string]*tandemv1.RejectedWrite{}, Tombstones: map[string]bool{},
+		Holds: map[string]*tandemv1.Hold{}, Decisions: map[string]string{},
+	}
+	if entries == nil {
+		return s, nil
+	}
+	mirror := s.Mirror(side)
+	for i, v := range entries.Val() {
+		raw, ok := v.(string)
+		if !ok {
+			continue
+		}
+		m := newMirror()
+		if err := proto.Unmarshal([]byte(raw), m); err != nil {
+			return nil, fmt.Errorf("%s mirror entry %s of %s: %w", SideName(side), ids[i], uk, err)
+		}
+		mirror[ids[i]] = m
+	}
 	return s, nil
 }
 
@@ -287,6 +345,24 @@ func ParseCycleSide(cs string) (tandemv1.System, uint64, bool) {
 		return tandemv1.System_SYSTEM_SALESFORCE, cycle, true
 	}
 	return 0, 0, false
+}
+
+// CompletedBy reports whether a page (number page of side's cycle, the last one when last, of
+// count pages) would complete the cycle, given the pages already received.
+func (c Cycle) CompletedBy(side tandemv1.System, cycle uint64, page uint32, last bool, count uint32) bool {
+	cs := CycleSide(side, cycle)
+	if !last {
+		var ok bool
+		if count, ok = c.Counts[cs]; !ok {
+			return false
+		}
+	}
+	for p := range count {
+		if p != page && !c.Pages[cs][p] {
+			return false
+		}
+	}
+	return true
 }
 
 // Complete reports whether every page of side's cycle has arrived.

@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -563,5 +564,48 @@ func TestDecide(t *testing.T) {
 	}
 	if _, ok := snap.Decisions["h1"]; ok {
 		t.Error("the decision on h1 survived DeleteHold")
+	}
+}
+
+// A page's snapshot holds only the page's records of one side and the cycle bookkeeping.
+func TestLoadPageReadsOnlyThePage(t *testing.T) {
+	st := store.New(servertest.Redis(t), nil)
+	led := ledger.New(st)
+	ctx := t.Context()
+	uk := store.UserKey{OrgID: "00Dorg", UserID: "005user"}
+	err := st.WithLease(ctx, uk, "reconcile", time.Minute, func(ctx context.Context, lease *store.Lease) error {
+		snap, err := led.Load(ctx, uk, tandemv1.RecordKind_RECORD_KIND_CONTACT)
+		if err != nil {
+			return err
+		}
+		w := snap.NewWrites()
+		for _, id := range []string{"E1", "E2", "E3"} {
+			w.PutMirror(tandemv1.System_SYSTEM_EXCHANGE, &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: id}})
+		}
+		w.PutMapping(&tandemv1.Mapping{SyncKey: "k1"})
+		w.SetPages(tandemv1.System_SYSTEM_EXCHANGE, 4, map[uint32]bool{0: true})
+		w.SetCount(tandemv1.System_SYSTEM_EXCHANGE, 4, 3)
+		return led.Commit(ctx, lease, w)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := led.LoadPage(ctx, uk, tandemv1.RecordKind_RECORD_KIND_CONTACT, tandemv1.System_SYSTEM_EXCHANGE, []string{"E2", "E9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !snap.Partial || len(snap.Exchange) != 1 || snap.Exchange["E2"] == nil || len(snap.Mappings) != 0 {
+		t.Fatalf("page snapshot = partial %v, exchange %v, mappings %v", snap.Partial, snap.Exchange, snap.Mappings)
+	}
+	c := snap.Cycle
+	if c.CompletedBy(tandemv1.System_SYSTEM_EXCHANGE, 4, 1, false, 0) {
+		t.Error("page 1 of 3 completes a cycle that still lacks page 2")
+	}
+	c.Pages["exchange:4"][2] = true
+	if !c.CompletedBy(tandemv1.System_SYSTEM_EXCHANGE, 4, 1, false, 0) {
+		t.Error("the missing page does not complete the cycle")
+	}
+	if !c.CompletedBy(tandemv1.System_SYSTEM_SALESFORCE, 4, 0, true, 1) {
+		t.Error("a single last page does not complete its cycle")
 	}
 }

@@ -171,13 +171,17 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 	var out outcome
 	err := s.withLease(ctx, uk, func(ctx context.Context, lease *store.Lease) error {
 		out = outcome{}
-		snap, err := s.led.Load(ctx, uk, b.GetKind())
+		cyc, err := s.led.LoadCycle(ctx, uk, b.GetKind())
 		if err != nil {
 			return err
 		}
-		if b.GetCycle() < snap.Cycle.ResetFrom {
+		if b.GetCycle() < cyc.ResetFrom {
 			s.log.DebugContext(ctx, "ignoring a batch from before the user's reset", slog.Uint64("cycle", b.GetCycle()))
 			return nil
+		}
+		snap, err := s.loadForPage(ctx, uk, b, cyc)
+		if err != nil {
+			return err
 		}
 		now := s.opts.Clock()
 		readAt := now
@@ -191,6 +195,10 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			out.report = append(out.report, b.GetError())
 		}
 		countPage(snap, w, b, readAt)
+		if snap.Partial {
+			// Only observations: nothing to plan, send or report on yet.
+			return s.led.Commit(ctx, lease, w)
+		}
 
 		set, err := s.settings(ctx, uk, b.GetKind())
 		if err != nil {
@@ -218,6 +226,24 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 	}
 	s.after(ctx, uk, b.GetKind(), out)
 	return nil
+}
+
+// loadForPage loads what a change batch needs. The whole ledger is read only when the batch
+// completes a read (which may prune the mirror and make a cycle ready), a cycle is ready to be
+// planned, or planned writes are still to be sent; otherwise only the page's records.
+func (s *Syncer) loadForPage(ctx context.Context, uk store.UserKey, b *tandemv1.ChangeBatch, cyc ledger.Cycle) (*ledger.Snapshot, error) {
+	ready := min(cyc.Ready[ledger.SideName(tandemv1.System_SYSTEM_EXCHANGE)], cyc.Ready[ledger.SideName(tandemv1.System_SYSTEM_SALESFORCE)])
+	completes := b.GetError() == nil && cyc.CompletedBy(b.GetSource(), b.GetCycle(), b.GetPage(), b.GetLast(), b.GetPageCount())
+	if completes || ready > cyc.Reconciled || cyc.Unsent > 0 {
+		return s.led.Load(ctx, uk, b.GetKind())
+	}
+	ids := make([]string, 0, len(b.GetChanges()))
+	for _, ch := range b.GetChanges() {
+		if id := ch.GetRecord().GetId(); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return s.led.LoadPage(ctx, uk, b.GetKind(), b.GetSource(), ids)
 }
 
 // observe stores the batch's observations, keeping for each record only the newest one: a
