@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tandem-sync/tandem/pkg/ewssim"
-	"github.com/tandem-sync/tandem/pkg/sfsim"
+	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
+	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
 )
 
 func simCommand(args []string, stdout, stderr io.Writer) int {

@@ -10,9 +10,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/exchange"
-	"github.com/tandem-sync/tandem/pkg/ledger"
+	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
-	"github.com/tandem-sync/tandem/pkg/syncer"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -514,12 +514,12 @@ func TestResetUserSync(t *testing.T) {
 	}
 }
 
-// putHold raises a mass-delete hold in the user's ledger as the syncer would, under the user's
+// putHold raises a mass-delete hold in the user's ledger as the engine would, under the user's
 // reconcile lease.
 func (e *env) putHold(t *testing.T, uk store.UserKey, kind tandemv1.RecordKind, holdID string) {
 	t.Helper()
 	led := ledger.New(e.st)
-	err := e.st.WithLease(t.Context(), uk, syncer.LeaseRole, time.Minute, func(ctx context.Context, lease *store.Lease) error {
+	err := e.st.WithLease(t.Context(), uk, engine.LeaseRole, time.Minute, func(ctx context.Context, lease *store.Lease) error {
 		snap, err := led.Load(ctx, uk, kind)
 		if err != nil {
 			return err

@@ -14,10 +14,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
 	"github.com/tandem-sync/tandem/pkg/seal"
 	tstatus "github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
-	"github.com/tandem-sync/tandem/pkg/syncer"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -36,14 +36,14 @@ type Server struct {
 
 	st      *store.Store
 	status  *tstatus.Store
-	syncer  *syncer.Syncer
+	syncer  *engine.Syncer
 	checker Checker
 	log     *slog.Logger
 	now     func() time.Time
 }
 
 // New returns the API server.
-func New(st *store.Store, sy *syncer.Syncer, checker Checker, log *slog.Logger) *Server {
+func New(st *store.Store, sy *engine.Syncer, checker Checker, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -16,13 +16,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/api"
+	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
+	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
 	"github.com/tandem-sync/tandem/pkg/seal"
-	"github.com/tandem-sync/tandem/pkg/servertest"
-	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
 	tstatus "github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
-	"github.com/tandem-sync/tandem/pkg/syncer"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -33,14 +33,14 @@ const (
 	user3   = "005user00000003"
 )
 
-// published is one message the syncer sent.
+// published is one message the engine sent.
 type published struct {
 	subject string
 	msg     proto.Message
 	id      string
 }
 
-// fakePublisher stands in for the bus: it records what the syncer publishes.
+// fakePublisher stands in for the bus: it records what the engine publishes.
 type fakePublisher struct {
 	mu   sync.Mutex
 	msgs []published
@@ -93,7 +93,7 @@ type env struct {
 	st      *store.Store
 	status  *tstatus.Store
 	pub     *fakePublisher
-	syncer  *syncer.Syncer
+	syncer  *engine.Syncer
 	keyring *seal.Keyring
 	statusC tandemv1.StatusServiceClient
 	adminC  tandemv1.AdminServiceClient
@@ -122,7 +122,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	st := store.New(rdb, kr)
 	pub := &fakePublisher{}
-	sy := syncer.New(st, pub, syncer.Options{})
+	sy := engine.New(st, pub, engine.Options{})
 
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/tandem-sync/tandem/pkg/ledger"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -19,7 +19,7 @@ func contact(id, first, last, email string) *tandemv1.Record {
 	}}}
 }
 
-// readSide hands the syncer one side's complete read of a cycle, as a worker's single change
+// readSide hands the engine one side's complete read of a cycle, as a worker's single change
 // batch would.
 func (e *env) readSide(t *testing.T, userID string, side tandemv1.System, cycle uint64, records ...*tandemv1.Record) {
 	t.Helper()

@@ -6,9 +6,9 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/tandem-sync/tandem/pkg/ledger"
+	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
-	"github.com/tandem-sync/tandem/pkg/syncer"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -57,8 +57,8 @@ func (s *Server) GetOrgStatus(ctx context.Context, req *tandemv1.GetOrgStatusReq
 	case refused:
 		out.ServiceAccountRecognized = tandemv1.CheckResult_CHECK_RESULT_FAILED
 	}
-	for _, kind := range syncer.Kinds {
-		a, err := s.st.Activity(ctx, org.GetOrgId(), ledger.KindName(kind))
+	for _, kind := range engine.Kinds {
+		a, err := s.st.Activity(ctx, org.GetOrgId(), store.KindName(kind))
 		if err != nil {
 			return nil, s.grpcError(ctx, err)
 		}

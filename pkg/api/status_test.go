@@ -9,7 +9,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/tandem-sync/tandem/pkg/ledger"
 	tstatus "github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -141,7 +140,7 @@ func TestGetOrgStatusActivityScheduleAndUsage(t *testing.T) {
 		{tandemv1.RecordKind_RECORD_KIND_CONTACT, 3, contactSynced},
 		{tandemv1.RecordKind_RECORD_KIND_EVENT, 5, now.Add(-30 * time.Hour)}, // older than a day
 	} {
-		if err := e.st.AddActivity(ctx, testOrg, ledger.KindName(a.kind), a.n, a.at); err != nil {
+		if err := e.st.AddActivity(ctx, testOrg, store.KindName(a.kind), a.n, a.at); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
-	"github.com/tandem-sync/tandem/pkg/servertest"
+	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 

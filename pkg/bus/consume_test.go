@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -57,8 +58,8 @@ func TestConsumeRedeliversTransientFailures(t *testing.T) {
 				return nil
 			}, fastRetry)
 
-			eventually(t, "three deliveries", func() bool { return len(rec.seen()) == 3 })
-			eventually(t, "the message to be acked", func() bool {
+			poll.Until(t, "three deliveries", func() bool { return len(rec.seen()) == 3 })
+			poll.Until(t, "the message to be acked", func() bool {
 				return env.settled(t, bus.StreamChanges, bus.ConsumerReconcilerChanges) && env.streamMsgs(t, bus.StreamChanges) == 0
 			})
 			if got := rec.seen(); !slices.Equal(got, []uint64{1, 2, 3}) {
@@ -90,7 +91,7 @@ func TestConsumeHonoursRetryAfter(t *testing.T) {
 		return nil
 	}, bus.WithBackoff(time.Millisecond, time.Millisecond)) // the backoff alone would redeliver at once
 
-	eventually(t, "the redelivery", func() bool { return len(rec.seen()) == 2 })
+	poll.Until(t, "the redelivery", func() bool { return len(rec.seen()) == 2 })
 	mu.Lock()
 	defer mu.Unlock()
 	if gap := redeliveredAt.Sub(failedAt); gap < asked {
@@ -184,7 +185,7 @@ func TestConsumeDeadLetters(t *testing.T) {
 			}, fastRetry)
 
 			dl := env.deadLetter(t, testOrg)
-			eventually(t, "the message to be terminated", func() bool {
+			poll.Until(t, "the message to be terminated", func() bool {
 				return env.settled(t, bus.StreamChanges, bus.ConsumerReconcilerChanges) && env.streamMsgs(t, bus.StreamChanges) == 0
 			})
 			if got := rec.seen(); uint64(len(got)) != tt.deliveries {
@@ -231,7 +232,7 @@ func TestConsumeDeadLetterFailuresDoNotLoop(t *testing.T) {
 		rec.add(m)
 		return bus.Permanent(errors.New("status store refuses the entry"))
 	})
-	eventually(t, "the dead letter to be terminated", func() bool {
+	poll.Until(t, "the dead letter to be terminated", func() bool {
 		return len(rec.seen()) == 1 && env.settled(t, bus.StreamDead, bus.ConsumerStatusDead)
 	})
 	if n := env.streamMsgs(t, bus.StreamDead); n != 1 {
@@ -257,7 +258,7 @@ func TestConsumeLongHandlerIsNotRedelivered(t *testing.T) {
 		}
 	}, bus.WithConcurrency(2))
 
-	eventually(t, "the message to be acked", func() bool {
+	poll.Until(t, "the message to be acked", func() bool {
 		return done.Load() > 0 && env.settled(t, bus.StreamChanges, bus.ConsumerReconcilerChanges) &&
 			env.streamMsgs(t, bus.StreamChanges) == 0
 	})
@@ -303,7 +304,7 @@ func TestConsumePropagatesTraceContext(t *testing.T) {
 		}
 		return nil
 	}
-	eventually(t, "the process span to end", func() bool { return find("process tandem.changes") != nil })
+	poll.Until(t, "the process span to end", func() bool { return find("process tandem.changes") != nil })
 	send, process := find("send tandem.changes"), find("process tandem.changes")
 	if send == nil {
 		t.Fatal("no producer span")
@@ -403,7 +404,7 @@ func TestConsumeDrainTimeoutCancelsHandlers(t *testing.T) {
 		rec.add(m)
 		return nil
 	})
-	eventually(t, "the redelivery", func() bool { return len(rec.seen()) == 1 })
+	poll.Until(t, "the redelivery", func() bool { return len(rec.seen()) == 1 })
 	if got := rec.seen(); !slices.Equal(got, []uint64{2}) {
 		t.Fatalf("deliveries %v, want [2]", got)
 	}
@@ -434,7 +435,7 @@ func TestConsumeRunsHandlersConcurrently(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("only %d of %d handlers ran at once", inFlight.Load(), n)
 	}
-	eventually(t, "all messages acked", func() bool { return env.streamMsgs(t, bus.StreamChanges) == 0 })
+	poll.Until(t, "all messages acked", func() bool { return env.streamMsgs(t, bus.StreamChanges) == 0 })
 }
 
 func TestConsumeRecordsMetrics(t *testing.T) {
@@ -451,7 +452,7 @@ func TestConsumeRecordsMetrics(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, "both messages settled", func() bool {
+	poll.Until(t, "both messages settled", func() bool {
 		return len(rec.seen()) == 2 && env.settled(t, bus.StreamChanges, bus.ConsumerReconcilerChanges) &&
 			env.streamMsgs(t, bus.StreamDead) == 1
 	})
@@ -488,7 +489,7 @@ func TestConsumeRecordsMetrics(t *testing.T) {
 		"tandem.bus.messages.published{outcome=stored,stream=TANDEM_DEAD}":      1,
 	}
 	var got map[string]int64
-	eventually(t, "metrics of both messages", func() bool {
+	poll.Until(t, "metrics of both messages", func() bool {
 		got = counts()
 		return got["tandem.bus.handler.duration{consumer=reconciler-changes,outcome=term}"] == 1 &&
 			got["tandem.bus.handler.duration{consumer=reconciler-changes,outcome=ack}"] == 1
@@ -549,7 +550,7 @@ func TestConsumeStopsWhenConnectionCloses(t *testing.T) {
 		errc <- env.bus.Consume(t.Context(), bus.ConsumerReconcilerChanges, func(context.Context, *bus.Message) error { return nil })
 	}()
 	// Let the loop reach its first pull request, then pull the connection away.
-	eventually(t, "the pull request", func() bool {
+	poll.Until(t, "the pull request", func() bool {
 		return env.consumerInfo(t, bus.StreamChanges, bus.ConsumerReconcilerChanges).NumWaiting > 0
 	})
 	env.nc.Close()
@@ -579,7 +580,7 @@ func TestConsumeKeepsMessageWhenDeadLetterFails(t *testing.T) {
 		return bus.Permanent(errors.New("rejected"))
 	}, bus.WithBackoff(100*time.Millisecond, 100*time.Millisecond))
 
-	eventually(t, "a nak for the failed dead letter", func() bool {
+	poll.Until(t, "a nak for the failed dead letter", func() bool {
 		var rm metricdata.ResourceMetrics
 		if err := reader.Collect(t.Context(), &rm); err != nil {
 			t.Fatal(err)
@@ -605,7 +606,7 @@ func TestConsumeKeepsMessageWhenDeadLetterFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	dl := env.deadLetter(t, testOrg)
-	eventually(t, "the message to be terminated", func() bool {
+	poll.Until(t, "the message to be terminated", func() bool {
 		return env.settled(t, bus.StreamChanges, bus.ConsumerReconcilerChanges) && env.streamMsgs(t, bus.StreamChanges) == 0
 	})
 	if dl.GetDeliveries() < 2 || dl.GetStreamSequence() != 1 {

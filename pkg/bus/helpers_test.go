@@ -7,14 +7,14 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
-	"github.com/tandem-sync/tandem/pkg/servertest"
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
+	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -70,24 +70,6 @@ func (e *testEnv) consume(t *testing.T, consumer string, h bus.Handler, opts ...
 	return stop
 }
 
-// eventually polls cond until it holds, failing the test after a deadline.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-t.Context().Done():
-			t.Fatalf("test ended waiting for %s", what)
-		case <-tick.C:
-		}
-	}
-}
-
 func (e *testEnv) streamMsgs(t *testing.T, stream string) uint64 {
 	t.Helper()
 	s, err := e.js.Stream(t.Context(), stream)
@@ -132,7 +114,7 @@ func (e *testEnv) deadLetter(t *testing.T, org string) *tandemv1.DeadLetter {
 		t.Fatalf("dead-letter stream: %v", err)
 	}
 	var raw *jetstream.RawStreamMsg
-	eventually(t, "a dead letter on "+subject, func() bool {
+	poll.Until(t, "a dead letter on "+subject, func() bool {
 		raw, err = s.GetLastMsgForSubject(t.Context(), subject)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return false

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 )
 
@@ -211,7 +212,7 @@ func TestAutodiscoverCache(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "the shared lookup to start", func() bool { return srv.calls.Load() == 1 })
+	poll.Until(t, "the shared lookup to start", func() bool { return srv.calls.Load() == 1 })
 	close(release)
 	wg.Wait()
 	if n := srv.calls.Load(); n != 1 {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -246,7 +247,7 @@ func TestCancelledContextIsNotClassified(t *testing.T) {
 	cl := newTestClient(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
-		waitFor(t, "request to arrive", func() bool { return len(srv.captured()) == 1 })
+		poll.Until(t, "request to arrive", func() bool { return len(srv.captured()) == 1 })
 		cancel()
 	}()
 	_, err := cl.GetFolders(ctx, Target{URL: srv.URL, Address: testMailbox}, ContactsFolder)
@@ -347,7 +348,7 @@ func TestConcurrencyCapPerMailbox(t *testing.T) {
 			errs <- err
 		})
 	}
-	waitFor(t, "the cap to fill", func() bool { return inFlight.Load() == limit })
+	poll.Until(t, "the cap to fill", func() bool { return inFlight.Load() == limit })
 	if _, err := cl.GetFolders(t.Context(), Target{URL: srv.URL, Address: "other@contoso.com"}, ContactsFolder); err != nil || other.Load() != 1 {
 		t.Fatalf("another mailbox was held up: %v", err)
 	}

@@ -14,9 +14,9 @@ import (
 	"github.com/beevik/etree"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/tandem-sync/tandem/pkg/ewssim"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/exchange/exchangetest"
+	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 

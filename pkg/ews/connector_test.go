@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-sync/tandem/pkg/ewssim"
 	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )

@@ -209,18 +209,6 @@ func mustEnvelope(tb testing.TB, body string) *envelope {
 	return env
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // answer builds a successful response to an EWS request, sized to the request: one message
 // per requested item, folders for folder requests, an empty final page for syncs and finds.
 func answer(op string, body []byte) string {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tandem-sync/tandem/pkg/ewsschema"
+	"github.com/tandem-sync/tandem/pkg/devkit/ewsschema"
 
 	"github.com/beevik/etree"
 

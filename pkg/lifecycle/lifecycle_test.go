@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 )
 
 func TestReadyz(t *testing.T) {
@@ -48,18 +50,6 @@ func TestReadyz(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestShutdownOrder(t *testing.T) {
 	h := NewHealth()
 	started := make(chan struct{})
@@ -79,7 +69,7 @@ func TestShutdownOrder(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- svc.Run(ctx) }()
 	<-started
-	waitFor(t, "ready", func() bool { r, _ := h.Ready(t.Context()); return r })
+	poll.Until(t, "ready", func() bool { r, _ := h.Ready(t.Context()); return r })
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("Run after cancel = %v, want nil", err)
@@ -133,7 +123,7 @@ func TestHealthServerServesUntilShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
 	go func() { errc <- svc.Run(ctx) }()
-	waitFor(t, "readyz 200", func() bool {
+	poll.Until(t, "readyz 200", func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			return false

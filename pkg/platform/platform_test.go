@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/seal"
-	"github.com/tandem-sync/tandem/pkg/servertest"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 

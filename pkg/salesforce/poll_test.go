@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-sync/tandem/pkg/soql"
+	"github.com/tandem-sync/tandem/pkg/sim/soql"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 

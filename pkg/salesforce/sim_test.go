@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-sync/tandem/pkg/sfsim"
-	"github.com/tandem-sync/tandem/pkg/soql"
+	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
+	"github.com/tandem-sync/tandem/pkg/sim/soql"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/tandem-sync/tandem/pkg/soql"
 )
 
 // SOQL building. Every statement the connector sends is assembled here from identifiers it
@@ -15,9 +13,14 @@ import (
 // soqlDateTimeLayout is how SOQL writes a datetime literal (always UTC).
 const soqlDateTimeLayout = "2006-01-02T15:04:05.000Z"
 
-// soqlString returns s as a SOQL string literal (the soql package's quoting, the same the
-// simulator's parser reads back).
-func soqlString(s string) string { return soql.Quote(s) }
+// soqlEscaper escapes what a SOQL string literal cannot hold as is: the quote, the backslash
+// and the control characters SOQL has escape sequences for.
+var soqlEscaper = strings.NewReplacer(
+	`'`, `\'`, `\`, `\\`, "\n", `\n`, "\r", `\r`, "\t", `\t`, "\b", `\b`, "\f", `\f`,
+)
+
+// soqlString returns s as a SOQL string literal.
+func soqlString(s string) string { return "'" + soqlEscaper.Replace(s) + "'" }
 
 // soqlDateTime returns t as a SOQL datetime literal.
 func soqlDateTime(t time.Time) string { return t.UTC().Format(soqlDateTimeLayout) }

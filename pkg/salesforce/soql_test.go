@@ -6,8 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
-	"github.com/tandem-sync/tandem/pkg/soql"
+	"github.com/tandem-sync/tandem/pkg/sim/soql"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -36,7 +37,30 @@ func TestSOQLString(t *testing.T) {
 		if s := parsed.String(); !strings.Contains(s, "LastName") {
 			t.Errorf("rendered %s", s)
 		}
+		if got := parsed.Where.(*soql.Comparison).Value.Str; got != tt.in {
+			t.Errorf("soqlString(%q) parsed back as %q", tt.in, got)
+		}
 	}
+}
+
+// FuzzSOQLString checks that any string the connector quotes reads back, through the
+// simulator's SOQL parser, as exactly that string and nothing more.
+func FuzzSOQLString(f *testing.F) {
+	for _, s := range []string{"", "O'Brien", `\'`, "' OR Id != '", "line\nbreak", "日本\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			t.Skip("SOQL statements are UTF-8")
+		}
+		q, err := soql.Parse("SELECT Id FROM Contact WHERE LastName = " + soqlString(s))
+		if err != nil {
+			t.Fatalf("soqlString(%q) does not parse: %v", s, err)
+		}
+		if got := q.Where.(*soql.Comparison).Value.Str; got != s {
+			t.Fatalf("soqlString(%q) parsed back as %q", s, got)
+		}
+	})
 }
 
 func TestSOQLDateTime(t *testing.T) {

@@ -1,7 +1,7 @@
 package store
 
 import (
-	"github.com/tandem-sync/tandem/pkg/servertest"
+	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	"testing"
 	"time"
 )

@@ -12,9 +12,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tandem-sync/tandem/pkg/localredis"
+	"github.com/tandem-sync/tandem/pkg/devkit/localredis"
+	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	"github.com/tandem-sync/tandem/pkg/seal"
-	"github.com/tandem-sync/tandem/pkg/servertest"
 )
 
 // backend is a Redis the store tests run against.
@@ -153,22 +153,4 @@ func sortedMap(m map[string]string) string {
 		parts = append(parts, k+"="+m[k])
 	}
 	return strings.Join(parts, ",")
-}
-
-// eventually polls cond until it is true or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		case <-tick.C:
-		}
-	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
 // The key layout. Every key Tandem writes is listed here, and nowhere else.
@@ -202,4 +204,23 @@ func hashTag(key string) (tag string, ok bool) {
 		return "", false
 	}
 	return key[open+1 : open+1+end], true
+}
+
+// KindName is the token a record kind uses in keys.
+func KindName(kind tandemv1.RecordKind) string {
+	switch kind {
+	case tandemv1.RecordKind_RECORD_KIND_CONTACT:
+		return "contact"
+	case tandemv1.RecordKind_RECORD_KIND_EVENT:
+		return "event"
+	}
+	return "unknown"
+}
+
+// SideName is the token a system uses in keys and fields.
+func SideName(s tandemv1.System) string {
+	if s == tandemv1.System_SYSTEM_EXCHANGE {
+		return "exchange"
+	}
+	return "salesforce"
 }

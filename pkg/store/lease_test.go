@@ -10,6 +10,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 )
 
 var testUser = UserKey{OrgID: "00D000000000001", UserID: "005000000000001"}
@@ -35,7 +37,7 @@ func TestStaleLeaseCommitIsRefused(t *testing.T) {
 		}
 		// B takes over once A's lease expires (A paused, say, in a long GC).
 		var b *Lease
-		eventually(t, 5*time.Second, "B to acquire the expired lease", func() bool {
+		poll.Within(t, 5*time.Second, "B to acquire the expired lease", func() bool {
 			b, err = s.AcquireLease(ctx, testUser, "reconcile", 10*time.Second)
 			if err != nil && !errors.Is(err, ErrLeaseHeld) {
 				t.Fatal(err)

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/tandem-sync/tandem/pkg/servertest"
+	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 

@@ -7,10 +7,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
 	"github.com/tandem-sync/tandem/pkg/exchange"
-	"github.com/tandem-sync/tandem/pkg/ledger"
 	"github.com/tandem-sync/tandem/pkg/platform"
-	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
 	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -106,7 +105,7 @@ func (e *env) storedCursor(userID string, kind tandemv1.RecordKind) (cursor, boo
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	_, ok, err := e.st.GetCursor(e.t.Context(), store.CursorKey{Org: testOrg, User: userID, Name: "exchange-" + ledger.KindName(kind)})
+	_, ok, err := e.st.GetCursor(e.t.Context(), store.CursorKey{Org: testOrg, User: userID, Name: "exchange-" + store.KindName(kind)})
 	if err != nil {
 		e.t.Fatal(err)
 	}

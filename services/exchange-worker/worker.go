@@ -15,17 +15,17 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/tandem-sync/tandem/pkg/batches"
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/ews"
 	"github.com/tandem-sync/tandem/pkg/exchange"
-	"github.com/tandem-sync/tandem/pkg/ledger"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	"github.com/tandem-sync/tandem/pkg/telemetry"
+	"github.com/tandem-sync/tandem/pkg/worker"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -83,10 +83,9 @@ type Worker struct {
 	p      *platform.Platform
 	st     *store.Store
 	bus    *bus.Bus
-	led    *ledger.Ledger
 	status *status.Store
 	conns  *store.OrgCache[exchange.Connector]
-	writes *batches.Writes
+	writes *worker.Writes
 	log    *slog.Logger
 	now    func() time.Time
 }
@@ -102,10 +101,10 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 		return nil, err
 	}
 	w := &Worker{
-		cfg: cfg, p: p, st: p.Store, bus: p.Bus, led: ledger.New(p.Store), status: status.New(p.Store),
+		cfg: cfg, p: p, st: p.Store, bus: p.Bus, status: status.New(p.Store),
 		conns: store.NewOrgCache(p.Store, factory), log: p.Logger.With(slog.String("component", "exchange-worker")), now: time.Now,
 	}
-	w.writes = &batches.Writes{Ledger: w.led, Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Exchange"}
+	w.writes = &worker.Writes{Outbox: ledger.NewOutbox(p.Store), Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Exchange"}
 	return w, nil
 }
 
@@ -154,7 +153,7 @@ type cursor struct {
 }
 
 func cursorKey(mb exchange.Mailbox, kind tandemv1.RecordKind) store.CursorKey {
-	return store.CursorKey{Org: mb.OrgID, User: mb.UserID, Name: "exchange-" + ledger.KindName(kind)}
+	return store.CursorKey{Org: mb.OrgID, User: mb.UserID, Name: "exchange-" + store.KindName(kind)}
 }
 
 func (w *Worker) loadCursor(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind) (cursor, error) {
@@ -208,7 +207,7 @@ func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.
 	if job.GetFullResync() {
 		cur = cursor{}
 	}
-	pager, err := batches.NewPager(w.bus, mb.OrgID, mb.UserID, tandemv1.System_SYSTEM_EXCHANGE, kind, job.GetCycle())
+	pager, err := worker.NewPager(w.bus, mb.OrgID, mb.UserID, tandemv1.System_SYSTEM_EXCHANGE, kind, job.GetCycle())
 	if err != nil {
 		return err
 	}
@@ -307,7 +306,7 @@ func (w *Worker) failed(ctx context.Context, job *tandemv1.SyncJob, cause error)
 	return errors.Join(errs...)
 }
 
-// handleApply carries out a write batch (see batches.Writes).
+// handleApply carries out a write batch (see worker.Writes).
 func (w *Worker) handleApply(ctx context.Context, m *bus.Message) error {
 	return w.writes.Handler(w.apply)(ctx, m)
 }

@@ -13,9 +13,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/platform"
-	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -792,12 +793,12 @@ func TestComponentsOverTheBus(t *testing.T) {
 
 	publishJob(rep1, 1)
 	var pages []*tandemv1.ChangeBatch
-	platformtest.Eventually(t, "the job's pages", func() bool {
+	poll.Until(t, "the job's pages", func() bool {
 		got, _ := e.changes()
 		pages = append(pages, got...)
 		return len(pages) > 0 && pages[len(pages)-1].GetLast()
 	})
-	platformtest.Eventually(t, "the job to be acked", func() bool { return e.streamMsgs(bus.StreamJobs) == 0 })
+	poll.Until(t, "the job to be acked", func() bool { return e.streamMsgs(bus.StreamJobs) == 0 })
 	if len(pages) != 1 || len(pages[0].GetChanges()) != 2 || !pages[0].GetFullSnapshot() {
 		t.Errorf("pages %v", pages)
 	}
@@ -810,12 +811,12 @@ func TestComponentsOverTheBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var results []*tandemv1.WriteResultBatch
-	platformtest.Eventually(t, "the batch's results", func() bool {
+	poll.Until(t, "the batch's results", func() bool {
 		got, _ := e.results()
 		results = append(results, got...)
 		return len(results) > 0
 	})
-	platformtest.Eventually(t, "the batch to be acked", func() bool { return e.streamMsgs(bus.StreamApply) == 0 })
+	poll.Until(t, "the batch to be acked", func() bool { return e.streamMsgs(bus.StreamApply) == 0 })
 	if len(results[0].GetResults()) != 1 || results[0].GetResults()[0].GetCommandId() != "cmd1" {
 		t.Errorf("results %v", results)
 	}
@@ -825,14 +826,14 @@ func TestComponentsOverTheBus(t *testing.T) {
 		f.prepareErr = &syncerr.Error{Code: syncerr.ExchangeServerBusy, Delay: time.Hour}
 	})
 	publishJob(rep1, 2)
-	platformtest.Eventually(t, "the throttled read to be recorded", func() bool { return e.exchangeStatus(rep1).GetConsecutiveFailures() == 1 })
+	poll.Until(t, "the throttled read to be recorded", func() bool { return e.exchangeStatus(rep1).GetConsecutiveFailures() == 1 })
 	// A permanent one is reported and acked.
 	fc.script(func(f *fakeConnector) {
 		f.prepareErr = syncerr.New(syncerr.ExchangeImpersonationDenied, "denied")
 	})
 	publishJob(rep2, 2)
-	platformtest.Eventually(t, "the denied read to be recorded", func() bool { return e.exchangeStatus(rep2).GetConsecutiveFailures() == 1 })
-	platformtest.Eventually(t, "the denied job to be acked", func() bool { return e.streamMsgs(bus.StreamJobs) == 1 })
+	poll.Until(t, "the denied read to be recorded", func() bool { return e.exchangeStatus(rep2).GetConsecutiveFailures() == 1 })
+	poll.Until(t, "the denied job to be acked", func() bool { return e.streamMsgs(bus.StreamJobs) == 1 })
 	if n := e.streamMsgs(bus.StreamDead); n != 0 {
 		t.Errorf("%d dead letters; neither failure should be dead-lettered", n)
 	}

@@ -1,6 +1,6 @@
 // Package reconciler is the reconciler service: it consumes change batches and write results
-// and hands them to the syncer, which keeps each user's ledger, plans each cycle and sends the
-// writes. Any number of replicas share the work; a user is reconciled by one at a time, under
+// and hands them to pkg/reconcile/engine, which keeps each user's ledger, plans each cycle and
+// sends the writes. Any number of replicas share the work; a user is reconciled by one at a time, under
 // the user's fenced lease.
 package reconciler
 
@@ -13,7 +13,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/platform"
-	"github.com/tandem-sync/tandem/pkg/syncer"
+	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -33,7 +33,7 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Platform.RegisterFlags(fs)
 	fs.IntVar(&c.Concurrency, "concurrency", 16, "messages of each stream handled at once by this replica")
-	fs.DurationVar(&c.LeaseTTL, "lease-ttl", syncer.DefaultLeaseTTL, "time to live of a user's reconcile lease (renewed while work runs)")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", engine.DefaultLeaseTTL, "time to live of a user's reconcile lease (renewed while work runs)")
 	fs.DurationVar(&c.PendingTimeout, "pending-timeout", 15*time.Minute, "how long a write may go unanswered before it is planned again")
 }
 
@@ -52,7 +52,7 @@ func (c *Config) Validate() error {
 type Reconciler struct {
 	cfg    Config
 	p      *platform.Platform
-	syncer *syncer.Syncer
+	syncer *engine.Syncer
 }
 
 // New returns the reconciler.
@@ -60,7 +60,7 @@ func New(cfg Config, p *platform.Platform) (*Reconciler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := syncer.New(p.Store, p.Bus, syncer.Options{LeaseTTL: cfg.LeaseTTL, PendingTimeout: cfg.PendingTimeout, Logger: p.Logger})
+	s := engine.New(p.Store, p.Bus, engine.Options{LeaseTTL: cfg.LeaseTTL, PendingTimeout: cfg.PendingTimeout, Logger: p.Logger})
 	return &Reconciler{cfg: cfg, p: p, syncer: s}, nil
 }
 

@@ -10,9 +10,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
-	"github.com/tandem-sync/tandem/pkg/ledger"
+	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/platform"
-	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -108,7 +109,7 @@ func TestChangesAndResultsReachTheSyncer(t *testing.T) {
 		GivenName: "Ada", Surname: "Lovelace", EmailAddress1: "ada@example.com",
 	}}}
 	e.publish(t, subject, changes(tandemv1.System_SYSTEM_EXCHANGE, 1, ada), "exchange-1")
-	platformtest.Eventually(t, "the Exchange read observed", func() bool {
+	poll.Until(t, "the Exchange read observed", func() bool {
 		snap := e.snapshot(t)
 		return snap.Exchange["AAMkAda"] != nil && snap.Cycle.Ready["exchange"] == 1
 	})
@@ -118,7 +119,7 @@ func TestChangesAndResultsReachTheSyncer(t *testing.T) {
 
 	// Salesforce reports the cycle: the reconciler plans it and sends a create to Salesforce.
 	e.publish(t, subject, changes(tandemv1.System_SYSTEM_SALESFORCE, 1), "salesforce-1")
-	platformtest.Eventually(t, "cycle 1 reconciled", func() bool {
+	poll.Until(t, "cycle 1 reconciled", func() bool {
 		snap := e.snapshot(t)
 		return snap.Cycle.Reconciled == 1 && len(snap.Pending) == 1
 	})
@@ -127,7 +128,7 @@ func TestChangesAndResultsReachTheSyncer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var batch *tandemv1.WriteBatch
-	platformtest.Eventually(t, "the write batch sent", func() bool {
+	poll.Until(t, "the write batch sent", func() bool {
 		batches := published(t, e, bus.StreamApply, applySubject, func() *tandemv1.WriteBatch { return &tandemv1.WriteBatch{} })
 		if len(batches) != 1 {
 			return false
@@ -152,7 +153,7 @@ func TestChangesAndResultsReachTheSyncer(t *testing.T) {
 		Kind: batch.GetKind(), Cycle: batch.GetCycle(), CompletedAt: timestamppb.Now(),
 		Results: []*tandemv1.WriteResult{{CommandId: cmd.GetCommandId(), SyncKey: cmd.GetSyncKey(), Op: cmd.GetOp(), Ok: true, Record: created}},
 	}, "results-1")
-	platformtest.Eventually(t, "the link committed", func() bool {
+	poll.Until(t, "the link committed", func() bool {
 		snap := e.snapshot(t)
 		m := snap.Mappings[cmd.GetSyncKey()]
 		return len(snap.Pending) == 0 && m.GetSalesforceId() == created.GetId() && m.GetExchangeId() == "AAMkAda"
@@ -204,7 +205,7 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 			before := len(deadLetters())
 			tc.send(t)
 			var dl *tandemv1.DeadLetter
-			platformtest.Eventually(t, "the dead letter", func() bool {
+			poll.Until(t, "the dead letter", func() bool {
 				letters := deadLetters()
 				if len(letters) <= before {
 					return false

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
 	"github.com/tandem-sync/tandem/pkg/platform"
-	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
-	"github.com/tandem-sync/tandem/pkg/sfsim"
+	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )

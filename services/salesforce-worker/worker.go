@@ -16,16 +16,16 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/tandem-sync/tandem/pkg/batches"
 	"github.com/tandem-sync/tandem/pkg/bus"
-	"github.com/tandem-sync/tandem/pkg/ledger"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/salesforce"
 	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	"github.com/tandem-sync/tandem/pkg/telemetry"
+	"github.com/tandem-sync/tandem/pkg/worker"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -91,10 +91,9 @@ type Worker struct {
 	p      *platform.Platform
 	st     *store.Store
 	bus    *bus.Bus
-	led    *ledger.Ledger
 	status *status.Store
 	conns  *store.OrgCache[Connector]
-	writes *batches.Writes
+	writes *worker.Writes
 	log    *slog.Logger
 	now    func() time.Time
 }
@@ -110,10 +109,10 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 		return nil, err
 	}
 	w := &Worker{
-		cfg: cfg, p: p, st: p.Store, bus: p.Bus, led: ledger.New(p.Store), status: status.New(p.Store),
+		cfg: cfg, p: p, st: p.Store, bus: p.Bus, status: status.New(p.Store),
 		conns: store.NewOrgCache(p.Store, factory), log: p.Logger.With(slog.String("component", "salesforce-worker")), now: time.Now,
 	}
-	w.writes = &batches.Writes{Ledger: w.led, Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Salesforce"}
+	w.writes = &worker.Writes{Outbox: ledger.NewOutbox(p.Store), Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Salesforce"}
 	return w, nil
 }
 
@@ -147,7 +146,7 @@ type cursor struct {
 }
 
 func cursorKey(orgID string, kind tandemv1.RecordKind) store.CursorKey {
-	return store.CursorKey{Org: orgID, Name: "salesforce-" + ledger.KindName(kind)}
+	return store.CursorKey{Org: orgID, Name: "salesforce-" + store.KindName(kind)}
 }
 
 // handleJob polls the org for every kind the job names and publishes each user's changes.
@@ -300,7 +299,7 @@ type userPages struct {
 }
 
 type userPager struct {
-	pager *batches.Pager
+	pager *worker.Pager
 	full  bool
 	// readAt is when the poll that reads the user started: every page of the user carries it,
 	// so that the reconciler never takes what the poll saw for newer than a write that
@@ -323,7 +322,7 @@ func (up *userPages) pager(userID string) (*userPager, error) {
 	if p, ok := up.users[userID]; ok {
 		return p, nil
 	}
-	pg, err := batches.NewPager(up.w.bus, up.job.GetOrgId(), userID, tandemv1.System_SYSTEM_SALESFORCE, up.kind, up.job.GetCycle())
+	pg, err := worker.NewPager(up.w.bus, up.job.GetOrgId(), userID, tandemv1.System_SYSTEM_SALESFORCE, up.kind, up.job.GetCycle())
 	if err != nil {
 		return nil, err
 	}
@@ -388,7 +387,7 @@ func (w *Worker) failed(ctx context.Context, orgID string, job *tandemv1.SyncJob
 	return errors.Join(errs...)
 }
 
-// handleApply carries out a write batch (see batches.Writes).
+// handleApply carries out a write batch (see worker.Writes).
 func (w *Worker) handleApply(ctx context.Context, m *bus.Message) error {
 	return w.writes.Handler(w.apply)(ctx, m)
 }

@@ -10,9 +10,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/platform"
 	"github.com/tandem-sync/tandem/pkg/salesforce"
-	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -601,12 +602,12 @@ func TestComponentsOverTheBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pages []*tandemv1.ChangeBatch
-	platformtest.Eventually(t, "u1's last page", func() bool {
+	poll.Until(t, "u1's last page", func() bool {
 		got, _ := e.changes()
 		pages = append(pages, got...)
 		return len(pages) > 0 && pages[len(pages)-1].GetLast()
 	})
-	platformtest.Eventually(t, "the job to be acked", func() bool { return e.streamMsgs(bus.StreamJobs) == 0 })
+	poll.Until(t, "the job to be acked", func() bool { return e.streamMsgs(bus.StreamJobs) == 0 })
 	if len(pages) != 2 || pages[0].GetUserId() != u1 || !pages[0].GetFullSnapshot() {
 		t.Errorf("pages %v", pages)
 	}
@@ -619,12 +620,12 @@ func TestComponentsOverTheBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var results []*tandemv1.WriteResultBatch
-	platformtest.Eventually(t, "the batch's results", func() bool {
+	poll.Until(t, "the batch's results", func() bool {
 		got, _ := e.results()
 		results = append(results, got...)
 		return len(results) > 0
 	})
-	platformtest.Eventually(t, "the batch to be acked", func() bool { return e.streamMsgs(bus.StreamApply) == 0 })
+	poll.Until(t, "the batch to be acked", func() bool { return e.streamMsgs(bus.StreamApply) == 0 })
 	if _, _, applied, opts := fc.state(); !slices.Equal(opts, []int{0, 1}) || !slices.Equal(applied, []string{"cmd1"}) {
 		t.Errorf("apply calls with %v options, applied %v; want a failed first attempt, then a redelivered one", opts, applied)
 	}

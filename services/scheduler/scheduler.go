@@ -20,12 +20,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
-	"github.com/tandem-sync/tandem/pkg/ledger"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
-	"github.com/tandem-sync/tandem/pkg/syncer"
 	"github.com/tandem-sync/tandem/pkg/telemetry"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -85,7 +85,7 @@ type Scheduler struct {
 	st     *store.Store
 	pub    Publisher
 	led    *ledger.Ledger
-	sync   *syncer.Syncer
+	sync   *engine.Syncer
 	status *status.Store
 	log    *slog.Logger
 	now    func() time.Time
@@ -98,7 +98,7 @@ func New(cfg Config, p *platform.Platform) (*Scheduler, error) {
 	}
 	return &Scheduler{
 		cfg: cfg, p: p, st: p.Store, pub: p.Bus, led: ledger.New(p.Store),
-		sync:   syncer.New(p.Store, p.Bus, syncer.Options{Logger: p.Logger}),
+		sync:   engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger}),
 		status: status.New(p.Store), log: p.Logger.With(slog.String("component", "scheduler")), now: time.Now,
 	}, nil
 }

@@ -10,12 +10,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
-	"github.com/tandem-sync/tandem/pkg/ledger"
+	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/platform"
-	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
+	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
-	"github.com/tandem-sync/tandem/pkg/syncer"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 	"github.com/tandem-sync/tandem/services/scheduler"
 )
@@ -39,8 +40,8 @@ type env struct {
 	st     *store.Store
 	status *status.Store
 	sched  *scheduler.Scheduler
-	// reconciler plays the reconciler: it hands the syncer reads, moving the user's ledger on.
-	reconciler *syncer.Syncer
+	// reconciler plays the reconciler: it hands the engine reads, moving the user's ledger on.
+	reconciler *engine.Syncer
 	// seen is the last job-stream sequence already returned by newJobs.
 	seen uint64
 }
@@ -56,7 +57,7 @@ func newEnv(t *testing.T, cfg scheduler.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{p: p, st: p.Store, status: status.New(p.Store), sched: s, reconciler: syncer.New(p.Store, p.Bus, syncer.Options{Logger: p.Logger})}
+	return &env{p: p, st: p.Store, status: status.New(p.Store), sched: s, reconciler: engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger})}
 }
 
 // job is a job read back from the stream.
@@ -431,7 +432,7 @@ func TestResetReadsInFull(t *testing.T) {
 	if !ex[user1].GetFullResync() || ex[user2].GetFullResync() {
 		t.Fatalf("Exchange jobs: %s full %v, %s full %v; want only %s in full", user1, ex[user1].GetFullResync(), user2, ex[user2].GetFullResync(), user1)
 	}
-	// The ledger is reset from this cycle (as syncer.Reset does): batches of earlier cycles are
+	// The ledger is reset from this cycle (as engine.Reset does): batches of earlier cycles are
 	// ignored, and nothing is reconciled since.
 	for _, k := range []tandemv1.RecordKind{contactKind, eventKind} {
 		from, reconciled, err := led.ResetProgress(ctx, uk, k)
@@ -490,7 +491,7 @@ func TestResetWaitsForTheReconcileLease(t *testing.T) {
 
 	// The reconciler is working on user1 when the reset is due: the reset cannot clear the
 	// ledger now, and the user stays marked for the next cycle.
-	lease, err := e.st.AcquireLease(ctx, uk, syncer.LeaseRole, time.Minute)
+	lease, err := e.st.AcquireLease(ctx, uk, engine.LeaseRole, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -598,7 +599,7 @@ func TestComponentTicksUntilStopped(t *testing.T) {
 	stop := e.p.Run(t, "scheduler", e.sched.Components()...)
 	// Cycles start on the component's own ticks: make the org due again and again.
 	var seen uint64
-	platformtest.Eventually(t, "three cycles started on the component's ticks", func() bool {
+	poll.Until(t, "three cycles started on the component's ticks", func() bool {
 		if c := e.cycle(t, orgA); c > seen {
 			seen = c
 			e.dueNow(t, orgA)

@@ -22,7 +22,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/platform"
-	"github.com/tandem-sync/tandem/pkg/syncer"
+	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -78,7 +78,7 @@ func New(cfg Config, p *platform.Platform) (*StatusAPI, error) {
 // NewOnListener returns the service serving on lis.
 func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) *StatusAPI {
 	srv := grpc.NewServer()
-	sy := syncer.New(p.Store, p.Bus, syncer.Options{Logger: p.Logger})
+	sy := engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger})
 	a := api.New(p.Store, sy, api.ConnectorChecker{AllowHTTP: cfg.AllowHTTP, Logger: p.Logger}, p.Logger)
 	tandemv1.RegisterStatusServiceServer(srv, a)
 	tandemv1.RegisterAdminServiceServer(srv, a)

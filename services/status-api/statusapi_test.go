@@ -17,7 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
-	"github.com/tandem-sync/tandem/pkg/servertest/platformtest"
+	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 	statusapi "github.com/tandem-sync/tandem/services/status-api"
 )
@@ -64,7 +65,7 @@ var services = []string{"", tandemv1.StatusService_ServiceDesc.ServiceName, tand
 func waitServing(t *testing.T, hc healthpb.HealthClient) {
 	t.Helper()
 	for _, svc := range services {
-		platformtest.Eventually(t, "health of "+svc+" SERVING", func() bool {
+		poll.Until(t, "health of "+svc+" SERVING", func() bool {
 			resp, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: svc})
 			return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 		})
@@ -186,7 +187,7 @@ func TestDeadLettersBecomeSyncErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	platformtest.Eventually(t, "every dead letter handled", func() bool {
+	poll.Until(t, "every dead letter handled", func() bool {
 		info, err := cons.Info(ctx)
 		return err == nil && info.AckFloor.Stream == published && info.NumAckPending == 0 && info.NumRedelivered == 0
 	})
@@ -253,7 +254,7 @@ func TestShutdownIsGraceful(t *testing.T) {
 	stopWatch()
 
 	// New connections are refused...
-	platformtest.Eventually(t, "new connections refused", func() bool {
+	poll.Until(t, "new connections refused", func() bool {
 		fresh, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)

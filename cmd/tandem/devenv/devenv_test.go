@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tandem-sync/tandem/pkg/ewssim"
+	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	"github.com/tandem-sync/tandem/pkg/exchange"
-	"github.com/tandem-sync/tandem/pkg/servertest"
+	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
 )
 
 // startEnv starts an environment on a redis-server of the test's own and runs it until the

@@ -10,9 +10,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/tandem-sync/tandem/pkg/ewssim"
 	"github.com/tandem-sync/tandem/pkg/exchange"
-	"github.com/tandem-sync/tandem/pkg/sfsim"
+	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
+	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 

@@ -1,0 +1,606 @@
+// Package engine is the reconciler's engine, between its state (package ledger) and its pure
+// planner (package planner). For each user it turns change batches from both
+// sides into observations in the user's ledger, plans a cycle once both sides have reported it,
+// sends the planned writes to the workers that own the target systems, and commits links only
+// from the writes' results — all under the user's fenced lease, so a process that lost the lease
+// (paused, partitioned, slow) cannot commit anything.
+//
+// Every step is safe to repeat: a redelivered batch re-applies observations that are not newer
+// than what the ledger holds (a no-op), re-plans the same cycle to the same commands with the same
+// ids (de-duplicated by the bus), and a redelivered result finds its write no longer in flight.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
+	"github.com/tandem-sync/tandem/pkg/reconcile/planner"
+	"github.com/tandem-sync/tandem/pkg/status"
+	"github.com/tandem-sync/tandem/pkg/store"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// LeaseRole is the lease role the reconciler holds while it works on a user.
+const LeaseRole = "reconcile"
+
+// Defaults for Options.
+const (
+	DefaultLeaseTTL         = time.Minute
+	DefaultBatchSize        = 200
+	DefaultBatchBytes       = 512 << 10
+	deletionMarkerRetention = 7 * 24 * time.Hour
+)
+
+// Publisher sends messages on the bus.
+type Publisher interface {
+	Publish(ctx context.Context, subject string, msg proto.Message, msgID string) error
+}
+
+// Options tune a Syncer.
+type Options struct {
+	// LeaseTTL is the reconcile lease's time to live; the lease is renewed while work runs.
+	LeaseTTL time.Duration
+	// BatchSize caps the commands of one write batch (Salesforce takes 200 records a call).
+	BatchSize int
+	// BatchBytes caps the encoded size of one write batch, below the bus's message limit.
+	BatchBytes int
+	// PendingTimeout overrides how long a write may stay unanswered before it is re-planned.
+	PendingTimeout time.Duration
+	// Clock returns the current time; nil means time.Now.
+	Clock func() time.Time
+	// Logger logs; nil discards.
+	Logger *slog.Logger
+}
+
+// Syncer handles one org's users' change batches and write results.
+type Syncer struct {
+	st     *store.Store
+	led    *ledger.Ledger
+	status *status.Store
+	pub    Publisher
+	opts   Options
+	log    *slog.Logger
+}
+
+// New returns a Syncer.
+func New(st *store.Store, pub Publisher, opts Options) *Syncer {
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.BatchBytes <= 0 {
+		opts.BatchBytes = DefaultBatchBytes
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Syncer{st: st, led: ledger.New(st), status: status.New(st), pub: pub, opts: opts, log: log}
+}
+
+// withLease runs fn holding the user's reconcile lease. A lease held by another process is a
+// transient condition: the message is retried shortly, by whichever process is free.
+func (s *Syncer) withLease(ctx context.Context, uk store.UserKey, fn func(context.Context, *store.Lease) error) error {
+	err := s.st.WithLease(ctx, uk, LeaseRole, s.opts.LeaseTTL, fn)
+	var held *store.LeaseHeldError
+	if errors.As(err, &held) {
+		return &syncerr.Error{
+			Code:   syncerr.SyncLeaseLost,
+			Detail: fmt.Sprintf("user %s is being reconciled by another process", uk),
+			Delay:  200*time.Millisecond + rand.N(800*time.Millisecond),
+			Err:    err,
+		}
+	}
+	return err
+}
+
+func malformed(format string, args ...any) error {
+	return syncerr.New(syncerr.SyncMalformedMessage, format, args...)
+}
+
+func validSide(s tandemv1.System) bool {
+	return s == tandemv1.System_SYSTEM_EXCHANGE || s == tandemv1.System_SYSTEM_SALESFORCE
+}
+
+func validKind(k tandemv1.RecordKind) bool {
+	return k == tandemv1.RecordKind_RECORD_KIND_CONTACT || k == tandemv1.RecordKind_RECORD_KIND_EVENT
+}
+
+// settings resolves the user's configuration for kind; a user without one syncs nothing.
+func (s *Syncer) settings(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind) (planner.Settings, error) {
+	user, err := s.st.GetUser(ctx, uk.OrgID, uk.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return planner.SettingsFor(nil, kind), nil
+	}
+	if err != nil {
+		return planner.Settings{}, err
+	}
+	cfg, ok, err := s.st.ResolveConfiguration(ctx, uk.OrgID, user)
+	if err != nil {
+		return planner.Settings{}, err
+	}
+	if !ok {
+		cfg = nil
+	}
+	set := planner.SettingsFor(cfg, kind)
+	if s.opts.PendingTimeout > 0 {
+		set.PendingTimeout = s.opts.PendingTimeout
+	}
+	return set, nil
+}
+
+// outcome is what a handler reports after its commit: statuses and error-report entries.
+type outcome struct {
+	kindStatus *tandemv1.KindStatus
+	lastCycle  uint64
+	report     []*tandemv1.SyncError
+	synced     int64
+	// planned is true when the handler planned a cycle; planError is then the problem that
+	// stops part of the user's sync (record limit, held deletes), or nil.
+	planned   bool
+	planError *tandemv1.SyncError
+}
+
+// HandleChanges applies a page of one side's changes and, when both sides have reported a cycle
+// the user has not reconciled, plans it and sends its writes.
+func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) error {
+	uk := store.UserKey{OrgID: b.GetOrgId(), UserID: b.GetUserId()}
+	if err := uk.Validate(); err != nil {
+		return malformed("change batch: %v", err)
+	}
+	if !validSide(b.GetSource()) || !validKind(b.GetKind()) {
+		return malformed("change batch for %s: source %s, kind %s", uk, b.GetSource(), b.GetKind())
+	}
+	ctx = telemetry.WithScope(ctx, uk.OrgID, uk.UserID)
+	var out outcome
+	err := s.withLease(ctx, uk, func(ctx context.Context, lease *store.Lease) error {
+		out = outcome{}
+		cyc, err := s.led.LoadCycle(ctx, uk, b.GetKind())
+		if err != nil {
+			return err
+		}
+		if b.GetCycle() < cyc.ResetFrom {
+			s.log.DebugContext(ctx, "ignoring a batch from before the user's reset", slog.Uint64("cycle", b.GetCycle()))
+			return nil
+		}
+		snap, err := s.loadForPage(ctx, uk, b, cyc)
+		if err != nil {
+			return err
+		}
+		now := s.opts.Clock()
+		readAt := now
+		if b.GetReadAt() != nil {
+			readAt = b.GetReadAt().AsTime()
+		}
+		w := snap.NewWrites()
+		if b.GetError() == nil {
+			observe(snap, w, b, readAt)
+		} else {
+			out.report = append(out.report, b.GetError())
+		}
+		countPage(snap, w, b, readAt)
+		if snap.Partial {
+			// Only observations: nothing to plan, send or report on yet.
+			return s.led.Commit(ctx, lease, w)
+		}
+
+		set, err := s.settings(ctx, uk, b.GetKind())
+		if err != nil {
+			return err
+		}
+		ready := min(snap.Cycle.Ready[store.SideName(tandemv1.System_SYSTEM_EXCHANGE)], snap.Cycle.Ready[store.SideName(tandemv1.System_SYSTEM_SALESFORCE)])
+		if ready > snap.Cycle.Reconciled {
+			plan := planner.Compute(stateOf(uk, b.GetKind(), ready, now, set, snap))
+			recordPlan(snap, w, plan, ready, now)
+			out.report = append(out.report, planReport(plan)...)
+			out.planned = true
+			if len(plan.Errors) > 0 {
+				out.planError = plan.Errors[0].Proto()
+			}
+		}
+		out.kindStatus = kindStatus(snap, w, b.GetKind(), set)
+		out.lastCycle = snap.Cycle.Reconciled
+		if err := s.led.Commit(ctx, lease, w); err != nil {
+			return err
+		}
+		return s.flush(ctx, lease, uk, b.GetKind(), snap)
+	})
+	if err != nil {
+		return err
+	}
+	s.after(ctx, uk, b.GetKind(), out)
+	return nil
+}
+
+// loadForPage loads what a change batch needs. The whole ledger is read only when the batch
+// completes a read (which may prune the mirror and make a cycle ready), a cycle is ready to be
+// planned, or planned writes are still to be sent; otherwise only the page's records.
+func (s *Syncer) loadForPage(ctx context.Context, uk store.UserKey, b *tandemv1.ChangeBatch, cyc ledger.Cycle) (*ledger.Snapshot, error) {
+	ready := min(cyc.Ready[store.SideName(tandemv1.System_SYSTEM_EXCHANGE)], cyc.Ready[store.SideName(tandemv1.System_SYSTEM_SALESFORCE)])
+	completes := b.GetError() == nil && cyc.CompletedBy(b.GetSource(), b.GetCycle(), b.GetPage(), b.GetLast(), b.GetPageCount())
+	if completes || ready > cyc.Reconciled || cyc.Unsent > 0 {
+		return s.led.Load(ctx, uk, b.GetKind())
+	}
+	ids := make([]string, 0, len(b.GetChanges()))
+	for _, ch := range b.GetChanges() {
+		if id := ch.GetRecord().GetId(); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return s.led.LoadPage(ctx, uk, b.GetKind(), b.GetSource(), ids)
+}
+
+// observe stores the batch's observations, keeping for each record only the newest one: a
+// redelivered or overtaken batch never replaces what a later read saw.
+func observe(snap *ledger.Snapshot, w *ledger.Writes, b *tandemv1.ChangeBatch, readAt time.Time) {
+	side := b.GetSource()
+	mirror := snap.Mirror(side)
+	at := timestamppb.New(readAt)
+	for _, ch := range b.GetChanges() {
+		id := ch.GetRecord().GetId()
+		if id == "" {
+			continue
+		}
+		if cur := mirror[id]; cur != nil && cur.GetObservedAt().AsTime().After(readAt) {
+			continue
+		}
+		var m *tandemv1.MirrorRecord
+		switch ch.GetType() {
+		case tandemv1.ChangeType_CHANGE_TYPE_UPSERT:
+			if ch.GetRecord().GetBody() == nil {
+				continue
+			}
+			m = &tandemv1.MirrorRecord{Record: ch.GetRecord(), ObservedAt: at, OutOfScope: ch.GetOutOfScope(), SeenCycle: b.GetCycle()}
+		case tandemv1.ChangeType_CHANGE_TYPE_DELETE:
+			m = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: id}, Deleted: true, ObservedAt: at, SeenCycle: b.GetCycle()}
+		default:
+			continue
+		}
+		mirror[id] = m
+		w.PutMirror(side, m)
+	}
+}
+
+// countPage records the page, and when the side's cycle is complete marks it ready — after
+// pruning, for a full read, the records the read did not list.
+func countPage(snap *ledger.Snapshot, w *ledger.Writes, b *tandemv1.ChangeBatch, readAt time.Time) {
+	side, cycle := b.GetSource(), b.GetCycle()
+	cs := ledger.CycleSide(side, cycle)
+	c := &snap.Cycle
+	pages := c.Pages[cs]
+	if pages == nil {
+		pages = map[uint32]bool{}
+		c.Pages[cs] = pages
+	}
+	pages[b.GetPage()] = true
+	w.SetPages(side, cycle, pages)
+	if b.GetLast() {
+		c.Counts[cs] = b.GetPageCount()
+		w.SetCount(side, cycle, b.GetPageCount())
+	}
+	if b.GetFullSnapshot() && b.GetError() == nil {
+		start := readAt.UnixMilli()
+		if cur, ok := c.FullStart[cs]; ok && cur < start {
+			start = cur
+		}
+		c.FullStart[cs] = start
+		w.SetFullStart(side, cycle, start)
+	}
+	if b.GetError() != nil || !c.Complete(side, cycle) {
+		return
+	}
+	if start, ok := c.FullStart[cs]; ok {
+		prune(snap, w, side, cycle, time.UnixMilli(start))
+	}
+	w.ForgetCycle(side, cycle)
+	delete(c.Pages, cs)
+	delete(c.Counts, cs)
+	delete(c.FullStart, cs)
+	advance(c, w, side, cycle, b.GetPreviousCycle())
+}
+
+// advance counts a completed read of side towards the side's readiness. A read continues from
+// an earlier one (previous; 0 for a full read, which continues from nothing): the side is read
+// up to a cycle only when every read in the chain leading to it has arrived. A read that
+// completes before its predecessor waits for it.
+func advance(c *ledger.Cycle, w *ledger.Writes, side tandemv1.System, cycle, previous uint64) {
+	name := store.SideName(side)
+	if previous > c.Ready[name] {
+		c.Waiting[ledger.CycleSide(side, cycle)] = previous
+		w.SetWaiting(side, cycle, previous)
+		return
+	}
+	ready := max(c.Ready[name], cycle)
+	for progressed := true; progressed; {
+		progressed = false
+		for cs, prev := range c.Waiting {
+			waitSide, waitCycle, ok := ledger.ParseCycleSide(cs)
+			if !ok || waitSide != side || prev > ready {
+				continue
+			}
+			ready = max(ready, waitCycle)
+			delete(c.Waiting, cs)
+			w.ClearWaiting(side, waitCycle)
+			progressed = true
+		}
+	}
+	if ready > c.Ready[name] {
+		c.Ready[name] = ready
+		w.SetReady(side, ready)
+	}
+}
+
+// prune marks deleted what a full read of side did not list, unless it was observed after the
+// read started (a write whose result arrived meanwhile).
+func prune(snap *ledger.Snapshot, w *ledger.Writes, side tandemv1.System, cycle uint64, start time.Time) {
+	mirror := snap.Mirror(side)
+	at := timestamppb.New(start)
+	for id, e := range mirror {
+		if e.GetDeleted() || e.GetSeenCycle() >= cycle || !e.GetObservedAt().AsTime().Before(start) {
+			continue
+		}
+		m := &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: id}, Deleted: true, ObservedAt: at, SeenCycle: cycle}
+		mirror[id] = m
+		w.PutMirror(side, m)
+	}
+}
+
+// stateOf builds the planner's input from a snapshot.
+func stateOf(uk store.UserKey, kind tandemv1.RecordKind, cycle uint64, now time.Time, set planner.Settings, snap *ledger.Snapshot) *planner.State {
+	st := &planner.State{
+		OrgID: uk.OrgID, UserID: uk.UserID, Kind: kind, Cycle: cycle, Now: now, Settings: set,
+		Exchange: snap.Exchange, Salesforce: snap.Salesforce, Mappings: snap.Mappings,
+		Pending: snap.Pending, Rejected: snap.Rejected, Tombstones: snap.Tombstones,
+	}
+	// One hold at a time per user and kind: the oldest.
+	ids := make([]string, 0, len(snap.Holds))
+	for id := range snap.Holds {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		return snap.Holds[ids[i]].GetCreatedAt().AsTime().Before(snap.Holds[ids[j]].GetCreatedAt().AsTime())
+	})
+	if len(ids) > 0 {
+		h := &planner.ActiveHold{Hold: snap.Holds[ids[0]]}
+		switch snap.Decisions[ids[0]] {
+		case "approve":
+			h.Decision = planner.HoldApproved
+		case "reject":
+			h.Decision = planner.HoldRejected
+		}
+		st.Hold = h
+	}
+	return st
+}
+
+// flush sends the writes committed as in flight and not yet sent (those of the oldest unsent
+// cycle and later), then records that they were sent. Writes are committed before they are sent so that a worker only
+// ever receives commands the ledger knows (and can tell stale ones from live ones); if sending
+// fails, the message is retried and the next handler for the user sends them.
+func (s *Syncer) flush(ctx context.Context, lease *store.Lease, uk store.UserKey, kind tandemv1.RecordKind, snap *ledger.Snapshot) error {
+	cycle := snap.Cycle.Unsent
+	if cycle == 0 {
+		return nil
+	}
+	var cmds []*tandemv1.PendingWrite
+	for _, pw := range snap.Pending {
+		if pw.GetCycle() >= cycle {
+			cmds = append(cmds, pw)
+		}
+	}
+	if err := s.send(ctx, uk, kind, cycle, cmds); err != nil {
+		return err
+	}
+	w := snap.NewWrites()
+	w.ClearUnsent()
+	snap.Cycle.Unsent = 0
+	return s.led.Commit(ctx, lease, w)
+}
+
+// send publishes writes as write batches, per target, within size limits. Batches are formed
+// deterministically (by command id) so that sending the same writes again yields the same batch
+// ids, which the bus de-duplicates.
+func (s *Syncer) send(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, cycle uint64, writes []*tandemv1.PendingWrite) error {
+	sort.Slice(writes, func(i, j int) bool {
+		return writes[i].GetCommand().GetCommandId() < writes[j].GetCommand().GetCommandId()
+	})
+	byTarget := map[tandemv1.System][]*tandemv1.WriteCommand{}
+	for _, w := range writes {
+		byTarget[w.GetTarget()] = append(byTarget[w.GetTarget()], w.GetCommand())
+	}
+	for _, target := range []tandemv1.System{tandemv1.System_SYSTEM_EXCHANGE, tandemv1.System_SYSTEM_SALESFORCE} {
+		cmds := byTarget[target]
+		subject, err := bus.ApplySubject(uk.OrgID, target, uk.UserID)
+		if err != nil {
+			return err
+		}
+		for len(cmds) > 0 {
+			n, size := 0, 0
+			for n < len(cmds) && n < s.opts.BatchSize {
+				sz := proto.Size(cmds[n])
+				if n > 0 && size+sz > s.opts.BatchBytes {
+					break
+				}
+				size += sz
+				n++
+			}
+			chunk := cmds[:n]
+			cmds = cmds[n:]
+			ids := make([]string, 0, len(chunk))
+			for _, c := range chunk {
+				ids = append(ids, c.GetCommandId())
+			}
+			batch := &tandemv1.WriteBatch{
+				BatchId: bus.MsgID(ids...), OrgId: uk.OrgID, UserId: uk.UserID,
+				Target: target, Kind: kind, Cycle: cycle, Commands: chunk,
+			}
+			if err := s.pub.Publish(ctx, subject, batch, batch.GetBatchId()); err != nil {
+				return fmt.Errorf("send %d writes to %s for %s: %w", len(chunk), store.SideName(target), uk, err)
+			}
+		}
+	}
+	return nil
+}
+
+// recordPlan adds a plan's effects to the commit and to the snapshot.
+func recordPlan(snap *ledger.Snapshot, w *ledger.Writes, plan *planner.Plan, cycle uint64, now time.Time) {
+	for _, eff := range plan.Adopted {
+		delete(snap.Pending, eff.PendingKey)
+		w.DeletePending(eff.PendingKey)
+	}
+	for _, wr := range plan.Writes {
+		// A newer decision replaces an overdue one under the same key: the old command is no
+		// longer in flight, so a redelivery of it will not run.
+		pk := planner.PendingKey(wr.GetTarget(), wr.GetCommand().GetSyncKey())
+		snap.Pending[pk] = wr.PendingWrite
+		w.PutPending(pk, wr.PendingWrite)
+	}
+	if len(plan.Writes) > 0 && (snap.Cycle.Unsent == 0 || cycle < snap.Cycle.Unsent) {
+		// Keep the oldest cycle not yet sent: a flush sends everything in flight from it on.
+		snap.Cycle.Unsent = cycle
+		w.SetUnsent(cycle)
+	}
+	for _, m := range plan.Links {
+		snap.Mappings[m.GetSyncKey()] = m
+		w.PutMapping(m)
+	}
+	for _, k := range plan.Unlinks {
+		delete(snap.Mappings, k)
+	}
+	w.DeleteMappings(plan.Unlinks...)
+	for _, t := range plan.Tombstones {
+		snap.Tombstones[t] = true
+	}
+	w.AddTombstones(plan.Tombstones...)
+	if plan.ResolvedHold != "" {
+		delete(snap.Holds, plan.ResolvedHold)
+		w.DeleteHold(plan.ResolvedHold)
+	}
+	if plan.NewHold != nil {
+		snap.Holds[plan.NewHold.GetSummary().GetHoldId()] = plan.NewHold
+		w.PutHold(plan.NewHold)
+	}
+	// Deletion markers only need to outlive any batch that could still be redelivered.
+	for _, side := range []tandemv1.System{tandemv1.System_SYSTEM_EXCHANGE, tandemv1.System_SYSTEM_SALESFORCE} {
+		var old []string
+		for id, e := range snap.Mirror(side) {
+			if e.GetDeleted() && now.Sub(e.GetObservedAt().AsTime()) > deletionMarkerRetention {
+				old = append(old, id)
+			}
+		}
+		w.DeleteMirror(side, old...)
+	}
+	snap.Cycle.Reconciled = cycle
+	w.SetReconciled(cycle)
+	snap.Cycle.LastSyncedMs = now.UnixMilli()
+	w.SetLastSynced(snap.Cycle.LastSyncedMs)
+}
+
+// planReport lists what a plan has to say in the error report: user-level problems, held deletes
+// and conflicts.
+func planReport(plan *planner.Plan) []*tandemv1.SyncError {
+	var out []*tandemv1.SyncError
+	for _, e := range plan.Errors {
+		out = append(out, e.Proto())
+	}
+	for _, c := range plan.Conflicts {
+		e := syncerr.New(syncerr.SyncConflict, "changed in Exchange (%v) and in Salesforce (%v) since the last sync; %s", c.ExchangeFields, c.SalesforceFields, c.Resolution)
+		e.RecordID = c.SalesforceID
+		out = append(out, e.Proto())
+	}
+	return out
+}
+
+// kindStatus computes the user's status for kind from the snapshot as it will be committed,
+// adding to w the marks of initial syncs that just completed.
+func kindStatus(snap *ledger.Snapshot, w *ledger.Writes, kind tandemv1.RecordKind, set planner.Settings) *tandemv1.KindStatus {
+	ks := &tandemv1.KindStatus{Kind: kind, PendingWrites: int64(len(snap.Pending))}
+	pendingTo := map[tandemv1.System]int{}
+	for _, pw := range snap.Pending {
+		pendingTo[pw.GetTarget()]++
+	}
+	busy := map[string]bool{}
+	for _, pw := range snap.Pending {
+		busy[pw.GetCommand().GetSyncKey()] = true
+	}
+	for key := range snap.Mappings {
+		if !busy[key] {
+			ks.RecordsInSync++
+		}
+	}
+	for _, h := range snap.Holds {
+		ks.HeldDeletes += h.GetSummary().GetCount()
+	}
+	if snap.Cycle.LastSyncedMs > 0 {
+		ks.LastSyncedAt = timestamppb.New(time.UnixMilli(snap.Cycle.LastSyncedMs))
+	}
+	direction := func(target tandemv1.System, flows bool) tandemv1.DirectionStatus {
+		switch {
+		case !flows:
+			return tandemv1.DirectionStatus_DIRECTION_STATUS_NOT_SET_TO_SYNC
+		case snap.Cycle.Reconciled == 0:
+			return tandemv1.DirectionStatus_DIRECTION_STATUS_NOT_STARTED
+		}
+		done := snap.Cycle.InitialDone[store.SideName(target)]
+		if pendingTo[target] > 0 {
+			if done {
+				return tandemv1.DirectionStatus_DIRECTION_STATUS_SYNC_IN_PROGRESS
+			}
+			return tandemv1.DirectionStatus_DIRECTION_STATUS_INITIAL_SYNC_IN_PROGRESS
+		}
+		if !done {
+			snap.Cycle.InitialDone[store.SideName(target)] = true
+			w.SetInitialDone(target)
+			return tandemv1.DirectionStatus_DIRECTION_STATUS_INITIAL_SYNC_COMPLETED
+		}
+		return tandemv1.DirectionStatus_DIRECTION_STATUS_IN_SYNC
+	}
+	ks.SalesforceToExchange = direction(tandemv1.System_SYSTEM_EXCHANGE, set.ToExchange())
+	ks.ExchangeToSalesforce = direction(tandemv1.System_SYSTEM_SALESFORCE, set.ToSalesforce())
+	return ks
+}
+
+// after stores what a handler learned outside the lease: statuses, the error report and
+// activity. It is best effort — the sync itself is committed — and logs what fails.
+func (s *Syncer) after(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, out outcome) {
+	if out.kindStatus != nil {
+		if err := s.status.PutKind(ctx, uk, out.kindStatus); err != nil {
+			s.log.WarnContext(ctx, "store kind status", slog.Any("error", err))
+		}
+	}
+	if out.planned {
+		// The user's status says what stops part of the sync (the record limit, held deletes)
+		// until a cycle plans without it.
+		part := &tandemv1.UserStatus{LastCycle: out.lastCycle, LastError: out.planError}
+		if err := s.status.Put(ctx, uk, status.PartReconcile, part); err != nil {
+			s.log.WarnContext(ctx, "store reconciler status", slog.Any("error", err))
+		}
+	}
+	for _, e := range out.report {
+		if _, err := s.st.RecordError(ctx, uk.OrgID, uk.UserID, kind, e); err != nil {
+			s.log.WarnContext(ctx, "record sync error", slog.Any("error", err), slog.String("code", e.GetCode()))
+		}
+	}
+	if out.synced > 0 {
+		if err := s.st.AddActivity(ctx, uk.OrgID, store.KindName(kind), out.synced, s.opts.Clock()); err != nil {
+			s.log.WarnContext(ctx, "record activity", slog.Any("error", err))
+		}
+	}
+}

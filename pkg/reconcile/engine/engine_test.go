@@ -1,0 +1,187 @@
+package engine
+
+import (
+	"testing"
+
+	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
+	"github.com/tandem-sync/tandem/pkg/status"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+func TestFirstSyncMatchesThenCreates(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	h.ex.create(contactRecord(1, "Ada", "Lovelace", "Countess"))
+	h.ex.create(contactRecord(2, "Charles", "Babbage", ""))
+	h.sf.create(contactRecord(2, "Charles", "Babbage", "Inventor")) // same email: linked, not duplicated
+	h.sf.create(contactRecord(3, "Grace", "Hopper", "Admiral"))
+	h.settle()
+	h.assertAgree()
+	if len(h.ex.items) != 3 || len(h.sf.items) != 3 {
+		t.Fatalf("exchange %d, salesforce %d contacts, want 3 each", len(h.ex.items), len(h.sf.items))
+	}
+	if got := h.sf.byEmail()["p2@example.com"][0].GetContact().GetJobTitle(); got != "Inventor" {
+		t.Errorf("linked pair's title = %q, want Salesforce's (Salesforce wins by default)", got)
+	}
+	us, err := status.New(h.st).Get(h.ctx, uk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := status.Kind(us, tandemv1.RecordKind_RECORD_KIND_CONTACT)
+	if ks.GetRecordsInSync() != 3 || !status.Settled(ks.GetExchangeToSalesforce()) || !status.Settled(ks.GetSalesforceToExchange()) {
+		t.Errorf("status = %v", ks)
+	}
+}
+
+func TestEchoIsNotSyncedBack(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	id := h.ex.create(contactRecord(1, "Ada", "Lovelace", "")).GetId()
+	h.settle()
+	h.ex.update(id, func(c *tandemv1.Contact) { c.Department = "Mathematics" })
+	h.startCycle()
+	h.drain()
+	sent := h.writesSent
+	// The next cycles see Tandem's own write to Salesforce come back: no write follows.
+	h.startCycle()
+	h.drain()
+	h.startCycle()
+	h.drain()
+	if h.writesSent != sent {
+		t.Fatalf("the echo caused %d more writes", h.writesSent-sent)
+	}
+	h.assertAgree()
+}
+
+func TestCrashBetweenWriteAndCommitDoesNotDuplicate(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	h.ex.create(contactRecord(1, "Ada", "Lovelace", ""))
+	h.sf.create(contactRecord(2, "Grace", "Hopper", ""))
+	h.startCycle()
+	for len(h.changes) > 0 {
+		h.deliverChange(0, false)
+	}
+	// Each worker writes, then dies before publishing its result; the batches come back.
+	for i := len(h.applies) - 1; i >= 0; i-- {
+		h.deliverApply(i, true)
+	}
+	h.drain()
+	h.settle()
+	h.assertAgree()
+	if len(h.ex.items) != 2 || len(h.sf.items) != 2 {
+		t.Fatalf("exchange %d, salesforce %d, want 2 each", len(h.ex.items), len(h.sf.items))
+	}
+}
+
+func TestCrashAfterPublishBeforeCommit(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	h.ex.create(contactRecord(1, "Ada", "Lovelace", ""))
+	h.startCycle()
+	h.publishFault = true
+	h.drain() // the failed delivery is retried, re-plans the same write, which is de-duplicated
+	h.settle()
+	h.assertAgree()
+	if len(h.sf.items) != 1 {
+		t.Fatalf("salesforce has %d contacts, want 1", len(h.sf.items))
+	}
+}
+
+func TestResetRelinksWithoutDuplicates(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	for i := range 5 {
+		h.ex.create(contactRecord(i, "N", "Ex", ""))
+		h.sf.create(contactRecord(100+i, "N", "Sf", ""))
+	}
+	h.settle()
+	h.reset()
+	h.settle()
+	h.assertAgree()
+	if len(h.ex.items) != 10 || len(h.sf.items) != 10 {
+		t.Fatalf("after reset: exchange %d, salesforce %d, want 10 each", len(h.ex.items), len(h.sf.items))
+	}
+}
+
+func TestExchangeDeleteUnlinksAndNeverComesBack(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	ids := []string{}
+	for i := range 4 {
+		ids = append(ids, h.ex.create(contactRecord(i, "N", "X", "")).GetId())
+	}
+	h.settle()
+	h.ex.remove(ids[0])
+	h.settle()
+	if len(h.sf.items) != 4 {
+		t.Fatalf("salesforce has %d, want 4: an Exchange delete must not delete in Salesforce by default", len(h.sf.items))
+	}
+	if len(h.ex.items) != 3 {
+		t.Fatalf("exchange has %d, want 3: the removed contact came back", len(h.ex.items))
+	}
+}
+
+func TestMassDeleteIsHeldUntilApproved(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	var sfIDs []string
+	for i := range 10 {
+		sfIDs = append(sfIDs, h.sf.create(contactRecord(i, "N", "X", "")).GetId())
+	}
+	h.settle()
+	for _, id := range sfIDs[:8] {
+		h.sf.remove(id)
+	}
+	h.settle()
+	if len(h.ex.items) != 10 {
+		t.Fatalf("exchange has %d contacts: the mass delete was not held", len(h.ex.items))
+	}
+	snap, err := ledger.New(h.st).Load(h.ctx, uk, tandemv1.RecordKind_RECORD_KIND_CONTACT)
+	if err != nil || len(snap.Holds) != 1 {
+		t.Fatalf("holds = %v, %v", snap.Holds, err)
+	}
+	var holdID string
+	for id := range snap.Holds {
+		holdID = id
+	}
+	lastError := func() string {
+		t.Helper()
+		us, err := status.New(h.st).Get(h.ctx, uk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return us.GetLastError().GetCode()
+	}
+	if got := lastError(); got != string(syncerr.SyncMassDeleteHeld) {
+		t.Errorf("while held, the user's last error is %q, want %s", got, syncerr.SyncMassDeleteHeld)
+	}
+	if err := h.syncer.Decide(h.ctx, uk, holdID, true); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if len(h.ex.items) != 2 {
+		t.Fatalf("exchange has %d contacts after approval, want 2", len(h.ex.items))
+	}
+	if got := lastError(); got != "" {
+		t.Errorf("after approval, the user's last error is still %q", got)
+	}
+	h.assertAgree()
+}
+
+func TestPlanIsADryRun(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	h.ex.create(contactRecord(1, "Ada", "Lovelace", ""))
+	h.settle()
+	h.sf.create(contactRecord(2, "Grace", "Hopper", ""))
+	// The reconciler has observed the new Salesforce contact but not reconciled it yet.
+	h.startCycle()
+	for len(h.changes) > 1 {
+		h.deliverChange(len(h.changes)-1, false)
+	}
+	plan, err := h.syncer.Plan(h.ctx, uk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.GetWrites()) != 1 || plan.GetWrites()[0].GetOp() != tandemv1.WriteOp_WRITE_OP_CREATE || plan.GetWrites()[0].GetTarget() != tandemv1.System_SYSTEM_EXCHANGE {
+		t.Fatalf("plan = %v", plan)
+	}
+	if len(h.applies) != 0 {
+		t.Fatal("planning sent writes")
+	}
+}

@@ -1,0 +1,107 @@
+package engine
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
+	"github.com/tandem-sync/tandem/pkg/reconcile/planner"
+	"github.com/tandem-sync/tandem/pkg/store"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// HandleResults commits what a batch of writes did: links are born and rebased here, refused
+// writes are remembered, and writes in flight are cleared.
+func (s *Syncer) HandleResults(ctx context.Context, b *tandemv1.WriteResultBatch) error {
+	uk := store.UserKey{OrgID: b.GetOrgId(), UserID: b.GetUserId()}
+	if err := uk.Validate(); err != nil {
+		return malformed("write results: %v", err)
+	}
+	if !validSide(b.GetTarget()) || !validKind(b.GetKind()) {
+		return malformed("write results for %s: target %s, kind %s", uk, b.GetTarget(), b.GetKind())
+	}
+	ctx = telemetry.WithScope(ctx, uk.OrgID, uk.UserID)
+	var out outcome
+	err := s.withLease(ctx, uk, func(ctx context.Context, lease *store.Lease) error {
+		out = outcome{}
+		snap, err := s.led.Load(ctx, uk, b.GetKind())
+		if err != nil {
+			return err
+		}
+		now := s.opts.Clock()
+		completed := now
+		if b.GetCompletedAt() != nil {
+			completed = b.GetCompletedAt().AsTime()
+		}
+		w := snap.NewWrites()
+		target := b.GetTarget()
+		mirror := snap.Mirror(target)
+		for _, r := range b.GetResults() {
+			pk := planner.PendingKey(target, r.GetSyncKey())
+			pw := snap.Pending[pk]
+			if pw == nil || pw.GetCommand().GetCommandId() != r.GetCommandId() {
+				// Already committed (a redelivered result), or overtaken by a newer command for the
+				// pair: the next read observes what the target really holds.
+				s.log.DebugContext(ctx, "result of a write no longer in flight", slog.String("command", r.GetCommandId()))
+				continue
+			}
+			var targetMirror *tandemv1.MirrorRecord
+			if id := pw.GetCommand().GetTargetId(); id != "" {
+				targetMirror = mirror[id]
+			}
+			eff := planner.ApplyResult(b.GetKind(), pw, snap.Mappings[r.GetSyncKey()], targetMirror, r, completed)
+			apply(snap, w, eff)
+			out.report = append(out.report, eff.Report...)
+			if eff.Synced {
+				out.synced++
+			}
+		}
+		set, err := s.settings(ctx, uk, b.GetKind())
+		if err != nil {
+			return err
+		}
+		out.kindStatus = kindStatus(snap, w, b.GetKind(), set)
+		out.lastCycle = snap.Cycle.Reconciled
+		if err := s.led.Commit(ctx, lease, w); err != nil {
+			return err
+		}
+		return s.flush(ctx, lease, uk, b.GetKind(), snap)
+	})
+	if err != nil {
+		return err
+	}
+	s.after(ctx, uk, b.GetKind(), out)
+	return nil
+}
+
+// apply adds a result's effects to the commit and the snapshot.
+func apply(snap *ledger.Snapshot, w *ledger.Writes, eff planner.Effects) {
+	delete(snap.Pending, eff.PendingKey)
+	w.DeletePending(eff.PendingKey)
+	if eff.Mapping != nil {
+		snap.Mappings[eff.Mapping.GetSyncKey()] = eff.Mapping
+		w.PutMapping(eff.Mapping)
+	}
+	if eff.Unlink != "" {
+		delete(snap.Mappings, eff.Unlink)
+		w.DeleteMappings(eff.Unlink)
+	}
+	if m := eff.Mirror; m != nil {
+		mirror := snap.Mirror(eff.MirrorSide)
+		id := m.GetRecord().GetId()
+		if cur := mirror[id]; cur == nil || !cur.GetObservedAt().AsTime().After(m.GetObservedAt().AsTime()) {
+			mirror[id] = m
+			w.PutMirror(eff.MirrorSide, m)
+		}
+	}
+	if eff.Reject != nil {
+		snap.Rejected[eff.PendingKey] = eff.Reject
+		w.PutRejected(eff.PendingKey, eff.Reject)
+	} else if eff.ClearReject {
+		if _, ok := snap.Rejected[eff.PendingKey]; ok {
+			delete(snap.Rejected, eff.PendingKey)
+			w.DeleteRejected(eff.PendingKey)
+		}
+	}
+}

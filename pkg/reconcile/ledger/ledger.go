@@ -1,0 +1,661 @@
+// Package ledger is the reconciler's state: its per-user memory in Redis. For each record kind, the
+// newest observation of every record on each side (the mirrors), the links between records
+// (mappings), writes in flight, refused writes, tombstones, mass-delete holds, and the
+// bookkeeping of sync cycles (which pages of which cycle each side has reported).
+//
+// All of a user's ledger keys share the user's hash tag, so one fenced commit (store.Commit)
+// changes them atomically, and only while the caller holds the user's reconcile lease.
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tandem-sync/tandem/pkg/reconcile/planner"
+	"github.com/tandem-sync/tandem/pkg/store"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// Ledger reads and builds writes of per-user ledgers.
+type Ledger struct {
+	st *store.Store
+}
+
+// New returns a Ledger over st.
+func New(st *store.Store) *Ledger { return &Ledger{st: st} }
+
+// Keys are the Redis keys of one user's ledger for one record kind.
+type Keys struct {
+	ExchangeMirror   string // hash: record id → MirrorRecord
+	SalesforceMirror string // hash: record id → MirrorRecord
+	Mappings         string // hash: sync key → Mapping
+	Pending          string // hash: planner.PendingKey → PendingWrite
+	Rejected         string // hash: planner.PendingKey → RejectedWrite
+	Tombstones       string // set of planner.TombstoneKey
+	Holds            string // hash: hold id → Hold; "decision:<hold id>" → "approve" | "reject"
+	Cycle            string // hash: cycle bookkeeping (see Cycle)
+}
+
+// KeysFor returns the ledger keys of a user and kind.
+func KeysFor(uk store.UserKey, kind tandemv1.RecordKind) (Keys, error) {
+	k := store.KindName(kind)
+	var ks Keys
+	for _, kv := range []struct {
+		dst   *string
+		name  string
+		parts []string
+	}{
+		{&ks.ExchangeMirror, "mirror", []string{"exchange", k}},
+		{&ks.SalesforceMirror, "mirror", []string{"salesforce", k}},
+		{&ks.Mappings, "mappings", []string{k}},
+		{&ks.Pending, "pending", []string{k}},
+		{&ks.Rejected, "rejected", []string{k}},
+		{&ks.Tombstones, "tombstones", []string{k}},
+		{&ks.Holds, "held", []string{k}},
+		{&ks.Cycle, "cycle", []string{k}},
+	} {
+		key, err := uk.Key(kv.name, kv.parts...)
+		if err != nil {
+			return Keys{}, err
+		}
+		*kv.dst = key
+	}
+	return ks, nil
+}
+
+// Mirror returns the mirror key of side.
+func (k Keys) Mirror(side tandemv1.System) string {
+	if side == tandemv1.System_SYSTEM_EXCHANGE {
+		return k.ExchangeMirror
+	}
+	return k.SalesforceMirror
+}
+
+// Snapshot is a user's whole ledger for one kind.
+type Snapshot struct {
+	Keys       Keys
+	Exchange   map[string]*tandemv1.MirrorRecord
+	Salesforce map[string]*tandemv1.MirrorRecord
+	Mappings   map[string]*tandemv1.Mapping
+	Pending    map[string]*tandemv1.PendingWrite
+	Rejected   map[string]*tandemv1.RejectedWrite
+	Tombstones map[string]bool
+	Holds      map[string]*tandemv1.Hold
+	// Decisions are admins' decisions on holds, by hold id: "approve" or "reject".
+	Decisions map[string]string
+	Cycle     Cycle
+	// Partial is true for a snapshot of one page's records (LoadPage): only those records of one
+	// side's mirror and the cycle bookkeeping are loaded.
+	Partial bool
+}
+
+// Mirror returns the snapshot's mirror of side.
+func (s *Snapshot) Mirror(side tandemv1.System) map[string]*tandemv1.MirrorRecord {
+	if side == tandemv1.System_SYSTEM_EXCHANGE {
+		return s.Exchange
+	}
+	return s.Salesforce
+}
+
+// Load reads a user's ledger for kind in one round trip.
+func (l *Ledger) Load(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind) (*Snapshot, error) {
+	keys, err := KeysFor(uk, kind)
+	if err != nil {
+		return nil, err
+	}
+	rdb := l.st.Client()
+	pipe := rdb.Pipeline()
+	exM := pipe.HGetAll(ctx, keys.ExchangeMirror)
+	sfM := pipe.HGetAll(ctx, keys.SalesforceMirror)
+	maps := pipe.HGetAll(ctx, keys.Mappings)
+	pend := pipe.HGetAll(ctx, keys.Pending)
+	rej := pipe.HGetAll(ctx, keys.Rejected)
+	tomb := pipe.SMembers(ctx, keys.Tombstones)
+	holds := pipe.HGetAll(ctx, keys.Holds)
+	cyc := pipe.HGetAll(ctx, keys.Cycle)
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("load ledger of %s %s: %w", uk, store.KindName(kind), err)
+	}
+	s := &Snapshot{Keys: keys, Tombstones: map[string]bool{}, Holds: map[string]*tandemv1.Hold{}, Decisions: map[string]string{}}
+	if s.Exchange, err = decodeAll(exM.Val(), newMirror); err != nil {
+		return nil, fmt.Errorf("exchange mirror of %s: %w", uk, err)
+	}
+	if s.Salesforce, err = decodeAll(sfM.Val(), newMirror); err != nil {
+		return nil, fmt.Errorf("salesforce mirror of %s: %w", uk, err)
+	}
+	if s.Mappings, err = decodeAll(maps.Val(), func() *tandemv1.Mapping { return &tandemv1.Mapping{} }); err != nil {
+		return nil, fmt.Errorf("mappings of %s: %w", uk, err)
+	}
+	if s.Pending, err = decodeAll(pend.Val(), func() *tandemv1.PendingWrite { return &tandemv1.PendingWrite{} }); err != nil {
+		return nil, fmt.Errorf("pending writes of %s: %w", uk, err)
+	}
+	if s.Rejected, err = decodeAll(rej.Val(), func() *tandemv1.RejectedWrite { return &tandemv1.RejectedWrite{} }); err != nil {
+		return nil, fmt.Errorf("rejected writes of %s: %w", uk, err)
+	}
+	for _, m := range tomb.Val() {
+		s.Tombstones[m] = true
+	}
+	for field, raw := range holds.Val() {
+		if id, ok := strings.CutPrefix(field, "decision:"); ok {
+			s.Decisions[id] = raw
+			continue
+		}
+		h := &tandemv1.Hold{}
+		if err := proto.Unmarshal([]byte(raw), h); err != nil {
+			return nil, fmt.Errorf("hold %s of %s: %w", field, uk, err)
+		}
+		s.Holds[field] = h
+	}
+	s.Cycle = parseCycle(cyc.Val())
+	return s, nil
+}
+
+// LoadCycle reads only a user's cycle bookkeeping for kind.
+func (l *Ledger) LoadCycle(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind) (Cycle, error) {
+	keys, err := KeysFor(uk, kind)
+	if err != nil {
+		return Cycle{}, err
+	}
+	raw, err := l.st.Client().HGetAll(ctx, keys.Cycle).Result()
+	if err != nil {
+		return Cycle{}, fmt.Errorf("load cycles of %s %s: %w", uk, store.KindName(kind), err)
+	}
+	return parseCycle(raw), nil
+}
+
+// LoadPage reads what applying one page of side's changes needs: the cycle bookkeeping and the
+// mirror entries of the page's records. Planning needs the whole ledger (Load); a page that
+// only adds observations does not, and a user's first sync has many such pages.
+func (l *Ledger) LoadPage(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, side tandemv1.System, ids []string) (*Snapshot, error) {
+	keys, err := KeysFor(uk, kind)
+	if err != nil {
+		return nil, err
+	}
+	pipe := l.st.Client().Pipeline()
+	cyc := pipe.HGetAll(ctx, keys.Cycle)
+	var entries *redis.SliceCmd
+	if len(ids) > 0 {
+		entries = pipe.HMGet(ctx, keys.Mirror(side), ids...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("load a page's ledger of %s %s: %w", uk, store.KindName(kind), err)
+	}
+	s := &Snapshot{
+		Keys: keys, Partial: true, Cycle: parseCycle(cyc.Val()),
+		Exchange: map[string]*tandemv1.MirrorRecord{}, Salesforce: map[string]*tandemv1.MirrorRecord{},
+		Mappings: map[string]*tandemv1.Mapping{}, Pending: map[string]*tandemv1.PendingWrite{},
+		Rejected: map[string]*tandemv1.RejectedWrite{}, Tombstones: map[string]bool{},
+		Holds: map[string]*tandemv1.Hold{}, Decisions: map[string]string{},
+	}
+	if entries == nil {
+		return s, nil
+	}
+	mirror := s.Mirror(side)
+	for i, v := range entries.Val() {
+		raw, ok := v.(string)
+		if !ok {
+			continue
+		}
+		m := newMirror()
+		if err := proto.Unmarshal([]byte(raw), m); err != nil {
+			return nil, fmt.Errorf("%s mirror entry %s of %s: %w", store.SideName(side), ids[i], uk, err)
+		}
+		mirror[ids[i]] = m
+	}
+	return s, nil
+}
+
+func newMirror() *tandemv1.MirrorRecord { return &tandemv1.MirrorRecord{} }
+
+func decodeAll[M proto.Message](raw map[string]string, newM func() M) (map[string]M, error) {
+	out := make(map[string]M, len(raw))
+	for field, v := range raw {
+		m := newM()
+		if err := proto.Unmarshal([]byte(v), m); err != nil {
+			return nil, fmt.Errorf("field %q: %w", field, err)
+		}
+		out[field] = m
+	}
+	return out, nil
+}
+
+// Cycle is the cycle bookkeeping of one user and kind.
+type Cycle struct {
+	// Reconciled is the last cycle the reconciler planned.
+	Reconciled uint64
+	// Ready is, per side, the highest cycle whose pages have all arrived.
+	Ready map[string]uint64
+	// ResetFrom ignores batches of cycles before it (they predate a reset).
+	ResetFrom uint64
+	// Pages are the pages received per "side:cycle"; Counts the page counts announced by last pages.
+	Pages  map[string]map[uint32]bool
+	Counts map[string]uint32
+	// FullStart is, per "side:cycle" of a full read, the earliest read time (unix ms) of its pages.
+	FullStart map[string]int64
+	// InitialDone records, per direction target side, that its initial sync completed.
+	InitialDone map[string]bool
+	// Waiting are reads that completed before the read they continue from, per "side:cycle",
+	// with that previous cycle; they count once the chain reaches them.
+	Waiting map[string]uint64
+	// LastSyncedMs is when the kind last completed a cycle (unix ms).
+	LastSyncedMs int64
+	// Unsent is the oldest cycle whose planned writes were committed as in flight but not yet all
+	// sent; the next handler sends the writes of that cycle and later ones. Zero when all were sent.
+	Unsent uint64
+}
+
+// Cycle hash fields.
+const (
+	fieldReconciled = "reconciled"
+	fieldResetFrom  = "reset_from"
+	fieldLastSynced = "last_synced_ms"
+	fieldUnsent     = "unsent"
+	prefixReady     = "ready:"
+	prefixPages     = "pages:"
+	prefixCount     = "count:"
+	prefixFullStart = "full_start:"
+	prefixInitDone  = "initial_done:"
+	prefixWaiting   = "waiting:"
+)
+
+func parseCycle(raw map[string]string) Cycle {
+	c := Cycle{
+		Ready: map[string]uint64{}, Pages: map[string]map[uint32]bool{}, Counts: map[string]uint32{},
+		FullStart: map[string]int64{}, InitialDone: map[string]bool{}, Waiting: map[string]uint64{},
+	}
+	u := func(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n }
+	for f, v := range raw {
+		switch {
+		case f == fieldReconciled:
+			c.Reconciled = u(v)
+		case f == fieldResetFrom:
+			c.ResetFrom = u(v)
+		case f == fieldUnsent:
+			c.Unsent = u(v)
+		case f == fieldLastSynced:
+			n, _ := strconv.ParseInt(v, 10, 64)
+			c.LastSyncedMs = n
+		case strings.HasPrefix(f, prefixReady):
+			c.Ready[f[len(prefixReady):]] = u(v)
+		case strings.HasPrefix(f, prefixPages):
+			set := map[uint32]bool{}
+			for _, p := range strings.Split(v, ",") {
+				if n, err := strconv.ParseUint(p, 10, 32); err == nil {
+					set[uint32(n)] = true
+				}
+			}
+			c.Pages[f[len(prefixPages):]] = set
+		case strings.HasPrefix(f, prefixCount):
+			c.Counts[f[len(prefixCount):]] = uint32(u(v))
+		case strings.HasPrefix(f, prefixFullStart):
+			n, _ := strconv.ParseInt(v, 10, 64)
+			c.FullStart[f[len(prefixFullStart):]] = n
+		case strings.HasPrefix(f, prefixInitDone):
+			c.InitialDone[f[len(prefixInitDone):]] = v == "1"
+		case strings.HasPrefix(f, prefixWaiting):
+			c.Waiting[f[len(prefixWaiting):]] = u(v)
+		}
+	}
+	return c
+}
+
+// CycleSide is the "side:cycle" key of Cycle's per-page maps.
+func CycleSide(side tandemv1.System, cycle uint64) string {
+	return store.SideName(side) + ":" + strconv.FormatUint(cycle, 10)
+}
+
+// ParseCycleSide splits a "side:cycle" key.
+func ParseCycleSide(cs string) (tandemv1.System, uint64, bool) {
+	name, num, ok := strings.Cut(cs, ":")
+	if !ok {
+		return 0, 0, false
+	}
+	cycle, err := strconv.ParseUint(num, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	switch name {
+	case "exchange":
+		return tandemv1.System_SYSTEM_EXCHANGE, cycle, true
+	case "salesforce":
+		return tandemv1.System_SYSTEM_SALESFORCE, cycle, true
+	}
+	return 0, 0, false
+}
+
+// CompletedBy reports whether a page (number page of side's cycle, the last one when last, of
+// count pages) would complete the cycle, given the pages already received.
+func (c Cycle) CompletedBy(side tandemv1.System, cycle uint64, page uint32, last bool, count uint32) bool {
+	cs := CycleSide(side, cycle)
+	if !last {
+		var ok bool
+		if count, ok = c.Counts[cs]; !ok {
+			return false
+		}
+	}
+	for p := range count {
+		if p != page && !c.Pages[cs][p] {
+			return false
+		}
+	}
+	return true
+}
+
+// Complete reports whether every page of side's cycle has arrived.
+func (c Cycle) Complete(side tandemv1.System, cycle uint64) bool {
+	cs := CycleSide(side, cycle)
+	count, ok := c.Counts[cs]
+	if !ok {
+		return false
+	}
+	pages := c.Pages[cs]
+	for p := range count {
+		if !pages[p] {
+			return false
+		}
+	}
+	return true
+}
+
+// Writes collects the operations of one commit to a user's ledger.
+type Writes struct {
+	keys Keys
+	ops  []store.Op
+	err  error
+}
+
+// NewWrites starts a commit for the ledger keys of s.
+func (s *Snapshot) NewWrites() *Writes { return &Writes{keys: s.Keys} }
+
+// Ops returns the operations, or the first encoding error.
+func (w *Writes) Ops() ([]store.Op, error) { return w.ops, w.err }
+
+// Len is the number of operations collected.
+func (w *Writes) Len() int { return len(w.ops) }
+
+func (w *Writes) put(key, field string, m proto.Message) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("encode %T: %w", m, err)
+		return
+	}
+	w.ops = append(w.ops, store.HSet(key, field, b))
+}
+
+// maxMembers bounds the fields or members of one operation (the store refuses more, so that a
+// commit can be validated before anything is written).
+const maxMembers = 500
+
+// chunked appends op(chunk) for each chunk of members.
+func (w *Writes) chunked(members []string, op func(...string) store.Op) {
+	for len(members) > 0 {
+		n := min(len(members), maxMembers)
+		w.ops = append(w.ops, op(members[:n]...))
+		members = members[n:]
+	}
+}
+
+// PutMirror stores an observation of a record on side.
+func (w *Writes) PutMirror(side tandemv1.System, m *tandemv1.MirrorRecord) {
+	w.put(w.keys.Mirror(side), m.GetRecord().GetId(), m)
+}
+
+// DeleteMirror forgets observations.
+func (w *Writes) DeleteMirror(side tandemv1.System, ids ...string) {
+	key := w.keys.Mirror(side)
+	w.chunked(ids, func(f ...string) store.Op { return store.HDel(key, f...) })
+}
+
+// PutMapping stores a link.
+func (w *Writes) PutMapping(m *tandemv1.Mapping) { w.put(w.keys.Mappings, m.GetSyncKey(), m) }
+
+// DeleteMappings drops links.
+func (w *Writes) DeleteMappings(keys ...string) {
+	w.chunked(keys, func(f ...string) store.Op { return store.HDel(w.keys.Mappings, f...) })
+}
+
+// PutPending records a write in flight under its pending key.
+func (w *Writes) PutPending(pendingKey string, pw *tandemv1.PendingWrite) {
+	w.put(w.keys.Pending, pendingKey, pw)
+}
+
+// DeletePending clears writes in flight.
+func (w *Writes) DeletePending(pendingKeys ...string) {
+	w.chunked(pendingKeys, func(f ...string) store.Op { return store.HDel(w.keys.Pending, f...) })
+}
+
+// PutRejected remembers a refused write.
+func (w *Writes) PutRejected(pendingKey string, r *tandemv1.RejectedWrite) {
+	w.put(w.keys.Rejected, pendingKey, r)
+}
+
+// DeleteRejected forgets refusals.
+func (w *Writes) DeleteRejected(pendingKeys ...string) {
+	w.chunked(pendingKeys, func(f ...string) store.Op { return store.HDel(w.keys.Rejected, f...) })
+}
+
+// AddTombstones adds tombstones.
+func (w *Writes) AddTombstones(members ...string) {
+	w.chunked(members, func(m ...string) store.Op { return store.SAdd(w.keys.Tombstones, m...) })
+}
+
+// PutHold stores a hold.
+func (w *Writes) PutHold(h *tandemv1.Hold) { w.put(w.keys.Holds, h.GetSummary().GetHoldId(), h) }
+
+// DeleteHold removes a hold and its decision.
+func (w *Writes) DeleteHold(id string) {
+	w.ops = append(w.ops, store.HDel(w.keys.Holds, id, "decision:"+id))
+}
+
+// SetCycleField sets a cycle bookkeeping field.
+func (w *Writes) setCycle(field, value string) {
+	w.ops = append(w.ops, store.HSet(w.keys.Cycle, field, value))
+}
+
+// SetReconciled records the last planned cycle.
+func (w *Writes) SetReconciled(cycle uint64) {
+	w.setCycle(fieldReconciled, strconv.FormatUint(cycle, 10))
+}
+
+// SetUnsent marks cycle's planned writes as not yet sent.
+func (w *Writes) SetUnsent(cycle uint64) {
+	w.setCycle(fieldUnsent, strconv.FormatUint(cycle, 10))
+}
+
+// ClearUnsent records that every planned write was sent.
+func (w *Writes) ClearUnsent() {
+	w.ops = append(w.ops, store.HDel(w.keys.Cycle, fieldUnsent))
+}
+
+// SetReady records that side's cycle is complete.
+func (w *Writes) SetReady(side tandemv1.System, cycle uint64) {
+	w.setCycle(prefixReady+store.SideName(side), strconv.FormatUint(cycle, 10))
+}
+
+// SetPages records the pages received for a side's cycle.
+func (w *Writes) SetPages(side tandemv1.System, cycle uint64, pages map[uint32]bool) {
+	parts := make([]string, 0, len(pages))
+	for p := range pages {
+		parts = append(parts, strconv.FormatUint(uint64(p), 10))
+	}
+	w.setCycle(prefixPages+CycleSide(side, cycle), strings.Join(parts, ","))
+}
+
+// SetCount records the page count of a side's cycle.
+func (w *Writes) SetCount(side tandemv1.System, cycle uint64, count uint32) {
+	w.setCycle(prefixCount+CycleSide(side, cycle), strconv.FormatUint(uint64(count), 10))
+}
+
+// SetFullStart records the earliest read time of a full read.
+func (w *Writes) SetFullStart(side tandemv1.System, cycle uint64, ms int64) {
+	w.setCycle(prefixFullStart+CycleSide(side, cycle), strconv.FormatInt(ms, 10))
+}
+
+// ForgetCycle drops the page bookkeeping of a side's cycle once it is no longer needed.
+func (w *Writes) ForgetCycle(side tandemv1.System, cycle uint64) {
+	cs := CycleSide(side, cycle)
+	w.ops = append(w.ops, store.HDel(w.keys.Cycle, prefixPages+cs, prefixCount+cs, prefixFullStart+cs))
+}
+
+// SetWaiting records a completed read waiting for the read it continues from.
+func (w *Writes) SetWaiting(side tandemv1.System, cycle, previous uint64) {
+	w.setCycle(prefixWaiting+CycleSide(side, cycle), strconv.FormatUint(previous, 10))
+}
+
+// ClearWaiting drops a waiting read once the chain has reached it.
+func (w *Writes) ClearWaiting(side tandemv1.System, cycle uint64) {
+	w.ops = append(w.ops, store.HDel(w.keys.Cycle, prefixWaiting+CycleSide(side, cycle)))
+}
+
+// SetInitialDone records that the initial sync towards target completed.
+func (w *Writes) SetInitialDone(target tandemv1.System) {
+	w.setCycle(prefixInitDone+store.SideName(target), "1")
+}
+
+// SetLastSynced records when the kind last completed a cycle.
+func (w *Writes) SetLastSynced(ms int64) {
+	w.setCycle(fieldLastSynced, strconv.FormatInt(ms, 10))
+}
+
+// Reset clears the whole ledger of a user and kind — links, mirrors, writes in flight,
+// refusals, tombstones, holds — and ignores batches of cycles before from. Records themselves
+// are not touched; the next full reads relink them by sync key and matching. Commands sent
+// before the reset are no longer in flight, so workers skip them if a redelivery brings them back.
+func (w *Writes) Reset(from uint64) {
+	k := w.keys
+	w.ops = append(w.ops, store.Del(k.ExchangeMirror, k.SalesforceMirror, k.Mappings, k.Pending, k.Rejected, k.Tombstones, k.Holds, k.Cycle))
+	w.setCycle(fieldResetFrom, strconv.FormatUint(from, 10))
+}
+
+// Commit applies w under lease; it is refused if the lease is stale.
+func (l *Ledger) Commit(ctx context.Context, lease *store.Lease, w *Writes) error {
+	ops, err := w.Ops()
+	if err != nil {
+		return err
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	if err := l.st.Commit(ctx, lease, ops...); err != nil {
+		return fmt.Errorf("commit ledger of %s: %w", lease.User(), err)
+	}
+	return nil
+}
+
+// Outbox is the part of the ledger the workers see: it reads, and never writes, which of a
+// write batch's commands are still in flight. It is all of the ledger a worker may use.
+type Outbox struct {
+	st *store.Store
+}
+
+// NewOutbox returns the workers' view of the ledgers in st.
+func NewOutbox(st *store.Store) *Outbox { return &Outbox{st: st} }
+
+// InFlight reports which of a write batch's commands are still in flight — pending in the
+// user's ledger under exactly that command id. Workers carry out only those: a command the
+// ledger no longer has (answered, adopted, superseded by a newer decision, or dropped by a
+// reset) is stale, and running it after a redelivery could undo newer changes.
+func (o *Outbox) InFlight(ctx context.Context, uk store.UserKey, b *tandemv1.WriteBatch) (map[string]bool, error) {
+	out := map[string]bool{}
+	cmds := b.GetCommands()
+	if len(cmds) == 0 {
+		return out, nil
+	}
+	keys, err := KeysFor(uk, b.GetKind())
+	if err != nil {
+		return nil, err
+	}
+	fields := make([]string, len(cmds))
+	for i, c := range cmds {
+		fields[i] = planner.PendingKey(b.GetTarget(), c.GetSyncKey())
+	}
+	vals, err := o.st.Client().HMGet(ctx, keys.Pending, fields...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read writes in flight of %s: %w", uk, err)
+	}
+	for i, v := range vals {
+		raw, ok := v.(string)
+		if !ok {
+			continue
+		}
+		pw := &tandemv1.PendingWrite{}
+		if err := proto.Unmarshal([]byte(raw), pw); err != nil {
+			return nil, fmt.Errorf("write in flight %s of %s: %w", fields[i], uk, err)
+		}
+		if pw.GetCommand().GetCommandId() == cmds[i].GetCommandId() {
+			out[cmds[i].GetCommandId()] = true
+		}
+	}
+	return out, nil
+}
+
+// ResetProgress reports, for a user and kind, the cycle a reset started from (0 if none) and the
+// last cycle reconciled: the reset is done once the reconciler has planned a cycle at or after it.
+func (l *Ledger) ResetProgress(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind) (resetFrom, reconciled uint64, err error) {
+	keys, err := KeysFor(uk, kind)
+	if err != nil {
+		return 0, 0, err
+	}
+	vals, err := l.st.Client().HMGet(ctx, keys.Cycle, fieldResetFrom, fieldReconciled).Result()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read reset progress of %s: %w", uk, err)
+	}
+	num := func(v any) uint64 {
+		s, _ := v.(string)
+		n, _ := strconv.ParseUint(s, 10, 64)
+		return n
+	}
+	return num(vals[0]), num(vals[1]), nil
+}
+
+// Holds returns the user's mass-delete holds for kind that await an admin's decision.
+func (l *Ledger) Holds(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind) ([]*tandemv1.Hold, error) {
+	keys, err := KeysFor(uk, kind)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := l.st.Client().HGetAll(ctx, keys.Holds).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read holds of %s: %w", uk, err)
+	}
+	var out []*tandemv1.Hold
+	for field, v := range raw {
+		if strings.HasPrefix(field, "decision:") {
+			continue
+		}
+		if _, decided := raw["decision:"+field]; decided {
+			continue
+		}
+		h := &tandemv1.Hold{}
+		if err := proto.Unmarshal([]byte(v), h); err != nil {
+			return nil, fmt.Errorf("hold %s of %s: %w", field, uk, err)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// Decide records an admin's decision on a hold; the next cycle carries it out.
+func (l *Ledger) Decide(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, holdID string, approve bool) error {
+	keys, err := KeysFor(uk, kind)
+	if err != nil {
+		return err
+	}
+	exists, err := l.st.Client().HExists(ctx, keys.Holds, holdID).Result()
+	if err != nil {
+		return fmt.Errorf("find hold %s of %s: %w", holdID, uk, err)
+	}
+	if !exists {
+		return fmt.Errorf("hold %s of %s: %w", holdID, uk, store.ErrNotFound)
+	}
+	decision := "reject"
+	if approve {
+		decision = "approve"
+	}
+	return l.st.Apply(ctx, store.HSet(keys.Holds, "decision:"+holdID, decision))
+}

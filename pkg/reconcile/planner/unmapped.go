@@ -1,0 +1,212 @@
+package planner
+
+import (
+	"sort"
+
+	"github.com/tandem-sync/tandem/pkg/record"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// free returns the live records of a mirror that are not linked, sorted by id.
+func free(mirror map[string]*tandemv1.MirrorRecord, linked map[string]string) []*tandemv1.MirrorRecord {
+	var out []*tandemv1.MirrorRecord
+	for id := range mirror {
+		if _, ok := linked[id]; ok {
+			continue
+		}
+		if e := live(mirror, id); e != nil {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetRecord().GetId() < out[j].GetRecord().GetId() })
+	return out
+}
+
+// unmapped links records that were never linked (by sync key, then email, then first + last name
+// + company) and creates the rest on the other side where the direction allows.
+func (p *planner) unmapped() {
+	exFree := p.adopt(exchange, free(p.s.Exchange, p.linkedEx))
+	sfFree := p.adopt(salesforce, free(p.s.Salesforce, p.linkedSF))
+
+	// 1. By sync key: records Tandem wrote carry their pair's key (this relinks after a reset, or
+	//    after a crash between a write and its commit).
+	sfByKey := map[string]*tandemv1.MirrorRecord{}
+	for _, s := range sfFree {
+		if k := s.GetRecord().GetSyncKey(); k != "" && p.keyFree(k) {
+			if _, dup := sfByKey[k]; !dup {
+				sfByKey[k] = s
+			}
+		}
+	}
+	for _, e := range exFree {
+		k := e.GetRecord().GetSyncKey()
+		if k == "" || !p.keyFree(k) {
+			continue
+		}
+		if s, ok := sfByKey[k]; ok && !p.linked(e, s) {
+			p.link(k, e, s)
+		}
+	}
+
+	// 2. By email, then 3. by first + last name + company.
+	for _, matchKey := range []func(*tandemv1.Record) string{record.EmailKey, record.NameKey} {
+		candidates := map[string]*tandemv1.MirrorRecord{}
+		for _, s := range sfFree {
+			if _, taken := p.linkedSF[s.GetRecord().GetId()]; taken {
+				continue
+			}
+			if mk := matchKey(s.GetRecord()); mk != "" {
+				if _, dup := candidates[mk]; !dup {
+					candidates[mk] = s
+				}
+			}
+		}
+		for _, e := range exFree {
+			if _, taken := p.linkedEx[e.GetRecord().GetId()]; taken {
+				continue
+			}
+			mk := matchKey(e.GetRecord())
+			s, ok := candidates[mk]
+			if mk == "" || !ok {
+				continue
+			}
+			if _, taken := p.linkedSF[s.GetRecord().GetId()]; taken {
+				continue
+			}
+			p.link(p.keyForLink(e, s), e, s)
+		}
+	}
+
+	// 4. Create what is left, within the user's record limit.
+	count := len(p.s.Mappings) + p.newLinks()
+	limitHit := false
+	create := func(target tandemv1.System, src *tandemv1.MirrorRecord) {
+		rec := src.GetRecord()
+		key := rec.GetSyncKey()
+		if key == "" || !p.keyFree(key) {
+			key = record.SyncKey(p.s.OrgID, p.s.UserID, p.s.Kind, other(target), rec.GetId())
+		}
+		if p.inFlight(target, key) {
+			p.busy[key] = true
+			p.plan.InFlight++
+			return
+		}
+		if p.busy[key] || p.refused(target, key, record.ContentHash(rec)) {
+			return
+		}
+		if count >= p.s.Settings.MaxRecords {
+			limitHit = true
+			return
+		}
+		count++
+		p.addWrite(target, tandemv1.WriteOp_WRITE_OP_CREATE, key, rec, nil, nil, "new in "+systemName(other(target)))
+	}
+	if p.s.Settings.ToSalesforce() {
+		for _, e := range exFree {
+			if _, taken := p.linkedEx[e.GetRecord().GetId()]; taken || p.s.Tombstones[TombstoneKey(exchange, e.GetRecord().GetId())] {
+				continue
+			}
+			create(salesforce, e)
+		}
+	}
+	if p.s.Settings.ToExchange() {
+		for _, s := range sfFree {
+			if _, taken := p.linkedSF[s.GetRecord().GetId()]; taken || s.GetOutOfScope() || p.s.Tombstones[TombstoneKey(salesforce, s.GetRecord().GetId())] {
+				continue
+			}
+			create(exchange, s)
+		}
+	}
+	if limitHit {
+		p.plan.Errors = append(p.plan.Errors, syncerr.New(syncerr.SyncRecordLimit,
+			"the user has more than %d %s records to sync; the rest are not synced", p.s.Settings.MaxRecords, kindName(p.s.Kind)))
+	}
+}
+
+// adopt links records that are the effect of a create still in flight: the record carries the
+// sync key of a pending create towards its side, so it is that create's result, arrived by
+// observation before (or instead of) the worker's report — a worker that crashed after writing.
+// Linking it now, exactly as the result would, keeps it from being mistaken for a new record and
+// synced back. It returns the records that remain free.
+func (p *planner) adopt(side tandemv1.System, recs []*tandemv1.MirrorRecord) []*tandemv1.MirrorRecord {
+	out := recs[:0:0]
+	for _, r := range recs {
+		key := r.GetRecord().GetSyncKey()
+		pw := p.s.Pending[PendingKey(side, key)]
+		if key == "" || pw == nil || pw.GetCommand().GetOp() != tandemv1.WriteOp_WRITE_OP_CREATE || p.busy[key] {
+			out = append(out, r)
+			continue
+		}
+		// The base is what Tandem wrote, not what is there now: the user may have edited the
+		// record since, and that edit must count as a change.
+		written := record.CopyFields(r.GetRecord(), pw.GetCommand().GetRecord(), record.SyncFields(p.s.Kind))
+		res := &tandemv1.WriteResult{CommandId: pw.GetCommand().GetCommandId(), SyncKey: key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, Ok: true, AlreadyApplied: true, Record: written}
+		eff := ApplyResult(p.s.Kind, pw, p.s.Mappings[key], nil, res, r.GetObservedAt().AsTime())
+		eff.Mirror = nil // the observation is already in the mirror
+		p.plan.Adopted = append(p.plan.Adopted, eff)
+		p.plan.Links = append(p.plan.Links, eff.Mapping)
+		p.linkedEx[eff.Mapping.GetExchangeId()] = key
+		p.linkedSF[eff.Mapping.GetSalesforceId()] = key
+		p.busy[key] = true
+	}
+	return out
+}
+
+// keyFree reports whether a sync key is not already used by a link or a planned write.
+func (p *planner) keyFree(k string) bool {
+	_, mapped := p.s.Mappings[k]
+	return !mapped && !p.busy[k]
+}
+
+func (p *planner) linked(e, s *tandemv1.MirrorRecord) bool {
+	_, a := p.linkedEx[e.GetRecord().GetId()]
+	_, b := p.linkedSF[s.GetRecord().GetId()]
+	return a || b
+}
+
+// keyForLink picks the sync key of a pair linked by matching: a key either record already
+// carries, else one derived from the Salesforce record.
+func (p *planner) keyForLink(e, s *tandemv1.MirrorRecord) string {
+	for _, k := range []string{s.GetRecord().GetSyncKey(), e.GetRecord().GetSyncKey()} {
+		if k != "" && p.keyFree(k) {
+			return k
+		}
+	}
+	return record.SyncKey(p.s.OrgID, p.s.UserID, p.s.Kind, salesforce, s.GetRecord().GetId())
+}
+
+// link links e and s under key and makes them agree.
+func (p *planner) link(key string, e, s *tandemv1.MirrorRecord) {
+	origin := salesforce
+	if s.GetOutOfScope() {
+		origin = exchange
+	}
+	p.newLink(key, origin, e.GetRecord(), s.GetRecord())
+	p.busy[key] = true
+	p.resolveNewLink(key, e.GetRecord(), s.GetRecord())
+}
+
+func (p *planner) newLinks() int {
+	n := 0
+	for _, l := range p.plan.Links {
+		if _, existed := p.s.Mappings[l.GetSyncKey()]; !existed {
+			n++
+		}
+	}
+	return n
+}
+
+func systemName(s tandemv1.System) string {
+	if s == exchange {
+		return "Exchange"
+	}
+	return "Salesforce"
+}
+
+func kindName(k tandemv1.RecordKind) string {
+	if k == tandemv1.RecordKind_RECORD_KIND_EVENT {
+		return "event"
+	}
+	return "contact"
+}
