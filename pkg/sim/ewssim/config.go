@@ -38,6 +38,12 @@ type Config struct {
 	// Clock is the server's time source (item timestamps, token expiry, seeded event dates).
 	// Default: time.Now. Tests set it to make expiry deterministic.
 	Clock func() time.Time
+	// FaultSeed seeds the generator that decides whether a fault with a Probability fires.
+	FaultSeed int64
+	// FaultAdmin serves the fault admin endpoint (FaultAdminPath), through which another
+	// process arms faults and reads their counts. Off by default: only a lab simulator that a
+	// chaos run drives should expose it.
+	FaultAdmin bool
 }
 
 // ServiceAccount is an account that authenticates with HTTP Basic.

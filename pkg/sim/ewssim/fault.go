@@ -1,6 +1,7 @@
 package ewssim
 
 import (
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -72,6 +73,27 @@ type Fault struct {
 	// AfterWork makes FaultMalformedXML and FaultDropConnection happen after the operation was
 	// carried out, so that the client cannot tell whether its write happened.
 	AfterWork bool
+	// Probability, when between 0 and 1, makes the fault fire on each matching request with
+	// that probability instead of on every one; Times then counts firings. The draws come
+	// from the server's fault generator (Config.FaultSeed, SeedFaults), so a seed gives the
+	// same sequence of decisions for the same sequence of requests.
+	Probability float64
+}
+
+// Label names what the fault does for FaultCounts: the kind, the status of an HTTP fault
+// ("HTTP503") and "AfterWork" for a fault that breaks the answer to a request carried out.
+func (f Fault) Label() string {
+	switch {
+	case f.Kind == FaultHTTPStatus:
+		status := f.Status
+		if status == 0 {
+			status = http.StatusServiceUnavailable
+		}
+		return "HTTP" + strconv.Itoa(status)
+	case f.AfterWork && (f.Kind == FaultMalformedXML || f.Kind == FaultDropConnection):
+		return f.Kind.String() + "AfterWork"
+	}
+	return f.Kind.String()
 }
 
 // InjectFault arms a fault. Faults are matched in the order they were injected.
@@ -84,16 +106,53 @@ func (s *Server) InjectFault(f Fault) {
 	s.faults.list = append(s.faults.list, &f)
 }
 
-// ClearFaults disarms every fault.
+// ClearFaults disarms every fault. FaultCounts keeps counting from where it was.
 func (s *Server) ClearFaults() {
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()
 	s.faults.list = nil
 }
 
+// SeedFaults restarts the generator behind Fault.Probability from seed.
+func (s *Server) SeedFaults(seed int64) {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	s.faults.seed(seed)
+}
+
+// FaultCounts returns how many times each fault fired since the server started, by
+// Fault.Label. ResetCounts does not reset it: a chaos run reads it once at the end.
+func (s *Server) FaultCounts() map[string]int64 {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	out := make(map[string]int64, len(s.faults.fired))
+	for k, v := range s.faults.fired {
+		out[k] = v
+	}
+	return out
+}
+
+// Faults returns the armed faults, in the order they are matched.
+func (s *Server) Faults() []Fault {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	out := make([]Fault, len(s.faults.list))
+	for i, f := range s.faults.list {
+		out[i] = *f
+	}
+	return out
+}
+
 type faultSet struct {
-	mu   sync.Mutex
-	list []*Fault
+	mu    sync.Mutex
+	list  []*Fault
+	rng   *rand.Rand
+	fired map[string]int64
+}
+
+// seed restarts the generator; callers hold fs.mu.
+func (fs *faultSet) seed(seed int64) {
+	fs.rng = rand.New(rand.NewPCG(uint64(seed), 0x7a6e64656d)) //nolint:gosec // fault schedules, not secrets
 }
 
 // take consumes the first fault matching the request. ews is false for Autodiscover and token
@@ -111,7 +170,19 @@ func (fs *faultSet) take(op, mailbox string, ews bool) (Fault, bool) {
 		if !ews && (f.Operation == "" || f.Kind == FaultServerBusy || f.Kind == FaultInvalidSyncState) {
 			continue
 		}
+		if f.Probability > 0 && f.Probability < 1 {
+			if fs.rng == nil {
+				fs.seed(0)
+			}
+			if fs.rng.Float64() >= f.Probability {
+				continue
+			}
+		}
 		out := *f
+		if fs.fired == nil {
+			fs.fired = map[string]int64{}
+		}
+		fs.fired[f.Label()]++
 		if f.Times > 0 {
 			f.Times--
 			if f.Times == 0 {

@@ -74,6 +74,7 @@ func New(cfg Config) *Server {
 		panic(fmt.Sprintf("ewssim: read random key: %v", err))
 	}
 	s.tokens.tokens = map[string]issuedToken{}
+	s.faults.seed(cfg.FaultSeed)
 	s.ops = s.operations()
 	return s
 }
@@ -175,6 +176,10 @@ func (s *Server) mailbox(address string) (*mailbox, bool) {
 
 // ServeHTTP serves EWS, Autodiscover and the OAuth token endpoint.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.FaultAdmin && r.URL.Path == FaultAdminPath {
+		s.serveFaultAdmin(w, r) // not Exchange traffic: left out of Counts
+		return
+	}
 	s.counts.add("Total")
 	w.Header().Set("Server", "Microsoft-IIS/10.0")
 	w.Header().Set("X-AspNet-Version", "4.0.30319")
