@@ -42,7 +42,7 @@ func newFaultEnv(t *testing.T, cfg ewssim.Config) *faultEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := ews.NewClient(ews.Config{Credentials: creds, MaxRetries: -1, RequestTimeout: 500 * time.Millisecond, MaxInlineBackOff: time.Nanosecond})
+	client, err := ews.NewClient(ews.Config{Credentials: creds, MaxRetries: -1, RequestTimeout: 3 * time.Second, MaxInlineBackOff: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +105,14 @@ func firings(t *testing.T, seed int64, p float64, n int) []int {
 	e.sim.InjectFault(ewssim.Fault{Kind: ewssim.FaultHTTPStatus, Status: 503, Probability: p, Times: -1})
 	var failed []int
 	for i := range n {
-		if err := e.sync(t); err != nil {
-			failed = append(failed, i)
+		err := e.sync(t)
+		if err == nil {
+			continue
 		}
+		if se := syncerr.As(err); se.Upstream != "503" {
+			t.Fatalf("request %d failed other than by the fault: %v", i, err)
+		}
+		failed = append(failed, i)
 	}
 	if got := e.sim.FaultCounts()["HTTP503"]; got != int64(len(failed)) {
 		t.Errorf("FaultCounts[HTTP503] = %d, but %d requests failed", got, len(failed))

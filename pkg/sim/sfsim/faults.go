@@ -2,6 +2,7 @@ package sfsim
 
 import (
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
@@ -20,7 +21,8 @@ const (
 	// FaultSlow waits Delay (or until the client gives up) before answering normally.
 	FaultSlow
 	// FaultLockRows makes writes to the records in IDs fail with UNABLE_TO_LOCK_ROW, Times
-	// times per record.
+	// times per record. Without IDs it applies to every record written (each record of a
+	// collection is a separate decision), Times counting firings.
 	FaultLockRows
 	// FaultExpireTokens ends every session issued so far: the matching request, and every
 	// later one with an old token, gets 401 INVALID_SESSION_ID.
@@ -49,6 +51,11 @@ type Fault struct {
 	// Times is how many matching requests the fault affects (for FaultLockRows, how many
 	// writes of each record fail); 0 means once, Always means every time.
 	Times int
+	// Probability, when between 0 and 1, makes the fault fire on each matching request (or
+	// record write, for FaultLockRows without IDs) with that probability; Times then counts
+	// firings. The draws come from the server's fault generator (Config.FaultSeed,
+	// SeedFaults), so a seed gives the same decisions for the same sequence of requests.
+	Probability float64
 }
 
 type activeFault struct {
@@ -71,9 +78,25 @@ type faultState struct {
 	mu     sync.Mutex
 	faults []*activeFault
 	locks  map[string]int // record id → remaining lock failures; -1 unlimited
+	rng    *rand.Rand
+	fired  map[FaultKind]int64
 }
 
-func (fs *faultState) init() { fs.locks = map[string]int{} }
+func (fs *faultState) init(seed int64) {
+	fs.locks = map[string]int{}
+	fs.fired = map[FaultKind]int64{}
+	fs.seed(seed)
+}
+
+// seed restarts the generator behind Fault.Probability; callers hold fs.mu or own fs.
+func (fs *faultState) seed(seed int64) {
+	fs.rng = rand.New(rand.NewPCG(uint64(seed), 0x7366736d)) //nolint:gosec // fault schedules, not secrets
+}
+
+// draw decides whether a fault with probability p fires; callers hold fs.mu.
+func (fs *faultState) draw(p float64) bool {
+	return p <= 0 || p >= 1 || fs.rng.Float64() < p
+}
 
 // InjectFault adds a fault. Faults fire in the order they were injected.
 func (s *Server) InjectFault(f Fault) {
@@ -87,7 +110,7 @@ func (s *Server) InjectFault(f Fault) {
 	fs := &s.faults
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	if f.Kind == FaultLockRows {
+	if f.Kind == FaultLockRows && len(f.IDs) > 0 {
 		for _, id := range f.IDs {
 			if norm, ok := NormalizeID(id); ok {
 				id = norm
@@ -108,6 +131,41 @@ func (s *Server) ClearFaults() {
 	fs.locks = map[string]int{}
 }
 
+// SeedFaults restarts the generator behind Fault.Probability from seed.
+func (s *Server) SeedFaults(seed int64) {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	s.faults.seed(seed)
+}
+
+// FaultCounts returns how many times each kind of fault fired since the server started, by
+// FaultKind.String; a locked record counts once per refused write. ResetCounts does not reset
+// it: a chaos run reads it once at the end.
+func (s *Server) FaultCounts() map[string]int64 {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	out := make(map[string]int64, len(s.faults.fired))
+	for k, v := range s.faults.fired {
+		out[k.String()] = v
+	}
+	return out
+}
+
+// Faults returns the armed faults in the order they fire (records locked by id are not
+// listed: they are a state of the records).
+func (s *Server) Faults() []Fault {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	out := make([]Fault, len(s.faults.faults))
+	for i, f := range s.faults.faults {
+		out[i] = f.Fault
+		if f.remaining > 0 {
+			out[i].Times = f.remaining
+		}
+	}
+	return out
+}
+
 // take consumes one firing of the first live fault of kind matching the request.
 func (fs *faultState) take(endpoint, method string, kind FaultKind) bool {
 	_, ok := fs.takeFault(endpoint, method, kind)
@@ -120,9 +178,10 @@ func (fs *faultState) takeFault(endpoint, method string, kinds ...FaultKind) (Fa
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	for i, f := range fs.faults {
-		if !slices.Contains(kinds, f.Kind) || !f.matches(endpoint, method) {
+		if !slices.Contains(kinds, f.Kind) || !f.matches(endpoint, method) || !fs.draw(f.Probability) {
 			continue
 		}
+		fs.fired[f.Kind]++
 		if f.remaining > 0 {
 			f.remaining--
 			if f.remaining == 0 {
@@ -140,8 +199,9 @@ func (fs *faultState) locked(id string) bool {
 	defer fs.mu.Unlock()
 	n, ok := fs.locks[id]
 	if !ok {
-		return false
+		return fs.lockedByChance()
 	}
+	fs.fired[FaultLockRows]++
 	if n > 0 {
 		n--
 		if n == 0 {
@@ -151,6 +211,25 @@ func (fs *faultState) locked(id string) bool {
 		}
 	}
 	return true
+}
+
+// lockedByChance consumes one firing of the first FaultLockRows without ids that fires;
+// callers hold fs.mu.
+func (fs *faultState) lockedByChance() bool {
+	for i, f := range fs.faults {
+		if f.Kind != FaultLockRows || !fs.draw(f.Probability) {
+			continue
+		}
+		fs.fired[FaultLockRows]++
+		if f.remaining > 0 {
+			f.remaining--
+			if f.remaining == 0 {
+				fs.faults = append(fs.faults[:i:i], fs.faults[i+1:]...)
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // preFaults applies the faults that act before a request is authenticated: delays, server

@@ -83,6 +83,12 @@ type Config struct {
 	// BaseURL is the URL clients reach the simulator at, returned as instance_url; empty
 	// derives it from each request's Host.
 	BaseURL string
+	// FaultSeed seeds the generator that decides whether a fault with a Probability fires.
+	FaultSeed int64
+	// FaultAdmin serves the fault admin endpoint (FaultAdminPath), through which another
+	// process arms faults and reads their counts. Off by default: only a lab simulator that a
+	// chaos run drives should expose it.
+	FaultAdmin bool
 }
 
 // ConnectedApp is an OAuth client of the org.
@@ -159,6 +165,7 @@ type Server struct {
 	allocation int64
 	lifetime   time.Duration
 	baseURL    atomic.Pointer[string]
+	faultAdmin bool
 
 	// mu guards the schema and the records.
 	mu      sync.RWMutex
@@ -182,6 +189,7 @@ func New(cfg Config) *Server {
 		now:        cfg.Now,
 		allocation: cfg.DailyAllocation,
 		lifetime:   cfg.TokenLifetime,
+		faultAdmin: cfg.FaultAdmin,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -217,7 +225,7 @@ func New(cfg Config) *Server {
 	s.st = newStore(s.schema, instanceOf(s.orgID), s.now())
 	s.auth.init()
 	s.cursors.init()
-	s.faults.init()
+	s.faults.init(cfg.FaultSeed)
 	s.meter.init()
 	for _, app := range cfg.ConnectedApps {
 		if err := s.AddConnectedApp(app); err != nil {
@@ -291,6 +299,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) string {
 	path := r.URL.Path
 	switch {
+	case s.faultAdmin && path == FaultAdminPath:
+		s.serveFaultAdmin(w, r)
+		return ""
 	case path == "/services/oauth2/token":
 		s.meter.count(EndpointToken)
 		if handled := s.preFaults(w, r, EndpointToken); handled {
