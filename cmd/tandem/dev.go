@@ -27,6 +27,7 @@ type devFlags struct {
 	seed                    int64
 	interval, timeout       time.Duration
 	untilSynced, jsonOut    bool
+	insecureHTTP            bool
 	dump, redisURL, logFile string
 	logLevel, grpc, health  string
 	ewsURL, autodiscover    string
@@ -63,6 +64,7 @@ func (f *devFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.exDomains, "exchange-additional-domains", "", "real Exchange: the reps' other email domains, comma-separated")
 	fs.StringVar(&f.sfOrg, "salesforce-org-id", "", "real Salesforce: the org id (00D...)")
 	fs.StringVar(&f.sfURL, "salesforce-url", "", "real Salesforce: the org's My Domain URL (instead of the simulator)")
+	fs.BoolVar(&f.insecureHTTP, "insecure-http", false, "allow plain-http --exchange-* and --salesforce-url endpoints (test servers such as tandem sim only)")
 	fs.StringVar(&f.sfClient, "salesforce-client-id", "", "real Salesforce: the connected app's consumer key")
 	fs.StringVar(&f.sfKeyFile, "salesforce-key-file", "", "real Salesforce: the connected app certificate's private key (PEM), for the JWT bearer flow")
 	fs.StringVar(&f.sfSecret, "salesforce-client-secret", "", "real Salesforce: the consumer secret, for the client credentials flow")
@@ -86,7 +88,7 @@ func splitList(s string) []string {
 func (f *devFlags) options() (devenv.Options, error) {
 	opts := devenv.Options{
 		Users: f.users, ContactsPerUser: f.contacts, Seed: f.seed, Interval: f.interval, RedisURL: f.redisURL,
-		LogLevel: f.logLevel, GRPCAddr: f.grpc, HealthAddr: f.health,
+		LogLevel: f.logLevel, GRPCAddr: f.grpc, HealthAddr: f.health, InsecureHTTP: f.insecureHTTP,
 	}
 	if f.users < 1 || f.contacts < 0 {
 		return opts, errors.New("--users must be at least 1 and --contacts-per-user not negative")

@@ -10,12 +10,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
 	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
 )
@@ -73,53 +75,98 @@ func randomSecret() string {
 	return hex.EncodeToString(b)
 }
 
-func simExchange(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("tandem sim exchange", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on")
-	users := fs.Int("users", 5, "mailboxes to create (rep1@DOMAIN ...)")
-	contacts := fs.Int("contacts", 20, "contacts seeded in each mailbox's Salesforce_Sync folder")
-	events := fs.Int("events", 10, "events seeded in each mailbox's calendar")
-	domain := fs.String("domain", "acme.example", "the mailboxes' domain")
-	version := fs.String("server-version", "Exchange2019", "Exchange2016, Exchange2019 or ExchangeOnline")
-	seed := fs.Int64("seed", 1, "seed of the generated data")
+// simFlags are the flags both simulators take: the same seeding as `tandem dev`, a dump on
+// exit, and the fault admin endpoint for a chaos process.
+type simFlags struct {
+	seeding    devenv.Seeding
+	dump       string
+	faultAdmin bool
+}
+
+func (f *simFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&f.seeding.Users, "users", 5, "sales reps (rep1@acme.example ...), as with tandem dev")
+	fs.IntVar(&f.seeding.ContactsPerUser, "contacts-per-user", 40, "contacts per rep, split between the sides as with tandem dev")
+	fs.Int64Var(&f.seeding.Seed, "seed", 1, "seed of the generated data and of the faults' probabilities")
+	fs.StringVar(&f.dump, "dump", "", "on exit (SIGINT/SIGTERM), write the simulator's state to this directory")
+	fs.BoolVar(&f.faultAdmin, "faults-admin", false, "serve the fault admin endpoint "+ewssim.FaultAdminPath+" (GET, POST, DELETE JSON), for a chaos run")
+}
+
+func (f *simFlags) parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	account, password := "svc-tandem@"+*domain, randomSecret()
-	sim := ewssim.New(ewssim.Config{ServerVersion: *version, ServiceAccounts: []ewssim.ServiceAccount{{Username: account, Password: password, ImpersonateAll: true}}})
-	var mailboxes []string
-	for i := range *users {
-		address := fmt.Sprintf("rep%d@%s", i+1, *domain)
-		if err := sim.Seed(address, *contacts, *events, *seed+int64(i)); err != nil {
-			return err
-		}
-		mailboxes = append(mailboxes, address)
+	if f.seeding.Users < 1 || f.seeding.ContactsPerUser < 0 {
+		return errors.New("--users must be at least 1 and --contacts-per-user not negative")
 	}
-	return serveUntilDone(ctx, *listen, sim, func(url string) {
+	return nil
+}
+
+// writeDump writes the dump after the server stopped, so that it holds every request served.
+func (f *simFlags) writeDump(stdout io.Writer, serveErr error, name string, dump func() any) error {
+	if f.dump == "" {
+		return serveErr
+	}
+	if err := devenv.WriteDump(f.dump, name, dump()); err != nil {
+		return errors.Join(serveErr, err)
+	}
+	fmt.Fprintf(stdout, "Wrote %s\n", filepath.Join(f.dump, name))
+	return serveErr
+}
+
+func simExchange(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tandem sim exchange", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f simFlags
+	f.register(fs)
+	listen := fs.String("listen", "127.0.0.1:8443", "address to listen on")
+	version := fs.String("server-version", "Exchange2019", "Exchange2016, Exchange2019 or ExchangeOnline")
+	password := fs.String("password", "", "the service account's password (default: a random one, printed)")
+	if err := f.parse(fs, args); err != nil {
+		return err
+	}
+	account := devenv.ServiceAccount
+	if *password == "" {
+		*password = randomSecret()
+	}
+	sim := ewssim.New(ewssim.Config{
+		ServerVersion: *version, FaultSeed: f.seeding.Seed, FaultAdmin: f.faultAdmin,
+		ServiceAccounts: []ewssim.ServiceAccount{{Username: account, Password: *password, ImpersonateAll: true}},
+	})
+	mailboxes, err := devenv.SeedExchange(sim, f.seeding)
+	if err != nil {
+		return err
+	}
+	err = serveUntilDone(ctx, *listen, sim, func(url string) {
 		sim.SetBaseURL(url)
 		fmt.Fprintf(stdout, "Simulated Exchange (%s) at %s\n", *version, url)
 		fmt.Fprintf(stdout, "  EWS:             %s/EWS/Exchange.asmx\n", url)
 		fmt.Fprintf(stdout, "  Autodiscover:    %s/autodiscover/autodiscover.svc (SOAP), %s/autodiscover/autodiscover.xml (POX)\n", url, url)
-		fmt.Fprintf(stdout, "  Service account: %s  password: %s  (Basic, impersonates every mailbox)\n", account, password)
-		fmt.Fprintf(stdout, "  Mailboxes:       %d, %s … (%d contacts, %d events each)\n", len(mailboxes), first(mailboxes), *contacts, *events)
+		fmt.Fprintf(stdout, "  Service account: %s  password: %s  (Basic, impersonates every mailbox)\n", account, *password)
+		fmt.Fprintf(stdout, "  Mailboxes:       %d, %s … (seed %d, %d contacts per rep in all)\n", len(mailboxes), first(mailboxes), f.seeding.Seed, f.seeding.ContactsPerUser)
+		if f.faultAdmin {
+			fmt.Fprintf(stdout, "  Fault admin:     %s%s\n", url, ewssim.FaultAdminPath)
+		}
 		fmt.Fprintln(stdout, "Ctrl-C to stop.")
 	})
+	return f.writeDump(stdout, err, devenv.ExchangeDumpFile, func() any { return sim.Dump() })
 }
 
 func simSalesforce(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tandem sim salesforce", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	var f simFlags
+	f.register(fs)
 	listen := fs.String("listen", "127.0.0.1:8444", "address to listen on")
-	users := fs.Int("users", 5, "sales reps to create (rep1@DOMAIN ...)")
-	contacts := fs.Int("contacts", 20, "contacts seeded per rep")
-	events := fs.Int("events", 10, "events seeded per rep")
-	domain := fs.String("domain", "acme.example", "the reps' email domain")
+	publicURL := fs.String("public-url", "", "the URL clients reach the org at, advertised as instance_url (for a proxy in front); default: the listening address")
 	allocation := fs.Int64("daily-api-allocation", 15000, "the org's daily API request allocation")
 	keyOut := fs.String("key-out", filepath.Join(os.TempDir(), "tandem-sim-connected-app.key"), "where to write the connected app's private key (PEM)")
-	seed := fs.Int64("seed", 1, "seed of the generated data")
-	if err := fs.Parse(args); err != nil {
+	if err := f.parse(fs, args); err != nil {
 		return err
+	}
+	if *publicURL != "" {
+		if u, err := url.Parse(*publicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--public-url %q is not an absolute http(s) URL", *publicURL)
+		}
 	}
 	keyPEM, certPEM, err := sfsim.NewConnectedAppKey("tandem-sim")
 	if err != nil {
@@ -131,37 +178,36 @@ func simSalesforce(ctx context.Context, args []string, stdout, stderr io.Writer)
 	const clientID = "tandem-sim-connected-app"
 	secret := randomSecret()
 	sim := sfsim.New(sfsim.Config{
-		DailyAllocation: *allocation, TokenLifetime: 2 * time.Hour,
+		DailyAllocation: *allocation, TokenLifetime: 2 * time.Hour, BaseURL: *publicURL,
+		FaultSeed: f.seeding.Seed, FaultAdmin: f.faultAdmin,
 		ConnectedApps: []sfsim.ConnectedApp{{ClientID: clientID, CertificatePEM: certPEM}},
 	})
 	admin := sim.AdminUserID()
 	if err := sim.AddConnectedApp(sfsim.ConnectedApp{ClientID: clientID + "-cc", ClientSecret: secret, ExecutionUserID: admin}); err != nil {
 		return err
 	}
-	profile := sim.AddProfile("Sales Rep")
-	for i := range *users {
-		email := fmt.Sprintf("rep%d@%s", i+1, *domain)
-		id, err := sim.AddUser(sfsim.User{Username: email, Email: email, FirstName: "Rep", LastName: fmt.Sprint(i + 1), ProfileID: profile, IsActive: true})
-		if err != nil {
-			return err
-		}
-		if _, err := sim.SeedContacts(id, *contacts, *seed+int64(i)); err != nil {
-			return err
-		}
-		if _, err := sim.SeedEvents(id, *events, *seed+int64(i)); err != nil {
-			return err
-		}
+	profile, users, err := devenv.SeedSalesforce(sim, f.seeding)
+	if err != nil {
+		return err
 	}
 	adminUser, _ := sim.Get("User", admin)
-	return serveUntilDone(ctx, *listen, sim, func(url string) {
-		sim.SetBaseURL(url)
-		fmt.Fprintf(stdout, "Simulated Salesforce org %s at %s (My Domain)\n", sim.OrgID(), url)
+	err = serveUntilDone(ctx, *listen, sim, func(listening string) {
+		advertised := *publicURL
+		if advertised == "" {
+			advertised = listening
+			sim.SetBaseURL(listening)
+		}
+		fmt.Fprintf(stdout, "Simulated Salesforce org %s at %s (My Domain), listening on %s\n", sim.OrgID(), advertised, listening)
 		fmt.Fprintf(stdout, "  JWT bearer:         consumer key %s, private key %s, integration user %v\n", clientID, *keyOut, adminUser["Username"])
 		fmt.Fprintf(stdout, "  Client credentials: consumer key %s-cc, secret %s\n", clientID, secret)
-		fmt.Fprintf(stdout, "  Sales Rep profile:  %s; %d reps rep1@%s … with %d contacts and %d events each\n", profile, *users, *domain, *contacts, *events)
+		fmt.Fprintf(stdout, "  Sales Rep profile:  %s; %d reps %s … (seed %d, %d contacts per rep in all)\n", profile, len(users), devenv.RepEmail(0), f.seeding.Seed, f.seeding.ContactsPerUser)
 		fmt.Fprintf(stdout, "  Daily API allocation: %d\n", *allocation)
+		if f.faultAdmin {
+			fmt.Fprintf(stdout, "  Fault admin:        %s%s\n", listening, sfsim.FaultAdminPath)
+		}
 		fmt.Fprintln(stdout, "Ctrl-C to stop.")
 	})
+	return f.writeDump(stdout, err, devenv.SalesforceDumpFile, func() any { return sim.Dump() })
 }
 
 func first(s []string) string {

@@ -55,6 +55,12 @@ type Options struct {
 	// simulators (a sandbox, as an admin would try Tandem before production).
 	Exchange   *ExchangeEndpoint
 	Salesforce *SalesforceEndpoint
+	// Simulators, when set, are used instead of new ones (Users, ContactsPerUser and Seed are
+	// then theirs); they outlive the environment.
+	Simulators *Simulators
+	// InsecureHTTP lets Exchange and Salesforce be plain-http endpoints: test servers such as
+	// `tandem sim` in another process. Without it such URLs are refused.
+	InsecureHTTP bool
 	// Warn receives warnings meant for the person running the environment.
 	Warn io.Writer
 }
@@ -166,7 +172,8 @@ func (e *Env) startRedis(ctx context.Context) error {
 // with the settings it runs with here (short intervals, small concurrency, plain HTTP to the
 // simulators).
 func (e *Env) buildServices(pcfg platform.Config) error {
-	sims := e.EWS != nil
+	// The simulators in this process speak plain http; real endpoints only with InsecureHTTP.
+	allowHTTP := e.EWS != nil || e.opts.InsecureHTTP
 	addr := e.opts.GRPCAddr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -179,7 +186,7 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 			return scheduler.New(scheduler.Config{Platform: pcfg, Tick: 200 * time.Millisecond, Interval: e.opts.Interval, StallCycles: 10}, p)
 		}},
 		{"exchange-worker", func(p *platform.Platform) (platform.Service, error) {
-			return exchangeworker.New(exchangeworker.Config{Platform: pcfg, JobConcurrency: 8, ApplyConcurrency: 8, AllowHTTP: sims,
+			return exchangeworker.New(exchangeworker.Config{Platform: pcfg, JobConcurrency: 8, ApplyConcurrency: 8, AllowHTTP: allowHTTP,
 				BackoffBase: 5 * time.Second, BackoffMax: time.Minute}, p)
 		}},
 		{"salesforce-worker", func(p *platform.Platform) (platform.Service, error) {
@@ -190,7 +197,7 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 			return reconciler.New(reconciler.Config{Platform: pcfg, Concurrency: 8, LeaseTTL: 30 * time.Second, PendingTimeout: 2 * time.Minute}, p)
 		}},
 		{"status-api", func(p *platform.Platform) (platform.Service, error) {
-			api, err := statusapi.New(statusapi.Config{Platform: pcfg, GRPCAddr: addr, AllowHTTP: sims, GracefulStop: 5 * time.Second}, p)
+			api, err := statusapi.New(statusapi.Config{Platform: pcfg, GRPCAddr: addr, AllowHTTP: allowHTTP, GracefulStop: 5 * time.Second}, p)
 			e.StatusAPI = api
 			return api, err
 		}},

@@ -3,6 +3,8 @@ package devenv
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/url"
 	"strings"
 
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -46,6 +48,13 @@ func (e *Env) connectReal(ctx context.Context) error {
 	if len(sf.ProfileIDs)+len(sf.UserIDs) == 0 {
 		return errors.New("name the Salesforce profiles or users to sync")
 	}
+	for _, u := range []struct{ flag, url string }{
+		{"--exchange-ews-url", ex.EWSURL}, {"--exchange-autodiscover-url", ex.AutodiscoverURL}, {"--salesforce-url", sf.MyDomainURL},
+	} {
+		if err := checkEndpointURL(u.flag, u.url, e.opts.InsecureHTTP); err != nil {
+			return err
+		}
+	}
 	conn := &tandemv1.ExchangeConnection{
 		EwsUrl: ex.EWSURL, AutodiscoverUrl: ex.AutodiscoverURL, AdditionalDomains: ex.AdditionalDomains,
 	}
@@ -76,4 +85,20 @@ func (e *Env) connectReal(ctx context.Context) error {
 		Contacts: &tandemv1.ContactSyncSettings{Direction: tandemv1.SyncDirection_SYNC_DIRECTION_BOTH, Scope: tandemv1.ContactScope_CONTACT_SCOPE_USER_RECORDS},
 	}
 	return e.configure(ctx, org, cfg)
+}
+
+// checkEndpointURL accepts an https endpoint, and a plain-http one only with insecure (a lab's
+// test server): credentials must not travel in clear to a real Exchange or Salesforce by a typo.
+func checkEndpointURL(flag, raw string, insecure bool) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return fmt.Errorf("%s %q is not an absolute https URL", flag, raw)
+	case u.Scheme == "http" && !insecure:
+		return fmt.Errorf("%s %q is plain http, which would send credentials in clear: use https, or --insecure-http for a test server", flag, raw)
+	}
+	return nil
 }

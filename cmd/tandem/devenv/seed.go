@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/tandem-sync/tandem/pkg/exchange"
@@ -18,8 +19,9 @@ import (
 
 // The simulated company.
 const (
-	domain         = "acme.example"
-	serviceAccount = "svc-tandem@" + domain
+	domain = "acme.example"
+	// ServiceAccount is the simulated Exchange's service account, which impersonates every rep.
+	ServiceAccount = "svc-tandem@" + domain
 	connectedApp   = "tandem-dev-connected-app"
 	profileName    = "Sales Rep"
 	configName     = "Sales reps"
@@ -40,44 +42,25 @@ func (e *Env) serve(h http.Handler) (string, error) {
 // startSimulators starts simulated Exchange and Salesforce servers, seeds them, and stores the
 // org and its sync configuration.
 func (e *Env) startSimulators(ctx context.Context) error {
-	password, err := randomHex(12)
-	if err != nil {
-		return err
+	sims := e.opts.Simulators
+	if sims == nil {
+		var err error
+		if sims, err = NewSimulators(Seeding{Users: e.opts.Users, ContactsPerUser: e.opts.ContactsPerUser, Seed: e.opts.Seed}); err != nil {
+			return err
+		}
 	}
-	keyPEM, certPEM, err := sfsim.NewConnectedAppKey(connectedApp)
-	if err != nil {
-		return err
-	}
-	e.EWS = ewssim.New(ewssim.Config{ServiceAccounts: []ewssim.ServiceAccount{{Username: serviceAccount, Password: password, ImpersonateAll: true}}})
+	e.EWS, e.Salesforce, e.Mailboxes = sims.EWS, sims.Salesforce, sims.Users
+	var err error
 	if e.EWSURL, err = e.serve(e.EWS); err != nil {
 		return err
 	}
 	e.EWS.SetBaseURL(e.EWSURL)
-	e.Salesforce = sfsim.New(sfsim.Config{
-		DailyAllocation: 100_000, TokenLifetime: 2 * time.Hour,
-		ConnectedApps: []sfsim.ConnectedApp{{ClientID: connectedApp, CertificatePEM: certPEM}},
-	})
 	if e.SalesforceURL, err = e.serve(e.Salesforce); err != nil {
 		return err
 	}
 	e.Salesforce.SetBaseURL(e.SalesforceURL)
 	e.OrgID = e.Salesforce.OrgID()
-
-	profile := e.Salesforce.AddProfile(profileName)
-	e.Mailboxes = map[string]string{}
-	for i := range e.opts.Users {
-		email := fmt.Sprintf("rep%d@%s", i+1, domain)
-		id, err := e.Salesforce.AddUser(sfsim.User{
-			Username: email, Email: email, FirstName: "Rep", LastName: fmt.Sprint(i + 1), ProfileID: profile, IsActive: true,
-		})
-		if err != nil {
-			return fmt.Errorf("add Salesforce user %s: %w", email, err)
-		}
-		if err := e.seedUser(id, email, e.opts.Seed+int64(i)); err != nil {
-			return err
-		}
-		e.Mailboxes[id] = email
-	}
+	password, keyPEM, profile := sims.password, sims.keyPEM, sims.profileID
 
 	admin, ok := e.Salesforce.Get("User", e.Salesforce.AdminUserID())
 	if !ok {
@@ -86,7 +69,7 @@ func (e *Env) startSimulators(ctx context.Context) error {
 	org := &tandemv1.Org{
 		OrgId: e.OrgID, Name: "Acme (simulated)", Enabled: true, SyncIntervalSeconds: int32(max(1, e.opts.Interval/time.Second)),
 		Exchange: &tandemv1.ExchangeConnection{
-			Auth: tandemv1.ExchangeAuth_EXCHANGE_AUTH_BASIC, ServiceAccount: serviceAccount, Password: password,
+			Auth: tandemv1.ExchangeAuth_EXCHANGE_AUTH_BASIC, ServiceAccount: ServiceAccount, Password: password,
 			AutodiscoverUrl: e.EWSURL + "/autodiscover/autodiscover.svc",
 		},
 		Salesforce: &tandemv1.SalesforceConnection{
@@ -101,38 +84,138 @@ func (e *Env) startSimulators(ctx context.Context) error {
 	return e.configure(ctx, org, cfg)
 }
 
-// seedUser gives a user a mailbox and contacts: about half in the mailbox's Salesforce_Sync
-// folder, half in Salesforce owned by the user, and a few on both sides with the same email
-// (with Salesforce holding a newer title), which the first sync links instead of duplicating.
-func (e *Env) seedUser(userID, email string, seed int64) error {
-	inExchange := e.opts.ContactsPerUser / 2
-	inSalesforce := e.opts.ContactsPerUser - inExchange
-	if err := e.EWS.Seed(email, inExchange, 0, seed); err != nil {
-		return err
-	}
-	if _, err := e.Salesforce.SeedContacts(userID, inSalesforce, seed); err != nil {
-		return err
-	}
-	both := min(inExchange, max(1, e.opts.ContactsPerUser/20))
-	for i, it := range e.EWS.Items(email, exchange.SyncFolderName) {
-		if i >= both || it.Contact == nil {
-			break
-		}
-		c := it.Contact
-		if _, err := e.Salesforce.Insert("Contact", map[string]any{
-			"FirstName": c.GivenName, "LastName": c.Surname, "Email": c.Email("EmailAddress1"), "Title": "Account Executive",
-		}, userID); err != nil {
-			return fmt.Errorf("seed a contact on both sides for %s: %w", email, err)
-		}
-	}
-	return nil
+// Simulators are a seeded simulated Exchange and Salesforce with the credentials Tandem uses
+// for them. Given in Options, they outlive the environment: a second environment on the same
+// Redis and the same simulators is a restart of Tandem that must carry on where it stopped.
+type Simulators struct {
+	EWS        *ewssim.Server
+	Salesforce *sfsim.Server
+	// Users are the reps: Salesforce user id → email.
+	Users map[string]string
+
+	password, profileID string
+	keyPEM              []byte
 }
 
-// configure stores the org and its sync configuration.
+// NewSimulators builds both simulators and seeds them with s.
+func NewSimulators(s Seeding) (*Simulators, error) {
+	password, err := randomHex(12)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, certPEM, err := sfsim.NewConnectedAppKey(connectedApp)
+	if err != nil {
+		return nil, err
+	}
+	sims := &Simulators{
+		EWS: ewssim.New(ewssim.Config{ServiceAccounts: []ewssim.ServiceAccount{{Username: ServiceAccount, Password: password, ImpersonateAll: true}}}),
+		Salesforce: sfsim.New(sfsim.Config{
+			DailyAllocation: 100_000, TokenLifetime: 2 * time.Hour,
+			ConnectedApps: []sfsim.ConnectedApp{{ClientID: connectedApp, CertificatePEM: certPEM}},
+		}),
+		password: password, keyPEM: keyPEM,
+	}
+	if _, err := SeedExchange(sims.EWS, s); err != nil {
+		return nil, err
+	}
+	if sims.profileID, sims.Users, err = SeedSalesforce(sims.Salesforce, s); err != nil {
+		return nil, err
+	}
+	return sims, nil
+}
+
+// Seeding sizes the simulated company. `tandem dev` and `tandem sim` seed through the same
+// functions, so a simulator started on its own with the same Seeding holds what `tandem dev`
+// would have made, and one restarted with it holds the same again.
+type Seeding struct {
+	// Users is the number of sales reps: rep1@acme.example, rep2@acme.example ...
+	Users int
+	// ContactsPerUser is split between the sides: about half in the mailbox's Salesforce_Sync
+	// folder, half in Salesforce owned by the rep, and a few on both sides with the same email
+	// (Salesforce holding a newer title), which the first sync links instead of duplicating.
+	ContactsPerUser int
+	// Seed makes the generated people reproducible; rep i uses Seed+i.
+	Seed int64
+}
+
+// RepEmail is the address of the i-th rep (from 0), in Exchange and in Salesforce.
+func RepEmail(i int) string { return fmt.Sprintf("rep%d@%s", i+1, domain) }
+
+func (s Seeding) inExchange() int { return s.ContactsPerUser / 2 }
+
+// onBoth is how many of a rep's Exchange contacts are also in Salesforce.
+func (s Seeding) onBoth() int { return min(s.inExchange(), max(1, s.ContactsPerUser/20)) }
+
+// SeedExchange gives every rep a mailbox with the Exchange half of the rep's contacts and
+// returns the mailboxes' addresses.
+func SeedExchange(sim *ewssim.Server, s Seeding) ([]string, error) {
+	var out []string
+	for i := range s.Users {
+		email := RepEmail(i)
+		if err := sim.Seed(email, s.inExchange(), 0, s.Seed+int64(i)); err != nil {
+			return nil, fmt.Errorf("seed the mailbox of %s: %w", email, err)
+		}
+		out = append(out, email)
+	}
+	return out, nil
+}
+
+// SeedSalesforce adds the Sales Rep profile and a user per rep with the Salesforce half of the
+// rep's contacts plus the contacts on both sides, and returns the profile's id and the users
+// (id → email). The contacts on both sides are the first ones SeedExchange puts in the rep's
+// mailbox, generated again here in a scratch simulator from the same seed, so that a
+// Salesforce simulator running apart from the Exchange one still matches it.
+func SeedSalesforce(sim *sfsim.Server, s Seeding) (profileID string, users map[string]string, err error) {
+	profileID = sim.AddProfile(profileName)
+	users = map[string]string{}
+	for i := range s.Users {
+		email := RepEmail(i)
+		id, err := sim.AddUser(sfsim.User{
+			Username: email, Email: email, FirstName: "Rep", LastName: fmt.Sprint(i + 1), ProfileID: profileID, IsActive: true,
+		})
+		if err != nil {
+			return "", nil, fmt.Errorf("add Salesforce user %s: %w", email, err)
+		}
+		if _, err := sim.SeedContacts(id, s.ContactsPerUser-s.inExchange(), s.Seed+int64(i)); err != nil {
+			return "", nil, fmt.Errorf("seed the contacts of %s: %w", email, err)
+		}
+		scratch := ewssim.New(ewssim.Config{})
+		if err := scratch.Seed(email, s.inExchange(), 0, s.Seed+int64(i)); err != nil {
+			return "", nil, fmt.Errorf("generate the Exchange contacts of %s: %w", email, err)
+		}
+		for j, it := range scratch.Items(email, exchange.SyncFolderName) {
+			if j >= s.onBoth() || it.Contact == nil {
+				break
+			}
+			c := it.Contact
+			if _, err := sim.Insert("Contact", map[string]any{
+				"FirstName": c.GivenName, "LastName": c.Surname, "Email": c.Email("EmailAddress1"), "Title": "Account Executive",
+			}, id); err != nil {
+				return "", nil, fmt.Errorf("seed a contact on both sides for %s: %w", email, err)
+			}
+		}
+		users[id] = email
+	}
+	return profileID, users, nil
+}
+
+// configure stores the org and its sync configuration. It is idempotent, so that a restart on
+// the same Redis carries on where the last run stopped: the org is replaced (its credentials
+// are sealed with this run's key), and a configuration with the same name is updated in place
+// rather than added again.
 func (e *Env) configure(ctx context.Context, org *tandemv1.Org, cfg *tandemv1.SyncConfiguration) error {
 	org.UpdatedAt = nil
 	if _, err := e.Platform.Store.PutOrg(ctx, org); err != nil {
 		return fmt.Errorf("store the org: %w", err)
+	}
+	existing, err := e.Platform.Store.ListConfigurations(ctx, org.GetOrgId())
+	if err != nil {
+		return fmt.Errorf("read the sync configurations: %w", err)
+	}
+	for _, c := range existing {
+		if strings.EqualFold(strings.TrimSpace(c.GetName()), cfg.GetName()) {
+			cfg.Id = c.GetId()
+		}
 	}
 	if _, err := e.Platform.Store.PutConfiguration(ctx, org.GetOrgId(), cfg); err != nil {
 		return fmt.Errorf("store the sync configuration: %w", err)
