@@ -15,6 +15,7 @@ const usage = `Tandem keeps salespeople's contacts and calendar events in sync b
 Usage:
   tandem dev [flags]                   run everything in one process (try: tandem dev --help)
   tandem sim exchange|salesforce ...   run a simulated Exchange or Salesforce server
+  tandem chaos [flags]                 run the services under faults; check nothing is lost or duplicated
   tandem plan --user EMAIL [flags]     show what a user's next cycle would create, update and delete
   tandem status [--user EMAIL] [flags] show an org's or a user's sync status
   tandem version                       print the version
@@ -32,6 +33,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "dev":
 		return devCommand(args[1:], stdout, stderr)
+	case "chaos":
+		return chaosCommand(args[1:], stdout, stderr)
 	case "sim":
 		return simCommand(args[1:], stdout, stderr)
 	case "plan":

@@ -84,7 +84,7 @@ func (e *Env) connectReal(ctx context.Context) error {
 		Name: configName, Active: true, ProfileIds: sf.ProfileIDs, UserIds: sf.UserIDs,
 		Contacts: &tandemv1.ContactSyncSettings{Direction: tandemv1.SyncDirection_SYNC_DIRECTION_BOTH, Scope: tandemv1.ContactScope_CONTACT_SCOPE_USER_RECORDS},
 	}
-	return e.configure(ctx, org, cfg)
+	return Configure(ctx, e.Platform.Store, org, cfg)
 }
 
 // checkEndpointURL accepts an https endpoint, and a plain-http one only with insecure (a lab's

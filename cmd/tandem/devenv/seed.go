@@ -14,6 +14,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
 	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
+	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -60,28 +61,36 @@ func (e *Env) startSimulators(ctx context.Context) error {
 	}
 	e.Salesforce.SetBaseURL(e.SalesforceURL)
 	e.OrgID = e.Salesforce.OrgID()
-	password, keyPEM, profile := sims.password, sims.keyPEM, sims.profileID
+	org, cfg, err := sims.Org(e.EWSURL, e.SalesforceURL, e.opts.Interval)
+	if err != nil {
+		return err
+	}
+	return Configure(ctx, e.Platform.Store, org, cfg)
+}
 
-	admin, ok := e.Salesforce.Get("User", e.Salesforce.AdminUserID())
+// Org returns the org that connects Tandem to these simulators, served at ewsURL and sfURL,
+// syncing every interval, and its sync configuration: contacts, both ways, for every rep.
+func (sims *Simulators) Org(ewsURL, sfURL string, interval time.Duration) (*tandemv1.Org, *tandemv1.SyncConfiguration, error) {
+	admin, ok := sims.Salesforce.Get("User", sims.Salesforce.AdminUserID())
 	if !ok {
-		return errors.New("the Salesforce simulator has no admin user")
+		return nil, nil, errors.New("the Salesforce simulator has no admin user")
 	}
 	org := &tandemv1.Org{
-		OrgId: e.OrgID, Name: "Acme (simulated)", Enabled: true, SyncIntervalSeconds: int32(max(1, e.opts.Interval/time.Second)),
+		OrgId: sims.Salesforce.OrgID(), Name: "Acme (simulated)", Enabled: true, SyncIntervalSeconds: int32(max(1, interval/time.Second)),
 		Exchange: &tandemv1.ExchangeConnection{
-			Auth: tandemv1.ExchangeAuth_EXCHANGE_AUTH_BASIC, ServiceAccount: ServiceAccount, Password: password,
-			AutodiscoverUrl: e.EWSURL + "/autodiscover/autodiscover.svc",
+			Auth: tandemv1.ExchangeAuth_EXCHANGE_AUTH_BASIC, ServiceAccount: ServiceAccount, Password: sims.password,
+			AutodiscoverUrl: ewsURL + "/autodiscover/autodiscover.svc",
 		},
 		Salesforce: &tandemv1.SalesforceConnection{
-			Auth: tandemv1.SalesforceAuth_SALESFORCE_AUTH_JWT_BEARER, MyDomainUrl: e.SalesforceURL, ClientId: connectedApp,
-			PrivateKeyPem: string(keyPEM), IntegrationUsername: fmt.Sprint(admin["Username"]),
+			Auth: tandemv1.SalesforceAuth_SALESFORCE_AUTH_JWT_BEARER, MyDomainUrl: sfURL, ClientId: connectedApp,
+			PrivateKeyPem: string(sims.keyPEM), IntegrationUsername: fmt.Sprint(admin["Username"]),
 		},
 	}
 	cfg := &tandemv1.SyncConfiguration{
-		Name: configName, Active: true, ProfileIds: []string{profile},
+		Name: configName, Active: true, ProfileIds: []string{sims.profileID},
 		Contacts: &tandemv1.ContactSyncSettings{Direction: tandemv1.SyncDirection_SYNC_DIRECTION_BOTH, Scope: tandemv1.ContactScope_CONTACT_SCOPE_USER_RECORDS},
 	}
-	return e.configure(ctx, org, cfg)
+	return org, cfg, nil
 }
 
 // Simulators are a seeded simulated Exchange and Salesforce with the credentials Tandem uses
@@ -199,16 +208,16 @@ func SeedSalesforce(sim *sfsim.Server, s Seeding) (profileID string, users map[s
 	return profileID, users, nil
 }
 
-// configure stores the org and its sync configuration. It is idempotent, so that a restart on
-// the same Redis carries on where the last run stopped: the org is replaced (its credentials
-// are sealed with this run's key), and a configuration with the same name is updated in place
-// rather than added again.
-func (e *Env) configure(ctx context.Context, org *tandemv1.Org, cfg *tandemv1.SyncConfiguration) error {
+// Configure stores the org and its sync configuration in st. It is idempotent, so that a
+// restart on the same Redis carries on where the last run stopped: the org is replaced (its
+// credentials are sealed with this run's key), and a configuration with the same name is
+// updated in place rather than added again.
+func Configure(ctx context.Context, st *store.Store, org *tandemv1.Org, cfg *tandemv1.SyncConfiguration) error {
 	org.UpdatedAt = nil
-	if _, err := e.Platform.Store.PutOrg(ctx, org); err != nil {
+	if _, err := st.PutOrg(ctx, org); err != nil {
 		return fmt.Errorf("store the org: %w", err)
 	}
-	existing, err := e.Platform.Store.ListConfigurations(ctx, org.GetOrgId())
+	existing, err := st.ListConfigurations(ctx, org.GetOrgId())
 	if err != nil {
 		return fmt.Errorf("read the sync configurations: %w", err)
 	}
@@ -217,7 +226,7 @@ func (e *Env) configure(ctx context.Context, org *tandemv1.Org, cfg *tandemv1.Sy
 			cfg.Id = c.GetId()
 		}
 	}
-	if _, err := e.Platform.Store.PutConfiguration(ctx, org.GetOrgId(), cfg); err != nil {
+	if _, err := st.PutConfiguration(ctx, org.GetOrgId(), cfg); err != nil {
 		return fmt.Errorf("store the sync configuration: %w", err)
 	}
 	return nil

@@ -1,0 +1,185 @@
+// Package chaos is the independent judge of `tandem chaos`: a model of what the simulated users
+// did to their contacts, on which side and when, and a check of both simulators' final state
+// against it. It knows nothing of Tandem's ledger, mappings or sync keys: a person is recognised
+// on either side only by the marker the user wrote into the contact's notes when creating it,
+// which Tandem syncs like any other field and which the users never edit.
+package chaos
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Side is where a user made an edit.
+type Side int
+
+// The two sides.
+const (
+	Exchange Side = iota + 1
+	Salesforce
+)
+
+func (s Side) String() string {
+	switch s {
+	case Exchange:
+		return "Exchange"
+	case Salesforce:
+		return "Salesforce"
+	}
+	return "unknown side"
+}
+
+// other returns the opposite side.
+func (s Side) other() Side {
+	if s == Exchange {
+		return Salesforce
+	}
+	return Exchange
+}
+
+// markerPattern finds a person's marker in a contact's notes.
+var markerPattern = regexp.MustCompile(`\[chaos:([A-Za-z0-9._-]+)\]`)
+
+// Marker returns the text that identifies person id in a contact's notes.
+func Marker(id string) string { return "[chaos:" + id + "]" }
+
+// markerOf returns the person id a contact's notes carry, or "".
+func markerOf(notes string) string {
+	m := markerPattern.FindStringSubmatch(notes)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// state is what became of a person, as far as the users are concerned.
+type state int
+
+const (
+	live    state = iota // in sync: one copy on each side
+	deleted              // removed from sync by a user: no copy on either side
+)
+
+// person is one contact a user created, followed through the user's edits.
+type person struct {
+	id      string
+	user    string
+	created Side
+	state   state
+	// lastEdit is when each side was last changed by a user (creation included).
+	lastEdit map[Side]time.Time
+	// removedAt and removedOn say when and where the person was deleted or moved out.
+	removedAt time.Time
+	removedOn Side
+}
+
+// Model records what the users did. It is safe for concurrent use.
+type Model struct {
+	// Window is how long an edit may take to reach the other side. A person deleted on one
+	// side within Window of an edit on the other may legitimately come back (a modification
+	// beats a concurrent deletion), so the check then accepts either outcome, provided both
+	// sides agree.
+	Window time.Duration
+	// ExchangeDeleteDeletes says the sync configuration deletes a contact in Salesforce when
+	// it is removed from Exchange (EXCHANGE_DELETE_POLICY_DELETE); by default the Salesforce
+	// contact stays, unlinked.
+	ExchangeDeleteDeletes bool
+
+	mu      sync.Mutex
+	people  map[string]*person
+	edits   int
+	counter map[string]int
+}
+
+// NewModel returns an empty model; window is as for Model.Window.
+func NewModel(window time.Duration) *Model {
+	return &Model{Window: window, people: map[string]*person{}, counter: map[string]int{}}
+}
+
+// NewPerson records that user created a contact on side at t and returns the person's id,
+// whose Marker the contact's notes must carry.
+func (m *Model) NewPerson(user string, side Side, t time.Time) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.counter[user]++
+	id := fmt.Sprintf("%s.%d", sanitize(user), m.counter[user])
+	m.people[id] = &person{id: id, user: user, created: side, lastEdit: map[Side]time.Time{side: t}}
+	m.edits++
+	return id
+}
+
+// Existing records a person that was there before the run, already on both sides.
+func (m *Model) Existing(user, id string, t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.people[id] = &person{id: id, user: user, lastEdit: map[Side]time.Time{Exchange: t, Salesforce: t}}
+}
+
+// Updated records a user's change to person id on side at t.
+func (m *Model) Updated(id string, side Side, t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p := m.people[id]; p != nil {
+		p.lastEdit[side] = t
+		m.edits++
+	}
+}
+
+// Removed records that a user deleted person id on side at t, or moved it out of the synced
+// folder (which, with deletes synced both ways, is the same for the other side).
+func (m *Model) Removed(id string, side Side, t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p := m.people[id]; p != nil && p.state == live {
+		p.state, p.removedAt, p.removedOn = deleted, t, side
+		m.edits++
+	}
+}
+
+// Edits counts the users' edits.
+func (m *Model) Edits() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.edits
+}
+
+// Live returns the ids of user's people that are still in sync, in a stable order, for the
+// edit generator to pick from.
+func (m *Model) Live(user string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for id, p := range m.people {
+		if p.user == user && p.state == live {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// contested reports whether a removed person may legitimately have come back: the other
+// side was edited shortly before (or after) the removal.
+func (p *person) contested(window time.Duration) bool {
+	if p.state != deleted {
+		return false
+	}
+	other, ok := p.lastEdit[p.removedOn.other()]
+	return ok && other.After(p.removedAt.Add(-window))
+}
+
+func sanitize(s string) string {
+	out := []rune{}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			out = append(out, r)
+		default:
+			out = append(out, '_')
+		}
+	}
+	return string(out)
+}

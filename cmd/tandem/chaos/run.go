@@ -1,0 +1,596 @@
+package chaos
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
+	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/seal"
+	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
+	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
+	"github.com/tandem-sync/tandem/pkg/store"
+)
+
+// Services are the service binaries chaos runs, by the name of their folder and binary.
+var Services = []string{"scheduler", "exchange-worker", "salesforce-worker", "reconciler", "status-api"}
+
+// Options configure a chaos run.
+type Options struct {
+	// Duration is how long users edit and faults are injected; then the system settles.
+	Duration time.Duration
+	// Seed decides the users' edits, the seeded data and the schedule of faults.
+	Seed uint64
+	// Users and ContactsPerUser size the seeded simulators.
+	Users, ContactsPerUser int
+	// Replicas is how many processes of each worker and of the reconciler run (one scheduler
+	// and one status-api).
+	Replicas int
+	// Interval is the org's sync interval.
+	Interval time.Duration
+	// Settle bounds how long the system may take to converge once the faults stop.
+	Settle time.Duration
+	// EditEvery is the pause between two user edits.
+	EditEvery time.Duration
+	// Dir keeps the run's binaries, logs and server state; empty means a temporary directory,
+	// removed after a passing run and kept after a failing one.
+	Dir string
+	// Progress receives a line now and then.
+	Progress io.Writer
+}
+
+// Result is what a run found; it is printed as JSON.
+type Result struct {
+	Converged    bool             `json:"converged"`
+	Lost         int              `json:"lost"`
+	Duplicated   int              `json:"duplicated"`
+	Resurrected  int              `json:"resurrected"`
+	Differing    int              `json:"differing"`
+	Unknown      int              `json:"unknown"`
+	StalledUsers int              `json:"stalled_users"`
+	People       int              `json:"people"`
+	Edits        int              `json:"edits"`
+	Faults       map[string]int64 `json:"faults"`
+	Seed         uint64           `json:"seed"`
+	Seconds      float64          `json:"seconds"`
+	SettleSecs   float64          `json:"settle_seconds"`
+	Dir          string           `json:"dir,omitempty"`
+	Violations   []string         `json:"violations,omitempty"`
+}
+
+func (o *Options) defaults() {
+	if o.Duration <= 0 {
+		o.Duration = time.Minute
+	}
+	if o.Users <= 0 {
+		o.Users = 4
+	}
+	if o.ContactsPerUser <= 0 {
+		o.ContactsPerUser = 30
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 2
+	}
+	if o.Interval <= 0 {
+		o.Interval = 2 * time.Second
+	}
+	if o.Settle <= 0 {
+		o.Settle = 3 * time.Minute
+	}
+	if o.EditEvery <= 0 {
+		o.EditEvery = 150 * time.Millisecond
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+}
+
+// run is one chaos run's world: the servers and processes, the simulators and the model.
+type run struct {
+	opts    Options
+	dir     string
+	bins    map[string]string
+	rng     *mrand.Rand
+	redis   *proc
+	nats    *proc
+	natsDir string
+	redisAd string
+	natsURL string
+	seal    string
+	sims    *devenv.Simulators
+	ewsURL  string
+	sfURL   string
+	users   []User
+	model   *Model
+	workers []*proc
+
+	mu     sync.Mutex
+	faults map[string]int64
+}
+
+// Run runs chaos: the real services as separate processes against a real nats-server and
+// redis-server and both simulators, users editing, processes killed, servers restarted, state
+// lost and API faults injected for Duration; then it stops the faults and checks the
+// simulators' final state against the model of what the users did.
+func Run(ctx context.Context, opts Options) (res Result, err error) {
+	opts.defaults()
+	start := time.Now()
+	res.Seed = opts.Seed
+	r := &run{opts: opts, rng: mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0xc4a05)), faults: map[string]int64{}}
+	if r.dir = opts.Dir; r.dir == "" {
+		if r.dir, err = os.MkdirTemp("", "tandem-chaos-"); err != nil {
+			return res, err
+		}
+	}
+	defer r.stopAll()
+	if err := r.startServers(ctx); err != nil {
+		return res, err
+	}
+	if err := r.startSimulators(ctx); err != nil {
+		return res, err
+	}
+	if err := r.startServices(); err != nil {
+		return res, err
+	}
+	r.progressf("chaos: seed %d, %d users × %d contacts, %d replicas, %s of faults; logs in %s",
+		opts.Seed, opts.Users, opts.ContactsPerUser, opts.Replicas, opts.Duration, r.dir)
+
+	if err := r.storm(ctx); err != nil {
+		return res, err
+	}
+	settleStart := time.Now()
+	report, err := r.settle(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.Converged = report.OK()
+	res.Lost, res.Duplicated, res.Resurrected = report.Lost, report.Duplicated, report.Resurrected
+	res.Differing, res.Unknown, res.StalledUsers, res.People = report.Differing, report.Unknown, report.StalledUsers, report.People
+	res.Violations = report.Violations
+	res.Edits = r.model.Edits()
+	res.Faults = r.faultCounts()
+	res.Seconds = math.Round(time.Since(start).Seconds()*10) / 10
+	res.SettleSecs = math.Round(time.Since(settleStart).Seconds()*10) / 10
+	if res.Converged && opts.Dir == "" {
+		r.stopAll()
+		_ = os.RemoveAll(r.dir)
+	} else {
+		res.Dir = r.dir
+	}
+	return res, nil
+}
+
+func (r *run) progressf(format string, args ...any) {
+	fmt.Fprintf(r.opts.Progress, format+"\n", args...)
+}
+
+func (r *run) count(kind string) {
+	r.mu.Lock()
+	r.faults[kind]++
+	r.mu.Unlock()
+}
+
+// faultCounts merges chaos's own faults with those the simulators injected.
+func (r *run) faultCounts() map[string]int64 {
+	r.mu.Lock()
+	out := make(map[string]int64, len(r.faults))
+	for k, v := range r.faults {
+		out[k] = v
+	}
+	r.mu.Unlock()
+	for k, v := range r.sims.EWS.FaultCounts() {
+		out["ews_"+k] += v
+	}
+	for k, v := range r.sims.Salesforce.FaultCounts() {
+		out["salesforce_"+k] += v
+	}
+	return out
+}
+
+// startServers builds the binaries and starts redis-server (AOF on) and nats-server.
+func (r *run) startServers(ctx context.Context) error {
+	root, err := sourceRoot()
+	if err != nil {
+		return err
+	}
+	r.progressf("chaos: building the services and nats-server")
+	if r.bins, err = build(ctx, root, filepath.Join(r.dir, "bin")); err != nil {
+		return err
+	}
+	redisBin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return errors.New("chaos needs redis-server on PATH (apt-get install redis-server)")
+	}
+	redisPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	redisDir := filepath.Join(r.dir, "redis")
+	if err := os.MkdirAll(redisDir, 0o700); err != nil {
+		return err
+	}
+	r.redisAd = net.JoinHostPort("127.0.0.1", strconv.Itoa(redisPort))
+	r.redis = &proc{name: "redis-server", bin: redisBin, log: filepath.Join(r.dir, "redis.log"), env: os.Environ(), args: []string{
+		"--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1", "--dir", redisDir, "--appendonly", "yes",
+		"--appendfsync", "everysec", "--save", "", "--daemonize", "no",
+	}}
+	natsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	r.natsDir = filepath.Join(r.dir, "nats")
+	r.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	r.nats = &proc{name: "nats-server", bin: r.bins["nats-server"], log: filepath.Join(r.dir, "nats.log"), env: os.Environ(), args: []string{
+		"-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-js", "-sd", r.natsDir,
+	}}
+	for _, p := range []*proc{r.redis, r.nats} {
+		if err := r.startServer(ctx, p); err != nil {
+			return err
+		}
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	r.seal = base64.StdEncoding.EncodeToString(key)
+	return nil
+}
+
+// startServer starts nats-server or redis-server and waits until it listens.
+func (r *run) startServer(ctx context.Context, p *proc) error {
+	if err := p.start(); err != nil {
+		return err
+	}
+	addr := r.redisAd
+	if p == r.nats {
+		addr = strings.TrimPrefix(r.natsURL, "nats://")
+	}
+	return waitListening(ctx, addr, 30*time.Second)
+}
+
+// startSimulators seeds and serves both simulators and stores the org that connects to them.
+func (r *run) startSimulators(ctx context.Context) error {
+	sims, err := devenv.NewSimulators(devenv.Seeding{Users: r.opts.Users, ContactsPerUser: r.opts.ContactsPerUser, Seed: int64(r.opts.Seed % math.MaxInt32)})
+	if err != nil {
+		return err
+	}
+	r.sims = sims
+	sims.EWS.SeedFaults(int64(r.opts.Seed))
+	sims.Salesforce.SeedFaults(int64(r.opts.Seed))
+	if r.ewsURL, err = serve(ctx, sims.EWS); err != nil {
+		return err
+	}
+	sims.EWS.SetBaseURL(r.ewsURL)
+	if r.sfURL, err = serve(ctx, sims.Salesforce); err != nil {
+		return err
+	}
+	sims.Salesforce.SetBaseURL(r.sfURL)
+	for id, email := range sims.Users {
+		r.users = append(r.users, User{Mailbox: email, SalesforceID: id})
+	}
+	sort.Slice(r.users, func(i, j int) bool { return r.users[i].Mailbox < r.users[j].Mailbox })
+	r.model = NewModel(4 * r.opts.Interval)
+	r.modelSeed()
+	return r.configure(ctx)
+}
+
+// modelSeed gives every seeded contact a person's marker, so that the model knows them. The
+// contacts seeded on both sides with the same email are one person: Tandem's first sync links
+// them, so both copies carry the same marker.
+func (r *run) modelSeed() {
+	now := time.Now()
+	for _, u := range r.users {
+		byEmail := map[string]string{}
+		for _, it := range r.sims.EWS.Items(u.Mailbox, exchange.SyncFolderName) {
+			if it.Contact == nil {
+				continue
+			}
+			id := r.model.NewPerson(u.Mailbox, Exchange, now)
+			for _, e := range it.Contact.EmailAddresses {
+				byEmail[strings.ToLower(e.Address)] = id
+			}
+			_ = r.sims.EWS.UpdateItem(u.Mailbox, it.ItemID, func(it *ewssim.Item) { it.Contact.Body += " " + Marker(id) })
+		}
+		for _, c := range r.sims.Salesforce.List("Contact") {
+			if fmt.Sprint(c["OwnerId"]) != u.SalesforceID {
+				continue
+			}
+			id, twin := byEmail[strings.ToLower(fmt.Sprint(c["Email"]))]
+			if !twin {
+				id = r.model.NewPerson(u.Mailbox, Salesforce, now)
+			}
+			desc := ""
+			if v, ok := c["Description"]; ok && v != nil {
+				desc = fmt.Sprint(v) + " "
+			}
+			_ = r.sims.Salesforce.Update("Contact", fmt.Sprint(c["Id"]), map[string]any{"Description": desc + Marker(id)}, u.SalesforceID)
+		}
+	}
+}
+
+// configure stores the org and its configuration, as an admin does at set-up and again after
+// Redis lost everything.
+func (r *run) configure(ctx context.Context) error {
+	key, err := base64.StdEncoding.DecodeString(r.seal)
+	if err != nil {
+		return err
+	}
+	keyring, err := seal.NewKeyring(key)
+	if err != nil {
+		return err
+	}
+	st, err := store.Connect(ctx, "redis://"+r.redisAd+"/0", keyring)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	org, cfg, err := r.sims.Org(r.ewsURL, r.sfURL, r.opts.Interval)
+	if err != nil {
+		return err
+	}
+	return devenv.Configure(ctx, st, org, cfg)
+}
+
+// serve serves h on a free loopback port until ctx ends.
+func serve(ctx context.Context, h http.Handler) (string, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(lis) }()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	return "http://" + lis.Addr().String(), nil
+}
+
+// startServices starts every service replica.
+func (r *run) startServices() error {
+	for _, name := range Services {
+		n := 1
+		if name == "exchange-worker" || name == "salesforce-worker" || name == "reconciler" {
+			n = r.opts.Replicas
+		}
+		for i := range n {
+			p, err := r.service(name, i)
+			if err != nil {
+				return err
+			}
+			if err := p.start(); err != nil {
+				return err
+			}
+			r.workers = append(r.workers, p)
+		}
+	}
+	return nil
+}
+
+// service describes one replica of a service: its settings come from TANDEM_* variables, as
+// in a Deployment, tuned so that a short run sees many cycles.
+func (r *run) service(name string, replica int) (*proc, error) {
+	env := append(os.Environ(),
+		"TANDEM_NATS_URL="+r.natsURL,
+		"TANDEM_REDIS_URL=redis://"+r.redisAd+"/0",
+		"TANDEM_SEAL_KEY="+r.seal,
+		"TANDEM_LOG_LEVEL=warn",
+		"TANDEM_HEALTH_ADDR=",
+		"TANDEM_DRAIN_DELAY=0s",
+		"TANDEM_STOP_TIMEOUT=5s",
+	)
+	env = slices.DeleteFunc(env, func(kv string) bool {
+		// Only chaos's own TANDEM_* settings: a variable from the caller's shell would be
+		// refused by every service that does not know it.
+		return strings.HasPrefix(kv, "TANDEM_") && !slices.Contains([]string{"NATS_URL", "REDIS_URL", "SEAL_KEY", "LOG_LEVEL", "HEALTH_ADDR", "DRAIN_DELAY", "STOP_TIMEOUT"}, strings.SplitN(strings.TrimPrefix(kv, "TANDEM_"), "=", 2)[0])
+	})
+	switch name {
+	case "scheduler":
+		env = append(env, "TANDEM_TICK=200ms", "TANDEM_SYNC_INTERVAL="+r.opts.Interval.String(), "TANDEM_STALL_CYCLES=3")
+	case "exchange-worker":
+		env = append(env, "TANDEM_ALLOW_HTTP=true", "TANDEM_BACKOFF_BASE=1s", "TANDEM_BACKOFF_MAX=5s")
+	case "reconciler":
+		env = append(env, "TANDEM_LEASE_TTL=10s", "TANDEM_PENDING_TIMEOUT=20s")
+	case "status-api":
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, "TANDEM_ALLOW_HTTP=true", fmt.Sprintf("TANDEM_GRPC_ADDR=127.0.0.1:%d", port))
+	}
+	label := fmt.Sprintf("%s-%d", name, replica)
+	return &proc{name: label, bin: r.bins[name], env: env, log: filepath.Join(r.dir, label+".log")}, nil
+}
+
+// storm edits and injects faults for the run's duration.
+func (r *run) storm(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Duration)
+	defer cancel()
+	editor := NewEditor(r.sims.EWS, r.sims.Salesforce, r.users, r.model, r.opts.Seed, time.Now)
+	faultEvery := max(r.opts.Duration/16, 2*time.Second)
+	nextFault := time.Now().Add(faultEvery / 2)
+	flushed, begin := false, time.Now()
+	lastProgress := time.Now()
+	edit := time.NewTicker(r.opts.EditEvery)
+	defer edit.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return r.faultsOff(context.WithoutCancel(ctx))
+			}
+			return ctx.Err()
+		case <-edit.C:
+		}
+		if _, err := editor.Step(); err != nil {
+			return err
+		}
+		if time.Now().After(nextFault) {
+			nextFault = time.Now().Add(faultEvery)
+			// Redis loses everything once, at the first fault past the middle of the run.
+			if !flushed && time.Since(begin) > r.opts.Duration/2 {
+				flushed = true
+				if err := r.flushRedis(ctx); err != nil {
+					return err
+				}
+			} else if err := r.fault(ctx); err != nil {
+				return err
+			}
+		}
+		if time.Since(lastProgress) > 5*time.Second {
+			lastProgress = time.Now()
+			r.progressf("chaos: %d edits, faults %v", r.model.Edits(), r.faultCounts())
+		}
+	}
+}
+
+// fault injects one fault, drawn from the run's seeded schedule.
+func (r *run) fault(ctx context.Context) error {
+	switch k := r.rng.IntN(10); {
+	case k < 4: // a service process dies
+		p := r.workers[r.rng.IntN(len(r.workers))]
+		r.count("kill_" + strings.TrimRight(p.name, "-0123456789"))
+		p.kill()
+		time.Sleep(time.Duration(200+r.rng.IntN(1500)) * time.Millisecond)
+		return p.start()
+	case k < 5: // NATS restarts, sometimes without its store
+		wipe := r.rng.IntN(3) == 0
+		r.nats.stop(5 * time.Second)
+		if wipe {
+			r.count("nats_restart_store_wiped")
+			if err := os.RemoveAll(r.natsDir); err != nil {
+				return err
+			}
+		} else {
+			r.count("nats_restart")
+		}
+		return r.startServer(ctx, r.nats)
+	case k < 6: // Redis restarts (its AOF kept)
+		r.count("redis_restart")
+		r.redis.stop(10 * time.Second)
+		return r.startServer(ctx, r.redis)
+	case k < 8: // Exchange misbehaves for a while
+		kinds := []ewssim.Fault{
+			{Kind: ewssim.FaultServerBusy, BackOff: 500 * time.Millisecond},
+			{Kind: ewssim.FaultHTTPStatus, Status: http.StatusServiceUnavailable},
+			{Kind: ewssim.FaultSlow, Delay: 2 * time.Second},
+			{Kind: ewssim.FaultMalformedXML, AfterWork: r.rng.IntN(2) == 0},
+			{Kind: ewssim.FaultDropConnection, AfterWork: r.rng.IntN(2) == 0},
+			{Kind: ewssim.FaultInvalidSyncState, Operation: "SyncFolderItems"},
+		}
+		f := kinds[r.rng.IntN(len(kinds))]
+		f.Probability, f.Times = 0.2, 20
+		r.sims.EWS.InjectFault(f)
+	default: // Salesforce misbehaves for a while
+		kinds := []sfsim.Fault{
+			{Kind: sfsim.FaultRequestLimit},
+			{Kind: sfsim.FaultLockRows},
+			{Kind: sfsim.FaultServerError},
+			{Kind: sfsim.FaultUnavailable},
+			{Kind: sfsim.FaultExpireTokens},
+			{Kind: sfsim.FaultMalformedJSON},
+			{Kind: sfsim.FaultSlow, Delay: 2 * time.Second},
+		}
+		f := kinds[r.rng.IntN(len(kinds))]
+		f.Probability, f.Times = 0.2, 20
+		r.sims.Salesforce.InjectFault(f)
+	}
+	return nil
+}
+
+// flushRedis loses all of Tandem's state at once, then the admin's configuration is applied
+// again (as after restoring an empty Redis): the users' next syncs must relink, not duplicate.
+func (r *run) flushRedis(ctx context.Context) error {
+	r.count("redis_flushall")
+	rdb := redis.NewClient(&redis.Options{Addr: r.redisAd})
+	defer rdb.Close()
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		return fmt.Errorf("flush Redis: %w", err)
+	}
+	return r.configure(ctx)
+}
+
+// faultsOff ends every fault: the simulators answer normally and every process runs.
+func (r *run) faultsOff(ctx context.Context) error {
+	r.sims.EWS.ClearFaults()
+	r.sims.Salesforce.ClearFaults()
+	for _, p := range append([]*proc{r.redis, r.nats}, r.workers...) {
+		if p.running() {
+			continue
+		}
+		var err error
+		if p == r.redis || p == r.nats {
+			err = r.startServer(ctx, p)
+		} else {
+			err = p.start()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settle waits until the simulators' state matches the model, or Settle passes, and returns
+// the last verdict. Processes that exit on their own meanwhile are started again.
+func (r *run) settle(ctx context.Context) (Report, error) {
+	r.progressf("chaos: faults stopped after %d edits; settling (at most %s)", r.model.Edits(), r.opts.Settle)
+	deadline := time.Now().Add(r.opts.Settle)
+	var report Report
+	okStreak := 0
+	for {
+		report = r.model.Check(r.users, r.sims.EWS.Dump(), r.sims.Salesforce.Dump())
+		if report.OK() {
+			okStreak++
+		} else {
+			okStreak = 0
+		}
+		// Two agreeing looks a few intervals apart: in sync, and staying so.
+		if okStreak >= 2 || time.Now().After(deadline) {
+			return report, nil
+		}
+		if err := r.faultsOff(ctx); err != nil {
+			return report, err
+		}
+		select {
+		case <-ctx.Done():
+			return report, ctx.Err()
+		case <-time.After(2 * r.opts.Interval):
+		}
+	}
+}
+
+// stopAll stops every process; it is safe to call more than once.
+func (r *run) stopAll() {
+	var wg sync.WaitGroup
+	for _, p := range r.workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.signal(syscall.SIGTERM, 5*time.Second) }()
+	}
+	wg.Wait()
+	for _, p := range []*proc{r.nats, r.redis} {
+		if p != nil {
+			p.stop(5 * time.Second)
+		}
+	}
+}
