@@ -76,7 +76,7 @@ func (c *Connector) do(ctx context.Context, req request) (*response, error) {
 		case err == nil, ctx.Err() != nil:
 			return err
 		case !req.idempotent || !retryableTransient(syncerr.As(err).Code):
-			// Only an idempotent request is sent again after a failure that may have been acted on.
+			// Sent again only if idempotent (the failure may have been acted on) and transient.
 			return retry.Abort(err)
 		}
 		return err
