@@ -115,7 +115,8 @@ func WithSleep(sleep func(ctx context.Context, d time.Duration) error) Option {
 
 // Do calls op until it succeeds, waiting between attempts as p says. It stops and returns op's
 // error when:
-//   - the error is permanent (IsPermanent) or wrapped with Abort (the wrapper removed);
+//   - the error is permanent (IsPermanent) or wrapped with Abort (the wrapper removed when it is
+//     the outermost one, which it should be);
 //   - p.Attempts attempts have been made;
 //   - the error asks for a delay longer than p.MaxServerDelay;
 //   - ctx has ended by the time op returns (op's error is returned as it is: op saw the end).
@@ -131,11 +132,11 @@ func Do(ctx context.Context, p Policy, op func(ctx context.Context) error, opts 
 		if err == nil {
 			return nil
 		}
-		var abort *abortError
-		if errors.As(err, &abort) {
+		if abort, ok := err.(*abortError); ok { //nolint:errorlint // only an outermost wrapper is removed
 			return abort.err
 		}
-		if ctx.Err() != nil || IsPermanent(err) || (p.Attempts > 0 && attempt >= p.Attempts) {
+		var abort *abortError
+		if errors.As(err, &abort) || ctx.Err() != nil || IsPermanent(err) || (p.Attempts > 0 && attempt >= p.Attempts) {
 			return err
 		}
 		server := ServerDelay(err)

@@ -197,6 +197,7 @@ func TestDo(t *testing.T) {
 		{name: "permanent catalogue error stops", policy: policy, errs: []error{denied},
 			wantErr: denied, calls: 1},
 		{name: "abort stops", policy: policy, errs: []error{retry.Abort(transient)}, wantErr: transient, calls: 1},
+		{name: "wrapped abort stops too", policy: policy, errs: []error{fmt.Errorf("send: %w", retry.Abort(transient))}, wantErr: transient, calls: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
