@@ -15,15 +15,16 @@ import (
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tandem-sync/tandem/pkg/retry"
 )
 
-// Connection retry bounds for Connect: services may start before NATS is reachable (a
-// Kubernetes rollout starts everything at once), so Connect keeps trying until its context ends.
-const (
-	connectAttemptTimeout = 5 * time.Second
-	connectRetryMin       = 250 * time.Millisecond
-	connectRetryMax       = 5 * time.Second
-)
+// Connect keeps trying until its context ends: services may start before NATS is reachable (a
+// Kubernetes rollout starts everything at once). Each attempt is bounded on its own.
+const connectAttemptTimeout = 5 * time.Second
+
+// connectRetry paces Connect's attempts.
+var connectRetry = retry.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Second, Jitter: retry.DefaultJitter}
 
 // Bus publishes and consumes Tandem's messages over one NATS connection.
 type Bus struct {
@@ -107,31 +108,26 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Optio
 	}
 
 	var nc *nats.Conn
-	wait := connectRetryMin
-	for {
+	err := retry.Do(ctx, connectRetry, func(ctx context.Context) error {
 		attempt := connectAttemptTimeout
 		if deadline, ok := ctx.Deadline(); ok {
 			attempt = min(attempt, time.Until(deadline))
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("bus: connect to NATS: %w", err)
+			return err
 		}
 		if attempt <= 0 {
 			// The deadline has passed a moment before the context reports it.
-			return nil, fmt.Errorf("bus: connect to NATS: %w", context.DeadlineExceeded)
+			return context.DeadlineExceeded
 		}
 		var err error
 		nc, err = nats.Connect(cfg.URL, append(natsOpts, nats.Timeout(attempt))...)
-		if err == nil {
-			break
-		}
+		return err
+	}, retry.OnRetry(func(err error, _ int, wait time.Duration) {
 		logger.WarnContext(ctx, "bus: cannot connect to NATS yet", slog.Any("error", err), slog.Duration("retry_in", wait))
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("bus: connect to NATS: %w (last attempt: %w)", ctx.Err(), err)
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, connectRetryMax)
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect to NATS: %w", err)
 	}
 
 	b, err := newBus(nc, cfg, logger, opts)

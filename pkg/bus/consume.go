@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"math"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -39,11 +40,13 @@ const (
 	// settleTimeout bounds a DoubleAck, a dead-letter publish and the final flush, which run
 	// on a context that outlives the consume loop's so that shutdown does not abandon them.
 	settleTimeout = 10 * time.Second
-	// fetchRetryMax caps the backoff after failed pull requests (server away, consumer missing).
-	fetchRetryMax = 30 * time.Second
 	// maxTermReason keeps the reason sent with a Term (shown in the server's advisory) short.
 	maxTermReason = 256
 )
+
+// fetchRetry paces pull requests after failures (server away, consumer missing). The loop
+// never gives up by itself: it ends with its context or the connection.
+var fetchRetry = retry.Policy{Base: time.Second, Max: 30 * time.Second, Jitter: retry.DefaultJitter}
 
 // Handler processes one message. Its error decides what happens to the message:
 //   - nil: acked.
@@ -135,6 +138,13 @@ type consumeOptions struct {
 	doubleAck    *bool
 }
 
+// redelivery is the retry policy of messages whose handler failed: base after the first
+// delivery, doubling with each, capped, with jitter so that messages failing together (an
+// upstream outage) do not all come back at the same instant.
+func (o consumeOptions) redelivery() retry.Policy {
+	return retry.Policy{Base: o.backoffBase, Max: o.backoffMax, Jitter: retry.DefaultJitter}
+}
+
 // WithConcurrency runs up to n handlers in parallel (default 1).
 func WithConcurrency(n int) ConsumeOption {
 	return func(o *consumeOptions) { o.concurrency = n }
@@ -179,7 +189,7 @@ func (b *Bus) Consume(ctx context.Context, consumer string, handler Handler, opt
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.concurrency < 1 || o.drainTimeout <= 0 || o.backoffBase <= 0 || o.backoffMax < o.backoffBase {
+	if o.concurrency < 1 || o.drainTimeout <= 0 || o.redelivery().Validate() != nil {
 		return fmt.Errorf("consume %s: invalid options (concurrency %d, drain timeout %s, backoff %s..%s)",
 			consumer, o.concurrency, o.drainTimeout, o.backoffBase, o.backoffMax)
 	}
@@ -255,7 +265,7 @@ func (l *consumeLoop) run(ctx context.Context) error {
 	slots := make(chan struct{}, l.opts.concurrency)
 	var handlers sync.WaitGroup
 	var runErr error
-	retry := time.Duration(0)
+	failures := 0 // consecutive failed pull requests
 
 loop:
 	for {
@@ -281,18 +291,17 @@ loop:
 		}
 		switch {
 		case err == nil:
-			retry = 0
+			failures = 0
 		case errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) ||
 			errors.Is(err, jetstream.ErrConnectionClosed):
 			runErr = err
 			break loop
 		default:
-			retry = min(max(2*retry, time.Second), fetchRetryMax)
-			l.logger.WarnContext(ctx, "bus: pull request failed", slog.Any("error", err), slog.Duration("retry_in", retry))
-			select {
-			case <-fetchCtx.Done():
+			failures++
+			wait := fetchRetry.Delay(failures)
+			l.logger.WarnContext(ctx, "bus: pull request failed", slog.Any("error", err), slog.Duration("retry_in", wait))
+			if retry.Sleep(fetchCtx, wait) != nil {
 				break loop
-			case <-time.After(retry):
 			}
 		}
 	}
@@ -561,25 +570,9 @@ func (l *consumeLoop) deadLetter(ctx context.Context, m *Message, syncErr *tande
 }
 
 // retryDelay is how long a transient failure waits before redelivery: what the error asks
-// for, or an exponential backoff by delivery count with jitter.
+// for, or the retry policy's delay for this delivery count (the broker counts the attempts).
 func (l *consumeLoop) retryDelay(err error, delivered uint64) time.Duration {
-	if d := retryAfter(err); d > 0 {
-		return d
-	}
-	return backoff(l.opts.backoffBase, l.opts.backoffMax, delivered)
-}
-
-// backoff doubles base for each delivery after the first, caps it at limit, and keeps a random
-// half of it, so that messages failing together (an upstream outage) do not all come back at
-// the same instant, without any delay collapsing towards zero.
-func backoff(base, limit time.Duration, delivered uint64) time.Duration {
-	d := base
-	for i := uint64(1); i < delivered && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit)
-	half := d / 2
-	return half + rand.N(d-half+1)
+	return l.opts.redelivery().DelayFor(err, int(min(delivered, math.MaxInt32)))
 }
 
 func termReason(e *tandemv1.SyncError) string {

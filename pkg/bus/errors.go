@@ -2,7 +2,8 @@ package bus
 
 import (
 	"errors"
-	"time"
+
+	"github.com/tandem-sync/tandem/pkg/retry"
 )
 
 // Errors returned by the bus.
@@ -16,41 +17,12 @@ var (
 	ErrUnknownConsumer = errors.New("bus: consumer is not in the topology")
 )
 
-// permanenter is implemented by errors that know whether retrying can help; *syncerr.Error
-// implements it from the error catalogue.
-type permanenter interface{ Permanent() bool }
-
-// retryAfterer is implemented by errors that carry the delay an upstream asked for.
-type retryAfterer interface{ RetryAfter() time.Duration }
-
 // Permanent marks err as one that retrying cannot fix: a handler returning it has its message
-// terminated and dead-lettered at once. Permanent(nil) is nil.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &permanentError{err: err}
-}
-
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string   { return e.err.Error() }
-func (e *permanentError) Unwrap() error   { return e.err }
-func (e *permanentError) Permanent() bool { return true }
+// terminated and dead-lettered at once. Permanent(nil) is nil. It is retry.Permanent, so Do
+// and the bus read the mark the same way.
+func Permanent(err error) error { return retry.Permanent(err) }
 
 // IsPermanent reports whether the first error in err's chain that classifies itself (with a
 // Permanent() bool method) says retrying cannot help. The outermost classification wins, so a
 // caller can deliberately reclassify an error by wrapping it.
-func IsPermanent(err error) bool {
-	var p permanenter
-	return errors.As(err, &p) && p.Permanent()
-}
-
-// retryAfter returns the delay err asks for, or 0.
-func retryAfter(err error) time.Duration {
-	var r retryAfterer
-	if errors.As(err, &r) {
-		return max(r.RetryAfter(), 0)
-	}
-	return 0
-}
+func IsPermanent(err error) bool { return retry.IsPermanent(err) }

@@ -16,6 +16,7 @@ import (
 
 func TestBackoffGrowsWithinJitterBounds(t *testing.T) {
 	base, limit := time.Second, 5*time.Minute
+	l := &consumeLoop{opts: consumeOptions{backoffBase: base, backoffMax: limit}}
 	tests := []struct {
 		delivered uint64
 		nominal   time.Duration
@@ -31,9 +32,9 @@ func TestBackoffGrowsWithinJitterBounds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.delivered), func(t *testing.T) {
 			for range 200 {
-				got := backoff(base, limit, tt.delivered)
-				if got < tt.nominal/2 || got > tt.nominal {
-					t.Fatalf("backoff(%d) = %s, want within [%s, %s]", tt.delivered, got, tt.nominal/2, tt.nominal)
+				got := l.retryDelay(errors.New("transient"), tt.delivered)
+				if got < tt.nominal/2-time.Nanosecond || got > tt.nominal {
+					t.Fatalf("retryDelay(%d) = %s, want within [%s, %s]", tt.delivered, got, tt.nominal/2, tt.nominal)
 				}
 			}
 		})

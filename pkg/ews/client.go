@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	mathrand "math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/beevik/etree"
+
+	"github.com/tandem-sync/tandem/pkg/retry"
 )
 
 // Defaults of Config.
@@ -58,7 +59,8 @@ type Config struct {
 	// MaxRetries is how many times a failed request may be repeated when that is safe; zero
 	// means DefaultMaxRetries, negative means never.
 	MaxRetries int
-	// RetryBaseDelay is the first retry's backoff, doubled per attempt up to MaxRetryDelay.
+	// RetryBaseDelay is the first retry's backoff, doubled per attempt up to MaxRetryDelay, with
+	// jitter (the retry package's policy).
 	RetryBaseDelay time.Duration
 	// MaxRetryDelay caps the client's own backoff.
 	MaxRetryDelay time.Duration
@@ -140,7 +142,7 @@ func NewClient(cfg Config) (*Client, error) {
 		http:     noRedirects(cfg.HTTPClient),
 		limiter:  newMailboxLimiter(cfg.MaxConcurrencyPerMailbox),
 		log:      logger,
-		wait:     sleep,
+		wait:     retry.Sleep,
 		versions: make(map[string]ServerVersion),
 	}, nil
 }
@@ -193,78 +195,69 @@ func (cl *Client) do(ctx context.Context, c call) (*envelope, error) {
 		return nil, fmt.Errorf("%s: build request: %w", c.op, err)
 	}
 	reauthorized := false
-	for attempt := 0; ; attempt++ {
+	attempts := 0
+	var env *envelope
+	err = retry.Do(ctx, cl.retryPolicy(), func(ctx context.Context) error {
+		attempts++
+		var err error
+		env, err = cl.send(ctx, c, payload, &reauthorized)
+		switch {
+		case err == nil, ctx.Err() != nil:
+			return err
+		case !transient(err), !c.idempotent && !notExecuted(err):
+			// Only requests that cannot apply twice are repeated after an ambiguous failure.
+			return retry.Abort(err)
+		}
+		if d := serverDelay(err); d > 0 {
+			return retry.After(err, d)
+		}
+		return err
+	}, retry.WithSleep(cl.wait), retry.OnRetry(func(err error, attempt int, delay time.Duration) {
+		cl.log.DebugContext(ctx, "ews request retried", "op", c.op, "mailbox", c.target.Address,
+			"attempt", attempt, "delay", delay, "err", err)
+	}))
+	if err == nil {
+		return env, nil
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("%s for %s: %w", c.op, c.target.Address, ctx.Err())
+	}
+	se := classify(fmt.Errorf("%s for %s: %w", c.op, c.target.Address, err))
+	cl.log.WarnContext(ctx, "ews request failed", "op", c.op, "mailbox", c.target.Address,
+		"code", string(se.Code), "upstream", se.Upstream, "attempts", attempts, "err", err)
+	return nil, se
+}
+
+// retryPolicy is how failed requests are repeated. Exchange's own back-off requests
+// (BackOffMilliseconds, Retry-After) set the delay; those longer than MaxInlineBackOff are not
+// waited out here but returned to the caller (their Delay travels in the classified error).
+func (cl *Client) retryPolicy() retry.Policy {
+	return retry.Policy{
+		Base: cl.cfg.RetryBaseDelay, Max: cl.cfg.MaxRetryDelay, Jitter: retry.DefaultJitter,
+		Attempts: cl.cfg.MaxRetries + 1, MaxServerDelay: cl.cfg.MaxInlineBackOff,
+	}
+}
+
+// send makes one attempt, recording the server's version, and fetches a new token once per
+// call when the server refuses the cached one: a token may be revoked before its expiry, and
+// a renewal is not a retry.
+func (cl *Client) send(ctx context.Context, c call, payload []byte, reauthorized *bool) (*envelope, error) {
+	for {
 		env, err := cl.roundTrip(ctx, c, payload)
 		if env != nil && env.version != (ServerVersion{}) {
 			cl.mu.Lock()
 			cl.versions[c.target.URL] = env.version
 			cl.mu.Unlock()
 		}
-		if err == nil {
-			return env, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s for %s: %w", c.op, c.target.Address, ctx.Err())
-		}
 		var he *HTTPError
-		if errors.As(err, &he) && he.StatusCode == http.StatusUnauthorized && !reauthorized {
-			// A cached token may have been revoked before its expiry: fetch a new one, once.
+		if err != nil && ctx.Err() == nil && !*reauthorized && errors.As(err, &he) && he.StatusCode == http.StatusUnauthorized {
 			if inv, ok := cl.cfg.Credentials.(invalidator); ok {
 				inv.invalidate()
-				reauthorized = true
-				attempt--
+				*reauthorized = true
 				continue
 			}
 		}
-		delay, retry := cl.retryDelay(err, c.idempotent, attempt)
-		if !retry {
-			se := classify(fmt.Errorf("%s for %s: %w", c.op, c.target.Address, err))
-			cl.log.WarnContext(ctx, "ews request failed", "op", c.op, "mailbox", c.target.Address,
-				"code", string(se.Code), "upstream", se.Upstream, "attempts", attempt+1, "err", err)
-			return nil, se
-		}
-		cl.log.DebugContext(ctx, "ews request retried", "op", c.op, "mailbox", c.target.Address,
-			"attempt", attempt+1, "delay", delay, "err", err)
-		if err := cl.wait(ctx, delay); err != nil {
-			return nil, fmt.Errorf("%s for %s: %w", c.op, c.target.Address, err)
-		}
-	}
-}
-
-// retryDelay decides whether a failed request is repeated, and after how long. Exchange's own
-// back-off requests are honoured in full; those longer than MaxInlineBackOff are not waited
-// out here but returned to the caller (their Delay travels in the classified error).
-func (cl *Client) retryDelay(err error, idempotent bool, attempt int) (time.Duration, bool) {
-	if attempt >= cl.cfg.MaxRetries || !transient(err) {
-		return 0, false
-	}
-	if !idempotent && !notExecuted(err) {
-		return 0, false
-	}
-	server := serverDelay(err)
-	if server > cl.cfg.MaxInlineBackOff {
-		return 0, false
-	}
-	backoff := cl.cfg.RetryBaseDelay << attempt
-	if backoff > cl.cfg.MaxRetryDelay || backoff <= 0 {
-		backoff = cl.cfg.MaxRetryDelay
-	}
-	// Jitter spreads the retries of the many workers that hit the same busy server.
-	backoff = backoff/2 + mathrand.N(backoff/2+1)
-	return max(backoff, server), true
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+		return env, err
 	}
 }
 

@@ -19,6 +19,9 @@ type Health struct {
 	mu     sync.Mutex
 	ready  bool
 	checks map[string]func(context.Context) error
+	// running counts the components of each name that a Service started on this Health and
+	// that have not returned yet.
+	running map[string]int
 
 	// CheckTimeout bounds each readiness check; zero means 2s.
 	CheckTimeout time.Duration
@@ -26,7 +29,41 @@ type Health struct {
 
 // NewHealth returns a Health that is not ready until SetReady(true).
 func NewHealth() *Health {
-	return &Health{checks: map[string]func(context.Context) error{}}
+	return &Health{checks: map[string]func(context.Context) error{}, running: map[string]int{}}
+}
+
+// Running returns the names of the components that a Service started on h and that have not
+// returned, sorted. Whoever owns what those components use (the platform's NATS and Redis
+// connections) must not close it while this is not empty: a shutdown that gave up waiting
+// (ErrAbandoned) leaves them running until the process exits.
+func (h *Health) Running() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var names []string
+	for name, n := range h.running {
+		for range n {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (h *Health) componentStarted(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.running == nil {
+		h.running = map[string]int{}
+	}
+	h.running[name]++
+}
+
+func (h *Health) componentReturned(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.running[name]--; h.running[name] <= 0 {
+		delete(h.running, name)
+	}
 }
 
 // AddCheck registers a readiness check (e.g. "nats", "redis"). Checks run on every /readyz.

@@ -1,11 +1,17 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,16 +103,119 @@ func TestComponentFailureStopsTheOthers(t *testing.T) {
 	}
 }
 
+// syncBuffer is a log destination safe to read while the service writes to it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestStopTimeout checks that Run waits for a component past the stop timeout, and returns only
+// once it has returned — or, past the grace as well, says it gave up on it.
 func TestStopTimeout(t *testing.T) {
-	release := make(chan struct{})
-	defer close(release)
-	svc := &Service{Name: "test", StopTimeout: 20 * time.Millisecond, Components: []Component{
-		{Name: "stuck", Run: func(context.Context) error { <-release; return nil }},
-	}}
+	tests := []struct {
+		name string
+		// returnsLate makes the component return once the stop timeout has been reported;
+		// otherwise it outlives the grace.
+		returnsLate   bool
+		grace         time.Duration
+		wantAbandoned bool
+	}{
+		{name: "late component is waited for", returnsLate: true, grace: time.Minute},
+		{name: "component outliving the grace is given up on", grace: 20 * time.Millisecond, wantAbandoned: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			h := NewHealth()
+			release := make(chan struct{})
+			var releaseOnce sync.Once
+			releaseNow := func() { releaseOnce.Do(func() { close(release) }) }
+			t.Cleanup(releaseNow)
+			var returned atomic.Bool
+			svc := &Service{Name: "test", Health: h, StopTimeout: 20 * time.Millisecond, StopGrace: tc.grace,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+				Components: []Component{
+					{Name: "stuck", Run: func(ctx context.Context) error {
+						<-ctx.Done() // ignores it until released
+						<-release
+						returned.Store(true)
+						return nil
+					}},
+					{Name: "prompt", Run: func(ctx context.Context) error { <-ctx.Done(); return nil }},
+				}}
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			errc := make(chan error, 1)
+			go func() { errc <- svc.Run(ctx) }()
+			if tc.returnsLate {
+				poll.Until(t, "the stop timeout to be reported", func() bool { return strings.Contains(logs.String(), "stop timeout passed") })
+				if got := h.Running(); !slices.Equal(got, []string{"stuck"}) {
+					t.Errorf("Running after the stop timeout = %v, want [stuck]", got)
+				}
+				select {
+				case err := <-errc:
+					t.Fatalf("Run returned %v while a component was still running", err)
+				default:
+				}
+				releaseNow()
+			}
+			err := <-errc
+			if !errors.Is(err, ErrStopTimeout) {
+				t.Fatalf("Run = %v, want ErrStopTimeout", err)
+			}
+			if errors.Is(err, ErrAbandoned) != tc.wantAbandoned {
+				t.Fatalf("Run = %v, want abandoned %v", err, tc.wantAbandoned)
+			}
+			if tc.wantAbandoned {
+				if returned.Load() || !slices.Equal(h.Running(), []string{"stuck"}) || !strings.Contains(err.Error(), "stuck") {
+					t.Errorf("after giving up: returned %v, Running %v, error %q", returned.Load(), h.Running(), err)
+				}
+				if !strings.Contains(logs.String(), "giving up on them") {
+					t.Errorf("giving up is not logged clearly:\n%s", logs.String())
+				}
+				releaseNow()
+				poll.Until(t, "the component to be seen returning", func() bool { return len(h.Running()) == 0 })
+				return
+			}
+			if !returned.Load() || len(h.Running()) != 0 {
+				t.Errorf("Run returned before the late component did (returned %v, Running %v)", returned.Load(), h.Running())
+			}
+		})
+	}
+}
+
+func TestRunningTracksComponents(t *testing.T) {
+	h := NewHealth()
+	started := make(chan struct{}, 3)
+	block := func(ctx context.Context) error { started <- struct{}{}; <-ctx.Done(); return nil }
+	svc := &Service{Name: "test", Health: h, Components: []Component{{Name: "b", Run: block}, {Name: "a", Run: block}, {Name: "a", Run: block}}}
 	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- svc.Run(ctx) }()
+	for range 3 {
+		<-started
+	}
+	if got := h.Running(); !slices.Equal(got, []string{"a", "a", "b"}) {
+		t.Errorf("Running = %v, want [a a b]", got)
+	}
 	cancel()
-	if err := svc.Run(ctx); !errors.Is(err, ErrStopTimeout) {
-		t.Fatalf("Run = %v, want ErrStopTimeout", err)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Running(); len(got) != 0 {
+		t.Errorf("Running after Run = %v", got)
 	}
 }
 

@@ -1,15 +1,18 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 )
 
@@ -20,6 +23,12 @@ type Component struct {
 	Run  func(ctx context.Context) error
 }
 
+// Defaults of Service.
+const (
+	DefaultStopTimeout = 30 * time.Second
+	DefaultStopGrace   = 5 * time.Second
+)
+
 // Service is the runnable shape of every Tandem service.
 type Service struct {
 	// Name is used in logs.
@@ -27,24 +36,42 @@ type Service struct {
 	// HealthAddr is where /healthz and /readyz are served; empty means not served (when
 	// `tandem dev` runs several services in one process, it serves one health endpoint).
 	HealthAddr string
-	// Health is the service's health; nil means a fresh one.
+	// Health is the service's health, which also tracks the components still running (see
+	// Health.Running); nil means a fresh one.
 	Health *Health
 	// Components are started together and stopped together.
 	Components []Component
 	// DrainDelay is how long the service reports not ready before it stops taking work, so
 	// that Kubernetes removes it from Service endpoints first. Zero in tests and `tandem dev`.
 	DrainDelay time.Duration
-	// StopTimeout bounds how long components may take to drain once told to stop.
+	// StopTimeout is how long components may take to drain once told to stop before the
+	// shutdown counts as late (ErrStopTimeout); zero means DefaultStopTimeout. The bus's
+	// consumers cancel their handlers' contexts after a drain timeout of the same order.
 	StopTimeout time.Duration
+	// StopGrace is how much longer than StopTimeout Run still waits for components that have
+	// not returned before it gives up on them (ErrAbandoned) so that the process can exit
+	// before Kubernetes kills it; zero means DefaultStopGrace. StopTimeout, StopGrace and
+	// DrainDelay together should fit in the pod's terminationGracePeriodSeconds.
+	StopGrace time.Duration
 	// Logger logs the lifecycle.
 	Logger *slog.Logger
 }
 
-// ErrStopTimeout is returned when components did not finish within StopTimeout.
-var ErrStopTimeout = errors.New("components did not stop in time")
+var (
+	// ErrStopTimeout is returned when components did not finish within StopTimeout.
+	ErrStopTimeout = errors.New("components did not stop in time")
+	// ErrAbandoned is returned, with ErrStopTimeout, when components were still running after
+	// StopTimeout and StopGrace: Run returned without them, and what they use (NATS, Redis)
+	// must be left open until the process exits. Health.Running names them.
+	ErrAbandoned = errors.New("components still running when shutdown gave up on them")
+)
 
 // Run runs the service until ctx is cancelled (SIGTERM) or a component fails, then shuts down:
-// not ready → DrainDelay → cancel components and wait for them → stop the health server.
+// not ready → DrainDelay → cancel components and wait for every one of them to return → stop
+// the health server. Each component runs in a goroutine owned by one errgroup, and Run returns
+// only once the group has returned, so whoever closes the connections after Run never closes
+// them under a running component — unless StopTimeout and StopGrace pass first, when Run says
+// so (ErrAbandoned) and leaves the components running.
 // It returns the first component failure, or nil after a clean shutdown.
 func (s *Service) Run(ctx context.Context) error {
 	log := s.Logger
@@ -55,12 +82,13 @@ func (s *Service) Run(ctx context.Context) error {
 	if health == nil {
 		health = NewHealth()
 	}
-	stopTimeout := s.StopTimeout
-	if stopTimeout == 0 {
-		stopTimeout = 30 * time.Second
-	}
+	stopTimeout := cmp.Or(s.StopTimeout, DefaultStopTimeout)
+	stopGrace := cmp.Or(s.StopGrace, DefaultStopGrace)
 
-	var healthSrv *http.Server
+	var (
+		healthSrv *http.Server
+		serving   errgroup.Group // owns the health server's goroutine
+	)
 	healthErr := make(chan error, 1)
 	if s.HealthAddr != "" {
 		lis, err := net.Listen("tcp", s.HealthAddr)
@@ -68,43 +96,51 @@ func (s *Service) Run(ctx context.Context) error {
 			return fmt.Errorf("%s: health listener: %w", s.Name, err)
 		}
 		healthSrv = &http.Server{Handler: health.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
+		serving.Go(func() error {
 			if err := healthSrv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				healthErr <- fmt.Errorf("%s: health server: %w", s.Name, err)
 			}
-		}()
+			return nil
+		})
 		log.Info("health endpoints listening", slog.String("addr", lis.Addr().String()))
 	}
 
+	// The components' context ends when shutdown begins or one of them fails.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
+	components, componentsCtx := errgroup.WithContext(workCtx)
+	// failed is closed by the first failure; components that merely return leave the others be.
 	var (
-		wg       sync.WaitGroup
-		failOnce sync.Once
-		failure  error
-		failed   = make(chan struct{})
+		failed       = make(chan struct{})
+		failOnce     sync.Once
+		firstFailure error // set before failed is closed
 	)
 	for _, c := range s.Components {
-		wg.Go(func() {
-			err := c.Run(workCtx)
-			if err != nil && !errors.Is(err, context.Canceled) {
-				failOnce.Do(func() {
-					failure = fmt.Errorf("%s: %s: %w", s.Name, c.Name, err)
-					close(failed)
-				})
+		health.componentStarted(c.Name)
+		components.Go(func() error {
+			defer health.componentReturned(c.Name)
+			if err := c.Run(componentsCtx); err != nil && !errors.Is(err, context.Canceled) {
+				err = fmt.Errorf("%s: %s: %w", s.Name, c.Name, err)
+				failOnce.Do(func() { firstFailure = err; close(failed) })
+				return err
 			}
+			return nil
 		})
 	}
+	returned := make(chan error, 1)
+	go func() { returned <- components.Wait() }()
 	health.SetReady(true)
 	log.Info("service started", slog.Int("components", len(s.Components)))
 
+	var failure error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", slog.Duration("drain_delay", s.DrainDelay))
 	case <-failed:
+		failure = firstFailure
 		log.Error("component failed; shutting down", slog.Any("error", failure))
-	case err := <-healthErr:
-		failOnce.Do(func() { failure = err; close(failed) })
+	case failure = <-healthErr:
+		log.Error("health server failed; shutting down", slog.Any("error", failure))
 	}
 	health.SetReady(false)
 	if s.DrainDelay > 0 && failure == nil {
@@ -117,22 +153,48 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	stopWork()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	var stopErr error
-	select {
-	case <-done:
-	case <-time.After(stopTimeout):
-		stopErr = fmt.Errorf("%s: %w after %s", s.Name, ErrStopTimeout, stopTimeout)
+	groupErr, stopErr := s.await(returned, health, stopTimeout, stopGrace, log)
+	if failure == nil {
+		failure = groupErr
 	}
 
 	if healthSrv != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_ = healthSrv.Shutdown(sctx)
 		cancel()
+		_ = serving.Wait()
 	}
-	log.Info("service stopped")
+	if errors.Is(stopErr, ErrAbandoned) {
+		log.Error("service stopped with components still running", slog.Any("components", health.Running()))
+	} else {
+		log.Info("service stopped")
+	}
 	return errors.Join(failure, stopErr)
+}
+
+// await waits for the components to return (returned yields the group's error). Past
+// stopTimeout it says which are late and keeps waiting; past stopGrace more it gives up on them.
+func (s *Service) await(returned <-chan error, health *Health, stopTimeout, stopGrace time.Duration, log *slog.Logger) (groupErr, stopErr error) {
+	timer := time.NewTimer(stopTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-returned:
+		return err, nil
+	case <-timer.C:
+	}
+	log.Warn("stop timeout passed; still waiting for components before closing what they use",
+		slog.Duration("stop_timeout", stopTimeout), slog.Duration("stop_grace", stopGrace), slog.Any("components", health.Running()))
+	timer.Reset(stopGrace)
+	select {
+	case err := <-returned:
+		log.Warn("late components returned", slog.Duration("stop_timeout", stopTimeout))
+		return err, fmt.Errorf("%s: %w after %s", s.Name, ErrStopTimeout, stopTimeout)
+	case <-timer.C:
+	}
+	still := health.Running()
+	log.Error("components still running after the stop timeout and grace; giving up on them: the connections they use stay open until the process exits",
+		slog.Duration("waited", stopTimeout+stopGrace), slog.Any("components", still))
+	return nil, fmt.Errorf("%s: %w after %s; %w: %s", s.Name, ErrStopTimeout, stopTimeout, ErrAbandoned, strings.Join(still, ", "))
 }
 
 // GRPCServer returns a component serving srv on lis until its context ends, then stopping it

@@ -43,8 +43,12 @@ type Config struct {
 	LogLevel   string
 	HealthAddr string
 	// DrainDelay is how long a stopping service reports not ready before it stops taking work.
-	DrainDelay  time.Duration
+	DrainDelay time.Duration
+	// StopTimeout is how long in-flight work may take to finish once a service stops.
 	StopTimeout time.Duration
+	// StopGrace is how much longer a stopping service waits for work still running past
+	// StopTimeout before it exits without closing NATS and Redis under it.
+	StopGrace time.Duration
 }
 
 // RegisterFlags registers the shared settings on fs.
@@ -57,7 +61,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.HealthAddr, "health-addr", ":8080", "address of the /healthz and /readyz endpoints; empty to disable")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 5*time.Second, "how long to report not ready before stopping, so load balancers notice")
-	fs.DurationVar(&c.StopTimeout, "stop-timeout", 30*time.Second, "how long in-flight work may take to finish on shutdown")
+	fs.DurationVar(&c.StopTimeout, "stop-timeout", lifecycle.DefaultStopTimeout, "how long in-flight work may take to finish on shutdown")
+	fs.DurationVar(&c.StopGrace, "stop-grace", lifecycle.DefaultStopGrace, "how much longer than --stop-timeout shutdown waits for work still running before exiting without closing NATS and Redis under it")
 }
 
 // Validate checks the settings that do not need a connection to check.
@@ -71,6 +76,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		errs = append(errs, fmt.Errorf("--stream-replicas %d outside 1..5", c.StreamReplicas))
+	}
+	if c.DrainDelay < 0 || c.StopTimeout < 0 || c.StopGrace < 0 {
+		errs = append(errs, errors.New("--drain-delay, --stop-timeout and --stop-grace must not be negative"))
 	}
 	if c.LogLevel != "" {
 		// A misspelt level would otherwise log at info without a word.
@@ -130,9 +138,27 @@ func Open(ctx context.Context, cfg Config, service string, log io.Writer) (*Plat
 	return &Platform{Bus: b, Store: st, Telemetry: tel, Logger: logger, Health: health}, nil
 }
 
-// Close closes the connections, then flushes telemetry last.
+// Close closes the connections, then flushes telemetry last. While a component run on the
+// platform's Health has not returned (a shutdown that gave up waiting, lifecycle.ErrAbandoned),
+// it leaves NATS and Redis open — closing them under the component would turn its last writes
+// into errors halfway — and only flushes telemetry; the process's exit closes them.
 func (p *Platform) Close(ctx context.Context) error {
+	if running := p.running(); len(running) > 0 {
+		p.Logger.ErrorContext(ctx, "components still running: NATS and Redis are left open for them; the process exits without closing them",
+			slog.Any("components", running))
+		return errors.Join(
+			fmt.Errorf("platform: NATS and Redis left open under running components %s: %w", strings.Join(running, ", "), lifecycle.ErrAbandoned),
+			p.Telemetry.Shutdown(ctx))
+	}
 	return errors.Join(p.Bus.Close(), p.Store.Close(), p.Telemetry.Shutdown(ctx))
+}
+
+// running names the components run on the platform's health that have not returned.
+func (p *Platform) running() []string {
+	if p.Health == nil {
+		return nil
+	}
+	return p.Health.Running()
 }
 
 // Service is what a service package builds on a platform.
@@ -145,11 +171,12 @@ type Service interface {
 }
 
 // Run runs a service's components with the platform's health endpoint and stops them in order
-// when ctx ends. Service packages implement their Run with it.
+// when ctx ends, returning once every one of them has returned (or StopTimeout and StopGrace
+// have passed: see Close). Service packages implement their Run with it.
 func Run(ctx context.Context, cfg Config, name string, p *Platform, svc Service) error {
 	ls := &lifecycle.Service{
 		Name: name, HealthAddr: cfg.HealthAddr, Health: p.Health, Components: svc.Components(),
-		DrainDelay: cfg.DrainDelay, StopTimeout: cfg.StopTimeout, Logger: p.Logger,
+		DrainDelay: cfg.DrainDelay, StopTimeout: cfg.StopTimeout, StopGrace: cfg.StopGrace, Logger: p.Logger,
 	}
 	return ls.Run(ctx)
 }

@@ -7,12 +7,14 @@ import (
 	"flag"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/seal"
@@ -29,7 +31,7 @@ func defaults() Config {
 func TestRegisterFlagsDefaults(t *testing.T) {
 	want := Config{
 		NATSURL: "nats://127.0.0.1:4222", StreamReplicas: 1, RedisURL: "redis://127.0.0.1:6379/0",
-		LogLevel: "info", HealthAddr: ":8080", DrainDelay: 5 * time.Second, StopTimeout: 30 * time.Second,
+		LogLevel: "info", HealthAddr: ":8080", DrainDelay: 5 * time.Second, StopTimeout: 30 * time.Second, StopGrace: 5 * time.Second,
 	}
 	if got := defaults(); got != want {
 		t.Errorf("defaults = %+v\nwant %+v", got, want)
@@ -37,7 +39,7 @@ func TestRegisterFlagsDefaults(t *testing.T) {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	var c Config
 	c.RegisterFlags(fs)
-	for _, name := range []string{"nats-url", "nats-creds", "stream-replicas", "redis-url", "seal-key", "log-level", "health-addr", "drain-delay", "stop-timeout"} {
+	for _, name := range []string{"nats-url", "nats-creds", "stream-replicas", "redis-url", "seal-key", "log-level", "health-addr", "drain-delay", "stop-timeout", "stop-grace"} {
 		f := fs.Lookup(name)
 		if f == nil {
 			t.Errorf("flag --%s is not registered", name)
@@ -70,6 +72,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "no Redis", change: func(c *Config) { c.RedisURL = "" }, errs: []string{"--redis-url"}},
 		{name: "no replicas", change: func(c *Config) { c.StreamReplicas = 0 }, errs: []string{"--stream-replicas 0"}},
 		{name: "too many replicas", change: func(c *Config) { c.StreamReplicas = 6 }, errs: []string{"--stream-replicas 6"}},
+		{name: "negative stop grace", change: func(c *Config) { c.StopGrace = -time.Second }, errs: []string{"--stop-grace"}},
 		{
 			name:   "every problem at once",
 			change: func(c *Config) { c.NATSURL, c.RedisURL, c.StreamReplicas = "", "", -1 },
@@ -415,5 +418,151 @@ func TestMainUsesTheProcessEnvironment(t *testing.T) {
 	t.Setenv("TANDEM_NO_SUCH_SETTING", "1")
 	if code := Main("svc", nil, &cfg.Platform, cfg.register, build); code != 2 {
 		t.Errorf("exit code with an unknown TANDEM_ variable %d, want 2", code)
+	}
+}
+
+// syncBuffer is a log destination safe to read while the service writes to it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// slowService runs one component on the platform, as a service package does.
+type slowService struct {
+	cfg  Config
+	p    *Platform
+	comp lifecycle.Component
+}
+
+func (s *slowService) Components() []lifecycle.Component { return []lifecycle.Component{s.comp} }
+func (s *slowService) Run(ctx context.Context) error     { return Run(ctx, s.cfg, "slow", s.p, s) }
+
+// TestShutdownNeverClosesUnderARunningComponent stops a service whose component ignores
+// cancellation past the stop timeout and keeps using Redis and NATS: they stay open for it
+// until it returns, and shutdown completes after that — or, past the grace, the process exits
+// with them still open.
+func TestShutdownNeverClosesUnderARunningComponent(t *testing.T) {
+	srv := startServers(t)
+	tests := []struct {
+		name string
+		// grace is --stop-grace; the component returns within it when returnsLate is set,
+		// and outlives it otherwise.
+		grace       string
+		returnsLate bool
+		logs        []string
+	}{
+		{name: "late component returns before the connections close", grace: "1m", returnsLate: true,
+			logs: []string{"stop timeout passed", "late components returned"}},
+		{name: "component outliving the grace keeps its connections", grace: "50ms",
+			logs: []string{"stop timeout passed", "giving up on them", "NATS and Redis are left open"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				stderr      syncBuffer
+				p           *Platform
+				started     = make(chan struct{})
+				release     = make(chan struct{})
+				releaseOnce sync.Once
+				pings       atomic.Int64
+				failures    atomic.Int64
+				firstFail   atomic.Value
+				returned    atomic.Bool
+			)
+			releaseNow := func() { releaseOnce.Do(func() { close(release) }) }
+			t.Cleanup(releaseNow)
+			use := func(ctx context.Context) {
+				for _, err := range []error{p.Store.Ping(ctx), p.Bus.Ready(ctx)} {
+					if err != nil {
+						failures.Add(1)
+						firstFail.CompareAndSwap(nil, err.Error())
+					}
+				}
+				pings.Add(1)
+			}
+			comp := lifecycle.Component{Name: "slow-writer", Run: func(ctx context.Context) error {
+				close(started)
+				<-ctx.Done()
+				// Ignores the cancellation and keeps working with Redis and NATS until released.
+				work := context.WithoutCancel(ctx)
+				tick := time.NewTicker(time.Millisecond)
+				defer tick.Stop()
+				for {
+					use(work)
+					select {
+					case <-release:
+						use(work) // the last use, right before returning
+						returned.Store(true)
+						return nil
+					case <-tick.C:
+					}
+				}
+			}}
+			signalled, signal := context.WithCancel(t.Context())
+			defer signal()
+			proc := process{stderr: &stderr, signals: func() (context.Context, context.CancelFunc) { return signalled, signal }}
+			var cfg Config
+			args := []string{"--nats-url", srv.natsURL, "--redis-url", srv.redisURL, "--health-addr=",
+				"--drain-delay=0s", "--stop-timeout=50ms", "--stop-grace=" + tc.grace}
+			codec := make(chan int, 1)
+			go func() {
+				codec <- mainWith(proc, "slow", args, &cfg, cfg.RegisterFlags, func(pl *Platform) (Service, error) {
+					p = pl
+					return &slowService{cfg: cfg, p: pl, comp: comp}, nil
+				})
+			}()
+			<-started
+			signal() // SIGTERM
+			poll.Until(t, "the stop timeout to pass", func() bool { return strings.Contains(stderr.String(), "stop timeout passed") })
+			if tc.returnsLate {
+				// Still at work past the stop timeout, on open connections.
+				after := pings.Load()
+				poll.Until(t, "the component to keep working", func() bool { return pings.Load() >= after+5 })
+				select {
+				case code := <-codec:
+					t.Fatalf("Main returned %d while a component was still running", code)
+				default:
+				}
+				releaseNow()
+			}
+			if code := <-codec; code != 1 {
+				t.Errorf("exit code %d, want 1 (the stop timeout passed)", code)
+			}
+			for _, want := range tc.logs {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("logs do not say %q:\n%s", want, stderr.String())
+				}
+			}
+			if tc.returnsLate {
+				if !returned.Load() {
+					t.Error("Main returned before the component did")
+				}
+				if err := p.Store.Ping(context.Background()); err == nil {
+					t.Error("Redis still open after a shutdown in which every component returned")
+				}
+			} else {
+				// Main has returned; the component still works on open connections.
+				after := pings.Load()
+				poll.Until(t, "the abandoned component to keep working", func() bool { return pings.Load() >= after+5 })
+				releaseNow()
+				poll.Until(t, "the component to return", returned.Load)
+				t.Cleanup(func() { _ = errors.Join(p.Bus.Close(), p.Store.Close()) })
+			}
+			if n := failures.Load(); n > 0 {
+				t.Fatalf("%d uses of Redis or NATS failed while the component ran (first: %v): closed under it", n, firstFail.Load())
+			}
+		})
 	}
 }

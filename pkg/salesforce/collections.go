@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 )
 
@@ -110,10 +111,10 @@ func (c *Connector) collections(ctx context.Context, subject string, op collecti
 		if len(locked) == 0 || attempt >= c.cfg.retry.LockAttempts {
 			break
 		}
-		wait := backoff(c.cfg.retry, attempt)
+		wait := c.cfg.retry.policy().Delay(attempt)
 		c.log.InfoContext(ctx, "salesforce records locked; retrying them", slog.String("operation", op.String()),
 			slog.Int("records", len(locked)), slog.Int("attempt", attempt), slog.Duration("wait", wait))
-		if err := sleep(ctx, wait); err != nil {
+		if err := retry.Sleep(ctx, wait); err != nil {
 			return nil, fmt.Errorf("salesforce %s: %w", op, err)
 		}
 		pending = locked

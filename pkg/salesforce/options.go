@@ -7,6 +7,8 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tandem-sync/tandem/pkg/retry"
 )
 
 // Defaults of the connector's settings.
@@ -47,6 +49,13 @@ type RetryPolicy struct {
 	MaxDelay time.Duration
 	// LockAttempts is the most times a record that failed with UNABLE_TO_LOCK_ROW is sent.
 	LockAttempts int
+}
+
+// policy is the retry package's policy for these bounds. A delay Salesforce asks for
+// (Retry-After) replaces the computed one; one longer than MaxDelay is not slept through but
+// returned to the caller, whose error carries it.
+func (p RetryPolicy) policy() retry.Policy {
+	return retry.Policy{Base: p.BaseDelay, Max: p.MaxDelay, Jitter: retry.DefaultJitter, Attempts: p.Attempts, MaxServerDelay: p.MaxDelay}
 }
 
 type settings struct {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -19,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 )
 
@@ -68,40 +68,51 @@ func (c *Connector) do(ctx context.Context, req request) (*response, error) {
 		return nil, err
 	}
 	renewed := false
-	for attempt := 1; ; attempt++ {
-		resp, err := c.send(ctx, req, tok, payload)
-		if err == nil {
-			return resp, nil
-		}
-		se := syncerr.As(err)
+	var resp *response
+	err = retry.Do(ctx, c.cfg.retry.policy(), func(ctx context.Context) error {
+		var err error
+		resp, err = c.sendRenewing(ctx, req, &tok, &renewed, payload)
 		switch {
-		case errors.Is(err, errSessionExpired):
-			if renewed {
-				c.auth.forget(req.subject, tok)
-				return nil, &syncerr.Error{Code: syncerr.SalesforceAuthFailed, Upstream: "INVALID_SESSION_ID",
-					Detail: fmt.Sprintf("%s: Salesforce rejected a freshly issued session", req.op), Err: err}
-			}
-			c.log.InfoContext(ctx, "salesforce session expired; renewing", slog.String("operation", req.op))
-			if tok, err = c.auth.renew(ctx, req.subject, tok); err != nil {
-				return nil, err
-			}
-			renewed = true
-			attempt-- // a renewal is not a retry
-			continue
-		case ctx.Err() != nil:
-			return nil, err
-		case !req.idempotent || attempt >= c.cfg.retry.Attempts || !retryableTransient(se.Code):
-			return nil, err
+		case err == nil, ctx.Err() != nil:
+			return err
+		case !req.idempotent || !retryableTransient(syncerr.As(err).Code):
+			// Sent again only if idempotent (the failure may have been acted on) and transient.
+			return retry.Abort(err)
 		}
-		if se.Delay > c.cfg.retry.MaxDelay {
-			return nil, err // a long pause is the caller's to schedule, not a goroutine's to sleep
-		}
-		wait := max(backoff(c.cfg.retry, attempt), se.Delay)
+		return err
+	}, retry.OnRetry(func(err error, attempt int, wait time.Duration) {
 		c.log.WarnContext(ctx, "salesforce request failed; retrying", slog.String("operation", req.op),
 			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", err.Error()))
-		if err := sleep(ctx, wait); err != nil {
-			return nil, fmt.Errorf("salesforce %s: %w", req.op, err)
+	}), retry.WithSleep(func(ctx context.Context, d time.Duration) error {
+		if err := retry.Sleep(ctx, d); err != nil {
+			return fmt.Errorf("salesforce %s: %w", req.op, err)
 		}
+		return nil
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// sendRenewing makes one attempt, renewing an expired session once per call: a renewal
+// proves Salesforce did not act on the request, and it is not a retry.
+func (c *Connector) sendRenewing(ctx context.Context, req request, tok **token, renewed *bool, payload []byte) (*response, error) {
+	for {
+		resp, err := c.send(ctx, req, *tok, payload)
+		if err == nil || !errors.Is(err, errSessionExpired) {
+			return resp, err
+		}
+		if *renewed {
+			c.auth.forget(req.subject, *tok)
+			return nil, &syncerr.Error{Code: syncerr.SalesforceAuthFailed, Upstream: "INVALID_SESSION_ID",
+				Detail: fmt.Sprintf("%s: Salesforce rejected a freshly issued session", req.op), Err: err}
+		}
+		c.log.InfoContext(ctx, "salesforce session expired; renewing", slog.String("operation", req.op))
+		if *tok, err = c.auth.renew(ctx, req.subject, *tok); err != nil {
+			return nil, err
+		}
+		*renewed = true
 	}
 }
 
@@ -237,35 +248,4 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
-}
-
-// backoff is the wait before attempt+1: exponential from BaseDelay, capped, with jitter so
-// that many workers hitting the same failure do not retry in lockstep.
-func backoff(p RetryPolicy, attempt int) time.Duration {
-	d := p.BaseDelay
-	for i := 1; i < attempt && d < p.MaxDelay; i++ {
-		d *= 2
-	}
-	if p.MaxDelay > 0 && d > p.MaxDelay {
-		d = p.MaxDelay
-	}
-	if d <= 0 {
-		return 0
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

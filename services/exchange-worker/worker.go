@@ -21,6 +21,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/platform"
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
+	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
@@ -58,10 +59,17 @@ func (c *Config) Validate() error {
 	if c.JobConcurrency < 1 || c.ApplyConcurrency < 1 {
 		return errors.New("concurrency must be at least 1")
 	}
-	if c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase {
+	if c.mailboxBackoff().Validate() != nil {
 		return errors.New("--backoff-base must be positive and not above --backoff-max")
 	}
 	return nil
+}
+
+// mailboxBackoff is how long a user whose reads keep failing is skipped: the retry policy
+// counted in consecutive failures, without jitter, because the time is shown to admins as the
+// user's next sync and the scheduler already spreads users' cycles.
+func (c *Config) mailboxBackoff() retry.Policy {
+	return retry.Policy{Base: c.BackoffBase, Max: c.BackoffMax}
 }
 
 // ConnectorFactory builds an org's Exchange connector from its settings.
@@ -265,10 +273,7 @@ func (w *Worker) failed(ctx context.Context, job *tandemv1.SyncJob, cause error)
 		return errors.Join(cause, err)
 	}
 	failures := prev.GetConsecutiveFailures() + 1
-	backoff := w.cfg.BackoffBase << min(failures-1, 16)
-	if backoff > w.cfg.BackoffMax || backoff <= 0 {
-		backoff = w.cfg.BackoffMax
-	}
+	backoff := w.cfg.mailboxBackoff().Delay(int(failures))
 	part := proto.Clone(prev).(*tandemv1.UserStatus)
 	part.ConsecutiveFailures = failures
 	part.NextSyncAt = timestamppb.New(w.now().Add(backoff))
