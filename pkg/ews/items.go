@@ -10,6 +10,7 @@ import (
 
 	"github.com/beevik/etree"
 
+	"github.com/tandem-sync/tandem/pkg/record"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -452,7 +453,8 @@ type ItemUpdate struct {
 	ID ItemID
 	// Record holds the new content.
 	Record *tandemv1.Record
-	// Fields are the canonical fields to write; empty means every field Exchange holds.
+	// Fields are the canonical fields to write; empty means every field Exchange holds, and
+	// record.SyncKeyField alone means none but the sync key.
 	Fields []string
 	// SyncKey, when set, tags the item with Tandem's sync key too, so that an item that began
 	// in Exchange is found by its key from its first update by Tandem on.
@@ -475,12 +477,19 @@ func (cl *Client) UpdateItems(ctx context.Context, t Target, updates []ItemUpdat
 		var changes []fieldChange
 		var err error
 		itemTag := "t:Contact"
+		// An update listing only the sync key sets the key and nothing else (an empty list
+		// would mean every field).
+		keyOnly, fields := record.KeyOnly(u.Fields), record.ContentFields(u.Fields)
 		switch body := u.Record.GetBody().(type) {
 		case *tandemv1.Record_Contact:
-			changes, err = contactChanges(body.Contact, u.Fields)
+			if !keyOnly {
+				changes, err = contactChanges(body.Contact, fields)
+			}
 		case *tandemv1.Record_Event:
 			events, itemTag = true, "t:CalendarItem"
-			changes, err = eventChanges(body.Event, u.Fields)
+			if !keyOnly {
+				changes, err = eventChanges(body.Event, fields)
+			}
 		default:
 			err = &syncerr.Error{Code: syncerr.SyncMalformedRecord, Detail: "record has no contact or event content"}
 		}

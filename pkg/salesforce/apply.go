@@ -54,7 +54,7 @@ func Redelivered() ApplyOption { return func(o *applyOptions) { o.redelivered = 
 //
 // Creates are upserts on Tandem_Sync_Key__c, so a retried create finds its first attempt
 // (already_applied); creates without a sync key are plain creates, never retried after an
-// unclear failure. Updates send only the listed fields; deleting a record that is already
+// unclear failure. Updates send only the listed fields, and the command's sync key; deleting a record that is already
 // deleted succeeds (already_applied). Values longer than their field are truncated and
 // reported as warnings; the write still happens. A record Salesforce rejects gets an error in
 // its result and never fails the others. Apply returns an error only when the batch could not
@@ -213,6 +213,13 @@ func (c *Connector) prepare(st *applyState, i int, cmd *tandemv1.WriteCommand, a
 			rec.SyncKey = cmd.GetSyncKey()
 		}
 		return &collectionItem{key: cmd.GetSyncKey(), body: vals}, nil
+	}
+	if key := cmd.GetSyncKey(); key != "" {
+		// An update tags the record with its pair's key too (an update listing only the key does
+		// nothing else), so that a record Tandem did not create — linked by matching — relinks by
+		// key should the link ever be lost.
+		vals[SyncKeyField] = key
+		rec.SyncKey = key
 	}
 	if len(vals) == 0 {
 		return nil, nil // invitees, if listed, are still set

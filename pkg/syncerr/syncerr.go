@@ -99,6 +99,7 @@ const (
 	SyncFieldTruncated     Code = "SYNC_FIELD_TRUNCATED"
 	SyncMalformedRecord    Code = "SYNC_MALFORMED_RECORD"
 	SyncUserNotInDirectory Code = "SYNC_USER_NOT_IN_DIRECTORY"
+	SyncAmbiguousMatch     Code = "SYNC_AMBIGUOUS_MATCH"
 )
 
 const (
@@ -264,6 +265,9 @@ var entries = []Entry{
 	{SyncUserNotInDirectory, no, ScopeUser, false,
 		"The user is not in the org's Salesforce user directory.",
 		"Check that the user exists and is active in Salesforce; the directory refreshes every cycle."},
+	{SyncAmbiguousMatch, no, ScopeRecord, false,
+		"Several contacts on the other side have the same name (and company) and none can be told apart by email; Tandem links none of them and creates none of them, rather than merge different people or duplicate one.",
+		"Give the contacts their email addresses (or distinct names) on either side; the next cycle links or creates them."},
 }
 
 // Lookup returns the catalogue entry for code.

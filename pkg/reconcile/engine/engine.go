@@ -209,6 +209,10 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 		if ready > snap.Cycle.Reconciled {
 			plan := planner.Compute(stateOf(uk, b.GetKind(), ready, now, set, snap))
 			recordPlan(snap, w, plan, ready, now)
+			if plan.Relinked > 0 {
+				s.log.InfoContext(ctx, "relinked record pairs by their sync keys", slog.Int("relinked", plan.Relinked),
+					slog.String("kind", store.KindName(b.GetKind())), slog.Uint64("cycle", ready))
+			}
 			out.report = append(out.report, planReport(plan)...)
 			out.planned = true
 			if len(plan.Errors) > 0 {
@@ -507,6 +511,10 @@ func recordPlan(snap *ledger.Snapshot, w *ledger.Writes, plan *planner.Plan, cyc
 		}
 		w.DeleteMirror(side, old...)
 	}
+	if plan.Relinked > 0 {
+		snap.Cycle.Relinked += int64(plan.Relinked)
+		w.SetRelinked(snap.Cycle.Relinked)
+	}
 	snap.Cycle.Reconciled = cycle
 	w.SetReconciled(cycle)
 	snap.Cycle.LastSyncedMs = now.UnixMilli()
@@ -531,7 +539,7 @@ func planReport(plan *planner.Plan) []*tandemv1.SyncError {
 // kindStatus computes the user's status for kind from the snapshot as it will be committed,
 // adding to w the marks of initial syncs that just completed.
 func kindStatus(snap *ledger.Snapshot, w *ledger.Writes, kind tandemv1.RecordKind, set planner.Settings) *tandemv1.KindStatus {
-	ks := &tandemv1.KindStatus{Kind: kind, PendingWrites: int64(len(snap.Pending))}
+	ks := &tandemv1.KindStatus{Kind: kind, PendingWrites: int64(len(snap.Pending)), RecordsRelinked: snap.Cycle.Relinked}
 	pendingTo := map[tandemv1.System]int{}
 	for _, pw := range snap.Pending {
 		pendingTo[pw.GetTarget()]++

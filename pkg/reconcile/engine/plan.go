@@ -45,6 +45,7 @@ func (s *Syncer) Plan(ctx context.Context, uk store.UserKey) (*tandemv1.PlanUser
 		}
 		resp.Conflicts += int64(len(plan.Conflicts))
 		resp.Unchanged += int64(plan.Unchanged)
+		resp.Relinked += int64(plan.Relinked)
 	}
 	return resp, nil
 }

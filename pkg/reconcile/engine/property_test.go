@@ -93,7 +93,7 @@ func TestConvergenceProperty(t *testing.T) {
 
 		steps := rapid.IntRange(10, 60).Draw(rt, "steps")
 		for range steps {
-			switch rapid.IntRange(0, 13).Draw(rt, "action") {
+			switch rapid.IntRange(0, 15).Draw(rt, "action") {
 			case 0:
 				newContact(h.ex)
 			case 1:
@@ -169,6 +169,32 @@ func TestConvergenceProperty(t *testing.T) {
 						hist.resetAfterDelete[e] = true
 					}
 					h.reset()
+					hist.resetPending = true
+				}
+			case 14:
+				// A namesake: another person with the same name and another email address, on the
+				// other side. Never linked to the first by name.
+				side, other := h.ex, h.sf
+				if rapid.Bool().Draw(rt, "namesakeInSalesforce") {
+					side, other = h.sf, h.ex
+				}
+				if id, ok := pick(other, "namesakeOf"); ok {
+					n++
+					c := other.items[id].GetContact()
+					r := side.create(contactRecord(n, c.GetGivenName(), c.GetSurname(), ""))
+					h.tracef("user creates namesake %s of %s in %s as %s", record.EmailKey(r), emailOf(other, id), store.SideName(side.system), r.GetId())
+				}
+			case 15:
+				if rapid.IntRange(0, 3).Draw(rt, "loseLedger") == 0 {
+					// Redis lost with the broker's messages (a fresh start on both): like a reset,
+					// deletions made before are forgotten; the records' sync keys relink the pairs.
+					for e := range hist.deletedInExchange {
+						hist.resetAfterDelete[e] = true
+					}
+					for e := range hist.deletedInSalesforce {
+						hist.resetAfterDelete[e] = true
+					}
+					h.loseLedger(cfg)
 					hist.resetPending = true
 				}
 			}

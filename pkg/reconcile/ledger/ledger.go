@@ -247,6 +247,8 @@ type Cycle struct {
 	// Unsent is the oldest cycle whose planned writes were committed as in flight but not yet all
 	// sent; the next handler sends the writes of that cycle and later ones. Zero when all were sent.
 	Unsent uint64
+	// Relinked counts the pairs linked again by their records' sync key since the ledger began.
+	Relinked int64
 }
 
 // Cycle hash fields.
@@ -255,6 +257,7 @@ const (
 	fieldResetFrom  = "reset_from"
 	fieldLastSynced = "last_synced_ms"
 	fieldUnsent     = "unsent"
+	fieldRelinked   = "relinked"
 	prefixReady     = "ready:"
 	prefixPages     = "pages:"
 	prefixCount     = "count:"
@@ -277,6 +280,9 @@ func parseCycle(raw map[string]string) Cycle {
 			c.ResetFrom = u(v)
 		case f == fieldUnsent:
 			c.Unsent = u(v)
+		case f == fieldRelinked:
+			n, _ := strconv.ParseInt(v, 10, 64)
+			c.Relinked = n
 		case f == fieldLastSynced:
 			n, _ := strconv.ParseInt(v, 10, 64)
 			c.LastSyncedMs = n
@@ -515,6 +521,11 @@ func (w *Writes) ClearWaiting(side tandemv1.System, cycle uint64) {
 // SetInitialDone records that the initial sync towards target completed.
 func (w *Writes) SetInitialDone(target tandemv1.System) {
 	w.setCycle(prefixInitDone+store.SideName(target), "1")
+}
+
+// SetRelinked records the count of pairs relinked by sync key.
+func (w *Writes) SetRelinked(n int64) {
+	w.setCycle(fieldRelinked, strconv.FormatInt(n, 10))
 }
 
 // SetLastSynced records when the kind last completed a cycle.

@@ -26,6 +26,19 @@ func (p *planner) pair(key string, m *tandemv1.Mapping) {
 	}
 	ex := live(p.s.Exchange, m.GetExchangeId())
 	sf := live(p.s.Salesforce, m.GetSalesforceId())
+	// A record gone from its id but present under a new one with the pair's key is the same
+	// record (moved back into the folder, a mailbox moved to new item ids): relink, never treat
+	// it as a deletion plus a new record.
+	if ex == nil {
+		if r := p.movedRecord(exchange, key); r != nil {
+			m, ex = p.relinkMoved(key, m, exchange, r), r
+		}
+	}
+	if sf == nil {
+		if r := p.movedRecord(salesforce, key); r != nil {
+			m, sf = p.relinkMoved(key, m, salesforce, r), r
+		}
+	}
 	switch {
 	case ex == nil && sf == nil:
 		p.unlink(key, m)
@@ -35,6 +48,8 @@ func (p *planner) pair(key string, m *tandemv1.Mapping) {
 		p.salesforceGone(key, m, ex)
 	default:
 		p.bothPresent(key, m, ex, sf)
+		p.stampKey(key, exchange, ex)
+		p.stampKey(key, salesforce, sf)
 	}
 }
 

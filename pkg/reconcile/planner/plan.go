@@ -16,7 +16,9 @@
 //   - conflicts follow the configuration's policy and are recorded;
 //   - a modification beats a concurrent deletion, and a deleted record never comes back;
 //   - before creating, records are matched on the other side (sync key, email, then first + last
-//     name + company) and linked instead of duplicated;
+//     name + company) and linked instead of duplicated; name matching never links two records
+//     whose email addresses differ, and links nothing where several records could match;
+//   - every linked pair carries its sync key on both sides, so lost state relinks by key;
 //   - deletes beyond a share of the user's synced records are held for an admin; a side that
 //     suddenly looks empty is a fault, not an instruction.
 package planner
@@ -205,6 +207,10 @@ type Plan struct {
 	Errors []*syncerr.Error
 	// Unchanged counts pairs in sync that need nothing; InFlight counts pairs with writes in flight.
 	Unchanged, InFlight int
+	// Relinked counts pairs linked again by the sync key their records carry, which the ledger
+	// did not link (lost or rolled-back state, a reset) or linked under another record id (an
+	// item moved out of the folder and back, a mailbox moved to another server).
+	Relinked int
 }
 
 // planner carries one planning pass.
@@ -221,6 +227,12 @@ type planner struct {
 	restore map[string]bool
 	// approved are sync keys whose held removals an admin approved: they pass the guard.
 	approved map[string]bool
+	// planned are the PendingKeys of writes planned this cycle.
+	planned map[string]bool
+	// moved are, per side, free records carrying a mapped sync key (see indexMoved).
+	moved map[tandemv1.System]map[string]*tandemv1.MirrorRecord
+	// ambiguous are records (as TombstoneKey values) an ambiguous name match holds back.
+	ambiguous map[string]bool
 }
 
 // removal is a delete (write set) or an unlink with a tombstone, pending the mass-delete guard.
@@ -237,13 +249,15 @@ type removal struct {
 // Compute plans one cycle.
 func Compute(s *State) *Plan {
 	p := &planner{
-		s:        s,
-		plan:     &Plan{},
-		linkedEx: map[string]string{},
-		linkedSF: map[string]string{},
-		busy:     map[string]bool{},
-		restore:  map[string]bool{},
-		approved: map[string]bool{},
+		s:         s,
+		plan:      &Plan{},
+		linkedEx:  map[string]string{},
+		linkedSF:  map[string]string{},
+		busy:      map[string]bool{},
+		restore:   map[string]bool{},
+		approved:  map[string]bool{},
+		planned:   map[string]bool{},
+		ambiguous: map[string]bool{},
 	}
 	if s.Settings.Direction == tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
 		return p.plan
@@ -270,6 +284,7 @@ func Compute(s *State) *Plan {
 		p.plan.ResolvedHold = h.Hold.GetSummary().GetHoldId()
 	}
 
+	p.indexMoved()
 	for _, key := range sortedKeys(s.Mappings) {
 		p.pair(key, s.Mappings[key])
 	}
@@ -353,6 +368,7 @@ func (p *planner) addWrite(target tandemv1.System, op tandemv1.WriteOp, key stri
 	cmd.CommandId = CommandID(target, p.s.Cycle, cmd)
 	w := Write{PendingWrite: pw, Reason: reason, Display: display}
 	p.busy[key] = true
+	p.planned[PendingKey(target, key)] = true
 	if op == tandemv1.WriteOp_WRITE_OP_DELETE {
 		p.removals = append(p.removals, removal{key: key, write: &w, survivorSide: target, survivor: targetRec})
 		return

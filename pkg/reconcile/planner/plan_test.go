@@ -67,11 +67,27 @@ func edit(r *tandemv1.Record, f func(c *tandemv1.Contact)) *tandemv1.Record {
 	return n
 }
 
+// content returns the plan's writes but key-only updates (stamps of a pair's sync key, which
+// tests of stamping look at on their own).
+func content(p *Plan) []Write {
+	var out []Write
+	for _, w := range p.Writes {
+		if !record.KeyOnly(w.GetCommand().GetFields()) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
 // summary renders the plan's writes as "target op key fields" lines, for compact assertions.
+// Key-only updates (stamps of a pair's sync key) are left out: stamps(p) lists them.
 func summary(p *Plan) []string {
 	var out []string
 	for _, w := range p.Writes {
 		c := w.GetCommand()
+		if record.KeyOnly(c.GetFields()) {
+			continue
+		}
 		line := sideName(w.GetTarget()) + " " + strings.TrimPrefix(c.GetOp().String(), "WRITE_OP_")
 		if c.GetOp() == tandemv1.WriteOp_WRITE_OP_UPDATE {
 			line += " " + strings.Join(c.GetFields(), ",")
@@ -91,7 +107,7 @@ func TestUnchangedAndEchoCauseNoWrite(t *testing.T) {
 	echo.Version = "2026-11-21T09:05:00.000Z"
 	s.Exchange, s.Salesforce = mirror(ex), mirror(echo)
 	p := Compute(s)
-	if len(p.Writes) != 0 || p.Unchanged != 1 {
+	if len(content(p)) != 0 || p.Unchanged != 1 {
 		t.Fatalf("writes %v unchanged %d", summary(p), p.Unchanged)
 	}
 	if len(p.Links) != 1 || p.Links[0].GetSalesforceVersion() != echo.GetVersion() {
@@ -136,7 +152,7 @@ func TestUpdateCarriesTargetIdentityAndChangeKey(t *testing.T) {
 	s := state(both())
 	s.Mappings["k1"] = synced("k1", ex, sf)
 	s.Exchange, s.Salesforce = mirror(ex), mirror(edit(sf, func(c *tandemv1.Contact) { c.Surname = "King" }))
-	w := Compute(s).Writes[0]
+	w := content(Compute(s))[0]
 	c := w.GetCommand()
 	if c.GetTargetId() != "E1" || c.GetExpectedVersion() != "v-E1" || c.GetRecord().GetContact().GetSurname() != "King" || c.GetSyncKey() != "k1" {
 		t.Errorf("command = %v", c)
@@ -188,7 +204,7 @@ func TestSameChangeOnBothSidesIsNoConflict(t *testing.T) {
 	same := func(c *tandemv1.Contact) { c.Department = "R&D" }
 	s.Exchange, s.Salesforce = mirror(edit(ex, same)), mirror(edit(sf, same))
 	p := Compute(s)
-	if len(p.Writes) != 0 || len(p.Conflicts) != 0 {
+	if len(content(p)) != 0 || len(p.Conflicts) != 0 {
 		t.Fatalf("writes %v conflicts %v", summary(p), p.Conflicts)
 	}
 	if len(p.Links) != 1 || p.Links[0].GetExchangeFieldHashes()["department"] != record.FieldHashes(edit(ex, same))["department"] {
@@ -245,13 +261,13 @@ func TestDeletedRecordNeverComesBack(t *testing.T) {
 	s := state(both())
 	s.Salesforce = mirror(sf)
 	s.Tombstones[TombstoneKey(salesforce, "S1")] = true
-	if p := Compute(s); len(p.Writes) != 0 {
+	if p := Compute(s); len(content(p)) != 0 {
 		t.Fatalf("a tombstoned record was recreated: %v", summary(p))
 	}
 	// A stale observation after the deletion marker must not revive it either.
 	s = state(both())
 	s.Exchange = map[string]*tandemv1.MirrorRecord{"E1": {Record: &tandemv1.Record{Id: "E1"}, Deleted: true}}
-	if p := Compute(s); len(p.Writes) != 0 {
+	if p := Compute(s); len(content(p)) != 0 {
 		t.Fatalf("a deleted record was recreated: %v", summary(p))
 	}
 }
@@ -267,14 +283,14 @@ func TestOutOfScopeLeavesExchangeOnly(t *testing.T) {
 	}
 	// A pair that started in Exchange stays, whatever the Salesforce filters say.
 	s.Mappings["k1"].Origin = exchange
-	if p := Compute(s); len(p.Writes) != 0 {
+	if p := Compute(s); len(content(p)) != 0 {
 		t.Errorf("an Exchange-originated contact was removed: %v", summary(p))
 	}
 	// An unlinked out-of-scope record is never created in Exchange.
 	s = state(both())
 	s.Salesforce = mirror(sf)
 	s.Salesforce["S1"].OutOfScope = true
-	if p := Compute(s); len(p.Writes) != 0 {
+	if p := Compute(s); len(content(p)) != 0 {
 		t.Errorf("an out-of-scope record was created: %v", summary(p))
 	}
 }
@@ -313,7 +329,7 @@ func TestRelinkBySyncKeyAfterReset(t *testing.T) {
 	s := state(both())
 	s.Exchange, s.Salesforce = mirror(ex), mirror(sf)
 	p := Compute(s)
-	if len(p.Writes) != 0 || len(p.Links) != 1 || p.Links[0].GetSyncKey() != "t1KEY" {
+	if len(content(p)) != 0 || len(p.Links) != 1 || p.Links[0].GetSyncKey() != "t1KEY" {
 		t.Fatalf("writes %v links %v", summary(p), p.Links)
 	}
 }
@@ -326,16 +342,16 @@ func TestCreateKeysAreStableAndNotRepeatedWhileInFlight(t *testing.T) {
 	if got := summary(first); !slices.Equal(got, []string{"salesforce CREATE"}) {
 		t.Fatalf("writes = %v", got)
 	}
-	w := first.Writes[0]
-	if again := Compute(s); again.Writes[0].GetCommand().GetCommandId() != w.GetCommand().GetCommandId() {
+	w := content(first)[0]
+	if again := Compute(s); content(again)[0].GetCommand().GetCommandId() != w.GetCommand().GetCommandId() {
 		t.Error("the same decision produced a different command id")
 	}
 	s.Pending[PendingKey(salesforce, w.GetCommand().GetSyncKey())] = w.PendingWrite
-	if p := Compute(s); len(p.Writes) != 0 || p.InFlight != 1 {
+	if p := Compute(s); len(content(p)) != 0 || p.InFlight != 1 {
 		t.Errorf("create repeated while in flight: %v", summary(p))
 	}
 	s.Now = t0.Add(DefaultPendingTimeout + time.Second)
-	if p := Compute(s); len(p.Writes) != 1 || p.Writes[0].GetCommand().GetSyncKey() != w.GetCommand().GetSyncKey() {
+	if p := Compute(s); len(content(p)) != 1 || content(p)[0].GetCommand().GetSyncKey() != w.GetCommand().GetSyncKey() {
 		t.Errorf("an overdue create was not re-sent with the same key: %v", summary(p))
 	}
 }
@@ -344,13 +360,13 @@ func TestRefusedWriteNotRetriedUntilChanged(t *testing.T) {
 	ex := person("E1", "Ada", "Lovelace", "")
 	s := state(both())
 	s.Exchange = mirror(ex)
-	key := Compute(s).Writes[0].GetCommand().GetSyncKey()
+	key := content(Compute(s))[0].GetCommand().GetSyncKey()
 	s.Rejected[PendingKey(salesforce, key)] = &tandemv1.RejectedWrite{SourceHash: record.ContentHash(ex)}
-	if p := Compute(s); len(p.Writes) != 0 {
+	if p := Compute(s); len(content(p)) != 0 {
 		t.Fatalf("a refused write was retried unchanged: %v", summary(p))
 	}
 	s.Exchange = mirror(edit(ex, func(c *tandemv1.Contact) { c.Department = "R&D" }))
-	if p := Compute(s); len(p.Writes) != 1 {
+	if p := Compute(s); len(content(p)) != 1 {
 		t.Fatalf("a refused write was not retried after the record changed")
 	}
 }
@@ -361,8 +377,8 @@ func TestRecordLimit(t *testing.T) {
 	s := state(set)
 	s.Exchange = mirror(person("E1", "A", "A", ""), person("E2", "B", "B", ""), person("E3", "C", "C", ""))
 	p := Compute(s)
-	if len(p.Writes) != 2 {
-		t.Errorf("creates = %d, want 2", len(p.Writes))
+	if len(content(p)) != 2 {
+		t.Errorf("creates = %d, want 2", len(content(p)))
 	}
 	if len(p.Errors) != 1 || p.Errors[0].Code != syncerr.SyncRecordLimit {
 		t.Errorf("errors = %v", p.Errors)
@@ -386,12 +402,12 @@ func massState(n, deleted int) *State {
 
 func TestMassDeleteGuard(t *testing.T) {
 	// 4 of 10 deleted in Salesforce: under 50%, carried out.
-	if p := Compute(massState(10, 4)); len(p.Writes) != 4 || p.NewHold != nil {
+	if p := Compute(massState(10, 4)); len(content(p)) != 4 || p.NewHold != nil {
 		t.Fatalf("4 of 10: writes %v hold %v", summary(p), p.NewHold)
 	}
 	// 6 of 10: held, nothing deleted, an error raised.
 	p := Compute(massState(10, 6))
-	if len(p.Writes) != 0 || p.NewHold == nil || p.NewHold.GetSummary().GetCount() != 6 {
+	if len(content(p)) != 0 || p.NewHold == nil || p.NewHold.GetSummary().GetCount() != 6 {
 		t.Fatalf("6 of 10: writes %v hold %v", summary(p), p.NewHold)
 	}
 	if p.Errors[0].Code != syncerr.SyncMassDeleteHeld {
@@ -408,13 +424,13 @@ func TestMassDeleteGuard(t *testing.T) {
 	// Undecided: nothing happens. Approved: the deletes go out. Rejected: the records are restored.
 	held := p.NewHold
 	s.Hold = &ActiveHold{Hold: held}
-	if p := Compute(s); len(p.Writes) != 0 || p.NewHold != nil {
+	if p := Compute(s); len(content(p)) != 0 || p.NewHold != nil {
 		t.Fatalf("undecided hold: writes %v", summary(p))
 	}
 	s.Hold.Decision = HoldApproved
 	p = Compute(s)
-	if len(p.Writes) != 10 || p.ResolvedHold != held.GetSummary().GetHoldId() {
-		t.Fatalf("approved hold: writes %d resolved %q", len(p.Writes), p.ResolvedHold)
+	if len(content(p)) != 10 || p.ResolvedHold != held.GetSummary().GetHoldId() {
+		t.Fatalf("approved hold: writes %d resolved %q", len(content(p)), p.ResolvedHold)
 	}
 	s.Hold.Decision = HoldRejected
 	p = Compute(s)
@@ -426,7 +442,7 @@ func TestMassDeleteGuard(t *testing.T) {
 func TestNotSyncingKindPlansNothing(t *testing.T) {
 	s := state(SettingsFor(&tandemv1.SyncConfiguration{Active: false, Contacts: &tandemv1.ContactSyncSettings{Direction: tandemv1.SyncDirection_SYNC_DIRECTION_BOTH}}, contactKind))
 	s.Exchange = mirror(person("E1", "A", "B", ""))
-	if p := Compute(s); len(p.Writes) != 0 {
+	if p := Compute(s); len(content(p)) != 0 {
 		t.Errorf("inactive configuration planned %v", summary(p))
 	}
 }

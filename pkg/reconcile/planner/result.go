@@ -212,7 +212,7 @@ func rebase(m *tandemv1.Mapping, kind tandemv1.RecordKind, target tandemv1.Syste
 	if target == salesforce {
 		tb, sb = sb, tb
 	}
-	for _, f := range fields {
+	for _, f := range record.ContentFields(fields) {
 		tb[f] = targetFH[f]
 		if h, ok := sourceFH[f]; ok {
 			sb[f] = h

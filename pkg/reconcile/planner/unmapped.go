@@ -46,37 +46,39 @@ func (p *planner) unmapped() {
 		}
 		if s, ok := sfByKey[k]; ok && !p.linked(e, s) {
 			p.link(k, e, s)
+			p.plan.Relinked++
 		}
 	}
 
-	// 2. By email, then 3. by first + last name + company.
-	for _, matchKey := range []func(*tandemv1.Record) string{record.EmailKey, record.NameKey} {
-		candidates := map[string]*tandemv1.MirrorRecord{}
-		for _, s := range sfFree {
-			if _, taken := p.linkedSF[s.GetRecord().GetId()]; taken {
-				continue
-			}
-			if mk := matchKey(s.GetRecord()); mk != "" {
-				if _, dup := candidates[mk]; !dup {
-					candidates[mk] = s
-				}
-			}
+	// 2. By email.
+	candidates := map[string]*tandemv1.MirrorRecord{}
+	for _, s := range sfFree {
+		if _, taken := p.linkedSF[s.GetRecord().GetId()]; taken {
+			continue
 		}
-		for _, e := range exFree {
-			if _, taken := p.linkedEx[e.GetRecord().GetId()]; taken {
-				continue
+		if mk := record.EmailKey(s.GetRecord()); mk != "" {
+			if _, dup := candidates[mk]; !dup {
+				candidates[mk] = s
 			}
-			mk := matchKey(e.GetRecord())
-			s, ok := candidates[mk]
-			if mk == "" || !ok {
-				continue
-			}
-			if _, taken := p.linkedSF[s.GetRecord().GetId()]; taken {
-				continue
-			}
-			p.link(p.keyForLink(e, s), e, s)
 		}
 	}
+	for _, e := range exFree {
+		if _, taken := p.linkedEx[e.GetRecord().GetId()]; taken {
+			continue
+		}
+		mk := record.EmailKey(e.GetRecord())
+		s, ok := candidates[mk]
+		if mk == "" || !ok {
+			continue
+		}
+		if _, taken := p.linkedSF[s.GetRecord().GetId()]; taken {
+			continue
+		}
+		p.link(p.keyForLink(e, s), e, s)
+	}
+
+	// 3. By first + last name + company, where that cannot merge different people.
+	p.matchByName(exFree, sfFree)
 
 	// 4. Create what is left, within the user's record limit.
 	count := len(p.s.Mappings) + p.newLinks()
@@ -101,10 +103,13 @@ func (p *planner) unmapped() {
 		}
 		count++
 		p.addWrite(target, tandemv1.WriteOp_WRITE_OP_CREATE, key, rec, nil, nil, "new in "+systemName(other(target)))
+		// The source carries the pair's key too, so that the pair relinks by key if the ledger
+		// is ever lost.
+		p.stampKey(key, other(target), src)
 	}
 	if p.s.Settings.ToSalesforce() {
 		for _, e := range exFree {
-			if _, taken := p.linkedEx[e.GetRecord().GetId()]; taken || p.s.Tombstones[TombstoneKey(exchange, e.GetRecord().GetId())] {
+			if _, taken := p.linkedEx[e.GetRecord().GetId()]; taken || p.s.Tombstones[TombstoneKey(exchange, e.GetRecord().GetId())] || p.ambiguous[TombstoneKey(exchange, e.GetRecord().GetId())] {
 				continue
 			}
 			create(salesforce, e)
@@ -112,7 +117,7 @@ func (p *planner) unmapped() {
 	}
 	if p.s.Settings.ToExchange() {
 		for _, s := range sfFree {
-			if _, taken := p.linkedSF[s.GetRecord().GetId()]; taken || s.GetOutOfScope() || p.s.Tombstones[TombstoneKey(salesforce, s.GetRecord().GetId())] {
+			if _, taken := p.linkedSF[s.GetRecord().GetId()]; taken || s.GetOutOfScope() || p.s.Tombstones[TombstoneKey(salesforce, s.GetRecord().GetId())] || p.ambiguous[TombstoneKey(salesforce, s.GetRecord().GetId())] {
 				continue
 			}
 			create(exchange, s)
@@ -185,6 +190,8 @@ func (p *planner) link(key string, e, s *tandemv1.MirrorRecord) {
 	p.newLink(key, origin, e.GetRecord(), s.GetRecord())
 	p.busy[key] = true
 	p.resolveNewLink(key, e.GetRecord(), s.GetRecord())
+	p.stampKey(key, exchange, e)
+	p.stampKey(key, salesforce, s)
 }
 
 func (p *planner) newLinks() int {

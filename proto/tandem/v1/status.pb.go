@@ -217,9 +217,13 @@ type KindStatus struct {
 	// held_deletes is the number of deletes held for an admin's approval.
 	HeldDeletes int64 `protobuf:"varint,8,opt,name=held_deletes,json=heldDeletes,proto3" json:"held_deletes,omitempty"`
 	// last_synced_at is when this kind last completed a cycle.
-	LastSyncedAt  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_synced_at,json=lastSyncedAt,proto3" json:"last_synced_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastSyncedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_synced_at,json=lastSyncedAt,proto3" json:"last_synced_at,omitempty"`
+	// records_relinked counts record pairs linked again by the sync key both records carry, since
+	// the user's sync state began: after that state was lost, rolled back or reset, or after items
+	// came back under new ids (moved out of the folder and back, a mailbox moved to another server).
+	RecordsRelinked int64 `protobuf:"varint,10,opt,name=records_relinked,json=recordsRelinked,proto3" json:"records_relinked,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *KindStatus) Reset() {
@@ -313,6 +317,13 @@ func (x *KindStatus) GetLastSyncedAt() *timestamppb.Timestamp {
 		return x.LastSyncedAt
 	}
 	return nil
+}
+
+func (x *KindStatus) GetRecordsRelinked() int64 {
+	if x != nil {
+		return x.RecordsRelinked
+	}
+	return 0
 }
 
 // UserStatus is one user's status (Tables 4, 5 and 6).
@@ -1601,7 +1612,9 @@ type PlanUserSyncResponse struct {
 	// conflicts counts pairs changed on both sides.
 	Conflicts int64 `protobuf:"varint,3,opt,name=conflicts,proto3" json:"conflicts,omitempty"`
 	// unchanged counts pairs that need nothing.
-	Unchanged     int64 `protobuf:"varint,4,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	Unchanged int64 `protobuf:"varint,4,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	// relinked counts pairs that would be linked again by the sync key their records carry.
+	Relinked      int64 `protobuf:"varint,5,opt,name=relinked,proto3" json:"relinked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1664,11 +1677,18 @@ func (x *PlanUserSyncResponse) GetUnchanged() int64 {
 	return 0
 }
 
+func (x *PlanUserSyncResponse) GetRelinked() int64 {
+	if x != nil {
+		return x.Relinked
+	}
+	return 0
+}
+
 var File_tandem_v1_status_proto protoreflect.FileDescriptor
 
 const file_tandem_v1_status_proto_rawDesc = "" +
 	"\n" +
-	"\x16tandem/v1/status.proto\x12\ttandem.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tandem/v1/records.proto\x1a\x14tandem/v1/sync.proto\"\x8d\x04\n" +
+	"\x16tandem/v1/status.proto\x12\ttandem.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tandem/v1/records.proto\x1a\x14tandem/v1/sync.proto\"\xb8\x04\n" +
 	"\n" +
 	"KindStatus\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.tandem.v1.RecordKindR\x04kind\x129\n" +
@@ -1679,7 +1699,9 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"\x0frecords_in_sync\x18\x06 \x01(\x03R\rrecordsInSync\x12%\n" +
 	"\x0epending_writes\x18\a \x01(\x03R\rpendingWrites\x12!\n" +
 	"\fheld_deletes\x18\b \x01(\x03R\vheldDeletes\x12@\n" +
-	"\x0elast_synced_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\flastSyncedAt\"\xe5\x05\n" +
+	"\x0elast_synced_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\flastSyncedAt\x12)\n" +
+	"\x10records_relinked\x18\n" +
+	" \x01(\x03R\x0frecordsRelinked\"\xe5\x05\n" +
 	"\n" +
 	"UserStatus\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
@@ -1782,12 +1804,13 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"\tsource_id\x18\x06 \x01(\tR\bsourceId\x12\x16\n" +
 	"\x06fields\x18\a \x03(\tR\x06fields\x12\x16\n" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x12!\n" +
-	"\fdisplay_name\x18\t \x01(\tR\vdisplayName\"\xaf\x01\n" +
+	"\fdisplay_name\x18\t \x01(\tR\vdisplayName\"\xcb\x01\n" +
 	"\x14PlanUserSyncResponse\x12/\n" +
 	"\x06writes\x18\x01 \x03(\v2\x17.tandem.v1.PlannedWriteR\x06writes\x12*\n" +
 	"\x04held\x18\x02 \x03(\v2\x16.tandem.v1.HeldDeletesR\x04held\x12\x1c\n" +
 	"\tconflicts\x18\x03 \x01(\x03R\tconflicts\x12\x1c\n" +
-	"\tunchanged\x18\x04 \x01(\x03R\tunchanged*]\n" +
+	"\tunchanged\x18\x04 \x01(\x03R\tunchanged\x12\x1a\n" +
+	"\brelinked\x18\x05 \x01(\x03R\brelinked*]\n" +
 	"\vCheckResult\x12\x1c\n" +
 	"\x18CHECK_RESULT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHECK_RESULT_PASSED\x10\x01\x12\x17\n" +

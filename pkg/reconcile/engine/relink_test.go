@@ -1,0 +1,78 @@
+package engine
+
+import (
+	"testing"
+
+	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
+	"github.com/tandem-sync/tandem/pkg/record"
+	"github.com/tandem-sync/tandem/pkg/status"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// loseLedger loses every piece of Tandem's state, as a Redis flushed (or restored from before
+// the user's first sync) together with a fresh broker would: the ledger, the user directory,
+// the configuration and every message in flight. The org's configuration is stored again, as an
+// admin would; the next reads are full reads.
+func (h *harness) loseLedger(cfg *tandemv1.SyncConfiguration) {
+	h.t.Helper()
+	h.tracef("LEDGER LOST")
+	if err := h.st.Client().FlushDB(h.ctx).Err(); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.st.PutUsers(h.ctx, testOrg, []*tandemv1.SyncUser{{UserId: testUser, Email: "rep@example.com", Active: true, ProfileId: "00eprofile000001"}}); err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.st.PutConfiguration(h.ctx, testOrg, cfg); err != nil {
+		h.t.Fatal(err)
+	}
+	h.changes, h.applies, h.results = nil, nil, nil
+	h.exCursor, h.sfCursor = -1, -1
+	h.exFrom, h.sfFrom = 0, 0
+}
+
+func noEmail(n int, first, last, title string) *tandemv1.Record {
+	r := contactRecord(n, first, last, title)
+	r.GetContact().EmailAddress1 = ""
+	return r
+}
+
+// TestLostLedgerRelinksEveryPair: pairs linked by matching on the first sync — by email, by
+// name without email — and pairs made by creates all relink by their sync keys once the ledger
+// is lost; nothing is duplicated or lost, and the user's status counts the relinks.
+func TestLostLedgerRelinksEveryPair(t *testing.T) {
+	cfg := bothWays(0)
+	h := newHarness(t, servertest.Redis(t), cfg)
+	h.ex.create(contactRecord(1, "Ada", "Lovelace", "Countess"))
+	h.sf.create(contactRecord(1, "Ada", "Lovelace", "")) // linked by email
+	h.ex.create(noEmail(2, "Sam", "Same", "Buyer"))
+	h.sf.create(noEmail(2, "Sam", "Same", "")) // linked by name: neither has an email
+	h.ex.create(noEmail(3, "Tom", "Twin", "Buyer"))
+	h.ex.create(noEmail(4, "Tom", "Twin", "Seller")) // namesakes without email: created
+	h.sf.create(contactRecord(5, "Grace", "Hopper", "Admiral"))
+	h.settle()
+	pairs := len(h.ex.items)
+	if pairs != 5 || len(h.sf.items) != 5 {
+		t.Fatalf("after the first sync: %d in Exchange, %d in Salesforce, want 5 each", len(h.ex.items), len(h.sf.items))
+	}
+	for _, side := range []*fakeSide{h.ex, h.sf} {
+		for _, r := range side.items {
+			if r.GetSyncKey() == "" {
+				t.Errorf("%s holds %s without its pair's sync key", side.prefix, record.DisplayName(r))
+			}
+		}
+	}
+
+	h.loseLedger(cfg)
+	h.settle()
+	if len(h.ex.items) != pairs || len(h.sf.items) != pairs {
+		t.Fatalf("after the ledger was lost: %d in Exchange, %d in Salesforce, want %d each", len(h.ex.items), len(h.sf.items), pairs)
+	}
+	us, err := status.New(h.st).Get(h.ctx, uk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := status.Kind(us, tandemv1.RecordKind_RECORD_KIND_CONTACT)
+	if ks.GetRecordsRelinked() != int64(pairs) || ks.GetRecordsInSync() != int64(pairs) {
+		t.Errorf("relinked %d, in sync %d, want %d each", ks.GetRecordsRelinked(), ks.GetRecordsInSync(), pairs)
+	}
+}
