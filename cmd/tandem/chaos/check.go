@@ -87,6 +87,12 @@ func (m *Model) Check(users []User, ex *ewssim.Dump, sf *sfsim.Dump) Report {
 			r.Violations = append(r.Violations, fmt.Sprintf(format, args...))
 		}
 	}
+	// explain adds what the users did to a person to the violation just recorded.
+	explain := func(p *person) {
+		if n := len(r.Violations); n > 0 && n <= maxViolations && !strings.Contains(r.Violations[n-1], " [") {
+			r.Violations[n-1] += " [" + strings.Join(p.history, "; ") + "]"
+		}
+	}
 	byOwner := map[string][]contact{}
 	for _, c := range sf.Contacts {
 		owner := fmt.Sprint(c["OwnerId"])
@@ -124,12 +130,15 @@ func (m *Model) Check(users []User, ex *ewssim.Dump, sf *sfsim.Dump) Report {
 					case got[i] > want[i] && want[i] == 0:
 						r.Resurrected++
 						violate("%s: person %s, removed in %s, is back in %s", u.Mailbox, p.id, p.removedOn, side)
+						explain(p)
 					case got[i] > want[i]:
 						r.Duplicated += got[i] - want[i]
 						violate("%s: person %s has %d copies in %s", u.Mailbox, p.id, got[i], side)
+						explain(p)
 					case got[i] < want[i]:
 						r.Lost++
 						violate("%s: person %s (created in %s) is missing from %s", u.Mailbox, p.id, p.created, side)
+						explain(p)
 					}
 				}
 				continue
@@ -139,6 +148,7 @@ func (m *Model) Check(users []User, ex *ewssim.Dump, sf *sfsim.Dump) Report {
 					r.Differing++
 					violate("%s: person %s differs in %s: %q in Exchange, %q in Salesforce", u.Mailbox, p.id, f,
 						sides[Exchange][p.id][0].fields[f], sides[Salesforce][p.id][0].fields[f])
+					explain(p)
 				}
 			}
 		}
@@ -163,7 +173,8 @@ func (m *Model) Check(users []User, ex *ewssim.Dump, sf *sfsim.Dump) Report {
 // Salesforce is gone from both. One removed from Exchange (deleted or moved out of the synced
 // folder) is gone from Exchange and, unless the configuration deletes in Salesforce too, stays
 // in Salesforce, unlinked. A contested removal (the other side was edited about the same time)
-// may also have been undone by that edit: then the person is back in sync on both sides.
+// may also have been undone by that edit: then the person is back in sync on both sides. One
+// removed about as soon as it was created may never have reached the other side.
 func (m *Model) allowed(p *person) [][2]int {
 	var out [][2]int
 	switch {
@@ -173,6 +184,10 @@ func (m *Model) allowed(p *person) [][2]int {
 		out = [][2]int{{0, 1}}
 	default:
 		out = [][2]int{{0, 0}}
+	}
+	if p.removedAt.Before(p.createdAt.Add(m.Window)) && !slices.Contains(out, [2]int{0, 0}) {
+		// Removed about as soon as it was made: Tandem may never have seen it.
+		out = append(out, [2]int{0, 0})
 	}
 	if p.contested(m.Window) {
 		out = append(out, [2]int{1, 1})

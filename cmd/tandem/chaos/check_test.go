@@ -70,43 +70,47 @@ func TestCheck(t *testing.T) {
 		}, Report{People: 1, Duplicated: 1, StalledUsers: 1}, "2 copies in Exchange"},
 		{"resurrected", func(m *Model, w *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Salesforce, t0.Add(time.Hour))
+			m.Removed(a, Salesforce, "deleted", t0.Add(time.Hour))
 			w.salesforce(a, "Ames", "a@x.example")
 		}, Report{Resurrected: 1, StalledUsers: 1}, "is back in Salesforce"},
 		{"removed from Exchange stays in Salesforce, unlinked", func(m *Model, w *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Exchange, t0.Add(time.Hour))
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour))
 			w.salesforce(a, "Ames", "a@x.example")
 		}, Report{}, ""},
 		{"removed from Exchange and lost from Salesforce", func(m *Model, _ *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Exchange, t0.Add(time.Hour))
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour))
 		}, Report{Lost: 1, StalledUsers: 1}, "missing from Salesforce"},
+		{"removed from Exchange before Tandem could see it", func(m *Model, _ *world) {
+			a := m.NewPerson(mailbox, Exchange, t0)
+			m.Removed(a, Exchange, "moved out of Salesforce_Sync", t0.Add(time.Second))
+		}, Report{}, ""},
 		{"removed from Exchange and back in Exchange", func(m *Model, w *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Exchange, t0.Add(time.Hour))
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour))
 			w.both(a, "Ames", "a@x.example")
 		}, Report{Resurrected: 1, StalledUsers: 1}, "is back in Exchange"},
 		{"removed from Exchange, deleted in Salesforce too by the configuration", func(m *Model, w *world) {
 			m.ExchangeDeleteDeletes = true
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Exchange, t0.Add(time.Hour))
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour))
 			w.salesforce(a, "Ames", "a@x.example")
 		}, Report{Resurrected: 1, StalledUsers: 1}, "is back in Salesforce"},
 		{"removed everywhere", func(m *Model, _ *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Salesforce, t0.Add(time.Hour))
+			m.Removed(a, Salesforce, "deleted", t0.Add(time.Hour))
 		}, Report{}, ""},
 		{"contested removal came back on both sides", func(m *Model, w *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
 			m.Updated(a, Salesforce, t0.Add(time.Hour))
-			m.Removed(a, Exchange, t0.Add(time.Hour+time.Second))
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour+time.Second))
 			w.both(a, "Ames", "a@x.example")
 		}, Report{}, ""},
 		{"contested removal kept on one side only", func(m *Model, w *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
 			m.Updated(a, Exchange, t0.Add(time.Hour))
-			m.Removed(a, Salesforce, t0.Add(time.Hour+time.Second))
+			m.Removed(a, Salesforce, "deleted", t0.Add(time.Hour+time.Second))
 			w.exchange(a, "Ames", "a@x.example")
 		}, Report{Resurrected: 1, StalledUsers: 1}, "is back in Exchange"},
 		{"fields differ", func(m *Model, w *world) {

@@ -142,6 +142,7 @@ func (e *Editor) createNamesake(u User) (bool, error) {
 		side = Salesforce
 	}
 	id := e.model.NewPerson(u.Mailbox, side, e.now())
+	e.model.note(id, "named like "+twinOf, side, e.now())
 	_, _, email := e.newPerson(id)
 	if side == Exchange {
 		_, err := e.ews.PutContact(u.Mailbox, exchange.SyncFolderName, exchangeContact(id, c.Contact.GivenName, c.Contact.Surname, email))
@@ -247,7 +248,7 @@ func (e *Editor) deleteInExchange(u User) (bool, error) {
 	}
 	err := e.ews.DeleteItem(u.Mailbox, it.ItemID)
 	if err == nil {
-		e.model.Removed(id, Exchange, e.now())
+		e.model.Removed(id, Exchange, "deleted", e.now())
 	}
 	return err == nil, err
 }
@@ -263,7 +264,7 @@ func (e *Editor) deleteInSalesforce(u User) (bool, error) {
 	}
 	err := e.sf.Delete("Contact", sfID)
 	if err == nil {
-		e.model.Removed(id, Salesforce, e.now())
+		e.model.Removed(id, Salesforce, "deleted", e.now())
 	}
 	return err == nil, err
 }
@@ -281,7 +282,7 @@ func (e *Editor) moveOut(u User) (bool, error) {
 	}
 	err := e.ews.MoveItem(u.Mailbox, it.ItemID, "contacts")
 	if err == nil {
-		e.model.Removed(id, Exchange, e.now())
+		e.model.Removed(id, Exchange, "moved out of Salesforce_Sync", e.now())
 	}
 	return err == nil, err
 }
@@ -295,5 +296,6 @@ func (e *Editor) moveIn(u User) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	e.model.note(id, "moved into Salesforce_Sync", Exchange, e.now())
 	return true, e.ews.MoveItem(u.Mailbox, itemID, exchange.SyncFolderName)
 }

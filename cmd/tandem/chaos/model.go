@@ -68,12 +68,21 @@ type person struct {
 	id      string
 	user    string
 	created Side
-	state   state
+	// createdAt is when a user created it.
+	createdAt time.Time
+	state     state
 	// lastEdit is when each side was last changed by a user (creation included).
 	lastEdit map[Side]time.Time
 	// removedAt and removedOn say when and where the person was deleted or moved out.
 	removedAt time.Time
 	removedOn Side
+	// history is what users did to the person, for the report of a failing run.
+	history []string
+}
+
+// did adds an edit to the person's history.
+func (p *person) did(what string, side Side, t time.Time) {
+	p.history = append(p.history, fmt.Sprintf("%s %s in %s", t.Format("15:04:05.000"), what, side))
 }
 
 // Model records what the users did. It is safe for concurrent use.
@@ -106,7 +115,9 @@ func (m *Model) NewPerson(user string, side Side, t time.Time) string {
 	defer m.mu.Unlock()
 	m.counter[user]++
 	id := fmt.Sprintf("%s.%d", sanitize(user), m.counter[user])
-	m.people[id] = &person{id: id, user: user, created: side, lastEdit: map[Side]time.Time{side: t}}
+	p := &person{id: id, user: user, created: side, createdAt: t, lastEdit: map[Side]time.Time{side: t}}
+	p.did("created", side, t)
+	m.people[id] = p
 	m.edits++
 	return id
 }
@@ -124,17 +135,19 @@ func (m *Model) Updated(id string, side Side, t time.Time) {
 	defer m.mu.Unlock()
 	if p := m.people[id]; p != nil {
 		p.lastEdit[side] = t
+		p.did("updated", side, t)
 		m.edits++
 	}
 }
 
-// Removed records that a user deleted person id on side at t, or moved it out of the synced
-// folder (which, with deletes synced both ways, is the same for the other side).
-func (m *Model) Removed(id string, side Side, t time.Time) {
+// Removed records that a user deleted person id on side at t, or (how says which) moved it
+// out of the synced folder, which Tandem treats the same.
+func (m *Model) Removed(id string, side Side, how string, t time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if p := m.people[id]; p != nil && p.state == live {
 		p.state, p.removedAt, p.removedOn = deleted, t, side
+		p.did(how, side, t)
 		m.edits++
 	}
 }
@@ -182,4 +195,13 @@ func sanitize(s string) string {
 		}
 	}
 	return string(out)
+}
+
+// note adds a detail to person id's history without counting an edit.
+func (m *Model) note(id, what string, side Side, t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p := m.people[id]; p != nil {
+		p.did(what, side, t)
+	}
 }

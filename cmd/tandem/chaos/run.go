@@ -184,10 +184,12 @@ func (r *run) progressf(format string, args ...any) {
 	fmt.Fprintf(r.opts.Progress, format+"\n", args...)
 }
 
+// count counts one of chaos's own faults and says when it happened.
 func (r *run) count(kind string) {
 	r.mu.Lock()
 	r.faults[kind]++
 	r.mu.Unlock()
+	r.progressf("chaos: %s %s", time.Now().Format("15:04:05.000"), kind)
 }
 
 // faultCounts merges chaos's own faults with those the simulators injected.
@@ -470,6 +472,7 @@ func (r *run) fault(ctx context.Context) error {
 	case k < 4: // a service process dies
 		p := r.workers[r.rng.IntN(len(r.workers))]
 		r.count("kill_" + strings.TrimRight(p.name, "-0123456789"))
+		r.progressf("chaos: killed %s", p.name)
 		p.kill()
 		time.Sleep(time.Duration(200+r.rng.IntN(1500)) * time.Millisecond)
 		return p.start()

@@ -213,6 +213,10 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 				s.log.InfoContext(ctx, "relinked record pairs by their sync keys", slog.Int("relinked", plan.Relinked),
 					slog.String("kind", store.KindName(b.GetKind())), slog.Uint64("cycle", ready))
 			}
+			if plan.Orphaned > 0 {
+				s.log.InfoContext(ctx, "records whose partner was removed while the state was lost: decided as deletions, not created again",
+					slog.Int("orphaned", plan.Orphaned), slog.String("kind", store.KindName(b.GetKind())), slog.Uint64("cycle", ready))
+			}
 			out.report = append(out.report, planReport(plan)...)
 			out.planned = true
 			if len(plan.Errors) > 0 {

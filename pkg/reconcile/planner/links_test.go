@@ -32,12 +32,14 @@ func keyed(r *tandemv1.Record, key string) *tandemv1.Record {
 	return n
 }
 
+// ada is the same person in any record: id and job title vary.
+func ada(id, title string) *tandemv1.Record {
+	r := person(id, "Ada", "Lovelace", "ada@example.com")
+	r.GetContact().JobTitle = title
+	return r
+}
+
 func TestPairsCarryTheirKeyOnBothSides(t *testing.T) {
-	ada := func(id, title string) *tandemv1.Record {
-		r := person(id, "Ada", "Lovelace", "ada@example.com")
-		r.GetContact().JobTitle = title
-		return r
-	}
 	tests := []struct {
 		name       string
 		prepare    func(s *State)
@@ -54,9 +56,9 @@ func TestPairsCarryTheirKeyOnBothSides(t *testing.T) {
 		{"a pair linked by name is stamped", func(s *State) {
 			s.Exchange, s.Salesforce = mirror(person("E1", "Ada", "Lovelace", "")), mirror(person("S1", "Ada", "Lovelace", ""))
 		}, func(k string) []string { return []string{"exchange E1 " + k, "salesforce S1 " + k} }, nil},
-		{"the source of a create is stamped with the create's key", func(s *State) {
+		{"the source of a create is not stamped before the pair exists", func(s *State) {
 			s.Exchange = mirror(ada("E1", ""))
-		}, func(k string) []string { return []string{"exchange E1 " + k} }, []string{"salesforce CREATE"}},
+		}, func(string) []string { return nil }, []string{"salesforce CREATE"}},
 		{"a linked pair without keys (linked before keys were stamped) is stamped", func(s *State) {
 			ex, sf := ada("E1", ""), ada("S1", "")
 			s.Mappings["t1PAIR"] = synced("t1PAIR", ex, sf)
@@ -269,6 +271,58 @@ func TestNameMatchingNeverMergesDifferentPeople(t *testing.T) {
 			}
 			if creates != tc.wantCreates || ambiguous != tc.wantAmbiguous {
 				t.Errorf("creates %d (want %d), ambiguity errors %d (want %d): %v %v", creates, tc.wantCreates, ambiguous, tc.wantAmbiguous, summary(p), p.Errors)
+			}
+		})
+	}
+}
+
+// TestOrphansAreNeverCreatedAgain: after the ledger is lost, a record carrying a pair's key
+// whose partner is gone (deleted or moved out while the state was lost) is decided as a pair
+// whose partner was deleted: never created again on the other side.
+func TestOrphansAreNeverCreatedAgain(t *testing.T) {
+	deleteInSalesforce := both()
+	deleteInSalesforce.ExchangeDelete = tandemv1.ExchangeDeletePolicy_EXCHANGE_DELETE_POLICY_DELETE
+	tests := []struct {
+		name     string
+		set      Settings
+		prepare  func(s *State)
+		want     []string // writes, as summary gives them
+		tombs    []string
+		orphaned int
+	}{
+		{"Salesforce record whose Exchange item is gone stays, unlinked", both(), func(s *State) {
+			s.Salesforce = mirror(keyed(ada("S1", ""), "t1K"))
+		}, nil, []string{TombstoneKey(salesforce, "S1")}, 1},
+		{"the same, with a configuration that deletes in Salesforce", deleteInSalesforce, func(s *State) {
+			s.Salesforce = mirror(keyed(ada("S1", ""), "t1K"))
+		}, []string{"salesforce DELETE"}, nil, 1},
+		{"Exchange item whose Salesforce record is gone is deleted", both(), func(s *State) {
+			s.Exchange = mirror(keyed(ada("E1", ""), "t1K"))
+		}, []string{"exchange DELETE"}, nil, 1},
+		{"a keyed pair relinks instead", both(), func(s *State) {
+			s.Exchange, s.Salesforce = mirror(keyed(ada("E1", ""), "t1K")), mirror(keyed(ada("S1", ""), "t1K"))
+		}, nil, nil, 0},
+		{"a record without a key is new", both(), func(s *State) {
+			s.Salesforce = mirror(ada("S1", ""))
+		}, []string{"exchange CREATE"}, nil, 0},
+		{"a record whose partner's create is in flight waits", both(), func(s *State) {
+			s.Salesforce = mirror(keyed(ada("S1", ""), "t1K"))
+			s.Pending[PendingKey(exchange, "t1K")] = &tandemv1.PendingWrite{Command: &tandemv1.WriteCommand{SyncKey: "t1K", Op: tandemv1.WriteOp_WRITE_OP_CREATE}, Target: exchange, IssuedAt: timestamppb.New(t0)}
+		}, nil, nil, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := state(tc.set)
+			tc.prepare(s)
+			p := Compute(s)
+			if got := summary(p); !slices.Equal(got, tc.want) {
+				t.Errorf("writes = %v, want %v", got, tc.want)
+			}
+			if !slices.Equal(p.Tombstones, tc.tombs) {
+				t.Errorf("tombstones = %v, want %v", p.Tombstones, tc.tombs)
+			}
+			if p.Orphaned != tc.orphaned {
+				t.Errorf("orphaned = %d, want %d", p.Orphaned, tc.orphaned)
 			}
 		})
 	}

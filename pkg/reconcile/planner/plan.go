@@ -211,6 +211,9 @@ type Plan struct {
 	// did not link (lost or rolled-back state, a reset) or linked under another record id (an
 	// item moved out of the folder and back, a mailbox moved to another server).
 	Relinked int
+	// Orphaned counts records whose pair's other record is gone (see the planner's orphans):
+	// decided as deletions, never created again.
+	Orphaned int
 }
 
 // planner carries one planning pass.
@@ -233,6 +236,8 @@ type planner struct {
 	moved map[tandemv1.System]map[string]*tandemv1.MirrorRecord
 	// ambiguous are records (as TombstoneKey values) an ambiguous name match holds back.
 	ambiguous map[string]bool
+	// orphaned are records (as TombstoneKey values) whose partner is gone (see orphans).
+	orphaned map[string]bool
 }
 
 // removal is a delete (write set) or an unlink with a tombstone, pending the mass-delete guard.
@@ -258,6 +263,7 @@ func Compute(s *State) *Plan {
 		approved:  map[string]bool{},
 		planned:   map[string]bool{},
 		ambiguous: map[string]bool{},
+		orphaned:  map[string]bool{},
 	}
 	if s.Settings.Direction == tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
 		return p.plan

@@ -50,6 +50,9 @@ func (p *planner) unmapped() {
 		}
 	}
 
+	// Records that carry a key but found no partner by it: the partner is gone.
+	p.orphans(exFree, sfFree)
+
 	// 2. By email.
 	candidates := map[string]*tandemv1.MirrorRecord{}
 	for _, s := range sfFree {
@@ -102,14 +105,14 @@ func (p *planner) unmapped() {
 			return
 		}
 		count++
+		// The source is tagged with the pair's key only once the pair is linked (see pair): a
+		// source carrying a key whose partner does not exist would be taken for an orphan.
 		p.addWrite(target, tandemv1.WriteOp_WRITE_OP_CREATE, key, rec, nil, nil, "new in "+systemName(other(target)))
-		// The source carries the pair's key too, so that the pair relinks by key if the ledger
-		// is ever lost.
-		p.stampKey(key, other(target), src)
 	}
 	if p.s.Settings.ToSalesforce() {
 		for _, e := range exFree {
-			if _, taken := p.linkedEx[e.GetRecord().GetId()]; taken || p.s.Tombstones[TombstoneKey(exchange, e.GetRecord().GetId())] || p.ambiguous[TombstoneKey(exchange, e.GetRecord().GetId())] {
+			tk := TombstoneKey(exchange, e.GetRecord().GetId())
+			if _, taken := p.linkedEx[e.GetRecord().GetId()]; taken || p.s.Tombstones[tk] || p.ambiguous[tk] || p.orphaned[tk] {
 				continue
 			}
 			create(salesforce, e)
@@ -117,7 +120,8 @@ func (p *planner) unmapped() {
 	}
 	if p.s.Settings.ToExchange() {
 		for _, s := range sfFree {
-			if _, taken := p.linkedSF[s.GetRecord().GetId()]; taken || s.GetOutOfScope() || p.s.Tombstones[TombstoneKey(salesforce, s.GetRecord().GetId())] || p.ambiguous[TombstoneKey(salesforce, s.GetRecord().GetId())] {
+			tk := TombstoneKey(salesforce, s.GetRecord().GetId())
+			if _, taken := p.linkedSF[s.GetRecord().GetId()]; taken || s.GetOutOfScope() || p.s.Tombstones[tk] || p.ambiguous[tk] || p.orphaned[tk] {
 				continue
 			}
 			create(exchange, s)
@@ -126,6 +130,58 @@ func (p *planner) unmapped() {
 	if limitHit {
 		p.plan.Errors = append(p.plan.Errors, syncerr.New(syncerr.SyncRecordLimit,
 			"the user has more than %d %s records to sync; the rest are not synced", p.s.Settings.MaxRecords, kindName(p.s.Kind)))
+	}
+}
+
+// orphans decides the free records that carry a sync key no link uses and no record on the
+// other side carries. A record carries a pair's key only once the pair existed: Tandem writes it
+// on the records it creates (whose source existed) and tags both records of a linked pair. So
+// such a record's partner was removed — deleted, or moved out of the synced folder — while
+// Tandem's state did not see it go (Redis flushed or restored from an older snapshot, a lost
+// ledger). Creating the partner again would bring back what a user removed; instead the record is
+// decided as a pair whose partner was deleted, per the configuration, and never created on the
+// other side. (What cannot be known without the lost state is whether the record was changed
+// since the pair last synced, so a modification does not win here: the removal stands.)
+func (p *planner) orphans(exFree, sfFree []*tandemv1.MirrorRecord) {
+	set := p.s.Settings
+	candidate := func(r *tandemv1.MirrorRecord, side tandemv1.System, linked map[string]string) (string, bool) {
+		k := r.GetRecord().GetSyncKey()
+		if _, taken := linked[r.GetRecord().GetId()]; taken || k == "" || !p.keyFree(k) {
+			return "", false
+		}
+		// A create towards the other side still unanswered is what will give it a partner.
+		if p.inFlight(other(side), k) || p.inFlight(side, k) {
+			return "", false
+		}
+		return k, true
+	}
+	for _, e := range exFree {
+		k, ok := candidate(e, exchange, p.linkedEx)
+		if !ok {
+			continue
+		}
+		p.plan.Orphaned++
+		p.orphaned[TombstoneKey(exchange, e.GetRecord().GetId())] = true
+		p.busy[k] = true
+		if set.ToExchange() {
+			p.addWrite(exchange, tandemv1.WriteOp_WRITE_OP_DELETE, k, nil, e.GetRecord(), nil, "its Salesforce record is gone")
+		} else {
+			p.plan.Tombstones = append(p.plan.Tombstones, TombstoneKey(exchange, e.GetRecord().GetId()))
+		}
+	}
+	for _, s := range sfFree {
+		k, ok := candidate(s, salesforce, p.linkedSF)
+		if !ok || s.GetOutOfScope() {
+			continue
+		}
+		p.plan.Orphaned++
+		p.orphaned[TombstoneKey(salesforce, s.GetRecord().GetId())] = true
+		p.busy[k] = true
+		if set.ToSalesforce() && set.ExchangeDelete == tandemv1.ExchangeDeletePolicy_EXCHANGE_DELETE_POLICY_DELETE {
+			p.addWrite(salesforce, tandemv1.WriteOp_WRITE_OP_DELETE, k, nil, s.GetRecord(), nil, "its Exchange item is gone")
+		} else {
+			p.plan.Tombstones = append(p.plan.Tombstones, TombstoneKey(salesforce, s.GetRecord().GetId()))
+		}
 	}
 }
 
