@@ -99,7 +99,7 @@ func restartOn(t *testing.T, prev *Env, redisURL string, org *tandemv1.Org, cfg 
 	if e.Platform, err = platform.Open(ctx, pcfg, "dev", prev.opts.Log); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.configure(ctx, org, cfg); err != nil {
+	if err := Configure(ctx, e.Platform.Store, org, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.buildServices(pcfg); err != nil {
