@@ -32,7 +32,7 @@ import (
 var contactSyncFields = []string{
 	"given_name", "middle_name", "surname", "company_name", "job_title", "department", "email_address1",
 	"business_phone", "mobile_phone", "home_phone", "other_phone", "business_fax", "assistant_phone",
-	"business_address", "other_address", "birthday", "notes",
+	"business_address", "other_address", "birthday", "notes", "assistant_name", "suffix",
 }
 
 // eventSyncFields are the event fields both sides can read and write.

@@ -124,3 +124,43 @@ func TestSimCompanySetsTheAccount(t *testing.T) {
 		t.Errorf("a batch without companies made %d queries", got)
 	}
 }
+
+// TestSimAssistantNameAndSuffixRoundTrip checks the contact fields both sides have beyond the
+// original mapping: the assistant's name and the name suffix are written and read back.
+func TestSimAssistantNameAndSuffixRoundTrip(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1})
+	rep := env.users[0]
+	res, err := env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{
+		contactCreate("sk-asst", &tandemv1.Contact{Surname: "Lovelace", AssistantName: "Mary Somerville", Suffix: "Jr."}),
+	})
+	if err != nil || !res[0].GetOk() {
+		t.Fatalf("create: %v %v", res, err)
+	}
+	id := res[0].GetRecord().GetId()
+	if _, err := env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{
+		contactUpdate(id, &tandemv1.Contact{Surname: "Lovelace", AssistantName: "Charles Babbage"}, "assistant_name", "suffix"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	row, _ := env.sim.Get("Contact", id)
+	if row["AssistantName"] != "Charles Babbage" || row["Suffix"] != nil {
+		t.Errorf("stored AssistantName %v, Suffix %v after the update", row["AssistantName"], row["Suffix"])
+	}
+	if err := env.sim.Update("Contact", id, map[string]any{"Suffix": "III"}, rep.UserId); err != nil {
+		t.Fatal(err)
+	}
+	polled, _ := env.poll(contactKind, env.audience(userRecords), "")
+	found := false
+	for _, ch := range polled.changes[rep.UserId] {
+		if ch.GetRecord().GetId() != id {
+			continue
+		}
+		found = true
+		if c := ch.GetRecord().GetContact(); c.GetAssistantName() != "Charles Babbage" || c.GetSuffix() != "III" {
+			t.Errorf("polled assistant %q, suffix %q", c.GetAssistantName(), c.GetSuffix())
+		}
+	}
+	if !found {
+		t.Errorf("the poll did not report contact %s", id)
+	}
+}
