@@ -113,6 +113,9 @@ func (e *Env) seedUser(userID, email string, seed int64) error {
 	if _, err := e.Salesforce.SeedContacts(userID, inSalesforce, seed); err != nil {
 		return err
 	}
+	if err := e.seedAccounts(userID, email); err != nil {
+		return err
+	}
 	both := min(inExchange, max(1, e.opts.ContactsPerUser/20))
 	for i, it := range e.EWS.Items(email, exchange.SyncFolderName) {
 		if i >= both || it.Contact == nil {
@@ -124,6 +127,31 @@ func (e *Env) seedUser(userID, email string, seed int64) error {
 		}, userID); err != nil {
 			return fmt.Errorf("seed a contact on both sides for %s: %w", email, err)
 		}
+	}
+	return nil
+}
+
+// seedAccounts creates, in Salesforce, an Account for each company of the mailbox's seeded
+// contacts that has none yet, as a sales team's org would hold them: a company from Exchange
+// becomes a contact's Account only where an Account of that name exists, so without them the
+// first sync would report every seeded company as SALESFORCE_ACCOUNT_NOT_SET.
+func (e *Env) seedAccounts(userID, email string) error {
+	have := map[string]bool{}
+	for _, a := range e.Salesforce.List("Account") {
+		have[fmt.Sprint(a["Name"])] = true
+	}
+	for _, it := range e.EWS.Items(email, exchange.SyncFolderName) {
+		name := ""
+		if it.Contact != nil {
+			name = it.Contact.CompanyName
+		}
+		if name == "" || have[name] {
+			continue
+		}
+		if _, err := e.Salesforce.Insert("Account", map[string]any{"Name": name}, userID); err != nil {
+			return fmt.Errorf("seed the Account %q for %s: %w", name, email, err)
+		}
+		have[name] = true
 	}
 	return nil
 }
