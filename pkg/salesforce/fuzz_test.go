@@ -46,7 +46,7 @@ func hostileJSON() []string {
 		strings.Repeat(`{"a":`, maxJSONDepth+1) + "1" + strings.Repeat("}", maxJSONDepth+1),
 		row(strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth)),
 		row(`"` + strings.Repeat(`[{\"`, 1000) + `"`),
-		row(`"` + strings.Repeat("x", 1<<16) + `"`),
+		row(`"` + strings.Repeat("x", 1<<20) + `"`), // large, within any cap
 	}
 }
 
