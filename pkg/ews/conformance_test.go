@@ -309,6 +309,15 @@ func toSimContact(c *tandemv1.Contact) ewssim.Contact {
 		DisplayName: strings.TrimSpace(c.GivenName + " " + c.Surname),
 	}
 	sc.Body, sc.BodyType = c.Notes, "Text"
+	// Exchange's simulator keeps the contact properties it does not model by element name.
+	for name, v := range map[string]string{"AssistantName": c.AssistantName, "Generation": c.Suffix} {
+		if v != "" {
+			if sc.Other == nil {
+				sc.Other = map[string]string{}
+			}
+			sc.Other[name] = v
+		}
+	}
 	sc.SetEmail("EmailAddress1", c.EmailAddress1)
 	sc.SetEmail("EmailAddress2", c.EmailAddress2)
 	sc.SetEmail("EmailAddress3", c.EmailAddress3)
@@ -330,6 +339,7 @@ func fromSimContact(sc *ewssim.Contact) *tandemv1.Contact {
 	c := &tandemv1.Contact{
 		GivenName: sc.GivenName, MiddleName: sc.MiddleName, Surname: sc.Surname, CompanyName: sc.CompanyName,
 		JobTitle: sc.JobTitle, Department: sc.Department, Notes: sc.Body,
+		AssistantName: sc.Other["AssistantName"], Suffix: sc.Other["Generation"],
 		EmailAddress1: sc.Email("EmailAddress1"), EmailAddress2: sc.Email("EmailAddress2"), EmailAddress3: sc.Email("EmailAddress3"),
 	}
 	for _, p := range simPhoneKeys {

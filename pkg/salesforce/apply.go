@@ -33,6 +33,8 @@ type applyState struct {
 	written []*tandemv1.Record
 	// attendees lists the events whose invitees the call sets, by command index.
 	attendees map[int][]*tandemv1.Attendee
+	// accounts are the Accounts the contacts' companies name (contacts only).
+	accounts accountsByName
 }
 
 // ApplyOption adjusts one Apply call.
@@ -88,6 +90,11 @@ func (c *Connector) Apply(ctx context.Context, actingUser *tandemv1.SyncUser, ki
 		results:   make([]*tandemv1.WriteResult, len(cmds)),
 		written:   make([]*tandemv1.Record, len(cmds)),
 		attendees: map[int][]*tandemv1.Attendee{},
+	}
+	if object == objContact {
+		if st.accounts, err = c.lookUpAccounts(ctx, subject, cmds); err != nil {
+			return nil, fmt.Errorf("apply %d %s writes for org %s: %w", len(cmds), object, c.orgID, err)
+		}
 	}
 	var upserts, creates, updates, deletes []int
 	var upsertItems, createItems, updateItems, deleteItems []collectionItem
@@ -174,6 +181,7 @@ func (c *Connector) prepare(st *applyState, i int, cmd *tandemv1.WriteCommand, a
 			return nil, syncerr.New(syncerr.SyncMalformedRecord, "%s command without a contact", cmd.GetOp())
 		}
 		vals, cuts = contactValues(ct, fields, create, c.fields)
+		st.setAccount(i, cmd, ct, fields, create, vals)
 	case objEvent:
 		ev := rec.GetEvent()
 		if ev == nil {

@@ -60,7 +60,7 @@ func ParseTokenResponse(body []byte, fallbackURL string) (accessToken, instanceU
 
 func parseTokenResponse(body []byte, fallbackURL string) (*token, error) {
 	var r tokenResponse
-	if err := json.Unmarshal(body, &r); err != nil {
+	if err := decodeJSON(body, &r); err != nil {
 		return nil, fmt.Errorf("decode token response: %w", err)
 	}
 	if r.AccessToken == "" {
@@ -262,7 +262,7 @@ func (a *authenticator) fetch(ctx context.Context, subject string) (*token, erro
 		return nil, transportError("token", err)
 	}
 	if len(body) > maxTokenResponse {
-		return nil, syncerr.New(syncerr.SalesforceMalformedResponse, "token response larger than %d bytes", maxTokenResponse)
+		return nil, syncerr.Wrap(syncerr.SalesforceResponseTooLarge, fmt.Errorf("token: %w", &ResponseTooLargeError{Limit: maxTokenResponse}))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, classifyTokenError(ParseTokenError(resp.StatusCode, body))

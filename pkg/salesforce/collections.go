@@ -2,7 +2,6 @@ package salesforce
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,7 +31,7 @@ type SaveError struct {
 // ParseSaveResults reads an sObject Collections answer: one result per record, in request order.
 func ParseSaveResults(body []byte) ([]SaveResult, error) {
 	var out []SaveResult
-	if err := json.Unmarshal(body, &out); err != nil {
+	if err := decodeJSON(body, &out); err != nil {
 		return nil, fmt.Errorf("decode collection results: %w", err)
 	}
 	for i, r := range out {

@@ -2,7 +2,6 @@ package salesforce
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -186,7 +185,7 @@ func (c *Connector) Check(ctx context.Context) error {
 		return fmt.Errorf("check Salesforce connection of org %s: %w", c.orgID, err)
 	}
 	var l limitsResponse
-	if err := json.Unmarshal(resp.body, &l); err != nil || l.DailyAPIRequests == nil || l.DailyAPIRequests.Max <= 0 {
+	if err := decodeJSON(resp.body, &l); err != nil || l.DailyAPIRequests == nil || l.DailyAPIRequests.Max <= 0 {
 		return syncerr.New(syncerr.SalesforceMalformedResponse, "check Salesforce connection of org %s: limits without DailyApiRequests", c.orgID)
 	}
 	if resp.header.Get(LimitInfoHeader) == "" {

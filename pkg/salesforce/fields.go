@@ -30,7 +30,7 @@ func standardLengths() map[string]map[string]int {
 		objContact: {
 			"FirstName": 40, "MiddleName": 40, "LastName": 80, "Title": 128, "Department": 80,
 			"Email": 80, "Phone": 40, "MobilePhone": 40, "HomePhone": 40, "OtherPhone": 40,
-			"Fax": 40, "AssistantPhone": 40,
+			"Fax": 40, "AssistantPhone": 40, "AssistantName": 40, "Suffix": 40,
 			"MailingStreet": 255, "MailingCity": 40, "MailingState": 80, "MailingPostalCode": 20, "MailingCountry": 80,
 			"OtherStreet": 255, "OtherCity": 40, "OtherState": 80, "OtherPostalCode": 20, "OtherCountry": 80,
 			"Description": 32000,
@@ -39,10 +39,10 @@ func standardLengths() map[string]map[string]int {
 	}
 }
 
-// optionalFields are standard fields an org may not have: Contact.MiddleName exists only when
-// the org enabled middle names. Selecting or writing a missing one fails the whole request, so
-// the connector stops using it once it learns it is missing.
-var optionalFields = map[string][]string{objContact: {"MiddleName"}}
+// optionalFields are standard fields an org may not have: Contact.MiddleName and Contact.Suffix
+// exist only when the org enabled middle names and suffixes. Selecting or writing a missing one
+// fails the whole request, so the connector stops using it once it learns it is missing.
+var optionalFields = map[string][]string{objContact: {"MiddleName", "Suffix"}}
 
 // fieldInfo is what the connector knows about the org's fields.
 type fieldInfo struct {

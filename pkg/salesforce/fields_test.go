@@ -17,7 +17,7 @@ func TestRefreshFieldLengths(t *testing.T) {
 	f := newFakeOrg(t, func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/sobjects/Contact/describe"):
-			// An org whose admin shortened LastName, without middle names enabled.
+			// An org whose admin shortened LastName, without middle names and suffixes enabled.
 			fmt.Fprint(w, `{"name":"Contact","fields":[{"name":"Id","type":"id","length":18},{"name":"LastName","type":"string","length":10},
 				{"name":"FirstName","type":"string","length":40},{"name":"Birthdate","type":"date","length":0},
 				{"name":"Tandem_Sync_Key__c","type":"string","length":80,"externalId":true}]}`)
@@ -40,11 +40,13 @@ func TestRefreshFieldLengths(t *testing.T) {
 	if err := c.RefreshFieldLengths(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if c.fields.has(objContact, "MiddleName") {
-		t.Error("MiddleName not learned as missing")
+	for _, f := range []string{"MiddleName", "Suffix"} {
+		if c.fields.has(objContact, f) {
+			t.Errorf("%s not learned as missing", f)
+		}
 	}
 	res, err := c.Apply(t.Context(), &tandemv1.SyncUser{UserId: "005000000000001AAA", Username: "rep@acme.example"}, contactKind,
-		[]*tandemv1.WriteCommand{contactCreate("sk", &tandemv1.Contact{GivenName: "Ada", MiddleName: "King", Surname: "Lovelace-Byron"})})
+		[]*tandemv1.WriteCommand{contactCreate("sk", &tandemv1.Contact{GivenName: "Ada", MiddleName: "King", Surname: "Lovelace-Byron", Suffix: "Jr."})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +55,7 @@ func TestRefreshFieldLengths(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if written["LastName"] != "Lovelace-B" || written["MiddleName"] != nil || written["FirstName"] != "Ada" {
+	if written["LastName"] != "Lovelace-B" || written["MiddleName"] != nil || written["Suffix"] != nil || written["FirstName"] != "Ada" {
 		t.Errorf("written %v", written)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -22,8 +23,30 @@ func seedRecordings(f *testing.F, extra ...string) {
 		}
 		f.Add(data)
 	}
-	for _, s := range append([]string{"", "null", "[]", "{}", "[null]", "{", `"x"`, "<html>502 Bad Gateway</html>", "\x00\xff"}, extra...) {
+	for _, s := range append(append([]string{"", "null", "[]", "{}", "[null]", "{", `"x"`, "<html>502 Bad Gateway</html>", "\x00\xff"}, hostileJSON()...), extra...) {
 		f.Add([]byte(s))
+	}
+}
+
+// hostileJSON are bodies the guards must reject (or, for the last ones, accept) in time and
+// memory proportional to their size: invalid UTF-8 in several forms, nesting past
+// maxJSONDepth, and brackets and escapes inside strings that must not count as nesting.
+func hostileJSON() []string {
+	row := func(v string) string {
+		return `{"totalSize":1,"done":true,"records":[{"Id":"003000000000001AAA","LastName":` + v + `}]}`
+	}
+	return []string{
+		row("\"Caf\xe9\""),            // Latin-1, not UTF-8
+		row("\"\xc0\xaf\""),           // overlong encoding
+		row("\"\xed\xa0\x80\""),       // an encoded surrogate
+		row("\"\xf4\x90\x80\x80\""),   // beyond U+10FFFF
+		row(`"\ud800"`),               // a lone surrogate escape: valid UTF-8, decoded as U+FFFD
+		"\xef\xbb\xbf" + row(`"Bom"`), // a byte order mark
+		strings.Repeat("[", 100_000),
+		strings.Repeat(`{"a":`, maxJSONDepth+1) + "1" + strings.Repeat("}", maxJSONDepth+1),
+		row(strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth)),
+		row(`"` + strings.Repeat(`[{\"`, 1000) + `"`),
+		row(`"` + strings.Repeat("x", 1<<20) + `"`), // large, within any cap
 	}
 }
 
@@ -37,6 +60,9 @@ func FuzzParseQueryResult(f *testing.F) {
 		r, err := ParseQueryResult(data)
 		if err != nil {
 			return
+		}
+		if err := checkJSON(data); err != nil {
+			t.Fatalf("accepted a body the guards reject: %v", err)
 		}
 		if !r.Done && r.NextRecordsURL == "" {
 			t.Fatal("not done without a next page")
@@ -66,6 +92,9 @@ func FuzzParseSaveResults(f *testing.F) {
 		rs, err := ParseSaveResults(data)
 		if err != nil {
 			return
+		}
+		if err := checkJSON(data); err != nil {
+			t.Fatalf("accepted a body the guards reject: %v", err)
 		}
 		for _, r := range rs {
 			if e := r.apiError(); (e == nil) != r.Success {

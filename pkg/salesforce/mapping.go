@@ -32,6 +32,8 @@ const (
 	fOtherAddr      = "other_address"
 	fBirthday       = "birthday"
 	fNotes          = "notes"
+	fAssistantName  = "assistant_name"
+	fSuffix         = "suffix"
 	fAccountID      = "salesforce_account_id"
 
 	fSubject     = "subject"
@@ -97,6 +99,8 @@ var contactText = []contactField{
 	{fOtherAddr, "OtherPostalCode", func(c *tandemv1.Contact) string { return c.GetOtherAddress().GetPostalCode() }, func(c *tandemv1.Contact, v string) { address(&c.OtherAddress).PostalCode = v }},
 	{fOtherAddr, "OtherCountry", func(c *tandemv1.Contact) string { return c.GetOtherAddress().GetCountry() }, func(c *tandemv1.Contact, v string) { address(&c.OtherAddress).Country = v }},
 	{fNotes, "Description", (*tandemv1.Contact).GetNotes, func(c *tandemv1.Contact, v string) { c.Notes = v }},
+	{fAssistantName, "AssistantName", (*tandemv1.Contact).GetAssistantName, func(c *tandemv1.Contact, v string) { c.AssistantName = v }},
+	{fSuffix, "Suffix", (*tandemv1.Contact).GetSuffix, func(c *tandemv1.Contact, v string) { c.Suffix = v }},
 }
 
 type eventField = textField[*tandemv1.Event]

@@ -28,7 +28,7 @@ func TestContactFromRow(t *testing.T) {
 		"Email":"ada@example.com","Phone":"+44 1","MobilePhone":"+44 2","HomePhone":"+44 3","OtherPhone":"+44 4","Fax":"+44 5","AssistantPhone":"+44 6",
 		"MailingStreet":"1 St James's Sq\nFloor 2","MailingCity":"London","MailingState":null,"MailingPostalCode":"SW1","MailingCountry":"UK",
 		"OtherStreet":null,"OtherCity":null,"OtherState":null,"OtherPostalCode":null,"OtherCountry":null,
-		"Birthdate":"1815-12-10","Description":"Analyst","AccountId":"001000000000001AAA","Account":{"attributes":{"type":"Account"},"Name":"Analytical Engines"}}`)
+		"Birthdate":"1815-12-10","Description":"Analyst","AssistantName":"Mary","Suffix":"Jr.","AccountId":"001000000000001AAA","Account":{"attributes":{"type":"Account"},"Name":"Analytical Engines"}}`)
 	rec, err := contactFromRow(o)
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +42,7 @@ func TestContactFromRow(t *testing.T) {
 			OtherPhone: "+44 4", BusinessFax: "+44 5", AssistantPhone: "+44 6",
 			BusinessAddress: &tandemv1.PostalAddress{Street: "1 St James's Sq\nFloor 2", City: "London", PostalCode: "SW1", Country: "UK"},
 			Birthday:        &tandemv1.Date{Year: 1815, Month: 12, Day: 10}, Notes: "Analyst", SalesforceAccountId: "001000000000001AAA",
+			AssistantName: "Mary", Suffix: "Jr.",
 		}},
 	}
 	if d := cmp.Diff(want, rec, protocmp.Transform()); d != "" {
@@ -98,7 +99,7 @@ func TestEventFromRow(t *testing.T) {
 
 func TestContactValues(t *testing.T) {
 	full := func() *tandemv1.Contact {
-		return &tandemv1.Contact{GivenName: "Ada", Surname: "Lovelace", CompanyName: "Ignored (read-only)", EmailAddress1: "ada@example.com",
+		return &tandemv1.Contact{GivenName: "Ada", Surname: "Lovelace", CompanyName: "Set by setAccount, from Accounts looked up", EmailAddress1: "ada@example.com",
 			EmailAddress2: "not@mapped.example", BusinessAddress: &tandemv1.PostalAddress{City: "London"},
 			Birthday: &tandemv1.Date{Year: 1815, Month: 12, Day: 10}, SalesforceAccountId: "001000000000001AAA"}
 	}
@@ -118,7 +119,7 @@ func TestContactValues(t *testing.T) {
 			"MailingPostalCode": nil, "MailingCountry": nil, "Birthdate": "1815-12-10"}},
 		{"account id is never cleared", &tandemv1.Contact{Surname: "X"}, []string{fSurname, fAccountID, fBirthday}, false, false, map[string]any{
 			"LastName": "X", "Birthdate": nil}},
-		{"unmapped and read-only fields write nothing", full(), []string{fCompanyName, "email_address2", "home_address"}, false, false, map[string]any{}},
+		{"unmapped fields and the company (an Account lookup) write nothing here", full(), []string{fCompanyName, "email_address2", "home_address"}, false, false, map[string]any{}},
 		{"missing optional field is skipped", &tandemv1.Contact{MiddleName: "B.", Surname: "X"}, []string{fMiddleName, fSurname}, false, true, map[string]any{"LastName": "X"}},
 	}
 	for _, tt := range tests {

@@ -21,8 +21,10 @@ const (
 	DefaultFullRescanInterval = 24 * time.Hour
 	DefaultLimitBackoff       = time.Hour
 	DefaultReserveRecheck     = 10 * time.Minute
-	DefaultMaxResponseBytes   = 64 << 20
-	DefaultHTTPTimeout        = 2 * time.Minute
+	// DefaultMaxResponseBytes caps one response body: far above a query page of 2,000 large
+	// records (Salesforce shrinks pages of large records), far below what would strain a worker.
+	DefaultMaxResponseBytes = 64 << 20
+	DefaultHTTPTimeout      = 2 * time.Minute
 
 	// maxConcurrentCap stays below Salesforce's 25 concurrent long-running requests per org,
 	// which would otherwise fail everyone's requests in the org, not only Tandem's.

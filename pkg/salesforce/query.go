@@ -41,7 +41,7 @@ func ParseQueryResult(body []byte) (*QueryResult, error) {
 		NextRecordsURL string            `json:"nextRecordsUrl"`
 		Records        []json.RawMessage `json:"records"`
 	}
-	if err := json.Unmarshal(body, &wire); err != nil {
+	if err := decodeJSON(body, &wire); err != nil {
 		return nil, fmt.Errorf("decode query result: %w", err)
 	}
 	if wire.Done == nil || wire.TotalSize == nil {

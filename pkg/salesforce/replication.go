@@ -2,7 +2,6 @@ package salesforce
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,7 +46,7 @@ func ParseReplicationResult(body []byte) (*ReplicationResult, error) {
 		EarliestDateAvailable string `json:"earliestDateAvailable"`
 		LatestDateCovered     string `json:"latestDateCovered"`
 	}
-	if err := json.Unmarshal(body, &wire); err != nil {
+	if err := decodeJSON(body, &wire); err != nil {
 		return nil, fmt.Errorf("decode replication result: %w", err)
 	}
 	r := &ReplicationResult{IDs: wire.IDs}

@@ -46,7 +46,7 @@ type response struct {
 
 // decode unmarshals a response body into v.
 func (r *response) decode(op string, v any) error {
-	if err := json.Unmarshal(r.body, v); err != nil {
+	if err := decodeJSON(r.body, v); err != nil {
 		return syncerr.Wrap(syncerr.SalesforceMalformedResponse, fmt.Errorf("%s: decode response: %w", op, err))
 	}
 	return nil
@@ -187,7 +187,7 @@ func (c *Connector) roundTrip(ctx context.Context, req request, tok *token, payl
 		return nil, transportError(req.op, err)
 	}
 	if int64(len(data)) > c.cfg.maxResponseBytes {
-		return nil, syncerr.New(syncerr.SalesforceMalformedResponse, "%s: response larger than %d bytes", req.op, c.cfg.maxResponseBytes)
+		return nil, syncerr.Wrap(syncerr.SalesforceResponseTooLarge, fmt.Errorf("%s: %w", req.op, &ResponseTooLargeError{Limit: c.cfg.maxResponseBytes}))
 	}
 	if hresp.StatusCode >= 200 && hresp.StatusCode < 300 {
 		return &response{status: hresp.StatusCode, header: hresp.Header, body: data}, nil

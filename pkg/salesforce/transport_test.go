@@ -411,7 +411,8 @@ func TestResponseSizeCap(t *testing.T) {
 	})
 	c := newTestConnector(t, jwtOrg(t, f.srv.URL), WithMaxResponseBytes(1024))
 	_, err := c.queryAllRows(t.Context(), testIntegration, "SELECT Id FROM Contact")
-	if se := syncerr.As(err); se.Code != syncerr.SalesforceMalformedResponse || !strings.Contains(se.Detail, "larger than 1024") {
+	var tooLarge *ResponseTooLargeError
+	if se := syncerr.As(err); se.Code != syncerr.SalesforceResponseTooLarge || !errors.As(err, &tooLarge) || tooLarge.Limit != 1024 {
 		t.Fatalf("err = %v", err)
 	}
 }

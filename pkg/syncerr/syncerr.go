@@ -81,6 +81,8 @@ const (
 	SalesforceUserInactive       Code = "SALESFORCE_USER_INACTIVE"
 	SalesforceConfigMissing      Code = "SALESFORCE_CONFIGURATION_MISSING"
 	SalesforceRejected           Code = "SALESFORCE_REJECTED"
+	SalesforceResponseTooLarge   Code = "SALESFORCE_RESPONSE_TOO_LARGE"
+	SalesforceAccountNotSet      Code = "SALESFORCE_ACCOUNT_NOT_SET"
 )
 
 // Sync engine errors.
@@ -222,6 +224,12 @@ var entries = []Entry{
 	{SalesforceRejected, sf, ScopeRecord, false,
 		"Salesforce rejected the record.",
 		"Read the message for the field and rule involved and correct the record in Salesforce or Exchange."},
+	{SalesforceResponseTooLarge, sf, ScopeOrg, false,
+		"A Salesforce response exceeded Tandem's size limit.",
+		"Check for a proxy returning something other than the Salesforce API, or for records with unusually large text fields in the synced objects."},
+	{SalesforceAccountNotSet, sf, ScopeRecord, false,
+		"The company set in Exchange could not be set as the contact's Account in Salesforce; the contact's other fields were saved.",
+		"Tandem links a contact only to an existing Account whose name is exactly the Exchange company and that the user can see; it never creates, renames or removes Accounts. Create or share the Account (or correct the company in Exchange), then edit the company in Exchange again, or set the Account in Salesforce."},
 
 	{SyncMassDeleteHeld, no, ScopeUser, false,
 		"A cycle would have deleted more than the allowed share of the user's synced records; the deletes are held.",
@@ -388,4 +396,13 @@ func ScopeOf(code Code) Scope {
 		return e.Scope
 	}
 	return ScopeUser
+}
+
+// LeavesFieldUnwritten reports whether a warning with code, attached to a successful write,
+// means the write left the warning's field as the target held it before (rather than setting
+// it to the value sent). The reconciler then keeps the target's previous value of that field as
+// its base, so the two sides' differing values are recognised as agreed on and the write is not
+// planned again every cycle.
+func LeavesFieldUnwritten(code Code) bool {
+	return code == SalesforceAccountNotSet
 }

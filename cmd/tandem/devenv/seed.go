@@ -192,7 +192,11 @@ func SeedSalesforce(sim *sfsim.Server, s Seeding) (profileID string, users map[s
 		if err := scratch.Seed(email, s.inExchange(), 0, s.Seed+int64(i)); err != nil {
 			return "", nil, fmt.Errorf("generate the Exchange contacts of %s: %w", email, err)
 		}
-		for j, it := range scratch.Items(email, exchange.SyncFolderName) {
+		mailbox := scratch.Items(email, exchange.SyncFolderName)
+		if err := seedAccounts(sim, id, mailbox); err != nil {
+			return "", nil, fmt.Errorf("seed the Accounts of %s: %w", email, err)
+		}
+		for j, it := range mailbox {
 			if j >= s.onBoth() || it.Contact == nil {
 				break
 			}
@@ -206,6 +210,32 @@ func SeedSalesforce(sim *sfsim.Server, s Seeding) (profileID string, users map[s
 		users[id] = email
 	}
 	return profileID, users, nil
+}
+
+// seedAccounts creates, in Salesforce, an Account for each company of a rep's seeded Exchange
+// contacts (mailbox, generated from the same seed) that has none yet, as a sales team's org
+// would hold them: a company from Exchange becomes a contact's Account only where an Account of
+// that name exists, so without them the first sync would report every seeded company as
+// SALESFORCE_ACCOUNT_NOT_SET.
+func seedAccounts(sim *sfsim.Server, userID string, mailbox []ewssim.Item) error {
+	have := map[string]bool{}
+	for _, a := range sim.List("Account") {
+		have[fmt.Sprint(a["Name"])] = true
+	}
+	for _, it := range mailbox {
+		name := ""
+		if it.Contact != nil {
+			name = it.Contact.CompanyName
+		}
+		if name == "" || have[name] {
+			continue
+		}
+		if _, err := sim.Insert("Account", map[string]any{"Name": name}, userID); err != nil {
+			return fmt.Errorf("seed the Account %q: %w", name, err)
+		}
+		have[name] = true
+	}
+	return nil
 }
 
 // Configure stores the org and its sync configuration in st. It is idempotent, so that a

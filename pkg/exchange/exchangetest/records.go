@@ -49,6 +49,8 @@ func FullContact() *tandemv1.Contact {
 		OtherAddress:    &tandemv1.PostalAddress{City: "Paris", Country: "France"},
 		Birthday:        &tandemv1.Date{Year: 1980, Month: 5, Day: 17},
 		Notes:           "Met at the conference.\nLikes tea.",
+		AssistantName:   "Zoë's Assistant",
+		Suffix:          "Jr.",
 	}
 }
 

@@ -195,7 +195,28 @@ func writtenRecord(cmd *tandemv1.WriteCommand, res *tandemv1.WriteResult, base *
 	if o := res.GetRecord().GetOwnerId(); o != "" {
 		out.OwnerId = o
 	}
-	return out
+	return keepUnwritten(out, base, res)
+}
+
+// keepUnwritten puts back, in the written record, the fields a warning says the write left as
+// the target held them (a company with no Salesforce Account of that name): base's value for an
+// update, none for a create. The target's base then holds what it really has while the source's
+// base holds what was sent, so neither side shows the field as changed next cycle and the same
+// write is not planned again until one of the two values changes.
+func keepUnwritten(out *tandemv1.Record, base *tandemv1.Record, res *tandemv1.WriteResult) *tandemv1.Record {
+	var fields []string
+	for _, w := range res.GetWarnings() {
+		if w.GetField() != "" && syncerr.LeavesFieldUnwritten(syncerr.Code(w.GetCode())) {
+			fields = append(fields, w.GetField())
+		}
+	}
+	if len(fields) == 0 || out.GetBody() == nil {
+		return out
+	}
+	if base == nil {
+		base = &tandemv1.Record{}
+	}
+	return record.CopyFields(out, base, fields)
 }
 
 // rebase sets, for the written fields, the target's base to what it now holds and the source's

@@ -42,6 +42,9 @@ type ContactDump struct {
 	OtherTelephone string `json:"OtherTelephone,omitempty"`
 	BusinessFax    string `json:"BusinessFax,omitempty"`
 	AssistantPhone string `json:"AssistantPhone,omitempty"`
+	// AssistantName and Generation (the name suffix) are properties the simulator keeps as set.
+	AssistantName string `json:"AssistantName,omitempty"`
+	Generation    string `json:"Generation,omitempty"`
 	// OtherPhones holds the remaining phone entries by PhoneNumberKeyType.
 	OtherPhones     map[string]string `json:"OtherPhones,omitempty"`
 	BusinessAddress *AddressDump      `json:"BusinessAddress,omitempty"`
@@ -219,6 +222,7 @@ func dumpContact(si *storedItem) ContactDump {
 		BusinessPhone: c.Phone("BusinessPhone"), MobilePhone: c.Phone("MobilePhone"), HomePhone: c.Phone("HomePhone"),
 		OtherTelephone: c.Phone("OtherTelephone"), BusinessFax: c.Phone("BusinessFax"), AssistantPhone: c.Phone("AssistantPhone"),
 		BusinessAddress: dumpAddress(c, "Business"), HomeAddress: dumpAddress(c, "Home"), OtherAddress: dumpAddress(c, "Other"),
+		AssistantName: c.Other["AssistantName"], Generation: c.Other["Generation"],
 		Birthday: rfc3339(c.Birthday), Body: c.Body, Categories: slices.Clone(c.Categories),
 		ExtendedProperties: dumpExtended(c.ExtendedProperties), LastModifiedTime: rfc3339(si.LastModified),
 	}

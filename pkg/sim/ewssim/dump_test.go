@@ -124,3 +124,19 @@ func TestDumpFieldNamesAreStable(t *testing.T) {
 		}
 	}
 }
+
+// TestDumpAssistantAndSuffix checks that the contact properties Tandem syncs beyond the modelled
+// ones appear in the dump under their EWS names.
+func TestDumpAssistantAndSuffix(t *testing.T) {
+	e := newEnv(t)
+	e.syncFolderID(alice)
+	c := Contact{GivenName: "Ada", Surname: "Lovelace"}
+	c.Other = map[string]string{"AssistantName": "Mary Somerville", "Generation": "Jr."}
+	if _, err := e.sim.PutContact(alice, SyncFolderName, c); err != nil {
+		t.Fatal(err)
+	}
+	contacts := e.sim.Dump().Mailboxes[alice].Contacts
+	if len(contacts) != 1 || contacts[0].AssistantName != "Mary Somerville" || contacts[0].Generation != "Jr." {
+		t.Errorf("dumped contacts %+v", contacts)
+	}
+}

@@ -946,7 +946,8 @@ type Contact struct {
 	MiddleName string `protobuf:"bytes,2,opt,name=middle_name,json=middleName,proto3" json:"middle_name,omitempty"`
 	// surname is the last name (EWS Surname, Salesforce LastName).
 	Surname string `protobuf:"bytes,3,opt,name=surname,proto3" json:"surname,omitempty"`
-	// company_name is the company (EWS CompanyName, Salesforce Account.Name, read-only there).
+	// company_name is the company (EWS CompanyName, Salesforce Account.Name: set in Salesforce
+	// only to an existing Account of exactly that name).
 	CompanyName string `protobuf:"bytes,4,opt,name=company_name,json=companyName,proto3" json:"company_name,omitempty"`
 	// job_title is the job title (EWS JobTitle, Salesforce Title).
 	JobTitle string `protobuf:"bytes,5,opt,name=job_title,json=jobTitle,proto3" json:"job_title,omitempty"`
@@ -982,8 +983,13 @@ type Contact struct {
 	Notes string `protobuf:"bytes,20,opt,name=notes,proto3" json:"notes,omitempty"`
 	// salesforce_account_id is the Salesforce AccountId; kept as is, never synced to Exchange.
 	SalesforceAccountId string `protobuf:"bytes,21,opt,name=salesforce_account_id,json=salesforceAccountId,proto3" json:"salesforce_account_id,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// assistant_name is the assistant's name (EWS AssistantName, Salesforce AssistantName).
+	AssistantName string `protobuf:"bytes,22,opt,name=assistant_name,json=assistantName,proto3" json:"assistant_name,omitempty"`
+	// suffix is the name suffix, such as "Jr." (EWS Generation, Salesforce Suffix, which exists
+	// only in orgs that enabled middle names and suffixes).
+	Suffix        string `protobuf:"bytes,23,opt,name=suffix,proto3" json:"suffix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Contact) Reset() {
@@ -1159,6 +1165,20 @@ func (x *Contact) GetNotes() string {
 func (x *Contact) GetSalesforceAccountId() string {
 	if x != nil {
 		return x.SalesforceAccountId
+	}
+	return ""
+}
+
+func (x *Contact) GetAssistantName() string {
+	if x != nil {
+		return x.AssistantName
+	}
+	return ""
+}
+
+func (x *Contact) GetSuffix() string {
+	if x != nil {
+		return x.Suffix
 	}
 	return ""
 }
@@ -1651,7 +1671,7 @@ const file_tandem_v1_records_proto_rawDesc = "" +
 	"\x04Date\x12\x12\n" +
 	"\x04year\x18\x01 \x01(\x05R\x04year\x12\x14\n" +
 	"\x05month\x18\x02 \x01(\x05R\x05month\x12\x10\n" +
-	"\x03day\x18\x03 \x01(\x05R\x03day\"\xc6\x06\n" +
+	"\x03day\x18\x03 \x01(\x05R\x03day\"\x85\a\n" +
 	"\aContact\x12\x1d\n" +
 	"\n" +
 	"given_name\x18\x01 \x01(\tR\tgivenName\x12\x1f\n" +
@@ -1680,7 +1700,9 @@ const file_tandem_v1_records_proto_rawDesc = "" +
 	"\rother_address\x18\x12 \x01(\v2\x18.tandem.v1.PostalAddressR\fotherAddress\x12+\n" +
 	"\bbirthday\x18\x13 \x01(\v2\x0f.tandem.v1.DateR\bbirthday\x12\x14\n" +
 	"\x05notes\x18\x14 \x01(\tR\x05notes\x122\n" +
-	"\x15salesforce_account_id\x18\x15 \x01(\tR\x13salesforceAccountId\"\xd5\x01\n" +
+	"\x15salesforce_account_id\x18\x15 \x01(\tR\x13salesforceAccountId\x12%\n" +
+	"\x0eassistant_name\x18\x16 \x01(\tR\rassistantName\x12\x16\n" +
+	"\x06suffix\x18\x17 \x01(\tR\x06suffix\"\xd5\x01\n" +
 	"\bAttendee\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +

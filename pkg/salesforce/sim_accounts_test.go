@@ -1,0 +1,166 @@
+package salesforce
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// TestSimCompanySetsTheAccount checks the Exchange-to-Salesforce half of company sync: a
+// company sets the contact's Account where exactly one Account has that exact name, with one
+// lookup query for the whole batch; otherwise the write still succeeds for the other fields and
+// carries a SALESFORCE_ACCOUNT_NOT_SET warning for company_name.
+func TestSimCompanySetsTheAccount(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1})
+	rep := env.users[0]
+	insert := func(object string, fields map[string]any) string {
+		t.Helper()
+		id, err := env.sim.Insert(object, fields, rep.UserId)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	acme := insert("Account", map[string]any{"Name": "Acme"})
+	insert("Account", map[string]any{"Name": "Twin"})
+	insert("Account", map[string]any{"Name": "Twin"})
+	insert("Account", map[string]any{"Name": "O'Brien & Co"})
+	withAcme := insert("Contact", map[string]any{"LastName": "Kept", "AccountId": acme})
+	moving := insert("Contact", map[string]any{"LastName": "Moving"})
+	clearing := insert("Contact", map[string]any{"LastName": "Clearing", "AccountId": acme})
+
+	tests := []struct {
+		name        string
+		cmd         *tandemv1.WriteCommand
+		wantAccount string // the Account name the contact then has in Salesforce
+		wantWarning string // a substring of the SALESFORCE_ACCOUNT_NOT_SET warning; "" for none
+		wantTitle   string // another field of the write, which is saved either way
+	}{
+		{"create with an existing company", contactCreate("sk-acme", &tandemv1.Contact{Surname: "A", CompanyName: "Acme", JobTitle: "CEO"}), "Acme", "", "CEO"},
+		{"create with a quoted company", contactCreate("sk-quote", &tandemv1.Contact{Surname: "Q", CompanyName: "O'Brien & Co"}), "O'Brien & Co", "", ""},
+		{"create with an unknown company", contactCreate("sk-none", &tandemv1.Contact{Surname: "B", CompanyName: "Nowhere Ltd", JobTitle: "CTO"}), "", `no Account named exactly "Nowhere Ltd"`, "CTO"},
+		{"create with a company in another case", contactCreate("sk-case", &tandemv1.Contact{Surname: "C", CompanyName: "ACME"}), "", `"ACME"`, ""},
+		{"create with an ambiguous company", contactCreate("sk-twin", &tandemv1.Contact{Surname: "D", CompanyName: "Twin"}), "", "2 Accounts are named", ""},
+		{"create without a company", contactCreate("sk-empty", &tandemv1.Contact{Surname: "E"}), "", "", ""},
+		{"update to an existing company", contactUpdate(moving, &tandemv1.Contact{Surname: "Moving", CompanyName: "Acme", JobTitle: "VP"}, "company_name", "job_title"), "Acme", "", "VP"},
+		{"update to an unknown company keeps the Account", contactUpdate(withAcme, &tandemv1.Contact{Surname: "Kept", CompanyName: "Nowhere Ltd", JobTitle: "COO", SalesforceAccountId: acme}, "company_name", "job_title"), "Acme", "Nowhere Ltd", "COO"},
+		{"a cleared company keeps the Account", contactUpdate(clearing, &tandemv1.Contact{Surname: "Clearing", SalesforceAccountId: acme}, "company_name"), "Acme", "cleared in Exchange", ""},
+	}
+	cmds := make([]*tandemv1.WriteCommand, len(tests))
+	for i, tt := range tests {
+		cmds[i] = tt.cmd
+	}
+	env.sim.ResetCounts()
+	res, err := env.conn.Apply(t.Context(), rep, contactKind, cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := env.count(sfsim.EndpointQuery); got != 1 {
+		t.Errorf("the batch looked up its companies in %d queries, want 1", got)
+	}
+	env.checkStatements()
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := res[i]
+			if !r.GetOk() {
+				t.Fatalf("write failed: %v", r.GetError())
+			}
+			var warnings []string
+			for _, w := range r.GetWarnings() {
+				if w.GetCode() != string(syncerr.SalesforceAccountNotSet) || w.GetField() != "company_name" || w.GetSuggestion() == "" || w.GetRecordId() == "" {
+					t.Errorf("unexpected warning %v", w)
+				}
+				warnings = append(warnings, w.GetMessage())
+			}
+			switch {
+			case tt.wantWarning == "" && len(warnings) > 0:
+				t.Errorf("warnings %q, want none", warnings)
+			case tt.wantWarning != "" && (len(warnings) != 1 || !strings.Contains(warnings[0], tt.wantWarning)):
+				t.Errorf("warnings %q, want one about %q", warnings, tt.wantWarning)
+			}
+			id := r.GetRecord().GetId()
+			row, ok := env.sim.Get("Contact", id)
+			if !ok {
+				t.Fatalf("contact %s not stored", id)
+			}
+			gotAccount := ""
+			if acct, _ := row["AccountId"].(string); acct != "" {
+				a, _ := env.sim.Get("Account", acct)
+				gotAccount, _ = a["Name"].(string)
+			}
+			if gotAccount != tt.wantAccount {
+				t.Errorf("contact's Account is %q, want %q", gotAccount, tt.wantAccount)
+			}
+			if title, _ := row["Title"].(string); title != tt.wantTitle {
+				t.Errorf("Title = %q, want %q: the other fields must be saved", title, tt.wantTitle)
+			}
+			if tt.cmd.GetOp() == tandemv1.WriteOp_WRITE_OP_CREATE && r.GetRecord().GetContact().GetCompanyName() != tt.wantAccount {
+				t.Errorf("result says the new contact's company is %q, want %q (what Salesforce holds)", r.GetRecord().GetContact().GetCompanyName(), tt.wantAccount)
+			}
+		})
+	}
+
+	// The poll reads the company back as the Account's name, so the echo of the write matches.
+	polled, _ := env.poll(contactKind, env.audience(userRecords), "")
+	companies := map[string]string{}
+	for _, ch := range polled.changes[rep.UserId] {
+		companies[ch.GetRecord().GetId()] = ch.GetRecord().GetContact().GetCompanyName()
+	}
+	if got := companies[res[0].GetRecord().GetId()]; got != "Acme" {
+		t.Errorf("polled company %q, want Acme", got)
+	}
+
+	// A batch that sets no company costs no lookup.
+	env.sim.ResetCounts()
+	if _, err := env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{
+		contactUpdate(moving, &tandemv1.Contact{Surname: "Moving", Department: "Sales"}, "department"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := env.count(sfsim.EndpointQuery); got != 0 {
+		t.Errorf("a batch without companies made %d queries", got)
+	}
+}
+
+// TestSimAssistantNameAndSuffixRoundTrip checks the contact fields both sides have beyond the
+// original mapping: the assistant's name and the name suffix are written and read back.
+func TestSimAssistantNameAndSuffixRoundTrip(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1})
+	rep := env.users[0]
+	res, err := env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{
+		contactCreate("sk-asst", &tandemv1.Contact{Surname: "Lovelace", AssistantName: "Mary Somerville", Suffix: "Jr."}),
+	})
+	if err != nil || !res[0].GetOk() {
+		t.Fatalf("create: %v %v", res, err)
+	}
+	id := res[0].GetRecord().GetId()
+	if _, err := env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{
+		contactUpdate(id, &tandemv1.Contact{Surname: "Lovelace", AssistantName: "Charles Babbage"}, "assistant_name", "suffix"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	row, _ := env.sim.Get("Contact", id)
+	if row["AssistantName"] != "Charles Babbage" || row["Suffix"] != nil {
+		t.Errorf("stored AssistantName %v, Suffix %v after the update", row["AssistantName"], row["Suffix"])
+	}
+	if err := env.sim.Update("Contact", id, map[string]any{"Suffix": "III"}, rep.UserId); err != nil {
+		t.Fatal(err)
+	}
+	polled, _ := env.poll(contactKind, env.audience(userRecords), "")
+	found := false
+	for _, ch := range polled.changes[rep.UserId] {
+		if ch.GetRecord().GetId() != id {
+			continue
+		}
+		found = true
+		if c := ch.GetRecord().GetContact(); c.GetAssistantName() != "Charles Babbage" || c.GetSuffix() != "III" {
+			t.Errorf("polled assistant %q, suffix %q", c.GetAssistantName(), c.GetSuffix())
+		}
+	}
+	if !found {
+		t.Errorf("the poll did not report contact %s", id)
+	}
+}
