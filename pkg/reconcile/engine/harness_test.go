@@ -14,6 +14,7 @@ import (
 
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
+	"github.com/tandem-sync/tandem/pkg/reconcile/planner"
 	"github.com/tandem-sync/tandem/pkg/record"
 	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -240,9 +241,12 @@ func (h *harness) drain() {
 	}
 }
 
-// settle runs fault-free cycles until a cycle sends no writes and nothing is in flight.
+// settle runs fault-free cycles until a cycle sends no writes and nothing is in flight. Time
+// passes first, as it does between the faults ending and a real system settling: long enough
+// for a record whose partner is gone to count as an orphan (planner.OrphanSettle).
 func (h *harness) settle() {
 	h.t.Helper()
+	h.now = h.now.Add(planner.OrphanSettle)
 	for range 12 {
 		before := h.writesSent
 		h.startCycle()

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -310,10 +311,27 @@ func TestOrphansAreNeverCreatedAgain(t *testing.T) {
 			s.Pending[PendingKey(exchange, "t1K")] = &tandemv1.PendingWrite{Command: &tandemv1.WriteCommand{SyncKey: "t1K", Op: tandemv1.WriteOp_WRITE_OP_CREATE}, Target: exchange, IssuedAt: timestamppb.New(t0)}
 		}, nil, nil, 0},
 	}
+	tests = append(tests, struct {
+		name     string
+		set      Settings
+		prepare  func(s *State)
+		want     []string
+		tombs    []string
+		orphaned int
+	}{"a record tagged just before the other side's last read waits: neither removed nor created", both(), func(s *State) {
+		s.Salesforce = mirror(keyed(ada("S1", ""), "t1K"))
+		s.Salesforce["S1"].GetRecord().ModifiedAt = timestamppb.New(t0.Add(time.Hour - time.Second))
+		s.Salesforce["S1"].ObservedAt = timestamppb.New(t0.Add(time.Hour))
+	}, nil, nil, 0})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := state(tc.set)
 			tc.prepare(s)
+			// The other sides were read an hour after the records last changed, unless a case
+			// says otherwise.
+			for _, m := range []map[string]*tandemv1.MirrorRecord{s.Exchange, s.Salesforce} {
+				m["read"] = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: "read"}, Deleted: true, ObservedAt: timestamppb.New(t0.Add(time.Hour))}
+			}
 			p := Compute(s)
 			if got := summary(p); !slices.Equal(got, tc.want) {
 				t.Errorf("writes = %v, want %v", got, tc.want)

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"sort"
+	"time"
 
 	"github.com/tandem-sync/tandem/pkg/record"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
@@ -142,8 +143,14 @@ func (p *planner) unmapped() {
 // decided as a pair whose partner was deleted, per the configuration, and never created on the
 // other side. (What cannot be known without the lost state is whether the record was changed
 // since the pair last synced, so a modification does not win here: the removal stands.)
+//
+// The partner's absence counts only once the other side was read well after the record got its
+// key (its last modification): the two sides are read at different times, and a partner created
+// just before the record was tagged may not be in the other side's last read yet. Until then the
+// record waits, neither removed nor created.
 func (p *planner) orphans(exFree, sfFree []*tandemv1.MirrorRecord) {
 	set := p.s.Settings
+	readUntil := map[tandemv1.System]time.Time{exchange: newestObservation(p.s.Exchange), salesforce: newestObservation(p.s.Salesforce)}
 	candidate := func(r *tandemv1.MirrorRecord, side tandemv1.System, linked map[string]string) (string, bool) {
 		k := r.GetRecord().GetSyncKey()
 		if _, taken := linked[r.GetRecord().GetId()]; taken || k == "" || !p.keyFree(k) {
@@ -151,6 +158,15 @@ func (p *planner) orphans(exFree, sfFree []*tandemv1.MirrorRecord) {
 		}
 		// A create towards the other side still unanswered is what will give it a partner.
 		if p.inFlight(other(side), k) || p.inFlight(side, k) {
+			return "", false
+		}
+		changed := r.GetRecord().GetModifiedAt().AsTime()
+		if r.GetRecord().GetModifiedAt() == nil {
+			changed = r.GetObservedAt().AsTime()
+		}
+		if !readUntil[other(side)].After(changed.Add(OrphanSettle)) {
+			p.orphaned[TombstoneKey(side, r.GetRecord().GetId())] = true // not created meanwhile
+			p.busy[k] = true
 			return "", false
 		}
 		return k, true
@@ -183,6 +199,22 @@ func (p *planner) orphans(exFree, sfFree []*tandemv1.MirrorRecord) {
 			p.plan.Tombstones = append(p.plan.Tombstones, TombstoneKey(salesforce, s.GetRecord().GetId()))
 		}
 	}
+}
+
+// OrphanSettle is how much later than a keyed record's last change the other side must have
+// been read before the record's partner counts as gone: it covers the two sides being read at
+// different moments and clocks that differ between Exchange, Salesforce and Tandem.
+const OrphanSettle = 30 * time.Second
+
+// newestObservation is when the latest read reflected in a mirror started.
+func newestObservation(mirror map[string]*tandemv1.MirrorRecord) time.Time {
+	var t time.Time
+	for _, m := range mirror {
+		if o := m.GetObservedAt().AsTime(); m.GetObservedAt() != nil && o.After(t) {
+			t = o
+		}
+	}
+	return t
 }
 
 // adopt links records that are the effect of a create still in flight: the record carries the
