@@ -494,7 +494,12 @@ func (l *consumeLoop) settle(ctx context.Context, m *Message, herr error, logger
 		} else {
 			err = m.msg.NakWithDelay(delay)
 		}
-		logger.WarnContext(ctx, "bus: handler failed, message will be redelivered",
+		// Contention (another process holds the user) is expected work, not a fault.
+		level := slog.LevelWarn
+		if IsContended(herr) {
+			level = slog.LevelDebug
+		}
+		logger.Log(ctx, level, "bus: handler failed, message will be redelivered",
 			slog.Any("error", herr), slog.Duration("delay", delay), slog.Int("max_deliver", l.maxDeliver))
 		if err != nil {
 			logger.ErrorContext(ctx, "bus: nak failed; the server redelivers after AckWait", slog.Any("error", err))
