@@ -18,7 +18,7 @@ import (
 const leasePoll = 100 * time.Millisecond
 
 // resetLeaseWait bounds how long a reset waits for a reconciler that holds the user's lease.
-const resetLeaseWait = 5 * time.Second
+const resetLeaseWait = 2 * time.Second
 
 // userLocks serialises one process's work per user. The handlers of one process for the same
 // user (pages from both sides, results of writes) queue here instead of racing for the user's
