@@ -196,6 +196,7 @@ func (b *Bus) Consume(ctx context.Context, consumer string, handler Handler, opt
 	info := cons.CachedInfo()
 	l := &consumeLoop{
 		bus:        b,
+		spec:       spec,
 		cons:       cons,
 		name:       consumer,
 		handler:    handler,
@@ -211,6 +212,7 @@ func (b *Bus) Consume(ctx context.Context, consumer string, handler Handler, opt
 // consumeLoop is one running Consume.
 type consumeLoop struct {
 	bus        *Bus
+	spec       ConsumerSpec
 	cons       jetstream.Consumer
 	name       string
 	handler    Handler
@@ -287,6 +289,9 @@ loop:
 			runErr = err
 			break loop
 		default:
+			if l.recreate(fetchCtx) {
+				continue // the consumer was gone and is back: pull again at once
+			}
 			retry = min(max(2*retry, time.Second), fetchRetryMax)
 			l.logger.WarnContext(ctx, "bus: pull request failed", slog.Any("error", err), slog.Duration("retry_in", retry))
 			select {

@@ -97,6 +97,15 @@ func (b *Bus) Publish(ctx context.Context, subject string, msg proto.Message, ms
 	// WithExpectStream turns a subject that lands in the wrong stream (a misdeclared server)
 	// into an error instead of a message no consumer reads.
 	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(stream))
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		// No stream took the subject: it was deleted under us (see recreate.go). Put it back
+		// from the topology and publish once more.
+		if rerr := b.redeclareStream(ctx, stream); rerr == nil {
+			ack, err = b.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(stream))
+		} else {
+			err = errors.Join(err, rerr)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
 			err = fmt.Errorf("%w: %w", ErrPayloadTooLarge, err)
