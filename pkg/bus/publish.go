@@ -125,3 +125,25 @@ func (b *Bus) Publish(ctx context.Context, subject string, msg proto.Message, ms
 	b.metrics.recordPublished(ctx, stream, publishStored)
 	return nil
 }
+
+// Stored returns how many messages the bus holds on subject, delivered or not: in a work-queue
+// stream, the messages not yet acknowledged. The scheduler uses it to tell a read that is late
+// (its pages still queued) from one that was lost.
+func (b *Bus) Stored(ctx context.Context, subject string) (uint64, error) {
+	route, err := ParseSubject(subject)
+	if err != nil {
+		return 0, fmt.Errorf("stored on %s: %w", subject, err)
+	}
+	s, err := b.js.Stream(ctx, streamOf(route.Kind))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil // nothing is stored in a stream that is gone
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stored on %s: %w", subject, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, fmt.Errorf("stored on %s: %w", subject, err)
+	}
+	return info.State.Subjects[subject], nil
+}

@@ -2,8 +2,10 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
+	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/telemetry"
@@ -33,6 +35,7 @@ func (s *Scheduler) gaps(ctx context.Context, uk store.UserKey, cycle uint64, ki
 	if err != nil {
 		return full, err
 	}
+	queued := -1 // the user's changes still on the bus; -1 until looked up
 	for _, kind := range kinds {
 		cyc, err := s.led.LoadCycle(ctx, uk, kind)
 		if err != nil {
@@ -44,6 +47,25 @@ func (s *Scheduler) gaps(ctx context.Context, uk store.UserKey, cycle uint64, ki
 			if !need {
 				lost, ok := lostRead(cyc, side, cycle)
 				if !ok || asked[key]+gapCycles > cycle {
+					continue
+				}
+				if queued < 0 {
+					if queued, err = s.changesQueued(ctx, uk); err != nil {
+						return full, err
+					}
+				}
+				if queued > 0 {
+					// Late, not lost: a read's pages are all published before the read that
+					// continues from it starts, so they are still on the bus waiting for the
+					// reconciler (a backlog), and another read would only add to it.
+					continue
+				}
+				// The count was taken after the ledger was read: confirm the gap with a ledger
+				// read taken after it, so that pages handled in between are not taken for lost.
+				if cyc, err = s.led.LoadCycle(ctx, uk, kind); err != nil {
+					return full, err
+				}
+				if lost, ok = lostRead(cyc, side, cycle); !ok {
 					continue
 				}
 				s.log.WarnContext(ctx, "a read never reached the reconciler; reading the side in full",
@@ -64,11 +86,36 @@ func (s *Scheduler) gaps(ctx context.Context, uk store.UserKey, cycle uint64, ki
 	return full, nil
 }
 
+// changesQueued returns how many of the user's change pages the bus still holds.
+func (s *Scheduler) changesQueued(ctx context.Context, uk store.UserKey) (int, error) {
+	subject, err := bus.ChangesSubject(uk.OrgID, uk.UserID)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.queue.Stored(ctx, subject)
+	if err != nil {
+		return 0, fmt.Errorf("look for %s's queued changes: %w", uk, err)
+	}
+	return int(n), nil
+}
+
 // lostRead returns the oldest read of side the ledger is missing that is at least gapCycles
-// older than cycle: the predecessor a complete read waits for, or a read whose pages are
-// incomplete. Reads up to the side's Ready are complete, whatever bookkeeping they left.
+// older than cycle: the predecessor a complete read waits for, or a read with incomplete pages
+// once a later read of the side has arrived (before that, its last pages may still be on the
+// way). Reads up to the side's Ready are complete, whatever bookkeeping they left.
 func lostRead(cyc ledger.Cycle, side tandemv1.System, cycle uint64) (uint64, bool) {
 	ready := cyc.Ready[store.SideName(side)]
+	var latest uint64 // the latest read of side the ledger has pages of
+	for cs := range cyc.Waiting {
+		if s, c, ok := ledger.ParseCycleSide(cs); ok && s == side {
+			latest = max(latest, c)
+		}
+	}
+	for cs := range cyc.Pages {
+		if s, c, ok := ledger.ParseCycleSide(cs); ok && s == side {
+			latest = max(latest, c)
+		}
+	}
 	var oldest uint64
 	consider := func(c uint64) {
 		if c > ready && c+gapCycles <= cycle && (oldest == 0 || c < oldest) {
@@ -81,7 +128,7 @@ func lostRead(cyc ledger.Cycle, side tandemv1.System, cycle uint64) (uint64, boo
 		}
 	}
 	for cs := range cyc.Pages {
-		if s, c, ok := ledger.ParseCycleSide(cs); ok && s == side {
+		if s, c, ok := ledger.ParseCycleSide(cs); ok && s == side && c < latest {
 			consider(c)
 		}
 	}

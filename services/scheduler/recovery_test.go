@@ -219,3 +219,39 @@ func TestLostReadIsReadAgainWithinTwoIntervals(t *testing.T) {
 		})
 	}
 }
+
+// TestLateReadIsNotReadAgain has one side's read sit on the bus, unhandled, while later reads
+// arrive: its pages are late, not lost, and the scheduler waits for them instead of adding a
+// full read to the backlog.
+func TestLateReadIsNotReadAgain(t *testing.T) {
+	e := newEnv(t, testConfig())
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true))
+	e.putConfig(t, orgA, contactsOnly(user1))
+	uk := store.UserKey{OrgID: orgA, UserID: user1}
+	r := &reader{e: e, uk: uk, last: map[tandemv1.System]uint64{}}
+	subject, err := bus.ChangesSubject(orgA, user1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cycle := uint64(1); cycle <= 4; cycle++ {
+		e.dueNow(t, orgA)
+		e.tick(t)
+		sf, ex := split(t, orgA, e.newJobs(t))
+		if slices.Contains(sf.GetFullUserIds(), user1) || ex[user1].GetFullResync() {
+			t.Fatalf("cycle %d reads in full while the Salesforce read of cycle 1 is still queued", cycle)
+		}
+		r.read(t, tandemv1.System_SYSTEM_EXCHANGE, cycle, cycle == 1, false)
+		if cycle == 1 {
+			// Queued on the bus; nothing consumes it in this test.
+			b := &tandemv1.ChangeBatch{OrgId: orgA, UserId: user1, Source: tandemv1.System_SYSTEM_SALESFORCE, Kind: contactKind,
+				Cycle: 1, Last: true, PageCount: 1, FullSnapshot: true, ReadAt: timestamppb.Now()}
+			if err := e.p.Bus.Publish(t.Context(), subject, b, "late-salesforce-1"); err != nil {
+				t.Fatal(err)
+			}
+			r.last[tandemv1.System_SYSTEM_SALESFORCE] = 1
+			continue
+		}
+		r.read(t, tandemv1.System_SYSTEM_SALESFORCE, cycle, false, false)
+	}
+}

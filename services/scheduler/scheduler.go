@@ -78,12 +78,18 @@ type Publisher interface {
 	Publish(ctx context.Context, subject string, msg proto.Message, msgID string) error
 }
 
+// Queue tells how many messages the bus holds on a subject.
+type Queue interface {
+	Stored(ctx context.Context, subject string) (uint64, error)
+}
+
 // Scheduler starts sync cycles.
 type Scheduler struct {
 	cfg    Config
 	p      *platform.Platform
 	st     *store.Store
 	pub    Publisher
+	queue  Queue
 	led    *ledger.Ledger
 	sync   *engine.Syncer
 	status *status.Store
@@ -97,7 +103,7 @@ func New(cfg Config, p *platform.Platform) (*Scheduler, error) {
 		return nil, err
 	}
 	return &Scheduler{
-		cfg: cfg, p: p, st: p.Store, pub: p.Bus, led: ledger.New(p.Store),
+		cfg: cfg, p: p, st: p.Store, pub: p.Bus, queue: p.Bus, led: ledger.New(p.Store),
 		sync:   engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger}),
 		status: status.New(p.Store), log: p.Logger.With(slog.String("component", "scheduler")), now: time.Now,
 	}, nil
