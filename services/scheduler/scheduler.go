@@ -335,9 +335,10 @@ func (s *Scheduler) reset(ctx context.Context, uk store.UserKey, rs tandemv1.Res
 	return false, nil
 }
 
-// stalled reports whether the user's reconciliation is StallCycles behind for a kind, which
-// happens only if a page of a read was lost (given up on by the bus): a full read restarts the
-// chain of reads the reconciler waits for.
+// stalled reports whether the user's reconciliation is StallCycles behind for a kind: a safety
+// net behind gaps (recovery.go), which finds a lost read of either side within two cycles. Only
+// a user that has reconciled once is judged here; a lag cannot tell a stalled first sync from a
+// user who was never read, which is why gaps looks for the evidence a lost read leaves instead.
 func (s *Scheduler) stalled(ctx context.Context, uk store.UserKey, cycle uint64, kinds []tandemv1.RecordKind) (bool, error) {
 	for _, k := range kinds {
 		from, reconciled, err := s.led.ResetProgress(ctx, uk, k)
