@@ -255,3 +255,33 @@ func TestLateReadIsNotReadAgain(t *testing.T) {
 		r.read(t, tandemv1.System_SYSTEM_SALESFORCE, cycle, false, false)
 	}
 }
+
+// TestRepublishedResetCycleStillReadsInFull: a reset clears the ledger when its cycle is
+// claimed; if that cycle's jobs then fail to go out, the cycle published again must still read
+// the user in full, although the user is no longer marked.
+func TestRepublishedResetCycleStillReadsInFull(t *testing.T) {
+	e := newEnv(t, testConfig())
+	ctx := t.Context()
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true))
+	e.putConfig(t, orgA, contactsOnly(user1))
+	e.tick(t)
+	e.newJobs(t)
+	e.reconcile(t, orgA, user1, contactKind, 1)
+	if err := e.st.MarkReset(ctx, store.UserKey{OrgID: orgA, UserID: user1}); err != nil {
+		t.Fatal(err)
+	}
+	scheduler.SetPublisher(e.sched, &flakyPublisher{next: e.p.Bus, failOn: []string{".salesforce", ".exchange." + user1}})
+	e.dueNow(t, orgA)
+	if err := e.sched.Tick(ctx); err == nil {
+		t.Fatal("a tick whose publishes failed reported no error")
+	}
+	if jobs := e.newJobs(t); len(jobs) != 0 {
+		t.Fatalf("jobs %v, want none to have gone out", jobs)
+	}
+	e.tick(t)
+	sf, ex := split(t, orgA, e.newJobs(t))
+	if sf.GetCycle() != 2 || !slices.Equal(sf.GetFullUserIds(), []string{user1}) || !ex[user1].GetFullResync() {
+		t.Fatalf("republished cycle: Salesforce %v, Exchange %v; want cycle 2 reading %s in full on both sides", sf, ex[user1], user1)
+	}
+}
