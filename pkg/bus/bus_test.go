@@ -164,17 +164,35 @@ func TestPublishRejects(t *testing.T) {
 	}
 }
 
-func TestPublishFailsWithoutStream(t *testing.T) {
+// A stream missing under a running service (deleted, or lost with a NATS server restarted
+// without its store) is put back from the topology by the first publish that needs it.
+func TestPublishRecreatesAMissingStream(t *testing.T) {
 	nc := servertest.NATSConn(t)
 	b, err := bus.New(nc, bus.Config{}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	subject, _ := bus.DeadSubject(testOrg)
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if err := b.Publish(ctx, subject, &tandemv1.DeadLetter{}, "id"); err == nil {
-		t.Fatal("publish without a declared stream succeeded")
+	if err := b.Publish(ctx, subject, &tandemv1.DeadLetter{}, "id"); err != nil {
+		t.Fatalf("publish to a missing stream: %v", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, bus.StreamDead)
+	if err != nil {
+		t.Fatalf("the stream was not recreated: %v", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 || info.Config.MaxAge != bus.DefaultDeadLetterMaxAge {
+		t.Fatalf("recreated stream holds %d messages with max age %s, want 1 and the topology's %s",
+			info.State.Msgs, info.Config.MaxAge, bus.DefaultDeadLetterMaxAge)
 	}
 }
 

@@ -206,6 +206,7 @@ func (b *Bus) Consume(ctx context.Context, consumer string, handler Handler, opt
 	info := cons.CachedInfo()
 	l := &consumeLoop{
 		bus:        b,
+		spec:       spec,
 		cons:       cons,
 		name:       consumer,
 		handler:    handler,
@@ -221,6 +222,7 @@ func (b *Bus) Consume(ctx context.Context, consumer string, handler Handler, opt
 // consumeLoop is one running Consume.
 type consumeLoop struct {
 	bus        *Bus
+	spec       ConsumerSpec
 	cons       jetstream.Consumer
 	name       string
 	handler    Handler
@@ -297,6 +299,9 @@ loop:
 			runErr = err
 			break loop
 		default:
+			if l.recreate(fetchCtx) {
+				continue // the consumer was gone and is back: pull again at once
+			}
 			failures++
 			wait := fetchRetry.Delay(failures)
 			l.logger.WarnContext(ctx, "bus: pull request failed", slog.Any("error", err), slog.Duration("retry_in", wait))
@@ -503,7 +508,12 @@ func (l *consumeLoop) settle(ctx context.Context, m *Message, herr error, logger
 		} else {
 			err = m.msg.NakWithDelay(delay)
 		}
-		logger.WarnContext(ctx, "bus: handler failed, message will be redelivered",
+		// Contention (another process holds the user) is expected work, not a fault.
+		level := slog.LevelWarn
+		if IsContended(herr) {
+			level = slog.LevelDebug
+		}
+		logger.Log(ctx, level, "bus: handler failed, message will be redelivered",
 			slog.Any("error", herr), slog.Duration("delay", delay), slog.Int("max_deliver", l.maxDeliver))
 		if err != nil {
 			logger.ErrorContext(ctx, "bus: nak failed; the server redelivers after AckWait", slog.Any("error", err))

@@ -566,11 +566,18 @@ func TestConsumeStopsWhenConnectionCloses(t *testing.T) {
 
 // TestConsumeKeepsMessageWhenDeadLetterFails checks that a message is never terminated
 // without its dead letter: while the dead-letter stream is missing the message is kept and
-// retried, and it is dead-lettered once the stream is back.
+// retried, and it is dead-lettered once the stream is back. (A stream that is merely missing
+// is recreated by the publish, so the stream is made to refuse the subject instead.)
 func TestConsumeKeepsMessageWhenDeadLetterFails(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	env := newEnv(t, bus.Config{}, bus.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
-	if err := env.js.DeleteStream(t.Context(), bus.StreamDead); err != nil {
+	dead, err := env.js.Stream(t.Context(), bus.StreamDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := dead.CachedInfo().Config
+	cfg.Subjects = []string{"elsewhere.>"}
+	if _, err := env.js.UpdateStream(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	env.publishChanges(t, testOrg, testUser, 1)

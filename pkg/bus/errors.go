@@ -26,3 +26,28 @@ func Permanent(err error) error { return retry.Permanent(err) }
 // Permanent() bool method) says retrying cannot help. The outermost classification wins, so a
 // caller can deliberately reclassify an error by wrapping it.
 func IsPermanent(err error) bool { return retry.IsPermanent(err) }
+
+// contender is implemented by errors that report contention rather than a failure.
+type contender interface{ Contended() bool }
+
+// Contended marks err as contention for something another process holds (a user's lease): the
+// message is retried like any transient failure, after the delay err asks for, but logged at
+// debug level, since waiting one's turn is expected work, not a fault. Contended(nil) is nil.
+func Contended(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &contendedError{err: err}
+}
+
+type contendedError struct{ err error }
+
+func (e *contendedError) Error() string   { return e.err.Error() }
+func (e *contendedError) Unwrap() error   { return e.err }
+func (e *contendedError) Contended() bool { return true }
+
+// IsContended reports whether err, or an error it wraps, is marked as contention.
+func IsContended(err error) bool {
+	var c contender
+	return errors.As(err, &c) && c.Contended()
+}

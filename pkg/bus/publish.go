@@ -97,6 +97,15 @@ func (b *Bus) Publish(ctx context.Context, subject string, msg proto.Message, ms
 	// WithExpectStream turns a subject that lands in the wrong stream (a misdeclared server)
 	// into an error instead of a message no consumer reads.
 	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(stream))
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		// No stream took the subject: it was deleted under us (see recreate.go). Put it back
+		// from the topology and publish once more.
+		if rerr := b.redeclareStream(ctx, stream); rerr == nil {
+			ack, err = b.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(stream))
+		} else {
+			err = errors.Join(err, rerr)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
 			err = fmt.Errorf("%w: %w", ErrPayloadTooLarge, err)
@@ -115,4 +124,26 @@ func (b *Bus) Publish(ctx context.Context, subject string, msg proto.Message, ms
 	}
 	b.metrics.recordPublished(ctx, stream, publishStored)
 	return nil
+}
+
+// Stored returns how many messages the bus holds on subject, delivered or not: in a work-queue
+// stream, the messages not yet acknowledged. The scheduler uses it to tell a read that is late
+// (its pages still queued) from one that was lost.
+func (b *Bus) Stored(ctx context.Context, subject string) (uint64, error) {
+	route, err := ParseSubject(subject)
+	if err != nil {
+		return 0, fmt.Errorf("stored on %s: %w", subject, err)
+	}
+	s, err := b.js.Stream(ctx, streamOf(route.Kind))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil // nothing is stored in a stream that is gone
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stored on %s: %w", subject, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, fmt.Errorf("stored on %s: %w", subject, err)
+	}
+	return info.State.Subjects[subject], nil
 }

@@ -35,13 +35,17 @@ import (
 //	tandem:{O}:errors:recent             zset    entry id scored by last seen (unix ms): the report, newest last
 //	tandem:{O}:errors:user:<U>           zset    the same, for one user's entries
 //	tandem:{O}:activity:<kind>           hash    minute (unix minutes) → records synced; "last" → unix ms of the last sync
-//	tandem:{O}:schedule                  hash    "cycle" → the org's last cycle; "next_at", "started_at" → unix ms
+//	tandem:{O}:schedule                  hash    "cycle" → the org's last cycle; "next_at", "started_at" → unix ms;
+//	                                             "unpublished" → a claimed cycle whose jobs are not all published,
+//	                                             "publishing_until" → unix ms its publisher holds it until (outbox.go)
 //
 // Per user (tag {<org>:<user>}):
 //
 //	tandem:{O:U}:lease:<role>            string  fencing token of the current holder, with the lease's TTL
 //	tandem:{O:U}:fence:<role>            string  fencing counter: the last token issued for the role
 //	tandem:{O:U}:cursor:<name>           string  a per-user cursor (EWS SyncState, ...)
+//	tandem:{O:U}:recovery                hash    "<kind>:<side>" → the cycle the scheduler last asked
+//	                                             for a full read of a side to fill a gap (recovery.go)
 //
 // The reconciler's ledger (package ledger), per record kind <k> ("contact", "event"):
 //
@@ -88,6 +92,7 @@ const (
 	userLeaseName  = "lease"
 	userFenceName  = "fence"
 	userCursorName = "cursor"
+	userRecovery   = "recovery"
 )
 
 // userNames are the per-user key names in use; UserKey.Key refuses any other so that a new
@@ -96,6 +101,7 @@ var userNames = map[string]bool{
 	userLeaseName:  true,
 	userFenceName:  true,
 	userCursorName: true,
+	userRecovery:   true,
 	// The reconciler's ledger and the statuses (see the layout above).
 	"mirror":     true,
 	"mappings":   true,

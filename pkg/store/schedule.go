@@ -12,14 +12,17 @@ import (
 
 // claimCycleScript starts an org's next cycle if it is due: it numbers the cycle and sets when
 // the following one is due, atomically, so that several scheduler replicas never start the same
-// cycle twice. It returns 0 when the org is not due.
+// cycle twice. In the same step it puts the cycle in the org's outbox (see outbox.go), held by
+// the claimant until ARGV[3], so that a claimant that dies before publishing the cycle's jobs
+// leaves the cycle to be published by the next tick. It returns 0 when the org is not due.
 var claimCycleScript = redis.NewScript(`
 local due = tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0')
 if tonumber(ARGV[1]) < due then
   return 0
 end
 local cycle = redis.call('HINCRBY', KEYS[1], 'cycle', 1)
-redis.call('HSET', KEYS[1], 'next_at', ARGV[2], 'started_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'next_at', ARGV[2], 'started_at', ARGV[1],
+  'unpublished', cycle, 'publishing_until', ARGV[3])
 return cycle
 `)
 
@@ -39,13 +42,14 @@ func scheduleKey(orgID string) (string, error) {
 }
 
 // ClaimCycle starts the org's next cycle if it is due at now, and schedules the one after at
-// next. ok is false when the org is not due yet (or another replica claimed it first).
+// next. ok is false when the org is not due yet (or another replica claimed it first). The
+// claimed cycle stays in the org's outbox until CyclePublished; see ResumeCycle.
 func (s *Store) ClaimCycle(ctx context.Context, orgID string, now, next time.Time) (cycle uint64, ok bool, err error) {
 	key, err := scheduleKey(orgID)
 	if err != nil {
 		return 0, false, err
 	}
-	n, err := claimCycleScript.Run(ctx, s.rdb, []string{key}, now.UnixMilli(), next.UnixMilli()).Int64()
+	n, err := claimCycleScript.Run(ctx, s.rdb, []string{key}, now.UnixMilli(), next.UnixMilli(), now.Add(CyclePublishHold).UnixMilli()).Int64()
 	if err != nil {
 		return 0, false, fmt.Errorf("claim cycle of org %s: %w", orgID, err)
 	}

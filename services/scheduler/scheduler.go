@@ -78,12 +78,18 @@ type Publisher interface {
 	Publish(ctx context.Context, subject string, msg proto.Message, msgID string) error
 }
 
+// Queue tells how many messages the bus holds on a subject.
+type Queue interface {
+	Stored(ctx context.Context, subject string) (uint64, error)
+}
+
 // Scheduler starts sync cycles.
 type Scheduler struct {
 	cfg    Config
 	p      *platform.Platform
 	st     *store.Store
 	pub    Publisher
+	queue  Queue
 	led    *ledger.Ledger
 	sync   *engine.Syncer
 	status *status.Store
@@ -97,7 +103,7 @@ func New(cfg Config, p *platform.Platform) (*Scheduler, error) {
 		return nil, err
 	}
 	return &Scheduler{
-		cfg: cfg, p: p, st: p.Store, pub: p.Bus, led: ledger.New(p.Store),
+		cfg: cfg, p: p, st: p.Store, pub: p.Bus, queue: p.Bus, led: ledger.New(p.Store),
 		sync:   engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger}),
 		status: status.New(p.Store), log: p.Logger.With(slog.String("component", "scheduler")), now: time.Now,
 	}, nil
@@ -179,27 +185,50 @@ func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
 		// queue up behind the Salesforce job.
 		return nil
 	}
-	next := now.Add(s.interval(org))
-	cycle, ok, err := s.st.ClaimCycle(ctx, orgID, now, next)
-	if err != nil || !ok {
-		return err
-	}
-	ctx = telemetry.WithScope(ctx, orgID, "")
-	users, err := s.st.ListUsers(ctx, orgID)
+	// A cycle claimed earlier whose jobs did not all go out (a failed publish, or a claimant
+	// that died) is published before any new cycle is claimed: a claim never drops a cycle.
+	cycle, next, ok, err := s.st.ResumeCycle(ctx, orgID, now)
 	if err != nil {
 		return err
+	}
+	if ok {
+		s.log.InfoContext(ctx, "publishing the jobs of a cycle claimed earlier", slog.String("org", orgID), slog.Uint64(telemetry.KeyCycle, cycle))
+	} else {
+		next = now.Add(s.interval(org))
+		cycle, ok, err = s.st.ClaimCycle(ctx, orgID, now, next)
+		if err != nil || !ok {
+			return err
+		}
+	}
+	ctx = telemetry.WithScope(ctx, orgID, "")
+	published, err := s.startCycle(ctx, orgID, cycle, now, next)
+	if !published {
+		// Left in the outbox: the next tick publishes the cycle again.
+		return errors.Join(err, s.st.ReleaseCycle(ctx, orgID, cycle))
+	}
+	return errors.Join(err, s.st.CyclePublished(ctx, orgID, cycle))
+}
+
+// startCycle publishes a claimed cycle's jobs. Publishing it again publishes the same jobs
+// under the same message ids, which the bus de-duplicates. published is false when a job may
+// not have gone out (the cycle must be published again); err also reports what went wrong for
+// single users, whom the cycle skips.
+func (s *Scheduler) startCycle(ctx context.Context, orgID string, cycle uint64, now, next time.Time) (published bool, err error) {
+	users, err := s.st.ListUsers(ctx, orgID)
+	if err != nil {
+		return false, err
 	}
 	cfgs, err := s.st.ListConfigurations(ctx, orgID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	resets, err := s.st.ListResets(ctx, orgID)
 	if err != nil {
-		return err
+		return false, err
 	}
 
 	sfJob := &tandemv1.SyncJob{OrgId: orgID, System: tandemv1.System_SYSTEM_SALESFORCE, Cycle: cycle, ScheduledAt: timestamppb.New(now)}
-	var errs []error
+	var errs, publishErrs []error
 	for _, user := range users {
 		cfg, ok := store.SelectConfiguration(cfgs, user)
 		kinds := kindsOf(cfg)
@@ -217,10 +246,7 @@ func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
 		if part.AssignedToActiveConfiguration != tandemv1.CheckResult_CHECK_RESULT_PASSED {
 			continue
 		}
-		full, err := s.reset(ctx, uk, resets[user.GetUserId()], cycle, kinds)
-		if err == nil && !full {
-			full, err = s.stalled(ctx, uk, cycle, kinds)
-		}
+		full, err := s.fullReads(ctx, uk, resets[user.GetUserId()], cycle, kinds)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -231,24 +257,40 @@ func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
 			}
 		}
 		sfJob.UserIds = append(sfJob.UserIds, user.GetUserId())
-		if full {
+		if full.salesforce {
 			sfJob.FullUserIds = append(sfJob.FullUserIds, user.GetUserId())
 		}
-		if err := s.exchangeJob(ctx, uk, cycle, kinds, full, now); err != nil {
-			errs = append(errs, err)
+		if err := s.exchangeJob(ctx, uk, cycle, kinds, full.exchange, now); err != nil {
+			publishErrs = append(publishErrs, err)
 		}
 	}
 	// The Salesforce job also goes out without users: it refreshes the org's user directory,
 	// which is how a new org learns its users.
 	subject, err := bus.SalesforceJobSubject(orgID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := s.pub.Publish(ctx, subject, sfJob, bus.MsgID(orgID, "salesforce", fmt.Sprint(cycle))); err != nil {
-		errs = append(errs, err)
+		publishErrs = append(publishErrs, err)
 	}
 	s.log.DebugContext(ctx, "cycle started", slog.Uint64(telemetry.KeyCycle, cycle), slog.Int("users", len(sfJob.GetUserIds())))
-	return errors.Join(errs...)
+	return len(publishErrs) == 0, errors.Join(append(errs, publishErrs...)...)
+}
+
+// sides says which sides of a user to read in full.
+type sides struct{ exchange, salesforce bool }
+
+// fullReads decides which sides of the user this cycle reads in full: both for a reset or a
+// stalled reconciliation, the side whose read was lost otherwise (see gaps).
+func (s *Scheduler) fullReads(ctx context.Context, uk store.UserKey, rs tandemv1.ResetStatus, cycle uint64, kinds []tandemv1.RecordKind) (sides, error) {
+	full, err := s.reset(ctx, uk, rs, cycle, kinds)
+	if err == nil && !full {
+		full, err = s.stalled(ctx, uk, cycle, kinds)
+	}
+	if err != nil || full {
+		return sides{exchange: full, salesforce: full}, err
+	}
+	return s.gaps(ctx, uk, cycle, kinds)
 }
 
 // reset carries out a user's reset: a user marked for reset has the ledger cleared now and is
@@ -278,6 +320,11 @@ func (s *Scheduler) reset(ctx context.Context, uk store.UserKey, rs tandemv1.Res
 			if err != nil {
 				return false, err
 			}
+			if from == cycle {
+				// This very cycle began the reset and is being published again (outbox.go):
+				// its jobs are the same, full reads included.
+				return true, nil
+			}
 			if reconciled < from {
 				return false, nil
 			}
@@ -288,9 +335,10 @@ func (s *Scheduler) reset(ctx context.Context, uk store.UserKey, rs tandemv1.Res
 	return false, nil
 }
 
-// stalled reports whether the user's reconciliation is StallCycles behind for a kind, which
-// happens only if a page of a read was lost (given up on by the bus): a full read restarts the
-// chain of reads the reconciler waits for.
+// stalled reports whether the user's reconciliation is StallCycles behind for a kind: a safety
+// net behind gaps (recovery.go), which finds a lost read of either side within two cycles. Only
+// a user that has reconciled once is judged here; a lag cannot tell a stalled first sync from a
+// user who was never read, which is why gaps looks for the evidence a lost read leaves instead.
 func (s *Scheduler) stalled(ctx context.Context, uk store.UserKey, cycle uint64, kinds []tandemv1.RecordKind) (bool, error) {
 	for _, k := range kinds {
 		from, reconciled, err := s.led.ResetProgress(ctx, uk, k)

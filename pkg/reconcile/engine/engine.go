@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"time"
 
@@ -72,6 +71,7 @@ type Syncer struct {
 	pub    Publisher
 	opts   Options
 	log    *slog.Logger
+	locks  userLocks
 }
 
 // New returns a Syncer.
@@ -93,22 +93,6 @@ func New(st *store.Store, pub Publisher, opts Options) *Syncer {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Syncer{st: st, led: ledger.New(st), status: status.New(st), pub: pub, opts: opts, log: log}
-}
-
-// withLease runs fn holding the user's reconcile lease. A lease held by another process is a
-// transient condition: the message is retried shortly, by whichever process is free.
-func (s *Syncer) withLease(ctx context.Context, uk store.UserKey, fn func(context.Context, *store.Lease) error) error {
-	err := s.st.WithLease(ctx, uk, LeaseRole, s.opts.LeaseTTL, fn)
-	var held *store.LeaseHeldError
-	if errors.As(err, &held) {
-		return &syncerr.Error{
-			Code:   syncerr.SyncLeaseLost,
-			Detail: fmt.Sprintf("user %s is being reconciled by another process", uk),
-			Delay:  200*time.Millisecond + rand.N(800*time.Millisecond),
-			Err:    err,
-		}
-	}
-	return err
 }
 
 func malformed(format string, args ...any) error {

@@ -62,7 +62,9 @@ func fieldsOf(c *tandemv1.WriteCommand) []string {
 // Records are not touched: the next full reads relink them by sync key and matching, so a reset
 // never duplicates anything.
 func (s *Syncer) Reset(ctx context.Context, uk store.UserKey, from uint64) error {
-	return s.withLease(ctx, uk, func(ctx context.Context, lease *store.Lease) error {
+	// The scheduler calls this in its tick: it waits briefly for a reconciler working on the
+	// user, not for a whole lease TTL; if it must give up, the user stays marked for the next cycle.
+	return s.withLeaseWait(ctx, uk, resetLeaseWait, func(ctx context.Context, lease *store.Lease) error {
 		for _, kind := range Kinds {
 			snap, err := s.led.Load(ctx, uk, kind)
 			if err != nil {

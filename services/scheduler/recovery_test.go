@@ -1,0 +1,287 @@
+package scheduler_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
+	"github.com/tandem-sync/tandem/pkg/store"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+	"github.com/tandem-sync/tandem/services/scheduler"
+)
+
+// flakyPublisher fails the publishes on subjects containing failOn, once each, after passing
+// the others to the real bus.
+type flakyPublisher struct {
+	next   scheduler.Publisher
+	mu     sync.Mutex
+	failOn []string
+}
+
+func (f *flakyPublisher) Publish(ctx context.Context, subject string, msg proto.Message, msgID string) error {
+	f.mu.Lock()
+	i := slices.IndexFunc(f.failOn, func(s string) bool { return strings.Contains(subject, s) })
+	if i >= 0 {
+		f.failOn = slices.Delete(f.failOn, i, i+1)
+	}
+	f.mu.Unlock()
+	if i >= 0 {
+		return errors.New("injected publish failure")
+	}
+	return f.next.Publish(ctx, subject, msg, msgID)
+}
+
+func TestClaimedCycleIsNeverLost(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// failOn fails the first tick's publishes on these subjects.
+		failOn []string
+		// crashedClaimAgo claims the cycle outside the scheduler, as a replica that died
+		// right after its claim, this long ago; 0 for none.
+		crashedClaimAgo time.Duration
+		// wantFirst is whether the first tick publishes the cycle.
+		wantFirst bool
+	}{
+		{name: "an Exchange job fails to publish", failOn: []string{user2}},
+		{name: "the Salesforce job fails to publish", failOn: []string{".salesforce"}},
+		{name: "the claimant died after its claim", crashedClaimAgo: 2 * store.CyclePublishHold, wantFirst: true},
+		{name: "a live claimant is not overtaken", crashedClaimAgo: time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, testConfig())
+			ctx := t.Context()
+			e.putOrg(t, org(orgA))
+			e.putUsers(t, orgA, user(user1, true), user(user2, true))
+			e.putConfig(t, orgA, contactsOnly(user1, user2))
+			if len(tc.failOn) > 0 {
+				scheduler.SetPublisher(e.sched, &flakyPublisher{next: e.p.Bus, failOn: tc.failOn})
+			}
+			if tc.crashedClaimAgo > 0 {
+				then := time.Now().Add(-tc.crashedClaimAgo)
+				if _, ok, err := e.st.ClaimCycle(ctx, orgA, then, then.Add(time.Hour)); err != nil || !ok {
+					t.Fatalf("ClaimCycle: %v, %v", ok, err)
+				}
+			}
+
+			err := e.sched.Tick(ctx)
+			if (len(tc.failOn) > 0) != (err != nil) {
+				t.Fatalf("first tick: %v", err)
+			}
+			jobs := e.newJobs(t)
+			if tc.crashedClaimAgo > 0 && !tc.wantFirst {
+				if len(jobs) != 0 {
+					t.Fatalf("a cycle its live claimant holds was published by another: %v", jobs)
+				}
+				return
+			}
+			if !tc.wantFirst {
+				// The next tick publishes what the first could not, for the same cycle.
+				e.tick(t)
+				jobs = append(jobs, e.newJobs(t)...)
+			}
+			var sf *tandemv1.SyncJob
+			ex := map[string]*tandemv1.SyncJob{}
+			for _, j := range jobs {
+				if j.job.GetSystem() == tandemv1.System_SYSTEM_SALESFORCE {
+					sf = j.job
+				} else {
+					ex[j.job.GetUserId()] = j.job
+				}
+			}
+			if sf.GetCycle() != 1 || !slices.Equal(sf.GetUserIds(), []string{user1, user2}) && !slices.Equal(sf.GetUserIds(), []string{user2, user1}) {
+				t.Fatalf("Salesforce job %v, want cycle 1 for both users", sf)
+			}
+			if ex[user1].GetCycle() != 1 || ex[user2].GetCycle() != 1 {
+				t.Fatalf("Exchange jobs %v, want cycle 1 for both users", ex)
+			}
+			if c := e.cycle(t, orgA); c != 1 {
+				t.Fatalf("cycle %d, want 1: no cycle claimed while one is unpublished", c)
+			}
+			// Published: the outbox is empty and nothing more goes out until the next cycle is due.
+			e.tick(t)
+			if jobs := e.newJobs(t); len(jobs) != 0 {
+				t.Fatalf("a published cycle was published again: %v", jobs)
+			}
+		})
+	}
+}
+
+// reader plays the workers for one user's contacts: it hands the reconciler one-page reads of
+// a side, as the workers publish them, or loses them as a broker that lost its store would.
+type reader struct {
+	e    *env
+	uk   store.UserKey
+	last map[tandemv1.System]uint64 // the cycle of each side's last read: what the next one continues from
+}
+
+// read delivers (or, with lost, publishes and then purges from the changes stream) side's
+// read of cycle.
+func (r *reader) read(t *testing.T, side tandemv1.System, cycle uint64, full, lost bool) {
+	t.Helper()
+	b := &tandemv1.ChangeBatch{
+		OrgId: r.uk.OrgID, UserId: r.uk.UserID, Source: side, Kind: contactKind, Cycle: cycle,
+		Last: true, PageCount: 1, FullSnapshot: full, ReadAt: timestamppb.Now(),
+	}
+	if !full {
+		b.PreviousCycle = r.last[side]
+	}
+	r.last[side] = cycle
+	if lost {
+		subject, err := bus.ChangesSubject(r.uk.OrgID, r.uk.UserID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.e.p.Bus.Publish(t.Context(), subject, b, bus.MsgID("lost", store.SideName(side), time.Now().String())); err != nil {
+			t.Fatal(err)
+		}
+		stream, err := r.e.p.JetStream.Stream(t.Context(), bus.StreamChanges)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Purge(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if err := r.e.reconciler.HandleChanges(t.Context(), b); err != nil {
+		t.Fatalf("HandleChanges: %v", err)
+	}
+}
+
+func TestLostReadIsReadAgainWithinTwoIntervals(t *testing.T) {
+	sidesOf := []tandemv1.System{tandemv1.System_SYSTEM_EXCHANGE, tandemv1.System_SYSTEM_SALESFORCE}
+	for _, tc := range []struct {
+		name string
+		lose tandemv1.System
+		// lostCycle is the cycle whose read of lose is lost; 1 is the user's first sync.
+		lostCycle uint64
+	}{
+		{"Salesforce pages of the first sync", tandemv1.System_SYSTEM_SALESFORCE, 1},
+		{"Exchange pages of the first sync", tandemv1.System_SYSTEM_EXCHANGE, 1},
+		{"Salesforce pages of a later cycle", tandemv1.System_SYSTEM_SALESFORCE, 3},
+		{"Exchange pages of a later cycle", tandemv1.System_SYSTEM_EXCHANGE, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, testConfig())
+			ctx := t.Context()
+			e.putOrg(t, org(orgA))
+			e.putUsers(t, orgA, user(user1, true))
+			e.putConfig(t, orgA, contactsOnly(user1))
+			uk := store.UserKey{OrgID: orgA, UserID: user1}
+			r := &reader{e: e, uk: uk, last: map[tandemv1.System]uint64{}}
+
+			// Each cycle: the scheduler starts it, then both sides' reads arrive, the full
+			// ones the jobs ask for and the first (a first read is always full).
+			var recovered uint64
+			for cycle := uint64(1); cycle <= tc.lostCycle+4; cycle++ {
+				e.dueNow(t, orgA)
+				e.tick(t)
+				sf, ex := split(t, orgA, e.newJobs(t))
+				if sf.GetCycle() != cycle {
+					t.Fatalf("cycle %d, want %d", sf.GetCycle(), cycle)
+				}
+				full := map[tandemv1.System]bool{
+					tandemv1.System_SYSTEM_EXCHANGE:   ex[user1].GetFullResync(),
+					tandemv1.System_SYSTEM_SALESFORCE: slices.Contains(sf.GetFullUserIds(), user1),
+				}
+				for _, side := range sidesOf {
+					if full[side] && (side != tc.lose || cycle != tc.lostCycle+2) {
+						t.Fatalf("cycle %d reads %s in full; want only %s, in cycle %d",
+							cycle, store.SideName(side), store.SideName(tc.lose), tc.lostCycle+2)
+					}
+				}
+				if cycle == tc.lostCycle+2 && !full[tc.lose] {
+					t.Fatalf("cycle %d does not read %s again, two cycles after its read was lost", cycle, store.SideName(tc.lose))
+				}
+				for _, side := range sidesOf {
+					r.read(t, side, cycle, full[side] || cycle == 1, side == tc.lose && cycle == tc.lostCycle)
+				}
+				_, reconciled, err := ledger.New(e.st).ResetProgress(ctx, uk, contactKind)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if reconciled == cycle && recovered == 0 && cycle > tc.lostCycle {
+					recovered = cycle
+				}
+			}
+			if recovered != tc.lostCycle+2 {
+				t.Fatalf("reconciled again from cycle %d, want %d (two cycles after the loss)", recovered, tc.lostCycle+2)
+			}
+		})
+	}
+}
+
+// TestLateReadIsNotReadAgain has one side's read sit on the bus, unhandled, while later reads
+// arrive: its pages are late, not lost, and the scheduler waits for them instead of adding a
+// full read to the backlog.
+func TestLateReadIsNotReadAgain(t *testing.T) {
+	e := newEnv(t, testConfig())
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true))
+	e.putConfig(t, orgA, contactsOnly(user1))
+	uk := store.UserKey{OrgID: orgA, UserID: user1}
+	r := &reader{e: e, uk: uk, last: map[tandemv1.System]uint64{}}
+	subject, err := bus.ChangesSubject(orgA, user1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cycle := uint64(1); cycle <= 4; cycle++ {
+		e.dueNow(t, orgA)
+		e.tick(t)
+		sf, ex := split(t, orgA, e.newJobs(t))
+		if slices.Contains(sf.GetFullUserIds(), user1) || ex[user1].GetFullResync() {
+			t.Fatalf("cycle %d reads in full while the Salesforce read of cycle 1 is still queued", cycle)
+		}
+		r.read(t, tandemv1.System_SYSTEM_EXCHANGE, cycle, cycle == 1, false)
+		if cycle == 1 {
+			// Queued on the bus; nothing consumes it in this test.
+			b := &tandemv1.ChangeBatch{OrgId: orgA, UserId: user1, Source: tandemv1.System_SYSTEM_SALESFORCE, Kind: contactKind,
+				Cycle: 1, Last: true, PageCount: 1, FullSnapshot: true, ReadAt: timestamppb.Now()}
+			if err := e.p.Bus.Publish(t.Context(), subject, b, "late-salesforce-1"); err != nil {
+				t.Fatal(err)
+			}
+			r.last[tandemv1.System_SYSTEM_SALESFORCE] = 1
+			continue
+		}
+		r.read(t, tandemv1.System_SYSTEM_SALESFORCE, cycle, false, false)
+	}
+}
+
+// TestRepublishedResetCycleStillReadsInFull: a reset clears the ledger when its cycle is
+// claimed; if that cycle's jobs then fail to go out, the cycle published again must still read
+// the user in full, although the user is no longer marked.
+func TestRepublishedResetCycleStillReadsInFull(t *testing.T) {
+	e := newEnv(t, testConfig())
+	ctx := t.Context()
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true))
+	e.putConfig(t, orgA, contactsOnly(user1))
+	e.tick(t)
+	e.newJobs(t)
+	e.reconcile(t, orgA, user1, contactKind, 1)
+	if err := e.st.MarkReset(ctx, store.UserKey{OrgID: orgA, UserID: user1}); err != nil {
+		t.Fatal(err)
+	}
+	scheduler.SetPublisher(e.sched, &flakyPublisher{next: e.p.Bus, failOn: []string{".salesforce", ".exchange." + user1}})
+	e.dueNow(t, orgA)
+	if err := e.sched.Tick(ctx); err == nil {
+		t.Fatal("a tick whose publishes failed reported no error")
+	}
+	if jobs := e.newJobs(t); len(jobs) != 0 {
+		t.Fatalf("jobs %v, want none to have gone out", jobs)
+	}
+	e.tick(t)
+	sf, ex := split(t, orgA, e.newJobs(t))
+	if sf.GetCycle() != 2 || !slices.Equal(sf.GetFullUserIds(), []string{user1}) || !ex[user1].GetFullResync() {
+		t.Fatalf("republished cycle: Salesforce %v, Exchange %v; want cycle 2 reading %s in full on both sides", sf, ex[user1], user1)
+	}
+}
