@@ -98,7 +98,9 @@ func newHarness(t testing.TB, rdb *redis.Client, cfg *tandemv1.SyncConfiguration
 		ex: newFakeSide(tandemv1.System_SYSTEM_EXCHANGE), sf: newFakeSide(tandemv1.System_SYSTEM_SALESFORCE),
 		now: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC), exCursor: -1, sfCursor: -1,
 	}
-	h.syncer = New(h.st, h, Options{Clock: func() time.Time { return h.now }})
+	clock := func() time.Time { return h.now }
+	h.ex.now, h.sf.now = clock, clock
+	h.syncer = New(h.st, h, Options{Clock: clock})
 	if err := rdb.FlushDB(h.ctx).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/record"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
@@ -27,6 +29,9 @@ type fakeSide struct {
 	// deletedKeys remembers deleted records by sync key, as the recycle bin (Salesforce) and the
 	// Deleted Items folder (Exchange) do: a retried create finds its first attempt there.
 	deletedKeys map[string]string
+	// now is the harness's clock: each change stamps the record's modification time, as both
+	// systems do.
+	now func() time.Time
 }
 
 func newFakeSide(system tandemv1.System) *fakeSide {
@@ -40,6 +45,9 @@ func newFakeSide(system tandemv1.System) *fakeSide {
 func (f *fakeSide) touch(id string) {
 	f.seq++
 	f.items[id].Version = fmt.Sprintf("%s-v%d", id, f.seq)
+	if f.now != nil {
+		f.items[id].ModifiedAt = timestamppb.New(f.now())
+	}
 	f.log = append(f.log, id)
 	f.everHeld[record.EmailKey(f.items[id])] = true
 }

@@ -160,11 +160,10 @@ func (p *planner) orphans(exFree, sfFree []*tandemv1.MirrorRecord) {
 		if p.inFlight(other(side), k) || p.inFlight(side, k) {
 			return "", false
 		}
-		changed := r.GetRecord().GetModifiedAt().AsTime()
-		if r.GetRecord().GetModifiedAt() == nil {
-			changed = r.GetObservedAt().AsTime()
-		}
-		if !readUntil[other(side)].After(changed.Add(OrphanSettle)) {
+		// Both connectors report when a record last changed; without that time there is
+		// nothing to wait for.
+		changed := r.GetRecord().GetModifiedAt()
+		if changed != nil && !readUntil[other(side)].After(changed.AsTime().Add(OrphanSettle)) {
 			p.orphaned[TombstoneKey(side, r.GetRecord().GetId())] = true // not created meanwhile
 			p.busy[k] = true
 			return "", false
