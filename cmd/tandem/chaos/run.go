@@ -396,7 +396,7 @@ func (r *run) service(name string, replica int) (*proc, error) {
 		"TANDEM_NATS_URL="+r.natsURL,
 		"TANDEM_REDIS_URL=redis://"+r.redisAd+"/0",
 		"TANDEM_SEAL_KEY="+r.seal,
-		"TANDEM_LOG_LEVEL=warn",
+		"TANDEM_LOG_LEVEL=info",
 		"TANDEM_HEALTH_ADDR=",
 		"TANDEM_DRAIN_DELAY=0s",
 		"TANDEM_STOP_TIMEOUT=5s",

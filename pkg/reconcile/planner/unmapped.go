@@ -51,9 +51,6 @@ func (p *planner) unmapped() {
 		}
 	}
 
-	// Records that carry a key but found no partner by it: the partner is gone.
-	p.orphans(exFree, sfFree)
-
 	// 2. By email.
 	candidates := map[string]*tandemv1.MirrorRecord{}
 	for _, s := range sfFree {
@@ -83,6 +80,10 @@ func (p *planner) unmapped() {
 
 	// 3. By first + last name + company, where that cannot merge different people.
 	p.matchByName(exFree, sfFree)
+
+	// Records that carry a key and found no partner by it, nor by email or name: the partner is
+	// gone.
+	p.orphans(exFree, sfFree)
 
 	// 4. Create what is left, within the user's record limit.
 	count := len(p.s.Mappings) + p.newLinks()
