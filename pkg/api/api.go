@@ -74,7 +74,7 @@ func (s *Server) grpcError(ctx context.Context, err error) error {
 }
 
 func required(fields ...string) error {
-	for i := 0; i < len(fields); i += 2 {
+	for i := 0; i+1 < len(fields); i += 2 {
 		if fields[i+1] == "" {
 			return status.Errorf(codes.InvalidArgument, "%s is required", fields[i])
 		}

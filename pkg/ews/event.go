@@ -194,8 +194,8 @@ func recurrenceFromXML(e *etree.Element) *tandemv1.Recurrence {
 	if pattern == nil {
 		return nil
 	}
-	if v, err := strconv.Atoi(strings.TrimSpace(childText(pattern, nsTypes, "Interval"))); err == nil {
-		r.Interval = int32(v)
+	if v, err := parseInt32(childText(pattern, nsTypes, "Interval")); err == nil {
+		r.Interval = v
 	}
 	if r.Interval == 0 {
 		// Yearly patterns have no interval in EWS: they repeat every year.
@@ -208,8 +208,8 @@ func recurrenceFromXML(e *etree.Element) *tandemv1.Recurrence {
 	}
 	r.FirstDayOfWeek = weekdays[childText(pattern, nsTypes, "FirstDayOfWeek")]
 	r.Index = weekIndexes[childText(pattern, nsTypes, "DayOfWeekIndex")]
-	if v, err := strconv.Atoi(strings.TrimSpace(childText(pattern, nsTypes, "DayOfMonth"))); err == nil {
-		r.DayOfMonth = int32(v)
+	if v, err := parseInt32(childText(pattern, nsTypes, "DayOfMonth")); err == nil {
+		r.DayOfMonth = v
 	}
 	if m := childText(pattern, nsTypes, "Month"); m != "" {
 		if t, err := time.Parse("January", m); err == nil {
@@ -227,8 +227,8 @@ func recurrenceFromXML(e *etree.Element) *tandemv1.Recurrence {
 		if d, err := parseDate(childText(rng, nsTypes, "EndDate")); err == nil {
 			r.EndDate = d
 		}
-		if n, err := strconv.Atoi(strings.TrimSpace(childText(rng, nsTypes, "NumberOfOccurrences"))); err == nil {
-			r.NumberOfOccurrences = int32(n)
+		if n, err := parseInt32(childText(rng, nsTypes, "NumberOfOccurrences")); err == nil {
+			r.NumberOfOccurrences = n
 		}
 		break
 	}
@@ -637,4 +637,10 @@ func wrapItem(tag string, child *etree.Element) *etree.Element {
 	e := etree.NewElement(tag)
 	e.AddChild(child)
 	return e
+}
+
+// parseInt32 reads an xs:int: a number that does not fit is an error, never a wrapped value.
+func parseInt32(s string) (int32, error) {
+	v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 32)
+	return int32(v), err
 }

@@ -148,7 +148,9 @@ func Do(ctx context.Context, p Policy, op func(ctx context.Context) error, opts 
 			o.onRetry(err, attempt, delay)
 		}
 		if serr := o.sleep(ctx, delay); serr != nil {
-			return fmt.Errorf("%w (last attempt: %v)", serr, err)
+			// The wait's end is the cause; the last failure is told, not wrapped, so that
+			// callers do not take its classification for the outcome.
+			return fmt.Errorf("%w (last attempt: %v)", serr, err) //nolint:errorlint // see above
 		}
 	}
 }

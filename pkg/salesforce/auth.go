@@ -22,7 +22,7 @@ import (
 )
 
 const (
-	jwtBearerGrant      = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	jwtBearerGrant      = "urn:ietf:params:oauth:grant-type:jwt-bearer" //nolint:gosec // a grant type, not a credential
 	productionAudience  = "https://login.salesforce.com"
 	sandboxAudience     = "https://test.salesforce.com"
 	jwtLifetime         = 3 * time.Minute

@@ -150,7 +150,9 @@ func FuzzParseTokenResponse(f *testing.F) {
 		if te.Code == "" {
 			t.Fatalf("token error without code from %q", data)
 		}
-		classifyTokenError(te)
+		if classifyTokenError(te) == nil {
+			t.Fatalf("token error %q classified as nothing", te.Code)
+		}
 	})
 }
 

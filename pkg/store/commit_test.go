@@ -127,7 +127,7 @@ func TestCommitIsAllOrNothing(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				before := snapshot(t, ctx, rdb, "*")
+				before := snapshot(ctx, t, rdb, "*")
 				err = s.Commit(ctx, lease, tc.ops...)
 				if tc.wantIndex < 0 {
 					if err != nil {
@@ -143,7 +143,7 @@ func TestCommitIsAllOrNothing(t *testing.T) {
 				if opErr.Index != tc.wantIndex {
 					t.Fatalf("refused operation %d (%v), want %d", opErr.Index, opErr, tc.wantIndex)
 				}
-				if after := snapshot(t, ctx, rdb, "*"); !maps.Equal(before, after) {
+				if after := snapshot(ctx, t, rdb, "*"); !maps.Equal(before, after) {
 					t.Fatalf("a refused commit wrote:\nbefore %v\nafter  %v", before, after)
 				}
 			})
@@ -329,7 +329,7 @@ func TestCommitMatchesRedis(t *testing.T) {
 		}
 
 		pattern := func(uk UserKey) string { return "tandem:{" + uk.tag() + "}:status:*" }
-		before := snapshot(rt, ctx, rdb, pattern(committer))
+		before := snapshot(ctx, rt, rdb, pattern(committer))
 		lease, err := s.AcquireLease(ctx, committer, "reconcile", time.Minute)
 		if err != nil {
 			rt.Fatal(err)
@@ -338,13 +338,13 @@ func TestCommitMatchesRedis(t *testing.T) {
 		if err := lease.Release(ctx); err != nil {
 			rt.Fatal(err)
 		}
-		after := snapshot(rt, ctx, rdb, pattern(committer))
+		after := snapshot(ctx, rt, rdb, pattern(committer))
 
 		switch {
 		case commitErr == nil && replayErr != nil:
 			rt.Fatalf("commit succeeded but Redis refused the replay: %v", replayErr)
 		case commitErr == nil:
-			replayed := snapshot(rt, ctx, rdb, pattern(replayer))
+			replayed := snapshot(ctx, rt, rdb, pattern(replayer))
 			if !maps.Equal(rename(after, "commit", "replay"), replayed) {
 				rt.Fatalf("commit and replay differ:\ncommit %v\nreplay %v", after, replayed)
 			}

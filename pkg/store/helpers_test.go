@@ -98,7 +98,7 @@ type fataler interface {
 
 // snapshot renders every key matching pattern, with its type and content, so that tests can
 // check that a refused commit changed nothing.
-func snapshot(t fataler, ctx context.Context, rdb redis.UniversalClient, pattern string) map[string]string {
+func snapshot(ctx context.Context, t fataler, rdb redis.UniversalClient, pattern string) map[string]string {
 	t.Helper()
 	keys, err := rdb.Keys(ctx, pattern).Result()
 	if err != nil {

@@ -48,12 +48,12 @@ func TestStaleLeaseCommitIsRefused(t *testing.T) {
 			t.Fatalf("B's token %d is not above A's %d", b.Token(), a.Token())
 		}
 
-		before := snapshot(t, ctx, rdb, "tandem:{"+testUser.tag()+"}:mapping:*")
+		before := snapshot(ctx, t, rdb, "tandem:{"+testUser.tag()+"}:mapping:*")
 		err = s.Commit(ctx, a, HSet(key, "exchange_id", "from-A"))
 		if !errors.Is(err, ErrStaleLease) {
 			t.Fatalf("A's commit error = %v, want ErrStaleLease", err)
 		}
-		if after := snapshot(t, ctx, rdb, "tandem:{"+testUser.tag()+"}:mapping:*"); len(after) != len(before) {
+		if after := snapshot(ctx, t, rdb, "tandem:{"+testUser.tag()+"}:mapping:*"); len(after) != len(before) {
 			t.Fatalf("A's refused commit wrote: %v", after)
 		}
 		if err := a.Renew(ctx); !errors.Is(err, ErrLeaseLost) {

@@ -66,7 +66,7 @@ func TestOrgSecretsAreSealed(t *testing.T) {
 		}
 
 		// Nothing Redis holds contains a secret in the clear.
-		for k, v := range snapshot(t, ctx, rdb, "*") {
+		for k, v := range snapshot(ctx, t, rdb, "*") {
 			for _, secret := range []string{testPassword, testClientSecret, "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC", testSFSecret} {
 				if strings.Contains(v, secret) {
 					t.Fatalf("key %s holds a secret in the clear", k)

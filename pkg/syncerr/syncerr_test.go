@@ -216,7 +216,7 @@ func TestWrapAndUnwrap(t *testing.T) {
 	}
 	cause := io.ErrUnexpectedEOF
 	e := syncerr.Wrap(syncerr.ExchangeMalformedResponse, cause)
-	if e.Unwrap() != cause {
+	if e.Unwrap() != cause { //nolint:errorlint // Unwrap must return the cause itself
 		t.Fatalf("Unwrap = %v, want the cause", e.Unwrap())
 	}
 	if !errors.Is(e, io.ErrUnexpectedEOF) {

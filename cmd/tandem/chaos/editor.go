@@ -86,13 +86,17 @@ var (
 	titles     = []string{"CTO", "Buyer", "VP Sales", "Engineer", "Director", "Analyst"}
 )
 
-// newPerson draws a person's fields: most have an email address, some do not.
+// newPerson draws a person's fields: most have an email address, some do not. Names repeat
+// among people with an email (Tandem must never link two of them by name), while a person
+// without one gets a name of their own: two namesakes without an email cannot be told apart by
+// anyone, so Tandem holds such records back as ambiguous (an error-report entry) instead of
+// guessing, and the model could not say which outcome is right.
 func (e *Editor) newPerson(id string) (first, last, email string) {
 	first, last = givenNames[e.rng.IntN(len(givenNames))], surnames[e.rng.IntN(len(surnames))]
 	if e.rng.IntN(10) < 7 {
-		email = fmt.Sprintf("p%s@customer.example", sanitize(id))
+		return first, last, fmt.Sprintf("p%s@customer.example", sanitize(id))
 	}
-	return first, last, email
+	return first, last + "-" + sanitize(id), ""
 }
 
 func exchangeContact(id, first, last, email string) ewssim.Contact {
@@ -125,8 +129,8 @@ func (e *Editor) insertSalesforce(u User, id, first, last, email string) (bool, 
 	return err == nil, err
 }
 
-// createNamesake creates someone with the same name as a live person but another email
-// address (or none): two people, never to be merged.
+// createNamesake creates someone with the same name as a live person with an email address,
+// and another address: two people, never to be merged.
 func (e *Editor) createNamesake(u User) (bool, error) {
 	live := e.model.Live(u.Mailbox)
 	if len(live) == 0 {
@@ -134,7 +138,7 @@ func (e *Editor) createNamesake(u User) (bool, error) {
 	}
 	twinOf := live[e.rng.IntN(len(live))]
 	c, ok := e.findExchange(u, twinOf)
-	if !ok {
+	if !ok || len(c.Contact.EmailAddresses) == 0 {
 		return false, nil
 	}
 	side := Exchange
@@ -143,7 +147,7 @@ func (e *Editor) createNamesake(u User) (bool, error) {
 	}
 	id := e.model.NewPerson(u.Mailbox, side, e.now())
 	e.model.note(id, "named like "+twinOf, side, e.now())
-	_, _, email := e.newPerson(id)
+	email := fmt.Sprintf("p%s@customer.example", sanitize(id))
 	if side == Exchange {
 		_, err := e.ews.PutContact(u.Mailbox, exchange.SyncFolderName, exchangeContact(id, c.Contact.GivenName, c.Contact.Surname, email))
 		return err == nil, err

@@ -29,6 +29,10 @@ func TestEditorEditsAreVisibleAndModelled(t *testing.T) {
 		kinds[what[:len(what)-len(" for ")-len(users[0].Mailbox)]]++
 	}
 	for _, a := range actions {
+		// Without Tandem running, nobody is on both sides to be edited there.
+		if a.name == "update on both sides" {
+			continue
+		}
 		if kinds[a.name] == 0 {
 			t.Errorf("300 steps never made a %q edit (made %v)", a.name, kinds)
 		}

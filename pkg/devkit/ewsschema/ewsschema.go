@@ -131,7 +131,7 @@ func Validate(ctx context.Context, envelopes [][]byte) ([]Problem, error) {
 			}
 		}
 		if !found {
-			return problems, fmt.Errorf("xmllint failed: %v\n%s", err, report)
+			return problems, fmt.Errorf("xmllint failed: %w\n%s", err, report)
 		}
 	}
 	sort.Slice(problems, func(i, j int) bool { return problems[i].Index < problems[j].Index })

@@ -291,7 +291,7 @@ func (p *process) waitReady(ctx context.Context) error {
 	for {
 		select {
 		case <-p.exited:
-			return fmt.Errorf("exited before it was ready: %v", p.waitErr)
+			return fmt.Errorf("exited before it was ready: %w", p.waitErr)
 		default:
 		}
 		info, err := client.Info(ctx, "server").Result()
@@ -353,7 +353,7 @@ type tail struct {
 	done  chan struct{}
 }
 
-func newTail(max int) *tail { return &tail{max: max, done: make(chan struct{})} }
+func newTail(limit int) *tail { return &tail{max: limit, done: make(chan struct{})} }
 
 func (t *tail) consume(r io.Reader, logger *slog.Logger) {
 	defer close(t.done)

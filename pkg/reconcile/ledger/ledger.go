@@ -9,6 +9,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -118,7 +119,7 @@ func (l *Ledger) Load(ctx context.Context, uk store.UserKey, kind tandemv1.Recor
 	tomb := pipe.SMembers(ctx, keys.Tombstones)
 	holds := pipe.HGetAll(ctx, keys.Holds)
 	cyc := pipe.HGetAll(ctx, keys.Cycle)
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("load ledger of %s %s: %w", uk, store.KindName(kind), err)
 	}
 	s := &Snapshot{Keys: keys, Tombstones: map[string]bool{}, Holds: map[string]*tandemv1.Hold{}, Decisions: map[string]string{}}
@@ -182,7 +183,7 @@ func (l *Ledger) LoadPage(ctx context.Context, uk store.UserKey, kind tandemv1.R
 	if len(ids) > 0 {
 		entries = pipe.HMGet(ctx, keys.Mirror(side), ids...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("load a page's ledger of %s %s: %w", uk, store.KindName(kind), err)
 	}
 	s := &Snapshot{

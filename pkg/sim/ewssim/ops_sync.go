@@ -49,8 +49,8 @@ func (n *netChange) apply(op changeOp) {
 
 // syncWindow walks f's log from pos and returns the items with a net change (in order of first
 // appearance), their changes, and the position reached: it stops before the entry that would
-// make more than max items change.
-func syncWindow(f *folder, pos, max int, ignore map[string]bool) (order []string, nets map[string]*netChange, end int) {
+// make more than limit items change.
+func syncWindow(f *folder, pos, limit int, ignore map[string]bool) (order []string, nets map[string]*netChange, end int) {
 	nets = map[string]*netChange{}
 	count := 0
 	end = pos
@@ -61,7 +61,7 @@ func syncWindow(f *folder, pos, max int, ignore map[string]bool) (order []string
 		}
 		n, seen := nets[e.itemID]
 		if !seen {
-			if count >= max {
+			if count >= limit {
 				break
 			}
 			n = &netChange{existedBefore: e.op != opCreate}
@@ -95,8 +95,8 @@ func (s *Server) opSyncFolderItems(call *ewsCall) (*etree.Document, *soapFault) 
 	if len(ids) != 1 {
 		return nil, schemaFault("SyncFolderId must contain one folder id")
 	}
-	max, err := strconv.Atoi(strings.TrimSpace(seq["MaxChangesReturned"].Text()))
-	if err != nil || max < 1 || max > maxSyncChanges {
+	maxChanges, err := strconv.Atoi(strings.TrimSpace(seq["MaxChangesReturned"].Text()))
+	if err != nil || maxChanges < 1 || maxChanges > maxSyncChanges {
 		// MaxSyncChangesReturnedType is xs:int restricted to 1..512: Exchange rejects anything
 		// else while validating the request against the schema.
 		return nil, schemaFault("the value %q of MaxChangesReturned is not valid (1..%d)", seq["MaxChangesReturned"].Text(), maxSyncChanges)
@@ -143,7 +143,7 @@ func (s *Server) opSyncFolderItems(call *ewsCall) (*etree.Document, *soapFault) 
 		}
 		pos = int(st.pos)
 	}
-	order, nets, end := syncWindow(fo, pos, max, ignore)
+	order, nets, end := syncWindow(fo, pos, maxChanges, ignore)
 
 	m := resp.message(nil)
 	m.CreateElement("m:SyncState").SetText(encodeSyncState(s.stateKey, syncState{mailbox: mb.guid, folder: fo.num, pos: uint64(end)}))

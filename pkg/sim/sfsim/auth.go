@@ -20,7 +20,7 @@ import (
 )
 
 const (
-	jwtBearerGrant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	jwtBearerGrant = "urn:ietf:params:oauth:grant-type:jwt-bearer" //nolint:gosec // a grant type, not a credential
 	// maxAssertionLifetime bounds how far in the future a JWT assertion's exp may lie.
 	// Salesforce asks for three minutes; it tolerates a little more, as does the simulator.
 	maxAssertionLifetime = 5 * time.Minute

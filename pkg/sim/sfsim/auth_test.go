@@ -262,8 +262,8 @@ func TestTokenResponseShape(t *testing.T) {
 		Scope       string `json:"scope"`
 		TokenType   string `json:"token_type"`
 	}
-	var real, sim token
-	strictDecode(t, recording(t, "auth_success_response.json"), &real)
+	var recorded, sim token
+	strictDecode(t, recording(t, "auth_success_response.json"), &recorded)
 	strictDecode(t, body, &sim)
 	var realKeys, simKeys map[string]any
 	_ = json.Unmarshal(recording(t, "auth_success_response.json"), &realKeys)

@@ -296,11 +296,11 @@ func TestCollectionsUpsert(t *testing.T) {
 		}
 	}
 	// The recorded NOT_FOUND error has the same shape.
-	var real, sim []restError
-	strictDecode(t, recording(t, "upsert_error_response.json"), &real)
+	var recorded, sim []restError
+	strictDecode(t, recording(t, "upsert_error_response.json"), &recorded)
 	strictDecode(t, c.call(http.MethodPatch, "composite/sobjects/Contact/Namez", collection(false)).body, &sim)
-	if real[0].ErrorCode != sim[0].ErrorCode || !strings.HasPrefix(sim[0].Message, "Provided external ID field does not exist or is not accessible: ") {
-		t.Errorf("recorded %+v, simulated %+v", real, sim)
+	if recorded[0].ErrorCode != sim[0].ErrorCode || !strings.HasPrefix(sim[0].Message, "Provided external ID field does not exist or is not accessible: ") {
+		t.Errorf("recorded %+v, simulated %+v", recorded, sim)
 	}
 }
 

@@ -58,8 +58,8 @@ func TestLimitsHeaderAndAllocation(t *testing.T) {
 		t.Errorf("a day later: %d %q", r.status, r.header.Get("Sforce-Limit-Info"))
 	}
 	e.sim.SetAPIUsage(4)
-	if used, max := e.sim.APIUsage(); used != 4 || max != 5 {
-		t.Errorf("APIUsage() = %d/%d after SetAPIUsage(4)", used, max)
+	if used, allocation := e.sim.APIUsage(); used != 4 || allocation != 5 {
+		t.Errorf("APIUsage() = %d/%d after SetAPIUsage(4)", used, allocation)
 	}
 }
 

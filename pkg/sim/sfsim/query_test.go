@@ -145,11 +145,11 @@ func TestQueryErrors(t *testing.T) {
 		})
 	}
 	t.Run("recorded error shape", func(t *testing.T) {
-		var real, sim []restError
-		strictDecode(t, recording(t, "query_error_response.json"), &real)
+		var recorded, sim []restError
+		strictDecode(t, recording(t, "query_error_response.json"), &recorded)
 		strictDecode(t, c.query("SELECT Foo FROM Contact").body, &sim)
-		if real[0].ErrorCode != sim[0].ErrorCode {
-			t.Errorf("recorded %+v, simulated %+v", real, sim)
+		if recorded[0].ErrorCode != sim[0].ErrorCode {
+			t.Errorf("recorded %+v, simulated %+v", recorded, sim)
 		}
 	})
 }

@@ -561,10 +561,10 @@ func normalizeEvent(r *record, values fields, old *record) []FieldError {
 	switch {
 	case set("EndDateTime") && hasEnd:
 	case set("DurationInMinutes") && hasDuration:
-		end, hasEnd = start.Add(time.Duration(duration)*time.Minute), true
+		end = start.Add(time.Duration(duration) * time.Minute)
 	case old != nil && old.get("IsAllDayEvent") == false && hasDuration:
 		// Moving an event keeps its length.
-		end, hasEnd = start.Add(time.Duration(duration)*time.Minute), true
+		end = start.Add(time.Duration(duration) * time.Minute)
 	case !hasEnd:
 		return fieldErr("REQUIRED_FIELD_MISSING", "Required fields are missing: [EndDateTime]", "EndDateTime")
 	}

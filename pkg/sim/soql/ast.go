@@ -147,9 +147,16 @@ type Comparison struct {
 	Values []Value // for IN, NOT IN, INCLUDES, EXCLUDES
 }
 
-func (e *And) Position() int        { return e.Terms[0].Position() }
-func (e *Or) Position() int         { return e.Terms[0].Position() }
-func (e *Not) Position() int        { return e.Pos }
+// Position is where the conjunction starts in the statement: its first term.
+func (e *And) Position() int { return e.Terms[0].Position() }
+
+// Position is where the disjunction starts in the statement: its first term.
+func (e *Or) Position() int { return e.Terms[0].Position() }
+
+// Position is where NOT stands in the statement.
+func (e *Not) Position() int { return e.Pos }
+
+// Position is where the comparison's field stands in the statement.
 func (e *Comparison) Position() int { return e.Field.Pos }
 func (*And) isExpr()                {}
 func (*Or) isExpr()                 {}
