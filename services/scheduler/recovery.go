@@ -45,8 +45,7 @@ func (s *Scheduler) gaps(ctx context.Context, uk store.UserKey, cycle uint64, ki
 			key := store.FullReadKey{Kind: kind, Side: side}
 			need := asked[key] == cycle // this cycle asked already and is being published again
 			if !need {
-				lost, ok := lostRead(cyc, side, cycle)
-				if !ok || asked[key]+gapCycles > cycle {
+				if _, ok := lostRead(cyc, side, cycle); !ok || asked[key]+gapCycles > cycle {
 					continue
 				}
 				if queued < 0 {
@@ -65,7 +64,8 @@ func (s *Scheduler) gaps(ctx context.Context, uk store.UserKey, cycle uint64, ki
 				if cyc, err = s.led.LoadCycle(ctx, uk, kind); err != nil {
 					return full, err
 				}
-				if lost, ok = lostRead(cyc, side, cycle); !ok {
+				lost, ok := lostRead(cyc, side, cycle)
+				if !ok {
 					continue
 				}
 				s.log.WarnContext(ctx, "a read never reached the reconciler; reading the side in full",

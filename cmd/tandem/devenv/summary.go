@@ -211,14 +211,14 @@ const (
 // WriteDump writes one side's dump (an *ewssim.Dump or *sfsim.Dump) to dir/name, in the one
 // format every dump of `tandem dev` and `tandem sim` has: indented JSON and a final newline.
 func WriteDump(dir, name string, v any) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("dump %s: %w", name, err)
 	}
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", name, err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("dump %s: %w", name, err)
 	}
 	return nil

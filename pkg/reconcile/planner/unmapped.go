@@ -157,6 +157,9 @@ func (p *planner) orphans(exFree, sfFree []*tandemv1.MirrorRecord) {
 		if _, taken := linked[r.GetRecord().GetId()]; taken || k == "" || !p.keyFree(k) {
 			return "", false
 		}
+		if p.s.Tombstones[TombstoneKey(side, r.GetRecord().GetId())] {
+			return "", false // decided before: it stays where it is, unlinked
+		}
 		// A create towards the other side still unanswered is what will give it a partner.
 		if p.inFlight(other(side), k) || p.inFlight(side, k) {
 			return "", false
