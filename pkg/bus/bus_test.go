@@ -159,8 +159,8 @@ func TestPublishRejects(t *testing.T) {
 	if n := env.streamMsgs(t, bus.StreamChanges); n != 0 {
 		t.Fatalf("%d messages stored by rejected publishes", n)
 	}
-	if max := env.bus.MaxPayload(); max <= 0 || max >= int(env.nc.MaxPayload()) {
-		t.Fatalf("MaxPayload() = %d with server max %d", max, env.nc.MaxPayload())
+	if limit := env.bus.MaxPayload(); limit <= 0 || limit >= int(env.nc.MaxPayload()) {
+		t.Fatalf("MaxPayload() = %d with server limit %d", limit, env.nc.MaxPayload())
 	}
 }
 

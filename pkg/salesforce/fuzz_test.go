@@ -163,9 +163,9 @@ func FuzzParseLimitInfo(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		used, max, err := ParseLimitInfo(s)
-		if err == nil && (used < 0 || max <= 0) {
-			t.Fatalf("ParseLimitInfo(%q) = %d/%d", s, used, max)
+		used, allocation, err := ParseLimitInfo(s)
+		if err == nil && (used < 0 || allocation <= 0) {
+			t.Fatalf("ParseLimitInfo(%q) = %d/%d", s, used, allocation)
 		}
 	})
 }

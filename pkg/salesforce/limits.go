@@ -19,8 +19,8 @@ var errNoAPIUsage = errors.New("no api-usage in " + LimitInfoHeader)
 
 // ParseLimitInfo reads the org's daily API usage from a Sforce-Limit-Info header value such as
 // "api-usage=18/5000" or "api-usage=25/5000; per-app-api-usage=17/250(appName=sample-app)".
-// used may exceed max when the org bursts over its allocation.
-func ParseLimitInfo(v string) (used, max int64, err error) {
+// used may exceed allocation when the org bursts over its allocation.
+func ParseLimitInfo(v string) (used, allocation int64, err error) {
 	for item := range strings.FieldsFuncSeq(v, func(r rune) bool { return r == ';' || r == ',' }) {
 		name, value, ok := strings.Cut(strings.TrimSpace(item), "=")
 		if !ok || !strings.EqualFold(strings.TrimSpace(name), "api-usage") {
@@ -28,17 +28,17 @@ func ParseLimitInfo(v string) (used, max int64, err error) {
 		}
 		u, m, ok := strings.Cut(strings.TrimSpace(value), "/")
 		if !ok {
-			return 0, 0, fmt.Errorf("%s %q: want used/max", LimitInfoHeader, v)
+			return 0, 0, fmt.Errorf("%s %q: want used/allocation", LimitInfoHeader, v)
 		}
 		used, err = strconv.ParseInt(strings.TrimSpace(u), 10, 64)
 		if err != nil || used < 0 {
 			return 0, 0, fmt.Errorf("%s %q: bad used count", LimitInfoHeader, v)
 		}
-		max, err = strconv.ParseInt(strings.TrimSpace(m), 10, 64)
-		if err != nil || max <= 0 {
+		allocation, err = strconv.ParseInt(strings.TrimSpace(m), 10, 64)
+		if err != nil || allocation <= 0 {
 			return 0, 0, fmt.Errorf("%s %q: bad maximum", LimitInfoHeader, v)
 		}
-		return used, max, nil
+		return used, allocation, nil
 	}
 	return 0, 0, errNoAPIUsage
 }
@@ -109,10 +109,10 @@ func (b *budget) admit(now time.Time) error {
 }
 
 // observe records the usage a response reported.
-func (b *budget) observe(now time.Time, used, max int64) {
+func (b *budget) observe(now time.Time, used, allocation int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.used, b.max = used, max
+	b.used, b.max = used, allocation
 	if b.insideReserveLocked() && !now.Before(b.reservedUntil) {
 		b.reservedUntil = now.Add(b.recheck)
 	}

@@ -27,9 +27,9 @@ func TestParseLimitInfo(t *testing.T) {
 		{"api-usage=-1/10", 0, 0, true},
 	}
 	for _, tt := range tests {
-		used, max, err := ParseLimitInfo(tt.in)
-		if (err != nil) != tt.wantErr || used != tt.used || max != tt.max {
-			t.Errorf("ParseLimitInfo(%q) = %d, %d, %v; want %d, %d, error %t", tt.in, used, max, err, tt.used, tt.max, tt.wantErr)
+		used, allocation, err := ParseLimitInfo(tt.in)
+		if (err != nil) != tt.wantErr || used != tt.used || allocation != tt.max {
+			t.Errorf("ParseLimitInfo(%q) = %d, %d, %v; want %d, %d, error %t", tt.in, used, allocation, err, tt.used, tt.max, tt.wantErr)
 		}
 	}
 }

@@ -82,9 +82,9 @@ func (m *metrics) token(ctx context.Context, renewal bool, err error) {
 	m.tokens.Add(ctx, 1, metric.WithAttributes(m.org, attribute.String("kind", kind), attribute.String("outcome", outcome(err))))
 }
 
-func (m *metrics) usage(ctx context.Context, used, max int64) {
+func (m *metrics) usage(ctx context.Context, used, allocation int64) {
 	m.used.Record(ctx, used, metric.WithAttributes(m.org))
-	m.max.Record(ctx, max, metric.WithAttributes(m.org))
+	m.max.Record(ctx, allocation, metric.WithAttributes(m.org))
 }
 
 // newTracer returns the connector's tracer.

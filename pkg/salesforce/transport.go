@@ -177,9 +177,9 @@ func (c *Connector) roundTrip(ctx context.Context, req request, tok *token, payl
 	}
 	defer hresp.Body.Close()
 	if v := hresp.Header.Get(LimitInfoHeader); v != "" {
-		if used, max, err := ParseLimitInfo(v); err == nil {
-			c.budget.observe(c.now(), used, max)
-			c.metrics.usage(ctx, used, max)
+		if used, allocation, err := ParseLimitInfo(v); err == nil {
+			c.budget.observe(c.now(), used, allocation)
+			c.metrics.usage(ctx, used, allocation)
 		}
 	}
 	data, err := io.ReadAll(io.LimitReader(hresp.Body, c.cfg.maxResponseBytes+1))

@@ -100,11 +100,11 @@ func newKey(raw []byte) (key, error) {
 	}
 	block, err := aes.NewCipher(raw)
 	if err != nil {
-		return key{}, fmt.Errorf("%w: %v", ErrInvalidKey, err)
+		return key{}, fmt.Errorf("%w: %w", ErrInvalidKey, err)
 	}
 	aead, err := cipher.NewGCMWithNonceSize(block, nonceSize)
 	if err != nil {
-		return key{}, fmt.Errorf("%w: %v", ErrInvalidKey, err)
+		return key{}, fmt.Errorf("%w: %w", ErrInvalidKey, err)
 	}
 	return key{id: idOf(raw), aead: aead}, nil
 }

@@ -274,7 +274,7 @@ func TestAs(t *testing.T) {
 				}
 				return
 			}
-			if got.Code != syncerr.SyncInternal || got.Detail != tc.err.Error() || got.Unwrap() != tc.err {
+			if got.Code != syncerr.SyncInternal || got.Detail != tc.err.Error() || got.Unwrap() != tc.err { //nolint:errorlint // Unwrap must return the cause itself
 				t.Errorf("As(plain) = %+v, want SYNC_INTERNAL wrapping it", got)
 			}
 		})

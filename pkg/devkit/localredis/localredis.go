@@ -304,9 +304,9 @@ func (p *process) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("not ready: %w (last error: %v)", ctx.Err(), err)
+			return fmt.Errorf("not ready: %w (last error: %w)", ctx.Err(), err)
 		case <-p.exited:
-			return fmt.Errorf("exited before it was ready: %v", p.waitErr)
+			return fmt.Errorf("exited before it was ready: %w", p.waitErr)
 		case <-ticker.C:
 		}
 	}

@@ -379,8 +379,9 @@ func apply(t *testing.T, h *Harness, kind tandemv1.RecordKind, cmds ...*tandemv1
 	if len(res) != len(cmds) {
 		t.Fatalf("Apply returned %d results for %d commands", len(res), len(cmds))
 	}
-	for i, r := range res[:len(cmds)] {
-		if r.GetCommandId() != cmds[i].GetCommandId() || r.GetOp() != cmds[i].GetOp() || r.GetSyncKey() != cmds[i].GetSyncKey() {
+	for i, r := range res {
+		c := cmds[i] //nolint:gosec // len(res) == len(cmds), checked above
+		if r.GetCommandId() != c.GetCommandId() || r.GetOp() != c.GetOp() || r.GetSyncKey() != c.GetSyncKey() {
 			t.Errorf("result %d (%s %v %s) does not match its command", i, r.GetCommandId(), r.GetOp(), r.GetSyncKey())
 		}
 	}

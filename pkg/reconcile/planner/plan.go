@@ -68,24 +68,24 @@ type Settings struct {
 // the configuration does not sync gives Direction SYNC_DIRECTION_UNSPECIFIED.
 func SettingsFor(cfg *tandemv1.SyncConfiguration, kind tandemv1.RecordKind) Settings {
 	s := Settings{MassDeleteMinimum: DefaultMassDeleteMinimum, PendingTimeout: DefaultPendingTimeout}
-	var pct, max int32
+	var pct, maxRecords int32
 	switch kind {
 	case tandemv1.RecordKind_RECORD_KIND_CONTACT:
 		c := cfg.GetContacts()
 		s.Direction, s.Conflict, s.ExchangeDelete = c.GetDirection(), c.GetConflictPolicy(), c.GetExchangeDelete()
-		pct, max = c.GetMassDeleteThresholdPercent(), c.GetMaxRecords()
+		pct, maxRecords = c.GetMassDeleteThresholdPercent(), c.GetMaxRecords()
 	case tandemv1.RecordKind_RECORD_KIND_EVENT:
 		e := cfg.GetEvents()
 		s.Direction, s.Conflict = e.GetDirection(), e.GetConflictPolicy()
 		if e.GetDeleteRemoved() {
 			s.ExchangeDelete = tandemv1.ExchangeDeletePolicy_EXCHANGE_DELETE_POLICY_DELETE
 		}
-		pct, max = e.GetMassDeleteThresholdPercent(), e.GetMaxRecords()
+		pct, maxRecords = e.GetMassDeleteThresholdPercent(), e.GetMaxRecords()
 	}
 	if cfg == nil || !cfg.GetActive() {
 		s.Direction = tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED
 	}
-	s.MassDeletePercent, s.MaxRecords = int(pct), int(max)
+	s.MassDeletePercent, s.MaxRecords = int(pct), int(maxRecords)
 	if s.MassDeletePercent <= 0 {
 		s.MassDeletePercent = DefaultMassDeletePercent
 	}

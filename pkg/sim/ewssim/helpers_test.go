@@ -417,11 +417,11 @@ type syncResult struct {
 	pages                                int
 }
 
-func (e *env) syncAll(folderID, state string, max int) syncResult {
+func (e *env) syncAll(folderID, state string, limit int) syncResult {
 	e.t.Helper()
 	var out syncResult
 	for {
-		resp := e.mustOK(syncRequest(folderID, state, max, ""))
+		resp := e.mustOK(syncRequest(folderID, state, limit, ""))
 		out.pages++
 		m := resp.FindElement(".//SyncFolderItemsResponseMessage")
 		state = text(m, "SyncState")
@@ -449,14 +449,14 @@ func (e *env) syncAll(folderID, state string, max int) syncResult {
 }
 
 // syncRequest builds a SyncFolderItems operation element.
-func syncRequest(folderID, state string, max int, extra string) string {
+func syncRequest(folderID, state string, limit int, extra string) string {
 	st := ""
 	if state != "" {
 		st = "<m:SyncState>" + state + "</m:SyncState>"
 	}
 	return `<m:SyncFolderItems><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape>` + extra + `</m:ItemShape>` +
 		`<m:SyncFolderId><t:FolderId Id="` + folderID + `"/></m:SyncFolderId>` + st +
-		fmt.Sprintf(`<m:MaxChangesReturned>%d</m:MaxChangesReturned></m:SyncFolderItems>`, max)
+		fmt.Sprintf(`<m:MaxChangesReturned>%d</m:MaxChangesReturned></m:SyncFolderItems>`, limit)
 }
 
 // syncFolderID creates (if needed) and returns the Salesforce_Sync folder of alice.

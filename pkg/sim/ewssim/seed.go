@@ -40,7 +40,7 @@ func (s *Server) Seed(address string, contacts, events int, seed int64) error {
 	for range contacts {
 		it := Item{Contact: g.contact()}
 		if e := mb.normalize(&it, now, false); e != nil {
-			return fmt.Errorf("ewssim: seed %s: generated an invalid contact: %v", address, e)
+			return fmt.Errorf("ewssim: seed %s: generated an invalid contact: %w", address, e)
 		}
 		mb.insert(sync, it, now)
 	}
@@ -50,7 +50,7 @@ func (s *Server) Seed(address string, contacts, events int, seed int64) error {
 		it := Item{CalendarItem: g.event(week)}
 		mb.fillOccurrenceIDs(&it)
 		if e := mb.normalize(&it, now, false); e != nil {
-			return fmt.Errorf("ewssim: seed %s: generated an invalid event: %v", address, e)
+			return fmt.Errorf("ewssim: seed %s: generated an invalid event: %w", address, e)
 		}
 		mb.insert(cal, it, now)
 	}

@@ -59,10 +59,10 @@ func TestGetUpdatedAndDeleted(t *testing.T) {
 		if res.LatestDateCovered != "2024-05-16T11:00:00.000+0000" {
 			t.Errorf("latestDateCovered %s", res.LatestDateCovered)
 		}
-		var real, sim updatedResult
-		strictDecode(t, recording(t, "get_updated_success_response.json"), &real)
+		var recorded, sim updatedResult
+		strictDecode(t, recording(t, "get_updated_success_response.json"), &recorded)
 		strictDecode(t, c.call(http.MethodGet, "sobjects/Contact/updated/"+window(t0, e.clock.Now()), nil).body, &sim)
-		for _, id := range real.IDs {
+		for _, id := range recorded.IDs {
 			if !ValidID(id) {
 				t.Errorf("recorded id %s fails the simulator's checksum", id)
 			}
@@ -75,10 +75,10 @@ func TestGetUpdatedAndDeleted(t *testing.T) {
 		if len(res.DeletedRecords) != 1 || res.DeletedRecords[0].ID != b || !sfDateTime.MatchString(res.DeletedRecords[0].DeletedDate) {
 			t.Errorf("%+v", res)
 		}
-		var real deletedResult
-		strictDecode(t, recording(t, "get_deleted_success_response.json"), &real)
+		var recorded deletedResult
+		strictDecode(t, recording(t, "get_deleted_success_response.json"), &recorded)
 		strictDecode(t, c.call(http.MethodGet, "sobjects/Contact/deleted/"+window(t0, e.clock.Now()), nil).body, &res)
-		if real.EarliestDateAvailable == "" || res.EarliestDateAvailable == "" || !sfDateTime.MatchString(res.LatestDateCovered) {
+		if recorded.EarliestDateAvailable == "" || res.EarliestDateAvailable == "" || !sfDateTime.MatchString(res.LatestDateCovered) {
 			t.Errorf("shape: %+v", res)
 		}
 	})
