@@ -264,15 +264,23 @@ func TestCursorAdvancesOnlyOncePublished(t *testing.T) {
 	e.changes()
 	start := cursor{Value: "s1", Cycle: 1}
 
-	deleteChanges := func() {
-		if err := e.p.JetStream.DeleteStream(ctx, bus.StreamChanges); err != nil {
+	// The changes stream stops taking the workers' subjects: publishing fails. (A stream that
+	// is merely missing is recreated by the publish.) Declare puts the topology back.
+	refuseChanges := func() {
+		st, err := e.p.JetStream.Stream(ctx, bus.StreamChanges)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := st.CachedInfo().Config
+		cfg.Subjects = []string{"elsewhere.>"}
+		if _, err := e.p.JetStream.UpdateStream(ctx, cfg); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, tc := range []struct {
 		name   string
 		script func(f *fakeConnector)
-		// unavailable makes the changes stream disappear before the job runs.
+		// unavailable makes the changes stream refuse the pages before the job runs.
 		unavailable bool
 	}{
 		{
@@ -290,7 +298,7 @@ func TestCursorAdvancesOnlyOncePublished(t *testing.T) {
 			script: func(f *fakeConnector) {
 				f.beforePage = func(i int) {
 					if i == 1 {
-						deleteChanges()
+						refuseChanges()
 					}
 				}
 				f.pages = func(tandemv1.RecordKind, string) ([]exchange.Page, error) {
@@ -318,7 +326,7 @@ func TestCursorAdvancesOnlyOncePublished(t *testing.T) {
 			e.clock.Advance(time.Minute)
 			fc.script(tc.script)
 			if tc.unavailable {
-				deleteChanges()
+				refuseChanges()
 			}
 			job := proto.Clone(job).(*tandemv1.SyncJob)
 			job.Cycle = 2
@@ -335,7 +343,7 @@ func TestCursorAdvancesOnlyOncePublished(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.read = map[string]uint64{}
-			e.changes() // skip what the failed attempt published before the stream went away
+			e.changes() // skip what the failed attempt published before the stream refused
 			fc.script(func(f *fakeConnector) {
 				f.beforePage = nil
 				f.pages = func(_ tandemv1.RecordKind, cur string) ([]exchange.Page, error) {
