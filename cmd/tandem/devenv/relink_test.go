@@ -247,6 +247,11 @@ func TestLostStateRelinksNeverDuplicates(t *testing.T) {
 	if pairs != sum.ContactsInSync || pairs < 2*12 {
 		t.Fatalf("after the first sync: %d pairs; %+v", pairs, sum)
 	}
+	// The tags follow the links by a cycle: state lost before they land is relinked by email
+	// and name instead (and counted as linked, not relinked).
+	poll.Within(t, 60*time.Second, "every pair to carry its sync key", every(300*time.Millisecond, func() bool {
+		return keyed(env) == 2*int(pairs)
+	}))
 
 	// Lose every piece of Tandem's state.
 	org, err := env.Platform.Store.GetOrg(t.Context(), env.OrgID)
