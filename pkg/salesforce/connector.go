@@ -151,7 +151,7 @@ func NewConnector(org *tandemv1.Org, opts ...Option) (*Connector, error) {
 		log:        cfg.logger.With(slog.String("org_id", org.GetOrgId())),
 		now:        cfg.now,
 		auth:       auth,
-		budget:     &budget{reservePercent: reserve, limitBackoff: cfg.limitBackoff, recheck: cfg.reserveRecheck},
+		budget:     &budget{reservePercent: reserve, limitBackoff: cfg.limitBackoff, limitProbe: min(DefaultLimitProbe, cfg.limitBackoff), recheck: cfg.reserveRecheck},
 		sem:        make(chan struct{}, concurrent),
 		fields:     newFieldInfo(),
 		metrics:    m,

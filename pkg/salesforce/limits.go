@@ -62,12 +62,14 @@ type Usage struct {
 // budget tracks one org's API allocation and decides whether a call may start.
 type budget struct {
 	reservePercent int64
-	limitBackoff   time.Duration // pause after REQUEST_LIMIT_EXCEEDED
+	limitBackoff   time.Duration // longest pause after REQUEST_LIMIT_EXCEEDED
+	limitProbe     time.Duration // first pause after REQUEST_LIMIT_EXCEEDED; doubles while it persists
 	recheck        time.Duration // pause inside the reserve before a probe call may go
 
 	mu            sync.Mutex
 	max, used     int64
 	limitedUntil  time.Time // REQUEST_LIMIT_EXCEEDED
+	limitStreak   int       // REQUEST_LIMIT_EXCEEDED answers since the last successful call
 	reservedUntil time.Time // inside the reserve
 	calls         callWindow
 }
@@ -119,14 +121,31 @@ func (b *budget) observe(now time.Time, used, allocation int64) {
 }
 
 // limitExceeded pauses the org after Salesforce answered REQUEST_LIMIT_EXCEEDED and returns
-// until when.
+// until when. The first pause is short (limitProbe) and doubles while the answer persists, up to
+// limitBackoff: the org's rolling 24-hour window frees calls up continuously, so only a call can
+// tell when there is room again, and a limit that has passed (another integration's burst) must
+// not stop the org for an hour. The call that ends the pause is let through even inside the
+// reserve: it is the probe.
 func (b *budget) limitExceeded(now time.Time) time.Time {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if until := now.Add(b.limitBackoff); until.After(b.limitedUntil) {
+	pause := b.limitBackoff
+	if b.limitProbe > 0 && b.limitStreak < 30 {
+		pause = min(b.limitProbe<<b.limitStreak, b.limitBackoff)
+	}
+	b.limitStreak++
+	if until := now.Add(pause); until.After(b.limitedUntil) {
 		b.limitedUntil = until
 	}
+	b.reservedUntil = b.limitedUntil
 	return b.limitedUntil
+}
+
+// succeeded records a successful call: the next REQUEST_LIMIT_EXCEEDED starts a short pause again.
+func (b *budget) succeeded() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.limitStreak = 0
 }
 
 func (b *budget) usage(now time.Time) Usage {

@@ -95,21 +95,35 @@ func TestBudgetProbesAfterRecheck(t *testing.T) {
 
 func TestBudgetRequestLimitBackoff(t *testing.T) {
 	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	b := &budget{reservePercent: 20, limitBackoff: time.Hour, recheck: time.Minute}
+	b := &budget{reservePercent: 20, limitBackoff: time.Hour, limitProbe: time.Minute, recheck: 10 * time.Minute}
+	b.observe(t0, 15001, 15000) // the 403 reports the allocation used up: inside the reserve
 	until := b.limitExceeded(t0)
-	if !until.Equal(t0.Add(time.Hour)) {
-		t.Fatalf("until = %s", until)
+	if !until.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("until = %s, want a first pause of a minute", until)
 	}
-	err := b.admit(t0.Add(30 * time.Minute))
+	err := b.admit(t0.Add(30 * time.Second))
 	var se *syncerr.Error
-	if !errors.As(err, &se) || se.Code != syncerr.SalesforceRequestLimit || se.Delay != 30*time.Minute || se.Permanent() {
+	if !errors.As(err, &se) || se.Code != syncerr.SalesforceRequestLimit || se.Delay != 30*time.Second || se.Permanent() {
 		t.Fatalf("admit = %#v", err)
 	}
-	if u := b.usage(t0.Add(30 * time.Minute)); !u.BackedOffUntil.Equal(until) {
+	if u := b.usage(t0.Add(30 * time.Second)); !u.BackedOffUntil.Equal(until) {
 		t.Errorf("BackedOffUntil = %s, want %s", u.BackedOffUntil, until)
 	}
-	if err := b.admit(t0.Add(time.Hour)); err != nil {
-		t.Errorf("still refused after the backoff: %v", err)
+	if err := b.admit(t0.Add(time.Minute)); err != nil {
+		t.Errorf("the probe after the pause was refused: %v", err)
+	}
+	// While the limit persists the pause doubles, up to the cap.
+	now := t0.Add(time.Minute)
+	for i, w := range []time.Duration{2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour} {
+		if got := b.limitExceeded(now).Sub(now); got != w {
+			t.Fatalf("pause %d = %s, want %s", i+2, got, w)
+		}
+		now = now.Add(w)
+	}
+	// A successful call starts the next pause short again.
+	b.succeeded()
+	if got := b.limitExceeded(now).Sub(now); got != time.Minute {
+		t.Errorf("pause after a success = %s, want a minute", got)
 	}
 }
 

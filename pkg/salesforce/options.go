@@ -20,6 +20,7 @@ const (
 	DefaultOverlap            = 5 * time.Minute
 	DefaultFullRescanInterval = 24 * time.Hour
 	DefaultLimitBackoff       = time.Hour
+	DefaultLimitProbe         = time.Minute
 	DefaultReserveRecheck     = 10 * time.Minute
 	// DefaultMaxResponseBytes caps one response body: far above a query page of 2,000 large
 	// records (Salesforce shrinks pages of large records), far below what would strain a worker.
@@ -117,7 +118,8 @@ func WithFullRescanInterval(d time.Duration) Option {
 	return func(s *settings) { s.fullRescanInterval = d }
 }
 
-// WithRequestLimitBackoff sets how long the org is paused after REQUEST_LIMIT_EXCEEDED.
+// WithRequestLimitBackoff sets the longest pause of the org after REQUEST_LIMIT_EXCEEDED; the
+// first is DefaultLimitProbe (or this, if shorter), doubling while the limit persists.
 func WithRequestLimitBackoff(d time.Duration) Option { return func(s *settings) { s.limitBackoff = d } }
 
 // WithReserveRecheck sets how long calls are refused once the org's use reached the reserve

@@ -227,22 +227,22 @@ func TestSimRequestLimitExceededBacksOff(t *testing.T) {
 	req := PollRequest{Kind: contactKind, Audience: env.audience(userRecords)}
 	_, err := env.conn.Poll(t.Context(), req, emit)
 	se := syncerr.As(err)
-	if se.Code != syncerr.SalesforceRequestLimit || se.Delay != DefaultLimitBackoff || syncerr.ScopeOf(se.Code) != syncerr.ScopeOrg {
+	if se.Code != syncerr.SalesforceRequestLimit || se.Delay != DefaultLimitProbe || syncerr.ScopeOf(se.Code) != syncerr.ScopeOrg {
 		t.Fatalf("Poll = %#v", se)
 	}
-	if u := env.conn.Usage(); !u.BackedOffUntil.Equal(env.clock.Now().Add(DefaultLimitBackoff)) {
+	if u := env.conn.Usage(); !u.BackedOffUntil.Equal(env.clock.Now().Add(DefaultLimitProbe)) {
 		t.Errorf("usage %+v", u)
 	}
 	env.sim.ResetCounts()
-	env.clock.Advance(30 * time.Minute)
+	env.clock.Advance(DefaultLimitProbe / 2)
 	_, err = env.conn.Apply(t.Context(), env.users[0], contactKind, []*tandemv1.WriteCommand{contactCreate("k", &tandemv1.Contact{Surname: "x"})})
-	if se := syncerr.As(err); se.Code != syncerr.SalesforceRequestLimit || se.Delay != 30*time.Minute {
+	if se := syncerr.As(err); se.Code != syncerr.SalesforceRequestLimit || se.Delay != DefaultLimitProbe/2 {
 		t.Errorf("Apply while backed off = %#v", se)
 	}
 	if got := env.apiCalls(); got != 0 {
 		t.Errorf("%d calls while backed off", got)
 	}
-	env.clock.Advance(30 * time.Minute)
+	env.clock.Advance(DefaultLimitProbe / 2)
 	if _, err := env.conn.Poll(t.Context(), req, emit); err != nil {
 		t.Errorf("Poll after the backoff: %v", err)
 	}

@@ -190,6 +190,7 @@ func (c *Connector) roundTrip(ctx context.Context, req request, tok *token, payl
 		return nil, syncerr.Wrap(syncerr.SalesforceResponseTooLarge, fmt.Errorf("%s: %w", req.op, &ResponseTooLargeError{Limit: c.cfg.maxResponseBytes}))
 	}
 	if hresp.StatusCode >= 200 && hresp.StatusCode < 300 {
+		c.budget.succeeded()
 		return &response{status: hresp.StatusCode, header: hresp.Header, body: data}, nil
 	}
 	return nil, c.statusError(ctx, req.op, hresp, data)

@@ -316,22 +316,34 @@ func TestRequestLimitExceededBacksOff(t *testing.T) {
 	c := newTestConnector(t, jwtOrg(t, f.srv.URL), WithClock(clock), fastRetry())
 	_, err := c.queryAllRows(t.Context(), testIntegration, "SELECT Id FROM Contact")
 	se := syncerr.As(err)
-	if se.Code != syncerr.SalesforceRequestLimit || se.Delay != time.Hour || se.Permanent() {
-		t.Fatalf("err = %#v, want SALESFORCE_REQUEST_LIMIT_EXCEEDED with a 1h delay", se)
+	if se.Code != syncerr.SalesforceRequestLimit || se.Delay != DefaultLimitProbe || se.Permanent() {
+		t.Fatalf("err = %#v, want SALESFORCE_REQUEST_LIMIT_EXCEEDED with a first pause of %s", se, DefaultLimitProbe)
 	}
-	if u := c.Usage(); !u.BackedOffUntil.Equal(now.Add(time.Hour)) || u.Used != 15001 || u.DailyMax != 15000 {
+	if u := c.Usage(); !u.BackedOffUntil.Equal(now.Add(DefaultLimitProbe)) || u.Used != 15001 || u.DailyMax != 15000 {
 		t.Errorf("usage = %+v", u)
 	}
 	calls := f.callCount("GET /services/data/v62.0/query")
 	mu.Lock()
-	now = now.Add(20 * time.Minute)
+	now = now.Add(DefaultLimitProbe / 2)
 	mu.Unlock()
 	_, err = c.queryAllRows(t.Context(), testIntegration, "SELECT Id FROM Contact")
-	if se := syncerr.As(err); se.Code != syncerr.SalesforceRequestLimit || se.Delay != 40*time.Minute {
+	if se := syncerr.As(err); se.Code != syncerr.SalesforceRequestLimit || se.Delay != DefaultLimitProbe/2 {
 		t.Errorf("second call err = %#v", se)
 	}
 	if got := f.callCount("GET /services/data/v62.0/query"); got != calls {
 		t.Errorf("a call went out while backed off (%d → %d)", calls, got)
+	}
+	// The pause over, one probe goes out even though the org is inside its reserve; the limit
+	// persists, so the next pause is twice as long.
+	mu.Lock()
+	now = now.Add(DefaultLimitProbe / 2)
+	mu.Unlock()
+	_, err = c.queryAllRows(t.Context(), testIntegration, "SELECT Id FROM Contact")
+	if se := syncerr.As(err); se.Code != syncerr.SalesforceRequestLimit || se.Delay != 2*DefaultLimitProbe {
+		t.Errorf("probe err = %#v, want a pause of %s", se, 2*DefaultLimitProbe)
+	}
+	if got := f.callCount("GET /services/data/v62.0/query"); got != calls+1 {
+		t.Errorf("%d calls after the pause, want the one probe", got-calls)
 	}
 }
 
