@@ -242,6 +242,12 @@ func (e *Editor) updateOnBothSides(u User) (bool, error) {
 }
 
 func (e *Editor) deleteInExchange(u User) (bool, error) {
+	return e.removeFromExchange(u, "deleted", func(itemID string) error { return e.ews.DeleteItem(u.Mailbox, itemID) })
+}
+
+// removeFromExchange takes a random live person's contact out of Salesforce_Sync with remove,
+// which Tandem treats as a removal from sync whatever it was (how names it in the history).
+func (e *Editor) removeFromExchange(u User, how string, remove func(itemID string) error) (bool, error) {
 	id := e.pick(u)
 	if id == "" {
 		return false, nil
@@ -250,9 +256,9 @@ func (e *Editor) deleteInExchange(u User) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	err := e.ews.DeleteItem(u.Mailbox, it.ItemID)
+	err := remove(it.ItemID)
 	if err == nil {
-		e.model.Removed(id, Exchange, "deleted", e.now())
+		e.model.Removed(id, Exchange, how, e.now())
 	}
 	return err == nil, err
 }
@@ -276,19 +282,9 @@ func (e *Editor) deleteInSalesforce(u User) (bool, error) {
 // moveOut moves a person's contact from Salesforce_Sync into the main Contacts folder: the
 // person leaves sync, like a deletion in Exchange, and must never come back into the folder.
 func (e *Editor) moveOut(u User) (bool, error) {
-	id := e.pick(u)
-	if id == "" {
-		return false, nil
-	}
-	it, ok := e.findExchange(u, id)
-	if !ok {
-		return false, nil
-	}
-	err := e.ews.MoveItem(u.Mailbox, it.ItemID, "contacts")
-	if err == nil {
-		e.model.Removed(id, Exchange, "moved out of Salesforce_Sync", e.now())
-	}
-	return err == nil, err
+	return e.removeFromExchange(u, "moved out of Salesforce_Sync", func(itemID string) error {
+		return e.ews.MoveItem(u.Mailbox, itemID, "contacts")
+	})
 }
 
 // moveIn creates a contact in the main Contacts folder and moves it into Salesforce_Sync: it

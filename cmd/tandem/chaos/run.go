@@ -392,7 +392,10 @@ func (r *run) startServices() error {
 // service describes one replica of a service: its settings come from TANDEM_* variables, as
 // in a Deployment, tuned so that a short run sees many cycles.
 func (r *run) service(name string, replica int) (*proc, error) {
-	env := append(os.Environ(),
+	// Only chaos's own TANDEM_* settings: one from the caller's shell would be refused by every
+	// service that does not know it.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "TANDEM_") })
+	env = append(env,
 		"TANDEM_NATS_URL="+r.natsURL,
 		"TANDEM_REDIS_URL=redis://"+r.redisAd+"/0",
 		"TANDEM_SEAL_KEY="+r.seal,
@@ -401,11 +404,6 @@ func (r *run) service(name string, replica int) (*proc, error) {
 		"TANDEM_DRAIN_DELAY=0s",
 		"TANDEM_STOP_TIMEOUT=5s",
 	)
-	env = slices.DeleteFunc(env, func(kv string) bool {
-		// Only chaos's own TANDEM_* settings: a variable from the caller's shell would be
-		// refused by every service that does not know it.
-		return strings.HasPrefix(kv, "TANDEM_") && !slices.Contains([]string{"NATS_URL", "REDIS_URL", "SEAL_KEY", "LOG_LEVEL", "HEALTH_ADDR", "DRAIN_DELAY", "STOP_TIMEOUT"}, strings.SplitN(strings.TrimPrefix(kv, "TANDEM_"), "=", 2)[0])
-	})
 	switch name {
 	case "scheduler":
 		env = append(env, "TANDEM_TICK=200ms", "TANDEM_SYNC_INTERVAL="+r.opts.Interval.String(), "TANDEM_STALL_CYCLES=3")

@@ -1,30 +1,27 @@
 package ewssim
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/tandem-sync/tandem/pkg/sim/faultadmin"
 )
 
 // FaultAdminPath is where a server built with Config.FaultAdmin serves its fault admin
-// endpoint, so that a chaos process can drive a simulator running in another process:
-//
-//   - GET returns a FaultReport: the armed faults and how often each kind fired;
-//   - POST takes a FaultRequest (clear, then reseed, then arm, in that order) and returns the
-//     FaultReport after it;
-//   - DELETE disarms every fault and returns the FaultReport.
-//
-// The path starts with "/__" so that it can never be mistaken for an Exchange endpoint.
-const FaultAdminPath = "/__faults"
+// endpoint (see package faultadmin).
+const FaultAdminPath = faultadmin.Path
 
-// maxFaultRequestBytes bounds a fault admin request body.
-const maxFaultRequestBytes = 1 << 20
+// FaultRequest changes a server's faults (see faultadmin.Request).
+type FaultRequest = faultadmin.Request[FaultSpec]
+
+// FaultReport is what the fault admin endpoint answers (see faultadmin.Report).
+type FaultReport = faultadmin.Report[FaultSpec]
+
+// FaultAdminClient drives the fault admin endpoint of a simulator in another process.
+type FaultAdminClient = faultadmin.Client[FaultSpec]
 
 // FaultSpec is a Fault on the wire, with durations in milliseconds and the kind by name
 // (FaultKind.String: "ServerBusy", "HTTPStatus", "Slow", "MalformedXML", "DropConnection",
@@ -40,20 +37,6 @@ type FaultSpec struct {
 	RetryAfterMS int64   `json:"retry_after_ms,omitempty"`
 	DelayMS      int64   `json:"delay_ms,omitempty"`
 	AfterWork    bool    `json:"after_work,omitempty"`
-}
-
-// FaultRequest changes a server's faults: Clear disarms the armed ones first, Seed (when set)
-// restarts the probability generator, then Faults are armed in order.
-type FaultRequest struct {
-	Clear  bool        `json:"clear,omitempty"`
-	Seed   *int64      `json:"seed,omitempty"`
-	Faults []FaultSpec `json:"faults,omitempty"`
-}
-
-// FaultReport is what the fault admin endpoint answers: the armed faults and FaultCounts.
-type FaultReport struct {
-	Armed []FaultSpec      `json:"armed"`
-	Fired map[string]int64 `json:"fired"`
 }
 
 var faultKinds = []FaultKind{FaultServerBusy, FaultHTTPStatus, FaultSlow, FaultMalformedXML, FaultDropConnection, FaultInvalidSyncState}
@@ -138,92 +121,5 @@ func (s *Server) FaultReport() FaultReport {
 }
 
 func (s *Server) serveFaultAdmin(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodGet:
-	case http.MethodDelete:
-		s.ClearFaults()
-	case http.MethodPost:
-		var req FaultRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxFaultRequestBytes))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			http.Error(w, "fault request: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		if err := s.ApplyFaultRequest(req); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		s.log.InfoContext(r.Context(), "ewssim: faults changed", "clear", req.Clear, "armed", len(req.Faults))
-	default:
-		w.Header().Set("Allow", "GET, POST, DELETE")
-		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
-		return
-	}
-	body, err := json.Marshal(s.FaultReport())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(body)
-}
-
-// FaultAdminClient drives the fault admin endpoint of a simulator in another process.
-type FaultAdminClient struct {
-	// BaseURL is the simulator's base URL (without FaultAdminPath).
-	BaseURL string
-	// HTTP sends the requests; nil means http.DefaultClient.
-	HTTP *http.Client
-}
-
-// Apply sends req and returns the report after it.
-func (c FaultAdminClient) Apply(ctx context.Context, req FaultRequest) (FaultReport, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return FaultReport{}, fmt.Errorf("encode fault request: %w", err)
-	}
-	return c.do(ctx, http.MethodPost, body)
-}
-
-// Clear disarms every fault and returns the report after it.
-func (c FaultAdminClient) Clear(ctx context.Context) (FaultReport, error) {
-	return c.do(ctx, http.MethodDelete, nil)
-}
-
-// Report returns the armed faults and the counts of those that fired.
-func (c FaultAdminClient) Report(ctx context.Context) (FaultReport, error) {
-	return c.do(ctx, http.MethodGet, nil)
-}
-
-func (c FaultAdminClient) do(ctx context.Context, method string, body []byte) (FaultReport, error) {
-	url := strings.TrimRight(c.BaseURL, "/") + FaultAdminPath
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
-	if err != nil {
-		return FaultReport{}, fmt.Errorf("fault admin %s: %w", method, err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return FaultReport{}, fmt.Errorf("fault admin %s %s: %w", method, url, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxFaultRequestBytes))
-	if err != nil {
-		return FaultReport{}, fmt.Errorf("fault admin %s %s: read answer: %w", method, url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return FaultReport{}, fmt.Errorf("fault admin %s %s: HTTP %d: %s", method, url, resp.StatusCode, bytes.TrimSpace(data))
-	}
-	var rep FaultReport
-	if err := json.Unmarshal(data, &rep); err != nil {
-		return FaultReport{}, fmt.Errorf("fault admin %s %s: decode answer: %w", method, url, err)
-	}
-	return rep, nil
+	faultadmin.Serve[FaultSpec](w, r, s, s.log, "ewssim")
 }
