@@ -31,6 +31,7 @@ func chaosCommand(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&opts.Interval, "interval", 2*time.Second, "the org's sync interval")
 	fs.DurationVar(&opts.Settle, "settle", 3*time.Minute, "how long the system may take to converge once the faults stop")
 	fs.StringVar(&opts.Dir, "dir", "", "keep the run's binaries, logs and server state here (default: a temporary directory, kept only when the run fails)")
+	fs.StringVar(&opts.LogLevel, "log-level", "info", "the services' log level; debug traces every reconciler decision by record id and sync key")
 	fs.BoolVar(&jsonOut, "json", false, "print the result as one JSON object, the last line of stdout")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: tandem chaos [flags]

@@ -3,6 +3,7 @@ package salesforce
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -116,10 +117,13 @@ func (c *Connector) Apply(ctx context.Context, actingUser *tandemv1.SyncUser, ki
 			creates, createItems = append(creates, i), append(createItems, *item)
 		}
 	}
-	if o.redelivered && len(upserts) > 0 {
+	// A create planned again after its first attempt went unanswered (WriteCommand.retry) may
+	// have taken effect just like a redelivered one.
+	retried := slices.ContainsFunc(upserts, func(i int) bool { return cmds[i].GetRetry() })
+	if (o.redelivered || retried) && len(upserts) > 0 {
 		n := len(upserts)
 		if upserts, upsertItems, err = c.skipDeletedCreates(ctx, st, cmds, upserts, upsertItems); err != nil {
-			return nil, fmt.Errorf("apply %d redelivered %s creates for org %s: %w", n, object, c.orgID, err)
+			return nil, fmt.Errorf("apply %d retried %s creates for org %s: %w", n, object, c.orgID, err)
 		}
 	}
 	batches := []struct {

@@ -42,6 +42,9 @@ func TestSimRedeliveredCreateOfDeletedRecord(t *testing.T) {
 		// it, "delete" deletes the record it created last, as the user, "advance" lets time pass.
 		history     []string
 		redelivered bool
+		// retry marks the command as a create planned again after its first attempt went
+		// unanswered (WriteCommand.retry): looked up like a redelivered one.
+		retry bool
 		// issuedAfter issues the command after the history (an earlier incarnation of the pair
 		// was deleted before this create was decided); otherwise it was issued before it.
 		issuedAfter bool
@@ -56,6 +59,10 @@ func TestSimRedeliveredCreateOfDeletedRecord(t *testing.T) {
 			want: "deleted", wantQueryAll: 1, wantUpserts: 0, wantLive: 0},
 		{name: "deleted since, not redelivered", history: []string{"create", "delete"},
 			want: "created", wantQueryAll: 0, wantUpserts: 1, wantLive: 1},
+		{name: "deleted since, planned again", history: []string{"create", "delete"}, retry: true,
+			want: "deleted", wantQueryAll: 1, wantUpserts: 0, wantLive: 0},
+		{name: "live, planned again", history: []string{"create"}, retry: true,
+			want: "already", wantQueryAll: 1, wantUpserts: 1, wantLive: 1},
 		{name: "live, redelivered", history: []string{"create"}, redelivered: true,
 			want: "already", wantQueryAll: 1, wantUpserts: 1, wantLive: 1},
 		{name: "live, not redelivered", history: []string{"create"},
@@ -95,6 +102,7 @@ func TestSimRedeliveredCreateOfDeletedRecord(t *testing.T) {
 			if tt.issuedAfter {
 				cmd.IssuedAt = timestamppb.New(env.clock.Now())
 			}
+			cmd.Retry = tt.retry
 			env.sim.ResetCounts()
 			var opts []ApplyOption
 			if tt.redelivered {

@@ -172,9 +172,10 @@ func (m *Model) Check(users []User, ex *ewssim.Dump, sf *sfsim.Dump) Report {
 // the expected one first. A live person is in sync on both sides. A person removed in
 // Salesforce is gone from both. One removed from Exchange (deleted or moved out of the synced
 // folder) is gone from Exchange and, unless the configuration deletes in Salesforce too, stays
-// in Salesforce, unlinked. A contested removal (the other side was edited about the same time)
-// may also have been undone by that edit: then the person is back in sync on both sides. One
-// removed about as soon as it was created may never have reached the other side.
+// in Salesforce, unlinked. A person removed before its copy reached the other side may never
+// have been seen by Tandem: then it may be gone from both. A contested removal (an edit on the
+// other side had not arrived yet) may also have been undone by that edit: then the person is
+// back in sync on both sides.
 func (m *Model) allowed(p *person) [][2]int {
 	var out [][2]int
 	switch {
@@ -185,11 +186,10 @@ func (m *Model) allowed(p *person) [][2]int {
 	default:
 		out = [][2]int{{0, 0}}
 	}
-	if p.removedAt.Before(p.createdAt.Add(m.Window)) && !slices.Contains(out, [2]int{0, 0}) {
-		// Removed about as soon as it was made: Tandem may never have seen it.
+	if !p.atRemoval.OnOtherSide && !slices.Contains(out, [2]int{0, 0}) {
 		out = append(out, [2]int{0, 0})
 	}
-	if p.contested(m.Window) {
+	if p.contested() {
 		out = append(out, [2]int{1, 1})
 	}
 	return out

@@ -46,7 +46,6 @@ func (w *world) both(id, last, email string) {
 
 func TestCheck(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
-	window := time.Minute
 	tests := []struct {
 		name  string
 		build func(m *Model, w *world)
@@ -70,49 +69,65 @@ func TestCheck(t *testing.T) {
 		}, Report{People: 1, Duplicated: 1, StalledUsers: 1}, "2 copies in Exchange"},
 		{"resurrected", func(m *Model, w *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Salesforce, "deleted", t0.Add(time.Hour))
+			m.Removed(a, Salesforce, "deleted", t0.Add(time.Hour), Copies{OnOtherSide: true, Agree: true})
 			w.salesforce(a, "Ames", "a@x.example")
 		}, Report{Resurrected: 1, StalledUsers: 1}, "is back in Salesforce"},
 		{"removed from Exchange stays in Salesforce, unlinked", func(m *Model, w *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour))
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour), Copies{OnOtherSide: true, Agree: true})
 			w.salesforce(a, "Ames", "a@x.example")
 		}, Report{}, ""},
 		{"removed from Exchange and lost from Salesforce", func(m *Model, _ *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour))
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour), Copies{OnOtherSide: true, Agree: true})
 		}, Report{Lost: 1, StalledUsers: 1}, "missing from Salesforce"},
-		{"removed from Exchange before Tandem could see it", func(m *Model, _ *world) {
+		{"removed from Exchange before its copy reached Salesforce", func(m *Model, _ *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Exchange, "moved out of Salesforce_Sync", t0.Add(time.Second))
+			m.Removed(a, Exchange, "moved out of Salesforce_Sync", t0.Add(time.Hour), Copies{})
 		}, Report{}, ""},
 		{"removed from Exchange and back in Exchange", func(m *Model, w *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour))
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour), Copies{OnOtherSide: true, Agree: true})
 			w.both(a, "Ames", "a@x.example")
 		}, Report{Resurrected: 1, StalledUsers: 1}, "is back in Exchange"},
 		{"removed from Exchange, deleted in Salesforce too by the configuration", func(m *Model, w *world) {
 			m.ExchangeDeleteDeletes = true
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour))
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour), Copies{OnOtherSide: true, Agree: true})
 			w.salesforce(a, "Ames", "a@x.example")
 		}, Report{Resurrected: 1, StalledUsers: 1}, "is back in Salesforce"},
 		{"removed everywhere", func(m *Model, _ *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
-			m.Removed(a, Salesforce, "deleted", t0.Add(time.Hour))
+			m.Removed(a, Salesforce, "deleted", t0.Add(time.Hour), Copies{OnOtherSide: true, Agree: true})
 		}, Report{}, ""},
 		{"contested removal came back on both sides", func(m *Model, w *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
 			m.Updated(a, Salesforce, t0.Add(time.Hour))
-			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour+time.Second))
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour+time.Second), Copies{OnOtherSide: true})
 			w.both(a, "Ames", "a@x.example")
 		}, Report{}, ""},
 		{"contested removal kept on one side only", func(m *Model, w *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
 			m.Updated(a, Exchange, t0.Add(time.Hour))
-			m.Removed(a, Salesforce, "deleted", t0.Add(time.Hour+time.Second))
+			m.Removed(a, Salesforce, "deleted", t0.Add(time.Hour+time.Second), Copies{OnOtherSide: true})
 			w.exchange(a, "Ames", "a@x.example")
 		}, Report{Resurrected: 1, StalledUsers: 1}, "is back in Exchange"},
+		{"an edit that had arrived does not contest a removal, however recent", func(m *Model, w *world) {
+			a := m.NewPerson(mailbox, Exchange, t0)
+			m.Updated(a, Salesforce, t0.Add(time.Hour))
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour+time.Millisecond), Copies{OnOtherSide: true, Agree: true})
+			w.both(a, "Ames", "a@x.example")
+		}, Report{Resurrected: 1, StalledUsers: 1}, "is back in Exchange"},
+		{"an edit on the removed side only does not contest the removal", func(m *Model, w *world) {
+			a := m.NewPerson(mailbox, Salesforce, t0)
+			m.Updated(a, Exchange, t0.Add(time.Hour))
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Hour+time.Second), Copies{OnOtherSide: true})
+			w.both(a, "Ames", "a@x.example")
+		}, Report{Resurrected: 1, StalledUsers: 1}, "is back in Exchange"},
+		{"removed from Exchange after its copy reached Salesforce", func(m *Model, _ *world) {
+			a := m.NewPerson(mailbox, Exchange, t0)
+			m.Removed(a, Exchange, "deleted", t0.Add(time.Second), Copies{OnOtherSide: true})
+		}, Report{Lost: 1, StalledUsers: 1}, "missing from Salesforce"},
 		{"fields differ", func(m *Model, w *world) {
 			a := m.NewPerson(mailbox, Exchange, t0)
 			w.exchange(a, "Ames", "a@x.example")
@@ -130,7 +145,7 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := NewModel(window)
+			m := NewModel()
 			w := newWorld()
 			tc.build(m, w)
 			got := m.Check(users, w.ex, w.sf)
@@ -150,7 +165,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestMarkerRoundTrip(t *testing.T) {
-	m := NewModel(time.Minute)
+	m := NewModel()
 	id := m.NewPerson("rep1@acme.example", Exchange, time.Now())
 	if got := markerOf("Met at the fair.\n" + Marker(id) + "\nCall back."); got != id {
 		t.Errorf("markerOf = %q, want %q", got, id)

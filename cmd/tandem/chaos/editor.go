@@ -256,9 +256,10 @@ func (e *Editor) removeFromExchange(u User, how string, remove func(itemID strin
 	if !ok {
 		return false, nil
 	}
+	seen := e.copies(u, id, Exchange)
 	err := remove(it.ItemID)
 	if err == nil {
-		e.model.Removed(id, Exchange, how, e.now())
+		e.model.Removed(id, Exchange, how, e.now(), seen)
 	}
 	return err == nil, err
 }
@@ -272,9 +273,10 @@ func (e *Editor) deleteInSalesforce(u User) (bool, error) {
 	if !ok {
 		return false, nil
 	}
+	seen := e.copies(u, id, Salesforce)
 	err := e.sf.Delete("Contact", sfID)
 	if err == nil {
-		e.model.Removed(id, Salesforce, "deleted", e.now())
+		e.model.Removed(id, Salesforce, "deleted", e.now(), seen)
 	}
 	return err == nil, err
 }
@@ -298,4 +300,27 @@ func (e *Editor) moveIn(u User) (bool, error) {
 	}
 	e.model.note(id, "moved into Salesforce_Sync", Exchange, e.now())
 	return true, e.ews.MoveItem(u.Mailbox, itemID, exchange.SyncFolderName)
+}
+
+// copies looks at both sides for person id of u, as seen from side.
+func (e *Editor) copies(u User, id string, side Side) Copies {
+	var ex, sf []contact
+	for _, c := range e.ews.Dump().Mailboxes[u.Mailbox].Contacts {
+		if markerOf(c.Body) == id {
+			ex = append(ex, fromExchange(c))
+		}
+	}
+	for _, c := range e.sf.List("Contact") {
+		if fmt.Sprint(c["OwnerId"]) == u.SalesforceID && markerOf(fmt.Sprint(c["Description"])) == id {
+			sf = append(sf, fromSalesforce(c))
+		}
+	}
+	other := sf
+	if side == Salesforce {
+		other = ex
+	}
+	return Copies{
+		OnOtherSide: len(other) > 0,
+		Agree:       len(ex) == 1 && len(sf) == 1 && differingField(ex[0], sf[0]) == "",
+	}
 }

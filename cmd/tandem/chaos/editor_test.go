@@ -18,7 +18,7 @@ func TestEditorEditsAreVisibleAndModelled(t *testing.T) {
 	for id, email := range sims.Users {
 		users = append(users, User{Mailbox: email, SalesforceID: id})
 	}
-	m := NewModel(time.Minute)
+	m := NewModel()
 	e := NewEditor(sims.EWS, sims.Salesforce, users, m, 7, time.Now)
 	kinds := map[string]int{}
 	for range 300 {

@@ -76,6 +76,8 @@ type person struct {
 	// removedAt and removedOn say when and where the person was deleted or moved out.
 	removedAt time.Time
 	removedOn Side
+	// atRemoval is what the simulators held of the person when it was removed.
+	atRemoval Copies
 	// history is what users did to the person, for the report of a failing run.
 	history []string
 }
@@ -87,11 +89,6 @@ func (p *person) did(what string, side Side, t time.Time) {
 
 // Model records what the users did. It is safe for concurrent use.
 type Model struct {
-	// Window is how long an edit may take to reach the other side. A person deleted on one
-	// side within Window of an edit on the other may legitimately come back (a modification
-	// beats a concurrent deletion), so the check then accepts either outcome, provided both
-	// sides agree.
-	Window time.Duration
 	// ExchangeDeleteDeletes says the sync configuration deletes a contact in Salesforce when
 	// it is removed from Exchange (EXCHANGE_DELETE_POLICY_DELETE); by default the Salesforce
 	// contact stays, unlinked.
@@ -103,9 +100,9 @@ type Model struct {
 	counter map[string]int
 }
 
-// NewModel returns an empty model; window is as for Model.Window.
-func NewModel(window time.Duration) *Model {
-	return &Model{Window: window, people: map[string]*person{}, counter: map[string]int{}}
+// NewModel returns an empty model.
+func NewModel() *Model {
+	return &Model{people: map[string]*person{}, counter: map[string]int{}}
 }
 
 // NewPerson records that user created a contact on side at t and returns the person's id,
@@ -126,7 +123,7 @@ func (m *Model) NewPerson(user string, side Side, t time.Time) string {
 func (m *Model) Existing(user, id string, t time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.people[id] = &person{id: id, user: user, lastEdit: map[Side]time.Time{Exchange: t, Salesforce: t}}
+	m.people[id] = &person{id: id, user: user, createdAt: t, lastEdit: map[Side]time.Time{Exchange: t, Salesforce: t}}
 }
 
 // Updated records a user's change to person id on side at t.
@@ -140,13 +137,24 @@ func (m *Model) Updated(id string, side Side, t time.Time) {
 	}
 }
 
+// Copies is what the simulators hold of a person at one moment, as a user looking at both
+// sides would see it.
+type Copies struct {
+	// OnOtherSide says the side opposite an edit holds a copy.
+	OnOtherSide bool
+	// Agree says both sides hold a copy and the copies agree on every compared field: no edit
+	// is still on its way from one side to the other.
+	Agree bool
+}
+
 // Removed records that a user deleted person id on side at t, or (how says which) moved it
-// out of the synced folder, which Tandem treats the same.
-func (m *Model) Removed(id string, side Side, how string, t time.Time) {
+// out of the synced folder, which Tandem treats the same; seen is what both sides held just
+// before.
+func (m *Model) Removed(id string, side Side, how string, t time.Time, seen Copies) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if p := m.people[id]; p != nil && p.state == live {
-		p.state, p.removedAt, p.removedOn = deleted, t, side
+		p.state, p.removedAt, p.removedOn, p.atRemoval = deleted, t, side, seen
 		p.did(how, side, t)
 		m.edits++
 	}
@@ -174,14 +182,17 @@ func (m *Model) Live(user string) []string {
 	return out
 }
 
-// contested reports whether a removed person may legitimately have come back: the other
-// side was edited shortly before (or after) the removal.
-func (p *person) contested(window time.Duration) bool {
-	if p.state != deleted {
+// contested reports whether a removed person may legitimately have come back: when it was
+// removed, an edit made on the other side since the person was created had not reached the
+// removed copy yet, and a modification beats a concurrent deletion. Whether the edit had
+// arrived is judged from both simulators at the moment of the removal, not from how long ago it
+// was made: faults may hold an edit back for any time.
+func (p *person) contested() bool {
+	if p.state != deleted || p.atRemoval.Agree {
 		return false
 	}
-	other, ok := p.lastEdit[p.removedOn.other()]
-	return ok && other.After(p.removedAt.Add(-window))
+	edited, ok := p.lastEdit[p.removedOn.other()]
+	return ok && edited.After(p.createdAt)
 }
 
 func sanitize(s string) string {
@@ -204,4 +215,15 @@ func (m *Model) note(id, what string, side Side, t time.Time) {
 	if p := m.people[id]; p != nil {
 		p.did(what, side, t)
 	}
+}
+
+// Histories returns what the users did to each person, by person id.
+func (m *Model) Histories() map[string][]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string][]string, len(m.people))
+	for id, p := range m.people {
+		out[id] = append([]string(nil), p.history...)
+	}
+	return out
 }

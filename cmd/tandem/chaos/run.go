@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,9 @@ type Options struct {
 	// Dir keeps the run's binaries, logs and server state; empty means a temporary directory,
 	// removed after a passing run and kept after a failing one.
 	Dir string
+	// LogLevel is the services' log level (TANDEM_LOG_LEVEL); "debug" traces every decision
+	// of the reconciler by record id and sync key.
+	LogLevel string
 	// Progress receives a line now and then.
 	Progress io.Writer
 }
@@ -102,6 +106,9 @@ func (o *Options) defaults() {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	if o.LogLevel == "" {
+		o.LogLevel = "info"
 	}
 }
 
@@ -174,10 +181,30 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	if res.Converged && opts.Dir == "" {
 		r.stopAll()
 		_ = os.RemoveAll(r.dir)
-	} else {
-		res.Dir = r.dir
+		return res, nil
+	}
+	res.Dir = r.dir
+	if err := r.writeFinalState(); err != nil {
+		return res, err
 	}
 	return res, nil
+}
+
+// writeFinalState keeps, beside the logs, both simulators' final state and what the users did
+// to every person: with the reconciler's DEBUG trace, what a failing run is diagnosed from.
+func (r *run) writeFinalState() error {
+	for name, v := range map[string]any{
+		"exchange-final.json": r.sims.EWS.Dump(), "salesforce-final.json": r.sims.Salesforce.Dump(), "people.json": r.model.Histories(),
+	} {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(r.dir, name), b, 0o600); err != nil {
+			return fmt.Errorf("keep the final state: %w", err)
+		}
+	}
+	return nil
 }
 
 func (r *run) progressf(format string, args ...any) {
@@ -291,7 +318,7 @@ func (r *run) startSimulators(ctx context.Context) error {
 		r.users = append(r.users, User{Mailbox: email, SalesforceID: id})
 	}
 	sort.Slice(r.users, func(i, j int) bool { return r.users[i].Mailbox < r.users[j].Mailbox })
-	r.model = NewModel(4 * r.opts.Interval)
+	r.model = NewModel()
 	r.modelSeed()
 	return r.configure(ctx)
 }
@@ -399,7 +426,7 @@ func (r *run) service(name string, replica int) (*proc, error) {
 		"TANDEM_NATS_URL="+r.natsURL,
 		"TANDEM_REDIS_URL=redis://"+r.redisAd+"/0",
 		"TANDEM_SEAL_KEY="+r.seal,
-		"TANDEM_LOG_LEVEL=info",
+		"TANDEM_LOG_LEVEL="+r.opts.LogLevel,
 		"TANDEM_HEALTH_ADDR=",
 		"TANDEM_DRAIN_DELAY=0s",
 		"TANDEM_STOP_TIMEOUT=5s",

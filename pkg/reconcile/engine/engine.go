@@ -174,6 +174,7 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			readAt = b.GetReadAt().AsTime()
 		}
 		w := snap.NewWrites()
+		s.tracePage(ctx, b)
 		if b.GetError() == nil {
 			observe(snap, w, b, readAt)
 		} else {
@@ -193,6 +194,7 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 		if ready > snap.Cycle.Reconciled {
 			plan := planner.Compute(stateOf(uk, b.GetKind(), ready, now, set, snap))
 			recordPlan(snap, w, plan, ready, now)
+			s.traceDecisions(ctx, b.GetKind(), ready, plan)
 			if plan.Relinked > 0 {
 				s.log.InfoContext(ctx, "relinked record pairs by their sync keys", slog.Int("relinked", plan.Relinked),
 					slog.String("kind", store.KindName(b.GetKind())), slog.Uint64("cycle", ready))
@@ -598,5 +600,50 @@ func (s *Syncer) after(ctx context.Context, uk store.UserKey, kind tandemv1.Reco
 		if err := s.st.AddActivity(ctx, uk.OrgID, store.KindName(kind), out.synced, s.opts.Clock()); err != nil {
 			s.log.WarnContext(ctx, "record activity", slog.Any("error", err))
 		}
+	}
+}
+
+// traceDecisions logs, at DEBUG, every decision of a plan by record id and sync key (never a
+// record's content): what a run of `tandem chaos` is traced with.
+func (s *Syncer) traceDecisions(ctx context.Context, kind tandemv1.RecordKind, cycle uint64, plan *planner.Plan) {
+	if !s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	k := slog.String("kind", store.KindName(kind))
+	for _, wr := range plan.Writes {
+		c := wr.GetCommand()
+		s.log.DebugContext(ctx, "planned write", k, slog.Uint64("cycle", cycle), slog.String("target", store.SideName(wr.GetTarget())),
+			slog.String("op", c.GetOp().String()), slog.String("sync_key", c.GetSyncKey()), slog.String("target_id", c.GetTargetId()),
+			slog.String("source_id", wr.GetSourceId()), slog.Any("fields", c.GetFields()), slog.String("reason", wr.Reason), slog.String("command", c.GetCommandId()))
+	}
+	for _, m := range plan.Links {
+		s.log.DebugContext(ctx, "linked", k, slog.Uint64("cycle", cycle), slog.String("sync_key", m.GetSyncKey()),
+			slog.String("exchange_id", m.GetExchangeId()), slog.String("salesforce_id", m.GetSalesforceId()))
+	}
+	for _, key := range plan.Unlinks {
+		s.log.DebugContext(ctx, "unlinked", k, slog.Uint64("cycle", cycle), slog.String("sync_key", key))
+	}
+	for _, t := range plan.Tombstones {
+		s.log.DebugContext(ctx, "tombstoned", k, slog.Uint64("cycle", cycle), slog.String("record", t))
+	}
+	if plan.NewHold != nil {
+		s.log.DebugContext(ctx, "removals held", k, slog.Uint64("cycle", cycle), slog.Int("count", len(plan.NewHold.GetDeletes())))
+	}
+}
+
+// tracePage logs, at DEBUG, what a page of changes reports by record id and sync key.
+func (s *Syncer) tracePage(ctx context.Context, b *tandemv1.ChangeBatch) {
+	if !s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	s.log.DebugContext(ctx, "page", slog.String("source", store.SideName(b.GetSource())), slog.String("kind", store.KindName(b.GetKind())),
+		slog.Uint64("cycle", b.GetCycle()), slog.Uint64("previous_cycle", b.GetPreviousCycle()), slog.Uint64("page", uint64(b.GetPage())),
+		slog.Bool("last", b.GetLast()), slog.Bool("full", b.GetFullSnapshot()), slog.Int("changes", len(b.GetChanges())),
+		slog.String("error", b.GetError().GetCode()))
+	for _, ch := range b.GetChanges() {
+		r := ch.GetRecord()
+		s.log.DebugContext(ctx, "change", slog.String("source", store.SideName(b.GetSource())), slog.Uint64("cycle", b.GetCycle()),
+			slog.String("type", ch.GetType().String()), slog.String("id", r.GetId()), slog.String("sync_key", r.GetSyncKey()),
+			slog.String("version", r.GetVersion()))
 	}
 }

@@ -50,6 +50,9 @@ func (s *Syncer) HandleResults(ctx context.Context, b *tandemv1.WriteResultBatch
 			if id := pw.GetCommand().GetTargetId(); id != "" {
 				targetMirror = mirror[id]
 			}
+			s.log.DebugContext(ctx, "write result", slog.String("target", store.SideName(target)), slog.String("op", r.GetOp().String()),
+				slog.String("sync_key", r.GetSyncKey()), slog.Bool("ok", r.GetOk()), slog.String("record_id", r.GetRecord().GetId()),
+				slog.String("error", r.GetError().GetCode()), slog.String("command", r.GetCommandId()))
 			eff := planner.ApplyResult(b.GetKind(), pw, snap.Mappings[r.GetSyncKey()], targetMirror, r, completed)
 			apply(snap, w, eff)
 			out.report = append(out.report, eff.Report...)

@@ -28,7 +28,9 @@ func (p *planner) guardDeletes() {
 		}
 	}
 	set := p.s.Settings
-	synced := len(p.s.Mappings)
+	// The pairs relinked this cycle count as synced: after lost state the ledger holds no
+	// mappings, and a handful of removals measured against zero would look like a mass delete.
+	synced := len(p.s.Mappings) + p.newLinks()
 	n := len(guarded)
 	sideEmpty := ""
 	if synced >= set.MassDeleteMinimum {

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -318,6 +319,17 @@ func TestOrphansAreNeverCreatedAgain(t *testing.T) {
 		want     []string
 		tombs    []string
 		orphaned int
+	}{"an orphan whose removal is in flight is not created on the other side", both(), func(s *State) {
+		s.Exchange = mirror(keyed(ada("E1", ""), "t1K"))
+		s.Pending[PendingKey(exchange, "t1K")] = &tandemv1.PendingWrite{Command: &tandemv1.WriteCommand{SyncKey: "t1K", Op: tandemv1.WriteOp_WRITE_OP_DELETE, TargetId: "E1"}, Target: exchange, IssuedAt: timestamppb.New(t0)}
+	}, nil, nil, 0})
+	tests = append(tests, struct {
+		name     string
+		set      Settings
+		prepare  func(s *State)
+		want     []string
+		tombs    []string
+		orphaned int
 	}{"a record tagged just before the other side's last read waits: neither removed nor created", both(), func(s *State) {
 		s.Salesforce = mirror(keyed(ada("S1", ""), "t1K"))
 		s.Salesforce["S1"].GetRecord().ModifiedAt = timestamppb.New(t0.Add(time.Hour - time.Second))
@@ -341,6 +353,50 @@ func TestOrphansAreNeverCreatedAgain(t *testing.T) {
 			}
 			if p.Orphaned != tc.orphaned {
 				t.Errorf("orphaned = %d, want %d", p.Orphaned, tc.orphaned)
+			}
+		})
+	}
+}
+
+// After lost state, the removals of orphans are measured against the pairs relinked in the same
+// cycle, not against an empty ledger: a few of many are carried out, most of them are held.
+func TestOrphansAfterLostStateAreMeasuredAgainstRelinkedPairs(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		pairs, orphans int
+		wantDeletes    int
+		wantHeld       bool
+	}{
+		{"four orphans among ten relinked pairs are deleted", 10, 4, 4, false},
+		{"eight orphans among four relinked pairs are held", 4, 8, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := state(both())
+			for i := range tc.pairs {
+				key := fmt.Sprintf("k%d", i)
+				e, sf := person(fmt.Sprintf("E%d", i), "Ada", fmt.Sprintf("L%d", i), fmt.Sprintf("a%d@example.com", i)), person(fmt.Sprintf("S%d", i), "Ada", fmt.Sprintf("L%d", i), fmt.Sprintf("a%d@example.com", i))
+				s.Exchange[e.GetId()] = &tandemv1.MirrorRecord{Record: keyed(e, key), ObservedAt: timestamppb.New(t0)}
+				s.Salesforce[sf.GetId()] = &tandemv1.MirrorRecord{Record: keyed(sf, key), ObservedAt: timestamppb.New(t0)}
+			}
+			for i := range tc.orphans {
+				e := person(fmt.Sprintf("EO%d", i), "Bo", fmt.Sprintf("O%d", i), fmt.Sprintf("o%d@example.com", i))
+				s.Exchange[e.GetId()] = &tandemv1.MirrorRecord{Record: keyed(e, fmt.Sprintf("gone%d", i)), ObservedAt: timestamppb.New(t0)}
+			}
+			for _, m := range []map[string]*tandemv1.MirrorRecord{s.Exchange, s.Salesforce} {
+				m["read"] = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: "read"}, Deleted: true, ObservedAt: timestamppb.New(t0.Add(time.Hour))}
+			}
+			p := Compute(s)
+			deletes := 0
+			for _, w := range p.Writes {
+				if w.GetCommand().GetOp() == tandemv1.WriteOp_WRITE_OP_DELETE {
+					deletes++
+				}
+			}
+			if deletes != tc.wantDeletes || (p.NewHold != nil) != tc.wantHeld {
+				t.Errorf("deletes = %d, held = %v; want %d, %v", deletes, p.NewHold != nil, tc.wantDeletes, tc.wantHeld)
+			}
+			if p.Orphaned != tc.orphans {
+				t.Errorf("orphaned = %d, want %d", p.Orphaned, tc.orphans)
 			}
 		})
 	}

@@ -353,6 +353,15 @@ func (p *planner) addWrite(target tandemv1.System, op tandemv1.WriteOp, key stri
 		rec.SyncKey = key
 		cmd.Record = rec
 		cmd.Fields = record.SyncFields(p.s.Kind)
+		if earlier := p.s.Pending[PendingKey(target, key)]; earlier.GetCommand().GetOp() == tandemv1.WriteOp_WRITE_OP_CREATE {
+			// An overdue create planned again: its first attempt may have taken effect, and a
+			// record it made that the user has deleted since must not come back. The target
+			// looks for it, from the first attempt's issue time on.
+			cmd.Retry = true
+			if first := earlier.GetCommand().GetIssuedAt(); first != nil && first.AsTime().Before(p.s.Now) {
+				cmd.IssuedAt = first
+			}
+		}
 	case tandemv1.WriteOp_WRITE_OP_UPDATE:
 		rec := record.CopyFields(targetRec, src, fields)
 		rec.SyncKey = key

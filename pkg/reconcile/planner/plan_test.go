@@ -350,9 +350,22 @@ func TestCreateKeysAreStableAndNotRepeatedWhileInFlight(t *testing.T) {
 	if p := Compute(s); len(content(p)) != 0 || p.InFlight != 1 {
 		t.Errorf("create repeated while in flight: %v", summary(p))
 	}
+	if w.GetCommand().GetRetry() {
+		t.Error("a first create is marked as a retry")
+	}
 	s.Now = t0.Add(DefaultPendingTimeout + time.Second)
-	if p := Compute(s); len(content(p)) != 1 || content(p)[0].GetCommand().GetSyncKey() != w.GetCommand().GetSyncKey() {
-		t.Errorf("an overdue create was not re-sent with the same key: %v", summary(p))
+	p := Compute(s)
+	if len(content(p)) != 1 || content(p)[0].GetCommand().GetSyncKey() != w.GetCommand().GetSyncKey() {
+		t.Fatalf("an overdue create was not re-sent with the same key: %v", summary(p))
+	}
+	// The target must look for what the first attempt made, from when it was issued.
+	again := content(p)[0].GetCommand()
+	if !again.GetRetry() || !again.GetIssuedAt().AsTime().Equal(w.GetCommand().GetIssuedAt().AsTime()) {
+		t.Errorf("the overdue create planned again: retry %v, issued at %v; want a retry issued at %v",
+			again.GetRetry(), again.GetIssuedAt().AsTime(), w.GetCommand().GetIssuedAt().AsTime())
+	}
+	if content(p)[0].GetIssuedAt().AsTime().Equal(w.GetIssuedAt().AsTime()) {
+		t.Error("the retry's time in flight was not restarted")
 	}
 }
 

@@ -160,8 +160,12 @@ func (p *planner) orphans(exFree, sfFree []*tandemv1.MirrorRecord) {
 		if p.s.Tombstones[TombstoneKey(side, r.GetRecord().GetId())] {
 			return "", false // decided before: it stays where it is, unlinked
 		}
-		// A create towards the other side still unanswered is what will give it a partner.
+		// A create towards the other side still unanswered is what will give it a partner; a
+		// removal of the record itself still unanswered is this rule's earlier decision. Either
+		// way the record waits: neither decided again nor created.
 		if p.inFlight(other(side), k) || p.inFlight(side, k) {
+			p.orphaned[TombstoneKey(side, r.GetRecord().GetId())] = true
+			p.busy[k] = true
 			return "", false
 		}
 		// Both connectors report when a record last changed; without that time there is

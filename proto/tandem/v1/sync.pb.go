@@ -508,7 +508,11 @@ type WriteCommand struct {
 	// issued_at is when the reconciler issued the command. A create that finds a deleted record
 	// with its sync key treats it as its own earlier attempt (deleted by the user since) only if
 	// that record was created after this time; an older one is an earlier incarnation of the pair.
-	IssuedAt      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
+	IssuedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
+	// retry is set on a create that repeats an earlier command for the same pair whose result
+	// never arrived: that attempt may have taken effect, so the target looks for the record it
+	// made (and for its deletion since) before creating. issued_at is then the first attempt's.
+	Retry         bool `protobuf:"varint,10,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -604,6 +608,13 @@ func (x *WriteCommand) GetIssuedAt() *timestamppb.Timestamp {
 		return x.IssuedAt
 	}
 	return nil
+}
+
+func (x *WriteCommand) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
 }
 
 // WriteBatch is a set of commands for one user, one target system and one record kind,
@@ -1351,7 +1362,7 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	" \x03(\v2\x11.tandem.v1.ChangeR\achanges\x12*\n" +
 	"\x05error\x18\v \x01(\v2\x14.tandem.v1.SyncErrorR\x05error\x123\n" +
 	"\aread_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\x12%\n" +
-	"\x0eprevious_cycle\x18\r \x01(\x04R\rpreviousCycle\"\xd3\x02\n" +
+	"\x0eprevious_cycle\x18\r \x01(\x04R\rpreviousCycle\"\xe9\x02\n" +
 	"\fWriteCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\"\n" +
@@ -1362,7 +1373,9 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\x06record\x18\x06 \x01(\v2\x11.tandem.v1.RecordR\x06record\x12\x16\n" +
 	"\x06fields\x18\a \x03(\tR\x06fields\x12!\n" +
 	"\fcontent_hash\x18\b \x01(\tR\vcontentHash\x127\n" +
-	"\tissued_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\"\xf8\x01\n" +
+	"\tissued_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x12\x14\n" +
+	"\x05retry\x18\n" +
+	" \x01(\bR\x05retry\"\xf8\x01\n" +
 	"\n" +
 	"WriteBatch\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12\x15\n" +
