@@ -252,7 +252,7 @@ func observe(snap *ledger.Snapshot, w *ledger.Writes, b *tandemv1.ChangeBatch, r
 		if id == "" {
 			continue
 		}
-		if cur := mirror[id]; cur != nil && cur.GetObservedAt().AsTime().After(readAt) {
+		if cur := mirror[id]; cur != nil && cur.GetObservedAt().AsTime().After(readAt) && !sawAfterWrite(side, cur, ch, b.GetCycle()) {
 			continue
 		}
 		var m *tandemv1.MirrorRecord
@@ -270,6 +270,36 @@ func observe(snap *ledger.Snapshot, w *ledger.Writes, b *tandemv1.ChangeBatch, r
 		mirror[id] = m
 		w.PutMirror(side, m)
 	}
+}
+
+// sawAfterWrite reports whether a change, from a read that started before the observation cur
+// was made, nevertheless saw the record after cur: cur is what Tandem's own write left, and
+// the read, of a later cycle than the write's, reports a version the write cannot have left
+// or replaced. A read starts before it fetches the records it reports, so a record changed by
+// a user just after Tandem wrote it reaches Tandem only through such a read: dropping it would
+// lose the user's change, since the side's cursor has moved past it.
+//
+// A later cycle's read continues from where an earlier read stopped, so it cannot report a
+// version older than the one the write replaced. Salesforce versions are modification times
+// and can be compared; Exchange change keys cannot, so there a version other than the written
+// one and the one it replaced is newer.
+func sawAfterWrite(side tandemv1.System, cur *tandemv1.MirrorRecord, ch *tandemv1.Change, cycle uint64) bool {
+	if cur.GetWriteCycle() == 0 || cycle <= cur.GetWriteCycle() || cur.GetDeleted() {
+		return false
+	}
+	if ch.GetType() == tandemv1.ChangeType_CHANGE_TYPE_DELETE {
+		return true // gone since the write
+	}
+	seen, written := ch.GetRecord().GetVersion(), cur.GetRecord().GetVersion()
+	if seen == "" || written == "" || seen == written {
+		return false
+	}
+	if side == tandemv1.System_SYSTEM_SALESFORCE {
+		s, err1 := time.Parse(time.RFC3339Nano, seen)
+		w, err2 := time.Parse(time.RFC3339Nano, written)
+		return err1 == nil && err2 == nil && s.After(w)
+	}
+	return seen != cur.GetWrittenOver()
 }
 
 // countPage records the page, and when the side's cycle is complete marks it ready — after

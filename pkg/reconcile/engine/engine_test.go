@@ -2,6 +2,9 @@ package engine
 
 import (
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
@@ -195,5 +198,42 @@ func TestPlanIsADryRun(t *testing.T) {
 	}
 	if len(h.applies) != 0 {
 		t.Fatal("planning sent writes")
+	}
+}
+
+// A read starts before it fetches what it reports. A user's change made just after Tandem
+// wrote the record is then reported by a read that started before the write completed; it
+// must not be dropped as older than the write, since the side's cursor has moved past it.
+func TestChangeJustAfterTandemsWriteIsNotDropped(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	sfID := h.sf.create(contactRecord(1, "Ada", "Lovelace", "Countess")).GetId()
+	h.settle()
+	h.assertAgree()
+	exID := h.ex.ids()[0]
+
+	// Salesforce changes; Tandem writes it to Exchange.
+	h.sf.update(sfID, func(c *tandemv1.Contact) { c.Department = "Mathematics" })
+	h.startCycle()
+	for len(h.changes)+len(h.applies) > 0 {
+		if len(h.changes) > 0 {
+			h.deliverChange(0, false)
+		} else {
+			h.deliverApply(0, false)
+		}
+	}
+	// The next read starts, then the write's result is committed, then the user edits the
+	// item and the read fetches it.
+	readStart := h.now.Add(-time.Millisecond)
+	h.deliverResult(0, false)
+	h.ex.update(exID, func(c *tandemv1.Contact) { c.JobTitle = "Analyst" })
+	h.startCycle()
+	for _, q := range h.changes {
+		q.msg.ReadAt = timestamppb.New(readStart)
+	}
+	h.drain()
+	h.settle()
+	h.assertAgree()
+	if got := h.sf.items[sfID].GetContact().GetJobTitle(); got != "Analyst" {
+		t.Errorf("Salesforce title = %q, want the Exchange user's %q", got, "Analyst")
 	}
 }

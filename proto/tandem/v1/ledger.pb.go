@@ -37,7 +37,15 @@ type MirrorRecord struct {
 	OutOfScope bool `protobuf:"varint,4,opt,name=out_of_scope,json=outOfScope,proto3" json:"out_of_scope,omitempty"`
 	// seen_cycle is the cycle of the read that last listed the record; a full read prunes what it
 	// did not list.
-	SeenCycle     uint64 `protobuf:"varint,5,opt,name=seen_cycle,json=seenCycle,proto3" json:"seen_cycle,omitempty"`
+	SeenCycle uint64 `protobuf:"varint,5,opt,name=seen_cycle,json=seenCycle,proto3" json:"seen_cycle,omitempty"`
+	// write_cycle is set on an observation made by Tandem's own write: the cycle that planned it.
+	// Its observed_at is when the write completed, which can be later than the start of a read
+	// that saw the record after the write; such a read (of a later cycle, with a version neither
+	// the write's nor written_over) replaces this observation although it started earlier.
+	WriteCycle uint64 `protobuf:"varint,6,opt,name=write_cycle,json=writeCycle,proto3" json:"write_cycle,omitempty"`
+	// written_over is the version the write replaced (the update's expected version); empty for
+	// a create, or where the target has no versions to compare.
+	WrittenOver   string `protobuf:"bytes,7,opt,name=written_over,json=writtenOver,proto3" json:"written_over,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -105,6 +113,20 @@ func (x *MirrorRecord) GetSeenCycle() uint64 {
 		return x.SeenCycle
 	}
 	return 0
+}
+
+func (x *MirrorRecord) GetWriteCycle() uint64 {
+	if x != nil {
+		return x.WriteCycle
+	}
+	return 0
+}
+
+func (x *MirrorRecord) GetWrittenOver() string {
+	if x != nil {
+		return x.WrittenOver
+	}
+	return ""
 }
 
 // PendingWrite is a write command sent and not yet answered.
@@ -378,7 +400,7 @@ var File_tandem_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_tandem_v1_ledger_proto_rawDesc = "" +
 	"\n" +
-	"\x16tandem/v1/ledger.proto\x12\ttandem.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tandem/v1/records.proto\x1a\x16tandem/v1/status.proto\x1a\x14tandem/v1/sync.proto\"\xd1\x01\n" +
+	"\x16tandem/v1/ledger.proto\x12\ttandem.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tandem/v1/records.proto\x1a\x16tandem/v1/status.proto\x1a\x14tandem/v1/sync.proto\"\x95\x02\n" +
 	"\fMirrorRecord\x12)\n" +
 	"\x06record\x18\x01 \x01(\v2\x11.tandem.v1.RecordR\x06record\x12;\n" +
 	"\vobserved_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -387,7 +409,10 @@ const file_tandem_v1_ledger_proto_rawDesc = "" +
 	"\fout_of_scope\x18\x04 \x01(\bR\n" +
 	"outOfScope\x12\x1d\n" +
 	"\n" +
-	"seen_cycle\x18\x05 \x01(\x04R\tseenCycle\"\xfa\x03\n" +
+	"seen_cycle\x18\x05 \x01(\x04R\tseenCycle\x12\x1f\n" +
+	"\vwrite_cycle\x18\x06 \x01(\x04R\n" +
+	"writeCycle\x12!\n" +
+	"\fwritten_over\x18\a \x01(\tR\vwrittenOver\"\xfa\x03\n" +
 	"\fPendingWrite\x121\n" +
 	"\acommand\x18\x01 \x01(\v2\x17.tandem.v1.WriteCommandR\acommand\x12)\n" +
 	"\x06target\x18\x02 \x01(\x0e2\x11.tandem.v1.SystemR\x06target\x12\x1b\n" +
