@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 )
@@ -69,21 +70,31 @@ func (l *userLocks) forget(uk store.UserKey, e *userLock) {
 	}
 }
 
-// withLease runs fn holding the user's reconcile lease, waiting up to the lease's TTL for it
-// (see withLeaseWait).
+// withLease runs fn holding the user's reconcile lease, waiting for it as long as its holder
+// keeps it alive (see withLeaseWait).
 func (s *Syncer) withLease(ctx context.Context, uk store.UserKey, fn func(context.Context, *store.Lease) error) error {
-	return s.withLeaseWait(ctx, uk, s.opts.LeaseTTL+2*leasePoll, fn)
+	return s.withLeaseWait(ctx, uk, s.opts.LeaseTTL*liveHolderTTLs, fn)
 }
+
+// liveHolderTTLs bounds, in lease TTLs, how long a message waits for a holder that keeps
+// renewing the user's lease. A holder renews only while it works on the user, which takes far
+// less; the bound only keeps a hung holder from occupying this consumer's slots for good.
+const liveHolderTTLs = 30
+
+// leaseWaitPolicy is how often a handler looks again for a lease another process holds: every
+// one to two leasePolls, at random, so that waiting replicas do not poll in step.
+var leaseWaitPolicy = retry.Policy{Base: 2 * leasePoll, Max: 2 * leasePoll, Jitter: 0.5}
 
 // withLeaseWait runs fn holding the user's reconcile lease. Work on one user is serialised
 // first within the process (a keyed lock) and then across processes (the fenced lease).
 //
-// A lease another process holds is waited for, polling with jitter, for up to wait. A holder
-// that crashed stops renewing, so its lease expires within one TTL: waiting a little longer
-// than that means a crashed holder only ever delays a message, never fails it. The bus keeps
-// the message ours meanwhile (InProgress every AckWait/3). Only a live holder that keeps the
-// lease for longer than wait makes the handler give up; the message then goes back to the bus
-// marked as contention, which logs it quietly and retries it after a short delay.
+// A lease another process holds is waited for, for up to wait, looking again as
+// leaseWaitPolicy says or just after the holder's lease would expire, if that comes first. A
+// holder that crashed stops renewing, so its lease is taken over within one TTL; a live holder
+// is waited out. The bus keeps the message ours meanwhile (InProgress every AckWait/3), so
+// waiting costs no delivery. Only a holder that keeps the lease for longer than wait makes the
+// handler give up; the message then goes back to the bus marked as contention, which logs it
+// quietly and retries it after a short delay.
 func (s *Syncer) withLeaseWait(ctx context.Context, uk store.UserKey, wait time.Duration, fn func(context.Context, *store.Lease) error) error {
 	unlock, err := s.locks.lock(ctx, uk)
 	if err != nil {
@@ -91,31 +102,32 @@ func (s *Syncer) withLeaseWait(ctx context.Context, uk store.UserKey, wait time.
 	}
 	defer unlock()
 	deadline := time.Now().Add(wait)
-	for {
+	err = retry.Do(ctx, leaseWaitPolicy, func(ctx context.Context) error {
 		err := s.st.WithLease(ctx, uk, LeaseRole, s.opts.LeaseTTL, fn)
 		var held *store.LeaseHeldError
 		if !errors.As(err, &held) {
-			return err
+			return retry.Abort(err) // done, or failed for another reason: the caller decides
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return bus.Contended(&syncerr.Error{
+			return retry.Abort(bus.Contended(&syncerr.Error{
 				Code:   syncerr.SyncLeaseLost,
 				Detail: fmt.Sprintf("user %s is being reconciled by another process (waited %s)", uk, wait),
 				Delay:  leasePoll + rand.N(10*leasePoll),
 				Err:    err,
-			})
+			}))
 		}
-		// Look again after a jittered poll, or just after the holder's lease would expire if
-		// that comes first: a crashed holder's lease is taken over as soon as it can be.
-		pause := min(leasePoll+rand.N(leasePoll), held.Remaining+time.Millisecond, left)
 		s.log.DebugContext(ctx, "waiting for the user's reconcile lease", "user", uk.String(), "holder_remaining", held.Remaining)
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("wait for the reconcile lease of %s: %w", uk, errors.Join(context.Cause(ctx), err))
-		case <-t.C:
+		if expiry := held.Remaining + time.Millisecond; expiry < leasePoll {
+			return retry.After(err, min(expiry, left))
 		}
+		if left < leaseWaitPolicy.Max {
+			return retry.After(err, left)
+		}
+		return err
+	})
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("wait for the reconcile lease of %s: %w", uk, err)
 	}
+	return err
 }

@@ -37,9 +37,13 @@ func TestSameUserPagesNeverBurnDeliveries(t *testing.T) {
 		name string
 		// crashedHolder leaves the user's lease held by a holder that never comes back.
 		crashedHolder bool
+		// liveHolder holds the user's lease, renewing it, for this long before releasing it:
+		// longer than the lease's TTL and than AckWait.
+		liveHolder time.Duration
 	}{
 		{name: "contention within one process"},
 		{name: "a crashed holder's lease expires", crashedHolder: true},
+		{name: "a live holder keeps the lease for several TTLs", liveHolder: 5 * time.Second},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,6 +65,21 @@ func TestSameUserPagesNeverBurnDeliveries(t *testing.T) {
 				if _, err := st.AcquireLease(ctx, uk, LeaseRole, ttl); err != nil {
 					t.Fatal(err)
 				}
+			}
+			if tc.liveHolder > 0 {
+				lease, err := st.AcquireLease(ctx, uk, LeaseRole, ttl)
+				if err != nil {
+					t.Fatal(err)
+				}
+				holderCtx, stop := context.WithTimeout(ctx, tc.liveHolder)
+				defer stop()
+				go func() {
+					_ = lease.Run(holderCtx, func(ctx context.Context) error { // renews until done
+						<-ctx.Done()
+						return nil
+					})
+					_ = lease.Release(context.WithoutCancel(ctx))
+				}()
 			}
 
 			subject, err := bus.ChangesSubject(testOrg, testUser)
