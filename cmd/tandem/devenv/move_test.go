@@ -26,11 +26,7 @@ func TestMoveIsNotACreate(t *testing.T) {
 	run(t, env)
 	settled(t, env, 90*time.Second)
 	pairs, _ := contactStatus(t, env)
-	// Every pair carries its key on both sides (the tags follow the links by a cycle). A move
-	// racing with Tandem's own tagging of the item is a separate case (see issue 9's notes).
-	poll.Within(t, 60*time.Second, "every pair to carry its sync key", every(300*time.Millisecond, func() bool {
-		return keyed(env) == 2*int(pairs)
-	}))
+	// No waiting for the pairs' sync keys: the first move races with Tandem tagging the item.
 	before := contactState(env)
 
 	for _, to := range []string{"contacts", "deleteditems"} {

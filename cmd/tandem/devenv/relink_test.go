@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -55,7 +56,7 @@ func startOn(t *testing.T, redisURL string, users, contacts int) *Env {
 	t.Helper()
 	env, err := Start(t.Context(), Options{
 		Users: users, ContactsPerUser: contacts, Seed: 11, Interval: 500 * time.Millisecond,
-		RedisURL: redisURL, Dir: t.TempDir(), Log: io.Discard, LogLevel: "warn",
+		RedisURL: redisURL, Dir: t.TempDir(), Log: debugLog(t), LogLevel: debugLevel(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -300,4 +301,25 @@ func TestLostStateRelinksNeverDuplicates(t *testing.T) {
 	if inSync, relinked := contactStatus(t, again); inSync != pairs || relinked != pairs+int64(moved) {
 		t.Errorf("after the mailbox moved: %d pairs in sync, %d relinked; want %d and %d", inSync, relinked, pairs, pairs+int64(moved))
 	}
+}
+
+// debugLog is where startOn's environment logs: nowhere, unless DEVENV_DEBUG_LOG names a file,
+// which then gets the DEBUG trace of every decision (debugLevel) for diagnosing a failure.
+func debugLog(t *testing.T) io.Writer {
+	if os.Getenv("DEVENV_DEBUG_LOG") == "" {
+		return io.Discard
+	}
+	f, err := os.Create(os.Getenv("DEVENV_DEBUG_LOG"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func debugLevel() string {
+	if os.Getenv("DEVENV_DEBUG_LOG") == "" {
+		return "warn"
+	}
+	return "debug"
 }

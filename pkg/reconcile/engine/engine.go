@@ -253,6 +253,14 @@ func observe(snap *ledger.Snapshot, w *ledger.Writes, b *tandemv1.ChangeBatch, r
 			continue
 		}
 		if cur := mirror[id]; cur != nil && cur.GetObservedAt().AsTime().After(readAt) && !sawAfterWrite(side, cur, ch, b.GetCycle()) {
+			if ch.GetType() == tandemv1.ChangeType_CHANGE_TYPE_UPSERT && !cur.GetDeleted() && cur.GetSeenCycle() < b.GetCycle() {
+				// What the read saw is older than what Tandem knows, but the read did list the
+				// record: it exists on the side (see vanishedCreates).
+				n := proto.Clone(cur).(*tandemv1.MirrorRecord)
+				n.SeenCycle = b.GetCycle()
+				mirror[id] = n
+				w.PutMirror(side, n)
+			}
 			continue
 		}
 		var m *tandemv1.MirrorRecord
@@ -330,7 +338,8 @@ func countPage(snap *ledger.Snapshot, w *ledger.Writes, b *tandemv1.ChangeBatch,
 	if b.GetError() != nil || !c.Complete(side, cycle) {
 		return
 	}
-	if start, ok := c.FullStart[cs]; ok {
+	start, full := c.FullStart[cs]
+	if full {
 		prune(snap, w, side, cycle, time.UnixMilli(start))
 	}
 	w.ForgetCycle(side, cycle)
@@ -338,6 +347,30 @@ func countPage(snap *ledger.Snapshot, w *ledger.Writes, b *tandemv1.ChangeBatch,
 	delete(c.Counts, cs)
 	delete(c.FullStart, cs)
 	advance(c, w, side, cycle, b.GetPreviousCycle())
+	if !full && side == tandemv1.System_SYSTEM_EXCHANGE && c.Ready[store.SideName(side)] >= cycle {
+		vanishedCreates(snap, w, side, cycle, readAt)
+	}
+}
+
+// vanishedCreates marks deleted the items Tandem created in Exchange that no read has listed,
+// once a chain of reads that started after the create completed has arrived. SyncFolderItems
+// reports every item created since its sync state, except one also deleted (or moved out of
+// the folder) within the same window: for such an item no read ever says anything, and without
+// this it would stay in the mirror for good — a contact the user moved out of Salesforce_Sync
+// right after Tandem created it would never count as removed. A read that started after the
+// create completed, with every read before it arrived, has a window that either contains the
+// create or follows one that did; had the item been there, one of them would have listed it.
+func vanishedCreates(snap *ledger.Snapshot, w *ledger.Writes, side tandemv1.System, cycle uint64, readAt time.Time) {
+	mirror := snap.Mirror(side)
+	at := timestamppb.New(readAt)
+	for id, e := range mirror {
+		if e.GetDeleted() || e.GetWriteCycle() == 0 || e.GetSeenCycle() > 0 || !e.GetObservedAt().AsTime().Before(readAt) {
+			continue
+		}
+		m := &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: id}, Deleted: true, ObservedAt: at, SeenCycle: cycle}
+		mirror[id] = m
+		w.PutMirror(side, m)
+	}
 }
 
 // advance counts a completed read of side towards the side's readiness. A read continues from

@@ -237,3 +237,32 @@ func TestChangeJustAfterTandemsWriteIsNotDropped(t *testing.T) {
 		t.Errorf("Salesforce title = %q, want the Exchange user's %q", got, "Analyst")
 	}
 }
+
+// An item Tandem creates in Exchange and the user deletes (or moves out of the folder) before
+// any read lists it is never reported by SyncFolderItems, which says nothing of an item created
+// and removed within one window. It must still count as removed once later reads have come in.
+func TestItemRemovedBeforeAnyReadListedItCountsAsRemoved(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	sfID := h.sf.create(contactRecord(1, "Ada", "Lovelace", "Countess")).GetId()
+	h.startCycle()
+	h.drain() // Tandem creates the Exchange item; no read has listed it yet
+	if len(h.ex.items) != 1 {
+		t.Fatalf("exchange holds %d items, want the one Tandem created", len(h.ex.items))
+	}
+	h.ex.remove(h.ex.ids()[0])
+	h.settle()
+	if len(h.ex.items) != 0 {
+		t.Errorf("the removed item came back: %v", h.ex.items)
+	}
+	// The default configuration keeps the Salesforce contact, unlinked.
+	if _, ok := h.sf.items[sfID]; !ok {
+		t.Error("the Salesforce contact was deleted")
+	}
+	cyc, err := h.syncer.led.Load(h.ctx, uk, tandemv1.RecordKind_RECORD_KIND_CONTACT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cyc.Mappings) != 0 {
+		t.Errorf("%d pairs still linked, want none", len(cyc.Mappings))
+	}
+}

@@ -94,6 +94,10 @@ func apply(snap *ledger.Snapshot, w *ledger.Writes, eff planner.Effects) {
 		mirror := snap.Mirror(eff.MirrorSide)
 		id := m.GetRecord().GetId()
 		if cur := mirror[id]; cur == nil || !cur.GetObservedAt().AsTime().After(m.GetObservedAt().AsTime()) {
+			if cur != nil && !cur.GetDeleted() && !m.GetDeleted() && cur.GetSeenCycle() > m.GetSeenCycle() {
+				// A read listed the record before: what the write left is newer, not unseen.
+				m.SeenCycle = cur.GetSeenCycle()
+			}
 			mirror[id] = m
 			w.PutMirror(eff.MirrorSide, m)
 		}

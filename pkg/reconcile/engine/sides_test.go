@@ -32,6 +32,9 @@ type fakeSide struct {
 	// now is the harness's clock: each change stamps the record's modification time, as both
 	// systems do.
 	now func() time.Time
+	// createdAt is the log position of each record's creation: in Exchange, a record created
+	// and deleted within one read's window is not reported at all (as SyncFolderItems does).
+	createdAt map[string]int
 }
 
 func newFakeSide(system tandemv1.System) *fakeSide {
@@ -39,7 +42,7 @@ func newFakeSide(system tandemv1.System) *fakeSide {
 	if system == tandemv1.System_SYSTEM_SALESFORCE {
 		prefix = "S"
 	}
-	return &fakeSide{system: system, prefix: prefix, items: map[string]*tandemv1.Record{}, everHeld: map[string]bool{}, deletedKeys: map[string]string{}}
+	return &fakeSide{system: system, prefix: prefix, items: map[string]*tandemv1.Record{}, everHeld: map[string]bool{}, deletedKeys: map[string]string{}, createdAt: map[string]int{}}
 }
 
 func (f *fakeSide) touch(id string) {
@@ -59,6 +62,7 @@ func (f *fakeSide) create(rec *tandemv1.Record) *tandemv1.Record {
 	n := proto.Clone(rec).(*tandemv1.Record)
 	n.Id = id
 	f.items[id] = n
+	f.createdAt[id] = len(f.log)
 	f.touch(id)
 	return proto.Clone(n).(*tandemv1.Record)
 }
@@ -112,7 +116,7 @@ func (f *fakeSide) read(cursor int) (changes []*tandemv1.Change, next int, full 
 		seen[id] = true
 		if r, ok := f.items[id]; ok {
 			changes = append(changes, &tandemv1.Change{Type: tandemv1.ChangeType_CHANGE_TYPE_UPSERT, Record: proto.Clone(r).(*tandemv1.Record)})
-		} else {
+		} else if f.system != tandemv1.System_SYSTEM_EXCHANGE || f.createdAt[id] < cursor {
 			changes = append(changes, &tandemv1.Change{Type: tandemv1.ChangeType_CHANGE_TYPE_DELETE, Record: &tandemv1.Record{Id: id}})
 		}
 	}
