@@ -174,6 +174,10 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			readAt = b.GetReadAt().AsTime()
 		}
 		w := snap.NewWrites()
+		if snap.Cycle.BeganMs == 0 {
+			snap.Cycle.BeganMs = now.UnixMilli()
+			w.SetBegan(snap.Cycle.BeganMs)
+		}
 		s.tracePage(ctx, b)
 		if b.GetError() == nil {
 			observe(snap, w, b, readAt)
@@ -425,6 +429,9 @@ func stateOf(uk store.UserKey, kind tandemv1.RecordKind, cycle uint64, now time.
 		OrgID: uk.OrgID, UserID: uk.UserID, Kind: kind, Cycle: cycle, Now: now, Settings: set,
 		Exchange: snap.Exchange, Salesforce: snap.Salesforce, Mappings: snap.Mappings,
 		Pending: snap.Pending, Rejected: snap.Rejected, Tombstones: snap.Tombstones,
+	}
+	if snap.Cycle.BeganMs > 0 {
+		st.LedgerBegan = time.UnixMilli(snap.Cycle.BeganMs)
 	}
 	// One hold at a time per user and kind: the oldest.
 	ids := make([]string, 0, len(snap.Holds))

@@ -250,6 +250,9 @@ type Cycle struct {
 	Unsent uint64
 	// Relinked counts the pairs linked again by their records' sync key since the ledger began.
 	Relinked int64
+	// BeganMs is when this ledger began (unix ms): Tandem remembers nothing of the user's
+	// records from before it. A reset or a lost Redis begins it again.
+	BeganMs int64
 }
 
 // Cycle hash fields.
@@ -259,6 +262,7 @@ const (
 	fieldLastSynced = "last_synced_ms"
 	fieldUnsent     = "unsent"
 	fieldRelinked   = "relinked"
+	fieldBegan      = "began_ms"
 	prefixReady     = "ready:"
 	prefixPages     = "pages:"
 	prefixCount     = "count:"
@@ -287,6 +291,9 @@ func parseCycle(raw map[string]string) Cycle {
 		case f == fieldLastSynced:
 			n, _ := strconv.ParseInt(v, 10, 64)
 			c.LastSyncedMs = n
+		case f == fieldBegan:
+			n, _ := strconv.ParseInt(v, 10, 64)
+			c.BeganMs = n
 		case strings.HasPrefix(f, prefixReady):
 			c.Ready[f[len(prefixReady):]] = u(v)
 		case strings.HasPrefix(f, prefixPages):
@@ -527,6 +534,11 @@ func (w *Writes) SetInitialDone(target tandemv1.System) {
 // SetRelinked records the count of pairs relinked by sync key.
 func (w *Writes) SetRelinked(n int64) {
 	w.setCycle(fieldRelinked, strconv.FormatInt(n, 10))
+}
+
+// SetBegan records when the ledger began (see Cycle.BeganMs).
+func (w *Writes) SetBegan(ms int64) {
+	w.setCycle(fieldBegan, strconv.FormatInt(ms, 10))
 }
 
 // SetLastSynced records when the kind last completed a cycle.

@@ -144,6 +144,10 @@ type State struct {
 	Tombstones map[string]bool
 	// Hold is the user's mass-delete hold for this kind, if any.
 	Hold *ActiveHold
+	// LedgerBegan is when the ledger began to remember the user's records (zero: unknown).
+	// A create from a record unchanged since before then may repeat one a Tandem that lost
+	// its state made already (see WriteCommand.retry).
+	LedgerBegan time.Time
 }
 
 // PendingKey is the key of a write in flight (or refused) for a pair and a target.

@@ -459,3 +459,40 @@ func TestNotSyncingKindPlansNothing(t *testing.T) {
 		t.Errorf("inactive configuration planned %v", summary(p))
 	}
 }
+
+// A create from a record unchanged since before the ledger began may repeat one a Tandem that
+// lost its state made already: it is a retry, looked up from when the record last changed.
+func TestCreateFromARecordOlderThanTheLedgerIsARetry(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		changed   time.Time
+		wantRetry bool
+	}{
+		{"changed before the ledger began", t0.Add(-time.Hour), true},
+		{"changed since", t0.Add(time.Minute), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ex := person("E1", "Ada", "Lovelace", "")
+			ex.ModifiedAt = timestamppb.New(tc.changed)
+			s := state(both())
+			s.Exchange = mirror(ex)
+			s.LedgerBegan = t0
+			s.Now = t0.Add(2 * time.Minute)
+			p := Compute(s)
+			if len(content(p)) != 1 {
+				t.Fatalf("writes = %v", summary(p))
+			}
+			cmd := content(p)[0].GetCommand()
+			if cmd.GetRetry() != tc.wantRetry {
+				t.Errorf("retry = %v, want %v", cmd.GetRetry(), tc.wantRetry)
+			}
+			wantIssued := s.Now
+			if tc.wantRetry {
+				wantIssued = tc.changed
+			}
+			if !cmd.GetIssuedAt().AsTime().Equal(wantIssued) {
+				t.Errorf("issued at %v, want %v", cmd.GetIssuedAt().AsTime(), wantIssued)
+			}
+		})
+	}
+}

@@ -110,6 +110,7 @@ func (p *planner) unmapped() {
 		// The source is tagged with the pair's key only once the pair is linked (see pair): a
 		// source carrying a key whose partner does not exist would be taken for an orphan.
 		p.addWrite(target, tandemv1.WriteOp_WRITE_OP_CREATE, key, rec, nil, nil, "new in "+systemName(other(target)))
+		p.mayRepeatForgottenCreate(p.plan.Writes[len(p.plan.Writes)-1].GetCommand(), rec)
 	}
 	if p.s.Settings.ToSalesforce() {
 		for _, e := range exFree {
@@ -311,4 +312,20 @@ func kindName(k tandemv1.RecordKind) string {
 		return "event"
 	}
 	return "contact"
+}
+
+// mayRepeatForgottenCreate marks cmd, a create from src, as a retry when src has not changed
+// since before the ledger began: Tandem's state was lost or reset since, and the Tandem that
+// had it may have made this very create (the key is derived from src) before its result could
+// be recorded. The target then looks for that earlier record, from when src last changed on,
+// and a record the user has deleted since is carried over as a deletion instead of coming back.
+func (p *planner) mayRepeatForgottenCreate(cmd *tandemv1.WriteCommand, src *tandemv1.Record) {
+	changed := src.GetModifiedAt()
+	if changed == nil || p.s.LedgerBegan.IsZero() || !changed.AsTime().Before(p.s.LedgerBegan) {
+		return
+	}
+	cmd.Retry = true
+	if changed.AsTime().Before(cmd.GetIssuedAt().AsTime()) {
+		cmd.IssuedAt = changed
+	}
 }
