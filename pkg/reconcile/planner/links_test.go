@@ -401,3 +401,25 @@ func TestOrphansAfterLostStateAreMeasuredAgainstRelinkedPairs(t *testing.T) {
 		})
 	}
 }
+
+// A pair's record re-created by Tandem (a modification beat a deletion) and read before the
+// create's result came back carries the pair's key: it is the pair's, not a new contact.
+func TestRecordOfAnUnansweredCreateIsNotNew(t *testing.T) {
+	ex, sf := keyed(ada("E1", ""), "t1A"), keyed(ada("S1", "Countess"), "t1A")
+	s := state(both())
+	s.Mappings["t1A"] = synced("t1A", ex, sf)
+	s.Exchange["E1"] = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: "E1"}, Deleted: true}
+	s.Salesforce = mirror(sf)
+	s.Pending[PendingKey(exchange, "t1A")] = &tandemv1.PendingWrite{
+		Command: &tandemv1.WriteCommand{SyncKey: "t1A", Op: tandemv1.WriteOp_WRITE_OP_CREATE, Record: keyed(ada("", "Countess"), "t1A")},
+		Target:  exchange, IssuedAt: timestamppb.New(t0), SourceId: "S1",
+	}
+	again := keyed(ada("E2", "Countess"), "t1A") // what the create made
+	s.Exchange["E2"] = &tandemv1.MirrorRecord{Record: again, ObservedAt: timestamppb.New(t0)}
+	p := Compute(s)
+	for _, w := range p.Writes {
+		if w.GetCommand().GetOp() == tandemv1.WriteOp_WRITE_OP_CREATE {
+			t.Errorf("planned %s: the re-created item was taken for a new contact", summary(p))
+		}
+	}
+}

@@ -91,6 +91,11 @@ func (p *planner) unmapped() {
 	create := func(target tandemv1.System, src *tandemv1.MirrorRecord) {
 		rec := src.GetRecord()
 		key := rec.GetSyncKey()
+		if pw := p.s.Pending[PendingKey(other(target), key)]; key != "" && pw.GetCommand().GetOp() == tandemv1.WriteOp_WRITE_OP_CREATE {
+			// What an unanswered create of the pair made, read before its result came: the
+			// result links it (or, if the result is lost, adoption does). It is not new.
+			return
+		}
 		if key == "" || !p.keyFree(key) {
 			key = record.SyncKey(p.s.OrgID, p.s.UserID, p.s.Kind, other(target), rec.GetId())
 		}
