@@ -54,6 +54,15 @@ func (p *planner) guardDeletes() {
 		}
 		p.unlink(r.key, r.mapping)
 		p.plan.Tombstones = append(p.plan.Tombstones, r.tombstone)
+		// The survivor keeps the pair's key: should the ledger (and this tombstone) be lost, it
+		// is then an orphan, decided the same way again, instead of a record that looks new.
+		mirror := p.s.Exchange
+		if r.survivorSide == salesforce {
+			mirror = p.s.Salesforce
+		}
+		if mr := live(mirror, r.survivor.GetId()); mr != nil {
+			p.stampKey(r.key, r.survivorSide, mr)
+		}
 	}
 }
 

@@ -423,3 +423,30 @@ func TestRecordOfAnUnansweredCreateIsNotNew(t *testing.T) {
 		}
 	}
 }
+
+// The record that stays when its partner is removed keeps the pair's key, even when it did not
+// carry it yet: were the ledger lost, it is an orphan (decided the same way again), not new.
+func TestSurvivorOfARemovalKeepsThePairsKey(t *testing.T) {
+	ex, sf := keyed(ada("E1", ""), "t1A"), ada("S1", "") // the Salesforce record not yet tagged
+	s := state(both())
+	s.Mappings["t1A"] = synced("t1A", ex, sf)
+	s.Exchange["E1"] = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: "E1"}, Deleted: true}
+	s.Salesforce = mirror(sf)
+	p := Compute(s)
+	if got := stamps(p); !slices.Equal(got, []string{"salesforce S1 t1A"}) {
+		t.Errorf("stamps = %v, want the survivor tagged with the pair's key", got)
+	}
+	if !slices.Equal(p.Tombstones, []string{TombstoneKey(salesforce, "S1")}) || !slices.Equal(p.Unlinks, []string{"t1A"}) {
+		t.Errorf("tombstones %v, unlinks %v", p.Tombstones, p.Unlinks)
+	}
+
+	// The ledger is lost: the tagged survivor is an orphan, kept and not created in Exchange.
+	lost := state(both())
+	lost.Salesforce = mirror(keyed(sf, "t1A"))
+	for _, m := range []map[string]*tandemv1.MirrorRecord{lost.Exchange, lost.Salesforce} {
+		m["read"] = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: "read"}, Deleted: true, ObservedAt: timestamppb.New(t0.Add(time.Hour))}
+	}
+	if p := Compute(lost); len(p.Writes) != 0 || p.Orphaned != 1 {
+		t.Errorf("after lost state: writes %v, orphaned %d; want none and 1", summary(p), p.Orphaned)
+	}
+}
