@@ -162,6 +162,9 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	r.progressf("chaos: seed %d, %d users × %d contacts, %d replicas, %s of faults; logs in %s",
 		opts.Seed, opts.Users, opts.ContactsPerUser, opts.Replicas, opts.Duration, r.dir)
 
+	if err := r.initialSync(ctx); err != nil {
+		return res, err
+	}
 	if err := r.storm(ctx); err != nil {
 		return res, err
 	}
@@ -377,6 +380,10 @@ func (r *run) configure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The reps remove contacts a hundred times faster than people do: the mass-delete guard,
+	// which holds such removals for an admin, would stop them. It keeps guarding a side that
+	// suddenly looks empty. (The guard itself is tested on its own.)
+	cfg.GetContacts().MassDeleteThresholdPercent = 100
 	return devenv.Configure(ctx, st, org, cfg)
 }
 
@@ -447,6 +454,55 @@ func (r *run) service(name string, replica int) (*proc, error) {
 	}
 	label := fmt.Sprintf("%s-%d", name, replica)
 	return &proc{name: label, bin: r.bins[name], env: env, log: filepath.Join(r.dir, label+".log")}, nil
+}
+
+// initialSync waits, before any edit or fault, for Tandem's first sync of the seeded contacts:
+// every person in sync on both sides, and every contact carrying its pair's sync key. The model
+// counts the seeded contacts as people already in sync; a rep removing one before Tandem ever
+// linked it would make the model's expectation wrong, not Tandem.
+func (r *run) initialSync(ctx context.Context) error {
+	r.progressf("chaos: waiting for the first sync of the seeded contacts")
+	deadline := time.Now().Add(r.opts.Settle)
+	for {
+		report := r.model.Check(r.users, r.sims.EWS.Dump(), r.sims.Salesforce.Dump())
+		untagged := r.untagged()
+		if report.OK() && untagged == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the first sync did not complete within %s (%d contacts without a sync key; %v)", r.opts.Settle, untagged, report.Violations)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(r.opts.Interval):
+		}
+	}
+}
+
+// untagged counts the users' contacts, on both sides, that carry no sync key yet.
+func (r *run) untagged() int {
+	n := 0
+	for _, u := range r.users {
+		for _, it := range r.sims.EWS.Items(u.Mailbox, exchange.SyncFolderName) {
+			if it.Contact != nil && len(it.Contact.ExtendedProperties) == 0 {
+				n++
+			}
+		}
+	}
+	owners := map[string]bool{}
+	for _, u := range r.users {
+		owners[u.SalesforceID] = true
+	}
+	for _, c := range r.sims.Salesforce.List("Contact") {
+		if !owners[fmt.Sprint(c["OwnerId"])] {
+			continue
+		}
+		if v, ok := c["Tandem_Sync_Key__c"]; !ok || v == nil || v == "" {
+			n++
+		}
+	}
+	return n
 }
 
 // storm edits and injects faults for the run's duration.
