@@ -48,7 +48,9 @@ func (f *devFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.untilSynced, "until-synced", false, "exit 0 once every user's contacts are in sync both ways and both sides agree")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "with --until-synced: give up (exit 1, with the reason) after this long")
 	fs.BoolVar(&f.jsonOut, "json", false, "print a JSON summary as the last line of stdout (progress goes to stderr)")
-	fs.StringVar(&f.dump, "dump", "", "write the simulators' final state to this directory (exchange.json, salesforce.json)")
+	fs.StringVar(&f.dump, "dump", "", "on exit, write both sides' final state to this directory as exchange.json and salesforce.json: the simulators' "+
+		"own dumps or, against real endpoints, each synced user's contacts read through Tandem's connectors (read only), as "+
+		`{"users": [{"user_id", "mailbox", "contacts": [tandem.v1.Record in protojson]}]}`)
 	fs.StringVar(&f.redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis to use (default $REDIS_URL; else a redis-server on PATH is started on a free port; else an in-memory stand-in)")
 	fs.StringVar(&f.logFile, "log-file", filepath.Join(os.TempDir(), "tandem-dev.log"), "where the services' JSON logs go")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -194,11 +196,7 @@ func runDev(ctx context.Context, f devFlags, opts devenv.Options, stdout, stderr
 	}
 	w.render(final)
 	if f.dump != "" {
-		if err := env.Dump(f.dump); err != nil {
-			fmt.Fprintln(stderr, "tandem dev: dump:", err)
-		} else {
-			fmt.Fprintf(progressOut, "Wrote %s and %s\n", filepath.Join(f.dump, "exchange.json"), filepath.Join(f.dump, "salesforce.json"))
-		}
+		dumpEnv(ctx, env, f.dump, progressOut, stderr)
 	}
 	if f.jsonOut {
 		b, _ := json.Marshal(final)
@@ -220,6 +218,21 @@ func runDev(ctx context.Context, f devFlags, opts devenv.Options, stdout, stderr
 		fmt.Fprintf(stderr, "tandem dev: stopped before everything was in sync: %s\n", final.Reason)
 		return 1
 	}
+}
+
+// dumpEnv writes the environment's dump to dir. The run has stopped, by Ctrl-C perhaps: the dump
+// still runs, until a second Ctrl-C, since against real endpoints it reads both sides.
+func dumpEnv(ctx context.Context, env *devenv.Env, dir string, progressOut, stderr io.Writer) {
+	ctx, stop := signal.NotifyContext(context.WithoutCancel(ctx), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if env.EWS == nil {
+		fmt.Fprintln(progressOut, "Reading both sides for the dump (Ctrl-C to stop)")
+	}
+	if err := env.Dump(ctx, dir); err != nil {
+		fmt.Fprintln(stderr, "tandem dev: dump:", err)
+		return
+	}
+	fmt.Fprintf(progressOut, "Wrote %s and %s\n", filepath.Join(dir, devenv.ExchangeDumpFile), filepath.Join(dir, devenv.SalesforceDumpFile))
 }
 
 func redisLabel(env *devenv.Env) string {

@@ -4,13 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
+	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
+	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
+	"github.com/tandem-sync/tandem/pkg/store"
 )
 
 func TestDevHelpDocumentsFlags(t *testing.T) {
@@ -130,5 +140,133 @@ func TestDevStopsCleanlyWhenInterrupted(t *testing.T) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("did not stop after an interrupt")
+	}
+}
+
+// TestDevDumpsRealEndpoints runs `tandem dev --dump` against `tandem sim exchange` and `tandem sim
+// salesforce` as its real endpoints, stops it as Ctrl-C does once it has loaded the org's users,
+// and checks the dump, read through Tandem's connectors, against the dumps each simulator writes
+// of itself on exit.
+func TestDevDumpsRealEndpoints(t *testing.T) {
+	simDir, keyFile := t.TempDir(), filepath.Join(t.TempDir(), "key.pem")
+	seeding := []string{"--listen", "127.0.0.1:0", "--users", "2", "--contacts-per-user", "6", "--seed", "3", "--dump", simDir}
+	simCtx, stopSims := context.WithCancel(context.Background())
+	var exOut, sfOut syncBuffer
+	exDone, sfDone := make(chan error, 1), make(chan error, 1)
+	go func() {
+		exDone <- simExchange(simCtx, slices.Concat(seeding, []string{"--password", "s3cret"}), &exOut, io.Discard)
+	}()
+	go func() {
+		sfDone <- simSalesforce(simCtx, slices.Concat(seeding, []string{"--key-out", keyFile}), &sfOut, io.Discard)
+	}()
+	simsStopped := false
+	stopSimulators := func() {
+		if simsStopped {
+			return
+		}
+		simsStopped = true
+		stopSims()
+		for _, done := range []chan error{exDone, sfDone} {
+			if err := <-done; err != nil {
+				t.Errorf("tandem sim: %v", err)
+			}
+		}
+	}
+	t.Cleanup(stopSimulators)
+	poll.Until(t, "the simulators to start", func() bool {
+		return strings.Contains(exOut.String(), "Ctrl-C") && strings.Contains(sfOut.String(), "Ctrl-C")
+	})
+	field := func(out, pattern string) string {
+		t.Helper()
+		m := regexp.MustCompile(pattern).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no %q in:\n%s", pattern, out)
+		}
+		return m[1]
+	}
+
+	f := devFlagsForTest(t)
+	f.ewsURL, f.exUser, f.exPassword = field(exOut.String(), `EWS: +(\S+)`), devenv.ServiceAccount, "s3cret"
+	f.sfOrg = field(sfOut.String(), `Simulated Salesforce org (\S+) at`)
+	f.sfURL = field(sfOut.String(), `at (\S+) \(My Domain\)`)
+	f.sfClient = field(sfOut.String(), `consumer key (\S+), private key`)
+	f.sfUser = field(sfOut.String(), `integration user (\S+)`)
+	f.sfProfiles = field(sfOut.String(), `Sales Rep profile: +(\S+);`)
+	f.sfKeyFile, f.sfAudience, f.insecureHTTP, f.dump = keyFile, "https://test.salesforce.com", true, t.TempDir()
+	opts, err := f.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, interrupt := context.WithCancel(t.Context())
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- runDev(ctx, f, opts, &out, &errOut) }()
+	rdb, err := store.NewClient(f.redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	st := store.New(rdb, nil)
+	poll.Within(t, 60*time.Second, "the org's users to load", func() bool {
+		users, err := st.ListUsers(t.Context(), f.sfOrg)
+		return err == nil && len(users) > 0
+	})
+	interrupt()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "Wrote "+filepath.Join(f.dump, devenv.ExchangeDumpFile)) {
+		t.Errorf("no mention of the dump in the output:\n%s\n%s", out.String(), errOut.String())
+	}
+	stopSimulators()
+
+	var ex, sf devenv.RealDump
+	var simEx ewssim.Dump
+	var simSF sfsim.Dump
+	for path, v := range map[string]any{
+		filepath.Join(f.dump, devenv.ExchangeDumpFile): &ex, filepath.Join(f.dump, devenv.SalesforceDumpFile): &sf,
+		filepath.Join(simDir, devenv.ExchangeDumpFile): &simEx, filepath.Join(simDir, devenv.SalesforceDumpFile): &simSF,
+	} {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, v); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	if len(ex.Users) != 2 || len(sf.Users) != 2 {
+		t.Fatalf("%d users in exchange.json, %d in salesforce.json, want 2", len(ex.Users), len(sf.Users))
+	}
+	for _, u := range ex.Users {
+		var got, want []string
+		for _, r := range u.Contacts {
+			got = append(got, r.GetContact().GetEmailAddress1())
+		}
+		for _, c := range simEx.Mailboxes[u.Mailbox].Contacts {
+			want = append(want, c.EmailAddress1)
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if len(got) == 0 || !slices.Equal(got, want) {
+			t.Errorf("Exchange contacts of %s: %q in the dump, %q in the simulator", u.Mailbox, got, want)
+		}
+	}
+	for _, u := range sf.Users {
+		var got, want []string
+		for _, r := range u.Contacts {
+			got = append(got, r.GetId()+" "+r.GetContact().GetEmailAddress1())
+		}
+		for _, c := range simSF.Contacts {
+			if c["OwnerId"] == u.UserID {
+				email, _ := c["Email"].(string) // nil when the contact has none
+				want = append(want, fmt.Sprintf("%v %s", c["Id"], email))
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if len(got) == 0 || !slices.Equal(got, want) {
+			t.Errorf("Salesforce contacts of %s: %q in the dump, %q in the simulator", u.Mailbox, got, want)
+		}
 	}
 }

@@ -172,8 +172,7 @@ func (e *Env) startRedis(ctx context.Context) error {
 // with the settings it runs with here (short intervals, small concurrency, plain HTTP to the
 // simulators).
 func (e *Env) buildServices(pcfg platform.Config) error {
-	// The simulators in this process speak plain http; real endpoints only with InsecureHTTP.
-	allowHTTP := e.EWS != nil || e.opts.InsecureHTTP
+	allowHTTP := e.allowHTTP()
 	addr := e.opts.GRPCAddr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -191,7 +190,7 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 		}},
 		{"salesforce-worker", func(p *platform.Platform) (platform.Service, error) {
 			return salesforceworker.New(salesforceworker.Config{Platform: pcfg, JobConcurrency: 4, ApplyConcurrency: 8,
-				DirectoryRefresh: time.Minute, ClientName: "tandem-dev"}, p)
+				DirectoryRefresh: time.Minute, ClientName: devClientName}, p)
 		}},
 		{"reconciler", func(p *platform.Platform) (platform.Service, error) {
 			return reconciler.New(reconciler.Config{Platform: pcfg, Concurrency: 8, LeaseTTL: 30 * time.Second, PendingTimeout: 2 * time.Minute}, p)
@@ -211,6 +210,13 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 	}
 	return nil
 }
+
+// allowHTTP is whether Exchange may be reached over plain http: the simulators in this process
+// speak it; real endpoints only with InsecureHTTP.
+func (e *Env) allowHTTP() bool { return e.EWS != nil || e.opts.InsecureHTTP }
+
+// devClientName is the client name the environment's Salesforce writes carry.
+const devClientName = "tandem-dev"
 
 // Components are every service's components, to run in one process.
 func (e *Env) Components() []lifecycle.Component {

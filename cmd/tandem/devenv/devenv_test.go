@@ -141,7 +141,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The dumps have the shapes tools outside the project read.
 	dir := t.TempDir()
-	if err := env.Dump(dir); err != nil {
+	if err := env.Dump(t.Context(), dir); err != nil {
 		t.Fatal(err)
 	}
 	var ex struct {
