@@ -39,7 +39,7 @@ test: proto-check test-go
 test-go:
 	@for m in $(MODULES); do \
 		echo "==> go test $$m"; \
-		(cd $$m && GOWORK=off $(GO) test -race -count=1 ./...) || exit 1; \
+		(cd $$m && GOWORK=off $(GO) test -race -count=1 -timeout 20m ./...) || exit 1; \
 	done
 
 $(BIN)/buf:
