@@ -56,6 +56,7 @@ import (
 //	tandem:{O:U}:tombstones:<k>          set     "<side>:<id>": records never to be recreated on the other side
 //	tandem:{O:U}:held:<k>                hash    hold id → Hold; "decision:<hold id>" → approve | reject
 //	tandem:{O:U}:cycle:<k>               hash    cycle bookkeeping: pages received per side and cycle, readiness
+//	tandem:{O:U}:unseen:<k>              set     ids of Exchange items Tandem wrote that no read has listed yet
 //
 // Statuses (package status):
 //
@@ -110,6 +111,7 @@ var userNames = map[string]bool{
 	"tombstones": true,
 	"held":       true,
 	"cycle":      true,
+	"unseen":     true,
 	"status":     true,
 	// Reserved for the workers.
 	"mapping":   true,

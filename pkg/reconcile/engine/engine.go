@@ -164,39 +164,47 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			s.log.DebugContext(ctx, "ignoring a batch from before the user's reset", slog.Uint64("cycle", b.GetCycle()))
 			return nil
 		}
-		snap, err := s.loadForPage(ctx, uk, b, cyc)
-		if err != nil {
-			return err
-		}
 		now := s.opts.Clock()
 		readAt := now
 		if b.GetReadAt() != nil {
 			readAt = b.GetReadAt().AsTime()
 		}
-		w := snap.NewWrites()
-		if snap.Cycle.BeganMs == 0 {
-			snap.Cycle.BeganMs = now.UnixMilli()
-			w.SetBegan(snap.Cycle.BeganMs)
-		}
 		s.tracePage(ctx, b)
-		if b.GetError() == nil {
-			observe(snap, w, b, readAt)
-		} else {
-			out.report = append(out.report, b.GetError())
-		}
-		countPage(snap, w, b, readAt)
-		if snap.Partial {
-			// Only observations: nothing to plan, send or report on yet.
-			return s.led.Commit(ctx, lease, w)
-		}
-
-		set, err := s.settings(ctx, uk, b.GetKind())
+		snap, err := s.loadForPage(ctx, uk, b, cyc)
 		if err != nil {
 			return err
 		}
-		ready := min(snap.Cycle.Ready[store.SideName(tandemv1.System_SYSTEM_EXCHANGE)], snap.Cycle.Ready[store.SideName(tandemv1.System_SYSTEM_SALESFORCE)])
-		if ready > snap.Cycle.Reconciled {
-			plan := planner.Compute(stateOf(uk, b.GetKind(), ready, now, set, snap))
+		w := applyPage(snap, b, now, readAt, &out)
+		var set *planner.Settings
+		if snap.Partial {
+			if !due(snap.Cycle) {
+				// Only observations: nothing to plan, send or report on yet.
+				return s.led.Commit(ctx, lease, w)
+			}
+			cur, err := s.settings(ctx, uk, b.GetKind())
+			if err != nil {
+				return err
+			}
+			set = &cur
+			if done, err := s.quietCycle(ctx, lease, uk, b.GetKind(), snap, w, cur, now, &out); done || err != nil {
+				return err
+			}
+			// Something may have changed: plan the cycle from the whole ledger.
+			if snap, err = s.led.Load(ctx, uk, b.GetKind()); err != nil {
+				return err
+			}
+			out = outcome{}
+			w = applyPage(snap, b, now, readAt, &out)
+		}
+		if set == nil {
+			cur, err := s.settings(ctx, uk, b.GetKind())
+			if err != nil {
+				return err
+			}
+			set = &cur
+		}
+		if ready := readyCycle(snap.Cycle); ready > snap.Cycle.Reconciled {
+			plan := planner.Compute(stateOf(uk, b.GetKind(), ready, now, *set, snap))
 			recordPlan(snap, w, plan, ready, now)
 			s.traceDecisions(ctx, b.GetKind(), ready, plan)
 			if plan.Relinked > 0 {
@@ -212,8 +220,11 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			if len(plan.Errors) > 0 {
 				out.planError = plan.Errors[0].Proto()
 			}
+			if emptyPlan(plan) && len(snap.Pending) == 0 && len(snap.Holds) == 0 {
+				w.SetQuiet(fingerprint(*set))
+			}
 		}
-		out.kindStatus = kindStatus(snap, w, b.GetKind(), set)
+		out.kindStatus = kindStatus(&snap.Cycle, snap.Counts(), heldDeletes(snap), w, b.GetKind(), *set)
 		out.lastCycle = snap.Cycle.Reconciled
 		if err := s.led.Commit(ctx, lease, w); err != nil {
 			return err
@@ -228,12 +239,17 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 }
 
 // loadForPage loads what a change batch needs. The whole ledger is read only when the batch
-// completes a read (which may prune the mirror and make a cycle ready), a cycle is ready to be
-// planned, or planned writes are still to be sent; otherwise only the page's records.
+// completes a full read (whose pruning compares the mirror with what the read listed), a cycle
+// was already due to be planned, or planned writes are still to be sent; otherwise only the
+// page's records (and, for a page completing an incremental read of Exchange, the items Tandem
+// wrote that no read has listed yet). A partial snapshot whose page makes a cycle due is
+// planned without loading anything more when the user is quiet (quietCycle), or else loaded
+// whole after all.
 func (s *Syncer) loadForPage(ctx context.Context, uk store.UserKey, b *tandemv1.ChangeBatch, cyc ledger.Cycle) (*ledger.Snapshot, error) {
-	ready := min(cyc.Ready[store.SideName(tandemv1.System_SYSTEM_EXCHANGE)], cyc.Ready[store.SideName(tandemv1.System_SYSTEM_SALESFORCE)])
 	completes := b.GetError() == nil && cyc.CompletedBy(b.GetSource(), b.GetCycle(), b.GetPage(), b.GetLast(), b.GetPageCount())
-	if completes || ready > cyc.Reconciled || cyc.Unsent > 0 {
+	_, fullRead := cyc.FullStart[ledger.CycleSide(b.GetSource(), b.GetCycle())]
+	fullRead = fullRead || (b.GetFullSnapshot() && b.GetError() == nil)
+	if (completes && fullRead) || readyCycle(cyc) > cyc.Reconciled || cyc.Unsent > 0 {
 		return s.led.Load(ctx, uk, b.GetKind())
 	}
 	ids := make([]string, 0, len(b.GetChanges()))
@@ -242,7 +258,72 @@ func (s *Syncer) loadForPage(ctx context.Context, uk store.UserKey, b *tandemv1.
 			ids = append(ids, id)
 		}
 	}
-	return s.led.LoadPage(ctx, uk, b.GetKind(), b.GetSource(), ids)
+	return s.led.LoadPage(ctx, uk, b.GetKind(), b.GetSource(), ids, completes)
+}
+
+// readyCycle is the highest cycle both sides have reported in full.
+func readyCycle(c ledger.Cycle) uint64 {
+	return min(c.Ready[store.SideName(tandemv1.System_SYSTEM_EXCHANGE)], c.Ready[store.SideName(tandemv1.System_SYSTEM_SALESFORCE)])
+}
+
+// due reports whether a cycle is ready to be planned.
+func due(c ledger.Cycle) bool { return readyCycle(c) > c.Reconciled }
+
+// applyPage adds a page's observations and page bookkeeping to snap and returns the commit
+// that stores them.
+func applyPage(snap *ledger.Snapshot, b *tandemv1.ChangeBatch, now, readAt time.Time, out *outcome) *ledger.Writes {
+	w := snap.NewWrites()
+	if snap.Cycle.BeganMs == 0 {
+		snap.Cycle.BeganMs = now.UnixMilli()
+		w.SetBegan(snap.Cycle.BeganMs)
+	}
+	if b.GetError() == nil {
+		observe(snap, w, b, readAt)
+	} else {
+		out.report = append(out.report, b.GetError())
+	}
+	countPage(snap, w, b, readAt)
+	return w
+}
+
+// quietCycle reconciles a due cycle without loading the ledger when the user is quiet: the last
+// plan found nothing to do, nothing in the ledger's data has changed since (this page's
+// observations included), the settings are the same and no write is in flight. Planning the
+// whole ledger again would find nothing either. It reports whether it did.
+func (s *Syncer) quietCycle(ctx context.Context, lease *store.Lease, uk store.UserKey, kind tandemv1.RecordKind, snap *ledger.Snapshot, w *ledger.Writes, set planner.Settings, now time.Time, out *outcome) (bool, error) {
+	if snap.Cycle.Quiet == "" || snap.Cycle.Quiet != fingerprint(set) || w.Disturbed() {
+		return false, nil
+	}
+	counts, err := s.led.Counts(ctx, snap.Keys)
+	if err != nil {
+		return false, err
+	}
+	if counts.Pending() > 0 {
+		return false, nil
+	}
+	ready := readyCycle(snap.Cycle)
+	snap.Cycle.Reconciled = ready
+	w.SetReconciled(ready)
+	snap.Cycle.LastSyncedMs = now.UnixMilli()
+	w.SetLastSynced(snap.Cycle.LastSyncedMs)
+	out.planned = true
+	out.lastCycle = ready
+	out.kindStatus = kindStatus(&snap.Cycle, counts, 0, w, kind, set)
+	if err := s.led.Commit(ctx, lease, w); err != nil {
+		return false, err
+	}
+	s.log.DebugContext(ctx, "quiet cycle: nothing changed since the last plan", slog.String("kind", store.KindName(kind)), slog.Uint64("cycle", ready))
+	return true, nil
+}
+
+// fingerprint identifies the settings a plan was made under.
+func fingerprint(set planner.Settings) string { return fmt.Sprintf("%+v", set) }
+
+// emptyPlan reports whether a plan does nothing at all.
+func emptyPlan(p *planner.Plan) bool {
+	return len(p.Writes) == 0 && len(p.Links) == 0 && len(p.Unlinks) == 0 && len(p.Tombstones) == 0 &&
+		p.NewHold == nil && p.ResolvedHold == "" && len(p.Adopted) == 0 && len(p.Conflicts) == 0 &&
+		len(p.Errors) == 0 && p.Relinked == 0 && p.Orphaned == 0
 }
 
 // observe stores the batch's observations, keeping for each record only the newest one: a
@@ -596,45 +677,41 @@ func planReport(plan *planner.Plan) []*tandemv1.SyncError {
 	return out
 }
 
-// kindStatus computes the user's status for kind from the snapshot as it will be committed,
-// adding to w the marks of initial syncs that just completed.
-func kindStatus(snap *ledger.Snapshot, w *ledger.Writes, kind tandemv1.RecordKind, set planner.Settings) *tandemv1.KindStatus {
-	ks := &tandemv1.KindStatus{Kind: kind, PendingWrites: int64(len(snap.Pending)), RecordsRelinked: snap.Cycle.Relinked}
-	pendingTo := map[tandemv1.System]int{}
-	for _, pw := range snap.Pending {
-		pendingTo[pw.GetTarget()]++
-	}
-	busy := map[string]bool{}
-	for _, pw := range snap.Pending {
-		busy[pw.GetCommand().GetSyncKey()] = true
-	}
-	for key := range snap.Mappings {
-		if !busy[key] {
-			ks.RecordsInSync++
-		}
-	}
+// heldDeletes is the number of deletes a whole-ledger snapshot's holds keep back.
+func heldDeletes(snap *ledger.Snapshot) int64 {
+	var n int64
 	for _, h := range snap.Holds {
-		ks.HeldDeletes += h.GetSummary().GetCount()
+		n += h.GetSummary().GetCount()
 	}
-	if snap.Cycle.LastSyncedMs > 0 {
-		ks.LastSyncedAt = timestamppb.New(time.UnixMilli(snap.Cycle.LastSyncedMs))
+	return n
+}
+
+// kindStatus computes the user's status for kind from the cycle bookkeeping and counts as they
+// will be committed, adding to w the marks of initial syncs that just completed.
+func kindStatus(c *ledger.Cycle, counts ledger.Counts, held int64, w *ledger.Writes, kind tandemv1.RecordKind, set planner.Settings) *tandemv1.KindStatus {
+	ks := &tandemv1.KindStatus{
+		Kind: kind, PendingWrites: counts.Pending(), RecordsRelinked: c.Relinked,
+		RecordsInSync: counts.InSync(), HeldDeletes: held,
+	}
+	if c.LastSyncedMs > 0 {
+		ks.LastSyncedAt = timestamppb.New(time.UnixMilli(c.LastSyncedMs))
 	}
 	direction := func(target tandemv1.System, flows bool) tandemv1.DirectionStatus {
 		switch {
 		case !flows:
 			return tandemv1.DirectionStatus_DIRECTION_STATUS_NOT_SET_TO_SYNC
-		case snap.Cycle.Reconciled == 0:
+		case c.Reconciled == 0:
 			return tandemv1.DirectionStatus_DIRECTION_STATUS_NOT_STARTED
 		}
-		done := snap.Cycle.InitialDone[store.SideName(target)]
-		if pendingTo[target] > 0 {
+		done := c.InitialDone[store.SideName(target)]
+		if counts.PendingTo[target] > 0 {
 			if done {
 				return tandemv1.DirectionStatus_DIRECTION_STATUS_SYNC_IN_PROGRESS
 			}
 			return tandemv1.DirectionStatus_DIRECTION_STATUS_INITIAL_SYNC_IN_PROGRESS
 		}
 		if !done {
-			snap.Cycle.InitialDone[store.SideName(target)] = true
+			c.InitialDone[store.SideName(target)] = true
 			w.SetInitialDone(target)
 			return tandemv1.DirectionStatus_DIRECTION_STATUS_INITIAL_SYNC_COMPLETED
 		}

@@ -25,7 +25,7 @@ func (s *Syncer) HandleResults(ctx context.Context, b *tandemv1.WriteResultBatch
 	var out outcome
 	err := s.withLease(ctx, uk, func(ctx context.Context, lease *store.Lease) error {
 		out = outcome{}
-		snap, err := s.led.Load(ctx, uk, b.GetKind())
+		snap, err := s.loadForResults(ctx, uk, b)
 		if err != nil {
 			return err
 		}
@@ -64,9 +64,24 @@ func (s *Syncer) HandleResults(ctx context.Context, b *tandemv1.WriteResultBatch
 		if err != nil {
 			return err
 		}
-		out.kindStatus = kindStatus(snap, w, b.GetKind(), set)
+		if err := s.led.Commit(ctx, lease, w); err != nil {
+			return err
+		}
+		// The status counts what is committed, which only Redis knows in full.
+		counts, err := s.led.Counts(ctx, snap.Keys)
+		if err != nil {
+			return err
+		}
+		w = snap.NewWrites()
+		out.kindStatus = kindStatus(&snap.Cycle, counts, heldDeletes(snap), w, b.GetKind(), set)
 		out.lastCycle = snap.Cycle.Reconciled
 		if err := s.led.Commit(ctx, lease, w); err != nil {
+			return err
+		}
+		if snap.Cycle.Unsent == 0 {
+			return nil
+		}
+		if err := s.led.LoadPending(ctx, snap); err != nil {
 			return err
 		}
 		return s.flush(ctx, lease, uk, b.GetKind(), snap)
@@ -76,6 +91,38 @@ func (s *Syncer) HandleResults(ctx context.Context, b *tandemv1.WriteResultBatch
 	}
 	s.after(ctx, uk, b.GetKind(), out)
 	return nil
+}
+
+// loadForResults loads what a batch of results touches: the writes in flight they answer,
+// their pairs' mappings and refusals, and the target's entries of the records written.
+func (s *Syncer) loadForResults(ctx context.Context, uk store.UserKey, b *tandemv1.WriteResultBatch) (*ledger.Snapshot, error) {
+	var keys []string
+	seen := map[string]bool{}
+	for _, r := range b.GetResults() {
+		if k := r.GetSyncKey(); k != "" && !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	snap, err := s.led.LoadResults(ctx, uk, b.GetKind(), b.GetTarget(), keys)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	add := func(id string) {
+		if id != "" && !seen["id:"+id] {
+			seen["id:"+id] = true
+			ids = append(ids, id)
+		}
+	}
+	for _, r := range b.GetResults() {
+		add(r.GetRecord().GetId())
+		add(snap.Pending[planner.PendingKey(b.GetTarget(), r.GetSyncKey())].GetCommand().GetTargetId())
+	}
+	if err := s.led.LoadMirror(ctx, snap, b.GetTarget(), ids); err != nil {
+		return nil, err
+	}
+	return snap, nil
 }
 
 // apply adds a result's effects to the commit and the snapshot.

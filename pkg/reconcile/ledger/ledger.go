@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -40,6 +42,11 @@ type Keys struct {
 	Tombstones       string // set of planner.TombstoneKey
 	Holds            string // hash: hold id → Hold; "decision:<hold id>" → "approve" | "reject"
 	Cycle            string // hash: cycle bookkeeping (see Cycle)
+	// Unseen is a set: the Exchange items Tandem wrote whose mirror entry no read has listed
+	// yet (MirrorRecord.write_cycle set, seen_cycle zero). It is the index that lets a completed
+	// read find the creates it should have listed without reading the whole mirror (see the
+	// engine's vanishedCreates); Writes keeps it in step with the Exchange mirror.
+	Unseen string
 }
 
 // KeysFor returns the ledger keys of a user and kind.
@@ -59,6 +66,7 @@ func KeysFor(uk store.UserKey, kind tandemv1.RecordKind) (Keys, error) {
 		{&ks.Tombstones, "tombstones", []string{k}},
 		{&ks.Holds, "held", []string{k}},
 		{&ks.Cycle, "cycle", []string{k}},
+		{&ks.Unseen, "unseen", []string{k}},
 	} {
 		key, err := uk.Key(kv.name, kv.parts...)
 		if err != nil {
@@ -90,8 +98,9 @@ type Snapshot struct {
 	// Decisions are admins' decisions on holds, by hold id: "approve" or "reject".
 	Decisions map[string]string
 	Cycle     Cycle
-	// Partial is true for a snapshot of one page's records (LoadPage): only those records of one
-	// side's mirror and the cycle bookkeeping are loaded.
+	// Partial is true for a snapshot of only what one message touches (LoadPage, LoadResults):
+	// the cycle bookkeeping and the entries of the message's records. Planning needs the whole
+	// ledger (Load).
 	Partial bool
 }
 
@@ -141,16 +150,8 @@ func (l *Ledger) Load(ctx context.Context, uk store.UserKey, kind tandemv1.Recor
 	for _, m := range tomb.Val() {
 		s.Tombstones[m] = true
 	}
-	for field, raw := range holds.Val() {
-		if id, ok := strings.CutPrefix(field, "decision:"); ok {
-			s.Decisions[id] = raw
-			continue
-		}
-		h := &tandemv1.Hold{}
-		if err := proto.Unmarshal([]byte(raw), h); err != nil {
-			return nil, fmt.Errorf("hold %s of %s: %w", field, uk, err)
-		}
-		s.Holds[field] = h
+	if err := decodeHolds(holds.Val(), s); err != nil {
+		return nil, fmt.Errorf("holds of %s: %w", uk, err)
 	}
 	s.Cycle = parseCycle(cyc.Val())
 	return s, nil
@@ -169,46 +170,20 @@ func (l *Ledger) LoadCycle(ctx context.Context, uk store.UserKey, kind tandemv1.
 	return parseCycle(raw), nil
 }
 
-// LoadPage reads what applying one page of side's changes needs: the cycle bookkeeping and the
-// mirror entries of the page's records. Planning needs the whole ledger (Load); a page that
-// only adds observations does not, and a user's first sync has many such pages.
-func (l *Ledger) LoadPage(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, side tandemv1.System, ids []string) (*Snapshot, error) {
-	keys, err := KeysFor(uk, kind)
-	if err != nil {
-		return nil, err
-	}
-	pipe := l.st.Client().Pipeline()
-	cyc := pipe.HGetAll(ctx, keys.Cycle)
-	var entries *redis.SliceCmd
-	if len(ids) > 0 {
-		entries = pipe.HMGet(ctx, keys.Mirror(side), ids...)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("load a page's ledger of %s %s: %w", uk, store.KindName(kind), err)
-	}
-	s := &Snapshot{
-		Keys: keys, Partial: true, Cycle: parseCycle(cyc.Val()),
-		Exchange: map[string]*tandemv1.MirrorRecord{}, Salesforce: map[string]*tandemv1.MirrorRecord{},
-		Mappings: map[string]*tandemv1.Mapping{}, Pending: map[string]*tandemv1.PendingWrite{},
-		Rejected: map[string]*tandemv1.RejectedWrite{}, Tombstones: map[string]bool{},
-		Holds: map[string]*tandemv1.Hold{}, Decisions: map[string]string{},
-	}
-	if entries == nil {
-		return s, nil
-	}
-	mirror := s.Mirror(side)
-	for i, v := range entries.Val() {
-		raw, ok := v.(string)
-		if !ok {
+// decodeHolds decodes a holds hash into s.Holds and s.Decisions.
+func decodeHolds(raw map[string]string, s *Snapshot) error {
+	for field, v := range raw {
+		if id, ok := strings.CutPrefix(field, "decision:"); ok {
+			s.Decisions[id] = v
 			continue
 		}
-		m := newMirror()
-		if err := proto.Unmarshal([]byte(raw), m); err != nil {
-			return nil, fmt.Errorf("%s mirror entry %s of %s: %w", store.SideName(side), ids[i], uk, err)
+		h := &tandemv1.Hold{}
+		if err := proto.Unmarshal([]byte(v), h); err != nil {
+			return fmt.Errorf("hold %s: %w", field, err)
 		}
-		mirror[ids[i]] = m
+		s.Holds[field] = h
 	}
-	return s, nil
+	return nil
 }
 
 func newMirror() *tandemv1.MirrorRecord { return &tandemv1.MirrorRecord{} }
@@ -253,6 +228,9 @@ type Cycle struct {
 	// BeganMs is when this ledger began (unix ms): Tandem remembers nothing of the user's
 	// records from before it. A reset or a lost Redis begins it again.
 	BeganMs int64
+	// Quiet is the settings fingerprint of the last plan that found nothing to do, while the
+	// ledger's data has not changed since (see Writes.SetQuiet); empty otherwise.
+	Quiet string
 }
 
 // Cycle hash fields.
@@ -263,6 +241,7 @@ const (
 	fieldUnsent     = "unsent"
 	fieldRelinked   = "relinked"
 	fieldBegan      = "began_ms"
+	fieldQuiet      = "quiet"
 	prefixReady     = "ready:"
 	prefixPages     = "pages:"
 	prefixCount     = "count:"
@@ -294,6 +273,8 @@ func parseCycle(raw map[string]string) Cycle {
 		case f == fieldBegan:
 			n, _ := strconv.ParseInt(v, 10, 64)
 			c.BeganMs = n
+		case f == fieldQuiet:
+			c.Quiet = v
 		case strings.HasPrefix(f, prefixReady):
 			c.Ready[f[len(prefixReady):]] = u(v)
 		case strings.HasPrefix(f, prefixPages):
@@ -381,16 +362,56 @@ type Writes struct {
 	keys Keys
 	ops  []store.Op
 	err  error
+	// unseen is, per Exchange item written to the mirror, whether it belongs in Keys.Unseen.
+	unseen map[string]bool
+	// disturbed is true once the commit changes the ledger's data (see SetQuiet).
+	disturbed bool
 }
 
 // NewWrites starts a commit for the ledger keys of s.
 func (s *Snapshot) NewWrites() *Writes { return &Writes{keys: s.Keys} }
 
 // Ops returns the operations, or the first encoding error.
-func (w *Writes) Ops() ([]store.Op, error) { return w.ops, w.err }
+func (w *Writes) Ops() ([]store.Op, error) {
+	if w.err != nil || len(w.unseen) == 0 {
+		return w.ops, w.err
+	}
+	var add, rem []string
+	for _, id := range slices.Sorted(maps.Keys(w.unseen)) {
+		if w.unseen[id] {
+			add = append(add, id)
+		} else {
+			rem = append(rem, id)
+		}
+	}
+	ops := slices.Clip(w.ops)
+	for len(rem) > 0 {
+		n := min(len(rem), maxMembers)
+		ops = append(ops, store.SRem(w.keys.Unseen, rem[:n]...))
+		rem = rem[n:]
+	}
+	for len(add) > 0 {
+		n := min(len(add), maxMembers)
+		ops = append(ops, store.SAdd(w.keys.Unseen, add[:n]...))
+		add = add[n:]
+	}
+	return ops, nil
+}
 
 // Len is the number of operations collected.
 func (w *Writes) Len() int { return len(w.ops) }
+
+// Disturbed reports whether the commit changes the ledger's data, not only its bookkeeping.
+func (w *Writes) Disturbed() bool { return w.disturbed }
+
+// disturb notes a change of the ledger's data: the user is no longer quiet.
+func (w *Writes) disturb() {
+	if w.disturbed {
+		return
+	}
+	w.disturbed = true
+	w.ops = append(w.ops, store.HDel(w.keys.Cycle, fieldQuiet))
+}
 
 func (w *Writes) put(key, field string, m proto.Message) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
@@ -398,6 +419,7 @@ func (w *Writes) put(key, field string, m proto.Message) {
 		w.err = fmt.Errorf("encode %T: %w", m, err)
 		return
 	}
+	w.disturb()
 	w.ops = append(w.ops, store.HSet(key, field, b))
 }
 
@@ -407,6 +429,9 @@ const maxMembers = 500
 
 // chunked appends op(chunk) for each chunk of members.
 func (w *Writes) chunked(members []string, op func(...string) store.Op) {
+	if len(members) > 0 {
+		w.disturb()
+	}
 	for len(members) > 0 {
 		n := min(len(members), maxMembers)
 		w.ops = append(w.ops, op(members[:n]...))
@@ -416,13 +441,35 @@ func (w *Writes) chunked(members []string, op func(...string) store.Op) {
 
 // PutMirror stores an observation of a record on side.
 func (w *Writes) PutMirror(side tandemv1.System, m *tandemv1.MirrorRecord) {
-	w.put(w.keys.Mirror(side), m.GetRecord().GetId(), m)
+	id := m.GetRecord().GetId()
+	w.put(w.keys.Mirror(side), id, m)
+	if side == tandemv1.System_SYSTEM_EXCHANGE {
+		w.markUnseen(id, Unseen(m))
+	}
+}
+
+// Unseen reports whether an Exchange mirror entry is an item Tandem wrote that no read has
+// listed yet (see Keys.Unseen).
+func Unseen(m *tandemv1.MirrorRecord) bool {
+	return !m.GetDeleted() && m.GetWriteCycle() > 0 && m.GetSeenCycle() == 0
+}
+
+func (w *Writes) markUnseen(id string, unseen bool) {
+	if w.unseen == nil {
+		w.unseen = map[string]bool{}
+	}
+	w.unseen[id] = unseen
 }
 
 // DeleteMirror forgets observations.
 func (w *Writes) DeleteMirror(side tandemv1.System, ids ...string) {
 	key := w.keys.Mirror(side)
 	w.chunked(ids, func(f ...string) store.Op { return store.HDel(key, f...) })
+	if side == tandemv1.System_SYSTEM_EXCHANGE {
+		for _, id := range ids {
+			w.markUnseen(id, false)
+		}
+	}
 }
 
 // PutMapping stores a link.
@@ -463,7 +510,17 @@ func (w *Writes) PutHold(h *tandemv1.Hold) { w.put(w.keys.Holds, h.GetSummary().
 
 // DeleteHold removes a hold and its decision.
 func (w *Writes) DeleteHold(id string) {
+	w.disturb()
 	w.ops = append(w.ops, store.HDel(w.keys.Holds, id, "decision:"+id))
+}
+
+// SetQuiet records that a plan of the whole ledger, under settings with this fingerprint, had
+// nothing to do, with no write in flight and no hold: until the ledger's data changes (any
+// write other than cycle bookkeeping removes the mark) or the settings do, planning again
+// would find nothing either, and a cycle can be reconciled without loading the ledger. Call it
+// last: a data write after it in the same commit would leave the mark in place.
+func (w *Writes) SetQuiet(fingerprint string) {
+	w.setCycle(fieldQuiet, fingerprint)
 }
 
 // SetCycleField sets a cycle bookkeeping field.
@@ -552,7 +609,9 @@ func (w *Writes) SetLastSynced(ms int64) {
 // before the reset are no longer in flight, so workers skip them if a redelivery brings them back.
 func (w *Writes) Reset(from uint64) {
 	k := w.keys
-	w.ops = append(w.ops, store.Del(k.ExchangeMirror, k.SalesforceMirror, k.Mappings, k.Pending, k.Rejected, k.Tombstones, k.Holds, k.Cycle))
+	w.disturbed = true
+	w.unseen = nil
+	w.ops = append(w.ops, store.Del(k.ExchangeMirror, k.SalesforceMirror, k.Mappings, k.Pending, k.Rejected, k.Tombstones, k.Holds, k.Cycle, k.Unseen))
 	w.setCycle(fieldResetFrom, strconv.FormatUint(from, 10))
 }
 
@@ -681,5 +740,6 @@ func (l *Ledger) Decide(ctx context.Context, uk store.UserKey, kind tandemv1.Rec
 	if approve {
 		decision = "approve"
 	}
-	return l.st.Apply(ctx, store.HSet(keys.Holds, "decision:"+holdID, decision))
+	// A decision changes what the next plan does: the user is no longer quiet.
+	return l.st.Apply(ctx, store.HSet(keys.Holds, "decision:"+holdID, decision), store.HDel(keys.Cycle, fieldQuiet))
 }

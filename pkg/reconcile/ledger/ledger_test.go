@@ -65,7 +65,7 @@ func (e *env) commit(t *testing.T, w *ledger.Writes) {
 func TestKeysFor(t *testing.T) {
 	// The names the store's key layout registers for the ledger (store/keys.go).
 	registered := map[string]bool{
-		"mirror": true, "mappings": true, "pending": true, "rejected": true,
+		"mirror": true, "mappings": true, "pending": true, "rejected": true, "unseen": true,
 		"tombstones": true, "held": true, "cycle": true,
 	}
 	for _, kind := range []tandemv1.RecordKind{contact, event} {
@@ -74,7 +74,7 @@ func TestKeysFor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			all := []string{keys.ExchangeMirror, keys.SalesforceMirror, keys.Mappings, keys.Pending, keys.Rejected, keys.Tombstones, keys.Holds, keys.Cycle}
+			all := []string{keys.ExchangeMirror, keys.SalesforceMirror, keys.Mappings, keys.Pending, keys.Rejected, keys.Tombstones, keys.Holds, keys.Cycle, keys.Unseen}
 			prefix := "tandem:{" + uk.OrgID + ":" + uk.UserID + "}:"
 			seen := map[string]bool{}
 			for _, k := range all {
@@ -590,7 +590,7 @@ func TestLoadPageReadsOnlyThePage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := led.LoadPage(ctx, uk, tandemv1.RecordKind_RECORD_KIND_CONTACT, tandemv1.System_SYSTEM_EXCHANGE, []string{"E2", "E9"})
+	snap, err := led.LoadPage(ctx, uk, tandemv1.RecordKind_RECORD_KIND_CONTACT, tandemv1.System_SYSTEM_EXCHANGE, []string{"E2", "E9"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

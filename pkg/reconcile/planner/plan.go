@@ -242,6 +242,8 @@ type planner struct {
 	ambiguous map[string]bool
 	// orphaned are records (as TombstoneKey values) whose partner is gone (see orphans).
 	orphaned map[string]bool
+	// synced caches everSynced.
+	synced *bool
 }
 
 // removal is a delete (write set) or an unlink with a tombstone, pending the mass-delete guard.

@@ -461,21 +461,31 @@ func TestNotSyncingKindPlansNothing(t *testing.T) {
 }
 
 // A create from a record unchanged since before the ledger began may repeat one a Tandem that
-// lost its state made already: it is a retry, looked up from when the record last changed.
+// lost its state made already: it is a retry, looked up from when the record last changed. A
+// user whose records carry no sync key was never synced: the first sync's creates are not.
 func TestCreateFromARecordOlderThanTheLedgerIsARetry(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		changed   time.Time
+		keyed     bool
 		wantRetry bool
 	}{
-		{"changed before the ledger began", t0.Add(-time.Hour), true},
-		{"changed since", t0.Add(time.Minute), false},
+		{"changed before the ledger began", t0.Add(-time.Hour), true, true},
+		{"changed since", t0.Add(time.Minute), true, false},
+		{"never synced", t0.Add(-time.Hour), false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ex := person("E1", "Ada", "Lovelace", "")
 			ex.ModifiedAt = timestamppb.New(tc.changed)
 			s := state(both())
 			s.Exchange = mirror(ex)
+			if tc.keyed {
+				// A pair Tandem synced before, as the records themselves show after lost state.
+				e9, s9 := person("E9", "Grace", "Hopper", "g@example.com"), person("S9", "Grace", "Hopper", "g@example.com")
+				e9.SyncKey, s9.SyncKey = "k9", "k9"
+				s.Exchange["E9"] = mirror(e9)["E9"]
+				s.Salesforce = mirror(s9)
+			}
 			s.LedgerBegan = t0
 			s.Now = t0.Add(2 * time.Minute)
 			p := Compute(s)

@@ -324,13 +324,35 @@ func kindName(k tandemv1.RecordKind) string {
 // had it may have made this very create (the key is derived from src) before its result could
 // be recorded. The target then looks for that earlier record, from when src last changed on,
 // and a record the user has deleted since is carried over as a deletion instead of coming back.
+//
+// A user none of whose records carries a sync key has never been synced — every record Tandem
+// creates carries its pair's key, and so does the source once the pair is linked — so a first
+// sync's creates are not retries and cost no look-up.
 func (p *planner) mayRepeatForgottenCreate(cmd *tandemv1.WriteCommand, src *tandemv1.Record) {
 	changed := src.GetModifiedAt()
-	if changed == nil || p.s.LedgerBegan.IsZero() || !changed.AsTime().Before(p.s.LedgerBegan) {
+	if changed == nil || p.s.LedgerBegan.IsZero() || !changed.AsTime().Before(p.s.LedgerBegan) || !p.everSynced() {
 		return
 	}
 	cmd.Retry = true
 	if changed.AsTime().Before(cmd.GetIssuedAt().AsTime()) {
 		cmd.IssuedAt = changed
 	}
+}
+
+// everSynced reports whether the user's records show that Tandem has synced them before: a
+// link, or a record on either side carrying a sync key.
+func (p *planner) everSynced() bool {
+	if p.synced == nil {
+		keyed := len(p.s.Mappings) > 0
+		for _, mirror := range []map[string]*tandemv1.MirrorRecord{p.s.Exchange, p.s.Salesforce} {
+			for _, m := range mirror {
+				if keyed {
+					break
+				}
+				keyed = !m.GetDeleted() && m.GetRecord().GetSyncKey() != ""
+			}
+		}
+		p.synced = &keyed
+	}
+	return *p.synced
 }
