@@ -66,7 +66,7 @@ func TestUnseenIndexFollowsTheMirror(t *testing.T) {
 
 	w = e.load(t, contact).NewWrites()
 	w.PutMirror(exchange, &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: "E1"}, WriteCycle: 3, SeenCycle: 4}) // listed
-	w.PutMirror(exchange, &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: "E2"}, Deleted: true})            // gone
+	w.PutMirror(exchange, &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: "E2"}, Deleted: true})               // gone
 	w.DeleteMirror(exchange, "E3")
 	e.commit(t, w)
 
@@ -111,7 +111,9 @@ func TestQuietMark(t *testing.T) {
 		t.Fatal("cycle bookkeeping ended the quiet")
 	}
 	for name, change := range map[string]func(*ledger.Writes){
-		"mirror":    func(w *ledger.Writes) { w.PutMirror(salesforce, &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: "S1"}}) },
+		"mirror": func(w *ledger.Writes) {
+			w.PutMirror(salesforce, &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: "S1"}})
+		},
 		"unlink":    func(w *ledger.Writes) { w.DeleteMappings("k1") },
 		"pending":   func(w *ledger.Writes) { w.PutPending("exchange:k2", pendingWrite("c-"+"k2", "k2", exchange)) },
 		"tombstone": func(w *ledger.Writes) { w.AddTombstones("exchange:E1") },
