@@ -21,7 +21,9 @@ import (
 type Config struct {
 	// Platform is the connections and runtime settings every service shares.
 	Platform platform.Config
-	// Concurrency is how many messages of each stream are handled at once per replica.
+	// Concurrency is how many messages of each stream are handled at once per replica. Messages
+	// for a user whose work is under way wait for it without using Redis, so this is set well
+	// above the number of cores: a burst of one user's messages must not hold up the others'.
 	Concurrency int
 	// LeaseTTL is the per-user lease's time to live (renewed while work runs).
 	LeaseTTL time.Duration
@@ -32,7 +34,7 @@ type Config struct {
 // RegisterFlags registers the reconciler's flags, the platform's included.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Platform.RegisterFlags(fs)
-	fs.IntVar(&c.Concurrency, "concurrency", 16, "messages of each stream handled at once by this replica")
+	fs.IntVar(&c.Concurrency, "concurrency", 64, "messages of each stream handled at once by this replica")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", engine.DefaultLeaseTTL, "time to live of a user's reconcile lease (renewed while work runs)")
 	fs.DurationVar(&c.PendingTimeout, "pending-timeout", 15*time.Minute, "how long a write may go unanswered before it is planned again")
 }

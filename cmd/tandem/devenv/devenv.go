@@ -185,7 +185,7 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 			return scheduler.New(scheduler.Config{Platform: pcfg, Tick: 200 * time.Millisecond, Interval: e.opts.Interval, StallCycles: 10}, p)
 		}},
 		{"exchange-worker", func(p *platform.Platform) (platform.Service, error) {
-			return exchangeworker.New(exchangeworker.Config{Platform: pcfg, JobConcurrency: 8, ApplyConcurrency: 8, AllowHTTP: allowHTTP,
+			return exchangeworker.New(exchangeworker.Config{Platform: pcfg, JobConcurrency: 16, ApplyConcurrency: 16, AllowHTTP: allowHTTP,
 				BackoffBase: 5 * time.Second, BackoffMax: time.Minute}, p)
 		}},
 		{"salesforce-worker", func(p *platform.Platform) (platform.Service, error) {
@@ -193,7 +193,7 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 				DirectoryRefresh: time.Minute, ClientName: devClientName}, p)
 		}},
 		{"reconciler", func(p *platform.Platform) (platform.Service, error) {
-			return reconciler.New(reconciler.Config{Platform: pcfg, Concurrency: 8, LeaseTTL: 30 * time.Second, PendingTimeout: 2 * time.Minute}, p)
+			return reconciler.New(reconciler.Config{Platform: pcfg, Concurrency: 64, LeaseTTL: 30 * time.Second, PendingTimeout: 2 * time.Minute}, p)
 		}},
 		{"status-api", func(p *platform.Platform) (platform.Service, error) {
 			api, err := statusapi.New(statusapi.Config{Platform: pcfg, GRPCAddr: addr, AllowHTTP: allowHTTP, GracefulStop: 5 * time.Second}, p)
