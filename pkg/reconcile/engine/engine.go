@@ -28,6 +28,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	"github.com/tandem-sync/tandem/pkg/telemetry"
+	"github.com/tandem-sync/tandem/pkg/userlock"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -71,7 +72,7 @@ type Syncer struct {
 	pub    Publisher
 	opts   Options
 	log    *slog.Logger
-	locks  userLocks
+	locks  *userlock.Locks
 }
 
 // New returns a Syncer.
@@ -92,7 +93,8 @@ func New(st *store.Store, pub Publisher, opts Options) *Syncer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Syncer{st: st, led: ledger.New(st), status: status.New(st), pub: pub, opts: opts, log: log}
+	return &Syncer{st: st, led: ledger.New(st), status: status.New(st), pub: pub, opts: opts, log: log,
+		locks: userlock.New(st, LeaseRole, opts.LeaseTTL)}
 }
 
 func malformed(format string, args ...any) error {
