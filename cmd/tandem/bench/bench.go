@@ -17,6 +17,7 @@ import (
 
 	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
 	"github.com/tandem-sync/tandem/pkg/exchange"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
 // Options configure a run.
@@ -141,6 +142,8 @@ type run struct {
 	res   *Result
 	// base are the simulators' counters when the services started.
 	base callCounts
+	// expected is how many records each side holds once in sync.
+	expected int
 }
 
 func (r *run) progress(format string, args ...any) {
@@ -168,6 +171,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.expected = w.Records()
+	if linked, seeded := w.Records(), seededWorkload(seeding).Records(); linked != seeded {
+		r.progress("%d people seeded on both sides have no email in Exchange and a company Salesforce lacks: they cannot be recognised, and each is copied both ways (%d records in sync, not %d)",
+			linked-seeded, linked, seeded)
+	}
 	r.res.MinInitialCalls, r.res.MinIdleCalls = MinimumCalls(w)
 	r.res.MinEWSCalls, r.res.MinSalesforceCalls = r.res.MinInitialCalls.EWSTotal(), r.res.MinInitialCalls.SalesforceTotal()
 	r.res.MinIdleCycleEWSCalls, r.res.MinIdleCycleSalesforceCalls = r.res.MinIdleCalls.EWSTotal(), r.res.MinIdleCalls.SalesforceTotal()
@@ -190,28 +198,43 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return r.res, nil
 }
 
-// workloadOf is the workload the seeders made, checked against what the simulators hold.
+// workloadOf is the workload the seeders made, read from the simulators: who holds what, and
+// which people on both sides the first sync can recognise as such.
 func workloadOf(s devenv.Seeding, sims *devenv.Simulators) (Workload, error) {
-	w := seededWorkload(s)
-	companies := map[string]bool{}
-	perOwner := map[string]int{}
-	for _, c := range sims.Salesforce.List("Contact") {
-		perOwner[fmt.Sprint(c["OwnerId"])]++
+	want := seededWorkload(s)
+	w := Workload{OrgUsers: len(sims.Salesforce.List("User"))}
+	accounts := map[string]string{}
+	for _, a := range sims.Salesforce.List("Account") {
+		accounts[fmt.Sprint(a["Id"])] = fmt.Sprint(a["Name"])
 	}
-	for id, email := range sims.Users {
-		items := sims.EWS.Items(email, exchange.SyncFolderName)
-		if len(items) != w.ExchangeContacts || perOwner[id] != w.SalesforceContacts {
-			return w, fmt.Errorf("seeded %d contacts in %s's mailbox and %d in Salesforce, expected %d and %d",
-				len(items), email, perOwner[id], w.ExchangeContacts, w.SalesforceContacts)
+	owned := map[string][]*tandemv1.Record{}
+	for _, c := range sims.Salesforce.List("Contact") {
+		owner := fmt.Sprint(c["OwnerId"])
+		owned[owner] = append(owned[owner], salesforceRecord(c, accounts))
+	}
+	companies := map[string]bool{}
+	for i := range s.Users {
+		email := devenv.RepEmail(i)
+		var id string
+		for uid, e := range sims.Users {
+			if e == email {
+				id = uid
+			}
 		}
-		for _, it := range items {
+		var ex []*tandemv1.Record
+		for _, it := range sims.EWS.Items(email, exchange.SyncFolderName) {
+			ex = append(ex, exchangeRecord(it))
 			if it.Contact != nil && it.Contact.CompanyName != "" {
 				companies[it.Contact.CompanyName] = true
 			}
 		}
+		rep := Rep{ExchangeContacts: len(ex), SalesforceContacts: len(owned[id]), Linked: linked(ex, owned[id])}
+		if seeded := want.Reps[i]; rep.ExchangeContacts != seeded.ExchangeContacts || rep.SalesforceContacts != seeded.SalesforceContacts || rep.Linked > seeded.Linked {
+			return w, fmt.Errorf("%s was seeded with %+v, expected %+v", email, rep, seeded)
+		}
+		w.Reps = append(w.Reps, rep)
 	}
 	w.Companies = len(companies)
-	w.OrgUsers = len(sims.Salesforce.List("User"))
 	return w, nil
 }
 
@@ -338,6 +361,9 @@ func (r *run) records() (int64, error) {
 	}
 	if ex != sf {
 		return 0, fmt.Errorf("in sync, yet Exchange holds %d contacts and Salesforce %d", ex, sf)
+	}
+	if ex != int64(r.expected) {
+		r.progress("warning: %d records in sync, %d expected from the seeded data", ex, r.expected)
 	}
 	return ex, nil
 }

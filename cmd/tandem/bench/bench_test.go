@@ -76,7 +76,7 @@ func TestBench(t *testing.T) {
 		t.Errorf("latency samples %v, timeouts %v; want 6 and 0", res["latency_samples"], res["latency_timeouts"])
 	}
 	for _, side := range []string{"ews_calls", "salesforce_calls", "idle_cycle_ews_calls", "idle_cycle_salesforce_calls"} {
-		if min := num("min_" + side); min <= 0 || num(side) < min {
+		if least := num("min_" + side); least <= 0 || num(side) < least {
 			t.Errorf("%s = %v, below its minimum %v (or the minimum is not positive)", side, res[side], res["min_"+side])
 		}
 	}
@@ -126,7 +126,7 @@ func TestBenchFlags(t *testing.T) {
 }
 
 func TestPercentile(t *testing.T) {
-	ms := func(v ...int) []time.Duration {
+	durations := func(v ...int) []time.Duration {
 		var out []time.Duration
 		for _, x := range v {
 			out = append(out, time.Duration(x)*time.Millisecond)
@@ -139,10 +139,10 @@ func TestPercentile(t *testing.T) {
 		want    time.Duration
 	}{
 		{nil, 0.5, 0},
-		{ms(7), 0.99, 7 * time.Millisecond},
-		{ms(4, 1, 3, 2), 0.5, 2 * time.Millisecond},
-		{ms(4, 1, 3, 2), 0.99, 4 * time.Millisecond},
-		{ms(10, 20, 30, 40, 50, 60, 70, 80, 90, 100), 0.5, 50 * time.Millisecond},
+		{durations(7), 0.99, 7 * time.Millisecond},
+		{durations(4, 1, 3, 2), 0.5, 2 * time.Millisecond},
+		{durations(4, 1, 3, 2), 0.99, 4 * time.Millisecond},
+		{durations(10, 20, 30, 40, 50, 60, 70, 80, 90, 100), 0.5, 50 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		if got := percentile(tt.samples, tt.p); got != tt.want {

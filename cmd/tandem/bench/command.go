@@ -62,7 +62,7 @@ Every flag can also be set with its environment variable.
 		fmt.Fprintf(stderr, "tandem bench: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	log, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	log, err := os.OpenFile(filepath.Clean(logFile), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		fmt.Fprintln(stderr, "tandem bench:", err)
 		return 1

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
+	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -124,14 +125,10 @@ func (r *run) waitQuiet(ctx context.Context, cycle uint64, deadline time.Time) e
 		reason := ""
 		if len(behind) > 0 {
 			reason = fmt.Sprintf("%d users have not reconciled cycle %d yet: %s", len(behind), cycle, firstLines(behind, 3))
-		} else {
-			sum, err := r.env.Summary(ctx)
-			if err != nil {
-				return err
-			}
-			if sum.PendingWrites > 0 {
-				reason = fmt.Sprintf("%d writes pending", sum.PendingWrites)
-			}
+		} else if pending, err := r.pendingWrites(ctx); err != nil {
+			return err
+		} else if pending > 0 {
+			reason = fmt.Sprintf("%d writes pending", pending)
 		}
 		now := r.calls()
 		if reason == "" && now.ewsTotal == prev.ewsTotal && now.salesforceTotal == prev.salesforceTotal {
@@ -155,6 +152,23 @@ func (r *run) waitQuiet(ctx context.Context, cycle uint64, deadline time.Time) e
 		case <-time.After(150 * time.Millisecond):
 		}
 	}
+}
+
+// pendingWrites counts the writes the users' statuses show in flight (as the progress of
+// `tandem dev` does, without its comparison of both simulators).
+func (r *run) pendingWrites(ctx context.Context) (int64, error) {
+	stat := status.New(r.env.Platform.Store)
+	var n int64
+	for id := range r.env.Mailboxes {
+		us, err := stat.Get(ctx, store.UserKey{OrgID: r.env.OrgID, UserID: id})
+		if err != nil {
+			return 0, err
+		}
+		for _, k := range us.GetKinds() {
+			n += k.GetPendingWrites()
+		}
+	}
+	return n, nil
 }
 
 // behind lists the users whose contacts have not been reconciled up to cycle.

@@ -190,28 +190,6 @@ func (c *copier) readSalesforce(ctx context.Context) error {
 	return nil
 }
 
-// missing are the records of from that to lacks, matched by email, else by name and company.
-func missing(from, to []*tandemv1.Record) []*tandemv1.Record {
-	have := map[string]bool{}
-	for _, r := range to {
-		if k := record.EmailKey(r); k != "" {
-			have["e:"+k] = true
-		} else if k := record.NameKey(r); k != "" {
-			have["n:"+k] = true
-		}
-	}
-	var out []*tandemv1.Record
-	for _, r := range from {
-		if k := record.EmailKey(r); k != "" && have["e:"+k] {
-			continue
-		} else if k := record.NameKey(r); k != "" && record.EmailKey(r) == "" && have["n:"+k] {
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
 // writeExchange creates the missing contacts in each rep's folder: one CreateItem per 100
 // contacts, as many reps at once as the exchange-worker writes.
 func (c *copier) writeExchange(ctx context.Context, recs map[string][]*tandemv1.Record) error {

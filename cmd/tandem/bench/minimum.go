@@ -22,14 +22,10 @@ const (
 	collection = 200
 )
 
-// Workload is what a benchmark run seeds: per rep, unless said otherwise.
+// Workload is what a benchmark run seeds.
 type Workload struct {
-	// Users is the number of reps: each has a mailbox and is a Salesforce user.
-	Users int
-	// ExchangeContacts are the contacts in each rep's Salesforce_Sync folder, SalesforceContacts
-	// those the rep owns in Salesforce, and BothSides how many people are in both (the first
-	// sync links them by email instead of copying them).
-	ExchangeContacts, SalesforceContacts, BothSides int
+	// Reps are the sales reps, each with a mailbox and a Salesforce user.
+	Reps []Rep
 	// SyncFolderMissing is true when the mailboxes have no Salesforce_Sync folder yet (the
 	// seeders always create it).
 	SyncFolderMissing bool
@@ -40,12 +36,41 @@ type Workload struct {
 	OrgUsers int
 }
 
-// seededWorkload is the workload devenv's seeders make for s; the org's users are the reps and
-// the simulator's admin.
+// Rep is what one rep starts with.
+type Rep struct {
+	// ExchangeContacts are the contacts in the rep's Salesforce_Sync folder, SalesforceContacts
+	// those the rep owns in Salesforce, and Linked how many of them are the same person on both
+	// sides, which the first sync links (by email, or by name and company when neither has an
+	// email) instead of copying.
+	ExchangeContacts, SalesforceContacts, Linked int
+}
+
+// Records is how many contacts each side holds once in sync.
+func (w Workload) Records() int {
+	n := 0
+	for _, r := range w.Reps {
+		n += r.ExchangeContacts + r.SalesforceContacts - r.Linked
+	}
+	return n
+}
+
+// uniform is a workload of users reps alike.
+func uniform(users int, rep Rep) []Rep {
+	out := make([]Rep, users)
+	for i := range out {
+		out[i] = rep
+	}
+	return out
+}
+
+// seededWorkload is the workload devenv's seeders mean to make for s: every person seeded on
+// both sides linked. The org's users are the reps and the simulator's admin. (A person seeded on
+// both sides whose Exchange copy has no email and names a company, which the Salesforce copy
+// lacks, cannot be recognised: workloadOf counts what the seeded data actually links.)
 func seededWorkload(s devenv.Seeding) Workload {
 	return Workload{
-		Users: s.Users, ExchangeContacts: s.ExchangeContacts(), SalesforceContacts: s.SalesforceContacts(),
-		BothSides: s.BothSides(), OrgUsers: s.Users + 1,
+		Reps:     uniform(s.Users, Rep{ExchangeContacts: s.ExchangeContacts(), SalesforceContacts: s.SalesforceContacts(), Linked: s.BothSides()}),
+		OrgUsers: s.Users + 1,
 	}
 }
 
@@ -110,46 +135,41 @@ func ceil(n, d int) int64 {
 // An idle cycle reads each mailbox's folder once (one SyncFolderItems with no changes) and
 // polls the org once per object (one query page with no rows).
 func MinimumCalls(w Workload) (initial, idle Calls) {
-	exchangeOnly := max(w.ExchangeContacts-w.BothSides, 0)
-	salesforceOnly := max(w.SalesforceContacts-w.BothSides, 0)
-	users := w.Users
-
-	perMailbox := map[string]int64{
-		"GetFolder":  1,
-		"FindFolder": 1,
-		"SyncFolderItems": max(1, ceil(w.ExchangeContacts, syncPage)) + // the first read
-			ceil(salesforceOnly+w.BothSides, syncPage), // the echo of Tandem's writes
-		"GetItem":    ceil(w.ExchangeContacts, itemBatch),
-		"CreateItem": ceil(salesforceOnly, itemBatch),
-		"UpdateItem": ceil(w.BothSides, itemBatch),
-	}
-	if w.SyncFolderMissing {
-		perMailbox["CreateFolder"] = 1
-	}
-	initial = Calls{EWS: map[string]int64{"GetUserSettings": ceil(users, autodiscoverBatch)}, Salesforce: map[string]int64{}}
-	for op, n := range perMailbox {
-		if n > 0 && users > 0 {
-			initial.EWS[op] = n * int64(users)
+	initial = Calls{EWS: map[string]int64{}, Salesforce: map[string]int64{}}
+	idle = Calls{EWS: map[string]int64{}, Salesforce: map[string]int64{"query": 1}}
+	add := func(m map[string]int64, op string, n int64) {
+		if n > 0 {
+			m[op] += n
 		}
 	}
-
-	created := exchangeOnly * users // in Salesforce, from Exchange
-	linked := w.BothSides * users
+	add(initial.EWS, "GetUserSettings", ceil(len(w.Reps), autodiscoverBatch))
+	created, linked, polled := 0, 0, 0 // in Salesforce
+	for _, r := range w.Reps {
+		toSalesforce := max(r.ExchangeContacts-r.Linked, 0)
+		toExchange := max(r.SalesforceContacts-r.Linked, 0)
+		add(initial.EWS, "GetFolder", 1)
+		add(initial.EWS, "FindFolder", 1)
+		if w.SyncFolderMissing {
+			add(initial.EWS, "CreateFolder", 1)
+		}
+		add(initial.EWS, "SyncFolderItems", max(1, ceil(r.ExchangeContacts, syncPage))+ // the first read
+			ceil(toExchange+r.Linked, syncPage)) // the echo of Tandem's writes
+		add(initial.EWS, "GetItem", ceil(r.ExchangeContacts, itemBatch))
+		add(initial.EWS, "CreateItem", ceil(toExchange, itemBatch))
+		add(initial.EWS, "UpdateItem", ceil(r.Linked, itemBatch))
+		add(idle.EWS, "SyncFolderItems", 1)
+		created += toSalesforce
+		linked += r.Linked
+		polled += r.SalesforceContacts
+	}
 	queries := ceil(w.OrgUsers, queryPage) + // the directory
-		max(1, ceil(w.SalesforceContacts*users, queryPage)) + // the first poll
+		max(1, ceil(polled, queryPage)) + // the first poll
 		ceil(created+linked, queryPage) // the echo
 	if created > 0 && w.Companies > 0 {
 		queries += ceil(w.Companies, queryPage)
 	}
-	initial.Salesforce["token"] = 1
-	initial.Salesforce["query"] = queries
-	if n := ceil(created, collection) + ceil(linked, collection); n > 0 {
-		initial.Salesforce["collections"] = n
-	}
-
-	idle = Calls{EWS: map[string]int64{}, Salesforce: map[string]int64{"query": 1}}
-	if users > 0 {
-		idle.EWS["SyncFolderItems"] = int64(users)
-	}
+	add(initial.Salesforce, "token", 1)
+	add(initial.Salesforce, "query", queries)
+	add(initial.Salesforce, "collections", ceil(created, collection)+ceil(linked, collection))
 	return initial, idle
 }
