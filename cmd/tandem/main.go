@@ -1,7 +1,8 @@
 // Command tandem is Tandem's command line: `tandem dev` runs every service in one process with
 // embedded NATS and Redis and simulated (or real) Exchange and Salesforce; `tandem sim` runs a
-// simulator on its own; `tandem plan` shows what a user's next sync cycle would do; `tandem
-// status` shows statuses from a running status-api.
+// simulator on its own; `tandem chaos` runs the services under faults; `tandem bench` measures
+// throughput, API calls, latency and memory; `tandem plan` shows what a user's next sync cycle
+// would do; `tandem status` shows statuses from a running status-api.
 package main
 
 import (
@@ -16,6 +17,7 @@ Usage:
   tandem dev [flags]                   run everything in one process (try: tandem dev --help)
   tandem sim exchange|salesforce ...   run a simulated Exchange or Salesforce server
   tandem chaos [flags]                 run the services under faults; check nothing is lost or duplicated
+  tandem bench [flags]                 measure sync speed, API calls against the minimum, latency and memory
   tandem plan --user EMAIL [flags]     show what a user's next cycle would create, update and delete
   tandem status [--user EMAIL] [flags] show an org's or a user's sync status
   tandem version                       print the version
@@ -35,6 +37,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return devCommand(args[1:], stdout, stderr)
 	case "chaos":
 		return chaosCommand(args[1:], stdout, stderr)
+	case "bench":
+		return benchCommand(args[1:], stdout, stderr)
 	case "sim":
 		return simCommand(args[1:], stdout, stderr)
 	case "plan":

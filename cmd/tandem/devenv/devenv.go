@@ -185,11 +185,11 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 			return scheduler.New(scheduler.Config{Platform: pcfg, Tick: 200 * time.Millisecond, Interval: e.opts.Interval, StallCycles: 10}, p)
 		}},
 		{"exchange-worker", func(p *platform.Platform) (platform.Service, error) {
-			return exchangeworker.New(exchangeworker.Config{Platform: pcfg, JobConcurrency: 16, ApplyConcurrency: 16, AllowHTTP: allowHTTP,
+			return exchangeworker.New(exchangeworker.Config{Platform: pcfg, JobConcurrency: ExchangeJobConcurrency, ApplyConcurrency: ExchangeApplyConcurrency, AllowHTTP: allowHTTP,
 				BackoffBase: 5 * time.Second, BackoffMax: time.Minute}, p)
 		}},
 		{"salesforce-worker", func(p *platform.Platform) (platform.Service, error) {
-			return salesforceworker.New(salesforceworker.Config{Platform: pcfg, JobConcurrency: 4, ApplyConcurrency: 8,
+			return salesforceworker.New(salesforceworker.Config{Platform: pcfg, JobConcurrency: SalesforceJobConcurrency, ApplyConcurrency: SalesforceApplyConcurrency,
 				DirectoryRefresh: time.Minute, ClientName: devClientName}, p)
 		}},
 		{"reconciler", func(p *platform.Platform) (platform.Service, error) {
@@ -210,6 +210,15 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 	}
 	return nil
 }
+
+// The workers' concurrency in the environment: parallel reads (jobs) and write batches (apply)
+// per worker. `tandem bench` copies with the same concurrency for its floor.
+const (
+	ExchangeJobConcurrency     = 16
+	ExchangeApplyConcurrency   = 16
+	SalesforceJobConcurrency   = 4
+	SalesforceApplyConcurrency = 8
+)
 
 // allowHTTP is whether Exchange may be reached over plain http: the simulators in this process
 // speak it; real endpoints only with InsecureHTTP.

@@ -155,6 +155,17 @@ func (s Seeding) inExchange() int { return s.ContactsPerUser / 2 }
 // onBoth is how many of a rep's Exchange contacts are also in Salesforce.
 func (s Seeding) onBoth() int { return min(s.inExchange(), max(1, s.ContactsPerUser/20)) }
 
+// ExchangeContacts is how many contacts each rep's Salesforce_Sync folder is seeded with.
+func (s Seeding) ExchangeContacts() int { return s.inExchange() }
+
+// SalesforceContacts is how many contacts each rep owns in Salesforce as seeded, those on both
+// sides included.
+func (s Seeding) SalesforceContacts() int { return s.ContactsPerUser - s.inExchange() + s.onBoth() }
+
+// BothSides is how many of each rep's contacts are seeded on both sides (the same person, with
+// the same email), which the first sync links instead of copying.
+func (s Seeding) BothSides() int { return s.onBoth() }
+
 // SeedExchange gives every rep a mailbox with the Exchange half of the rep's contacts and
 // returns the mailboxes' addresses.
 func SeedExchange(sim *ewssim.Server, s Seeding) ([]string, error) {

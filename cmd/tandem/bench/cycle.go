@@ -1,0 +1,187 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
+	"github.com/tandem-sync/tandem/pkg/status"
+	"github.com/tandem-sync/tandem/pkg/store"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// idleCycle measures the calls of one whole cycle with nothing to sync. The scheduler would
+// start a cycle every interval, and a cycle may take longer than that, so counters read between
+// two cycles would mix them. Instead the org's schedule is held: a cycle is claimed with the
+// next one a day away, the way the scheduler claims them, and settled without jobs, so that no
+// cycle starts. Once every earlier cycle is reconciled and nothing moves, one cycle is claimed
+// and handed to the scheduler through the cycle outbox (as if its claimant had failed to
+// publish it), which publishes it at its next tick. Its calls are counted from then until every
+// user has reconciled it and nothing moves.
+//
+// The first cycles after convergence still work: they read the echo of Tandem's last writes and
+// may write (tag linked pairs, for instance). Cycles are measured one at a time until two in a
+// row write nothing; the second of them, which had not even an echo to read, is the idle cycle.
+// Everything before it counts as the initial sync's. Then the schedule resumes.
+func (r *run) idleCycle(ctx context.Context) error {
+	st, org := r.env.Platform.Store, r.env.OrgID
+	deadline := time.Now().Add(r.opts.Timeout)
+	defer func() {
+		// The schedule resumes at the org's interval.
+		if err := st.DueNow(context.WithoutCancel(ctx), org); err != nil {
+			r.progress("resuming the schedule: %v", err)
+		}
+	}()
+	wrote := true // the cycles before the first one measured may have written
+	for measured, raced := 0, 0; ; {
+		if measured == maxSettleCycles {
+			return fmt.Errorf("%d cycles after convergence, Tandem still writes every cycle", measured)
+		}
+		held, err := claimCycle(ctx, st, org)
+		if err != nil {
+			return err
+		}
+		if err := st.CyclePublished(ctx, org, held); err != nil {
+			return err
+		}
+		if err := r.waitQuiet(ctx, held-1, deadline); err != nil {
+			return fmt.Errorf("waiting for the cycles before %d: %w", held, err)
+		}
+		before := r.calls()
+		cycle, err := claimCycle(ctx, st, org)
+		if err != nil {
+			return err
+		}
+		if err := st.ReleaseCycle(ctx, org, cycle); err != nil {
+			return err
+		}
+		if cycle != held+1 {
+			// The scheduler started a cycle of its own in between: hold and try again.
+			if raced++; raced == 3 {
+				return errors.New("the scheduler kept starting cycles while the schedule was held")
+			}
+			continue
+		}
+		if err := r.waitQuiet(ctx, cycle, deadline); err != nil {
+			return fmt.Errorf("waiting for cycle %d: %w", cycle, err)
+		}
+		sch, err := st.GetSchedule(ctx, org)
+		if err != nil {
+			return err
+		}
+		if sch.Cycle != cycle {
+			if raced++; raced == 3 {
+				return fmt.Errorf("cycle %d started while cycle %d was measured", sch.Cycle, cycle)
+			}
+			continue
+		}
+		measured++
+		used := r.calls().minus(before)
+		writes := used.writes()
+		if !wrote && writes == 0 {
+			r.res.IdleCalls = used.byOperation()
+			r.res.IdleCycleEWSCalls, r.res.IdleCycleSalesforceCalls = used.ewsTotal, used.salesforceTotal
+			r.settled(before)
+			return nil
+		}
+		r.progress("cycle %d after convergence: %s calls, %d of them writes", cycle, used, writes)
+		r.res.SettleCycles++
+		wrote = writes > 0
+	}
+}
+
+// maxSettleCycles bounds the cycles measured after convergence while looking for an idle one.
+const maxSettleCycles = 10
+
+// claimCycle claims the org's next cycle with the one after it a day away. The org's next
+// cycle is made due first; if the scheduler claims it before us (it then runs), it tries again.
+func claimCycle(ctx context.Context, st *store.Store, org string) (uint64, error) {
+	for range 10 {
+		if err := st.DueNow(ctx, org); err != nil {
+			return 0, err
+		}
+		now := time.Now()
+		cycle, ok, err := st.ClaimCycle(ctx, org, now, now.Add(24*time.Hour))
+		if err != nil || ok {
+			return cycle, err
+		}
+	}
+	return 0, errors.New("could not claim a cycle: the scheduler always claimed it first")
+}
+
+// waitQuiet waits until every user has reconciled cycle (both sides read up to it and planned),
+// no write is pending, and the simulators' counters stay unchanged between two checks.
+func (r *run) waitQuiet(ctx context.Context, cycle uint64, deadline time.Time) error {
+	led := ledger.New(r.env.Platform.Store)
+	var prev callCounts
+	stable := 0
+	for {
+		behind, err := r.behind(ctx, led, cycle)
+		if err != nil {
+			return err
+		}
+		reason := ""
+		if len(behind) > 0 {
+			reason = fmt.Sprintf("%d users have not reconciled cycle %d yet: %s", len(behind), cycle, firstLines(behind, 3))
+		} else if pending, err := r.pendingWrites(ctx); err != nil {
+			return err
+		} else if pending > 0 {
+			reason = fmt.Sprintf("%d writes pending", pending)
+		}
+		now := r.calls()
+		if reason == "" && now.ewsTotal == prev.ewsTotal && now.salesforceTotal == prev.salesforceTotal {
+			stable++
+		} else {
+			stable = 0
+		}
+		if stable >= 2 {
+			return nil
+		}
+		if reason == "" {
+			reason = "calls still being made"
+		}
+		prev = now
+		if time.Now().After(deadline) {
+			return errors.New(reason)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+}
+
+// pendingWrites counts the writes the users' statuses show in flight (as the progress of
+// `tandem dev` does, without its comparison of both simulators).
+func (r *run) pendingWrites(ctx context.Context) (int64, error) {
+	stat := status.New(r.env.Platform.Store)
+	var n int64
+	for id := range r.env.Mailboxes {
+		us, err := stat.Get(ctx, store.UserKey{OrgID: r.env.OrgID, UserID: id})
+		if err != nil {
+			return 0, err
+		}
+		for _, k := range us.GetKinds() {
+			n += k.GetPendingWrites()
+		}
+	}
+	return n, nil
+}
+
+// behind lists the users whose contacts have not been reconciled up to cycle.
+func (r *run) behind(ctx context.Context, led *ledger.Ledger, cycle uint64) ([]string, error) {
+	var out []string
+	for id, email := range r.env.Mailboxes {
+		c, err := led.LoadCycle(ctx, store.UserKey{OrgID: r.env.OrgID, UserID: id}, tandemv1.RecordKind_RECORD_KIND_CONTACT)
+		if err != nil {
+			return nil, err
+		}
+		if c.Reconciled < cycle {
+			out = append(out, fmt.Sprintf("%s at %d", email, c.Reconciled))
+		}
+	}
+	return out, nil
+}
