@@ -32,8 +32,6 @@ type ConnectorConfig struct {
 	AllowHTTP bool
 	// PageSize is MaxChangesReturned per SyncFolderItems page; zero means 512.
 	PageSize int
-	// FolderCacheTTL is how long a mailbox's folder ids are reused; zero means one hour.
-	FolderCacheTTL time.Duration
 	// Client tunes the EWS client; its Credentials, HTTPClient, MaxConcurrencyPerMailbox and
 	// Logger are set from the fields above and the connection.
 	Client Config
@@ -48,19 +46,19 @@ type Connector struct {
 	ewsURL       string
 	domains      []string
 	pageSize     int
-	folderTTL    time.Duration
 	log          *slog.Logger
-	now          func() time.Time
 
 	prepares singleflight.Group
-	mu       sync.Mutex
-	folders  map[string]folderEntry
+	// folders caches, per mailbox address, where its requests go and its folders. Entries do
+	// not expire: folder ids stay valid while the folders exist, and failed drops the entry of a
+	// mailbox whose folder or server a request no longer finds (see exchange.Connector.Folders).
+	mu      sync.Mutex
+	folders map[string]folderEntry
 }
 
 type folderEntry struct {
 	target  Target
 	folders exchange.Folders
-	expires time.Time
 }
 
 var _ exchange.Connector = (*Connector)(nil)
@@ -110,19 +108,14 @@ func NewConnector(cfg ConnectorConfig) (*Connector, error) {
 		return nil, syncerr.Wrap(syncerr.ExchangeConfigurationMissing, err)
 	}
 	c := &Connector{
-		client:    client,
-		ewsURL:    conn.GetEwsUrl(),
-		pageSize:  cfg.PageSize,
-		folderTTL: cfg.FolderCacheTTL,
-		log:       logger,
-		now:       time.Now,
-		folders:   make(map[string]folderEntry),
+		client:   client,
+		ewsURL:   conn.GetEwsUrl(),
+		pageSize: cfg.PageSize,
+		log:      logger,
+		folders:  make(map[string]folderEntry),
 	}
 	if c.pageSize <= 0 || c.pageSize > MaxSyncChanges {
 		c.pageSize = MaxSyncChanges
-	}
-	if c.folderTTL <= 0 {
-		c.folderTTL = time.Hour
 	}
 	if primaryDomain != "" {
 		c.domains = append(c.domains, primaryDomain)
@@ -179,7 +172,9 @@ func (c *Connector) target(ctx context.Context, mb exchange.Mailbox) (Target, er
 }
 
 // failed reacts to a whole-request failure: a mailbox whose endpoint stopped answering or
-// whose folders vanished is looked up afresh next time.
+// whose folders vanished is looked up afresh next time. A whole request fails as item not found
+// only when the folder it names is gone (Exchange answers some operations on a deleted folder's
+// id that way); items of a batch that are not found fail alone and do not come here.
 func (c *Connector) failed(mb exchange.Mailbox, err error) {
 	var se *syncerr.Error
 	if !errors.As(err, &se) {
@@ -191,9 +186,20 @@ func (c *Connector) failed(mb exchange.Mailbox, err error) {
 			c.autodiscover.Forget(mb.Address)
 		}
 		c.forget(mb)
-	case syncerr.ExchangeFolderNotFound:
+	case syncerr.ExchangeFolderNotFound, syncerr.ExchangeItemNotFound:
 		c.forget(mb)
 	}
+}
+
+// relocates reports a failure after which a mailbox's folders are looked up again and the
+// request may be tried once more at once: they, or the mailbox, are no longer where the cache
+// says.
+func relocates(err error) bool {
+	switch syncerr.As(err).Code {
+	case syncerr.ExchangeFolderNotFound, syncerr.ExchangeItemNotFound, syncerr.ExchangeMailboxNotFound:
+		return true
+	}
+	return false
 }
 
 func (c *Connector) forget(mb exchange.Mailbox) {
@@ -203,7 +209,8 @@ func (c *Connector) forget(mb exchange.Mailbox) {
 }
 
 // Prepare checks the mailbox can be reached and impersonated, finds its calendar and finds or
-// creates the Salesforce_Sync folder under Contacts.
+// creates the Salesforce_Sync folder under Contacts. It always asks Exchange, and caches what
+// it found for Folders, Changes and Apply.
 //
 // Concurrent Prepares in one process share one run. Across processes, every creator looks
 // again after creating: if a server let a race create two folders, all workers pick the same
@@ -256,7 +263,7 @@ func (c *Connector) prepare(ctx context.Context, mb exchange.Mailbox) (folderEnt
 		CreatedContactsFolder: created,
 		ServerVersion:         version.String(),
 	}
-	e := folderEntry{target: t, folders: f, expires: c.now().Add(c.folderTTL)}
+	e := folderEntry{target: t, folders: f}
 	c.mu.Lock()
 	c.folders[strings.ToLower(mb.Address)] = e
 	c.mu.Unlock()
@@ -344,19 +351,35 @@ func pickSyncFolders(all []Folder) []Folder {
 	return found
 }
 
-// mailbox returns mb's target and folders, preparing the mailbox when they are not cached.
-func (c *Connector) mailbox(ctx context.Context, mb exchange.Mailbox) (Target, exchange.Folders, error) {
+// Folders returns mb's folders as last located, preparing the mailbox only when they are not
+// cached. A cached answer reports no folder creation and the server version Exchange gave in
+// its latest answer for the mailbox's endpoint.
+func (c *Connector) Folders(ctx context.Context, mb exchange.Mailbox) (exchange.Folders, error) {
+	e, cached, err := c.mailbox(ctx, mb)
+	if err != nil {
+		return exchange.Folders{}, err
+	}
+	f := e.folders
+	if cached {
+		f.CreatedContactsFolder = false
+		if v, ok := c.client.ServerVersion(e.target.URL); ok {
+			f.ServerVersion = v.String()
+		}
+	}
+	return f, nil
+}
+
+// mailbox returns mb's target and folders, preparing the mailbox when they are not cached;
+// cached says they came from the cache.
+func (c *Connector) mailbox(ctx context.Context, mb exchange.Mailbox) (folderEntry, bool, error) {
 	c.mu.Lock()
 	e, ok := c.folders[strings.ToLower(mb.Address)]
 	c.mu.Unlock()
-	if ok && c.now().Before(e.expires) {
-		return e.target, e.folders, nil
+	if ok {
+		return e, true, nil
 	}
 	e, err := c.prepareShared(ctx, mb)
-	if err != nil {
-		return Target{}, exchange.Folders{}, err
-	}
-	return e.target, e.folders, nil
+	return e, false, err
 }
 
 func folderOf(f exchange.Folders, kind tandemv1.RecordKind) (FolderID, error) {
@@ -379,15 +402,36 @@ func elementOf(kind tandemv1.RecordKind) string {
 
 // Changes reads what changed in kind's folder since cursor (a SyncState), page by page. When
 // Exchange rejects the sync state it starts over from scratch, marking the pages Full.
+//
+// The folder comes from the cache. When Exchange no longer finds it (or the mailbox) before
+// any page was handed over, the folders are located again and the read starts once more; a
+// sync state of a folder that was replaced is rejected, so that read starts from scratch.
 func (c *Connector) Changes(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, exchange.Page) error) error {
-	t, folders, err := c.mailbox(ctx, mb)
-	if err != nil {
+	for again := true; ; again = false {
+		e, cached, err := c.mailbox(ctx, mb)
+		if err != nil {
+			return err
+		}
+		folder, err := folderOf(e.folders, kind)
+		if err != nil {
+			return err
+		}
+		delivered := false
+		err = c.read(ctx, e.target, mb, kind, folder, cursor, func(ctx context.Context, p exchange.Page) error {
+			delivered = true
+			return page(ctx, p)
+		})
+		if again && cached && !delivered && relocates(err) {
+			c.log.InfoContext(ctx, "cached folder no longer found, locating it again", "org", mb.OrgID, "user", mb.UserID,
+				"mailbox", mb.Address, "kind", kind.String(), "err", err)
+			continue
+		}
 		return err
 	}
-	folder, err := folderOf(folders, kind)
-	if err != nil {
-		return err
-	}
+}
+
+// read is Changes on a located folder.
+func (c *Connector) read(ctx context.Context, t Target, mb exchange.Mailbox, kind tandemv1.RecordKind, folder FolderID, cursor string, page func(context.Context, exchange.Page) error) error {
 	state, full, restarted := cursor, cursor == "", false
 	for {
 		res, err := c.client.SyncFolderItems(ctx, t, folder, state, c.pageSize)
@@ -498,11 +542,12 @@ func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv
 	if len(cmds) == 0 {
 		return results, nil
 	}
-	t, folders, err := c.mailbox(ctx, mb)
+	e, _, err := c.mailbox(ctx, mb)
 	if err != nil {
 		return nil, err
 	}
-	folder, err := folderOf(folders, kind)
+	t := e.target
+	folder, err := folderOf(e.folders, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -533,6 +578,13 @@ func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv
 	if err := c.applyDeletes(ctx, t, kind, cmds, deletes, results); err != nil {
 		c.failed(mb, err)
 		return nil, err
+	}
+	for _, r := range results {
+		if r.GetError().GetCode() == string(syncerr.ExchangeFolderNotFound) {
+			// Creates into a folder that is gone fail one by one; the next call locates it again.
+			c.forget(mb)
+			break
+		}
 	}
 	c.readBack(ctx, t, mb, kind, cmds, results, written)
 	return results, nil

@@ -33,7 +33,7 @@ type Folders struct {
 	ContactsFolderID string
 	// CalendarFolderID is the user's main calendar.
 	CalendarFolderID string
-	// CreatedContactsFolder is true when Prepare created the Salesforce_Sync folder.
+	// CreatedContactsFolder is true when this call created the Salesforce_Sync folder.
 	CreatedContactsFolder bool
 	// ServerVersion is the mailbox server's version as it reports it (e.g. "15.2.1748.10 V2017_07_11").
 	ServerVersion string
@@ -62,8 +62,18 @@ type Page struct {
 type Connector interface {
 	// Prepare checks the mailbox can be reached and impersonated, finds the user's calendar,
 	// and finds or creates the Salesforce_Sync folder under Contacts. It is idempotent: two
-	// workers racing end with one folder.
+	// workers racing end with one folder. It always asks Exchange (a connection test relies on
+	// that) and refreshes what Folders returns.
 	Prepare(ctx context.Context, mb Mailbox) (Folders, error)
+
+	// Folders returns the mailbox's folders as the connector last found them, preparing the
+	// mailbox (as Prepare does) only when it has not located them yet or forgot them. A
+	// connector forgets a mailbox's folders when a request for it fails in a way that says they
+	// may have moved: the folder or the mailbox not found, the mailbox's server gone. Folders
+	// do not expire otherwise: a sync folder's id stays valid as long as the folder exists, and
+	// a read or write that finds it gone makes the next call locate it again. Sync jobs use
+	// Folders, so a mailbox costs its folder lookups once, not once per job.
+	Folders(ctx context.Context, mb Mailbox) (Folders, error)
 
 	// Changes reads what changed in the folder that holds records of kind since cursor (empty:
 	// from scratch), calling page for each page in order and stopping at the first error page

@@ -256,3 +256,22 @@ func TestEWSReadsAndWrites(t *testing.T) {
 
 // first returns the first of two results.
 func first[A, B any](a A, _ B) A { return a }
+
+// TestEWSJobsLocateFoldersOnce checks that a mailbox's folders are located by its first job
+// only: later jobs read with the cached folders.
+func TestEWSJobsLocateFoldersOnce(t *testing.T) {
+	e, sim := newEWSEnv(t)
+	for cycle := uint64(1); cycle <= 3; cycle++ {
+		job := &tandemv1.SyncJob{OrgId: testOrg, UserId: rep1, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: cycle, Kinds: []tandemv1.RecordKind{contact, event}}
+		if err := e.w.handleJob(t.Context(), jobMessage(t, job)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := sim.Counts()
+	if counts["GetFolder"] != 1 || counts["FindFolder"] != 1 {
+		t.Errorf("three jobs sent %d GetFolder and %d FindFolder, want 1 each (all: %v)", counts["GetFolder"], counts["FindFolder"], counts)
+	}
+	if us := e.exchangeStatus(rep1); us.GetExchangeVersion() == "" || us.GetConsecutiveFailures() != 0 {
+		t.Errorf("status %v", us)
+	}
+}

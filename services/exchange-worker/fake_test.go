@@ -12,7 +12,7 @@ import (
 // for concurrent use, so the test can change its script while the worker runs.
 type fakeConnector struct {
 	mu sync.Mutex
-	// folders is what Prepare reports; prepareErr makes it fail.
+	// folders is what Prepare and Folders report; prepareErr makes them fail.
 	folders    exchange.Folders
 	prepareErr error
 	// pages returns the pages of a read of kind from cursor, and the error the read ends with.
@@ -57,6 +57,10 @@ func (f *fakeConnector) Prepare(_ context.Context, mb exchange.Mailbox) (exchang
 		return exchange.Folders{}, f.prepareErr
 	}
 	return f.folders, nil
+}
+
+func (f *fakeConnector) Folders(ctx context.Context, mb exchange.Mailbox) (exchange.Folders, error) {
+	return f.Prepare(ctx, mb)
 }
 
 func (f *fakeConnector) Changes(ctx context.Context, _ exchange.Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, exchange.Page) error) error {

@@ -193,7 +193,9 @@ func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return w.failed(ctx, job, err)
 	}
-	folders, err := conn.Prepare(ctx, mb)
+	// The folders are located once per mailbox and cached by the connector; a read that finds
+	// them gone locates them again.
+	folders, err := conn.Folders(ctx, mb)
 	if err != nil {
 		return w.failed(ctx, job, err)
 	}

@@ -30,6 +30,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 	}{
 		{"Prepare/Idempotent", testPrepareIdempotent},
 		{"Prepare/Concurrent", testPrepareConcurrent},
+		{"Folders/Cached", testFoldersCached},
 		{"Changes/FullRead", testFullRead},
 		{"Changes/IncrementalContacts", testIncrementalContacts},
 		{"Changes/IncrementalEvents", testIncrementalEvents},
@@ -128,6 +129,35 @@ func testPrepareConcurrent(t *testing.T, h *Harness) {
 	again := prepare(t, h)
 	if again.ContactsFolderID != results[0].ContactsFolderID {
 		t.Errorf("a later Prepare chose folder %q, the racers %q", again.ContactsFolderID, results[0].ContactsFolderID)
+	}
+}
+
+// testFoldersCached checks Folders: on a mailbox not located yet it prepares it, and later
+// calls, and Prepare, agree with it without reporting the folder created again.
+func testFoldersCached(t *testing.T, h *Harness) {
+	first, err := h.Connector.Folders(t.Context(), h.Mailbox)
+	if err != nil {
+		t.Fatalf("Folders: %v", err)
+	}
+	if first.ContactsFolderID == "" || first.CalendarFolderID == "" || !first.CreatedContactsFolder {
+		t.Fatalf("Folders of an empty mailbox returned %+v, want its folders with the sync folder created", first)
+	}
+	if first.ServerVersion == "" {
+		t.Error("Folders reported no server version")
+	}
+	second, err := h.Connector.Folders(t.Context(), h.Mailbox)
+	if err != nil {
+		t.Fatalf("second Folders: %v", err)
+	}
+	if second.ContactsFolderID != first.ContactsFolderID || second.CalendarFolderID != first.CalendarFolderID ||
+		second.CreatedContactsFolder || second.ServerVersion == "" {
+		t.Errorf("second Folders returned %+v, first %+v", second, first)
+	}
+	if p := prepare(t, h); p.ContactsFolderID != first.ContactsFolderID || p.CreatedContactsFolder {
+		t.Errorf("Prepare after Folders returned %+v, Folders %+v", p, first)
+	}
+	if n := syncFolders(t, h); n != 1 {
+		t.Errorf("%d sync folders, want 1", n)
 	}
 }
 
