@@ -528,13 +528,14 @@ func deleteChange(id string) *tandemv1.Change {
 	return &tandemv1.Change{Type: tandemv1.ChangeType_CHANGE_TYPE_DELETE, Record: &tandemv1.Record{Id: id}}
 }
 
-// Apply carries out cmds for mb's kind folder: creates (after looking their sync keys up, so
-// a repeated create updates the first attempt's item and a create whose item was deleted since
-// is not made again; see applyCreates), then updates (which also tag the item with the
-// command's sync key), then deletes, each in as few requests as EWS allows. The items written
-// are read back so that each result carries the item's id, new change key and the content
-// Exchange holds.
-func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand) ([]*tandemv1.WriteResult, error) {
+// Apply carries out cmds for mb's kind folder: creates (those that may repeat an earlier
+// attempt after looking their sync keys up, so that a repeated create updates the first
+// attempt's item and a create whose item was deleted since is not made again; see
+// applyCreates), then updates (which also tag the item with the command's sync key), then
+// deletes, each in as few requests as EWS allows. The items written are read back so that each
+// result carries the item's id, new change key and the content Exchange holds.
+func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...exchange.ApplyOption) ([]*tandemv1.WriteResult, error) {
+	o := exchange.ApplyOptionsOf(opts)
 	results := make([]*tandemv1.WriteResult, len(cmds))
 	for i, cmd := range cmds {
 		results[i] = &tandemv1.WriteResult{CommandId: cmd.GetCommandId(), SyncKey: cmd.GetSyncKey(), Op: cmd.GetOp()}
@@ -567,7 +568,7 @@ func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv
 		}
 	}
 	written := make(map[int]ItemID)
-	if err := c.applyCreates(ctx, t, kind, folder, cmds, creates, results, written); err != nil {
+	if err := c.applyCreates(ctx, t, kind, folder, cmds, creates, o, results, written); err != nil {
 		c.failed(mb, err)
 		return nil, err
 	}
@@ -633,8 +634,9 @@ func fail(r *tandemv1.WriteResult, err error) {
 // Exchange's (an item's creation time).
 const clockSkew = 2 * time.Minute
 
-// applyCreates carries out the creates. One FindItem first looks their sync keys up in the
-// target folder and in Deleted Items, which tells three cases apart:
+// applyCreates carries out the creates. Those that may repeat an earlier attempt (o.MayRepeat)
+// have their sync keys looked up first, with one FindItem over the target folder and Deleted
+// Items, which tells three cases apart:
 //
 //   - the key is in the folder: an earlier attempt took effect. The item is updated to the
 //     command's content, since that attempt may have written older content, and the create is
@@ -646,28 +648,33 @@ const clockSkew = 2 * time.Minute
 //     Older deleted items with the key are earlier incarnations of the pair and are ignored.
 //   - otherwise the item is created.
 //
-// A sync key twice in one batch is one create: the later commands share the first's outcome.
-// A lookup that fails, in either folder, fails the batch: creating without it could duplicate
-// an item or bring back one the user deleted.
-func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.RecordKind, folder FolderID, cmds []*tandemv1.WriteCommand, idx []int, results []*tandemv1.WriteResult, written map[int]ItemID) error {
+// The other creates are first attempts and are created directly: nothing can carry their keys
+// yet (see exchange.Connector.Apply). A sync key twice in one batch is one create: the later
+// commands share the first's outcome, and the key is looked up if any of them may repeat. A
+// lookup that fails, in either folder, fails the batch: creating without it could duplicate an
+// item or bring back one the user deleted.
+func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.RecordKind, folder FolderID, cmds []*tandemv1.WriteCommand, idx []int, o exchange.ApplyOptions, results []*tandemv1.WriteResult, written map[int]ItemID) error {
 	if len(idx) == 0 {
 		return nil
 	}
 	var keys []string
 	for _, i := range idx {
-		if !slices.Contains(keys, cmds[i].GetSyncKey()) {
+		if o.MayRepeat(cmds[i]) && !slices.Contains(keys, cmds[i].GetSyncKey()) {
 			keys = append(keys, cmds[i].GetSyncKey())
 		}
 	}
-	found, err := c.client.FindItemsBySyncKey(ctx, t, []FolderID{folder, DeletedItemsFolder}, keys)
-	if err != nil {
-		return err
-	}
-	inFolder := firstBySyncKey(found[0])
+	inFolder := map[string]*Item{}
 	var ofKind []*Item
-	for _, it := range found[1] {
-		if it.Kind == kind {
-			ofKind = append(ofKind, it)
+	if len(keys) > 0 {
+		found, err := c.client.FindItemsBySyncKey(ctx, t, []FolderID{folder, DeletedItemsFolder}, keys)
+		if err != nil {
+			return err
+		}
+		inFolder = firstBySyncKey(found[0])
+		for _, it := range found[1] {
+			if it.Kind == kind {
+				ofKind = append(ofKind, it)
+			}
 		}
 	}
 	// earlierAttempt finds, in Deleted Items, the item an earlier attempt of cmd created: one

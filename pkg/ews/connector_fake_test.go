@@ -228,7 +228,7 @@ func TestPrepareFolderChoice(t *testing.T) {
 	}
 }
 
-// TestApplyCreateLookupAnswers covers the FindItem answers a create's lookup must cope with:
+// TestApplyCreateLookupAnswers covers the FindItem answers a retried create's lookup must cope with:
 // an item that vanishes between the lookup and the update, and a folder the lookup fails on.
 func TestApplyCreateLookupAnswers(t *testing.T) {
 	const taggedContact = `<t:Contact><t:ItemId Id="earlier" ChangeKey="ck"/><t:ExtendedProperty><t:ExtendedFieldURI PropertySetId="` +
@@ -274,7 +274,7 @@ func TestApplyCreateLookupAnswers(t *testing.T) {
 				}
 			})
 			res, err := fakeConnector(t, srv).Apply(t.Context(), mailboxOf(testMailbox), tandemv1.RecordKind_RECORD_KIND_CONTACT, []*tandemv1.WriteCommand{
-				{CommandId: "c", Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "k", Record: contactRecord("", &tandemv1.Contact{GivenName: "New"})},
+				{CommandId: "c", Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "k", Retry: true, Record: contactRecord("", &tandemv1.Contact{GivenName: "New"})},
 			})
 			if tc.wantErr != "" {
 				if se := syncerr.As(err); err == nil || se.Code != tc.wantErr {

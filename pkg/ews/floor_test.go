@@ -2,6 +2,7 @@ package ews
 
 import (
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -154,4 +155,71 @@ func nonZero(m map[string]int64) map[string]int64 {
 	out := maps.Clone(m)
 	maps.DeleteFunc(out, func(k string, v int64) bool { return v == 0 || strings.HasPrefix(k, "Total") })
 	return out
+}
+
+// TestCreateLookupOnlyForRepeats checks that only creates that may repeat an earlier attempt
+// look their sync keys up, and that those still find the earlier attempt's item.
+func TestCreateLookupOnlyForRepeats(t *testing.T) {
+	const address = "alice@contoso.com"
+	contact := tandemv1.RecordKind_RECORD_KIND_CONTACT
+	create := func(key string, retry bool) *tandemv1.WriteCommand {
+		return &tandemv1.WriteCommand{CommandId: "create-" + key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: key, Retry: retry,
+			Record: contactRecord("", &tandemv1.Contact{GivenName: "Ann", Surname: key})}
+	}
+	tests := []struct {
+		name string
+		// earlier: the keys an earlier attempt created.
+		earlier []string
+		cmds    []*tandemv1.WriteCommand
+		opts    []exchange.ApplyOption
+		want    map[string]int64
+		// applied: the commands (by index) that must find the earlier attempt's item.
+		applied []int
+	}{
+		{name: "first attempts", cmds: []*tandemv1.WriteCommand{create("a", false), create("b", false)},
+			want: map[string]int64{"CreateItem": 1, "GetItem": 1}},
+		{name: "a retried create", earlier: []string{"a"}, cmds: []*tandemv1.WriteCommand{create("a", true), create("b", false)},
+			want: map[string]int64{"FindItem": 1, "UpdateItem": 1, "CreateItem": 1, "GetItem": 1}, applied: []int{0}},
+		{name: "a redelivered batch", earlier: []string{"a"}, cmds: []*tandemv1.WriteCommand{create("a", false), create("b", false)},
+			opts: []exchange.ApplyOption{exchange.Redelivered()},
+			want: map[string]int64{"FindItem": 1, "UpdateItem": 1, "CreateItem": 1, "GetItem": 1}, applied: []int{0}},
+		{name: "a create started before", earlier: []string{"b"}, cmds: []*tandemv1.WriteCommand{create("a", false), create("b", false)},
+			opts: []exchange.ApplyOption{exchange.MayRepeat("create-b")},
+			want: map[string]int64{"FindItem": 1, "UpdateItem": 1, "CreateItem": 1, "GetItem": 1}, applied: []int{1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env, c := floorEnv(t, address)
+			mb := mailboxOf(address)
+			if _, err := c.Folders(t.Context(), mb); err != nil {
+				t.Fatal(err)
+			}
+			first := map[string]string{}
+			for _, key := range tc.earlier {
+				res, err := c.Apply(t.Context(), mb, contact, []*tandemv1.WriteCommand{create(key, false)})
+				if err != nil || !res[0].GetOk() {
+					t.Fatalf("earlier attempt: %v %v", res, err)
+				}
+				first[key] = res[0].GetRecord().GetId()
+			}
+			calls(env)
+			res, err := c.Apply(t.Context(), mb, contact, tc.cmds, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantCalls(t, tc.name, calls(env), tc.want)
+			for i, r := range res {
+				key := tc.cmds[i].GetSyncKey()
+				if !r.GetOk() {
+					t.Fatalf("%s: %v", key, r.GetError())
+				}
+				if want := slices.Contains(tc.applied, i); r.GetAlreadyApplied() != want || (want && r.GetRecord().GetId() != first[key]) {
+					t.Errorf("%s: already applied %v id %q, want %v (earlier item %q)", key, r.GetAlreadyApplied(), r.GetRecord().GetId(), want, first[key])
+				}
+			}
+			if n := len(env.sim.Items(address, exchange.SyncFolderName)); n != 2 {
+				t.Errorf("%d contacts in the folder, want 2", n)
+			}
+		})
+	}
 }

@@ -82,15 +82,72 @@ type Connector interface {
 	Changes(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, Page) error) error
 
 	// Apply carries out commands for one mailbox and record kind and returns one result per
-	// command, in command order. Creates tag the item with the command's sync key. A create
-	// whose sync key is already in the folder (an earlier attempt took effect) updates that item
-	// to the command's content instead of creating a second one (already_applied). A create whose
-	// key is found only on a deleted item created after the command was issued (an earlier
-	// attempt, deleted by the user since) is not made again: it fails as EXCHANGE_ITEM_NOT_FOUND
-	// naming that item, so the deletion is carried over. Updates use the command's expected
-	// version for optimistic concurrency and tag the item with the command's sync key. Meeting
-	// invitations and cancellations are never sent. A failure of one command is reported in its
-	// result; Apply returns an error only when the batch as a whole could not be attempted
-	// (auth, throttling, transport), and the caller retries it.
-	Apply(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand) ([]*tandemv1.WriteResult, error)
+	// command, in command order. Creates tag the item with the command's sync key.
+	//
+	// A create that may repeat an earlier attempt looks its sync key up first: one marked retry
+	// (WriteCommand.retry: planned again because the first attempt's result never arrived, or
+	// because Tandem's state was lost since it may have been made), or one Apply is told may
+	// have been carried out already (MayRepeat, or Redelivered for a whole batch the bus handed
+	// over before). A create whose sync key is already in the folder (an earlier attempt took
+	// effect) updates that item to the command's content instead of creating a second one
+	// (already_applied). A create whose key is found only on a deleted item created after the
+	// command was issued (an earlier attempt, deleted by the user since) is not made again: it
+	// fails as EXCHANGE_ITEM_NOT_FOUND naming that item, so the deletion is carried over.
+	//
+	// Any other create is a first attempt and is created at once, without a lookup: the
+	// command was never carried out before, so no item can carry its key (an item the user
+	// created never does), and the lookup would find nothing at the price of one request per
+	// batch. That holds only if the caller tells Apply about every possible repeat: a batch
+	// redelivered, a command it started before (however it reached it again), a create the
+	// planner repeats. Creates with the same sync key in one batch are one create, whatever
+	// they are marked.
+	//
+	// Updates use the command's expected version for optimistic concurrency and tag the item
+	// with the command's sync key. Meeting invitations and cancellations are never sent. A
+	// failure of one command is reported in its result; Apply returns an error only when the
+	// batch as a whole could not be attempted (auth, throttling, transport), and the caller
+	// retries it.
+	Apply(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...ApplyOption) ([]*tandemv1.WriteResult, error)
+}
+
+// ApplyOption tells Apply what the caller knows about a batch's history.
+type ApplyOption func(*ApplyOptions)
+
+// ApplyOptions is what ApplyOption values set; connectors read them with ApplyOptionsOf.
+type ApplyOptions struct {
+	// Redelivered says the batch was delivered before: a worker may have carried out any of
+	// its commands and stopped before acknowledging it.
+	Redelivered bool
+	// Repeated holds the ids of commands that may have been carried out before.
+	Repeated map[string]bool
+}
+
+// MayRepeat reports whether cmd may have been carried out before: it is a retry, or the
+// options say so.
+func (o ApplyOptions) MayRepeat(cmd *tandemv1.WriteCommand) bool {
+	return cmd.GetRetry() || o.Redelivered || o.Repeated[cmd.GetCommandId()]
+}
+
+// Redelivered says the whole batch may have been carried out before (the bus redelivered it).
+func Redelivered() ApplyOption { return func(o *ApplyOptions) { o.Redelivered = true } }
+
+// MayRepeat says the commands with these ids may have been carried out before.
+func MayRepeat(commandIDs ...string) ApplyOption {
+	return func(o *ApplyOptions) {
+		if o.Repeated == nil {
+			o.Repeated = make(map[string]bool, len(commandIDs))
+		}
+		for _, id := range commandIDs {
+			o.Repeated[id] = true
+		}
+	}
+}
+
+// ApplyOptionsOf collects opts.
+func ApplyOptionsOf(opts []ApplyOption) ApplyOptions {
+	var o ApplyOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }

@@ -275,3 +275,63 @@ func TestEWSJobsLocateFoldersOnce(t *testing.T) {
 		t.Errorf("status %v", us)
 	}
 }
+
+// TestEWSCreatesLookUpOnlyWhatMayRepeat checks, against the simulated Exchange, that a create
+// delivered for the first time is made without a sync-key lookup, and that one that may repeat
+// an earlier attempt (sent again in another batch, or redelivered) still finds it instead of
+// making a second item.
+func TestEWSCreatesLookUpOnlyWhatMayRepeat(t *testing.T) {
+	e, sim := newEWSEnv(t)
+	ctx := t.Context()
+	create := func(key string) *tandemv1.WriteCommand {
+		return &tandemv1.WriteCommand{CommandId: "cmd-" + key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "sk-" + key,
+			Record: &tandemv1.Record{Body: &tandemv1.Record_Contact{Contact: &tandemv1.Contact{GivenName: "Rep", Surname: key}}}}
+	}
+	a, b, c := create("a"), create("b"), create("c")
+	e.putInFlight(rep1, contact, tandemv1.System_SYSTEM_EXCHANGE, a, b, c)
+	apply := func(id string, delivered uint64, cmds ...*tandemv1.WriteCommand) map[string]*tandemv1.WriteResult {
+		t.Helper()
+		sim.ResetCounts()
+		batch := &tandemv1.WriteBatch{BatchId: id, OrgId: testOrg, UserId: rep1, Target: tandemv1.System_SYSTEM_EXCHANGE, Kind: contact, Cycle: 2, Commands: cmds}
+		if err := e.w.handleApply(ctx, platformtest.ApplyMessage(t, batch, delivered)); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*tandemv1.WriteResult{}
+		results, _ := e.results()
+		for _, rb := range results {
+			for _, r := range rb.GetResults() {
+				if !r.GetOk() {
+					t.Errorf("%s: %v", r.GetCommandId(), r.GetError())
+				}
+				out[r.GetCommandId()] = r
+			}
+		}
+		return out
+	}
+	surnames := func() map[string]int {
+		out := map[string]int{}
+		for _, it := range sim.Items(rep1Mailbox, exchange.SyncFolderName) {
+			out[it.Contact.Surname]++
+		}
+		return out
+	}
+
+	first := apply("first", 1, a)
+	if n := sim.Counts()["FindItem"]; n != 0 {
+		t.Errorf("a first attempt looked its key up (%d FindItem)", n)
+	}
+	again := apply("sent-again", 1, a, b)
+	if n := sim.Counts()["FindItem"]; n != 1 {
+		t.Errorf("a batch with a create sent again: %d FindItem, want 1", n)
+	}
+	if r := again["cmd-a"]; !r.GetAlreadyApplied() || r.GetRecord().GetId() != first["cmd-a"].GetRecord().GetId() {
+		t.Errorf("create sent again: %v, want the first attempt's item %s", r, first["cmd-a"].GetRecord().GetId())
+	}
+	apply("redelivered", 2, c)
+	if n := sim.Counts()["FindItem"]; n != 1 {
+		t.Errorf("a redelivered batch: %d FindItem, want 1", n)
+	}
+	if got := surnames(); got["a"] != 1 || got["b"] != 1 || got["c"] != 1 {
+		t.Errorf("contacts by surname %v, want one each of a, b and c", got)
+	}
+}

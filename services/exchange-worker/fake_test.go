@@ -26,6 +26,8 @@ type fakeConnector struct {
 	mailboxes []exchange.Mailbox
 	cursors   map[tandemv1.RecordKind][]string
 	applied   []*tandemv1.WriteCommand
+	// repeats are the ids of the commands Apply was told may repeat an earlier attempt.
+	repeats []string
 }
 
 func newFakeConnector() *fakeConnector {
@@ -84,13 +86,19 @@ func (f *fakeConnector) Changes(ctx context.Context, _ exchange.Mailbox, kind ta
 	return err
 }
 
-func (f *fakeConnector) Apply(_ context.Context, _ exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand) ([]*tandemv1.WriteResult, error) {
+func (f *fakeConnector) Apply(_ context.Context, _ exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...exchange.ApplyOption) ([]*tandemv1.WriteResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.applyErr != nil {
 		return nil, f.applyErr
 	}
 	f.applied = append(f.applied, cmds...)
+	o := exchange.ApplyOptionsOf(opts)
+	for _, c := range cmds {
+		if o.MayRepeat(c) {
+			f.repeats = append(f.repeats, c.GetCommandId())
+		}
+	}
 	out := make([]*tandemv1.WriteResult, len(cmds))
 	for i, c := range cmds {
 		out[i] = &tandemv1.WriteResult{

@@ -318,8 +318,10 @@ func (w *Worker) handleApply(ctx context.Context, m *bus.Message) error {
 	return w.writes.Handler(w.apply)(ctx, m)
 }
 
-// apply carries out a write batch's commands in the user's mailbox.
-func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*tandemv1.WriteCommand, _ bool) ([]*tandemv1.WriteResult, error) {
+// apply carries out a write batch's commands in the user's mailbox. The connector looks up the
+// sync keys of the creates that may repeat an earlier attempt: those of a batch the bus
+// redelivered, those this worker noted as started before (see startedBefore), and retries.
+func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*tandemv1.WriteCommand, redelivered bool) ([]*tandemv1.WriteResult, error) {
 	mb, err := w.mailbox(ctx, batch.GetOrgId(), batch.GetUserId())
 	if err != nil {
 		return nil, err
@@ -328,5 +330,13 @@ func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*
 	if err != nil {
 		return nil, err
 	}
-	return conn.Apply(ctx, mb, batch.GetKind(), cmds)
+	again, err := w.startedBefore(ctx, store.UserKey{OrgID: mb.OrgID, UserID: mb.UserID}, cmds)
+	if err != nil {
+		return nil, err
+	}
+	opts := []exchange.ApplyOption{exchange.MayRepeat(again...)}
+	if redelivered {
+		opts = append(opts, exchange.Redelivered())
+	}
+	return conn.Apply(ctx, mb, batch.GetKind(), cmds, opts...)
 }

@@ -402,7 +402,13 @@ func testInvalidCursor(t *testing.T, h *Harness) {
 
 func apply(t *testing.T, h *Harness, kind tandemv1.RecordKind, cmds ...*tandemv1.WriteCommand) []*tandemv1.WriteResult {
 	t.Helper()
-	res, err := h.Connector.Apply(t.Context(), h.Mailbox, kind, cmds)
+	return applyWith(t, h, kind, nil, cmds...)
+}
+
+// applyWith is apply with options.
+func applyWith(t *testing.T, h *Harness, kind tandemv1.RecordKind, opts []exchange.ApplyOption, cmds ...*tandemv1.WriteCommand) []*tandemv1.WriteResult {
+	t.Helper()
+	res, err := h.Connector.Apply(t.Context(), h.Mailbox, kind, cmds, opts...)
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -439,6 +445,13 @@ func create(key string, rec *tandemv1.Record) *tandemv1.WriteCommand {
 // createIssued is a create the reconciler issued at issued.
 func createIssued(key string, rec *tandemv1.Record, issued time.Time) *tandemv1.WriteCommand {
 	return &tandemv1.WriteCommand{CommandId: "create-" + key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: key, Record: rec, IssuedAt: timestamppb.New(issued)}
+}
+
+// retried marks a create as repeating an earlier one whose result never arrived.
+func retried(cmd *tandemv1.WriteCommand) *tandemv1.WriteCommand {
+	cmd.Retry = true
+	cmd.CommandId += "-retry"
+	return cmd
 }
 
 func updateCmd(key string, target *tandemv1.Record, rec *tandemv1.Record, fields ...string) *tandemv1.WriteCommand {
@@ -607,14 +620,26 @@ func testCreateRetried(t *testing.T, h *Harness) {
 		key := "sk-retried-" + tc.kind.String()
 		first := apply(t, h, tc.kind, create(key, tc.rec))[0]
 		wantOK(t, "first create", first)
-		again := apply(t, h, tc.kind, create(key, tc.rec))[0]
-		wantOK(t, "repeated create", again)
-		if !again.GetAlreadyApplied() || again.GetRecord().GetId() != first.GetRecord().GetId() {
-			t.Errorf("%v: repeated create returned %q (already applied %v), want the first item %q",
-				tc.kind, again.GetRecord().GetId(), again.GetAlreadyApplied(), first.GetRecord().GetId())
-		}
-		if n := countListed(t, h, tc.kind, key); n != 1 {
-			t.Errorf("%v: %d items with the sync key after a repeated create, want 1", tc.kind, n)
+		// The same create again, as each way a repeat reaches Apply: planned again as a retry,
+		// redelivered by the bus, or known to the caller as started before.
+		for _, again := range []struct {
+			how  string
+			cmd  *tandemv1.WriteCommand
+			opts []exchange.ApplyOption
+		}{
+			{"retried", retried(create(key, tc.rec)), nil},
+			{"redelivered", create(key, tc.rec), []exchange.ApplyOption{exchange.Redelivered()}},
+			{"started before", create(key, tc.rec), []exchange.ApplyOption{exchange.MayRepeat("create-" + key)}},
+		} {
+			res := applyWith(t, h, tc.kind, again.opts, again.cmd)[0]
+			wantOK(t, again.how+" create", res)
+			if !res.GetAlreadyApplied() || res.GetRecord().GetId() != first.GetRecord().GetId() {
+				t.Errorf("%v: %s create returned %q (already applied %v), want the first item %q",
+					tc.kind, again.how, res.GetRecord().GetId(), res.GetAlreadyApplied(), first.GetRecord().GetId())
+			}
+			if n := countListed(t, h, tc.kind, key); n != 1 {
+				t.Errorf("%v: %d items with the sync key after a %s create, want 1", tc.kind, n, again.how)
+			}
 		}
 		// The same create twice in one batch is also one item.
 		key2 := key + "-batch"
@@ -654,7 +679,7 @@ func testCreateRetriedNewContent(t *testing.T, h *Harness) {
 			wantOK(t, "first create", first)
 			id := first.GetRecord().GetId()
 
-			again := apply(t, h, tc.kind, create(key, tc.second))[0]
+			again := apply(t, h, tc.kind, retried(create(key, tc.second)))[0]
 			wantOK(t, "retried create", again)
 			if !again.GetAlreadyApplied() {
 				t.Error("a create whose item exists did not report already applied")
@@ -701,7 +726,8 @@ func testCreateAfterEarlierIncarnation(t *testing.T, h *Harness) {
 			if err := h.Backdoor.Delete(t.Context(), tc.kind, first.GetRecord().GetId()); err != nil {
 				t.Fatal(err)
 			}
-			later := createIssued(key, tc.rec, time.Now().Add(10*time.Minute))
+			// Marked retry, so that it looks its key up and finds the deleted earlier item.
+			later := retried(createIssued(key, tc.rec, time.Now().Add(10*time.Minute)))
 			later.CommandId = "create-again-" + key
 			res := apply(t, h, tc.kind, later)[0]
 			wantOK(t, "create issued after the earlier item was deleted", res)
@@ -731,7 +757,7 @@ func testCreateAfterUserDelete(t *testing.T, h *Harness) {
 				t.Fatal(err)
 			}
 			fresh := "sk-fresh-" + tc.kind.String()
-			res := apply(t, h, tc.kind, create(key, tc.rec), create(fresh, tc.rec))
+			res := apply(t, h, tc.kind, retried(create(key, tc.rec)), create(fresh, tc.rec))
 			wantError(t, "create retried after the user deleted its item", res[0], syncerr.ExchangeItemNotFound)
 			wantOK(t, "new create in the same batch", res[1])
 			if n := countListed(t, h, tc.kind, key); n != 0 {
