@@ -532,8 +532,9 @@ func deleteChange(id string) *tandemv1.Change {
 // attempt after looking their sync keys up, so that a repeated create updates the first
 // attempt's item and a create whose item was deleted since is not made again; see
 // applyCreates), then updates (which also tag the item with the command's sync key), then
-// deletes, each in as few requests as EWS allows. The items written are read back so that each
-// result carries the item's id, new change key and the content Exchange holds.
+// deletes, each in as few requests as EWS allows. Each write's result carries the item's id, the
+// change key the write returned and the content written as Exchange holds it, without reading
+// the item back (see writtenRecord).
 func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...exchange.ApplyOption) ([]*tandemv1.WriteResult, error) {
 	o := exchange.ApplyOptionsOf(opts)
 	results := make([]*tandemv1.WriteResult, len(cmds))
@@ -567,7 +568,7 @@ func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv
 			deletes = append(deletes, i)
 		}
 	}
-	written := make(map[int]ItemID)
+	written := make(map[int]write)
 	if err := c.applyCreates(ctx, t, kind, folder, cmds, creates, o, results, written); err != nil {
 		c.failed(mb, err)
 		return nil, err
@@ -587,8 +588,16 @@ func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv
 			break
 		}
 	}
-	c.readBack(ctx, t, mb, kind, cmds, results, written)
+	for i, w := range written {
+		results[i].Record = writtenRecord(cmds[w.cmd], w.id)
+	}
 	return results, nil
+}
+
+// write is what a successful write left: the item, and the command whose content it holds.
+type write struct {
+	id  ItemID
+	cmd int
 }
 
 func validateCommand(cmd *tandemv1.WriteCommand, kind tandemv1.RecordKind) error {
@@ -653,7 +662,7 @@ const clockSkew = 2 * time.Minute
 // commands share the first's outcome, and the key is looked up if any of them may repeat. A
 // lookup that fails, in either folder, fails the batch: creating without it could duplicate an
 // item or bring back one the user deleted.
-func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.RecordKind, folder FolderID, cmds []*tandemv1.WriteCommand, idx []int, o exchange.ApplyOptions, results []*tandemv1.WriteResult, written map[int]ItemID) error {
+func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.RecordKind, folder FolderID, cmds []*tandemv1.WriteCommand, idx []int, o exchange.ApplyOptions, results []*tandemv1.WriteResult, written map[int]write) error {
 	if len(idx) == 0 {
 		return nil
 	}
@@ -743,7 +752,7 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.Re
 				fail(results[i], r.Err)
 				continue
 			}
-			written[i] = r.Item.ID
+			written[i] = write{id: r.Item.ID, cmd: i}
 			results[i].Ok, results[i].AlreadyApplied = true, true
 		}
 	}
@@ -758,7 +767,7 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.Re
 				fail(results[i], r.Err)
 				continue
 			}
-			written[i] = r.Item.ID
+			written[i] = write{id: r.Item.ID, cmd: i}
 			results[i].Ok = true
 		}
 	}
@@ -768,8 +777,9 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.Re
 		if results[j].Record != nil {
 			results[i].Record = proto.Clone(results[j].Record).(*tandemv1.Record)
 		}
-		if id, ok := written[j]; ok {
-			written[i] = id
+		if w, ok := written[j]; ok {
+			// The item holds the first command's content.
+			written[i] = w
 			results[i].AlreadyApplied = true
 		}
 	}
@@ -818,7 +828,7 @@ func older(a, b *Item) bool {
 	return a.ID.ID < b.ID.ID
 }
 
-func (c *Connector) applyUpdates(ctx context.Context, t Target, cmds []*tandemv1.WriteCommand, idx []int, results []*tandemv1.WriteResult, written map[int]ItemID) error {
+func (c *Connector) applyUpdates(ctx context.Context, t Target, cmds []*tandemv1.WriteCommand, idx []int, results []*tandemv1.WriteResult, written map[int]write) error {
 	if len(idx) == 0 {
 		return nil
 	}
@@ -841,7 +851,7 @@ func (c *Connector) applyUpdates(ctx context.Context, t Target, cmds []*tandemv1
 			fail(results[i], r.Err)
 			continue
 		}
-		written[i] = r.Item.ID
+		written[i] = write{id: r.Item.ID, cmd: i}
 		results[i].Ok = true
 	}
 	return nil
@@ -873,49 +883,6 @@ func (c *Connector) applyDeletes(ctx context.Context, t Target, kind tandemv1.Re
 		}
 	}
 	return nil
-}
-
-// readBack fills the results of written items with the items as Exchange now holds them. If
-// reading fails the writes still stand, and the results fall back to the commands' content
-// with the ids and change keys the writes returned.
-func (c *Connector) readBack(ctx context.Context, t Target, mb exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, results []*tandemv1.WriteResult, written map[int]ItemID) {
-	if len(written) == 0 {
-		return
-	}
-	order := make([]int, 0, len(written))
-	for i := range written {
-		order = append(order, i)
-	}
-	slices.Sort(order)
-	var ids []ItemID
-	pos := make(map[string]int)
-	for _, i := range order {
-		id := written[i]
-		if _, ok := pos[id.ID]; !ok {
-			pos[id.ID] = len(ids)
-			ids = append(ids, id)
-		}
-	}
-	fetched, err := c.client.GetItems(ctx, t, kind, ids)
-	if err != nil {
-		c.log.WarnContext(ctx, "reading written items back failed", "org", mb.OrgID, "user", mb.UserID,
-			"mailbox", mb.Address, "err", err)
-	}
-	for _, i := range order {
-		id := written[i]
-		if err == nil {
-			if r := fetched[pos[id.ID]]; r.Err == nil && r.Item.Record != nil && r.Item.ID.ID == id.ID {
-				results[i].Record = r.Item.Record
-				continue
-			}
-		}
-		rec := cloneRecord(cmds[i].GetRecord())
-		rec.Id, rec.Version = id.ID, cmp.Or(id.ChangeKey, rec.GetVersion())
-		if rec.SyncKey == "" {
-			rec.SyncKey = cmds[i].GetSyncKey()
-		}
-		results[i].Record = rec
-	}
 }
 
 func cloneRecord(r *tandemv1.Record) *tandemv1.Record {

@@ -120,8 +120,8 @@ func TestApplyPerItemErrors(t *testing.T) {
 			t.Errorf("result %d: ok=%v error %v, want %q", i, r.GetOk(), r.GetError(), wantCodes[i])
 		}
 	}
-	if res[0].GetRecord().GetId() != "new-1" || res[0].GetRecord().GetVersion() != "ck-read" {
-		t.Errorf("created record %v", res[0].GetRecord())
+	if r := res[0].GetRecord(); r.GetId() != "new-1" || r.GetVersion() != "ck" || r.GetSyncKey() != "a" || r.GetContact().GetGivenName() != "a" {
+		t.Errorf("created record %v, want the command's content with the id and change key CreateItem returned", r)
 	}
 	if up := res[2].GetError().GetUpstreamCode(); up != "ErrorInvalidPropertySet" {
 		t.Errorf("upstream code %q", up)

@@ -200,8 +200,8 @@ func TestConnectorSeededMailbox(t *testing.T) {
 	}
 }
 
-// TestConnectorRequestCounts checks that a batch of first-attempt creates costs one CreateItem
-// and one GetItem (the read-back), without a sync-key lookup.
+// TestConnectorRequestCounts checks that a batch of first-attempt creates costs one CreateItem,
+// without a sync-key lookup or a read-back.
 func TestConnectorRequestCounts(t *testing.T) {
 	env := newSimEnv(t, ewssim.Config{})
 	const address = "alice@contoso.com"
@@ -230,7 +230,7 @@ func TestConnectorRequestCounts(t *testing.T) {
 		}
 	}
 	counts := env.sim.Counts()
-	for op, want := range map[string]int64{"FindItem": 0, "CreateItem": 1, "GetItem": 1, "UpdateItem": 0, "SyncFolderItems": 0} {
+	for op, want := range map[string]int64{"FindItem": 0, "CreateItem": 1, "GetItem": 0, "UpdateItem": 0, "SyncFolderItems": 0} {
 		if counts[op] != want {
 			t.Errorf("%s requests: %d, want %d (all: %v)", op, counts[op], want, counts)
 		}

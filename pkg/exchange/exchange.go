@@ -103,7 +103,11 @@ type Connector interface {
 	// they are marked.
 	//
 	// Updates use the command's expected version for optimistic concurrency and tag the item
-	// with the command's sync key. Meeting invitations and cancellations are never sent. A
+	// with the command's sync key. A write's result carries the item's id, the version the write
+	// left and its content as a later read of that version returns it, for a create all of it,
+	// for an update the fields it wrote (its other fields are the command's), so that the caller
+	// can take the result for its view of the item without reading it back. Meeting invitations
+	// and cancellations are never sent. A
 	// failure of one command is reported in its result; Apply returns an error only when the
 	// batch as a whole could not be attempted (auth, throttling, transport), and the caller
 	// retries it.
