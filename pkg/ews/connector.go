@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/record"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -406,7 +407,8 @@ func elementOf(kind tandemv1.RecordKind) string {
 // The folder comes from the cache. When Exchange no longer finds it (or the mailbox) before
 // any page was handed over, the folders are located again and the read starts once more; a
 // sync state of a folder that was replaced is rejected, so that read starts from scratch.
-func (c *Connector) Changes(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, exchange.Page) error) error {
+func (c *Connector) Changes(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, exchange.Page) error, opts ...exchange.ChangesOption) error {
+	o := exchange.ChangesOptionsOf(opts)
 	for again := true; ; again = false {
 		e, cached, err := c.mailbox(ctx, mb)
 		if err != nil {
@@ -417,7 +419,7 @@ func (c *Connector) Changes(ctx context.Context, mb exchange.Mailbox, kind tande
 			return err
 		}
 		delivered := false
-		err = c.read(ctx, e.target, mb, kind, folder, cursor, func(ctx context.Context, p exchange.Page) error {
+		err = c.read(ctx, e.target, mb, kind, folder, cursor, o.Known, func(ctx context.Context, p exchange.Page) error {
 			delivered = true
 			return page(ctx, p)
 		})
@@ -431,7 +433,7 @@ func (c *Connector) Changes(ctx context.Context, mb exchange.Mailbox, kind tande
 }
 
 // read is Changes on a located folder.
-func (c *Connector) read(ctx context.Context, t Target, mb exchange.Mailbox, kind tandemv1.RecordKind, folder FolderID, cursor string, page func(context.Context, exchange.Page) error) error {
+func (c *Connector) read(ctx context.Context, t Target, mb exchange.Mailbox, kind tandemv1.RecordKind, folder FolderID, cursor string, known exchange.KnownFunc, page func(context.Context, exchange.Page) error) error {
 	state, full, restarted := cursor, cursor == "", false
 	for {
 		res, err := c.client.SyncFolderItems(ctx, t, folder, state, c.pageSize)
@@ -445,7 +447,7 @@ func (c *Connector) read(ctx context.Context, t Target, mb exchange.Mailbox, kin
 			c.failed(mb, err)
 			return err
 		}
-		changes, err := c.materialize(ctx, t, mb, kind, res.Changes)
+		changes, err := c.materialize(ctx, t, mb, kind, res.Changes, known)
 		if err != nil {
 			c.failed(mb, err)
 			return err
@@ -467,17 +469,27 @@ func (c *Connector) read(ctx context.Context, t Target, mb exchange.Mailbox, kin
 }
 
 // materialize turns SyncFolderItems changes into canonical changes, reading the full content of
-// created and updated items with GetItem. Items that are not contacts (or calendar items) are
-// not synced and are skipped; an item deleted between the two calls is reported deleted.
-func (c *Connector) materialize(ctx context.Context, t Target, mb exchange.Mailbox, kind tandemv1.RecordKind, changes []SyncChange) ([]*tandemv1.Change, error) {
+// created and updated items with GetItem, except those whose change key is the version of a
+// record known holds: that record is the item's content at that version (Tandem's own writes,
+// whose results recorded the change key they left, and items read before). Items that are not
+// contacts (or calendar items) are not synced and are skipped; an item deleted between the two
+// calls is reported deleted.
+func (c *Connector) materialize(ctx context.Context, t Target, mb exchange.Mailbox, kind tandemv1.RecordKind, changes []SyncChange, known exchange.KnownFunc) ([]*tandemv1.Change, error) {
 	want := elementOf(kind)
 	var ids []ItemID
-	seen := make(map[string]bool)
+	// keys holds, per item, the change keys the page reports it with ("" when one has none).
+	keys := make(map[string][]string)
 	for _, ch := range changes {
-		if (ch.Kind == ChangeCreate || ch.Kind == ChangeUpdate) && ch.ItemElement == want && !seen[ch.ID.ID] {
-			seen[ch.ID.ID] = true
-			ids = append(ids, ch.ID)
+		if (ch.Kind == ChangeCreate || ch.Kind == ChangeUpdate) && ch.ItemElement == want {
+			if _, seen := keys[ch.ID.ID]; !seen {
+				ids = append(ids, ch.ID)
+			}
+			keys[ch.ID.ID] = append(keys[ch.ID.ID], ch.ID.ChangeKey)
 		}
+	}
+	held := c.held(ctx, mb, kind, ids, keys, known)
+	if len(held) > 0 {
+		ids = slices.DeleteFunc(ids, func(id ItemID) bool { return held[id.ID] != nil })
 	}
 	items := make(map[string]*Item, len(ids))
 	gone := make(map[string]bool)
@@ -512,7 +524,10 @@ func (c *Connector) materialize(ctx context.Context, t Target, mb exchange.Mailb
 			if emitted[ch.ID.ID] {
 				continue
 			}
-			if it, ok := items[ch.ID.ID]; ok {
+			if rec, ok := held[ch.ID.ID]; ok {
+				emitted[ch.ID.ID] = true
+				out = append(out, &tandemv1.Change{Type: tandemv1.ChangeType_CHANGE_TYPE_UPSERT, Record: rec})
+			} else if it, ok := items[ch.ID.ID]; ok {
 				emitted[ch.ID.ID] = true
 				out = append(out, &tandemv1.Change{Type: tandemv1.ChangeType_CHANGE_TYPE_UPSERT, Record: it.Record})
 			} else if gone[ch.ID.ID] {
@@ -522,6 +537,38 @@ func (c *Connector) materialize(ctx context.Context, t Target, mb exchange.Mailb
 		}
 	}
 	return out, nil
+}
+
+// held returns, of the items ids, those known holds a record for at the very version the page
+// reports (every time it reports the item), with that record. If known cannot answer, every
+// item is fetched: that costs requests, never correctness.
+func (c *Connector) held(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, ids []ItemID, keys map[string][]string, known exchange.KnownFunc) map[string]*tandemv1.Record {
+	if known == nil || len(ids) == 0 {
+		return nil
+	}
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = id.ID
+	}
+	recs, err := known(ctx, names)
+	if err != nil {
+		c.log.WarnContext(ctx, "looking up the records Tandem holds failed; fetching them all", "org", mb.OrgID, "user", mb.UserID,
+			"mailbox", mb.Address, "err", err)
+		return nil
+	}
+	out := make(map[string]*tandemv1.Record)
+	for _, id := range names {
+		rec := recs[id]
+		if rec.GetBody() == nil || rec.GetVersion() == "" || record.KindOf(rec) != kind {
+			continue
+		}
+		if slices.ContainsFunc(keys[id], func(k string) bool { return k != rec.GetVersion() }) {
+			continue
+		}
+		rec.Id = id
+		out[id] = rec
+	}
+	return out
 }
 
 func deleteChange(id string) *tandemv1.Change {

@@ -1,10 +1,14 @@
 package ews
 
 import (
+	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/record"
@@ -338,4 +342,118 @@ func TestWrittenAsRead(t *testing.T) {
 			same(t, "update", kept, read(t, kind, item.GetId()))
 		})
 	}
+}
+
+// TestEchoNotFetched checks that a read lists the echo of Tandem's own writes without fetching
+// the items, given the records their results recorded, and still fetches an item the user
+// changed since (its change key differs), one whose version is not known, and everything when
+// the lookup fails.
+func TestEchoNotFetched(t *testing.T) {
+	const address = "alice@contoso.com"
+	contact := tandemv1.RecordKind_RECORD_KIND_CONTACT
+	env, c := floorEnv(t, address)
+	mb := mailboxOf(address)
+	ctx := t.Context()
+	pages, err := readAll(t, c, mb, contact, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cursor := pages[len(pages)-1].Cursor
+
+	var cmds []*tandemv1.WriteCommand
+	for _, name := range []string{"Ann", "Ben", "Cat"} {
+		cmds = append(cmds, &tandemv1.WriteCommand{CommandId: "c-" + name, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "sk-" + name,
+			Record: contactRecord("", &tandemv1.Contact{GivenName: name, Surname: "Written", Notes: "by\r\nTandem"})})
+	}
+	res, err := c.Apply(ctx, mb, contact, cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := map[string]*tandemv1.Record{} // what the reconciler records from the results
+	for _, r := range res {
+		held[r.GetRecord().GetId()] = r.GetRecord()
+	}
+	var asked [][]string
+	known := func(_ context.Context, ids []string) (map[string]*tandemv1.Record, error) {
+		asked = append(asked, ids)
+		out := map[string]*tandemv1.Record{}
+		for _, id := range ids {
+			if r, ok := held[id]; ok {
+				out[id] = proto.Clone(r).(*tandemv1.Record)
+			}
+		}
+		return out, nil
+	}
+	read := func(t *testing.T, from string, k exchange.KnownFunc) map[string]*tandemv1.Change {
+		t.Helper()
+		var pages []exchange.Page
+		err := c.Changes(ctx, mb, contact, from, func(_ context.Context, p exchange.Page) error {
+			pages = append(pages, p)
+			return nil
+		}, exchange.WithKnown(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cursor = pages[len(pages)-1].Cursor
+		out := map[string]*tandemv1.Change{}
+		for _, p := range pages {
+			for _, ch := range p.Changes {
+				out[ch.GetRecord().GetId()] = ch
+			}
+		}
+		return out
+	}
+
+	t.Run("the echo", func(t *testing.T) {
+		calls(env)
+		changes := read(t, cursor, known)
+		wantCalls(t, "reading the echo", calls(env), map[string]int64{"SyncFolderItems": 1})
+		if len(changes) != 3 || len(asked) != 1 || len(asked[0]) != 3 {
+			t.Fatalf("echo: %d changes, lookups %v; want the 3 items listed after one lookup", len(changes), asked)
+		}
+		for id, ch := range changes {
+			if ch.GetType() != tandemv1.ChangeType_CHANGE_TYPE_UPSERT || !proto.Equal(ch.GetRecord(), held[id]) {
+				t.Errorf("echo of %s: %v, want an upsert of the result's record %v", id, ch, held[id])
+			}
+		}
+	})
+
+	t.Run("a user's edit is fetched", func(t *testing.T) {
+		edited := res[1].GetRecord().GetId()
+		if err := env.sim.UpdateItem(address, edited, func(it *ewssim.Item) { it.Contact.JobTitle = "Edited in Outlook" }); err != nil {
+			t.Fatal(err)
+		}
+		calls(env)
+		changes := read(t, cursor, known)
+		wantCalls(t, "reading the edit", calls(env), map[string]int64{"SyncFolderItems": 1, "GetItem": 1})
+		got := changes[edited].GetRecord()
+		if len(changes) != 1 || got.GetContact().GetJobTitle() != "Edited in Outlook" || got.GetVersion() == held[edited].GetVersion() {
+			t.Errorf("after the user's edit: %v, want the item read again with its new version", changes)
+		}
+	})
+
+	t.Run("from scratch, only what is not held is fetched", func(t *testing.T) {
+		if _, err := env.sim.PutContact(address, exchange.SyncFolderName, ewssim.Contact{GivenName: "Outlook"}); err != nil {
+			t.Fatal(err)
+		}
+		calls(env)
+		changes := read(t, "", known)
+		wantCalls(t, "reading from scratch", calls(env), map[string]int64{"SyncFolderItems": 1, "GetItem": 1})
+		if len(changes) != 4 {
+			t.Errorf("a full read listed %d items, want 4", len(changes))
+		}
+	})
+
+	t.Run("a failed lookup fetches everything", func(t *testing.T) {
+		calls(env)
+		changes := read(t, "", func(context.Context, []string) (map[string]*tandemv1.Record, error) {
+			return nil, errors.New("redis is down")
+		})
+		wantCalls(t, "reading without the lookup", calls(env), map[string]int64{"SyncFolderItems": 1, "GetItem": 1})
+		for id, ch := range changes {
+			if ch.GetRecord().GetModifiedAt() == nil {
+				t.Errorf("%s was not fetched", id)
+			}
+		}
+	})
 }

@@ -79,7 +79,14 @@ type Connector interface {
 	// from scratch), calling page for each page in order and stopping at the first error page
 	// returns. When Exchange no longer accepts cursor, it starts again from scratch and marks
 	// the pages Full, so the caller can resync without losing its links.
-	Changes(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, Page) error) error
+	//
+	// With WithKnown, an item reported created or updated whose version is the version of a
+	// record the caller already holds is not fetched again: a version names one state of an
+	// item, so the record held for it is the item's content. Such an item is still listed, with
+	// the record held (the caller relies on every item a read reports being on its page). This
+	// is how the echo of Tandem's own writes costs no fetch: a write's result records the version
+	// it left, and the read that reports the write finds that version.
+	Changes(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, Page) error, opts ...ChangesOption) error
 
 	// Apply carries out commands for one mailbox and record kind and returns one result per
 	// command, in command order. Creates tag the item with the command's sync key.
@@ -150,6 +157,31 @@ func MayRepeat(commandIDs ...string) ApplyOption {
 // ApplyOptionsOf collects opts.
 func ApplyOptionsOf(opts []ApplyOption) ApplyOptions {
 	var o ApplyOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// KnownFunc returns the records the caller holds for the items with ids, each as it was at its
+// Version; ids it holds nothing for (or only a deletion) are absent.
+type KnownFunc func(ctx context.Context, ids []string) (map[string]*tandemv1.Record, error)
+
+// ChangesOption adjusts one Changes call.
+type ChangesOption func(*ChangesOptions)
+
+// ChangesOptions is what ChangesOption values set; connectors read them with ChangesOptionsOf.
+type ChangesOptions struct {
+	// Known, when set, looks up records the caller already holds (see Connector.Changes).
+	Known KnownFunc
+}
+
+// WithKnown lets Changes skip fetching items whose version the caller already holds.
+func WithKnown(f KnownFunc) ChangesOption { return func(o *ChangesOptions) { o.Known = f } }
+
+// ChangesOptionsOf collects opts.
+func ChangesOptionsOf(opts []ChangesOption) ChangesOptions {
+	var o ChangesOptions
 	for _, opt := range opts {
 		opt(&o)
 	}

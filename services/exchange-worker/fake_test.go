@@ -65,7 +65,7 @@ func (f *fakeConnector) Folders(ctx context.Context, mb exchange.Mailbox) (excha
 	return f.Prepare(ctx, mb)
 }
 
-func (f *fakeConnector) Changes(ctx context.Context, _ exchange.Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, exchange.Page) error) error {
+func (f *fakeConnector) Changes(ctx context.Context, _ exchange.Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, exchange.Page) error, _ ...exchange.ChangesOption) error {
 	f.mu.Lock()
 	f.cursors[kind] = append(f.cursors[kind], cursor)
 	var pages []exchange.Page

@@ -93,6 +93,7 @@ type Worker struct {
 	bus    *bus.Bus
 	status *status.Store
 	conns  *store.OrgCache[exchange.Connector]
+	outbox *ledger.Outbox
 	writes *worker.Writes
 	log    *slog.Logger
 	now    func() time.Time
@@ -112,7 +113,8 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 		cfg: cfg, p: p, st: p.Store, bus: p.Bus, status: status.New(p.Store),
 		conns: store.NewOrgCache(p.Store, factory), log: p.Logger.With(slog.String("component", "exchange-worker")), now: time.Now,
 	}
-	w.writes = &worker.Writes{Outbox: ledger.NewOutbox(p.Store), Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Exchange"}
+	w.outbox = ledger.NewOutbox(p.Store)
+	w.writes = &worker.Writes{Outbox: w.outbox, Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Exchange"}
 	return w, nil
 }
 
@@ -230,7 +232,7 @@ func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.
 		next = p.Cursor
 		readStart = w.now()
 		return nil
-	})
+	}, exchange.WithKnown(w.known(mb, kind)))
 	if err != nil {
 		return err
 	}
@@ -245,6 +247,27 @@ func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.
 		return err
 	}
 	return w.st.PutCursor(ctx, cursorKey(mb, kind), string(raw))
+}
+
+// known looks up, read-only, the reconciler's newest observations of a user's Exchange items:
+// an item a read reports at the version the reconciler holds (the echo of Tandem's own write,
+// whose result recorded the version it left) is reported with that record instead of being
+// fetched again. Deletions are not records.
+func (w *Worker) known(mb exchange.Mailbox, kind tandemv1.RecordKind) exchange.KnownFunc {
+	uk := store.UserKey{OrgID: mb.OrgID, UserID: mb.UserID}
+	return func(ctx context.Context, ids []string) (map[string]*tandemv1.Record, error) {
+		mirror, err := w.outbox.Known(ctx, uk, kind, tandemv1.System_SYSTEM_EXCHANGE, ids)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]*tandemv1.Record, len(mirror))
+		for id, m := range mirror {
+			if !m.GetDeleted() && m.GetRecord().GetBody() != nil {
+				out[id] = m.GetRecord()
+			}
+		}
+		return out, nil
+	}
 }
 
 // succeeded records a good read in the user's Exchange status.

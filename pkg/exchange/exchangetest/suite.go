@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -36,6 +37,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 		{"Changes/IncrementalEvents", testIncrementalEvents},
 		{"Changes/CursorResume", testCursorResume},
 		{"Changes/InvalidCursor", testInvalidCursor},
+		{"Changes/KnownVersions", testKnownVersions},
 		{"Apply/ContactRoundTrip", testContactRoundTrip},
 		{"Apply/EventRoundTrip", testEventRoundTrip},
 		{"Apply/CreateRetried", testCreateRetried},
@@ -398,6 +400,59 @@ func testInvalidCursor(t *testing.T, h *Harness) {
 	got := changesOf(pages)
 	wantUpsert(t, got, a, nil)
 	wantUpsert(t, got, b, nil)
+}
+
+// testKnownVersions reads with WithKnown: the echo of Tandem's own writes is listed with the
+// records their results carried, and an item changed since is read as it now is.
+func testKnownVersions(t *testing.T, h *Harness) {
+	prepare(t, h)
+	cursor := lastCursor(read(t, h.Connector, h.Mailbox, contact, ""))
+	res := apply(t, h, contact,
+		create("sk-known-1", contactRecord(&tandemv1.Contact{GivenName: "Known", Surname: "One"})),
+		create("sk-known-2", contactRecord(&tandemv1.Contact{GivenName: "Known", Surname: "Two"})))
+	held := map[string]*tandemv1.Record{}
+	for _, r := range res {
+		wantOK(t, "create", r)
+		held[r.GetRecord().GetId()] = r.GetRecord()
+	}
+	known := exchange.WithKnown(func(_ context.Context, ids []string) (map[string]*tandemv1.Record, error) {
+		out := map[string]*tandemv1.Record{}
+		for _, id := range ids {
+			if r, ok := held[id]; ok {
+				out[id] = proto.Clone(r).(*tandemv1.Record)
+			}
+		}
+		return out, nil
+	})
+	readKnown := func(from string) ([]exchange.Page, map[string]*tandemv1.Change) {
+		var pages []exchange.Page
+		err := h.Connector.Changes(t.Context(), h.Mailbox, contact, from, func(_ context.Context, p exchange.Page) error {
+			pages = append(pages, p)
+			return nil
+		}, known)
+		if err != nil {
+			t.Fatalf("Changes with known versions: %v", err)
+		}
+		return pages, changesOf(pages)
+	}
+	pages, got := readKnown(cursor)
+	if len(got) != len(held) {
+		t.Errorf("the echo of %d writes listed %d records", len(held), len(got))
+	}
+	for id, rec := range held {
+		if r := wantUpsert(t, got, id, nil); r != nil && !proto.Equal(r, rec) {
+			t.Errorf("echo of %s: %v, want the record held %v", id, r, rec)
+		}
+	}
+	changed := res[0].GetRecord().GetId()
+	edit := &tandemv1.Contact{GivenName: "Known", Surname: "One", JobTitle: "Changed in Outlook"}
+	if err := h.Backdoor.UpdateContact(t.Context(), changed, edit); err != nil {
+		t.Fatal(err)
+	}
+	_, got = readKnown(lastCursor(pages))
+	if r := wantUpsert(t, got, changed, contactRecord(edit)); r != nil && r.GetVersion() == held[changed].GetVersion() {
+		t.Errorf("the edited item kept version %q", r.GetVersion())
+	}
 }
 
 func apply(t *testing.T, h *Harness, kind tandemv1.RecordKind, cmds ...*tandemv1.WriteCommand) []*tandemv1.WriteResult {
