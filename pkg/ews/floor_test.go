@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/record"
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -456,4 +459,104 @@ func TestEchoNotFetched(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestBatchSizes checks the largest batches: a full SyncFolderItems page of new items is read
+// with one GetItem (asked again in halves when the answer is larger than the client takes), and
+// a write batch of the reconciler's size is one CreateItem, UpdateItem or DeleteItem.
+func TestBatchSizes(t *testing.T) {
+	const address = "alice@contoso.com"
+	contact := tandemv1.RecordKind_RECORD_KIND_CONTACT
+	env, c := floorEnv(t, address)
+	mb := mailboxOf(address)
+	if _, err := c.Folders(t.Context(), mb); err != nil {
+		t.Fatal(err)
+	}
+	notes := strings.Repeat("Long notes. ", 170) // about 2 KB
+	for i := range 300 {
+		if _, err := env.sim.PutContact(address, exchange.SyncFolderName, ewssim.Contact{
+			GivenName: "Seed", Surname: strconv.Itoa(i), ItemBase: ewssim.ItemBase{Body: notes, BodyType: "Text"},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls(env)
+	pages, err := readAll(t, c, mb, contact, "")
+	if err != nil || upserts(pages) != 300 {
+		t.Fatalf("read %d upserts, err %v", upserts(pages), err)
+	}
+	wantCalls(t, "reading 300 new items", calls(env), map[string]int64{"SyncFolderItems": 1, "GetItem": 1})
+
+	small := env.connector(t, env.connection(), func(cfg *ConnectorConfig) {
+		cfg.PageSize = 0
+		cfg.Client.MaxResponseBytes = 600 << 10 // 300 items do not fit, 150 do
+	})
+	if _, err := small.Folders(t.Context(), mb); err != nil {
+		t.Fatal(err)
+	}
+	calls(env)
+	pages, err = readAll(t, small, mb, contact, "")
+	if err != nil || upserts(pages) != 300 {
+		t.Fatalf("read with a small answer limit: %d upserts, err %v", upserts(pages), err)
+	}
+	wantCalls(t, "reading 300 items in halves", calls(env), map[string]int64{"SyncFolderItems": 1, "GetItem": 3})
+
+	var creates []*tandemv1.WriteCommand
+	for i := range MaxWriteBatch {
+		key := "sk-" + strconv.Itoa(i)
+		creates = append(creates, &tandemv1.WriteCommand{CommandId: key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: key,
+			Record: contactRecord("", &tandemv1.Contact{GivenName: "Batch", Surname: key})})
+	}
+	calls(env)
+	res, err := c.Apply(t.Context(), mb, contact, creates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, "a write batch of creates", calls(env), map[string]int64{"CreateItem": 1})
+	var updates, deletes []*tandemv1.WriteCommand
+	for i, r := range res {
+		if !r.GetOk() {
+			t.Fatalf("create %d: %v", i, r.GetError())
+		}
+		updates = append(updates, &tandemv1.WriteCommand{CommandId: "u" + r.GetSyncKey(), Op: tandemv1.WriteOp_WRITE_OP_UPDATE, SyncKey: r.GetSyncKey(),
+			TargetId: r.GetRecord().GetId(), ExpectedVersion: r.GetRecord().GetVersion(),
+			Record: contactRecord("", &tandemv1.Contact{JobTitle: "Updated"}), Fields: []string{"job_title"}})
+		deletes = append(deletes, &tandemv1.WriteCommand{CommandId: "d" + r.GetSyncKey(), Op: tandemv1.WriteOp_WRITE_OP_DELETE, SyncKey: r.GetSyncKey(),
+			TargetId: r.GetRecord().GetId()})
+	}
+	if _, err := c.Apply(t.Context(), mb, contact, updates); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(t.Context(), mb, contact, deletes); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, "write batches of updates and deletes", calls(env), map[string]int64{"UpdateItem": 1, "DeleteItem": 1})
+}
+
+// TestBatchProcessingStopped checks that items Exchange did not process because it stopped a
+// batch (ResponseClass Warning, ErrorBatchProcessingStopped) fail alone, to be tried again.
+func TestBatchProcessingStopped(t *testing.T) {
+	srv := newFakeServer(t, func(w http.ResponseWriter, req capturedRequest, n int) {
+		if req.op != "CreateItem" {
+			answering(w, req, n)
+			return
+		}
+		stopped := `<m:CreateItemResponseMessage ResponseClass="Warning"><m:MessageText>The batch was stopped.</m:MessageText>` +
+			`<m:ResponseCode>ErrorBatchProcessingStopped</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey><m:Items/></m:CreateItemResponseMessage>`
+		respond(w, 200, opResponse("CreateItem",
+			okMessage("CreateItem", `<m:Items><t:Contact><t:ItemId Id="new-1" ChangeKey="ck"/></t:Contact></m:Items>`), stopped))
+	})
+	cmd := func(key string) *tandemv1.WriteCommand {
+		return &tandemv1.WriteCommand{CommandId: key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: key, Record: contactRecord("", &tandemv1.Contact{GivenName: key})}
+	}
+	res, err := fakeConnector(t, srv).Apply(t.Context(), mailboxOf(testMailbox), tandemv1.RecordKind_RECORD_KIND_CONTACT, []*tandemv1.WriteCommand{cmd("a"), cmd("b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].GetOk() || res[0].GetRecord().GetId() != "new-1" {
+		t.Errorf("processed item: %v", res[0])
+	}
+	if e := res[1].GetError(); res[1].GetOk() || e.GetCode() != string(syncerr.ExchangeServerBusy) || !e.GetRetryable() {
+		t.Errorf("item the batch stopped before: %v, want a retryable %s", res[1], syncerr.ExchangeServerBusy)
+	}
 }
