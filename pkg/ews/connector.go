@@ -722,6 +722,8 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.Re
 	inFolder := map[string]*Item{}
 	var ofKind []*Item
 	if len(keys) > 0 {
+		c.log.DebugContext(ctx, "looking up the sync keys of creates that may repeat an earlier attempt", "mailbox", t.Address,
+			"keys", len(keys), "creates", len(idx), "redelivered", o.Redelivered, "started_before", len(o.Repeated))
 		found, err := c.client.FindItemsBySyncKey(ctx, t, []FolderID{folder, DeletedItemsFolder}, keys)
 		if err != nil {
 			return err

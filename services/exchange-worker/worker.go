@@ -357,6 +357,10 @@ func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*
 	if err != nil {
 		return nil, err
 	}
+	if len(again) > 0 {
+		w.log.InfoContext(ctx, "creates started before come again; their sync keys are looked up", slog.Int("creates", len(again)),
+			slog.String("batch", batch.GetBatchId()), slog.Bool("redelivered", redelivered))
+	}
 	opts := []exchange.ApplyOption{exchange.MayRepeat(again...)}
 	if redelivered {
 		opts = append(opts, exchange.Redelivered())
