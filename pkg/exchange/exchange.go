@@ -114,10 +114,9 @@ type Connector interface {
 	// left and its content as a later read of that version returns it, for a create all of it,
 	// for an update the fields it wrote (its other fields are the command's), so that the caller
 	// can take the result for its view of the item without reading it back. Meeting invitations
-	// and cancellations are never sent. A
-	// failure of one command is reported in its result; Apply returns an error only when the
-	// batch as a whole could not be attempted (auth, throttling, transport), and the caller
-	// retries it.
+	// and cancellations are never sent. A failure of one command is reported in its result;
+	// Apply returns an error only when the batch as a whole could not be attempted (auth,
+	// throttling, transport), and the caller retries it.
 	Apply(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...ApplyOption) ([]*tandemv1.WriteResult, error)
 }
 
