@@ -18,7 +18,9 @@ type ConnectorChecker struct {
 	Logger    *slog.Logger
 }
 
-// Exchange prepares the mailbox with a fresh EWS connector.
+// Exchange prepares the mailbox with a fresh EWS connector. Prepare always asks Exchange (unlike
+// Folders, which sync jobs use and which answers from the connector's cache), so the test
+// reflects the mailbox as it is now.
 func (c ConnectorChecker) Exchange(ctx context.Context, org *tandemv1.Org, mb exchange.Mailbox) (exchange.Folders, error) {
 	if org.GetExchange() == nil {
 		return exchange.Folders{}, syncerr.New(syncerr.ExchangeConfigurationMissing, "the org has no Exchange connection")

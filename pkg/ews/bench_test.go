@@ -7,11 +7,11 @@ import (
 	"github.com/beevik/etree"
 )
 
-// BenchmarkParseGetItem measures reading a full GetItem page of contacts (MaxBatch items with
+// BenchmarkParseGetItem measures reading a full GetItem page of contacts (MaxGetBatch items with
 // every mapped field), the client's most frequent large answer.
 func BenchmarkParseGetItem(b *testing.B) {
 	var msgs []string
-	for i := range MaxBatch {
+	for i := range MaxGetBatch {
 		holder := etree.NewElement("m:Items")
 		contactToXML(holder, fullContact(), fmt.Sprintf("sk-%d", i))
 		item := firstChild(holder)
@@ -36,8 +36,8 @@ func BenchmarkParseGetItem(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := parseItemMessages(env, "GetItem", MaxBatch, func(int) string { return "" })
-		if err != nil || len(res) != MaxBatch || res[MaxBatch-1].Item.Record.GetContact().GetSurname() == "" {
+		res, err := parseItemMessages(env, "GetItem", MaxGetBatch, func(int) string { return "" })
+		if err != nil || len(res) != MaxGetBatch || res[MaxGetBatch-1].Item.Record.GetContact().GetSurname() == "" {
 			b.Fatalf("parse: %v", err)
 		}
 	}

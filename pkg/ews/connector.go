@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/record"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -32,8 +33,6 @@ type ConnectorConfig struct {
 	AllowHTTP bool
 	// PageSize is MaxChangesReturned per SyncFolderItems page; zero means 512.
 	PageSize int
-	// FolderCacheTTL is how long a mailbox's folder ids are reused; zero means one hour.
-	FolderCacheTTL time.Duration
 	// Client tunes the EWS client; its Credentials, HTTPClient, MaxConcurrencyPerMailbox and
 	// Logger are set from the fields above and the connection.
 	Client Config
@@ -48,19 +47,19 @@ type Connector struct {
 	ewsURL       string
 	domains      []string
 	pageSize     int
-	folderTTL    time.Duration
 	log          *slog.Logger
-	now          func() time.Time
 
 	prepares singleflight.Group
-	mu       sync.Mutex
-	folders  map[string]folderEntry
+	// folders caches, per mailbox address, where its requests go and its folders. Entries do
+	// not expire: folder ids stay valid while the folders exist, and failed drops the entry of a
+	// mailbox whose folder or server a request no longer finds (see exchange.Connector.Folders).
+	mu      sync.Mutex
+	folders map[string]folderEntry
 }
 
 type folderEntry struct {
 	target  Target
 	folders exchange.Folders
-	expires time.Time
 }
 
 var _ exchange.Connector = (*Connector)(nil)
@@ -110,19 +109,14 @@ func NewConnector(cfg ConnectorConfig) (*Connector, error) {
 		return nil, syncerr.Wrap(syncerr.ExchangeConfigurationMissing, err)
 	}
 	c := &Connector{
-		client:    client,
-		ewsURL:    conn.GetEwsUrl(),
-		pageSize:  cfg.PageSize,
-		folderTTL: cfg.FolderCacheTTL,
-		log:       logger,
-		now:       time.Now,
-		folders:   make(map[string]folderEntry),
+		client:   client,
+		ewsURL:   conn.GetEwsUrl(),
+		pageSize: cfg.PageSize,
+		log:      logger,
+		folders:  make(map[string]folderEntry),
 	}
 	if c.pageSize <= 0 || c.pageSize > MaxSyncChanges {
 		c.pageSize = MaxSyncChanges
-	}
-	if c.folderTTL <= 0 {
-		c.folderTTL = time.Hour
 	}
 	if primaryDomain != "" {
 		c.domains = append(c.domains, primaryDomain)
@@ -179,7 +173,9 @@ func (c *Connector) target(ctx context.Context, mb exchange.Mailbox) (Target, er
 }
 
 // failed reacts to a whole-request failure: a mailbox whose endpoint stopped answering or
-// whose folders vanished is looked up afresh next time.
+// whose folders vanished is looked up afresh next time. A whole request fails as item not found
+// only when the folder it names is gone (Exchange answers some operations on a deleted folder's
+// id that way); items of a batch that are not found fail alone and do not come here.
 func (c *Connector) failed(mb exchange.Mailbox, err error) {
 	var se *syncerr.Error
 	if !errors.As(err, &se) {
@@ -191,9 +187,20 @@ func (c *Connector) failed(mb exchange.Mailbox, err error) {
 			c.autodiscover.Forget(mb.Address)
 		}
 		c.forget(mb)
-	case syncerr.ExchangeFolderNotFound:
+	case syncerr.ExchangeFolderNotFound, syncerr.ExchangeItemNotFound:
 		c.forget(mb)
 	}
+}
+
+// relocates reports a failure after which a mailbox's folders are looked up again and the
+// request may be tried once more at once: they, or the mailbox, are no longer where the cache
+// says.
+func relocates(err error) bool {
+	switch syncerr.As(err).Code {
+	case syncerr.ExchangeFolderNotFound, syncerr.ExchangeItemNotFound, syncerr.ExchangeMailboxNotFound:
+		return true
+	}
+	return false
 }
 
 func (c *Connector) forget(mb exchange.Mailbox) {
@@ -203,7 +210,8 @@ func (c *Connector) forget(mb exchange.Mailbox) {
 }
 
 // Prepare checks the mailbox can be reached and impersonated, finds its calendar and finds or
-// creates the Salesforce_Sync folder under Contacts.
+// creates the Salesforce_Sync folder under Contacts. It always asks Exchange, and caches what
+// it found for Folders, Changes and Apply.
 //
 // Concurrent Prepares in one process share one run. Across processes, every creator looks
 // again after creating: if a server let a race create two folders, all workers pick the same
@@ -256,7 +264,7 @@ func (c *Connector) prepare(ctx context.Context, mb exchange.Mailbox) (folderEnt
 		CreatedContactsFolder: created,
 		ServerVersion:         version.String(),
 	}
-	e := folderEntry{target: t, folders: f, expires: c.now().Add(c.folderTTL)}
+	e := folderEntry{target: t, folders: f}
 	c.mu.Lock()
 	c.folders[strings.ToLower(mb.Address)] = e
 	c.mu.Unlock()
@@ -344,19 +352,35 @@ func pickSyncFolders(all []Folder) []Folder {
 	return found
 }
 
-// mailbox returns mb's target and folders, preparing the mailbox when they are not cached.
-func (c *Connector) mailbox(ctx context.Context, mb exchange.Mailbox) (Target, exchange.Folders, error) {
+// Folders returns mb's folders as last located, preparing the mailbox only when they are not
+// cached. A cached answer reports no folder creation and the server version Exchange gave in
+// its latest answer for the mailbox's endpoint.
+func (c *Connector) Folders(ctx context.Context, mb exchange.Mailbox) (exchange.Folders, error) {
+	e, cached, err := c.mailbox(ctx, mb)
+	if err != nil {
+		return exchange.Folders{}, err
+	}
+	f := e.folders
+	if cached {
+		f.CreatedContactsFolder = false
+		if v, ok := c.client.ServerVersion(e.target.URL); ok {
+			f.ServerVersion = v.String()
+		}
+	}
+	return f, nil
+}
+
+// mailbox returns mb's target and folders, preparing the mailbox when they are not cached;
+// cached says they came from the cache.
+func (c *Connector) mailbox(ctx context.Context, mb exchange.Mailbox) (folderEntry, bool, error) {
 	c.mu.Lock()
 	e, ok := c.folders[strings.ToLower(mb.Address)]
 	c.mu.Unlock()
-	if ok && c.now().Before(e.expires) {
-		return e.target, e.folders, nil
+	if ok {
+		return e, true, nil
 	}
 	e, err := c.prepareShared(ctx, mb)
-	if err != nil {
-		return Target{}, exchange.Folders{}, err
-	}
-	return e.target, e.folders, nil
+	return e, false, err
 }
 
 func folderOf(f exchange.Folders, kind tandemv1.RecordKind) (FolderID, error) {
@@ -379,15 +403,37 @@ func elementOf(kind tandemv1.RecordKind) string {
 
 // Changes reads what changed in kind's folder since cursor (a SyncState), page by page. When
 // Exchange rejects the sync state it starts over from scratch, marking the pages Full.
-func (c *Connector) Changes(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, exchange.Page) error) error {
-	t, folders, err := c.mailbox(ctx, mb)
-	if err != nil {
+//
+// The folder comes from the cache. When Exchange no longer finds it (or the mailbox) before
+// any page was handed over, the folders are located again and the read starts once more; a
+// sync state of a folder that was replaced is rejected, so that read starts from scratch.
+func (c *Connector) Changes(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, exchange.Page) error, opts ...exchange.ChangesOption) error {
+	o := exchange.ChangesOptionsOf(opts)
+	for again := true; ; again = false {
+		e, cached, err := c.mailbox(ctx, mb)
+		if err != nil {
+			return err
+		}
+		folder, err := folderOf(e.folders, kind)
+		if err != nil {
+			return err
+		}
+		delivered := false
+		err = c.read(ctx, e.target, mb, kind, folder, cursor, o.Known, func(ctx context.Context, p exchange.Page) error {
+			delivered = true
+			return page(ctx, p)
+		})
+		if again && cached && !delivered && relocates(err) {
+			c.log.InfoContext(ctx, "cached folder no longer found, locating it again", "org", mb.OrgID, "user", mb.UserID,
+				"mailbox", mb.Address, "kind", kind.String(), "err", err)
+			continue
+		}
 		return err
 	}
-	folder, err := folderOf(folders, kind)
-	if err != nil {
-		return err
-	}
+}
+
+// read is Changes on a located folder.
+func (c *Connector) read(ctx context.Context, t Target, mb exchange.Mailbox, kind tandemv1.RecordKind, folder FolderID, cursor string, known exchange.KnownFunc, page func(context.Context, exchange.Page) error) error {
 	state, full, restarted := cursor, cursor == "", false
 	for {
 		res, err := c.client.SyncFolderItems(ctx, t, folder, state, c.pageSize)
@@ -401,7 +447,7 @@ func (c *Connector) Changes(ctx context.Context, mb exchange.Mailbox, kind tande
 			c.failed(mb, err)
 			return err
 		}
-		changes, err := c.materialize(ctx, t, mb, kind, res.Changes)
+		changes, err := c.materialize(ctx, t, mb, kind, res.Changes, known)
 		if err != nil {
 			c.failed(mb, err)
 			return err
@@ -423,17 +469,27 @@ func (c *Connector) Changes(ctx context.Context, mb exchange.Mailbox, kind tande
 }
 
 // materialize turns SyncFolderItems changes into canonical changes, reading the full content of
-// created and updated items with GetItem. Items that are not contacts (or calendar items) are
-// not synced and are skipped; an item deleted between the two calls is reported deleted.
-func (c *Connector) materialize(ctx context.Context, t Target, mb exchange.Mailbox, kind tandemv1.RecordKind, changes []SyncChange) ([]*tandemv1.Change, error) {
+// created and updated items with GetItem, except those whose change key is the version of a
+// record known holds: that record is the item's content at that version (Tandem's own writes,
+// whose results recorded the change key they left, and items read before). Items that are not
+// contacts (or calendar items) are not synced and are skipped; an item deleted between the two
+// calls is reported deleted.
+func (c *Connector) materialize(ctx context.Context, t Target, mb exchange.Mailbox, kind tandemv1.RecordKind, changes []SyncChange, known exchange.KnownFunc) ([]*tandemv1.Change, error) {
 	want := elementOf(kind)
 	var ids []ItemID
-	seen := make(map[string]bool)
+	// keys holds, per item, the change keys the page reports it with ("" when one has none).
+	keys := make(map[string][]string)
 	for _, ch := range changes {
-		if (ch.Kind == ChangeCreate || ch.Kind == ChangeUpdate) && ch.ItemElement == want && !seen[ch.ID.ID] {
-			seen[ch.ID.ID] = true
-			ids = append(ids, ch.ID)
+		if (ch.Kind == ChangeCreate || ch.Kind == ChangeUpdate) && ch.ItemElement == want {
+			if _, seen := keys[ch.ID.ID]; !seen {
+				ids = append(ids, ch.ID)
+			}
+			keys[ch.ID.ID] = append(keys[ch.ID.ID], ch.ID.ChangeKey)
 		}
+	}
+	held := c.held(ctx, mb, kind, ids, keys, known)
+	if len(held) > 0 {
+		ids = slices.DeleteFunc(ids, func(id ItemID) bool { return held[id.ID] != nil })
 	}
 	items := make(map[string]*Item, len(ids))
 	gone := make(map[string]bool)
@@ -468,7 +524,10 @@ func (c *Connector) materialize(ctx context.Context, t Target, mb exchange.Mailb
 			if emitted[ch.ID.ID] {
 				continue
 			}
-			if it, ok := items[ch.ID.ID]; ok {
+			if rec, ok := held[ch.ID.ID]; ok {
+				emitted[ch.ID.ID] = true
+				out = append(out, &tandemv1.Change{Type: tandemv1.ChangeType_CHANGE_TYPE_UPSERT, Record: rec})
+			} else if it, ok := items[ch.ID.ID]; ok {
 				emitted[ch.ID.ID] = true
 				out = append(out, &tandemv1.Change{Type: tandemv1.ChangeType_CHANGE_TYPE_UPSERT, Record: it.Record})
 			} else if gone[ch.ID.ID] {
@@ -480,17 +539,51 @@ func (c *Connector) materialize(ctx context.Context, t Target, mb exchange.Mailb
 	return out, nil
 }
 
+// held returns, of the items ids, those known holds a record for at the very version the page
+// reports (every time it reports the item), with that record. If known cannot answer, every
+// item is fetched: that costs requests, never correctness.
+func (c *Connector) held(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, ids []ItemID, keys map[string][]string, known exchange.KnownFunc) map[string]*tandemv1.Record {
+	if known == nil || len(ids) == 0 {
+		return nil
+	}
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = id.ID
+	}
+	recs, err := known(ctx, names)
+	if err != nil {
+		c.log.WarnContext(ctx, "looking up the records Tandem holds failed; fetching them all", "org", mb.OrgID, "user", mb.UserID,
+			"mailbox", mb.Address, "err", err)
+		return nil
+	}
+	out := make(map[string]*tandemv1.Record)
+	for _, id := range names {
+		rec := recs[id]
+		if rec.GetBody() == nil || rec.GetVersion() == "" || record.KindOf(rec) != kind {
+			continue
+		}
+		if slices.ContainsFunc(keys[id], func(k string) bool { return k != rec.GetVersion() }) {
+			continue
+		}
+		rec.Id = id
+		out[id] = rec
+	}
+	return out
+}
+
 func deleteChange(id string) *tandemv1.Change {
 	return &tandemv1.Change{Type: tandemv1.ChangeType_CHANGE_TYPE_DELETE, Record: &tandemv1.Record{Id: id}}
 }
 
-// Apply carries out cmds for mb's kind folder: creates (after looking their sync keys up, so
-// a repeated create updates the first attempt's item and a create whose item was deleted since
-// is not made again; see applyCreates), then updates (which also tag the item with the
-// command's sync key), then deletes, each in as few requests as EWS allows. The items written
-// are read back so that each result carries the item's id, new change key and the content
-// Exchange holds.
-func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand) ([]*tandemv1.WriteResult, error) {
+// Apply carries out cmds for mb's kind folder: creates (those that may repeat an earlier
+// attempt after looking their sync keys up, so that a repeated create updates the first
+// attempt's item and a create whose item was deleted since is not made again; see
+// applyCreates), then updates (which also tag the item with the command's sync key), then
+// deletes, each in as few requests as EWS allows. Each write's result carries the item's id, the
+// change key the write returned and the content written as Exchange holds it, without reading
+// the item back (see writtenRecord).
+func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...exchange.ApplyOption) ([]*tandemv1.WriteResult, error) {
+	o := exchange.ApplyOptionsOf(opts)
 	results := make([]*tandemv1.WriteResult, len(cmds))
 	for i, cmd := range cmds {
 		results[i] = &tandemv1.WriteResult{CommandId: cmd.GetCommandId(), SyncKey: cmd.GetSyncKey(), Op: cmd.GetOp()}
@@ -498,11 +591,12 @@ func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv
 	if len(cmds) == 0 {
 		return results, nil
 	}
-	t, folders, err := c.mailbox(ctx, mb)
+	e, _, err := c.mailbox(ctx, mb)
 	if err != nil {
 		return nil, err
 	}
-	folder, err := folderOf(folders, kind)
+	t := e.target
+	folder, err := folderOf(e.folders, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -521,8 +615,8 @@ func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv
 			deletes = append(deletes, i)
 		}
 	}
-	written := make(map[int]ItemID)
-	if err := c.applyCreates(ctx, t, kind, folder, cmds, creates, results, written); err != nil {
+	written := make(map[int]write)
+	if err := c.applyCreates(ctx, t, kind, folder, cmds, creates, o, results, written); err != nil {
 		c.failed(mb, err)
 		return nil, err
 	}
@@ -534,8 +628,23 @@ func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv
 		c.failed(mb, err)
 		return nil, err
 	}
-	c.readBack(ctx, t, mb, kind, cmds, results, written)
+	for _, r := range results {
+		if r.GetError().GetCode() == string(syncerr.ExchangeFolderNotFound) {
+			// Creates into a folder that is gone fail one by one; the next call locates it again.
+			c.forget(mb)
+			break
+		}
+	}
+	for i, w := range written {
+		results[i].Record = writtenRecord(cmds[w.cmd], w.id)
+	}
 	return results, nil
+}
+
+// write is what a successful write left: the item, and the command whose content it holds.
+type write struct {
+	id  ItemID
+	cmd int
 }
 
 func validateCommand(cmd *tandemv1.WriteCommand, kind tandemv1.RecordKind) error {
@@ -581,8 +690,9 @@ func fail(r *tandemv1.WriteResult, err error) {
 // Exchange's (an item's creation time).
 const clockSkew = 2 * time.Minute
 
-// applyCreates carries out the creates. One FindItem first looks their sync keys up in the
-// target folder and in Deleted Items, which tells three cases apart:
+// applyCreates carries out the creates. Those that may repeat an earlier attempt (o.MayRepeat)
+// have their sync keys looked up first, with one FindItem over the target folder and Deleted
+// Items, which tells three cases apart:
 //
 //   - the key is in the folder: an earlier attempt took effect. The item is updated to the
 //     command's content, since that attempt may have written older content, and the create is
@@ -594,28 +704,35 @@ const clockSkew = 2 * time.Minute
 //     Older deleted items with the key are earlier incarnations of the pair and are ignored.
 //   - otherwise the item is created.
 //
-// A sync key twice in one batch is one create: the later commands share the first's outcome.
-// A lookup that fails, in either folder, fails the batch: creating without it could duplicate
-// an item or bring back one the user deleted.
-func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.RecordKind, folder FolderID, cmds []*tandemv1.WriteCommand, idx []int, results []*tandemv1.WriteResult, written map[int]ItemID) error {
+// The other creates are first attempts and are created directly: nothing can carry their keys
+// yet (see exchange.Connector.Apply). A sync key twice in one batch is one create: the later
+// commands share the first's outcome, and the key is looked up if any of them may repeat. A
+// lookup that fails, in either folder, fails the batch: creating without it could duplicate an
+// item or bring back one the user deleted.
+func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.RecordKind, folder FolderID, cmds []*tandemv1.WriteCommand, idx []int, o exchange.ApplyOptions, results []*tandemv1.WriteResult, written map[int]write) error {
 	if len(idx) == 0 {
 		return nil
 	}
 	var keys []string
 	for _, i := range idx {
-		if !slices.Contains(keys, cmds[i].GetSyncKey()) {
+		if o.MayRepeat(cmds[i]) && !slices.Contains(keys, cmds[i].GetSyncKey()) {
 			keys = append(keys, cmds[i].GetSyncKey())
 		}
 	}
-	found, err := c.client.FindItemsBySyncKey(ctx, t, []FolderID{folder, DeletedItemsFolder}, keys)
-	if err != nil {
-		return err
-	}
-	inFolder := firstBySyncKey(found[0])
+	inFolder := map[string]*Item{}
 	var ofKind []*Item
-	for _, it := range found[1] {
-		if it.Kind == kind {
-			ofKind = append(ofKind, it)
+	if len(keys) > 0 {
+		c.log.DebugContext(ctx, "looking up the sync keys of creates that may repeat an earlier attempt", "mailbox", t.Address,
+			"keys", len(keys), "creates", len(idx), "redelivered", o.Redelivered, "started_before", len(o.Repeated))
+		found, err := c.client.FindItemsBySyncKey(ctx, t, []FolderID{folder, DeletedItemsFolder}, keys)
+		if err != nil {
+			return err
+		}
+		inFolder = firstBySyncKey(found[0])
+		for _, it := range found[1] {
+			if it.Kind == kind {
+				ofKind = append(ofKind, it)
+			}
 		}
 	}
 	// earlierAttempt finds, in Deleted Items, the item an earlier attempt of cmd created: one
@@ -684,7 +801,7 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.Re
 				fail(results[i], r.Err)
 				continue
 			}
-			written[i] = r.Item.ID
+			written[i] = write{id: r.Item.ID, cmd: i}
 			results[i].Ok, results[i].AlreadyApplied = true, true
 		}
 	}
@@ -699,7 +816,7 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.Re
 				fail(results[i], r.Err)
 				continue
 			}
-			written[i] = r.Item.ID
+			written[i] = write{id: r.Item.ID, cmd: i}
 			results[i].Ok = true
 		}
 	}
@@ -709,8 +826,9 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.Re
 		if results[j].Record != nil {
 			results[i].Record = proto.Clone(results[j].Record).(*tandemv1.Record)
 		}
-		if id, ok := written[j]; ok {
-			written[i] = id
+		if w, ok := written[j]; ok {
+			// The item holds the first command's content.
+			written[i] = w
 			results[i].AlreadyApplied = true
 		}
 	}
@@ -759,7 +877,7 @@ func older(a, b *Item) bool {
 	return a.ID.ID < b.ID.ID
 }
 
-func (c *Connector) applyUpdates(ctx context.Context, t Target, cmds []*tandemv1.WriteCommand, idx []int, results []*tandemv1.WriteResult, written map[int]ItemID) error {
+func (c *Connector) applyUpdates(ctx context.Context, t Target, cmds []*tandemv1.WriteCommand, idx []int, results []*tandemv1.WriteResult, written map[int]write) error {
 	if len(idx) == 0 {
 		return nil
 	}
@@ -782,7 +900,7 @@ func (c *Connector) applyUpdates(ctx context.Context, t Target, cmds []*tandemv1
 			fail(results[i], r.Err)
 			continue
 		}
-		written[i] = r.Item.ID
+		written[i] = write{id: r.Item.ID, cmd: i}
 		results[i].Ok = true
 	}
 	return nil
@@ -814,49 +932,6 @@ func (c *Connector) applyDeletes(ctx context.Context, t Target, kind tandemv1.Re
 		}
 	}
 	return nil
-}
-
-// readBack fills the results of written items with the items as Exchange now holds them. If
-// reading fails the writes still stand, and the results fall back to the commands' content
-// with the ids and change keys the writes returned.
-func (c *Connector) readBack(ctx context.Context, t Target, mb exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, results []*tandemv1.WriteResult, written map[int]ItemID) {
-	if len(written) == 0 {
-		return
-	}
-	order := make([]int, 0, len(written))
-	for i := range written {
-		order = append(order, i)
-	}
-	slices.Sort(order)
-	var ids []ItemID
-	pos := make(map[string]int)
-	for _, i := range order {
-		id := written[i]
-		if _, ok := pos[id.ID]; !ok {
-			pos[id.ID] = len(ids)
-			ids = append(ids, id)
-		}
-	}
-	fetched, err := c.client.GetItems(ctx, t, kind, ids)
-	if err != nil {
-		c.log.WarnContext(ctx, "reading written items back failed", "org", mb.OrgID, "user", mb.UserID,
-			"mailbox", mb.Address, "err", err)
-	}
-	for _, i := range order {
-		id := written[i]
-		if err == nil {
-			if r := fetched[pos[id.ID]]; r.Err == nil && r.Item.Record != nil && r.Item.ID.ID == id.ID {
-				results[i].Record = r.Item.Record
-				continue
-			}
-		}
-		rec := cloneRecord(cmds[i].GetRecord())
-		rec.Id, rec.Version = id.ID, cmp.Or(id.ChangeKey, rec.GetVersion())
-		if rec.SyncKey == "" {
-			rec.SyncKey = cmds[i].GetSyncKey()
-		}
-		results[i].Record = rec
-	}
 }
 
 func cloneRecord(r *tandemv1.Record) *tandemv1.Record {

@@ -120,8 +120,8 @@ func TestApplyPerItemErrors(t *testing.T) {
 			t.Errorf("result %d: ok=%v error %v, want %q", i, r.GetOk(), r.GetError(), wantCodes[i])
 		}
 	}
-	if res[0].GetRecord().GetId() != "new-1" || res[0].GetRecord().GetVersion() != "ck-read" {
-		t.Errorf("created record %v", res[0].GetRecord())
+	if r := res[0].GetRecord(); r.GetId() != "new-1" || r.GetVersion() != "ck" || r.GetSyncKey() != "a" || r.GetContact().GetGivenName() != "a" {
+		t.Errorf("created record %v, want the command's content with the id and change key CreateItem returned", r)
 	}
 	if up := res[2].GetError().GetUpstreamCode(); up != "ErrorInvalidPropertySet" {
 		t.Errorf("upstream code %q", up)
@@ -228,7 +228,7 @@ func TestPrepareFolderChoice(t *testing.T) {
 	}
 }
 
-// TestApplyCreateLookupAnswers covers the FindItem answers a create's lookup must cope with:
+// TestApplyCreateLookupAnswers covers the FindItem answers a retried create's lookup must cope with:
 // an item that vanishes between the lookup and the update, and a folder the lookup fails on.
 func TestApplyCreateLookupAnswers(t *testing.T) {
 	const taggedContact = `<t:Contact><t:ItemId Id="earlier" ChangeKey="ck"/><t:ExtendedProperty><t:ExtendedFieldURI PropertySetId="` +
@@ -274,7 +274,7 @@ func TestApplyCreateLookupAnswers(t *testing.T) {
 				}
 			})
 			res, err := fakeConnector(t, srv).Apply(t.Context(), mailboxOf(testMailbox), tandemv1.RecordKind_RECORD_KIND_CONTACT, []*tandemv1.WriteCommand{
-				{CommandId: "c", Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "k", Record: contactRecord("", &tandemv1.Contact{GivenName: "New"})},
+				{CommandId: "c", Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "k", Retry: true, Record: contactRecord("", &tandemv1.Contact{GivenName: "New"})},
 			})
 			if tc.wantErr != "" {
 				if se := syncerr.As(err); err == nil || se.Code != tc.wantErr {

@@ -200,8 +200,8 @@ func TestConnectorSeededMailbox(t *testing.T) {
 	}
 }
 
-// TestConnectorRequestCounts checks that a batch of creates costs one FindItem, one CreateItem
-// and one GetItem (the read-back), and that a read costs one GetItem per page.
+// TestConnectorRequestCounts checks that a batch of first-attempt creates costs one CreateItem,
+// without a sync-key lookup or a read-back.
 func TestConnectorRequestCounts(t *testing.T) {
 	env := newSimEnv(t, ewssim.Config{})
 	const address = "alice@contoso.com"
@@ -230,7 +230,7 @@ func TestConnectorRequestCounts(t *testing.T) {
 		}
 	}
 	counts := env.sim.Counts()
-	for op, want := range map[string]int64{"FindItem": 1, "CreateItem": 1, "GetItem": 1, "UpdateItem": 0, "SyncFolderItems": 0} {
+	for op, want := range map[string]int64{"FindItem": 0, "CreateItem": 1, "GetItem": 0, "UpdateItem": 0, "SyncFolderItems": 0} {
 		if counts[op] != want {
 			t.Errorf("%s requests: %d, want %d (all: %v)", op, counts[op], want, counts)
 		}
@@ -238,7 +238,8 @@ func TestConnectorRequestCounts(t *testing.T) {
 }
 
 // TestConnectorAmbiguousCreate drops the connection after Exchange created the items: the
-// caller cannot know, retries the batch, and gets the items already made, not duplicates.
+// caller cannot know, so the batch goes back to the bus, which redelivers it, and the
+// redelivered batch gets the items already made, not duplicates.
 func TestConnectorAmbiguousCreate(t *testing.T) {
 	env := newSimEnv(t, ewssim.Config{})
 	const address = "alice@contoso.com"
@@ -262,13 +263,13 @@ func TestConnectorAmbiguousCreate(t *testing.T) {
 	if n := env.sim.Counts()["CreateItem"]; n != 1 {
 		t.Errorf("CreateItem sent %d times; an ambiguous create must not be repeated blindly", n)
 	}
-	res, err := c.Apply(t.Context(), mb, tandemv1.RecordKind_RECORD_KIND_EVENT, cmds)
+	res, err := c.Apply(t.Context(), mb, tandemv1.RecordKind_RECORD_KIND_EVENT, cmds, exchange.Redelivered())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range res {
 		if !r.GetOk() || !r.GetAlreadyApplied() || r.GetRecord().GetId() == "" {
-			t.Errorf("retried create: %v", r)
+			t.Errorf("redelivered create: %v", r)
 		}
 	}
 	if n := len(env.sim.Items(address, "calendar")); n != 2 {
@@ -390,8 +391,8 @@ func TestConnectorCancelledApply(t *testing.T) {
 	}
 }
 
-// TestConnectorCreateLookup covers how a create's sync-key lookup, one FindItem over the
-// target folder and Deleted Items, decides between updating, refusing and creating.
+// TestConnectorCreateLookup covers how a retried create's sync-key lookup, one FindItem over
+// the target folder and Deleted Items, decides between updating, refusing and creating.
 func TestConnectorCreateLookup(t *testing.T) {
 	const (
 		address = "alice@contoso.com"
@@ -465,7 +466,7 @@ func TestConnectorCreateLookup(t *testing.T) {
 			var cmds []*tandemv1.WriteCommand
 			for i := range tc.commands {
 				cmds = append(cmds, &tandemv1.WriteCommand{CommandId: fmt.Sprint("c", i), Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: key,
-					Record: contactRecord("", &tandemv1.Contact{GivenName: "New", JobTitle: "Buyer"})})
+					Retry: true, Record: contactRecord("", &tandemv1.Contact{GivenName: "New", JobTitle: "Buyer"})})
 			}
 			res, err := c.Apply(t.Context(), mb, tandemv1.RecordKind_RECORD_KIND_CONTACT, cmds)
 			if err != nil {

@@ -12,10 +12,13 @@
 //   - Autodiscover finds a mailbox's EWS URL with SOAP GetUserSettings, falling back to the POX
 //     endpoint, and caches the answer per user.
 //   - Connector maps EWS contacts and calendar items to Tandem's canonical records and back, reads
-//     changes with SyncFolderItems and writes with CreateItem/UpdateItem/DeleteItem, tagging every
-//     item it creates or updates with a sync key kept in an extended property. Creates look their
-//     keys up first, in the target folder and in Deleted Items, so that a retried create updates
-//     what an earlier attempt made and never brings back an item the user deleted.
+//     changes with SyncFolderItems (fetching with GetItem only items whose change key the caller
+//     does not already hold a record for) and writes with CreateItem/UpdateItem/DeleteItem,
+//     without reading its writes back, tagging every
+//     item it creates or updates with a sync key kept in an extended property. Creates that may
+//     repeat an earlier attempt look their keys up first, in the target folder and in Deleted
+//     Items, so that a retried create updates what an earlier attempt made and never brings back
+//     an item the user deleted; first attempts are created directly.
 //
 // Every failure leaves this package classified once as a *syncerr.Error with an EXCHANGE_* code;
 // the EWS-level cause stays in the chain as *ResponseError or *HTTPError for errors.As.

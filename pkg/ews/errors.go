@@ -128,6 +128,7 @@ var responseCodes = map[string]syncerr.Code{
 	"ErrorIrresolvableConflict":         syncerr.ExchangeConflict,
 	"ErrorInvalidSyncStateData":         syncerr.ExchangeInvalidSyncState,
 	"ErrorServerBusy":                   syncerr.ExchangeServerBusy,
+	"ErrorBatchProcessingStopped":       syncerr.ExchangeServerBusy,
 	"ErrorTooManyObjectsOpened":         syncerr.ExchangeServerBusy,
 	"ErrorExceededConnectionCount":      syncerr.ExchangeServerBusy,
 	"ErrorFolderNotFound":               syncerr.ExchangeFolderNotFound,
@@ -147,6 +148,7 @@ var responseCodes = map[string]syncerr.Code{
 // transientCodes are response codes after which the same request may succeed.
 var transientCodes = map[string]bool{
 	"ErrorServerBusy":                   true,
+	"ErrorBatchProcessingStopped":       true,
 	"ErrorTooManyObjectsOpened":         true,
 	"ErrorExceededConnectionCount":      true,
 	"ErrorMailboxStoreUnavailable":      true,

@@ -2,6 +2,7 @@ package ews
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -15,12 +16,34 @@ import (
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
-// MaxBatch is the most items the client puts in one GetItem, CreateItem, UpdateItem or
-// DeleteItem request; larger batches are split. It keeps requests well inside Exchange's
-// default limits on request size and per-request work.
-const MaxBatch = 100
+// Batch sizes. EWS sets no limit on the items of one GetItem, CreateItem, UpdateItem or
+// DeleteItem (NonEmptyArrayOf... types are unbounded), only on what a request may cost: its size
+// (Exchange's maxRequestLength; the simulator takes 16 MiB), the size of the answer (the client
+// reads at most Config.MaxResponseBytes) and the time and throttling budget it uses. So each
+// operation takes as many items as its callers ever have at once, within those:
+//
+//   - GetItem reads the items of one SyncFolderItems page (MaxSyncChanges) in one request. A
+//     read answer is the large one (a contact's notes may hold 32 KB, an event's body more), so
+//     an answer over MaxResponseBytes is asked for again in halves.
+//   - CreateItem, UpdateItem and DeleteItem carry one write batch of the reconciler in one
+//     request: at most 200 commands and 512 KiB of them, a request of a few megabytes at most.
+//   - FindItem looks sync keys up in MaxBatch-key chunks: the keys make one restriction (an Or
+//     of IsEqualTo), which Exchange evaluates as a search and limits in complexity. Only creates
+//     that may repeat an earlier attempt are looked up.
+//
+// When Exchange stops a batch partway (throttling), the items it did not process come back with
+// ErrorBatchProcessingStopped and fail alone, to be tried again.
+const (
+	// MaxBatch is the most sync keys of one FindItem lookup.
+	MaxBatch = 100
+	// MaxGetBatch is the most items of one GetItem request.
+	MaxGetBatch = MaxSyncChanges
+	// MaxWriteBatch is the most items of one CreateItem, UpdateItem or DeleteItem request.
+	MaxWriteBatch = 200
+)
 
-// MaxSyncChanges is the most changes one SyncFolderItems call may ask for (the schema's limit).
+// MaxSyncChanges is the most changes one SyncFolderItems call may ask for (the schema's limit,
+// MaxSyncChangesReturnedType: 1 to 512).
 const MaxSyncChanges = 512
 
 // ItemID identifies an item and, with ChangeKey, one version of it.
@@ -216,24 +239,47 @@ func (cl *Client) GetItems(ctx context.Context, t Target, kind tandemv1.RecordKi
 		props = eventProperties
 	}
 	out := make([]ItemResult, 0, len(ids))
-	for chunk := range slices.Chunk(ids, MaxBatch) {
-		body := newOp("GetItem")
-		itemShape(body, true, props, true)
-		list := add(body, "m:ItemIds")
-		for _, id := range chunk {
-			id.write(list, false)
-		}
-		env, err := cl.do(ctx, call{op: "GetItem", target: t, body: body, idempotent: true})
+	for chunk := range slices.Chunk(ids, MaxGetBatch) {
+		res, err := cl.getItems(ctx, t, props, chunk)
 		if err != nil {
 			return nil, err
-		}
-		res, err := parseItemMessages(env, "GetItem", len(chunk), func(i int) string { return chunk[i].ID })
-		if err != nil {
-			return nil, classify(fmt.Errorf("GetItem for %s: %w", t.Address, err))
 		}
 		out = append(out, res...)
 	}
 	return out, nil
+}
+
+// getItems reads ids in one GetItem, or, when the answer would be larger than the client
+// takes, in halves.
+func (cl *Client) getItems(ctx context.Context, t Target, props []string, ids []ItemID) ([]ItemResult, error) {
+	body := newOp("GetItem")
+	itemShape(body, true, props, true)
+	list := add(body, "m:ItemIds")
+	for _, id := range ids {
+		id.write(list, false)
+	}
+	env, err := cl.do(ctx, call{op: "GetItem", target: t, body: body, idempotent: true})
+	if err != nil {
+		var se *syncerr.Error
+		if len(ids) > 1 && errors.As(err, &se) && se.Code == syncerr.ExchangeResponseTooLarge {
+			half := len(ids) / 2
+			first, err := cl.getItems(ctx, t, props, ids[:half])
+			if err != nil {
+				return nil, err
+			}
+			rest, err := cl.getItems(ctx, t, props, ids[half:])
+			if err != nil {
+				return nil, err
+			}
+			return append(first, rest...), nil
+		}
+		return nil, err
+	}
+	res, err := parseItemMessages(env, "GetItem", len(ids), func(i int) string { return ids[i].ID })
+	if err != nil {
+		return nil, classify(fmt.Errorf("GetItem for %s: %w", t.Address, err))
+	}
+	return res, nil
 }
 
 // parseItemMessages reads a batch answer with one response message per requested item, each
@@ -413,7 +459,7 @@ func (cl *Client) CreateItems(ctx context.Context, t Target, folder FolderID, re
 		}
 		todo = append(todo, pending{index: i, el: firstChild(holder)})
 	}
-	for chunk := range slices.Chunk(todo, MaxBatch) {
+	for chunk := range slices.Chunk(todo, MaxWriteBatch) {
 		body := newOp("CreateItem")
 		if events {
 			body.CreateAttr("SendMeetingInvitations", "SendToNone")
@@ -507,7 +553,7 @@ func (cl *Client) UpdateItems(ctx context.Context, t Target, updates []ItemUpdat
 		}
 		todo = append(todo, pending{index: i, changes: changes})
 	}
-	for chunk := range slices.Chunk(todo, MaxBatch) {
+	for chunk := range slices.Chunk(todo, MaxWriteBatch) {
 		body := newOp("UpdateItem")
 		body.CreateAttr("ConflictResolution", "NeverOverwrite")
 		if events {
@@ -549,7 +595,7 @@ func (cl *Client) UpdateItems(ctx context.Context, t Target, updates []ItemUpdat
 // sync reports the item as gone all the same. Calendar deletes never send cancellations.
 func (cl *Client) DeleteItems(ctx context.Context, t Target, ids []ItemID, calendar bool) ([]error, error) {
 	out := make([]error, 0, len(ids))
-	for chunk := range slices.Chunk(ids, MaxBatch) {
+	for chunk := range slices.Chunk(ids, MaxWriteBatch) {
 		body := newOp("DeleteItem")
 		body.CreateAttr("DeleteType", "MoveToDeletedItems")
 		if calendar {

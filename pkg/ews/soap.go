@@ -318,7 +318,13 @@ func responseMessages(env *envelope, op string) ([]message, error) {
 	for _, rm := range rms.ChildElements() {
 		m := message{el: rm}
 		switch class := rm.SelectAttrValue("ResponseClass", ""); class {
-		case "Success", "Warning":
+		case "Success":
+		case "Warning":
+			// The one warning EWS answers item by item is ErrorBatchProcessingStopped: Exchange
+			// stopped the batch before this item, which was not processed.
+			if code := strings.TrimSpace(childText(rm, nsMessages, "ResponseCode")); code != "" && code != "NoError" {
+				m.err = &ResponseError{Code: code, Message: strings.TrimSpace(childText(rm, nsMessages, "MessageText"))}
+			}
 		case "Error":
 			code := strings.TrimSpace(childText(rm, nsMessages, "ResponseCode"))
 			if code == "" {

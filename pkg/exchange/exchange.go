@@ -33,7 +33,7 @@ type Folders struct {
 	ContactsFolderID string
 	// CalendarFolderID is the user's main calendar.
 	CalendarFolderID string
-	// CreatedContactsFolder is true when Prepare created the Salesforce_Sync folder.
+	// CreatedContactsFolder is true when this call created the Salesforce_Sync folder.
 	CreatedContactsFolder bool
 	// ServerVersion is the mailbox server's version as it reports it (e.g. "15.2.1748.10 V2017_07_11").
 	ServerVersion string
@@ -62,25 +62,127 @@ type Page struct {
 type Connector interface {
 	// Prepare checks the mailbox can be reached and impersonated, finds the user's calendar,
 	// and finds or creates the Salesforce_Sync folder under Contacts. It is idempotent: two
-	// workers racing end with one folder.
+	// workers racing end with one folder. It always asks Exchange (a connection test relies on
+	// that) and refreshes what Folders returns.
 	Prepare(ctx context.Context, mb Mailbox) (Folders, error)
+
+	// Folders returns the mailbox's folders as the connector last found them, preparing the
+	// mailbox (as Prepare does) only when it has not located them yet or forgot them. A
+	// connector forgets a mailbox's folders when a request for it fails in a way that says they
+	// may have moved: the folder or the mailbox not found, the mailbox's server gone. Folders
+	// do not expire otherwise: a sync folder's id stays valid as long as the folder exists, and
+	// a read or write that finds it gone makes the next call locate it again. Sync jobs use
+	// Folders, so a mailbox costs its folder lookups once, not once per job.
+	Folders(ctx context.Context, mb Mailbox) (Folders, error)
 
 	// Changes reads what changed in the folder that holds records of kind since cursor (empty:
 	// from scratch), calling page for each page in order and stopping at the first error page
 	// returns. When Exchange no longer accepts cursor, it starts again from scratch and marks
 	// the pages Full, so the caller can resync without losing its links.
-	Changes(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, Page) error) error
+	//
+	// With WithKnown, an item reported created or updated whose version is the version of a
+	// record the caller already holds is not fetched again: a version names one state of an
+	// item, so the record held for it is the item's content. Such an item is still listed, with
+	// the record held (the caller relies on every item a read reports being on its page). This
+	// is how the echo of Tandem's own writes costs no fetch: a write's result records the version
+	// it left, and the read that reports the write finds that version.
+	Changes(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, Page) error, opts ...ChangesOption) error
 
 	// Apply carries out commands for one mailbox and record kind and returns one result per
-	// command, in command order. Creates tag the item with the command's sync key. A create
-	// whose sync key is already in the folder (an earlier attempt took effect) updates that item
-	// to the command's content instead of creating a second one (already_applied). A create whose
-	// key is found only on a deleted item created after the command was issued (an earlier
-	// attempt, deleted by the user since) is not made again: it fails as EXCHANGE_ITEM_NOT_FOUND
-	// naming that item, so the deletion is carried over. Updates use the command's expected
-	// version for optimistic concurrency and tag the item with the command's sync key. Meeting
-	// invitations and cancellations are never sent. A failure of one command is reported in its
-	// result; Apply returns an error only when the batch as a whole could not be attempted
-	// (auth, throttling, transport), and the caller retries it.
-	Apply(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand) ([]*tandemv1.WriteResult, error)
+	// command, in command order. Creates tag the item with the command's sync key.
+	//
+	// A create that may repeat an earlier attempt looks its sync key up first: one marked retry
+	// (WriteCommand.retry: planned again because the first attempt's result never arrived, or
+	// because Tandem's state was lost since it may have been made), or one Apply is told may
+	// have been carried out already (MayRepeat, or Redelivered for a whole batch the bus handed
+	// over before). A create whose sync key is already in the folder (an earlier attempt took
+	// effect) updates that item to the command's content instead of creating a second one
+	// (already_applied). A create whose key is found only on a deleted item created after the
+	// command was issued (an earlier attempt, deleted by the user since) is not made again: it
+	// fails as EXCHANGE_ITEM_NOT_FOUND naming that item, so the deletion is carried over.
+	//
+	// Any other create is a first attempt and is created at once, without a lookup: the
+	// command was never carried out before, so no item can carry its key (an item the user
+	// created never does), and the lookup would find nothing at the price of one request per
+	// batch. That holds only if the caller tells Apply about every possible repeat: a batch
+	// redelivered, a command it started before (however it reached it again), a create the
+	// planner repeats. Creates with the same sync key in one batch are one create, whatever
+	// they are marked.
+	//
+	// Updates use the command's expected version for optimistic concurrency and tag the item
+	// with the command's sync key. A write's result carries the item's id, the version the write
+	// left and its content as a later read of that version returns it, for a create all of it,
+	// for an update the fields it wrote (its other fields are the command's), so that the caller
+	// can take the result for its view of the item without reading it back. Meeting invitations
+	// and cancellations are never sent. A failure of one command is reported in its result;
+	// Apply returns an error only when the batch as a whole could not be attempted (auth,
+	// throttling, transport), and the caller retries it.
+	Apply(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...ApplyOption) ([]*tandemv1.WriteResult, error)
+}
+
+// ApplyOption tells Apply what the caller knows about a batch's history.
+type ApplyOption func(*ApplyOptions)
+
+// ApplyOptions is what ApplyOption values set; connectors read them with ApplyOptionsOf.
+type ApplyOptions struct {
+	// Redelivered says the batch was delivered before: a worker may have carried out any of
+	// its commands and stopped before acknowledging it.
+	Redelivered bool
+	// Repeated holds the ids of commands that may have been carried out before.
+	Repeated map[string]bool
+}
+
+// MayRepeat reports whether cmd may have been carried out before: it is a retry, or the
+// options say so.
+func (o ApplyOptions) MayRepeat(cmd *tandemv1.WriteCommand) bool {
+	return cmd.GetRetry() || o.Redelivered || o.Repeated[cmd.GetCommandId()]
+}
+
+// Redelivered says the whole batch may have been carried out before (the bus redelivered it).
+func Redelivered() ApplyOption { return func(o *ApplyOptions) { o.Redelivered = true } }
+
+// MayRepeat says the commands with these ids may have been carried out before.
+func MayRepeat(commandIDs ...string) ApplyOption {
+	return func(o *ApplyOptions) {
+		if o.Repeated == nil {
+			o.Repeated = make(map[string]bool, len(commandIDs))
+		}
+		for _, id := range commandIDs {
+			o.Repeated[id] = true
+		}
+	}
+}
+
+// ApplyOptionsOf collects opts.
+func ApplyOptionsOf(opts []ApplyOption) ApplyOptions {
+	var o ApplyOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// KnownFunc returns the records the caller holds for the items with ids, each as it was at its
+// Version; ids it holds nothing for (or only a deletion) are absent.
+type KnownFunc func(ctx context.Context, ids []string) (map[string]*tandemv1.Record, error)
+
+// ChangesOption adjusts one Changes call.
+type ChangesOption func(*ChangesOptions)
+
+// ChangesOptions is what ChangesOption values set; connectors read them with ChangesOptionsOf.
+type ChangesOptions struct {
+	// Known, when set, looks up records the caller already holds (see Connector.Changes).
+	Known KnownFunc
+}
+
+// WithKnown lets Changes skip fetching items whose version the caller already holds.
+func WithKnown(f KnownFunc) ChangesOption { return func(o *ChangesOptions) { o.Known = f } }
+
+// ChangesOptionsOf collects opts.
+func ChangesOptionsOf(opts []ChangesOption) ChangesOptions {
+	var o ChangesOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }

@@ -7,11 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
+	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -256,3 +261,167 @@ func TestEWSReadsAndWrites(t *testing.T) {
 
 // first returns the first of two results.
 func first[A, B any](a A, _ B) A { return a }
+
+// TestEWSJobsLocateFoldersOnce checks that a mailbox's folders are located by its first job
+// only: later jobs read with the cached folders.
+func TestEWSJobsLocateFoldersOnce(t *testing.T) {
+	e, sim := newEWSEnv(t)
+	for cycle := uint64(1); cycle <= 3; cycle++ {
+		job := &tandemv1.SyncJob{OrgId: testOrg, UserId: rep1, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: cycle, Kinds: []tandemv1.RecordKind{contact, event}}
+		if err := e.w.handleJob(t.Context(), jobMessage(t, job)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := sim.Counts()
+	if counts["GetFolder"] != 1 || counts["FindFolder"] != 1 {
+		t.Errorf("three jobs sent %d GetFolder and %d FindFolder, want 1 each (all: %v)", counts["GetFolder"], counts["FindFolder"], counts)
+	}
+	if us := e.exchangeStatus(rep1); us.GetExchangeVersion() == "" || us.GetConsecutiveFailures() != 0 {
+		t.Errorf("status %v", us)
+	}
+}
+
+// TestEWSCreatesLookUpOnlyWhatMayRepeat checks, against the simulated Exchange, that a create
+// delivered for the first time is made without a sync-key lookup, and that one that may repeat
+// an earlier attempt (sent again in another batch, or redelivered) still finds it instead of
+// making a second item.
+func TestEWSCreatesLookUpOnlyWhatMayRepeat(t *testing.T) {
+	e, sim := newEWSEnv(t)
+	ctx := t.Context()
+	create := func(key string) *tandemv1.WriteCommand {
+		return &tandemv1.WriteCommand{CommandId: "cmd-" + key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "sk-" + key,
+			Record: &tandemv1.Record{Body: &tandemv1.Record_Contact{Contact: &tandemv1.Contact{GivenName: "Rep", Surname: key}}}}
+	}
+	a, b, c := create("a"), create("b"), create("c")
+	e.putInFlight(rep1, contact, tandemv1.System_SYSTEM_EXCHANGE, a, b, c)
+	apply := func(id string, delivered uint64, cmds ...*tandemv1.WriteCommand) map[string]*tandemv1.WriteResult {
+		t.Helper()
+		sim.ResetCounts()
+		batch := &tandemv1.WriteBatch{BatchId: id, OrgId: testOrg, UserId: rep1, Target: tandemv1.System_SYSTEM_EXCHANGE, Kind: contact, Cycle: 2, Commands: cmds}
+		if err := e.w.handleApply(ctx, platformtest.ApplyMessage(t, batch, delivered)); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*tandemv1.WriteResult{}
+		results, _ := e.results()
+		for _, rb := range results {
+			for _, r := range rb.GetResults() {
+				if !r.GetOk() {
+					t.Errorf("%s: %v", r.GetCommandId(), r.GetError())
+				}
+				out[r.GetCommandId()] = r
+			}
+		}
+		return out
+	}
+	surnames := func() map[string]int {
+		out := map[string]int{}
+		for _, it := range sim.Items(rep1Mailbox, exchange.SyncFolderName) {
+			out[it.Contact.Surname]++
+		}
+		return out
+	}
+
+	first := apply("first", 1, a)
+	if n := sim.Counts()["FindItem"]; n != 0 {
+		t.Errorf("a first attempt looked its key up (%d FindItem)", n)
+	}
+	again := apply("sent-again", 1, a, b)
+	if n := sim.Counts()["FindItem"]; n != 1 {
+		t.Errorf("a batch with a create sent again: %d FindItem, want 1", n)
+	}
+	if r := again["cmd-a"]; !r.GetAlreadyApplied() || r.GetRecord().GetId() != first["cmd-a"].GetRecord().GetId() {
+		t.Errorf("create sent again: %v, want the first attempt's item %s", r, first["cmd-a"].GetRecord().GetId())
+	}
+	apply("redelivered", 2, c)
+	if n := sim.Counts()["FindItem"]; n != 1 {
+		t.Errorf("a redelivered batch: %d FindItem, want 1", n)
+	}
+	if got := surnames(); got["a"] != 1 || got["b"] != 1 || got["c"] != 1 {
+		t.Errorf("contacts by surname %v, want one each of a, b and c", got)
+	}
+}
+
+// TestEWSEchoNotFetched checks that a read does not fetch the echo of Tandem's own writes once
+// the reconciler recorded their results (it finds the versions in the ledger), and that it still
+// fetches an item the user changed after Tandem wrote it.
+func TestEWSEchoNotFetched(t *testing.T) {
+	e, sim := newEWSEnv(t)
+	ctx := t.Context()
+	job := func(cycle uint64) map[string]*tandemv1.Change {
+		t.Helper()
+		sim.ResetCounts()
+		j := &tandemv1.SyncJob{OrgId: testOrg, UserId: rep1, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: cycle, Kinds: []tandemv1.RecordKind{contact}}
+		if err := e.w.handleJob(ctx, jobMessage(t, j)); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*tandemv1.Change{}
+		pages, _ := e.changes()
+		for _, p := range pages {
+			for _, ch := range p.GetChanges() {
+				out[ch.GetRecord().GetId()] = ch
+			}
+		}
+		return out
+	}
+	job(1)
+
+	var cmds []*tandemv1.WriteCommand
+	for _, name := range []string{"Ann", "Ben"} {
+		cmds = append(cmds, &tandemv1.WriteCommand{CommandId: "cmd-" + name, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "sk-" + name,
+			Record: &tandemv1.Record{Body: &tandemv1.Record_Contact{Contact: &tandemv1.Contact{GivenName: name, Surname: "Tandem"}}}})
+	}
+	e.putInFlight(rep1, contact, tandemv1.System_SYSTEM_EXCHANGE, cmds...)
+	batch := &tandemv1.WriteBatch{BatchId: "b", OrgId: testOrg, UserId: rep1, Target: tandemv1.System_SYSTEM_EXCHANGE, Kind: contact, Cycle: 1, Commands: cmds}
+	if err := e.w.handleApply(ctx, platformtest.ApplyMessage(t, batch, 1)); err != nil {
+		t.Fatal(err)
+	}
+	results, _ := e.results()
+	if len(results) != 1 || len(results[0].GetResults()) != 2 {
+		t.Fatalf("results %v", results)
+	}
+	// The reconciler commits the results: the written records become its view of the items.
+	uk := store.UserKey{OrgID: testOrg, UserID: rep1}
+	lease, err := e.st.AcquireLease(ctx, uk, "reconcile", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	led := ledger.New(e.st)
+	snap, err := led.Load(ctx, uk, contact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := snap.NewWrites()
+	written := map[string]*tandemv1.Record{}
+	for _, r := range results[0].GetResults() {
+		written[r.GetRecord().GetId()] = r.GetRecord()
+		w.PutMirror(tandemv1.System_SYSTEM_EXCHANGE, &tandemv1.MirrorRecord{Record: r.GetRecord(), WriteCycle: 1, ObservedAt: timestamppb.Now()})
+	}
+	if err := led.Commit(ctx, lease, w); err != nil {
+		t.Fatal(err)
+	}
+
+	echo := job(2)
+	if n := sim.Counts()["GetItem"]; n != 0 {
+		t.Errorf("reading the echo of Tandem's writes sent %d GetItem, want 0", n)
+	}
+	if len(echo) != 2 {
+		t.Fatalf("the echo listed %d items, want the 2 written", len(echo))
+	}
+	for id, rec := range written {
+		if got := echo[id]; got.GetType() != tandemv1.ChangeType_CHANGE_TYPE_UPSERT || !proto.Equal(got.GetRecord(), rec) {
+			t.Errorf("echo of %s: %v, want the written record %v", id, got, rec)
+		}
+	}
+
+	edited := results[0].GetResults()[0].GetRecord().GetId()
+	if err := sim.UpdateItem(rep1Mailbox, edited, func(it *ewssim.Item) { it.Contact.Surname = "Edited" }); err != nil {
+		t.Fatal(err)
+	}
+	after := job(3)
+	if n := sim.Counts()["GetItem"]; n != 1 {
+		t.Errorf("reading the user's edit sent %d GetItem, want 1", n)
+	}
+	if got := after[edited].GetRecord(); got.GetContact().GetSurname() != "Edited" {
+		t.Errorf("after the user's edit the read reported %v", after[edited])
+	}
+}

@@ -12,7 +12,7 @@ import (
 // for concurrent use, so the test can change its script while the worker runs.
 type fakeConnector struct {
 	mu sync.Mutex
-	// folders is what Prepare reports; prepareErr makes it fail.
+	// folders is what Prepare and Folders report; prepareErr makes them fail.
 	folders    exchange.Folders
 	prepareErr error
 	// pages returns the pages of a read of kind from cursor, and the error the read ends with.
@@ -26,6 +26,8 @@ type fakeConnector struct {
 	mailboxes []exchange.Mailbox
 	cursors   map[tandemv1.RecordKind][]string
 	applied   []*tandemv1.WriteCommand
+	// repeats are the ids of the commands Apply was told may repeat an earlier attempt.
+	repeats []string
 }
 
 func newFakeConnector() *fakeConnector {
@@ -59,7 +61,11 @@ func (f *fakeConnector) Prepare(_ context.Context, mb exchange.Mailbox) (exchang
 	return f.folders, nil
 }
 
-func (f *fakeConnector) Changes(ctx context.Context, _ exchange.Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, exchange.Page) error) error {
+func (f *fakeConnector) Folders(ctx context.Context, mb exchange.Mailbox) (exchange.Folders, error) {
+	return f.Prepare(ctx, mb)
+}
+
+func (f *fakeConnector) Changes(ctx context.Context, _ exchange.Mailbox, kind tandemv1.RecordKind, cursor string, page func(context.Context, exchange.Page) error, _ ...exchange.ChangesOption) error {
 	f.mu.Lock()
 	f.cursors[kind] = append(f.cursors[kind], cursor)
 	var pages []exchange.Page
@@ -80,13 +86,19 @@ func (f *fakeConnector) Changes(ctx context.Context, _ exchange.Mailbox, kind ta
 	return err
 }
 
-func (f *fakeConnector) Apply(_ context.Context, _ exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand) ([]*tandemv1.WriteResult, error) {
+func (f *fakeConnector) Apply(_ context.Context, _ exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...exchange.ApplyOption) ([]*tandemv1.WriteResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.applyErr != nil {
 		return nil, f.applyErr
 	}
 	f.applied = append(f.applied, cmds...)
+	o := exchange.ApplyOptionsOf(opts)
+	for _, c := range cmds {
+		if o.MayRepeat(c) {
+			f.repeats = append(f.repeats, c.GetCommandId())
+		}
+	}
 	out := make([]*tandemv1.WriteResult, len(cmds))
 	for i, c := range cmds {
 		out[i] = &tandemv1.WriteResult{

@@ -93,6 +93,7 @@ type Worker struct {
 	bus    *bus.Bus
 	status *status.Store
 	conns  *store.OrgCache[exchange.Connector]
+	outbox *ledger.Outbox
 	writes *worker.Writes
 	log    *slog.Logger
 	now    func() time.Time
@@ -112,7 +113,8 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 		cfg: cfg, p: p, st: p.Store, bus: p.Bus, status: status.New(p.Store),
 		conns: store.NewOrgCache(p.Store, factory), log: p.Logger.With(slog.String("component", "exchange-worker")), now: time.Now,
 	}
-	w.writes = &worker.Writes{Outbox: ledger.NewOutbox(p.Store), Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Exchange"}
+	w.outbox = ledger.NewOutbox(p.Store)
+	w.writes = &worker.Writes{Outbox: w.outbox, Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Exchange"}
 	return w, nil
 }
 
@@ -193,7 +195,9 @@ func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return w.failed(ctx, job, err)
 	}
-	folders, err := conn.Prepare(ctx, mb)
+	// The folders are located once per mailbox and cached by the connector; a read that finds
+	// them gone locates them again.
+	folders, err := conn.Folders(ctx, mb)
 	if err != nil {
 		return w.failed(ctx, job, err)
 	}
@@ -228,7 +232,7 @@ func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.
 		next = p.Cursor
 		readStart = w.now()
 		return nil
-	})
+	}, exchange.WithKnown(w.known(mb, kind)))
 	if err != nil {
 		return err
 	}
@@ -243,6 +247,27 @@ func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.
 		return err
 	}
 	return w.st.PutCursor(ctx, cursorKey(mb, kind), string(raw))
+}
+
+// known looks up, read-only, the reconciler's newest observations of a user's Exchange items:
+// an item a read reports at the version the reconciler holds (the echo of Tandem's own write,
+// whose result recorded the version it left) is reported with that record instead of being
+// fetched again. Deletions are not records.
+func (w *Worker) known(mb exchange.Mailbox, kind tandemv1.RecordKind) exchange.KnownFunc {
+	uk := store.UserKey{OrgID: mb.OrgID, UserID: mb.UserID}
+	return func(ctx context.Context, ids []string) (map[string]*tandemv1.Record, error) {
+		mirror, err := w.outbox.Known(ctx, uk, kind, tandemv1.System_SYSTEM_EXCHANGE, ids)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]*tandemv1.Record, len(mirror))
+		for id, m := range mirror {
+			if !m.GetDeleted() && m.GetRecord().GetBody() != nil {
+				out[id] = m.GetRecord()
+			}
+		}
+		return out, nil
+	}
 }
 
 // succeeded records a good read in the user's Exchange status.
@@ -316,8 +341,10 @@ func (w *Worker) handleApply(ctx context.Context, m *bus.Message) error {
 	return w.writes.Handler(w.apply)(ctx, m)
 }
 
-// apply carries out a write batch's commands in the user's mailbox.
-func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*tandemv1.WriteCommand, _ bool) ([]*tandemv1.WriteResult, error) {
+// apply carries out a write batch's commands in the user's mailbox. The connector looks up the
+// sync keys of the creates that may repeat an earlier attempt: those of a batch the bus
+// redelivered, those this worker noted as started before (see startedBefore), and retries.
+func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*tandemv1.WriteCommand, redelivered bool) ([]*tandemv1.WriteResult, error) {
 	mb, err := w.mailbox(ctx, batch.GetOrgId(), batch.GetUserId())
 	if err != nil {
 		return nil, err
@@ -326,5 +353,17 @@ func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*
 	if err != nil {
 		return nil, err
 	}
-	return conn.Apply(ctx, mb, batch.GetKind(), cmds)
+	again, err := w.startedBefore(ctx, store.UserKey{OrgID: mb.OrgID, UserID: mb.UserID}, cmds)
+	if err != nil {
+		return nil, err
+	}
+	if len(again) > 0 {
+		w.log.InfoContext(ctx, "creates started before come again; their sync keys are looked up", slog.Int("creates", len(again)),
+			slog.String("batch", batch.GetBatchId()), slog.Bool("redelivered", redelivered))
+	}
+	opts := []exchange.ApplyOption{exchange.MayRepeat(again...)}
+	if redelivered {
+		opts = append(opts, exchange.Redelivered())
+	}
+	return conn.Apply(ctx, mb, batch.GetKind(), cmds, opts...)
 }

@@ -655,6 +655,49 @@ func TestApplyRunsOnlyCommandsInFlight(t *testing.T) {
 	})
 }
 
+// TestApplyTellsTheConnectorWhatMayRepeat checks which creates the connector is told may repeat
+// an earlier attempt (and so looks up): none of a first delivery, all of a redelivery, retries,
+// and a create carried out before that comes back in another batch delivered once, as when the
+// reconciler sends its writes in flight again.
+func TestApplyTellsTheConnectorWhatMayRepeat(t *testing.T) {
+	e, fc := newFakeEnv(t)
+	ctx := t.Context()
+	create := func(id, key string) *tandemv1.WriteCommand {
+		return &tandemv1.WriteCommand{CommandId: id, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: key, Record: upserts(key, 1)[0].GetRecord()}
+	}
+	retry := create("cmd-r", "skr")
+	retry.Retry = true
+	cmds := []*tandemv1.WriteCommand{create("cmd-a", "ska"), create("cmd-b", "skb"), retry, create("cmd-c", "skc")}
+	e.putInFlight(rep1, contact, tandemv1.System_SYSTEM_EXCHANGE, cmds...)
+	batch := func(id string, delivered uint64, cmds ...*tandemv1.WriteCommand) {
+		t.Helper()
+		b := &tandemv1.WriteBatch{BatchId: id, OrgId: testOrg, UserId: rep1, Target: tandemv1.System_SYSTEM_EXCHANGE, Kind: contact, Cycle: 3, Commands: cmds}
+		fc.script(func(f *fakeConnector) { f.repeats = nil })
+		if err := e.w.handleApply(ctx, platformtest.ApplyMessage(t, b, delivered)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repeats := func() []string {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		return slices.Clone(fc.repeats)
+	}
+
+	batch("first", 1, cmds[0], cmds[2])
+	if got := repeats(); !slices.Equal(got, []string{"cmd-r"}) {
+		t.Errorf("first delivery: repeats %v, want only the retry [cmd-r]", got)
+	}
+	batch("redelivered", 2, cmds[1])
+	if got := repeats(); !slices.Equal(got, []string{"cmd-b"}) {
+		t.Errorf("redelivery: repeats %v, want [cmd-b]", got)
+	}
+	// cmd-a again, in a batch composed differently and delivered once; cmd-c is new.
+	batch("sent-again", 1, cmds[0], cmds[3])
+	if got := repeats(); !slices.Equal(got, []string{"cmd-a"}) {
+		t.Errorf("a create sent again: repeats %v, want [cmd-a]", got)
+	}
+}
+
 func TestApplyFailures(t *testing.T) {
 	cmd := &tandemv1.WriteCommand{CommandId: "cmd1", Op: tandemv1.WriteOp_WRITE_OP_DELETE, SyncKey: "sk1", TargetId: "AAMk1"}
 	for _, tc := range []struct {

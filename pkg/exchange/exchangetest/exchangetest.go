@@ -4,11 +4,11 @@
 // An implementation's tests call Run with a function that builds a fresh Harness per case: a
 // connector, an empty mailbox it may use, and a Backdoor that changes the mailbox the way its
 // owner would in Outlook. The suite then checks the connector's contract as package exchange
-// documents it: idempotent folder preparation, full and incremental reads with resumable
-// cursors, writes that round-trip every field, creates that are never duplicated and that
-// update what an earlier attempt wrote, creates that do not bring back what the user deleted,
-// updates that tag items with their sync key, optimistic concurrency, and (when the harness
-// can inject faults) throttling.
+// documents it: idempotent folder preparation and folders located once, full and incremental
+// reads with resumable cursors, writes that round-trip every field, creates that are never
+// duplicated and that update what an earlier attempt wrote, creates that do not bring back
+// what the user deleted, updates that tag items with their sync key, optimistic concurrency,
+// and (when the harness can inject faults) throttling.
 package exchangetest
 
 import (

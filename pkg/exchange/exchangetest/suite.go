@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -30,11 +31,13 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 	}{
 		{"Prepare/Idempotent", testPrepareIdempotent},
 		{"Prepare/Concurrent", testPrepareConcurrent},
+		{"Folders/Cached", testFoldersCached},
 		{"Changes/FullRead", testFullRead},
 		{"Changes/IncrementalContacts", testIncrementalContacts},
 		{"Changes/IncrementalEvents", testIncrementalEvents},
 		{"Changes/CursorResume", testCursorResume},
 		{"Changes/InvalidCursor", testInvalidCursor},
+		{"Changes/KnownVersions", testKnownVersions},
 		{"Apply/ContactRoundTrip", testContactRoundTrip},
 		{"Apply/EventRoundTrip", testEventRoundTrip},
 		{"Apply/CreateRetried", testCreateRetried},
@@ -128,6 +131,35 @@ func testPrepareConcurrent(t *testing.T, h *Harness) {
 	again := prepare(t, h)
 	if again.ContactsFolderID != results[0].ContactsFolderID {
 		t.Errorf("a later Prepare chose folder %q, the racers %q", again.ContactsFolderID, results[0].ContactsFolderID)
+	}
+}
+
+// testFoldersCached checks Folders: on a mailbox not located yet it prepares it, and later
+// calls, and Prepare, agree with it without reporting the folder created again.
+func testFoldersCached(t *testing.T, h *Harness) {
+	first, err := h.Connector.Folders(t.Context(), h.Mailbox)
+	if err != nil {
+		t.Fatalf("Folders: %v", err)
+	}
+	if first.ContactsFolderID == "" || first.CalendarFolderID == "" || !first.CreatedContactsFolder {
+		t.Fatalf("Folders of an empty mailbox returned %+v, want its folders with the sync folder created", first)
+	}
+	if first.ServerVersion == "" {
+		t.Error("Folders reported no server version")
+	}
+	second, err := h.Connector.Folders(t.Context(), h.Mailbox)
+	if err != nil {
+		t.Fatalf("second Folders: %v", err)
+	}
+	if second.ContactsFolderID != first.ContactsFolderID || second.CalendarFolderID != first.CalendarFolderID ||
+		second.CreatedContactsFolder || second.ServerVersion == "" {
+		t.Errorf("second Folders returned %+v, first %+v", second, first)
+	}
+	if p := prepare(t, h); p.ContactsFolderID != first.ContactsFolderID || p.CreatedContactsFolder {
+		t.Errorf("Prepare after Folders returned %+v, Folders %+v", p, first)
+	}
+	if n := syncFolders(t, h); n != 1 {
+		t.Errorf("%d sync folders, want 1", n)
 	}
 }
 
@@ -370,9 +402,68 @@ func testInvalidCursor(t *testing.T, h *Harness) {
 	wantUpsert(t, got, b, nil)
 }
 
+// testKnownVersions reads with WithKnown: the echo of Tandem's own writes is listed with the
+// records their results carried, and an item changed since is read as it now is.
+func testKnownVersions(t *testing.T, h *Harness) {
+	prepare(t, h)
+	cursor := lastCursor(read(t, h.Connector, h.Mailbox, contact, ""))
+	res := apply(t, h, contact,
+		create("sk-known-1", contactRecord(&tandemv1.Contact{GivenName: "Known", Surname: "One"})),
+		create("sk-known-2", contactRecord(&tandemv1.Contact{GivenName: "Known", Surname: "Two"})))
+	held := map[string]*tandemv1.Record{}
+	for _, r := range res {
+		wantOK(t, "create", r)
+		held[r.GetRecord().GetId()] = r.GetRecord()
+	}
+	known := exchange.WithKnown(func(_ context.Context, ids []string) (map[string]*tandemv1.Record, error) {
+		out := map[string]*tandemv1.Record{}
+		for _, id := range ids {
+			if r, ok := held[id]; ok {
+				out[id] = proto.Clone(r).(*tandemv1.Record)
+			}
+		}
+		return out, nil
+	})
+	readKnown := func(from string) ([]exchange.Page, map[string]*tandemv1.Change) {
+		var pages []exchange.Page
+		err := h.Connector.Changes(t.Context(), h.Mailbox, contact, from, func(_ context.Context, p exchange.Page) error {
+			pages = append(pages, p)
+			return nil
+		}, known)
+		if err != nil {
+			t.Fatalf("Changes with known versions: %v", err)
+		}
+		return pages, changesOf(pages)
+	}
+	pages, got := readKnown(cursor)
+	if len(got) != len(held) {
+		t.Errorf("the echo of %d writes listed %d records", len(held), len(got))
+	}
+	for id, rec := range held {
+		if r := wantUpsert(t, got, id, nil); r != nil && !proto.Equal(r, rec) {
+			t.Errorf("echo of %s: %v, want the record held %v", id, r, rec)
+		}
+	}
+	changed := res[0].GetRecord().GetId()
+	edit := &tandemv1.Contact{GivenName: "Known", Surname: "One", JobTitle: "Changed in Outlook"}
+	if err := h.Backdoor.UpdateContact(t.Context(), changed, edit); err != nil {
+		t.Fatal(err)
+	}
+	_, got = readKnown(lastCursor(pages))
+	if r := wantUpsert(t, got, changed, contactRecord(edit)); r != nil && r.GetVersion() == held[changed].GetVersion() {
+		t.Errorf("the edited item kept version %q", r.GetVersion())
+	}
+}
+
 func apply(t *testing.T, h *Harness, kind tandemv1.RecordKind, cmds ...*tandemv1.WriteCommand) []*tandemv1.WriteResult {
 	t.Helper()
-	res, err := h.Connector.Apply(t.Context(), h.Mailbox, kind, cmds)
+	return applyWith(t, h, kind, nil, cmds...)
+}
+
+// applyWith is apply with options.
+func applyWith(t *testing.T, h *Harness, kind tandemv1.RecordKind, opts []exchange.ApplyOption, cmds ...*tandemv1.WriteCommand) []*tandemv1.WriteResult {
+	t.Helper()
+	res, err := h.Connector.Apply(t.Context(), h.Mailbox, kind, cmds, opts...)
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -409,6 +500,13 @@ func create(key string, rec *tandemv1.Record) *tandemv1.WriteCommand {
 // createIssued is a create the reconciler issued at issued.
 func createIssued(key string, rec *tandemv1.Record, issued time.Time) *tandemv1.WriteCommand {
 	return &tandemv1.WriteCommand{CommandId: "create-" + key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: key, Record: rec, IssuedAt: timestamppb.New(issued)}
+}
+
+// retried marks a create as repeating an earlier one whose result never arrived.
+func retried(cmd *tandemv1.WriteCommand) *tandemv1.WriteCommand {
+	cmd.Retry = true
+	cmd.CommandId += "-retry"
+	return cmd
 }
 
 func updateCmd(key string, target *tandemv1.Record, rec *tandemv1.Record, fields ...string) *tandemv1.WriteCommand {
@@ -490,7 +588,8 @@ func roundTrip(t *testing.T, h *Harness, kind tandemv1.RecordKind, key string, r
 		t.Errorf("update result id %q version %q; before %q %q", res.GetRecord().GetId(), res.GetRecord().GetVersion(), written.GetId(), written.GetVersion())
 	}
 	merged := mergeFields(rec, partial, fields)
-	sameContent(t, "partial update result", merged, res.GetRecord())
+	// An update's result speaks for the fields it wrote; its other fields are the command's.
+	sameContent(t, "partial update result", merged, mergeFields(rec, res.GetRecord(), fields))
 	sameContent(t, "partially updated item", merged, listed(t, h, kind, written.GetId()))
 	pages = read(t, h.Connector, h.Mailbox, kind, cursor)
 	wantUpsert(t, changesOf(pages), written.GetId(), merged)
@@ -577,14 +676,26 @@ func testCreateRetried(t *testing.T, h *Harness) {
 		key := "sk-retried-" + tc.kind.String()
 		first := apply(t, h, tc.kind, create(key, tc.rec))[0]
 		wantOK(t, "first create", first)
-		again := apply(t, h, tc.kind, create(key, tc.rec))[0]
-		wantOK(t, "repeated create", again)
-		if !again.GetAlreadyApplied() || again.GetRecord().GetId() != first.GetRecord().GetId() {
-			t.Errorf("%v: repeated create returned %q (already applied %v), want the first item %q",
-				tc.kind, again.GetRecord().GetId(), again.GetAlreadyApplied(), first.GetRecord().GetId())
-		}
-		if n := countListed(t, h, tc.kind, key); n != 1 {
-			t.Errorf("%v: %d items with the sync key after a repeated create, want 1", tc.kind, n)
+		// The same create again, as each way a repeat reaches Apply: planned again as a retry,
+		// redelivered by the bus, or known to the caller as started before.
+		for _, again := range []struct {
+			how  string
+			cmd  *tandemv1.WriteCommand
+			opts []exchange.ApplyOption
+		}{
+			{"retried", retried(create(key, tc.rec)), nil},
+			{"redelivered", create(key, tc.rec), []exchange.ApplyOption{exchange.Redelivered()}},
+			{"started before", create(key, tc.rec), []exchange.ApplyOption{exchange.MayRepeat("create-" + key)}},
+		} {
+			res := applyWith(t, h, tc.kind, again.opts, again.cmd)[0]
+			wantOK(t, again.how+" create", res)
+			if !res.GetAlreadyApplied() || res.GetRecord().GetId() != first.GetRecord().GetId() {
+				t.Errorf("%v: %s create returned %q (already applied %v), want the first item %q",
+					tc.kind, again.how, res.GetRecord().GetId(), res.GetAlreadyApplied(), first.GetRecord().GetId())
+			}
+			if n := countListed(t, h, tc.kind, key); n != 1 {
+				t.Errorf("%v: %d items with the sync key after a %s create, want 1", tc.kind, n, again.how)
+			}
 		}
 		// The same create twice in one batch is also one item.
 		key2 := key + "-batch"
@@ -624,7 +735,7 @@ func testCreateRetriedNewContent(t *testing.T, h *Harness) {
 			wantOK(t, "first create", first)
 			id := first.GetRecord().GetId()
 
-			again := apply(t, h, tc.kind, create(key, tc.second))[0]
+			again := apply(t, h, tc.kind, retried(create(key, tc.second)))[0]
 			wantOK(t, "retried create", again)
 			if !again.GetAlreadyApplied() {
 				t.Error("a create whose item exists did not report already applied")
@@ -671,7 +782,8 @@ func testCreateAfterEarlierIncarnation(t *testing.T, h *Harness) {
 			if err := h.Backdoor.Delete(t.Context(), tc.kind, first.GetRecord().GetId()); err != nil {
 				t.Fatal(err)
 			}
-			later := createIssued(key, tc.rec, time.Now().Add(10*time.Minute))
+			// Marked retry, so that it looks its key up and finds the deleted earlier item.
+			later := retried(createIssued(key, tc.rec, time.Now().Add(10*time.Minute)))
 			later.CommandId = "create-again-" + key
 			res := apply(t, h, tc.kind, later)[0]
 			wantOK(t, "create issued after the earlier item was deleted", res)
@@ -701,7 +813,7 @@ func testCreateAfterUserDelete(t *testing.T, h *Harness) {
 				t.Fatal(err)
 			}
 			fresh := "sk-fresh-" + tc.kind.String()
-			res := apply(t, h, tc.kind, create(key, tc.rec), create(fresh, tc.rec))
+			res := apply(t, h, tc.kind, retried(create(key, tc.rec)), create(fresh, tc.rec))
 			wantError(t, "create retried after the user deleted its item", res[0], syncerr.ExchangeItemNotFound)
 			wantOK(t, "new create in the same batch", res[1])
 			if n := countListed(t, h, tc.kind, key); n != 0 {

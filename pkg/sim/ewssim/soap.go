@@ -183,6 +183,9 @@ func checkVersion(requested string, server serverVersion) *soapFault {
 // newEnvelope starts a response the way Exchange 2016/2019 writes it.
 func newEnvelope(v serverVersion) (*etree.Document, *etree.Element) {
 	doc := etree.NewDocument()
+	// Exchange writes carriage returns in text as character references (&#xD;), so that a CRLF
+	// written in a text body reads back as CRLF; a raw CR would become LF in any XML parser.
+	doc.WriteSettings.CanonicalText = true
 	doc.CreateProcInst("xml", `version="1.0" encoding="utf-8"`)
 	env := doc.CreateElement("s:Envelope")
 	env.CreateAttr("xmlns:s", nsSOAP)

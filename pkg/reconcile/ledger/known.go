@@ -1,0 +1,43 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tandem-sync/tandem/pkg/store"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// Known returns the reconciler's newest observations (mirror entries) of side's records with
+// ids, read in one round trip; ids it holds nothing for are absent. A worker that reads a side
+// uses them to skip fetching again what Tandem already knows: a record whose version equals
+// the mirror's (say, the echo of Tandem's own write, whose result recorded the version the
+// write left) holds the mirror's content. Like InFlight it only reads.
+func (o *Outbox) Known(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, side tandemv1.System, ids []string) (map[string]*tandemv1.MirrorRecord, error) {
+	out := make(map[string]*tandemv1.MirrorRecord, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	keys, err := KeysFor(uk, kind)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := o.st.Client().HMGet(ctx, keys.Mirror(side), ids...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the %s mirror of %s: %w", store.SideName(side), uk, err)
+	}
+	for i, v := range vals {
+		raw, ok := v.(string)
+		if !ok {
+			continue
+		}
+		m := &tandemv1.MirrorRecord{}
+		if err := proto.Unmarshal([]byte(raw), m); err != nil {
+			return nil, fmt.Errorf("%s mirror entry %s of %s: %w", store.SideName(side), ids[i], uk, err)
+		}
+		out[ids[i]] = m
+	}
+	return out, nil
+}
