@@ -107,8 +107,11 @@ func WithClientName(name string) Option { return func(s *settings) { s.clientNam
 // WithRetryPolicy sets how idempotent requests and locked records are retried.
 func WithRetryPolicy(p RetryPolicy) Option { return func(s *settings) { s.retry = p } }
 
-// WithOverlap sets how far before the watermark each incremental poll reads again, for
-// transactions that commit with an older SystemModstamp.
+// WithOverlap sets the longest a transaction may take between stamping a record
+// (SystemModstamp) and committing it, plus the time a poll's query takes. A poll reads back,
+// with their content, the records stamped that long before the previous poll read, for
+// transactions that committed after it with an older SystemModstamp; once the last change is
+// that old, polls resume exactly after it.
 func WithOverlap(d time.Duration) Option { return func(s *settings) { s.overlap = d } }
 
 // WithFullRescanInterval sets how often a poll lists everything again although its cursor is
