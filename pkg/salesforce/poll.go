@@ -555,15 +555,6 @@ type fnvHash uint64
 
 func (h *fnvHash) byte(b byte) { *h = (*h ^ fnvHash(b)) * fnvPrime }
 
-// mix is SplitMix64's finalizer: it spreads a field's hash over all bits before it is summed.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	return x ^ x>>31
-}
-
 func (h *fnvHash) string(s string) {
 	for n := len(s); ; n >>= 7 {
 		h.byte(byte(n & 0x7f))
@@ -617,4 +608,13 @@ func (h *fnvHash) value(v any) {
 		h.byte('?')
 		h.string(fmt.Sprint(t))
 	}
+}
+
+// mix is SplitMix64's finalizer: it spreads a field's hash over all bits before it is summed.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
