@@ -12,8 +12,9 @@ import (
 // Event invitees live in EventRelation rows that point at a User, Contact or Lead. Attendees
 // whose email matches one of them become invitees; others (people outside the org's records)
 // have no place in Salesforce and are left out. Setting invitees for a whole Apply costs at
-// most one query per object to resolve emails, one query for the events' current invitees,
-// and one collections call each to add and remove relations.
+// most one query per object to resolve emails, one query for the current invitees of the
+// events that existed before (an event the Apply created has none), and one collections call
+// each to add and remove relations.
 
 // applyAttendees sets the invitees of the events st wrote successfully.
 func (c *Connector) applyAttendees(ctx context.Context, st *applyState, actingUser *tandemv1.SyncUser) error {
@@ -40,12 +41,19 @@ func (c *Connector) applyAttendees(ctx context.Context, st *applyState, actingUs
 		return err
 	}
 	eventIDs := make([]string, len(events))
+	var older []string // events this Apply did not create, which may have invitees already
 	for k, i := range events {
 		eventIDs[k] = st.results[i].GetRecord().GetId()
+		if st.results[i].GetOp() != tandemv1.WriteOp_WRITE_OP_CREATE || st.results[i].GetAlreadyApplied() {
+			older = append(older, eventIDs[k])
+		}
 	}
-	existing, err := c.inviteeRelations(ctx, st.subject, eventIDs)
-	if err != nil {
-		return err
+	existing := map[string]map[string]string{}
+	if len(older) > 0 {
+		var err error
+		if existing, err = c.inviteeRelations(ctx, st.subject, older); err != nil {
+			return err
+		}
 	}
 
 	type change struct {

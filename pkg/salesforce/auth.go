@@ -114,8 +114,14 @@ func defaultAudience(myDomain string) string {
 }
 
 // authenticator obtains and caches access tokens, one per subject (the Salesforce username a
-// token acts as). Under the client credentials flow every token acts as the connected app's
-// execution user, so there is a single subject, "".
+// token acts as): the integration user's, which every org-wide read uses, and under the JWT
+// bearer flow one per rep that writes (see userSubject). Under the client credentials flow
+// every token acts as the connected app's execution user, so there is a single subject, "".
+//
+// A token is minted once per subject and session: it is reused until the session it holds
+// times out (sessionTimeout), then replaced before use, so that neither a request nor a login
+// is spent on a session Salesforce has ended. Sessions unused past their timeout are dropped,
+// which bounds the cache to the reps writing within one timeout.
 type authenticator struct {
 	flow            tandemv1.SalesforceAuth
 	tokenURL        string
@@ -130,9 +136,32 @@ type authenticator struct {
 	now     func() time.Time
 	fetched func(ctx context.Context, renewal bool, err error) // telemetry hook
 
-	mu     sync.Mutex
-	tokens map[string]*token
-	flight singleflight.Group
+	// sessionTimeout is the org's session timeout: Salesforce ends a session unused for this
+	// long, and extends it when used in the second half of its lifetime.
+	sessionTimeout time.Duration
+
+	mu        sync.Mutex
+	tokens    map[string]*session
+	lastSweep time.Time
+	flight    singleflight.Group
+}
+
+// session is a cached token and when Salesforce will end its session if it is not used.
+type session struct {
+	tok     *token
+	expires time.Time
+}
+
+// use reports whether the session is still open at now and, if so, extends it as Salesforce
+// does: a request in the second half of the timeout starts it anew.
+func (s *session) use(now time.Time, timeout time.Duration) bool {
+	if !now.Before(s.expires) {
+		return false
+	}
+	if now.After(s.expires.Add(-timeout / 2)) {
+		s.expires = now.Add(timeout)
+	}
+	return true
 }
 
 // perUser reports whether tokens can act as individual users (JWT bearer).
@@ -148,7 +177,13 @@ func (a *authenticator) integrationSubject() string {
 	return a.integrationUser
 }
 
-// userSubject is the subject writes for a user run as.
+// userSubject is the subject writes for a user run as. Under the JWT bearer flow that is the
+// rep, which is why a token per writing rep exists at all: records they create are theirs
+// (CreatedBy shows them, as Lightning Sync shows the organizer), their edits and deletes are
+// theirs (LastModifiedBy) and only what their profile and the sharing rules allow, and the
+// Accounts and invitees a write looks up are the ones they can see. The integration user's
+// token would do none of this, and may not even be allowed to edit a rep's private records.
+// Under the client credentials flow there is no choice: one token, and creates set OwnerId.
 func (a *authenticator) userSubject(u *tandemv1.SyncUser) (string, error) {
 	if !a.perUser() {
 		return "", nil
@@ -163,15 +198,21 @@ func (a *authenticator) userSubject(u *tandemv1.SyncUser) (string, error) {
 }
 
 // token returns the cached token for subject, fetching one (once, however many callers ask at
-// the same time) when there is none.
+// the same time) when there is none or its session has timed out.
 func (a *authenticator) token(ctx context.Context, subject string) (*token, error) {
 	a.mu.Lock()
-	t := a.tokens[subject]
-	a.mu.Unlock()
-	if t != nil {
-		return t, nil
+	now := a.now()
+	a.sweep(now)
+	var stale *token
+	if s := a.tokens[subject]; s != nil {
+		if s.use(now, a.sessionTimeout) {
+			a.mu.Unlock()
+			return s.tok, nil
+		}
+		stale = s.tok
 	}
-	return a.obtain(ctx, subject, nil)
+	a.mu.Unlock()
+	return a.obtain(ctx, subject, stale)
 }
 
 // renew replaces stale, which Salesforce just rejected as expired. Every caller holding the
@@ -184,7 +225,10 @@ func (a *authenticator) renew(ctx context.Context, subject string, stale *token)
 func (a *authenticator) obtain(ctx context.Context, subject string, stale *token) (*token, error) {
 	ch := a.flight.DoChan(subject, func() (any, error) {
 		a.mu.Lock()
-		cur := a.tokens[subject]
+		var cur *token
+		if s := a.tokens[subject]; s != nil {
+			cur = s.tok
+		}
 		a.mu.Unlock()
 		if cur != nil && cur != stale {
 			return cur, nil
@@ -201,7 +245,7 @@ func (a *authenticator) obtain(ctx context.Context, subject string, stale *token
 			return nil, err
 		}
 		a.mu.Lock()
-		a.tokens[subject] = t
+		a.store(subject, t)
 		a.mu.Unlock()
 		return t, nil
 	})
@@ -216,11 +260,30 @@ func (a *authenticator) obtain(ctx context.Context, subject string, stale *token
 	}
 }
 
+// store caches a new token for subject; callers hold a.mu.
+func (a *authenticator) store(subject string, t *token) {
+	a.tokens[subject] = &session{tok: t, expires: a.now().Add(a.sessionTimeout)}
+}
+
+// sweep drops, at most every quarter timeout, the sessions that have timed out; callers hold
+// a.mu.
+func (a *authenticator) sweep(now time.Time) {
+	if now.Sub(a.lastSweep) < a.sessionTimeout/4 {
+		return
+	}
+	a.lastSweep = now
+	for sub, s := range a.tokens {
+		if !now.Before(s.expires) {
+			delete(a.tokens, sub)
+		}
+	}
+}
+
 // forget drops subject's cached token when it is known to be unusable.
 func (a *authenticator) forget(subject string, t *token) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.tokens[subject] == t {
+	if s := a.tokens[subject]; s != nil && s.tok == t {
 		delete(a.tokens, subject)
 	}
 }

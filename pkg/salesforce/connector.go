@@ -66,6 +66,9 @@ func NewConnector(org *tandemv1.Org, opts ...Option) (*Connector, error) {
 	if cfg.maxResponseBytes <= 0 {
 		cfg.maxResponseBytes = DefaultMaxResponseBytes
 	}
+	if cfg.sessionTimeout <= 0 {
+		cfg.sessionTimeout = DefaultSessionTimeout
+	}
 	missing := func(format string, args ...any) error {
 		return syncerr.New(syncerr.SalesforceConfigMissing, "org %s: "+format, append([]any{org.GetOrgId()}, args...)...)
 	}
@@ -105,7 +108,8 @@ func NewConnector(org *tandemv1.Org, opts ...Option) (*Connector, error) {
 		audience:        conn.GetAudience(),
 		http:            cfg.httpClient,
 		now:             cfg.now,
-		tokens:          map[string]*token{},
+		sessionTimeout:  cfg.sessionTimeout,
+		tokens:          map[string]*session{},
 	}
 	switch flow {
 	case tandemv1.SalesforceAuth_SALESFORCE_AUTH_JWT_BEARER:

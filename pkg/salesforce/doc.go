@@ -7,8 +7,10 @@
 //   - Change detection polls per org, not per user: one SOQL queryAll per object per cycle
 //     covers every syncing user (OwnerId IN (...), chunked under SOQL's statement length
 //     limit) and also reports deletes (IsDeleted = true rows from the recycle bin). Rows are
-//     routed to users by OwnerId. A SystemModstamp watermark with an overlap window catches
-//     long-running transactions; the overlap is de-duplicated by (Id, SystemModstamp).
+//     routed to users by OwnerId. Polls resume exactly after the last (SystemModstamp second,
+//     Id) read, so an idle org's poll returns no row; while a transaction that began before
+//     the last poll may still commit records stamped behind it (the overlap), the same query
+//     reads those seconds back, and only records whose content changed are reported again.
 //   - Writes use sObject Collections, 200 records a call, always allOrNone=false, so one bad
 //     record never fails its batch. Creates are upserts on the external id field
 //     Tandem_Sync_Key__c: a retried create finds its first attempt instead of duplicating.

@@ -76,6 +76,9 @@ func FuzzParseQueryResult(f *testing.F) {
 				_, _, _ = rec.Time(path)
 			}
 			rec.Child("EventRelations")
+			if h := contentHash(rec); h == unknownHash || h != contentHash(normalize(rec).(SObject)) {
+				t.Fatal("contentHash is not stable, or returned the hash of unknown content")
+			}
 			_, _ = contactFromRow(rec)
 			_, _ = eventFromRow(rec)
 		}
@@ -182,13 +185,31 @@ func FuzzParseReplicationResult(f *testing.F) {
 
 func FuzzDecodeCursor(f *testing.F) {
 	c := &pollCursor{Version: cursorVersion, Kind: tandemv1.RecordKind_RECORD_KIND_CONTACT.String(), Watermark: 1_700_000_000_000,
-		Seen: []seenGroup{{Modstamp: 1_700_000_000_000, IDs: []string{"003000000000001AAA"}}}, Users: map[string]string{"005": "fp"}}
+		LastID: "003000000000002AAA", Horizon: 1_700_000_060_000,
+		Seen:  seenGroups(map[seenKey]uint64{{"003000000000001AAA", 1_700_000_000_000}: 77, {"003000000000002AAA", 1_700_000_000_000}: 78}, 0),
+		Users: map[string]string{"005": "fp"}}
 	s, err := encodeCursor(c)
 	if err != nil {
 		f.Fatal(err)
 	}
 	raw, _ := json.Marshal(c)
-	for _, seed := range []string{s, "", "v1.", "v1.!!!", "v2.abc", s[:len(s)/2], string(raw)} {
+	// A version 1 cursor, as the first format wrote it: no position Id, horizon or hashes.
+	v1 := *c
+	v1.Version, v1.LastID, v1.Horizon = 1, "", 0
+	v1.Seen = []seenGroup{{Modstamp: 1_700_000_000_000, IDs: []string{"003000000000001AAA"}}}
+	old, err := encodeCursor(&v1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	old = v1Prefix + old[len(cursorPrefix):]
+	// Hashes that do not match the ids.
+	bad := *c
+	bad.Seen = []seenGroup{{Modstamp: 1, IDs: []string{"a", "b"}, Hashes: "AAAAAAAAAAA"}}
+	corrupt, err := encodeCursor(&bad)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{s, old, corrupt, "", "v1.", "v1.!!!", "v2.", "v2.abc", "v3.abc", s[:len(s)/2], string(raw)} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -197,6 +218,10 @@ func FuzzDecodeCursor(f *testing.F) {
 			t.Fatalf("decodeCursor(%q) = %v, %q", s, got, why)
 		}
 		if got != nil {
+			if got.Version != cursorVersion || got.Horizon == 0 && got.PolledAt != 0 {
+				t.Fatalf("decoded cursor of version %d with horizon %d", got.Version, got.Horizon)
+			}
+			_ = got.seenSet()
 			again, err := encodeCursor(got)
 			if err != nil {
 				t.Fatal(err)

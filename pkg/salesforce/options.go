@@ -22,6 +22,8 @@ const (
 	DefaultLimitBackoff       = time.Hour
 	DefaultLimitProbe         = time.Minute
 	DefaultReserveRecheck     = 10 * time.Minute
+	// DefaultSessionTimeout is Salesforce's default session timeout (Setup → Session Settings).
+	DefaultSessionTimeout = 2 * time.Hour
 	// DefaultMaxResponseBytes caps one response body: far above a query page of 2,000 large
 	// records (Salesforce shrinks pages of large records), far below what would strain a worker.
 	DefaultMaxResponseBytes = 64 << 20
@@ -75,6 +77,7 @@ type settings struct {
 	reserveRecheck     time.Duration
 	maxResponseBytes   int64
 	maxSOQLLength      int
+	sessionTimeout     time.Duration
 }
 
 // Option configures a Connector.
@@ -107,8 +110,11 @@ func WithClientName(name string) Option { return func(s *settings) { s.clientNam
 // WithRetryPolicy sets how idempotent requests and locked records are retried.
 func WithRetryPolicy(p RetryPolicy) Option { return func(s *settings) { s.retry = p } }
 
-// WithOverlap sets how far before the watermark each incremental poll reads again, for
-// transactions that commit with an older SystemModstamp.
+// WithOverlap sets the longest a transaction may take between stamping a record
+// (SystemModstamp) and committing it, plus the time a poll's query takes. A poll reads back,
+// with their content, the records stamped that long before the previous poll read, for
+// transactions that committed after it with an older SystemModstamp; once the last change is
+// that old, polls resume exactly after it.
 func WithOverlap(d time.Duration) Option { return func(s *settings) { s.overlap = d } }
 
 // WithFullRescanInterval sets how often a poll lists everything again although its cursor is
@@ -126,6 +132,12 @@ func WithRequestLimitBackoff(d time.Duration) Option { return func(s *settings) 
 // before one probe call checks whether the rolling window freed calls up.
 func WithReserveRecheck(d time.Duration) Option { return func(s *settings) { s.reserveRecheck = d } }
 
+// WithSessionTimeout sets the org's session timeout (Setup → Session Settings): a cached
+// token is replaced, before use, once its session has gone unused that long. A shorter timeout
+// than the org's costs a token request per rep and timeout; a longer one costs a request that
+// Salesforce rejects, then a renewal.
+func WithSessionTimeout(d time.Duration) Option { return func(s *settings) { s.sessionTimeout = d } }
+
 // WithMaxResponseBytes caps the size of one response body.
 func WithMaxResponseBytes(n int64) Option { return func(s *settings) { s.maxResponseBytes = n } }
 
@@ -142,5 +154,6 @@ func defaultSettings() settings {
 		reserveRecheck:     DefaultReserveRecheck,
 		maxResponseBytes:   DefaultMaxResponseBytes,
 		maxSOQLLength:      maxSOQLLength,
+		sessionTimeout:     DefaultSessionTimeout,
 	}
 }

@@ -1,8 +1,8 @@
 package salesforce
 
 import (
-	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -57,9 +57,15 @@ type EmitFunc func(ctx context.Context, userID string, changes []*tandemv1.Chang
 // changed, get a full read of their own. After a gap of more than an hour since the last poll,
 // one getDeleted call checks whether the recycle bin was purged in between.
 //
-// It returns the cursor to store once everything emitted is durably published: the watermark,
-// the records seen in the overlap window, and the audience it covers. If Poll fails, nothing
-// was committed: poll again with the old cursor (emitted changes may then repeat).
+// An incremental read resumes exactly where the last one stopped — after its watermark's
+// second and the greatest Id read in it — once no transaction can still commit a record stamped
+// before the watermark; until then (see changedSince) it reads back the records stamped within
+// the overlap before the last poll and reports only the ones whose content differs. An idle
+// org's poll thus reads no row at all.
+//
+// It returns the cursor to store once everything emitted is durably published: the position,
+// the records read within the overlap and the audience it covers. If Poll fails, nothing was
+// committed: poll again with the old cursor (emitted changes may then repeat).
 func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (cursor string, err error) {
 	ctx, span := c.tracer.Start(ctx, "salesforce.Poll", trace.WithAttributes(c.metrics.org,
 		attribute.String("tandem.record_kind", req.Kind.String()), attribute.Int("tandem.users", len(req.Audience))))
@@ -107,15 +113,12 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 		c.log.InfoContext(ctx, "salesforce poll reads everything", slog.String("object", object), slog.String("reason", reason))
 	}
 
-	p := &poller{c: c, object: object, kind: req.Kind, emit: emit, emitted: map[string]bool{}, seen: map[seenKey]bool{}}
+	p := &poller{c: c, object: object, kind: req.Kind, emit: emit, emitted: map[string]bool{}, seen: map[seenKey]uint64{}}
 	next := &pollCursor{Version: cursorVersion, Kind: req.Kind.String(), PolledAt: now.UnixMilli(), Users: map[string]string{}}
 	if prev != nil {
-		next.Watermark, next.FullAt = prev.Watermark, prev.FullAt
-		for _, g := range prev.Seen {
-			for _, id := range g.IDs {
-				p.seen[seenKey{id, g.Modstamp}] = true
-			}
-		}
+		next.FullAt = prev.FullAt
+		p.maxModstamp, p.lastID = prev.Watermark, prev.LastID
+		p.known = prev.seenSet()
 	}
 	if fullAll {
 		next.FullAt = now.UnixMilli()
@@ -123,19 +126,16 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 	for _, m := range members {
 		next.Users[m.id] = m.fingerprint
 	}
-	// The incremental read goes first: its snapshot is then older than the full read's, so
-	// the watermark it sets cannot skip a change made while the full read ran.
+	// The incremental read goes first: its snapshot is then older than the full read's, and a
+	// change it missed while the full read ran is stamped after the horizon minus the overlap,
+	// where the next poll reads back.
 	if len(incremental) > 0 {
-		since := time.Time{}
-		if next.Watermark > 0 {
-			since = time.UnixMilli(next.Watermark).Add(-c.cfg.overlap)
-		}
-		if err := p.read(ctx, incremental, since, false); err != nil {
+		if err := p.read(ctx, incremental, p.changedSince(prev), false); err != nil {
 			return "", fmt.Errorf("poll %s changes for org %s: %w", object, c.orgID, err)
 		}
 	}
 	if len(full) > 0 {
-		if err := p.read(ctx, full, time.Time{}, true); err != nil {
+		if err := p.read(ctx, full, "", true); err != nil {
 			return "", fmt.Errorf("poll all %s records for org %s: %w", object, c.orgID, err)
 		}
 	}
@@ -150,11 +150,21 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 			}
 		}
 	}
-	if p.maxModstamp > next.Watermark {
-		next.Watermark = p.maxModstamp
+	next.Watermark, next.LastID = p.maxModstamp, p.lastID
+	horizon := now
+	if !p.served.IsZero() && p.served.Before(horizon) {
+		horizon = p.served
 	}
-	next.Seen = p.overlapSet(next.Watermark - c.cfg.overlap.Milliseconds())
+	next.Horizon = horizon.UnixMilli()
+	next.Seen = seenGroups(p.seen, readBackFrom(horizon, c.cfg.overlap).UnixMilli())
 	return encodeCursor(next)
+}
+
+// readBackFrom is the second from which a poll reads back what the poll at horizon read: a
+// transaction stamps its records when it writes them and commits within the overlap, so a
+// record that poll could not see yet is stamped no earlier.
+func readBackFrom(horizon time.Time, overlap time.Duration) time.Time {
+	return horizon.Add(-overlap).Truncate(time.Second)
 }
 
 // member is an audience user prepared for routing.
@@ -251,11 +261,6 @@ func filterMatches(row SObject, f *tandemv1.FieldFilter) bool {
 	}
 }
 
-type seenKey struct {
-	id       string
-	modstamp int64
-}
-
 // poller is one Poll in progress.
 type poller struct {
 	c      *Connector
@@ -263,14 +268,75 @@ type poller struct {
 	kind   tandemv1.RecordKind
 	emit   EmitFunc
 
-	emitted     map[string]bool
-	seen        map[seenKey]bool // (Id, SystemModstamp) already reported, from the cursor and this poll
+	emitted map[string]bool
+	// known are the record versions the previous poll read within the overlap and their
+	// content hashes; seen are the versions this poll read.
+	known, seen map[seenKey]uint64
+	// maxModstamp (unix ms) and lastID are the position reached: the newest SystemModstamp
+	// read, and the greatest Id read in its second.
 	maxModstamp int64
+	lastID      string
+	// served is the Date of the poll's first answer: the org's clock.
+	served time.Time
 }
 
-// read lists the members' records: changed since since (when not full) via queryAll, which
+// changedSince is the condition an incremental read starts from, given the previous poll's
+// cursor ("" reads everything).
+//
+// SystemModstamp is when a transaction wrote a record, not when it committed: a transaction
+// still running when the previous poll read commits its records later with older stamps, even
+// in the watermark's own second (the API reports SystemModstamp to the second, and SOQL
+// compares datetimes to the second, so many records share one). Such a record is stamped after
+// the previous poll's horizon minus the overlap (the longest a transaction takes to commit).
+// While that moment is not past the watermark, the read starts there and reads those records
+// back with their content — which is what it takes to see a record that changed again within
+// the same second, where its (Id, SystemModstamp) stays the same — and page reports only the
+// versions not read before. A separate check of ids and stamps would cost a call on every
+// poll after activity, where folding the read-back into the one query costs none until it
+// fills a page. Once the overlap has passed the watermark, nothing can commit behind it any
+// more and the read resumes exactly after (watermark second, LastID): an idle org's poll
+// returns no row.
+//
+// Conditions compare whole seconds only (">= s" and ">= s+1" select the same records whether
+// Salesforce compares milliseconds or not), in the documented literal format.
+func (p *poller) changedSince(prev *pollCursor) string {
+	if prev == nil || prev.Watermark == 0 {
+		return ""
+	}
+	mark := time.UnixMilli(prev.Watermark).UTC().Truncate(time.Second)
+	from := readBackFrom(time.UnixMilli(prev.Horizon), p.c.cfg.overlap)
+	if !from.After(mark) {
+		return "SystemModstamp >= " + soqlDateTime(from)
+	}
+	if prev.LastID == "" {
+		return "SystemModstamp >= " + soqlDateTime(mark.Add(time.Second))
+	}
+	return fmt.Sprintf("SystemModstamp >= %s AND (SystemModstamp >= %s OR Id > %s)",
+		soqlDateTime(mark), soqlDateTime(mark.Add(time.Second)), soqlString(prev.LastID))
+}
+
+// advance moves the position past a record read.
+func (p *poller) advance(id string, modstamp int64) {
+	sec, markSec := floorSecond(modstamp), floorSecond(p.maxModstamp)
+	switch {
+	case sec > markSec:
+		p.maxModstamp, p.lastID = modstamp, id
+	case sec == markSec:
+		p.maxModstamp = max(p.maxModstamp, modstamp)
+		if id > p.lastID {
+			p.lastID = id
+		}
+	}
+}
+
+// floorSecond truncates unix ms to the second.
+func floorSecond(ms int64) int64 {
+	return time.UnixMilli(ms).Truncate(time.Second).UnixMilli()
+}
+
+// read lists the members' records: those cond selects (when not full) via queryAll, which
 // includes deletes, or all of them via query.
-func (p *poller) read(ctx context.Context, set []*member, since time.Time, full bool) error {
+func (p *poller) read(ctx context.Context, set []*member, cond string, full bool) error {
 	byOwner := map[string]*member{}
 	var everyone []*member
 	for _, m := range set {
@@ -281,7 +347,7 @@ func (p *poller) read(ctx context.Context, set []*member, since time.Time, full 
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		stmts, err := p.statements(set, since, full, len(everyone) > 0)
+		stmts, err := p.statements(set, cond, len(everyone) > 0)
 		if err != nil {
 			return err
 		}
@@ -308,7 +374,7 @@ func (p *poller) read(ctx context.Context, set []*member, since time.Time, full 
 
 // statements builds the SOQL for a read, chunking the owner list under the length limit.
 // Reading for a user who sees every contact needs no owner list at all.
-func (p *poller) statements(set []*member, since time.Time, full, everyone bool) ([]string, error) {
+func (p *poller) statements(set []*member, cond string, everyone bool) ([]string, error) {
 	var fields []string
 	if p.object == objContact {
 		fields = contactSelect(p.c.fields)
@@ -321,8 +387,8 @@ func (p *poller) statements(set []*member, since time.Time, full, everyone bool)
 		}
 	}
 	stmt := selectStmt{fields: fields, from: p.object, orderBy: "SystemModstamp ASC, Id ASC"}
-	if !full && !since.IsZero() {
-		stmt.where = []string{"SystemModstamp >= " + soqlDateTime(since)}
+	if cond != "" {
+		stmt.where = []string{cond}
 	}
 	if !everyone {
 		stmt.inField = "OwnerId"
@@ -340,23 +406,20 @@ func (p *poller) statements(set []*member, since time.Time, full, everyone bool)
 
 // page routes one page of rows to users and emits each user's changes.
 func (p *poller) page(ctx context.Context, page *QueryResult, byOwner map[string]*member, everyone []*member, full bool) error {
+	if p.served.IsZero() {
+		p.served = page.served
+	}
 	var order []string
 	changes := map[string][]*tandemv1.Change{}
 	for _, row := range page.Records {
 		id := row.String("Id")
-		mod, _, err := row.Time("SystemModstamp")
-		if id == "" || err != nil {
+		mod, ok, err := row.Time("SystemModstamp")
+		if id == "" || !ok || err != nil {
 			p.c.log.WarnContext(ctx, "salesforce row without Id or SystemModstamp skipped", slog.String("object", p.object), slog.String("id", id))
 			continue
 		}
 		key := seenKey{id, mod.UnixMilli()}
-		if key.modstamp > p.maxModstamp {
-			p.maxModstamp = key.modstamp
-		}
-		if !full && p.seen[key] {
-			continue // reported by an earlier poll: the overlap window reads it again
-		}
-		p.seen[key] = true
+		p.advance(id, key.modstamp)
 		recipients := everyone
 		if m := byOwner[row.String("OwnerId")]; m != nil {
 			recipients = append(slices.Clip(everyone), m)
@@ -364,6 +427,14 @@ func (p *poller) page(ctx context.Context, page *QueryResult, byOwner map[string
 		if len(recipients) == 0 {
 			continue
 		}
+		// Hashed as Salesforce returned it, before paged invitees are fetched: a record read
+		// back unchanged costs no further call.
+		hash := contentHash(row)
+		if !full && p.reported(key, hash) {
+			p.seen[key] = hash
+			continue // read back within the overlap, unchanged
+		}
+		p.seen[key] = hash
 		if p.object == objEvent && !row.Bool("IsDeleted") {
 			if err := p.moreRelations(ctx, row); err != nil {
 				return fmt.Errorf("read the invitees of event %s: %w", id, err)
@@ -449,19 +520,101 @@ func (p *poller) moreRelations(ctx context.Context, row SObject) error {
 	return nil
 }
 
-// overlapSet lists the records seen at or after from (unix ms), grouped by SystemModstamp.
-func (p *poller) overlapSet(from int64) []seenGroup {
-	groups := map[int64][]string{}
-	for k := range p.seen {
-		if k.modstamp >= from {
-			groups[k.modstamp] = append(groups[k.modstamp], k.id)
+// reported reports whether a record version read back was reported already, by the previous
+// poll or earlier in this one, with the same content. A version 1 cursor's records count as
+// unchanged while their SystemModstamp is.
+func (p *poller) reported(key seenKey, hash uint64) bool {
+	if h, ok := p.seen[key]; ok && h == hash {
+		return true
+	}
+	h, ok := p.known[key]
+	return ok && (h == hash || h == unknownHash)
+}
+
+// contentHash identifies a row's content as the API returned it: every selected field, parent
+// and child, without the parts that name the query rather than the record ("attributes" with
+// its record URL, and a child subquery's "nextRecordsUrl"). Each field is hashed with FNV-1a,
+// its value tagged with its type and strings with their length so that no two contents share
+// an encoding; an object sums its fields' mixed hashes, which needs no key order.
+func contentHash(row SObject) uint64 {
+	h := fnvHash(fnvOffset)
+	h.value(row)
+	if h == unknownHash {
+		return 1
+	}
+	return uint64(h)
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnvHash is FNV-1a, 64 bits, fed without allocating.
+type fnvHash uint64
+
+func (h *fnvHash) byte(b byte) { *h = (*h ^ fnvHash(b)) * fnvPrime }
+
+func (h *fnvHash) string(s string) {
+	for n := len(s); ; n >>= 7 {
+		h.byte(byte(n & 0x7f))
+		if n < 0x80 {
+			break
 		}
 	}
-	out := make([]seenGroup, 0, len(groups))
-	for t, ids := range groups {
-		slices.Sort(ids)
-		out = append(out, seenGroup{Modstamp: t, IDs: ids})
+	for i := 0; i < len(s); i++ {
+		h.byte(s[i])
 	}
-	slices.SortFunc(out, func(a, b seenGroup) int { return cmp.Compare(a.Modstamp, b.Modstamp) })
-	return out
+}
+
+func (h *fnvHash) value(v any) {
+	switch t := v.(type) {
+	case SObject:
+		var sum uint64
+		for k, e := range t {
+			if k == "attributes" || k == "nextRecordsUrl" {
+				continue
+			}
+			f := fnvHash(fnvOffset)
+			f.string(k)
+			f.value(e)
+			sum += mix(uint64(f))
+		}
+		h.byte('{')
+		for i := range 8 {
+			h.byte(byte(sum >> (8 * i)))
+		}
+	case []any:
+		h.byte('[')
+		for _, e := range t {
+			h.value(e)
+		}
+		h.byte(']')
+	case string:
+		h.byte('s')
+		h.string(t)
+	case json.Number:
+		h.byte('n')
+		h.string(t.String())
+	case bool:
+		if t {
+			h.byte('t')
+		} else {
+			h.byte('f')
+		}
+	case nil:
+		h.byte('0')
+	default: // not produced by decodeSObject
+		h.byte('?')
+		h.string(fmt.Sprint(t))
+	}
+}
+
+// mix is SplitMix64's finalizer: it spreads a field's hash over all bits before it is summed.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }

@@ -14,20 +14,22 @@ import (
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
-// TestPollCatchesLateCommits scripts what Salesforce answers to show the overlap window at
-// work: a transaction that commits after a poll, with a SystemModstamp older than the
-// watermark, is still reported, and the records re-read in the window are not.
+// TestPollCatchesLateCommits scripts what Salesforce answers to show the read-back at work: a
+// transaction that commits after a poll, with a SystemModstamp older than the watermark, is
+// still reported, and so is a record changed again within the second the poll read it in,
+// whose (Id, SystemModstamp) stays the same; the records read back unchanged are not.
 func TestPollCatchesLateCommits(t *testing.T) {
 	const owner = "005000000000001AAA"
 	t0 := time.Now().UTC().Truncate(time.Second)
-	row := func(id string, at time.Time) string {
-		return fmt.Sprintf(`{"attributes":{"type":"Contact"},"Id":%q,"IsDeleted":false,"OwnerId":%q,"SystemModstamp":%q,"LastName":%q}`,
-			id, owner, at.Format("2006-01-02T15:04:05.000-0700"), "N"+id)
+	row := func(id string, at time.Time, title string) string {
+		return fmt.Sprintf(`{"attributes":{"type":"Contact","url":"/x/%d"},"Id":%q,"IsDeleted":false,"OwnerId":%q,"SystemModstamp":%q,"LastName":%q,"Title":%q}`,
+			time.Now().UnixNano(), id, owner, at.Format("2006-01-02T15:04:05.000-0700"), "N"+id, title)
 	}
 	pages := [][]string{
-		{row("003A", t0), row("003B", t0.Add(time.Second))},
-		{row("003C", t0.Add(-2*time.Minute)), row("003A", t0), row("003B", t0.Add(time.Second))},
-		{row("003C", t0.Add(-2*time.Minute)), row("003A", t0), row("003B", t0.Add(time.Second))},
+		{row("003A", t0, ""), row("003B", t0.Add(time.Second), "")},
+		{row("003C", t0.Add(-2*time.Minute), ""), row("003A", t0, ""), row("003B", t0.Add(time.Second), "")},
+		{row("003C", t0.Add(-2*time.Minute), ""), row("003A", t0, "VP"), row("003B", t0.Add(time.Second), "")},
+		{row("003C", t0.Add(-2*time.Minute), ""), row("003A", t0, "VP"), row("003B", t0.Add(time.Second), "")},
 	}
 	var mu sync.Mutex
 	var statements []string
@@ -56,13 +58,16 @@ func TestPollCatchesLateCommits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := [][]string{{"003A", "003B"}, {"003C"}, nil}
+	// 003C committed late; 003A changed again within its second; nothing changed last.
+	want := [][]string{{"003A", "003B"}, {"003C"}, {"003A"}, nil}
 	if !slices.EqualFunc(got, want, slices.Equal[[]string]) {
 		t.Errorf("emitted %v, want %v", got, want)
 	}
-	wantSince := soqlDateTime(t0.Add(time.Second - DefaultOverlap))
+	// The horizon is the connector's clock (the fake answers with a later Date): every poll
+	// reads back from it minus the overlap.
+	wantSince := soqlDateTime(t0.Add(-DefaultOverlap))
 	for i, q := range statements[1:] {
-		if !strings.Contains(q, "SystemModstamp >= "+wantSince) {
+		if !strings.Contains(q, "WHERE SystemModstamp >= "+wantSince+" AND OwnerId") {
 			t.Errorf("poll %d read from the wrong point: %s", i+1, q)
 		}
 		if _, err := soql.Parse(q); err != nil {
@@ -75,7 +80,10 @@ func TestPollCatchesLateCommits(t *testing.T) {
 		seen = append(seen, g.IDs...)
 	}
 	if slices.Sort(seen); !slices.Equal(seen, []string{"003A", "003B", "003C"}) {
-		t.Errorf("overlap set %v", seen)
+		t.Errorf("records kept for the read-back %v", seen)
+	}
+	if state.Watermark != t0.Add(time.Second).UnixMilli() || state.LastID != "003B" || state.Horizon != t0.UnixMilli() {
+		t.Errorf("position %d/%s, horizon %d", state.Watermark, state.LastID, state.Horizon)
 	}
 }
 
@@ -113,5 +121,45 @@ func TestPollFollowsPagedInvitees(t *testing.T) {
 	}
 	if want := []string{"p1@x.example", "p2@x.example", "p3@x.example"}; !slices.Equal(attendees, want) {
 		t.Errorf("attendees %v, want %v", attendees, want)
+	}
+}
+
+func TestContentHash(t *testing.T) {
+	row := func(s string) SObject {
+		t.Helper()
+		r, err := ParseQueryResult([]byte(`{"totalSize":1,"done":true,"records":[` + s + `]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Records[0]
+	}
+	base := row(`{"attributes":{"type":"Event","url":"/services/data/v62.0/sobjects/Event/00U1"},"Id":"00U1","Subject":"Demo","Location":null,"N":1,"Flag":true,
+		"EventRelations":{"totalSize":3,"done":false,"nextRecordsUrl":"/services/data/v62.0/query/01gA-2","records":[{"attributes":{"type":"EventRelation"},"RelationId":"003A"}]}}`)
+	same := []string{
+		// Another query's record URL and locator, keys in another order.
+		`{"Subject":"Demo","Id":"00U1","attributes":{"type":"Event","url":"/services/data/v61.0/sobjects/Event/00U1"},"Location":null,"Flag":true,"N":1,
+		"EventRelations":{"records":[{"RelationId":"003A","attributes":{"type":"EventRelation","url":"/x"}}],"nextRecordsUrl":"/services/data/v62.0/query/01gB-2","done":false,"totalSize":3}}`,
+	}
+	different := []string{
+		`{"Id":"00U1","Subject":"Demo!","Location":null,"N":1,"Flag":true,"EventRelations":{"totalSize":3,"done":false,"records":[{"RelationId":"003A"}]}}`,
+		`{"Id":"00U1","Subject":"Demo","Location":"","N":1,"Flag":true,"EventRelations":{"totalSize":3,"done":false,"records":[{"RelationId":"003A"}]}}`,
+		`{"Id":"00U1","Subject":"Demo","Location":null,"N":"1","Flag":true,"EventRelations":{"totalSize":3,"done":false,"records":[{"RelationId":"003A"}]}}`,
+		`{"Id":"00U1","Subject":"Demo","Location":null,"N":1,"Flag":false,"EventRelations":{"totalSize":3,"done":false,"records":[{"RelationId":"003A"}]}}`,
+		`{"Id":"00U1","Subject":"Demo","Location":null,"N":1,"Flag":true,"EventRelations":{"totalSize":4,"done":false,"records":[{"RelationId":"003A"}]}}`,
+		`{"Id":"00U1","Subject":"Demo","Location":null,"N":1,"Flag":true,"EventRelations":{"totalSize":3,"done":false,"records":[{"RelationId":"003B"}]}}`,
+		// Values swapped between fields.
+		`{"Id":"00U1","Subject":null,"Location":"Demo","N":1,"Flag":true,"EventRelations":{"totalSize":3,"done":false,"records":[{"RelationId":"003A"}]}}`,
+		// A value split differently between strings.
+		`{"Id":"00U","Subject":"1Demo","Location":null,"N":1,"Flag":true,"EventRelations":{"totalSize":3,"done":false,"records":[{"RelationId":"003A"}]}}`,
+	}
+	for _, s := range same {
+		if contentHash(row(s)) != contentHash(base) {
+			t.Errorf("hash differs for the same content: %s", s)
+		}
+	}
+	for _, s := range different {
+		if contentHash(row(s)) == contentHash(base) {
+			t.Errorf("hash equal for other content: %s", s)
+		}
 	}
 }

@@ -25,6 +25,9 @@ type QueryResult struct {
 	NextRecordsURL string
 	// Records are the page's rows.
 	Records []SObject
+
+	// served is the answer's Date: the org's clock when it answered (zero when absent).
+	served time.Time
 }
 
 // SObject is one row as Salesforce returns it: field API names to JSON values (string,
@@ -222,6 +225,9 @@ func (c *Connector) queryPages(ctx context.Context, subject, soql string, all bo
 		res, err := ParseQueryResult(resp.body)
 		if err != nil {
 			return syncerr.Wrap(syncerr.SalesforceMalformedResponse, fmt.Errorf("%s: %w", op, err))
+		}
+		if date, err := http.ParseTime(resp.header.Get("Date")); err == nil {
+			res.served = date.UTC()
 		}
 		if err := page(res); err != nil {
 			return err

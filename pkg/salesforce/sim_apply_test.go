@@ -384,3 +384,55 @@ func TestSimUpdateWritesListedFieldsOnly(t *testing.T) {
 		t.Errorf("contact after the update: %v", got)
 	}
 }
+
+// TestSimTokensOncePerRepPerSession checks the token cache: one token for the integration user
+// and one per writing rep, whatever the number of calls, until Salesforce would end the
+// session; then one new token, fetched before the write rather than after a rejected request.
+func TestSimTokensOncePerRepPerSession(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 3, tokenLifetime: time.Hour, opts: []Option{WithSessionTimeout(time.Hour)}})
+	env.seed(2)
+	ctx := t.Context()
+	n := 0
+	write := func(rep *tandemv1.SyncUser) {
+		t.Helper()
+		n++
+		if _, err := env.conn.Apply(ctx, rep, contactKind, []*tandemv1.WriteCommand{contactCreate(fmt.Sprintf("sk-%d", n), &tandemv1.Contact{Surname: "N"})}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cursor := ""
+	for range 6 {
+		env.clock.Advance(10 * time.Minute)
+		_, cursor = env.poll(contactKind, env.audience(userRecords), cursor)
+		for _, rep := range env.users {
+			write(rep)
+		}
+	}
+	if got := env.count(sfsim.EndpointToken); got != 4 {
+		t.Errorf("%d tokens for 6 cycles of polls and writes by 3 reps, want 4: the integration user's and one per rep", got)
+	}
+	// Sessions in use are extended: another hour of cycles needs no token.
+	for range 6 {
+		env.clock.Advance(10 * time.Minute)
+		_, cursor = env.poll(contactKind, env.audience(userRecords), cursor)
+		write(env.users[0])
+	}
+	if got := env.count(sfsim.EndpointToken); got != 4 {
+		t.Errorf("%d tokens after an hour more, want still 4", got)
+	}
+	// Reps 1 and 2 wrote nothing for over an hour: their sessions are over, and their tokens
+	// are dropped from the cache.
+	env.auth().mu.Lock()
+	cached := len(env.auth().tokens)
+	env.auth().mu.Unlock()
+	if cached != 2 {
+		t.Errorf("%d tokens cached, want 2 (the integration user's and rep 0's)", cached)
+	}
+	env.sim.ResetCounts()
+	write(env.users[1])
+	if tokens, writes := env.count(sfsim.EndpointToken), env.count(sfsim.EndpointCollectionsUpsert); tokens != 1 || writes != 1 {
+		t.Errorf("a rep's write after their session ended: %d tokens and %d upserts, want 1 and 1 (no rejected request)", tokens, writes)
+	}
+}
+
+func (e *simEnv) auth() *authenticator { return e.conn.auth }

@@ -50,20 +50,27 @@ type simOptions struct {
 	users         int
 	allocation    int64
 	tokenLifetime time.Duration
-	conn          func(*tandemv1.SalesforceConnection)
-	opts          []Option
+	// wholeSeconds stamps records in whole seconds, as Salesforce's API reports them, and
+	// starts the clock on a second.
+	wholeSeconds bool
+	conn         func(*tandemv1.SalesforceConnection)
+	opts         []Option
 }
 
 func newSimEnv(t *testing.T, o simOptions) *simEnv {
 	t.Helper()
 	_, pub := testKeyPEM(t)
 	clock := &simClock{now: time.Now().UTC().Truncate(time.Millisecond)}
+	if o.wholeSeconds {
+		clock.now = clock.now.Truncate(time.Second)
+	}
 	cfg := sfsim.Config{
-		OrgID:           testOrgID,
-		DailyAllocation: o.allocation,
-		ConnectedApps:   []sfsim.ConnectedApp{{ClientID: testClientID, CertificatePEM: pub, ClientSecret: "s3cret"}},
-		Now:             clock.Now,
-		TokenLifetime:   o.tokenLifetime,
+		OrgID:             testOrgID,
+		DailyAllocation:   o.allocation,
+		ConnectedApps:     []sfsim.ConnectedApp{{ClientID: testClientID, CertificatePEM: pub, ClientSecret: "s3cret"}},
+		Now:               clock.Now,
+		TokenLifetime:     o.tokenLifetime,
+		WholeSecondStamps: o.wholeSeconds,
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

@@ -10,8 +10,12 @@ import (
 // validates and literals it escapes, so no configuration value (a filter field, a user id, an
 // email address read from Exchange) can change a statement's meaning.
 
-// soqlDateTimeLayout is how SOQL writes a datetime literal (always UTC).
+// soqlDateTimeLayout is how a datetime is written in a request body (always UTC).
 const soqlDateTimeLayout = "2006-01-02T15:04:05.000Z"
+
+// soqlLiteralLayout is the documented form of a SOQL datetime literal: whole seconds, UTC.
+// Salesforce compares datetimes to the second, so milliseconds would say nothing.
+const soqlLiteralLayout = "2006-01-02T15:04:05Z"
 
 // soqlEscaper escapes what a SOQL string literal cannot hold as is: the quote, the backslash
 // and the control characters SOQL has escape sequences for.
@@ -22,8 +26,8 @@ var soqlEscaper = strings.NewReplacer(
 // soqlString returns s as a SOQL string literal.
 func soqlString(s string) string { return "'" + soqlEscaper.Replace(s) + "'" }
 
-// soqlDateTime returns t as a SOQL datetime literal.
-func soqlDateTime(t time.Time) string { return t.UTC().Format(soqlDateTimeLayout) }
+// soqlDateTime returns t, truncated to the second, as a SOQL datetime literal.
+func soqlDateTime(t time.Time) string { return t.UTC().Truncate(time.Second).Format(soqlLiteralLayout) }
 
 // soqlIn returns "field IN ('a', 'b')".
 func soqlIn(field string, values []string) string {

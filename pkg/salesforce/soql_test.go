@@ -65,7 +65,7 @@ func FuzzSOQLString(f *testing.F) {
 
 func TestSOQLDateTime(t *testing.T) {
 	at := time.Date(2026, 3, 4, 5, 6, 7, 890_000_000, time.FixedZone("CET", 3600))
-	if got, want := soqlDateTime(at), "2026-03-04T04:06:07.890Z"; got != want {
+	if got, want := soqlDateTime(at), "2026-03-04T04:06:07Z"; got != want {
 		t.Errorf("soqlDateTime = %s, want %s", got, want)
 	}
 }
@@ -116,26 +116,39 @@ func TestGeneratedStatementsParse(t *testing.T) {
 		stmts      func() ([]string, error)
 		wantChunks int
 	}
-	poll := func(object string, set []*member, since time.Time, full, everyone bool) func() ([]string, error) {
+	poll := func(object string, set []*member, cond string, everyone bool) func() ([]string, error) {
 		return func() ([]string, error) {
 			p := &poller{c: c, object: object}
-			return p.statements(set, since, full, everyone)
+			return p.statements(set, cond, everyone)
 		}
+	}
+	// The conditions incremental reads start from: reading back the overlap, resuming after a
+	// watermark and an Id, after a watermark alone.
+	p0 := &poller{c: c}
+	readBack := p0.changedSince(&pollCursor{Watermark: since.UnixMilli(), Horizon: since.Add(time.Minute).UnixMilli()})
+	keyset := p0.changedSince(&pollCursor{Watermark: since.UnixMilli(), LastID: "003000000000001AAA", Horizon: since.Add(time.Hour).UnixMilli()})
+	afterMark := p0.changedSince(&pollCursor{Watermark: since.UnixMilli(), Horizon: since.Add(time.Hour).UnixMilli()})
+	if readBack != "SystemModstamp >= 2026-01-02T03:00:05Z" ||
+		keyset != "SystemModstamp >= 2026-01-02T03:04:05Z AND (SystemModstamp >= 2026-01-02T03:04:06Z OR Id > '003000000000001AAA')" ||
+		afterMark != "SystemModstamp >= 2026-01-02T03:04:06Z" {
+		t.Errorf("conditions:\n%s\n%s\n%s", readBack, keyset, afterMark)
 	}
 	fixed := func(s selectStmt) func() ([]string, error) {
 		return func() ([]string, error) { return s.chunks(c.cfg.maxSOQLLength) }
 	}
 	shapes := []shape{
-		{"contact incremental by owner", poll(objContact, owners(userIDs(3), false, nil), since, false, false), 1},
-		{"contact incremental without watermark", poll(objContact, owners(userIDs(3), false, nil), time.Time{}, false, false), 1},
-		{"contact incremental all contacts", poll(objContact, owners(nil, true, nil), since, false, true), 1},
-		{"contact incremental with filters", poll(objContact, owners(userIDs(2), false, filters), since, false, false), 1},
-		{"contact full by owner", poll(objContact, owners(userIDs(5), false, filters), time.Time{}, true, false), 1},
-		{"contact full all contacts", poll(objContact, owners(userIDs(5), true, filters), time.Time{}, true, true), 1},
-		{"contact incremental 10000 owners chunked", poll(objContact, owners(userIDs(10_000), false, nil), since, false, false), 3},
-		{"event incremental by owner", poll(objEvent, owners(userIDs(3), false, nil), since, false, false), 1},
-		{"event full by owner", poll(objEvent, owners(userIDs(3), false, nil), time.Time{}, true, false), 1},
-		{"event full 6000 owners chunked", poll(objEvent, owners(userIDs(6000), false, nil), time.Time{}, true, false), 2},
+		{"contact incremental by owner", poll(objContact, owners(userIDs(3), false, nil), keyset, false), 1},
+		{"contact incremental reading back", poll(objContact, owners(userIDs(3), false, nil), readBack, false), 1},
+		{"contact incremental after the watermark", poll(objContact, owners(userIDs(3), false, nil), afterMark, false), 1},
+		{"contact incremental without watermark", poll(objContact, owners(userIDs(3), false, nil), "", false), 1},
+		{"contact incremental all contacts", poll(objContact, owners(nil, true, nil), keyset, true), 1},
+		{"contact incremental with filters", poll(objContact, owners(userIDs(2), false, filters), keyset, false), 1},
+		{"contact full by owner", poll(objContact, owners(userIDs(5), false, filters), "", false), 1},
+		{"contact full all contacts", poll(objContact, owners(userIDs(5), true, filters), "", true), 1},
+		{"contact incremental 10000 owners chunked", poll(objContact, owners(userIDs(10_000), false, nil), keyset, false), 3},
+		{"event incremental by owner", poll(objEvent, owners(userIDs(3), false, nil), keyset, false), 1},
+		{"event full by owner", poll(objEvent, owners(userIDs(3), false, nil), "", false), 1},
+		{"event full 6000 owners chunked", poll(objEvent, owners(userIDs(6000), false, nil), "", false), 2},
 		{"users", fixed(usersStmt()), 1},
 		{"resolve users by email", fixed(emailStmt(objUser, []string{"a@x.example", "o'brien@x.example", `odd\"@x.example`})), 1},
 		{"resolve contacts by email", fixed(emailStmt(objContact, []string{"a@x.example"})), 1},

@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"math/big"
 	"net/http/httptest"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
 	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/salesforce"
 	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -51,12 +53,21 @@ type sfsimEnv struct {
 	rep1, rep2 string
 }
 
-func newSFSimEnv(t *testing.T) *sfsimEnv {
+// newSFSimEnv builds the environment on the real clock, or with a clock of its own that the
+// simulator, the connectors and the worker share and that moves only when told.
+func newSFSimEnv(t *testing.T, ownClock bool) *sfsimEnv {
 	t.Helper()
 	keyPEM, certPEM := connectedAppKey(t)
+	now := time.Now
+	var clk *platformtest.Clock
+	if ownClock {
+		clk = platformtest.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
+		now = clk.Now
+	}
 	sim := sfsim.New(sfsim.Config{
 		OrgID: testOrg, DailyAllocation: 100_000,
 		ConnectedApps: []sfsim.ConnectedApp{{ClientID: connectedApp, CertificatePEM: certPEM}},
+		Now:           now,
 	})
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
@@ -79,7 +90,15 @@ func newSFSimEnv(t *testing.T) *sfsimEnv {
 		t.Fatal("the simulator has no admin user")
 	}
 
-	se.env = newEnv(t, testConfig(), func(p *platform.Platform) ConnectorFactory { return RESTConnectors(p, "TandemTest") })
+	se.env = newEnv(t, testConfig(), func(p *platform.Platform) ConnectorFactory {
+		rest := RESTConnectors(p, "TandemTest")
+		if !ownClock {
+			return rest
+		}
+		return func(org *tandemv1.Org) (Connector, error) {
+			return salesforce.NewConnector(org, salesforce.WithClientName("TandemTest"), salesforce.WithClock(now))
+		}
+	})
 	se.org = &tandemv1.Org{OrgId: testOrg, Name: "Acme", Enabled: true, Salesforce: &tandemv1.SalesforceConnection{
 		Auth: tandemv1.SalesforceAuth_SALESFORCE_AUTH_JWT_BEARER, MyDomainUrl: srv.URL, ClientId: connectedApp,
 		PrivateKeyPem: string(keyPEM), IntegrationUsername: fmt.Sprint(admin["Username"]),
@@ -91,8 +110,11 @@ func newSFSimEnv(t *testing.T) *sfsimEnv {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	// The worker's clock follows the real one: the connector and the simulator use it too.
-	se.w.now = time.Now
+	// The worker's clock is the one the connector and the simulator use.
+	se.w.now = now
+	if ownClock {
+		se.clock = clk
+	}
 	return se
 }
 
@@ -125,7 +147,7 @@ func changesOf(pages []*tandemv1.ChangeBatch) []*tandemv1.Change {
 }
 
 func TestSalesforceSimulator(t *testing.T) {
-	se := newSFSimEnv(t)
+	se := newSFSimEnv(t, false)
 	ctx := t.Context()
 	contacts := []tandemv1.RecordKind{contact}
 	users := []string{se.rep1, se.rep2}
@@ -273,6 +295,67 @@ func TestSalesforceSimulator(t *testing.T) {
 			t.Errorf("usage %v, want the org backed off", u)
 		}
 	})
+}
+
+// TestSalesforceSimulatorIdleCycles runs the org's cycles after a bulk load through the worker,
+// its cursor stored in Redis between them: the cycles within the overlap read the recent
+// records back (for transactions that commit late) and report none again; after that, an idle
+// cycle is one queryAll that returns no row, where reading back a fixed window before the
+// watermark cost a page per 2,000 records, every cycle.
+func TestSalesforceSimulatorIdleCycles(t *testing.T) {
+	se := newSFSimEnv(t, true)
+	if _, err := se.sim.SeedContacts(se.rep2, 2100, 2); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	contacts := []tandemv1.RecordKind{contact}
+	users := []string{se.rep1, se.rep2}
+	cycle := uint64(0)
+	run := func(full []string) map[string][]*tandemv1.ChangeBatch {
+		t.Helper()
+		cycle++
+		if err := se.w.handleJob(ctx, jobMessage(t, job(cycle, contacts, users, full))); err != nil {
+			t.Fatal(err)
+		}
+		return reads(t, first(se.changes()))
+	}
+	if err := se.w.handleJob(ctx, jobMessage(t, job(0, contacts, nil, nil))); err != nil {
+		t.Fatal(err)
+	}
+	se.clock.Advance(time.Second)
+	if got := len(changesOf(run(users)[se.rep2])); got != 2100 {
+		t.Fatalf("first sync read %d of rep2's contacts", got)
+	}
+	for i, gap := range []time.Duration{time.Minute, salesforce.DefaultOverlap, salesforce.DefaultOverlap, salesforce.DefaultOverlap} {
+		se.clock.Advance(gap)
+		se.sim.ResetCounts()
+		byUser := run(nil)
+		for _, u := range users {
+			if len(byUser[u]) == 0 || len(changesOf(byUser[u])) != 0 {
+				t.Errorf("cycle %d: %s's pages %v, want a read without changes", cycle, u, byUser[u])
+			}
+		}
+		counts := se.sim.Counts()
+		want := map[string]int64{sfsim.EndpointQueryAll: 1, sfsim.EndpointQueryMore: 1} // reading back 2,105 records
+		if i >= 2 {
+			want = map[string]int64{sfsim.EndpointQueryAll: 1} // idle
+		}
+		if !maps.Equal(counts, want) {
+			t.Errorf("cycle %d called %v, want %v", cycle, counts, want)
+		}
+	}
+	id, err := se.sim.Insert("Contact", map[string]any{"LastName": "Fresh"}, se.rep1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	se.clock.Advance(time.Minute)
+	se.sim.ResetCounts()
+	if got := changesOf(run(nil)[se.rep1]); len(got) != 1 || got[0].GetRecord().GetId() != id {
+		t.Errorf("after the idle cycles, rep1's changes %v, want the new contact", got)
+	}
+	if counts := se.sim.Counts(); !maps.Equal(counts, map[string]int64{sfsim.EndpointQueryAll: 1}) {
+		t.Errorf("a cycle with one change called %v, want one queryAll", counts)
+	}
 }
 
 // first returns the first of two results.

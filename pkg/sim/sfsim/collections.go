@@ -111,7 +111,7 @@ func (s *Server) saveAll(allOrNone bool, n int, op saveOp) []saveResult {
 		results[i] = saveResult{ID: id, Success: true, Errors: []FieldError{}, Created: created}
 	}
 	if allOrNone {
-		t := s.st.begin(now, s.faults.locked)
+		t := s.st.begin(now, s.locked)
 		failed := false
 		isNew := make([]bool, n)
 		for i := range n {
@@ -142,7 +142,7 @@ func (s *Server) saveAll(allOrNone bool, n int, op saveOp) []saveResult {
 		return results
 	}
 	for i := range n {
-		t := s.st.begin(now, s.faults.locked)
+		t := s.st.begin(now, s.locked)
 		id, fresh, created, errs := op(t, i)
 		if errs == nil {
 			t.commit()

@@ -7,8 +7,10 @@
 // It is an independent implementation of the API (it shares no code with Tandem's Salesforce
 // client), so that the client's tests catch the client's mistakes. Tests reach into the org
 // through backdoor methods (Insert, Update, Delete ...) that act like a person editing
-// records in the Salesforce UI, seed realistic data, and inject faults: server errors, slow
-// answers, row locks, expired sessions, an exhausted API allocation, broken JSON.
+// records in the Salesforce UI, run long transactions that commit records with an older
+// SystemModstamp than records saved meanwhile (Begin), seed realistic data, and inject faults:
+// server errors, slow answers, row locks, expired sessions, an exhausted API allocation,
+// broken JSON.
 //
 // `tandem dev` and `tandem sim salesforce` serve it over HTTP; it is safe for concurrent use
 // and keeps 100,000 records fast by indexing them by id, owner, parent and external id.
@@ -89,6 +91,11 @@ type Config struct {
 	// process arms faults and reads their counts. Off by default: only a lab simulator that a
 	// chaos run drives should expose it.
 	FaultAdmin bool
+	// WholeSecondStamps keeps SystemModstamp, CreatedDate and LastModifiedDate in whole
+	// seconds, as Salesforce's API reports them (".000"): records saved in the same second share
+	// a SystemModstamp, so a client must break ties by Id. Off by default: stamps then have
+	// millisecond precision and strictly increase across the org.
+	WholeSecondStamps bool
 }
 
 // ConnectedApp is an OAuth client of the org.
@@ -177,6 +184,9 @@ type Server struct {
 	cursors cursorState
 	faults  faultState
 	meter   meter
+	// held are the records that open Transactions have written, with how many hold each: API
+	// writes to them fail with UNABLE_TO_LOCK_ROW until the transaction ends. Guarded by mu.
+	held map[string]int
 }
 
 // New creates a simulated org with its standard profiles (System Administrator, Standard
@@ -223,6 +233,8 @@ func New(cfg Config) *Server {
 	}
 	s.schema = defaultSchema()
 	s.st = newStore(s.schema, instanceOf(s.orgID), s.now())
+	s.st.wholeSeconds = cfg.WholeSecondStamps
+	s.held = map[string]int{}
 	s.auth.init()
 	s.cursors.init()
 	s.faults.init(cfg.FaultSeed)
@@ -290,6 +302,9 @@ const minVersion = 31.0
 // ServeHTTP serves the OAuth token endpoint and the REST API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// The Date header is the org's clock, as Salesforce's servers send theirs: a client may
+	// read the server's time from it.
+	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	endpoint := s.serve(rec, r)
 	s.log.DebugContext(r.Context(), "sfsim request", "method", r.Method, "path", r.URL.Path, "endpoint", endpoint,

@@ -58,8 +58,11 @@ type store struct {
 	dupRules map[*object][]*Field
 	dups     map[*object]map[string]map[string]struct{}
 	seq      uint64
-	// lastStamp makes SystemModstamp strictly increasing across the org.
+	// lastStamp makes SystemModstamp strictly increasing across the org (never decreasing,
+	// with wholeSeconds).
 	lastStamp time.Time
+	// wholeSeconds keeps stamps in whole seconds, shared by the records saved in one second.
+	wholeSeconds bool
 	// purgedUntil is, per object, the deletion time of the last record purged from the bin:
 	// getDeleted's earliestDateAvailable.
 	purgedUntil map[*object]time.Time
@@ -90,7 +93,18 @@ func (st *store) nextID(o *object) string {
 // stamp returns the next SystemModstamp: now at millisecond precision, but always after the
 // previous one, so that "changed since" polling never misses a change made in the same
 // millisecond as the watermark.
+//
+// With wholeSeconds, the stamp is now's second, as Salesforce's API reports SystemModstamp:
+// records saved in the same second share it.
 func (st *store) stamp(now time.Time) time.Time {
+	if st.wholeSeconds {
+		t := now.UTC().Truncate(time.Second)
+		if t.Before(st.lastStamp) {
+			t = st.lastStamp
+		}
+		st.lastStamp = t
+		return t
+	}
 	t := now.UTC().Truncate(time.Millisecond)
 	if !t.After(st.lastStamp) {
 		t = st.lastStamp.Add(time.Millisecond)

@@ -232,7 +232,10 @@ func (m *Matcher) relate(field Path, v any, lit *Value) (int, error) {
 	case time.Time:
 		switch lit.Kind {
 		case KindDateTime:
-			return v.Compare(lit.Time), nil
+			// Salesforce compares datetimes to the second: the milliseconds of a literal and of
+			// a stored value (SystemModstamp keeps them) play no part, so "= 10:00:00Z" matches
+			// 10:00:00.900 and "> 10:00:00Z" does not.
+			return v.Truncate(time.Second).Compare(lit.Time.Truncate(time.Second)), nil
 		case KindDateLiteral:
 			s := m.spans[lit]
 			switch {

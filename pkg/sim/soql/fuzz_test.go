@@ -17,6 +17,8 @@ func FuzzParse(f *testing.F) {
 		"SELECT Id, Username, Email, IsActive, ProfileId, Profile.Name FROM User WHERE IsActive = true",
 		"SELECT COUNT() FROM Contact WHERE Tandem_Sync_Key__c != null",
 		"SELECT Id FROM Contact WHERE Tandem_Sync_Key__c IN ('k1','k2') AND IsDeleted = true",
+		"SELECT Id, IsDeleted, OwnerId, SystemModstamp FROM Contact WHERE SystemModstamp >= 2024-05-16T10:00:00Z AND (SystemModstamp >= 2024-05-16T10:00:01Z OR Id > '003000000000002AAA') AND OwnerId IN ('005000000000001AAA') ORDER BY SystemModstamp ASC, Id ASC",
+		"SELECT Id FROM Contact WHERE SystemModstamp >= 2024-05-16T09:55:00Z AND OwnerId IN ('005000000000001AAA') ORDER BY SystemModstamp ASC, Id ASC",
 		// Every literal and operator shape.
 		`select id from contact where (a = 'x\'y\\z\n' or b <> -1.5) and not c like 'a\%b_%' and d not in (1, 2) and e includes ('a;b') and f excludes ('c') and g = TODAY and h > 2024-01-02 and i <= 2024-01-02T03:04:05+05:30 order by a desc nulls last, b nulls first limit 10 offset 5`,
 		"SELECT Id FROM Contact WHERE CreatedDate = NEXT_N_DAYS:7 OR CreatedDate = THIS_MONTH OR CreatedDate = LAST_MONTH OR CreatedDate = YESTERDAY",

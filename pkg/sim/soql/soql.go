@@ -1,7 +1,8 @@
 // Package soql parses and evaluates the subset of the Salesforce Object Query Language that
 // Tandem sends: field lists with parent relationship paths and child-relationship subqueries,
 // WHERE conditions with every comparison operator, IN lists, LIKE, date and datetime literals
-// and relative date literals (TODAY, LAST_N_DAYS:n ...), ORDER BY, LIMIT and OFFSET.
+// and relative date literals (TODAY, LAST_N_DAYS:n ...), ORDER BY, LIMIT and OFFSET. Datetimes
+// compare to the second, as Salesforce compares them.
 //
 // The Salesforce simulator (package sfsim) uses it to answer queries the way Salesforce does,
 // including Salesforce's error codes and messages, so that a client bug (a misspelt field, an

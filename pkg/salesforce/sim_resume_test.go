@@ -1,0 +1,306 @@
+package salesforce
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
+)
+
+// TestSimIdlePollReadsNoRow is the API-call floor of an idle org: once the overlap has passed
+// the last change, a poll after a bulk sync of 100 users' contacts is one queryAll that
+// returns no row, where reading back a fixed window before the watermark cost a page per 2,000
+// records on every cycle.
+func TestSimIdlePollReadsNoRow(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 100, tokenLifetime: 24 * time.Hour})
+	env.seed(30)
+	env.clock.Advance(time.Second)
+	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
+
+	// Cycles within the overlap of the last change — and the first one after it, since the
+	// poll before it ran within the overlap — read the recent records back, to catch late
+	// commits, and report none of them again.
+	for i, gap := range []time.Duration{time.Minute, DefaultOverlap} {
+		env.clock.Advance(gap)
+		env.sim.ResetCounts()
+		var r *pollResult
+		r, cursor = env.poll(contactKind, env.audience(userRecords), cursor)
+		if n := countChanges(r); n != 0 {
+			t.Errorf("read-back %d reported %d changes", i, n)
+		}
+		if qa, more := env.count(sfsim.EndpointQueryAll), env.count(sfsim.EndpointQueryMore); qa != 1 || more != 1 {
+			t.Errorf("read-back %d of 3,000 records: %d queryAll and %d queryMore, want 1 and 1", i, qa, more)
+		}
+	}
+
+	// Idle cycles after that: one call each, no row.
+	for i := range 3 {
+		env.clock.Advance(DefaultOverlap)
+		env.sim.ResetCounts()
+		before := len(env.statements)
+		var r *pollResult
+		r, cursor = env.poll(contactKind, env.audience(userRecords), cursor)
+		if n := countChanges(r); n != 0 {
+			t.Errorf("idle cycle %d reported %d changes", i, n)
+		}
+		if calls := env.apiCalls(); calls != 1 || env.count(sfsim.EndpointQueryAll) != 1 {
+			t.Errorf("idle cycle %d: %d calls (%v), want 1 queryAll", i, calls, env.sim.Counts())
+		}
+		env.mu.Lock()
+		q := env.statements[before]
+		env.mu.Unlock()
+		if !strings.Contains(q, "OR Id > '") {
+			t.Errorf("idle cycle %d does not resume after the watermark and an Id: %.300s", i, q)
+		}
+		state, _ := decodeCursor(cursor, contactKind)
+		if len(state.Seen) != 0 || len(cursor) > 4000 {
+			t.Errorf("idle cycle %d keeps %d record groups in a %d-byte cursor", i, len(state.Seen), len(cursor))
+		}
+	}
+
+	// A change after the idle cycles is found, and only it.
+	target := ""
+	for _, rec := range env.sim.List("Contact") {
+		if rec["OwnerId"] == env.users[42].UserId {
+			target = rec["Id"].(string)
+			break
+		}
+	}
+	if err := env.sim.Update("Contact", target, map[string]any{"Title": "Director"}, env.users[42].UserId); err != nil {
+		t.Fatal(err)
+	}
+	env.clock.Advance(time.Minute)
+	env.sim.ResetCounts()
+	r, _ := env.poll(contactKind, env.audience(userRecords), cursor)
+	if got := ids(r.changes[env.users[42].UserId], upsert); !slices.Equal(got, []string{target}) || countChanges(r) != 1 {
+		t.Errorf("changes after the idle cycles: %v (%d in all)", got, countChanges(r))
+	}
+	if calls := env.apiCalls(); calls != 1 {
+		t.Errorf("%d calls for one change, want 1", calls)
+	}
+	env.checkStatements()
+}
+
+func countChanges(r *pollResult) int {
+	n := 0
+	for _, ch := range r.changes {
+		n += len(ch)
+	}
+	return n
+}
+
+// TestSimRecordsAtTheWatermark covers records stamped in the very second a poll stopped at
+// (the API reports SystemModstamp to the second, so records share it): one saved after the
+// poll with a larger Id, one with a smaller Id (an older record changed, and a transaction that
+// took its id before the poll and committed after), and the record the watermark ends on,
+// changed again within the same second. None is missed, none is reported twice.
+func TestSimRecordsAtTheWatermark(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1, wholeSeconds: true})
+	uid := env.users[0].UserId
+	owned := env.seed(3)
+	env.clock.Advance(time.Minute)
+	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
+
+	env.clock.Advance(time.Minute + 100*time.Millisecond) // second S
+	tx := env.sim.Begin()
+	late, err := tx.Insert("Contact", map[string]any{"LastName": "Late"}, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark, err := env.sim.Insert("Contact", map[string]any{"LastName": "Mark"}, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, cursor := env.poll(contactKind, env.audience(userRecords), cursor)
+	if got := ids(r.changes[uid], upsert); !slices.Equal(got, []string{mark}) {
+		t.Fatalf("first poll: %v, want [mark]", got)
+	}
+	state, _ := decodeCursor(cursor, contactKind)
+	if state.LastID != mark || !time.UnixMilli(state.Watermark).Truncate(time.Second).Equal(env.clock.Now().Truncate(time.Second)) {
+		t.Fatalf("position %v/%s, want second S and %s", time.UnixMilli(state.Watermark), state.LastID, mark)
+	}
+
+	env.clock.Advance(300 * time.Millisecond) // still second S
+	larger, err := env.sim.Insert("Contact", map[string]any{"LastName": "Larger"}, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smaller := owned[uid][0]
+	if err := env.sim.Update("Contact", smaller, map[string]any{"Title": "Smaller id"}, uid); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.sim.Update("Contact", mark, map[string]any{"Title": "Again"}, uid); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{late, larger, smaller, mark} {
+		rec, _ := env.sim.Get("Contact", id)
+		if !rec["SystemModstamp"].(time.Time).Equal(env.clock.Now().Truncate(time.Second)) {
+			t.Fatalf("%s is stamped %v, not in second S", id, rec["SystemModstamp"])
+		}
+	}
+	if !(late < mark && smaller < mark && larger > mark) {
+		t.Fatalf("ids: late %s, smaller %s, larger %s around the watermark's %s", late, smaller, larger, mark)
+	}
+	env.clock.Advance(time.Second)
+	r, cursor = env.poll(contactKind, env.audience(userRecords), cursor)
+	if got, want := sortedCopy(ids(r.changes[uid], upsert)), sortedCopy([]string{late, larger, smaller, mark}); !slices.Equal(got, want) {
+		t.Errorf("second poll: %v, want %v", got, want)
+	}
+	for _, ch := range r.changes[uid] {
+		if ch.GetRecord().GetId() == mark && ch.GetRecord().GetContact().GetJobTitle() != "Again" {
+			t.Errorf("the watermark's record changed again read as %v", ch.GetRecord())
+		}
+	}
+	env.clock.Advance(time.Second)
+	r, _ = env.poll(contactKind, env.audience(userRecords), cursor)
+	if n := countChanges(r); n != 0 {
+		t.Errorf("third poll re-reported %d changes: %v", n, ids(r.changes[uid], upsert))
+	}
+	env.checkStatements()
+}
+
+// TestSimResumesAfterTheWatermarkID covers the exact resume once the overlap has passed:
+// records stamped in the watermark's second that commit later are read when their Id sorts
+// after the last one read, from a statement that reads nothing else. (One with a smaller Id
+// would have committed later than the overlap allows, which the overlap is there to rule out.)
+func TestSimResumesAfterTheWatermarkID(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1, wholeSeconds: true, opts: []Option{WithOverlap(2 * time.Second)}})
+	uid := env.users[0].UserId
+	env.seed(2)
+	env.clock.Advance(time.Minute)
+	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
+	env.clock.Advance(time.Minute + 100*time.Millisecond) // second S
+	mark, err := env.sim.Insert("Contact", map[string]any{"LastName": "Mark"}, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := env.sim.Begin()
+	after, err := tx.Insert("Contact", map[string]any{"LastName": "After"}, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.clock.Advance(5 * time.Second)
+	r, cursor := env.poll(contactKind, env.audience(userRecords), cursor)
+	if got := ids(r.changes[uid], upsert); !slices.Equal(got, []string{mark}) {
+		t.Fatalf("first poll: %v", got)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	env.clock.Advance(5 * time.Second)
+	env.sim.ResetCounts()
+	before := len(env.statements)
+	r, _ = env.poll(contactKind, env.audience(userRecords), cursor)
+	if got := ids(r.changes[uid], upsert); !slices.Equal(got, []string{after}) {
+		t.Errorf("second poll: %v, want [%s]", got, after)
+	}
+	env.mu.Lock()
+	q := env.statements[before]
+	env.mu.Unlock()
+	if !strings.Contains(q, "OR Id > '"+mark+"')") {
+		t.Errorf("second poll does not resume after %s: %s", mark, q)
+	}
+}
+
+// TestSimLateCommitReported covers a transaction that writes a record, then commits only after
+// a poll has read a newer record: the record is older than the watermark and still reported.
+func TestSimLateCommitReported(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 2})
+	owned := env.seed(3)
+	a, b := env.users[0], env.users[1]
+	env.clock.Advance(time.Minute)
+	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
+
+	env.clock.Advance(time.Minute)
+	tx := env.sim.Begin()
+	slow := owned[a.UserId][1]
+	if err := tx.Update("Contact", slow, map[string]any{"Department": "Batch job"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	created, err := tx.Insert("Contact", map[string]any{"LastName": "Imported"}, b.UserId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.clock.Advance(time.Minute)
+	quick := owned[b.UserId][0]
+	if err := env.sim.Update("Contact", quick, map[string]any{"Title": "Quick"}, b.UserId); err != nil {
+		t.Fatal(err)
+	}
+	env.clock.Advance(time.Second)
+	r, cursor := env.poll(contactKind, env.audience(userRecords), cursor)
+	if got := ids(r.changes[b.UserId], upsert); !slices.Equal(got, []string{quick}) || len(r.changes[a.UserId]) != 0 {
+		t.Fatalf("before the commit: a %v, b %v", ids(r.changes[a.UserId], upsert), got)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	env.clock.Advance(time.Minute)
+	r, cursor = env.poll(contactKind, env.audience(userRecords), cursor)
+	if got := ids(r.changes[a.UserId], upsert); !slices.Equal(got, []string{slow}) {
+		t.Errorf("a after the commit: %v, want [%s]", got, slow)
+	}
+	if got := ids(r.changes[b.UserId], upsert); !slices.Equal(got, []string{created}) {
+		t.Errorf("b after the commit: %v, want [%s]", got, created)
+	}
+	for _, ch := range r.changes[a.UserId] {
+		if ch.GetRecord().GetContact().GetDepartment() != "Batch job" {
+			t.Errorf("late record read as %v", ch.GetRecord())
+		}
+	}
+	env.clock.Advance(time.Minute)
+	r, _ = env.poll(contactKind, env.audience(userRecords), cursor)
+	if n := countChanges(r); n != 0 {
+		t.Errorf("reported again: %d changes", n)
+	}
+}
+
+// TestSimUpgradeFromVersion1Cursor polls with a cursor of the first format, as a Tandem
+// upgraded mid-sync would: the records it lists are not reported again, a change is.
+func TestSimUpgradeFromVersion1Cursor(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1})
+	uid := env.users[0].UserId
+	owned := env.seed(3)
+	env.clock.Advance(time.Minute)
+	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
+	state, _ := decodeCursor(cursor, contactKind)
+	// What the first format would have stored: no Id, no horizon, no content hashes.
+	state.Version, state.LastID, state.Horizon = 1, "", 0
+	for i := range state.Seen {
+		state.Seen[i].Hashes = ""
+	}
+	v2, err := encodeCursor(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := v1Prefix + v2[len(cursorPrefix):]
+	env.clock.Advance(time.Minute)
+	if err := env.sim.Update("Contact", owned[uid][2], map[string]any{"Title": "After the upgrade"}, uid); err != nil {
+		t.Fatal(err)
+	}
+	r, next := env.poll(contactKind, env.audience(userRecords), v1)
+	if got := ids(r.changes[uid], upsert); !slices.Equal(got, owned[uid][2:]) || r.full[uid] {
+		t.Errorf("first poll after the upgrade: %v (full %t)", got, r.full[uid])
+	}
+	if !strings.HasPrefix(next, cursorPrefix) {
+		t.Errorf("cursor after the upgrade is %.5q", next)
+	}
+}
+
+func TestSimHorizonFollowsTheOrgsClock(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1})
+	// The connector's clock runs a minute ahead of the org's: the horizon is the org's.
+	ahead := func() time.Time { return env.clock.Now().Add(time.Minute) }
+	env.conn = newTestConnector(t, jwtOrg(t, env.srv.URL), WithClock(ahead), fastRetry())
+	env.seed(1)
+	env.clock.Advance(time.Minute)
+	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
+	state, _ := decodeCursor(cursor, contactKind)
+	if got, want := time.UnixMilli(state.Horizon), env.clock.Now().Truncate(time.Second); !got.Equal(want) {
+		t.Errorf("horizon %v, want the org's clock %v", got, want)
+	}
+}
