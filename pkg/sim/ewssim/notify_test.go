@@ -368,7 +368,10 @@ func TestStreamingWritesAndEventTypes(t *testing.T) {
 }
 
 func TestStreamingKeepAliveAndTimeout(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.StreamingKeepAlive = 30 * time.Millisecond; c.StreamingMinute = 300 * time.Millisecond })
+	e := newEnv(t, func(c *Config) {
+		c.StreamingKeepAlive = 30 * time.Millisecond
+		c.StreamingMinute = 300 * time.Millisecond
+	})
 	sub, _ := e.subscribe(reqOpts{}, folderIDs("calendar"))
 	sc := e.openStream(reqOpts{}, 1, []string{sub})
 	if sc.status != http.StatusOK {
