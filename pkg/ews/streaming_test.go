@@ -423,5 +423,3 @@ func TestStreamingAgainstSimulator(t *testing.T) {
 		t.Errorf("%d requests without X-AnchorMailbox", n)
 	}
 }
-
-
