@@ -423,6 +423,10 @@ func decodeSubscriptionID(id string) (string, error) {
 // its subscriptions (by subscription id, in the order of ids), the subscriptions it lost (by
 // code) and how the server ends it.
 func (h *notifyHub) snapshotLocked(st *stream) (notes map[string][]mailEvent, lost map[string][]string, ended string) {
+	if st.ended == "cut" {
+		// Nothing is taken from the queues: the subscriptions keep it for the next connection.
+		return nil, nil, st.ended
+	}
 	notes = map[string][]mailEvent{}
 	for id, sub := range st.subs {
 		if sub.missed {

@@ -318,7 +318,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *stream, time
 		}
 		return err == nil
 	}
-	s.log.DebugContext(r.Context(), "ewssim: streaming connection opened", "subscriptions", len(st.subs), "timeout", timeout)
+	s.log.DebugContext(r.Context(), "ewssim: streaming connection opened", "timeout", timeout)
 	keepAlive := time.NewTicker(s.keepAlive())
 	defer keepAlive.Stop()
 	end := time.NewTimer(timeout)
@@ -340,9 +340,6 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *stream, time
 			remaining := len(st.subs)
 			h.mu.Unlock()
 			if ended == "cut" {
-				// Whatever was queued goes down with the connection, as it would with a server
-				// that went away; the subscriptions still hold nothing, so nothing is lost that
-				// a client could have had.
 				panic(http.ErrAbortHandler)
 			}
 			if len(notes) > 0 {
