@@ -114,7 +114,7 @@ type watchConn struct {
 	// group is the server the subscriptions live on: their cookie, or, when Exchange handed
 	// out none, their one mailbox (a connection each, routed by its anchor).
 	url, group, cookie string
-	subs        map[string]*watchSub // by subscription id
+	subs               map[string]*watchSub // by subscription id
 	// stale says the subscriptions changed since the connection opened.
 	stale    bool
 	running  bool
