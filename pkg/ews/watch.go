@@ -69,7 +69,8 @@ type WatchConfig struct {
 	// Concurrency caps the Subscribe and Unsubscribe requests in flight; zero means
 	// DefaultWatchConcurrency.
 	Concurrency int
-	// Logger receives diagnostics; nil means the connector's.
+	// Logger receives diagnostics (with the user and mailbox concerned, not the org: a
+	// connector serves one org, which the logger should name); nil means the connector's.
 	Logger *slog.Logger
 }
 
@@ -336,7 +337,7 @@ func (w *Watcher) subscribe(ctx context.Context, subs []*watchSub) {
 			if sub.failures > 1 {
 				level = slog.LevelDebug
 			}
-			w.log.Log(ctx, level, "cannot subscribe to the mailbox's changes; polling goes on", "org", mb.OrgID, "user", mb.UserID,
+			w.log.Log(ctx, level, "cannot subscribe to the mailbox's changes; polling goes on", "user", mb.UserID,
 				"mailbox", mb.Address, "failures", sub.failures, "retry_in", delay, "error", err)
 			return
 		}
@@ -440,8 +441,7 @@ func (w *Watcher) lose(sub *watchSub, why error) {
 	if sub.losses > 1 {
 		delay = w.cfg.Backoff.Delay(sub.losses - 1)
 	}
-	w.log.Info("subscription lost; subscribing again", "org", mb.OrgID, "user", mb.UserID, "mailbox", mb.Address,
-		"reason", why, "in", delay)
+	w.log.Info("subscription lost; subscribing again", "user", mb.UserID, "mailbox", mb.Address, "reason", why, "in", delay)
 	w.detach(sub)
 	sub.id, sub.cookie, sub.lost, sub.retryAt = "", "", true, w.now().Add(delay)
 }
