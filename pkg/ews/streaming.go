@@ -91,9 +91,20 @@ func (a Affinity) apply(h http.Header) {
 		h.Set("X-AnchorMailbox", a.Anchor)
 	}
 	h.Set("X-PreferServerAffinity", "true")
-	if a.Cookie != "" {
-		h.Add("Cookie", (&http.Cookie{Name: affinityCookie, Value: a.Cookie}).String())
+	if a.Cookie != "" && validCookieValue(a.Cookie) {
+		h.Add("Cookie", affinityCookie+"="+a.Cookie)
 	}
+}
+
+// validCookieValue reports whether v may be sent as a cookie's value as it is (RFC 6265
+// cookie-octets): a value that may not is not sent, and the request is routed by its anchor.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c <= ' ' || c >= 0x7f || c == '"' || c == ',' || c == ';' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // cookieOf returns the affinity cookie an answer set, or "".

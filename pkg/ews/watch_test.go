@@ -120,15 +120,15 @@ func (we *watchEnv) subscribed(t *testing.T, addresses ...string) {
 }
 
 // wantConnections is how many connections subscriptions of addresses need: per mailbox
-// server, one per max.
-func wantConnections(sim *ewssim.Server, addresses []string, max int) int {
+// server, one per perConnection subscriptions.
+func wantConnections(sim *ewssim.Server, addresses []string, perConnection int) int {
 	per := map[string]int{}
 	for _, a := range addresses {
 		per[sim.MailboxServer(a)]++
 	}
 	n := 0
 	for _, c := range per {
-		n += (c + max - 1) / max
+		n += (c + perConnection - 1) / perConnection
 	}
 	return n
 }

@@ -99,11 +99,11 @@ func (m streamMsg) errorIDs() []string {
 
 // event is one notification event, by local names.
 type event struct {
-	sub, typ            string
-	id, parent          string
-	oldID, oldParent    string
-	folder              bool
-	unread, hasUnreadEl bool
+	sub, typ         string
+	id, parent       string
+	oldID, oldParent string
+	folder           bool
+	hasUnreadEl      bool
 }
 
 func (m streamMsg) events() []event {
@@ -251,7 +251,7 @@ func (sc *streamConn) items(n int) []event {
 }
 
 // waitEnd waits for the stream to end and returns how it ended, with the envelopes still unread.
-func (sc *streamConn) waitEnd() (error, []streamMsg) {
+func (sc *streamConn) waitEnd() ([]streamMsg, error) {
 	sc.t.Helper()
 	var rest []streamMsg
 	timeout := time.After(10 * time.Second)
@@ -259,21 +259,13 @@ func (sc *streamConn) waitEnd() (error, []streamMsg) {
 		select {
 		case m, ok := <-sc.msgs:
 			if !ok {
-				return <-sc.end, rest
+				return rest, <-sc.end
 			}
 			rest = append(rest, m)
 		case <-timeout:
 			sc.t.Fatal("the stream did not end")
 		}
 	}
-}
-
-func typesOf(evs []event) []string {
-	var out []string
-	for _, e := range evs {
-		out = append(out, e.typ)
-	}
-	return out
 }
 
 func TestStreamingUserEdits(t *testing.T) {
@@ -377,7 +369,7 @@ func TestStreamingKeepAliveAndTimeout(t *testing.T) {
 	if sc.status != http.StatusOK {
 		t.Fatalf("status %d", sc.status)
 	}
-	err, msgs := sc.waitEnd()
+	msgs, err := sc.waitEnd()
 	if err != nil {
 		t.Fatalf("the stream ended with %v", err)
 	}
@@ -417,7 +409,7 @@ func TestStreamingExpiry(t *testing.T) {
 		t.Fatalf("live subscriptions %v, want only the connected one", got)
 	}
 	sc2 := e.openStream(reqOpts{}, 30, []string{sub, kept})
-	err, msgs := sc2.waitEnd()
+	msgs, err := sc2.waitEnd()
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("end %v, %d messages", err, len(msgs))
 	}
@@ -444,7 +436,7 @@ func TestStreamingSubscriptionErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err, msgs := e.openStream(tc.o, 1, tc.ids).waitEnd()
+			msgs, err := e.openStream(tc.o, 1, tc.ids).waitEnd()
 			if err != nil || len(msgs) != 1 {
 				t.Fatalf("end %v, %d messages", err, len(msgs))
 			}
@@ -494,7 +486,7 @@ func TestStreamingSubscriptionErrors(t *testing.T) {
 		for range maxStreamingSubscriptions + 1 {
 			many = append(many, sub)
 		}
-		err, msgs := e.openStream(reqOpts{}, 1, many).waitEnd()
+		msgs, err := e.openStream(reqOpts{}, 1, many).waitEnd()
 		if err != nil || len(msgs) != 1 || msgs[0].code() != "ErrorInvalidRequest" {
 			t.Fatalf("201 subscriptions: %v %v", err, msgs)
 		}
@@ -536,7 +528,7 @@ func TestStreamingAffinity(t *testing.T) {
 	// With alice's cookie, alice's subscription is found, the other server's is not, even when
 	// the anchor mailbox is on that server.
 	withCookie := append([]string{"Cookie", affinityCookie + "=" + cookie}, prefer...)
-	msgs := func(sc *streamConn) []streamMsg { _, m := sc.waitEnd(); return m }
+	msgs := func(sc *streamConn) []streamMsg { m, _ := sc.waitEnd(); return m }
 	if m := msgs(e.openStream(reqOpts{actAs: other}, 1, []string{aliceSub, otherSub}, withCookie...)); len(m) != 1 ||
 		m[0].code() != "ErrorSubscriptionNotFound" || !slices.Equal(m[0].errorIDs(), []string{otherSub}) {
 		t.Fatalf("mixed servers: %v", m)
@@ -565,7 +557,7 @@ func TestStreamingDropsAndCuts(t *testing.T) {
 	if n := e.sim.CutStreams(); n != 1 {
 		t.Fatalf("cut %d streams", n)
 	}
-	if err, _ := sc.waitEnd(); err == nil {
+	if _, err := sc.waitEnd(); err == nil {
 		t.Fatal("a cut stream ended cleanly")
 	}
 	// The subscription survived the cut, and kept what happened since.
@@ -582,13 +574,13 @@ func TestStreamingDropsAndCuts(t *testing.T) {
 	if n := e.sim.DropSubscriptions(alice); n != 1 {
 		t.Fatalf("dropped %d subscriptions", n)
 	}
-	if err, _ := sc.waitEnd(); err == nil {
+	if _, err := sc.waitEnd(); err == nil {
 		t.Fatal("the stream of a dropped subscription ended cleanly")
 	}
 	if got := e.sim.Subscriptions(""); !slices.Equal(got, []string{bobSub}) {
 		t.Fatalf("subscriptions left %v", got)
 	}
-	if _, msgs := e.openStream(reqOpts{}, 30, []string{sub}).waitEnd(); len(msgs) != 1 || msgs[0].code() != "ErrorSubscriptionNotFound" {
+	if msgs, _ := e.openStream(reqOpts{}, 30, []string{sub}).waitEnd(); len(msgs) != 1 || msgs[0].code() != "ErrorSubscriptionNotFound" {
 		t.Fatalf("reconnecting a dropped subscription: %v", msgs)
 	}
 }
@@ -613,7 +605,7 @@ func TestStreamingHandOverAndUnsubscribe(t *testing.T) {
 	if r := e.ews(`<m:Unsubscribe><m:SubscriptionId>`+b+`</m:SubscriptionId></m:Unsubscribe>`, reqOpts{}); !slices.Equal(r.codes(), []string{"NoError"}) {
 		t.Fatalf("Unsubscribe: %s", r.body)
 	}
-	err, msgs := first.waitEnd()
+	msgs, err := first.waitEnd()
 	if err != nil || len(msgs) == 0 || msgs[len(msgs)-1].status() != "Closed" {
 		t.Fatalf("first connection ended %v with %d messages", err, len(msgs))
 	}

@@ -84,6 +84,7 @@ func (s *Server) opSubscribe(w http.ResponseWriter, r *http.Request, call *ewsCa
 		if !byCookie && strings.EqualFold(strings.TrimSpace(r.Header.Get("X-PreferServerAffinity")), "true") {
 			// The cookie that routes the group's later requests to this server, as Exchange
 			// hands it out when asked for affinity without one.
+			//nolint:gosec // the attributes Exchange sets on this cookie, no SameSite: a client's routing, not a browser's session
 			http.SetCookie(w, &http.Cookie{Name: affinityCookie, Value: backendCookie(server), Path: "/", Secure: true, HttpOnly: true})
 		}
 	default:
