@@ -13,6 +13,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/store"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -236,7 +237,7 @@ func (n *notifier) start(ctx context.Context, orgID string, conn exchange.Connec
 		OnChange:          n.changed,
 		ConnectionTimeout: n.cfg.ConnectionTimeout,
 		IdleTimeout:       n.cfg.IdleTimeout,
-		Logger:            n.log.With(slog.String("org", orgID)),
+		Logger:            n.log.With(slog.String(telemetry.KeyOrg, orgID)),
 	}
 	if n.watchConfig != nil {
 		n.watchConfig(&cfg)
@@ -248,7 +249,7 @@ func (n *notifier) start(ctx context.Context, orgID string, conn exchange.Connec
 		// Run returns nil: the watcher retries whatever fails.
 		_ = ow.w.Run(wctx)
 	}()
-	n.log.InfoContext(ctx, "watching the org's mailboxes for changes", slog.String("org", orgID))
+	n.log.InfoContext(ctx, "watching the org's mailboxes for changes", slog.String(telemetry.KeyOrg, orgID))
 	return ow
 }
 
@@ -297,11 +298,11 @@ func (n *notifier) wakeLoop(ctx context.Context) {
 			due, err := n.st.WakeAfter(ctx, org, n.cfg.MinGap)
 			if err != nil {
 				if ctx.Err() == nil {
-					n.log.WarnContext(ctx, "cannot wake the org; its cycle runs at the poll interval", slog.String("org", org), slog.Any("error", err))
+					n.log.WarnContext(ctx, "cannot wake the org; its cycle runs at the poll interval", slog.String(telemetry.KeyOrg, org), slog.Any("error", err))
 				}
 				continue
 			}
-			n.log.DebugContext(ctx, "org woken by a mailbox change", slog.String("org", org), slog.Time("due", due))
+			n.log.DebugContext(ctx, "org woken by a mailbox change", slog.String(telemetry.KeyOrg, org), slog.Time("due", due))
 		}
 	}
 }

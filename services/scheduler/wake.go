@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tandem-sync/tandem/pkg/retry"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 )
 
 // wakeBackoff spaces the attempts to listen to wakes again after Redis failed.
@@ -75,7 +76,7 @@ func (s *Scheduler) wakeOrg(ctx context.Context, orgID string) {
 	org, err := s.st.GetOrg(ctx, orgID)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.log.WarnContext(ctx, "woken org", slog.String("org", orgID), slog.Any("error", err))
+			s.log.WarnContext(ctx, "woken org", slog.String(telemetry.KeyOrg, orgID), slog.Any("error", err))
 		}
 		return
 	}
@@ -83,6 +84,6 @@ func (s *Scheduler) wakeOrg(ctx context.Context, orgID string) {
 		return
 	}
 	if err := s.scheduleOrg(ctx, org); err != nil && ctx.Err() == nil {
-		s.log.ErrorContext(ctx, "schedule woken org", slog.String("org", orgID), slog.Any("error", err))
+		s.log.ErrorContext(ctx, "schedule woken org", slog.String(telemetry.KeyOrg, orgID), slog.Any("error", err))
 	}
 }
