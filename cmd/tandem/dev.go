@@ -27,6 +27,7 @@ type devFlags struct {
 	seed                    int64
 	interval, timeout       time.Duration
 	untilSynced, jsonOut    bool
+	notify                  bool
 	insecureHTTP            bool
 	dump, redisURL, logFile string
 	logLevel, grpc, health  string
@@ -45,6 +46,7 @@ func (f *devFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.contacts, "contacts-per-user", 40, "contacts seeded per user: about half in Exchange, half in Salesforce, a few on both")
 	fs.Int64Var(&f.seed, "seed", 1, "seed of the generated data")
 	fs.DurationVar(&f.interval, "interval", 2*time.Second, "how often the org syncs")
+	fs.BoolVar(&f.notify, "notify", true, "watch the mailboxes with EWS streaming notifications: a change in Exchange starts a cycle at once (--interval stays the fallback)")
 	fs.BoolVar(&f.untilSynced, "until-synced", false, "exit 0 once every user's contacts are in sync both ways and both sides agree")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "with --until-synced: give up (exit 1, with the reason) after this long")
 	fs.BoolVar(&f.jsonOut, "json", false, "print a JSON summary as the last line of stdout (progress goes to stderr)")
@@ -89,7 +91,7 @@ func splitList(s string) []string {
 // options turns the flags into the environment's options.
 func (f *devFlags) options() (devenv.Options, error) {
 	opts := devenv.Options{
-		Users: f.users, ContactsPerUser: f.contacts, Seed: f.seed, Interval: f.interval, RedisURL: f.redisURL,
+		Users: f.users, ContactsPerUser: f.contacts, Seed: f.seed, Interval: f.interval, Notify: f.notify, RedisURL: f.redisURL,
 		LogLevel: f.logLevel, GRPCAddr: f.grpc, HealthAddr: f.health, InsecureHTTP: f.insecureHTTP,
 	}
 	if f.users < 1 || f.contacts < 0 {

@@ -182,6 +182,11 @@ type call struct {
 	// idempotent marks operations that may be repeated after an ambiguous failure (a timeout or
 	// a dropped connection after the request left): reads, and writes made safe by change keys.
 	idempotent bool
+	// header, when set, adjusts each attempt's HTTP headers (the server affinity of
+	// notification requests, streaming.go).
+	header func(http.Header)
+	// answered, when set, is given the HTTP headers of each answer (the affinity cookie).
+	answered func(http.Header)
 }
 
 // do sends c and returns the parsed envelope. Failures come back classified (*syncerr.Error),
@@ -286,6 +291,9 @@ func (cl *Client) roundTrip(ctx context.Context, c call, payload []byte) (*envel
 		// impersonation it must name the impersonated mailbox.
 		req.Header.Set("X-AnchorMailbox", c.target.Address)
 	}
+	if c.header != nil {
+		c.header(req.Header)
+	}
 	if err := cl.cfg.Credentials.Authorize(rctx, req); err != nil {
 		return nil, fmt.Errorf("authorize: %w", err)
 	}
@@ -295,6 +303,9 @@ func (cl *Client) roundTrip(ctx context.Context, c call, payload []byte) (*envel
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if c.answered != nil {
+		c.answered(resp.Header)
+	}
 	data, err := readLimited(resp.Body, resp.ContentLength, cl.cfg.MaxResponseBytes)
 	cl.log.DebugContext(ctx, "ews exchange", "op", c.op, "mailbox", c.target.Address, "status", resp.StatusCode,
 		"bytes", len(data), "elapsed", time.Since(start))

@@ -19,6 +19,11 @@
 //     repeat an earlier attempt look their keys up first, in the target folder and in Deleted
 //     Items, so that a retried create updates what an earlier attempt made and never brings back
 //     an item the user deleted; first attempts are created directly.
+//   - Streaming notifications (streaming.go): Subscribe, GetStreamingEvents read message by
+//     message from the chunked stream, Unsubscribe, with the server affinity Exchange needs
+//     (X-AnchorMailbox, X-PreferServerAffinity, X-BackEndOverrideCookie). A Watcher (watch.go)
+//     keeps a subscription per watched mailbox, grouped by mailbox server, at most 200 to a
+//     connection, and says which mailboxes changed.
 //
 // Every failure leaves this package classified once as a *syncerr.Error with an EXCHANGE_* code;
 // the EWS-level cause stays in the chain as *ResponseError or *HTTPError for errors.As.

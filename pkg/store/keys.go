@@ -21,6 +21,7 @@ import (
 // Global (tag {global}):
 //
 //	tandem:{global}:orgs                 set     ids of the orgs (index; an id without an org is skipped)
+//	tandem:{global}:wake                 channel pub/sub, not a key: "<org> <due unix ms>" per wake (wake.go)
 //
 // Per org (tag {<org>}):
 //

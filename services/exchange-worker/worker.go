@@ -43,6 +43,8 @@ type Config struct {
 	AllowHTTP bool
 	// BackoffBase and BackoffMax bound how long a user whose reads fail is skipped.
 	BackoffBase, BackoffMax time.Duration
+	// Notify configures streaming notifications (notify.go).
+	Notify NotifyConfig
 }
 
 // RegisterFlags registers the worker's flags, the platform's included.
@@ -53,6 +55,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AllowHTTP, "allow-http", false, "allow plain-HTTP Exchange endpoints (simulators and lab servers only)")
 	fs.DurationVar(&c.BackoffBase, "backoff-base", time.Minute, "first back-off of a user whose Exchange reads fail")
 	fs.DurationVar(&c.BackoffMax, "backoff-max", time.Hour, "longest back-off of a user whose Exchange reads fail")
+	c.Notify.RegisterFlags(fs)
 }
 
 // Validate checks the settings.
@@ -63,7 +66,7 @@ func (c *Config) Validate() error {
 	if c.mailboxBackoff().Validate() != nil {
 		return errors.New("--backoff-base must be positive and not above --backoff-max")
 	}
-	return nil
+	return c.Notify.Validate()
 }
 
 // mailboxBackoff is how long a user whose reads keep failing is skipped: the retry policy
@@ -122,16 +125,16 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 	return w, nil
 }
 
-// Components returns the job and apply consumers.
+// Components returns the job and apply consumers, and the notifier when it is enabled.
 func (w *Worker) Components() []lifecycle.Component {
-	return []lifecycle.Component{
+	return append([]lifecycle.Component{
 		{Name: "exchange-jobs", Run: func(ctx context.Context) error {
 			return w.bus.Consume(ctx, bus.ConsumerExchangeJobs, w.handleJob, bus.WithConcurrency(w.cfg.JobConcurrency))
 		}},
 		{Name: "exchange-apply", Run: func(ctx context.Context) error {
 			return w.bus.Consume(ctx, bus.ConsumerExchangeApply, w.handleApply, bus.WithConcurrency(w.cfg.ApplyConcurrency))
 		}},
-	}
+	}, w.notifyComponents()...)
 }
 
 // Run runs the worker alone, with its health endpoint, until ctx ends.

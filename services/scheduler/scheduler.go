@@ -109,9 +109,10 @@ func New(cfg Config, p *platform.Platform) (*Scheduler, error) {
 	}, nil
 }
 
-// Components returns the scheduler's one component: the tick loop.
+// Components returns the scheduler's components: the tick loop, and the listener that starts
+// woken orgs' cycles without waiting for a tick (wake.go).
 func (s *Scheduler) Components() []lifecycle.Component {
-	return []lifecycle.Component{{Name: "scheduler", Run: s.loop}}
+	return []lifecycle.Component{{Name: "scheduler", Run: s.loop}, {Name: "scheduler-wakes", Run: s.wakes}}
 }
 
 func (s *Scheduler) loop(ctx context.Context) error {

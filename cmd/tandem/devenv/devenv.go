@@ -38,6 +38,9 @@ type Options struct {
 	Seed int64
 	// Interval is how often the org syncs.
 	Interval time.Duration
+	// Notify has the exchange-worker watch the mailboxes with EWS streaming notifications, so
+	// that a change in Exchange starts a cycle at once; Interval stays the fallback.
+	Notify bool
 	// RedisURL is an existing Redis to use; empty starts one.
 	RedisURL string
 	// Dir holds the environment's files (JetStream, Redis); empty means a temporary directory
@@ -186,7 +189,7 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 		}},
 		{"exchange-worker", func(p *platform.Platform) (platform.Service, error) {
 			return exchangeworker.New(exchangeworker.Config{Platform: pcfg, JobConcurrency: ExchangeJobConcurrency, ApplyConcurrency: ExchangeApplyConcurrency, AllowHTTP: allowHTTP,
-				BackoffBase: 5 * time.Second, BackoffMax: time.Minute}, p)
+				BackoffBase: 5 * time.Second, BackoffMax: time.Minute, Notify: exchangeworker.NotifyConfig{Enabled: e.opts.Notify, Refresh: 2 * time.Second}}, p)
 		}},
 		{"salesforce-worker", func(p *platform.Platform) (platform.Service, error) {
 			return salesforceworker.New(salesforceworker.Config{Platform: pcfg, JobConcurrency: SalesforceJobConcurrency, ApplyConcurrency: SalesforceApplyConcurrency,

@@ -44,6 +44,15 @@ type Config struct {
 	// process arms faults and reads their counts. Off by default: only a lab simulator that a
 	// chaos run drives should expose it.
 	FaultAdmin bool
+	// MailboxServers spreads the mailboxes over this many mailbox servers, each keeping its
+	// own streaming subscriptions (see notify.go). Default: one.
+	MailboxServers int
+	// StreamingKeepAlive is how often an open GetStreamingEvents connection with nothing to
+	// report gets a ConnectionStatus OK. Default: 30 seconds.
+	StreamingKeepAlive time.Duration
+	// StreamingMinute is how long one minute of a GetStreamingEvents ConnectionTimeout lasts,
+	// so that tests can see connections end without waiting minutes. Default: a minute.
+	StreamingMinute time.Duration
 }
 
 // ServiceAccount is an account that authenticates with HTTP Basic.
@@ -156,6 +165,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRequestBytes < 0 {
 		errs = append(errs, errors.New("negative max request bytes"))
+	}
+	if c.MailboxServers < 0 || c.StreamingKeepAlive < 0 || c.StreamingMinute < 0 {
+		errs = append(errs, errors.New("negative mailbox servers, streaming keep-alive or streaming minute"))
 	}
 	return errors.Join(errs...)
 }

@@ -12,6 +12,7 @@
 //
 // Operations: GetFolder, FindFolder, CreateFolder, SyncFolderItems, GetItem, FindItem,
 // CreateItem, UpdateItem and DeleteItem, for contacts, calendar items and (minimally) messages,
+// and streaming notifications (Subscribe, GetStreamingEvents, Unsubscribe; see notify.go),
 // including generic extended properties, restrictions (IsEqualTo, IsNotEqualTo, the ordering
 // comparisons, Contains, Exists, And, Or, Not), ChangeKey conflicts, batches with per-item
 // errors, and SyncFolderItems with opaque sync states, paging and Exchange-like coalescing of
@@ -42,6 +43,18 @@
 //     unknown address is ErrorCode InvalidUser (SOAP) or error 500 (POX), as Exchange reports it.
 //   - Messages are kept only as far as SyncFolderItems needs them (subject, body, read flag), so
 //     that ReadFlagChange can be exercised; the simulator never sends mail.
+//   - Notifications: only streaming subscriptions (pull and push are refused with
+//     ErrorInvalidSubscriptionRequest). Every change made through EWS or the Go API produces
+//     the events Exchange sends for it — CreatedEvent, ModifiedEvent, DeletedEvent, MovedEvent
+//     (one event, with the old and new ids, for subscribers of either folder), NewMailEvent for
+//     messages put in the Inbox, and a ModifiedEvent for a folder whose item counts changed —
+//     but never CopiedEvent or FreeBusyChangedEvent (nothing copies, there is no free/busy).
+//     Notification is written in the messages namespace, as Exchange writes it, although
+//     types.xsd declares it in the types namespace. A GetStreamingEvents naming a subscription
+//     it cannot use fails as a whole (ResponseClass Error, the first subscription's code, every
+//     such subscription in ErrorSubscriptionIds, ConnectionStatus Closed). Subscriptions expire
+//     30 minutes (of Config.Clock) after their last connection ended; DropSubscriptions and
+//     CutStreams stand in for a restarted mailbox server and a broken network.
 //
 // # Using it
 //

@@ -102,6 +102,9 @@ type mailbox struct {
 	dist        map[string]*folder
 	items       map[string]*storedItem
 	root        *folder
+	// hub receives the mailbox's events for streaming subscriptions (notify.go); nil means
+	// nobody can subscribe (a scratch mailbox).
+	hub *notifyHub
 }
 
 // defaultFolders are created in every mailbox under msgfolderroot.
@@ -181,6 +184,9 @@ func (m *mailbox) newFolder(parent *folder, name, class, dist string) *folder {
 	if dist != "" {
 		m.dist[dist] = f
 	}
+	if parent != nil {
+		m.emit(mailEvent{kind: evCreated, folderEvent: true, id: f.id, ck: f.changeKey, parent: parent})
+	}
 	return f
 }
 
@@ -231,6 +237,17 @@ func (m *mailbox) walk(f *folder, visit func(*folder)) {
 
 // insert stores a new item in f, assigning its id and change key, and logs its creation.
 func (m *mailbox) insert(f *folder, it Item, now time.Time) *storedItem {
+	si := m.link(f, it, now)
+	m.emit(mailEvent{kind: evCreated, id: si.ItemID, ck: si.ChangeKey, parent: f})
+	if si.Message != nil && f == m.dist["inbox"] {
+		m.emit(mailEvent{kind: evNewMail, id: si.ItemID, ck: si.ChangeKey, parent: f})
+	}
+	m.emitFolderModified(f)
+	return si
+}
+
+// link is insert without the notification events.
+func (m *mailbox) link(f *folder, it Item, now time.Time) *storedItem {
 	m.nextObj++
 	it.ItemID = encodeID(m.guid, objItem, m.nextObj)
 	it.ChangeKey = encodeChangeKey(it.kind().changeKeyPrefix(), m.guid, m.nextChange())
@@ -256,21 +273,33 @@ func (m *mailbox) touch(si *storedItem, now time.Time, readFlagOnly bool) {
 		op = opReadFlag
 	}
 	si.folder.log = append(si.folder.log, logEntry{itemID: si.ItemID, op: op})
+	m.emit(mailEvent{kind: evModified, id: si.ItemID, ck: si.ChangeKey, parent: si.folder})
 }
 
 // remove deletes si for good and logs the deletion.
 func (m *mailbox) remove(si *storedItem) {
+	m.unlink(si)
+	m.emit(mailEvent{kind: evDeleted, id: si.ItemID, ck: si.ChangeKey, parent: si.folder})
+	m.emitFolderModified(si.folder)
+}
+
+// unlink is remove without the notification events.
+func (m *mailbox) unlink(si *storedItem) {
 	delete(m.items, si.ItemID)
 	delete(si.folder.items, si.ItemID)
 	si.folder.log = append(si.folder.log, logEntry{itemID: si.ItemID, op: opDelete})
 }
 
 // move moves si to f. As in Exchange the item gets a new id: the source folder logs a deletion
-// and the target a creation.
+// and the target a creation, and subscribers to either folder see one MovedEvent.
 func (m *mailbox) move(si *storedItem, f *folder, now time.Time) *storedItem {
-	m.remove(si)
-	it := si.Item
-	return m.insert(f, it, now)
+	m.unlink(si)
+	moved := m.link(f, si.Item, now)
+	m.emit(mailEvent{kind: evMoved, id: moved.ItemID, ck: moved.ChangeKey, parent: f,
+		oldID: si.ItemID, oldCK: si.ChangeKey, oldParent: si.folder})
+	m.emitFolderModified(si.folder)
+	m.emitFolderModified(f)
+	return moved
 }
 
 // lookupItem resolves an ItemId from a request: malformed ids and ids of other mailboxes are

@@ -33,6 +33,7 @@ type Server struct {
 	baseURL   string
 
 	ops    map[string]operation
+	notify *notifyHub
 	counts counters
 	faults faultSet
 	tokens tokenStore
@@ -76,6 +77,7 @@ func New(cfg Config) *Server {
 	s.tokens.tokens = map[string]issuedToken{}
 	s.faults.seed(cfg.FaultSeed)
 	s.ops = s.operations()
+	s.notify = newNotifyHub(s)
 	return s
 }
 
@@ -122,6 +124,7 @@ func (s *Server) Start(addr string) (url string, stop func(context.Context) erro
 	}
 	s.mu.Unlock()
 	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	hs.RegisterOnShutdown(s.closeStreams)
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
 	stop = func(ctx context.Context) error {
@@ -146,7 +149,9 @@ func (s *Server) AddMailbox(address string) error {
 	if _, ok := s.mailboxes[key]; ok {
 		return fmt.Errorf("%w: %s", ErrMailboxExists, address)
 	}
-	s.mailboxes[key] = newMailbox(address)
+	mb := newMailbox(address)
+	mb.hub = s.notify
+	s.mailboxes[key] = mb
 	return nil
 }
 
@@ -292,6 +297,9 @@ func (s *Server) serveEWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if s.serveNotification(w, r, call) {
+		return
+	}
 	handler, ok := s.ops[req.opName]
 	if !ok {
 		s.writeFault(w, r, req.opName, invalidRequest("the operation %s is not supported by the Exchange simulator", req.opName))
