@@ -89,6 +89,8 @@ type Config struct {
 	// process arms faults and reads their counts. Off by default: only a lab simulator that a
 	// chaos run drives should expose it.
 	FaultAdmin bool
+	// PubSub configures the change events and the Pub/Sub API (pubsub.go, changes.go).
+	PubSub PubSubConfig
 }
 
 // ConnectedApp is an OAuth client of the org.
@@ -177,6 +179,7 @@ type Server struct {
 	cursors cursorState
 	faults  faultState
 	meter   meter
+	pubsub  pubsubState
 }
 
 // New creates a simulated org with its standard profiles (System Administrator, Standard
@@ -223,6 +226,8 @@ func New(cfg Config) *Server {
 	}
 	s.schema = defaultSchema()
 	s.st = newStore(s.schema, instanceOf(s.orgID), s.now())
+	s.pubsub.init(cfg.PubSub)
+	s.st.changes = s.pubsub.log
 	s.auth.init()
 	s.cursors.init()
 	s.faults.init(cfg.FaultSeed)
