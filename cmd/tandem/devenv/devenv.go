@@ -193,7 +193,7 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 		{"salesforce-worker", func(p *platform.Platform) (platform.Service, error) {
 			return salesforceworker.New(salesforceworker.Config{Platform: pcfg, JobConcurrency: 4, ApplyConcurrency: 8,
 				DirectoryRefresh: time.Minute, ClientName: devClientName,
-				CDC: salesforceworker.CDCConfig{Endpoint: e.PubSubAddr, Plaintext: true}}, p)
+				CDC: salesforceworker.CDCConfig{Endpoint: e.PubSubAddr, Plaintext: allowHTTP, Refresh: 2 * time.Second}}, p)
 		}},
 		{"reconciler", func(p *platform.Platform) (platform.Service, error) {
 			return reconciler.New(reconciler.Config{Platform: pcfg, Concurrency: 64, LeaseTTL: 30 * time.Second, PendingTimeout: 2 * time.Minute}, p)
