@@ -182,7 +182,9 @@ func TestCDCExpiredReplayIDFallsBackToLatest(t *testing.T) {
 	go func() { done <- comps[0].Run(ctx) }()
 	defer func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("CDC component: %v", err)
+		}
 	}()
 	// The org is woken once (its poll covers the gap) and the subscription goes on from LATEST.
 	e.waitFor("wake after the refused replay id", e.due)
