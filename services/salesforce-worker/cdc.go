@@ -169,6 +169,8 @@ func (c *cdc) refresh(ctx context.Context) error {
 		return err
 	}
 	want := map[cdcKey]map[string]bool{}
+	// unknown are the orgs whose users could not be read this time: their subscriptions stay.
+	unknown := map[string]bool{}
 	var errs []error
 	for _, org := range orgs {
 		if !org.GetEnabled() || org.GetSalesforce() == nil {
@@ -177,6 +179,7 @@ func (c *cdc) refresh(ctx context.Context) error {
 		owners, err := c.syncing(ctx, org.GetOrgId())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("org %s: %w", org.GetOrgId(), err))
+			unknown[org.GetOrgId()] = true
 			continue
 		}
 		for kind, users := range owners {
@@ -186,7 +189,7 @@ func (c *cdc) refresh(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for key, sub := range c.subs {
-		if _, ok := want[key]; !ok {
+		if _, ok := want[key]; !ok && !unknown[key.org] {
 			sub.cancel()
 			delete(c.subs, key)
 		}
