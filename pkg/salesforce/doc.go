@@ -17,7 +17,6 @@
 //     earlier attempt created and the user has deleted since.
 //   - Every response's Sforce-Limit-Info header feeds a per-org budget that keeps a
 //     configurable reserve of the daily allocation for everything else in the org.
-//
 //   - Changes can also be pushed: (*Connector).PubSub subscribes to Change Data Capture events
 //     (/data/ContactChangeEvent, /data/EventChangeEvent) through the Pub/Sub API over gRPC, as
 //     the integration user, from a stored replay id. The salesforce-worker uses them only to
