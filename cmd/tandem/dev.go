@@ -39,6 +39,7 @@ type devFlags struct {
 	sfKeyFile, sfSecret     string
 	sfUser, sfAudience      string
 	sfProfiles, sfUsers     string
+	sfPubSub                string
 }
 
 func (f *devFlags) register(fs *flag.FlagSet) {
@@ -76,6 +77,7 @@ func (f *devFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.sfAudience, "salesforce-audience", "https://test.salesforce.com", "real Salesforce: JWT audience (test.salesforce.com for sandboxes)")
 	fs.StringVar(&f.sfProfiles, "salesforce-profiles", "", "real Salesforce: profile ids to sync, comma-separated")
 	fs.StringVar(&f.sfUsers, "salesforce-users", "", "real Salesforce: user ids to sync, comma-separated")
+	fs.StringVar(&f.sfPubSub, "salesforce-pubsub", "", "real Salesforce: Pub/Sub API host:port for Change Data Capture (api.pubsub.salesforce.com:7443; tandem sim's --pubsub-listen with --insecure-http); empty: poll only")
 }
 
 func splitList(s string) []string {
@@ -112,6 +114,7 @@ func (f *devFlags) options() (devenv.Options, error) {
 	sf := &devenv.SalesforceEndpoint{
 		OrgID: f.sfOrg, MyDomainURL: f.sfURL, ClientID: f.sfClient, ClientSecret: f.sfSecret,
 		IntegrationUsername: f.sfUser, Audience: f.sfAudience, ProfileIDs: splitList(f.sfProfiles), UserIDs: splitList(f.sfUsers),
+		PubSubEndpoint: f.sfPubSub,
 	}
 	if f.sfKeyFile != "" {
 		key, err := os.ReadFile(f.sfKeyFile)

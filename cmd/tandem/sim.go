@@ -159,6 +159,7 @@ func simSalesforce(ctx context.Context, args []string, stdout, stderr io.Writer)
 	listen := fs.String("listen", "127.0.0.1:8444", "address to listen on")
 	publicURL := fs.String("public-url", "", "the URL clients reach the org at, advertised as instance_url (for a proxy in front); default: the listening address")
 	allocation := fs.Int64("daily-api-allocation", 15000, "the org's daily API request allocation")
+	pubsubListen := fs.String("pubsub-listen", "127.0.0.1:8445", "address of the Pub/Sub API (Change Data Capture; gRPC, plain text); empty: not served")
 	keyOut := fs.String("key-out", filepath.Join(os.TempDir(), "tandem-sim-connected-app.key"), "where to write the connected app's private key (PEM)")
 	if err := f.parse(fs, args); err != nil {
 		return err
@@ -191,6 +192,10 @@ func simSalesforce(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	adminUser, _ := sim.Get("User", admin)
+	pubsubAddr, stopPubSub, err := startPubSub(ctx, *pubsubListen, sim)
+	if err != nil {
+		return err
+	}
 	err = serveUntilDone(ctx, *listen, sim, func(listening string) {
 		advertised := *publicURL
 		if advertised == "" {
@@ -202,11 +207,15 @@ func simSalesforce(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stdout, "  Client credentials: consumer key %s-cc, secret %s\n", clientID, secret)
 		fmt.Fprintf(stdout, "  Sales Rep profile:  %s; %d reps %s … (seed %d, %d contacts per rep in all)\n", profile, len(users), devenv.RepEmail(0), f.seeding.Seed, f.seeding.ContactsPerUser)
 		fmt.Fprintf(stdout, "  Daily API allocation: %d\n", *allocation)
+		if pubsubAddr != "" {
+			fmt.Fprintf(stdout, "  Pub/Sub API:        %s (gRPC, plain text): Change Data Capture on %s, %s\n", pubsubAddr, sfsim.TopicContactChanges, sfsim.TopicEventChanges)
+		}
 		if f.faultAdmin {
 			fmt.Fprintf(stdout, "  Fault admin:        %s%s\n", listening, sfsim.FaultAdminPath)
 		}
 		fmt.Fprintln(stdout, "Ctrl-C to stop.")
 	})
+	err = errors.Join(err, stopPubSub())
 	return f.writeDump(stdout, err, devenv.SalesforceDumpFile, func() any { return sim.Dump() })
 }
 

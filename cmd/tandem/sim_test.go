@@ -20,12 +20,15 @@ func TestSimSalesforceDumpsOnExit(t *testing.T) {
 	var out syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- simSalesforce(ctx, []string{"--listen", "127.0.0.1:0", "--users", "2", "--contacts-per-user", "6", "--seed", "3",
+		done <- simSalesforce(ctx, []string{"--listen", "127.0.0.1:0", "--pubsub-listen", "127.0.0.1:0", "--users", "2", "--contacts-per-user", "6", "--seed", "3",
 			"--public-url", "https://proxy.acme.example", "--dump", dir, "--key-out", filepath.Join(dir, "key.pem")}, &out, io.Discard)
 	}()
 	poll.Until(t, "the simulator to start", func() bool { return strings.Contains(out.String(), "Ctrl-C") })
 	if !strings.Contains(out.String(), "at https://proxy.acme.example (My Domain)") {
 		t.Errorf("the advertised URL is not the public one:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "Pub/Sub API:") {
+		t.Errorf("no Pub/Sub API announced:\n%s", out.String())
 	}
 	stop()
 	if err := <-done; err != nil {

@@ -19,6 +19,10 @@
 //     earlier attempt created and the user has deleted since.
 //   - Every response's Sforce-Limit-Info header feeds a per-org budget that keeps a
 //     configurable reserve of the daily allocation for everything else in the org.
+//   - Changes can also be pushed: (*Connector).PubSub subscribes to Change Data Capture events
+//     (/data/ContactChangeEvent, /data/EventChangeEvent) through the Pub/Sub API over gRPC, as
+//     the integration user, from a stored replay id. The salesforce-worker uses them only to
+//     poll at once instead of at the next interval; the poll still reads the records.
 //
 // Authentication is the OAuth 2.0 JWT bearer flow with a token per acting user (records are
 // created as their owner) plus one for the integration user that runs org-wide reads, or the

@@ -41,6 +41,8 @@ type Config struct {
 	DirectoryRefresh time.Duration
 	// ClientName goes in Sforce-Call-Options on writes, so Tandem's writes can be recognised.
 	ClientName string
+	// CDC configures the Change Data Capture subscriptions (cdc.go).
+	CDC CDCConfig
 }
 
 // RegisterFlags registers the worker's flags, the platform's included.
@@ -50,6 +52,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ApplyConcurrency, "apply-concurrency", 8, "write batches carried out at once by this replica")
 	fs.DurationVar(&c.DirectoryRefresh, "directory-refresh", time.Hour, "how often each org's user directory is read again")
 	fs.StringVar(&c.ClientName, "client-name", salesforce.DefaultClientName, "client name sent in Sforce-Call-Options on writes")
+	c.CDC.RegisterFlags(fs)
 }
 
 // Validate checks the settings.
@@ -116,16 +119,16 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 	return w, nil
 }
 
-// Components returns the job and apply consumers.
+// Components returns the job and apply consumers, and the CDC subscriptions.
 func (w *Worker) Components() []lifecycle.Component {
-	return []lifecycle.Component{
+	return append(w.cdcComponents(), []lifecycle.Component{
 		{Name: "salesforce-jobs", Run: func(ctx context.Context) error {
 			return w.bus.Consume(ctx, bus.ConsumerSalesforceJobs, w.handleJob, bus.WithConcurrency(w.cfg.JobConcurrency))
 		}},
 		{Name: "salesforce-apply", Run: func(ctx context.Context) error {
 			return w.bus.Consume(ctx, bus.ConsumerSalesforceApply, w.handleApply, bus.WithConcurrency(w.cfg.ApplyConcurrency))
 		}},
-	}
+	}...)
 }
 
 // Run runs the worker alone, with its health endpoint, until ctx ends.

@@ -84,6 +84,8 @@ type Env struct {
 	EWS                   *ewssim.Server
 	Salesforce            *sfsim.Server
 	EWSURL, SalesforceURL string
+	// PubSubAddr is the simulated org's Pub/Sub API (Change Data Capture), plain-text gRPC.
+	PubSubAddr string
 	// Platform is the services' shared platform.
 	Platform *platform.Platform
 	// OrgID is the org the environment syncs.
@@ -193,7 +195,8 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 		}},
 		{"salesforce-worker", func(p *platform.Platform) (platform.Service, error) {
 			return salesforceworker.New(salesforceworker.Config{Platform: pcfg, JobConcurrency: SalesforceJobConcurrency, ApplyConcurrency: SalesforceApplyConcurrency,
-				DirectoryRefresh: time.Minute, ClientName: devClientName}, p)
+				DirectoryRefresh: time.Minute, ClientName: devClientName,
+				CDC: salesforceworker.CDCConfig{Endpoint: e.PubSubAddr, Plaintext: allowHTTP, Refresh: 2 * time.Second}}, p)
 		}},
 		{"reconciler", func(p *platform.Platform) (platform.Service, error) {
 			return reconciler.New(reconciler.Config{Platform: pcfg, Concurrency: 64, LeaseTTL: 30 * time.Second, PendingTimeout: 2 * time.Minute}, p)

@@ -36,6 +36,9 @@ type SalesforceEndpoint struct {
 	Audience string
 	// ProfileIDs and UserIDs are assigned to the environment's sync configuration.
 	ProfileIDs, UserIDs []string
+	// PubSubEndpoint is the Pub/Sub API (host:port) for Change Data Capture, e.g.
+	// api.pubsub.salesforce.com:7443; empty: changes wait for the next poll.
+	PubSubEndpoint string
 }
 
 // connectReal stores an org that points at real endpoints, with a sync configuration for the
@@ -48,6 +51,7 @@ func (e *Env) connectReal(ctx context.Context) error {
 	if len(sf.ProfileIDs)+len(sf.UserIDs) == 0 {
 		return errors.New("name the Salesforce profiles or users to sync")
 	}
+	e.PubSubAddr = sf.PubSubEndpoint
 	for _, u := range []struct{ flag, url string }{
 		{"--exchange-ews-url", ex.EWSURL}, {"--exchange-autodiscover-url", ex.AutodiscoverURL}, {"--salesforce-url", sf.MyDomainURL},
 	} {

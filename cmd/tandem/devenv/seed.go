@@ -60,6 +60,9 @@ func (e *Env) startSimulators(ctx context.Context) error {
 		return err
 	}
 	e.Salesforce.SetBaseURL(e.SalesforceURL)
+	if e.PubSubAddr, err = e.servePubSub(); err != nil {
+		return err
+	}
 	e.OrgID = e.Salesforce.OrgID()
 	org, cfg, err := sims.Org(e.EWSURL, e.SalesforceURL, e.opts.Interval)
 	if err != nil {

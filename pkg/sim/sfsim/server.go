@@ -96,6 +96,8 @@ type Config struct {
 	// a SystemModstamp, so a client must break ties by Id. Off by default: stamps then have
 	// millisecond precision and strictly increase across the org.
 	WholeSecondStamps bool
+	// PubSub configures the change events and the Pub/Sub API (pubsub.go, changes.go).
+	PubSub PubSubConfig
 }
 
 // ConnectedApp is an OAuth client of the org.
@@ -186,7 +188,8 @@ type Server struct {
 	meter   meter
 	// held are the records that open Transactions have written, with how many hold each: API
 	// writes to them fail with UNABLE_TO_LOCK_ROW until the transaction ends. Guarded by mu.
-	held map[string]int
+	held   map[string]int
+	pubsub pubsubState
 }
 
 // New creates a simulated org with its standard profiles (System Administrator, Standard
@@ -235,6 +238,8 @@ func New(cfg Config) *Server {
 	s.st = newStore(s.schema, instanceOf(s.orgID), s.now())
 	s.st.wholeSeconds = cfg.WholeSecondStamps
 	s.held = map[string]int{}
+	s.pubsub.init(cfg.PubSub)
+	s.st.changes = s.pubsub.log
 	s.auth.init()
 	s.cursors.init()
 	s.faults.init(cfg.FaultSeed)

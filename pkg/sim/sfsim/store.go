@@ -67,6 +67,8 @@ type store struct {
 	// getDeleted's earliestDateAvailable.
 	purgedUntil map[*object]time.Time
 	created     time.Time
+	// changes receives the change events of every commit (changes.go); nil records none.
+	changes *changeLog
 }
 
 func newStore(s *schema, instance string, now time.Time) *store {

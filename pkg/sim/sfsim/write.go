@@ -85,6 +85,7 @@ func (t *txn) stage(r *record) {
 }
 
 func (t *txn) commit() {
+	t.st.changes.capture(t)
 	for _, id := range t.order {
 		t.st.put(t.pending[id])
 	}

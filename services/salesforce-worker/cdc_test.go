@@ -1,0 +1,227 @@
+package salesforceworker
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/tandem-sync/tandem/pkg/retry"
+	"github.com/tandem-sync/tandem/pkg/salesforce"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// cdcEnv is a worker subscribed to the simulated org's change events over a real gRPC
+// connection on a free loopback port, with real Redis and NATS.
+type cdcEnv struct {
+	*sfsimEnv
+	contactID string
+}
+
+func newCDCEnv(t *testing.T) *cdcEnv {
+	t.Helper()
+	se := newSFSimEnv(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- se.sim.ServePubSub(ctx, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("ServePubSub: %v", err)
+		}
+	})
+	cfg := testConfig()
+	cfg.CDC = CDCConfig{Endpoint: lis.Addr().String(), Plaintext: true, Refresh: 100 * time.Millisecond,
+		Backoff: retry.Policy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}}
+	w, err := NewWithConnectors(cfg, se.p.Platform, RESTConnectors(se.p.Platform, "TandemTest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	se.w = w
+	// The org's directory, as the worker's first job reads it.
+	var users []*tandemv1.SyncUser
+	for _, id := range []string{se.rep1, se.rep2} {
+		u, _ := se.sim.Get("User", id)
+		users = append(users, &tandemv1.SyncUser{UserId: id, Username: fmt.Sprint(u["Username"]), Email: fmt.Sprint(u["Email"]),
+			ProfileId: fmt.Sprint(u["ProfileId"]), Active: true})
+	}
+	se.putUsers(users...)
+	id, err := se.sim.Insert("Contact", map[string]any{"FirstName": "Grace", "LastName": "Hopper"}, se.rep1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cdcEnv{sfsimEnv: se, contactID: id}
+}
+
+// notDue schedules the org's next cycle an hour away: only a wake brings it forward.
+func (e *cdcEnv) notDue() {
+	e.t.Helper()
+	now := time.Now()
+	if _, ok, err := e.st.ClaimCycle(e.t.Context(), testOrg, now, now.Add(time.Hour)); err != nil || !ok {
+		e.t.Fatalf("ClaimCycle: %v %v", ok, err)
+	}
+}
+
+// startCDC runs the worker's CDC component until the returned stop is called, which waits for
+// it to end; it returns once the subscription is set up on the simulator.
+func (e *cdcEnv) startCDC() (stop func()) {
+	e.t.Helper()
+	comps := e.w.cdcComponents()
+	if len(comps) != 1 {
+		e.t.Fatalf("%d CDC components", len(comps))
+	}
+	ctx, cancel := context.WithCancel(e.t.Context())
+	done := make(chan error, 1)
+	go func() { done <- comps[0].Run(ctx) }()
+	e.waitFor("the subscription", func() bool { return e.sim.PubSubSubscribers() == 1 })
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Errorf("CDC component: %v", err)
+		}
+		// Shut down means shut down: no subscription left behind.
+		e.waitFor("the subscription to end", func() bool { return e.sim.PubSubSubscribers() == 0 })
+	}
+	e.t.Cleanup(stop)
+	return stop
+}
+
+func (e *cdcEnv) waitFor(what string, cond func() bool) time.Duration {
+	e.t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > 10*time.Second {
+			e.t.Fatalf("no %s after 10s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// due reports whether the org's next cycle is due now.
+func (e *cdcEnv) due() bool {
+	e.t.Helper()
+	sch, err := e.st.GetSchedule(e.t.Context(), testOrg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return !sch.NextAt.After(time.Now())
+}
+
+func (e *cdcEnv) storedReplay() []byte {
+	e.t.Helper()
+	raw, ok, err := e.st.GetCursor(e.t.Context(), replayKey(cdcKey{org: testOrg, kind: contact}))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !ok {
+		return nil
+	}
+	b, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+func TestCDCWakesTheOrgAndResumesAfterRestart(t *testing.T) {
+	e := newCDCEnv(t)
+	e.notDue()
+	stop := e.startCDC()
+	if e.due() {
+		t.Fatal("due before any change")
+	}
+
+	// A rep edits a contact in Salesforce: the org is due at once, not in an hour.
+	if err := e.sim.Update("Contact", e.contactID, map[string]any{"Title": "Rear Admiral"}, e.rep1); err != nil {
+		t.Fatal(err)
+	}
+	if took := e.waitFor("wake", e.due); took > time.Second {
+		t.Errorf("the org was due %s after the edit, want within a second", took)
+	} else {
+		t.Logf("org due %s after the edit", took)
+	}
+	e.waitFor("stored replay id", func() bool { return string(e.storedReplay()) == string(e.sim.LatestReplayID()) })
+
+	// The worker stops; an edit happens meanwhile; the restarted worker resumes after the
+	// stored replay id, so the edit is not missed (from LATEST it would be).
+	stop()
+	e.notDue()
+	if err := e.sim.Update("Contact", e.contactID, map[string]any{"Department": "Navy"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sim.Insert("Contact", map[string]any{"LastName": "Outsider"}, e.sim.AdminUserID()); err != nil {
+		t.Fatal(err)
+	}
+	e.startCDC()
+	e.waitFor("wake for the edit made while stopped", e.due)
+	e.waitFor("stored replay id to move on", func() bool { return string(e.storedReplay()) == string(e.sim.LatestReplayID()) })
+}
+
+func TestCDCExpiredReplayIDFallsBackToLatest(t *testing.T) {
+	e := newCDCEnv(t)
+	e.notDue()
+	// A replay id the bus does not have (older than its 72 hours).
+	if err := e.st.PutCursor(t.Context(), replayKey(cdcKey{org: testOrg, kind: contact}), base64.StdEncoding.EncodeToString([]byte("gone-by!"))); err != nil {
+		t.Fatal(err)
+	}
+	comps := e.w.cdcComponents()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- comps[0].Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("CDC component: %v", err)
+		}
+	}()
+	// The org is woken once (its poll covers the gap) and the subscription goes on from LATEST.
+	e.waitFor("wake after the refused replay id", e.due)
+	e.waitFor("the subscription from LATEST", func() bool { return e.sim.PubSubSubscribers() == 1 })
+	e.notDue()
+	if err := e.sim.Update("Contact", e.contactID, map[string]any{"Title": "Commodore"}, e.rep1); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("wake after the fallback", e.due)
+}
+
+func TestCDCTurnedOff(t *testing.T) {
+	for _, cfg := range []CDCConfig{{}, {Endpoint: "127.0.0.1:1", Disabled: true}} {
+		w := &Worker{cfg: Config{CDC: cfg}}
+		if got := w.cdcComponents(); len(got) != 0 {
+			t.Errorf("%+v: %d components", cfg, len(got))
+		}
+	}
+}
+
+func TestCDCWhichChangesMatter(t *testing.T) {
+	owners := map[string]bool{"005rep": true}
+	tests := []struct {
+		ev   salesforce.ChangeEvent
+		want bool
+	}{
+		{salesforce.ChangeEvent{ChangeType: salesforce.ChangeCreate, OwnerID: "005rep"}, true},
+		{salesforce.ChangeEvent{ChangeType: salesforce.ChangeCreate, OwnerID: "005other"}, false},
+		{salesforce.ChangeEvent{ChangeType: salesforce.ChangeUndelete, OwnerID: "005other"}, false},
+		{salesforce.ChangeEvent{ChangeType: salesforce.ChangeUpdate}, true},                      // owner unchanged, unknown
+		{salesforce.ChangeEvent{ChangeType: salesforce.ChangeUpdate, OwnerID: "005other"}, true}, // moved away from a rep, maybe
+		{salesforce.ChangeEvent{ChangeType: salesforce.ChangeDelete}, true},
+		{salesforce.ChangeEvent{ChangeType: "GAP_OVERFLOW"}, true},
+	}
+	for _, tc := range tests {
+		if got := matters(tc.ev, owners); got != tc.want {
+			t.Errorf("%s owned by %q: %v, want %v", tc.ev.ChangeType, tc.ev.OwnerID, got, tc.want)
+		}
+	}
+}
