@@ -22,7 +22,7 @@ type cdcEnv struct {
 
 func newCDCEnv(t *testing.T) *cdcEnv {
 	t.Helper()
-	se := newSFSimEnv(t)
+	se := newSFSimEnv(t, false)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
