@@ -26,7 +26,6 @@ import (
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	"github.com/tandem-sync/tandem/pkg/telemetry"
-	"github.com/tandem-sync/tandem/pkg/userlock"
 	"github.com/tandem-sync/tandem/pkg/worker"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -99,10 +98,8 @@ type Worker struct {
 	conns  *store.OrgCache[exchange.Connector]
 	outbox *ledger.Outbox
 	writes *worker.Writes
-	// reads serialises a user's reads (see handleJob).
-	reads *userlock.Locks
-	log   *slog.Logger
-	now   func() time.Time
+	log    *slog.Logger
+	now    func() time.Time
 }
 
 // New returns a worker using EWS connectors.
@@ -120,7 +117,6 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 		conns: store.NewOrgCache(p.Store, factory), log: p.Logger.With(slog.String("component", "exchange-worker")), now: time.Now,
 	}
 	w.outbox = ledger.NewOutbox(p.Store)
-	w.reads = userlock.New(p.Store, "read-exchange", readLeaseTTL)
 	w.writes = &worker.Writes{Outbox: w.outbox, Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Exchange"}
 	return w, nil
 }
@@ -208,33 +204,13 @@ func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return w.failed(ctx, job, err)
 	}
-	// A user's reads run one at a time, across replicas: a read continues from the cursor the
-	// one before it stored, and two reads from the same cursor would only report the same
-	// changes twice (and the second would look to the scheduler like a read that was lost).
-	err = w.reads.Do(ctx, store.UserKey{OrgID: mb.OrgID, UserID: mb.UserID}, readWait, nil, func(ctx context.Context, _ *store.Lease) error {
-		for _, kind := range job.GetKinds() {
-			if err := w.read(ctx, conn, mb, job, kind); err != nil {
-				return err
-			}
+	for _, kind := range job.GetKinds() {
+		if err := w.read(ctx, conn, mb, job, kind); err != nil {
+			return w.failed(ctx, job, err)
 		}
-		return nil
-	})
-	var gaveUp *userlock.GaveUp
-	if errors.As(err, &gaveUp) {
-		return bus.Contended(&syncerr.Error{Code: syncerr.SyncLeaseLost, Detail: gaveUp.Error(), Delay: userlock.Poll, Err: gaveUp})
-	}
-	if err != nil {
-		return w.failed(ctx, job, err)
 	}
 	return w.succeeded(ctx, mb, job, folders)
 }
-
-// Leases of a user's reads: renewed while a read runs; a job waits for the read before it for
-// up to readWait (a hung holder, not a slow one, makes it give up and retry).
-const (
-	readLeaseTTL = time.Minute
-	readWait     = 30 * readLeaseTTL
-)
 
 // read reads one kind's changes and publishes them as pages, then stores the cursor: the
 // cursor advances only once the changes it covers are durably published.

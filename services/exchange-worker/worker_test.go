@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -900,44 +898,5 @@ func TestComponentsOverTheBus(t *testing.T) {
 	}
 	if info.NumAckPending != 1 {
 		t.Errorf("%d jobs awaiting redelivery, want the throttled one", info.NumAckPending)
-	}
-}
-
-// A user's reads never run at once: two jobs of one user (cycles queued behind a backlog) read
-// one after the other, the second from the cursor the first stored; other users are not held up.
-func TestUsersReadsRunOneAtATime(t *testing.T) {
-	ctx := t.Context()
-	e, fc := newFakeEnv(t)
-	var running, overlaps atomic.Int32
-	fc.script(func(f *fakeConnector) {
-		f.pages = func(_ tandemv1.RecordKind, cur string) ([]exchange.Page, error) {
-			return []exchange.Page{{Changes: upserts("a"+cur, 1), Cursor: cur + "+", Full: cur == "", Last: true}}, nil
-		}
-		f.beforePage = func(int) {
-			if running.Add(1) > 1 {
-				overlaps.Add(1)
-			}
-			time.Sleep(30 * time.Millisecond)
-			running.Add(-1)
-		}
-	})
-	var wg sync.WaitGroup
-	for cycle := range uint64(4) {
-		job := &tandemv1.SyncJob{OrgId: testOrg, UserId: rep1, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: cycle + 1, Kinds: []tandemv1.RecordKind{contact}}
-		wg.Go(func() {
-			if err := e.w.handleJob(ctx, jobMessage(t, job)); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if overlaps.Load() != 0 {
-		t.Fatalf("%d reads of one user overlapped", overlaps.Load())
-	}
-	fc.mu.Lock()
-	cursors := slices.Clone(fc.cursors[contact])
-	fc.mu.Unlock()
-	if want := []string{"", "+", "++", "+++"}; !slices.Equal(cursors, want) {
-		t.Fatalf("reads started from cursors %q, want each from the one before: %q", cursors, want)
 	}
 }
