@@ -152,24 +152,14 @@ func cursorKey(orgID string, kind tandemv1.RecordKind) store.CursorKey {
 	return store.CursorKey{Org: orgID, Name: "salesforce-" + store.KindName(kind)}
 }
 
-// handleJob polls the org for every kind the job names and publishes each user's changes. A job
-// that ends — polled, or failed for good — is marked in the org's schedule, which starts no
-// cycle while an earlier cycle's poll is still to finish (see store.SalesforceReadDone).
+// handleJob polls the org for every kind the job names and publishes each user's changes.
 func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
 	job := &tandemv1.SyncJob{}
 	if err := m.Decode(job); err != nil {
 		return err
 	}
-	ctx = telemetry.WithScope(ctx, job.GetOrgId(), "")
-	if err := w.pollJob(ctx, job); err != nil {
-		return err
-	}
-	return w.st.SalesforceReadDone(ctx, job.GetOrgId(), job.GetCycle())
-}
-
-// pollJob carries out a job; it returns nil once the job has ended, polled or failed for good.
-func (w *Worker) pollJob(ctx context.Context, job *tandemv1.SyncJob) error {
 	orgID := job.GetOrgId()
+	ctx = telemetry.WithScope(ctx, orgID, "")
 	conn, err := w.connector(ctx, orgID)
 	if err != nil {
 		return w.failed(ctx, orgID, job, err)

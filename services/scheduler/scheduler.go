@@ -150,16 +150,11 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// baseInterval is how often the org syncs, without jitter.
-func (s *Scheduler) baseInterval(org *tandemv1.Org) time.Duration {
-	if n := org.GetSyncIntervalSeconds(); n > 0 {
-		return time.Duration(n) * time.Second
-	}
-	return s.cfg.Interval
-}
-
 func (s *Scheduler) interval(org *tandemv1.Org) time.Duration {
-	d := s.baseInterval(org)
+	d := s.cfg.Interval
+	if n := org.GetSyncIntervalSeconds(); n > 0 {
+		d = time.Duration(n) * time.Second
+	}
 	if s.cfg.Jitter > 0 {
 		spread := time.Duration(float64(d) * s.cfg.Jitter)
 		d += rand.N(2*spread+1) - spread
@@ -200,9 +195,6 @@ func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
 	if ok {
 		s.log.InfoContext(ctx, "publishing the jobs of a cycle claimed earlier", slog.String("org", orgID), slog.Uint64(telemetry.KeyCycle, cycle))
 	} else {
-		if busy, err := s.pollUnfinished(ctx, org, now); err != nil || busy {
-			return err
-		}
 		next = now.Add(s.interval(org))
 		cycle, ok, err = s.st.ClaimCycle(ctx, orgID, now, next)
 		if err != nil || !ok {
@@ -217,34 +209,6 @@ func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
 	}
 	return errors.Join(err, s.st.CyclePublished(ctx, orgID, cycle))
 }
-
-// pollUnfinished reports whether the org's last cycle's Salesforce poll has yet to finish, in
-// which case no new cycle starts: it could not complete before that poll, its own poll would
-// run beside it from the same cursor, and under a backlog cycles would pile up behind it. A
-// poll that has not finished long after its cycle started (its job lost with a broker's store)
-// holds nothing up for longer than pollStall intervals.
-func (s *Scheduler) pollUnfinished(ctx context.Context, org *tandemv1.Org, now time.Time) (bool, error) {
-	sch, err := s.st.GetSchedule(ctx, org.GetOrgId())
-	if err != nil {
-		return false, err
-	}
-	if sch.Cycle == 0 {
-		return false, nil
-	}
-	read, err := s.st.SalesforceRead(ctx, org.GetOrgId())
-	if err != nil {
-		return false, err
-	}
-	stall := max(pollStall*s.baseInterval(org), minPollStall)
-	return read < sch.Cycle && now.Sub(sch.StartedAt) < stall, nil
-}
-
-// A cycle whose Salesforce poll has not finished holds up the next one for at most pollStall
-// intervals, and at least minPollStall.
-const (
-	pollStall    = 3
-	minPollStall = 20 * time.Second
-)
 
 // startCycle publishes a claimed cycle's jobs. Publishing it again publishes the same jobs
 // under the same message ids, which the bus de-duplicates. published is false when a job may

@@ -82,32 +82,10 @@ func (e *env) newJobs(t *testing.T) []job {
 	return out
 }
 
-// tick runs one scheduler tick after the Salesforce polls of the cycles started so far have
-// finished (as a worker keeping up would have them); tickOnly leaves them as they are.
 func (e *env) tick(t *testing.T) {
-	t.Helper()
-	orgs, err := e.st.ListOrgs(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range orgs {
-		e.pollDone(t, o.GetOrgId(), e.cycle(t, o.GetOrgId()))
-	}
-	e.tickOnly(t)
-}
-
-func (e *env) tickOnly(t *testing.T) {
 	t.Helper()
 	if err := e.sched.Tick(t.Context()); err != nil {
 		t.Fatalf("Tick: %v", err)
-	}
-}
-
-// pollDone plays the salesforce-worker finishing the org's poll of cycle.
-func (e *env) pollDone(t *testing.T, orgID string, cycle uint64) {
-	t.Helper()
-	if err := e.st.SalesforceReadDone(t.Context(), orgID, cycle); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -517,7 +495,6 @@ func TestResetWaitsForTheReconcileLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.pollDone(t, orgA, e.cycle(t, orgA))
 	e.dueNow(t, orgA)
 	if err := e.sched.Tick(ctx); err == nil {
 		t.Fatal("Tick reported no error for a reset it could not carry out")
@@ -574,7 +551,6 @@ func TestStalledReconciliationReadsInFull(t *testing.T) {
 					t.Fatalf("ClaimCycle: %v, %v", ok, err)
 				}
 			}
-			e.pollDone(t, orgA, tc.cycle-1)
 			e.tick(t)
 			sf, ex := split(t, orgA, e.newJobs(t))
 			if sf.GetCycle() != tc.cycle {
@@ -584,46 +560,6 @@ func TestStalledReconciliationReadsInFull(t *testing.T) {
 				t.Fatalf("Salesforce full %v, Exchange full %v; want %v", full, ex[user1].GetFullResync(), tc.wantFull)
 			}
 		})
-	}
-}
-
-// No cycle starts while the last one's Salesforce poll has yet to finish, unless that poll has
-// been missing for long (its job lost).
-func TestNoCycleWhileThePollIsUnfinished(t *testing.T) {
-	e := newEnv(t, testConfig())
-	ctx := t.Context()
-	o := org(orgA)
-	o.SyncIntervalSeconds = 5
-	e.putOrg(t, o)
-	e.putUsers(t, orgA, user(user1, true))
-	e.putConfig(t, orgA, contactsOnly(user1))
-	e.tickOnly(t)
-	if c := e.cycle(t, orgA); c != 1 {
-		t.Fatalf("cycle %d after the first tick, want 1", c)
-	}
-	e.dueNow(t, orgA)
-	e.tickOnly(t)
-	if c := e.cycle(t, orgA); c != 1 {
-		t.Fatalf("cycle %d started while cycle 1's poll runs", c)
-	}
-	e.pollDone(t, orgA, 1)
-	e.tickOnly(t)
-	if c := e.cycle(t, orgA); c != 2 {
-		t.Fatalf("cycle %d once cycle 1's poll finished, want 2", c)
-	}
-	// Cycle 3 started a minute ago and its poll never finished: it holds nothing up any more.
-	e.pollDone(t, orgA, 2)
-	past := time.Now().Add(-time.Minute)
-	e.dueNow(t, orgA)
-	if _, ok, err := e.st.ClaimCycle(ctx, orgA, past, past); err != nil || !ok {
-		t.Fatalf("ClaimCycle: %v, %v", ok, err)
-	}
-	if err := e.st.CyclePublished(ctx, orgA, 3); err != nil {
-		t.Fatal(err)
-	}
-	e.tickOnly(t)
-	if c := e.cycle(t, orgA); c != 4 {
-		t.Fatalf("cycle %d, want 4: a poll missing for a minute must not stop the org", c)
 	}
 }
 
@@ -666,7 +602,6 @@ func TestComponentTicksUntilStopped(t *testing.T) {
 	poll.Until(t, "three cycles started on the component's ticks", func() bool {
 		if c := e.cycle(t, orgA); c > seen {
 			seen = c
-			e.pollDone(t, orgA, c)
 			e.dueNow(t, orgA)
 		}
 		return seen >= 3
