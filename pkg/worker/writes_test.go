@@ -31,7 +31,7 @@ func (allInFlight) InFlight(_ context.Context, _ store.UserKey, b *tandemv1.Writ
 type discard struct{}
 
 func (discard) Publish(context.Context, string, proto.Message, string) error { return nil }
-func (discard) MaxPayload() int                                              { return 1 << 20 }
+func (discard) MaxPayload() int                                                { return 1 << 20 }
 
 // A user's write batches towards one side never run at once, even from two replicas: a create
 // planned again after its first attempt went unanswered must find what that attempt made.
