@@ -52,6 +52,7 @@ type simOptions struct {
 	tokenLifetime time.Duration
 	conn          func(*tandemv1.SalesforceConnection)
 	opts          []Option
+	pubsub        *sfsim.PubSubConfig
 }
 
 func newSimEnv(t *testing.T, o simOptions) *simEnv {
@@ -64,6 +65,9 @@ func newSimEnv(t *testing.T, o simOptions) *simEnv {
 		ConnectedApps:   []sfsim.ConnectedApp{{ClientID: testClientID, CertificatePEM: pub, ClientSecret: "s3cret"}},
 		Now:             clock.Now,
 		TokenLifetime:   o.tokenLifetime,
+	}
+	if o.pubsub != nil {
+		cfg.PubSub = *o.pubsub
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
