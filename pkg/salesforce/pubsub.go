@@ -71,6 +71,10 @@ type ChangeEvent struct {
 	RecordIDs []string
 	// ChangeType is CREATE, UPDATE, DELETE, UNDELETE or a GAP_* type.
 	ChangeType string
+	// Origin is changeOrigin: for a change made through an API, the API and the client named
+	// in the call's Sforce-Call-Options ("com/salesforce/api/rest/62.0;client=tandem"); empty
+	// otherwise.
+	Origin string
 	// CommitUser is the id of the user who made the change; CommitTime when it was committed.
 	CommitUser string
 	CommitTime time.Time
@@ -79,6 +83,17 @@ type ChangeEvent struct {
 	// OwnerID is the records' owner when the event carries it: creates, undeletes and updates
 	// that changed the owner. Empty otherwise (deletes and most updates).
 	OwnerID string
+}
+
+// Client is the client the change's API call named (Sforce-Call-Options: client=...), or "".
+// Tandem names itself on every write (WithClientName), so it recognises its own changes.
+func (e ChangeEvent) Client() string {
+	_, client, ok := strings.Cut(e.Origin, ";client=")
+	if !ok {
+		return ""
+	}
+	client, _, _ = strings.Cut(client, ";")
+	return client
 }
 
 // FetchBatch is what one FetchResponse brought: possibly no events (a keepalive), and the
