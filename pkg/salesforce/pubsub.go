@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -70,6 +71,10 @@ type ChangeEvent struct {
 	RecordIDs []string
 	// ChangeType is CREATE, UPDATE, DELETE, UNDELETE or a GAP_* type.
 	ChangeType string
+	// Origin is changeOrigin: for a change made through an API, the API and the client named
+	// in the call's Sforce-Call-Options ("com/salesforce/api/rest/62.0;client=tandem"); empty
+	// otherwise.
+	Origin string
 	// CommitUser is the id of the user who made the change; CommitTime when it was committed.
 	CommitUser string
 	CommitTime time.Time
@@ -78,6 +83,17 @@ type ChangeEvent struct {
 	// OwnerID is the records' owner when the event carries it: creates, undeletes and updates
 	// that changed the owner. Empty otherwise (deletes and most updates).
 	OwnerID string
+}
+
+// Client is the client the change's API call named (Sforce-Call-Options: client=...), or "".
+// Tandem names itself on every write (WithClientName), so it recognises its own changes.
+func (e ChangeEvent) Client() string {
+	_, client, ok := strings.Cut(e.Origin, ";client=")
+	if !ok {
+		return ""
+	}
+	client, _, _ = strings.Cut(client, ";")
+	return client
 }
 
 // FetchBatch is what one FetchResponse brought: possibly no events (a keepalive), and the
@@ -98,7 +114,14 @@ type Subscription struct {
 	Earliest bool
 	// Fetch is how many events to keep requested (at most MaxFetch, the default).
 	Fetch int
+	// IdleTimeout ends a subscription that received nothing, not even a keepalive, for this
+	// long (DefaultIdleTimeout when zero): Salesforce sends an empty FetchResponse at least
+	// every 270 seconds, so silence means a dead connection.
+	IdleTimeout time.Duration
 }
+
+// DefaultIdleTimeout is twice Salesforce's keepalive period, and then some.
+const DefaultIdleTimeout = 10 * time.Minute
 
 // ErrReplayIDInvalid is in the chain of a subscription Salesforce refused because its replay id
 // is invalid or no longer retained (older than 72 hours): resubscribe from LATEST or EARLIEST.
@@ -278,8 +301,16 @@ func (p *PubSub) Subscribe(ctx context.Context, sub Subscription, handle func(ct
 	if fetch <= 0 || fetch > MaxFetch {
 		fetch = MaxFetch
 	}
+	idleTimeout := sub.IdleTimeout
+	if idleTimeout <= 0 {
+		idleTimeout = DefaultIdleTimeout
+	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var idled atomic.Bool
+	idle := time.AfterFunc(idleTimeout, func() { idled.Store(true); cancel() })
+	defer idle.Stop()
 	sctx, t, err := p.session(ctx)
 	if err != nil {
 		return err
@@ -298,6 +329,9 @@ func (p *PubSub) Subscribe(ctx context.Context, sub Subscription, handle func(ct
 		first.ReplayPreset = eventbusv1.ReplayPreset_LATEST
 	}
 	recvErr := func(err error) error {
+		if idled.Load() && parent.Err() == nil {
+			return syncerr.New(syncerr.SalesforceUnavailable, "pubsub Subscribe %s: nothing received for %s, not even a keepalive", sub.Topic, idleTimeout)
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -317,6 +351,7 @@ func (p *PubSub) Subscribe(ctx context.Context, sub Subscription, handle func(ct
 		if err != nil {
 			return recvErr(err)
 		}
+		idle.Reset(idleTimeout)
 		batch := FetchBatch{LatestReplayID: resp.GetLatestReplayId()}
 		for _, ce := range resp.GetEvents() {
 			ev, err := p.decode(ctx, ce)

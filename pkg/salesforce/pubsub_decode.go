@@ -32,6 +32,7 @@ type changeHeader struct {
 	EntityName      string   `avro:"entityName"`
 	RecordIDs       []string `avro:"recordIds"`
 	ChangeType      string   `avro:"changeType"`
+	ChangeOrigin    string   `avro:"changeOrigin"`
 	CommitTimestamp int64    `avro:"commitTimestamp"`
 	CommitUser      string   `avro:"commitUser"`
 	ChangedFields   []string `avro:"changedFields"`
@@ -137,7 +138,7 @@ func (s *changeSchema) decode(payload []byte) (ChangeEvent, error) {
 		return ChangeEvent{}, errors.New("change event header without entityName or changeType")
 	}
 	ev := ChangeEvent{
-		Entity: h.EntityName, RecordIDs: h.RecordIDs, ChangeType: h.ChangeType, CommitUser: h.CommitUser,
+		Entity: h.EntityName, RecordIDs: h.RecordIDs, ChangeType: h.ChangeType, Origin: h.ChangeOrigin, CommitUser: h.CommitUser,
 		CommitTime: time.UnixMilli(h.CommitTimestamp).UTC(),
 	}
 	if p.OwnerID != nil {

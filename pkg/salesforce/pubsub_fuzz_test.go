@@ -63,7 +63,7 @@ func TestDecodeChangeEvent(t *testing.T) {
 		t.Errorf("update: %+v", ev)
 	}
 	ev, err = s.decode(changeSeed(t, s.schema, "CREATE", "005000000000002AAA", nil))
-	if err != nil || ev.OwnerID != "005000000000002AAA" || ev.CommitTime.UnixMilli() != 1767225600000 {
+	if err != nil || ev.OwnerID != "005000000000002AAA" || ev.CommitTime.UnixMilli() != 1767225600000 || ev.Client() != "tandem" {
 		t.Errorf("create: %+v, %v", ev, err)
 	}
 	for _, bad := range [][]string{{"0x80"}, {"9-0x01"}, {"1-Email"}, {"0xZZ"}} {

@@ -17,9 +17,15 @@ import (
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
-// pubsubEnv is a simulated org with its Pub/Sub API on an in-memory transport.
+// newPubSubEnv is a simulated org with its Pub/Sub API on an in-memory transport.
 func newPubSubEnv(t *testing.T, o simOptions) (*simEnv, *PubSub) {
 	t.Helper()
+	return newPubSubEnvWith(t, o, sfsim.PubSubConfig{})
+}
+
+func newPubSubEnvWith(t *testing.T, o simOptions, cfg sfsim.PubSubConfig) (*simEnv, *PubSub) {
+	t.Helper()
+	o.pubsub = &cfg
 	env := newSimEnv(t, o)
 	lis := bufconn.Listen(1 << 20)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -252,5 +258,17 @@ func TestChangeTopic(t *testing.T) {
 	}
 	if _, ok := ChangeTopic(tandemv1.RecordKind_RECORD_KIND_UNSPECIFIED); ok {
 		t.Error("a topic for no kind")
+	}
+}
+
+func TestPubSubIdleSubscriptionEnds(t *testing.T) {
+	// A server that sends nothing, not even keepalives (one an hour here), looks dead: the
+	// subscription ends as unavailable and the caller reconnects.
+	_, ps := newPubSubEnvWith(t, simOptions{users: 1}, sfsim.PubSubConfig{Keepalive: time.Hour})
+	topic, _ := ChangeTopic(tandemv1.RecordKind_RECORD_KIND_CONTACT)
+	start := time.Now()
+	err := ps.Subscribe(t.Context(), Subscription{Topic: topic, IdleTimeout: 100 * time.Millisecond}, func(context.Context, FetchBatch) error { return nil })
+	if se := syncerr.As(err); se.Code != syncerr.SalesforceUnavailable || time.Since(start) > 5*time.Second {
+		t.Errorf("idle subscription: %v after %s", err, time.Since(start))
 	}
 }

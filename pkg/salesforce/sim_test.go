@@ -55,6 +55,7 @@ type simOptions struct {
 	wholeSeconds bool
 	conn         func(*tandemv1.SalesforceConnection)
 	opts         []Option
+	pubsub       *sfsim.PubSubConfig
 }
 
 func newSimEnv(t *testing.T, o simOptions) *simEnv {
@@ -71,6 +72,9 @@ func newSimEnv(t *testing.T, o simOptions) *simEnv {
 		Now:               clock.Now,
 		TokenLifetime:     o.tokenLifetime,
 		WholeSecondStamps: o.wholeSeconds,
+	}
+	if o.pubsub != nil {
+		cfg.PubSub = *o.pubsub
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

@@ -346,7 +346,7 @@ func (c *cdc) handle(ctx context.Context, sub *cdcSub, b salesforce.FetchBatch) 
 	owners := sub.owners.Load()
 	relevant := 0
 	for _, ev := range b.Events {
-		if matters(ev, *owners) {
+		if matters(ev, *owners, c.w.cfg.ClientName) {
 			relevant++
 		}
 	}
@@ -369,9 +369,14 @@ func (c *cdc) handle(ctx context.Context, sub *cdcSub, b salesforce.FetchBatch) 
 // matters reports whether a change may concern a syncing user: a record created (or restored)
 // for one of them, or any other change, since the event does not say whose record a delete or
 // an update is (it carries the owner only when the owner changed, and then the old owner may be
-// a syncing user whose record just left them).
-func matters(ev salesforce.ChangeEvent, owners map[string]bool) bool {
+// a syncing user whose record just left them). Tandem's own writes (changeOrigin names its
+// client) do not matter: their results come back from the write itself, and polling for them
+// would only cost an idle cycle; what a trigger changed in the same transaction waits for the
+// next poll.
+func matters(ev salesforce.ChangeEvent, owners map[string]bool, ownClient string) bool {
 	switch {
+	case ownClient != "" && ev.Client() == ownClient:
+		return false
 	case ev.OwnerID == "":
 		return true
 	case ev.ChangeType == salesforce.ChangeCreate || ev.ChangeType == salesforce.ChangeUndelete:

@@ -3,13 +3,18 @@ package salesforceworker
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/salesforce"
+	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -218,10 +223,67 @@ func TestCDCWhichChangesMatter(t *testing.T) {
 		{salesforce.ChangeEvent{ChangeType: salesforce.ChangeUpdate, OwnerID: "005other"}, true}, // moved away from a rep, maybe
 		{salesforce.ChangeEvent{ChangeType: salesforce.ChangeDelete}, true},
 		{salesforce.ChangeEvent{ChangeType: "GAP_OVERFLOW"}, true},
+		// Tandem's own write, and another app's.
+		{salesforce.ChangeEvent{ChangeType: salesforce.ChangeUpdate, Origin: "com/salesforce/api/rest/62.0;client=TandemTest"}, false},
+		{salesforce.ChangeEvent{ChangeType: salesforce.ChangeCreate, OwnerID: "005rep", Origin: "com/salesforce/api/rest/62.0;client=TandemTest"}, false},
+		{salesforce.ChangeEvent{ChangeType: salesforce.ChangeUpdate, Origin: "com/salesforce/api/soap/62.0;client=DataLoader"}, true},
+		{salesforce.ChangeEvent{ChangeType: salesforce.ChangeUpdate, Origin: "com/salesforce/api/rest/62.0"}, true},
 	}
 	for _, tc := range tests {
-		if got := matters(tc.ev, owners); got != tc.want {
+		if got := matters(tc.ev, owners, "TandemTest"); got != tc.want {
 			t.Errorf("%s owned by %q: %v, want %v", tc.ev.ChangeType, tc.ev.OwnerID, got, tc.want)
 		}
 	}
+}
+
+func TestCDCIgnoresTandemsOwnWrites(t *testing.T) {
+	e := newCDCEnv(t)
+	if err := e.sim.AddConnectedApp(sfsim.ConnectedApp{ClientID: "cc-app", ClientSecret: "cc-secret", ExecutionUserID: e.rep1}); err != nil {
+		t.Fatal(err)
+	}
+	base := e.org.GetSalesforce().GetMyDomainUrl()
+	resp, err := http.PostForm(base+"/services/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"cc-app"}, "client_secret": {"cc-secret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// patch retitles the contact through the REST API as the client named.
+	patch := func(client, title string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPatch, base+"/services/data/v"+e.sim.APIVersion()+"/sobjects/Contact/"+e.contactID,
+			strings.NewReader(`{"Title":"`+title+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Sforce-Call-Options", "client="+client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("PATCH as %s: %s", client, resp.Status)
+		}
+	}
+	e.notDue()
+	e.startCDC()
+
+	// Tandem's own write (its client name, TandemTest here) is handled without a wake.
+	patch("TandemTest", "Written by Tandem")
+	e.waitFor("the event handled", func() bool { return string(e.storedReplay()) == string(e.sim.LatestReplayID()) })
+	if e.due() {
+		t.Error("Tandem's own write made the org due")
+	}
+	// Another app's write wakes the org.
+	patch("DataLoader", "Written by someone else")
+	e.waitFor("wake for another app's write", e.due)
 }

@@ -127,6 +127,7 @@ type run struct {
 	sims    *devenv.Simulators
 	ewsURL  string
 	sfURL   string
+	pubsub  string // the simulated org's Pub/Sub API (host:port)
 	users   []User
 	model   *Model
 	workers []*proc
@@ -317,6 +318,9 @@ func (r *run) startSimulators(ctx context.Context) error {
 		return err
 	}
 	sims.Salesforce.SetBaseURL(r.sfURL)
+	if r.pubsub, err = servePubSub(ctx, sims.Salesforce); err != nil {
+		return err
+	}
 	for id, email := range sims.Users {
 		r.users = append(r.users, User{Mailbox: email, SalesforceID: id})
 	}
@@ -443,6 +447,8 @@ func (r *run) service(name string, replica int) (*proc, error) {
 		env = append(env, "TANDEM_TICK=200ms", "TANDEM_SYNC_INTERVAL="+r.opts.Interval.String(), "TANDEM_STALL_CYCLES=3")
 	case "exchange-worker":
 		env = append(env, "TANDEM_ALLOW_HTTP=true", "TANDEM_BACKOFF_BASE=1s", "TANDEM_BACKOFF_MAX=5s")
+	case "salesforce-worker":
+		env = append(env, "TANDEM_PUBSUB_ENDPOINT="+r.pubsub, "TANDEM_PUBSUB_PLAINTEXT=true", "TANDEM_CDC_REFRESH=2s")
 	case "reconciler":
 		env = append(env, "TANDEM_LEASE_TTL=10s", "TANDEM_PENDING_TIMEOUT=20s")
 	case "status-api":

@@ -68,6 +68,7 @@ type changeEvent struct {
 	// changed and nulled are the API names of the fields an update changed and set to null.
 	changed, nulled []string
 	txKey           string
+	origin          string
 	seq             int
 	commitNumber    uint64
 	at              time.Time
@@ -79,6 +80,9 @@ type changeEvent struct {
 type changeLog struct {
 	retention time.Duration
 	max       int
+	// origin is the changeOrigin of the REST call writing now; empty for other edits (the UI,
+	// backdoors). Set and read under Server.mu.
+	origin string
 
 	mu      sync.Mutex
 	events  []changeEvent // in replay order
@@ -113,7 +117,7 @@ func (l *changeLog) capture(t *txn) {
 			continue
 		}
 		old := t.st.records[id]
-		ev := changeEvent{obj: r.obj, rec: r, user: r.str("LastModifiedById")}
+		ev := changeEvent{obj: r.obj, rec: r, user: r.str("LastModifiedById"), origin: l.origin}
 		switch {
 		case old == nil && !r.deleted:
 			ev.changeType = ChangeCreate
@@ -169,6 +173,21 @@ func (l *changeLog) trim(now time.Time) {
 	}
 	l.purged = l.events[drop-1].replay
 	l.events = slices.Clone(l.events[drop:])
+}
+
+// restWrite marks the change events of a REST call's writes with its changeOrigin,
+// "com/salesforce/api/rest/<version>;client=<client>" (the client from its Sforce-Call-Options
+// header, when it names one), until the returned function is called. Callers hold Server.mu
+// for writing.
+func (s *Server) restWrite(c *call) func() {
+	origin := "com/salesforce/api/rest/" + c.version
+	for _, opt := range strings.Split(c.r.Header.Get("Sforce-Call-Options"), ",") {
+		if client, ok := strings.CutPrefix(strings.TrimSpace(opt), "client="); ok && client != "" {
+			origin += ";client=" + client
+		}
+	}
+	s.pubsub.log.origin = origin
+	return func() { s.pubsub.log.origin = "" }
 }
 
 // diffFields lists the fields whose values differ between two versions of a record, and those
@@ -586,7 +605,7 @@ func (s *cdcSchema) encode(ev *changeEvent) ([]byte, error) {
 	}
 	body["ChangeEventHeader"] = map[string]any{
 		"entityName": ev.obj.name, "recordIds": []string{ev.rec.id}, "changeType": ev.changeType,
-		"changeOrigin": "", "transactionKey": ev.txKey, "sequenceNumber": int32(ev.seq),
+		"changeOrigin": ev.origin, "transactionKey": ev.txKey, "sequenceNumber": int32(ev.seq),
 		"commitTimestamp": ev.at.UnixMilli(), "commitNumber": int64(ev.commitNumber), "commitUser": ev.user,
 		"nulledFields": nulledFields, "diffFields": []string{}, "changedFields": changedFields,
 	}

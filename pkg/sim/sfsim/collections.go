@@ -199,6 +199,7 @@ func (s *Server) serveCollectionsCreate(c *call) {
 		return
 	}
 	s.mu.Lock()
+	endWrite := s.restWrite(c)
 	results := s.saveAll(body.AllOrNone, len(inputs), func(t *txn, i int) (string, bool, *bool, []FieldError) {
 		in := inputs[i]
 		if in.id != "" {
@@ -207,6 +208,7 @@ func (s *Server) serveCollectionsCreate(c *call) {
 		id, errs := t.insert(in.obj, in.values, c.userID)
 		return id, true, nil, errs
 	})
+	endWrite()
 	s.mu.Unlock()
 	writeJSON(c.w, http.StatusOK, results)
 }
@@ -217,6 +219,7 @@ func (s *Server) serveCollectionsUpdate(c *call) {
 		return
 	}
 	s.mu.Lock()
+	endWrite := s.restWrite(c)
 	results := s.saveAll(body.AllOrNone, len(inputs), func(t *txn, i int) (string, bool, *bool, []FieldError) {
 		in := inputs[i]
 		if in.id == "" {
@@ -228,6 +231,7 @@ func (s *Server) serveCollectionsUpdate(c *call) {
 		}
 		return id, false, nil, t.update(in.obj, in.id, in.values, c.userID)
 	})
+	endWrite()
 	s.mu.Unlock()
 	writeJSON(c.w, http.StatusOK, results)
 }
@@ -264,6 +268,7 @@ func (s *Server) serveCollectionsUpsert(c *call) {
 		}
 	}
 	s.mu.Lock()
+	endWrite := s.restWrite(c)
 	results := s.saveAll(body.AllOrNone, len(inputs), func(t *txn, i int) (string, bool, *bool, []FieldError) {
 		in := inputs[i]
 		key, _ := in.values[ext.Name].(string)
@@ -297,6 +302,7 @@ func (s *Server) serveCollectionsUpsert(c *call) {
 		}
 		return existing, false, &created, nil
 	})
+	endWrite()
 	s.mu.Unlock()
 	writeJSON(c.w, http.StatusOK, results)
 }
@@ -315,6 +321,7 @@ func (s *Server) serveCollectionsDelete(c *call) {
 	}
 	allOrNone := strings.EqualFold(q.Get("allOrNone"), "true")
 	s.mu.Lock()
+	endWrite := s.restWrite(c)
 	results := s.saveAll(allOrNone, len(ids), func(t *txn, i int) (string, bool, *bool, []FieldError) {
 		id := strings.TrimSpace(ids[i])
 		rid, errs := t.remove(nil, id, c.userID)
@@ -323,6 +330,7 @@ func (s *Server) serveCollectionsDelete(c *call) {
 		}
 		return rid, false, nil, errs
 	})
+	endWrite()
 	s.mu.Unlock()
 	writeJSON(c.w, http.StatusOK, results)
 }
@@ -446,6 +454,7 @@ func (s *Server) serveRecordCreate(c *call) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.restWrite(c)()
 	obj, in, ok := s.singleRecordInput(c, raw)
 	if !ok {
 		return
@@ -470,6 +479,7 @@ func (s *Server) serveRecordUpdate(c *call) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.restWrite(c)()
 	obj, in, ok := s.singleRecordInput(c, raw)
 	if !ok {
 		return
@@ -488,6 +498,7 @@ func (s *Server) serveRecordUpdate(c *call) {
 func (s *Server) serveRecordDelete(c *call) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.restWrite(c)()
 	obj := s.schema.object(c.segs[1])
 	if obj == nil {
 		writeError(c.w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")

@@ -172,6 +172,7 @@ func TestPubSubChangeEventsForRESTAndBackdoorWrites(t *testing.T) {
 	var created struct {
 		ID string `json:"id"`
 	}
+	p.rest.header = http.Header{"Sforce-Call-Options": {"client=TandemTest, defaultNamespace=acme"}}
 	p.rest.json(http.MethodPost, "sobjects/Contact", map[string]any{"FirstName": "Ada", "LastName": "Lovelace", "Email": "ada@example.com"}, http.StatusCreated, &created)
 	p.rest.json(http.MethodPatch, "sobjects/Contact/"+created.ID, map[string]any{"Email": "ada@analytical.example", "FirstName": "Augusta"}, http.StatusNoContent, nil)
 	if err := p.sim.Update("Contact", created.ID, map[string]any{"Title": "Countess", "Email": nil}, p.userID); err != nil {
@@ -202,6 +203,9 @@ func TestPubSubChangeEventsForRESTAndBackdoorWrites(t *testing.T) {
 		}
 		switch i {
 		case 0: // a create carries every field, the owner included
+			if want := "com/salesforce/api/rest/" + p.sim.APIVersion() + ";client=TandemTest"; d.header["changeOrigin"] != want {
+				t.Errorf("REST create: changeOrigin %q, want %q", d.header["changeOrigin"], want)
+			}
 			if owner := d.body["OwnerId"]; owner == nil {
 				t.Errorf("create: no OwnerId in %v", d.body)
 			}
@@ -221,6 +225,9 @@ func TestPubSubChangeEventsForRESTAndBackdoorWrites(t *testing.T) {
 				t.Errorf("update: unchanged OwnerId sent: %v", d.body["OwnerId"])
 			}
 		case 2:
+			if d.header["changeOrigin"] != "" {
+				t.Errorf("backdoor edit: changeOrigin %q, want none", d.header["changeOrigin"])
+			}
 			if !slices.Contains(d.changed, "Title") || !slices.Contains(d.changed, "Email") {
 				t.Errorf("backdoor update: changedFields %v", d.changed)
 			}
