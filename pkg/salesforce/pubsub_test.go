@@ -212,7 +212,10 @@ func TestPubSubFlowControlKeepsEventsRequested(t *testing.T) {
 }
 
 func TestPubSubErrors(t *testing.T) {
-	env, ps := newPubSubEnv(t, simOptions{users: 1})
+	// The connector renews a session before use once the org's session timeout has passed
+	// (WithSessionTimeout); a longer timeout than the simulator's lets the session expire
+	// under it, as when an admin shortens the org's timeout or revokes the session.
+	env, ps := newPubSubEnv(t, simOptions{users: 1, opts: []Option{WithSessionTimeout(24 * time.Hour)}})
 	ctx := t.Context()
 	if _, err := ps.SchemaID(ctx, "/data/OpportunityChangeEvent"); syncerr.As(err).Code != syncerr.SalesforceNotFound {
 		t.Errorf("unknown topic: %v", err)

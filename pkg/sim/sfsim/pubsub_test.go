@@ -128,12 +128,21 @@ type subscription struct {
 
 func (p *pubsubEnv) subscribe(t *testing.T, first *eventbusv1.FetchRequest) *subscription {
 	t.Helper()
+	before := p.sim.PubSubSubscribers()
 	stream, err := p.api.Subscribe(p.authed(t.Context(), p.token))
 	if err != nil {
 		t.Fatalf("Subscribe: %v", err)
 	}
 	if err := stream.Send(first); err != nil {
 		t.Fatalf("send first FetchRequest: %v", err)
+	}
+	// The server fixes where a subscription starts (LATEST: the newest event then) when it
+	// takes the first request; changes made before that are not the subscription's.
+	for deadline := time.Now().Add(10 * time.Second); p.sim.PubSubSubscribers() <= before; {
+		if time.Now().After(deadline) {
+			t.Fatal("the subscription did not start")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	return &subscription{t: t, stream: stream}
 }
