@@ -142,6 +142,25 @@ func (s *Server) actor(asUserID string) (string, error) {
 func (s *Server) Insert(object string, values map[string]any, asUserID string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	t := s.backdoorTxn()
+	id, err := s.insertIn(t, object, values, asUserID)
+	if err != nil {
+		return "", err
+	}
+	t.commit()
+	return id, nil
+}
+
+// backdoorTxn starts the transaction of one backdoor write, purging the recycle bin first.
+// The caller holds s.mu.
+func (s *Server) backdoorTxn() *txn {
+	now := s.now()
+	s.st.purge(now)
+	return s.st.begin(now, nil)
+}
+
+// insertIn creates a record in t as asUserID; see Insert. The caller holds s.mu.
+func (s *Server) insertIn(t *txn, object string, values map[string]any, asUserID string) (string, error) {
 	o := s.schema.object(object)
 	if o == nil {
 		return "", fmt.Errorf("%w: %s", ErrUnknownObject, object)
@@ -154,14 +173,10 @@ func (s *Server) Insert(object string, values map[string]any, asUserID string) (
 	if err != nil {
 		return "", err
 	}
-	now := s.now()
-	s.st.purge(now)
-	t := s.st.begin(now, nil)
 	id, errs := t.create(o, vals, actor, true, "")
 	if errs != nil {
 		return "", &RecordError{Object: o.name, Errors: errs}
 	}
-	t.commit()
 	return id, nil
 }
 
@@ -170,6 +185,17 @@ func (s *Server) Insert(object string, values map[string]any, asUserID string) (
 func (s *Server) Update(object, id string, values map[string]any, asUserID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	t := s.backdoorTxn()
+	if err := s.updateIn(t, object, id, values, asUserID); err != nil {
+		return err
+	}
+	t.commit()
+	s.afterCommit(t)
+	return nil
+}
+
+// updateIn changes a record in t as asUserID; see Update. The caller holds s.mu.
+func (s *Server) updateIn(t *txn, object, id string, values map[string]any, asUserID string) error {
 	o := s.schema.object(object)
 	if o == nil {
 		return fmt.Errorf("%w: %s", ErrUnknownObject, object)
@@ -182,22 +208,23 @@ func (s *Server) Update(object, id string, values map[string]any, asUserID strin
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	s.st.purge(now)
-	t := s.st.begin(now, nil)
 	old, errs := t.lookup(o, id)
 	if errs == nil {
 		errs = t.apply(old, vals, actor, func(f *Field) bool { return f.Updateable })
 	}
-	if errs != nil {
-		if errs[0].StatusCode == "INVALID_CROSS_REFERENCE_KEY" {
-			return fmt.Errorf("%w: %s %s", ErrNotFound, o.name, id)
-		}
-		return &RecordError{Object: o.name, ID: id, Errors: errs}
+	return recordErrors(o, id, errs, "")
+}
+
+// recordErrors turns a write's errors on the record id of o into the backdoor's error: a
+// record that is not there is ErrNotFound (where, when given, says where it was looked for).
+func recordErrors(o *object, id string, errs []FieldError, where string) error {
+	if errs == nil {
+		return nil
 	}
-	t.commit()
-	s.afterCommit(t)
-	return nil
+	if errs[0].StatusCode == "INVALID_CROSS_REFERENCE_KEY" {
+		return fmt.Errorf("%w: %s %s%s", ErrNotFound, o.name, id, where)
+	}
+	return &RecordError{Object: o.name, ID: id, Errors: errs}
 }
 
 // Delete moves a record (and the records whose deletion cascades from it) to the recycle
@@ -205,21 +232,23 @@ func (s *Server) Update(object, id string, values map[string]any, asUserID strin
 func (s *Server) Delete(object, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	t := s.backdoorTxn()
+	if err := s.deleteIn(t, object, id); err != nil {
+		return err
+	}
+	t.commit()
+	return nil
+}
+
+// deleteIn moves a record to the recycle bin in t, as the administrator; see Delete. The
+// caller holds s.mu.
+func (s *Server) deleteIn(t *txn, object, id string) error {
 	o := s.schema.object(object)
 	if o == nil {
 		return fmt.Errorf("%w: %s", ErrUnknownObject, object)
 	}
-	now := s.now()
-	s.st.purge(now)
-	t := s.st.begin(now, nil)
-	if _, errs := t.remove(o, id, s.adminID); errs != nil {
-		if errs[0].StatusCode == "INVALID_CROSS_REFERENCE_KEY" {
-			return fmt.Errorf("%w: %s %s", ErrNotFound, o.name, id)
-		}
-		return &RecordError{Object: o.name, ID: id, Errors: errs}
-	}
-	t.commit()
-	return nil
+	_, errs := t.remove(o, id, s.adminID)
+	return recordErrors(o, id, errs, "")
 }
 
 // Undelete restores a record from the recycle bin, with the records its deletion cascaded to.
@@ -230,14 +259,9 @@ func (s *Server) Undelete(object, id string) error {
 	if o == nil {
 		return fmt.Errorf("%w: %s", ErrUnknownObject, object)
 	}
-	now := s.now()
-	s.st.purge(now)
-	t := s.st.begin(now, nil)
-	if errs := t.undelete(o, id, s.adminID); errs != nil {
-		if errs[0].StatusCode == "INVALID_CROSS_REFERENCE_KEY" {
-			return fmt.Errorf("%w: %s %s in the recycle bin", ErrNotFound, o.name, id)
-		}
-		return &RecordError{Object: o.name, ID: id, Errors: errs}
+	t := s.backdoorTxn()
+	if err := recordErrors(o, id, t.undelete(o, id, s.adminID), " in the recycle bin"); err != nil {
+		return err
 	}
 	t.commit()
 	return nil

@@ -2,7 +2,6 @@ package sfsim
 
 import (
 	"errors"
-	"fmt"
 )
 
 // ErrTransactionEnded is returned by a Transaction's methods after Commit or Rollback.
@@ -35,87 +34,36 @@ func (s *Server) Begin() *Transaction {
 // Insert creates a record inside the transaction, as the user asUserID (the administrator when
 // empty); see Server.Insert.
 func (x *Transaction) Insert(object string, values map[string]any, asUserID string) (string, error) {
-	s := x.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if x.ended {
-		return "", ErrTransactionEnded
-	}
-	o := s.schema.object(object)
-	if o == nil {
-		return "", fmt.Errorf("%w: %s", ErrUnknownObject, object)
-	}
-	actor, err := s.actor(asUserID)
-	if err != nil {
-		return "", err
-	}
-	vals, err := s.backdoorValues(o, values)
-	if err != nil {
-		return "", err
-	}
-	x.t.now = s.now()
-	id, errs := x.t.create(o, vals, actor, true, "")
-	if errs != nil {
-		return "", &RecordError{Object: o.name, Errors: errs}
-	}
-	x.holdWritten()
-	return id, nil
+	var id string
+	err := x.write(func(s *Server) (err error) {
+		id, err = s.insertIn(x.t, object, values, asUserID)
+		return err
+	})
+	return id, err
 }
 
 // Update changes a record inside the transaction; see Server.Update.
 func (x *Transaction) Update(object, id string, values map[string]any, asUserID string) error {
-	s := x.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if x.ended {
-		return ErrTransactionEnded
-	}
-	o := s.schema.object(object)
-	if o == nil {
-		return fmt.Errorf("%w: %s", ErrUnknownObject, object)
-	}
-	actor, err := s.actor(asUserID)
-	if err != nil {
-		return err
-	}
-	vals, err := s.backdoorValues(o, values)
-	if err != nil {
-		return err
-	}
-	x.t.now = s.now()
-	old, errs := x.t.lookup(o, id)
-	if errs == nil {
-		errs = x.t.apply(old, vals, actor, func(f *Field) bool { return f.Updateable })
-	}
-	if errs != nil {
-		if errs[0].StatusCode == "INVALID_CROSS_REFERENCE_KEY" {
-			return fmt.Errorf("%w: %s %s", ErrNotFound, o.name, id)
-		}
-		return &RecordError{Object: o.name, ID: id, Errors: errs}
-	}
-	x.holdWritten()
-	return nil
+	return x.write(func(s *Server) error { return s.updateIn(x.t, object, id, values, asUserID) })
 }
 
 // Delete moves a record to the recycle bin inside the transaction, as the administrator.
 func (x *Transaction) Delete(object, id string) error {
+	return x.write(func(s *Server) error { return s.deleteIn(x.t, object, id) })
+}
+
+// write runs one write of the transaction at the server's current time, holding the records it
+// wrote once it succeeds.
+func (x *Transaction) write(fn func(*Server) error) error {
 	s := x.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if x.ended {
 		return ErrTransactionEnded
 	}
-	o := s.schema.object(object)
-	if o == nil {
-		return fmt.Errorf("%w: %s", ErrUnknownObject, object)
-	}
 	x.t.now = s.now()
-	_, errs := x.t.remove(o, id, s.adminID)
-	if errs != nil {
-		if errs[0].StatusCode == "INVALID_CROSS_REFERENCE_KEY" {
-			return fmt.Errorf("%w: %s %s", ErrNotFound, o.name, id)
-		}
-		return &RecordError{Object: o.name, ID: id, Errors: errs}
+	if err := fn(s); err != nil {
+		return err
 	}
 	x.holdWritten()
 	return nil
