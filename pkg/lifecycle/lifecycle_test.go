@@ -275,3 +275,33 @@ func TestGRPCServerGracefulStop(t *testing.T) {
 		t.Fatalf("Run = %v", err)
 	}
 }
+
+func TestEveryRunsAtOnceThenEachIntervalUntilCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var rounds, failures int
+	done := make(chan error, 1)
+	go func() {
+		done <- Every(ctx, 5*time.Millisecond, func(context.Context) error {
+			rounds++
+			if rounds == 3 {
+				cancel()
+			}
+			if rounds%2 == 1 {
+				return errors.New("round failed")
+			}
+			return nil
+		}, func(error) { failures++ })
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Every = %v, want nil once cancelled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Every did not return after its context ended")
+	}
+	// Round 1 failed while live; round 3 failed after the cancel, which is not reported.
+	if rounds != 3 || failures != 1 {
+		t.Fatalf("%d rounds, %d failures reported; want 3 and 1", rounds, failures)
+	}
+}

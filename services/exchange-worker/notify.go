@@ -128,18 +128,9 @@ func (n *notifier) Run(ctx context.Context) error {
 	wg.Go(func() { n.wakeLoop(ctx) })
 	defer wg.Wait()
 	defer n.stopAll()
-	tick := time.NewTicker(n.cfg.Refresh)
-	defer tick.Stop()
-	for {
-		if err := n.refresh(ctx); err != nil && ctx.Err() == nil {
-			n.log.WarnContext(ctx, "reading the users to watch", slog.Any("error", err))
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
+	return lifecycle.Every(ctx, n.cfg.Refresh, n.refresh, func(err error) {
+		n.log.WarnContext(ctx, "reading the users to watch", slog.Any("error", err))
+	})
 }
 
 // refresh starts, updates and stops the orgs' watchers to match the syncing users.

@@ -132,18 +132,9 @@ func (w *Worker) newCDC() *cdc {
 // waits for them.
 func (c *cdc) run(ctx context.Context) error {
 	defer c.stopAll()
-	t := time.NewTicker(c.cfg.Refresh)
-	defer t.Stop()
-	for {
-		if err := c.refresh(ctx); err != nil && ctx.Err() == nil {
-			c.log.WarnContext(ctx, "CDC: reading the orgs failed", slog.Any("error", err))
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return lifecycle.Every(ctx, c.cfg.Refresh, c.refresh, func(err error) {
+		c.log.WarnContext(ctx, "CDC: reading the orgs failed", slog.Any("error", err))
+	})
 }
 
 func (c *cdc) stopAll() {

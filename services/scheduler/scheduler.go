@@ -116,18 +116,9 @@ func (s *Scheduler) Components() []lifecycle.Component {
 }
 
 func (s *Scheduler) loop(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.Tick)
-	defer t.Stop()
-	for {
-		if err := s.Tick(ctx); err != nil && ctx.Err() == nil {
-			s.log.ErrorContext(ctx, "schedule", slog.Any("error", err))
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return lifecycle.Every(ctx, s.cfg.Tick, s.Tick, func(err error) {
+		s.log.ErrorContext(ctx, "schedule", slog.Any("error", err))
+	})
 }
 
 // Tick starts every due org's cycle. Orgs are handled in random order each tick, so that no
