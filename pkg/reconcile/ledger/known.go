@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -28,16 +26,8 @@ func (o *Outbox) Known(ctx context.Context, uk store.UserKey, kind tandemv1.Reco
 	if err != nil {
 		return nil, fmt.Errorf("read the %s mirror of %s: %w", store.SideName(side), uk, err)
 	}
-	for i, v := range vals {
-		raw, ok := v.(string)
-		if !ok {
-			continue
-		}
-		m := &tandemv1.MirrorRecord{}
-		if err := proto.Unmarshal([]byte(raw), m); err != nil {
-			return nil, fmt.Errorf("%s mirror entry %s of %s: %w", store.SideName(side), ids[i], uk, err)
-		}
-		out[ids[i]] = m
+	if err := decodeFields(vals, ids, out, newMirror); err != nil {
+		return nil, fmt.Errorf("%s mirror of %s: %w", store.SideName(side), uk, err)
 	}
 	return out, nil
 }

@@ -661,17 +661,13 @@ func (o *Outbox) InFlight(ctx context.Context, uk store.UserKey, b *tandemv1.Wri
 	if err != nil {
 		return nil, fmt.Errorf("read writes in flight of %s: %w", uk, err)
 	}
-	for i, v := range vals {
-		raw, ok := v.(string)
-		if !ok {
-			continue
-		}
-		pw := &tandemv1.PendingWrite{}
-		if err := proto.Unmarshal([]byte(raw), pw); err != nil {
-			return nil, fmt.Errorf("write in flight %s of %s: %w", fields[i], uk, err)
-		}
-		if pw.GetCommand().GetCommandId() == cmds[i].GetCommandId() {
-			out[cmds[i].GetCommandId()] = true
+	pending := map[string]*tandemv1.PendingWrite{}
+	if err := decodeFields(vals, fields, pending, func() *tandemv1.PendingWrite { return &tandemv1.PendingWrite{} }); err != nil {
+		return nil, fmt.Errorf("writes in flight of %s: %w", uk, err)
+	}
+	for i, c := range cmds {
+		if pw, ok := pending[fields[i]]; ok && pw.GetCommand().GetCommandId() == c.GetCommandId() {
+			out[c.GetCommandId()] = true
 		}
 	}
 	return out, nil
