@@ -177,18 +177,16 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			return err
 		}
 		w := applyPage(snap, b, now, readAt, &out)
-		var set *planner.Settings
+		if snap.Partial && !due(snap.Cycle) {
+			// Only observations: nothing to plan, send or report on yet.
+			return s.led.Commit(ctx, lease, w)
+		}
+		set, err := s.settings(ctx, uk, b.GetKind())
+		if err != nil {
+			return err
+		}
 		if snap.Partial {
-			if !due(snap.Cycle) {
-				// Only observations: nothing to plan, send or report on yet.
-				return s.led.Commit(ctx, lease, w)
-			}
-			cur, err := s.settings(ctx, uk, b.GetKind())
-			if err != nil {
-				return err
-			}
-			set = &cur
-			if done, err := s.quietCycle(ctx, lease, uk, b.GetKind(), snap, w, cur, now, &out); done || err != nil {
+			if done, err := s.quietCycle(ctx, lease, uk, b.GetKind(), snap, w, set, now, &out); done || err != nil {
 				return err
 			}
 			// Something may have changed: plan the cycle from the whole ledger.
@@ -198,15 +196,8 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			out = outcome{}
 			w = applyPage(snap, b, now, readAt, &out)
 		}
-		if set == nil {
-			cur, err := s.settings(ctx, uk, b.GetKind())
-			if err != nil {
-				return err
-			}
-			set = &cur
-		}
 		if ready := readyCycle(snap.Cycle); ready > snap.Cycle.Reconciled {
-			plan := planner.Compute(stateOf(uk, b.GetKind(), ready, now, *set, snap))
+			plan := planner.Compute(stateOf(uk, b.GetKind(), ready, now, set, snap))
 			recordPlan(snap, w, plan, ready, now)
 			s.traceDecisions(ctx, b.GetKind(), ready, plan)
 			if plan.Relinked > 0 {
@@ -223,10 +214,10 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 				out.planError = plan.Errors[0].Proto()
 			}
 			if emptyPlan(plan) && len(snap.Pending) == 0 && len(snap.Holds) == 0 {
-				w.SetQuiet(fingerprint(*set))
+				w.SetQuiet(fingerprint(set))
 			}
 		}
-		out.kindStatus = kindStatus(&snap.Cycle, snap.Counts(), heldDeletes(snap), w, b.GetKind(), *set)
+		out.kindStatus = kindStatus(&snap.Cycle, snap.Counts(), heldDeletes(snap), w, b.GetKind(), set)
 		out.lastCycle = snap.Cycle.Reconciled
 		if err := s.led.Commit(ctx, lease, w); err != nil {
 			return err
