@@ -312,13 +312,9 @@ func (w *itemWriter) writeComplex(e *etree.Element, si *storedItem, name string,
 	b := it.Base()
 	switch name {
 	case "ItemId":
-		id := e.CreateElement("t:ItemId")
-		id.CreateAttr("Id", it.ItemID)
-		id.CreateAttr("ChangeKey", it.ChangeKey)
+		idElement(e, "t:ItemId", it.ItemID, it.ChangeKey)
 	case "ParentFolderId":
-		id := e.CreateElement("t:ParentFolderId")
-		id.CreateAttr("Id", si.folder.id)
-		id.CreateAttr("ChangeKey", si.folder.changeKey)
+		idElement(e, "t:ParentFolderId", si.folder.id, si.folder.changeKey)
 	case "Body":
 		bt, text := renderBody(b.Body, orDefault(b.BodyType, "Text"), w.sh.bodyType)
 		body := e.CreateElement("t:Body")

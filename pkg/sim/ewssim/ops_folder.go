@@ -86,9 +86,7 @@ func (fw folderWriter) write(parent *etree.Element, f *folder) {
 	id.CreateAttr("Id", f.id)
 	id.CreateAttr("ChangeKey", f.changeKey)
 	if fw.wants("ParentFolderId", f) && f.parent != nil {
-		p := e.CreateElement("t:ParentFolderId")
-		p.CreateAttr("Id", f.parent.id)
-		p.CreateAttr("ChangeKey", f.parent.changeKey)
+		idElement(e, "t:ParentFolderId", f.parent.id, f.parent.changeKey)
 	}
 	if fw.wants("FolderClass", f) && f.class != "" {
 		e.CreateElement("t:FolderClass").SetText(f.class)

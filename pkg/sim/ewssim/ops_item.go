@@ -373,9 +373,7 @@ func checkCreate(k itemKind, fo *folder, disposition, invitations string) *ewsEr
 // responses do.
 func writeIDOnly(parent *etree.Element, si *storedItem) {
 	e := parent.CreateElement("t:" + si.kind().element())
-	id := e.CreateElement("t:ItemId")
-	id.CreateAttr("Id", si.ItemID)
-	id.CreateAttr("ChangeKey", si.ChangeKey)
+	idElement(e, "t:ItemId", si.ItemID, si.ChangeKey)
 }
 
 // itemChange is one parsed t:ItemChange.

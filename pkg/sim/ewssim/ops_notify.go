@@ -414,6 +414,13 @@ func (s *Server) notifications(notes map[string][]mailEvent) *etree.Document {
 	return resp.doc
 }
 
+// idElement adds an item or folder id element (Id and ChangeKey attributes) to parent.
+func idElement(parent *etree.Element, tag, id, changeKey string) {
+	el := parent.CreateElement(tag)
+	el.CreateAttr("Id", id)
+	el.CreateAttr("ChangeKey", changeKey)
+}
+
 func writeEvent(parent *etree.Element, e *mailEvent) {
 	el := parent.CreateElement("t:" + eventTypes[e.kind])
 	el.CreateElement("t:TimeStamp").SetText(e.at.Format("2006-01-02T15:04:05Z"))
@@ -421,24 +428,16 @@ func writeEvent(parent *etree.Element, e *mailEvent) {
 	if e.folderEvent {
 		idTag = "t:FolderId"
 	}
-	id := el.CreateElement(idTag)
-	id.CreateAttr("Id", e.id)
-	id.CreateAttr("ChangeKey", e.ck)
-	p := el.CreateElement("t:ParentFolderId")
-	p.CreateAttr("Id", e.parent.id)
-	p.CreateAttr("ChangeKey", e.parent.changeKey)
+	idElement(el, idTag, e.id, e.ck)
+	idElement(el, "t:ParentFolderId", e.parent.id, e.parent.changeKey)
 	switch {
 	case e.kind == evMoved || e.kind == evCopied:
 		oldTag := "t:OldItemId"
 		if e.folderEvent {
 			oldTag = "t:OldFolderId"
 		}
-		old := el.CreateElement(oldTag)
-		old.CreateAttr("Id", e.oldID)
-		old.CreateAttr("ChangeKey", e.oldCK)
-		op := el.CreateElement("t:OldParentFolderId")
-		op.CreateAttr("Id", e.oldParent.id)
-		op.CreateAttr("ChangeKey", e.oldParent.changeKey)
+		idElement(el, oldTag, e.oldID, e.oldCK)
+		idElement(el, "t:OldParentFolderId", e.oldParent.id, e.oldParent.changeKey)
 	case e.kind == evModified && e.unread >= 0:
 		el.CreateElement("t:UnreadCount").SetText(strconv.Itoa(e.unread))
 	}

@@ -172,9 +172,7 @@ func (s *Server) opSyncFolderItems(call *ewsCall) (*etree.Document, *soapFault) 
 				continue
 			}
 			rf := changes.CreateElement("t:ReadFlagChange")
-			iid := rf.CreateElement("t:ItemId")
-			iid.CreateAttr("Id", si.ItemID)
-			iid.CreateAttr("ChangeKey", si.ChangeKey)
+			idElement(rf, "t:ItemId", si.ItemID, si.ChangeKey)
 			rf.CreateElement("t:IsRead").SetText(formatBool(si.Message != nil && si.Message.IsRead))
 		}
 	}
