@@ -64,7 +64,10 @@ import (
 //	tandem:{O:U}:status                  hash    part ("scheduler", "exchange", "reconciler") → UserStatus;
 //	                                             "kind:<RecordKind>" → KindStatus
 //
-// Reserved per-user names for the workers: mapping, syncstate.
+// The workers (reserved names mapping, syncstate):
+//
+//	tandem:{O:U}:syncstate:exchange-create:<h>  string  the exchange-worker's note that it started
+//	                                             the create command with hash h (24 h; see its attempts.go)
 //
 // Other packages build per-user keys with UserKey.Key, which accepts only the names
 // registered in userNames below: a new name is added here, with a line in this layout, so
