@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
@@ -25,23 +26,17 @@ func TestSalesforceEditReachesExchangeInSeconds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- env.Run(runCtx) }()
 	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
 		if err := env.Close(context.Background()); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	})
+	run(t, env)
 	st := env.Platform.Store
 	// The first cycle reads the directory; the reps sync at the next one, which an admin's
 	// "sync now" brings forward here (the interval is five minutes).
-	wait(t, "the directory", func() bool { u, err := st.ListUsers(t.Context(), env.OrgID); return err == nil && len(u) > 0 })
-	wait(t, "the CDC subscription", func() bool { return env.Salesforce.PubSubSubscribers() > 0 })
+	poll.Within(t, time.Minute, "the directory", func() bool { u, err := st.ListUsers(t.Context(), env.OrgID); return err == nil && len(u) > 0 })
+	poll.Within(t, time.Minute, "the CDC subscription", func() bool { return env.Salesforce.PubSubSubscribers() > 0 })
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if err := st.DueNow(t.Context(), env.OrgID); err != nil {
@@ -81,7 +76,7 @@ func TestSalesforceEditReachesExchangeInSeconds(t *testing.T) {
 		if err := env.Salesforce.Update("Contact", id, map[string]any{"Title": title}, user); err != nil {
 			t.Fatal(err)
 		}
-		wait(t, "the new title in Exchange", func() bool {
+		poll.Within(t, time.Minute, "the new title in Exchange", func() bool {
 			return slices.ContainsFunc(env.EWS.Items(email, exchange.SyncFolderName), func(it ewssim.Item) bool {
 				return it.Contact.Email("EmailAddress1") == c["Email"] && it.Contact.JobTitle == title
 			})
@@ -93,17 +88,5 @@ func TestSalesforceEditReachesExchangeInSeconds(t *testing.T) {
 		if l > 10*time.Second {
 			t.Errorf("an edit took %s to reach Exchange", l)
 		}
-	}
-}
-
-// wait polls cond every few milliseconds for up to a minute.
-func wait(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s after a minute", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
