@@ -3,10 +3,7 @@
 // for the user's lease in Redis, which all but one of them would lose), then the user's fenced
 // lease (package store) for a role, waited for while another process holds it.
 //
-// The reconciler serialises its work per user with it ("reconcile"), and the workers their
-// writes per user and side, so that a write planned again after its first attempt went
-// unanswered never runs beside that attempt: the retry then finds what the attempt made
-// instead of making it a second time.
+// The reconciler serialises its work per user with it (role "reconcile").
 package userlock
 
 import (

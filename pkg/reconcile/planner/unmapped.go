@@ -343,16 +343,18 @@ func (p *planner) mayRepeatForgottenCreate(cmd *tandemv1.WriteCommand, src *tand
 // link, or a record on either side carrying a sync key.
 func (p *planner) everSynced() bool {
 	if p.synced == nil {
-		keyed := len(p.s.Mappings) > 0
-		for _, mirror := range []map[string]*tandemv1.MirrorRecord{p.s.Exchange, p.s.Salesforce} {
-			for _, m := range mirror {
-				if keyed {
-					break
-				}
-				keyed = !m.GetDeleted() && m.GetRecord().GetSyncKey() != ""
-			}
-		}
-		p.synced = &keyed
+		synced := len(p.s.Mappings) > 0 || carriesKey(p.s.Exchange) || carriesKey(p.s.Salesforce)
+		p.synced = &synced
 	}
 	return *p.synced
+}
+
+// carriesKey reports whether a live record of mirror carries a sync key.
+func carriesKey(mirror map[string]*tandemv1.MirrorRecord) bool {
+	for _, m := range mirror {
+		if !m.GetDeleted() && m.GetRecord().GetSyncKey() != "" {
+			return true
+		}
+	}
+	return false
 }
