@@ -575,13 +575,13 @@ func deleteChange(id string) *tandemv1.Change {
 	return &tandemv1.Change{Type: tandemv1.ChangeType_CHANGE_TYPE_DELETE, Record: &tandemv1.Record{Id: id}}
 }
 
-// Apply carries out cmds for mb's kind folder: creates (those that may repeat an earlier
-// attempt after looking their sync keys up, so that a repeated create updates the first
-// attempt's item and a create whose item was deleted since is not made again; see
-// applyCreates), then updates (which also tag the item with the command's sync key), then
-// deletes, each in as few requests as EWS allows. Each write's result carries the item's id, the
-// change key the write returned and the content written as Exchange holds it, without reading
-// the item back (see writtenRecord).
+// Apply carries out cmds for mb's kind folder: creates (those whose sync key an item may carry
+// already after looking it up, so that a repeated create updates the first attempt's item and
+// a create whose item was deleted since is not made again; see applyCreates), then updates
+// (which also tag the item with the command's sync key), then deletes, each in as few requests
+// as EWS allows. Each write's result carries the item's id, the change key the write returned
+// and the content written as Exchange holds it, without reading the item back (see
+// writtenRecord).
 func (c *Connector) Apply(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...exchange.ApplyOption) ([]*tandemv1.WriteResult, error) {
 	o := exchange.ApplyOptionsOf(opts)
 	results := make([]*tandemv1.WriteResult, len(cmds))
@@ -690,9 +690,10 @@ func fail(r *tandemv1.WriteResult, err error) {
 // Exchange's (an item's creation time).
 const clockSkew = 2 * time.Minute
 
-// applyCreates carries out the creates. Those that may repeat an earlier attempt (o.MayRepeat)
-// have their sync keys looked up first, with one FindItem over the target folder and Deleted
-// Items, which tells three cases apart:
+// applyCreates carries out the creates. Those whose sync key an item may carry already
+// (o.LooksUp: a retry, a redelivery, a command started before, a pair's item re-created) have
+// their keys looked up first, with one FindItem over the target folder and Deleted Items, which
+// tells three cases apart:
 //
 //   - the key is in the folder: an earlier attempt took effect. The item is updated to the
 //     command's content, since that attempt may have written older content, and the create is
@@ -704,9 +705,10 @@ const clockSkew = 2 * time.Minute
 //     Older deleted items with the key are earlier incarnations of the pair and are ignored.
 //   - otherwise the item is created.
 //
-// The other creates are first attempts and are created directly: nothing can carry their keys
-// yet (see exchange.Connector.Apply). A sync key twice in one batch is one create: the later
-// commands share the first's outcome, and the key is looked up if any of them may repeat. A
+// The other creates are first attempts for new pairs and are created directly: nothing can
+// carry their keys yet (see exchange.Connector.Apply). A sync key twice in one batch is one
+// create: the later commands share the first's outcome, and the key is looked up if any of
+// them needs it. A
 // lookup that fails, in either folder, fails the batch: creating without it could duplicate an
 // item or bring back one the user deleted.
 func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.RecordKind, folder FolderID, cmds []*tandemv1.WriteCommand, idx []int, o exchange.ApplyOptions, results []*tandemv1.WriteResult, written map[int]write) error {
@@ -715,7 +717,7 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.Re
 	}
 	var keys []string
 	for _, i := range idx {
-		if o.MayRepeat(cmds[i]) && !slices.Contains(keys, cmds[i].GetSyncKey()) {
+		if o.LooksUp(cmds[i]) && !slices.Contains(keys, cmds[i].GetSyncKey()) {
 			keys = append(keys, cmds[i].GetSyncKey())
 		}
 	}
@@ -723,7 +725,7 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.Re
 	var ofKind []*Item
 	if len(keys) > 0 {
 		c.log.DebugContext(ctx, "looking up the sync keys of creates that may repeat an earlier attempt", "mailbox", t.Address,
-			"keys", len(keys), "creates", len(idx), "redelivered", o.Redelivered, "started_before", len(o.Repeated))
+			"keys", len(keys), "creates", len(idx), "redelivered", o.Redelivered, "key_may_exist", len(o.KeyMayExist))
 		found, err := c.client.FindItemsBySyncKey(ctx, t, []FolderID{folder, DeletedItemsFolder}, keys)
 		if err != nil {
 			return err

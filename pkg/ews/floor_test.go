@@ -192,7 +192,7 @@ func TestCreateLookupOnlyForRepeats(t *testing.T) {
 			opts: []exchange.ApplyOption{exchange.Redelivered()},
 			want: map[string]int64{"FindItem": 1, "UpdateItem": 1, "CreateItem": 1}, applied: []int{0}},
 		{name: "a create started before", earlier: []string{"b"}, cmds: []*tandemv1.WriteCommand{create("a", false), create("b", false)},
-			opts: []exchange.ApplyOption{exchange.MayRepeat("create-b")},
+			opts: []exchange.ApplyOption{exchange.KeyMayExist("create-b")},
 			want: map[string]int64{"FindItem": 1, "UpdateItem": 1, "CreateItem": 1}, applied: []int{1}},
 	}
 	for _, tc := range tests {

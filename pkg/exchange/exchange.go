@@ -91,23 +91,25 @@ type Connector interface {
 	// Apply carries out commands for one mailbox and record kind and returns one result per
 	// command, in command order. Creates tag the item with the command's sync key.
 	//
-	// A create that may repeat an earlier attempt looks its sync key up first: one marked retry
-	// (WriteCommand.retry: planned again because the first attempt's result never arrived, or
-	// because Tandem's state was lost since it may have been made), or one Apply is told may
-	// have been carried out already (MayRepeat, or Redelivered for a whole batch the bus handed
-	// over before). A create whose sync key is already in the folder (an earlier attempt took
-	// effect) updates that item to the command's content instead of creating a second one
-	// (already_applied). A create whose key is found only on a deleted item created after the
-	// command was issued (an earlier attempt, deleted by the user since) is not made again: it
-	// fails as EXCHANGE_ITEM_NOT_FOUND naming that item, so the deletion is carried over.
+	// A create looks its sync key up first when an item may carry that key already: when the
+	// create may repeat an earlier attempt, because it is marked retry (WriteCommand.retry:
+	// planned again because the first attempt's result never arrived, or because Tandem's state
+	// was lost since it may have been made) or Apply is told so (Redelivered, for a whole batch
+	// the bus handed over before; KeyMayExist, for a command the caller started before), and
+	// when it re-creates the item of a pair that had one in Exchange (KeyMayExist: the caller
+	// holds the pair's link), which the user may have deleted with the key on it. A create whose
+	// sync key is already in the folder (an earlier attempt took effect) updates that item to
+	// the command's content instead of creating a second one (already_applied). A create whose
+	// key is found only on a deleted item created after the command was issued (an earlier
+	// attempt, deleted by the user since) is not made again: it fails as EXCHANGE_ITEM_NOT_FOUND
+	// naming that item, so the deletion is carried over.
 	//
-	// Any other create is a first attempt and is created at once, without a lookup: the
-	// command was never carried out before, so no item can carry its key (an item the user
-	// created never does), and the lookup would find nothing at the price of one request per
-	// batch. That holds only if the caller tells Apply about every possible repeat: a batch
-	// redelivered, a command it started before (however it reached it again), a create the
-	// planner repeats. Creates with the same sync key in one batch are one create, whatever
-	// they are marked.
+	// Any other create, a first attempt of a command for a pair that never had an item in
+	// Exchange, is created at once, without a lookup: no item can carry its key (the key is new
+	// to Exchange, and an item the user created never carries one), so the lookup would find
+	// nothing, at the price of one request per batch. That holds only if the caller tells Apply
+	// about every create that is not such a first attempt. Creates with the same sync key in
+	// one batch are one create, whatever they are marked.
 	//
 	// Updates use the command's expected version for optimistic concurrency and tag the item
 	// with the command's sync key. A write's result carries the item's id, the version the write
@@ -128,27 +130,27 @@ type ApplyOptions struct {
 	// Redelivered says the batch was delivered before: a worker may have carried out any of
 	// its commands and stopped before acknowledging it.
 	Redelivered bool
-	// Repeated holds the ids of commands that may have been carried out before.
-	Repeated map[string]bool
+	// KeyMayExist holds the ids of creates whose sync key an item may carry already.
+	KeyMayExist map[string]bool
 }
 
-// MayRepeat reports whether cmd may have been carried out before: it is a retry, or the
-// options say so.
-func (o ApplyOptions) MayRepeat(cmd *tandemv1.WriteCommand) bool {
-	return cmd.GetRetry() || o.Redelivered || o.Repeated[cmd.GetCommandId()]
+// LooksUp reports whether cmd, a create, looks its sync key up first (see Connector.Apply).
+func (o ApplyOptions) LooksUp(cmd *tandemv1.WriteCommand) bool {
+	return cmd.GetRetry() || o.Redelivered || o.KeyMayExist[cmd.GetCommandId()]
 }
 
 // Redelivered says the whole batch may have been carried out before (the bus redelivered it).
 func Redelivered() ApplyOption { return func(o *ApplyOptions) { o.Redelivered = true } }
 
-// MayRepeat says the commands with these ids may have been carried out before.
-func MayRepeat(commandIDs ...string) ApplyOption {
+// KeyMayExist says an item may carry the sync key of the creates with these ids already: the
+// command was started before, or it re-creates the item of a pair that had one.
+func KeyMayExist(commandIDs ...string) ApplyOption {
 	return func(o *ApplyOptions) {
-		if o.Repeated == nil {
-			o.Repeated = make(map[string]bool, len(commandIDs))
+		if o.KeyMayExist == nil {
+			o.KeyMayExist = make(map[string]bool, len(commandIDs))
 		}
 		for _, id := range commandIDs {
-			o.Repeated[id] = true
+			o.KeyMayExist[id] = true
 		}
 	}
 }

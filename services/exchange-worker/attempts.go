@@ -14,14 +14,22 @@ import (
 )
 
 // A create that is not marked retry and comes in a batch delivered for the first time is made
-// without looking its sync key up first (see exchange.Connector.Apply): nothing can carry its key
-// yet. That holds for the command, not for the message: the reconciler sends the writes in
-// flight again when a send did not complete (the next handler for the user flushes them), and
-// when the writes in flight changed meanwhile the batches differ, so the bus does not drop the
-// second copy as a duplicate. A command the worker already carried out, whose result the
-// reconciler has not committed yet, then arrives in a new message delivered once. To tell it
-// apart the worker notes each create it starts, before it starts it; a create it finds noted is
-// handed to the connector as one that may repeat, and looked up.
+// without looking its sync key up first (see exchange.Connector.Apply) when no item can carry
+// its key yet. The worker tells the connector about the two kinds of such creates that the
+// command and the delivery count do not show.
+//
+// A command the worker carried out before may come back in another message delivered once:
+// the reconciler sends the writes in flight again when a send did not complete (the next
+// handler for the user flushes them), and when the writes in flight changed meanwhile the
+// batches differ, so the bus does not drop the second copy as a duplicate. A command whose
+// result the reconciler has not committed yet then runs again. So the worker notes each create
+// before it starts it, and a create it finds noted may have taken effect (startedBefore).
+//
+// A create may also re-create the Exchange item of a pair that had one: the reconciler keeps a
+// pair whose Exchange item was deleted when its Salesforce record changed meanwhile ("the
+// modification wins"), or when an admin rejects held deletions. The deleted item, with the
+// pair's key, is in Deleted Items; the lookup decides whether it is an earlier attempt of this
+// create (see exchange.Connector.Apply). The pair's link names its Exchange item (relinking).
 
 // attemptKeyName is the per-user key name of the notes: one of the names the store reserves for
 // the workers.
@@ -71,4 +79,26 @@ func (w *Worker) startedBefore(ctx context.Context, uk store.UserKey, cmds []*ta
 		}
 	}
 	return again, nil
+}
+
+// relinking returns the ids of the creates among cmds that re-create the Exchange item of a pair
+// that had one: the pair's link names an Exchange item. It reads the links in one round trip.
+func (w *Worker) relinking(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand) ([]string, error) {
+	var keys []string
+	for _, c := range cmds {
+		if c.GetOp() == tandemv1.WriteOp_WRITE_OP_CREATE {
+			keys = append(keys, c.GetSyncKey())
+		}
+	}
+	links, err := w.outbox.Links(ctx, uk, kind, keys)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, c := range cmds {
+		if c.GetOp() == tandemv1.WriteOp_WRITE_OP_CREATE && links[c.GetSyncKey()].GetExchangeId() != "" {
+			out = append(out, c.GetCommandId())
+		}
+	}
+	return out, nil
 }

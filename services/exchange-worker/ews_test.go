@@ -281,11 +281,11 @@ func TestEWSJobsLocateFoldersOnce(t *testing.T) {
 	}
 }
 
-// TestEWSCreatesLookUpOnlyWhatMayRepeat checks, against the simulated Exchange, that a create
+// TestEWSCreatesLookUpOnlyWhatMayExist checks, against the simulated Exchange, that a create
 // delivered for the first time is made without a sync-key lookup, and that one that may repeat
 // an earlier attempt (sent again in another batch, or redelivered) still finds it instead of
 // making a second item.
-func TestEWSCreatesLookUpOnlyWhatMayRepeat(t *testing.T) {
+func TestEWSCreatesLookUpOnlyWhatMayExist(t *testing.T) {
 	e, sim := newEWSEnv(t)
 	ctx := t.Context()
 	create := func(key string) *tandemv1.WriteCommand {
@@ -423,5 +423,57 @@ func TestEWSEchoNotFetched(t *testing.T) {
 	}
 	if got := after[edited].GetRecord(); got.GetContact().GetSurname() != "Edited" {
 		t.Errorf("after the user's edit the read reported %v", after[edited])
+	}
+}
+
+// TestEWSRecreatingAPairLooksUp re-creates the Exchange item of a linked pair whose item the
+// user deleted a moment ago, as the reconciler does when the Salesforce record counts as changed
+// meanwhile: the create is not a retry, but the pair's link names an Exchange item, so its key
+// is looked up, and the deleted item, created after the command was issued (within the clock
+// skew allowed), is taken for an earlier attempt: the deletion is carried over, the item does
+// not come back.
+func TestEWSRecreatingAPairLooksUp(t *testing.T) {
+	e, sim := newEWSEnv(t)
+	ctx := t.Context()
+	exSide := tandemv1.System_SYSTEM_EXCHANGE
+	apply := func(id string, cmd *tandemv1.WriteCommand) *tandemv1.WriteResult {
+		t.Helper()
+		e.putInFlight(rep1, contact, exSide, cmd)
+		batch := &tandemv1.WriteBatch{BatchId: id, OrgId: testOrg, UserId: rep1, Target: exSide, Kind: contact, Cycle: 2, Commands: []*tandemv1.WriteCommand{cmd}}
+		if err := e.w.handleApply(ctx, platformtest.ApplyMessage(t, batch, 1)); err != nil {
+			t.Fatal(err)
+		}
+		results, _ := e.results()
+		if len(results) != 1 || len(results[0].GetResults()) != 1 {
+			t.Fatalf("results %v", results)
+		}
+		return results[0].GetResults()[0]
+	}
+	create := func(id string) *tandemv1.WriteCommand {
+		return &tandemv1.WriteCommand{CommandId: id, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: "sk-pair", IssuedAt: timestamppb.New(e.clock.Now()),
+			Record: &tandemv1.Record{Body: &tandemv1.Record_Contact{Contact: &tandemv1.Contact{GivenName: "Pat", Surname: "Paired"}}}}
+	}
+	first := apply("b1", create("cmd-1"))
+	if !first.GetOk() {
+		t.Fatalf("first create: %v", first)
+	}
+	item := first.GetRecord().GetId()
+	e.putLedger(rep1, contact, []*tandemv1.MirrorRecord{{Record: first.GetRecord()}},
+		&tandemv1.Mapping{SyncKey: "sk-pair", Kind: contact, ExchangeId: item, SalesforceId: "003pat"})
+	if err := sim.DeleteItem(rep1Mailbox, item); err != nil {
+		t.Fatal(err)
+	}
+	sim.ResetCounts()
+	again := apply("b2", create("cmd-2"))
+	if n := sim.Counts()["FindItem"]; n != 1 {
+		t.Errorf("re-creating a pair's item: %d FindItem, want 1", n)
+	}
+	if again.GetOk() || again.GetError().GetCode() != string(syncerr.ExchangeItemNotFound) {
+		t.Errorf("re-creating the item the user just deleted: %v, want %s", again, syncerr.ExchangeItemNotFound)
+	}
+	for _, it := range sim.Items(rep1Mailbox, exchange.SyncFolderName) {
+		if it.Contact.Surname == "Paired" {
+			t.Error("the deleted item came back")
+		}
 	}
 }

@@ -95,7 +95,7 @@ func (f *fakeConnector) Apply(_ context.Context, _ exchange.Mailbox, kind tandem
 	f.applied = append(f.applied, cmds...)
 	o := exchange.ApplyOptionsOf(opts)
 	for _, c := range cmds {
-		if o.MayRepeat(c) {
+		if o.LooksUp(c) {
 			f.repeats = append(f.repeats, c.GetCommandId())
 		}
 	}

@@ -1,6 +1,7 @@
 package exchangeworker
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -136,4 +138,32 @@ func (e *env) errorReport(userID string) []*tandemv1.SyncErrorEntry {
 func (e *env) putInFlight(userID string, kind tandemv1.RecordKind, target tandemv1.System, cmds ...*tandemv1.WriteCommand) {
 	e.t.Helper()
 	platformtest.PutInFlight(e.t, e.st, store.UserKey{OrgID: testOrg, UserID: userID}, kind, target, e.clock.Now(), cmds...)
+}
+
+// putLedger commits mirror entries and links to the user's ledger, as the reconciler does when
+// it records write results.
+func (e *env) putLedger(userID string, kind tandemv1.RecordKind, mirror []*tandemv1.MirrorRecord, links ...*tandemv1.Mapping) {
+	e.t.Helper()
+	ctx := e.t.Context()
+	uk := store.UserKey{OrgID: testOrg, UserID: userID}
+	lease, err := e.st.AcquireLease(ctx, uk, "reconcile", time.Minute)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+	led := ledger.New(e.st)
+	snap, err := led.Load(ctx, uk, kind)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	w := snap.NewWrites()
+	for _, m := range mirror {
+		w.PutMirror(tandemv1.System_SYSTEM_EXCHANGE, m)
+	}
+	for _, l := range links {
+		w.PutMapping(l)
+	}
+	if err := led.Commit(ctx, lease, w); err != nil {
+		e.t.Fatal(err)
+	}
 }

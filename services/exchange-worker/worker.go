@@ -345,8 +345,9 @@ func (w *Worker) handleApply(ctx context.Context, m *bus.Message) error {
 }
 
 // apply carries out a write batch's commands in the user's mailbox. The connector looks up the
-// sync keys of the creates that may repeat an earlier attempt: those of a batch the bus
-// redelivered, those this worker noted as started before (see startedBefore), and retries.
+// sync keys of the creates an item may carry the key of already: retries, those of a batch the
+// bus redelivered, and those the worker tells it about (see attempts.go): creates it started
+// before, and creates that re-create a pair's Exchange item.
 func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*tandemv1.WriteCommand, redelivered bool) ([]*tandemv1.WriteResult, error) {
 	mb, err := w.mailbox(ctx, batch.GetOrgId(), batch.GetUserId())
 	if err != nil {
@@ -356,15 +357,20 @@ func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*
 	if err != nil {
 		return nil, err
 	}
-	again, err := w.startedBefore(ctx, store.UserKey{OrgID: mb.OrgID, UserID: mb.UserID}, cmds)
+	uk := store.UserKey{OrgID: mb.OrgID, UserID: mb.UserID}
+	again, err := w.startedBefore(ctx, uk, cmds)
 	if err != nil {
 		return nil, err
 	}
-	if len(again) > 0 {
-		w.log.InfoContext(ctx, "creates started before come again; their sync keys are looked up", slog.Int("creates", len(again)),
-			slog.String("batch", batch.GetBatchId()), slog.Bool("redelivered", redelivered))
+	relinked, err := w.relinking(ctx, uk, batch.GetKind(), cmds)
+	if err != nil {
+		return nil, err
 	}
-	opts := []exchange.ApplyOption{exchange.MayRepeat(again...)}
+	if len(again) > 0 || len(relinked) > 0 {
+		w.log.InfoContext(ctx, "creates whose sync key an item may carry already; their keys are looked up", slog.Int("started_before", len(again)),
+			slog.Int("recreating", len(relinked)), slog.String("batch", batch.GetBatchId()), slog.Bool("redelivered", redelivered))
+	}
+	opts := []exchange.ApplyOption{exchange.KeyMayExist(append(again, relinked...)...)}
 	if redelivered {
 		opts = append(opts, exchange.Redelivered())
 	}

@@ -655,11 +655,12 @@ func TestApplyRunsOnlyCommandsInFlight(t *testing.T) {
 	})
 }
 
-// TestApplyTellsTheConnectorWhatMayRepeat checks which creates the connector is told may repeat
-// an earlier attempt (and so looks up): none of a first delivery, all of a redelivery, retries,
-// and a create carried out before that comes back in another batch delivered once, as when the
-// reconciler sends its writes in flight again.
-func TestApplyTellsTheConnectorWhatMayRepeat(t *testing.T) {
+// TestApplyTellsTheConnectorWhatToLookUp checks which creates the connector is told an item may
+// carry the sync key of already (and so looks up): none of a first delivery of new pairs' creates,
+// all of a redelivery, retries, a create carried out before that comes back in another batch
+// delivered once (as when the reconciler sends its writes in flight again), and a create that
+// re-creates the Exchange item of a pair that had one.
+func TestApplyTellsTheConnectorWhatToLookUp(t *testing.T) {
 	e, fc := newFakeEnv(t)
 	ctx := t.Context()
 	create := func(id, key string) *tandemv1.WriteCommand {
@@ -667,8 +668,12 @@ func TestApplyTellsTheConnectorWhatMayRepeat(t *testing.T) {
 	}
 	retry := create("cmd-r", "skr")
 	retry.Retry = true
-	cmds := []*tandemv1.WriteCommand{create("cmd-a", "ska"), create("cmd-b", "skb"), retry, create("cmd-c", "skc")}
+	cmds := []*tandemv1.WriteCommand{create("cmd-a", "ska"), create("cmd-b", "skb"), retry, create("cmd-c", "skc"), create("cmd-p", "skp")}
 	e.putInFlight(rep1, contact, tandemv1.System_SYSTEM_EXCHANGE, cmds...)
+	// The pair of skp had an Exchange item (deleted since); skc's pair never had one.
+	e.putLedger(rep1, contact, nil,
+		&tandemv1.Mapping{SyncKey: "skp", Kind: contact, ExchangeId: "AAMk-deleted", SalesforceId: "003p"},
+		&tandemv1.Mapping{SyncKey: "skc", Kind: contact, SalesforceId: "003c"})
 	batch := func(id string, delivered uint64, cmds ...*tandemv1.WriteCommand) {
 		t.Helper()
 		b := &tandemv1.WriteBatch{BatchId: id, OrgId: testOrg, UserId: rep1, Target: tandemv1.System_SYSTEM_EXCHANGE, Kind: contact, Cycle: 3, Commands: cmds}
@@ -677,24 +682,25 @@ func TestApplyTellsTheConnectorWhatMayRepeat(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	repeats := func() []string {
+	lookedUp := func() []string {
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
 		return slices.Clone(fc.repeats)
 	}
 
 	batch("first", 1, cmds[0], cmds[2])
-	if got := repeats(); !slices.Equal(got, []string{"cmd-r"}) {
-		t.Errorf("first delivery: repeats %v, want only the retry [cmd-r]", got)
+	if got := lookedUp(); !slices.Equal(got, []string{"cmd-r"}) {
+		t.Errorf("first delivery: looked up %v, want only the retry [cmd-r]", got)
 	}
 	batch("redelivered", 2, cmds[1])
-	if got := repeats(); !slices.Equal(got, []string{"cmd-b"}) {
-		t.Errorf("redelivery: repeats %v, want [cmd-b]", got)
+	if got := lookedUp(); !slices.Equal(got, []string{"cmd-b"}) {
+		t.Errorf("redelivery: looked up %v, want [cmd-b]", got)
 	}
-	// cmd-a again, in a batch composed differently and delivered once; cmd-c is new.
-	batch("sent-again", 1, cmds[0], cmds[3])
-	if got := repeats(); !slices.Equal(got, []string{"cmd-a"}) {
-		t.Errorf("a create sent again: repeats %v, want [cmd-a]", got)
+	// cmd-a again, in a batch composed differently and delivered once; cmd-c is new, cmd-p
+	// re-creates its pair's item.
+	batch("sent-again", 1, cmds[0], cmds[3], cmds[4])
+	if got := lookedUp(); !slices.Equal(got, []string{"cmd-a", "cmd-p"}) {
+		t.Errorf("a create sent again and one re-creating a pair's item: looked up %v, want [cmd-a cmd-p]", got)
 	}
 }
 

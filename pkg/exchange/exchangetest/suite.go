@@ -685,7 +685,7 @@ func testCreateRetried(t *testing.T, h *Harness) {
 		}{
 			{"retried", retried(create(key, tc.rec)), nil},
 			{"redelivered", create(key, tc.rec), []exchange.ApplyOption{exchange.Redelivered()}},
-			{"started before", create(key, tc.rec), []exchange.ApplyOption{exchange.MayRepeat("create-" + key)}},
+			{"started before", create(key, tc.rec), []exchange.ApplyOption{exchange.KeyMayExist("create-" + key)}},
 		} {
 			res := applyWith(t, h, tc.kind, again.opts, again.cmd)[0]
 			wantOK(t, again.how+" create", res)

@@ -31,3 +31,35 @@ func (o *Outbox) Known(ctx context.Context, uk store.UserKey, kind tandemv1.Reco
 	}
 	return out, nil
 }
+
+// Links returns the reconciler's links (mappings) with the sync keys keys, read in one round
+// trip; keys without one are absent. A worker uses them to tell a create of a new pair from
+// one that re-creates a pair's record on a side where the pair had one (the mapping names it),
+// and where a record carrying the pair's key may therefore still be found, live or deleted.
+// Like InFlight it only reads.
+func (o *Outbox) Links(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, keys []string) (map[string]*tandemv1.Mapping, error) {
+	out := make(map[string]*tandemv1.Mapping, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	lk, err := KeysFor(uk, kind)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := o.st.Client().HMGet(ctx, lk.Mappings, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the links of %s: %w", uk, err)
+	}
+	for i, v := range vals {
+		raw, ok := v.(string)
+		if !ok {
+			continue
+		}
+		m := &tandemv1.Mapping{}
+		if err := proto.Unmarshal([]byte(raw), m); err != nil {
+			return nil, fmt.Errorf("link %s of %s: %w", keys[i], uk, err)
+		}
+		out[keys[i]] = m
+	}
+	return out, nil
+}

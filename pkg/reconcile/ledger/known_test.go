@@ -69,3 +69,35 @@ func TestKnown(t *testing.T) {
 		})
 	}
 }
+
+func TestLinks(t *testing.T) {
+	const con = tandemv1.RecordKind_RECORD_KIND_CONTACT
+	user := store.UserKey{OrgID: "00Dlinks", UserID: "005links"}
+	st := store.New(servertest.Redis(t), nil)
+	ctx := t.Context()
+	lease, err := st.AcquireLease(ctx, user, "reconcile", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	led := ledger.New(st)
+	snap, err := led.Load(ctx, user, con)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linked := &tandemv1.Mapping{SyncKey: "sk-1", Kind: con, ExchangeId: "AAMk1", SalesforceId: "003a"}
+	w := snap.NewWrites()
+	w.PutMapping(linked)
+	if err := led.Commit(ctx, lease, w); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ledger.NewOutbox(st).Links(ctx, user, con, []string{"sk-1", "sk-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]*tandemv1.Mapping{"sk-1": linked}, got, protocmp.Transform()); diff != "" {
+		t.Errorf("Links (-want +got):\n%s", diff)
+	}
+	if got, err := ledger.NewOutbox(st).Links(ctx, user, tandemv1.RecordKind_RECORD_KIND_EVENT, []string{"sk-1"}); err != nil || len(got) != 0 {
+		t.Errorf("Links of another kind: %v %v", got, err)
+	}
+}
