@@ -50,16 +50,8 @@ func (o *Outbox) Links(ctx context.Context, uk store.UserKey, kind tandemv1.Reco
 	if err != nil {
 		return nil, fmt.Errorf("read the links of %s: %w", uk, err)
 	}
-	for i, v := range vals {
-		raw, ok := v.(string)
-		if !ok {
-			continue
-		}
-		m := &tandemv1.Mapping{}
-		if err := proto.Unmarshal([]byte(raw), m); err != nil {
-			return nil, fmt.Errorf("link %s of %s: %w", keys[i], uk, err)
-		}
-		out[keys[i]] = m
+	if err := decodeFields(vals, keys, out, func() *tandemv1.Mapping { return &tandemv1.Mapping{} }); err != nil {
+		return nil, fmt.Errorf("links of %s: %w", uk, err)
 	}
 	return out, nil
 }
