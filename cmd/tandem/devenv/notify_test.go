@@ -1,6 +1,7 @@
 package devenv
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -25,7 +26,7 @@ func TestNotificationsCarryEditsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := env.Close(t.Context()); err != nil {
+		if err := env.Close(context.Background()); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	})
