@@ -698,11 +698,12 @@ const clockSkew = 2 * time.Minute
 //   - the key is in the folder: an earlier attempt took effect. The item is updated to the
 //     command's content, since that attempt may have written older content, and the create is
 //     already applied.
-//   - the key is only in Deleted Items, on an item created after the command was issued: an
-//     earlier attempt took effect and the item was deleted since (items keep their extended
-//     properties when moved there). Creating it again would undo that deletion, so the create
-//     fails as gone, naming the deleted item, and the caller carries the deletion over instead.
-//     Older deleted items with the key are earlier incarnations of the pair and are ignored.
+//   - the key is only in Deleted Items, or (for a contact) in the main Contacts folder, on an
+//     item created after the command was issued: an earlier attempt took effect and the user
+//     has since deleted the item or moved it out of sync (items keep their extended properties
+//     when moved). Creating it again would undo that removal, so the create fails as gone,
+//     naming the removed item, and the caller carries the removal over instead. Older items
+//     with the key are earlier incarnations of the pair and are ignored.
 //   - otherwise the item is created.
 //
 // The other creates are first attempts for new pairs and are created directly: nothing can
@@ -723,21 +724,25 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.Re
 	}
 	inFolder := map[string]*Item{}
 	var ofKind []*Item
+	removedTo := map[string]string{} // removed item id → where the user put it
 	if len(keys) > 0 {
 		c.log.DebugContext(ctx, "looking up the sync keys of creates that may repeat an earlier attempt", "mailbox", t.Address,
 			"keys", len(keys), "creates", len(idx), "redelivered", o.Redelivered, "key_may_exist", len(o.KeyMayExist))
-		found, err := c.client.FindItemsBySyncKey(ctx, t, []FolderID{folder, DeletedItemsFolder}, keys)
+		found, err := c.client.FindItemsBySyncKey(ctx, t, lookupFolders(kind, folder), keys)
 		if err != nil {
 			return err
 		}
 		inFolder = firstBySyncKey(found[0])
-		for _, it := range found[1] {
-			if it.Kind == kind {
-				ofKind = append(ofKind, it)
+		for f, gone := range found[1:] {
+			for _, it := range gone {
+				if it.Kind == kind {
+					ofKind = append(ofKind, it)
+					removedTo[it.ID.ID] = removalPlace(lookupFolders(kind, folder)[f+1])
+				}
 			}
 		}
 	}
-	// earlierAttempt finds, in Deleted Items, the item an earlier attempt of cmd created: one
+	// earlierAttempt finds, among removed items, the item an earlier attempt of cmd created: one
 	// created after the command was issued. An older item with the same key is an earlier
 	// incarnation of the pair (deleted by the user or by Tandem before this create was decided)
 	// and does not stop the create.
@@ -778,7 +783,7 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.Re
 			results[i].Record = &tandemv1.Record{Id: it.ID.ID}
 			fail(results[i], &syncerr.Error{
 				Code:     syncerr.ExchangeItemNotFound,
-				Detail:   fmt.Sprintf("the %s was created in Exchange earlier and has been deleted since (it is in Deleted Items as %s); it is not created again", kindName(kind), it.ID.ID),
+				Detail:   fmt.Sprintf("the %s was created in Exchange earlier and has been %s since (as %s); it is not created again", kindName(kind), removedTo[it.ID.ID], it.ID.ID),
 				RecordID: it.ID.ID,
 			})
 			continue
@@ -835,6 +840,25 @@ func (c *Connector) applyCreates(ctx context.Context, t Target, kind tandemv1.Re
 		}
 	}
 	return nil
+}
+
+// lookupFolders lists where a retried create looks for its sync key: the kind's synced folder
+// first, then where a user's removal leaves an item Tandem created — Deleted Items, and for a
+// contact the main Contacts folder, where Outlook users move contacts they stop syncing.
+func lookupFolders(kind tandemv1.RecordKind, folder FolderID) []FolderID {
+	folders := []FolderID{folder, DeletedItemsFolder}
+	if kind == tandemv1.RecordKind_RECORD_KIND_CONTACT && folder != ContactsFolder {
+		folders = append(folders, ContactsFolder)
+	}
+	return folders
+}
+
+// removalPlace says, for an error message, what finding an item in folder means.
+func removalPlace(folder FolderID) string {
+	if folder == DeletedItemsFolder {
+		return "deleted (it is in Deleted Items)"
+	}
+	return fmt.Sprintf("moved out of sync (it is in %s)", folder)
 }
 
 func kindName(kind tandemv1.RecordKind) string {

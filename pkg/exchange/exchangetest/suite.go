@@ -43,6 +43,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 		{"Apply/CreateRetried", testCreateRetried},
 		{"Apply/CreateRetriedNewContent", testCreateRetriedNewContent},
 		{"Apply/CreateAfterUserDelete", testCreateAfterUserDelete},
+		{"Apply/CreateAfterUserMovedOut", testCreateAfterUserMovedOut},
 		{"Apply/CreateAfterEarlierIncarnation", testCreateAfterEarlierIncarnation},
 		{"Apply/UpdateTagsSyncKey", testUpdateTagsSyncKey},
 		{"Apply/StaleVersion", testStaleVersion},
@@ -830,6 +831,28 @@ func testCreateAfterUserDelete(t *testing.T, h *Harness) {
 				t.Errorf("%d items for the new create, want 1", n)
 			}
 		})
+	}
+}
+
+// testCreateAfterUserMovedOut: a create took effect, the user then moved the contact out of
+// the synced folder (into the main Contacts folder, to stop syncing it), and the create is
+// retried. The contact is not created again in the synced folder: the create fails as gone.
+func testCreateAfterUserMovedOut(t *testing.T, h *Harness) {
+	prepare(t, h)
+	key := "sk-user-moved-out"
+	rec := contactRecord(&tandemv1.Contact{GivenName: "Moved", Surname: "ByUser", EmailAddress1: "moved@example.org"})
+	first := apply(t, h, contact, create(key, rec))[0]
+	wantOK(t, "first create", first)
+	if err := h.Backdoor.MoveOut(t.Context(), contact, first.GetRecord().GetId()); err != nil {
+		t.Fatal(err)
+	}
+	res := apply(t, h, contact, retried(create(key, rec)))
+	wantError(t, "create retried after the user moved its item out", res[0], syncerr.ExchangeItemNotFound)
+	if n := countListed(t, h, contact, key); n != 0 {
+		t.Errorf("the moved contact was created again in the synced folder (%d items with its sync key)", n)
+	}
+	if got := res[0].GetRecord().GetId(); got == "" {
+		t.Error("the result names no item")
 	}
 }
 
