@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/tandem-sync/tandem/pkg/exchange"
@@ -189,7 +190,29 @@ func (e *Editor) updateInExchange(u User) (bool, error) {
 	if id == "" {
 		return false, nil
 	}
-	return e.updateExchange(u, id, titles[e.rng.IntN(len(titles))])
+	return e.updateExchange(u, id, e.newTitle(u, id))
+}
+
+// newTitle picks a job title that neither side of person id holds, nor any of taken. Two
+// copies then only ever agree because Tandem carried an edit across, never because users made
+// the same edit on both sides by chance: a coincidence Tandem cannot tell from an edit that
+// has not reached the other side, which Copies.Agree assumes it can.
+func (e *Editor) newTitle(u User, id string, taken ...string) string {
+	if it, ok := e.findExchange(u, id); ok {
+		taken = append(taken, it.Contact.JobTitle)
+	}
+	for _, c := range e.sf.List("Contact") {
+		if fmt.Sprint(c["OwnerId"]) == u.SalesforceID && markerOf(fmt.Sprint(c["Description"])) == id {
+			taken = append(taken, fmt.Sprint(c["Title"]))
+		}
+	}
+	var free []string
+	for _, t := range titles {
+		if !slices.Contains(taken, t) {
+			free = append(free, t)
+		}
+	}
+	return free[e.rng.IntN(len(free))]
 }
 
 func (e *Editor) updateExchange(u User, id, title string) (bool, error) {
@@ -231,10 +254,11 @@ func (e *Editor) updateOnBothSides(u User) (bool, error) {
 	if id == "" {
 		return false, nil
 	}
-	if ok, err := e.updateExchange(u, id, titles[e.rng.IntN(len(titles))]); !ok || err != nil {
+	title := e.newTitle(u, id)
+	if ok, err := e.updateExchange(u, id, title); !ok || err != nil {
 		return ok, err
 	}
-	values := map[string]any{"Title": titles[e.rng.IntN(len(titles))]}
+	values := map[string]any{"Title": e.newTitle(u, id, title)}
 	if e.rng.IntN(2) == 0 {
 		values = map[string]any{"Department": "Procurement"}
 	}
