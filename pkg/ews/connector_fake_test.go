@@ -245,13 +245,13 @@ func TestApplyCreateLookupAnswers(t *testing.T) {
 		wantID   string
 	}{
 		{name: "item deleted between lookup and update",
-			find:     opResponse("FindItem", okMessage("FindItem", page(taggedContact)), okMessage("FindItem", page(""))),
+			find:     opResponse("FindItem", okMessage("FindItem", page(taggedContact)), okMessage("FindItem", page("")), okMessage("FindItem", page(""))),
 			update:   opResponse("UpdateItem", errorMessage("UpdateItem", "ErrorItemNotFound", "The specified object was not found in the store.")),
 			wantCode: syncerr.ExchangeItemNotFound, wantID: "earlier"},
 		{name: "Deleted Items cannot be searched",
-			find:    opResponse("FindItem", okMessage("FindItem", page("")), errorMessage("FindItem", "ErrorAccessDenied", "Access is denied.")),
+			find:    opResponse("FindItem", okMessage("FindItem", page("")), errorMessage("FindItem", "ErrorAccessDenied", "Access is denied."), okMessage("FindItem", page(""))),
 			wantErr: syncerr.ExchangeAccessDenied},
-		{name: "one answer for two folders",
+		{name: "one answer for three folders",
 			find:    opResponse("FindItem", okMessage("FindItem", page(""))),
 			wantErr: syncerr.ExchangeMalformedResponse},
 	}
