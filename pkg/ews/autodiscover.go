@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +87,13 @@ type Autodiscover struct {
 
 	mu    sync.Mutex
 	cache map[string]cachedSettings
+	// expected are the addresses the caller will ask about (Expect): a lookup that must ask
+	// Autodiscover asks about those not cached yet in the same request.
+	expected map[string]bool
+	// asking holds, for each address a request for several users is asking about, a channel
+	// closed when the answer is in: a lookup of such an address waits for it rather than
+	// asking again.
+	asking map[string]chan struct{}
 }
 
 type cachedSettings struct {
@@ -118,36 +126,56 @@ func NewAutodiscover(cfg AutodiscoverConfig) (*Autodiscover, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Autodiscover{
-		cfg:   cfg,
-		http:  noRedirects(cfg.HTTPClient),
-		log:   logger,
-		now:   time.Now,
-		cache: make(map[string]cachedSettings),
+		cfg:      cfg,
+		http:     noRedirects(cfg.HTTPClient),
+		log:      logger,
+		now:      time.Now,
+		cache:    make(map[string]cachedSettings),
+		expected: make(map[string]bool),
+		asking:   make(map[string]chan struct{}),
 	}, nil
 }
+
+// MaxAutodiscoverUsers is how many users one GetUserSettings request asks about: Exchange
+// accepts up to 100.
+const MaxAutodiscoverUsers = 100
+
+// Expect tells Autodiscover the addresses it will be asked about (an org's syncing mailboxes),
+// so that the lookup of one asks, in the same GetUserSettings request, about up to
+// MaxAutodiscoverUsers-1 others of its domain not cached yet: an org's mailboxes cost one
+// request per hundred rather than one each.
+func (a *Autodiscover) Expect(addresses []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, addr := range addresses {
+		if key := addressKey(addr); key != "" {
+			a.expected[key] = true
+		}
+	}
+}
+
+func addressKey(address string) string { return strings.ToLower(strings.TrimSpace(address)) }
 
 // Discover returns the settings of address's mailbox, from the cache when they are fresh.
 // Failures are classified: EXCHANGE_AUTH_FAILED when an endpoint rejected the credentials,
 // EXCHANGE_MAILBOX_NOT_FOUND when it did not know the user, else EXCHANGE_AUTODISCOVER_FAILED.
 func (a *Autodiscover) Discover(ctx context.Context, address string) (*UserSettings, error) {
-	key := strings.ToLower(strings.TrimSpace(address))
-	a.mu.Lock()
-	c, ok := a.cache[key]
-	a.mu.Unlock()
-	if ok && a.now().Before(c.expires) {
-		return c.settings, nil
+	key := addressKey(address)
+	if s, ok := a.cached(key); ok {
+		return s, nil
 	}
 	ch := a.group.DoChan(key, func() (any, error) {
 		// The discovery outlives any one caller's cancellation, since others may share it.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.Timeout*time.Duration(a.cfg.MaxRedirects+4))
 		defer cancel()
+		if s := a.discoverWithOthers(dctx, address); s != nil {
+			return s, nil
+		}
 		s, err := a.discover(dctx, address)
 		if err != nil {
 			return nil, err
 		}
-		a.mu.Lock()
-		a.cache[key] = cachedSettings{settings: s, expires: a.now().Add(a.cfg.CacheTTL)}
-		a.mu.Unlock()
+		a.remember(key, s)
 		return s, nil
 	})
 	select {
@@ -165,8 +193,142 @@ func (a *Autodiscover) Discover(ctx context.Context, address string) (*UserSetti
 // stopped answering, for instance because the mailbox moved).
 func (a *Autodiscover) Forget(address string) {
 	a.mu.Lock()
-	delete(a.cache, strings.ToLower(strings.TrimSpace(address)))
+	delete(a.cache, addressKey(address))
 	a.mu.Unlock()
+}
+
+// cached returns key's settings when the cache holds fresh ones.
+func (a *Autodiscover) cached(key string) (*UserSettings, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.cache[key]
+	if !ok || !a.now().Before(c.expires) {
+		return nil, false
+	}
+	return c.settings, true
+}
+
+func (a *Autodiscover) remember(key string, s *UserSettings) {
+	a.mu.Lock()
+	a.cache[key] = cachedSettings{settings: s, expires: a.now().Add(a.cfg.CacheTTL)}
+	a.mu.Unlock()
+}
+
+// others picks up to MaxAutodiscoverUsers-1 expected addresses of address's domain whose
+// settings are neither cached nor being asked about, in a stable order, and marks them and
+// address as being asked about; done ends that.
+// When another request is asking about address already, others returns that request's
+// channel instead.
+func (a *Autodiscover) others(address string) (others []string, done func(), busy <-chan struct{}) {
+	self := addressKey(address)
+	_, domain, _ := strings.Cut(self, "@")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if asked := a.asking[self]; asked != nil {
+		return nil, func() {}, asked
+	}
+	now := a.now()
+	for key := range a.expected {
+		if key == self || !strings.HasSuffix(key, "@"+domain) || a.asking[key] != nil {
+			continue
+		}
+		if c, ok := a.cache[key]; ok && now.Before(c.expires) {
+			continue
+		}
+		others = append(others, key)
+	}
+	if len(others) == 0 {
+		return nil, func() {}, nil
+	}
+	slices.Sort(others)
+	others = others[:min(len(others), MaxAutodiscoverUsers-1)]
+	asked := make(chan struct{})
+	marked := append([]string{self}, others...)
+	for _, key := range marked {
+		a.asking[key] = asked
+	}
+	return others, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for _, key := range marked {
+			if a.asking[key] == asked {
+				delete(a.asking, key)
+			}
+		}
+		close(asked)
+	}, nil
+}
+
+// discoverWithOthers asks the first SOAP endpoint that answers about address and the expected
+// addresses of its domain not cached yet, all in one GetUserSettings request, and caches every
+// user's settings the answer holds. It returns address's settings, or nil when there are no
+// others to ask about or the answer does not settle address (an error or a redirect for it, or
+// no endpoint answered the request as a whole): the caller then looks address up alone, which
+// follows redirects and classifies failures. Others' redirects and errors are left to their
+// own lookups likewise. When another lookup's request is asking about address already, it
+// waits for that answer instead of asking again.
+func (a *Autodiscover) discoverWithOthers(ctx context.Context, address string) *UserSettings {
+	others, done, busy := a.others(address)
+	defer done()
+	if busy != nil {
+		select {
+		case <-busy:
+		case <-ctx.Done():
+		}
+		s, _ := a.cached(addressKey(address))
+		return s
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	users := append([]string{addressKey(address)}, others...)
+	for _, ep := range a.endpoints(address) {
+		if !strings.HasSuffix(strings.ToLower(ep), ".svc") || a.checkURL(ep) != nil {
+			continue
+		}
+		answers, err := a.askMany(ctx, ep, users)
+		if err != nil {
+			a.log.DebugContext(ctx, "autodiscover request for several users failed", "endpoint", ep, "users", len(users), "error", err)
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
+		var mine *UserSettings
+		found := 0
+		for i, ans := range answers {
+			if ans.err != nil || ans.settings == nil || ans.settings.EWSURL == "" || a.checkURL(ans.settings.EWSURL) != nil {
+				continue
+			}
+			a.remember(users[i], ans.settings)
+			found++
+			if i == 0 {
+				mine = ans.settings
+			}
+		}
+		a.log.InfoContext(ctx, "autodiscover found EWS for several mailboxes in one request", "endpoint", ep, "users", len(users), "found", found)
+		return mine
+	}
+	return nil
+}
+
+// endpoints lists the Autodiscover endpoints to try for address, in order.
+func (a *Autodiscover) endpoints(address string) []string {
+	if a.cfg.URL != "" {
+		return []string{a.cfg.URL}
+	}
+	_, domain, _ := strings.Cut(address, "@")
+	domains := []string{strings.ToLower(domain)}
+	if fb := strings.ToLower(a.cfg.FallbackDomain); fb != "" && fb != domains[0] {
+		domains = append(domains, fb)
+	}
+	var endpoints []string
+	for _, d := range domains {
+		endpoints = append(endpoints,
+			"https://"+d+"/autodiscover/autodiscover.svc",
+			"https://autodiscover."+d+"/autodiscover/autodiscover.svc")
+	}
+	return endpoints
 }
 
 // adFailure collects why each endpoint failed, and the most telling classification.
@@ -205,22 +367,8 @@ func (a *Autodiscover) discover(ctx context.Context, address string) (*UserSetti
 	if !ok || domain == "" {
 		return nil, syncerr.New(syncerr.ExchangeAutodiscoverFailed, "autodiscover: %q is not an email address", address)
 	}
-	var endpoints []string
-	if a.cfg.URL != "" {
-		endpoints = []string{a.cfg.URL}
-	} else {
-		domains := []string{strings.ToLower(domain)}
-		if fb := strings.ToLower(a.cfg.FallbackDomain); fb != "" && fb != domains[0] {
-			domains = append(domains, fb)
-		}
-		for _, d := range domains {
-			endpoints = append(endpoints,
-				"https://"+d+"/autodiscover/autodiscover.svc",
-				"https://autodiscover."+d+"/autodiscover/autodiscover.svc")
-		}
-	}
 	var failure adFailure
-	for _, ep := range endpoints {
+	for _, ep := range a.endpoints(address) {
 		s, err := a.follow(ctx, ep, address)
 		if err == nil {
 			a.log.InfoContext(ctx, "autodiscover found EWS", "mailbox", address, "ews_url", s.EWSURL, "endpoint", ep)
@@ -318,11 +466,53 @@ func (a *Autodiscover) ask(ctx context.Context, endpoint, address string) (adAns
 	if err != nil {
 		return adAnswer{}, err
 	}
+	data, redirect, err := a.post(ctx, endpoint, address, body, pox)
+	switch {
+	case err != nil:
+		return adAnswer{}, err
+	case redirect != "":
+		return adAnswer{redirectURL: redirect}, nil
+	case pox:
+		return parsePOX(data)
+	}
+	answers, err := parseGetUserSettings(data, 1)
+	if err != nil {
+		return adAnswer{}, err
+	}
+	return answers[0].adAnswer, answers[0].err
+}
+
+// userAnswer is one user's part of a GetUserSettings answer: settings, a redirect, or err.
+type userAnswer struct {
+	adAnswer
+	err error
+}
+
+// askMany asks a SOAP endpoint about several users in one GetUserSettings request. An HTTP
+// redirect of the whole request is an error here: the caller looks each user up alone.
+func (a *Autodiscover) askMany(ctx context.Context, endpoint string, addresses []string) ([]userAnswer, error) {
+	body, err := soapAutodiscoverRequest(endpoint, addresses...)
+	if err != nil {
+		return nil, err
+	}
+	data, redirect, err := a.post(ctx, endpoint, addresses[0], body, false)
+	if err != nil {
+		return nil, err
+	}
+	if redirect != "" {
+		return nil, fmt.Errorf("redirected to %s", redirect)
+	}
+	return parseGetUserSettings(data, len(addresses))
+}
+
+// post sends an Autodiscover request body to endpoint, anchored on address's mailbox. It
+// returns the answer's body, or the Location of an HTTP redirect.
+func (a *Autodiscover) post(ctx context.Context, endpoint, address string, body []byte, pox bool) (data []byte, redirect string, err error) {
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
-		return adAnswer{}, err
+		return nil, "", err
 	}
 	req.Header.Set("Content-Type", "text/xml; charset=utf-8")
 	req.Header.Set("X-AnchorMailbox", address)
@@ -330,34 +520,31 @@ func (a *Autodiscover) ask(ctx context.Context, endpoint, address string) (adAns
 		req.Header.Set("SOAPAction", `"`+getUserSettingsURI+`"`)
 	}
 	if err := a.cfg.Credentials.Authorize(rctx, req); err != nil {
-		return adAnswer{}, fmt.Errorf("authorize: %w", err)
+		return nil, "", fmt.Errorf("authorize: %w", err)
 	}
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return adAnswer{}, err
+		return nil, "", err
 	}
 	defer resp.Body.Close()
-	data, err := readLimited(resp.Body, resp.ContentLength, maxAutodiscoverResponse)
+	data, err = readLimited(resp.Body, resp.ContentLength, maxAutodiscoverResponse)
 	if err != nil {
-		return adAnswer{}, err
+		return nil, "", err
 	}
 	switch {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		loc, err := resp.Location()
 		if err != nil {
-			return adAnswer{}, fmt.Errorf("HTTP %d without a usable Location: %w", resp.StatusCode, err)
+			return nil, "", fmt.Errorf("HTTP %d without a usable Location: %w", resp.StatusCode, err)
 		}
-		return adAnswer{redirectURL: loc.String()}, nil
+		return nil, loc.String(), nil
 	case resp.StatusCode != http.StatusOK:
-		return adAnswer{}, httpError(resp, data)
+		return nil, "", httpError(resp, data)
 	}
-	if pox {
-		return parsePOX(data)
-	}
-	return parseGetUserSettings(data)
+	return data, "", nil
 }
 
-func soapAutodiscoverRequest(endpoint, address string) ([]byte, error) {
+func soapAutodiscoverRequest(endpoint string, addresses ...string) ([]byte, error) {
 	doc := etree.NewDocument()
 	doc.CreateProcInst("xml", `version="1.0" encoding="utf-8"`)
 	env := doc.CreateElement("soap:Envelope")
@@ -369,7 +556,10 @@ func soapAutodiscoverRequest(endpoint, address string) ([]byte, error) {
 	addText(h, "wsa:Action", getUserSettingsURI)
 	addText(h, "wsa:To", endpoint)
 	req := add(add(add(env, "soap:Body"), "a:GetUserSettingsRequestMessage"), "a:Request")
-	addText(add(add(req, "a:Users"), "a:User"), "a:Mailbox", address)
+	users := add(req, "a:Users")
+	for _, address := range addresses {
+		addText(add(users, "a:User"), "a:Mailbox", address)
+	}
 	settings := add(req, "a:RequestedSettings")
 	for _, s := range requestedSettings {
 		addText(settings, "a:Setting", s)
@@ -406,31 +596,50 @@ func isAutodiscoverNS(ns string) bool {
 	return ns == nsAutodiscover || ns == "https://schemas.microsoft.com/exchange/2010/Autodiscover"
 }
 
-// parseGetUserSettings reads a SOAP GetUserSettings answer.
-func parseGetUserSettings(data []byte) (adAnswer, error) {
+// parseGetUserSettings reads a SOAP GetUserSettings answer about n users: one answer per user,
+// in the order of the request's users (as Exchange answers them). A failure of the whole
+// request is the error.
+func parseGetUserSettings(data []byte, n int) ([]userAnswer, error) {
 	doc, err := parseXML(data)
 	if err != nil {
-		return adAnswer{}, err
+		return nil, err
 	}
 	root := doc.Root()
 	if !is(root, nsSOAP, "Envelope") {
-		return adAnswer{}, malformed("autodiscover answer is %s, not a SOAP envelope", root.FullTag())
+		return nil, malformed("autodiscover answer is %s, not a SOAP envelope", root.FullTag())
 	}
 	first := firstChild(child(root, nsSOAP, "Body"))
 	if is(first, nsSOAP, "Fault") {
-		return adAnswer{}, parseFault(first)
+		return nil, parseFault(first)
 	}
 	if first == nil || first.Tag != "GetUserSettingsResponseMessage" || !isAutodiscoverNS(first.NamespaceURI()) {
-		return adAnswer{}, malformed("autodiscover answer without GetUserSettingsResponseMessage")
+		return nil, malformed("autodiscover answer without GetUserSettingsResponseMessage")
 	}
 	resp := adChild(first, "Response")
 	if code := strings.TrimSpace(adChild(resp, "ErrorCode").NotNil().Text()); code != "" && code != "NoError" {
-		return adAnswer{}, &autodiscoverError{code: code, message: adChild(resp, "ErrorMessage").NotNil().Text()}
+		return nil, &autodiscoverError{code: code, message: adChild(resp, "ErrorMessage").NotNil().Text()}
 	}
-	user := adChild(adChild(resp, "UserResponses"), "UserResponse")
-	if user == nil {
-		return adAnswer{}, malformed("autodiscover answer without a UserResponse")
+	var users []*etree.Element
+	for _, u := range adChild(resp, "UserResponses").NotNil().ChildElements() {
+		if u.Tag == "UserResponse" && isAutodiscoverNS(u.NamespaceURI()) {
+			users = append(users, u)
+		}
 	}
+	if len(users) == 0 {
+		return nil, malformed("autodiscover answer without a UserResponse")
+	}
+	if len(users) != n {
+		return nil, malformed("autodiscover answer with %d UserResponses for %d users", len(users), n)
+	}
+	out := make([]userAnswer, n)
+	for i, u := range users {
+		out[i].adAnswer, out[i].err = parseUserResponse(u)
+	}
+	return out, nil
+}
+
+// parseUserResponse reads one user's UserResponse.
+func parseUserResponse(user *etree.Element) (adAnswer, error) {
 	code := strings.TrimSpace(adChild(user, "ErrorCode").NotNil().Text())
 	target := strings.TrimSpace(adChild(user, "RedirectTarget").NotNil().Text())
 	switch code {

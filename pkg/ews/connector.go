@@ -146,6 +146,23 @@ func NewConnector(cfg ConnectorConfig) (*Connector, error) {
 	return c, nil
 }
 
+// Expect tells Autodiscover which mailboxes the connector will serve, so that their EWS URLs
+// are found a hundred a request (exchange.Expecter). Addresses outside the org's domains,
+// which target refuses, are left out; with a fixed EWS URL there is nothing to discover.
+func (c *Connector) Expect(addresses []string) {
+	if c.autodiscover == nil {
+		return
+	}
+	var ours []string
+	for _, a := range addresses {
+		_, domain, ok := strings.Cut(strings.TrimSpace(a), "@")
+		if ok && (len(c.domains) == 0 || slices.Contains(c.domains, strings.ToLower(domain))) {
+			ours = append(ours, a)
+		}
+	}
+	c.autodiscover.Expect(ours)
+}
+
 // Client returns the connector's EWS client (for connection tests and tools).
 func (c *Connector) Client() *Client { return c.client }
 

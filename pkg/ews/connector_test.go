@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
@@ -526,5 +528,43 @@ func TestConnectorCreateLookup(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConnectorResolvesExpectedMailboxesTogether: told which mailboxes it will serve, the
+// connector finds their EWS URLs with one GetUserSettings request for all of them, not one
+// each; an unknown mailbox among them still fails on its own, as not found.
+func TestConnectorResolvesExpectedMailboxesTogether(t *testing.T) {
+	env := newSimEnv(t, ewssim.Config{})
+	var addresses []string
+	for i := range 5 {
+		a := fmt.Sprintf("rep%d@contoso.com", i)
+		if err := env.sim.AddMailbox(a); err != nil {
+			t.Fatal(err)
+		}
+		addresses = append(addresses, a)
+	}
+	c := env.connector(t, env.connection())
+	c.Expect(append(addresses, "nobody@contoso.com", "elsewhere@fabrikam.com"))
+	env.sim.ResetCounts()
+	// All at once, as a worker's concurrent jobs do: the lookups share one request.
+	var g errgroup.Group
+	for _, a := range addresses {
+		g.Go(func() error {
+			if _, err := c.Prepare(t.Context(), mailboxOf(a)); err != nil {
+				return fmt.Errorf("prepare %s: %w", a, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n := env.sim.Counts()["GetUserSettings"]; n != 1 {
+		t.Errorf("%d GetUserSettings requests for %d expected mailboxes, want 1", n, len(addresses))
+	}
+	_, err := c.Prepare(t.Context(), mailboxOf("nobody@contoso.com"))
+	if code := syncerr.As(err).Code; code != syncerr.ExchangeMailboxNotFound {
+		t.Errorf("unknown mailbox: %v (code %s), want %s", err, code, syncerr.ExchangeMailboxNotFound)
 	}
 }

@@ -296,9 +296,19 @@ func FuzzAutodiscoverSOAP(f *testing.F) {
 		if len(data) > maxFuzzInput {
 			t.Skip()
 		}
-		ans, err := parseGetUserSettings(data)
-		if err == nil && ans.settings == nil && ans.redirectURL == "" && ans.redirectAddress == "" {
-			t.Fatal("accepted an answer with neither settings nor a redirect")
+		for n := 1; n <= 2; n++ {
+			answers, err := parseGetUserSettings(data, n)
+			if err != nil {
+				continue
+			}
+			if len(answers) != n {
+				t.Fatalf("%d answers for %d users", len(answers), n)
+			}
+			for _, ans := range answers {
+				if ans.err == nil && ans.settings == nil && ans.redirectURL == "" && ans.redirectAddress == "" {
+					t.Fatal("accepted an answer with neither settings nor a redirect")
+				}
+			}
 		}
 	})
 }

@@ -122,6 +122,14 @@ type Connector interface {
 	Apply(ctx context.Context, mb Mailbox, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...ApplyOption) ([]*tandemv1.WriteResult, error)
 }
 
+// Expecter is implemented by connectors that can look many mailboxes up at once: told which
+// mailboxes they will serve, they resolve them in batches (EWS Autodiscover answers about up
+// to a hundred users a request) instead of one request each.
+type Expecter interface {
+	// Expect names the addresses of mailboxes the connector will be asked to serve.
+	Expect(addresses []string)
+}
+
 // ApplyOption tells Apply what the caller knows about a batch's history.
 type ApplyOption func(*ApplyOptions)
 

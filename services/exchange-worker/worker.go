@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -100,6 +101,10 @@ type Worker struct {
 	writes *worker.Writes
 	log    *slog.Logger
 	now    func() time.Time
+
+	// introduced is the connector each org's mailboxes were last named to (directory.go).
+	introducedMu sync.Mutex
+	introduced   map[string]exchange.Connector
 }
 
 // New returns a worker using EWS connectors.
@@ -115,6 +120,7 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 	w := &Worker{
 		cfg: cfg, p: p, st: p.Store, bus: p.Bus, status: status.New(p.Store),
 		conns: store.NewOrgCache(p.Store, factory), log: p.Logger.With(slog.String("component", "exchange-worker")), now: time.Now,
+		introduced: map[string]exchange.Connector{},
 	}
 	w.outbox = ledger.NewOutbox(p.Store)
 	w.writes = &worker.Writes{Outbox: w.outbox, Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Exchange"}
@@ -140,7 +146,12 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // connector returns the org's connector, rebuilt when the org's settings change.
 func (w *Worker) connector(ctx context.Context, orgID string) (exchange.Connector, *tandemv1.Org, error) {
-	return w.conns.Get(ctx, orgID)
+	conn, org, err := w.conns.Get(ctx, orgID)
+	if err != nil {
+		return nil, nil, err
+	}
+	w.introduce(ctx, orgID, conn)
+	return conn, org, nil
 }
 
 // mailbox resolves the user's mailbox from the directory.

@@ -1,0 +1,67 @@
+package exchangeworker
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/store"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// syncingMailbox is a user whose configuration syncs at least one record kind.
+type syncingMailbox struct {
+	exchange.Mailbox
+	Kinds []tandemv1.RecordKind
+}
+
+// syncingMailboxes lists the org's users that sync, with the kinds each syncs: those assigned a
+// configuration that syncs something, and with an email address.
+func syncingMailboxes(ctx context.Context, st *store.Store, orgID string) ([]syncingMailbox, error) {
+	users, err := st.ListUsers(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	cfgs, err := st.ListConfigurations(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	var out []syncingMailbox
+	for _, u := range users {
+		cfg, ok := store.SelectConfiguration(cfgs, u)
+		kinds := syncedKinds(cfg)
+		if !ok || len(kinds) == 0 || u.GetEmail() == "" {
+			continue
+		}
+		out = append(out, syncingMailbox{Mailbox: exchange.Mailbox{OrgID: orgID, UserID: u.GetUserId(), Address: u.GetEmail()}, Kinds: kinds})
+	}
+	return out, nil
+}
+
+// introduce tells a connector the worker has not used before which mailboxes it will serve
+// (exchange.Expecter), so that it resolves the org's mailboxes in batches. A connector is new
+// when the org is new to the worker or its settings changed. Failing to list the users costs
+// only the batching: each mailbox is then resolved on its own.
+func (w *Worker) introduce(ctx context.Context, orgID string, conn exchange.Connector) {
+	ex, ok := conn.(exchange.Expecter)
+	if !ok {
+		return
+	}
+	w.introducedMu.Lock()
+	known := w.introduced[orgID] == conn
+	w.introduced[orgID] = conn
+	w.introducedMu.Unlock()
+	if known {
+		return
+	}
+	mbs, err := syncingMailboxes(ctx, w.st, orgID)
+	if err != nil {
+		w.log.WarnContext(ctx, "cannot list the org's mailboxes to resolve them together", slog.String("org", orgID), slog.Any("error", err))
+		return
+	}
+	addresses := make([]string, len(mbs))
+	for i, mb := range mbs {
+		addresses[i] = mb.Address
+	}
+	ex.Expect(addresses)
+}
