@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -30,6 +31,7 @@ func (e *env) readSide(t *testing.T, userID string, side tandemv1.System, cycle 
 	for _, r := range records {
 		b.Changes = append(b.Changes, &tandemv1.Change{Type: tandemv1.ChangeType_CHANGE_TYPE_UPSERT, Record: r})
 	}
+	platformtest.ClaimCycles(t, e.st, testOrg, cycle)
 	if err := e.syncer.HandleChanges(t.Context(), b); err != nil {
 		t.Fatalf("HandleChanges: %v", err)
 	}

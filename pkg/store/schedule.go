@@ -65,6 +65,20 @@ func (s *Store) DueNow(ctx context.Context, orgID string) error {
 	return s.Apply(ctx, HSet(key, "next_at", "0"))
 }
 
+// ScheduledCycle returns the org's last cycle started; 0 before the first, or when the
+// schedule was lost with the rest of Tandem's state (and the numbering starts again).
+func (s *Store) ScheduledCycle(ctx context.Context, orgID string) (uint64, error) {
+	key, err := scheduleKey(orgID)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.rdb.HGet(ctx, key, "cycle").Uint64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("read schedule of org %s: %w", orgID, err)
+	}
+	return n, nil
+}
+
 // GetSchedule returns the org's schedule.
 func (s *Store) GetSchedule(ctx context.Context, orgID string) (Schedule, error) {
 	key, err := scheduleKey(orgID)

@@ -50,6 +50,8 @@ func start(t *testing.T) *env {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// The scheduler has started the cycle the tests' batches belong to.
+	platformtest.ClaimCycles(t, st, testOrg, 1)
 
 	r, err := reconciler.New(testConfig(), p.Platform)
 	if err != nil {

@@ -155,6 +155,9 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 		return malformed("change batch for %s: source %s, kind %s", uk, b.GetSource(), b.GetKind())
 	}
 	ctx = telemetry.WithScope(ctx, uk.OrgID, uk.UserID)
+	if stale, err := s.fromLostSchedule(ctx, uk, b.GetCycle()); stale || err != nil {
+		return err
+	}
 	var out outcome
 	err := s.withLease(ctx, uk, func(ctx context.Context, lease *store.Lease) error {
 		out = outcome{}
@@ -229,6 +232,25 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 	}
 	s.after(ctx, uk, b.GetKind(), out)
 	return nil
+}
+
+// fromLostSchedule reports whether a batch's cycle is one the org's schedule has not started:
+// the batch was read before Tandem's state was lost (FLUSHALL, a Redis restored from an older
+// copy), and the scheduler numbers cycles from where its schedule now stands. Such a batch is
+// dropped: taken in, it would mark a cycle far ahead of the new numbering as read, and every
+// new cycle would look older than it and never be planned. What it carried is read again, since
+// the read cursors were lost with the rest.
+func (s *Syncer) fromLostSchedule(ctx context.Context, uk store.UserKey, cycle uint64) (bool, error) {
+	current, err := s.st.ScheduledCycle(ctx, uk.OrgID)
+	if err != nil {
+		return false, err
+	}
+	if cycle <= current {
+		return false, nil
+	}
+	s.log.WarnContext(ctx, "dropping a batch read before Tandem's state was lost: its cycle is ahead of the org's schedule",
+		slog.Uint64("cycle", cycle), slog.Uint64("scheduled", current))
+	return true, nil
 }
 
 // loadForPage loads what a change batch needs. The whole ledger is read only when the batch

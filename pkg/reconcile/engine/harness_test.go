@@ -114,6 +114,26 @@ func newHarness(t testing.TB, rdb *redis.Client, cfg *tandemv1.SyncConfiguration
 	return h
 }
 
+// claimCycles starts the org's cycles up to cycle, as the scheduler does before it publishes a
+// cycle's jobs: the reconciler drops batches of cycles the schedule has not reached.
+func claimCycles(t testing.TB, st *store.Store, orgID string, cycle uint64) {
+	t.Helper()
+	ctx := context.Background()
+	for {
+		current, err := st.ScheduledCycle(ctx, orgID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if current >= cycle {
+			return
+		}
+		now := time.Now()
+		if _, _, err := st.ClaimCycle(ctx, orgID, now, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func bothWays(policy tandemv1.ConflictPolicy) *tandemv1.SyncConfiguration {
 	return &tandemv1.SyncConfiguration{Name: "reps", Active: true, Contacts: &tandemv1.ContactSyncSettings{
 		Direction: tandemv1.SyncDirection_SYNC_DIRECTION_BOTH, ConflictPolicy: policy,
@@ -126,6 +146,7 @@ func (h *harness) tick() { h.now = h.now.Add(time.Second) }
 func (h *harness) startCycle() {
 	h.cycle++
 	h.tick()
+	claimCycles(h.t, h.st, testOrg, h.cycle)
 	h.tracef("cycle %d starts", h.cycle)
 	for _, s := range []struct {
 		side   *fakeSide

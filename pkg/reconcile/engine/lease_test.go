@@ -59,6 +59,7 @@ func TestSameUserPagesNeverBurnDeliveries(t *testing.T) {
 				t.Fatal(err)
 			}
 			st := store.New(servertest.Redis(t), nil)
+			claimCycles(t, st, testOrg, 1)
 			ttl := 2 * time.Second
 			syncer := New(st, b, Options{LeaseTTL: ttl, Logger: logger})
 			if tc.crashedHolder {

@@ -76,3 +76,32 @@ func TestLostLedgerRelinksEveryPair(t *testing.T) {
 		t.Errorf("relinked %d, in sync %d, want %d each", ks.GetRecordsRelinked(), ks.GetRecordsInSync(), pairs)
 	}
 }
+
+// TestBatchesReadBeforeLostStateAreDropped: Tandem's state is lost while pages of a late cycle
+// are still on the bus, and the scheduler numbers cycles from 1 again. The old pages are
+// dropped rather than taken in: taken in, they would mark cycle 40 as read, and every new cycle
+// would look older and never be planned. The new cycles relink and sync as after any loss.
+func TestBatchesReadBeforeLostStateAreDropped(t *testing.T) {
+	cfg := bothWays(0)
+	h := newHarness(t, servertest.Redis(t), cfg)
+	h.ex.create(contactRecord(1, "Ada", "Lovelace", "Countess"))
+	h.sf.create(contactRecord(2, "Grace", "Hopper", "Admiral"))
+	h.settle()
+	h.cycle = 39
+	h.exCursor, h.sfCursor = -1, -1 // full reads, as the scheduler starts for a stalled user
+	h.startCycle()                  // cycle 40's pages are on the bus when the state is lost
+	old := h.changes
+	h.loseLedger(cfg)
+	h.changes = old
+	h.cycle = 0 // the scheduler's numbering starts again
+	h.drain()
+	if _, reconciled, err := h.syncer.led.ResetProgress(h.ctx, uk, tandemv1.RecordKind_RECORD_KIND_CONTACT); err != nil || reconciled != 0 {
+		t.Fatalf("after the old pages: reconciled cycle %d (%v), want 0: they were taken in", reconciled, err)
+	}
+	h.ex.create(contactRecord(3, "Alan", "Turing", "Mathematician"))
+	h.settle()
+	h.assertAgree()
+	if len(h.sf.items) != 3 {
+		t.Fatalf("%d contacts in Salesforce, want 3", len(h.sf.items))
+	}
+}
