@@ -206,6 +206,32 @@ func (s *Store) ResolveConfiguration(ctx context.Context, orgID string, user *ta
 	return cfg, ok, nil
 }
 
+// Assignment is a user of an org's directory with the configuration the user syncs with.
+type Assignment struct {
+	User *tandemv1.SyncUser
+	// Config is the user's configuration, nil when none applies (SelectConfiguration).
+	Config *tandemv1.SyncConfiguration
+}
+
+// ListAssignments returns every user of the org's directory with the configuration each syncs
+// with, reading the users and the configurations once.
+func (s *Store) ListAssignments(ctx context.Context, orgID string) ([]Assignment, error) {
+	users, err := s.ListUsers(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	cfgs, err := s.ListConfigurations(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Assignment, len(users))
+	for i, u := range users {
+		cfg, _ := SelectConfiguration(cfgs, u)
+		out[i] = Assignment{User: u, Config: cfg}
+	}
+	return out, nil
+}
+
 // SelectConfiguration picks user's configuration among cfgs as Lightning Sync does: only
 // active configurations count; one that lists the user individually wins over one that
 // lists the user's profile; among several listing the profile, the first by name wins (cfgs

@@ -2,6 +2,8 @@ package store
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -327,6 +329,36 @@ func TestResolveConfiguration(t *testing.T) {
 					t.Fatalf("resolved %q (%v), want %q", cfg.GetName(), ok, tc.want)
 				}
 			})
+		}
+
+		// ListAssignments resolves every user of the directory the same way.
+		var users []*tandemv1.SyncUser
+		want := map[string]string{}
+		for i, tc := range tests {
+			if tc.user == nil {
+				continue
+			}
+			u := proto.Clone(tc.user).(*tandemv1.SyncUser)
+			if _, taken := want[u.UserId]; taken {
+				// Only the first case of an id depends on it; the others match by profile or not at all.
+				u.UserId = fmt.Sprintf("005user%02d", i)
+			}
+			users = append(users, u)
+			want[u.UserId] = tc.want
+		}
+		if err := s.PutUsers(ctx, testOrg, users); err != nil {
+			t.Fatal(err)
+		}
+		assigned, err := s.ListAssignments(ctx, testOrg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, a := range assigned {
+			got[a.User.GetUserId()] = a.Config.GetName()
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("ListAssignments: %v, want %v", got, want)
 		}
 	})
 }

@@ -18,22 +18,17 @@ type syncingMailbox struct {
 // syncingMailboxes lists the org's users that sync, with the kinds each syncs: those assigned a
 // configuration that syncs something, and with an email address.
 func syncingMailboxes(ctx context.Context, st *store.Store, orgID string) ([]syncingMailbox, error) {
-	users, err := st.ListUsers(ctx, orgID)
-	if err != nil {
-		return nil, err
-	}
-	cfgs, err := st.ListConfigurations(ctx, orgID)
+	assigned, err := st.ListAssignments(ctx, orgID)
 	if err != nil {
 		return nil, err
 	}
 	var out []syncingMailbox
-	for _, u := range users {
-		cfg, ok := store.SelectConfiguration(cfgs, u)
-		kinds := syncedKinds(cfg)
-		if !ok || len(kinds) == 0 || u.GetEmail() == "" {
+	for _, a := range assigned {
+		kinds := syncedKinds(a.Config)
+		if len(kinds) == 0 || a.User.GetEmail() == "" {
 			continue
 		}
-		out = append(out, syncingMailbox{Mailbox: exchange.Mailbox{OrgID: orgID, UserID: u.GetUserId(), Address: u.GetEmail()}, Kinds: kinds})
+		out = append(out, syncingMailbox{Mailbox: exchange.Mailbox{OrgID: orgID, UserID: a.User.GetUserId(), Address: a.User.GetEmail()}, Kinds: kinds})
 	}
 	return out, nil
 }

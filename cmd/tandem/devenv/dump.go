@@ -179,21 +179,17 @@ func (e *Env) readReal(ctx context.Context) (ex, sf *RealDump, err error) {
 // syncedUsers are the org's users whose configuration syncs contacts, by user id, with the scope
 // and filters the configuration gives their Salesforce contacts.
 func syncedUsers(ctx context.Context, st *store.Store, orgID string) ([]salesforce.Audience, error) {
-	users, err := st.ListUsers(ctx, orgID)
-	if err != nil {
-		return nil, err
-	}
-	cfgs, err := st.ListConfigurations(ctx, orgID)
+	assigned, err := st.ListAssignments(ctx, orgID)
 	if err != nil {
 		return nil, err
 	}
 	var out []salesforce.Audience
-	for _, u := range users {
-		cfg, ok := store.SelectConfiguration(cfgs, u)
-		if !ok || cfg.GetContacts().GetDirection() == tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
+	for _, a := range assigned {
+		contacts := a.Config.GetContacts()
+		if contacts.GetDirection() == tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
 			continue
 		}
-		out = append(out, salesforce.Audience{User: u, Scope: cfg.GetContacts().GetScope(), Filters: cfg.GetContacts().GetFilters()})
+		out = append(out, salesforce.Audience{User: a.User, Scope: contacts.GetScope(), Filters: contacts.GetFilters()})
 	}
 	return out, nil
 }
