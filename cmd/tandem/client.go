@@ -163,6 +163,10 @@ func printUserStatus(w io.Writer, us *tandemv1.UserStatus) {
 	if rs := us.GetResetStatus(); rs != tandemv1.ResetStatus_RESET_STATUS_UNSPECIFIED {
 		fmt.Fprintf(w, "  Reset sync:                                 %s\n", strings.ToLower(strings.TrimPrefix(rs.String(), "RESET_STATUS_")))
 	}
+	if us.GetSuspended() {
+		fmt.Fprintf(w, "  Sync suspended:                             since %s after %d permanent failures; next probe %s (AdminService.ResumeUserSync resumes it)\n",
+			us.GetSuspendedAt().AsTime().Local().Format(time.DateTime), us.GetPermanentFailures(), us.GetNextSyncAt().AsTime().Local().Format(time.DateTime))
+	}
 	for _, ks := range us.GetKinds() {
 		fmt.Fprintf(w, "  %s:\n", strings.ToLower(strings.TrimPrefix(ks.GetKind().String(), "RECORD_KIND_"))+"s")
 		fmt.Fprintf(w, "    Folder found:                  %s\n", check(ks.GetFolderFound()))
@@ -185,6 +189,9 @@ func printOrgStatus(w io.Writer, os *tandemv1.OrgStatus) {
 	fmt.Fprintf(w, "  Exchange service account provided:   %s\n", account)
 	fmt.Fprintf(w, "  Service account recognized:          %s\n", check(os.GetServiceAccountRecognized()))
 	fmt.Fprintf(w, "  Users with linked email addresses:   %d of %d\n", os.GetUsersLinked(), os.GetUsersExpected())
+	if n := os.GetUsersSuspended(); n > 0 {
+		fmt.Fprintf(w, "  Users whose sync is suspended:       %d\n", n)
+	}
 	for _, a := range os.GetActivity() {
 		last := "never"
 		if a.GetLastSyncAt() != nil {

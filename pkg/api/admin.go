@@ -168,6 +168,11 @@ func (s *Server) ResetUserSync(ctx context.Context, req *tandemv1.ResetUserSyncR
 	if err := s.st.MarkReset(ctx, uk); err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
+	// A reset is an admin's answer to a user who does not sync: it ends a suspension too, or the
+	// reset would wait for the next probe.
+	if err := s.status.Resume(ctx, uk, s.now()); err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
 	if err := s.st.DueNow(ctx, uk.OrgID); err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
@@ -176,6 +181,30 @@ func (s *Server) ResetUserSync(ctx context.Context, req *tandemv1.ResetUserSyncR
 		return nil, s.grpcError(ctx, err)
 	}
 	return &tandemv1.ResetUserSyncResponse{ResetStatus: rs}, nil
+}
+
+// ResumeUserSync ends a user's suspension: the user is due at once. If the next read fails
+// permanently again, the exchange-worker suspends the user again.
+func (s *Server) ResumeUserSync(ctx context.Context, req *tandemv1.ResumeUserSyncRequest) (*tandemv1.ResumeUserSyncResponse, error) {
+	if err := required("org_id", req.GetOrgId(), "user_id", req.GetUserId()); err != nil {
+		return nil, err
+	}
+	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: req.GetUserId()}
+	user, err := s.st.GetUser(ctx, uk.OrgID, uk.UserID)
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	if err := s.status.Resume(ctx, uk, s.now()); err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	if err := s.st.DueNow(ctx, uk.OrgID); err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	us, err := s.userStatus(ctx, uk.OrgID, user)
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.ResumeUserSyncResponse{Status: us}, nil
 }
 
 // ResolveHeldDeletes records an admin's decision on a mass-delete hold; the user's next cycle

@@ -8,10 +8,12 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
+	tstatus "github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -484,6 +486,10 @@ func TestResetUserSync(t *testing.T) {
 	if err != nil || us.GetStatus().GetResetStatus() != tandemv1.ResetStatus_RESET_STATUS_MARKED_FOR_RESET {
 		t.Fatalf("user status after reset = %v, %v", us.GetStatus(), err)
 	}
+	// A reset ends a suspension too, like ResumeUserSync.
+	if us.GetStatus().GetResumedAt() == nil {
+		t.Fatalf("user status after reset = %v, want resumed_at set", us.GetStatus())
+	}
 
 	// Marking a user whose reset is in progress reports the new mark.
 	if began, err := e.st.BeginReset(ctx, uk); err != nil || !began {
@@ -626,5 +632,77 @@ func TestSyncErrorsShowHeldDeletes(t *testing.T) {
 	}
 	if h := list().GetHeldDeletes(); h != nil {
 		t.Errorf("a decided hold is still shown: %v", h)
+	}
+}
+
+// TestResumeUserSync: a suspended user (as the exchange-worker records it) shows suspended and
+// counts in the org's status until an admin resumes it; then it is neither, and the org is due.
+func TestResumeUserSync(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := t.Context()
+	if _, err := e.st.PutOrg(ctx, orgWithSecrets()); err != nil {
+		t.Fatal(err)
+	}
+	e.putUsers(t, activeUser(user1, "rep1@acme.example"), activeUser(user2, "rep2@acme.example"))
+	uk := store.UserKey{OrgID: testOrg, UserID: user1}
+	for _, u := range []string{user1, user2} {
+		if err := e.status.Put(ctx, store.UserKey{OrgID: testOrg, UserID: u}, tstatus.PartScheduler,
+			&tandemv1.UserStatus{AssignedToActiveConfiguration: tandemv1.CheckResult_CHECK_RESULT_PASSED}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	suspendedAt := time.Now()
+	if err := e.status.Put(ctx, uk, tstatus.PartExchange, &tandemv1.UserStatus{
+		Suspended: true, SuspendedAt: timestamppb.New(suspendedAt), PermanentFailures: 5, ConsecutiveFailures: 5,
+		NextSyncAt: timestamppb.New(suspendedAt.Add(24 * time.Hour)),
+		LastError:  &tandemv1.SyncError{Code: "EXCHANGE_IMPERSONATION_DENIED", Message: "denied"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	suspendedUsers := func() int64 {
+		t.Helper()
+		resp, err := e.statusC.GetOrgStatus(ctx, &tandemv1.GetOrgStatusRequest{OrgId: testOrg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetStatus().GetUsersSuspended()
+	}
+	us, err := e.statusC.GetUserStatus(ctx, &tandemv1.GetUserStatusRequest{OrgId: testOrg, UserId: user1})
+	if err != nil || !us.GetStatus().GetSuspended() || !us.GetStatus().GetSuspendedAt().AsTime().Equal(suspendedAt) ||
+		us.GetStatus().GetLastError().GetCode() != "EXCHANGE_IMPERSONATION_DENIED" {
+		t.Fatalf("status of the suspended user = %v, %v; want suspended with its reason", us.GetStatus(), err)
+	}
+	if n := suspendedUsers(); n != 1 {
+		t.Fatalf("org counts %d suspended users, want 1", n)
+	}
+
+	e.claimFarAhead(t)
+	resp, err := e.adminC.ResumeUserSync(ctx, &tandemv1.ResumeUserSyncRequest{OrgId: testOrg, UserId: user1})
+	if err != nil {
+		t.Fatalf("ResumeUserSync: %v", err)
+	}
+	if st := resp.GetStatus(); st.GetSuspended() || st.GetSuspendedAt() != nil || st.GetResumedAt() == nil || st.GetUserId() != user1 ||
+		st.GetLastError().GetCode() != "EXCHANGE_IMPERSONATION_DENIED" {
+		t.Fatalf("status after resume = %v; want not suspended, resumed_at set, the last error still shown", st)
+	}
+	e.wantDueNow(t)
+	if n := suspendedUsers(); n != 0 {
+		t.Fatalf("org counts %d suspended users after the resume, want 0", n)
+	}
+
+	for _, tc := range []struct {
+		name string
+		req  *tandemv1.ResumeUserSyncRequest
+		want codes.Code
+	}{
+		{"no user id", &tandemv1.ResumeUserSyncRequest{OrgId: testOrg}, codes.InvalidArgument},
+		{"no org id", &tandemv1.ResumeUserSyncRequest{UserId: user1}, codes.InvalidArgument},
+		{"invalid org id", &tandemv1.ResumeUserSyncRequest{OrgId: "a:b", UserId: user1}, codes.InvalidArgument},
+		{"unknown user", &tandemv1.ResumeUserSyncRequest{OrgId: testOrg, UserId: user3}, codes.NotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.adminC.ResumeUserSync(ctx, tc.req)
+			wantCode(t, err, tc.want)
+		})
 	}
 }

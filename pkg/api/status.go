@@ -44,6 +44,9 @@ func (s *Server) GetOrgStatus(ctx context.Context, req *tandemv1.GetOrgStatusReq
 		if linked {
 			out.UsersLinked++
 		}
+		if us.GetSuspended() {
+			out.UsersSuspended++
+		}
 		switch us.GetRecognizedByServiceAccount() {
 		case tandemv1.CheckResult_CHECK_RESULT_PASSED:
 			recognized = true

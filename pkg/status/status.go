@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
@@ -23,14 +24,16 @@ import (
 // Part names a service's part of a user's status.
 type Part string
 
-// The parts, merged in this order.
+// The parts, merged in this order. The admin part is written by the API: what an admin did to
+// the user's sync (resumed_at).
 const (
 	PartScheduler Part = "scheduler"
 	PartExchange  Part = "exchange"
 	PartReconcile Part = "reconciler"
+	PartAdmin     Part = "admin"
 )
 
-var partOrder = []Part{PartScheduler, PartExchange, PartReconcile}
+var partOrder = []Part{PartScheduler, PartExchange, PartReconcile, PartAdmin}
 
 const kindFieldPrefix = "kind:"
 
@@ -89,7 +92,8 @@ func (s *Store) GetPart(ctx context.Context, uk store.UserKey, part Part) (*tand
 }
 
 // Get assembles a user's status from every part. A user nobody has reported on yet has an empty
-// status with only the ids set.
+// status with only the ids set. A suspension shows only while it holds (see Suspended): the
+// org's and the configuration's last changes are looked up for a suspended user only.
 func (s *Store) Get(ctx context.Context, uk store.UserKey) (*tandemv1.UserStatus, error) {
 	k, err := key(uk)
 	if err != nil {
@@ -99,11 +103,35 @@ func (s *Store) Get(ctx context.Context, uk store.UserKey) (*tandemv1.UserStatus
 	if err != nil {
 		return nil, fmt.Errorf("read status of %s: %w", uk, err)
 	}
-	return Merge(uk, raw)
+	us, err := Merge(uk, raw)
+	if err != nil || !us.GetSuspended() {
+		return us, err
+	}
+	settings, err := s.SettingsChangedFor(ctx, uk)
+	if err != nil {
+		return nil, err
+	}
+	if err := lift(us, raw, LiftedAt(settings, &tandemv1.UserStatus{ResumedAt: us.GetResumedAt()})); err != nil {
+		return nil, fmt.Errorf("status of %s: %w", uk, err)
+	}
+	return us, nil
 }
 
-// Merge assembles a status from the raw fields of a user's status hash.
+// Merge assembles a status from the raw fields of a user's status hash. A suspension an admin
+// has lifted since (resumed_at) is not shown; one lifted by a change of settings is, because
+// Merge does not know them (Get does).
 func Merge(uk store.UserKey, raw map[string]string) (*tandemv1.UserStatus, error) {
+	out, err := merge(uk, raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := lift(out, raw, LiftedAt(time.Time{}, &tandemv1.UserStatus{ResumedAt: out.GetResumedAt()})); err != nil {
+		return nil, fmt.Errorf("status of %s: %w", uk, err)
+	}
+	return out, nil
+}
+
+func merge(uk store.UserKey, raw map[string]string) (*tandemv1.UserStatus, error) {
 	out := &tandemv1.UserStatus{OrgId: uk.OrgID, UserId: uk.UserID}
 	kinds := map[tandemv1.RecordKind]*tandemv1.KindStatus{}
 	for _, p := range partOrder {

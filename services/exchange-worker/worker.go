@@ -43,6 +43,13 @@ type Config struct {
 	AllowHTTP bool
 	// BackoffBase and BackoffMax bound how long a user whose reads fail is skipped.
 	BackoffBase, BackoffMax time.Duration
+	// SuspendAfter is how many permanent read failures in a row (failures retrying cannot fix,
+	// such as a mailbox that does not exist) suspend a user's sync; 0 never suspends. Retryable
+	// failures never count: they say nothing about whether the mailbox can ever be read.
+	SuspendAfter int
+	// SuspendedProbe is how often a suspended user is read anyway, so that a mailbox fixed in
+	// Exchange comes back without an admin.
+	SuspendedProbe time.Duration
 	// Notify configures streaming notifications (notify.go).
 	Notify NotifyConfig
 }
@@ -55,6 +62,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AllowHTTP, "allow-http", false, "allow plain-HTTP Exchange endpoints (simulators and lab servers only)")
 	fs.DurationVar(&c.BackoffBase, "backoff-base", time.Minute, "first back-off of a user whose Exchange reads fail")
 	fs.DurationVar(&c.BackoffMax, "backoff-max", time.Hour, "longest back-off of a user whose Exchange reads fail")
+	fs.IntVar(&c.SuspendAfter, "suspend-after", 5, "suspend a user's sync after this many permanent Exchange read failures in a row (0: never)")
+	fs.DurationVar(&c.SuspendedProbe, "suspended-probe-interval", 24*time.Hour, "how often a suspended user's mailbox is tried anyway")
 	c.Notify.RegisterFlags(fs)
 }
 
@@ -65,6 +74,12 @@ func (c *Config) Validate() error {
 	}
 	if c.mailboxBackoff().Validate() != nil {
 		return errors.New("--backoff-base must be positive and not above --backoff-max")
+	}
+	if c.SuspendAfter < 0 {
+		return errors.New("--suspend-after must not be negative")
+	}
+	if c.SuspendAfter > 0 && c.SuspendedProbe <= 0 {
+		return errors.New("--suspended-probe-interval must be positive when --suspend-after is set")
 	}
 	return c.Notify.Validate()
 }
@@ -299,8 +314,9 @@ func (w *Worker) succeeded(ctx context.Context, mb exchange.Mailbox, job *tandem
 }
 
 // failed records a failed read in the user's status and the error report, and backs the user
-// off. A failure Tandem retries by itself goes back to the bus (redelivered with the delay the
-// server asked for); one it cannot retry ends here — the next cycles try again after the back-off.
+// off or suspends it (suspend). A failure Tandem retries by itself goes back to the bus
+// (redelivered with the delay the server asked for); one it cannot retry ends here — the next
+// cycles try again after the back-off.
 func (w *Worker) failed(ctx context.Context, job *tandemv1.SyncJob, cause error) error {
 	if ctx.Err() != nil {
 		return cause
@@ -311,12 +327,17 @@ func (w *Worker) failed(ctx context.Context, job *tandemv1.SyncJob, cause error)
 	if err != nil {
 		return errors.Join(cause, err)
 	}
-	failures := prev.GetConsecutiveFailures() + 1
-	backoff := w.cfg.mailboxBackoff().Delay(int(failures))
 	part := proto.Clone(prev).(*tandemv1.UserStatus)
-	part.ConsecutiveFailures = failures
-	part.NextSyncAt = timestamppb.New(w.now().Add(backoff))
+	part.ConsecutiveFailures = prev.GetConsecutiveFailures() + 1
 	part.LastError = se.Proto()
+	if se.Permanent() {
+		part.PermanentFailures++
+	}
+	backoff, err := w.suspend(ctx, uk, prev, part, se.Permanent())
+	if err != nil {
+		return errors.Join(cause, err)
+	}
+	part.NextSyncAt = timestamppb.New(w.now().Add(backoff))
 	failedCheck := tandemv1.CheckResult_CHECK_RESULT_FAILED
 	switch se.Code {
 	case syncerr.ExchangeImpersonationDenied, syncerr.ExchangeAuthFailed:
@@ -343,11 +364,39 @@ func (w *Worker) failed(ctx context.Context, job *tandemv1.SyncJob, cause error)
 			errs = append(errs, err)
 		}
 	}
-	w.log.WarnContext(ctx, "Exchange read failed", slog.String("code", string(se.Code)), slog.Any("error", cause), slog.Duration("backoff", backoff))
+	w.log.WarnContext(ctx, "Exchange read failed", slog.String("code", string(se.Code)), slog.Any("error", cause),
+		slog.Duration("backoff", part.GetNextSyncAt().AsTime().Sub(w.now())), slog.Bool("suspended", part.GetSuspended()))
 	if se.Retryable() {
 		return errors.Join(append([]error{se}, errs...)...)
 	}
 	return errors.Join(errs...)
+}
+
+// suspend decides whether the failed read leaves the user suspended, and returns how long the
+// user waits before the next read: the back-off, or the probe interval while suspended.
+//
+// A suspension that still holds (a probe failed) keeps its suspended_at. One that was lifted
+// since (status.Suspended) ended: the user got one more try, and a permanent failure suspends it
+// again at once, because the run of permanent failures goes on — only a good read ends it.
+func (w *Worker) suspend(ctx context.Context, uk store.UserKey, prev, part *tandemv1.UserStatus, permanent bool) (time.Duration, error) {
+	if prev.GetSuspended() {
+		lifted, err := w.status.Lifted(ctx, uk)
+		if err != nil {
+			return 0, err
+		}
+		if status.Suspended(prev, lifted) {
+			return w.cfg.SuspendedProbe, nil
+		}
+	}
+	if permanent && w.cfg.SuspendAfter > 0 && int(part.GetPermanentFailures()) >= w.cfg.SuspendAfter {
+		part.Suspended, part.SuspendedAt = true, timestamppb.New(w.now())
+		w.log.WarnContext(ctx, "Exchange reads keep failing permanently; suspending the user's sync",
+			slog.String("code", part.GetLastError().GetCode()), slog.Int("permanent_failures", int(part.GetPermanentFailures())),
+			slog.Duration("probe_in", w.cfg.SuspendedProbe))
+		return w.cfg.SuspendedProbe, nil
+	}
+	part.Suspended, part.SuspendedAt = false, nil
+	return w.cfg.mailboxBackoff().Delay(int(part.GetConsecutiveFailures())), nil
 }
 
 // handleApply carries out a write batch (see worker.Writes).

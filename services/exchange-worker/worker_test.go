@@ -17,6 +17,8 @@ import (
 	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/platform"
+	"github.com/tandem-sync/tandem/pkg/status"
+	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -509,6 +511,9 @@ func TestReadFailures(t *testing.T) {
 
 			want := proto.Clone(tc.status).(*tandemv1.UserStatus)
 			want.ConsecutiveFailures = 1
+			if !tc.retryable {
+				want.PermanentFailures = 1 // counts towards suspension; retryable failures never do
+			}
 			want.NextSyncAt = timestamppb.New(e.clock.Now().Add(time.Minute))
 			got := e.exchangeStatus(rep1)
 			if got.GetLastError().GetCode() != string(tc.code) || got.GetLastError().GetSuggestion() == "" {
@@ -586,6 +591,131 @@ func TestFailingUserBacksOffThenRecovers(t *testing.T) {
 	got := e.exchangeStatus(rep1)
 	if got.GetConsecutiveFailures() != 0 || got.GetNextSyncAt() != nil || got.GetLastError() != nil || got.GetRecognizedByServiceAccount() != passed {
 		t.Errorf("status after a good read %v, want the failures cleared", got)
+	}
+}
+
+// newSuspendingEnv is newFakeEnv with suspension after suspendAfter permanent failures and a
+// probe a day. The worker's clock is moved past the org's last change (the store stamps it with
+// the real time): a suspension older than that change would count as lifted.
+func newSuspendingEnv(t *testing.T, suspendAfter int) (*env, *fakeConnector) {
+	t.Helper()
+	fc := newFakeConnector()
+	cfg := testConfig()
+	cfg.SuspendAfter, cfg.SuspendedProbe = suspendAfter, 24*time.Hour
+	e := newEnv(t, cfg, func(*platform.Platform) ConnectorFactory { return fc.factory })
+	e.putOrg(&tandemv1.Org{OrgId: testOrg, Name: "Acme", Enabled: true})
+	e.putUsers(&tandemv1.SyncUser{UserId: rep1, Email: "rep1@acme.example", Active: true})
+	e.clock.Advance(max(0, time.Since(e.clock.Now())) + time.Minute)
+	return e, fc
+}
+
+func TestPermanentFailuresSuspendTheUser(t *testing.T) {
+	e, fc := newSuspendingEnv(t, 3)
+	ctx := t.Context()
+	job := &tandemv1.SyncJob{OrgId: testOrg, UserId: rep1, Cycle: 1, Kinds: []tandemv1.RecordKind{contact}}
+	read := func(step string) *tandemv1.UserStatus {
+		t.Helper()
+		if err := e.w.handleJob(ctx, jobMessage(t, job)); err != nil {
+			t.Fatalf("%s: handleJob = %v, want nil (a permanent failure is acked)", step, err)
+		}
+		return e.exchangeStatus(rep1)
+	}
+	fc.script(func(f *fakeConnector) {
+		f.prepareErr = syncerr.New(syncerr.ExchangeMailboxNotFound, "ErrorNonExistentMailbox")
+	})
+	for i, backoff := range []time.Duration{time.Minute, 2 * time.Minute} {
+		e.clock.Advance(time.Hour)
+		got := read(fmt.Sprintf("failure %d", i+1))
+		if got.GetSuspended() || got.GetSuspendedAt() != nil || got.GetPermanentFailures() != int32(i+1) ||
+			!got.GetNextSyncAt().AsTime().Equal(e.clock.Now().Add(backoff)) {
+			t.Errorf("failure %d: status %v, want backed off %s, not suspended, %d permanent failures", i+1, got, backoff, i+1)
+		}
+	}
+
+	e.clock.Advance(time.Hour)
+	suspendedAt := e.clock.Now()
+	got := read("failure 3")
+	if !got.GetSuspended() || !got.GetSuspendedAt().AsTime().Equal(suspendedAt) || got.GetPermanentFailures() != 3 ||
+		got.GetLastError().GetCode() != string(syncerr.ExchangeMailboxNotFound) {
+		t.Fatalf("after the third permanent failure: status %v, want suspended at %v with the failure as last error", got, suspendedAt)
+	}
+	if !got.GetNextSyncAt().AsTime().Equal(suspendedAt.Add(24 * time.Hour)) {
+		t.Errorf("next sync %v, want the probe a day later", got.GetNextSyncAt().AsTime())
+	}
+
+	// A probe that fails leaves the user suspended since the same time, and waits for the next one.
+	e.clock.Advance(24 * time.Hour)
+	got = read("failed probe")
+	if !got.GetSuspended() || !got.GetSuspendedAt().AsTime().Equal(suspendedAt) || !got.GetNextSyncAt().AsTime().Equal(e.clock.Now().Add(24*time.Hour)) {
+		t.Errorf("after a failed probe: status %v, want still suspended since %v, next probe a day later", got, suspendedAt)
+	}
+
+	// An admin resumes the user: the next permanent failure suspends it again at once.
+	uk := store.UserKey{OrgID: testOrg, UserID: rep1}
+	if err := status.New(e.st).Resume(ctx, uk, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Minute)
+	got = read("failure after a resume")
+	if !got.GetSuspended() || !got.GetSuspendedAt().AsTime().Equal(e.clock.Now()) {
+		t.Errorf("after a resume and a permanent failure: status %v, want suspended again at %v", got, e.clock.Now())
+	}
+
+	// A probe that succeeds ends the suspension and every count.
+	fc.script(func(f *fakeConnector) { f.prepareErr = nil })
+	e.clock.Advance(24 * time.Hour)
+	got = read("good probe")
+	if got.GetSuspended() || got.GetSuspendedAt() != nil || got.GetPermanentFailures() != 0 || got.GetConsecutiveFailures() != 0 ||
+		got.GetNextSyncAt() != nil || got.GetLastError() != nil {
+		t.Errorf("after a good read: status %v, want the suspension and failures cleared", got)
+	}
+}
+
+func TestRetryableFailuresNeverSuspend(t *testing.T) {
+	e, fc := newSuspendingEnv(t, 2)
+	ctx := t.Context()
+	job := &tandemv1.SyncJob{OrgId: testOrg, UserId: rep1, Cycle: 1, Kinds: []tandemv1.RecordKind{contact}}
+	fail := func(err error) *tandemv1.UserStatus {
+		t.Helper()
+		fc.script(func(f *fakeConnector) { f.prepareErr = err })
+		e.clock.Advance(2 * time.Hour)
+		_ = e.w.handleJob(ctx, jobMessage(t, job)) // the retryable ones go back to the bus
+		return e.exchangeStatus(rep1)
+	}
+	throttled := &syncerr.Error{Code: syncerr.ExchangeServerBusy, Detail: "ErrorServerBusy"}
+	timeout := syncerr.New(syncerr.ExchangeTimeout, "slow")
+	folder := syncerr.New(syncerr.ExchangeFolderNotFound, "cannot create")
+	for i, err := range []error{throttled, timeout, folder, throttled, timeout, folder} {
+		got := fail(err)
+		if got.GetSuspended() || got.GetPermanentFailures() != 0 || got.GetConsecutiveFailures() != int32(i+1) {
+			t.Fatalf("retryable failure %d (%v): status %v, want backed off, not suspended, no permanent failure", i+1, err, got)
+		}
+	}
+	// Retryable failures between permanent ones neither count nor end the run.
+	denied := syncerr.New(syncerr.ExchangeImpersonationDenied, "ErrorImpersonateUserDenied")
+	if got := fail(denied); got.GetSuspended() || got.GetPermanentFailures() != 1 {
+		t.Fatalf("one permanent failure: status %v, want not suspended yet", got)
+	}
+	if got := fail(throttled); got.GetSuspended() || got.GetPermanentFailures() != 1 {
+		t.Fatalf("throttled after a permanent failure: status %v, want one permanent failure, not suspended", got)
+	}
+	if got := fail(denied); !got.GetSuspended() || got.GetPermanentFailures() != 2 {
+		t.Fatalf("second permanent failure: status %v, want suspended", got)
+	}
+}
+
+func TestSuspensionOff(t *testing.T) {
+	e, fc := newSuspendingEnv(t, 0)
+	job := &tandemv1.SyncJob{OrgId: testOrg, UserId: rep1, Cycle: 1, Kinds: []tandemv1.RecordKind{contact}}
+	fc.script(func(f *fakeConnector) { f.prepareErr = syncerr.New(syncerr.ExchangeMailboxNotFound, "gone") })
+	for i := range 10 {
+		e.clock.Advance(2 * time.Hour)
+		if err := e.w.handleJob(t.Context(), jobMessage(t, job)); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.exchangeStatus(rep1); got.GetSuspended() || got.GetPermanentFailures() != int32(i+1) {
+			t.Fatalf("failure %d with --suspend-after=0: status %v, want counted but never suspended", i+1, got)
+		}
 	}
 }
 
@@ -815,6 +945,9 @@ func TestConfigValidate(t *testing.T) {
 		{"no apply concurrency", func(c *Config) { c.ApplyConcurrency = 0 }, false},
 		{"no back-off", func(c *Config) { c.BackoffBase = 0 }, false},
 		{"back-off above its maximum", func(c *Config) { c.BackoffBase = time.Hour; c.BackoffMax = time.Minute }, false},
+		{"suspension", func(c *Config) { c.SuspendAfter = 5; c.SuspendedProbe = 24 * time.Hour }, true},
+		{"negative suspend-after", func(c *Config) { c.SuspendAfter = -1 }, false},
+		{"suspension without probes", func(c *Config) { c.SuspendAfter = 5; c.SuspendedProbe = 0 }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := testConfig()

@@ -2,8 +2,9 @@
 // are due — claiming each org's next cycle atomically in Redis, so any number of replicas never
 // start one twice — and publishes the cycle's jobs: one Salesforce job per org (Salesforce is
 // polled for all of an org's syncing users at once) and one Exchange job per due user. Users
-// whose Exchange reads keep failing are backed off; users marked for reset have their ledger
-// cleared and are read in full.
+// whose Exchange reads keep failing are backed off, and suspended once they fail permanently
+// (then only probed now and then); users marked for reset have their ledger cleared and are read
+// in full.
 package scheduler
 
 import (
@@ -193,7 +194,7 @@ func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
 		}
 	}
 	ctx = telemetry.WithScope(ctx, orgID, "")
-	published, err := s.startCycle(ctx, orgID, cycle, now, next)
+	published, err := s.startCycle(ctx, org, cycle, now, next)
 	if !published {
 		// Left in the outbox: the next tick publishes the cycle again.
 		return errors.Join(err, s.st.ReleaseCycle(ctx, orgID, cycle))
@@ -205,7 +206,8 @@ func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
 // under the same message ids, which the bus de-duplicates. published is false when a job may
 // not have gone out (the cycle must be published again); err also reports what went wrong for
 // single users, whom the cycle skips.
-func (s *Scheduler) startCycle(ctx context.Context, orgID string, cycle uint64, now, next time.Time) (published bool, err error) {
+func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uint64, now, next time.Time) (published bool, err error) {
+	orgID := org.GetOrgId()
 	users, err := s.st.ListUsers(ctx, orgID)
 	if err != nil {
 		return false, err
@@ -221,6 +223,7 @@ func (s *Scheduler) startCycle(ctx context.Context, orgID string, cycle uint64, 
 
 	sfJob := &tandemv1.SyncJob{OrgId: orgID, System: tandemv1.System_SYSTEM_SALESFORCE, Cycle: cycle, ScheduledAt: timestamppb.New(now)}
 	var errs, publishErrs []error
+	var back []store.UserKey // users back in the Salesforce job after a suspension
 	for _, user := range users {
 		cfg, ok := store.SelectConfiguration(cfgs, user)
 		kinds := kindsOf(cfg)
@@ -238,10 +241,28 @@ func (s *Scheduler) startCycle(ctx context.Context, orgID string, cycle uint64, 
 		if part.AssignedToActiveConfiguration != tandemv1.CheckResult_CHECK_RESULT_PASSED {
 			continue
 		}
+		sch, err := s.status.Scheduling(ctx, uk)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		lifted := status.LiftedAt(status.SettingsChanged(org, cfg), sch.Admin)
+		if status.Suspended(sch.Exchange, lifted) {
+			if err := s.probe(ctx, uk, sch, cycle, kinds, now); err != nil {
+				publishErrs = append(publishErrs, err)
+			}
+			continue
+		}
 		full, err := s.fullReads(ctx, uk, resets[user.GetUserId()], cycle, kinds)
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if sch.LeftOut {
+			// Back from a suspension: the org's incremental polls went on without the user, so
+			// its Salesforce side is read in full.
+			full.salesforce = true
+			back = append(back, uk)
 		}
 		for _, k := range kinds {
 			if !slices.Contains(sfJob.Kinds, k) {
@@ -252,7 +273,7 @@ func (s *Scheduler) startCycle(ctx context.Context, orgID string, cycle uint64, 
 		if full.salesforce {
 			sfJob.FullUserIds = append(sfJob.FullUserIds, user.GetUserId())
 		}
-		if err := s.exchangeJob(ctx, uk, cycle, kinds, full.exchange, now); err != nil {
+		if err := s.exchangeJob(ctx, uk, sch.Exchange, cycle, kinds, full.exchange, now); err != nil {
 			publishErrs = append(publishErrs, err)
 		}
 	}
@@ -264,6 +285,13 @@ func (s *Scheduler) startCycle(ctx context.Context, orgID string, cycle uint64, 
 	}
 	if err := s.pub.Publish(ctx, subject, sfJob, bus.MsgID(orgID, "salesforce", fmt.Sprint(cycle))); err != nil {
 		publishErrs = append(publishErrs, err)
+	} else {
+		// Only once the full read is on its way: otherwise the next cycle asks for it again.
+		for _, uk := range back {
+			if err := s.status.ClearLeftOut(ctx, uk); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	s.log.DebugContext(ctx, "cycle started", slog.Uint64(telemetry.KeyCycle, cycle), slog.Int("users", len(sfJob.GetUserIds())))
 	return len(publishErrs) == 0, errors.Join(append(errs, publishErrs...)...)
@@ -347,15 +375,39 @@ func (s *Scheduler) stalled(ctx context.Context, uk store.UserKey, cycle uint64,
 	return false, nil
 }
 
-// exchangeJob publishes a user's Exchange job unless the user is backed off after failures.
-func (s *Scheduler) exchangeJob(ctx context.Context, uk store.UserKey, cycle uint64, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
-	ex, err := s.status.GetPart(ctx, uk, status.PartExchange)
-	if err != nil {
-		return err
+// probe handles a suspended user (see status.Suspended): it is left out of the org's Salesforce
+// job — there is nothing to reconcile for it — and gets an Exchange job only when its next probe
+// is due (the exchange-worker sets it), so that a mailbox fixed in Exchange comes back by itself.
+// A good read ends the suspension; the user is then read in full from Salesforce (startCycle).
+func (s *Scheduler) probe(ctx context.Context, uk store.UserKey, sch status.Scheduling, cycle uint64, kinds []tandemv1.RecordKind, now time.Time) error {
+	var errs []error
+	if !sch.LeftOut {
+		// Without the mark, the user's first Salesforce read after the suspension would continue
+		// from polls it was not part of; the gap would be found (recovery.go), only later.
+		if err := s.status.MarkLeftOut(ctx, uk); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	if !full && ex.GetConsecutiveFailures() > 0 && ex.GetNextSyncAt().AsTime().After(now) {
+	if sch.Exchange.GetNextSyncAt().AsTime().After(now) {
+		return errors.Join(errs...)
+	}
+	s.log.InfoContext(ctx, "probing a suspended user's mailbox", slog.String("user", uk.UserID),
+		slog.String("code", sch.Exchange.GetLastError().GetCode()), slog.Time("suspended_at", sch.Exchange.GetSuspendedAt().AsTime()))
+	return errors.Join(append(errs, s.publishExchangeJob(ctx, uk, cycle, kinds, false, now))...)
+}
+
+// exchangeJob publishes a user's Exchange job unless the user is backed off after failures
+// (ex is the exchange-worker's status part). A user whose suspension was lifted (ex still says
+// suspended, but the caller found that it no longer holds) is due at once, back-off or not.
+func (s *Scheduler) exchangeJob(ctx context.Context, uk store.UserKey, ex *tandemv1.UserStatus, cycle uint64, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
+	resumed := ex.GetSuspended()
+	if !full && !resumed && ex.GetConsecutiveFailures() > 0 && ex.GetNextSyncAt().AsTime().After(now) {
 		return nil
 	}
+	return s.publishExchangeJob(ctx, uk, cycle, kinds, full, now)
+}
+
+func (s *Scheduler) publishExchangeJob(ctx context.Context, uk store.UserKey, cycle uint64, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
 	subject, err := bus.ExchangeJobSubject(uk.OrgID, uk.UserID)
 	if err != nil {
 		return err

@@ -902,6 +902,107 @@ func (x *ResetUserSyncResponse) GetResetStatus() ResetStatus {
 	return ResetStatus_RESET_STATUS_UNSPECIFIED
 }
 
+// ResumeUserSyncRequest ends a user's suspension.
+type ResumeUserSyncRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// org_id is the org.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// user_id is the Salesforce User Id.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeUserSyncRequest) Reset() {
+	*x = ResumeUserSyncRequest{}
+	mi := &file_tandem_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeUserSyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeUserSyncRequest) ProtoMessage() {}
+
+func (x *ResumeUserSyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeUserSyncRequest.ProtoReflect.Descriptor instead.
+func (*ResumeUserSyncRequest) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ResumeUserSyncRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *ResumeUserSyncRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// ResumeUserSyncResponse carries the user's status after the call.
+type ResumeUserSyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status is the user's status: no longer suspended, with resumed_at set.
+	Status        *UserStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeUserSyncResponse) Reset() {
+	*x = ResumeUserSyncResponse{}
+	mi := &file_tandem_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeUserSyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeUserSyncResponse) ProtoMessage() {}
+
+func (x *ResumeUserSyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeUserSyncResponse.ProtoReflect.Descriptor instead.
+func (*ResumeUserSyncResponse) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ResumeUserSyncResponse) GetStatus() *UserStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 // ResolveHeldDeletesRequest decides held deletes.
 type ResolveHeldDeletesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -919,7 +1020,7 @@ type ResolveHeldDeletesRequest struct {
 
 func (x *ResolveHeldDeletesRequest) Reset() {
 	*x = ResolveHeldDeletesRequest{}
-	mi := &file_tandem_v1_admin_proto_msgTypes[17]
+	mi := &file_tandem_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1032,7 @@ func (x *ResolveHeldDeletesRequest) String() string {
 func (*ResolveHeldDeletesRequest) ProtoMessage() {}
 
 func (x *ResolveHeldDeletesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_v1_admin_proto_msgTypes[17]
+	mi := &file_tandem_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1045,7 @@ func (x *ResolveHeldDeletesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveHeldDeletesRequest.ProtoReflect.Descriptor instead.
 func (*ResolveHeldDeletesRequest) Descriptor() ([]byte, []int) {
-	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResolveHeldDeletesRequest) GetOrgId() string {
@@ -984,7 +1085,7 @@ type ResolveHeldDeletesResponse struct {
 
 func (x *ResolveHeldDeletesResponse) Reset() {
 	*x = ResolveHeldDeletesResponse{}
-	mi := &file_tandem_v1_admin_proto_msgTypes[18]
+	mi := &file_tandem_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1097,7 @@ func (x *ResolveHeldDeletesResponse) String() string {
 func (*ResolveHeldDeletesResponse) ProtoMessage() {}
 
 func (x *ResolveHeldDeletesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_v1_admin_proto_msgTypes[18]
+	mi := &file_tandem_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1110,7 @@ func (x *ResolveHeldDeletesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveHeldDeletesResponse.ProtoReflect.Descriptor instead.
 func (*ResolveHeldDeletesResponse) Descriptor() ([]byte, []int) {
-	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 var File_tandem_v1_admin_proto protoreflect.FileDescriptor
@@ -1057,7 +1158,12 @@ const file_tandem_v1_admin_proto_rawDesc = "" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\"R\n" +
 	"\x15ResetUserSyncResponse\x129\n" +
-	"\freset_status\x18\x01 \x01(\x0e2\x16.tandem.v1.ResetStatusR\vresetStatus\"\xa0\x01\n" +
+	"\freset_status\x18\x01 \x01(\x0e2\x16.tandem.v1.ResetStatusR\vresetStatus\"G\n" +
+	"\x15ResumeUserSyncRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"G\n" +
+	"\x16ResumeUserSyncResponse\x12-\n" +
+	"\x06status\x18\x01 \x01(\v2\x15.tandem.v1.UserStatusR\x06status\"\xa0\x01\n" +
 	"\x19ResolveHeldDeletesRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x17\n" +
@@ -1067,7 +1173,7 @@ const file_tandem_v1_admin_proto_rawDesc = "" +
 	"\x13HeldDeletesDecision\x12%\n" +
 	"!HELD_DELETES_DECISION_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dHELD_DELETES_DECISION_APPROVE\x10\x01\x12 \n" +
-	"\x1cHELD_DELETES_DECISION_REJECT\x10\x022\xa9\x06\n" +
+	"\x1cHELD_DELETES_DECISION_REJECT\x10\x022\x80\a\n" +
 	"\fAdminService\x12=\n" +
 	"\x06PutOrg\x12\x18.tandem.v1.PutOrgRequest\x1a\x19.tandem.v1.PutOrgResponse\x12=\n" +
 	"\x06GetOrg\x12\x18.tandem.v1.GetOrgRequest\x1a\x19.tandem.v1.GetOrgResponse\x12C\n" +
@@ -1076,7 +1182,8 @@ const file_tandem_v1_admin_proto_rawDesc = "" +
 	"\x14PutSyncConfiguration\x12&.tandem.v1.PutSyncConfigurationRequest\x1a'.tandem.v1.PutSyncConfigurationResponse\x12m\n" +
 	"\x16ListSyncConfigurations\x12(.tandem.v1.ListSyncConfigurationsRequest\x1a).tandem.v1.ListSyncConfigurationsResponse\x12p\n" +
 	"\x17DeleteSyncConfiguration\x12).tandem.v1.DeleteSyncConfigurationRequest\x1a*.tandem.v1.DeleteSyncConfigurationResponse\x12R\n" +
-	"\rResetUserSync\x12\x1f.tandem.v1.ResetUserSyncRequest\x1a .tandem.v1.ResetUserSyncResponse\x12a\n" +
+	"\rResetUserSync\x12\x1f.tandem.v1.ResetUserSyncRequest\x1a .tandem.v1.ResetUserSyncResponse\x12U\n" +
+	"\x0eResumeUserSync\x12 .tandem.v1.ResumeUserSyncRequest\x1a!.tandem.v1.ResumeUserSyncResponse\x12a\n" +
 	"\x12ResolveHeldDeletes\x12$.tandem.v1.ResolveHeldDeletesRequest\x1a%.tandem.v1.ResolveHeldDeletesResponseB8Z6github.com/tandem-sync/tandem/proto/tandem/v1;tandemv1b\x06proto3"
 
 var (
@@ -1092,7 +1199,7 @@ func file_tandem_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_tandem_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tandem_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_tandem_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_tandem_v1_admin_proto_goTypes = []any{
 	(HeldDeletesDecision)(0),                // 0: tandem.v1.HeldDeletesDecision
 	(*PutOrgRequest)(nil),                   // 1: tandem.v1.PutOrgRequest
@@ -1112,48 +1219,54 @@ var file_tandem_v1_admin_proto_goTypes = []any{
 	(*DeleteSyncConfigurationResponse)(nil), // 15: tandem.v1.DeleteSyncConfigurationResponse
 	(*ResetUserSyncRequest)(nil),            // 16: tandem.v1.ResetUserSyncRequest
 	(*ResetUserSyncResponse)(nil),           // 17: tandem.v1.ResetUserSyncResponse
-	(*ResolveHeldDeletesRequest)(nil),       // 18: tandem.v1.ResolveHeldDeletesRequest
-	(*ResolveHeldDeletesResponse)(nil),      // 19: tandem.v1.ResolveHeldDeletesResponse
-	(*Org)(nil),                             // 20: tandem.v1.Org
-	(CheckResult)(0),                        // 21: tandem.v1.CheckResult
-	(*SyncConfiguration)(nil),               // 22: tandem.v1.SyncConfiguration
-	(ResetStatus)(0),                        // 23: tandem.v1.ResetStatus
+	(*ResumeUserSyncRequest)(nil),           // 18: tandem.v1.ResumeUserSyncRequest
+	(*ResumeUserSyncResponse)(nil),          // 19: tandem.v1.ResumeUserSyncResponse
+	(*ResolveHeldDeletesRequest)(nil),       // 20: tandem.v1.ResolveHeldDeletesRequest
+	(*ResolveHeldDeletesResponse)(nil),      // 21: tandem.v1.ResolveHeldDeletesResponse
+	(*Org)(nil),                             // 22: tandem.v1.Org
+	(CheckResult)(0),                        // 23: tandem.v1.CheckResult
+	(*SyncConfiguration)(nil),               // 24: tandem.v1.SyncConfiguration
+	(ResetStatus)(0),                        // 25: tandem.v1.ResetStatus
+	(*UserStatus)(nil),                      // 26: tandem.v1.UserStatus
 }
 var file_tandem_v1_admin_proto_depIdxs = []int32{
-	20, // 0: tandem.v1.PutOrgRequest.org:type_name -> tandem.v1.Org
-	20, // 1: tandem.v1.PutOrgResponse.org:type_name -> tandem.v1.Org
-	20, // 2: tandem.v1.GetOrgResponse.org:type_name -> tandem.v1.Org
-	20, // 3: tandem.v1.ListOrgsResponse.orgs:type_name -> tandem.v1.Org
-	21, // 4: tandem.v1.ConnectionCheck.result:type_name -> tandem.v1.CheckResult
+	22, // 0: tandem.v1.PutOrgRequest.org:type_name -> tandem.v1.Org
+	22, // 1: tandem.v1.PutOrgResponse.org:type_name -> tandem.v1.Org
+	22, // 2: tandem.v1.GetOrgResponse.org:type_name -> tandem.v1.Org
+	22, // 3: tandem.v1.ListOrgsResponse.orgs:type_name -> tandem.v1.Org
+	23, // 4: tandem.v1.ConnectionCheck.result:type_name -> tandem.v1.CheckResult
 	8,  // 5: tandem.v1.TestConnectionResponse.checks:type_name -> tandem.v1.ConnectionCheck
-	22, // 6: tandem.v1.PutSyncConfigurationRequest.configuration:type_name -> tandem.v1.SyncConfiguration
-	22, // 7: tandem.v1.PutSyncConfigurationResponse.configuration:type_name -> tandem.v1.SyncConfiguration
-	22, // 8: tandem.v1.ListSyncConfigurationsResponse.configurations:type_name -> tandem.v1.SyncConfiguration
-	23, // 9: tandem.v1.ResetUserSyncResponse.reset_status:type_name -> tandem.v1.ResetStatus
-	0,  // 10: tandem.v1.ResolveHeldDeletesRequest.decision:type_name -> tandem.v1.HeldDeletesDecision
-	1,  // 11: tandem.v1.AdminService.PutOrg:input_type -> tandem.v1.PutOrgRequest
-	3,  // 12: tandem.v1.AdminService.GetOrg:input_type -> tandem.v1.GetOrgRequest
-	5,  // 13: tandem.v1.AdminService.ListOrgs:input_type -> tandem.v1.ListOrgsRequest
-	7,  // 14: tandem.v1.AdminService.TestConnection:input_type -> tandem.v1.TestConnectionRequest
-	10, // 15: tandem.v1.AdminService.PutSyncConfiguration:input_type -> tandem.v1.PutSyncConfigurationRequest
-	12, // 16: tandem.v1.AdminService.ListSyncConfigurations:input_type -> tandem.v1.ListSyncConfigurationsRequest
-	14, // 17: tandem.v1.AdminService.DeleteSyncConfiguration:input_type -> tandem.v1.DeleteSyncConfigurationRequest
-	16, // 18: tandem.v1.AdminService.ResetUserSync:input_type -> tandem.v1.ResetUserSyncRequest
-	18, // 19: tandem.v1.AdminService.ResolveHeldDeletes:input_type -> tandem.v1.ResolveHeldDeletesRequest
-	2,  // 20: tandem.v1.AdminService.PutOrg:output_type -> tandem.v1.PutOrgResponse
-	4,  // 21: tandem.v1.AdminService.GetOrg:output_type -> tandem.v1.GetOrgResponse
-	6,  // 22: tandem.v1.AdminService.ListOrgs:output_type -> tandem.v1.ListOrgsResponse
-	9,  // 23: tandem.v1.AdminService.TestConnection:output_type -> tandem.v1.TestConnectionResponse
-	11, // 24: tandem.v1.AdminService.PutSyncConfiguration:output_type -> tandem.v1.PutSyncConfigurationResponse
-	13, // 25: tandem.v1.AdminService.ListSyncConfigurations:output_type -> tandem.v1.ListSyncConfigurationsResponse
-	15, // 26: tandem.v1.AdminService.DeleteSyncConfiguration:output_type -> tandem.v1.DeleteSyncConfigurationResponse
-	17, // 27: tandem.v1.AdminService.ResetUserSync:output_type -> tandem.v1.ResetUserSyncResponse
-	19, // 28: tandem.v1.AdminService.ResolveHeldDeletes:output_type -> tandem.v1.ResolveHeldDeletesResponse
-	20, // [20:29] is the sub-list for method output_type
-	11, // [11:20] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	24, // 6: tandem.v1.PutSyncConfigurationRequest.configuration:type_name -> tandem.v1.SyncConfiguration
+	24, // 7: tandem.v1.PutSyncConfigurationResponse.configuration:type_name -> tandem.v1.SyncConfiguration
+	24, // 8: tandem.v1.ListSyncConfigurationsResponse.configurations:type_name -> tandem.v1.SyncConfiguration
+	25, // 9: tandem.v1.ResetUserSyncResponse.reset_status:type_name -> tandem.v1.ResetStatus
+	26, // 10: tandem.v1.ResumeUserSyncResponse.status:type_name -> tandem.v1.UserStatus
+	0,  // 11: tandem.v1.ResolveHeldDeletesRequest.decision:type_name -> tandem.v1.HeldDeletesDecision
+	1,  // 12: tandem.v1.AdminService.PutOrg:input_type -> tandem.v1.PutOrgRequest
+	3,  // 13: tandem.v1.AdminService.GetOrg:input_type -> tandem.v1.GetOrgRequest
+	5,  // 14: tandem.v1.AdminService.ListOrgs:input_type -> tandem.v1.ListOrgsRequest
+	7,  // 15: tandem.v1.AdminService.TestConnection:input_type -> tandem.v1.TestConnectionRequest
+	10, // 16: tandem.v1.AdminService.PutSyncConfiguration:input_type -> tandem.v1.PutSyncConfigurationRequest
+	12, // 17: tandem.v1.AdminService.ListSyncConfigurations:input_type -> tandem.v1.ListSyncConfigurationsRequest
+	14, // 18: tandem.v1.AdminService.DeleteSyncConfiguration:input_type -> tandem.v1.DeleteSyncConfigurationRequest
+	16, // 19: tandem.v1.AdminService.ResetUserSync:input_type -> tandem.v1.ResetUserSyncRequest
+	18, // 20: tandem.v1.AdminService.ResumeUserSync:input_type -> tandem.v1.ResumeUserSyncRequest
+	20, // 21: tandem.v1.AdminService.ResolveHeldDeletes:input_type -> tandem.v1.ResolveHeldDeletesRequest
+	2,  // 22: tandem.v1.AdminService.PutOrg:output_type -> tandem.v1.PutOrgResponse
+	4,  // 23: tandem.v1.AdminService.GetOrg:output_type -> tandem.v1.GetOrgResponse
+	6,  // 24: tandem.v1.AdminService.ListOrgs:output_type -> tandem.v1.ListOrgsResponse
+	9,  // 25: tandem.v1.AdminService.TestConnection:output_type -> tandem.v1.TestConnectionResponse
+	11, // 26: tandem.v1.AdminService.PutSyncConfiguration:output_type -> tandem.v1.PutSyncConfigurationResponse
+	13, // 27: tandem.v1.AdminService.ListSyncConfigurations:output_type -> tandem.v1.ListSyncConfigurationsResponse
+	15, // 28: tandem.v1.AdminService.DeleteSyncConfiguration:output_type -> tandem.v1.DeleteSyncConfigurationResponse
+	17, // 29: tandem.v1.AdminService.ResetUserSync:output_type -> tandem.v1.ResetUserSyncResponse
+	19, // 30: tandem.v1.AdminService.ResumeUserSync:output_type -> tandem.v1.ResumeUserSyncResponse
+	21, // 31: tandem.v1.AdminService.ResolveHeldDeletes:output_type -> tandem.v1.ResolveHeldDeletesResponse
+	22, // [22:32] is the sub-list for method output_type
+	12, // [12:22] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_tandem_v1_admin_proto_init() }
@@ -1169,7 +1282,7 @@ func file_tandem_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tandem_v1_admin_proto_rawDesc), len(file_tandem_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	AdminService_ListSyncConfigurations_FullMethodName  = "/tandem.v1.AdminService/ListSyncConfigurations"
 	AdminService_DeleteSyncConfiguration_FullMethodName = "/tandem.v1.AdminService/DeleteSyncConfiguration"
 	AdminService_ResetUserSync_FullMethodName           = "/tandem.v1.AdminService/ResetUserSync"
+	AdminService_ResumeUserSync_FullMethodName          = "/tandem.v1.AdminService/ResumeUserSync"
 	AdminService_ResolveHeldDeletes_FullMethodName      = "/tandem.v1.AdminService/ResolveHeldDeletes"
 )
 
@@ -35,7 +36,7 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // AdminService lets an admin connect orgs, define sync configurations, test connections,
-// reset a user's sync and decide held mass deletes.
+// reset or resume a user's sync and decide held mass deletes.
 type AdminServiceClient interface {
 	// PutOrg creates or replaces an org's connection settings. Secret fields left empty keep
 	// their stored values.
@@ -55,6 +56,11 @@ type AdminServiceClient interface {
 	// ResetUserSync marks a user for reset: the next cycle forgets the user's links and sync
 	// state and relinks records instead of duplicating them. Records are not changed.
 	ResetUserSync(ctx context.Context, in *ResetUserSyncRequest, opts ...grpc.CallOption) (*ResetUserSyncResponse, error)
+	// ResumeUserSync ends a user's suspension (UserStatus.suspended) without resetting anything:
+	// the user is due at once. Call it once the cause in the user's last_error is fixed; if the
+	// next read still fails permanently, the user is suspended again. Resuming a user that is not
+	// suspended changes nothing but resumed_at.
+	ResumeUserSync(ctx context.Context, in *ResumeUserSyncRequest, opts ...grpc.CallOption) (*ResumeUserSyncResponse, error)
 	// ResolveHeldDeletes approves or rejects deletes held by the mass-delete guard.
 	ResolveHeldDeletes(ctx context.Context, in *ResolveHeldDeletesRequest, opts ...grpc.CallOption) (*ResolveHeldDeletesResponse, error)
 }
@@ -147,6 +153,16 @@ func (c *adminServiceClient) ResetUserSync(ctx context.Context, in *ResetUserSyn
 	return out, nil
 }
 
+func (c *adminServiceClient) ResumeUserSync(ctx context.Context, in *ResumeUserSyncRequest, opts ...grpc.CallOption) (*ResumeUserSyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeUserSyncResponse)
+	err := c.cc.Invoke(ctx, AdminService_ResumeUserSync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ResolveHeldDeletes(ctx context.Context, in *ResolveHeldDeletesRequest, opts ...grpc.CallOption) (*ResolveHeldDeletesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ResolveHeldDeletesResponse)
@@ -162,7 +178,7 @@ func (c *adminServiceClient) ResolveHeldDeletes(ctx context.Context, in *Resolve
 // for forward compatibility.
 //
 // AdminService lets an admin connect orgs, define sync configurations, test connections,
-// reset a user's sync and decide held mass deletes.
+// reset or resume a user's sync and decide held mass deletes.
 type AdminServiceServer interface {
 	// PutOrg creates or replaces an org's connection settings. Secret fields left empty keep
 	// their stored values.
@@ -182,6 +198,11 @@ type AdminServiceServer interface {
 	// ResetUserSync marks a user for reset: the next cycle forgets the user's links and sync
 	// state and relinks records instead of duplicating them. Records are not changed.
 	ResetUserSync(context.Context, *ResetUserSyncRequest) (*ResetUserSyncResponse, error)
+	// ResumeUserSync ends a user's suspension (UserStatus.suspended) without resetting anything:
+	// the user is due at once. Call it once the cause in the user's last_error is fixed; if the
+	// next read still fails permanently, the user is suspended again. Resuming a user that is not
+	// suspended changes nothing but resumed_at.
+	ResumeUserSync(context.Context, *ResumeUserSyncRequest) (*ResumeUserSyncResponse, error)
 	// ResolveHeldDeletes approves or rejects deletes held by the mass-delete guard.
 	ResolveHeldDeletes(context.Context, *ResolveHeldDeletesRequest) (*ResolveHeldDeletesResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
@@ -217,6 +238,9 @@ func (UnimplementedAdminServiceServer) DeleteSyncConfiguration(context.Context, 
 }
 func (UnimplementedAdminServiceServer) ResetUserSync(context.Context, *ResetUserSyncRequest) (*ResetUserSyncResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResetUserSync not implemented")
+}
+func (UnimplementedAdminServiceServer) ResumeUserSync(context.Context, *ResumeUserSyncRequest) (*ResumeUserSyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeUserSync not implemented")
 }
 func (UnimplementedAdminServiceServer) ResolveHeldDeletes(context.Context, *ResolveHeldDeletesRequest) (*ResolveHeldDeletesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResolveHeldDeletes not implemented")
@@ -386,6 +410,24 @@ func _AdminService_ResetUserSync_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ResumeUserSync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeUserSyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ResumeUserSync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ResumeUserSync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ResumeUserSync(ctx, req.(*ResumeUserSyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ResolveHeldDeletes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ResolveHeldDeletesRequest)
 	if err := dec(in); err != nil {
@@ -442,6 +484,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResetUserSync",
 			Handler:    _AdminService_ResetUserSync_Handler,
+		},
+		{
+			MethodName: "ResumeUserSync",
+			Handler:    _AdminService_ResumeUserSync_Handler,
 		},
 		{
 			MethodName: "ResolveHeldDeletes",

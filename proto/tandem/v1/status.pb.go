@@ -356,7 +356,26 @@ type UserStatus struct {
 	// next_sync_at is when the user is due next.
 	NextSyncAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=next_sync_at,json=nextSyncAt,proto3" json:"next_sync_at,omitempty"`
 	// last_cycle is the last cycle reconciled for the user.
-	LastCycle     uint64 `protobuf:"varint,14,opt,name=last_cycle,json=lastCycle,proto3" json:"last_cycle,omitempty"`
+	LastCycle uint64 `protobuf:"varint,14,opt,name=last_cycle,json=lastCycle,proto3" json:"last_cycle,omitempty"`
+	// suspended is true while Tandem has given up syncing the user: its Exchange reads failed
+	// permanently several times in a row (the exchange-worker's --suspend-after, 5 by default).
+	// Permanent failures are those retrying cannot fix, such as a mailbox that does not exist,
+	// impersonation denied or an address not linked; retryable ones (throttling, timeouts,
+	// Exchange unavailable) never count. last_error says what failed. A suspended user gets no
+	// Exchange jobs and is left out of the org's Salesforce polls, except for a probe read now and
+	// then (the exchange-worker's --suspended-probe-interval, 24 h by default; next_sync_at says
+	// when), so that a mailbox fixed in Exchange comes back by itself. The suspension ends with a
+	// good read, with AdminService.ResumeUserSync or ResetUserSync, or with a change to the org's
+	// connection settings (PutOrg) or to the user's sync configuration made after suspended_at;
+	// the user is then due at once, and one more permanent failure suspends it again.
+	Suspended bool `protobuf:"varint,15,opt,name=suspended,proto3" json:"suspended,omitempty"`
+	// suspended_at is when the user was suspended; unset while the user is not suspended.
+	SuspendedAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=suspended_at,json=suspendedAt,proto3" json:"suspended_at,omitempty"`
+	// permanent_failures counts the user's permanent Exchange read failures since its last good
+	// read (retryable failures in between neither count nor break the run).
+	PermanentFailures int32 `protobuf:"varint,17,opt,name=permanent_failures,json=permanentFailures,proto3" json:"permanent_failures,omitempty"`
+	// resumed_at is when an admin last resumed the user's sync (ResumeUserSync or ResetUserSync).
+	ResumedAt     *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=resumed_at,json=resumedAt,proto3" json:"resumed_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -487,6 +506,34 @@ func (x *UserStatus) GetLastCycle() uint64 {
 		return x.LastCycle
 	}
 	return 0
+}
+
+func (x *UserStatus) GetSuspended() bool {
+	if x != nil {
+		return x.Suspended
+	}
+	return false
+}
+
+func (x *UserStatus) GetSuspendedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SuspendedAt
+	}
+	return nil
+}
+
+func (x *UserStatus) GetPermanentFailures() int32 {
+	if x != nil {
+		return x.PermanentFailures
+	}
+	return 0
+}
+
+func (x *UserStatus) GetResumedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResumedAt
+	}
+	return nil
 }
 
 // KindActivity is an org's activity for one record kind (Tables 2 and 3).
@@ -662,9 +709,12 @@ type OrgStatus struct {
 	// salesforce_api is the Salesforce API budget.
 	SalesforceApi *SalesforceApiUsage `protobuf:"bytes,7,opt,name=salesforce_api,json=salesforceApi,proto3" json:"salesforce_api,omitempty"`
 	// last_cycle is the org's latest scheduled cycle.
-	LastCycle     uint64 `protobuf:"varint,8,opt,name=last_cycle,json=lastCycle,proto3" json:"last_cycle,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastCycle uint64 `protobuf:"varint,8,opt,name=last_cycle,json=lastCycle,proto3" json:"last_cycle,omitempty"`
+	// users_suspended is the number of users assigned to active configurations whose sync is
+	// suspended after repeated permanent Exchange failures (see UserStatus.suspended).
+	UsersSuspended int64 `protobuf:"varint,9,opt,name=users_suspended,json=usersSuspended,proto3" json:"users_suspended,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *OrgStatus) Reset() {
@@ -749,6 +799,13 @@ func (x *OrgStatus) GetSalesforceApi() *SalesforceApiUsage {
 func (x *OrgStatus) GetLastCycle() uint64 {
 	if x != nil {
 		return x.LastCycle
+	}
+	return 0
+}
+
+func (x *OrgStatus) GetUsersSuspended() int64 {
+	if x != nil {
+		return x.UsersSuspended
 	}
 	return 0
 }
@@ -1701,7 +1758,7 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"\fheld_deletes\x18\b \x01(\x03R\vheldDeletes\x12@\n" +
 	"\x0elast_synced_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\flastSyncedAt\x12)\n" +
 	"\x10records_relinked\x18\n" +
-	" \x01(\x03R\x0frecordsRelinked\"\xe5\x05\n" +
+	" \x01(\x03R\x0frecordsRelinked\"\xac\a\n" +
 	"\n" +
 	"UserStatus\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
@@ -1721,7 +1778,12 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"\fnext_sync_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"nextSyncAt\x12\x1d\n" +
 	"\n" +
-	"last_cycle\x18\x0e \x01(\x04R\tlastCycle\"\xdd\x01\n" +
+	"last_cycle\x18\x0e \x01(\x04R\tlastCycle\x12\x1c\n" +
+	"\tsuspended\x18\x0f \x01(\bR\tsuspended\x12=\n" +
+	"\fsuspended_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vsuspendedAt\x12-\n" +
+	"\x12permanent_failures\x18\x11 \x01(\x05R\x11permanentFailures\x129\n" +
+	"\n" +
+	"resumed_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tresumedAt\"\xdd\x01\n" +
 	"\fKindActivity\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.tandem.v1.RecordKindR\x04kind\x12<\n" +
 	"\flast_sync_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1733,7 +1795,7 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"\x04used\x18\x02 \x01(\x03R\x04used\x12\x18\n" +
 	"\areserve\x18\x03 \x01(\x03R\areserve\x12!\n" +
 	"\ftandem_calls\x18\x04 \x01(\x03R\vtandemCalls\x12D\n" +
-	"\x10backed_off_until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0ebackedOffUntil\"\x85\x03\n" +
+	"\x10backed_off_until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0ebackedOffUntil\"\xae\x03\n" +
 	"\tOrgStatus\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12'\n" +
 	"\x0fservice_account\x18\x02 \x01(\tR\x0eserviceAccount\x12T\n" +
@@ -1743,7 +1805,8 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"\bactivity\x18\x06 \x03(\v2\x17.tandem.v1.KindActivityR\bactivity\x12D\n" +
 	"\x0esalesforce_api\x18\a \x01(\v2\x1d.tandem.v1.SalesforceApiUsageR\rsalesforceApi\x12\x1d\n" +
 	"\n" +
-	"last_cycle\x18\b \x01(\x04R\tlastCycle\"\xf6\x01\n" +
+	"last_cycle\x18\b \x01(\x04R\tlastCycle\x12'\n" +
+	"\x0fusers_suspended\x18\t \x01(\x03R\x0eusersSuspended\"\xf6\x01\n" +
 	"\vHeldDeletes\x12\x17\n" +
 	"\ahold_id\x18\x01 \x01(\tR\x06holdId\x12)\n" +
 	"\x06target\x18\x02 \x01(\x0e2\x11.tandem.v1.SystemR\x06target\x12)\n" +
@@ -1890,43 +1953,45 @@ var file_tandem_v1_status_proto_depIdxs = []int32{
 	3,  // 10: tandem.v1.UserStatus.kinds:type_name -> tandem.v1.KindStatus
 	23, // 11: tandem.v1.UserStatus.last_error:type_name -> tandem.v1.SyncError
 	22, // 12: tandem.v1.UserStatus.next_sync_at:type_name -> google.protobuf.Timestamp
-	21, // 13: tandem.v1.KindActivity.kind:type_name -> tandem.v1.RecordKind
-	22, // 14: tandem.v1.KindActivity.last_sync_at:type_name -> google.protobuf.Timestamp
-	22, // 15: tandem.v1.SalesforceApiUsage.backed_off_until:type_name -> google.protobuf.Timestamp
-	0,  // 16: tandem.v1.OrgStatus.service_account_recognized:type_name -> tandem.v1.CheckResult
-	5,  // 17: tandem.v1.OrgStatus.activity:type_name -> tandem.v1.KindActivity
-	6,  // 18: tandem.v1.OrgStatus.salesforce_api:type_name -> tandem.v1.SalesforceApiUsage
-	24, // 19: tandem.v1.HeldDeletes.target:type_name -> tandem.v1.System
-	21, // 20: tandem.v1.HeldDeletes.kind:type_name -> tandem.v1.RecordKind
-	21, // 21: tandem.v1.SyncErrorEntry.kind:type_name -> tandem.v1.RecordKind
-	23, // 22: tandem.v1.SyncErrorEntry.error:type_name -> tandem.v1.SyncError
-	22, // 23: tandem.v1.SyncErrorEntry.first_seen_at:type_name -> google.protobuf.Timestamp
-	22, // 24: tandem.v1.SyncErrorEntry.last_seen_at:type_name -> google.protobuf.Timestamp
-	8,  // 25: tandem.v1.SyncErrorEntry.held_deletes:type_name -> tandem.v1.HeldDeletes
-	7,  // 26: tandem.v1.GetOrgStatusResponse.status:type_name -> tandem.v1.OrgStatus
-	4,  // 27: tandem.v1.GetUserStatusResponse.status:type_name -> tandem.v1.UserStatus
-	4,  // 28: tandem.v1.ListUserStatusesResponse.statuses:type_name -> tandem.v1.UserStatus
-	9,  // 29: tandem.v1.ListSyncErrorsResponse.entries:type_name -> tandem.v1.SyncErrorEntry
-	24, // 30: tandem.v1.PlannedWrite.target:type_name -> tandem.v1.System
-	21, // 31: tandem.v1.PlannedWrite.kind:type_name -> tandem.v1.RecordKind
-	25, // 32: tandem.v1.PlannedWrite.op:type_name -> tandem.v1.WriteOp
-	19, // 33: tandem.v1.PlanUserSyncResponse.writes:type_name -> tandem.v1.PlannedWrite
-	8,  // 34: tandem.v1.PlanUserSyncResponse.held:type_name -> tandem.v1.HeldDeletes
-	10, // 35: tandem.v1.StatusService.GetOrgStatus:input_type -> tandem.v1.GetOrgStatusRequest
-	12, // 36: tandem.v1.StatusService.GetUserStatus:input_type -> tandem.v1.GetUserStatusRequest
-	14, // 37: tandem.v1.StatusService.ListUserStatuses:input_type -> tandem.v1.ListUserStatusesRequest
-	16, // 38: tandem.v1.StatusService.ListSyncErrors:input_type -> tandem.v1.ListSyncErrorsRequest
-	18, // 39: tandem.v1.StatusService.PlanUserSync:input_type -> tandem.v1.PlanUserSyncRequest
-	11, // 40: tandem.v1.StatusService.GetOrgStatus:output_type -> tandem.v1.GetOrgStatusResponse
-	13, // 41: tandem.v1.StatusService.GetUserStatus:output_type -> tandem.v1.GetUserStatusResponse
-	15, // 42: tandem.v1.StatusService.ListUserStatuses:output_type -> tandem.v1.ListUserStatusesResponse
-	17, // 43: tandem.v1.StatusService.ListSyncErrors:output_type -> tandem.v1.ListSyncErrorsResponse
-	20, // 44: tandem.v1.StatusService.PlanUserSync:output_type -> tandem.v1.PlanUserSyncResponse
-	40, // [40:45] is the sub-list for method output_type
-	35, // [35:40] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	22, // 13: tandem.v1.UserStatus.suspended_at:type_name -> google.protobuf.Timestamp
+	22, // 14: tandem.v1.UserStatus.resumed_at:type_name -> google.protobuf.Timestamp
+	21, // 15: tandem.v1.KindActivity.kind:type_name -> tandem.v1.RecordKind
+	22, // 16: tandem.v1.KindActivity.last_sync_at:type_name -> google.protobuf.Timestamp
+	22, // 17: tandem.v1.SalesforceApiUsage.backed_off_until:type_name -> google.protobuf.Timestamp
+	0,  // 18: tandem.v1.OrgStatus.service_account_recognized:type_name -> tandem.v1.CheckResult
+	5,  // 19: tandem.v1.OrgStatus.activity:type_name -> tandem.v1.KindActivity
+	6,  // 20: tandem.v1.OrgStatus.salesforce_api:type_name -> tandem.v1.SalesforceApiUsage
+	24, // 21: tandem.v1.HeldDeletes.target:type_name -> tandem.v1.System
+	21, // 22: tandem.v1.HeldDeletes.kind:type_name -> tandem.v1.RecordKind
+	21, // 23: tandem.v1.SyncErrorEntry.kind:type_name -> tandem.v1.RecordKind
+	23, // 24: tandem.v1.SyncErrorEntry.error:type_name -> tandem.v1.SyncError
+	22, // 25: tandem.v1.SyncErrorEntry.first_seen_at:type_name -> google.protobuf.Timestamp
+	22, // 26: tandem.v1.SyncErrorEntry.last_seen_at:type_name -> google.protobuf.Timestamp
+	8,  // 27: tandem.v1.SyncErrorEntry.held_deletes:type_name -> tandem.v1.HeldDeletes
+	7,  // 28: tandem.v1.GetOrgStatusResponse.status:type_name -> tandem.v1.OrgStatus
+	4,  // 29: tandem.v1.GetUserStatusResponse.status:type_name -> tandem.v1.UserStatus
+	4,  // 30: tandem.v1.ListUserStatusesResponse.statuses:type_name -> tandem.v1.UserStatus
+	9,  // 31: tandem.v1.ListSyncErrorsResponse.entries:type_name -> tandem.v1.SyncErrorEntry
+	24, // 32: tandem.v1.PlannedWrite.target:type_name -> tandem.v1.System
+	21, // 33: tandem.v1.PlannedWrite.kind:type_name -> tandem.v1.RecordKind
+	25, // 34: tandem.v1.PlannedWrite.op:type_name -> tandem.v1.WriteOp
+	19, // 35: tandem.v1.PlanUserSyncResponse.writes:type_name -> tandem.v1.PlannedWrite
+	8,  // 36: tandem.v1.PlanUserSyncResponse.held:type_name -> tandem.v1.HeldDeletes
+	10, // 37: tandem.v1.StatusService.GetOrgStatus:input_type -> tandem.v1.GetOrgStatusRequest
+	12, // 38: tandem.v1.StatusService.GetUserStatus:input_type -> tandem.v1.GetUserStatusRequest
+	14, // 39: tandem.v1.StatusService.ListUserStatuses:input_type -> tandem.v1.ListUserStatusesRequest
+	16, // 40: tandem.v1.StatusService.ListSyncErrors:input_type -> tandem.v1.ListSyncErrorsRequest
+	18, // 41: tandem.v1.StatusService.PlanUserSync:input_type -> tandem.v1.PlanUserSyncRequest
+	11, // 42: tandem.v1.StatusService.GetOrgStatus:output_type -> tandem.v1.GetOrgStatusResponse
+	13, // 43: tandem.v1.StatusService.GetUserStatus:output_type -> tandem.v1.GetUserStatusResponse
+	15, // 44: tandem.v1.StatusService.ListUserStatuses:output_type -> tandem.v1.ListUserStatusesResponse
+	17, // 45: tandem.v1.StatusService.ListSyncErrors:output_type -> tandem.v1.ListSyncErrorsResponse
+	20, // 46: tandem.v1.StatusService.PlanUserSync:output_type -> tandem.v1.PlanUserSyncResponse
+	42, // [42:47] is the sub-list for method output_type
+	37, // [37:42] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_tandem_v1_status_proto_init() }
