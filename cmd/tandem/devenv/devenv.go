@@ -191,7 +191,8 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 		}},
 		{"exchange-worker", func(p *platform.Platform) (platform.Service, error) {
 			return exchangeworker.New(exchangeworker.Config{Platform: pcfg, JobConcurrency: ExchangeJobConcurrency, ApplyConcurrency: ExchangeApplyConcurrency, AllowHTTP: allowHTTP,
-				BackoffBase: 5 * time.Second, BackoffMax: time.Minute, Notify: exchangeworker.NotifyConfig{Enabled: e.opts.Notify, Refresh: 2 * time.Second}}, p)
+				BackoffBase: 5 * time.Second, BackoffMax: time.Minute, SuspendAfter: 5, SuspendedProbe: 5 * time.Minute,
+				Notify: exchangeworker.NotifyConfig{Enabled: e.opts.Notify, Refresh: 2 * time.Second}}, p)
 		}},
 		{"salesforce-worker", func(p *platform.Platform) (platform.Service, error) {
 			return salesforceworker.New(salesforceworker.Config{Platform: pcfg, JobConcurrency: SalesforceJobConcurrency, ApplyConcurrency: SalesforceApplyConcurrency,
