@@ -13,27 +13,30 @@ import (
 // the cycle as unpublished in the org's schedule, held for CyclePublishHold by the claimant;
 // CyclePublished clears it once every job is out. A cycle still unpublished when its hold ends
 // (the claimant died) or is given up (ReleaseCycle, after a failed publish) is taken again by
-// ResumeCycle and its jobs published again. Jobs carry deterministic message ids, so whatever
-// the first attempt did publish is de-duplicated by the bus.
+// ResumeCycle and its jobs published again. Jobs carry deterministic message ids — the cycle's
+// number and the time it was claimed, which a resumed cycle keeps — so whatever the first
+// attempt did publish is de-duplicated by the bus, while a cycle numbered again after the
+// schedule was lost (FLUSHALL) never reuses the id of a job published before it.
 
 // CyclePublishHold is how long the claimant of a cycle has to publish its jobs before another
 // scheduler replica may publish them instead.
 const CyclePublishHold = time.Minute
 
-// resumeCycleScript: KEYS = schedule; ARGV = now ms, hold-until ms. Replies {cycle, next_at}
-// after taking the org's unpublished cycle for the caller, or {0, 0} if there is none or its
-// publisher still holds it.
+// resumeCycleScript: KEYS = schedule; ARGV = now ms, hold-until ms. Replies {cycle, next_at,
+// started_at} after taking the org's unpublished cycle for the caller, or {0, 0, 0} if there is
+// none or its publisher still holds it.
 var resumeCycleScript = redis.NewScript(`
 local cycle = tonumber(redis.call('HGET', KEYS[1], 'unpublished') or '0')
 if cycle == 0 then
-  return {0, 0}
+  return {0, 0, 0}
 end
 local hold = tonumber(redis.call('HGET', KEYS[1], 'publishing_until') or '0')
 if tonumber(ARGV[1]) < hold then
-  return {0, 0}
+  return {0, 0, 0}
 end
 redis.call('HSET', KEYS[1], 'publishing_until', ARGV[2])
-return {cycle, tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0')}
+return {cycle, tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0'),
+  tonumber(redis.call('HGET', KEYS[1], 'started_at') or '0')}
 `)
 
 // settleCycleScript: KEYS = schedule; ARGV = cycle, "published" | "release". Acts only if the
@@ -51,24 +54,25 @@ return 1
 `)
 
 // ResumeCycle takes the org's claimed but unpublished cycle, if there is one that no publisher
-// holds at now, and holds it for the caller for CyclePublishHold. It returns the cycle and when
-// the cycle after it is due; ok is false when there is nothing to resume.
-func (s *Store) ResumeCycle(ctx context.Context, orgID string, now time.Time) (cycle uint64, next time.Time, ok bool, err error) {
+// holds at now, and holds it for the caller for CyclePublishHold. It returns the cycle as it was
+// claimed: its number, when it started and when the cycle after it is due; ok is false when
+// there is nothing to resume.
+func (s *Store) ResumeCycle(ctx context.Context, orgID string, now time.Time) (sch Schedule, ok bool, err error) {
 	key, err := scheduleKey(orgID)
 	if err != nil {
-		return 0, time.Time{}, false, err
+		return Schedule{}, false, err
 	}
 	res, err := resumeCycleScript.Run(ctx, s.rdb, []string{key}, now.UnixMilli(), now.Add(CyclePublishHold).UnixMilli()).Int64Slice()
 	if err != nil {
-		return 0, time.Time{}, false, fmt.Errorf("resume unpublished cycle of org %s: %w", orgID, err)
+		return Schedule{}, false, fmt.Errorf("resume unpublished cycle of org %s: %w", orgID, err)
 	}
-	if len(res) != 2 {
-		return 0, time.Time{}, false, fmt.Errorf("resume unpublished cycle of org %s: malformed reply %v", orgID, res)
+	if len(res) != 3 {
+		return Schedule{}, false, fmt.Errorf("resume unpublished cycle of org %s: malformed reply %v", orgID, res)
 	}
 	if res[0] <= 0 {
-		return 0, time.Time{}, false, nil
+		return Schedule{}, false, nil
 	}
-	return uint64(res[0]), time.UnixMilli(res[1]), true, nil
+	return Schedule{Cycle: uint64(res[0]), NextAt: time.UnixMilli(res[1]), StartedAt: time.UnixMilli(res[2])}, true, nil
 }
 
 // CyclePublished takes the org's cycle out of the outbox: all of its jobs are published.

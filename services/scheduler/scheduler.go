@@ -180,21 +180,22 @@ func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
 	}
 	// A cycle claimed earlier whose jobs did not all go out (a failed publish, or a claimant
 	// that died) is published before any new cycle is claimed: a claim never drops a cycle.
-	cycle, next, ok, err := s.st.ResumeCycle(ctx, orgID, now)
+	claimed, ok, err := s.st.ResumeCycle(ctx, orgID, now)
 	if err != nil {
 		return err
 	}
 	if ok {
-		s.log.InfoContext(ctx, "publishing the jobs of a cycle claimed earlier", slog.String("org", orgID), slog.Uint64(telemetry.KeyCycle, cycle))
+		s.log.InfoContext(ctx, "publishing the jobs of a cycle claimed earlier", slog.String("org", orgID), slog.Uint64(telemetry.KeyCycle, claimed.Cycle))
 	} else {
-		next = now.Add(s.interval(org))
-		cycle, ok, err = s.st.ClaimCycle(ctx, orgID, now, next)
+		claimed = store.Schedule{StartedAt: now, NextAt: now.Add(s.interval(org))}
+		claimed.Cycle, ok, err = s.st.ClaimCycle(ctx, orgID, now, claimed.NextAt)
 		if err != nil || !ok {
 			return err
 		}
 	}
+	cycle, next := claimed.Cycle, claimed.NextAt
 	ctx = telemetry.WithScope(ctx, orgID, "")
-	published, err := s.startCycle(ctx, org, cycle, now, next)
+	published, err := s.startCycle(ctx, org, cycle, jobTag(claimed), now, next)
 	if !published {
 		// Left in the outbox: the next tick publishes the cycle again.
 		return errors.Join(err, s.st.ReleaseCycle(ctx, orgID, cycle))
@@ -202,11 +203,20 @@ func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
 	return errors.Join(err, s.st.CyclePublished(ctx, orgID, cycle))
 }
 
-// startCycle publishes a claimed cycle's jobs. Publishing it again publishes the same jobs
-// under the same message ids, which the bus de-duplicates. published is false when a job may
+// jobTag names a claimed cycle in its jobs' message ids: its number and when it was claimed. A
+// resumed cycle keeps both, so publishing it again is de-duplicated by the bus; a cycle numbered
+// again after the schedule was lost has another claim time, so its jobs are never mistaken for
+// the jobs of the cycle that had its number before (within the bus's duplicate window).
+func jobTag(c store.Schedule) string {
+	return fmt.Sprintf("%d@%d", c.Cycle, c.StartedAt.UnixMilli())
+}
+
+// startCycle publishes a claimed cycle's jobs (tag names the cycle in their message ids, see
+// jobTag). Publishing it again publishes the same jobs under the same message ids, which the bus
+// de-duplicates. published is false when a job may
 // not have gone out (the cycle must be published again); err also reports what went wrong for
 // single users, whom the cycle skips.
-func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uint64, now, next time.Time) (published bool, err error) {
+func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uint64, tag string, now, next time.Time) (published bool, err error) {
 	orgID := org.GetOrgId()
 	users, err := s.st.ListUsers(ctx, orgID)
 	if err != nil {
@@ -248,7 +258,7 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 		}
 		lifted := status.LiftedAt(status.SettingsChanged(org, cfg), sch.Admin)
 		if status.Suspended(sch.Exchange, lifted) {
-			if err := s.probe(ctx, uk, sch, cycle, kinds, now); err != nil {
+			if err := s.probe(ctx, uk, sch, cycle, tag, kinds, now); err != nil {
 				publishErrs = append(publishErrs, err)
 			}
 			continue
@@ -273,7 +283,7 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 		if full.salesforce {
 			sfJob.FullUserIds = append(sfJob.FullUserIds, user.GetUserId())
 		}
-		if err := s.exchangeJob(ctx, uk, sch.Exchange, cycle, kinds, full.exchange, now); err != nil {
+		if err := s.exchangeJob(ctx, uk, sch.Exchange, cycle, tag, kinds, full.exchange, now); err != nil {
 			publishErrs = append(publishErrs, err)
 		}
 	}
@@ -283,7 +293,7 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 	if err != nil {
 		return false, err
 	}
-	if err := s.pub.Publish(ctx, subject, sfJob, bus.MsgID(orgID, "salesforce", fmt.Sprint(cycle))); err != nil {
+	if err := s.pub.Publish(ctx, subject, sfJob, bus.MsgID(orgID, "salesforce", tag)); err != nil {
 		publishErrs = append(publishErrs, err)
 	} else {
 		// Only once the full read is on its way: otherwise the next cycle asks for it again.
@@ -379,7 +389,7 @@ func (s *Scheduler) stalled(ctx context.Context, uk store.UserKey, cycle uint64,
 // job — there is nothing to reconcile for it — and gets an Exchange job only when its next probe
 // is due (the exchange-worker sets it), so that a mailbox fixed in Exchange comes back by itself.
 // A good read ends the suspension; the user is then read in full from Salesforce (startCycle).
-func (s *Scheduler) probe(ctx context.Context, uk store.UserKey, sch status.Scheduling, cycle uint64, kinds []tandemv1.RecordKind, now time.Time) error {
+func (s *Scheduler) probe(ctx context.Context, uk store.UserKey, sch status.Scheduling, cycle uint64, tag string, kinds []tandemv1.RecordKind, now time.Time) error {
 	var errs []error
 	if !sch.LeftOut {
 		// Without the mark, the user's first Salesforce read after the suspension would continue
@@ -393,21 +403,21 @@ func (s *Scheduler) probe(ctx context.Context, uk store.UserKey, sch status.Sche
 	}
 	s.log.InfoContext(ctx, "probing a suspended user's mailbox", slog.String("user", uk.UserID),
 		slog.String("code", sch.Exchange.GetLastError().GetCode()), slog.Time("suspended_at", sch.Exchange.GetSuspendedAt().AsTime()))
-	return errors.Join(append(errs, s.publishExchangeJob(ctx, uk, cycle, kinds, false, now))...)
+	return errors.Join(append(errs, s.publishExchangeJob(ctx, uk, cycle, tag, kinds, false, now))...)
 }
 
 // exchangeJob publishes a user's Exchange job unless the user is backed off after failures
 // (ex is the exchange-worker's status part). A user whose suspension was lifted (ex still says
 // suspended, but the caller found that it no longer holds) is due at once, back-off or not.
-func (s *Scheduler) exchangeJob(ctx context.Context, uk store.UserKey, ex *tandemv1.UserStatus, cycle uint64, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
+func (s *Scheduler) exchangeJob(ctx context.Context, uk store.UserKey, ex *tandemv1.UserStatus, cycle uint64, tag string, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
 	resumed := ex.GetSuspended()
 	if !full && !resumed && ex.GetConsecutiveFailures() > 0 && ex.GetNextSyncAt().AsTime().After(now) {
 		return nil
 	}
-	return s.publishExchangeJob(ctx, uk, cycle, kinds, full, now)
+	return s.publishExchangeJob(ctx, uk, cycle, tag, kinds, full, now)
 }
 
-func (s *Scheduler) publishExchangeJob(ctx context.Context, uk store.UserKey, cycle uint64, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
+func (s *Scheduler) publishExchangeJob(ctx context.Context, uk store.UserKey, cycle uint64, tag string, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
 	subject, err := bus.ExchangeJobSubject(uk.OrgID, uk.UserID)
 	if err != nil {
 		return err
@@ -416,7 +426,7 @@ func (s *Scheduler) publishExchangeJob(ctx context.Context, uk store.UserKey, cy
 		OrgId: uk.OrgID, UserId: uk.UserID, System: tandemv1.System_SYSTEM_EXCHANGE, Kinds: kinds,
 		Cycle: cycle, FullResync: full, ScheduledAt: timestamppb.New(now),
 	}
-	return s.pub.Publish(ctx, subject, job, bus.MsgID(uk.OrgID, uk.UserID, "exchange", fmt.Sprint(cycle)))
+	return s.pub.Publish(ctx, subject, job, bus.MsgID(uk.OrgID, uk.UserID, "exchange", tag))
 }
 
 // Run runs the scheduler alone, with its health endpoint, until ctx ends.

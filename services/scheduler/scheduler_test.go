@@ -613,3 +613,31 @@ func TestComponentTicksUntilStopped(t *testing.T) {
 		t.Fatal("the scheduler did not stop")
 	}
 }
+
+// TestCyclesNumberedAgainAfterLostStateArePublished: Redis is flushed, so the schedule is lost
+// and the next cycle is numbered 1 again while the bus still remembers the message ids of the
+// first cycle 1 (its duplicate window is ten minutes). The new cycle's jobs must go out all the
+// same: de-duplicated against the old ones, they would be dropped, and the users not read.
+func TestCyclesNumberedAgainAfterLostStateArePublished(t *testing.T) {
+	e := newEnv(t, testConfig())
+	setUp := func() {
+		e.putOrg(t, org(orgA))
+		e.putUsers(t, orgA, user(user1, true))
+		e.putConfig(t, orgA, contactsOnly(user1))
+	}
+	setUp()
+	e.tick(t)
+	if sf, ex := split(t, orgA, e.newJobs(t)); sf.GetCycle() != 1 || ex[user1] == nil {
+		t.Fatalf("first cycle: Salesforce job %v, Exchange jobs %v", sf, ex)
+	}
+	if err := e.st.Client().FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	setUp()
+	time.Sleep(2 * time.Millisecond) // the claim times of the two cycles 1 differ
+	e.tick(t)
+	sf, ex := split(t, orgA, e.newJobs(t))
+	if sf.GetCycle() != 1 || ex[user1].GetCycle() != 1 {
+		t.Fatalf("after the loss: Salesforce job %v, Exchange jobs %v; want cycle 1 again, for %s", sf, ex, user1)
+	}
+}
