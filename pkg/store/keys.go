@@ -36,7 +36,9 @@ import (
 //	tandem:{O}:errors:recent             zset    entry id scored by last seen (unix ms): the report, newest last
 //	tandem:{O}:errors:user:<U>           zset    the same, for one user's entries
 //	tandem:{O}:activity:<kind>           hash    minute (unix minutes) → records synced; "last" → unix ms of the last sync
-//	tandem:{O}:schedule                  hash    "cycle" → the org's last cycle; "next_at", "started_at" → unix ms;
+//	tandem:{O}:schedule                  hash    "cycle" → the org's last cycle; "epoch" → when its numbering began
+//	                                             (unix ms of the first claim; new after the schedule is lost);
+//	                                             "next_at", "started_at" → unix ms;
 //	                                             "unpublished" → a claimed cycle whose jobs are not all published,
 //	                                             "publishing_until" → unix ms its publisher holds it until (outbox.go)
 //
@@ -56,7 +58,8 @@ import (
 //	tandem:{O:U}:rejected:<k>            hash    "<side>:<sync key>" → RejectedWrite: writes the target refused
 //	tandem:{O:U}:tombstones:<k>          set     "<side>:<id>": records never to be recreated on the other side
 //	tandem:{O:U}:held:<k>                hash    hold id → Hold; "decision:<hold id>" → approve | reject
-//	tandem:{O:U}:cycle:<k>               hash    cycle bookkeeping: pages received per side and cycle, readiness
+//	tandem:{O:U}:cycle:<k>               hash    cycle bookkeeping: pages received per side and cycle, readiness,
+//	                                             the schedule epoch whose cycles it counts
 //	tandem:{O:U}:unseen:<k>              set     ids of Exchange items Tandem wrote that no read has listed yet
 //
 // Statuses (package status):

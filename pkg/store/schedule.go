@@ -12,7 +12,9 @@ import (
 
 // claimCycleScript starts an org's next cycle if it is due: it numbers the cycle and sets when
 // the following one is due, atomically, so that several scheduler replicas never start the same
-// cycle twice. In the same step it puts the cycle in the org's outbox (see outbox.go), held by
+// cycle twice. The first claim of a schedule also names its epoch (the claim's time): cycles are
+// numbered within an epoch, and a schedule lost with the rest of Tandem's state (FLUSHALL)
+// numbers its cycles from 1 again in a new one. In the same step it puts the cycle in the org's outbox (see outbox.go), held by
 // the claimant until ARGV[3], so that a claimant that dies before publishing the cycle's jobs
 // leaves the cycle to be published by the next tick. It returns 0 when the org is not due.
 var claimCycleScript = redis.NewScript(`
@@ -21,6 +23,9 @@ if tonumber(ARGV[1]) < due then
   return 0
 end
 local cycle = redis.call('HINCRBY', KEYS[1], 'cycle', 1)
+if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1])
+end
 redis.call('HSET', KEYS[1], 'next_at', ARGV[2], 'started_at', ARGV[1],
   'unpublished', cycle, 'publishing_until', ARGV[3])
 return cycle
@@ -65,18 +70,25 @@ func (s *Store) DueNow(ctx context.Context, orgID string) error {
 	return s.Apply(ctx, HSet(key, "next_at", "0"))
 }
 
-// ScheduledCycle returns the org's last cycle started; 0 before the first, or when the
-// schedule was lost with the rest of Tandem's state (and the numbering starts again).
-func (s *Store) ScheduledCycle(ctx context.Context, orgID string) (uint64, error) {
+// ScheduledCycle returns the org's last cycle started and the epoch its numbering belongs to
+// (see ClaimCycle); 0 and "" before the first, or when the schedule was lost with the rest of
+// Tandem's state.
+func (s *Store) ScheduledCycle(ctx context.Context, orgID string) (cycle uint64, epoch string, err error) {
 	key, err := scheduleKey(orgID)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	n, err := s.rdb.HGet(ctx, key, "cycle").Uint64()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return 0, fmt.Errorf("read schedule of org %s: %w", orgID, err)
+	vals, err := s.rdb.HMGet(ctx, key, "cycle", "epoch").Result()
+	if err != nil {
+		return 0, "", fmt.Errorf("read schedule of org %s: %w", orgID, err)
 	}
-	return n, nil
+	if v, ok := vals[0].(string); ok {
+		if cycle, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return 0, "", fmt.Errorf("read schedule of org %s: cycle %q: %w", orgID, v, err)
+		}
+	}
+	epoch, _ = vals[1].(string)
+	return cycle, epoch, nil
 }
 
 // GetSchedule returns the org's schedule.

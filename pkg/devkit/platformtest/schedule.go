@@ -13,7 +13,7 @@ import (
 func ClaimCycles(t testing.TB, st *store.Store, orgID string, cycle uint64) {
 	t.Helper()
 	for {
-		current, err := st.ScheduledCycle(t.Context(), orgID)
+		current, _, err := st.ScheduledCycle(t.Context(), orgID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -155,17 +155,18 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 		return malformed("change batch for %s: source %s, kind %s", uk, b.GetSource(), b.GetKind())
 	}
 	ctx = telemetry.WithScope(ctx, uk.OrgID, uk.UserID)
-	if stale, err := s.fromLostSchedule(ctx, uk, b.GetCycle()); stale || err != nil {
+	epoch, stale, err := s.fromLostSchedule(ctx, uk, b.GetCycle())
+	if stale || err != nil {
 		return err
 	}
 	var out outcome
-	err := s.withLease(ctx, uk, func(ctx context.Context, lease *store.Lease) error {
+	err = s.withLease(ctx, uk, func(ctx context.Context, lease *store.Lease) error {
 		out = outcome{}
 		cyc, err := s.led.LoadCycle(ctx, uk, b.GetKind())
 		if err != nil {
 			return err
 		}
-		if b.GetCycle() < cyc.ResetFrom {
+		if cyc.Epoch == epoch && b.GetCycle() < cyc.ResetFrom {
 			s.log.DebugContext(ctx, "ignoring a batch from before the user's reset", slog.Uint64("cycle", b.GetCycle()))
 			return nil
 		}
@@ -179,7 +180,7 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 		if err != nil {
 			return err
 		}
-		w := applyPage(snap, b, now, readAt, &out)
+		w := applyPage(snap, b, epoch, now, readAt, &out)
 		if snap.Partial && !due(snap.Cycle) {
 			// Only observations: nothing to plan, send or report on yet.
 			return s.led.Commit(ctx, lease, w)
@@ -197,7 +198,7 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 				return err
 			}
 			out = outcome{}
-			w = applyPage(snap, b, now, readAt, &out)
+			w = applyPage(snap, b, epoch, now, readAt, &out)
 		}
 		if ready := readyCycle(snap.Cycle); ready > snap.Cycle.Reconciled {
 			plan := planner.Compute(stateOf(uk, b.GetKind(), ready, now, set, snap))
@@ -234,23 +235,25 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 	return nil
 }
 
-// fromLostSchedule reports whether a batch's cycle is one the org's schedule has not started:
-// the batch was read before Tandem's state was lost (FLUSHALL, a Redis restored from an older
-// copy), and the scheduler numbers cycles from where its schedule now stands. Such a batch is
-// dropped: taken in, it would mark a cycle far ahead of the new numbering as read, and every
-// new cycle would look older than it and never be planned. What it carried is read again, since
-// the read cursors were lost with the rest.
-func (s *Syncer) fromLostSchedule(ctx context.Context, uk store.UserKey, cycle uint64) (bool, error) {
-	current, err := s.st.ScheduledCycle(ctx, uk.OrgID)
+// fromLostSchedule reads the org's schedule: its epoch, and whether a batch's cycle is one the
+// schedule has not started. Such a batch was read before Tandem's state was lost (FLUSHALL, a
+// Redis restored from an older copy), and the scheduler numbers cycles from where its schedule
+// now stands. It is dropped: taken in, it would mark a cycle far ahead of the new numbering as
+// read, and every new cycle would look older than it and never be planned. What it carried is
+// read again, since the read cursors were lost with the rest. A batch taken in just before the
+// loss may still commit just after it; the epoch, which changes with the loss, tells the
+// handlers after it to set its cycles aside (ledger.Writes.BeginEpoch).
+func (s *Syncer) fromLostSchedule(ctx context.Context, uk store.UserKey, cycle uint64) (epoch string, stale bool, err error) {
+	current, epoch, err := s.st.ScheduledCycle(ctx, uk.OrgID)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
 	if cycle <= current {
-		return false, nil
+		return epoch, false, nil
 	}
 	s.log.WarnContext(ctx, "dropping a batch read before Tandem's state was lost: its cycle is ahead of the org's schedule",
 		slog.Uint64("cycle", cycle), slog.Uint64("scheduled", current))
-	return true, nil
+	return epoch, true, nil
 }
 
 // loadForPage loads what a change batch needs. The whole ledger is read only when the batch
@@ -286,8 +289,12 @@ func due(c ledger.Cycle) bool { return readyCycle(c) > c.Reconciled }
 
 // applyPage adds a page's observations and page bookkeeping to snap and returns the commit
 // that stores them.
-func applyPage(snap *ledger.Snapshot, b *tandemv1.ChangeBatch, now, readAt time.Time, out *outcome) *ledger.Writes {
+func applyPage(snap *ledger.Snapshot, b *tandemv1.ChangeBatch, epoch string, now, readAt time.Time, out *outcome) *ledger.Writes {
 	w := snap.NewWrites()
+	if snap.Cycle.Epoch != epoch {
+		// The bookkeeping counts cycles of a schedule since lost (or predates epochs).
+		w.BeginEpoch(&snap.Cycle, epoch)
+	}
 	if snap.Cycle.BeganMs == 0 {
 		snap.Cycle.BeganMs = now.UnixMilli()
 		w.SetBegan(snap.Cycle.BeganMs)

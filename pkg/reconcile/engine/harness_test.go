@@ -120,7 +120,7 @@ func claimCycles(t testing.TB, st *store.Store, orgID string, cycle uint64) {
 	t.Helper()
 	ctx := context.Background()
 	for {
-		current, err := st.ScheduledCycle(ctx, orgID)
+		current, _, err := st.ScheduledCycle(ctx, orgID)
 		if err != nil {
 			t.Fatal(err)
 		}

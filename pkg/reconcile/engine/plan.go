@@ -64,6 +64,11 @@ func fieldsOf(c *tandemv1.WriteCommand) []string {
 func (s *Syncer) Reset(ctx context.Context, uk store.UserKey, from uint64) error {
 	// The scheduler calls this in its tick: it waits briefly for a reconciler working on the
 	// user, not for a whole lease TTL; if it must give up, the user stays marked for the next cycle.
+	// from is a cycle of the schedule's current epoch, which the reset's bookkeeping names.
+	_, epoch, err := s.st.ScheduledCycle(ctx, uk.OrgID)
+	if err != nil {
+		return err
+	}
 	return s.withLeaseWait(ctx, uk, resetLeaseWait, func(ctx context.Context, lease *store.Lease) error {
 		for _, kind := range Kinds {
 			snap, err := s.led.Load(ctx, uk, kind)
@@ -71,7 +76,7 @@ func (s *Syncer) Reset(ctx context.Context, uk store.UserKey, from uint64) error
 				return err
 			}
 			w := snap.NewWrites()
-			w.Reset(from)
+			w.Reset(from, epoch)
 			if err := s.led.Commit(ctx, lease, w); err != nil {
 				return err
 			}

@@ -105,3 +105,35 @@ func TestBatchesReadBeforeLostStateAreDropped(t *testing.T) {
 		t.Fatalf("%d contacts in Salesforce, want 3", len(h.sf.items))
 	}
 }
+
+// TestCyclesOfALostScheduleAreSetAside: a batch of cycle 40, handled just before Tandem's state
+// was lost, commits just after: the user's ledger counts cycle 40 as reconciled while the
+// scheduler numbers its cycles from 1 again, in a new epoch. The new cycles are planned all the
+// same: the old epoch's bookkeeping is set aside, not compared with them.
+func TestCyclesOfALostScheduleAreSetAside(t *testing.T) {
+	cfg := bothWays(0)
+	h := newHarness(t, servertest.Redis(t), cfg)
+	h.ex.create(contactRecord(1, "Ada", "Lovelace", "Countess"))
+	h.settle()
+	h.cycle = 39
+	h.settle() // the ledger has reconciled cycle 40 or later
+	if _, reconciled, err := h.syncer.led.ResetProgress(h.ctx, uk, tandemv1.RecordKind_RECORD_KIND_CONTACT); err != nil || reconciled < 40 {
+		t.Fatalf("reconciled cycle %d (%v), want 40 or later", reconciled, err)
+	}
+	// Only the schedule is lost, as when the late commit lands after FLUSHALL.
+	keys, err := h.st.Client().Keys(h.ctx, "*"+testOrg+"*schedule*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("the org's schedule: %v, %v", keys, err)
+	}
+	if err := h.st.Client().Del(h.ctx, keys[0]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.cycle = 0
+	h.exCursor, h.sfCursor = -1, -1 // the read cursors were lost too
+	h.sf.create(contactRecord(2, "Grace", "Hopper", "Admiral"))
+	h.settle()
+	h.assertAgree()
+	if len(h.ex.items) != 2 {
+		t.Fatalf("%d contacts in Exchange, want 2: the new cycles were never planned", len(h.ex.items))
+	}
+}

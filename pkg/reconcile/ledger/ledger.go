@@ -231,6 +231,9 @@ type Cycle struct {
 	// Quiet is the settings fingerprint of the last plan that found nothing to do, while the
 	// ledger's data has not changed since (see Writes.SetQuiet); empty otherwise.
 	Quiet string
+	// Epoch is the epoch of the org's schedule whose cycles this bookkeeping counts (see
+	// Writes.BeginEpoch); empty before the first.
+	Epoch string
 }
 
 // Cycle hash fields.
@@ -242,6 +245,7 @@ const (
 	fieldRelinked   = "relinked"
 	fieldBegan      = "began_ms"
 	fieldQuiet      = "quiet"
+	fieldEpoch      = "epoch"
 	prefixReady     = "ready:"
 	prefixPages     = "pages:"
 	prefixCount     = "count:"
@@ -275,6 +279,8 @@ func parseCycle(raw map[string]string) Cycle {
 			c.BeganMs = n
 		case f == fieldQuiet:
 			c.Quiet = v
+		case f == fieldEpoch:
+			c.Epoch = v
 		case strings.HasPrefix(f, prefixReady):
 			c.Ready[f[len(prefixReady):]] = u(v)
 		case strings.HasPrefix(f, prefixPages):
@@ -528,6 +534,40 @@ func (w *Writes) setCycle(field, value string) {
 	w.ops = append(w.ops, store.HSet(w.keys.Cycle, field, value))
 }
 
+// BeginEpoch makes c, the bookkeeping of cycles of another epoch of the org's schedule, count
+// the cycles of epoch instead. Cycles of a lost schedule (numbered again from 1 in a new epoch
+// after FLUSHALL) tell nothing about the new ones: left in place, a cycle 205 marked read in the
+// old numbering would make every new cycle up to 205 look older and never be planned. So what
+// counts cycles goes — reconciled and ready cycles, pages, waiting reads, writes still to send,
+// a reset's start, the quiet mark — and what describes the records stays: the ledger's data,
+// when it began, which initial syncs completed, the relinks counted.
+func (w *Writes) BeginEpoch(c *Cycle, epoch string) {
+	fields := []string{fieldReconciled, fieldResetFrom, fieldUnsent, fieldQuiet}
+	for side := range c.Ready {
+		fields = append(fields, prefixReady+side)
+	}
+	for cs := range c.Pages {
+		fields = append(fields, prefixPages+cs)
+	}
+	for cs := range c.Counts {
+		fields = append(fields, prefixCount+cs)
+	}
+	for cs := range c.FullStart {
+		fields = append(fields, prefixFullStart+cs)
+	}
+	for cs := range c.Waiting {
+		fields = append(fields, prefixWaiting+cs)
+	}
+	w.ops = append(w.ops, store.HDel(w.keys.Cycle, fields...))
+	w.setCycle(fieldEpoch, epoch)
+	*c = Cycle{
+		Ready: map[string]uint64{}, Pages: map[string]map[uint32]bool{}, Counts: map[string]uint32{},
+		FullStart: map[string]int64{}, Waiting: map[string]uint64{},
+		InitialDone: c.InitialDone, LastSyncedMs: c.LastSyncedMs, Relinked: c.Relinked, BeganMs: c.BeganMs,
+		Epoch: epoch,
+	}
+}
+
 // SetReconciled records the last planned cycle.
 func (w *Writes) SetReconciled(cycle uint64) {
 	w.setCycle(fieldReconciled, strconv.FormatUint(cycle, 10))
@@ -604,15 +644,17 @@ func (w *Writes) SetLastSynced(ms int64) {
 }
 
 // Reset clears the whole ledger of a user and kind — links, mirrors, writes in flight,
-// refusals, tombstones, holds — and ignores batches of cycles before from. Records themselves
+// refusals, tombstones, holds — and ignores batches of cycles before from, a cycle of the
+// schedule's epoch (see BeginEpoch). Records themselves
 // are not touched; the next full reads relink them by sync key and matching. Commands sent
 // before the reset are no longer in flight, so workers skip them if a redelivery brings them back.
-func (w *Writes) Reset(from uint64) {
+func (w *Writes) Reset(from uint64, epoch string) {
 	k := w.keys
 	w.disturbed = true
 	w.unseen = nil
 	w.ops = append(w.ops, store.Del(k.ExchangeMirror, k.SalesforceMirror, k.Mappings, k.Pending, k.Rejected, k.Tombstones, k.Holds, k.Cycle, k.Unseen))
 	w.setCycle(fieldResetFrom, strconv.FormatUint(from, 10))
+	w.setCycle(fieldEpoch, epoch)
 }
 
 // Commit applies w under lease; it is refused if the lease is stale.

@@ -429,14 +429,14 @@ func TestReset(t *testing.T) {
 	}
 
 	w = e.load(t, contact).NewWrites()
-	w.Reset(8)
+	w.Reset(8, "e1")
 	e.commit(t, w)
 	got := e.load(t, contact)
 	if n := len(got.Exchange) + len(got.Salesforce) + len(got.Mappings) + len(got.Pending) + len(got.Rejected) + len(got.Tombstones) + len(got.Holds) + len(got.Decisions); n != 0 {
 		t.Errorf("%d entries survived the reset: %+v", n, got)
 	}
 	wantCycle := ledger.Cycle{
-		ResetFrom: 8, Ready: map[string]uint64{}, Pages: map[string]map[uint32]bool{}, Counts: map[string]uint32{},
+		ResetFrom: 8, Epoch: "e1", Ready: map[string]uint64{}, Pages: map[string]map[uint32]bool{}, Counts: map[string]uint32{},
 		FullStart: map[string]int64{}, InitialDone: map[string]bool{}, Waiting: map[string]uint64{},
 	}
 	if diff := cmp.Diff(wantCycle, got.Cycle); diff != "" {

@@ -87,7 +87,7 @@ func TestUnseenIndexFollowsTheMirror(t *testing.T) {
 		t.Fatalf("page snapshot holds %v, want E4 and E5", snap.Exchange)
 	}
 	w = e.load(t, contact).NewWrites()
-	w.Reset(9)
+	w.Reset(9, "e1")
 	e.commit(t, w)
 	if n, _ := e.st.Client().Exists(t.Context(), keys.Unseen).Result(); n != 0 {
 		t.Error("a reset left the unseen index")
