@@ -188,9 +188,9 @@ func TestEverySubjectHasExactlyOneConsumer(t *testing.T) {
 	pools := []string{testPool, "big", "exchange", "shared-2"}
 	pooled := func(role, pool string) string { return bus.PoolConsumer(role, pool) }
 	subjects := map[string]string{ // subject -> consumer that must take it
-		must(bus.ChangesSubject(testOrg, testUser)):  bus.ConsumerReconcilerChanges,
-		must(bus.ResultsSubject(testOrg, testUser)):  bus.ConsumerReconcilerResults,
-		must(bus.DeadSubject(testOrg)):               bus.ConsumerStatusDead,
+		must(bus.ChangesSubject(testOrg, testUser)): bus.ConsumerReconcilerChanges,
+		must(bus.ResultsSubject(testOrg, testUser)): bus.ConsumerReconcilerResults,
+		must(bus.DeadSubject(testOrg)):              bus.ConsumerStatusDead,
 		must(bus.ChangesSubject("exchange", "big")): bus.ConsumerReconcilerChanges,
 	}
 	for _, pool := range pools {
