@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -121,6 +122,37 @@ func TestPutOrgNeverReturnsSecrets(t *testing.T) {
 	}
 	if stored.GetName() != "Acme Corp" || stored.GetExchange().GetPassword() != password || stored.GetSalesforce().GetClientSecret() != sfSecret {
 		t.Fatalf("after an edit without secrets: %v", stored)
+	}
+}
+
+// TestPutOrgWorkerPool: an org's worker pool is stored as given, and a name that is not a DNS
+// label is refused with a message naming the field, before anything is stored.
+func TestPutOrgWorkerPool(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := t.Context()
+	org := orgWithSecrets()
+	org.WorkerPool = "big"
+	put, err := e.adminC.PutOrg(ctx, &tandemv1.PutOrgRequest{Org: org})
+	if err != nil {
+		t.Fatalf("PutOrg with pool big: %v", err)
+	}
+	if put.GetOrg().GetWorkerPool() != "big" {
+		t.Errorf("PutOrg returned worker_pool %q, want big", put.GetOrg().GetWorkerPool())
+	}
+	for _, bad := range []string{"Big", "big.tenant", "big*", "-big"} {
+		org.WorkerPool = bad
+		_, err := e.adminC.PutOrg(ctx, &tandemv1.PutOrgRequest{Org: org})
+		wantCode(t, err, codes.InvalidArgument)
+		if msg := status.Convert(err).Message(); !strings.Contains(msg, "worker_pool") || !strings.Contains(msg, "DNS label") {
+			t.Errorf("PutOrg with worker_pool %q: message %q does not name the field and its rule", bad, msg)
+		}
+	}
+	got, err := e.adminC.GetOrg(ctx, &tandemv1.GetOrgRequest{OrgId: org.GetOrgId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetOrg().GetWorkerPool() != "big" {
+		t.Errorf("after refused puts worker_pool = %q, want big", got.GetOrg().GetWorkerPool())
 	}
 }
 

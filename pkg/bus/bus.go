@@ -198,12 +198,65 @@ func (b *Bus) Declare(ctx context.Context) error {
 			return fmt.Errorf("bus: declare stream %s: %w", sc.Name, err)
 		}
 	}
+	// The retired consumers go before anything is created next to them: their filters
+	// overlap the pooled consumers'.
+	for _, rc := range b.topology.RetiredConsumers {
+		err := b.js.DeleteConsumer(ctx, rc.Stream, rc.Durable)
+		if err == nil {
+			b.logger.InfoContext(ctx, "bus: deleted a consumer of an older topology",
+				slog.String(logKeyConsumer, rc.Durable), slog.String(logKeyStream, rc.Stream))
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("bus: delete retired consumer %s on %s: %w", rc.Durable, rc.Stream, err)
+		}
+	}
+	for _, rs := range b.topology.RetiredSubjects {
+		if err := b.purge(ctx, rs); err != nil {
+			return err
+		}
+	}
 	for _, cs := range b.topology.Consumers {
 		if _, err := b.js.CreateOrUpdateConsumer(ctx, cs.Stream, cs.Config); err != nil {
 			return fmt.Errorf("bus: declare consumer %s on %s: %w", cs.Config.Durable, cs.Stream, err)
 		}
 	}
 	return nil
+}
+
+// purge removes the messages stored on a retired subject, which no consumer reads.
+func (b *Bus) purge(ctx context.Context, rs RetiredSubject) error {
+	s, err := b.js.Stream(ctx, rs.Stream)
+	if err != nil {
+		return fmt.Errorf("bus: purge %s from %s: %w", rs.Filter, rs.Stream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(rs.Filter))
+	if err != nil {
+		return fmt.Errorf("bus: purge %s from %s: %w", rs.Filter, rs.Stream, err)
+	}
+	if len(info.State.Subjects) == 0 {
+		return nil
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(rs.Filter)); err != nil {
+		return fmt.Errorf("bus: purge %s from %s: %w", rs.Filter, rs.Stream, err)
+	}
+	b.logger.WarnContext(ctx, "bus: purged messages of an older topology; their reads and writes are recovered as lost ones",
+		slog.String(logKeyStream, rs.Stream), slog.String("filter", rs.Filter), slog.Int("subjects", len(info.State.Subjects)))
+	return nil
+}
+
+// declarePooled creates or updates a pool's consumer, which Declare cannot know in advance:
+// the first replica of a pool to consume creates it, the others find it.
+func (b *Bus) declarePooled(ctx context.Context, spec ConsumerSpec) (jetstream.Consumer, error) {
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, spec.Stream, spec.Config)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := b.redeclareStream(ctx, spec.Stream); err != nil {
+			return nil, err
+		}
+		cons, err = b.js.CreateOrUpdateConsumer(ctx, spec.Stream, spec.Config)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: declare consumer %s on %s: %w", spec.Config.Durable, spec.Stream, err)
+	}
+	return cons, nil
 }
 
 // Ready reports whether the bus can do its work: the connection is up and JetStream answers.

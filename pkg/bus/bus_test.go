@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -54,8 +55,11 @@ func TestDeclareIsIdempotent(t *testing.T) {
 			t.Errorf("consumer %s config %+v, want %+v", want.Config.Durable, got, want.Config)
 		}
 	}
-	if n := len(top.Consumers); n != 7 {
-		t.Errorf("%d consumers in the topology, want 7", n)
+	if n := len(top.Consumers); n != 3 {
+		t.Errorf("%d consumers in the topology, want 3", n)
+	}
+	if n := len(top.Pooled); n != 4 {
+		t.Errorf("%d pooled consumer roles in the topology, want 4", n)
 	}
 
 	jobs, _ := env.js.Stream(t.Context(), bus.StreamJobs)
@@ -66,8 +70,8 @@ func TestDeclareIsIdempotent(t *testing.T) {
 	if got := dead.CachedInfo().Config; got.Retention != jetstream.LimitsPolicy || got.MaxAge != 14*24*time.Hour {
 		t.Errorf("dead stream retention %v max age %s", got.Retention, got.MaxAge)
 	}
-	apply, _ := top.Consumer(bus.ConsumerExchangeApply)
-	jobsConsumer, _ := top.Consumer(bus.ConsumerExchangeJobs)
+	apply, _ := top.Consumer(bus.PoolConsumer(bus.ConsumerExchangeApply, testPool))
+	jobsConsumer, _ := top.Consumer(bus.PoolConsumer(bus.ConsumerExchangeJobs, testPool))
 	if !apply.DoubleAck || jobsConsumer.DoubleAck {
 		t.Errorf("DoubleAck: apply %v, jobs %v; want apply only", apply.DoubleAck, jobsConsumer.DoubleAck)
 	}
@@ -82,15 +86,26 @@ func TestDeclareAppliesTunables(t *testing.T) {
 	if got := s.CachedInfo().Config; got.Duplicates != time.Minute || got.MaxAge != time.Hour {
 		t.Errorf("dead stream duplicates %s max age %s", got.Duplicates, got.MaxAge)
 	}
-	info := env.consumerInfo(t, bus.StreamApply, bus.ConsumerSalesforceApply)
+	info := env.consumerInfo(t, bus.StreamResults, bus.ConsumerReconcilerResults)
 	if info.Config.AckWait != 2*time.Second || info.Config.MaxDeliver != 3 {
 		t.Errorf("consumer ack wait %s max deliver %d", info.Config.AckWait, info.Config.MaxDeliver)
+	}
+	// A pool's consumer, created when a worker of the pool first consumes, gets them too.
+	big := bus.PoolConsumer(bus.ConsumerSalesforceApply, "big")
+	env.consume(t, big, func(context.Context, *bus.Message) error { return nil })
+	poll.Until(t, "the pool's consumer to be created", func() bool {
+		_, err := env.js.Consumer(t.Context(), bus.StreamApply, big)
+		return err == nil
+	})
+	info = env.consumerInfo(t, bus.StreamApply, big)
+	if info.Config.AckWait != 2*time.Second || info.Config.MaxDeliver != 3 || info.Config.FilterSubject != "tandem.apply.*.salesforce.big.*" {
+		t.Errorf("pool consumer ack wait %s max deliver %d filter %s", info.Config.AckWait, info.Config.MaxDeliver, info.Config.FilterSubject)
 	}
 }
 
 func TestPublishDeduplicatesByMsgID(t *testing.T) {
 	env := newEnv(t, bus.Config{})
-	subject, err := bus.ExchangeJobSubject(testOrg, testUser)
+	subject, err := bus.ExchangeJobSubject(testOrg, testPool, testUser)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +246,7 @@ func TestConnectPublishClose(t *testing.T) {
 	if err := b.Declare(t.Context()); err != nil {
 		t.Fatalf("Declare: %v", err)
 	}
-	subject, _ := bus.SalesforceJobSubject(testOrg)
+	subject, _ := bus.SalesforceJobSubject(testOrg, testPool)
 	if err := b.Publish(t.Context(), subject, &tandemv1.SyncJob{OrgId: testOrg, System: salesforce}, "job-1"); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}

@@ -167,7 +167,8 @@ func WithDoubleAck(on bool) ConsumeOption {
 	return func(o *consumeOptions) { o.doubleAck = &on }
 }
 
-// Consume runs handler for the messages of the named durable consumer until ctx is cancelled.
+// Consume runs handler for the messages of the named durable consumer until ctx is cancelled;
+// a pool's consumer (PoolConsumer) is created if it does not exist yet.
 // Then it stops fetching, hands back messages fetched but not started, waits for in-flight
 // handlers (up to the drain timeout, after which their context is cancelled and they are
 // awaited), flushes their acks and returns nil. It returns an error at once if the consumer
@@ -198,7 +199,13 @@ func (b *Bus) Consume(ctx context.Context, consumer string, handler Handler, opt
 		doubleAck = *o.doubleAck
 	}
 
-	cons, err := b.js.Consumer(ctx, spec.Stream, consumer)
+	var cons jetstream.Consumer
+	var err error
+	if spec.Pool != "" {
+		cons, err = b.declarePooled(ctx, spec)
+	} else {
+		cons, err = b.js.Consumer(ctx, spec.Stream, consumer)
+	}
 	if err != nil {
 		return fmt.Errorf("consume %s on %s: %w", consumer, spec.Stream, err)
 	}

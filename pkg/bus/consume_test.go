@@ -337,7 +337,7 @@ func TestConsumePropagatesTraceContext(t *testing.T) {
 
 func TestConsumeGracefulShutdown(t *testing.T) {
 	env := newEnv(t, bus.Config{})
-	subject, _ := bus.ApplySubject(testOrg, exchange, testUser)
+	subject, _ := bus.ApplySubject(testOrg, exchange, testPool, testUser)
 	batch := &tandemv1.WriteBatch{BatchId: "b1", OrgId: testOrg, UserId: testUser, Target: exchange}
 	if err := env.bus.Publish(t.Context(), subject, batch, batch.BatchId); err != nil {
 		t.Fatal(err)
@@ -345,7 +345,7 @@ func TestConsumeGracefulShutdown(t *testing.T) {
 
 	started, release := make(chan struct{}), make(chan struct{})
 	var calls, finished atomic.Int32
-	stop := env.consume(t, bus.ConsumerExchangeApply, func(ctx context.Context, m *bus.Message) error {
+	stop := env.consume(t, bus.PoolConsumer(bus.ConsumerExchangeApply, testPool), func(ctx context.Context, m *bus.Message) error {
 		calls.Add(1)
 		close(started)
 		<-release // the write in flight when shutdown begins
@@ -372,7 +372,7 @@ func TestConsumeGracefulShutdown(t *testing.T) {
 		t.Fatal("Consume returned before the in-flight handler finished")
 	}
 	// Consume flushed the ack before returning: nothing is left to redeliver.
-	info := env.consumerInfo(t, bus.StreamApply, bus.ConsumerExchangeApply)
+	info := env.consumerInfo(t, bus.StreamApply, bus.PoolConsumer(bus.ConsumerExchangeApply, testPool))
 	if info.Delivered.Consumer != 1 || info.AckFloor.Stream != 1 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
 		t.Fatalf("consumer state after shutdown: delivered %d, ack floor %d, ack pending %d, redelivered %d",
 			info.Delivered.Consumer, info.AckFloor.Stream, info.NumAckPending, info.NumRedelivered)

@@ -30,11 +30,12 @@ type Kind int
 // Kinds of subjects.
 const (
 	KindUnspecified Kind = iota
-	// KindJob is a sync job for a worker: tandem.jobs.<org>.exchange.<user> or tandem.jobs.<org>.salesforce.
+	// KindJob is a sync job for a worker: tandem.jobs.<org>.exchange.<pool>.<user> or
+	// tandem.jobs.<org>.salesforce.<pool>.
 	KindJob
 	// KindChanges is a batch of changes read from one side: tandem.changes.<org>.<user>.
 	KindChanges
-	// KindApply is a batch of writes for one side: tandem.apply.<org>.<system>.<user>.
+	// KindApply is a batch of writes for one side: tandem.apply.<org>.<system>.<pool>.<user>.
 	KindApply
 	// KindResults is the result of a batch of writes: tandem.results.<org>.<user>.
 	KindResults
@@ -70,27 +71,33 @@ type Subject struct {
 	UserID string
 	// System is the side a job reads or an apply batch writes; unspecified for other kinds.
 	System tandemv1.System
+	// Pool is the worker pool that consumes a job or an apply batch (the org's worker_pool);
+	// empty for other kinds, which the reconciler and the status API consume whatever the pool.
+	Pool string
 }
 
 // Format builds the subject back from its parts.
 func (s Subject) Format() (string, error) {
+	if s.Pool != "" && s.Kind != KindJob && s.Kind != KindApply {
+		return "", fmt.Errorf("%w: %s subjects carry no worker pool", ErrInvalidSubject, s.Kind)
+	}
 	switch s.Kind {
 	case KindJob:
 		switch s.System {
 		case tandemv1.System_SYSTEM_EXCHANGE:
-			return ExchangeJobSubject(s.OrgID, s.UserID)
+			return ExchangeJobSubject(s.OrgID, s.Pool, s.UserID)
 		case tandemv1.System_SYSTEM_SALESFORCE:
 			if s.UserID != "" {
 				return "", fmt.Errorf("%w: Salesforce jobs are per org and carry no user", ErrInvalidSubject)
 			}
-			return SalesforceJobSubject(s.OrgID)
+			return SalesforceJobSubject(s.OrgID, s.Pool)
 		default:
 			return "", fmt.Errorf("%w: job for system %s", ErrInvalidSubject, s.System)
 		}
 	case KindChanges:
 		return ChangesSubject(s.OrgID, s.UserID)
 	case KindApply:
-		return ApplySubject(s.OrgID, s.System, s.UserID)
+		return ApplySubject(s.OrgID, s.System, s.Pool, s.UserID)
 	case KindResults:
 		return ResultsSubject(s.OrgID, s.UserID)
 	case KindDead:
@@ -103,19 +110,31 @@ func (s Subject) Format() (string, error) {
 	}
 }
 
-// ExchangeJobSubject is where a user's Exchange sync jobs go: tandem.jobs.<org>.exchange.<user>.
-func ExchangeJobSubject(orgID, userID string) (string, error) {
+// The worker pool comes after the system in job and apply subjects, not before the org: every
+// subject keeps the org as its third token, and a pool's consumers still select their messages
+// with one filter (tandem.jobs.*.exchange.<pool>.*), which no other pool's filter overlaps.
+
+// ExchangeJobSubject is where a user's Exchange sync jobs go, for the workers of the org's
+// pool: tandem.jobs.<org>.exchange.<pool>.<user>.
+func ExchangeJobSubject(orgID, pool, userID string) (string, error) {
+	if err := checkToken("worker pool", pool); err != nil {
+		return "", err
+	}
 	return join(token{"org id", orgID}, token{"user id", userID}, func(org, user string) string {
-		return subjectRoot + ".jobs." + org + "." + systemTokenExchange + "." + user
+		return subjectRoot + ".jobs." + org + "." + systemTokenExchange + "." + pool + "." + user
 	})
 }
 
-// SalesforceJobSubject is where an org's Salesforce sync jobs go: tandem.jobs.<org>.salesforce.
-func SalesforceJobSubject(orgID string) (string, error) {
+// SalesforceJobSubject is where an org's Salesforce sync jobs go, for the workers of the org's
+// pool: tandem.jobs.<org>.salesforce.<pool>.
+func SalesforceJobSubject(orgID, pool string) (string, error) {
 	if err := checkToken("org id", orgID); err != nil {
 		return "", err
 	}
-	return subjectRoot + ".jobs." + orgID + "." + systemTokenSalesforce, nil
+	if err := checkToken("worker pool", pool); err != nil {
+		return "", err
+	}
+	return subjectRoot + ".jobs." + orgID + "." + systemTokenSalesforce + "." + pool, nil
 }
 
 // ChangesSubject is where a user's change batches go: tandem.changes.<org>.<user>.
@@ -125,15 +144,18 @@ func ChangesSubject(orgID, userID string) (string, error) {
 	})
 }
 
-// ApplySubject is where write batches for a user on the target system go:
-// tandem.apply.<org>.<exchange|salesforce>.<user>.
-func ApplySubject(orgID string, target tandemv1.System, userID string) (string, error) {
+// ApplySubject is where write batches for a user on the target system go, for the workers of
+// the org's pool: tandem.apply.<org>.<exchange|salesforce>.<pool>.<user>.
+func ApplySubject(orgID string, target tandemv1.System, pool, userID string) (string, error) {
 	sys, err := systemToken(target)
 	if err != nil {
 		return "", err
 	}
+	if err := checkToken("worker pool", pool); err != nil {
+		return "", err
+	}
 	return join(token{"org id", orgID}, token{"user id", userID}, func(org, user string) string {
-		return subjectRoot + ".apply." + org + "." + sys + "." + user
+		return subjectRoot + ".apply." + org + "." + sys + "." + pool + "." + user
 	})
 }
 
@@ -167,10 +189,10 @@ func ParseSubject(subject string) (Subject, error) {
 	case "jobs":
 		s.Kind = KindJob
 		switch {
-		case len(toks) == 5 && toks[3] == systemTokenExchange:
-			s.System, userTok, hasUser = tandemv1.System_SYSTEM_EXCHANGE, toks[4], true
-		case len(toks) == 4 && toks[3] == systemTokenSalesforce:
-			s.System = tandemv1.System_SYSTEM_SALESFORCE
+		case len(toks) == 6 && toks[3] == systemTokenExchange:
+			s.System, s.Pool, userTok, hasUser = tandemv1.System_SYSTEM_EXCHANGE, toks[4], toks[5], true
+		case len(toks) == 5 && toks[3] == systemTokenSalesforce:
+			s.System, s.Pool = tandemv1.System_SYSTEM_SALESFORCE, toks[4]
 		default:
 			return Subject{}, fmt.Errorf("%w: %q is not a job subject", ErrInvalidSubject, subject)
 		}
@@ -185,7 +207,7 @@ func ParseSubject(subject string) (Subject, error) {
 		userTok, hasUser = toks[3], true
 	case "apply":
 		s.Kind = KindApply
-		if len(toks) != 5 {
+		if len(toks) != 6 {
 			return Subject{}, fmt.Errorf("%w: %q is not an apply subject", ErrInvalidSubject, subject)
 		}
 		switch toks[3] {
@@ -196,7 +218,7 @@ func ParseSubject(subject string) (Subject, error) {
 		default:
 			return Subject{}, fmt.Errorf("%w: %q names no target system", ErrInvalidSubject, subject)
 		}
-		userTok, hasUser = toks[4], true
+		s.Pool, userTok, hasUser = toks[4], toks[5], true
 	case "dead":
 		s.Kind = KindDead
 		if len(toks) != 3 {
@@ -209,6 +231,11 @@ func ParseSubject(subject string) (Subject, error) {
 		return Subject{}, err
 	}
 	s.OrgID = toks[2]
+	if s.Kind == KindJob || s.Kind == KindApply {
+		if err := checkToken("worker pool", s.Pool); err != nil {
+			return Subject{}, err
+		}
+	}
 	if hasUser {
 		if err := checkToken("user id", userTok); err != nil {
 			return Subject{}, err

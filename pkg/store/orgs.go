@@ -88,8 +88,15 @@ func (s *Store) PutOrg(ctx context.Context, org *tandemv1.Org) (*tandemv1.Org, e
 	if org == nil {
 		return nil, &ValidationError{Violations: []FieldViolation{{Field: "org", Description: "is required"}}}
 	}
+	var v violations
 	if !ValidID(org.GetOrgId()) {
-		return nil, &ValidationError{Violations: []FieldViolation{{Field: "org_id", Description: "must be 1 to 128 letters, digits, '_' or '-'"}}}
+		v.add("org_id", idRule)
+	}
+	if p := org.GetWorkerPool(); p != "" && !ValidWorkerPool(p) {
+		v.add("worker_pool", workerPoolRule)
+	}
+	if err := v.err(); err != nil {
+		return nil, err
 	}
 	id := org.GetOrgId()
 	settings := Redact(org)

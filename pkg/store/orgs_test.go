@@ -247,3 +247,59 @@ func TestRedact(t *testing.T) {
 		t.Error("Redact added empty connections")
 	}
 }
+
+func TestValidWorkerPool(t *testing.T) {
+	for _, name := range []string{"shared", "big", "a", "acme-2", "0", strings.Repeat("a", 63)} {
+		if !ValidWorkerPool(name) {
+			t.Errorf("ValidWorkerPool(%q) = false, want true", name)
+		}
+	}
+	for _, name := range []string{
+		"", "Big", "acme corp", "a.b", "a*", ">", "-big", "big-", "big_1", "ünï", strings.Repeat("a", 64),
+	} {
+		if ValidWorkerPool(name) {
+			t.Errorf("ValidWorkerPool(%q) = true, want false", name)
+		}
+	}
+}
+
+func TestPutOrgWorkerPool(t *testing.T) {
+	onBoth(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := t.Context()
+		s := newTestStore(t, rdb)
+
+		org := orgWithSecrets("00D1")
+		if _, err := s.PutOrg(ctx, org); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetOrgRedacted(ctx, "00D1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.GetWorkerPool() != "" || WorkerPool(got) != DefaultWorkerPool {
+			t.Errorf("an org without a pool: worker_pool %q, WorkerPool %q; want empty and %q",
+				got.GetWorkerPool(), WorkerPool(got), DefaultWorkerPool)
+		}
+
+		org.WorkerPool = "big"
+		if _, err := s.PutOrg(ctx, org); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = s.GetOrgRedacted(ctx, "00D1"); err != nil || WorkerPool(got) != "big" {
+			t.Fatalf("WorkerPool after setting big = %q, %v", WorkerPool(got), err)
+		}
+
+		for _, bad := range []string{"Big", "big.tenant", "tandem.>", "-x"} {
+			org.WorkerPool = bad
+			_, err := s.PutOrg(ctx, org)
+			var verr *ValidationError
+			if !errors.As(err, &verr) || len(verr.Violations) != 1 || verr.Violations[0].Field != "worker_pool" {
+				t.Errorf("PutOrg with worker_pool %q = %v, want one violation of worker_pool", bad, err)
+			}
+		}
+		// A refused pool leaves the stored one in place.
+		if got, err = s.GetOrgRedacted(ctx, "00D1"); err != nil || WorkerPool(got) != "big" {
+			t.Errorf("WorkerPool after refused puts = %q, %v; want big", WorkerPool(got), err)
+		}
+	})
+}

@@ -3,6 +3,8 @@ package store
 import (
 	"errors"
 	"strings"
+
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
 // ErrInvalid is matched (errors.Is) by every *ValidationError.
@@ -48,3 +50,37 @@ func (v violations) err() error {
 }
 
 const idRule = "must be 1 to 128 letters, digits, '_' or '-'"
+
+// DefaultWorkerPool is the worker pool of an org whose worker_pool is empty, and the pool a
+// worker serves when it is started without one.
+const DefaultWorkerPool = "shared"
+
+// maxWorkerPoolLen is a DNS label's limit, so a pool can name the workers' Deployment
+// (exchange-worker-<pool>) and appear as one token in subjects and consumer names.
+const maxWorkerPoolLen = 63
+
+const workerPoolRule = "must be 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit (a DNS label), or empty for the default pool \"" + DefaultWorkerPool + "\""
+
+// ValidWorkerPool reports whether name is a worker pool's name: a DNS label (RFC 1123), which
+// also makes it a valid NATS subject token and part of a durable consumer's name.
+func ValidWorkerPool(name string) bool {
+	if name == "" || len(name) > maxWorkerPoolLen || name[0] == '-' || name[len(name)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if ('a' <= c && c <= 'z') || ('0' <= c && c <= '9') || c == '-' {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// WorkerPool returns the pool of workers that serves org: its worker_pool, or the default pool.
+func WorkerPool(org *tandemv1.Org) string {
+	if p := org.GetWorkerPool(); p != "" {
+		return p
+	}
+	return DefaultWorkerPool
+}

@@ -69,7 +69,7 @@ func (e *env) putUsers(users ...*tandemv1.SyncUser) {
 
 func jobMessage(t *testing.T, job *tandemv1.SyncJob) *bus.Message {
 	t.Helper()
-	subject, err := bus.ExchangeJobSubject(job.GetOrgId(), job.GetUserId())
+	subject, err := bus.ExchangeJobSubject(job.GetOrgId(), store.DefaultWorkerPool, job.GetUserId())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -52,6 +53,17 @@ type Config struct {
 	SuspendedProbe time.Duration
 	// Notify configures streaming notifications (notify.go).
 	Notify NotifyConfig
+	// Pool is the worker pool this replica serves: it takes the jobs and write batches of the
+	// orgs whose worker_pool names it, and no others. Empty means the default pool.
+	Pool string
+}
+
+// pool is the worker pool the replica serves.
+func (c *Config) pool() string {
+	if c.Pool == "" {
+		return store.DefaultWorkerPool
+	}
+	return c.Pool
 }
 
 // RegisterFlags registers the worker's flags, the platform's included.
@@ -64,11 +76,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.BackoffMax, "backoff-max", time.Hour, "longest back-off of a user whose Exchange reads fail")
 	fs.IntVar(&c.SuspendAfter, "suspend-after", 5, "suspend a user's sync after this many permanent Exchange read failures in a row (0: never)")
 	fs.DurationVar(&c.SuspendedProbe, "suspended-probe-interval", 24*time.Hour, "how often a suspended user's mailbox is tried anyway")
+	fs.StringVar(&c.Pool, "pool", store.DefaultWorkerPool, "worker pool this replica serves: the orgs whose worker_pool names it")
 	c.Notify.RegisterFlags(fs)
 }
 
 // Validate checks the settings.
 func (c *Config) Validate() error {
+	if c.Pool != "" && !store.ValidWorkerPool(c.Pool) {
+		return fmt.Errorf("--pool %q: a worker pool is 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit", c.Pool)
+	}
 	if c.JobConcurrency < 1 || c.ApplyConcurrency < 1 {
 		return errors.New("concurrency must be at least 1")
 	}
@@ -142,14 +158,15 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 	return w, nil
 }
 
-// Components returns the job and apply consumers, and the notifier when it is enabled.
+// Components returns the job and apply consumers of the replica's worker pool, and the notifier
+// when it is enabled.
 func (w *Worker) Components() []lifecycle.Component {
 	return append([]lifecycle.Component{
 		{Name: "exchange-jobs", Run: func(ctx context.Context) error {
-			return w.bus.Consume(ctx, bus.ConsumerExchangeJobs, w.handleJob, bus.WithConcurrency(w.cfg.JobConcurrency))
+			return w.bus.Consume(ctx, bus.PoolConsumer(bus.ConsumerExchangeJobs, w.cfg.pool()), w.handleJob, bus.WithConcurrency(w.cfg.JobConcurrency))
 		}},
 		{Name: "exchange-apply", Run: func(ctx context.Context) error {
-			return w.bus.Consume(ctx, bus.ConsumerExchangeApply, w.handleApply, bus.WithConcurrency(w.cfg.ApplyConcurrency))
+			return w.bus.Consume(ctx, bus.PoolConsumer(bus.ConsumerExchangeApply, w.cfg.pool()), w.handleApply, bus.WithConcurrency(w.cfg.ApplyConcurrency))
 		}},
 	}, w.notifyComponents()...)
 }

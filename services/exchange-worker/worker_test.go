@@ -975,7 +975,7 @@ func TestComponentsOverTheBus(t *testing.T) {
 	publishJob := func(userID string, cycle uint64) {
 		t.Helper()
 		job := &tandemv1.SyncJob{OrgId: testOrg, UserId: userID, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: cycle, Kinds: []tandemv1.RecordKind{contact}}
-		subject, _ := bus.ExchangeJobSubject(testOrg, userID)
+		subject, _ := bus.ExchangeJobSubject(testOrg, store.DefaultWorkerPool, userID)
 		if err := e.p.Bus.Publish(ctx, subject, job, bus.MsgID(subject, fmt.Sprint(cycle))); err != nil {
 			t.Fatal(err)
 		}
@@ -996,7 +996,7 @@ func TestComponentsOverTheBus(t *testing.T) {
 	cmd := &tandemv1.WriteCommand{CommandId: "cmd1", Op: tandemv1.WriteOp_WRITE_OP_DELETE, SyncKey: "sk1", TargetId: "AAMk1"}
 	e.putInFlight(rep1, contact, tandemv1.System_SYSTEM_EXCHANGE, cmd)
 	batch := &tandemv1.WriteBatch{BatchId: "b1", OrgId: testOrg, UserId: rep1, Target: tandemv1.System_SYSTEM_EXCHANGE, Kind: contact, Commands: []*tandemv1.WriteCommand{cmd}}
-	applySubject, _ := bus.ApplySubject(testOrg, tandemv1.System_SYSTEM_EXCHANGE, rep1)
+	applySubject, _ := bus.ApplySubject(testOrg, tandemv1.System_SYSTEM_EXCHANGE, store.DefaultWorkerPool, rep1)
 	if err := e.p.Bus.Publish(ctx, applySubject, batch, "b1"); err != nil {
 		t.Fatal(err)
 	}
@@ -1027,7 +1027,7 @@ func TestComponentsOverTheBus(t *testing.T) {
 	if n := e.streamMsgs(bus.StreamDead); n != 0 {
 		t.Errorf("%d dead letters; neither failure should be dead-lettered", n)
 	}
-	consumer, err := e.p.JetStream.Consumer(ctx, bus.StreamJobs, bus.ConsumerExchangeJobs)
+	consumer, err := e.p.JetStream.Consumer(ctx, bus.StreamJobs, bus.PoolConsumer(bus.ConsumerExchangeJobs, store.DefaultWorkerPool))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,7 +125,7 @@ func TestChangesAndResultsReachTheSyncer(t *testing.T) {
 		snap := e.snapshot(t)
 		return snap.Cycle.Reconciled == 1 && len(snap.Pending) == 1
 	})
-	applySubject, err := bus.ApplySubject(testOrg, tandemv1.System_SYSTEM_SALESFORCE, testUser)
+	applySubject, err := bus.ApplySubject(testOrg, tandemv1.System_SYSTEM_SALESFORCE, store.DefaultWorkerPool, testUser)
 	if err != nil {
 		t.Fatal(err)
 	}

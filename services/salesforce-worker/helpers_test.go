@@ -65,7 +65,7 @@ func (e *env) putUsers(users ...*tandemv1.SyncUser) {
 
 func jobMessage(t *testing.T, job *tandemv1.SyncJob) *bus.Message {
 	t.Helper()
-	subject, err := bus.SalesforceJobSubject(job.GetOrgId())
+	subject, err := bus.SalesforceJobSubject(job.GetOrgId(), store.DefaultWorkerPool)
 	if err != nil {
 		t.Fatal(err)
 	}

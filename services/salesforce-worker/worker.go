@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
@@ -43,6 +44,17 @@ type Config struct {
 	ClientName string
 	// CDC configures the Change Data Capture subscriptions (cdc.go).
 	CDC CDCConfig
+	// Pool is the worker pool this replica serves: it takes the jobs and write batches of the
+	// orgs whose worker_pool names it, and no others. Empty means the default pool.
+	Pool string
+}
+
+// pool is the worker pool the replica serves.
+func (c *Config) pool() string {
+	if c.Pool == "" {
+		return store.DefaultWorkerPool
+	}
+	return c.Pool
 }
 
 // RegisterFlags registers the worker's flags, the platform's included.
@@ -52,11 +64,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ApplyConcurrency, "apply-concurrency", 8, "write batches carried out at once by this replica")
 	fs.DurationVar(&c.DirectoryRefresh, "directory-refresh", time.Hour, "how often each org's user directory is read again")
 	fs.StringVar(&c.ClientName, "client-name", salesforce.DefaultClientName, "client name sent in Sforce-Call-Options on writes")
+	fs.StringVar(&c.Pool, "pool", store.DefaultWorkerPool, "worker pool this replica serves: the orgs whose worker_pool names it")
 	c.CDC.RegisterFlags(fs)
 }
 
 // Validate checks the settings.
 func (c *Config) Validate() error {
+	if c.Pool != "" && !store.ValidWorkerPool(c.Pool) {
+		return fmt.Errorf("--pool %q: a worker pool is 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit", c.Pool)
+	}
 	if c.JobConcurrency < 1 || c.ApplyConcurrency < 1 {
 		return errors.New("concurrency must be at least 1")
 	}
@@ -119,14 +135,15 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 	return w, nil
 }
 
-// Components returns the job and apply consumers, and the CDC subscriptions.
+// Components returns the job and apply consumers of the replica's worker pool, and the CDC
+// subscriptions.
 func (w *Worker) Components() []lifecycle.Component {
 	return append(w.cdcComponents(), []lifecycle.Component{
 		{Name: "salesforce-jobs", Run: func(ctx context.Context) error {
-			return w.bus.Consume(ctx, bus.ConsumerSalesforceJobs, w.handleJob, bus.WithConcurrency(w.cfg.JobConcurrency))
+			return w.bus.Consume(ctx, bus.PoolConsumer(bus.ConsumerSalesforceJobs, w.cfg.pool()), w.handleJob, bus.WithConcurrency(w.cfg.JobConcurrency))
 		}},
 		{Name: "salesforce-apply", Run: func(ctx context.Context) error {
-			return w.bus.Consume(ctx, bus.ConsumerSalesforceApply, w.handleApply, bus.WithConcurrency(w.cfg.ApplyConcurrency))
+			return w.bus.Consume(ctx, bus.PoolConsumer(bus.ConsumerSalesforceApply, w.cfg.pool()), w.handleApply, bus.WithConcurrency(w.cfg.ApplyConcurrency))
 		}},
 	}...)
 }

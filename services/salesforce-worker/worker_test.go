@@ -597,7 +597,7 @@ func TestComponentsOverTheBus(t *testing.T) {
 	})
 	e.p.Run(t, "salesforce-worker", e.w.Components()...)
 
-	subject, _ := bus.SalesforceJobSubject(testOrg)
+	subject, _ := bus.SalesforceJobSubject(testOrg, store.DefaultWorkerPool)
 	if err := e.p.Bus.Publish(ctx, subject, job(1, []tandemv1.RecordKind{contact}, []string{u1}, []string{u1}), "job-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -615,7 +615,7 @@ func TestComponentsOverTheBus(t *testing.T) {
 	cmd := create("cmd1", "sk1")
 	e.putInFlight(u1, contact, tandemv1.System_SYSTEM_SALESFORCE, cmd)
 	batch := &tandemv1.WriteBatch{BatchId: "b1", OrgId: testOrg, UserId: u1, Target: tandemv1.System_SYSTEM_SALESFORCE, Kind: contact, Commands: []*tandemv1.WriteCommand{cmd}}
-	applySubject, _ := bus.ApplySubject(testOrg, tandemv1.System_SYSTEM_SALESFORCE, u1)
+	applySubject, _ := bus.ApplySubject(testOrg, tandemv1.System_SYSTEM_SALESFORCE, store.DefaultWorkerPool, u1)
 	if err := e.p.Bus.Publish(ctx, applySubject, batch, "b1"); err != nil {
 		t.Fatal(err)
 	}

@@ -271,7 +271,7 @@ func TestRepublishedResetCycleStillReadsInFull(t *testing.T) {
 	if err := e.st.MarkReset(ctx, store.UserKey{OrgID: orgA, UserID: user1}); err != nil {
 		t.Fatal(err)
 	}
-	scheduler.SetPublisher(e.sched, &flakyPublisher{next: e.p.Bus, failOn: []string{".salesforce", ".exchange." + user1}})
+	scheduler.SetPublisher(e.sched, &flakyPublisher{next: e.p.Bus, failOn: []string{".salesforce", ".exchange." + store.DefaultWorkerPool + "." + user1}})
 	e.dueNow(t, orgA)
 	if err := e.sched.Tick(ctx); err == nil {
 		t.Fatal("a tick whose publishes failed reported no error")

@@ -218,6 +218,8 @@ func jobTag(c store.Schedule) string {
 // single users, whom the cycle skips.
 func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uint64, tag string, now, next time.Time) (published bool, err error) {
 	orgID := org.GetOrgId()
+	// The jobs go to the workers of the org's pool, read with the org's settings (ListOrgs).
+	pool := store.WorkerPool(org)
 	users, err := s.st.ListUsers(ctx, orgID)
 	if err != nil {
 		return false, err
@@ -258,7 +260,7 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 		}
 		lifted := status.LiftedAt(status.SettingsChanged(org, cfg), sch.Admin)
 		if status.Suspended(sch.Exchange, lifted) {
-			if err := s.probe(ctx, uk, sch, cycle, tag, kinds, now); err != nil {
+			if err := s.probe(ctx, uk, pool, sch, cycle, tag, kinds, now); err != nil {
 				publishErrs = append(publishErrs, err)
 			}
 			continue
@@ -283,13 +285,13 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 		if full.salesforce {
 			sfJob.FullUserIds = append(sfJob.FullUserIds, user.GetUserId())
 		}
-		if err := s.exchangeJob(ctx, uk, sch.Exchange, cycle, tag, kinds, full.exchange, now); err != nil {
+		if err := s.exchangeJob(ctx, uk, pool, sch.Exchange, cycle, tag, kinds, full.exchange, now); err != nil {
 			publishErrs = append(publishErrs, err)
 		}
 	}
 	// The Salesforce job also goes out without users: it refreshes the org's user directory,
 	// which is how a new org learns its users.
-	subject, err := bus.SalesforceJobSubject(orgID)
+	subject, err := bus.SalesforceJobSubject(orgID, pool)
 	if err != nil {
 		return false, err
 	}
@@ -389,7 +391,7 @@ func (s *Scheduler) stalled(ctx context.Context, uk store.UserKey, cycle uint64,
 // job — there is nothing to reconcile for it — and gets an Exchange job only when its next probe
 // is due (the exchange-worker sets it), so that a mailbox fixed in Exchange comes back by itself.
 // A good read ends the suspension; the user is then read in full from Salesforce (startCycle).
-func (s *Scheduler) probe(ctx context.Context, uk store.UserKey, sch status.Scheduling, cycle uint64, tag string, kinds []tandemv1.RecordKind, now time.Time) error {
+func (s *Scheduler) probe(ctx context.Context, uk store.UserKey, pool string, sch status.Scheduling, cycle uint64, tag string, kinds []tandemv1.RecordKind, now time.Time) error {
 	var errs []error
 	if !sch.LeftOut {
 		// Without the mark, the user's first Salesforce read after the suspension would continue
@@ -403,22 +405,24 @@ func (s *Scheduler) probe(ctx context.Context, uk store.UserKey, sch status.Sche
 	}
 	s.log.InfoContext(ctx, "probing a suspended user's mailbox", slog.String("user", uk.UserID),
 		slog.String("code", sch.Exchange.GetLastError().GetCode()), slog.Time("suspended_at", sch.Exchange.GetSuspendedAt().AsTime()))
-	return errors.Join(append(errs, s.publishExchangeJob(ctx, uk, cycle, tag, kinds, false, now))...)
+	return errors.Join(append(errs, s.publishExchangeJob(ctx, uk, pool, cycle, tag, kinds, false, now))...)
 }
 
 // exchangeJob publishes a user's Exchange job unless the user is backed off after failures
 // (ex is the exchange-worker's status part). A user whose suspension was lifted (ex still says
 // suspended, but the caller found that it no longer holds) is due at once, back-off or not.
-func (s *Scheduler) exchangeJob(ctx context.Context, uk store.UserKey, ex *tandemv1.UserStatus, cycle uint64, tag string, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
+func (s *Scheduler) exchangeJob(ctx context.Context, uk store.UserKey, pool string, ex *tandemv1.UserStatus, cycle uint64, tag string, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
 	resumed := ex.GetSuspended()
 	if !full && !resumed && ex.GetConsecutiveFailures() > 0 && ex.GetNextSyncAt().AsTime().After(now) {
 		return nil
 	}
-	return s.publishExchangeJob(ctx, uk, cycle, tag, kinds, full, now)
+	return s.publishExchangeJob(ctx, uk, pool, cycle, tag, kinds, full, now)
 }
 
-func (s *Scheduler) publishExchangeJob(ctx context.Context, uk store.UserKey, cycle uint64, tag string, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
-	subject, err := bus.ExchangeJobSubject(uk.OrgID, uk.UserID)
+// publishExchangeJob publishes the user's Exchange job of cycle (tag names it, see jobTag) for
+// the workers of pool, the org's.
+func (s *Scheduler) publishExchangeJob(ctx context.Context, uk store.UserKey, pool string, cycle uint64, tag string, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
+	subject, err := bus.ExchangeJobSubject(uk.OrgID, pool, uk.UserID)
 	if err != nil {
 		return err
 	}

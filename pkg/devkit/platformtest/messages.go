@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -29,11 +30,11 @@ func Message(t testing.TB, subject string, msg proto.Message, delivered uint64) 
 	return m
 }
 
-// ApplyMessage is batch delivered for the delivered-th time on its apply subject, as both
-// workers' apply consumers receive write batches.
+// ApplyMessage is batch delivered for the delivered-th time on its apply subject (of the
+// default worker pool), as both workers' apply consumers receive write batches.
 func ApplyMessage(t testing.TB, batch *tandemv1.WriteBatch, delivered uint64) *bus.Message {
 	t.Helper()
-	subject, err := bus.ApplySubject(batch.GetOrgId(), batch.GetTarget(), batch.GetUserId())
+	subject, err := bus.ApplySubject(batch.GetOrgId(), batch.GetTarget(), store.DefaultWorkerPool, batch.GetUserId())
 	if err != nil {
 		t.Fatalf("apply subject: %v", err)
 	}

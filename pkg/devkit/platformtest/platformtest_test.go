@@ -83,7 +83,7 @@ func TestPlatformPublishesAndReadsBack(t *testing.T) {
 func TestPublishedSkipsAckedMessages(t *testing.T) {
 	p := platformtest.New(t)
 	ctx := t.Context()
-	subject, err := bus.SalesforceJobSubject(testOrg)
+	subject, err := bus.SalesforceJobSubject(testOrg, store.DefaultWorkerPool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +92,10 @@ func TestPublishedSkipsAckedMessages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The first job is taken off the work queue by its consumer.
-	cons, err := p.JetStream.Consumer(ctx, bus.StreamJobs, bus.ConsumerSalesforceJobs)
+	// The first job is taken off the work queue by its consumer, which a worker of the pool
+	// would have created.
+	spec, _ := p.Bus.Topology().Consumer(bus.PoolConsumer(bus.ConsumerSalesforceJobs, store.DefaultWorkerPool))
+	cons, err := p.JetStream.CreateOrUpdateConsumer(ctx, bus.StreamJobs, spec.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +116,7 @@ func TestPublishedSkipsAckedMessages(t *testing.T) {
 }
 
 func TestMessage(t *testing.T) {
-	applySubject, err := bus.ApplySubject(testOrg, tandemv1.System_SYSTEM_SALESFORCE, testUser)
+	applySubject, err := bus.ApplySubject(testOrg, tandemv1.System_SYSTEM_SALESFORCE, store.DefaultWorkerPool, testUser)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,9 +132,9 @@ func TestMessage(t *testing.T) {
 		route     bus.Subject
 	}{
 		{"a write batch", platformtest.Message(t, applySubject, batch, 1), applySubject, 1,
-			bus.Subject{Kind: bus.KindApply, OrgID: testOrg, System: tandemv1.System_SYSTEM_SALESFORCE, UserID: testUser}},
+			bus.Subject{Kind: bus.KindApply, OrgID: testOrg, System: tandemv1.System_SYSTEM_SALESFORCE, Pool: store.DefaultWorkerPool, UserID: testUser}},
 		{"a redelivered write batch", platformtest.ApplyMessage(t, batch, 3), applySubject, 3,
-			bus.Subject{Kind: bus.KindApply, OrgID: testOrg, System: tandemv1.System_SYSTEM_SALESFORCE, UserID: testUser}},
+			bus.Subject{Kind: bus.KindApply, OrgID: testOrg, System: tandemv1.System_SYSTEM_SALESFORCE, Pool: store.DefaultWorkerPool, UserID: testUser}},
 		{"on a foreign subject", platformtest.Message(t, "other.subject", batch, 1), "other.subject", 1, bus.Subject{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -73,6 +73,7 @@ type Syncer struct {
 	opts   Options
 	log    *slog.Logger
 	locks  *userlock.Locks
+	pools  *pools
 }
 
 // New returns a Syncer.
@@ -94,7 +95,7 @@ func New(st *store.Store, pub Publisher, opts Options) *Syncer {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Syncer{st: st, led: ledger.New(st), status: status.New(st), pub: pub, opts: opts, log: log,
-		locks: userlock.New(st, LeaseRole, opts.LeaseTTL)}
+		locks: userlock.New(st, LeaseRole, opts.LeaseTTL), pools: newPools(st, opts.Clock)}
 }
 
 func malformed(format string, args ...any) error {
@@ -583,7 +584,7 @@ func (s *Syncer) flush(ctx context.Context, lease *store.Lease, uk store.UserKey
 
 // send publishes writes as write batches, per target, within size limits. Batches are formed
 // deterministically (by command id) so that sending the same writes again yields the same batch
-// ids, which the bus de-duplicates.
+// ids, which the bus de-duplicates. They go to the workers of the org's pool.
 func (s *Syncer) send(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, cycle uint64, writes []*tandemv1.PendingWrite) error {
 	sort.Slice(writes, func(i, j int) bool {
 		return writes[i].GetCommand().GetCommandId() < writes[j].GetCommand().GetCommandId()
@@ -592,9 +593,16 @@ func (s *Syncer) send(ctx context.Context, uk store.UserKey, kind tandemv1.Recor
 	for _, w := range writes {
 		byTarget[w.GetTarget()] = append(byTarget[w.GetTarget()], w.GetCommand())
 	}
+	if len(writes) == 0 {
+		return nil
+	}
+	pool, err := s.pools.of(ctx, uk.OrgID)
+	if err != nil {
+		return err
+	}
 	for _, target := range []tandemv1.System{tandemv1.System_SYSTEM_EXCHANGE, tandemv1.System_SYSTEM_SALESFORCE} {
 		cmds := byTarget[target]
-		subject, err := bus.ApplySubject(uk.OrgID, target, uk.UserID)
+		subject, err := bus.ApplySubject(uk.OrgID, target, pool, uk.UserID)
 		if err != nil {
 			return err
 		}

@@ -54,6 +54,8 @@ type harness struct {
 	applies        []queued[*tandemv1.WriteBatch]
 	results        []queued[*tandemv1.WriteResultBatch]
 	writesSent     int
+	// subjects are the subjects of every write batch published, in order.
+	subjects []string
 	// publishFault makes the next publish store the message and then fail, as a crash of the
 	// reconciler right after publishing and before committing would.
 	publishFault bool
@@ -75,8 +77,9 @@ func describe(c *tandemv1.WriteCommand) string {
 
 // Publish implements Publisher: a message id already waiting in the queue is de-duplicated,
 // as JetStream does within its duplicate window.
-func (h *harness) Publish(_ context.Context, _ string, msg proto.Message, id string) error {
+func (h *harness) Publish(_ context.Context, subject string, msg proto.Message, id string) error {
 	b := msg.(*tandemv1.WriteBatch)
+	h.subjects = append(h.subjects, subject)
 	for _, c := range b.GetCommands() {
 		h.tracef("  plan → %s: %s", store.SideName(b.GetTarget()), describe(c))
 	}

@@ -536,7 +536,14 @@ type Org struct {
 	// sync_interval_seconds is how often each user is synced; 0 means the default (300).
 	SyncIntervalSeconds int32 `protobuf:"varint,6,opt,name=sync_interval_seconds,json=syncIntervalSeconds,proto3" json:"sync_interval_seconds,omitempty"`
 	// updated_at is when the org was last changed.
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// worker_pool is the pool of worker replicas that reads and writes for the org: its Exchange
+	// and Salesforce jobs and write batches go only to the workers started with that pool
+	// (TANDEM_POOL), so a large tenant can have workers of its own. A DNS label: 1 to 63
+	// lowercase letters, digits and '-', starting and ending with a letter or digit. Empty means
+	// the default pool, "shared". A change applies to messages published after it; those
+	// already queued are handled by the old pool's workers.
+	WorkerPool    string `protobuf:"bytes,8,opt,name=worker_pool,json=workerPool,proto3" json:"worker_pool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -618,6 +625,13 @@ func (x *Org) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *Org) GetWorkerPool() string {
+	if x != nil {
+		return x.WorkerPool
+	}
+	return ""
 }
 
 // ExchangeConnection holds the Exchange side's connection settings.
@@ -1390,7 +1404,7 @@ var File_tandem_v1_config_proto protoreflect.FileDescriptor
 
 const file_tandem_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x16tandem/v1/config.proto\x12\ttandem.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x02\n" +
+	"\x16tandem/v1/config.proto\x12\ttandem.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x02\n" +
 	"\x03Org\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1401,7 +1415,9 @@ const file_tandem_v1_config_proto_rawDesc = "" +
 	"salesforce\x122\n" +
 	"\x15sync_interval_seconds\x18\x06 \x01(\x05R\x13syncIntervalSeconds\x129\n" +
 	"\n" +
-	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xe6\x03\n" +
+	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
+	"\vworker_pool\x18\b \x01(\tR\n" +
+	"workerPool\"\xe6\x03\n" +
 	"\x12ExchangeConnection\x12+\n" +
 	"\x04auth\x18\x01 \x01(\x0e2\x17.tandem.v1.ExchangeAuthR\x04auth\x12\x17\n" +
 	"\aews_url\x18\x02 \x01(\tR\x06ewsUrl\x12)\n" +

@@ -133,8 +133,8 @@ func (WriteOp) EnumDescriptor() ([]byte, []int) {
 }
 
 // SyncJob asks a worker to read what changed on its side.
-// Exchange jobs are per user (subject tandem.jobs.<org>.exchange.<user>); Salesforce jobs are
-// per org (subject tandem.jobs.<org>.salesforce), because Salesforce is polled for all
+// Exchange jobs are per user (subject tandem.jobs.<org>.exchange.<pool>.<user>); Salesforce jobs are
+// per org (subject tandem.jobs.<org>.salesforce.<pool>), because Salesforce is polled for all
 // syncing users of an org at once.
 type SyncJob struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -618,7 +618,7 @@ func (x *WriteCommand) GetRetry() bool {
 }
 
 // WriteBatch is a set of commands for one user, one target system and one record kind,
-// published on tandem.apply.<org>.<system>.<user>; the worker sends it in as few API calls as
+// published on tandem.apply.<org>.<system>.<pool>.<user>; the worker sends it in as few API calls as
 // the target allows.
 type WriteBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
