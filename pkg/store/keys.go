@@ -39,7 +39,7 @@ import (
 //	tandem:{O}:schedule                  hash    "cycle" → the org's last cycle; "next_at", "started_at" → unix ms;
 //	                                             "unpublished" → a claimed cycle whose jobs are not all published,
 //	                                             "publishing_until" → unix ms its publisher holds it until (outbox.go)
-//	tandem:{O}:lease:<role>              string  fencing token of the replica that watches the org for role
+//	tandem:{O}:lease:<role>              string  "<token>:<holder id>" of the replica that watches the org for role
 //	                                             ("watch-exchange", "watch-salesforce"), with the lease's TTL (watch.go)
 //	tandem:{O}:fence:<role>              string  fencing counter: the last token issued for the org's role
 //

@@ -43,11 +43,15 @@ func (e *LeaseHeldError) Is(target error) bool { return target == ErrLeaseHeld }
 type Lease struct {
 	store *Store
 	// uk is the lease's user; only OrgID is set for an org's lease.
-	uk         UserKey
-	role       string
-	key        string
-	fenceKey   string
-	token      int64
+	uk       UserKey
+	role     string
+	key      string
+	fenceKey string
+	token    int64
+	// holder is appended to the token in the lease key (empty for a user's lease, whose key
+	// Commit compares with the bare token); value is what the key holds while this is the lease.
+	holder     string
+	value      string
 	ttl        time.Duration
 	acquiredAt time.Time
 }
@@ -72,7 +76,7 @@ func (s *Store) acquire(ctx context.Context, l *Lease) (*Lease, error) {
 	}
 	// The lease is known valid until acquiredAt+ttl: Redis started the TTL after this instant.
 	l.acquiredAt = time.Now()
-	res, err := acquireScript.Run(ctx, s.rdb, []string{l.key, l.fenceKey}, l.ttl.Milliseconds()).Int64Slice()
+	res, err := acquireScript.Run(ctx, s.rdb, []string{l.key, l.fenceKey}, l.ttl.Milliseconds(), l.holder).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("acquire lease %s for %s: %w", l.role, l.subject(), err)
 	}
@@ -83,6 +87,7 @@ func (s *Store) acquire(ctx context.Context, l *Lease) (*Lease, error) {
 		return nil, &LeaseHeldError{User: l.uk, Role: l.role, Remaining: time.Duration(res[1]) * time.Millisecond}
 	}
 	l.token = res[1]
+	l.value = strconv.FormatInt(l.token, 10) + l.holder
 	return l, nil
 }
 
@@ -96,9 +101,9 @@ func leaseSubject(uk UserKey) string {
 
 func (l *Lease) subject() string { return leaseSubject(l.uk) }
 
-// acquireScript: KEYS = lease, fence; ARGV = ttl in ms. Replies {1, token} or {0, holder's
-// remaining ms}. The counter is incremented only when the lease is free, so every token
-// issued belongs to exactly one holder.
+// acquireScript: KEYS = lease, fence; ARGV = ttl in ms, holder suffix. Replies {1, token} or
+// {0, holder's remaining ms}. The counter is incremented only when the lease is free, so every
+// token issued belongs to exactly one holder. The lease key holds the token and the suffix.
 var acquireScript = redis.NewScript(`
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl ~= -2 then
@@ -106,11 +111,11 @@ if pttl ~= -2 then
   return {0, pttl}
 end
 local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
+redis.call('SET', KEYS[1], token .. ARGV[2], 'PX', ARGV[1])
 return {1, token}
 `)
 
-// renewScript: KEYS = lease; ARGV = token, ttl in ms. Replies 1 if renewed, 0 if not ours.
+// renewScript: KEYS = lease; ARGV = lease value, ttl in ms. Replies 1 if renewed, 0 if not ours.
 var renewScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -119,7 +124,7 @@ end
 return 0
 `)
 
-// releaseScript: KEYS = lease; ARGV = token. Replies 1 if released, 0 if not ours.
+// releaseScript: KEYS = lease; ARGV = lease value. Replies 1 if released, 0 if not ours.
 var releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -142,7 +147,7 @@ func (l *Lease) TTL() time.Duration { return l.ttl }
 
 // Renew restores the lease's full TTL if it is still this lease's; ErrLeaseLost otherwise.
 func (l *Lease) Renew(ctx context.Context) error {
-	ok, err := renewScript.Run(ctx, l.store.rdb, []string{l.key}, strconv.FormatInt(l.token, 10), l.ttl.Milliseconds()).Int64()
+	ok, err := renewScript.Run(ctx, l.store.rdb, []string{l.key}, l.value, l.ttl.Milliseconds()).Int64()
 	if err != nil {
 		return fmt.Errorf("renew lease %s for %s: %w", l.role, l.subject(), err)
 	}
@@ -155,7 +160,7 @@ func (l *Lease) Renew(ctx context.Context) error {
 // Release gives the lease up if it is still this lease's, so the next holder need not wait
 // for the TTL; ErrLeaseLost if it was not (nothing is changed then).
 func (l *Lease) Release(ctx context.Context) error {
-	ok, err := releaseScript.Run(ctx, l.store.rdb, []string{l.key}, strconv.FormatInt(l.token, 10)).Int64()
+	ok, err := releaseScript.Run(ctx, l.store.rdb, []string{l.key}, l.value).Int64()
 	if err != nil {
 		return fmt.Errorf("release lease %s for %s: %w", l.role, l.subject(), err)
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"time"
 )
@@ -15,7 +16,11 @@ import (
 // released (a graceful stop) or has expired (a holder killed). Orgs spread over the replicas by
 // whoever acquires first; nothing assigns them.
 //
-// A watch lease is an org-keyed Lease, with the same scripts, tokens and renewals as a user's.
+// A watch lease is an org-keyed Lease, with the same scripts, tokens and renewals as a user's,
+// and one difference: its key holds a random holder id after the token. Redis may lose its
+// state (a flush, a restore from an old snapshot) and then issue a token again; two replicas
+// with the same token would both renew, and both watch, for ever. With the holder id, the one
+// that held the lease before the loss finds it is not its own any more and stops.
 
 // DefaultWatchLeaseTTL is how long a watch lease lasts unless renewed: how long an org may go
 // unwatched after its watcher dies without releasing it.
@@ -30,5 +35,5 @@ func (s *Store) AcquireWatchLease(ctx context.Context, orgID, role string, ttl t
 		return nil, fmt.Errorf("acquire watch lease: %w", err)
 	}
 	return s.acquire(ctx, &Lease{store: s, uk: UserKey{OrgID: orgID}, role: role,
-		key: orgLeaseKey(orgID, role), fenceKey: orgFenceKey(orgID, role), ttl: ttl})
+		key: orgLeaseKey(orgID, role), fenceKey: orgFenceKey(orgID, role), holder: ":" + rand.Text(), ttl: ttl})
 }

@@ -200,3 +200,36 @@ func TestAcquireWatchLeaseRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchLeaseSurvivesLostRedisState: Redis flushed under a holder issues the same token
+// again; the holder of before must not take the new holder's lease for its own (both would
+// watch the org for ever), and must not release it.
+func TestWatchLeaseSurvivesLostRedisState(t *testing.T) {
+	onBoth(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := t.Context()
+		s := newTestStore(t, rdb)
+		before, err := s.AcquireWatchLease(ctx, testOrg, watchExchange, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.FlushAll(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		after, err := s.AcquireWatchLease(ctx, testOrg, watchExchange, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Token() != before.Token() {
+			t.Logf("tokens %d and %d differ: the case this test is about did not arise", before.Token(), after.Token())
+		}
+		if err := before.Renew(ctx); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("the holder from before the flush renewed: %v", err)
+		}
+		if err := before.Release(ctx); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("the holder from before the flush released: %v", err)
+		}
+		if err := after.Renew(ctx); err != nil {
+			t.Fatalf("the new holder: %v", err)
+		}
+	})
+}
