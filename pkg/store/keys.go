@@ -41,6 +41,9 @@ import (
 //	                                             "next_at", "started_at" → unix ms;
 //	                                             "unpublished" → a claimed cycle whose jobs are not all published,
 //	                                             "publishing_until" → unix ms its publisher holds it until (outbox.go)
+//	tandem:{O}:lease:<role>              string  "<token>:<holder id>" of the replica that watches the org for role
+//	                                             ("watch-exchange", "watch-salesforce"), with the lease's TTL (watch.go)
+//	tandem:{O}:fence:<role>              string  fencing counter: the last token issued for the org's role
 //
 // Per user (tag {<org>:<user>}):
 //
@@ -187,6 +190,11 @@ func (uk UserKey) Key(name string, parts ...string) (string, error) {
 
 func (uk UserKey) leaseKey(role string) string { return join(uk.tag(), userLeaseName, role) }
 func (uk UserKey) fenceKey(role string) string { return join(uk.tag(), userFenceName, role) }
+
+// An org's lease and fence keys have the names of a user's, under the org's tag, so that the
+// check that keeps Commit and Apply off lease keys covers them too.
+func orgLeaseKey(org, role string) string { return orgKey(org, userLeaseName, role) }
+func orgFenceKey(org, role string) string { return orgKey(org, userFenceName, role) }
 
 func join(tag, name string, parts ...string) string {
 	var b strings.Builder

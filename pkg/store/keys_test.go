@@ -83,6 +83,8 @@ func TestKeyLayoutCarriesHashTags(t *testing.T) {
 		orgKey(org, orgErrorsData):                                   orgTag,
 		orgKey(org, orgErrorsRecent):                                 orgTag,
 		orgKey(org, orgErrorsUser, user):                             orgTag,
+		orgLeaseKey(org, "watch-exchange"):                           orgTag,
+		orgFenceKey(org, "watch-exchange"):                           orgTag,
 		orgIndexKey():                                                globalTag,
 	}
 	for name := range userNames {
@@ -99,6 +101,9 @@ func TestKeyLayoutCarriesHashTags(t *testing.T) {
 	}
 	if got := uk.leaseKey("reconcile"); got != "tandem:{"+userTag+"}:lease:reconcile" {
 		t.Errorf("lease key = %q", got)
+	}
+	if got := orgLeaseKey(org, "watch-exchange"); got != "tandem:{"+orgTag+"}:lease:watch-exchange" {
+		t.Errorf("org lease key = %q", got)
 	}
 }
 

@@ -21,6 +21,7 @@ var (
 
 // LeaseHeldError says who holds a lease for how much longer. It matches ErrLeaseHeld.
 type LeaseHeldError struct {
+	// User is the lease's user; for an org's lease (AcquireWatchLease) only OrgID is set.
 	User UserKey
 	Role string
 	// Remaining is the holder's remaining TTL; retry after it.
@@ -28,7 +29,7 @@ type LeaseHeldError struct {
 }
 
 func (e *LeaseHeldError) Error() string {
-	return fmt.Sprintf("lease %s for %s: held for another %s", e.Role, e.User, e.Remaining)
+	return fmt.Sprintf("lease %s for %s: held for another %s", e.Role, leaseSubject(e.User), e.Remaining)
 }
 
 // Is makes errors.Is(err, ErrLeaseHeld) true.
@@ -37,14 +38,20 @@ func (e *LeaseHeldError) Is(target error) bool { return target == ErrLeaseHeld }
 // Lease is the exclusive right to work on one user in one role (e.g. "reconcile",
 // "exchange"), proven by a fencing token: tokens of a user's role strictly increase, and
 // Commit refuses any token but the current holder's, so a holder that paused past its TTL
-// cannot overwrite the work of the one that took over.
+// cannot overwrite the work of the one that took over. The same mechanism, keyed on an org
+// instead of a user, makes an org's watch lease (AcquireWatchLease).
 type Lease struct {
-	store      *Store
-	uk         UserKey
-	role       string
-	key        string
-	fenceKey   string
-	token      int64
+	store *Store
+	// uk is the lease's user; only OrgID is set for an org's lease.
+	uk       UserKey
+	role     string
+	key      string
+	fenceKey string
+	token    int64
+	// holder is appended to the token in the lease key (empty for a user's lease, whose key
+	// Commit compares with the bare token); value is what the key holds while this is the lease.
+	holder     string
+	value      string
 	ttl        time.Duration
 	acquiredAt time.Time
 }
@@ -55,32 +62,48 @@ func (s *Store) AcquireLease(ctx context.Context, uk UserKey, role string, ttl t
 	if err := uk.Validate(); err != nil {
 		return nil, fmt.Errorf("acquire lease: %w", err)
 	}
-	if err := checkID("lease role", role); err != nil {
+	return s.acquire(ctx, &Lease{store: s, uk: uk, role: role, key: uk.leaseKey(role), fenceKey: uk.fenceKey(role), ttl: ttl})
+}
+
+// acquire takes the lease l describes (its store, subject, role, keys and ttl): it fills in the
+// token, or fails with a *LeaseHeldError.
+func (s *Store) acquire(ctx context.Context, l *Lease) (*Lease, error) {
+	if err := checkID("lease role", l.role); err != nil {
 		return nil, fmt.Errorf("acquire lease: %w", err)
 	}
-	if ttl < time.Millisecond {
-		return nil, fmt.Errorf("acquire lease %s for %s: ttl %s is shorter than a millisecond", role, uk, ttl)
+	if l.ttl < time.Millisecond {
+		return nil, fmt.Errorf("acquire lease %s for %s: ttl %s is shorter than a millisecond", l.role, l.subject(), l.ttl)
 	}
-	l := &Lease{store: s, uk: uk, role: role, key: uk.leaseKey(role), fenceKey: uk.fenceKey(role), ttl: ttl}
 	// The lease is known valid until acquiredAt+ttl: Redis started the TTL after this instant.
 	l.acquiredAt = time.Now()
-	res, err := acquireScript.Run(ctx, s.rdb, []string{l.key, l.fenceKey}, ttl.Milliseconds()).Int64Slice()
+	res, err := acquireScript.Run(ctx, s.rdb, []string{l.key, l.fenceKey}, l.ttl.Milliseconds(), l.holder).Int64Slice()
 	if err != nil {
-		return nil, fmt.Errorf("acquire lease %s for %s: %w", role, uk, err)
+		return nil, fmt.Errorf("acquire lease %s for %s: %w", l.role, l.subject(), err)
 	}
 	if len(res) != 2 {
-		return nil, fmt.Errorf("acquire lease %s for %s: malformed reply %v", role, uk, res)
+		return nil, fmt.Errorf("acquire lease %s for %s: malformed reply %v", l.role, l.subject(), res)
 	}
 	if res[0] == 0 {
-		return nil, &LeaseHeldError{User: uk, Role: role, Remaining: time.Duration(res[1]) * time.Millisecond}
+		return nil, &LeaseHeldError{User: l.uk, Role: l.role, Remaining: time.Duration(res[1]) * time.Millisecond}
 	}
 	l.token = res[1]
+	l.value = strconv.FormatInt(l.token, 10) + l.holder
 	return l, nil
 }
 
-// acquireScript: KEYS = lease, fence; ARGV = ttl in ms. Replies {1, token} or {0, holder's
-// remaining ms}. The counter is incremented only when the lease is free, so every token
-// issued belongs to exactly one holder.
+// leaseSubject names what a lease is for in messages: "org/user", or "org O" for an org's.
+func leaseSubject(uk UserKey) string {
+	if uk.UserID == "" {
+		return "org " + uk.OrgID
+	}
+	return uk.String()
+}
+
+func (l *Lease) subject() string { return leaseSubject(l.uk) }
+
+// acquireScript: KEYS = lease, fence; ARGV = ttl in ms, holder suffix. Replies {1, token} or
+// {0, holder's remaining ms}. The counter is incremented only when the lease is free, so every
+// token issued belongs to exactly one holder. The lease key holds the token and the suffix.
 var acquireScript = redis.NewScript(`
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl ~= -2 then
@@ -88,11 +111,11 @@ if pttl ~= -2 then
   return {0, pttl}
 end
 local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
+redis.call('SET', KEYS[1], token .. ARGV[2], 'PX', ARGV[1])
 return {1, token}
 `)
 
-// renewScript: KEYS = lease; ARGV = token, ttl in ms. Replies 1 if renewed, 0 if not ours.
+// renewScript: KEYS = lease; ARGV = lease value, ttl in ms. Replies 1 if renewed, 0 if not ours.
 var renewScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -101,7 +124,7 @@ end
 return 0
 `)
 
-// releaseScript: KEYS = lease; ARGV = token. Replies 1 if released, 0 if not ours.
+// releaseScript: KEYS = lease; ARGV = lease value. Replies 1 if released, 0 if not ours.
 var releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -113,7 +136,7 @@ return 0
 // Token returns the lease's fencing token.
 func (l *Lease) Token() int64 { return l.token }
 
-// User returns the user the lease is for.
+// User returns the user the lease is for; only OrgID is set for an org's lease.
 func (l *Lease) User() UserKey { return l.uk }
 
 // Role returns the lease's role.
@@ -124,12 +147,12 @@ func (l *Lease) TTL() time.Duration { return l.ttl }
 
 // Renew restores the lease's full TTL if it is still this lease's; ErrLeaseLost otherwise.
 func (l *Lease) Renew(ctx context.Context) error {
-	ok, err := renewScript.Run(ctx, l.store.rdb, []string{l.key}, strconv.FormatInt(l.token, 10), l.ttl.Milliseconds()).Int64()
+	ok, err := renewScript.Run(ctx, l.store.rdb, []string{l.key}, l.value, l.ttl.Milliseconds()).Int64()
 	if err != nil {
-		return fmt.Errorf("renew lease %s for %s: %w", l.role, l.uk, err)
+		return fmt.Errorf("renew lease %s for %s: %w", l.role, l.subject(), err)
 	}
 	if ok == 0 {
-		return fmt.Errorf("renew lease %s for %s (token %d): %w", l.role, l.uk, l.token, ErrLeaseLost)
+		return fmt.Errorf("renew lease %s for %s (token %d): %w", l.role, l.subject(), l.token, ErrLeaseLost)
 	}
 	return nil
 }
@@ -137,12 +160,12 @@ func (l *Lease) Renew(ctx context.Context) error {
 // Release gives the lease up if it is still this lease's, so the next holder need not wait
 // for the TTL; ErrLeaseLost if it was not (nothing is changed then).
 func (l *Lease) Release(ctx context.Context) error {
-	ok, err := releaseScript.Run(ctx, l.store.rdb, []string{l.key}, strconv.FormatInt(l.token, 10)).Int64()
+	ok, err := releaseScript.Run(ctx, l.store.rdb, []string{l.key}, l.value).Int64()
 	if err != nil {
-		return fmt.Errorf("release lease %s for %s: %w", l.role, l.uk, err)
+		return fmt.Errorf("release lease %s for %s: %w", l.role, l.subject(), err)
 	}
 	if ok == 0 {
-		return fmt.Errorf("release lease %s for %s (token %d): %w", l.role, l.uk, l.token, ErrLeaseLost)
+		return fmt.Errorf("release lease %s for %s (token %d): %w", l.role, l.subject(), l.token, ErrLeaseLost)
 	}
 	return nil
 }
@@ -155,18 +178,10 @@ func (l *Lease) Release(ctx context.Context) error {
 // Cancelling fn's context is a courtesy that stops wasted work; correctness comes from
 // Commit, which refuses the stale token of a lease that was lost.
 func (l *Lease) Run(ctx context.Context, fn func(ctx context.Context) error) error {
-	workCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	done := make(chan struct{})
-	renewerDone := make(chan struct{})
-	go func() {
-		defer close(renewerDone)
-		l.keepAlive(workCtx, done, cancel)
-	}()
-	err := fn(workCtx)
-	close(done)
-	<-renewerDone
-	if cause := context.Cause(workCtx); errors.Is(cause, ErrLeaseLost) {
+	held, stop := l.Hold(ctx)
+	err := fn(held)
+	stop()
+	if cause := context.Cause(held); errors.Is(cause, ErrLeaseLost) {
 		if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrLeaseLost) {
 			return cause
 		}
@@ -175,7 +190,28 @@ func (l *Lease) Run(ctx context.Context, fn func(ctx context.Context) error) err
 	return err
 }
 
-func (l *Lease) keepAlive(ctx context.Context, done <-chan struct{}, cancel context.CancelCauseFunc) {
+// Hold keeps the lease renewed in the background, every third of its TTL, for work that has
+// no single function to wrap in Run (a component that watches an org while it holds the org's
+// lease). The returned context ends when ctx does, when stop is called, or when the lease is
+// lost or cannot be renewed before it would expire — then with ErrLeaseLost as its cause.
+// stop ends the renewals and waits for them; it may be called more than once. Hold does not
+// release the lease.
+func (l *Lease) Hold(ctx context.Context) (held context.Context, stop func()) {
+	held, cancel := context.WithCancelCause(ctx)
+	renewerDone := make(chan struct{})
+	go func() {
+		defer close(renewerDone)
+		l.keepAlive(held, cancel)
+	}()
+	return held, func() {
+		cancel(nil)
+		<-renewerDone
+	}
+}
+
+// keepAlive renews the lease until ctx ends; it cancels ctx with ErrLeaseLost as the cause
+// when the lease is lost.
+func (l *Lease) keepAlive(ctx context.Context, cancel context.CancelCauseFunc) {
 	interval := l.ttl / 3
 	retry := max(interval/5, time.Millisecond)
 	validUntil := l.acquiredAt.Add(l.ttl)
@@ -183,8 +219,6 @@ func (l *Lease) keepAlive(ctx context.Context, done <-chan struct{}, cancel cont
 	defer timer.Stop()
 	for {
 		select {
-		case <-done:
-			return
 		case <-ctx.Done():
 			return
 		case <-timer.C:
@@ -201,7 +235,7 @@ func (l *Lease) keepAlive(ctx context.Context, done <-chan struct{}, cancel cont
 		case ctx.Err() != nil:
 			return
 		case time.Now().Add(retry).After(validUntil):
-			cancel(fmt.Errorf("lease %s for %s: could not renew before it expires: %w (%w)", l.role, l.uk, ErrLeaseLost, err))
+			cancel(fmt.Errorf("lease %s for %s: could not renew before it expires: %w (%w)", l.role, l.subject(), ErrLeaseLost, err))
 			return
 		default:
 			timer.Reset(retry)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandem-sync/tandem/pkg/ews"
@@ -23,6 +24,21 @@ import (
 // short gap after the last one started (store.WakeAfter), instead of at the end of the poll
 // interval. Polling stays as it is, so a notification that never comes costs latency, never a
 // change.
+//
+// Every replica runs a notifier, but each org is watched by one replica only: the one holding
+// the org's watch lease (store.AcquireWatchLease, role watchRole). The others retry now and then
+// (every third of the lease's TTL, or as the holder's lease would expire if sooner) and take
+// over when the holder releases it on shutdown or dies and lets it expire. A holder that loses
+// the lease stops watching the org at once, so two replicas' subscriptions overlap for no longer
+// than it takes the loser to notice. Changes made while nobody watches are left to polling, as
+// are those a lost subscription misses.
+
+// watchRole names the notifier's watch lease on an org.
+const watchRole = "watch-exchange"
+
+// releaseTimeout bounds the release of a watch lease when the notifier stops: a release that
+// cannot be made leaves the lease to expire.
+const releaseTimeout = 5 * time.Second
 
 // NotifyConfig configures the notifier.
 type NotifyConfig struct {
@@ -40,6 +56,9 @@ type NotifyConfig struct {
 	// IdleTimeout is how long a connection may say nothing, not even a keep-alive, before it
 	// is opened again; zero means ews.DefaultStreamIdleTimeout.
 	IdleTimeout time.Duration
+	// LeaseTTL is how long an org's watch lease lasts unless renewed: how long an org goes
+	// unwatched when the replica watching it dies. Zero means store.DefaultWatchLeaseTTL.
+	LeaseTTL time.Duration
 }
 
 // RegisterFlags registers the notifier's flags.
@@ -49,13 +68,17 @@ func (c *NotifyConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.MinGap, "notify-min-gap", store.DefaultWakeGap, "least time between the start of an org's cycle and one a notification starts")
 	fs.DurationVar(&c.ConnectionTimeout, "notify-connection-timeout", ews.MaxConnectionTimeout, "how long each GetStreamingEvents connection stays open (1m to 30m)")
 	fs.DurationVar(&c.IdleTimeout, "notify-idle-timeout", ews.DefaultStreamIdleTimeout, "reopen a notification connection that sends nothing, not even a keep-alive, for this long")
+	fs.DurationVar(&c.LeaseTTL, "notify-lease-ttl", store.DefaultWatchLeaseTTL, "one replica watches an org's mailboxes, under a lease this long; another takes over at most this long after it dies")
 }
 
 // Validate checks the settings.
 func (c NotifyConfig) Validate() error {
 	var errs []error
-	if c.Refresh < 0 || c.MinGap < 0 || c.IdleTimeout < 0 {
-		errs = append(errs, errors.New("--notify-refresh, --notify-min-gap and --notify-idle-timeout must not be negative"))
+	if c.Refresh < 0 || c.MinGap < 0 || c.IdleTimeout < 0 || c.LeaseTTL < 0 {
+		errs = append(errs, errors.New("--notify-refresh, --notify-min-gap, --notify-idle-timeout and --notify-lease-ttl must not be negative"))
+	}
+	if c.LeaseTTL > 0 && c.LeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("--notify-lease-ttl %s is shorter than a second", c.LeaseTTL))
 	}
 	if c.ConnectionTimeout < 0 || c.ConnectionTimeout > ews.MaxConnectionTimeout {
 		errs = append(errs, fmt.Errorf("--notify-connection-timeout %s outside 1m..30m", c.ConnectionTimeout))
@@ -70,8 +93,16 @@ func (c NotifyConfig) withDefaults() NotifyConfig {
 	if c.MinGap == 0 {
 		c.MinGap = store.DefaultWakeGap
 	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = store.DefaultWatchLeaseTTL
+	}
 	return c
 }
+
+// pass is how often the notifier goes over the orgs: it re-reads them every Refresh, and
+// retries the watch leases other replicas hold every third of their TTL (as often as the
+// holder renews them), so that it takes over an org soon after the holder lets go of it.
+func (c NotifyConfig) pass() time.Duration { return min(c.Refresh, c.LeaseTTL/3) }
 
 // notifyComponents is the notifier, when it is enabled.
 func (w *Worker) notifyComponents() []lifecycle.Component {
@@ -102,45 +133,101 @@ type notifier struct {
 	dirty  map[string]bool
 	signal chan struct{}
 
-	// orgs are the watched orgs; they belong to Run's goroutine.
-	orgs map[string]*orgWatch
+	// want is what the last read of the orgs asked to watch, read at readAt; orgs are the orgs
+	// this replica watches, under their watch leases. They belong to Run's goroutine.
+	want   map[string]orgWant
+	readAt time.Time
+	orgs   map[string]*orgWatch
+
+	// passes counts the passes over the orgs made (tests wait for a replica to have tried).
+	passes atomic.Int64
 }
 
-// orgWatch is one org's watcher, on the connector it was made from.
+// orgWant is what an org asks to watch: its mailboxes, on its current connector.
+type orgWant struct {
+	conn    exchange.Connector
+	wc      watchable
+	watches []ews.Watch
+}
+
+// orgWatch is one org's watcher, on the connector it was made from, running while this replica
+// holds the org's watch lease.
 type orgWatch struct {
-	conn   exchange.Connector
-	w      *ews.Watcher
-	cancel context.CancelFunc
-	done   chan struct{}
+	conn  exchange.Connector
+	w     *ews.Watcher
+	lease *store.Lease
+	// held ends when the lease is lost (cause store.ErrLeaseLost) or stopHold is called; the
+	// watcher runs on it.
+	held     context.Context
+	stopHold func()
+	done     chan struct{}
 }
 
 func newNotifier(cfg NotifyConfig, st *store.Store, conns *store.OrgCache[exchange.Connector], logger *slog.Logger) *notifier {
 	return &notifier{
 		cfg: cfg.withDefaults(), st: st, conns: conns, log: logger.With(slog.String("part", "notify")),
-		dirty: map[string]bool{}, signal: make(chan struct{}, 1), orgs: map[string]*orgWatch{},
+		dirty: map[string]bool{}, signal: make(chan struct{}, 1), want: map[string]orgWant{}, orgs: map[string]*orgWatch{},
 	}
 }
 
-// Run watches until ctx ends. Every goroutine it starts has ended when it returns, and every
-// subscription it made is ended (see ews.Watcher.Run).
+// Run watches until ctx ends. Every goroutine it starts has ended when it returns, every
+// subscription it made is ended (see ews.Watcher.Run), and the watch leases it held are
+// released for other replicas to take over.
 func (n *notifier) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { n.wakeLoop(ctx) })
 	defer wg.Wait()
-	defer n.stopAll()
-	return lifecycle.Every(ctx, n.cfg.Refresh, n.refresh, func(err error) {
-		n.log.WarnContext(ctx, "reading the users to watch", slog.Any("error", err))
-	})
+	defer n.stopAll(ctx)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		next, err := n.pass(ctx)
+		if err != nil && ctx.Err() == nil {
+			n.log.WarnContext(ctx, "reading the users to watch or taking their orgs' watch leases", slog.Any("error", err))
+		}
+		timer.Reset(next)
+	}
 }
 
-// refresh starts, updates and stops the orgs' watchers to match the syncing users.
-func (n *notifier) refresh(ctx context.Context) error {
+// pass re-reads the orgs to watch when Refresh has passed since the last read, then starts,
+// updates and stops the orgs' watchers to match, for the orgs whose watch lease it holds or can
+// take. It returns when to make the next pass.
+func (n *notifier) pass(ctx context.Context) (time.Duration, error) {
+	defer n.passes.Add(1)
+	var errs []error
+	lastRead := n.readAt
+	if lastRead.IsZero() || time.Since(lastRead) >= n.cfg.Refresh {
+		if err := n.read(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	fresh := n.readAt != lastRead
+	next := n.cfg.pass()
+	if !n.readAt.IsZero() {
+		next = min(next, max(time.Until(n.readAt.Add(n.cfg.Refresh)), time.Millisecond))
+	}
+	retry, err := n.contend(ctx, fresh)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return min(next, retry), errors.Join(errs...)
+}
+
+// read works out which orgs' mailboxes to watch. An org whose users cannot be read keeps what
+// it asked for before; if the orgs cannot be listed, nothing changes and the next pass reads
+// again.
+func (n *notifier) read(ctx context.Context) error {
 	orgs, err := n.st.ListOrgs(ctx)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	watched := map[string]bool{}
+	want := map[string]orgWant{}
 	for _, org := range orgs {
 		id := org.GetOrgId()
 		if !org.GetEnabled() || org.GetExchange() == nil {
@@ -149,7 +236,9 @@ func (n *notifier) refresh(ctx context.Context) error {
 		watches, err := n.watches(ctx, id)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("org %s: %w", id, err))
-			watched[id] = n.orgs[id] != nil // keep what it watches until it can be read again
+			if old, ok := n.want[id]; ok {
+				want[id] = old // keep what it watches until it can be read again
+			}
 			continue
 		}
 		if len(watches) == 0 {
@@ -158,34 +247,71 @@ func (n *notifier) refresh(ctx context.Context) error {
 		conn, _, err := n.conns.Get(ctx, id)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("org %s: %w", id, err))
-			watched[id] = n.orgs[id] != nil
+			if old, ok := n.want[id]; ok {
+				want[id] = old
+			}
 			continue
 		}
 		wc, ok := conn.(watchable)
 		if !ok {
 			continue
 		}
-		ow := n.orgs[id]
-		if ow != nil && ow.conn != conn {
-			// The org's settings changed: its connector was built again.
-			ow.stop()
-			ow = nil
-		}
-		if ow == nil {
-			ow = n.start(ctx, id, conn, wc)
-			n.orgs[id] = ow
-		}
-		ow.w.Set(watches)
-		watched[id] = true
+		want[id] = orgWant{conn: conn, wc: wc, watches: watches}
 	}
+	n.want, n.readAt = want, time.Now()
+	return errors.Join(errs...)
+}
+
+// contend makes the watchers match n.want, for the orgs whose lease this replica holds or can
+// take now; fresh says n.want was just read, so the watchers' mailboxes are set again. It
+// returns how soon a lease another replica holds would expire unless renewed, the time to try
+// it again.
+func (n *notifier) contend(ctx context.Context, fresh bool) (time.Duration, error) {
 	for id, ow := range n.orgs {
-		if !watched[id] {
+		want, wanted := n.want[id]
+		switch {
+		case ow.held.Err() != nil:
+			// The lease was lost and the watch has ended (its goroutine said so); try again below.
 			ow.stop()
+			delete(n.orgs, id)
+		case !wanted:
+			n.giveUp(ctx, id, ow, "no mailbox of the org to watch")
+			delete(n.orgs, id)
+		case ow.conn != want.conn:
+			// The org's settings changed: its connector was built again.
+			n.giveUp(ctx, id, ow, "the org's settings changed")
 			delete(n.orgs, id)
 		}
 	}
-	return errors.Join(errs...)
+	retry := n.cfg.pass()
+	var errs []error
+	for id, want := range n.want {
+		ow := n.orgs[id]
+		if ow == nil {
+			lease, err := n.st.AcquireWatchLease(ctx, id, watchRole, n.cfg.LeaseTTL)
+			var held *store.LeaseHeldError
+			switch {
+			case errors.As(err, &held):
+				// Another replica watches the org.
+				retry = min(retry, held.Remaining+leaseRetrySlack)
+				continue
+			case err != nil:
+				errs = append(errs, fmt.Errorf("org %s: %w", id, err))
+				continue
+			}
+			ow = n.start(ctx, id, want, lease)
+			n.orgs[id] = ow
+		} else if !fresh {
+			continue
+		}
+		ow.w.Set(want.watches)
+	}
+	return retry, errors.Join(errs...)
 }
+
+// leaseRetrySlack is how long after another replica's watch lease would expire the notifier
+// tries to take it: a little later, so that it finds the lease gone.
+const leaseRetrySlack = 20 * time.Millisecond
 
 // watches lists the org's syncing users' mailboxes, with the kinds each syncs, as the scheduler
 // decides who syncs.
@@ -222,40 +348,71 @@ func syncedKinds(cfg *tandemv1.SyncConfiguration) []tandemv1.RecordKind {
 	return kinds
 }
 
-// start runs a watcher for the org.
-func (n *notifier) start(ctx context.Context, orgID string, conn exchange.Connector, wc watchable) *orgWatch {
+// start runs a watcher for the org while the lease is held.
+func (n *notifier) start(ctx context.Context, orgID string, want orgWant, lease *store.Lease) *orgWatch {
+	log := n.log.With(slog.String(telemetry.KeyOrg, orgID))
 	cfg := ews.WatchConfig{
 		OnChange:          n.changed,
 		ConnectionTimeout: n.cfg.ConnectionTimeout,
 		IdleTimeout:       n.cfg.IdleTimeout,
-		Logger:            n.log.With(slog.String(telemetry.KeyOrg, orgID)),
+		Logger:            log,
 	}
 	if n.watchConfig != nil {
 		n.watchConfig(&cfg)
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	ow := &orgWatch{conn: conn, w: wc.NewWatcher(cfg), cancel: cancel, done: make(chan struct{})}
+	held, stopHold := lease.Hold(ctx)
+	ow := &orgWatch{conn: want.conn, w: want.wc.NewWatcher(cfg), lease: lease, held: held, stopHold: stopHold, done: make(chan struct{})}
 	go func() {
 		defer close(ow.done)
-		// Run returns nil: the watcher retries whatever fails.
-		_ = ow.w.Run(wctx)
+		// Run returns nil: the watcher retries whatever fails. It ends its subscriptions before it
+		// returns, which is when another replica may take over.
+		_ = ow.w.Run(held)
+		if cause := context.Cause(held); errors.Is(cause, store.ErrLeaseLost) {
+			log.InfoContext(ctx, "gave up watching the org's mailboxes: its watch lease was lost", slog.Any("error", cause))
+		}
 	}()
-	n.log.InfoContext(ctx, "watching the org's mailboxes for changes", slog.String(telemetry.KeyOrg, orgID))
+	log.InfoContext(ctx, "took over watching the org's mailboxes", slog.Int64("lease_token", lease.Token()), slog.Int("mailboxes", len(want.watches)))
 	return ow
 }
 
-// stop ends the watcher and waits for it (it ends its subscriptions).
+// stop ends the watcher and waits for it (it ends its subscriptions); the lease stays held
+// until it is released or expires.
 func (ow *orgWatch) stop() {
-	ow.cancel()
+	ow.stopHold()
 	<-ow.done
 }
 
-func (n *notifier) stopAll() {
-	for _, ow := range n.orgs {
-		ow.cancel()
+// giveUp stops watching the org and then releases its lease, in that order, so that the replica
+// taking over never subscribes while this one still is.
+func (n *notifier) giveUp(ctx context.Context, orgID string, ow *orgWatch, why string) {
+	ow.stop()
+	n.release(ctx, orgID, ow, why)
+}
+
+// release gives up the lease of a stopped watch, unless it was lost.
+func (n *notifier) release(ctx context.Context, orgID string, ow *orgWatch, why string) {
+	if errors.Is(context.Cause(ow.held), store.ErrLeaseLost) {
+		return
 	}
+	// Release even when ctx is done (shutting down): another replica should take over at once,
+	// not when the lease expires.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	log := n.log.With(slog.String(telemetry.KeyOrg, orgID))
+	if err := ow.lease.Release(rctx); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+		log.WarnContext(ctx, "cannot release the org's watch lease; another replica takes over when it expires", slog.Any("error", err))
+	}
+	log.InfoContext(ctx, "gave up watching the org's mailboxes", slog.String("reason", why))
+}
+
+// stopAll ends every watcher, all at once, then releases their leases.
+func (n *notifier) stopAll(ctx context.Context) {
 	for _, ow := range n.orgs {
+		ow.stopHold()
+	}
+	for id, ow := range n.orgs {
 		<-ow.done
+		n.release(ctx, id, ow, "the notifier is stopping")
 	}
 	clear(n.orgs)
 }

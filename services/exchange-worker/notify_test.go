@@ -20,26 +20,60 @@ import (
 // none), on real NATS and Redis, all three users syncing contacts and events.
 type notifyEnv struct {
 	*env
-	sim    *ewssim.Server
+	sim *ewssim.Server
+	// notifyReplica is the first replica's notifier.
+	*notifyReplica
+}
+
+// notifyReplica is one exchange-worker replica's notifier, running.
+type notifyReplica struct {
 	n      *notifier
 	cancel context.CancelFunc
 	done   chan error
 }
 
+// newNotifyEnv is the environment with one replica's notifier running.
 func newNotifyEnv(t *testing.T) *notifyEnv {
+	t.Helper()
+	ne := newNotifyOrg(t)
+	ne.notifyReplica = ne.replica(t, nil)
+	return ne
+}
+
+// newNotifyOrg is the environment with no notifier running yet.
+func newNotifyOrg(t *testing.T) *notifyEnv {
 	t.Helper()
 	e, sim := newEWSEnv(t)
 	ne := &notifyEnv{env: e, sim: sim}
 	ne.configure(t, rep1, rep2, rep3)
-	ne.n = newNotifier(NotifyConfig{Enabled: true, Refresh: 50 * time.Millisecond, MinGap: 10 * time.Millisecond}, e.st, e.w.conns, e.p.Logger)
-	ne.n.watchConfig = func(c *ews.WatchConfig) {
+	return ne
+}
+
+// replica starts another replica's notifier, on the same Redis and simulator, configured for
+// tests and then by adjust; it is stopped when the test ends.
+func (ne *notifyEnv) replica(t *testing.T, adjust func(*NotifyConfig)) *notifyReplica {
+	t.Helper()
+	cfg := NotifyConfig{Enabled: true, Refresh: 50 * time.Millisecond, MinGap: 10 * time.Millisecond}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	r := &notifyReplica{n: newNotifier(cfg, ne.st, ne.w.conns, ne.p.Logger)}
+	r.n.watchConfig = func(c *ews.WatchConfig) {
 		c.Backoff = retry.Policy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	ne.cancel, ne.done = cancel, make(chan error, 1)
-	go func() { ne.done <- ne.n.Run(ctx) }()
-	t.Cleanup(func() { ne.stop(t) })
-	return ne
+	r.cancel, r.done = cancel, make(chan error, 1)
+	go func() { r.done <- r.n.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// tried waits for the replica to go over the orgs passes more times: to have tried, since the
+// call, for the watch lease of every org it does not hold.
+func (r *notifyReplica) tried(t *testing.T, passes int64) {
+	t.Helper()
+	from := r.n.passes.Load()
+	poll.Until(t, "the replica to go over the orgs again", func() bool { return r.n.passes.Load() >= from+passes })
 }
 
 // configure makes users the org's syncing users.
@@ -62,15 +96,16 @@ func (ne *notifyEnv) configure(t *testing.T, users ...string) {
 	}
 }
 
-func (ne *notifyEnv) stop(t *testing.T) {
+// stop stops the replica as a shutdown does, and waits for it.
+func (r *notifyReplica) stop(t *testing.T) {
 	t.Helper()
-	if ne.cancel == nil {
+	if r.cancel == nil {
 		return
 	}
-	ne.cancel()
-	ne.cancel = nil
+	r.cancel()
+	r.cancel = nil
 	select {
-	case err := <-ne.done:
+	case err := <-r.done:
 		if err != nil {
 			t.Errorf("the notifier returned %v", err)
 		}
@@ -138,7 +173,7 @@ func TestNotifyComponent(t *testing.T) {
 	if got := len(e.w.Components()); got != 3 {
 		t.Errorf("%d components with notifications on, want 3", got)
 	}
-	for _, bad := range []NotifyConfig{{ConnectionTimeout: time.Hour}, {MinGap: -time.Second}} {
+	for _, bad := range []NotifyConfig{{ConnectionTimeout: time.Hour}, {MinGap: -time.Second}, {LeaseTTL: -time.Second}, {LeaseTTL: time.Millisecond}} {
 		if bad.Validate() == nil {
 			t.Errorf("%+v accepted", bad)
 		}
@@ -208,4 +243,121 @@ func TestNotifierResubscribes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ne.woken(t, time.Second, "the org woken by an edit after the new subscription")
+}
+
+// edit changes a contact in rep1's Salesforce_Sync folder, as its user would.
+func (ne *notifyEnv) edit(t *testing.T, title string) {
+	t.Helper()
+	items := ne.sim.Items(rep1Mailbox, ewssim.SyncFolderName)
+	if err := ne.sim.UpdateItem(rep1Mailbox, items[0].ItemID, func(it *ewssim.Item) { it.Contact.JobTitle = title }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newSubscription waits for rep1 to be subscribed, on one open connection, by another
+// subscription than old.
+func (ne *notifyEnv) newSubscription(t *testing.T, within time.Duration, what, old string) {
+	t.Helper()
+	poll.Within(t, within, what, func() bool {
+		got := ne.sim.Subscriptions(rep1Mailbox)
+		return len(got) == 1 && got[0] != old && ne.sim.Streams() == 1
+	})
+}
+
+// TestNotifierOneReplicaWatchesAnOrg: two replicas started together make one subscription per
+// mailbox, not two: the one holding the org's watch lease watches; the other keeps trying.
+func TestNotifierOneReplicaWatchesAnOrg(t *testing.T) {
+	ne := newNotifyOrg(t)
+	a, b := ne.replica(t, nil), ne.replica(t, nil)
+	ne.subscribed(t)
+	a.tried(t, 3)
+	b.tried(t, 3)
+	if made := ne.sim.SubscriptionsMade(""); made != 1 {
+		t.Fatalf("%d subscriptions made for the org's mailboxes by two replicas, want 1 (rep1's)", made)
+	}
+	if n := ne.sim.Streams(); n != 1 {
+		t.Fatalf("%d notification connections open, want 1", n)
+	}
+	ne.quiet(t)
+	ne.edit(t, "CEO")
+	ne.woken(t, time.Second, "the org woken by a contact edit")
+}
+
+// TestNotifierHandsTheOrgOverOnStop: a replica that stops releases the org's watch lease, and
+// the other takes the org over at once — the lease lasts far longer than the test waits — and
+// wakes it on the next change.
+func TestNotifierHandsTheOrgOverOnStop(t *testing.T) {
+	ne := newNotifyOrg(t)
+	longLease := func(c *NotifyConfig) { c.LeaseTTL = time.Hour }
+	holder := ne.replica(t, longLease)
+	old := ne.subscribed(t)
+	standby := ne.replica(t, longLease)
+	standby.tried(t, 3)
+	if made := ne.sim.SubscriptionsMade(rep1Mailbox); made != 1 {
+		t.Fatalf("%d subscriptions made for rep1 before the handover, want 1", made)
+	}
+
+	holder.stop(t)
+	ne.newSubscription(t, 10*time.Second, "the standby to subscribe rep1", old[0])
+	if made := ne.sim.SubscriptionsMade(rep1Mailbox); made != 2 {
+		t.Fatalf("%d subscriptions made for rep1, want 2 (the holder's, then the standby's)", made)
+	}
+	ne.quiet(t)
+	ne.edit(t, "CFO")
+	ne.woken(t, time.Second, "the org woken through the replica that took over")
+}
+
+// TestNotifierTakesOverFromADeadHolder: a replica killed while it holds the org's watch lease
+// never releases it (here the test holds it and goes away); another replica subscribes once the
+// lease expires — not before, and without waiting for its own refresh or its own lease's
+// renewal cadence, both far longer.
+func TestNotifierTakesOverFromADeadHolder(t *testing.T) {
+	ne := newNotifyOrg(t)
+	const ttl = 2 * time.Second
+	if _, err := ne.st.AcquireWatchLease(t.Context(), testOrg, watchRole, ttl); err != nil {
+		t.Fatal(err)
+	}
+	died := time.Now()
+	standby := ne.replica(t, func(c *NotifyConfig) { c.Refresh, c.LeaseTTL = time.Hour, time.Hour })
+	standby.tried(t, 1)
+	if time.Since(died) < ttl {
+		if made := ne.sim.SubscriptionsMade(""); made != 0 {
+			t.Fatalf("%d subscriptions made while the dead holder's lease lasted", made)
+		}
+	}
+	ne.newSubscription(t, ttl+3*time.Second, "the standby to take over within the lease's TTL", "")
+	if took := time.Since(died); took < ttl {
+		t.Fatalf("subscribed %s after the holder died, before its %s lease expired", took, ttl)
+	} else {
+		t.Logf("taken over %s after the holder died (lease TTL %s)", took, ttl)
+	}
+	ne.quiet(t)
+	ne.edit(t, "CTO")
+	ne.woken(t, time.Second, "the org woken through the replica that took over")
+}
+
+// TestNotifierStopsWatchingWhenItLosesTheLease: a holder whose lease another replica took (as
+// after it paused past the TTL) ends its subscriptions as soon as its renewal fails, and takes
+// the org back once the lease is free again.
+func TestNotifierStopsWatchingWhenItLosesTheLease(t *testing.T) {
+	ne := newNotifyOrg(t)
+	ne.replica(t, func(c *NotifyConfig) { c.LeaseTTL = time.Second })
+	old := ne.subscribed(t)
+
+	ctx := t.Context()
+	if err := ne.st.Client().Del(ctx, "tandem:{"+testOrg+"}:lease:"+watchRole).Err(); err != nil {
+		t.Fatal(err)
+	}
+	thief, err := ne.st.AcquireWatchLease(ctx, testOrg, watchRole, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Within(t, 10*time.Second, "the loser to end its subscription", func() bool {
+		return len(ne.sim.Subscriptions("")) == 0 && ne.sim.Streams() == 0
+	})
+
+	if err := thief.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ne.newSubscription(t, 10*time.Second, "the replica to take the released lease back", old[0])
 }

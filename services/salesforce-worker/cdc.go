@@ -25,6 +25,25 @@ import (
 // due at once; the cycle's poll reads the change as usual, so CDC only decides when to poll, and
 // polling at the org's interval remains the fallback for anything CDC misses. The replay id of
 // the last event handled is stored per org and topic, and a restarted worker resumes after it.
+//
+// Every replica runs the component, but each org is subscribed to by one replica only: the one
+// holding the org's watch lease (store.AcquireWatchLease, role cdcRole); otherwise every change
+// would be delivered, and wake the org, once per replica. The others retry every third of the
+// lease's TTL, or as the holder's lease would expire if sooner, and take over when the holder
+// releases it on shutdown or dies and lets it expire; the replay id stored in Redis lets the new
+// holder resume where the old one stopped. A holder that loses the lease ends the org's
+// subscriptions at once.
+
+// cdcRole names the CDC component's watch lease on an org.
+const cdcRole = "watch-salesforce"
+
+// cdcReleaseTimeout bounds the release of a watch lease when the component stops: a release
+// that cannot be made leaves the lease to expire.
+const cdcReleaseTimeout = 5 * time.Second
+
+// cdcRetrySlack is how long after another replica's watch lease would expire the component
+// tries to take it: a little later, so that it finds the lease gone.
+const cdcRetrySlack = 20 * time.Millisecond
 
 // CDCConfig configures the Change Data Capture subscriptions.
 type CDCConfig struct {
@@ -39,6 +58,10 @@ type CDCConfig struct {
 	Refresh time.Duration
 	// Backoff is the wait between reconnections after failures.
 	Backoff retry.Policy
+	// LeaseTTL is how long an org's watch lease lasts unless renewed: how long an org goes
+	// without CDC when the replica subscribed for it dies. Zero or less means
+	// store.DefaultWatchLeaseTTL.
+	LeaseTTL time.Duration
 }
 
 // Defaults of CDCConfig.
@@ -54,7 +77,13 @@ func (c *CDCConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Endpoint, "pubsub-endpoint", salesforce.DefaultPubSubEndpoint, "Salesforce Pub/Sub API endpoint (host:port) for Change Data Capture; empty disables it")
 	fs.BoolVar(&c.Plaintext, "pubsub-plaintext", false, "reach the Pub/Sub API without TLS (a local simulator only)")
 	fs.DurationVar(&c.Refresh, "cdc-refresh", DefaultCDCRefresh, "how often the orgs and syncing users CDC subscribes for are read again")
+	fs.DurationVar(&c.LeaseTTL, "cdc-lease-ttl", store.DefaultWatchLeaseTTL, "one replica subscribes for an org, under a lease this long; another takes over at most this long after it dies")
 }
+
+// pass is how often the component goes over the orgs: it re-reads them every Refresh, and
+// retries the watch leases other replicas hold every third of their TTL (as often as the
+// holder renews them), so that it takes over an org soon after the holder lets go of it.
+func (c CDCConfig) pass() time.Duration { return min(c.Refresh, c.LeaseTTL/3) }
 
 func (c CDCConfig) enabled() bool { return !c.Disabled && c.Endpoint != "" }
 
@@ -75,7 +104,7 @@ type cdcKey struct {
 	kind tandemv1.RecordKind
 }
 
-// cdc runs the subscriptions of every org this worker sees.
+// cdc runs the subscriptions of the orgs whose watch lease this replica holds.
 type cdc struct {
 	w    *Worker
 	cfg  CDCConfig
@@ -83,11 +112,30 @@ type cdc struct {
 	log  *slog.Logger
 	opts []salesforce.PubSubOption
 
-	mu   sync.Mutex
-	subs map[cdcKey]*cdcSub
+	// want is, per org, the kinds the last read found synced, each with its syncing users, read
+	// at readAt; orgs are the orgs this replica subscribes for, under their watch leases. They
+	// belong to run's goroutine.
+	want   map[string]map[tandemv1.RecordKind]map[string]bool
+	readAt time.Time
+	orgs   map[string]*cdcOrg
+
+	mu sync.Mutex
 	// clients are the orgs' Pub/Sub clients, rebuilt when the org's connector is.
 	clients map[string]*cdcClient
-	wg      sync.WaitGroup
+
+	// passes counts the passes over the orgs made (tests wait for a replica to have tried).
+	passes atomic.Int64
+}
+
+// cdcOrg is an org this replica holds the watch lease of, and its subscriptions.
+type cdcOrg struct {
+	lease *store.Lease
+	// held ends when the lease is lost (cause store.ErrLeaseLost) or stopHold is called; the
+	// subscriptions run on it.
+	held     context.Context
+	stopHold func()
+	subs     map[tandemv1.RecordKind]*cdcSub
+	wg       sync.WaitGroup
 }
 
 type cdcClient struct {
@@ -120,90 +168,221 @@ func (w *Worker) newCDC() *cdc {
 	if cfg.Backoff.Base <= 0 {
 		cfg.Backoff = retry.Policy{Base: defaultCDCBackoffBase, Max: defaultCDCBackoffMax, Jitter: retry.DefaultJitter}
 	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = store.DefaultWatchLeaseTTL
+	}
 	c := &cdc{w: w, cfg: cfg, wake: w.st, log: w.log.With(slog.String("part", "cdc")),
-		subs: map[cdcKey]*cdcSub{}, clients: map[string]*cdcClient{}}
+		want: map[string]map[tandemv1.RecordKind]map[string]bool{}, orgs: map[string]*cdcOrg{}, clients: map[string]*cdcClient{}}
 	if cfg.Plaintext {
 		c.opts = append(c.opts, salesforce.PubSubPlaintext())
 	}
 	return c
 }
 
-// run keeps the subscriptions in line with the orgs until ctx ends, then stops them all and
-// waits for them.
+// run keeps the subscriptions in line with the orgs until ctx ends, then stops them all, waits
+// for them and releases the orgs' watch leases.
 func (c *cdc) run(ctx context.Context) error {
-	defer c.stopAll()
-	return lifecycle.Every(ctx, c.cfg.Refresh, c.refresh, func(err error) {
-		c.log.WarnContext(ctx, "CDC: reading the orgs failed", slog.Any("error", err))
-	})
+	defer c.stopAll(ctx)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		next, err := c.pass(ctx)
+		if err != nil && ctx.Err() == nil {
+			c.log.WarnContext(ctx, "CDC: reading the orgs or taking their watch leases failed", slog.Any("error", err))
+		}
+		timer.Reset(next)
+	}
 }
 
-func (c *cdc) stopAll() {
-	c.mu.Lock()
-	for _, s := range c.subs {
-		s.cancel()
+// pass re-reads the orgs when Refresh has passed since the last read, then starts and stops
+// subscriptions to match, for the orgs whose watch lease it holds or can take. It returns when
+// to make the next pass.
+func (c *cdc) pass(ctx context.Context) (time.Duration, error) {
+	defer c.passes.Add(1)
+	var errs []error
+	if c.readAt.IsZero() || time.Since(c.readAt) >= c.cfg.Refresh {
+		if err := c.read(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	c.mu.Unlock()
-	c.wg.Wait()
+	next := c.cfg.pass()
+	if !c.readAt.IsZero() {
+		next = min(next, max(time.Until(c.readAt.Add(c.cfg.Refresh)), time.Millisecond))
+	}
+	retry, err := c.contend(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return min(next, retry), errors.Join(errs...)
+}
+
+// read works out which subscriptions are wanted: per enabled org, each kind a syncing user
+// syncs, with the users who own the records that matter. An org whose users cannot be read
+// keeps what it wanted before; if the orgs cannot be listed, nothing changes and the next pass
+// reads again.
+func (c *cdc) read(ctx context.Context) error {
+	orgs, err := c.w.st.ListOrgs(ctx)
+	if err != nil {
+		return err
+	}
+	want := map[string]map[tandemv1.RecordKind]map[string]bool{}
+	var errs []error
+	for _, org := range orgs {
+		id := org.GetOrgId()
+		if !org.GetEnabled() || org.GetSalesforce() == nil {
+			continue
+		}
+		owners, err := c.syncing(ctx, id)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("org %s: %w", id, err))
+			if old, ok := c.want[id]; ok {
+				want[id] = old
+			}
+			continue
+		}
+		if len(owners) > 0 {
+			want[id] = owners
+		}
+	}
+	c.want, c.readAt = want, time.Now()
+	return errors.Join(errs...)
+}
+
+// contend makes the subscriptions match c.want, for the orgs whose lease this replica holds or
+// can take now. It returns how soon a lease another replica holds would expire unless renewed,
+// the time to try it again.
+func (c *cdc) contend(ctx context.Context) (time.Duration, error) {
+	for id, o := range c.orgs {
+		switch {
+		case o.held.Err() != nil:
+			// The lease was lost and the subscriptions, on its context, have ended or are ending.
+			c.drop(ctx, id, o, "")
+		case c.want[id] == nil:
+			c.drop(ctx, id, o, "nothing of the org to subscribe to")
+		}
+	}
+	retry := c.cfg.pass()
+	var errs []error
+	for id, kinds := range c.want {
+		o := c.orgs[id]
+		if o == nil {
+			lease, err := c.w.st.AcquireWatchLease(ctx, id, cdcRole, c.cfg.LeaseTTL)
+			var held *store.LeaseHeldError
+			switch {
+			case errors.As(err, &held):
+				// Another replica subscribes for the org.
+				retry = min(retry, held.Remaining+cdcRetrySlack)
+				continue
+			case err != nil:
+				errs = append(errs, fmt.Errorf("org %s: %w", id, err))
+				continue
+			}
+			o = c.take(ctx, id, lease)
+			c.orgs[id] = o
+		}
+		c.subscribeOrg(id, o, kinds)
+	}
+	return retry, errors.Join(errs...)
+}
+
+// take starts holding the org's watch lease.
+func (c *cdc) take(ctx context.Context, orgID string, lease *store.Lease) *cdcOrg {
+	held, stopHold := lease.Hold(ctx)
+	o := &cdcOrg{lease: lease, held: held, stopHold: stopHold, subs: map[tandemv1.RecordKind]*cdcSub{}}
+	log := c.log.With(slog.String("org_id", orgID))
+	// Said when it happens: the subscriptions end with the lease, before the next pass notices.
+	context.AfterFunc(held, func() {
+		if cause := context.Cause(held); errors.Is(cause, store.ErrLeaseLost) {
+			log.InfoContext(ctx, "CDC: gave up the org's subscriptions: its watch lease was lost", slog.Any("error", cause))
+		}
+	})
+	log.InfoContext(ctx, "CDC: took over the org's subscriptions", slog.Int64("lease_token", lease.Token()))
+	return o
+}
+
+// subscribeOrg starts and stops the org's subscriptions to match the kinds wanted, with their
+// owners, on the lease's context.
+func (c *cdc) subscribeOrg(orgID string, o *cdcOrg, kinds map[tandemv1.RecordKind]map[string]bool) {
+	for kind, sub := range o.subs {
+		if _, ok := kinds[kind]; !ok {
+			sub.cancel()
+			delete(o.subs, kind)
+		}
+	}
+	for kind, owners := range kinds {
+		sub := o.subs[kind]
+		if sub == nil {
+			topic, ok := salesforce.ChangeTopic(kind)
+			if !ok {
+				continue
+			}
+			sctx, cancel := context.WithCancel(o.held)
+			sub = &cdcSub{key: cdcKey{org: orgID, kind: kind}, topic: topic, cancel: cancel}
+			o.subs[kind] = sub
+			o.wg.Go(func() { c.subscribe(sctx, sub) })
+		}
+		sub.owners.Store(&owners)
+	}
+}
+
+// drop ends the org's subscriptions and waits for them, then releases its lease (why says why
+// it is given up), in that order, so that the replica taking over never subscribes while this
+// one still is. A lost lease (empty why) is not released: it is another replica's now.
+func (c *cdc) drop(ctx context.Context, orgID string, o *cdcOrg, why string) {
+	o.stopHold()
+	o.wg.Wait()
+	delete(c.orgs, orgID)
+	c.closeClient(orgID)
+	c.release(ctx, orgID, o, why)
+}
+
+// release gives up the lease of an org whose subscriptions have ended, unless it was lost.
+func (c *cdc) release(ctx context.Context, orgID string, o *cdcOrg, why string) {
+	if errors.Is(context.Cause(o.held), store.ErrLeaseLost) {
+		return
+	}
+	// Release even when ctx is done (shutting down): another replica should take over at once,
+	// not when the lease expires.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cdcReleaseTimeout)
+	defer cancel()
+	log := c.log.With(slog.String("org_id", orgID))
+	if err := o.lease.Release(rctx); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+		log.WarnContext(ctx, "CDC: cannot release the org's watch lease; another replica takes over when it expires", slog.Any("error", err))
+	}
+	log.InfoContext(ctx, "CDC: gave up the org's subscriptions", slog.String("reason", why))
+}
+
+func (c *cdc) closeClient(orgID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl := c.clients[orgID]; cl != nil {
+		_ = cl.ps.Close()
+		delete(c.clients, orgID)
+	}
+}
+
+// stopAll ends every subscription, all at once, waits for them, releases the orgs' leases and
+// closes the clients.
+func (c *cdc) stopAll(ctx context.Context) {
+	for _, o := range c.orgs {
+		o.stopHold()
+	}
+	for id, o := range c.orgs {
+		o.wg.Wait()
+		c.release(ctx, id, o, "the component is stopping")
+	}
+	clear(c.orgs)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, cl := range c.clients {
 		_ = cl.ps.Close()
 	}
-	c.subs, c.clients = map[cdcKey]*cdcSub{}, map[string]*cdcClient{}
-}
-
-// refresh works out which subscriptions are wanted — per enabled org, each kind a syncing user
-// syncs, with the users who own the records that matter — and starts and stops them to match.
-func (c *cdc) refresh(ctx context.Context) error {
-	orgs, err := c.w.st.ListOrgs(ctx)
-	if err != nil {
-		return err
-	}
-	want := map[cdcKey]map[string]bool{}
-	// unknown are the orgs whose users could not be read this time: their subscriptions stay.
-	unknown := map[string]bool{}
-	var errs []error
-	for _, org := range orgs {
-		if !org.GetEnabled() || org.GetSalesforce() == nil {
-			continue
-		}
-		owners, err := c.syncing(ctx, org.GetOrgId())
-		if err != nil {
-			errs = append(errs, fmt.Errorf("org %s: %w", org.GetOrgId(), err))
-			unknown[org.GetOrgId()] = true
-			continue
-		}
-		for kind, users := range owners {
-			want[cdcKey{org: org.GetOrgId(), kind: kind}] = users
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for key, sub := range c.subs {
-		if _, ok := want[key]; !ok && !unknown[key.org] {
-			sub.cancel()
-			delete(c.subs, key)
-		}
-	}
-	for key, owners := range want {
-		sub := c.subs[key]
-		if sub == nil {
-			topic, ok := salesforce.ChangeTopic(key.kind)
-			if !ok {
-				continue
-			}
-			sctx, cancel := context.WithCancel(ctx)
-			sub = &cdcSub{key: key, topic: topic, cancel: cancel}
-			c.subs[key] = sub
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				c.subscribe(sctx, sub)
-			}()
-		}
-		sub.owners.Store(&owners)
-	}
-	return errors.Join(errs...)
+	clear(c.clients)
 }
 
 // syncing returns, per kind synced in the org, its syncing users (the scheduler's rule: users

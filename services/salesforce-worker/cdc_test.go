@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/salesforce"
 	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
@@ -286,4 +287,160 @@ func TestCDCIgnoresTandemsOwnWrites(t *testing.T) {
 	// Another app's write wakes the org.
 	patch("DataLoader", "Written by someone else")
 	e.waitFor("wake for another app's write", e.due)
+}
+
+// cdcReplica is one salesforce-worker replica's CDC component, running.
+type cdcReplica struct {
+	c      *cdc
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// replica starts another replica's CDC component on the same Redis and simulator, configured
+// as the environment's and then by adjust; it is stopped when the test ends.
+func (e *cdcEnv) replica(adjust func(*CDCConfig)) *cdcReplica {
+	e.t.Helper()
+	r := &cdcReplica{c: e.w.newCDC()}
+	if adjust != nil {
+		adjust(&r.c.cfg)
+	}
+	ctx, cancel := context.WithCancel(e.t.Context())
+	r.cancel, r.done = cancel, make(chan error, 1)
+	go func() { r.done <- r.c.run(ctx) }()
+	e.t.Cleanup(func() { r.stop(e.t) })
+	return r
+}
+
+// stop stops the replica as a shutdown does, and waits for it.
+func (r *cdcReplica) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	if err := <-r.done; err != nil {
+		t.Errorf("CDC component: %v", err)
+	}
+}
+
+// tried waits for the replica to go over the orgs passes more times: to have tried, since the
+// call, for the watch lease of every org it does not hold.
+func (r *cdcReplica) tried(t *testing.T, passes int64) {
+	t.Helper()
+	from := r.c.passes.Load()
+	poll.Until(t, "the replica to go over the orgs again", func() bool { return r.c.passes.Load() >= from+passes })
+}
+
+// subscribers waits for the simulator to have n subscribers, and made subscriptions made in all.
+func (e *cdcEnv) subscribers(within time.Duration, what string, n, made int) {
+	e.t.Helper()
+	poll.Within(e.t, within, what, func() bool {
+		return e.sim.PubSubSubscribers() == n && e.sim.PubSubSubscriptionsMade() == made
+	})
+}
+
+// edited edits the contact as a rep would, and waits for the org to be due.
+func (e *cdcEnv) edited(title, what string) {
+	e.t.Helper()
+	e.notDue()
+	if err := e.sim.Update("Contact", e.contactID, map[string]any{"Title": title}, e.rep1); err != nil {
+		e.t.Fatal(err)
+	}
+	poll.Within(e.t, 5*time.Second, what, e.due)
+}
+
+// TestCDCOneReplicaSubscribesPerOrg: two replicas started together make one Pub/Sub
+// subscription for the org, not two: the one holding the org's watch lease subscribes; the
+// other keeps trying.
+func TestCDCOneReplicaSubscribesPerOrg(t *testing.T) {
+	e := newCDCEnv(t)
+	a, b := e.replica(nil), e.replica(nil)
+	e.subscribers(20*time.Second, "one subscription", 1, 1)
+	a.tried(t, 3)
+	b.tried(t, 3)
+	if made := e.sim.PubSubSubscriptionsMade(); made != 1 {
+		t.Fatalf("%d subscriptions made by two replicas, want 1", made)
+	}
+	if n := e.sim.PubSubSubscribers(); n != 1 {
+		t.Fatalf("%d subscribers, want 1", n)
+	}
+	e.edited("Rear Admiral", "the org woken by an edit")
+}
+
+// TestCDCHandsTheOrgOverOnStop: a replica that stops releases the org's watch lease, and the
+// other subscribes at once — the lease lasts far longer than the test waits — resuming after
+// the stored replay id, so that an edit made in between still wakes the org.
+func TestCDCHandsTheOrgOverOnStop(t *testing.T) {
+	e := newCDCEnv(t)
+	longLease := func(c *CDCConfig) { c.LeaseTTL = time.Hour }
+	holder := e.replica(longLease)
+	e.subscribers(20*time.Second, "the holder's subscription", 1, 1)
+	standby := e.replica(longLease)
+	standby.tried(t, 3)
+	if made := e.sim.PubSubSubscriptionsMade(); made != 1 {
+		t.Fatalf("%d subscriptions made before the handover, want 1", made)
+	}
+	e.edited("Commodore", "the org woken through the holder")
+	poll.Until(t, "the holder to store the replay id", func() bool { return string(e.storedReplay()) == string(e.sim.LatestReplayID()) })
+
+	holder.stop(t)
+	if n := e.sim.PubSubSubscribers(); n > 1 {
+		t.Fatalf("%d subscribers after the holder stopped", n)
+	}
+	// An edit while the org changes hands: the standby resumes after the holder's replay id.
+	e.edited("Rear Admiral", "the org woken through the replica that took over")
+	e.subscribers(10*time.Second, "the standby's subscription", 1, 2)
+	e.edited("Admiral", "the org woken by a later edit")
+}
+
+// TestCDCTakesOverFromADeadHolder: a replica killed while it holds the org's watch lease never
+// releases it (here the test holds it and goes away); another replica subscribes once the lease
+// expires — not before, and without waiting for its own refresh or its own lease's renewal
+// cadence, both far longer.
+func TestCDCTakesOverFromADeadHolder(t *testing.T) {
+	e := newCDCEnv(t)
+	const ttl = 2 * time.Second
+	if _, err := e.st.AcquireWatchLease(t.Context(), testOrg, cdcRole, ttl); err != nil {
+		t.Fatal(err)
+	}
+	died := time.Now()
+	standby := e.replica(func(c *CDCConfig) { c.Refresh, c.LeaseTTL = time.Hour, time.Hour })
+	standby.tried(t, 1)
+	if time.Since(died) < ttl {
+		if made := e.sim.PubSubSubscriptionsMade(); made != 0 {
+			t.Fatalf("%d subscriptions made while the dead holder's lease lasted", made)
+		}
+	}
+	e.subscribers(ttl+3*time.Second, "the standby to take over within the lease's TTL", 1, 1)
+	if took := time.Since(died); took < ttl {
+		t.Fatalf("subscribed %s after the holder died, before its %s lease expired", took, ttl)
+	} else {
+		t.Logf("taken over %s after the holder died (lease TTL %s)", took, ttl)
+	}
+	e.edited("Commodore", "the org woken through the replica that took over")
+}
+
+// TestCDCStopsWhenItLosesTheLease: a holder whose lease another replica took (as after it
+// paused past the TTL) ends its subscription as soon as its renewal fails, and takes the org
+// back once the lease is free again.
+func TestCDCStopsWhenItLosesTheLease(t *testing.T) {
+	e := newCDCEnv(t)
+	e.replica(func(c *CDCConfig) { c.LeaseTTL = time.Second })
+	e.subscribers(20*time.Second, "the holder's subscription", 1, 1)
+
+	ctx := t.Context()
+	if err := e.st.Client().Del(ctx, "tandem:{"+testOrg+"}:lease:"+cdcRole).Err(); err != nil {
+		t.Fatal(err)
+	}
+	thief, err := e.st.AcquireWatchLease(ctx, testOrg, cdcRole, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.subscribers(10*time.Second, "the loser to end its subscription", 0, 1)
+
+	if err := thief.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.subscribers(10*time.Second, "the replica to take the released lease back", 1, 2)
 }

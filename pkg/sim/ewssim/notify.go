@@ -181,10 +181,13 @@ type notifyHub struct {
 	byMailbox map[*mailbox]map[*subscription]bool
 	streams   map[*stream]bool
 	lastSweep time.Time
+	// made counts the subscriptions ever made, by lower-cased mailbox address.
+	made map[string]int
 }
 
 func newNotifyHub(s *Server) *notifyHub {
-	return &notifyHub{s: s, subs: map[string]*subscription{}, byMailbox: map[*mailbox]map[*subscription]bool{}, streams: map[*stream]bool{}}
+	return &notifyHub{s: s, subs: map[string]*subscription{}, byMailbox: map[*mailbox]map[*subscription]bool{}, streams: map[*stream]bool{},
+		made: map[string]int{}}
 }
 
 // publish queues e for every subscription of m that wants it. The caller holds m.mu, so that
@@ -222,6 +225,7 @@ func (h *notifyHub) add(sub *subscription) {
 		h.byMailbox[sub.mb] = map[*subscription]bool{}
 	}
 	h.byMailbox[sub.mb][sub] = true
+	h.made[strings.ToLower(sub.mb.address)]++
 }
 
 // removeLocked forgets a subscription; a connection carrying it reports it lost with code
@@ -337,6 +341,23 @@ func (s *Server) Subscriptions(mailbox string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// SubscriptionsMade returns how many streaming subscriptions were ever made to mailbox's
+// folders (every mailbox's when it is empty), ended ones included: a duplicate that came and
+// went still counts.
+func (s *Server) SubscriptionsMade(mailbox string) int {
+	h := s.notify
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if mailbox != "" {
+		return h.made[strings.ToLower(mailbox)]
+	}
+	n := 0
+	for _, c := range h.made {
+		n += c
+	}
+	return n
 }
 
 // Streams returns how many GetStreamingEvents connections are open.

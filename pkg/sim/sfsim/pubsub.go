@@ -59,8 +59,9 @@ type pubsubState struct {
 	schemas   cdcSchemas
 	keepalive time.Duration
 
-	// active counts the subscriptions set up and not yet ended.
+	// active counts the subscriptions set up and not yet ended; made, every one set up.
 	active atomic.Int64
+	made   atomic.Int64
 
 	mu   sync.Mutex
 	drop chan struct{} // closed by DropPubSubStreams
@@ -93,6 +94,10 @@ func (s *Server) DropPubSubStreams() {
 // PubSubSubscribers is how many subscriptions are open and past their first FetchRequest:
 // a LATEST subscription sees every event committed from then on.
 func (s *Server) PubSubSubscribers() int { return int(s.pubsub.active.Load()) }
+
+// PubSubSubscriptionsMade is how many subscriptions were ever set up (past their first
+// FetchRequest), ended ones included: a duplicate that came and went still counts.
+func (s *Server) PubSubSubscriptionsMade() int { return int(s.pubsub.made.Load()) }
 
 // LatestReplayID is the replay id of the org's newest change event (nil before the first).
 func (s *Server) LatestReplayID() []byte {
@@ -287,6 +292,7 @@ func (p *pubsubServer) subscribe(stream eventbusv1.PubSub_SubscribeServer) error
 	}
 	pending := min(int(first.GetNumRequested()), maxRequested)
 	p.s.pubsub.active.Add(1)
+	p.s.pubsub.made.Add(1)
 	defer p.s.pubsub.active.Add(-1)
 
 	// Later FetchRequests arrive while events are being sent.
