@@ -109,7 +109,7 @@ func (w *Worker) notifyComponents() []lifecycle.Component {
 	if !w.cfg.Notify.Enabled {
 		return nil
 	}
-	n := newNotifier(w.cfg.Notify, w.st, w.conns, w.log)
+	n := newNotifier(w.cfg.Notify, w.cfg.pool(), w.st, w.conns, w.log)
 	return []lifecycle.Component{{Name: "exchange-notify", Run: n.Run}}
 }
 
@@ -121,7 +121,9 @@ type watchable interface {
 
 // notifier watches the syncing users' mailboxes and wakes their orgs.
 type notifier struct {
-	cfg   NotifyConfig
+	cfg NotifyConfig
+	// pool is the worker pool of the replica: it watches only the mailboxes of that pool's orgs.
+	pool  string
 	st    *store.Store
 	conns *store.OrgCache[exchange.Connector]
 	log   *slog.Logger
@@ -163,9 +165,9 @@ type orgWatch struct {
 	done     chan struct{}
 }
 
-func newNotifier(cfg NotifyConfig, st *store.Store, conns *store.OrgCache[exchange.Connector], logger *slog.Logger) *notifier {
+func newNotifier(cfg NotifyConfig, pool string, st *store.Store, conns *store.OrgCache[exchange.Connector], logger *slog.Logger) *notifier {
 	return &notifier{
-		cfg: cfg.withDefaults(), st: st, conns: conns, log: logger.With(slog.String("part", "notify")),
+		cfg: cfg.withDefaults(), pool: pool, st: st, conns: conns, log: logger.With(slog.String("part", "notify")),
 		dirty: map[string]bool{}, signal: make(chan struct{}, 1), want: map[string]orgWant{}, orgs: map[string]*orgWatch{},
 	}
 }
@@ -230,7 +232,8 @@ func (n *notifier) read(ctx context.Context) error {
 	want := map[string]orgWant{}
 	for _, org := range orgs {
 		id := org.GetOrgId()
-		if !org.GetEnabled() || org.GetExchange() == nil {
+		if !org.GetEnabled() || org.GetExchange() == nil || store.WorkerPool(org) != n.pool {
+			// Another pool's workers watch the org's mailboxes, as they read them.
 			continue
 		}
 		watches, err := n.watches(ctx, id)
@@ -316,22 +319,13 @@ const leaseRetrySlack = 20 * time.Millisecond
 // watches lists the org's syncing users' mailboxes, with the kinds each syncs, as the scheduler
 // decides who syncs.
 func (n *notifier) watches(ctx context.Context, orgID string) ([]ews.Watch, error) {
-	users, err := n.st.ListUsers(ctx, orgID)
+	mbs, err := syncingMailboxes(ctx, n.st, orgID)
 	if err != nil {
 		return nil, err
 	}
-	cfgs, err := n.st.ListConfigurations(ctx, orgID)
-	if err != nil {
-		return nil, err
-	}
-	var out []ews.Watch
-	for _, u := range users {
-		cfg, ok := store.SelectConfiguration(cfgs, u)
-		kinds := syncedKinds(cfg)
-		if !ok || len(kinds) == 0 || u.GetEmail() == "" {
-			continue
-		}
-		out = append(out, ews.Watch{Mailbox: exchange.Mailbox{OrgID: orgID, UserID: u.GetUserId(), Address: u.GetEmail()}, Kinds: kinds})
+	out := make([]ews.Watch, len(mbs))
+	for i, mb := range mbs {
+		out[i] = ews.Watch{Mailbox: mb.Mailbox, Kinds: mb.Kinds}
 	}
 	return out, nil
 }

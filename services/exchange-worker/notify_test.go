@@ -12,6 +12,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/platform"
 	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
+	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -53,11 +54,17 @@ func newNotifyOrg(t *testing.T) *notifyEnv {
 // tests and then by adjust; it is stopped when the test ends.
 func (ne *notifyEnv) replica(t *testing.T, adjust func(*NotifyConfig)) *notifyReplica {
 	t.Helper()
+	return ne.replicaOf(t, store.DefaultWorkerPool, adjust)
+}
+
+// replicaOf starts a replica of the workers of pool, as replica does.
+func (ne *notifyEnv) replicaOf(t *testing.T, pool string, adjust func(*NotifyConfig)) *notifyReplica {
+	t.Helper()
 	cfg := NotifyConfig{Enabled: true, Refresh: 50 * time.Millisecond, MinGap: 10 * time.Millisecond}
 	if adjust != nil {
 		adjust(&cfg)
 	}
-	r := &notifyReplica{n: newNotifier(cfg, ne.st, ne.w.conns, ne.p.Logger)}
+	r := &notifyReplica{n: newNotifier(cfg, pool, ne.st, ne.w.conns, ne.p.Logger)}
 	r.n.watchConfig = func(c *ews.WatchConfig) {
 		c.Backoff = retry.Policy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}
 	}
@@ -360,4 +367,23 @@ func TestNotifierStopsWatchingWhenItLosesTheLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	ne.newSubscription(t, 10*time.Second, "the replica to take the released lease back", old[0])
+}
+
+// TestNotifierWatchesOnlyItsPoolsOrgs: an org served by the workers of pool "big" is watched by
+// a replica of that pool, never by one of the default pool.
+func TestNotifierWatchesOnlyItsPoolsOrgs(t *testing.T) {
+	ne := newNotifyOrg(t)
+	org, err := ne.st.GetOrg(t.Context(), testOrg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	org.WorkerPool = "big"
+	ne.putOrg(org)
+	shared := ne.replicaOf(t, store.DefaultWorkerPool, nil)
+	shared.tried(t, 3)
+	if made := ne.sim.SubscriptionsMade(""); made != 0 {
+		t.Fatalf("a replica of the default pool made %d subscriptions for an org of pool big", made)
+	}
+	ne.replicaOf(t, "big", nil)
+	poll.Until(t, "the big pool's replica to subscribe", func() bool { return ne.sim.SubscriptionsMade(rep1Mailbox) == 1 })
 }

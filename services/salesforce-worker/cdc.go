@@ -234,7 +234,8 @@ func (c *cdc) read(ctx context.Context) error {
 	var errs []error
 	for _, org := range orgs {
 		id := org.GetOrgId()
-		if !org.GetEnabled() || org.GetSalesforce() == nil {
+		if !org.GetEnabled() || org.GetSalesforce() == nil || store.WorkerPool(org) != c.w.cfg.pool() {
+			// Another pool's workers subscribe for the org, as they poll it.
 			continue
 		}
 		owners, err := c.syncing(ctx, id)
@@ -388,11 +389,7 @@ func (c *cdc) stopAll(ctx context.Context) {
 // syncing returns, per kind synced in the org, its syncing users (the scheduler's rule: users
 // with an active configuration that syncs the kind).
 func (c *cdc) syncing(ctx context.Context, orgID string) (map[tandemv1.RecordKind]map[string]bool, error) {
-	users, err := c.w.st.ListUsers(ctx, orgID)
-	if err != nil {
-		return nil, err
-	}
-	cfgs, err := c.w.st.ListConfigurations(ctx, orgID)
+	assigned, err := c.w.st.ListAssignments(ctx, orgID)
 	if err != nil {
 		return nil, err
 	}
@@ -403,16 +400,12 @@ func (c *cdc) syncing(ctx context.Context, orgID string) (map[tandemv1.RecordKin
 		}
 		out[kind][user] = true
 	}
-	for _, u := range users {
-		cfg, ok := store.SelectConfiguration(cfgs, u)
-		if !ok {
-			continue
+	for _, a := range assigned {
+		if a.Config.GetContacts().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
+			add(tandemv1.RecordKind_RECORD_KIND_CONTACT, a.User.GetUserId())
 		}
-		if cfg.GetContacts().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
-			add(tandemv1.RecordKind_RECORD_KIND_CONTACT, u.GetUserId())
-		}
-		if cfg.GetEvents().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
-			add(tandemv1.RecordKind_RECORD_KIND_EVENT, u.GetUserId())
+		if a.Config.GetEvents().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
+			add(tandemv1.RecordKind_RECORD_KIND_EVENT, a.User.GetUserId())
 		}
 	}
 	return out, nil

@@ -444,3 +444,26 @@ func TestCDCStopsWhenItLosesTheLease(t *testing.T) {
 	}
 	e.subscribers(10*time.Second, "the replica to take the released lease back", 1, 2)
 }
+
+// TestCDCSubscribesOnlyForItsPoolsOrgs: an org served by the workers of pool "big" gets its
+// Pub/Sub subscription from a replica of that pool, never from one of the default pool.
+func TestCDCSubscribesOnlyForItsPoolsOrgs(t *testing.T) {
+	e := newCDCEnv(t)
+	org, err := e.st.GetOrg(t.Context(), testOrg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	org.WorkerPool = "big"
+	if _, err := e.st.PutOrg(t.Context(), org); err != nil {
+		t.Fatal(err)
+	}
+	shared := e.replica(nil)
+	shared.tried(t, 3)
+	if made := e.sim.PubSubSubscriptionsMade(); made != 0 {
+		t.Fatalf("a replica of the default pool made %d subscriptions for an org of pool big", made)
+	}
+	shared.stop(t)
+	e.w.cfg.Pool = "big"
+	e.replica(nil)
+	e.subscribers(20*time.Second, "the big pool's replica to subscribe", 1, 1)
+}

@@ -79,6 +79,9 @@ func (c *Config) Validate() error {
 	if c.DirectoryRefresh <= 0 {
 		return errors.New("--directory-refresh must be positive")
 	}
+	if c.CDC.Refresh < 0 || c.CDC.LeaseTTL < 0 || (c.CDC.LeaseTTL > 0 && c.CDC.LeaseTTL < time.Second) {
+		return errors.New("--cdc-refresh must not be negative, and --cdc-lease-ttl must be 0 (the default) or at least 1s")
+	}
 	return nil
 }
 

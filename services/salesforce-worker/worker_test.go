@@ -572,6 +572,10 @@ func TestConfigValidate(t *testing.T) {
 		{"no job concurrency", func(c *Config) { c.JobConcurrency = 0 }, false},
 		{"no apply concurrency", func(c *Config) { c.ApplyConcurrency = 0 }, false},
 		{"no directory refresh", func(c *Config) { c.DirectoryRefresh = 0 }, false},
+		{"negative CDC refresh", func(c *Config) { c.CDC.Refresh = -time.Second }, false},
+		{"negative CDC lease", func(c *Config) { c.CDC.LeaseTTL = -time.Second }, false},
+		{"CDC lease under a second", func(c *Config) { c.CDC.LeaseTTL = time.Millisecond }, false},
+		{"CDC lease of a minute", func(c *Config) { c.CDC.LeaseTTL = time.Minute }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := testConfig()
