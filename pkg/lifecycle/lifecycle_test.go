@@ -305,3 +305,39 @@ func TestEveryRunsAtOnceThenEachIntervalUntilCancelled(t *testing.T) {
 		t.Fatalf("%d rounds, %d failures reported; want 3 and 1", rounds, failures)
 	}
 }
+
+func TestPacedWaitsTheDelayEachRoundAsksFor(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var rounds, failures int
+	var starts []time.Time
+	done := make(chan error, 1)
+	go func() {
+		done <- Paced(ctx, func(context.Context) (time.Duration, error) {
+			rounds++
+			starts = append(starts, time.Now())
+			switch rounds {
+			case 1:
+				return 50 * time.Millisecond, errors.New("round failed") // still waits 50ms
+			case 2:
+				return time.Millisecond, nil
+			default:
+				cancel()
+				return time.Hour, errors.New("failed after the cancel")
+			}
+		}, func(error) { failures++ })
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Paced = %v, want nil once cancelled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Paced did not return after its context ended")
+	}
+	if rounds != 3 || failures != 1 {
+		t.Fatalf("%d rounds, %d failures reported; want 3 and 1", rounds, failures)
+	}
+	if gap := starts[1].Sub(starts[0]); gap < 50*time.Millisecond {
+		t.Fatalf("second round %s after the first, which asked for 50ms", gap)
+	}
+}

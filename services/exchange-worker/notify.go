@@ -180,20 +180,9 @@ func (n *notifier) Run(ctx context.Context) error {
 	wg.Go(func() { n.wakeLoop(ctx) })
 	defer wg.Wait()
 	defer n.stopAll(ctx)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
-		next, err := n.pass(ctx)
-		if err != nil && ctx.Err() == nil {
-			n.log.WarnContext(ctx, "reading the users to watch or taking their orgs' watch leases", slog.Any("error", err))
-		}
-		timer.Reset(next)
-	}
+	return lifecycle.Paced(ctx, n.pass, func(err error) {
+		n.log.WarnContext(ctx, "reading the users to watch or taking their orgs' watch leases", slog.Any("error", err))
+	})
 }
 
 // pass re-reads the orgs to watch when Refresh has passed since the last read, then starts,

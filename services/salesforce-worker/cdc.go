@@ -183,20 +183,9 @@ func (w *Worker) newCDC() *cdc {
 // for them and releases the orgs' watch leases.
 func (c *cdc) run(ctx context.Context) error {
 	defer c.stopAll(ctx)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
-		next, err := c.pass(ctx)
-		if err != nil && ctx.Err() == nil {
-			c.log.WarnContext(ctx, "CDC: reading the orgs or taking their watch leases failed", slog.Any("error", err))
-		}
-		timer.Reset(next)
-	}
+	return lifecycle.Paced(ctx, c.pass, func(err error) {
+		c.log.WarnContext(ctx, "CDC: reading the orgs or taking their watch leases failed", slog.Any("error", err))
+	})
 }
 
 // pass re-reads the orgs when Refresh has passed since the last read, then starts and stops
