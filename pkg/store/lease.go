@@ -76,7 +76,7 @@ func (s *Store) acquire(ctx context.Context, l *Lease) (*Lease, error) {
 	}
 	// The lease is known valid until acquiredAt+ttl: Redis started the TTL after this instant.
 	l.acquiredAt = time.Now()
-	res, err := acquireScript.Run(ctx, s.rdb, []string{l.key, l.fenceKey}, l.ttl.Milliseconds(), l.holder).Int64Slice()
+	res, err := acquireScript.Run(ctx, s.rdb, []string{l.key, l.fenceKey}, l.ttl.Milliseconds(), l.holder, time.Now().UnixMilli()).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("acquire lease %s for %s: %w", l.role, l.subject(), err)
 	}
@@ -101,9 +101,13 @@ func leaseSubject(uk UserKey) string {
 
 func (l *Lease) subject() string { return leaseSubject(l.uk) }
 
-// acquireScript: KEYS = lease, fence; ARGV = ttl in ms, holder suffix. Replies {1, token} or
-// {0, holder's remaining ms}. The counter is incremented only when the lease is free, so every
-// token issued belongs to exactly one holder. The lease key holds the token and the suffix.
+// acquireScript: KEYS = lease, fence; ARGV = ttl in ms, holder suffix, now in unix ms. Replies
+// {1, token} or {0, holder's remaining ms}. The counter is incremented only when the lease is
+// free, so every token issued belongs to exactly one holder. A counter that is new — the first
+// lease, or a counter lost with the rest of Tandem's state (FLUSHALL) — starts at the current
+// time rather than at 1: above every token issued before the loss, so that a holder from before
+// it never shares a token with one after it, and both fail to renew and to commit. The lease
+// key holds the token and the suffix.
 var acquireScript = redis.NewScript(`
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl ~= -2 then
@@ -111,8 +115,12 @@ if pttl ~= -2 then
   return {0, pttl}
 end
 local token = redis.call('INCR', KEYS[2])
+if token == 1 then
+  redis.call('SET', KEYS[2], ARGV[3])
+  token = ARGV[3]
+end
 redis.call('SET', KEYS[1], token .. ARGV[2], 'PX', ARGV[1])
-return {1, token}
+return {1, tonumber(token)}
 `)
 
 // renewScript: KEYS = lease; ARGV = lease value, ttl in ms. Replies 1 if renewed, 0 if not ours.

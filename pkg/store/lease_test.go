@@ -319,3 +319,38 @@ func TestWithLeaseReleases(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseTokensRiseAcrossLostRedisState: Redis loses everything (FLUSHALL) while A holds a
+// user's lease, and B acquires it afresh. B's token is above A's — the fence counter starts
+// again at the current time, not at 1 — so A, which still runs, can neither renew nor commit.
+func TestLeaseTokensRiseAcrossLostRedisState(t *testing.T) {
+	onBoth(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := t.Context()
+		s := newTestStore(t, rdb)
+		a, err := s.AcquireLease(ctx, testUser, "reconcile", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.FlushAll(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // a loss and a new lease within one millisecond happen only in tests
+		b, err := s.AcquireLease(ctx, testUser, "reconcile", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Token() <= a.Token() {
+			t.Fatalf("B's token %d is not above A's %d", b.Token(), a.Token())
+		}
+		key := userKey(t, testUser, "mapping", "k1")
+		if err := s.Commit(ctx, a, HSet(key, "exchange_id", "from-A")); !errors.Is(err, ErrStaleLease) {
+			t.Fatalf("A's commit after the loss: %v, want ErrStaleLease", err)
+		}
+		if err := a.Renew(ctx); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("A's renew after the loss: %v, want ErrLeaseLost", err)
+		}
+		if err := s.Commit(ctx, b, HSet(key, "exchange_id", "from-B")); err != nil {
+			t.Fatalf("B's commit: %v", err)
+		}
+	})
+}
