@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -77,6 +78,8 @@ type Server struct {
 	removeDir string
 	closeOnce sync.Once
 	closeErr  error
+	// closing is set once Close began: an exit after it is the one asked for.
+	closing atomic.Bool
 }
 
 // Start starts a Redis and waits until it answers PING.
@@ -135,7 +138,9 @@ func start(ctx context.Context, opts Options, pickPort func() (int, error)) (*Se
 		proc, err := startProcess(ctx, bin, dir, port, opts.AppendOnly, startTimeout, stopTimeout, logger)
 		if err == nil {
 			logger.InfoContext(ctx, "redis-server started", "addr", proc.addr, "dir", dir, "pid", proc.cmd.Process.Pid)
-			return &Server{addr: proc.addr, logger: logger, proc: proc, removeDir: removeDir}, nil
+			s := &Server{addr: proc.addr, logger: logger, proc: proc, removeDir: removeDir}
+			go s.reportExit()
+			return s, nil
 		}
 		lastErr = err
 		if !errors.Is(err, errPortTaken) || ctx.Err() != nil {
@@ -171,6 +176,18 @@ func startEmbedded(logger *slog.Logger) (*Server, error) {
 	return &Server{addr: m.Addr(), logger: logger, mini: m}, nil
 }
 
+// reportExit logs an exit of redis-server that Close did not ask for, with the server's last
+// output: otherwise the server's clients would only see their connections refused, with
+// nothing to say why.
+func (s *Server) reportExit() {
+	<-s.proc.exited
+	<-s.proc.output.done
+	if s.closing.Load() {
+		return
+	}
+	s.logger.Error("redis-server exited unexpectedly", "addr", s.addr, "error", s.proc.waitErr, "output", s.proc.output.String())
+}
+
 // Addr returns the server's host:port.
 func (s *Server) Addr() string { return s.addr }
 
@@ -188,6 +205,7 @@ func (s *Server) Close() error {
 			s.mini.Close()
 			return
 		}
+		s.closing.Store(true)
 		s.closeErr = s.proc.stop()
 		s.logger.Info("redis-server stopped", "addr", s.addr)
 		if s.removeDir != "" {

@@ -1,18 +1,23 @@
 package localredis
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 )
 
 func requireRedisServer(t *testing.T) {
@@ -264,5 +269,53 @@ func TestEmbeddedFallback(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lockedBuffer is a log sink safe for the server's goroutines and the test's reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestUnexpectedExitIsLogged: a redis-server that dies under its clients (killed, crashed) is
+// reported as an error with its last output; one that Close stops is not.
+func TestUnexpectedExitIsLogged(t *testing.T) {
+	requireRedisServer(t)
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s, err := Start(t.Context(), Options{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.proc.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the exit to be logged", func() bool { return strings.Contains(logs.String(), "redis-server exited unexpectedly") })
+
+	var quiet lockedBuffer
+	s2, err := Start(t.Context(), Options{Logger: slog.New(slog.NewTextHandler(&quiet, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-s2.proc.output.done
+	if strings.Contains(quiet.String(), "unexpectedly") {
+		t.Fatalf("a stop Close asked for was reported: %s", quiet.String())
 	}
 }
