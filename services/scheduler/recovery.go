@@ -29,7 +29,11 @@ const gapCycles = 2
 // Pages. Either, for a cycle past the side's Ready and gapCycles old, is a gap. This holds for
 // a user's first sync too (nothing reconciled yet), which a lag behind the last reconciled
 // cycle cannot tell from a user who was never read.
-func (s *Scheduler) gaps(ctx context.Context, uk store.UserKey, cycle uint64, kinds []tandemv1.RecordKind) (sides, error) {
+//
+// A read is also late, not lost, while its side's job is still on the bus (pool is the org's
+// worker pool): a slow poll of a large org may still be publishing the pages of cycle C while a
+// concurrent job's read of C+1 has already arrived.
+func (s *Scheduler) gaps(ctx context.Context, uk store.UserKey, pool string, cycle uint64, kinds []tandemv1.RecordKind) (sides, error) {
 	var full sides
 	asked, err := s.st.FullReadRequests(ctx, uk)
 	if err != nil {
@@ -59,6 +63,15 @@ func (s *Scheduler) gaps(ctx context.Context, uk store.UserKey, cycle uint64, ki
 					// reconciler (a backlog), and another read would only add to it.
 					continue
 				}
+				running, err := s.jobsQueued(ctx, uk, pool, side)
+				if err != nil {
+					return full, err
+				}
+				if running > 0 {
+					// Late, not lost: a job of the side is still queued or being carried out, and
+					// its pages may be on their way yet.
+					continue
+				}
 				// The count was taken after the ledger was read: confirm the gap with a ledger
 				// read taken after it, so that pages handled in between are not taken for lost.
 				if cyc, err = s.led.LoadCycle(ctx, uk, kind); err != nil {
@@ -84,6 +97,26 @@ func (s *Scheduler) gaps(ctx context.Context, uk store.UserKey, cycle uint64, ki
 		}
 	}
 	return full, nil
+}
+
+// jobsQueued returns how many jobs reading side for the user the bus still holds: queued, or
+// taken by a worker and not yet done (a work queue keeps a job until it is acknowledged).
+func (s *Scheduler) jobsQueued(ctx context.Context, uk store.UserKey, pool string, side tandemv1.System) (int, error) {
+	var subject string
+	var err error
+	if side == tandemv1.System_SYSTEM_EXCHANGE {
+		subject, err = bus.ExchangeJobSubject(uk.OrgID, pool, uk.UserID)
+	} else {
+		subject, err = bus.SalesforceJobSubject(uk.OrgID, pool)
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.queue.Stored(ctx, subject)
+	if err != nil {
+		return 0, fmt.Errorf("look for %s's queued %s jobs: %w", uk, store.SideName(side), err)
+	}
+	return int(n), nil
 }
 
 // changesQueued returns how many of the user's change pages the bus still holds.

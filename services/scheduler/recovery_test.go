@@ -205,6 +205,7 @@ func TestLostReadIsReadAgainWithinTwoIntervals(t *testing.T) {
 				for _, side := range sidesOf {
 					r.read(t, side, cycle, full[side] || cycle == 1, side == tc.lose && cycle == tc.lostCycle)
 				}
+				e.jobsDone(t)
 				_, reconciled, err := ledger.New(e.st).ResetProgress(ctx, uk, contactKind)
 				if err != nil {
 					t.Fatal(err)
@@ -217,6 +218,55 @@ func TestLostReadIsReadAgainWithinTwoIntervals(t *testing.T) {
 				t.Fatalf("reconciled again from cycle %d, want %d (two cycles after the loss)", recovered, tc.lostCycle+2)
 			}
 		})
+	}
+}
+
+// jobsDone takes every job off the bus, as workers that carried them out acknowledge them.
+func (e *env) jobsDone(t *testing.T) {
+	t.Helper()
+	stream, err := e.p.JetStream.Stream(t.Context(), bus.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadOfARunningJobIsNotLost: the Salesforce read of cycle 2 has not arrived while reads of
+// later cycles have, and nothing of it is on the changes stream — but its job is still on the
+// bus, taken by a worker whose poll of a large org runs long. Its pages may come yet: it is not
+// taken for lost. Once the job is gone (done, or dead-lettered) and the read still missing, the
+// side is read in full.
+func TestReadOfARunningJobIsNotLost(t *testing.T) {
+	cfg := testConfig()
+	cfg.StallCycles = 100 // the safety net for a stalled reconciliation stays out of the way
+	e := newEnv(t, cfg)
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true))
+	e.putConfig(t, orgA, contactsOnly(user1))
+	r := &reader{e: e, uk: store.UserKey{OrgID: orgA, UserID: user1}, last: map[tandemv1.System]uint64{}}
+	sfFull := func() bool {
+		t.Helper()
+		e.dueNow(t, orgA)
+		e.tick(t)
+		sf, _ := split(t, orgA, e.newJobs(t))
+		return slices.Contains(sf.GetFullUserIds(), user1)
+	}
+	for cycle := uint64(1); cycle <= 5; cycle++ {
+		if sfFull() {
+			t.Fatalf("cycle %d reads Salesforce in full while the poll of cycle 2 is still running", cycle)
+		}
+		r.read(t, tandemv1.System_SYSTEM_EXCHANGE, cycle, cycle == 1, false)
+		if cycle == 2 {
+			r.last[tandemv1.System_SYSTEM_SALESFORCE] = 2 // the running poll's read, not arrived
+			continue
+		}
+		r.read(t, tandemv1.System_SYSTEM_SALESFORCE, cycle, cycle == 1, false)
+	}
+	e.jobsDone(t) // the long poll ends without its pages: now they are lost
+	if !sfFull() {
+		t.Fatal("the read of cycle 2 is lost and its job gone, but Salesforce is not read in full")
 	}
 }
 

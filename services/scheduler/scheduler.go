@@ -265,7 +265,7 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 			}
 			continue
 		}
-		full, err := s.fullReads(ctx, uk, resets[user.GetUserId()], cycle, kinds)
+		full, err := s.fullReads(ctx, uk, pool, resets[user.GetUserId()], cycle, kinds)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -314,7 +314,7 @@ type sides struct{ exchange, salesforce bool }
 
 // fullReads decides which sides of the user this cycle reads in full: both for a reset or a
 // stalled reconciliation, the side whose read was lost otherwise (see gaps).
-func (s *Scheduler) fullReads(ctx context.Context, uk store.UserKey, rs tandemv1.ResetStatus, cycle uint64, kinds []tandemv1.RecordKind) (sides, error) {
+func (s *Scheduler) fullReads(ctx context.Context, uk store.UserKey, pool string, rs tandemv1.ResetStatus, cycle uint64, kinds []tandemv1.RecordKind) (sides, error) {
 	full, err := s.reset(ctx, uk, rs, cycle, kinds)
 	if err == nil && !full {
 		full, err = s.stalled(ctx, uk, cycle, kinds)
@@ -322,7 +322,7 @@ func (s *Scheduler) fullReads(ctx context.Context, uk store.UserKey, rs tandemv1
 	if err != nil || full {
 		return sides{exchange: full, salesforce: full}, err
 	}
-	return s.gaps(ctx, uk, cycle, kinds)
+	return s.gaps(ctx, uk, pool, cycle, kinds)
 }
 
 // reset carries out a user's reset: a user marked for reset has the ledger cleared now and is
