@@ -232,6 +232,18 @@ func (s *Store) ListAssignments(ctx context.Context, orgID string) ([]Assignment
 	return out, nil
 }
 
+// SyncedKinds lists the record kinds a configuration syncs, in a stable order; none for nil.
+func SyncedKinds(cfg *tandemv1.SyncConfiguration) []tandemv1.RecordKind {
+	var kinds []tandemv1.RecordKind
+	if cfg.GetContacts().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
+		kinds = append(kinds, tandemv1.RecordKind_RECORD_KIND_CONTACT)
+	}
+	if cfg.GetEvents().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
+		kinds = append(kinds, tandemv1.RecordKind_RECORD_KIND_EVENT)
+	}
+	return kinds
+}
+
 // SelectConfiguration picks user's configuration among cfgs as Lightning Sync does: only
 // active configurations count; one that lists the user individually wins over one that
 // lists the user's profile; among several listing the profile, the first by name wins (cfgs

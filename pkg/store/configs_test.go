@@ -362,3 +362,23 @@ func TestResolveConfiguration(t *testing.T) {
 		}
 	})
 }
+
+func TestSyncedKinds(t *testing.T) {
+	both := tandemv1.SyncDirection_SYNC_DIRECTION_BOTH
+	for _, tc := range []struct {
+		name string
+		cfg  *tandemv1.SyncConfiguration
+		want []tandemv1.RecordKind
+	}{
+		{"none", nil, nil},
+		{"nothing set", &tandemv1.SyncConfiguration{}, nil},
+		{"contacts", &tandemv1.SyncConfiguration{Contacts: &tandemv1.ContactSyncSettings{Direction: both}}, []tandemv1.RecordKind{tandemv1.RecordKind_RECORD_KIND_CONTACT}},
+		{"events", &tandemv1.SyncConfiguration{Events: &tandemv1.EventSyncSettings{Direction: both}}, []tandemv1.RecordKind{tandemv1.RecordKind_RECORD_KIND_EVENT}},
+		{"both", &tandemv1.SyncConfiguration{Contacts: &tandemv1.ContactSyncSettings{Direction: both}, Events: &tandemv1.EventSyncSettings{Direction: both}},
+			[]tandemv1.RecordKind{tandemv1.RecordKind_RECORD_KIND_CONTACT, tandemv1.RecordKind_RECORD_KIND_EVENT}},
+	} {
+		if got := SyncedKinds(tc.cfg); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

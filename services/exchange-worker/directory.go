@@ -24,7 +24,7 @@ func syncingMailboxes(ctx context.Context, st *store.Store, orgID string) ([]syn
 	}
 	var out []syncingMailbox
 	for _, a := range assigned {
-		kinds := syncedKinds(a.Config)
+		kinds := store.SyncedKinds(a.Config)
 		if len(kinds) == 0 || a.User.GetEmail() == "" {
 			continue
 		}

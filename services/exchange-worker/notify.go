@@ -15,7 +15,6 @@ import (
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/telemetry"
-	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
 // The notifier: near-real-time Exchange changes. It watches the mailboxes of every syncing
@@ -317,18 +316,6 @@ func (n *notifier) watches(ctx context.Context, orgID string) ([]ews.Watch, erro
 		out[i] = ews.Watch{Mailbox: mb.Mailbox, Kinds: mb.Kinds}
 	}
 	return out, nil
-}
-
-// syncedKinds lists the record kinds a configuration syncs.
-func syncedKinds(cfg *tandemv1.SyncConfiguration) []tandemv1.RecordKind {
-	var kinds []tandemv1.RecordKind
-	if cfg.GetContacts().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
-		kinds = append(kinds, tandemv1.RecordKind_RECORD_KIND_CONTACT)
-	}
-	if cfg.GetEvents().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
-		kinds = append(kinds, tandemv1.RecordKind_RECORD_KIND_EVENT)
-	}
-	return kinds
 }
 
 // start runs a watcher for the org while the lease is held.

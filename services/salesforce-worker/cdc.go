@@ -390,11 +390,8 @@ func (c *cdc) syncing(ctx context.Context, orgID string) (map[tandemv1.RecordKin
 		out[kind][user] = true
 	}
 	for _, a := range assigned {
-		if a.Config.GetContacts().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
-			add(tandemv1.RecordKind_RECORD_KIND_CONTACT, a.User.GetUserId())
-		}
-		if a.Config.GetEvents().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
-			add(tandemv1.RecordKind_RECORD_KIND_EVENT, a.User.GetUserId())
+		for _, kind := range store.SyncedKinds(a.Config) {
+			add(kind, a.User.GetUserId())
 		}
 	}
 	return out, nil

@@ -102,21 +102,14 @@ func (s *Scheduler) gaps(ctx context.Context, uk store.UserKey, pool string, cyc
 // jobsQueued returns how many jobs reading side for the user the bus still holds: queued, or
 // taken by a worker and not yet done (a work queue keeps a job until it is acknowledged).
 func (s *Scheduler) jobsQueued(ctx context.Context, uk store.UserKey, pool string, side tandemv1.System) (int, error) {
-	var subject string
-	var err error
+	subject, err := bus.SalesforceJobSubject(uk.OrgID, pool)
 	if side == tandemv1.System_SYSTEM_EXCHANGE {
 		subject, err = bus.ExchangeJobSubject(uk.OrgID, pool, uk.UserID)
-	} else {
-		subject, err = bus.SalesforceJobSubject(uk.OrgID, pool)
 	}
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.queue.Stored(ctx, subject)
-	if err != nil {
-		return 0, fmt.Errorf("look for %s's queued %s jobs: %w", uk, store.SideName(side), err)
-	}
-	return int(n), nil
+	return s.stored(ctx, uk, subject)
 }
 
 // changesQueued returns how many of the user's change pages the bus still holds.
@@ -125,9 +118,14 @@ func (s *Scheduler) changesQueued(ctx context.Context, uk store.UserKey) (int, e
 	if err != nil {
 		return 0, err
 	}
+	return s.stored(ctx, uk, subject)
+}
+
+// stored counts the messages the bus holds on subject, one of the user's.
+func (s *Scheduler) stored(ctx context.Context, uk store.UserKey, subject string) (int, error) {
 	n, err := s.queue.Stored(ctx, subject)
 	if err != nil {
-		return 0, fmt.Errorf("look for %s's queued changes: %w", uk, err)
+		return 0, fmt.Errorf("look for %s's messages on %s: %w", uk, subject, err)
 	}
 	return int(n), nil
 }

@@ -154,18 +154,6 @@ func (s *Scheduler) interval(org *tandemv1.Org) time.Duration {
 	return d
 }
 
-// kindsOf lists the record kinds a configuration syncs.
-func kindsOf(cfg *tandemv1.SyncConfiguration) []tandemv1.RecordKind {
-	var kinds []tandemv1.RecordKind
-	if cfg.GetContacts().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
-		kinds = append(kinds, tandemv1.RecordKind_RECORD_KIND_CONTACT)
-	}
-	if cfg.GetEvents().GetDirection() != tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED {
-		kinds = append(kinds, tandemv1.RecordKind_RECORD_KIND_EVENT)
-	}
-	return kinds
-}
-
 func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
 	orgID := org.GetOrgId()
 	now := s.now()
@@ -220,11 +208,7 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 	orgID := org.GetOrgId()
 	// The jobs go to the workers of the org's pool, read with the org's settings (ListOrgs).
 	pool := store.WorkerPool(org)
-	users, err := s.st.ListUsers(ctx, orgID)
-	if err != nil {
-		return false, err
-	}
-	cfgs, err := s.st.ListConfigurations(ctx, orgID)
+	assigned, err := s.st.ListAssignments(ctx, orgID)
 	if err != nil {
 		return false, err
 	}
@@ -236,14 +220,14 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 	sfJob := &tandemv1.SyncJob{OrgId: orgID, System: tandemv1.System_SYSTEM_SALESFORCE, Cycle: cycle, ScheduledAt: timestamppb.New(now)}
 	var errs, publishErrs []error
 	var back []store.UserKey // users back in the Salesforce job after a suspension
-	for _, user := range users {
-		cfg, ok := store.SelectConfiguration(cfgs, user)
-		kinds := kindsOf(cfg)
+	for _, a := range assigned {
+		user, cfg := a.User, a.Config
+		kinds := store.SyncedKinds(cfg)
 		part := &tandemv1.UserStatus{
 			Email: user.GetEmail(), ConfigurationId: cfg.GetId(), NextSyncAt: timestamppb.New(next),
 			AssignedToActiveConfiguration: tandemv1.CheckResult_CHECK_RESULT_FAILED,
 		}
-		if ok && len(kinds) > 0 {
+		if len(kinds) > 0 {
 			part.AssignedToActiveConfiguration = tandemv1.CheckResult_CHECK_RESULT_PASSED
 		}
 		uk := store.UserKey{OrgID: orgID, UserID: user.GetUserId()}
