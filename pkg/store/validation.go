@@ -78,9 +78,13 @@ func ValidWorkerPool(name string) bool {
 }
 
 // WorkerPool returns the pool of workers that serves org: its worker_pool, or the default pool.
-func WorkerPool(org *tandemv1.Org) string {
-	if p := org.GetWorkerPool(); p != "" {
-		return p
+func WorkerPool(org *tandemv1.Org) string { return PoolOrDefault(org.GetWorkerPool()) }
+
+// PoolOrDefault is the pool name, or the default pool for an empty name (an org without a
+// worker_pool, a worker started without --pool).
+func PoolOrDefault(name string) string {
+	if name == "" {
+		return DefaultWorkerPool
 	}
-	return DefaultWorkerPool
+	return name
 }

@@ -108,7 +108,7 @@ func (w *Worker) notifyComponents() []lifecycle.Component {
 	if !w.cfg.Notify.Enabled {
 		return nil
 	}
-	n := newNotifier(w.cfg.Notify, w.cfg.pool(), w.st, w.conns, w.log)
+	n := newNotifier(w.cfg.Notify, store.PoolOrDefault(w.cfg.Pool), w.st, w.conns, w.log)
 	return []lifecycle.Component{{Name: "exchange-notify", Run: n.Run}}
 }
 

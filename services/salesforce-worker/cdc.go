@@ -223,7 +223,7 @@ func (c *cdc) read(ctx context.Context) error {
 	var errs []error
 	for _, org := range orgs {
 		id := org.GetOrgId()
-		if !org.GetEnabled() || org.GetSalesforce() == nil || store.WorkerPool(org) != c.w.cfg.pool() {
+		if !org.GetEnabled() || org.GetSalesforce() == nil || store.WorkerPool(org) != store.PoolOrDefault(c.w.cfg.Pool) {
 			// Another pool's workers subscribe for the org, as they poll it.
 			continue
 		}

@@ -55,7 +55,7 @@ func TestPoolFlag(t *testing.T) {
 		}
 	}
 	cfg := testConfig()
-	if err := cfg.Validate(); err != nil || cfg.pool() != store.DefaultWorkerPool {
-		t.Errorf("no --pool: %v, pool %q; want the default pool", err, cfg.pool())
+	if err := cfg.Validate(); err != nil || store.PoolOrDefault(cfg.Pool) != store.DefaultWorkerPool {
+		t.Errorf("no --pool: %v, pool %q; want the default pool", err, store.PoolOrDefault(cfg.Pool))
 	}
 }

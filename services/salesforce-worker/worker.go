@@ -49,14 +49,6 @@ type Config struct {
 	Pool string
 }
 
-// pool is the worker pool the replica serves.
-func (c *Config) pool() string {
-	if c.Pool == "" {
-		return store.DefaultWorkerPool
-	}
-	return c.Pool
-}
-
 // RegisterFlags registers the worker's flags, the platform's included.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Platform.RegisterFlags(fs)
@@ -143,10 +135,10 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 func (w *Worker) Components() []lifecycle.Component {
 	return append(w.cdcComponents(), []lifecycle.Component{
 		{Name: "salesforce-jobs", Run: func(ctx context.Context) error {
-			return w.bus.Consume(ctx, bus.PoolConsumer(bus.ConsumerSalesforceJobs, w.cfg.pool()), w.handleJob, bus.WithConcurrency(w.cfg.JobConcurrency))
+			return w.bus.Consume(ctx, bus.PoolConsumer(bus.ConsumerSalesforceJobs, store.PoolOrDefault(w.cfg.Pool)), w.handleJob, bus.WithConcurrency(w.cfg.JobConcurrency))
 		}},
 		{Name: "salesforce-apply", Run: func(ctx context.Context) error {
-			return w.bus.Consume(ctx, bus.PoolConsumer(bus.ConsumerSalesforceApply, w.cfg.pool()), w.handleApply, bus.WithConcurrency(w.cfg.ApplyConcurrency))
+			return w.bus.Consume(ctx, bus.PoolConsumer(bus.ConsumerSalesforceApply, store.PoolOrDefault(w.cfg.Pool)), w.handleApply, bus.WithConcurrency(w.cfg.ApplyConcurrency))
 		}},
 	}...)
 }
