@@ -99,6 +99,18 @@ func (s *Scheduler) gaps(ctx context.Context, uk store.UserKey, pool string, cyc
 	return full, nil
 }
 
+// reading reports whether the bus still holds a job reading the user (either side's, queued or
+// being carried out) or pages of the user's changes waiting for the reconciler.
+func (s *Scheduler) reading(ctx context.Context, uk store.UserKey, pool string) (bool, error) {
+	for _, side := range []tandemv1.System{tandemv1.System_SYSTEM_SALESFORCE, tandemv1.System_SYSTEM_EXCHANGE} {
+		if n, err := s.jobsQueued(ctx, uk, pool, side); err != nil || n > 0 {
+			return n > 0, err
+		}
+	}
+	n, err := s.changesQueued(ctx, uk)
+	return n > 0, err
+}
+
 // jobsQueued returns how many jobs reading side for the user the bus still holds: queued, or
 // taken by a worker and not yet done (a work queue keeps a job until it is acknowledged).
 func (s *Scheduler) jobsQueued(ctx context.Context, uk store.UserKey, pool string, side tandemv1.System) (int, error) {

@@ -233,40 +233,73 @@ func (e *env) jobsDone(t *testing.T) {
 	}
 }
 
-// TestReadOfARunningJobIsNotLost: the Salesforce read of cycle 2 has not arrived while reads of
-// later cycles have, and nothing of it is on the changes stream — but its job is still on the
-// bus, taken by a worker whose poll of a large org runs long. Its pages may come yet: it is not
-// taken for lost. Once the job is gone (done, or dead-lettered) and the read still missing, the
-// side is read in full.
-func TestReadOfARunningJobIsNotLost(t *testing.T) {
+// TestRunningPollIsNotStartedAgain: the org's Salesforce poll of cycle 2 runs long (a large
+// org's first echo). Later cycles read Exchange but start no second poll, which would read the
+// same window again from the same cursor; nor do they take the missing read for lost, or the
+// lag for a stall. Once the poll is done and its read still missing, the lag is a stall: the
+// next cycle polls again, reading the user in full.
+func TestRunningPollIsNotStartedAgain(t *testing.T) {
 	cfg := testConfig()
-	cfg.StallCycles = 100 // the safety net for a stalled reconciliation stays out of the way
+	cfg.StallCycles = 2 // a lag of the running poll's length would be a stall
 	e := newEnv(t, cfg)
 	e.putOrg(t, org(orgA))
 	e.putUsers(t, orgA, user(user1, true))
 	e.putConfig(t, orgA, contactsOnly(user1))
 	r := &reader{e: e, uk: store.UserKey{OrgID: orgA, UserID: user1}, last: map[tandemv1.System]uint64{}}
-	sfFull := func() bool {
+	cycle := func() (*tandemv1.SyncJob, map[string]*tandemv1.SyncJob) {
 		t.Helper()
 		e.dueNow(t, orgA)
 		e.tick(t)
-		sf, _ := split(t, orgA, e.newJobs(t))
-		return slices.Contains(sf.GetFullUserIds(), user1)
+		return splitAny(t, orgA, e.newJobs(t))
 	}
-	for cycle := uint64(1); cycle <= 5; cycle++ {
-		if sfFull() {
-			t.Fatalf("cycle %d reads Salesforce in full while the poll of cycle 2 is still running", cycle)
+	for c := uint64(1); c <= 2; c++ {
+		e.running = c == 2 // the poll of cycle 2 runs on
+		if sf, _ := cycle(); sf.GetCycle() != c {
+			t.Fatalf("cycle %d polls as cycle %d", c, sf.GetCycle())
 		}
-		r.read(t, tandemv1.System_SYSTEM_EXCHANGE, cycle, cycle == 1, false)
-		if cycle == 2 {
-			r.last[tandemv1.System_SYSTEM_SALESFORCE] = 2 // the running poll's read, not arrived
-			continue
+		r.read(t, tandemv1.System_SYSTEM_EXCHANGE, c, c == 1, false)
+		if c == 1 {
+			r.read(t, tandemv1.System_SYSTEM_SALESFORCE, c, true, false)
 		}
-		r.read(t, tandemv1.System_SYSTEM_SALESFORCE, cycle, cycle == 1, false)
 	}
-	e.jobsDone(t) // the long poll ends without its pages: now they are lost
-	if !sfFull() {
-		t.Fatal("the read of cycle 2 is lost and its job gone, but Salesforce is not read in full")
+	for c := uint64(3); c <= 7; c++ {
+		sf, ex := cycle()
+		if sf != nil {
+			t.Fatalf("cycle %d starts a poll while the poll of cycle 2 runs: %v", c, sf)
+		}
+		if ex[user1] == nil || ex[user1].GetFullResync() {
+			t.Fatalf("cycle %d reads Exchange as %v, want incrementally", c, ex[user1])
+		}
+		r.read(t, tandemv1.System_SYSTEM_EXCHANGE, c, false, false)
+	}
+	// The long poll ends; its pages wait on the bus for the reconciler (nothing consumes them
+	// here): still no stall.
+	subject, err := bus.ChangesSubject(orgA, user1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := &tandemv1.ChangeBatch{OrgId: orgA, UserId: user1, Source: tandemv1.System_SYSTEM_SALESFORCE, Kind: contactKind,
+		Cycle: 2, PreviousCycle: 1, Last: true, PageCount: 1, ReadAt: timestamppb.Now()}
+	if err := e.p.Bus.Publish(t.Context(), subject, page, "long-poll-2"); err != nil {
+		t.Fatal(err)
+	}
+	e.running = false
+	e.jobsDone(t)
+	if sf, _ := cycle(); sf.GetCycle() != 8 || slices.Contains(sf.GetFullUserIds(), user1) {
+		t.Fatalf("with the long poll's pages waiting for the reconciler, cycle 8 polls %v, want incrementally", sf)
+	}
+	r.read(t, tandemv1.System_SYSTEM_EXCHANGE, 8, false, false)
+	// Its pages are lost (purged): the lag is now a stall, and the next cycle reads in full.
+	stream, err := e.p.JetStream.Stream(t.Context(), bus.StreamChanges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e.jobsDone(t)
+	if sf, _ := cycle(); sf.GetCycle() != 9 || !slices.Contains(sf.GetFullUserIds(), user1) {
+		t.Fatalf("once the long poll's pages are lost, cycle 9 polls %v, want %s read in full", sf, user1)
 	}
 }
 

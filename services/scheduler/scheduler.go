@@ -279,6 +279,10 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 	if err != nil {
 		return false, err
 	}
+	if poll, err := s.pollRunning(ctx, orgID, subject, sfJob); err != nil || poll {
+		// The org's last poll is still running: this cycle reads Exchange only.
+		return len(publishErrs) == 0 && err == nil, errors.Join(append(append(errs, publishErrs...), err)...)
+	}
 	if err := s.pub.Publish(ctx, subject, sfJob, bus.MsgID(orgID, "salesforce", tag)); err != nil {
 		publishErrs = append(publishErrs, err)
 	} else {
@@ -293,6 +297,30 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 	return len(publishErrs) == 0, errors.Join(append(errs, publishErrs...)...)
 }
 
+// pollRunning reports whether the org's Salesforce job of an earlier cycle is still on the bus
+// (queued, or taken by a worker and not yet done), in which case job, an incremental poll, is
+// not published. A poll reads from the org's cursor, which moves only when a poll ends: a second
+// poll started meanwhile would read the same window again (at scale, the echo of every write
+// of the first sync, once per cycle) and compete with the first for the org's API allocation.
+// Skipping it loses nothing: the next poll reads from where the running one ends, and names it
+// as the read it continues from, so the reconciler counts the skipped cycles read (see
+// engine.advance); a skipped cycle leaves no pages behind to be taken for a lost read. A job
+// that reads users in full (a reset, a lost read, a user back from a suspension) always goes out.
+func (s *Scheduler) pollRunning(ctx context.Context, orgID, subject string, job *tandemv1.SyncJob) (bool, error) {
+	if len(job.GetFullUserIds()) > 0 {
+		return false, nil
+	}
+	n, err := s.queue.Stored(ctx, subject)
+	if err != nil {
+		return false, fmt.Errorf("look for org %s's running poll on %s: %w", orgID, subject, err)
+	}
+	if n > 0 {
+		s.log.DebugContext(ctx, "the org's last Salesforce poll is still running; this cycle does not poll",
+			slog.Uint64(telemetry.KeyCycle, job.GetCycle()))
+	}
+	return n > 0, nil
+}
+
 // sides says which sides of a user to read in full.
 type sides struct{ exchange, salesforce bool }
 
@@ -301,7 +329,7 @@ type sides struct{ exchange, salesforce bool }
 func (s *Scheduler) fullReads(ctx context.Context, uk store.UserKey, pool string, rs tandemv1.ResetStatus, cycle uint64, kinds []tandemv1.RecordKind) (sides, error) {
 	full, err := s.reset(ctx, uk, rs, cycle, kinds)
 	if err == nil && !full {
-		full, err = s.stalled(ctx, uk, cycle, kinds)
+		full, err = s.stalled(ctx, uk, pool, cycle, kinds)
 	}
 	if err != nil || full {
 		return sides{exchange: full, salesforce: full}, err
@@ -355,7 +383,10 @@ func (s *Scheduler) reset(ctx context.Context, uk store.UserKey, rs tandemv1.Res
 // net behind gaps (recovery.go), which finds a lost read of either side within two cycles. Only
 // a user that has reconciled once is judged here; a lag cannot tell a stalled first sync from a
 // user who was never read, which is why gaps looks for the evidence a lost read leaves instead.
-func (s *Scheduler) stalled(ctx context.Context, uk store.UserKey, cycle uint64, kinds []tandemv1.RecordKind) (bool, error) {
+// Nor is a lag a stall while the user is still being read (see reading): a long poll of a large
+// org holds the org's reconciliation back until it ends (see pollRunning), and its pages then
+// wait for the reconciler; reading in full meanwhile would only add to both.
+func (s *Scheduler) stalled(ctx context.Context, uk store.UserKey, pool string, cycle uint64, kinds []tandemv1.RecordKind) (bool, error) {
 	for _, k := range kinds {
 		from, reconciled, err := s.led.ResetProgress(ctx, uk, k)
 		if err != nil {
@@ -363,6 +394,9 @@ func (s *Scheduler) stalled(ctx context.Context, uk store.UserKey, cycle uint64,
 		}
 		since := max(reconciled, from)
 		if since > 0 && cycle > since+s.cfg.StallCycles {
+			if busy, err := s.reading(ctx, uk, pool); err != nil || busy {
+				return false, err
+			}
 			s.log.WarnContext(ctx, "reconciliation stalled; reading in full", slog.String("user", uk.UserID),
 				slog.Uint64("reconciled", reconciled), slog.Uint64(telemetry.KeyCycle, cycle))
 			return true, nil

@@ -35,7 +35,7 @@ func (s *Server) Seed(address string, contacts, events int, seed int64) error {
 	if sync == nil {
 		sync = mb.newFolder(parent, SyncFolderName, "IPF.Contact", "")
 	}
-	g := &seeder{rng: rand.New(rand.NewPCG(uint64(seed), 0x7e1d5a11)), mb: mb}
+	g := &seeder{rng: rand.New(rand.NewPCG(uint64(seed), 0x7e1d5a11)), mb: mb, names: map[string]bool{}}
 	now := s.now()
 	for range contacts {
 		it := Item{Contact: g.contact()}
@@ -66,6 +66,10 @@ func startOfWeek(t time.Time) time.Time {
 type seeder struct {
 	rng *rand.Rand
 	mb  *mailbox
+	// names are the contacts' names drawn so far: a mailbox never gets two contacts of the same
+	// name, which no email might tell apart from a namesake in Salesforce (an ambiguous match
+	// that leaves both unsynced, as it should, but that a demo would show as a failure).
+	names map[string]bool
 }
 
 func (g *seeder) pick(list []string) string { return list[g.rng.IntN(len(list))] }
@@ -189,6 +193,13 @@ func (g *seeder) address(key string) PhysicalAddress {
 func (g *seeder) contact() *Contact {
 	c := &Contact{}
 	c.GivenName, c.Surname, _ = g.person()
+	for range 20 {
+		if !g.names[c.GivenName+"\x1f"+c.Surname] {
+			break
+		}
+		c.GivenName, c.Surname, _ = g.person()
+	}
+	g.names[c.GivenName+"\x1f"+c.Surname] = true
 	if g.chance(0.15) {
 		c.MiddleName = g.pick(seedMiddleNames)
 	}

@@ -41,11 +41,17 @@ func TestSeedIsRealistic(t *testing.T) {
 		t.Fatalf("%d contacts, %d events", len(contacts), len(events))
 	}
 	var birthdays, notes, international, companies, emails, addresses int
+	names := map[string]bool{}
 	for _, it := range contacts {
 		c := it.Contact
 		if c.GivenName == "" || c.Surname == "" {
 			t.Fatalf("contact without a name: %+v", c)
 		}
+		// Namesakes in one mailbox would be ambiguous matches for a namesake in Salesforce.
+		if names[c.GivenName+" "+c.Surname] {
+			t.Fatalf("two contacts named %s %s in one mailbox", c.GivenName, c.Surname)
+		}
+		names[c.GivenName+" "+c.Surname] = true
 		if !c.Birthday.IsZero() {
 			birthdays++
 		}

@@ -167,12 +167,26 @@ func (s *Server) SeedContacts(ownerID string, n int, seed int64) ([]string, erro
 	}
 	contact := s.schema.object("Contact")
 	ids := make([]string, 0, n)
+	// One owner never gets two contacts of the same name: with no email to tell them apart, a
+	// namesake in the owner's mailbox would be an ambiguous match, rightly left unsynced, which a
+	// demo would show as a failure.
+	names := map[string]bool{}
 	for i := range n {
 		first, last := pick(rng, seedFirstNames), pick(rng, seedLastNames)
+		for range 20 {
+			if !names[first+"\x1f"+last] {
+				break
+			}
+			first, last = pick(rng, seedFirstNames), pick(rng, seedLastNames)
+		}
 		place := pick(rng, seedPlaces)
 		v := fields{"LastName": last}
-		if !chance(rng, 0.04) { // a few contacts have only a last name
+		// A few contacts have only a last name (unless another one has that name already).
+		if !chance(rng, 0.04) || names["\x1f"+last] {
 			v["FirstName"] = first
+			names[first+"\x1f"+last] = true
+		} else {
+			names["\x1f"+last] = true
 		}
 		if chance(rng, 0.08) {
 			v["MiddleName"] = pick(rng, []string{"A.", "Marie", "J.", "Lee", "Elizabeth", "de"})

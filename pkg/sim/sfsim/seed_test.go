@@ -30,7 +30,14 @@ func TestSeedIsDeterministicAndValid(t *testing.T) {
 		t.Fatalf("%d contacts, %d events, %d accounts, %d relations", len(a.Contacts), len(a.Events), len(a.Accounts), len(a.EventRelations))
 	}
 	var withAccount, withEmail, allDay, withWho, multiline int
+	names := map[string]bool{}
 	for _, c := range a.Contacts {
+		// Namesakes of one owner would be ambiguous matches for a namesake in the owner's mailbox.
+		name := fmt.Sprint(c["FirstName"], " ", c["LastName"])
+		if names[name] {
+			t.Fatalf("two contacts named %s", name)
+		}
+		names[name] = true
 		if c["AccountId"] != nil {
 			withAccount++
 		}
