@@ -143,6 +143,9 @@ func (c *Connector) Apply(ctx context.Context, actingUser *tandemv1.SyncUser, ki
 			st.record(idx, cmds[idx], b.op, outcomes[k])
 		}
 	}
+	if err := c.markAppliedThenDeleted(ctx, st, updates, updateItems); err != nil {
+		return nil, fmt.Errorf("apply %d %s updates for org %s: %w", len(updates), object, c.orgID, err)
+	}
 	if len(st.attendees) > 0 {
 		if err := c.applyAttendees(ctx, st, actingUser); err != nil {
 			return nil, fmt.Errorf("apply event invitees for org %s: %w", c.orgID, err)

@@ -1,8 +1,12 @@
 package salesforce
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/tandem-sync/tandem/pkg/syncerr"
@@ -113,4 +117,80 @@ func (c *Connector) deletedSyncKeys(ctx context.Context, object string, keys []s
 		delete(deleted, key)
 	}
 	return deleted, nil
+}
+
+// markAppliedThenDeleted looks in the recycle bin for the targets of the updates (indexes
+// upds into cmds, items their collection items) that failed because the record is deleted. A
+// deleted record that holds every value its update sends was deleted after the update, or
+// already agreed with it: the update's result is then marked already applied and carries the
+// record as the update left it, so that the pair is taken as in sync when it was deleted and the
+// deletion is carried over, rather than the source's change creating the record again. This
+// happens when an update took effect, its result was lost with the worker that made it, and the
+// rep deleted the record before the update was tried again.
+//
+// The lookup is one queryAll per recycle-bin lookup batch, run only on this failure path.
+func (c *Connector) markAppliedThenDeleted(ctx context.Context, st *applyState, upds []int, items []collectionItem) error {
+	byID := map[string]int{} // target id → position in upds
+	fieldSet := map[string]bool{}
+	for k, i := range upds {
+		if r := st.results[i]; r.GetOk() || syncerr.Code(r.GetError().GetCode()) != syncerr.SalesforceEntityDeleted {
+			continue
+		}
+		byID[items[k].key] = k
+		for f := range items[k].body {
+			fieldSet[f] = true
+		}
+	}
+	if len(byID) == 0 {
+		return nil
+	}
+	fieldSet["Id"], fieldSet["IsDeleted"] = true, true
+	ids := slices.Sorted(maps.Keys(byID))
+	fields := slices.Sorted(maps.Keys(fieldSet))
+	for start := 0; start < len(ids); start += redeliveryLookupKeys {
+		stmt := selectStmt{fields: fields, from: st.object, inField: "Id", inValues: ids[start:min(start+redeliveryLookupKeys, len(ids))]}
+		stmts, err := stmt.chunks(c.cfg.maxSOQLLength)
+		if err != nil {
+			return syncerr.Wrap(syncerr.SyncInternal, fmt.Errorf("look up deleted records: %w", err))
+		}
+		for _, q := range stmts {
+			err := c.queryPages(ctx, c.auth.integrationSubject(), q, true, func(page *QueryResult) error {
+				for _, row := range page.Records {
+					k, ok := byID[row.String("Id")]
+					if !ok || !row.Bool("IsDeleted") || !holds(row, items[k].body) {
+						continue
+					}
+					i := upds[k]
+					r := st.results[i]
+					r.AlreadyApplied = true
+					if rec := st.written[i]; rec != nil {
+						rec.Id = items[k].key
+						r.Record = rec
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("look up %d deleted %s records in the recycle bin: %w", len(stmt.inValues), st.object, err)
+			}
+		}
+	}
+	return nil
+}
+
+// holds reports whether row has every value of body (as JSON, so that a number or a null reads
+// the same whichever way it was decoded).
+func holds(row SObject, body map[string]any) bool {
+	for f, want := range body {
+		if f == "Id" {
+			continue
+		}
+		got, _ := row.Get(f)
+		a, errA := json.Marshal(got)
+		b, errB := json.Marshal(want)
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			return false
+		}
+	}
+	return true
 }

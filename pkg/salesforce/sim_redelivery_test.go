@@ -253,3 +253,55 @@ func TestSimRedeliveredEventOfDeletedRecord(t *testing.T) {
 	}
 	env.checkStatements()
 }
+
+// TestSimUpdateOfADeletedRecord: an update whose record is in the recycle bin fails as deleted.
+// If the deleted record holds what the update sends (an earlier attempt took effect, its result
+// was lost, then the rep deleted the record), the result says so (already_applied) and carries
+// the record as the update left it; otherwise it is a plain failure. The recycle bin is looked
+// up only on this failure path.
+func TestSimUpdateOfADeletedRecord(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		applied bool
+	}{{"applied before the delete", true}, {"not applied before the delete", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newSimEnv(t, simOptions{users: 1})
+			rep := env.users[0]
+			res, err := env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{
+				contactCreate("sk-upd", &tandemv1.Contact{GivenName: "Grace", Surname: "Hopper", Department: "Navy"})})
+			if err != nil || !res[0].GetOk() {
+				t.Fatalf("create: %v %v", res, err)
+			}
+			id := res[0].GetRecord().GetId()
+			upd := contactUpdate(id, &tandemv1.Contact{GivenName: "Grace", Surname: "Hopper", Department: "R&D"}, "department")
+			upd.SyncKey = "sk-upd"
+			if tc.applied {
+				if res, err := env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{upd}); err != nil || !res[0].GetOk() {
+					t.Fatalf("first attempt: %v %v", res, err)
+				}
+			}
+			if err := env.sim.Delete("Contact", id); err != nil {
+				t.Fatal(err)
+			}
+			env.sim.ResetCounts()
+			res, err = env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{upd}, Redelivered())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := res[0]
+			if r.GetOk() || syncerr.Code(r.GetError().GetCode()) != syncerr.SalesforceEntityDeleted {
+				t.Fatalf("result %v, want SALESFORCE_ENTITY_DELETED", r)
+			}
+			if r.GetAlreadyApplied() != tc.applied {
+				t.Fatalf("already_applied = %v, want %v", r.GetAlreadyApplied(), tc.applied)
+			}
+			if tc.applied && (r.GetRecord().GetId() != id || r.GetRecord().GetContact().GetDepartment() != "R&D") {
+				t.Errorf("result record %v, want %s as the update left it", r.GetRecord(), id)
+			}
+			if got := env.count(sfsim.EndpointQueryAll); got != 1 {
+				t.Errorf("%d queryAll calls, want 1", got)
+			}
+			env.checkStatements()
+		})
+	}
+}

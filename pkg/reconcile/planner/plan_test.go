@@ -506,3 +506,57 @@ func TestCreateFromARecordOlderThanTheLedgerIsARetry(t *testing.T) {
 		})
 	}
 }
+
+// TestUpdateAppliedThenDeleted: Tandem copied an Exchange edit to Salesforce, the result was
+// lost, and the rep deleted the Salesforce contact before the retried update ran. The retry
+// fails as deleted; whether the deleted record held the update's values decides what happens.
+// If it did (already_applied), the pair was in sync when it was deleted: the deletion reaches
+// Exchange. If not, the Exchange edit is newer than anything Salesforce held, and modification
+// wins: the contact is created in Salesforce again.
+func TestUpdateAppliedThenDeleted(t *testing.T) {
+	ex, sf := person("E1", "Ada", "Lovelace", ""), person("S1", "Ada", "Lovelace", "")
+	changedEx := edit(ex, func(c *tandemv1.Contact) { c.Department = "R&D" })
+	for _, tc := range []struct {
+		name    string
+		applied bool
+		want    []string
+	}{
+		{"the deleted record held the update", true, []string{"exchange DELETE"}},
+		{"the deleted record did not hold the update", false, []string{"salesforce CREATE"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			set := both()
+			set.MassDeletePercent = 100
+			s := state(set)
+			m := synced("k1", ex, sf)
+			s.Mappings["k1"] = m
+			s.Exchange, s.Salesforce = mirror(changedEx), mirror(sf)
+			p := Compute(s)
+			if got := summary(p); !slices.Equal(got, []string{"salesforce UPDATE department"}) {
+				t.Fatalf("writes = %v, want the edit copied to Salesforce", got)
+			}
+			pw := content(p)[0].PendingWrite
+			e := syncerr.New(syncerr.SalesforceEntityDeleted, "entity is deleted").Proto()
+			res := &tandemv1.WriteResult{CommandId: pw.GetCommand().GetCommandId(), SyncKey: "k1", Op: tandemv1.WriteOp_WRITE_OP_UPDATE, Error: e}
+			if tc.applied {
+				held := edit(sf, func(c *tandemv1.Contact) { c.Department = "R&D" })
+				res.AlreadyApplied, res.Record = true, held
+			}
+			eff := ApplyResult(contactKind, pw, m, s.Salesforce["S1"], res, t0.Add(time.Minute))
+			if !eff.Mirror.GetDeleted() {
+				t.Fatalf("the target is observed as %v, want deleted", eff.Mirror)
+			}
+			next := state(set)
+			next.Cycle = s.Cycle + 1
+			next.Mappings["k1"] = m
+			if eff.Mapping != nil {
+				next.Mappings["k1"] = eff.Mapping
+			}
+			next.Exchange = mirror(changedEx)
+			next.Salesforce = map[string]*tandemv1.MirrorRecord{"S1": eff.Mirror}
+			if got := summary(Compute(next)); !slices.Equal(got, tc.want) {
+				t.Errorf("next cycle writes = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

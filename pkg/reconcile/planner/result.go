@@ -58,6 +58,14 @@ func ApplyResult(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv
 					eff = createdThenDeleted(kind, pw, m, id, observed, eff)
 					return eff
 				}
+			case tandemv1.WriteOp_WRITE_OP_UPDATE:
+				// The target was deleted holding what this update writes: an earlier attempt took
+				// effect and its result was lost, or the user deleted a record that already agreed.
+				// The pair was in sync when it was deleted, so the deletion is carried over rather
+				// than the source's change bringing the record back.
+				if res.GetAlreadyApplied() && m != nil {
+					return updatedThenDeleted(kind, pw, m, targetMirror, res, observed, eff)
+				}
 			}
 			// The target vanished under the update: observe it as deleted; the next cycle decides.
 			eff.Mirror = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: cmd.GetTargetId()}, Deleted: true, ObservedAt: observed}
@@ -142,6 +150,27 @@ func createdThenDeleted(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *
 	n.SyncedAt = observed
 	eff.Mapping = n
 	eff.Mirror = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: id}, Deleted: true, ObservedAt: observed}
+	return eff
+}
+
+// updatedThenDeleted rebases the pair as a successful update would (the source's base is what
+// the update copied, the target's what the deleted record held) and observes the target deleted.
+func updatedThenDeleted(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv1.Mapping, targetMirror *tandemv1.MirrorRecord, res *tandemv1.WriteResult, observed *timestamppb.Timestamp, eff Effects) Effects {
+	cmd := pw.GetCommand()
+	target := pw.GetTarget()
+	base := targetMirror.GetRecord()
+	if base == nil {
+		base = &tandemv1.Record{Id: cmd.GetTargetId()}
+	}
+	written := writtenRecord(cmd, res, base)
+	n := proto.Clone(m).(*tandemv1.Mapping)
+	if v := pw.GetSourceVersion(); v != "" {
+		setSide(n, other(target), sideID(n, other(target)), v)
+	}
+	rebase(n, kind, target, cmd.GetFields(), record.FieldHashes(written), pw.GetSourceFieldHashes())
+	n.SyncedAt = observed
+	eff.Mapping = n
+	eff.Mirror = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: cmd.GetTargetId()}, Deleted: true, ObservedAt: observed}
 	return eff
 }
 

@@ -737,7 +737,9 @@ type WriteResult struct {
 	// warnings are non-fatal problems, such as a value truncated to a field's length limit.
 	Warnings []*SyncError `protobuf:"bytes,7,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	// already_applied is true when the worker found the write had already been made by an
-	// earlier attempt (same sync key) and did not repeat it.
+	// earlier attempt (same sync key) and did not repeat it. With ok false and an error saying
+	// the target is deleted, it says the deleted target held what the update writes (an earlier
+	// attempt took effect before the record was deleted), and record is the target as it left it.
 	AlreadyApplied bool `protobuf:"varint,8,opt,name=already_applied,json=alreadyApplied,proto3" json:"already_applied,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
