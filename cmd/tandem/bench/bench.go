@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -44,6 +45,8 @@ type Options struct {
 	SkipFloor bool
 	// Progress receives progress lines; nil discards them.
 	Progress io.Writer
+	// CPUProfile, when set, receives a CPU profile of the initial sync (pprof format).
+	CPUProfile io.Writer
 }
 
 // Result is what a run measured. Calls count HTTP requests to the simulators; Salesforce's
@@ -269,7 +272,16 @@ func (r *run) system(ctx context.Context) error {
 // measure measures the running system.
 func (r *run) measure(ctx context.Context, started time.Time) error {
 	r.base = r.calls()
-	if err := r.converge(ctx, started); err != nil || !r.res.Converged {
+	if r.opts.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(r.opts.CPUProfile); err != nil {
+			return fmt.Errorf("start the CPU profile: %w", err)
+		}
+	}
+	err := r.converge(ctx, started)
+	if r.opts.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
+	if err != nil || !r.res.Converged {
 		return err
 	}
 	r.progress("in sync: %d records in %.1fs (%.0f records/s); so far EWS %d calls, Salesforce %d",
