@@ -176,8 +176,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	r.expected = w.Records()
 	if linked, seeded := w.Records(), seededWorkload(seeding).Records(); linked != seeded {
-		r.progress("%d people seeded on both sides have no email in Exchange and a company Salesforce lacks: they cannot be recognised, and each is copied both ways (%d records in sync, not %d)",
-			linked-seeded, linked, seeded)
+		r.progress("the seeded people on both sides who can be recognised as such make %d records in sync, not %d: some seeded on both sides have no email in Exchange and a company Salesforce lacks, and are copied both ways; some seeded on one side each have a namesake at the same company on the other, without an email to tell them apart, and are linked",
+			linked, seeded)
 	}
 	r.res.MinInitialCalls, r.res.MinIdleCalls = MinimumCalls(w)
 	r.res.MinEWSCalls, r.res.MinSalesforceCalls = r.res.MinInitialCalls.EWSTotal(), r.res.MinInitialCalls.SalesforceTotal()
@@ -232,7 +232,7 @@ func workloadOf(s devenv.Seeding, sims *devenv.Simulators) (Workload, error) {
 			}
 		}
 		rep := Rep{ExchangeContacts: len(ex), SalesforceContacts: len(owned[id]), Linked: linked(ex, owned[id])}
-		if seeded := want.Reps[i]; rep.ExchangeContacts != seeded.ExchangeContacts || rep.SalesforceContacts != seeded.SalesforceContacts || rep.Linked > seeded.Linked {
+		if seeded := want.Reps[i]; rep.ExchangeContacts != seeded.ExchangeContacts || rep.SalesforceContacts != seeded.SalesforceContacts {
 			return w, fmt.Errorf("%s was seeded with %+v, expected %+v", email, rep, seeded)
 		}
 		w.Reps = append(w.Reps, rep)
