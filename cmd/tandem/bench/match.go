@@ -8,31 +8,47 @@ import (
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
-// matchKey is what tells that two contacts are the same person, as the first sync matches
-// them: the email; for a contact without one, the name and company. Empty when neither is
-// there.
-func matchKey(r *tandemv1.Record) string {
-	if k := record.EmailKey(r); k != "" {
-		return "e:" + k
-	}
-	if k := record.NameKey(r); k != "" {
-		return "n:" + k
-	}
-	return ""
-}
-
-// missing are the records of from whose person to lacks.
+// missing are the records of from whose person to lacks, as the first sync matches people
+// (planner: unmapped.go and matchByName): by email first; then, among the records left, by first
+// name, last name and company, where the emails do not differ (one of them may have none) and
+// the name and company are those of exactly one record on each side — namesakes are ambiguous
+// and matched with no one.
 func missing(from, to []*tandemv1.Record) []*tandemv1.Record {
-	have := map[string]int{}
+	byEmail := map[string]int{}
 	for _, r := range to {
-		if k := matchKey(r); k != "" {
-			have[k]++
+		if k := record.EmailKey(r); k != "" {
+			byEmail[k]++
+		}
+	}
+	var rest []*tandemv1.Record
+	matched := map[string]int{} // emails of to matched by from
+	for _, r := range from {
+		if k := record.EmailKey(r); k != "" && byEmail[k] > matched[k] {
+			matched[k]++
+			continue
+		}
+		rest = append(rest, r)
+	}
+	byName := map[string][]*tandemv1.Record{}
+	for _, r := range to {
+		if k := record.EmailKey(r); k != "" && matched[k] > 0 {
+			matched[k]--
+			continue
+		}
+		if k := record.NameKey(r); k != "" {
+			byName[k] = append(byName[k], r)
+		}
+	}
+	fromByName := map[string]int{}
+	for _, r := range rest {
+		if k := record.NameKey(r); k != "" {
+			fromByName[k]++
 		}
 	}
 	var out []*tandemv1.Record
-	for _, r := range from {
-		if k := matchKey(r); k != "" && have[k] > 0 {
-			have[k]--
+	for _, r := range rest {
+		k := record.NameKey(r)
+		if cands := byName[k]; k != "" && fromByName[k] == 1 && len(cands) == 1 && record.CanMatchByName(r, cands[0]) {
 			continue
 		}
 		out = append(out, r)
