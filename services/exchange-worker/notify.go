@@ -31,8 +31,10 @@ import (
 // (every third of the lease's TTL, or as the holder's lease would expire if sooner) and take
 // over when the holder releases it on shutdown or dies and lets it expire. A holder that loses
 // the lease stops watching the org at once, so two replicas' subscriptions overlap for no longer
-// than it takes the loser to notice. Changes made while nobody watches are left to polling, as
-// are those a lost subscription misses.
+// than it takes the loser to notice. A replica that takes an org's lease wakes the org once it
+// has subscribed each mailbox (ews.WatchConfig.CatchUp): changes made while nobody watched
+// were not reported, and would otherwise wait for the poll interval; the wake that follows
+// reads them. Changes a lost subscription misses wake the org the same way (package ews).
 
 // watchRole names the notifier's watch lease on an org.
 const watchRole = "watch-exchange"
@@ -342,11 +344,19 @@ func (n *notifier) watches(ctx context.Context, org *tandemv1.Org) ([]ews.Watch,
 // start runs a watcher for the org while the lease is held.
 func (n *notifier) start(ctx context.Context, orgID string, want orgWant, lease *store.Lease) *orgWatch {
 	log := n.log.With(slog.String(telemetry.KeyOrg, orgID))
+	// Whoever held the lease before (a replica that stopped or died, or this one before it lost
+	// the lease) watched nothing since it let go: each mailbox counts as changed once subscribed.
+	// The same holds, harmlessly, for the first lease of an org: an org that never had a cycle
+	// is due anyway (store.WakeAfter leaves it alone), and one that had stopped being watched
+	// (no mailbox to watch, its settings changed) went unwatched just the same. Telling the
+	// first lease apart (its fence counter is new) would save one cycle per org, once: not
+	// worth changing the lease script every lease shares.
 	cfg := ews.WatchConfig{
 		OnChange:          n.changed,
 		ConnectionTimeout: n.cfg.ConnectionTimeout,
 		IdleTimeout:       n.cfg.IdleTimeout,
 		Logger:            log,
+		CatchUp:           true,
 	}
 	if n.watchConfig != nil {
 		n.watchConfig(&cfg)

@@ -417,3 +417,45 @@ func TestNotifierLeavesSuspendedMailboxesUnwatched(t *testing.T) {
 	}
 	ne.newSubscription(t, 10*time.Second, "rep1 subscribed again once resumed", old[0])
 }
+
+// TestNotifierTakeoverWakesTheOrg: a change made while nobody watches the org — its watcher
+// stopped, or died holding the lease — was never notified. The replica that takes the org over
+// wakes it once subscribed, so the change is read within seconds, not at the poll interval an
+// hour later.
+func TestNotifierTakeoverWakesTheOrg(t *testing.T) {
+	notDue := func(t *testing.T, ne *notifyEnv) {
+		t.Helper()
+		sch, err := ne.st.GetSchedule(t.Context(), testOrg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sch.NextAt.After(time.Now().Add(30 * time.Minute)) {
+			t.Fatalf("the org is due at %v before anyone took it over", sch.NextAt)
+		}
+	}
+	t.Run("holder stopped", func(t *testing.T) {
+		ne := newNotifyOrg(t)
+		longLease := func(c *NotifyConfig) { c.LeaseTTL = time.Hour }
+		holder := ne.replica(t, longLease)
+		ne.subscribed(t)
+		holder.stop(t)
+		ne.quiet(t)
+		ne.edit(t, "CFO") // nobody watches
+		notDue(t, ne)
+		ne.replica(t, longLease)
+		ne.woken(t, 10*time.Second, "the org woken by the replica that took it over")
+	})
+	t.Run("holder died", func(t *testing.T) {
+		ne := newNotifyOrg(t)
+		ne.quiet(t)
+		const ttl = 2 * time.Second
+		if _, err := ne.st.AcquireWatchLease(t.Context(), testOrg, watchRole, ttl); err != nil {
+			t.Fatal(err)
+		}
+		ne.edit(t, "CTO") // the holder is gone; nobody watches
+		notDue(t, ne)
+		ne.replica(t, func(c *NotifyConfig) { c.Refresh, c.LeaseTTL = time.Hour, time.Hour })
+		took := ne.woken(t, ttl+10*time.Second, "the org woken by the replica that took it over")
+		t.Logf("woken %s after the change (the dead holder's lease lasted %s)", took, ttl)
+	})
+}
