@@ -72,6 +72,11 @@ type WatchConfig struct {
 	// Logger receives diagnostics (with the user and mailbox concerned, not the org: a
 	// connector serves one org, which the logger should name); nil means the connector's.
 	Logger *slog.Logger
+	// CatchUp makes every mailbox count as changed once its first subscription is made, as
+	// after a lost one: for a watcher that takes over mailboxes nobody watched for a while
+	// (another watcher stopped or died), whose changes in the meantime nobody reported. A
+	// subscription reports only what happens after it is made.
+	CatchUp bool
 }
 
 // Watcher watches mailboxes of one connector's Exchange. Set says which; Run does the work.
@@ -105,8 +110,9 @@ type watchSub struct {
 	// losses counts the subscriptions lost in a row, so that one that keeps being lost is
 	// made again with back-off.
 	losses int
-	// lost says an earlier subscription of the mailbox was lost: the mailbox counts as changed
-	// once the next one is made.
+	// lost says an earlier subscription of the mailbox was lost (or, with CatchUp, that the
+	// mailbox went unwatched before its first): the mailbox counts as changed once the next
+	// one is made.
 	lost bool
 }
 
@@ -239,7 +245,7 @@ func (w *Watcher) reconcile(ctx context.Context) time.Time {
 	for addr, wt := range want {
 		sub := w.subs[addr]
 		if sub == nil {
-			sub = &watchSub{watch: wt}
+			sub = &watchSub{watch: wt, lost: w.cfg.CatchUp}
 			w.subs[addr] = sub
 		}
 		if sub.id == "" && !now.Before(sub.retryAt) {

@@ -295,3 +295,25 @@ func TestWatcherFollowsTheWatchedSet(t *testing.T) {
 	poll.Until(t, "the connections closed", func() bool { return sim.Streams() == 0 })
 	poll.Until(t, "the watcher's goroutines ended", func() bool { return watcherGoroutines() <= base })
 }
+
+// TestWatcherCatchUp: a watcher taking over mailboxes nobody watched (CatchUp) reports each
+// as changed once it is subscribed, since what changed before was not reported; later edits
+// are reported as usual. Without CatchUp, a new subscription reports nothing by itself.
+func TestWatcherCatchUp(t *testing.T) {
+	for _, catchUp := range []bool{false, true} {
+		t.Run(fmt.Sprintf("catch up %v", catchUp), func(t *testing.T) {
+			we := newWatchEnv(t, 3, ewssim.Config{}, func(c *WatchConfig) { c.CatchUp = catchUp })
+			we.subscribed(t, we.mailboxes...)
+			for _, a := range we.mailboxes {
+				want := 0
+				if catchUp {
+					want = 1
+				}
+				if got := we.changes.count(a); got != want {
+					t.Errorf("%s reported changed %d times once subscribed, want %d", a, got, want)
+				}
+			}
+			we.edit(t, we.mailboxes[0])
+		})
+	}
+}

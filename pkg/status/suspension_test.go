@@ -168,3 +168,46 @@ func TestSchedulingAndLeftOut(t *testing.T) {
 		t.Errorf("Get: resumed_at %v, want %v", us.GetResumedAt(), resumed)
 	}
 }
+
+// TestSuspendedUsers: of an org's users, those whose suspension holds — not one resumed since,
+// nor one whose configuration changed since, nor one never suspended.
+func TestSuspendedUsers(t *testing.T) {
+	ctx := t.Context()
+	s := status.New(store.New(servertest.Redis(t), nil))
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	org := &tandemv1.Org{OrgId: "00Dorg", UpdatedAt: timestamppb.New(at.Add(-time.Hour))}
+	cfg := &tandemv1.SyncConfiguration{UpdatedAt: timestamppb.New(at.Add(-time.Hour))}
+	changed := &tandemv1.SyncConfiguration{UpdatedAt: timestamppb.New(at.Add(time.Minute))}
+	var assigned []store.Assignment
+	for _, u := range []struct {
+		id        string
+		suspended bool
+		resumed   bool
+		cfg       *tandemv1.SyncConfiguration
+	}{
+		{id: "005fine", cfg: cfg},
+		{id: "005suspended", suspended: true, cfg: cfg},
+		{id: "005resumed", suspended: true, resumed: true, cfg: cfg},
+		{id: "005reconfigured", suspended: true, cfg: changed},
+	} {
+		uk := store.UserKey{OrgID: org.GetOrgId(), UserID: u.id}
+		assigned = append(assigned, store.Assignment{User: &tandemv1.SyncUser{UserId: u.id}, Config: u.cfg})
+		if u.suspended {
+			if err := s.Put(ctx, uk, status.PartExchange, &tandemv1.UserStatus{Suspended: true, SuspendedAt: timestamppb.New(at)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if u.resumed {
+			if err := s.Resume(ctx, uk, at.Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got, err := s.SuspendedUsers(ctx, org, assigned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !got["005suspended"] {
+		t.Errorf("SuspendedUsers = %v, want only 005suspended", got)
+	}
+}

@@ -78,13 +78,36 @@ func (s *Store) ScheduledCycle(ctx context.Context, orgID string) (cycle uint64,
 	if err != nil {
 		return 0, "", err
 	}
-	vals, err := s.rdb.HMGet(ctx, key, "cycle", "epoch").Result()
+	return (&ScheduleRead{orgID: orgID, cmd: s.rdb.HMGet(ctx, key, "cycle", "epoch")}).Result()
+}
+
+// ScheduleRead is ScheduledCycle's read queued on a caller's pipeline, so that a caller that
+// reads other keys anyway reads the schedule in the same round trip (the reconciler reads it
+// with a user's ledger for every change batch).
+type ScheduleRead struct {
+	orgID string
+	cmd   *redis.SliceCmd
+}
+
+// QueueScheduledCycle queues on pipe the read of ScheduledCycle; its Result is valid once the
+// pipeline has run.
+func QueueScheduledCycle(ctx context.Context, pipe redis.Pipeliner, orgID string) (*ScheduleRead, error) {
+	key, err := scheduleKey(orgID)
 	if err != nil {
-		return 0, "", fmt.Errorf("read schedule of org %s: %w", orgID, err)
+		return nil, err
+	}
+	return &ScheduleRead{orgID: orgID, cmd: pipe.HMGet(ctx, key, "cycle", "epoch")}, nil
+}
+
+// Result returns what ScheduledCycle returns, or the read's error.
+func (r *ScheduleRead) Result() (cycle uint64, epoch string, err error) {
+	vals, err := r.cmd.Result()
+	if err != nil {
+		return 0, "", fmt.Errorf("read schedule of org %s: %w", r.orgID, err)
 	}
 	if v, ok := vals[0].(string); ok {
 		if cycle, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return 0, "", fmt.Errorf("read schedule of org %s: cycle %q: %w", orgID, v, err)
+			return 0, "", fmt.Errorf("read schedule of org %s: cycle %q: %w", r.orgID, v, err)
 		}
 	}
 	epoch, _ = vals[1].(string)

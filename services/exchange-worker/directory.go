@@ -13,6 +13,8 @@ import (
 type syncingMailbox struct {
 	exchange.Mailbox
 	Kinds []tandemv1.RecordKind
+	// Assignment is the user and the configuration it syncs with.
+	Assignment store.Assignment
 }
 
 // syncingMailboxes lists the org's users that sync, with the kinds each syncs: those assigned a
@@ -28,7 +30,7 @@ func syncingMailboxes(ctx context.Context, st *store.Store, orgID string) ([]syn
 		if len(kinds) == 0 || a.User.GetEmail() == "" {
 			continue
 		}
-		out = append(out, syncingMailbox{Mailbox: exchange.Mailbox{OrgID: orgID, UserID: a.User.GetUserId(), Address: a.User.GetEmail()}, Kinds: kinds})
+		out = append(out, syncingMailbox{Mailbox: exchange.Mailbox{OrgID: orgID, UserID: a.User.GetUserId(), Address: a.User.GetEmail()}, Kinds: kinds, Assignment: a})
 	}
 	return out, nil
 }

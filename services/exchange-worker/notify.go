@@ -13,12 +13,14 @@ import (
 	"github.com/tandem-sync/tandem/pkg/ews"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
+	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/telemetry"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
 // The notifier: near-real-time Exchange changes. It watches the mailboxes of every syncing
-// user with EWS streaming notifications (ews.Watcher, one per org's connector) and, when a
+// user but the suspended ones with EWS streaming notifications (ews.Watcher, one per org's connector) and, when a
 // mailbox reports a change, wakes the user's org: its next cycle becomes due at once, or a
 // short gap after the last one started (store.WakeAfter), instead of at the end of the poll
 // interval. Polling stays as it is, so a notification that never comes costs latency, never a
@@ -29,8 +31,10 @@ import (
 // (every third of the lease's TTL, or as the holder's lease would expire if sooner) and take
 // over when the holder releases it on shutdown or dies and lets it expire. A holder that loses
 // the lease stops watching the org at once, so two replicas' subscriptions overlap for no longer
-// than it takes the loser to notice. Changes made while nobody watches are left to polling, as
-// are those a lost subscription misses.
+// than it takes the loser to notice. A replica that takes an org's lease wakes the org once it
+// has subscribed each mailbox (ews.WatchConfig.CatchUp): changes made while nobody watched
+// were not reported, and would otherwise wait for the poll interval; the wake that follows
+// reads them. Changes a lost subscription misses wake the org the same way (package ews).
 
 // watchRole names the notifier's watch lease on an org.
 const watchRole = "watch-exchange"
@@ -122,10 +126,12 @@ type watchable interface {
 type notifier struct {
 	cfg NotifyConfig
 	// pool is the worker pool of the replica: it watches only the mailboxes of that pool's orgs.
-	pool  string
-	st    *store.Store
-	conns *store.OrgCache[exchange.Connector]
-	log   *slog.Logger
+	pool string
+	st   *store.Store
+	// status tells which users are suspended, whose mailboxes are not watched.
+	status *status.Store
+	conns  *store.OrgCache[exchange.Connector]
+	log    *slog.Logger
 	// watchConfig adjusts each org's watcher (tests shorten its back-off).
 	watchConfig func(*ews.WatchConfig)
 
@@ -166,7 +172,7 @@ type orgWatch struct {
 
 func newNotifier(cfg NotifyConfig, pool string, st *store.Store, conns *store.OrgCache[exchange.Connector], logger *slog.Logger) *notifier {
 	return &notifier{
-		cfg: cfg.withDefaults(), pool: pool, st: st, conns: conns, log: logger.With(slog.String("part", "notify")),
+		cfg: cfg.withDefaults(), pool: pool, st: st, status: status.New(st), conns: conns, log: logger.With(slog.String("part", "notify")),
 		dirty: map[string]bool{}, signal: make(chan struct{}, 1), want: map[string]orgWant{}, orgs: map[string]*orgWatch{},
 	}
 }
@@ -224,7 +230,7 @@ func (n *notifier) read(ctx context.Context) error {
 			// Another pool's workers watch the org's mailboxes, as they read them.
 			continue
 		}
-		watches, err := n.watches(ctx, id)
+		watches, err := n.watches(ctx, org)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("org %s: %w", id, err))
 			if old, ok := n.want[id]; ok {
@@ -305,15 +311,32 @@ func (n *notifier) contend(ctx context.Context, fresh bool) (time.Duration, erro
 const leaseRetrySlack = 20 * time.Millisecond
 
 // watches lists the org's syncing users' mailboxes, with the kinds each syncs, as the scheduler
-// decides who syncs.
-func (n *notifier) watches(ctx context.Context, orgID string) ([]ews.Watch, error) {
-	mbs, err := syncingMailboxes(ctx, n.st, orgID)
+// decides who syncs. A suspended user's mailbox (status.Suspended) is left out: the scheduler
+// reads it only at its probe interval, so a notification could not start a read, and would
+// only wake the org for nothing. Its subscription, if any, ends with the next refresh, and the
+// mailbox is watched again with the first refresh after the suspension is lifted.
+func (n *notifier) watches(ctx context.Context, org *tandemv1.Org) ([]ews.Watch, error) {
+	mbs, err := syncingMailboxes(ctx, n.st, org.GetOrgId())
 	if err != nil {
 		return nil, err
 	}
-	out := make([]ews.Watch, len(mbs))
+	assigned := make([]store.Assignment, len(mbs))
 	for i, mb := range mbs {
-		out[i] = ews.Watch{Mailbox: mb.Mailbox, Kinds: mb.Kinds}
+		assigned[i] = mb.Assignment
+	}
+	suspended, err := n.status.SuspendedUsers(ctx, org, assigned)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ews.Watch, 0, len(mbs))
+	for _, mb := range mbs {
+		if suspended[mb.UserID] {
+			continue
+		}
+		out = append(out, ews.Watch{Mailbox: mb.Mailbox, Kinds: mb.Kinds})
+	}
+	if len(suspended) > 0 {
+		n.log.DebugContext(ctx, "leaving suspended users' mailboxes unwatched", slog.String(telemetry.KeyOrg, org.GetOrgId()), slog.Int("suspended", len(suspended)))
 	}
 	return out, nil
 }
@@ -321,11 +344,19 @@ func (n *notifier) watches(ctx context.Context, orgID string) ([]ews.Watch, erro
 // start runs a watcher for the org while the lease is held.
 func (n *notifier) start(ctx context.Context, orgID string, want orgWant, lease *store.Lease) *orgWatch {
 	log := n.log.With(slog.String(telemetry.KeyOrg, orgID))
+	// Whoever held the lease before (a replica that stopped or died, or this one before it lost
+	// the lease) watched nothing since it let go: each mailbox counts as changed once subscribed.
+	// The same holds, harmlessly, for the first lease of an org: an org that never had a cycle
+	// is due anyway (store.WakeAfter leaves it alone), and one that had stopped being watched
+	// (no mailbox to watch, its settings changed) went unwatched just the same. Telling the
+	// first lease apart (its fence counter is new) would save one cycle per org, once: not
+	// worth changing the lease script every lease shares.
 	cfg := ews.WatchConfig{
 		OnChange:          n.changed,
 		ConnectionTimeout: n.cfg.ConnectionTimeout,
 		IdleTimeout:       n.cfg.IdleTimeout,
 		Logger:            log,
+		CatchUp:           true,
 	}
 	if n.watchConfig != nil {
 		n.watchConfig(&cfg)

@@ -7,11 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/ews"
 	"github.com/tandem-sync/tandem/pkg/platform"
 	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
+	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -386,4 +389,73 @@ func TestNotifierWatchesOnlyItsPoolsOrgs(t *testing.T) {
 	}
 	ne.replicaOf(t, "big", nil)
 	poll.Until(t, "the big pool's replica to subscribe", func() bool { return ne.sim.SubscriptionsMade(rep1Mailbox) == 1 })
+}
+
+// TestNotifierLeavesSuspendedMailboxesUnwatched: a user the exchange-worker suspended after
+// repeated permanent failures loses its subscription, is not subscribed again while the
+// suspension holds, and is watched again once an admin resumes it.
+func TestNotifierLeavesSuspendedMailboxesUnwatched(t *testing.T) {
+	ne := newNotifyEnv(t)
+	old := ne.subscribed(t)
+	ctx := t.Context()
+	uk := store.UserKey{OrgID: testOrg, UserID: rep1}
+	st := status.New(ne.st)
+	suspended := &tandemv1.UserStatus{Suspended: true, SuspendedAt: timestamppb.Now(), PermanentFailures: 5}
+	if err := st.Put(ctx, uk, status.PartExchange, suspended); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the suspended user's subscription ended", func() bool {
+		return len(ne.sim.Subscriptions(rep1Mailbox)) == 0 && ne.sim.Streams() == 0
+	})
+	ne.tried(t, 3)
+	if made := ne.sim.SubscriptionsMade(rep1Mailbox); made != 1 {
+		t.Fatalf("%d subscriptions made for rep1, want only the one before the suspension", made)
+	}
+
+	if err := st.Resume(ctx, uk, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ne.newSubscription(t, 10*time.Second, "rep1 subscribed again once resumed", old[0])
+}
+
+// TestNotifierTakeoverWakesTheOrg: a change made while nobody watches the org — its watcher
+// stopped, or died holding the lease — was never notified. The replica that takes the org over
+// wakes it once subscribed, so the change is read within seconds, not at the poll interval an
+// hour later.
+func TestNotifierTakeoverWakesTheOrg(t *testing.T) {
+	notDue := func(t *testing.T, ne *notifyEnv) {
+		t.Helper()
+		sch, err := ne.st.GetSchedule(t.Context(), testOrg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sch.NextAt.After(time.Now().Add(30 * time.Minute)) {
+			t.Fatalf("the org is due at %v before anyone took it over", sch.NextAt)
+		}
+	}
+	t.Run("holder stopped", func(t *testing.T) {
+		ne := newNotifyOrg(t)
+		longLease := func(c *NotifyConfig) { c.LeaseTTL = time.Hour }
+		holder := ne.replica(t, longLease)
+		ne.subscribed(t)
+		holder.stop(t)
+		ne.quiet(t)
+		ne.edit(t, "CFO") // nobody watches
+		notDue(t, ne)
+		ne.replica(t, longLease)
+		ne.woken(t, 10*time.Second, "the org woken by the replica that took it over")
+	})
+	t.Run("holder died", func(t *testing.T) {
+		ne := newNotifyOrg(t)
+		ne.quiet(t)
+		const ttl = 2 * time.Second
+		if _, err := ne.st.AcquireWatchLease(t.Context(), testOrg, watchRole, ttl); err != nil {
+			t.Fatal(err)
+		}
+		ne.edit(t, "CTO") // the holder is gone; nobody watches
+		notDue(t, ne)
+		ne.replica(t, func(c *NotifyConfig) { c.Refresh, c.LeaseTTL = time.Hour, time.Hour })
+		took := ne.woken(t, ttl+10*time.Second, "the org woken by the replica that took it over")
+		t.Logf("woken %s after the change (the dead holder's lease lasted %s)", took, ttl)
+	})
 }

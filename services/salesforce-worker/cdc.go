@@ -31,8 +31,8 @@ import (
 // would be delivered, and wake the org, once per replica. The others retry every third of the
 // lease's TTL, or as the holder's lease would expire if sooner, and take over when the holder
 // releases it on shutdown or dies and lets it expire; the replay id stored in Redis lets the new
-// holder resume where the old one stopped. A holder that loses the lease ends the org's
-// subscriptions at once.
+// holder resume where the old one stopped, and where the old one stored none yet, the new one
+// wakes the org (see once). A holder that loses the lease ends the org's subscriptions at once.
 
 // cdcRole names the CDC component's watch lease on an org.
 const cdcRole = "watch-salesforce"
@@ -149,6 +149,11 @@ type cdcSub struct {
 	topic  string
 	owners atomic.Pointer[map[string]bool]
 	cancel context.CancelFunc
+	// caughtUp says the subscription started from the latest event, the org woken if that could
+	// miss anything (see once), and nothing has arrived since: later attempts from the latest
+	// event do not wake the org again, lest a subscription that keeps failing wake it at every
+	// attempt. It belongs to the subscription's goroutine.
+	caughtUp bool
 }
 
 // cdcComponents returns the CDC component, or none when it is turned off.
@@ -455,38 +460,68 @@ func (c *cdc) subscribe(ctx context.Context, sub *cdcSub) {
 
 // once runs one subscription from the stored replay id; progressed reports whether anything
 // arrived (a working connection resets the back-off).
+//
+// A subscription without a replay id to resume from starts at the latest event, and nothing
+// before it is replayed. So that a replica taking over can tell whether that loses anything,
+// such a subscription first stores an empty replay id (it stores a real one with the first
+// event or keepalive): an empty one found later means someone subscribed before, and changes
+// made since it stopped (or died) were seen by nobody; so does a replay id Salesforce no longer
+// retains. Then the org is woken, so that a poll reads them instead of the poll interval. An
+// org's very first subscription (nothing stored) has nothing to catch up on and does not wake
+// it, nor does one that resumes from a replay id: the events it replays wake the org if they
+// matter. The wake comes just before the subscription is made (Subscribe says nothing when it
+// is): a change made in between waits for the poll only if the woken cycle read the org before
+// it.
 func (c *cdc) once(ctx context.Context, sub *cdcSub, log *slog.Logger) (progressed bool, err error) {
 	ps, err := c.client(ctx, sub.key.org)
 	if err != nil {
 		return false, err
 	}
 	key := replayKey(sub.key)
-	var replay []byte
-	if raw, ok, err := c.w.st.GetCursor(ctx, key); err != nil {
+	raw, stored, err := c.w.st.GetCursor(ctx, key)
+	if err != nil {
 		return false, err
-	} else if ok {
+	}
+	var replay []byte
+	if stored {
 		if replay, err = base64.StdEncoding.DecodeString(raw); err != nil {
-			log.WarnContext(ctx, "unreadable stored replay id; subscribing from the latest event", slog.Any("error", err))
+			log.WarnContext(ctx, "unreadable stored replay id; subscribing from the latest event and syncing the org now", slog.Any("error", err))
 			replay = nil
 		}
 	}
-	err = ps.Subscribe(ctx, salesforce.Subscription{Topic: sub.topic, ReplayID: replay}, func(ctx context.Context, b salesforce.FetchBatch) error {
-		progressed = true
-		return c.handle(ctx, sub, b)
-	})
-	if errors.Is(err, salesforce.ErrReplayIDInvalid) && len(replay) > 0 {
-		// The stored position is gone (older than the bus keeps): start again from the tip and
+	for {
+		if len(replay) == 0 {
+			if err := c.fromLatest(ctx, sub, key, stored, log); err != nil {
+				return progressed, err
+			}
+			stored = true
+		}
+		err = ps.Subscribe(ctx, salesforce.Subscription{Topic: sub.topic, ReplayID: replay}, func(ctx context.Context, b salesforce.FetchBatch) error {
+			progressed, sub.caughtUp = true, false
+			return c.handle(ctx, sub, b)
+		})
+		if !errors.Is(err, salesforce.ErrReplayIDInvalid) || len(replay) == 0 {
+			return progressed, err
+		}
+		// The stored position is gone (older than the bus keeps): start again from the tip, and
 		// poll once, which covers whatever happened in between.
 		log.WarnContext(ctx, "stored replay id refused; subscribing from the latest event and syncing the org now", slog.Any("error", err))
-		if err := c.w.st.DeleteCursor(ctx, key); err != nil {
-			return false, err
-		}
-		if err := c.wake.DueNow(ctx, sub.key.org); err != nil {
-			return false, err
-		}
-		return true, err
+		replay = nil
 	}
-	return progressed, err
+}
+
+// fromLatest prepares a subscription from the latest event (see once): it wakes the org when
+// the topic was subscribed to before (stored: a replay id, empty or not, was found) — once, not
+// at every attempt of a subscription that keeps failing — and stores an empty replay id.
+func (c *cdc) fromLatest(ctx context.Context, sub *cdcSub, key store.CursorKey, stored bool, log *slog.Logger) error {
+	if stored && !sub.caughtUp {
+		if err := c.wake.DueNow(ctx, sub.key.org); err != nil {
+			return fmt.Errorf("wake org %s before subscribing from the latest event: %w", sub.key.org, err)
+		}
+		log.InfoContext(ctx, "CDC: subscribing from the latest event where an earlier subscription left no replay id; org due now")
+	}
+	sub.caughtUp = true
+	return c.w.st.PutCursor(ctx, key, "")
 }
 
 // handle wakes the org when a batch holds a change that matters, then stores where the

@@ -467,3 +467,46 @@ func TestCDCSubscribesOnlyForItsPoolsOrgs(t *testing.T) {
 	e.replica(nil)
 	e.subscribers(20*time.Second, "the big pool's replica to subscribe", 1, 1)
 }
+
+// TestCDCTakeoverWithoutReplayIDWakesTheOrg: a holder that stopped, or died, before it stored
+// any replay id (it does with the first event or keepalive, every 270 seconds) leaves nothing to
+// resume from. The replica that takes over subscribes from the latest event, which would never
+// show a change made while nobody was subscribed: it wakes the org instead, so that a poll reads
+// the change within seconds, not at the poll interval an hour later. An org's first
+// subscription does not wake it.
+func TestCDCTakeoverWithoutReplayIDWakesTheOrg(t *testing.T) {
+	for _, died := range []bool{false, true} {
+		name := map[bool]string{false: "holder stopped", true: "holder died"}[died]
+		t.Run(name, func(t *testing.T) {
+			e := newCDCEnv(t)
+			e.notDue()
+			longLease := func(c *CDCConfig) { c.LeaseTTL = time.Hour }
+			holder := e.replica(longLease)
+			e.subscribers(20*time.Second, "the holder's subscription", 1, 1)
+			holder.tried(t, 3)
+			if e.due() {
+				t.Fatal("the org's first subscription made it due")
+			}
+			holder.stop(t)
+			const ttl = 2 * time.Second
+			if died {
+				// As if the holder had died holding the lease: it expires instead of being released.
+				if _, err := e.st.AcquireWatchLease(t.Context(), testOrg, cdcRole, ttl); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := e.sim.Update("Contact", e.contactID, map[string]any{"Title": "Commodore"}, e.rep1); err != nil {
+				t.Fatal(err)
+			}
+			if e.due() || len(e.storedReplay()) > 0 {
+				t.Fatalf("due %v, replay id %x stored, while nobody was subscribed", e.due(), e.storedReplay())
+			}
+			e.replica(longLease)
+			e.subscribers(ttl+10*time.Second, "the standby to take over", 1, 2)
+			poll.Within(t, 5*time.Second, "the org woken by the replica that took it over", e.due)
+
+			// Later changes wake it through the subscription.
+			e.edited("Rear Admiral", "the org woken by a later edit")
+		})
+	}
+}

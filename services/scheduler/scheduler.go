@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -45,6 +46,9 @@ type Config struct {
 	// StallCycles: a user whose last reconciled cycle is this many cycles behind is read in
 	// full, which restarts the chain of reads if a page was ever lost.
 	StallCycles uint64
+	// PoolCleanup is how often the consumers of worker pools no org uses are looked for; one
+	// found unused and idle on two looks in a row is deleted (pools.go). Zero turns it off.
+	PoolCleanup time.Duration
 }
 
 // RegisterFlags registers the scheduler's flags, the platform's included.
@@ -54,6 +58,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Interval, "sync-interval", 5*time.Minute, "how often an org syncs when its settings do not say")
 	fs.Float64Var(&c.Jitter, "jitter", 0.1, "random spread of cycle starts, as a share of the interval (0..0.5)")
 	fs.Uint64Var(&c.StallCycles, "stall-cycles", 10, "read a user in full when reconciliation is this many cycles behind")
+	fs.DurationVar(&c.PoolCleanup, "pool-cleanup", 10*time.Minute, "how often to look for worker pools no org uses, whose idle consumers are deleted on the second look (0: never)")
 }
 
 // Validate checks the settings.
@@ -70,6 +75,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StallCycles < 2 {
 		errs = append(errs, errors.New("--stall-cycles must be at least 2"))
+	}
+	if c.PoolCleanup < 0 {
+		errs = append(errs, errors.New("--pool-cleanup must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -96,6 +104,12 @@ type Scheduler struct {
 	status *status.Store
 	log    *slog.Logger
 	now    func() time.Time
+	pools  Pools
+
+	// retirable are the worker pools the last RetirePools found unused with idle consumers,
+	// whose consumers the next deletes if it finds them so again.
+	retireMu  sync.Mutex
+	retirable map[string]bool
 }
 
 // New returns a scheduler on the platform's store and bus.
@@ -104,16 +118,21 @@ func New(cfg Config, p *platform.Platform) (*Scheduler, error) {
 		return nil, err
 	}
 	return &Scheduler{
-		cfg: cfg, p: p, st: p.Store, pub: p.Bus, queue: p.Bus, led: ledger.New(p.Store),
+		cfg: cfg, p: p, st: p.Store, pub: p.Bus, queue: p.Bus, pools: p.Bus, led: ledger.New(p.Store),
 		sync:   engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger}),
 		status: status.New(p.Store), log: p.Logger.With(slog.String("component", "scheduler")), now: time.Now,
 	}, nil
 }
 
-// Components returns the scheduler's components: the tick loop, and the listener that starts
-// woken orgs' cycles without waiting for a tick (wake.go).
+// Components returns the scheduler's components: the tick loop, the listener that starts
+// woken orgs' cycles without waiting for a tick (wake.go), and, unless it is turned off, the
+// loop that deletes the consumers of worker pools no org uses (pools.go).
 func (s *Scheduler) Components() []lifecycle.Component {
-	return []lifecycle.Component{{Name: "scheduler", Run: s.loop}, {Name: "scheduler-wakes", Run: s.wakes}}
+	out := []lifecycle.Component{{Name: "scheduler", Run: s.loop}, {Name: "scheduler-wakes", Run: s.wakes}}
+	if s.cfg.PoolCleanup > 0 {
+		out = append(out, lifecycle.Component{Name: "scheduler-pools", Run: s.poolsLoop})
+	}
+	return out
 }
 
 func (s *Scheduler) loop(ctx context.Context) error {

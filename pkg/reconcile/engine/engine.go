@@ -156,17 +156,14 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 		return malformed("change batch for %s: source %s, kind %s", uk, b.GetSource(), b.GetKind())
 	}
 	ctx = telemetry.WithScope(ctx, uk.OrgID, uk.UserID)
-	epoch, stale, err := s.fromLostSchedule(ctx, uk, b.GetCycle())
-	if stale || err != nil {
-		return err
-	}
 	var out outcome
-	err = s.withLease(ctx, uk, func(ctx context.Context, lease *store.Lease) error {
+	err := s.withLease(ctx, uk, func(ctx context.Context, lease *store.Lease) error {
 		out = outcome{}
-		cyc, err := s.led.LoadCycle(ctx, uk, b.GetKind())
-		if err != nil {
+		epoch, page, err := s.readPage(ctx, uk, b)
+		if page == nil || err != nil {
 			return err
 		}
+		cyc := page.Cycle()
 		if cyc.Epoch == epoch && b.GetCycle() < cyc.ResetFrom {
 			s.log.DebugContext(ctx, "ignoring a batch from before the user's reset", slog.Uint64("cycle", b.GetCycle()))
 			return nil
@@ -177,7 +174,7 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			readAt = b.GetReadAt().AsTime()
 		}
 		s.tracePage(ctx, b)
-		snap, err := s.loadForPage(ctx, uk, b, cyc)
+		snap, err := s.loadForPage(ctx, uk, b, page)
 		if err != nil {
 			return err
 		}
@@ -236,48 +233,84 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 	return nil
 }
 
-// fromLostSchedule reads the org's schedule: its epoch, and whether a batch's cycle is one the
-// schedule has not started. Such a batch was read before Tandem's state was lost (FLUSHALL, a
-// Redis restored from an older copy), and the scheduler numbers cycles from where its schedule
-// now stands. It is dropped: taken in, it would mark a cycle far ahead of the new numbering as
-// read, and every new cycle would look older than it and never be planned. What it carried is
-// read again, since the read cursors were lost with the rest. A batch taken in just before the
-// loss may still commit just after it; the epoch, which changes with the loss, tells the
-// handlers after it to set its cycles aside (ledger.Writes.BeginEpoch).
-func (s *Syncer) fromLostSchedule(ctx context.Context, uk store.UserKey, cycle uint64) (epoch string, stale bool, err error) {
-	current, epoch, err := s.st.ScheduledCycle(ctx, uk.OrgID)
+// readPage reads, in one round trip, the org's schedule and what the batch's page needs of the
+// user's ledger if only the page's records are to be loaded (see loadForPage): its cycle
+// bookkeeping, its records' mirror entries and, for the last page of an Exchange read, which
+// will most often complete the read, the items no read has listed yet. A change batch then
+// costs one round trip before planning in the common case; the mirror entries are read in vain
+// only for the pages that need the whole ledger or are dropped.
+//
+// A nil page with a nil error is a batch from a lost schedule, to be dropped (see
+// lostSchedule); epoch is then meaningless.
+func (s *Syncer) readPage(ctx context.Context, uk store.UserKey, b *tandemv1.ChangeBatch) (epoch string, page *ledger.PageRead, err error) {
+	pipe := s.st.Client().Pipeline()
+	sched, err := store.QueueScheduledCycle(ctx, pipe, uk.OrgID)
 	if err != nil {
-		return "", false, err
+		return "", nil, err
 	}
+	unseen := b.GetLast() && b.GetError() == nil
+	page, err = s.led.QueuePage(ctx, pipe, uk, b.GetKind(), b.GetSource(), pageIDs(b), unseen)
+	if err != nil {
+		return "", nil, err
+	}
+	pageErr := page.Exec(ctx, pipe)
+	current, epoch, err := sched.Result()
+	if err != nil {
+		return "", nil, err
+	}
+	if pageErr != nil {
+		return "", nil, pageErr
+	}
+	if s.lostSchedule(ctx, b.GetCycle(), current) {
+		return "", nil, nil
+	}
+	return epoch, page, nil
+}
+
+// lostSchedule reports whether a batch's cycle is one the org's schedule, at current, has not
+// started. Such a batch was read before Tandem's state was lost (FLUSHALL, a Redis restored
+// from an older copy), and the scheduler numbers cycles from where its schedule now stands. It
+// is dropped: taken in, it would mark a cycle far ahead of the new numbering as read, and every
+// new cycle would look older than it and never be planned. What it carried is read again,
+// since the read cursors were lost with the rest. A batch taken in just before the loss may
+// still commit just after it; the epoch, which changes with the loss, tells the handlers after
+// it to set its cycles aside (ledger.Writes.BeginEpoch).
+func (s *Syncer) lostSchedule(ctx context.Context, cycle, current uint64) bool {
 	if cycle <= current {
-		return epoch, false, nil
+		return false
 	}
 	s.log.WarnContext(ctx, "dropping a batch read before Tandem's state was lost: its cycle is ahead of the org's schedule",
 		slog.Uint64("cycle", cycle), slog.Uint64("scheduled", current))
-	return epoch, true, nil
+	return true
 }
 
-// loadForPage loads what a change batch needs. The whole ledger is read only when the batch
-// completes a full read (whose pruning compares the mirror with what the read listed), a cycle
-// was already due to be planned, or planned writes are still to be sent; otherwise only the
-// page's records (and, for a page completing an incremental read of Exchange, the items Tandem
-// wrote that no read has listed yet). A partial snapshot whose page makes a cycle due is
-// planned without loading anything more when the user is quiet (quietCycle), or else loaded
-// whole after all.
-func (s *Syncer) loadForPage(ctx context.Context, uk store.UserKey, b *tandemv1.ChangeBatch, cyc ledger.Cycle) (*ledger.Snapshot, error) {
+// loadForPage loads what a change batch needs, from page, the ledger's read made for it (see
+// readPage). The whole ledger is read only when the batch completes a full read (whose pruning
+// compares the mirror with what the read listed), a cycle was already due to be planned, or
+// planned writes are still to be sent; otherwise the page's records are what page read (and,
+// for a page completing an incremental read of Exchange, the items Tandem wrote that no read
+// has listed yet). A partial snapshot whose page makes a cycle due is planned without loading
+// anything more when the user is quiet (quietCycle), or else loaded whole after all.
+func (s *Syncer) loadForPage(ctx context.Context, uk store.UserKey, b *tandemv1.ChangeBatch, page *ledger.PageRead) (*ledger.Snapshot, error) {
+	cyc := page.Cycle()
 	completes := b.GetError() == nil && cyc.CompletedBy(b.GetSource(), b.GetCycle(), b.GetPage(), b.GetLast(), b.GetPageCount())
 	_, fullRead := cyc.FullStart[ledger.CycleSide(b.GetSource(), b.GetCycle())]
 	fullRead = fullRead || (b.GetFullSnapshot() && b.GetError() == nil)
 	if (completes && fullRead) || readyCycle(cyc) > cyc.Reconciled || cyc.Unsent > 0 {
 		return s.led.Load(ctx, uk, b.GetKind())
 	}
+	return page.Snapshot(ctx, completes)
+}
+
+// pageIDs are the ids of the records a change batch carries.
+func pageIDs(b *tandemv1.ChangeBatch) []string {
 	ids := make([]string, 0, len(b.GetChanges()))
 	for _, ch := range b.GetChanges() {
 		if id := ch.GetRecord().GetId(); id != "" {
 			ids = append(ids, id)
 		}
 	}
-	return s.led.LoadPage(ctx, uk, b.GetKind(), b.GetSource(), ids, completes)
+	return ids
 }
 
 // readyCycle is the highest cycle both sides have reported in full.

@@ -64,30 +64,86 @@ func vals(c *redis.SliceCmd) []any {
 // of Exchange), it also reads the entries of the items Tandem wrote that no read has listed yet
 // (Keys.Unseen), which the completed read may show to be gone.
 func (l *Ledger) LoadPage(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind, side tandemv1.System, ids []string, unseen bool) (*Snapshot, error) {
+	pipe := l.st.Client().Pipeline()
+	r, err := l.QueuePage(ctx, pipe, uk, kind, side, ids, unseen)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Exec(ctx, pipe); err != nil {
+		return nil, err
+	}
+	return r.Snapshot(ctx, unseen)
+}
+
+// PageRead is LoadPage's round trip queued on a caller's pipeline, so that the caller can send
+// its own reads with it: the reconciler reads the org's schedule in the same round trip (see
+// engine.Syncer.HandleChanges). Its Cycle tells the caller whether the page needs the whole
+// ledger instead, and Snapshot builds the page's snapshot once the pipeline has run.
+type PageRead struct {
+	l       *Ledger
+	uk      store.UserKey
+	kind    tandemv1.RecordKind
+	side    tandemv1.System
+	ids     []string
+	keys    Keys
+	cycle   *redis.MapStringStringCmd
+	entries *redis.SliceCmd
+	// members are the unseen items, when they were queued; nil otherwise.
+	members *redis.StringSliceCmd
+}
+
+// QueuePage queues on pipe the reads of LoadPage. With unseen, it also queues the read of the
+// items no read has listed yet (for Exchange only), which a caller that does not know yet
+// whether the page completes a read may queue in advance: Snapshot reads them itself when they
+// turn out to be needed but were not queued.
+func (l *Ledger) QueuePage(ctx context.Context, pipe redis.Pipeliner, uk store.UserKey, kind tandemv1.RecordKind, side tandemv1.System, ids []string, unseen bool) (*PageRead, error) {
 	keys, err := KeysFor(uk, kind)
 	if err != nil {
 		return nil, err
 	}
-	pipe := l.st.Client().Pipeline()
-	cyc := pipe.HGetAll(ctx, keys.Cycle)
-	entries := hmget(ctx, pipe, keys.Mirror(side), ids)
-	var members *redis.StringSliceCmd
+	r := &PageRead{l: l, uk: uk, kind: kind, side: side, ids: ids, keys: keys}
+	r.cycle = pipe.HGetAll(ctx, keys.Cycle)
+	r.entries = hmget(ctx, pipe, keys.Mirror(side), ids)
 	if unseen && side == tandemv1.System_SYSTEM_EXCHANGE {
-		members = pipe.SMembers(ctx, keys.Unseen)
+		r.members = pipe.SMembers(ctx, keys.Unseen)
 	}
+	return r, nil
+}
+
+// Exec sends pipe, on which r is queued, and reports the failure of any of its reads.
+func (r *PageRead) Exec(ctx context.Context, pipe redis.Pipeliner) error {
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("load a page's ledger of %s %s: %w", uk, store.KindName(kind), err)
+		return fmt.Errorf("load a page's ledger of %s %s: %w", r.uk, store.KindName(r.kind), err)
 	}
-	s := partial(keys, parseCycle(cyc.Val()))
-	mirror := s.Mirror(side)
-	if err := decodeFields(vals(entries), ids, mirror, newMirror); err != nil {
-		return nil, fmt.Errorf("%s mirror of %s: %w", store.SideName(side), uk, err)
+	return nil
+}
+
+// Cycle is the cycle bookkeeping read, once the pipeline has run.
+func (r *PageRead) Cycle() Cycle { return parseCycle(r.cycle.Val()) }
+
+// Snapshot returns the partial snapshot of the page once the pipeline has run. With unseen (a
+// page that completes an incremental read of Exchange), it adds the entries of the items
+// Tandem wrote that no read has listed yet, reading the set now if it was not queued.
+func (r *PageRead) Snapshot(ctx context.Context, unseen bool) (*Snapshot, error) {
+	s := partial(r.keys, r.Cycle())
+	mirror := s.Mirror(r.side)
+	if err := decodeFields(vals(r.entries), r.ids, mirror, newMirror); err != nil {
+		return nil, fmt.Errorf("%s mirror of %s: %w", store.SideName(r.side), r.uk, err)
 	}
-	if members == nil {
+	if !unseen || r.side != tandemv1.System_SYSTEM_EXCHANGE {
 		return s, nil
 	}
+	var members []string
+	if r.members != nil {
+		members = r.members.Val()
+	} else {
+		var err error
+		if members, err = r.l.st.Client().SMembers(ctx, r.keys.Unseen).Result(); err != nil {
+			return nil, fmt.Errorf("unseen items of %s: %w", r.uk, err)
+		}
+	}
 	var more []string
-	for _, id := range members.Val() {
+	for _, id := range members {
 		if _, ok := mirror[id]; !ok {
 			more = append(more, id)
 		}
@@ -95,8 +151,8 @@ func (l *Ledger) LoadPage(ctx context.Context, uk store.UserKey, kind tandemv1.R
 	if len(more) == 0 {
 		return s, nil
 	}
-	if err := l.LoadMirror(ctx, s, side, more); err != nil {
-		return nil, fmt.Errorf("unseen items of %s: %w", uk, err)
+	if err := r.l.LoadMirror(ctx, s, r.side, more); err != nil {
+		return nil, fmt.Errorf("unseen items of %s: %w", r.uk, err)
 	}
 	return s, nil
 }
