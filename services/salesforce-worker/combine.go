@@ -2,6 +2,7 @@ package salesforceworker
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,17 +25,21 @@ import (
 // submits its user's commands still in flight and waits for their results, or leaves without
 // submitting when nothing of the batch is in flight or it fails before. What is waiting is sent:
 //
-//   - when no handler of the org and kind that entered is still about to submit, after a
-//     linger (a few milliseconds) in which none enters: waiting longer could only add writes
-//     of handlers not yet started, and a handler alone is sent after the linger only;
+//   - when no handler of the org and kind that entered is still about to submit and no call of
+//     theirs is under way, after a linger (a few milliseconds) in which none enters: waiting
+//     longer could only add the writes of handlers not yet started, and a handler alone is
+//     delayed by the linger only. While a call is under way, what arrives waits for it to end
+//     and then goes in one call, as a database's group commit does: under a steady stream of
+//     batches the calls grow instead of multiplying;
 //   - at the latest maxDelay after the first waiting submission, so that a handler slow to
-//     submit (a slow Redis read) holds the others up by that much at most;
+//     submit (a slow Redis read) or a slow call holds the others up by that much at most;
 //   - at once when maxCommands commands are waiting.
 //
 // It is not sent as soon as 200 records of an operation are waiting: the rest of the group
 // would then go in a call of its own, where waiting the milliseconds until the other handlers
 // have submitted lets it share a call with theirs. The handlers that can wait together are at
-// most the apply consumer's concurrency, which bounds a group anyway.
+// most the apply consumer's concurrency, which bounds a group anyway; waiting handlers cost
+// goroutines, not Salesforce connections (the org's max_concurrent_requests caps those).
 //
 // Under write_as REP, where each rep writes with their own token, nothing can be shared: a
 // submission is carried out at once, alone.
@@ -49,6 +54,7 @@ type combiner struct {
 	maxDelay    time.Duration
 	maxCommands int
 	tracer      trace.Tracer
+	log         *slog.Logger
 
 	mu     sync.Mutex
 	groups map[groupKey]*group
@@ -67,7 +73,9 @@ type groupKey struct {
 type group struct {
 	key groupKey
 	// entered counts the handlers that entered and have neither submitted nor left.
-	entered  int
+	entered int
+	// running counts the group's calls under way.
+	running  int
 	waiting  []*submission
 	commands int
 	deadline *time.Timer // maxDelay after the first waiting submission
@@ -79,30 +87,34 @@ type submission struct {
 	ctx   context.Context
 	conn  Connector
 	batch salesforce.UserCommands
-	sent  bool          // guarded by combiner.mu
-	done  chan struct{} // closed once res is set
-	res   salesforce.UserResults
+	// entered and submitted are when the handler entered and submitted, for the log of how long
+	// handlers take to submit and submissions wait.
+	entered, submitted time.Time
+	sent               bool          // guarded by combiner.mu
+	done               chan struct{} // closed once res is set
+	res                salesforce.UserResults
 }
 
 // Defaults of the combiner's timing.
 const (
 	DefaultApplyLinger   = 2 * time.Millisecond
-	DefaultApplyMaxDelay = 25 * time.Millisecond
+	DefaultApplyMaxDelay = 50 * time.Millisecond
 	// maxCombinedCommands sends a group at once however many handlers are still to submit:
 	// five full calls' worth, past which waiting saves a small share of the calls.
 	maxCombinedCommands = 1000
 )
 
-func newCombiner(linger, maxDelay time.Duration, tp trace.TracerProvider) *combiner {
+func newCombiner(linger, maxDelay time.Duration, tp trace.TracerProvider, log *slog.Logger) *combiner {
 	return &combiner{linger: linger, maxDelay: maxDelay, maxCommands: maxCombinedCommands,
-		tracer: tp.Tracer("github.com/tandem-sync/tandem/services/salesforce-worker"), groups: map[groupKey]*group{}}
+		tracer: tp.Tracer("github.com/tandem-sync/tandem/services/salesforce-worker"), log: log, groups: map[groupKey]*group{}}
 }
 
 // ticket is one handler's place in the combiner, from enter to submit or leave.
 type ticket struct {
-	c    *combiner
-	g    *group
-	used bool // submitted or left; guarded by combiner.mu
+	c       *combiner
+	g       *group
+	entered time.Time
+	used    bool // submitted or left; guarded by combiner.mu
 }
 
 // enter records a handler of org and kind that is about to submit. Its ticket must be
@@ -117,7 +129,7 @@ func (c *combiner) enter(org string, kind tandemv1.RecordKind) *ticket {
 		c.groups[key] = g
 	}
 	g.entered++
-	return &ticket{c: c, g: g}
+	return &ticket{c: c, g: g, entered: time.Now()}
 }
 
 // leave withdraws a handler that will not submit; after submit it does nothing.
@@ -150,7 +162,7 @@ func (t *ticket) apply(ctx context.Context, conn Connector, user *tandemv1.SyncU
 		res := conn.ApplyMany(ctx, g.key.kind, []salesforce.UserCommands{batch})[0]
 		return res.Results, res.Err
 	}
-	s := &submission{ctx: ctx, conn: conn, batch: batch, done: make(chan struct{})}
+	s := &submission{ctx: ctx, conn: conn, batch: batch, entered: t.entered, submitted: time.Now(), done: make(chan struct{})}
 	g.waiting = append(g.waiting, s)
 	g.commands += len(cmds)
 	if len(g.waiting) == 1 {
@@ -181,12 +193,18 @@ func (c *combiner) settle(g *group) {
 	case len(g.waiting) == 0:
 		stop(&g.deadline)
 		stop(&g.lingered)
-		if g.entered == 0 && c.groups[g.key] == g {
+		if g.entered == 0 && g.running == 0 && c.groups[g.key] == g {
 			delete(c.groups, g.key)
 		}
-	case g.commands >= c.maxCommands || (g.entered == 0 && c.linger <= 0):
+	case g.commands >= c.maxCommands:
 		c.send(g)
-	case g.entered == 0 && g.lingered == nil:
+	case g.entered > 0 || g.running > 0:
+		// More may come: from the handlers still to submit, and from those that arrive while a
+		// call of the group is under way (which would only queue behind it for the org's
+		// connections). The deadline bounds the wait.
+	case c.linger <= 0:
+		c.send(g)
+	case g.lingered == nil:
 		c.arm(g, &g.lingered, c.linger)
 	}
 }
@@ -211,7 +229,7 @@ func (c *combiner) expire(g *group, slot **time.Timer, t *time.Timer) {
 		return
 	}
 	*slot = nil
-	if len(g.waiting) > 0 && (slot == &g.deadline || g.entered == 0) {
+	if len(g.waiting) > 0 && (slot == &g.deadline || (g.entered == 0 && g.running == 0)) {
 		c.send(g)
 	}
 }
@@ -230,8 +248,15 @@ func (c *combiner) send(g *group) {
 		s.sent = true
 	}
 	g.waiting, g.commands = nil, 0
+	g.running++
 	c.settle(g)
-	c.calls.Go(func() { c.run(g.key, subs) })
+	c.calls.Go(func() {
+		c.run(g.key, subs)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		g.running--
+		c.settle(g)
+	})
 }
 
 // run carries out subs with ApplyMany and hands each its results. Submissions made with
@@ -263,7 +288,14 @@ func (c *combiner) call(key groupKey, conn Connector, subs []*submission) {
 	links := make([]trace.Link, 0, len(subs))
 	batches := make([]salesforce.UserCommands, len(subs))
 	commands := 0
+	ops := map[tandemv1.WriteOp]int{}
+	var waited, preparing time.Duration
 	for i, s := range subs {
+		preparing = max(preparing, s.submitted.Sub(s.entered))
+		for _, cmd := range s.batch.Commands {
+			ops[cmd.GetOp()]++
+		}
+		waited = max(waited, time.Since(s.submitted))
 		stopAfter := context.AfterFunc(s.ctx, func() {
 			if waiting.Add(-1) == 0 {
 				cancel()
@@ -277,6 +309,9 @@ func (c *combiner) call(key groupKey, conn Connector, subs []*submission) {
 	ctx, span := c.tracer.Start(ctx, "salesforce-worker.combinedApply", trace.WithLinks(links...), trace.WithAttributes(
 		attribute.String("tandem.org_id", key.org), attribute.String("tandem.record_kind", key.kind.String()),
 		attribute.Int("tandem.users", len(subs)), attribute.Int("tandem.commands", commands)))
+	c.log.DebugContext(ctx, "salesforce writes combined", slog.String("kind", key.kind.String()), slog.Int("users", len(subs)),
+		slog.Int("creates", ops[tandemv1.WriteOp_WRITE_OP_CREATE]), slog.Int("updates", ops[tandemv1.WriteOp_WRITE_OP_UPDATE]),
+		slog.Int("deletes", ops[tandemv1.WriteOp_WRITE_OP_DELETE]), slog.Duration("longest_wait", waited), slog.Duration("slowest_to_submit", preparing))
 	out := conn.ApplyMany(ctx, key.kind, batches)
 	span.End()
 	for i, s := range subs {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -58,7 +59,7 @@ func (f *fakeConnector) calls() []int {
 }
 
 func testCombiner(linger, maxDelay time.Duration) *combiner {
-	return newCombiner(linger, maxDelay, noop.NewTracerProvider())
+	return newCombiner(linger, maxDelay, noop.NewTracerProvider(), slog.New(slog.DiscardHandler))
 }
 
 // TestCombinerSharesOneCall: the handlers of an org and kind that entered together are carried
@@ -97,11 +98,24 @@ func TestCombinerSharesOneCall(t *testing.T) {
 	}
 }
 
-// idle reports whether no handler is in the combiner: none entered, none waiting.
+// idle reports whether no handler is in the combiner: none entered, none waiting, no call under
+// way.
 func (c *combiner) idle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.groups) == 0
+}
+
+// calling reports whether a call is under way and nothing waits to be sent.
+func (c *combiner) calling() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, g := range c.groups {
+		if g.running > 0 && len(g.waiting) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // sfsimUser is rep i of the simulated org.
@@ -171,6 +185,61 @@ func TestCombinerSendsAFullGroupAtOnce(t *testing.T) {
 	}
 }
 
+// TestCombinerWaitsForTheCallUnderWay: what is submitted while a call of the org and kind is
+// under way waits for it to end and then goes in one call, unless that takes longer than the
+// maximum delay.
+func TestCombinerWaitsForTheCallUnderWay(t *testing.T) {
+	started := func(fc *fakeConnector) func() int {
+		return func() int {
+			fc.mu.Lock()
+			defer fc.mu.Unlock()
+			return fc.applyStarted
+		}
+	}
+	t.Run("until it ends", func(t *testing.T) {
+		c := testCombiner(time.Millisecond, longWait)
+		hold := make(chan struct{})
+		fc := &fakeConnector{holdApply: hold}
+		ch1 := startApply(t.Context(), c.enter(testOrg, contact), fc, u1, create("c1", "k1"))
+		poll.Until(t, "the first call to start", c.calling)
+		ch2 := startApply(t.Context(), c.enter(testOrg, contact), fc, u2, create("c2", "k2"))
+		ch3 := startApply(t.Context(), c.enter(testOrg, contact), fc, u3, create("c3", "k3"))
+		poll.Until(t, "both to submit", func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			g := c.groups[groupKey{testOrg, contact}]
+			return g != nil && len(g.waiting) == 2
+		})
+		if n := started(fc)(); n != 1 {
+			t.Fatalf("%d calls started while the first was under way, want 1", n)
+		}
+		close(hold)
+		for _, ch := range []<-chan applied{ch1, ch2, ch3} {
+			if a := receive(t, ch); a.err != nil {
+				t.Fatal(a.err)
+			}
+		}
+		if got := fc.calls(); !slices.Equal(got, []int{1, 2}) {
+			t.Errorf("calls %v, want the first and one with both that waited for it", got)
+		}
+	})
+	t.Run("at most the maximum delay", func(t *testing.T) {
+		c := testCombiner(time.Millisecond, 50*time.Millisecond)
+		hold := make(chan struct{})
+		fc := &fakeConnector{holdApply: hold}
+		ch1 := startApply(t.Context(), c.enter(testOrg, contact), fc, u1, create("c1", "k1"))
+		poll.Until(t, "the first call to start", c.calling)
+		ch2 := startApply(t.Context(), c.enter(testOrg, contact), fc, u2, create("c2", "k2"))
+		poll.Until(t, "the second call to start alongside the first", func() bool { return started(fc)() == 2 })
+		close(hold)
+		for _, ch := range []<-chan applied{ch1, ch2} {
+			if a := receive(t, ch); a.err != nil {
+				t.Fatal(a.err)
+			}
+		}
+	})
+}
+
 // TestCombinerWholeCallError: a call that fails as a whole fails every handler in it, each of
 // which goes back to the bus or is reported as before.
 func TestCombinerWholeCallError(t *testing.T) {
@@ -218,7 +287,7 @@ func TestCombinerCancelledHandler(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		ch1 := startApply(ctx, t1, fc, u1, create("c1", "k1"))
 		ch2 := startApply(t.Context(), t2, fc, u2, create("c2", "k2"))
-		poll.Until(t, "the call to start", c.idle)
+		poll.Until(t, "the call to start", c.calling)
 		cancel()
 		if a := receive(t, ch1); !errors.Is(a.err, context.Canceled) {
 			t.Fatalf("the cancelled handler: %v %v", a.results, a.err)
@@ -238,7 +307,7 @@ func TestCombinerCancelledHandler(t *testing.T) {
 		t1, t2 := c.enter(testOrg, contact), c.enter(testOrg, contact)
 		ch1 := startApply(ctx, t1, fc, u1, create("c1", "k1"))
 		ch2 := startApply(ctx, t2, fc, u2, create("c2", "k2"))
-		poll.Until(t, "the call to start", c.idle)
+		poll.Until(t, "the call to start", c.calling)
 		cancel()
 		receive(t, ch1)
 		receive(t, ch2)

@@ -43,8 +43,10 @@ type fakeConnector struct {
 	// applyOpts is, per user's commands applied, 1 when they were marked Redelivered (the batch
 	// was delivered before), else 0.
 	applyOpts []int
-	// applyCalls is, per ApplyMany, how many users' commands it carried.
-	applyCalls []int
+	// applyCalls is, per ApplyMany done, how many users' commands it carried; applyStarted
+	// counts the ApplyMany calls started.
+	applyCalls   []int
+	applyStarted int
 }
 
 func (f *fakeConnector) factory(*tandemv1.Org) (Connector, error) {
@@ -95,6 +97,7 @@ func (f *fakeConnector) Poll(ctx context.Context, req salesforce.PollRequest, em
 func (f *fakeConnector) ApplyMany(ctx context.Context, _ tandemv1.RecordKind, batches []salesforce.UserCommands) []salesforce.UserResults {
 	f.mu.Lock()
 	hold := f.holdApply
+	f.applyStarted++
 	f.mu.Unlock()
 	if hold != nil {
 		select {

@@ -57,11 +57,17 @@ type Config struct {
 	Pool string
 }
 
+// DefaultApplyConcurrency is how many write batches a replica carries out at once by default:
+// enough for the batches of many reps of an org to wait for each other and share Salesforce
+// calls (see combiner). A waiting batch costs a goroutine; the calls to an org are capped by its
+// max_concurrent_requests.
+const DefaultApplyConcurrency = 32
+
 // RegisterFlags registers the worker's flags, the platform's included.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Platform.RegisterFlags(fs)
 	fs.IntVar(&c.JobConcurrency, "job-concurrency", 4, "orgs polled at once by this replica")
-	fs.IntVar(&c.ApplyConcurrency, "apply-concurrency", 8, "write batches carried out at once by this replica")
+	fs.IntVar(&c.ApplyConcurrency, "apply-concurrency", DefaultApplyConcurrency, "write batches carried out at once by this replica (those of an org share Salesforce calls)")
 	fs.DurationVar(&c.ApplyLinger, "apply-linger", DefaultApplyLinger, "how long an org's write batches running at once wait for another one to start before their writes are sent together")
 	fs.DurationVar(&c.ApplyMaxDelay, "apply-max-delay", DefaultApplyMaxDelay, "the longest a write batch waits for others of its org to share Salesforce calls with")
 	fs.DurationVar(&c.DirectoryRefresh, "directory-refresh", time.Hour, "how often each org's user directory is read again")
@@ -142,7 +148,7 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 		cfg: cfg, p: p, st: p.Store, bus: p.Bus, status: status.New(p.Store),
 		conns: store.NewOrgCache(p.Store, factory), log: p.Logger.With(slog.String("component", "salesforce-worker")), now: time.Now,
 	}
-	w.combiner = newCombiner(cfg.ApplyLinger, cfg.ApplyMaxDelay, p.Telemetry.TracerProvider)
+	w.combiner = newCombiner(cfg.ApplyLinger, cfg.ApplyMaxDelay, p.Telemetry.TracerProvider, w.log.With(slog.String("part", "combiner")))
 	w.writes = &worker.Writes{Outbox: ledger.NewOutbox(p.Store), Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Salesforce"}
 	return w, nil
 }

@@ -225,7 +225,7 @@ const (
 	ExchangeJobConcurrency     = 16
 	ExchangeApplyConcurrency   = 16
 	SalesforceJobConcurrency   = 4
-	SalesforceApplyConcurrency = 8
+	SalesforceApplyConcurrency = salesforceworker.DefaultApplyConcurrency
 )
 
 // allowHTTP is whether Exchange may be reached over plain http: the simulators in this process
