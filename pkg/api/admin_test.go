@@ -156,6 +156,35 @@ func TestPutOrgWorkerPool(t *testing.T) {
 	}
 }
 
+// TestPutOrgWriteAs: whom Salesforce writes act as round-trips through PutOrg and GetOrg, and a
+// value the enum lacks is refused with a message naming the field.
+func TestPutOrgWriteAs(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := t.Context()
+	org := orgWithSecrets()
+	org.Salesforce.WriteAs = tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_REP
+	put, err := e.adminC.PutOrg(ctx, &tandemv1.PutOrgRequest{Org: org})
+	if err != nil {
+		t.Fatalf("PutOrg with write_as REP: %v", err)
+	}
+	if got := put.GetOrg().GetSalesforce().GetWriteAs(); got != tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_REP {
+		t.Errorf("PutOrg returned write_as %v, want REP", got)
+	}
+	org.Salesforce.WriteAs = 9
+	_, err = e.adminC.PutOrg(ctx, &tandemv1.PutOrgRequest{Org: org})
+	wantCode(t, err, codes.InvalidArgument)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "salesforce.write_as") {
+		t.Errorf("PutOrg with write_as 9: message %q does not name the field", msg)
+	}
+	got, err := e.adminC.GetOrg(ctx, &tandemv1.GetOrgRequest{OrgId: org.GetOrgId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := got.GetOrg().GetSalesforce().GetWriteAs(); w != tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_REP {
+		t.Errorf("GetOrg after a refused put: write_as %v, want REP", w)
+	}
+}
+
 func TestOrgErrors(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	noKey := newEnv(t, envOptions{noKeyring: true, rdb: e.rdb})

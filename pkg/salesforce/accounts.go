@@ -11,7 +11,7 @@ import (
 
 // A contact's company is, in Salesforce, the name of its Account: the poll reads it as
 // Account.Name with the contact. The other way, Tandem sets a contact's AccountId only to an
-// Account that already exists under exactly the company's name and that the acting user can see;
+// Account that already exists under exactly the company's name and that the writer can see;
 // it never creates, renames or removes Accounts. Where it cannot set the Account, the rest of the
 // write goes ahead and the result carries a SALESFORCE_ACCOUNT_NOT_SET warning for the
 // company_name field, which tells the reconciler that Salesforce kept its previous Account.
@@ -34,8 +34,10 @@ func writesCompany(cmd *tandemv1.WriteCommand) bool {
 }
 
 // lookUpAccounts finds the Accounts named by the companies that cmds set, with one query for
-// the whole batch (more only if the names exceed a statement's length), as subject so that only
-// Accounts the acting user can see are found. Nothing is queried when no command sets a company.
+// the whole apply, however many users' commands it carries (more only if the names exceed a
+// statement's length), as subject so that only Accounts the writer can see are found: each rep
+// under write_as REP, the integration user otherwise. Nothing is queried when no command sets a
+// company.
 func (c *Connector) lookUpAccounts(ctx context.Context, subject string, cmds []*tandemv1.WriteCommand) (accountsByName, error) {
 	var names []string
 	for _, cmd := range cmds {
@@ -76,7 +78,7 @@ func (c *Connector) lookUpAccounts(ctx context.Context, subject string, cmds []*
 
 // setAccount sets the AccountId of a contact write (values in vals, the contact as it will be
 // held in c) from its company, or adds the warning saying why it could not.
-func (st *applyState) setAccount(i int, cmd *tandemv1.WriteCommand, c *tandemv1.Contact, fields fieldSet, create bool, vals map[string]any) {
+func (st *applyState) setAccount(r ref, c *tandemv1.Contact, fields fieldSet, create bool, vals map[string]any) {
 	if !fields.has(fCompanyName) {
 		return
 	}
@@ -94,13 +96,13 @@ func (st *applyState) setAccount(i int, cmd *tandemv1.WriteCommand, c *tandemv1.
 	case len(ids) > 1:
 		why = fmt.Sprintf("%d Accounts are named %q; Tandem cannot tell which one the contact belongs to", len(ids), name)
 	default:
-		why = fmt.Sprintf("no Account named exactly %q exists or is visible to the user", name)
+		why = fmt.Sprintf("no Account named exactly %q exists or is visible to %s", name, st.writer)
 	}
 	if create {
 		// A new contact without an Account has no company in Salesforce.
 		c.CompanyName = ""
 	}
 	w := &syncerr.Error{Code: syncerr.SalesforceAccountNotSet, Detail: why + "; the contact's other fields were saved",
-		RecordID: cmd.GetTargetId(), Field: fCompanyName}
-	st.results[i].Warnings = append(st.results[i].Warnings, w.Proto())
+		RecordID: r.cmd().GetTargetId(), Field: fCompanyName}
+	r.result().Warnings = append(r.result().Warnings, w.Proto())
 }

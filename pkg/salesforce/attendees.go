@@ -11,40 +11,48 @@ import (
 
 // Event invitees live in EventRelation rows that point at a User, Contact or Lead. Attendees
 // whose email matches one of them become invitees; others (people outside the org's records)
-// have no place in Salesforce and are left out. Setting invitees for a whole Apply costs at
-// most one query per object to resolve emails, one query for the current invitees of the
-// events that existed before (an event the Apply created has none), and one collections call
-// each to add and remove relations.
+// have no place in Salesforce and are left out. Setting invitees for a whole apply, however many
+// users' events it writes, costs at most one query per object to resolve emails, one query for
+// the current invitees of the events that existed before (an event the apply created has none),
+// and one collections call each to add and remove relations.
 
-// applyAttendees sets the invitees of the events st wrote successfully.
-func (c *Connector) applyAttendees(ctx context.Context, st *applyState, actingUser *tandemv1.SyncUser) error {
-	own := strings.ToLower(actingUser.GetEmail())
-	var events []int
+// applyAttendees sets the invitees of the events st wrote successfully. An event's own user (its
+// owner, who organises it) is never made an invitee of it.
+func (c *Connector) applyAttendees(ctx context.Context, st *applyState) error {
+	var events []ref
 	emails := map[string]bool{}
-	for i, atts := range st.attendees {
-		if !st.results[i].GetOk() || st.results[i].GetRecord().GetId() == "" {
-			continue
+	for _, p := range st.parts {
+		own := strings.ToLower(p.user.GetEmail())
+		idx := make([]int, 0, len(p.attendees))
+		for i := range p.attendees {
+			idx = append(idx, i)
 		}
-		events = append(events, i)
-		for _, a := range atts {
-			if e := strings.ToLower(strings.TrimSpace(a.GetEmail())); e != "" && e != own {
-				emails[e] = true
+		slices.Sort(idx)
+		for _, i := range idx {
+			r := ref{p, i}
+			if !r.result().GetOk() || r.result().GetRecord().GetId() == "" {
+				continue
+			}
+			events = append(events, r)
+			for _, a := range p.attendees[i] {
+				if e := strings.ToLower(strings.TrimSpace(a.GetEmail())); e != "" && e != own {
+					emails[e] = true
+				}
 			}
 		}
 	}
 	if len(events) == 0 {
 		return nil
 	}
-	slices.Sort(events)
 	resolved, err := c.resolveEmails(ctx, st.subject, emails)
 	if err != nil {
 		return err
 	}
 	eventIDs := make([]string, len(events))
-	var older []string // events this Apply did not create, which may have invitees already
-	for k, i := range events {
-		eventIDs[k] = st.results[i].GetRecord().GetId()
-		if st.results[i].GetOp() != tandemv1.WriteOp_WRITE_OP_CREATE || st.results[i].GetAlreadyApplied() {
+	var older []string // events this apply did not create, which may have invitees already
+	for k, r := range events {
+		eventIDs[k] = r.result().GetRecord().GetId()
+		if r.result().GetOp() != tandemv1.WriteOp_WRITE_OP_CREATE || r.result().GetAlreadyApplied() {
 			older = append(older, eventIDs[k])
 		}
 	}
@@ -57,18 +65,19 @@ func (c *Connector) applyAttendees(ctx context.Context, st *applyState, actingUs
 	}
 
 	type change struct {
-		cmd   int
+		event ref
 		email string
 	}
 	var adds, removes []collectionItem
 	var addFor, removeFor []change
-	for k, i := range events {
+	for k, r := range events {
 		eventID := eventIDs[k]
+		own := strings.ToLower(r.p.user.GetEmail())
 		want := map[string]string{} // relation id → email
-		for _, a := range st.attendees[i] {
+		for _, a := range r.p.attendees[r.i] {
 			email := strings.ToLower(strings.TrimSpace(a.GetEmail()))
 			rel, ok := resolved[email]
-			if !ok || email == own || rel == actingUser.GetUserId() {
+			if !ok || email == own || rel == r.p.user.GetUserId() {
 				continue
 			}
 			if _, dup := want[rel]; dup {
@@ -77,7 +86,7 @@ func (c *Connector) applyAttendees(ctx context.Context, st *applyState, actingUs
 			want[rel] = email
 			if _, has := existing[eventID][rel]; !has {
 				adds = append(adds, collectionItem{body: map[string]any{"EventId": eventID, "RelationId": rel, "IsInvitee": true}})
-				addFor = append(addFor, change{i, email})
+				addFor = append(addFor, change{r, email})
 			}
 		}
 		rels := make([]string, 0, len(existing[eventID]))
@@ -88,7 +97,7 @@ func (c *Connector) applyAttendees(ctx context.Context, st *applyState, actingUs
 		for _, rel := range rels {
 			if _, keep := want[rel]; !keep {
 				removes = append(removes, collectionItem{key: existing[eventID][rel]})
-				removeFor = append(removeFor, change{i, rel})
+				removeFor = append(removeFor, change{r, rel})
 			}
 		}
 	}
@@ -110,11 +119,11 @@ func (c *Connector) applyAttendees(ctx context.Context, st *applyState, actingUs
 				continue
 			}
 			ch := step.owners[k]
-			se := classifyAPIError(o.err)
-			se.RecordID = st.results[ch.cmd].GetRecord().GetId()
+			se := st.classify(o.err)
+			se.RecordID = ch.event.result().GetRecord().GetId()
 			se.Field = fAttendees
 			se.Detail = fmt.Sprintf("%s %s: %s", step.verb, ch.email, se.Detail)
-			st.results[ch.cmd].Warnings = append(st.results[ch.cmd].Warnings, se.Proto())
+			ch.event.result().Warnings = append(ch.event.result().Warnings, se.Proto())
 		}
 	}
 	return nil

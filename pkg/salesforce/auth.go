@@ -114,8 +114,8 @@ func defaultAudience(myDomain string) string {
 }
 
 // authenticator obtains and caches access tokens, one per subject (the Salesforce username a
-// token acts as): the integration user's, which every org-wide read uses, and under the JWT
-// bearer flow one per rep that writes (see userSubject). Under the client credentials flow
+// token acts as): the integration user's, which every org-wide read and, by default, every write
+// uses, and under the JWT bearer flow with write_as REP one per rep that writes (see userSubject). Under the client credentials flow
 // every token acts as the connected app's execution user, so there is a single subject, "".
 //
 // A token is minted once per subject and session: it is reused until the session it holds
@@ -131,6 +131,8 @@ type authenticator struct {
 	key             *rsa.PrivateKey
 	audience        string
 	integrationUser string
+	// writeAs is whom writes act as (see userSubject).
+	writeAs tandemv1.SalesforceWriteIdentity
 
 	http    *http.Client
 	now     func() time.Time
@@ -177,24 +179,62 @@ func (a *authenticator) integrationSubject() string {
 	return a.integrationUser
 }
 
-// userSubject is the subject writes for a user run as. Under the JWT bearer flow that is the
-// rep, which is why a token per writing rep exists at all: records they create are theirs
-// (CreatedBy shows them, as Lightning Sync shows the organizer), their edits and deletes are
-// theirs (LastModifiedBy) and only what their profile and the sharing rules allow, and the
-// Accounts and invitees a write looks up are the ones they can see. The integration user's
-// token would do none of this, and may not even be allowed to edit a rep's private records.
+// repWrites reports whether writes act as each rep, with the rep's own token: write_as REP under
+// the JWT bearer flow. Otherwise every write of the org acts as one Salesforce user.
+func (a *authenticator) repWrites() bool {
+	return a.perUser() && a.writeAs == tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_REP
+}
+
+// userSubject is the subject writes for a user run as.
+//
+// By default (write_as INTEGRATION_USER) that is the integration user, whoever the user: creates
+// set OwnerId to the rep, and the writes of all the org's reps share one token and the same
+// sObject Collections calls, which keeps Salesforce calls per org rather than per rep. The
+// integration user then needs edit access to every rep's contacts and events ("Modify All" on
+// Contact and Event, or "Modify All Data"), and CreatedBy and LastModifiedBy show it.
+//
+// With write_as REP, under the JWT bearer flow, it is the rep, which is why a token per writing
+// rep exists at all: records they create are theirs (CreatedBy shows them, as Lightning Sync
+// shows the organizer), their edits and deletes are theirs (LastModifiedBy) and only what their
+// profile and the sharing rules allow, and the Accounts and invitees a write looks up are the
+// ones they can see — at the cost of a token, an Account lookup and write calls per rep.
+//
 // Under the client credentials flow there is no choice: one token, and creates set OwnerId.
 func (a *authenticator) userSubject(u *tandemv1.SyncUser) (string, error) {
-	if !a.perUser() {
-		return "", nil
-	}
-	if u == nil {
-		return a.integrationUser, nil
+	if !a.repWrites() || u == nil {
+		return a.integrationSubject(), nil
 	}
 	if u.GetUsername() == "" {
 		return "", syncerr.New(syncerr.SyncUserNotInDirectory, "user %s has no Salesforce username to act as", u.GetUserId())
 	}
 	return u.GetUsername(), nil
+}
+
+// writer names, for messages, whom writes act as.
+func (a *authenticator) writer() string {
+	switch {
+	case a.repWrites():
+		return "the user"
+	case a.perUser():
+		return "the integration user"
+	default:
+		return "the connected app's execution user"
+	}
+}
+
+// writerAccessHint says what to do when Salesforce refuses a shared writer (the integration
+// user, or the execution user) access to a rep's record; empty when each rep writes their own.
+func (a *authenticator) writerAccessHint() string {
+	switch {
+	case a.repWrites():
+		return ""
+	case a.perUser():
+		return "Tandem writes every rep's records as the integration user (the org's write_as is INTEGRATION_USER): " +
+			"give it \"Modify All\" on Contact and Event (or \"Modify All Data\"), or set the org's write_as to REP so that each rep writes their own records"
+	default:
+		return "Tandem writes every rep's records as the connected app's execution user (client credentials flow): " +
+			"give it \"Modify All\" on Contact and Event (or \"Modify All Data\"), or use the JWT bearer flow with write_as REP so that each rep writes their own records"
+	}
 }
 
 // token returns the cached token for subject, fetching one (once, however many callers ask at

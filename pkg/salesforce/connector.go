@@ -105,6 +105,7 @@ func NewConnector(org *tandemv1.Org, opts ...Option) (*Connector, error) {
 		clientID:        conn.GetClientId(),
 		clientSecret:    conn.GetClientSecret(),
 		integrationUser: conn.GetIntegrationUsername(),
+		writeAs:         conn.GetWriteAs(),
 		audience:        conn.GetAudience(),
 		http:            cfg.httpClient,
 		now:             cfg.now,

@@ -12,7 +12,9 @@
 //     the last poll may still commit records stamped behind it (the overlap), the same query
 //     reads those seconds back, and only records whose content changed are reported again.
 //   - Writes use sObject Collections, 200 records a call, always allOrNone=false, so one bad
-//     record never fails its batch. Creates are upserts on the external id field
+//     record never fails its batch. By default they act as the integration user, setting
+//     OwnerId on creates, so that ApplyMany puts the writes of many reps into the same calls
+//     (and one Account lookup); an org's write_as REP makes each rep write their own records. Creates are upserts on the external id field
 //     Tandem_Sync_Key__c: a retried create finds its first attempt instead of duplicating.
 //     Upserts do not see the recycle bin, so a batch marked Redelivered first looks its sync
 //     keys up with queryAll (one call per 200 keys) and does not bring back a record its
@@ -24,9 +26,9 @@
 //     the integration user, from a stored replay id. The salesforce-worker uses them only to
 //     poll at once instead of at the next interval; the poll still reads the records.
 //
-// Authentication is the OAuth 2.0 JWT bearer flow with a token per acting user (records are
-// created as their owner) plus one for the integration user that runs org-wide reads, or the
-// client credentials flow. An expired session costs exactly one single-flight renewal per
+// Authentication is the OAuth 2.0 JWT bearer flow with a token for the integration user, which
+// runs org-wide reads and (by default) every write, plus, under write_as REP, one per rep that
+// writes (records are created as their owner); or the client credentials flow. An expired session costs exactly one single-flight renewal per
 // token, however many requests notice it at once.
 //
 // Every failure leaving this package is a *syncerr.Error with a SALESFORCE_* code (Delay set

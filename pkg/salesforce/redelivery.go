@@ -22,49 +22,58 @@ const redeliveryLookupKeys = maxCollection
 // Salesforce's (a record's CreatedDate).
 const clockSkew = 2 * time.Minute
 
-// skipDeletedCreates takes out of the upserts the creates whose record an earlier attempt
-// created and the user deleted since, and fails their results with SALESFORCE_ENTITY_DELETED
-// and the deleted record's id. It returns the upserts still to send, in order.
-func (c *Connector) skipDeletedCreates(ctx context.Context, st *applyState, cmds []*tandemv1.WriteCommand, upserts []int, items []collectionItem) ([]int, []collectionItem, error) {
-	keys := make([]string, 0, len(items))
+// skipDeletedCreates takes out of the upserts the creates (of the commands check selects) whose
+// record an earlier attempt created and the user deleted since, and fails their results with
+// SALESFORCE_ENTITY_DELETED and the deleted record's id. The upserts still to send stay in order.
+// The keys of every user selected are looked up together.
+func (c *Connector) skipDeletedCreates(ctx context.Context, st *applyState, upserts *opBatch, check func(ref) bool) error {
+	var keys []string
 	// issued is, per key, when its create was issued: only a record created after it can be an
 	// earlier attempt of this create. An older deleted record with the key is an earlier
 	// incarnation of the pair, deleted before this create was decided.
-	issued := make(map[string]time.Time, len(items))
-	for k, it := range items {
+	issued := map[string]time.Time{}
+	for k, it := range upserts.items {
+		r := upserts.refs[k]
+		if !check(r) {
+			continue
+		}
 		if _, seen := issued[it.key]; !seen {
 			keys = append(keys, it.key)
 			issued[it.key] = time.Time{}
-			if at := cmds[upserts[k]].GetIssuedAt(); at != nil {
+			if at := r.cmd().GetIssuedAt(); at != nil {
 				issued[it.key] = at.AsTime().Add(-clockSkew)
 			}
 		}
 	}
+	if len(keys) == 0 {
+		return nil
+	}
 	deleted, err := c.deletedSyncKeys(ctx, st.object, keys, issued)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	if len(deleted) == 0 {
-		return upserts, items, nil
+		return nil
 	}
-	keptIdx := make([]int, 0, len(upserts))
-	keptItems := make([]collectionItem, 0, len(items))
-	for k, i := range upserts {
-		id, gone := deleted[items[k].key]
-		if !gone {
-			keptIdx, keptItems = append(keptIdx, i), append(keptItems, items[k])
+	kept := &opBatch{op: upserts.op}
+	for k, r := range upserts.refs {
+		key := upserts.items[k].key
+		id, gone := deleted[key]
+		if !gone || !check(r) {
+			kept.add(r, upserts.items[k])
 			continue
 		}
-		st.fail(i, &syncerr.Error{
+		r.fail(&syncerr.Error{
 			Code:     syncerr.SalesforceEntityDeleted,
 			RecordID: id,
 			Detail: fmt.Sprintf("%s %s with sync key %q was created by an earlier attempt of this command and has been deleted since; it is not created again",
-				st.object, id, items[k].key),
+				st.object, id, key),
 		})
 		// The id lets the caller link the pair to the deleted record and carry the deletion over.
-		st.results[i].Record = &tandemv1.Record{Id: id}
+		r.result().Record = &tandemv1.Record{Id: id}
 	}
-	return keptIdx, keptItems, nil
+	*upserts = *kept
+	return nil
 }
 
 // deletedSyncKeys returns, for each of keys whose records are all in the recycle bin, the id
@@ -119,25 +128,24 @@ func (c *Connector) deletedSyncKeys(ctx context.Context, object string, keys []s
 	return deleted, nil
 }
 
-// markAppliedThenDeleted looks in the recycle bin for the targets of the updates (indexes
-// upds into cmds, items their collection items) that failed because the record is deleted. A
-// deleted record that holds every value its update sends was deleted after the update, or
-// already agreed with it: the update's result is then marked already applied and carries the
-// record as the update left it, so that the pair is taken as in sync when it was deleted and the
-// deletion is carried over, rather than the source's change creating the record again. This
-// happens when an update took effect, its result was lost with the worker that made it, and the
-// rep deleted the record before the update was tried again.
+// markAppliedThenDeleted looks in the recycle bin for the targets of the updates that failed
+// because the record is deleted. A deleted record that holds every value its update sends was
+// deleted after the update, or already agreed with it: the update's result is then marked
+// already applied and carries the record as the update left it, so that the pair is taken as in
+// sync when it was deleted and the deletion is carried over, rather than the source's change
+// creating the record again. This happens when an update took effect, its result was lost with
+// the worker that made it, and the rep deleted the record before the update was tried again.
 //
 // The lookup is one queryAll per recycle-bin lookup batch, run only on this failure path.
-func (c *Connector) markAppliedThenDeleted(ctx context.Context, st *applyState, upds []int, items []collectionItem) error {
-	byID := map[string]int{} // target id → position in upds
+func (c *Connector) markAppliedThenDeleted(ctx context.Context, st *applyState, updates *opBatch) error {
+	byID := map[string]int{} // target id → position in updates
 	fieldSet := map[string]bool{}
-	for k, i := range upds {
-		if r := st.results[i]; r.GetOk() || syncerr.Code(r.GetError().GetCode()) != syncerr.SalesforceEntityDeleted {
+	for k, r := range updates.refs {
+		if res := r.result(); res.GetOk() || syncerr.Code(res.GetError().GetCode()) != syncerr.SalesforceEntityDeleted {
 			continue
 		}
-		byID[items[k].key] = k
-		for f := range items[k].body {
+		byID[updates.items[k].key] = k
+		for f := range updates.items[k].body {
 			fieldSet[f] = true
 		}
 	}
@@ -157,15 +165,15 @@ func (c *Connector) markAppliedThenDeleted(ctx context.Context, st *applyState, 
 			err := c.queryPages(ctx, c.auth.integrationSubject(), q, true, func(page *QueryResult) error {
 				for _, row := range page.Records {
 					k, ok := byID[row.String("Id")]
-					if !ok || !row.Bool("IsDeleted") || !holds(row, items[k].body) {
+					if !ok || !row.Bool("IsDeleted") || !holds(row, updates.items[k].body) {
 						continue
 					}
-					i := upds[k]
-					r := st.results[i]
-					r.AlreadyApplied = true
-					if rec := st.written[i]; rec != nil {
-						rec.Id = items[k].key
-						r.Record = rec
+					r := updates.refs[k]
+					res := r.result()
+					res.AlreadyApplied = true
+					if rec := r.p.written[r.i]; rec != nil {
+						rec.Id = updates.items[k].key
+						res.Record = rec
 					}
 				}
 				return nil

@@ -27,41 +27,57 @@ func contactDelete(id string) *tandemv1.WriteCommand {
 	return &tandemv1.WriteCommand{CommandId: "delete-" + id, Op: tandemv1.WriteOp_WRITE_OP_DELETE, TargetId: id}
 }
 
+const (
+	writeAsRep         = tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_REP
+	writeAsIntegration = tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_INTEGRATION_USER
+)
+
+// TestSimThousandWritesAtMostFiveCalls: a rep's 1,000 creates take five collections calls and
+// one token, whoever writes them: the rep (write_as REP) or the integration user (the default),
+// which sets OwnerId to the rep.
 func TestSimThousandWritesAtMostFiveCalls(t *testing.T) {
-	env := newSimEnv(t, simOptions{users: 1})
-	rep := env.users[0]
-	cmds := make([]*tandemv1.WriteCommand, 1000)
-	for i := range cmds {
-		cmds[i] = contactCreate(fmt.Sprintf("sk-%04d", i), &tandemv1.Contact{GivenName: "Pat", Surname: fmt.Sprintf("Number %d", i),
-			EmailAddress1: fmt.Sprintf("pat%d@customer.example", i), BusinessAddress: &tandemv1.PostalAddress{City: "Lyon", Country: "France"}})
-	}
-	env.sim.ResetCounts()
-	res, err := env.conn.Apply(t.Context(), rep, contactKind, cmds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := env.apiCalls(); got > 5 {
-		t.Errorf("1,000 writes took %d API calls, want at most 5: %v", got, env.sim.Counts())
-	}
-	if got := env.count(sfsim.EndpointToken); got != 1 {
-		t.Errorf("%d token requests, want 1 (the user's)", got)
-	}
-	ids := map[string]bool{}
-	for i, r := range res {
-		if !r.GetOk() || r.GetAlreadyApplied() || r.GetRecord().GetId() == "" || r.GetRecord().GetSyncKey() != cmds[i].GetSyncKey() ||
-			r.GetCommandId() != cmds[i].GetCommandId() || r.GetRecord().GetOwnerId() != rep.UserId {
-			t.Fatalf("result %d: %v", i, r)
-		}
-		ids[r.GetRecord().GetId()] = true
-	}
-	contacts := env.sim.List("Contact")
-	if len(contacts) != 1000 || len(ids) != 1000 {
-		t.Fatalf("%d contacts stored, %d distinct ids returned", len(contacts), len(ids))
-	}
-	for _, c := range contacts {
-		if c["OwnerId"] != rep.UserId || c["CreatedById"] != rep.UserId || !ids[c["Id"].(string)] {
-			t.Fatalf("contact %v not created as its owner", c["Id"])
-		}
+	for _, writeAs := range []tandemv1.SalesforceWriteIdentity{writeAsRep, tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_UNSPECIFIED} {
+		t.Run(writeAs.String(), func(t *testing.T) {
+			env := newSimEnv(t, simOptions{users: 1, writeAs: writeAs})
+			rep := env.users[0]
+			creator := rep.UserId
+			if writeAs != writeAsRep {
+				creator = env.integrationID
+			}
+			cmds := make([]*tandemv1.WriteCommand, 1000)
+			for i := range cmds {
+				cmds[i] = contactCreate(fmt.Sprintf("sk-%04d", i), &tandemv1.Contact{GivenName: "Pat", Surname: fmt.Sprintf("Number %d", i),
+					EmailAddress1: fmt.Sprintf("pat%d@customer.example", i), BusinessAddress: &tandemv1.PostalAddress{City: "Lyon", Country: "France"}})
+			}
+			env.sim.ResetCounts()
+			res, err := env.conn.Apply(t.Context(), rep, contactKind, cmds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := env.apiCalls(); got > 5 {
+				t.Errorf("1,000 writes took %d API calls, want at most 5: %v", got, env.sim.Counts())
+			}
+			if got := env.count(sfsim.EndpointToken); got != 1 {
+				t.Errorf("%d token requests, want 1 (the writer's)", got)
+			}
+			ids := map[string]bool{}
+			for i, r := range res {
+				if !r.GetOk() || r.GetAlreadyApplied() || r.GetRecord().GetId() == "" || r.GetRecord().GetSyncKey() != cmds[i].GetSyncKey() ||
+					r.GetCommandId() != cmds[i].GetCommandId() || r.GetRecord().GetOwnerId() != rep.UserId {
+					t.Fatalf("result %d: %v", i, r)
+				}
+				ids[r.GetRecord().GetId()] = true
+			}
+			contacts := env.sim.List("Contact")
+			if len(contacts) != 1000 || len(ids) != 1000 {
+				t.Fatalf("%d contacts stored, %d distinct ids returned", len(contacts), len(ids))
+			}
+			for _, c := range contacts {
+				if c["OwnerId"] != rep.UserId || c["CreatedById"] != creator || !ids[c["Id"].(string)] {
+					t.Fatalf("contact %v owned by %v and created by %v, want %s and %s", c["Id"], c["OwnerId"], c["CreatedById"], rep.UserId, creator)
+				}
+			}
+		})
 	}
 }
 
@@ -178,7 +194,7 @@ func TestSimPerRecordErrorsNeverFailTheBatch(t *testing.T) {
 }
 
 func TestSimTokenExpiryCostsOneRenewalPerToken(t *testing.T) {
-	env := newSimEnv(t, simOptions{users: 2})
+	env := newSimEnv(t, simOptions{users: 2, writeAs: writeAsRep})
 	env.seed(3)
 	env.clock.Advance(10 * time.Minute)
 	ctx := t.Context()
@@ -385,11 +401,12 @@ func TestSimUpdateWritesListedFieldsOnly(t *testing.T) {
 	}
 }
 
-// TestSimTokensOncePerRepPerSession checks the token cache: one token for the integration user
-// and one per writing rep, whatever the number of calls, until Salesforce would end the
-// session; then one new token, fetched before the write rather than after a rejected request.
+// TestSimTokensOncePerRepPerSession checks the token cache under write_as REP: one token for
+// the integration user and one per writing rep, whatever the number of calls, until Salesforce
+// would end the session; then one new token, fetched before the write rather than after a
+// rejected request.
 func TestSimTokensOncePerRepPerSession(t *testing.T) {
-	env := newSimEnv(t, simOptions{users: 3, tokenLifetime: time.Hour, opts: []Option{WithSessionTimeout(time.Hour)}})
+	env := newSimEnv(t, simOptions{users: 3, writeAs: writeAsRep, tokenLifetime: time.Hour, opts: []Option{WithSessionTimeout(time.Hour)}})
 	env.seed(2)
 	ctx := t.Context()
 	n := 0

@@ -41,6 +41,8 @@ type simEnv struct {
 	srv   *httptest.Server
 	conn  *Connector
 	users []*tandemv1.SyncUser
+	// integrationID is the integration user's id.
+	integrationID string
 	// statements are the SOQL statements the connector sent.
 	mu         sync.Mutex
 	statements []string
@@ -54,8 +56,12 @@ type simOptions struct {
 	// starts the clock on a second.
 	wholeSeconds bool
 	conn         func(*tandemv1.SalesforceConnection)
-	opts         []Option
-	pubsub       *sfsim.PubSubConfig
+	// writeAs is the org's write_as.
+	writeAs tandemv1.SalesforceWriteIdentity
+	opts    []Option
+	pubsub  *sfsim.PubSubConfig
+	// sfsim adjusts the simulator's configuration.
+	sfsim func(*sfsim.Config)
 }
 
 func newSimEnv(t *testing.T, o simOptions) *simEnv {
@@ -76,6 +82,9 @@ func newSimEnv(t *testing.T, o simOptions) *simEnv {
 	if o.pubsub != nil {
 		cfg.PubSub = *o.pubsub
 	}
+	if o.sfsim != nil {
+		o.sfsim(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -90,9 +99,13 @@ func newSimEnv(t *testing.T, o simOptions) *simEnv {
 	}))
 	t.Cleanup(env.srv.Close)
 	env.sim.SetBaseURL(env.srv.URL)
-	if _, err := env.sim.AddUser(sfsim.User{Username: testIntegration, Email: "integration@acme.example", LastName: "Integration", IsActive: true}); err != nil {
+	// The integration user is a Standard User, without Modify All: it writes others' records
+	// only while the simulator's sharing is open (sfsim.Config.PrivateSharing off).
+	id, err := env.sim.AddUser(sfsim.User{Username: testIntegration, Email: "integration@acme.example", LastName: "Integration", IsActive: true})
+	if err != nil {
 		t.Fatal(err)
 	}
+	env.integrationID = id
 	for i := range o.users {
 		u := &tandemv1.SyncUser{Username: fmt.Sprintf("rep%d@acme.example", i), Email: fmt.Sprintf("rep%d@acme.example", i), Active: true}
 		id, err := env.sim.AddUser(sfsim.User{Username: u.Username, Email: u.Email, FirstName: "Rep", LastName: fmt.Sprint(i), IsActive: true})
@@ -103,6 +116,7 @@ func newSimEnv(t *testing.T, o simOptions) *simEnv {
 		env.users = append(env.users, u)
 	}
 	org := jwtOrg(t, env.srv.URL)
+	org.Salesforce.WriteAs = o.writeAs
 	if o.conn != nil {
 		o.conn(org.Salesforce)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -430,32 +431,46 @@ func TestResponseSizeCap(t *testing.T) {
 }
 
 func TestCallOptionsHeaderOnWritesOnly(t *testing.T) {
-	var mu sync.Mutex
-	seen := map[string]string{}
-	f := newFakeOrg(t, func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen[r.Method] = r.Header.Get("Sforce-Call-Options")
-		mu.Unlock()
-		if r.Method == http.MethodGet {
-			okQuery(w, r)
-			return
-		}
-		fmt.Fprint(w, `[{"id":"003000000000001AAA","success":true,"errors":[]}]`)
-	})
-	c := newTestConnector(t, jwtOrg(t, f.srv.URL), WithClientName("tandem-test"))
-	user := &tandemv1.SyncUser{UserId: "005000000000001AAA", Username: "rep@acme.example"}
-	if _, err := c.Apply(t.Context(), user, tandemv1.RecordKind_RECORD_KIND_CONTACT, []*tandemv1.WriteCommand{{
-		Op: tandemv1.WriteOp_WRITE_OP_DELETE, TargetId: "003000000000001AAA"}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.queryAllRows(t.Context(), testIntegration, "SELECT Id FROM Contact"); err != nil {
-		t.Fatal(err)
-	}
-	if seen[http.MethodDelete] != "client=tandem-test" || seen[http.MethodGet] != "" {
-		t.Errorf("Sforce-Call-Options by method: %v", seen)
-	}
-	if f.subjects["rep@acme.example"] != 1 || f.subjects[testIntegration] != 1 {
-		t.Errorf("JWT subjects %v: writes must act as the user, reads as the integration user", f.subjects)
+	for _, tc := range []struct {
+		writeAs tandemv1.SalesforceWriteIdentity
+		// want are the token requests per JWT subject.
+		want map[string]int
+	}{
+		{tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_UNSPECIFIED, map[string]int{testIntegration: 1}},
+		{tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_INTEGRATION_USER, map[string]int{testIntegration: 1}},
+		{tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_REP, map[string]int{testIntegration: 1, "rep@acme.example": 1}},
+	} {
+		t.Run(tc.writeAs.String(), func(t *testing.T) {
+			var mu sync.Mutex
+			seen := map[string]string{}
+			f := newFakeOrg(t, func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				seen[r.Method] = r.Header.Get("Sforce-Call-Options")
+				mu.Unlock()
+				if r.Method == http.MethodGet {
+					okQuery(w, r)
+					return
+				}
+				fmt.Fprint(w, `[{"id":"003000000000001AAA","success":true,"errors":[]}]`)
+			})
+			org := jwtOrg(t, f.srv.URL)
+			org.Salesforce.WriteAs = tc.writeAs
+			c := newTestConnector(t, org, WithClientName("tandem-test"))
+			user := &tandemv1.SyncUser{UserId: "005000000000001AAA", Username: "rep@acme.example"}
+			if _, err := c.Apply(t.Context(), user, tandemv1.RecordKind_RECORD_KIND_CONTACT, []*tandemv1.WriteCommand{{
+				Op: tandemv1.WriteOp_WRITE_OP_DELETE, TargetId: "003000000000001AAA"}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.queryAllRows(t.Context(), testIntegration, "SELECT Id FROM Contact"); err != nil {
+				t.Fatal(err)
+			}
+			if seen[http.MethodDelete] != "client=tandem-test" || seen[http.MethodGet] != "" {
+				t.Errorf("Sforce-Call-Options by method: %v", seen)
+			}
+			if !maps.Equal(f.subjects, tc.want) {
+				t.Errorf("JWT subjects %v, want %v: writes act as write_as says, reads as the integration user", f.subjects, tc.want)
+			}
+		})
 	}
 }
 

@@ -95,6 +95,9 @@ func (s *Store) PutOrg(ctx context.Context, org *tandemv1.Org) (*tandemv1.Org, e
 	if p := org.GetWorkerPool(); p != "" && !ValidWorkerPool(p) {
 		v.add("worker_pool", workerPoolRule)
 	}
+	if sf := org.GetSalesforce(); sf != nil {
+		checkEnum(&v, "salesforce.write_as", sf.GetWriteAs())
+	}
 	if err := v.err(); err != nil {
 		return nil, err
 	}

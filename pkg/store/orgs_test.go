@@ -303,3 +303,33 @@ func TestPutOrgWorkerPool(t *testing.T) {
 		}
 	})
 }
+
+// TestPutOrgWriteAs: the identity Salesforce writes act as is stored as given, and a value the
+// enum does not have is refused, naming the field.
+func TestPutOrgWriteAs(t *testing.T) {
+	onBoth(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := t.Context()
+		s := newTestStore(t, rdb)
+		org := orgWithSecrets("00D1")
+		for _, w := range []tandemv1.SalesforceWriteIdentity{
+			tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_REP,
+			tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_INTEGRATION_USER,
+			tandemv1.SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_UNSPECIFIED,
+		} {
+			org.Salesforce.WriteAs = w
+			if _, err := s.PutOrg(ctx, org); err != nil {
+				t.Fatalf("PutOrg with write_as %v: %v", w, err)
+			}
+			got, err := s.GetOrg(ctx, "00D1")
+			if err != nil || got.GetSalesforce().GetWriteAs() != w {
+				t.Fatalf("write_as after PutOrg %v = %v, %v", w, got.GetSalesforce().GetWriteAs(), err)
+			}
+		}
+		org.Salesforce.WriteAs = 7
+		_, err := s.PutOrg(ctx, org)
+		var verr *ValidationError
+		if !errors.As(err, &verr) || len(verr.Violations) != 1 || verr.Violations[0].Field != "salesforce.write_as" {
+			t.Errorf("PutOrg with write_as 7 = %v, want one violation of salesforce.write_as", err)
+		}
+	})
+}

@@ -199,7 +199,7 @@ var entries = []Entry{
 		"Nothing to do: Tandem retries. If it persists, look for long-running automation on the object."},
 	{SalesforceInsufficientAccess, sf, ScopeRecord, false,
 		"The user lacks permission for the Salesforce record or field.",
-		"Give the user's profile or permission set access to the object and its fields, and check sharing on the record."},
+		"Give the user's profile or permission set access to the object and its fields, and check sharing on the record. When Tandem writes every rep's records as the integration user (the org's write_as, INTEGRATION_USER by default), that user needs \"Modify All\" on Contact and Event (or \"Modify All Data\"); otherwise set write_as to REP so that each rep writes their own records."},
 	{SalesforceFieldMissing, sf, ScopeOrg, false,
 		"A field Tandem needs is missing in Salesforce.",
 		"Install Tandem's fields: the external id field Tandem_Sync_Key__c on Contact and Event, visible to the integration user."},

@@ -27,18 +27,26 @@ type fakeConnector struct {
 	poll func(req salesforce.PollRequest) ([]emit, string, error)
 	// beforeEmit runs before each emit of a poll.
 	beforeEmit func()
-	// applyErr makes Apply fail as a whole; applyErrOnce fails only the next Apply.
+	// applyErr makes every user's writes fail as a whole; applyErrOnce fails only the next user's.
 	applyErr, applyErrOnce error
-	usage                  salesforce.Usage
+	// holdApply, when set, holds every ApplyMany until it is closed or the call's context ends.
+	holdApply chan struct{}
+	// perRep makes the connector act as each rep (write_as REP): writes are not shared.
+	perRep bool
+	usage  salesforce.Usage
 
 	builds     int
 	usersCalls int
 	polls      []salesforce.PollRequest
 	applied    []*tandemv1.WriteCommand
 	actingAs   []string
-	// applyOpts counts the options of each Apply; the worker passes one, Redelivered, when the
-	// batch was delivered before.
+	// applyOpts is, per user's commands applied, 1 when they were marked Redelivered (the batch
+	// was delivered before), else 0.
 	applyOpts []int
+	// applyCalls is, per ApplyMany done, how many users' commands it carried; applyStarted
+	// counts the ApplyMany calls started.
+	applyCalls   []int
+	applyStarted int
 }
 
 func (f *fakeConnector) factory(*tandemv1.Org) (Connector, error) {
@@ -86,27 +94,58 @@ func (f *fakeConnector) Poll(ctx context.Context, req salesforce.PollRequest, em
 	return next, err
 }
 
-func (f *fakeConnector) Apply(_ context.Context, actingUser *tandemv1.SyncUser, _ tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...salesforce.ApplyOption) ([]*tandemv1.WriteResult, error) {
+func (f *fakeConnector) ApplyMany(ctx context.Context, _ tandemv1.RecordKind, batches []salesforce.UserCommands) []salesforce.UserResults {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.applyOpts = append(f.applyOpts, len(opts))
-	if err := f.applyErrOnce; err != nil {
-		f.applyErrOnce = nil
-		return nil, err
-	}
-	if f.applyErr != nil {
-		return nil, f.applyErr
-	}
-	f.actingAs = append(f.actingAs, actingUser.GetUserId())
-	f.applied = append(f.applied, cmds...)
-	out := make([]*tandemv1.WriteResult, len(cmds))
-	for i, c := range cmds {
-		out[i] = &tandemv1.WriteResult{
-			CommandId: c.GetCommandId(), SyncKey: c.GetSyncKey(), Op: c.GetOp(), Ok: true,
-			Record: &tandemv1.Record{Id: "003" + c.GetSyncKey(), Version: "2026-03-02T09:00:00.000Z", SyncKey: c.GetSyncKey()},
+	hold := f.holdApply
+	f.applyStarted++
+	f.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
 		}
 	}
-	return out, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]salesforce.UserResults, len(batches))
+	f.applyCalls = append(f.applyCalls, len(batches))
+	for i, b := range batches {
+		redelivered := 0
+		if b.Redelivered {
+			redelivered = 1
+		}
+		f.applyOpts = append(f.applyOpts, redelivered)
+		if err := f.applyErrOnce; err != nil {
+			f.applyErrOnce = nil
+			out[i].Err = err
+			continue
+		}
+		if f.applyErr != nil {
+			out[i].Err = f.applyErr
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			out[i].Err = err
+			continue
+		}
+		f.actingAs = append(f.actingAs, b.User.GetUserId())
+		f.applied = append(f.applied, b.Commands...)
+		res := make([]*tandemv1.WriteResult, len(b.Commands))
+		for k, c := range b.Commands {
+			res[k] = &tandemv1.WriteResult{
+				CommandId: c.GetCommandId(), SyncKey: c.GetSyncKey(), Op: c.GetOp(), Ok: true,
+				Record: &tandemv1.Record{Id: "003" + c.GetSyncKey(), Version: "2026-03-02T09:00:00.000Z", SyncKey: c.GetSyncKey(), OwnerId: b.User.GetUserId()},
+			}
+		}
+		out[i].Results = res
+	}
+	return out
+}
+
+func (f *fakeConnector) SharesWrites() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.perRep
 }
 
 func (f *fakeConnector) Usage() salesforce.Usage {

@@ -2,7 +2,9 @@
 // daily budget shared with everything else in an org, so it polls per org, not per user: one
 // job per org and cycle reads what changed for all of the org's syncing users at once and routes
 // the changes to each user as change batches. It also keeps the org's user directory, and
-// carries out the writes the reconciler sends to Salesforce, as the user they are made for.
+// carries out the writes the reconciler sends to Salesforce for each user: the write batches of
+// an org's users that arrive together are combined into shared calls (combiner), as the
+// integration user, unless the org's write_as makes each rep write their own records.
 package salesforceworker
 
 import (
@@ -38,6 +40,12 @@ type Config struct {
 	JobConcurrency int
 	// ApplyConcurrency is how many write batches run at once per replica.
 	ApplyConcurrency int
+	// ApplyLinger is how long the write batches of an org that run at once wait, once all have
+	// submitted their writes, for another batch of the org to start before their writes are
+	// sent together (see combiner).
+	ApplyLinger time.Duration
+	// ApplyMaxDelay is the longest a write batch waits for others of its org to be combined with.
+	ApplyMaxDelay time.Duration
 	// DirectoryRefresh is how often the org's user directory is read again.
 	DirectoryRefresh time.Duration
 	// ClientName goes in Sforce-Call-Options on writes, so Tandem's writes can be recognised.
@@ -49,11 +57,19 @@ type Config struct {
 	Pool string
 }
 
+// DefaultApplyConcurrency is how many write batches a replica carries out at once by default:
+// enough for the batches of many reps of an org to wait for each other and share Salesforce
+// calls (see combiner). A waiting batch costs a goroutine; the calls to an org are capped by its
+// max_concurrent_requests.
+const DefaultApplyConcurrency = 32
+
 // RegisterFlags registers the worker's flags, the platform's included.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Platform.RegisterFlags(fs)
 	fs.IntVar(&c.JobConcurrency, "job-concurrency", 4, "orgs polled at once by this replica")
-	fs.IntVar(&c.ApplyConcurrency, "apply-concurrency", 8, "write batches carried out at once by this replica")
+	fs.IntVar(&c.ApplyConcurrency, "apply-concurrency", DefaultApplyConcurrency, "write batches carried out at once by this replica (those of an org share Salesforce calls)")
+	fs.DurationVar(&c.ApplyLinger, "apply-linger", DefaultApplyLinger, "how long an org's write batches running at once wait for another one to start before their writes are sent together")
+	fs.DurationVar(&c.ApplyMaxDelay, "apply-max-delay", DefaultApplyMaxDelay, "the longest a write batch waits for others of its org to share Salesforce calls with")
 	fs.DurationVar(&c.DirectoryRefresh, "directory-refresh", time.Hour, "how often each org's user directory is read again")
 	fs.StringVar(&c.ClientName, "client-name", salesforce.DefaultClientName, "client name sent in Sforce-Call-Options on writes")
 	fs.StringVar(&c.Pool, "pool", store.DefaultWorkerPool, "worker pool this replica serves: the orgs whose worker_pool names it")
@@ -68,6 +84,9 @@ func (c *Config) Validate() error {
 	if c.JobConcurrency < 1 || c.ApplyConcurrency < 1 {
 		return errors.New("concurrency must be at least 1")
 	}
+	if c.ApplyLinger < 0 || c.ApplyMaxDelay < 0 || c.ApplyLinger > c.ApplyMaxDelay {
+		return errors.New("--apply-linger and --apply-max-delay must not be negative, and the linger must not exceed the maximum delay")
+	}
 	if c.DirectoryRefresh <= 0 {
 		return errors.New("--directory-refresh must be positive")
 	}
@@ -81,7 +100,8 @@ func (c *Config) Validate() error {
 type Connector interface {
 	Users(ctx context.Context) ([]*tandemv1.SyncUser, error)
 	Poll(ctx context.Context, req salesforce.PollRequest, emit salesforce.EmitFunc) (string, error)
-	Apply(ctx context.Context, actingUser *tandemv1.SyncUser, kind tandemv1.RecordKind, cmds []*tandemv1.WriteCommand, opts ...salesforce.ApplyOption) ([]*tandemv1.WriteResult, error)
+	ApplyMany(ctx context.Context, kind tandemv1.RecordKind, batches []salesforce.UserCommands) []salesforce.UserResults
+	SharesWrites() bool
 	Usage() salesforce.Usage
 }
 
@@ -108,8 +128,10 @@ type Worker struct {
 	status *status.Store
 	conns  *store.OrgCache[Connector]
 	writes *worker.Writes
-	log    *slog.Logger
-	now    func() time.Time
+	// combiner lets the apply handlers running at once for an org share Salesforce calls.
+	combiner *combiner
+	log      *slog.Logger
+	now      func() time.Time
 }
 
 // New returns a worker using REST connectors.
@@ -126,6 +148,7 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 		cfg: cfg, p: p, st: p.Store, bus: p.Bus, status: status.New(p.Store),
 		conns: store.NewOrgCache(p.Store, factory), log: p.Logger.With(slog.String("component", "salesforce-worker")), now: time.Now,
 	}
+	w.combiner = newCombiner(cfg.ApplyLinger, cfg.ApplyMaxDelay, p.Telemetry.TracerProvider, w.log.With(slog.String("part", "combiner")))
 	w.writes = &worker.Writes{Outbox: ledger.NewOutbox(p.Store), Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Salesforce"}
 	return w, nil
 }
@@ -138,6 +161,9 @@ func (w *Worker) Components() []lifecycle.Component {
 			return w.bus.Consume(ctx, bus.PoolConsumer(bus.ConsumerSalesforceJobs, store.PoolOrDefault(w.cfg.Pool)), w.handleJob, bus.WithConcurrency(w.cfg.JobConcurrency))
 		}},
 		{Name: "salesforce-apply", Run: func(ctx context.Context) error {
+			// The combined calls outlive no handler: a call runs until its last handler stops
+			// waiting for it, and the consumer drains its handlers before it returns.
+			defer w.combiner.wait()
 			return w.bus.Consume(ctx, bus.PoolConsumer(bus.ConsumerSalesforceApply, store.PoolOrDefault(w.cfg.Pool)), w.handleApply, bus.WithConcurrency(w.cfg.ApplyConcurrency))
 		}},
 	}...)
@@ -402,14 +428,25 @@ func (w *Worker) failed(ctx context.Context, orgID string, job *tandemv1.SyncJob
 	return errors.Join(errs...)
 }
 
-// handleApply carries out a write batch (see worker.Writes).
+// handleApply carries out a write batch (see worker.Writes), combined with the other batches of
+// its org and kind that run at the same time (see combiner). The handler enters the combiner
+// before worker.Writes reads which commands are still in flight, so that the batches that started
+// together wait for each other.
 func (w *Worker) handleApply(ctx context.Context, m *bus.Message) error {
-	return w.writes.Handler(w.apply)(ctx, m)
+	batch := &tandemv1.WriteBatch{}
+	if err := m.Decode(batch); err != nil {
+		return err
+	}
+	t := w.combiner.enter(batch.GetOrgId(), batch.GetKind())
+	defer t.leave()
+	return w.writes.Handler(func(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*tandemv1.WriteCommand, redelivered bool) ([]*tandemv1.WriteResult, error) {
+		return w.apply(ctx, t, batch, cmds, redelivered)
+	})(ctx, m)
 }
 
-// apply carries out a write batch's commands as the user they are for; a redelivered batch
+// apply carries out a write batch's commands for the user they are for; a redelivered batch
 // looks for earlier attempts the user may have deleted since.
-func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*tandemv1.WriteCommand, redelivered bool) ([]*tandemv1.WriteResult, error) {
+func (w *Worker) apply(ctx context.Context, t *ticket, batch *tandemv1.WriteBatch, cmds []*tandemv1.WriteCommand, redelivered bool) ([]*tandemv1.WriteResult, error) {
 	user, err := w.st.GetUser(ctx, batch.GetOrgId(), batch.GetUserId())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, syncerr.New(syncerr.SyncUserNotInDirectory, "user %s is not in org %s's directory", batch.GetUserId(), batch.GetOrgId())
@@ -422,9 +459,5 @@ func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*
 		return nil, err
 	}
 	defer w.saveUsage(ctx, batch.GetOrgId(), conn)
-	var opts []salesforce.ApplyOption
-	if redelivered {
-		opts = append(opts, salesforce.Redelivered())
-	}
-	return conn.Apply(ctx, user, batch.GetKind(), cmds, opts...)
+	return t.apply(ctx, conn, user, cmds, redelivered)
 }

@@ -22,8 +22,9 @@ import (
 // floor times a bare copy between fresh simulators seeded like the system's: Tandem's own
 // clients (the EWS connector and client, the Salesforce connector) read every contact of every
 // rep from both sides and create the missing ones on the other side, in the largest batches the
-// clients send, with the concurrency Tandem's workers run with — and nothing else: no bus, no
-// Redis, no ledger, no tagging of the people already on both sides, no echo read.
+// clients send (in Salesforce, shared by all the reps), with the concurrency Tandem's workers run
+// with — and nothing else: no bus, no Redis, no ledger, no tagging of the people already on both
+// sides, no echo read.
 func (r *run) floor(ctx context.Context, seeding devenv.Seeding) error {
 	sims, err := devenv.NewSimulators(seeding)
 	if err != nil {
@@ -221,34 +222,34 @@ func (c *copier) writeExchange(ctx context.Context, recs map[string][]*tandemv1.
 	return g.Wait()
 }
 
-// writeSalesforce creates the missing contacts as each rep (sObject Collections of 200), as
-// many batches at once as the salesforce-worker writes.
+// writeSalesforce creates the missing contacts of every rep at once, as the salesforce-worker
+// writes the batches of an org's reps that arrive together: as the integration user, in shared
+// sObject Collections calls of 200 records, each contact owned by its rep.
 func (c *copier) writeSalesforce(ctx context.Context, recs map[string][]*tandemv1.Record) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(devenv.SalesforceApplyConcurrency)
+	var batches []salesforce.UserCommands
 	for id, list := range recs {
 		if len(list) == 0 {
 			continue
 		}
-		g.Go(func() error {
-			cmds := make([]*tandemv1.WriteCommand, len(list))
-			for i, r := range list {
-				key := record.SyncKey(c.org, id, tandemv1.RecordKind_RECORD_KIND_CONTACT, tandemv1.System_SYSTEM_EXCHANGE, r.GetId())
-				cmds[i] = &tandemv1.WriteCommand{CommandId: key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: key, Record: record.Content(r)}
-			}
-			res, err := c.sf.Apply(ctx, c.users[id], tandemv1.RecordKind_RECORD_KIND_CONTACT, cmds)
-			if err != nil {
-				return fmt.Errorf("create for %s: %w", c.sims.Users[id], err)
-			}
-			for _, r := range res {
-				if !r.GetOk() {
-					return fmt.Errorf("create for %s: %s: %s", c.sims.Users[id], r.GetError().GetCode(), r.GetError().GetMessage())
-				}
-			}
-			return nil
-		})
+		cmds := make([]*tandemv1.WriteCommand, len(list))
+		for i, r := range list {
+			key := record.SyncKey(c.org, id, tandemv1.RecordKind_RECORD_KIND_CONTACT, tandemv1.System_SYSTEM_EXCHANGE, r.GetId())
+			cmds[i] = &tandemv1.WriteCommand{CommandId: key, Op: tandemv1.WriteOp_WRITE_OP_CREATE, SyncKey: key, Record: record.Content(r)}
+		}
+		batches = append(batches, salesforce.UserCommands{User: c.users[id], Commands: cmds})
 	}
-	return g.Wait()
+	for i, out := range c.sf.ApplyMany(ctx, tandemv1.RecordKind_RECORD_KIND_CONTACT, batches) {
+		who := c.sims.Users[batches[i].User.GetUserId()]
+		if out.Err != nil {
+			return fmt.Errorf("create for %s: %w", who, out.Err)
+		}
+		for _, r := range out.Results {
+			if !r.GetOk() {
+				return fmt.Errorf("create for %s: %s: %s", who, r.GetError().GetCode(), r.GetError().GetMessage())
+			}
+		}
+	}
+	return nil
 }
 
 // check counts the records the copy left on each side, which must agree per rep.

@@ -196,6 +196,7 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 		}},
 		{"salesforce-worker", func(p *platform.Platform) (platform.Service, error) {
 			return salesforceworker.New(salesforceworker.Config{Platform: pcfg, JobConcurrency: SalesforceJobConcurrency, ApplyConcurrency: SalesforceApplyConcurrency,
+				ApplyLinger: salesforceworker.DefaultApplyLinger, ApplyMaxDelay: salesforceworker.DefaultApplyMaxDelay,
 				DirectoryRefresh: time.Minute, ClientName: devClientName,
 				CDC: salesforceworker.CDCConfig{Endpoint: e.PubSubAddr, Plaintext: allowHTTP, Refresh: 2 * time.Second}}, p)
 		}},
@@ -224,7 +225,7 @@ const (
 	ExchangeJobConcurrency     = 16
 	ExchangeApplyConcurrency   = 16
 	SalesforceJobConcurrency   = 4
-	SalesforceApplyConcurrency = 8
+	SalesforceApplyConcurrency = salesforceworker.DefaultApplyConcurrency
 )
 
 // allowHTTP is whether Exchange may be reached over plain http: the simulators in this process

@@ -110,8 +110,13 @@ func (s *Server) saveAll(allOrNone bool, n int, op saveOp) []saveResult {
 		}
 		results[i] = saveResult{ID: id, Success: true, Errors: []FieldError{}, Created: created}
 	}
-	if allOrNone {
+	begin := func() *txn {
 		t := s.st.begin(now, s.locked)
+		t.sharing = true
+		return t
+	}
+	if allOrNone {
+		t := begin()
 		failed := false
 		isNew := make([]bool, n)
 		for i := range n {
@@ -142,7 +147,7 @@ func (s *Server) saveAll(allOrNone bool, n int, op saveOp) []saveResult {
 		return results
 	}
 	for i := range n {
-		t := s.st.begin(now, s.locked)
+		t := begin()
 		id, fresh, created, errs := op(t, i)
 		if errs == nil {
 			t.commit()

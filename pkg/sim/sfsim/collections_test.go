@@ -404,3 +404,77 @@ func TestSingleRecordResources(t *testing.T) {
 		t.Errorf("PUT: %d", r.status)
 	}
 }
+
+// TestPrivateSharing: with Config.PrivateSharing, a user without Modify All writes only what they
+// own: another's contact cannot be updated or deleted, a contact cannot be created for another
+// owner, and invitees cannot be added to another's event; each refusal is that record's error and
+// never fails the others. A user with Modify All, and backdoor edits, write anything.
+func TestPrivateSharing(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.PrivateSharing = true })
+	other, err := e.sim.AddUser(User{Username: "other@acme.example", IsActive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := e.sim.Insert("Contact", map[string]any{"LastName": "Theirs"}, other)
+	if err != nil {
+		t.Fatalf("a backdoor edit is refused under private sharing: %v", err)
+	}
+	mine, err := e.sim.Insert("Contact", map[string]any{"LastName": "Mine"}, e.userID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := e.clock.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	theirEvent, err := e.sim.Insert("Event", map[string]any{"Subject": "Theirs", "StartDateTime": start, "DurationInMinutes": 30}, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.login() // the rep, a Standard User without Modify All
+	var res []result
+	c.json(http.MethodPost, "composite/sobjects", collection(false,
+		contactRec(map[string]any{"LastName": "For me"}),
+		contactRec(map[string]any{"LastName": "For them", "OwnerId": other}),
+		map[string]any{"attributes": map[string]any{"type": "EventRelation"}, "EventId": theirEvent, "RelationId": e.userID, "IsInvitee": true},
+	), http.StatusOK, &res)
+	if want := []string{"", "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY", "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY"}; len(res) != 3 ||
+		codes(res[0]) != want[0] || codes(res[1]) != want[1] || codes(res[2]) != want[2] {
+		t.Fatalf("creates: %+v, want %v", res, want)
+	}
+	if f := res[1].Errors[0].Fields; len(f) != 1 || f[0] != "OwnerId" {
+		t.Errorf("refused create names fields %v, want OwnerId", f)
+	}
+	c.json(http.MethodPatch, "composite/sobjects", collection(false,
+		contactRec(map[string]any{"id": mine, "Title": "Mine to edit"}),
+		contactRec(map[string]any{"id": theirs, "Title": "Not mine"}),
+	), http.StatusOK, &res)
+	if codes(res[0]) != "" || codes(res[1]) != "INSUFFICIENT_ACCESS_OR_READONLY" {
+		t.Errorf("updates: %+v", res)
+	}
+	r := c.call(http.MethodDelete, "composite/sobjects?allOrNone=false&ids="+theirs, nil)
+	if err := json.Unmarshal(r.body, &res); err != nil || codes(res[0]) != "INSUFFICIENT_ACCESS_OR_READONLY" {
+		t.Errorf("delete of another's contact: %d %s", r.status, r.body)
+	}
+	if got, _ := e.sim.Get("Contact", theirs); got["IsDeleted"] != false || got["Title"] != nil {
+		t.Errorf("another's contact was written: %v", got)
+	}
+
+	// With Modify All, the same writes go through.
+	if _, err := e.sim.AddUser(User{Username: "integration@acme.example", IsActive: true, ModifyAll: true}); err != nil {
+		t.Fatal(err)
+	}
+	e.user = "integration@acme.example"
+	admin := e.login()
+	admin.json(http.MethodPost, "composite/sobjects", collection(false,
+		contactRec(map[string]any{"LastName": "For them", "OwnerId": other}),
+		map[string]any{"attributes": map[string]any{"type": "EventRelation"}, "EventId": theirEvent, "RelationId": e.userID, "IsInvitee": true},
+	), http.StatusOK, &res)
+	if codes(res[0]) != "" || codes(res[1]) != "" {
+		t.Errorf("creates with Modify All: %+v", res)
+	}
+	if got, _ := e.sim.Get("Contact", res[0].ID); got["OwnerId"] != other {
+		t.Errorf("a contact created for another owner: %v", got)
+	}
+	admin.json(http.MethodPatch, "composite/sobjects", collection(false, contactRec(map[string]any{"id": theirs, "Title": "Edited"})), http.StatusOK, &res)
+	if codes(res[0]) != "" {
+		t.Errorf("update with Modify All: %+v", res)
+	}
+}

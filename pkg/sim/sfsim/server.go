@@ -98,6 +98,15 @@ type Config struct {
 	WholeSecondStamps bool
 	// PubSub configures the change events and the Pub/Sub API (pubsub.go, changes.go).
 	PubSub PubSubConfig
+	// PrivateSharing makes records private to their owners for API writes (an organization-wide
+	// default of Private, without role hierarchy or sharing rules): a user updates and deletes
+	// only the records they own (INSUFFICIENT_ACCESS_OR_READONLY otherwise), creates records only
+	// for themselves (INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY for another OwnerId), and adds
+	// invitees only to their own events, unless they hold "Modify All Data" (the System
+	// Administrator profile) or "Modify All" (User.ModifyAll). Reads are not restricted, as if
+	// every user could "View All". Off by default: every user writes every record, as an
+	// integration user with "Modify All Data" does.
+	PrivateSharing bool
 }
 
 // ConnectedApp is an OAuth client of the org.
@@ -237,6 +246,7 @@ func New(cfg Config) *Server {
 	s.schema = defaultSchema()
 	s.st = newStore(s.schema, instanceOf(s.orgID), s.now())
 	s.st.wholeSeconds = cfg.WholeSecondStamps
+	s.st.privateSharing = cfg.PrivateSharing
 	s.held = map[string]int{}
 	s.pubsub.init(cfg.PubSub)
 	s.st.changes = s.pubsub.log

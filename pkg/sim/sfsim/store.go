@@ -69,6 +69,10 @@ type store struct {
 	created     time.Time
 	// changes receives the change events of every commit (changes.go); nil records none.
 	changes *changeLog
+	// privateSharing restricts API writes to the records a user owns (Config.PrivateSharing),
+	// except for the users in modifyAll.
+	privateSharing bool
+	modifyAll      map[string]bool
 }
 
 func newStore(s *schema, instance string, now time.Time) *store {
@@ -76,6 +80,7 @@ func newStore(s *schema, instance string, now time.Time) *store {
 		schema:      s,
 		instance:    instance,
 		records:     map[string]*record{},
+		modifyAll:   map[string]bool{},
 		ids:         map[*object][]string{},
 		bin:         map[string]*record{},
 		refs:        map[*Field]map[string]map[string]struct{}{},

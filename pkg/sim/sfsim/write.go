@@ -64,6 +64,9 @@ type txn struct {
 	locked func(id string) bool
 	// deactivated lists users the transaction deactivates: their sessions end on commit.
 	deactivated []string
+	// sharing checks that the actor may write each record (Config.PrivateSharing): set for API
+	// writes, never for backdoor edits, which an administrator makes.
+	sharing bool
 }
 
 func (st *store) begin(now time.Time, locked func(string) bool) *txn {
@@ -133,6 +136,13 @@ func (t *txn) create(o *object, values fields, actor string, system bool, id str
 	if errs := t.validate(r, values, nil); errs != nil {
 		return "", errs
 	}
+	if !system && !t.mayWrite(actor, r) {
+		field := "OwnerId"
+		if o.field(field) == nil {
+			field = "EventId"
+		}
+		return "", fieldErr("INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY", "insufficient access rights on cross-reference id: "+t.ownerOf(r), field)
+	}
 	stamp := t.st.stamp(t.now)
 	r.fields["Id"] = r.id
 	r.fields["IsDeleted"] = false
@@ -165,6 +175,31 @@ func (t *txn) lookup(o *object, id string) (*record, []FieldError) {
 	return r, nil
 }
 
+// mayWrite reports whether actor may write r under private sharing: as its owner, or holding
+// Modify All. A record without an owner is governed by the record it belongs to (an invitee
+// by its event); records of neither kind (users, profiles) are not restricted.
+func (t *txn) mayWrite(actor string, r *record) bool {
+	if !t.sharing || !t.st.privateSharing || t.st.modifyAll[actor] {
+		return true
+	}
+	owner := t.ownerOf(r)
+	return owner == "" || owner == actor
+}
+
+// ownerOf returns the user who owns r, or the owner of the event an EventRelation belongs to;
+// empty for records nobody owns.
+func (t *txn) ownerOf(r *record) string {
+	if r.obj.field("OwnerId") != nil {
+		return r.str("OwnerId")
+	}
+	if r.obj.name == "EventRelation" {
+		if ev := t.get(r.str("EventId")); ev != nil {
+			return ev.str("OwnerId")
+		}
+	}
+	return ""
+}
+
 func (t *txn) lockError(id string) []FieldError {
 	if t.locked != nil && t.locked(id) {
 		return fieldErr("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records: "+id)
@@ -182,6 +217,9 @@ func (t *txn) update(o *object, id string, values fields, actor string) []FieldE
 	}
 	if !old.obj.updateable {
 		return fieldErr("INVALID_TYPE_FOR_OPERATION", "entity type cannot be updated: "+old.obj.name)
+	}
+	if !t.mayWrite(actor, old) {
+		return fieldErr("INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object id")
 	}
 	return t.apply(old, values, actor, func(f *Field) bool { return f.Updateable })
 }
@@ -224,6 +262,9 @@ func (t *txn) remove(o *object, id, actor string) (string, []FieldError) {
 	}
 	if !r.obj.deletable {
 		return r.id, fieldErr("INVALID_TYPE_FOR_OPERATION", "entity type cannot be deleted: "+r.obj.name)
+	}
+	if !t.mayWrite(actor, r) {
+		return r.id, fieldErr("INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object id")
 	}
 	t.softDelete(r, actor, "")
 	return r.id, nil

@@ -128,6 +128,68 @@ func (SalesforceAuth) EnumDescriptor() ([]byte, []int) {
 	return file_tandem_v1_config_proto_rawDescGZIP(), []int{1}
 }
 
+// SalesforceWriteIdentity is whom Tandem's writes to Salesforce act as (JWT bearer flow).
+type SalesforceWriteIdentity int32
+
+const (
+	// SALESFORCE_WRITE_IDENTITY_UNSPECIFIED means the default, SALESFORCE_WRITE_IDENTITY_INTEGRATION_USER.
+	SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_UNSPECIFIED SalesforceWriteIdentity = 0
+	// SALESFORCE_WRITE_IDENTITY_INTEGRATION_USER writes every rep's records with the integration
+	// user's token, setting OwnerId to the rep on creates, so that the writes of all the org's reps
+	// share sObject Collections calls (200 records each) and one Account lookup, and cost one
+	// token: the fewest API calls. CreatedBy and LastModifiedBy show the integration user. The
+	// integration user needs edit access to the reps' contacts and events: "Modify All" on
+	// Contact and Event, or "Modify All Data"; without it Salesforce rejects each write of another
+	// user's record with INSUFFICIENT_ACCESS.
+	SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_INTEGRATION_USER SalesforceWriteIdentity = 1
+	// SALESFORCE_WRITE_IDENTITY_REP acts as each rep, with a token per rep (JWT bearer flow, the
+	// connected app pre-authorized for the reps' profiles): CreatedBy and LastModifiedBy show the
+	// rep, and the rep's permissions and sharing apply, including which Accounts and invitees a
+	// write can see. It costs a token, an Account lookup and separate write calls per rep.
+	SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_REP SalesforceWriteIdentity = 2
+)
+
+// Enum value maps for SalesforceWriteIdentity.
+var (
+	SalesforceWriteIdentity_name = map[int32]string{
+		0: "SALESFORCE_WRITE_IDENTITY_UNSPECIFIED",
+		1: "SALESFORCE_WRITE_IDENTITY_INTEGRATION_USER",
+		2: "SALESFORCE_WRITE_IDENTITY_REP",
+	}
+	SalesforceWriteIdentity_value = map[string]int32{
+		"SALESFORCE_WRITE_IDENTITY_UNSPECIFIED":      0,
+		"SALESFORCE_WRITE_IDENTITY_INTEGRATION_USER": 1,
+		"SALESFORCE_WRITE_IDENTITY_REP":              2,
+	}
+)
+
+func (x SalesforceWriteIdentity) Enum() *SalesforceWriteIdentity {
+	p := new(SalesforceWriteIdentity)
+	*p = x
+	return p
+}
+
+func (x SalesforceWriteIdentity) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SalesforceWriteIdentity) Descriptor() protoreflect.EnumDescriptor {
+	return file_tandem_v1_config_proto_enumTypes[2].Descriptor()
+}
+
+func (SalesforceWriteIdentity) Type() protoreflect.EnumType {
+	return &file_tandem_v1_config_proto_enumTypes[2]
+}
+
+func (x SalesforceWriteIdentity) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SalesforceWriteIdentity.Descriptor instead.
+func (SalesforceWriteIdentity) EnumDescriptor() ([]byte, []int) {
+	return file_tandem_v1_config_proto_rawDescGZIP(), []int{2}
+}
+
 // SyncDirection is which way records flow.
 type SyncDirection int32
 
@@ -169,11 +231,11 @@ func (x SyncDirection) String() string {
 }
 
 func (SyncDirection) Descriptor() protoreflect.EnumDescriptor {
-	return file_tandem_v1_config_proto_enumTypes[2].Descriptor()
+	return file_tandem_v1_config_proto_enumTypes[3].Descriptor()
 }
 
 func (SyncDirection) Type() protoreflect.EnumType {
-	return &file_tandem_v1_config_proto_enumTypes[2]
+	return &file_tandem_v1_config_proto_enumTypes[3]
 }
 
 func (x SyncDirection) Number() protoreflect.EnumNumber {
@@ -182,7 +244,7 @@ func (x SyncDirection) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SyncDirection.Descriptor instead.
 func (SyncDirection) EnumDescriptor() ([]byte, []int) {
-	return file_tandem_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_tandem_v1_config_proto_rawDescGZIP(), []int{3}
 }
 
 // ContactScope is which Salesforce contacts a user syncs to Exchange.
@@ -222,11 +284,11 @@ func (x ContactScope) String() string {
 }
 
 func (ContactScope) Descriptor() protoreflect.EnumDescriptor {
-	return file_tandem_v1_config_proto_enumTypes[3].Descriptor()
+	return file_tandem_v1_config_proto_enumTypes[4].Descriptor()
 }
 
 func (ContactScope) Type() protoreflect.EnumType {
-	return &file_tandem_v1_config_proto_enumTypes[3]
+	return &file_tandem_v1_config_proto_enumTypes[4]
 }
 
 func (x ContactScope) Number() protoreflect.EnumNumber {
@@ -235,7 +297,7 @@ func (x ContactScope) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ContactScope.Descriptor instead.
 func (ContactScope) EnumDescriptor() ([]byte, []int) {
-	return file_tandem_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_tandem_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 // FilterOperator compares a Salesforce field with values.
@@ -283,11 +345,11 @@ func (x FilterOperator) String() string {
 }
 
 func (FilterOperator) Descriptor() protoreflect.EnumDescriptor {
-	return file_tandem_v1_config_proto_enumTypes[4].Descriptor()
+	return file_tandem_v1_config_proto_enumTypes[5].Descriptor()
 }
 
 func (FilterOperator) Type() protoreflect.EnumType {
-	return &file_tandem_v1_config_proto_enumTypes[4]
+	return &file_tandem_v1_config_proto_enumTypes[5]
 }
 
 func (x FilterOperator) Number() protoreflect.EnumNumber {
@@ -296,7 +358,7 @@ func (x FilterOperator) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FilterOperator.Descriptor instead.
 func (FilterOperator) EnumDescriptor() ([]byte, []int) {
-	return file_tandem_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_tandem_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 // ConflictPolicy decides a record changed on both sides since the last sync.
@@ -340,11 +402,11 @@ func (x ConflictPolicy) String() string {
 }
 
 func (ConflictPolicy) Descriptor() protoreflect.EnumDescriptor {
-	return file_tandem_v1_config_proto_enumTypes[5].Descriptor()
+	return file_tandem_v1_config_proto_enumTypes[6].Descriptor()
 }
 
 func (ConflictPolicy) Type() protoreflect.EnumType {
-	return &file_tandem_v1_config_proto_enumTypes[5]
+	return &file_tandem_v1_config_proto_enumTypes[6]
 }
 
 func (x ConflictPolicy) Number() protoreflect.EnumNumber {
@@ -353,7 +415,7 @@ func (x ConflictPolicy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConflictPolicy.Descriptor instead.
 func (ConflictPolicy) EnumDescriptor() ([]byte, []int) {
-	return file_tandem_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_tandem_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 // ExchangeDeletePolicy is what an Exchange delete does in Salesforce.
@@ -393,11 +455,11 @@ func (x ExchangeDeletePolicy) String() string {
 }
 
 func (ExchangeDeletePolicy) Descriptor() protoreflect.EnumDescriptor {
-	return file_tandem_v1_config_proto_enumTypes[6].Descriptor()
+	return file_tandem_v1_config_proto_enumTypes[7].Descriptor()
 }
 
 func (ExchangeDeletePolicy) Type() protoreflect.EnumType {
-	return &file_tandem_v1_config_proto_enumTypes[6]
+	return &file_tandem_v1_config_proto_enumTypes[7]
 }
 
 func (x ExchangeDeletePolicy) Number() protoreflect.EnumNumber {
@@ -406,7 +468,7 @@ func (x ExchangeDeletePolicy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExchangeDeletePolicy.Descriptor instead.
 func (ExchangeDeletePolicy) EnumDescriptor() ([]byte, []int) {
-	return file_tandem_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_tandem_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 // EventRangeStart is how far back events sync.
@@ -450,11 +512,11 @@ func (x EventRangeStart) String() string {
 }
 
 func (EventRangeStart) Descriptor() protoreflect.EnumDescriptor {
-	return file_tandem_v1_config_proto_enumTypes[7].Descriptor()
+	return file_tandem_v1_config_proto_enumTypes[8].Descriptor()
 }
 
 func (EventRangeStart) Type() protoreflect.EnumType {
-	return &file_tandem_v1_config_proto_enumTypes[7]
+	return &file_tandem_v1_config_proto_enumTypes[8]
 }
 
 func (x EventRangeStart) Number() protoreflect.EnumNumber {
@@ -463,7 +525,7 @@ func (x EventRangeStart) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventRangeStart.Descriptor instead.
 func (EventRangeStart) EnumDescriptor() ([]byte, []int) {
-	return file_tandem_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_tandem_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 // EventSelection is which Exchange events sync to Salesforce.
@@ -503,11 +565,11 @@ func (x EventSelection) String() string {
 }
 
 func (EventSelection) Descriptor() protoreflect.EnumDescriptor {
-	return file_tandem_v1_config_proto_enumTypes[8].Descriptor()
+	return file_tandem_v1_config_proto_enumTypes[9].Descriptor()
 }
 
 func (EventSelection) Type() protoreflect.EnumType {
-	return &file_tandem_v1_config_proto_enumTypes[8]
+	return &file_tandem_v1_config_proto_enumTypes[9]
 }
 
 func (x EventSelection) Number() protoreflect.EnumNumber {
@@ -516,7 +578,7 @@ func (x EventSelection) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventSelection.Descriptor instead.
 func (EventSelection) EnumDescriptor() ([]byte, []int) {
-	return file_tandem_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_tandem_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 // Org is one Salesforce org (tenant) with its connections to Exchange and Salesforce.
@@ -801,7 +863,11 @@ type SalesforceConnection struct {
 	// max_concurrent_requests caps concurrent requests to the org; 0 means the default (10).
 	MaxConcurrentRequests int32 `protobuf:"varint,9,opt,name=max_concurrent_requests,json=maxConcurrentRequests,proto3" json:"max_concurrent_requests,omitempty"`
 	// audience overrides the JWT audience; empty means https://login.salesforce.com.
-	Audience      string `protobuf:"bytes,10,opt,name=audience,proto3" json:"audience,omitempty"`
+	Audience string `protobuf:"bytes,10,opt,name=audience,proto3" json:"audience,omitempty"`
+	// write_as is whom Tandem's writes to Salesforce act as; unspecified means the integration
+	// user. Under the client credentials flow every write acts as the connected app's execution
+	// user whatever this says.
+	WriteAs       SalesforceWriteIdentity `protobuf:"varint,11,opt,name=write_as,json=writeAs,proto3,enum=tandem.v1.SalesforceWriteIdentity" json:"write_as,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -904,6 +970,13 @@ func (x *SalesforceConnection) GetAudience() string {
 		return x.Audience
 	}
 	return ""
+}
+
+func (x *SalesforceConnection) GetWriteAs() SalesforceWriteIdentity {
+	if x != nil {
+		return x.WriteAs
+	}
+	return SalesforceWriteIdentity_SALESFORCE_WRITE_IDENTITY_UNSPECIFIED
 }
 
 // SyncUser is a Salesforce user known to Tandem, from the org's user directory.
@@ -1431,7 +1504,7 @@ const file_tandem_v1_config_proto_rawDesc = "" +
 	"\x12additional_domains\x18\n" +
 	" \x03(\tR\x11additionalDomains\x12=\n" +
 	"\x1bmax_concurrency_per_mailbox\x18\v \x01(\x05R\x18maxConcurrencyPerMailbox\x120\n" +
-	"\x14insecure_skip_verify\x18\f \x01(\bR\x12insecureSkipVerify\"\xb6\x03\n" +
+	"\x14insecure_skip_verify\x18\f \x01(\bR\x12insecureSkipVerify\"\xf5\x03\n" +
 	"\x14SalesforceConnection\x12-\n" +
 	"\x04auth\x18\x01 \x01(\x0e2\x19.tandem.v1.SalesforceAuthR\x04auth\x12\"\n" +
 	"\rmy_domain_url\x18\x02 \x01(\tR\vmyDomainUrl\x12\x1b\n" +
@@ -1444,7 +1517,8 @@ const file_tandem_v1_config_proto_rawDesc = "" +
 	"\x19daily_api_reserve_percent\x18\b \x01(\x05R\x16dailyApiReservePercent\x126\n" +
 	"\x17max_concurrent_requests\x18\t \x01(\x05R\x15maxConcurrentRequests\x12\x1a\n" +
 	"\baudience\x18\n" +
-	" \x01(\tR\baudience\"\xa0\x01\n" +
+	" \x01(\tR\baudience\x12=\n" +
+	"\bwrite_as\x18\v \x01(\x0e2\".tandem.v1.SalesforceWriteIdentityR\awriteAs\"\xa0\x01\n" +
 	"\bSyncUser\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12\x1d\n" +
@@ -1498,7 +1572,11 @@ const file_tandem_v1_config_proto_rawDesc = "" +
 	"\x0eSalesforceAuth\x12\x1f\n" +
 	"\x1bSALESFORCE_AUTH_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aSALESFORCE_AUTH_JWT_BEARER\x10\x01\x12&\n" +
-	"\"SALESFORCE_AUTH_CLIENT_CREDENTIALS\x10\x02*\x9e\x01\n" +
+	"\"SALESFORCE_AUTH_CLIENT_CREDENTIALS\x10\x02*\x97\x01\n" +
+	"\x17SalesforceWriteIdentity\x12)\n" +
+	"%SALESFORCE_WRITE_IDENTITY_UNSPECIFIED\x10\x00\x12.\n" +
+	"*SALESFORCE_WRITE_IDENTITY_INTEGRATION_USER\x10\x01\x12!\n" +
+	"\x1dSALESFORCE_WRITE_IDENTITY_REP\x10\x02*\x9e\x01\n" +
 	"\rSyncDirection\x12\x1e\n" +
 	"\x1aSYNC_DIRECTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13SYNC_DIRECTION_BOTH\x10\x01\x12)\n" +
@@ -1545,52 +1623,54 @@ func file_tandem_v1_config_proto_rawDescGZIP() []byte {
 	return file_tandem_v1_config_proto_rawDescData
 }
 
-var file_tandem_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_tandem_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
 var file_tandem_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_tandem_v1_config_proto_goTypes = []any{
 	(ExchangeAuth)(0),             // 0: tandem.v1.ExchangeAuth
 	(SalesforceAuth)(0),           // 1: tandem.v1.SalesforceAuth
-	(SyncDirection)(0),            // 2: tandem.v1.SyncDirection
-	(ContactScope)(0),             // 3: tandem.v1.ContactScope
-	(FilterOperator)(0),           // 4: tandem.v1.FilterOperator
-	(ConflictPolicy)(0),           // 5: tandem.v1.ConflictPolicy
-	(ExchangeDeletePolicy)(0),     // 6: tandem.v1.ExchangeDeletePolicy
-	(EventRangeStart)(0),          // 7: tandem.v1.EventRangeStart
-	(EventSelection)(0),           // 8: tandem.v1.EventSelection
-	(*Org)(nil),                   // 9: tandem.v1.Org
-	(*ExchangeConnection)(nil),    // 10: tandem.v1.ExchangeConnection
-	(*SalesforceConnection)(nil),  // 11: tandem.v1.SalesforceConnection
-	(*SyncUser)(nil),              // 12: tandem.v1.SyncUser
-	(*FieldFilter)(nil),           // 13: tandem.v1.FieldFilter
-	(*ContactSyncSettings)(nil),   // 14: tandem.v1.ContactSyncSettings
-	(*EventSyncSettings)(nil),     // 15: tandem.v1.EventSyncSettings
-	(*SyncConfiguration)(nil),     // 16: tandem.v1.SyncConfiguration
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(SalesforceWriteIdentity)(0),  // 2: tandem.v1.SalesforceWriteIdentity
+	(SyncDirection)(0),            // 3: tandem.v1.SyncDirection
+	(ContactScope)(0),             // 4: tandem.v1.ContactScope
+	(FilterOperator)(0),           // 5: tandem.v1.FilterOperator
+	(ConflictPolicy)(0),           // 6: tandem.v1.ConflictPolicy
+	(ExchangeDeletePolicy)(0),     // 7: tandem.v1.ExchangeDeletePolicy
+	(EventRangeStart)(0),          // 8: tandem.v1.EventRangeStart
+	(EventSelection)(0),           // 9: tandem.v1.EventSelection
+	(*Org)(nil),                   // 10: tandem.v1.Org
+	(*ExchangeConnection)(nil),    // 11: tandem.v1.ExchangeConnection
+	(*SalesforceConnection)(nil),  // 12: tandem.v1.SalesforceConnection
+	(*SyncUser)(nil),              // 13: tandem.v1.SyncUser
+	(*FieldFilter)(nil),           // 14: tandem.v1.FieldFilter
+	(*ContactSyncSettings)(nil),   // 15: tandem.v1.ContactSyncSettings
+	(*EventSyncSettings)(nil),     // 16: tandem.v1.EventSyncSettings
+	(*SyncConfiguration)(nil),     // 17: tandem.v1.SyncConfiguration
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_tandem_v1_config_proto_depIdxs = []int32{
-	10, // 0: tandem.v1.Org.exchange:type_name -> tandem.v1.ExchangeConnection
-	11, // 1: tandem.v1.Org.salesforce:type_name -> tandem.v1.SalesforceConnection
-	17, // 2: tandem.v1.Org.updated_at:type_name -> google.protobuf.Timestamp
+	11, // 0: tandem.v1.Org.exchange:type_name -> tandem.v1.ExchangeConnection
+	12, // 1: tandem.v1.Org.salesforce:type_name -> tandem.v1.SalesforceConnection
+	18, // 2: tandem.v1.Org.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 3: tandem.v1.ExchangeConnection.auth:type_name -> tandem.v1.ExchangeAuth
 	1,  // 4: tandem.v1.SalesforceConnection.auth:type_name -> tandem.v1.SalesforceAuth
-	4,  // 5: tandem.v1.FieldFilter.operator:type_name -> tandem.v1.FilterOperator
-	2,  // 6: tandem.v1.ContactSyncSettings.direction:type_name -> tandem.v1.SyncDirection
-	3,  // 7: tandem.v1.ContactSyncSettings.scope:type_name -> tandem.v1.ContactScope
-	13, // 8: tandem.v1.ContactSyncSettings.filters:type_name -> tandem.v1.FieldFilter
-	5,  // 9: tandem.v1.ContactSyncSettings.conflict_policy:type_name -> tandem.v1.ConflictPolicy
-	6,  // 10: tandem.v1.ContactSyncSettings.exchange_delete:type_name -> tandem.v1.ExchangeDeletePolicy
-	2,  // 11: tandem.v1.EventSyncSettings.direction:type_name -> tandem.v1.SyncDirection
-	8,  // 12: tandem.v1.EventSyncSettings.selection:type_name -> tandem.v1.EventSelection
-	7,  // 13: tandem.v1.EventSyncSettings.range_start:type_name -> tandem.v1.EventRangeStart
-	5,  // 14: tandem.v1.EventSyncSettings.conflict_policy:type_name -> tandem.v1.ConflictPolicy
-	14, // 15: tandem.v1.SyncConfiguration.contacts:type_name -> tandem.v1.ContactSyncSettings
-	15, // 16: tandem.v1.SyncConfiguration.events:type_name -> tandem.v1.EventSyncSettings
-	17, // 17: tandem.v1.SyncConfiguration.updated_at:type_name -> google.protobuf.Timestamp
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	2,  // 5: tandem.v1.SalesforceConnection.write_as:type_name -> tandem.v1.SalesforceWriteIdentity
+	5,  // 6: tandem.v1.FieldFilter.operator:type_name -> tandem.v1.FilterOperator
+	3,  // 7: tandem.v1.ContactSyncSettings.direction:type_name -> tandem.v1.SyncDirection
+	4,  // 8: tandem.v1.ContactSyncSettings.scope:type_name -> tandem.v1.ContactScope
+	14, // 9: tandem.v1.ContactSyncSettings.filters:type_name -> tandem.v1.FieldFilter
+	6,  // 10: tandem.v1.ContactSyncSettings.conflict_policy:type_name -> tandem.v1.ConflictPolicy
+	7,  // 11: tandem.v1.ContactSyncSettings.exchange_delete:type_name -> tandem.v1.ExchangeDeletePolicy
+	3,  // 12: tandem.v1.EventSyncSettings.direction:type_name -> tandem.v1.SyncDirection
+	9,  // 13: tandem.v1.EventSyncSettings.selection:type_name -> tandem.v1.EventSelection
+	8,  // 14: tandem.v1.EventSyncSettings.range_start:type_name -> tandem.v1.EventRangeStart
+	6,  // 15: tandem.v1.EventSyncSettings.conflict_policy:type_name -> tandem.v1.ConflictPolicy
+	15, // 16: tandem.v1.SyncConfiguration.contacts:type_name -> tandem.v1.ContactSyncSettings
+	16, // 17: tandem.v1.SyncConfiguration.events:type_name -> tandem.v1.EventSyncSettings
+	18, // 18: tandem.v1.SyncConfiguration.updated_at:type_name -> google.protobuf.Timestamp
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_tandem_v1_config_proto_init() }
@@ -1603,7 +1683,7 @@ func file_tandem_v1_config_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tandem_v1_config_proto_rawDesc), len(file_tandem_v1_config_proto_rawDesc)),
-			NumEnums:      9,
+			NumEnums:      10,
 			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
