@@ -560,3 +560,48 @@ func TestUpdateAppliedThenDeleted(t *testing.T) {
 		})
 	}
 }
+
+// TestLinkResolutionOntoADeletedRecord: after lost state, a pair is linked again while its
+// records differ (the rep's last Exchange edit never reached Salesforce), and Salesforce wins the
+// differing title. The rep deleted the Exchange contact meanwhile, so the update fails as gone.
+// Salesforce changed nothing since the pair was last in sync, so the Exchange deletion stands
+// (by default: the pair is unlinked and the Salesforce contact kept); the contact is not
+// created in Exchange again as if Salesforce had been edited after the deletion.
+func TestLinkResolutionOntoADeletedRecord(t *testing.T) {
+	ex := person("E1", "Ada", "Lovelace", "ada@example.com")
+	ex.SyncKey = "k1"
+	ex = edit(ex, func(c *tandemv1.Contact) { c.JobTitle = "Countess" })
+	sf := person("S1", "Ada", "Lovelace", "ada@example.com")
+	sf.SyncKey = "k1"
+	set := both()
+	set.MassDeletePercent = 100
+	s := state(set)
+	s.Exchange, s.Salesforce = mirror(ex), mirror(sf)
+	p := Compute(s)
+	if len(p.Links) != 1 {
+		t.Fatalf("links = %v, want the pair relinked", p.Links)
+	}
+	if got := summary(p); !slices.Equal(got, []string{"exchange UPDATE job_title"}) {
+		t.Fatalf("writes = %v, want Salesforce's title copied to Exchange", got)
+	}
+	pw := content(p)[0].PendingWrite
+	m := p.Links[0]
+	e := syncerr.New(syncerr.ExchangeItemNotFound, "item not found").Proto()
+	res := &tandemv1.WriteResult{CommandId: pw.GetCommand().GetCommandId(), SyncKey: "k1", Op: tandemv1.WriteOp_WRITE_OP_UPDATE, Error: e}
+	eff := ApplyResult(contactKind, pw, m, s.Exchange["E1"], res, t0.Add(time.Minute))
+	if eff.Mapping != nil {
+		m = eff.Mapping
+	}
+	next := state(set)
+	next.Cycle = s.Cycle + 1
+	next.Mappings["k1"] = m
+	next.Exchange = map[string]*tandemv1.MirrorRecord{"E1": eff.Mirror}
+	next.Salesforce = mirror(sf)
+	np := Compute(next)
+	if got := summary(np); len(got) != 0 {
+		t.Errorf("next cycle writes = %v, want none: the Exchange deletion stands", got)
+	}
+	if !slices.Contains(np.Unlinks, "k1") {
+		t.Errorf("unlinks = %v, want the pair unlinked", np.Unlinks)
+	}
+}

@@ -66,6 +66,7 @@ func ApplyResult(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv
 				if res.GetAlreadyApplied() && m != nil {
 					return updatedThenDeleted(kind, pw, m, targetMirror, res, observed, eff)
 				}
+				eff.Mapping = baseUnbased(kind, pw, m)
 			}
 			// The target vanished under the update: observe it as deleted; the next cycle decides.
 			eff.Mirror = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: cmd.GetTargetId()}, Deleted: true, ObservedAt: observed}
@@ -172,6 +173,53 @@ func updatedThenDeleted(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *
 	eff.Mapping = n
 	eff.Mirror = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: cmd.GetTargetId()}, Deleted: true, ObservedAt: observed}
 	return eff
+}
+
+// baseUnbased gives the source's side of m a base for the fields of pw, an update, that had
+// none: a pair linked while its records differed has no base for the differing fields, and the
+// update was to make the target agree (resolveNewLink). When the target is found deleted
+// instead, those fields must not count as the source's changes since the last sync — there was
+// none — or the deletion would be overruled as "modified on the other side" and the record
+// created again. Fields with a base keep it: a real change of the source still wins over the
+// deletion. It returns nil when every field had a base (or there is no mapping).
+func baseUnbased(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv1.Mapping) *tandemv1.Mapping {
+	if m == nil {
+		return nil
+	}
+	source := other(pw.GetTarget())
+	bases := m.GetSalesforceFieldHashes()
+	if source == exchange {
+		bases = m.GetExchangeFieldHashes()
+	}
+	sent := pw.GetSourceFieldHashes()
+	var missing []string
+	for _, f := range record.ContentFields(pw.GetCommand().GetFields()) {
+		if _, ok := bases[f]; !ok {
+			if _, known := sent[f]; known {
+				missing = append(missing, f)
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	n := proto.Clone(m).(*tandemv1.Mapping)
+	if n.ExchangeFieldHashes == nil {
+		n.ExchangeFieldHashes = map[string]string{}
+	}
+	if n.SalesforceFieldHashes == nil {
+		n.SalesforceFieldHashes = map[string]string{}
+	}
+	nb := n.SalesforceFieldHashes
+	if source == exchange {
+		nb = n.ExchangeFieldHashes
+	}
+	for _, f := range missing {
+		nb[f] = sent[f]
+	}
+	n.ExchangeHash = record.Hash(kind, n.ExchangeFieldHashes)
+	n.SalesforceHash = record.Hash(kind, n.SalesforceFieldHashes)
+	return n
 }
 
 func deleted(eff Effects, cmd *tandemv1.WriteCommand, m *tandemv1.Mapping, observed *timestamppb.Timestamp) Effects {
