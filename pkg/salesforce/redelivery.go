@@ -85,42 +85,30 @@ func (c *Connector) skipDeletedCreates(ctx context.Context, st *applyState, upse
 func (c *Connector) deletedSyncKeys(ctx context.Context, object string, keys []string, since map[string]time.Time) (map[string]string, error) {
 	live := map[string]bool{}
 	deleted := map[string]string{}
-	for start := 0; start < len(keys); start += redeliveryLookupKeys {
-		stmt := selectStmt{
-			fields: []string{"Id", "IsDeleted", "CreatedDate", SyncKeyField},
-			from:   object,
-			// Newest first, so the first deleted row of a key is the one deleted last.
-			orderBy:  "SystemModstamp DESC, Id DESC",
-			inField:  SyncKeyField,
-			inValues: keys[start:min(start+redeliveryLookupKeys, len(keys))],
+	stmt := selectStmt{
+		fields: []string{"Id", "IsDeleted", "CreatedDate", SyncKeyField},
+		from:   object,
+		// Newest first, so the first deleted row of a key is the one deleted last.
+		orderBy: "SystemModstamp DESC, Id DESC",
+		inField: SyncKeyField,
+	}
+	err := c.lookUpWithDeleted(ctx, stmt, keys, func(r SObject) {
+		// Rows are matched to commands by the exact key, as the unique case-sensitive sync key
+		// field makes both SOQL and the upsert match them.
+		key := r.String(SyncKeyField)
+		if !r.Bool("IsDeleted") {
+			live[key] = true
+			return
 		}
-		stmts, err := stmt.chunks(c.cfg.maxSOQLLength)
-		if err != nil {
-			return nil, syncerr.Wrap(syncerr.SyncInternal, fmt.Errorf("look up sync keys: %w", err))
+		if created, ok, err := r.Time("CreatedDate"); err == nil && ok && created.Before(since[key]) {
+			return // an earlier incarnation of the pair, not an attempt of this create
 		}
-		for _, q := range stmts {
-			err := c.queryPages(ctx, c.auth.integrationSubject(), q, true, func(page *QueryResult) error {
-				for _, r := range page.Records {
-					// Rows are matched to commands by the exact key, as the unique case-sensitive
-					// sync key field makes both SOQL and the upsert match them.
-					key := r.String(SyncKeyField)
-					if !r.Bool("IsDeleted") {
-						live[key] = true
-						continue
-					}
-					if created, ok, err := r.Time("CreatedDate"); err == nil && ok && created.Before(since[key]) {
-						continue // an earlier incarnation of the pair, not an attempt of this create
-					}
-					if _, ok := deleted[key]; !ok {
-						deleted[key] = r.String("Id")
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return nil, fmt.Errorf("look up %d sync keys in the recycle bin: %w", len(stmt.inValues), err)
-			}
+		if _, ok := deleted[key]; !ok {
+			deleted[key] = r.String("Id")
 		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up %d sync keys in the recycle bin: %w", len(keys), err)
 	}
 	for key := range live {
 		delete(deleted, key)
@@ -153,33 +141,46 @@ func (c *Connector) markAppliedThenDeleted(ctx context.Context, st *applyState, 
 		return nil
 	}
 	fieldSet["Id"], fieldSet["IsDeleted"] = true, true
-	ids := slices.Sorted(maps.Keys(byID))
-	fields := slices.Sorted(maps.Keys(fieldSet))
-	for start := 0; start < len(ids); start += redeliveryLookupKeys {
-		stmt := selectStmt{fields: fields, from: st.object, inField: "Id", inValues: ids[start:min(start+redeliveryLookupKeys, len(ids))]}
+	stmt := selectStmt{fields: slices.Sorted(maps.Keys(fieldSet)), from: st.object, inField: "Id"}
+	err := c.lookUpWithDeleted(ctx, stmt, slices.Sorted(maps.Keys(byID)), func(row SObject) {
+		k, ok := byID[row.String("Id")]
+		if !ok || !row.Bool("IsDeleted") || !holds(row, updates.items[k].body) {
+			return
+		}
+		r := updates.refs[k]
+		res := r.result()
+		res.AlreadyApplied = true
+		if rec := r.p.written[r.i]; rec != nil {
+			rec.Id = updates.items[k].key
+			res.Record = rec
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("look up %d deleted %s records in the recycle bin: %w", len(byID), st.object, err)
+	}
+	return nil
+}
+
+// lookUpWithDeleted runs stmt with queryAll (deleted records included) for values of its IN
+// field, redeliveryLookupKeys values a query (split further under the statement length limit),
+// and hands every row to row. It runs as the integration user, like every org-wide read: it sees
+// records in the recycle bin whoever deleted them, which the acting user may not.
+func (c *Connector) lookUpWithDeleted(ctx context.Context, stmt selectStmt, values []string, row func(SObject)) error {
+	for start := 0; start < len(values); start += redeliveryLookupKeys {
+		stmt.inValues = values[start:min(start+redeliveryLookupKeys, len(values))]
 		stmts, err := stmt.chunks(c.cfg.maxSOQLLength)
 		if err != nil {
-			return syncerr.Wrap(syncerr.SyncInternal, fmt.Errorf("look up deleted records: %w", err))
+			return syncerr.Wrap(syncerr.SyncInternal, fmt.Errorf("build the look-up: %w", err))
 		}
 		for _, q := range stmts {
 			err := c.queryPages(ctx, c.auth.integrationSubject(), q, true, func(page *QueryResult) error {
-				for _, row := range page.Records {
-					k, ok := byID[row.String("Id")]
-					if !ok || !row.Bool("IsDeleted") || !holds(row, updates.items[k].body) {
-						continue
-					}
-					r := updates.refs[k]
-					res := r.result()
-					res.AlreadyApplied = true
-					if rec := r.p.written[r.i]; rec != nil {
-						rec.Id = updates.items[k].key
-						res.Record = rec
-					}
+				for _, r := range page.Records {
+					row(r)
 				}
 				return nil
 			})
 			if err != nil {
-				return fmt.Errorf("look up %d deleted %s records in the recycle bin: %w", len(stmt.inValues), st.object, err)
+				return err
 			}
 		}
 	}

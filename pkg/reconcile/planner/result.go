@@ -122,18 +122,25 @@ func ApplyResult(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv
 			// Unlinked meanwhile (reset): the write stands; nothing to rebase.
 			return eff
 		}
-		n := proto.Clone(m).(*tandemv1.Mapping)
-		if v := written.GetVersion(); v != "" {
-			setSide(n, target, written.GetId(), v)
-		}
-		if v := pw.GetSourceVersion(); v != "" {
-			setSide(n, other(target), sideID(n, other(target)), v)
-		}
-		rebase(n, kind, target, cmd.GetFields(), record.FieldHashes(written), pw.GetSourceFieldHashes())
-		n.SyncedAt = observed
-		eff.Mapping = n
+		eff.Mapping = updatedMapping(kind, pw, m, written, observed)
 		return eff
 	}
+}
+
+// updatedMapping is m after pw, an update, wrote written: the target's base for the written
+// fields is what it now holds, the source's what the update copied.
+func updatedMapping(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv1.Mapping, written *tandemv1.Record, observed *timestamppb.Timestamp) *tandemv1.Mapping {
+	target := pw.GetTarget()
+	n := proto.Clone(m).(*tandemv1.Mapping)
+	if v := written.GetVersion(); v != "" {
+		setSide(n, target, written.GetId(), v)
+	}
+	if v := pw.GetSourceVersion(); v != "" {
+		setSide(n, other(target), sideID(n, other(target)), v)
+	}
+	rebase(n, kind, target, pw.GetCommand().GetFields(), record.FieldHashes(written), pw.GetSourceFieldHashes())
+	n.SyncedAt = observed
+	return n
 }
 
 func createdThenDeleted(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv1.Mapping, id string, observed *timestamppb.Timestamp, eff Effects) Effects {
@@ -158,19 +165,11 @@ func createdThenDeleted(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *
 // the update copied, the target's what the deleted record held) and observes the target deleted.
 func updatedThenDeleted(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv1.Mapping, targetMirror *tandemv1.MirrorRecord, res *tandemv1.WriteResult, observed *timestamppb.Timestamp, eff Effects) Effects {
 	cmd := pw.GetCommand()
-	target := pw.GetTarget()
 	base := targetMirror.GetRecord()
 	if base == nil {
 		base = &tandemv1.Record{Id: cmd.GetTargetId()}
 	}
-	written := writtenRecord(cmd, res, base)
-	n := proto.Clone(m).(*tandemv1.Mapping)
-	if v := pw.GetSourceVersion(); v != "" {
-		setSide(n, other(target), sideID(n, other(target)), v)
-	}
-	rebase(n, kind, target, cmd.GetFields(), record.FieldHashes(written), pw.GetSourceFieldHashes())
-	n.SyncedAt = observed
-	eff.Mapping = n
+	eff.Mapping = updatedMapping(kind, pw, m, writtenRecord(cmd, res, base), observed)
 	eff.Mirror = &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: cmd.GetTargetId()}, Deleted: true, ObservedAt: observed}
 	return eff
 }
