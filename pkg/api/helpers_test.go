@@ -97,6 +97,7 @@ type env struct {
 	keyring *seal.Keyring
 	statusC tandemv1.StatusServiceClient
 	adminC  tandemv1.AdminServiceClient
+	server  *api.Server
 }
 
 type envOptions struct {
@@ -146,7 +147,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(func() { _ = conn.Close() })
 	return &env{
 		rdb: rdb, st: st, status: tstatus.New(st), pub: pub, syncer: sy, keyring: kr,
-		statusC: tandemv1.NewStatusServiceClient(conn), adminC: tandemv1.NewAdminServiceClient(conn),
+		statusC: tandemv1.NewStatusServiceClient(conn), adminC: tandemv1.NewAdminServiceClient(conn), server: a,
 	}
 }
 

@@ -23,41 +23,15 @@ func (s *Server) GetOrgStatus(ctx context.Context, req *tandemv1.GetOrgStatusReq
 		return nil, s.grpcError(ctx, err)
 	}
 	out := &tandemv1.OrgStatus{OrgId: org.GetOrgId(), ServiceAccount: serviceAccount(org)}
-	users, err := s.st.ListUsers(ctx, org.GetOrgId())
+	users, err := s.countUsers(ctx, org.GetOrgId())
 	if err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
-	recognized, refused := false, false
-	for _, u := range users {
-		us, err := s.status.Get(ctx, store.UserKey{OrgID: org.GetOrgId(), UserID: u.GetUserId()})
-		if err != nil {
-			return nil, s.grpcError(ctx, err)
-		}
-		if us.GetAssignedToActiveConfiguration() != tandemv1.CheckResult_CHECK_RESULT_PASSED {
-			continue
-		}
-		out.UsersExpected++
-		linked := len(us.GetKinds()) > 0
-		for _, ks := range us.GetKinds() {
-			linked = linked && ks.GetAddressesLinked() == tandemv1.CheckResult_CHECK_RESULT_PASSED
-		}
-		if linked {
-			out.UsersLinked++
-		}
-		if us.GetSuspended() {
-			out.UsersSuspended++
-		}
-		switch us.GetRecognizedByServiceAccount() {
-		case tandemv1.CheckResult_CHECK_RESULT_PASSED:
-			recognized = true
-		case tandemv1.CheckResult_CHECK_RESULT_FAILED:
-			refused = true
-		}
-	}
+	out.UsersExpected, out.UsersLinked, out.UsersSuspended = users.expected, users.linked, users.suspended
 	switch {
-	case recognized:
+	case users.recognized:
 		out.ServiceAccountRecognized = tandemv1.CheckResult_CHECK_RESULT_PASSED
-	case refused:
+	case users.refused:
 		out.ServiceAccountRecognized = tandemv1.CheckResult_CHECK_RESULT_FAILED
 	}
 	for _, kind := range engine.Kinds {
@@ -80,6 +54,48 @@ func (s *Server) GetOrgStatus(ctx context.Context, req *tandemv1.GetOrgStatusReq
 	}
 	out.LastCycle = sch.Cycle
 	return &tandemv1.GetOrgStatusResponse{Status: out}, nil
+}
+
+// userCounts are an org's users assigned to active configurations, by state, and whether the
+// Exchange service account was recognized for any of them (or refused for any).
+type userCounts struct {
+	expected, linked, suspended int64
+	recognized, refused         bool
+}
+
+func (s *Server) countUsers(ctx context.Context, orgID string) (userCounts, error) {
+	var c userCounts
+	users, err := s.st.ListUsers(ctx, orgID)
+	if err != nil {
+		return c, err
+	}
+	for _, u := range users {
+		us, err := s.status.Get(ctx, store.UserKey{OrgID: orgID, UserID: u.GetUserId()})
+		if err != nil {
+			return c, err
+		}
+		if us.GetAssignedToActiveConfiguration() != tandemv1.CheckResult_CHECK_RESULT_PASSED {
+			continue
+		}
+		c.expected++
+		linked := len(us.GetKinds()) > 0
+		for _, ks := range us.GetKinds() {
+			linked = linked && ks.GetAddressesLinked() == tandemv1.CheckResult_CHECK_RESULT_PASSED
+		}
+		if linked {
+			c.linked++
+		}
+		if us.GetSuspended() {
+			c.suspended++
+		}
+		switch us.GetRecognizedByServiceAccount() {
+		case tandemv1.CheckResult_CHECK_RESULT_PASSED:
+			c.recognized = true
+		case tandemv1.CheckResult_CHECK_RESULT_FAILED:
+			c.refused = true
+		}
+	}
+	return c, nil
 }
 
 // serviceAccount is "Microsoft Exchange service account provided": the account, the OAuth app,

@@ -36,7 +36,13 @@ type Config struct {
 	AllowHTTP bool
 	// GracefulStop bounds how long in-flight RPCs may take on shutdown.
 	GracefulStop time.Duration
+	// UserCountInterval is how often the tandem.sync.users gauge counts every org's users;
+	// zero means DefaultUserCountInterval.
+	UserCountInterval time.Duration
 }
+
+// DefaultUserCountInterval is Config.UserCountInterval's default.
+const DefaultUserCountInterval = time.Minute
 
 // RegisterFlags registers the status-api's flags, the platform's included.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
@@ -44,12 +50,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9090", "address of the gRPC API")
 	fs.BoolVar(&c.AllowHTTP, "allow-http", false, "allow connection tests against plain-HTTP Exchange endpoints (simulators only)")
 	fs.DurationVar(&c.GracefulStop, "graceful-stop", 10*time.Second, "how long in-flight RPCs may take on shutdown")
+	fs.DurationVar(&c.UserCountInterval, "user-count-interval", DefaultUserCountInterval, "how often the tandem.sync.users metric counts every org's users by state")
 }
 
 // Validate checks the settings.
 func (c *Config) Validate() error {
 	if c.GRPCAddr == "" {
 		return errors.New("--grpc-addr is required")
+	}
+	if c.UserCountInterval != 0 && c.UserCountInterval < time.Second {
+		return fmt.Errorf("--user-count-interval %s: at least 1s", c.UserCountInterval)
 	}
 	return nil
 }
@@ -61,6 +71,7 @@ type StatusAPI struct {
 	server *grpc.Server
 	health *health.Server
 	lis    net.Listener
+	users  *api.UserGauges
 }
 
 // New returns the service, listening on cfg.GRPCAddr.
@@ -72,20 +83,28 @@ func New(cfg Config, p *platform.Platform) (*StatusAPI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gRPC listener: %w", err)
 	}
-	return NewOnListener(cfg, p, lis), nil
+	svc, err := NewOnListener(cfg, p, lis)
+	if err != nil {
+		return nil, errors.Join(err, lis.Close())
+	}
+	return svc, nil
 }
 
 // NewOnListener returns the service serving on lis.
-func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) *StatusAPI {
+func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) (*StatusAPI, error) {
 	srv := grpc.NewServer()
 	sy := engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger})
 	a := api.New(p.Store, sy, api.ConnectorChecker{AllowHTTP: cfg.AllowHTTP, Logger: p.Logger}, p.Logger)
+	users, err := api.NewUserGauges(a, p.Telemetry.MeterProvider)
+	if err != nil {
+		return nil, err
+	}
 	tandemv1.RegisterStatusServiceServer(srv, a)
 	tandemv1.RegisterAdminServiceServer(srv, a)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
-	return &StatusAPI{cfg: cfg, p: p, server: srv, health: hs, lis: lis}
+	return &StatusAPI{cfg: cfg, p: p, server: srv, health: hs, lis: lis, users: users}, nil
 }
 
 // Addr is where the gRPC API listens.
@@ -107,6 +126,15 @@ func (s *StatusAPI) Components() []lifecycle.Component {
 		}},
 		{Name: "dead-letters", Run: func(ctx context.Context) error {
 			return s.p.Bus.Consume(ctx, bus.ConsumerStatusDead, s.deadLetter)
+		}},
+		{Name: "user-counts", Run: func(ctx context.Context) error {
+			every := s.cfg.UserCountInterval
+			if every == 0 {
+				every = DefaultUserCountInterval
+			}
+			return lifecycle.Every(ctx, every, s.users.Refresh, func(err error) {
+				s.p.Logger.WarnContext(ctx, "count users for the tandem.sync.users metric", slog.Any("error", err))
+			})
 		}},
 	}
 }

@@ -43,7 +43,10 @@ func start(t *testing.T, gracefulStop time.Duration) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := statusapi.NewOnListener(statusapi.Config{GRPCAddr: lis.Addr().String(), GracefulStop: gracefulStop}, p.Platform, lis)
+	svc, err := statusapi.NewOnListener(statusapi.Config{GRPCAddr: lis.Addr().String(), GracefulStop: gracefulStop}, p.Platform, lis)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if svc.Addr().String() != lis.Addr().String() {
 		t.Fatalf("Addr = %s, want %s", svc.Addr(), lis.Addr())
 	}
