@@ -106,6 +106,9 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Optio
 	if cfg.CredentialsFile != "" {
 		natsOpts = append(natsOpts, nats.UserCredentials(cfg.CredentialsFile))
 	}
+	if cfg.CAFile != "" {
+		natsOpts = append(natsOpts, nats.RootCAs(cfg.CAFile))
+	}
 
 	var nc *nats.Conn
 	err := retry.Do(ctx, connectRetry, func(ctx context.Context) error {

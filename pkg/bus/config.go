@@ -30,6 +30,9 @@ type Config struct {
 	Name string
 	// CredentialsFile is a NATS .creds file (user JWT and nkey seed); empty for no authentication.
 	CredentialsFile string
+	// CAFile is a PEM file of the certificate authorities that sign the NATS servers' TLS
+	// certificates (tls:// URLs); empty trusts the system's roots.
+	CAFile string
 	// Replicas is the replica count of every stream: 1 in dev and tests, 3 in Kubernetes.
 	Replicas int
 	// DuplicateWindow is how long a stream remembers message ids to drop re-published

@@ -35,8 +35,10 @@ var Version = "dev"
 type Config struct {
 	NATSURL         string
 	NATSCredentials string
-	StreamReplicas  int
-	RedisURL        string
+	// NATSCA is a PEM file of the CAs that sign the NATS servers' certificates (tls:// URLs).
+	NATSCA         string
+	StreamReplicas int
+	RedisURL       string
 	// SealKey is the base64 AES-256 key sealing org credentials at rest; a comma-separated list
 	// rotates keys (the first seals, all open).
 	SealKey    string
@@ -55,6 +57,7 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated")
 	fs.StringVar(&c.NATSCredentials, "nats-creds", "", "NATS credentials file (user JWT and seed); empty for none")
+	fs.StringVar(&c.NATSCA, "nats-ca", "", "PEM file of the certificate authorities that sign the NATS servers' TLS certificates (tls:// URLs); empty for the system's")
 	fs.IntVar(&c.StreamReplicas, "stream-replicas", 1, "JetStream replicas of every stream (3 in production)")
 	fs.StringVar(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL (redis:// or rediss://), or comma-separated cluster addresses")
 	fs.StringVar(&c.SealKey, "seal-key", "", "base64 AES-256 key sealing org credentials at rest; comma-separated to rotate (first seals)")
@@ -124,7 +127,7 @@ func Open(ctx context.Context, cfg Config, service string, log io.Writer) (*Plat
 		return nil, errors.Join(err, tel.Shutdown(ctx))
 	}
 	b, err := bus.Connect(ctx, bus.Config{
-		URL: cfg.NATSURL, Name: "tandem-" + service, CredentialsFile: cfg.NATSCredentials, Replicas: cfg.StreamReplicas,
+		URL: cfg.NATSURL, Name: "tandem-" + service, CredentialsFile: cfg.NATSCredentials, CAFile: cfg.NATSCA, Replicas: cfg.StreamReplicas,
 	}, logger, bus.WithTracerProvider(tel.TracerProvider), bus.WithMeterProvider(tel.MeterProvider), bus.WithPropagator(tel.Propagator))
 	if err != nil {
 		return nil, errors.Join(err, st.Close(), tel.Shutdown(ctx))
