@@ -16,12 +16,20 @@ GOLANGCI_LINT_VERSION      := v2.15.0
 # Every module of the workspace (go.work). Each is tested on its own (GOWORK=off) so that its
 # go.mod is proven complete.
 MODULES := proto pkg services/scheduler services/exchange-worker services/salesforce-worker \
-           services/reconciler services/status-api cmd/tandem
+           services/reconciler services/status-api cmd/tandem deploy
 
 # Flags for `make run`: a small seeded demo that syncs until both sides agree, then keeps running.
 RUN_FLAGS ?= --users 5 --contacts-per-user 40
 
-.PHONY: help run test test-go proto proto-check lint fmt bench tools clean
+.PHONY: help run test test-go proto proto-check lint fmt bench tools clean image
+
+# Images (make image): version and commit are stamped into the binaries and the OCI labels.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE     ?= ghcr.io/tandem-sync/tandem
+PLATFORMS ?= linux/amd64,linux/arm64
+# PUSH=--push publishes the multi-architecture images; without it buildx only builds them.
+PUSH      ?=
 
 help:
 	@echo "make run    - the all-in-one demo: every service, embedded NATS and Redis, simulated Exchange and Salesforce"
@@ -30,6 +38,7 @@ help:
 	@echo "make lint   - buf lint and golangci-lint (.golangci.yml) on every module"
 	@echo "make fmt    - format Go and protobuf sources"
 	@echo "make bench  - run the benchmarks"
+	@echo "make image  - the service and CLI images for $(PLATFORMS), tagged $(VERSION) (PUSH=--push to publish)"
 
 run:
 	$(GO) run ./cmd/tandem dev $(RUN_FLAGS)
@@ -94,3 +103,9 @@ bench:
 
 clean:
 	rm -rf $(BIN)
+
+image:
+	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
+		--target services -t $(IMAGE):$(VERSION) $(PUSH) .
+	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
+		--target cli -t $(IMAGE)-cli:$(VERSION) $(PUSH) .
