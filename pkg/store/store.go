@@ -10,7 +10,6 @@ package store
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -40,6 +39,7 @@ type Store struct {
 	keyring     *seal.Keyring
 	now         func() time.Time
 	reportLimit int
+	mode        *modeCache
 }
 
 // Option configures a Store.
@@ -60,17 +60,20 @@ func WithErrorReportLimit(n int) Option {
 // New returns a Store on rdb. keyring seals and opens org secrets; it may be nil for
 // services that never touch them, which then get ErrNoKeyring if they try.
 func New(rdb redis.UniversalClient, keyring *seal.Keyring, opts ...Option) *Store {
-	s := &Store{rdb: rdb, keyring: keyring, now: time.Now, reportLimit: DefaultErrorReportLimit}
+	s := &Store{rdb: rdb, keyring: keyring, now: time.Now, reportLimit: DefaultErrorReportLimit, mode: &modeCache{}}
 	for _, o := range opts {
 		o(s)
 	}
 	return s
 }
 
-// Connect opens a client for rawURL (see NewClient), checks it with PING and returns a Store
-// on it. The Store owns the client: Close closes it.
+// Connect opens a client for rawURL with OpenClient — one address is probed, and a Redis
+// Cluster node gets a cluster client — checks it with Ping and returns a Store on it. It fails
+// when Redis cannot be reached or answers in a mode Tandem cannot keep its state in (see
+// Ping), so that a service does not start on a Redis that would lose or refuse its writes.
+// The Store owns the client: Close closes it.
 func Connect(ctx context.Context, rawURL string, keyring *seal.Keyring, opts ...Option) (*Store, error) {
-	rdb, err := NewClient(rawURL)
+	rdb, err := OpenClient(ctx, rawURL)
 	if err != nil {
 		return nil, err
 	}
@@ -82,10 +85,15 @@ func Connect(ctx context.Context, rawURL string, keyring *seal.Keyring, opts ...
 	return s, nil
 }
 
-// NewClient returns a client for rawURL: a redis:// or rediss:// URL
-// (redis://[user:password@]host:port/db) for a single server, or a comma-separated list of
-// them (or of bare host:port addresses) for a Redis Cluster, whose nodes share the first
-// URL's credentials and TLS setting. Errors never show a password.
+// NewClient returns a client for rawURL without contacting Redis: a redis:// or rediss://
+// URL (redis://[user:password@]host:port/db) for a single server, or a comma-separated list
+// of them (or of bare host:port addresses) for a Redis Cluster, whose nodes share the first
+// URL's credentials, TLS setting and options. Errors never show a password.
+//
+// It does not discover the topology: one address always gets a client for a single server,
+// which against a Redis Cluster's configuration endpoint fails every keyed command with
+// MOVED. Services connect with Connect (or OpenClient); NewClient is for a Redis whose
+// topology the caller knows, such as the one `tandem dev` starts.
 func NewClient(rawURL string) (redis.UniversalClient, error) {
 	parts := strings.Split(strings.TrimSpace(rawURL), ",")
 	if len(parts) == 1 {
@@ -95,7 +103,10 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 		}
 		return redis.NewClient(opts), nil
 	}
-	var cluster redis.ClusterOptions
+	var (
+		first *redis.Options
+		addrs []string
+	)
 	for i, p := range parts {
 		opts, err := parseURL(p)
 		if err != nil {
@@ -105,19 +116,13 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 			return nil, fmt.Errorf("cluster address %d (%s): Redis Cluster has only database 0", i+1, redactURL(p))
 		}
 		if i == 0 {
-			cluster.Username, cluster.Password = opts.Username, opts.Password
-			cluster.TLSConfig = opts.TLSConfig
-		} else if (opts.TLSConfig == nil) != (cluster.TLSConfig == nil) {
+			first = opts
+		} else if (opts.TLSConfig == nil) != (first.TLSConfig == nil) {
 			return nil, fmt.Errorf("cluster address %d (%s): mixes redis:// and rediss://", i+1, redactURL(p))
 		}
-		cluster.Addrs = append(cluster.Addrs, opts.Addr)
+		addrs = append(addrs, opts.Addr)
 	}
-	if cluster.TLSConfig != nil {
-		// ParseURL pins ServerName to the first host; each node must be verified against
-		// its own name, which crypto/tls takes from the dialled address when it is empty.
-		cluster.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
-	return redis.NewClusterClient(&cluster), nil
+	return redis.NewClusterClient(clusterOptions(first, addrs)), nil
 }
 
 func parseURL(raw string) (*redis.Options, error) {
@@ -154,11 +159,25 @@ func redactErr(err error, raw string) string {
 	return msg
 }
 
-// Ping checks that Redis answers, for readiness probes.
+// Ping checks that Redis answers and is a Redis Tandem can keep its state in, for readiness
+// probes. It fails, saying what to change, when a client for a single server talks to a Redis
+// Cluster node (every keyed command would fail with MOVED), when a cluster reports
+// cluster_state other than ok or has no master, when the server is a read-only replica, and
+// when its maxmemory-policy is anything but noeviction (Tandem's ledger must never be
+// evicted). The policy comes from CONFIG GET, or from INFO memory where CONFIG is refused;
+// checks whose commands the server refuses are skipped. The PING runs on every call; a passed
+// mode check stands for 30 s, a failed one is repeated on the next call.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("ping redis: %w", err)
+		return fmt.Errorf("ping redis: %w", explain(redisAddr(s.rdb), err))
 	}
+	if s.mode.fresh(s.now()) {
+		return nil
+	}
+	if err := checkMode(ctx, s.rdb); err != nil {
+		return err
+	}
+	s.mode.passed(s.now().Add(modeCheckInterval))
 	return nil
 }
 

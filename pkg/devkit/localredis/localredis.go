@@ -58,6 +58,11 @@ type Options struct {
 	// AppendOnly turns on the append-only file, so that data survives a restart on the same
 	// Dir, as in production.
 	AppendOnly bool
+	// Args are further redis-server options, appended after the ones Start sets (a later
+	// option wins), for tests that need a server in another mode: "--cluster-enabled",
+	// "yes", or "--replicaof", "127.0.0.1", "6380". They must not change --port, --bind or
+	// --dir, which Start relies on. The embedded fallback ignores them.
+	Args []string
 	// StartTimeout bounds the wait for the server to answer PING; 0 means
 	// DefaultStartTimeout. The context given to Start can cut it shorter.
 	StartTimeout time.Duration
@@ -135,7 +140,7 @@ func start(ctx context.Context, opts Options, pickPort func() (int, error)) (*Se
 			lastErr = err
 			break
 		}
-		proc, err := startProcess(ctx, bin, dir, port, opts.AppendOnly, startTimeout, stopTimeout, logger)
+		proc, err := startProcess(ctx, bin, dir, port, opts.AppendOnly, opts.Args, startTimeout, stopTimeout, logger)
 		if err == nil {
 			logger.InfoContext(ctx, "redis-server started", "addr", proc.addr, "dir", dir, "pid", proc.cmd.Process.Pid)
 			s := &Server{addr: proc.addr, logger: logger, proc: proc, removeDir: removeDir}
@@ -243,14 +248,13 @@ type process struct {
 	stopTimeout time.Duration
 }
 
-func startProcess(ctx context.Context, bin, dir string, port int, appendOnly bool, startTimeout, stopTimeout time.Duration, logger *slog.Logger) (*process, error) {
+func startProcess(ctx context.Context, bin, dir string, port int, appendOnly bool, extra []string, startTimeout, stopTimeout time.Duration, logger *slog.Logger) (*process, error) {
 	aof := "no"
 	if appendOnly {
 		aof = "yes"
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	// Not exec.CommandContext: ctx bounds the start, not the server's life.
-	cmd := exec.Command(bin,
+	args := []string{
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--dir", dir,
@@ -258,7 +262,9 @@ func startProcess(ctx context.Context, bin, dir string, port int, appendOnly boo
 		"--appendonly", aof,
 		"--daemonize", "no",
 		"--logfile", "",
-	)
+	}
+	// Not exec.CommandContext: ctx bounds the start, not the server's life.
+	cmd := exec.Command(bin, append(args, extra...)...)
 	// redis-server may leave a forked AOF-rewrite child holding the output pipe; do not let
 	// it keep Wait from returning.
 	cmd.WaitDelay = 2 * time.Second
