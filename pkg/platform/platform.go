@@ -28,9 +28,6 @@ import (
 // EnvPrefix prefixes every setting's environment variable.
 const EnvPrefix = "TANDEM_"
 
-// Version is the release, set at build time with -ldflags "-X .../platform.Version=v1.2.3".
-var Version = "dev"
-
 // Config is the connection and runtime settings shared by every service.
 type Config struct {
 	NATSURL         string
@@ -110,7 +107,7 @@ func Open(ctx context.Context, cfg Config, service string, log io.Writer) (*Plat
 		log = os.Stderr
 	}
 	logger := telemetry.NewLogger(log, telemetry.ParseLevel(cfg.LogLevel), service)
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "tandem-" + service, ServiceVersion: Version})
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "tandem-" + service, ServiceVersion: BuildInfo().Version})
 	if err != nil {
 		return nil, err
 	}
