@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+
+	"github.com/tandem-sync/tandem/pkg/platform"
 )
 
 const usage = `Tandem keeps salespeople's contacts and calendar events in sync between Microsoft Exchange and Salesforce.
@@ -20,7 +23,7 @@ Usage:
   tandem bench [flags]                 measure sync speed, API calls against the minimum, latency and memory
   tandem plan --user EMAIL [flags]     show what a user's next cycle would create, update and delete
   tandem status [--user EMAIL] [flags] show an org's or a user's sync status
-  tandem version                       print the version
+  tandem version                       print the version, commit and Go version
 `
 
 func main() {
@@ -46,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "status":
 		return statusCommand(args[1:], stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, version())
+		printVersion(stdout, platform.BuildInfo())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -54,4 +57,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "tandem: unknown command %q\n\n%s", args[0], usage)
 	return 2
+}
+
+// printVersion prints what `tandem version` shows: the release, then the commit and the Go
+// release it was built from, a line each.
+func printVersion(w io.Writer, b platform.Build) {
+	commit := b.Commit
+	switch {
+	case commit == "":
+		commit = "unknown"
+	case b.Modified:
+		commit += " (with uncommitted changes)"
+	}
+	fmt.Fprintf(w, "tandem %s\ncommit: %s\n", b.Version, commit)
+	if b.Date != "" {
+		fmt.Fprintf(w, "date:   %s\n", b.Date)
+	}
+	fmt.Fprintf(w, "go:     %s %s/%s\n", b.GoVersion, runtime.GOOS, runtime.GOARCH)
 }

@@ -14,11 +14,14 @@ import (
 )
 
 // Health answers /healthz (the process is alive) and /readyz (the process can take work: it
-// has not started shutting down and every readiness check passes).
+// has not started shutting down and every readiness check passes), and serves beside them
+// what else belongs on the health port (the platform's /metrics, see Handle).
 type Health struct {
 	mu     sync.Mutex
 	ready  bool
 	checks map[string]func(context.Context) error
+	// mux serves /healthz, /readyz and what Handle added; built on first use.
+	mux *http.ServeMux
 	// running counts the components of each name that a Service started on this Health and
 	// that have not returned yet.
 	running map[string]int
@@ -117,8 +120,23 @@ func (h *Health) Ready(ctx context.Context) (bool, map[string]string) {
 	return ready, results
 }
 
-// Handler serves /healthz and /readyz.
-func (h *Health) Handler() http.Handler {
+// Handle serves handler at pattern (a net/http ServeMux pattern, such as "GET /metrics") on
+// the health port, beside /healthz and /readyz. It may be called while the port is served.
+// Like ServeMux.Handle, it panics if pattern is invalid or conflicts with one already served:
+// that is a programming error, not a condition to handle.
+func (h *Health) Handle(pattern string, handler http.Handler) {
+	h.serveMux().Handle(pattern, handler)
+}
+
+// Handler serves /healthz, /readyz and whatever Handle added.
+func (h *Health) Handler() http.Handler { return h.serveMux() }
+
+func (h *Health) serveMux() *http.ServeMux {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mux != nil {
+		return h.mux
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -135,5 +153,6 @@ func (h *Health) Handler() http.Handler {
 			Checks map[string]string `json:"checks"`
 		}{ready, results})
 	})
+	h.mux = mux
 	return mux
 }

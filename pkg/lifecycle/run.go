@@ -33,8 +33,9 @@ const (
 type Service struct {
 	// Name is used in logs.
 	Name string
-	// HealthAddr is where /healthz and /readyz are served; empty means not served (when
-	// `tandem dev` runs several services in one process, it serves one health endpoint).
+	// HealthAddr is where Health.Handler is served (/healthz, /readyz and what Health.Handle
+	// added, such as the platform's /metrics); empty means not served (when `tandem dev` runs
+	// several services in one process, it serves one health endpoint).
 	HealthAddr string
 	// Health is the service's health, which also tracks the components still running (see
 	// Health.Running); nil means a fresh one.

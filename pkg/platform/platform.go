@@ -28,9 +28,6 @@ import (
 // EnvPrefix prefixes every setting's environment variable.
 const EnvPrefix = "TANDEM_"
 
-// Version is the release, set at build time with -ldflags "-X .../platform.Version=v1.2.3".
-var Version = "dev"
-
 // Config is the connection and runtime settings shared by every service.
 type Config struct {
 	NATSURL         string
@@ -103,7 +100,8 @@ type Platform struct {
 }
 
 // Open connects to NATS and Redis, declares the bus topology, sets up telemetry, and registers
-// readiness checks for both connections. log receives JSON lines (nil means stderr).
+// readiness checks for both connections and the telemetry's metrics handler at /metrics on the
+// platform's Health, which Run serves on --health-addr. log receives JSON lines (nil means stderr).
 func Open(ctx context.Context, cfg Config, service string, log io.Writer) (*Platform, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -112,7 +110,7 @@ func Open(ctx context.Context, cfg Config, service string, log io.Writer) (*Plat
 		log = os.Stderr
 	}
 	logger := telemetry.NewLogger(log, telemetry.ParseLevel(cfg.LogLevel), service)
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "tandem-" + service, ServiceVersion: Version})
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "tandem-" + service, ServiceVersion: BuildInfo().Version})
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +136,11 @@ func Open(ctx context.Context, cfg Config, service string, log io.Writer) (*Plat
 	health := lifecycle.NewHealth()
 	health.AddCheck("nats", b.Ready)
 	health.AddCheck("redis", st.Ping)
+	// On the health port, so that every service (and `tandem dev`, which runs them all on this
+	// Health) serves its metrics without a port or flag of their own.
+	if metrics := tel.MetricsHandler(); metrics != nil {
+		health.Handle("GET /metrics", metrics)
+	}
 	return &Platform{Bus: b, Store: st, Telemetry: tel, Logger: logger, Health: health}, nil
 }
 
