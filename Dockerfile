@@ -33,9 +33,10 @@ COPY . .
 ARG TARGETOS TARGETARCH
 ARG VERSION=dev
 ARG COMMIT=unknown
+ARG DATE=
 RUN --mount=type=cache,target=/root/.cache/go-build \
     set -eu; \
-    ldflags="-s -w -X github.com/tandem-sync/tandem/pkg/platform.Version=${VERSION} -X github.com/tandem-sync/tandem/pkg/platform.Commit=${COMMIT}"; \
+    ldflags="-s -w -X github.com/tandem-sync/tandem/pkg/platform.Version=${VERSION} -X github.com/tandem-sync/tandem/pkg/platform.Commit=${COMMIT} -X github.com/tandem-sync/tandem/pkg/platform.Date=${DATE}"; \
     for s in scheduler exchange-worker salesforce-worker reconciler status-api; do \
       GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -buildvcs=false -ldflags="$ldflags" -o /out/services/$s ./services/$s/cmd/$s; \
     done; \
@@ -51,10 +52,12 @@ ENTRYPOINT ["/usr/local/bin/tandem"]
 FROM ${RUNTIME_IMAGE} AS services
 ARG VERSION=dev
 ARG COMMIT=unknown
+ARG DATE=
 LABEL org.opencontainers.image.title="Tandem" \
       org.opencontainers.image.description="Server-side sync of contacts and calendar events between Microsoft Exchange and Salesforce" \
       org.opencontainers.image.source="https://github.com/tandem-sync/tandem" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${COMMIT}"
+      org.opencontainers.image.revision="${COMMIT}" \
+      org.opencontainers.image.created="${DATE}"
 COPY --from=build /out/services/ /usr/local/bin/
 USER 65532:65532

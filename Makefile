@@ -26,6 +26,7 @@ RUN_FLAGS ?= --users 5 --contacts-per-user 40
 # Images (make image): version and commit are stamped into the binaries and the OCI labels.
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DATE      ?= $(shell git log -1 --format=%cI 2>/dev/null)
 IMAGE     ?= ghcr.io/tandem-sync/tandem
 PLATFORMS ?= linux/amd64,linux/arm64
 # PUSH=--push publishes the multi-architecture images; without it buildx only builds them.
@@ -105,7 +106,7 @@ clean:
 	rm -rf $(BIN)
 
 image:
-	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
+	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) \
 		--target services -t $(IMAGE):$(VERSION) $(PUSH) .
-	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
+	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) \
 		--target cli -t $(IMAGE)-cli:$(VERSION) $(PUSH) .

@@ -14,11 +14,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
-	"github.com/tandem-sync/tandem/pkg/platform"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
-
-func version() string { return "tandem " + platform.Version }
 
 // apiFlags are the flags of the commands that talk to a status-api.
 type apiFlags struct {

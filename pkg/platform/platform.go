@@ -59,7 +59,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL (redis:// or rediss://), or comma-separated cluster addresses")
 	fs.StringVar(&c.SealKey, "seal-key", "", "base64 AES-256 key sealing org credentials at rest; comma-separated to rotate (first seals)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&c.HealthAddr, "health-addr", ":8080", "address of the /healthz and /readyz endpoints; empty to disable")
+	fs.StringVar(&c.HealthAddr, "health-addr", ":8080", "address of the /healthz, /readyz and /metrics endpoints; empty to disable")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 5*time.Second, "how long to report not ready before stopping, so load balancers notice")
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", lifecycle.DefaultStopTimeout, "how long in-flight work may take to finish on shutdown")
 	fs.DurationVar(&c.StopGrace, "stop-grace", lifecycle.DefaultStopGrace, "how much longer than --stop-timeout shutdown waits for work still running before exiting without closing NATS and Redis under it")
