@@ -64,9 +64,14 @@ $(BIN)/golangci-lint:
 PROTO_TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 tools: $(PROTO_TOOLS) $(BIN)/golangci-lint
 
+# The descriptors with comments that status-api's server reflection serves (see
+# proto/tandem/v1/descriptors.go) are built beside the generated code.
+DESCRIPTORS := proto/tandem/v1/descriptors.binpb
+
 proto: $(PROTO_TOOLS)
 	buf lint
 	buf generate
+	buf build -o $(DESCRIPTORS) --path proto/tandem/v1
 
 # Fails when the committed generated code is not what `make proto` produces.
 proto-check: $(PROTO_TOOLS)
@@ -81,6 +86,8 @@ proto-check: $(PROTO_TOOLS)
 	for f in proto/tandem/v1/*.pb.go proto/eventbus/v1/*.pb.go; do \
 		[ -f "$$tmp/$$f" ] || { echo "generated file without a source: $$f"; stale=1; }; \
 	done; \
+	buf build -o "$$tmp/descriptors.binpb" --path proto/tandem/v1; \
+	if ! cmp -s "$$tmp/descriptors.binpb" $(DESCRIPTORS); then echo "stale descriptors: $(DESCRIPTORS) (run make proto)"; stale=1; fi; \
 	exit $$stale
 	@echo "generated protobuf code is up to date"
 

@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 
 	"github.com/tandem-sync/tandem/pkg/api"
 	"github.com/tandem-sync/tandem/pkg/bus"
@@ -103,7 +102,9 @@ func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) (*StatusA
 	tandemv1.RegisterAdminServiceServer(srv, a)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
-	reflection.Register(srv)
+	if err := registerReflection(srv); err != nil {
+		return nil, err
+	}
 	return &StatusAPI{cfg: cfg, p: p, server: srv, health: hs, lis: lis, users: users}, nil
 }
 

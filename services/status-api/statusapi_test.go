@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/grpc/status"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
@@ -107,13 +110,31 @@ func TestServesAPIHealthAndReflection(t *testing.T) {
 			t.Errorf("reflection lists %v, without %s", names, want)
 		}
 	}
-	// Reflection also describes the services' methods.
-	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "tandem.v1.AdminService"}}); err != nil {
-		t.Fatal(err)
+	// Reflection also describes the services' methods, with the comments of the .proto files,
+	// so that grpcurl describe explains each RPC; the health service is described too.
+	comments := func(symbol string) string {
+		t.Helper()
+		if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: symbol}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil || len(resp.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
+			t.Fatalf("file containing %s: %v, %v", symbol, resp, err)
+		}
+		var fd descriptorpb.FileDescriptorProto
+		if err := proto.Unmarshal(resp.GetFileDescriptorResponse().GetFileDescriptorProto()[0], &fd); err != nil {
+			t.Fatal(err)
+		}
+		var all strings.Builder
+		for _, loc := range fd.GetSourceCodeInfo().GetLocation() {
+			all.WriteString(loc.GetLeadingComments())
+		}
+		return all.String()
 	}
-	if resp, err := stream.Recv(); err != nil || len(resp.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
-		t.Fatalf("file containing tandem.v1.AdminService: %v, %v", resp, err)
+	if c := comments("tandem.v1.AdminService"); !strings.Contains(c, "PutOrg creates or replaces an org's connection settings") {
+		t.Errorf("reflection describes tandem.v1.AdminService without its comments (got %q)", c)
 	}
+	comments("grpc.health.v1.Health")
 	if err := stream.CloseSend(); err != nil {
 		t.Fatal(err)
 	}
