@@ -24,6 +24,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -474,6 +475,9 @@ func TestConsumeRecordsMetrics(t *testing.T) {
 				case metricdata.Histogram[float64]:
 					for _, dp := range data.DataPoints {
 						got[m.Name+label(dp.Attributes)] += int64(dp.Count)
+						if !slices.Equal(dp.Bounds, telemetry.DurationBuckets()) {
+							t.Errorf("%s has buckets %v, want telemetry.DurationBuckets (seconds)", m.Name, dp.Bounds)
+						}
 					}
 				}
 			}

@@ -10,6 +10,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 )
 
 // instrumentationName names the tracer and meter of this package.
@@ -78,7 +80,8 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	}
 	duration, err := meter.Float64Histogram("tandem.bus.handler.duration",
 		metric.WithDescription("Time a handler took to process a message, by consumer and outcome."),
-		metric.WithUnit("s"))
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(telemetry.DurationBuckets()...))
 	if err != nil {
 		return nil, fmt.Errorf("create handler duration histogram: %w", err)
 	}

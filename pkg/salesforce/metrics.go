@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 )
 
 const instrumentationName = "github.com/tandem-sync/tandem/pkg/salesforce"
@@ -39,7 +40,8 @@ func newMetrics(mp metric.MeterProvider, orgID string) (*metrics, error) {
 	}
 	if out.duration, err = m.Float64Histogram("tandem.salesforce.request.duration",
 		metric.WithDescription("Duration of Salesforce REST requests."),
-		metric.WithUnit("s")); err != nil {
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(telemetry.DurationBuckets()...)); err != nil {
 		return nil, err
 	}
 	if out.tokens, err = m.Int64Counter("tandem.salesforce.token.requests",

@@ -211,3 +211,11 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	t.shutdown = nil
 	return errors.Join(errs...)
 }
+
+// DurationBuckets are the bucket boundaries, in seconds, of Tandem's duration histograms: from a
+// few milliseconds (a Redis round trip, a small handler) to a minute (a slow Exchange or
+// Salesforce call near its timeout). The SDK's defaults are sized for milliseconds and would
+// put every call in the first buckets.
+func DurationBuckets() []float64 {
+	return []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+}
