@@ -19,6 +19,7 @@ import (
 
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
+	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/seal"
 	"github.com/tandem-sync/tandem/pkg/settings"
 	"github.com/tandem-sync/tandem/pkg/store"
@@ -120,7 +121,7 @@ func Open(ctx context.Context, cfg Config, service string, log io.Writer) (*Plat
 			return nil, errors.Join(fmt.Errorf("--seal-key: %w", err), tel.Shutdown(ctx))
 		}
 	}
-	st, err := store.Connect(ctx, cfg.RedisURL, keyring)
+	st, err := connectStore(ctx, cfg.RedisURL, keyring, logger)
 	if err != nil {
 		return nil, errors.Join(err, tel.Shutdown(ctx))
 	}
@@ -142,6 +143,33 @@ func Open(ctx context.Context, cfg Config, service string, log io.Writer) (*Plat
 		health.Handle("GET /metrics", metrics)
 	}
 	return &Platform{Bus: b, Store: st, Telemetry: tel, Logger: logger, Health: health}, nil
+}
+
+// storeRetry paces connecting to Redis while it cannot be used yet: a fresh install starts every
+// service, Redis and NATS at once, and a service waits for them rather than crash-looping
+// (the bus's connect loop waits for NATS at the same pace).
+var storeRetry = retry.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Second, Jitter: retry.DefaultJitter}
+
+// connectStore connects to Redis, trying again until ctx ends while Redis is unreachable or not
+// usable yet (a cluster still forming, say); a URL that cannot be parsed fails at once.
+func connectStore(ctx context.Context, redisURL string, keyring *seal.Keyring, logger *slog.Logger) (*store.Store, error) {
+	parsed, err := store.NewClient(redisURL) // parses the URL; connects to nothing
+	if err != nil {
+		return nil, err
+	}
+	_ = parsed.Close()
+	var st *store.Store
+	err = retry.Do(ctx, storeRetry, func(ctx context.Context) error {
+		var err error
+		st, err = store.Connect(ctx, redisURL, keyring)
+		return err
+	}, retry.OnRetry(func(err error, _ int, wait time.Duration) {
+		logger.WarnContext(ctx, "cannot use Redis yet", slog.Any("error", err), slog.Duration("retry_in", wait))
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("connect to Redis: %w", err)
+	}
+	return st, nil
 }
 
 // Close closes the connections, then flushes telemetry last. While a component run on the

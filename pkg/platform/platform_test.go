@@ -5,6 +5,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -234,7 +238,13 @@ func TestOpenErrors(t *testing.T) {
 		{name: "seal key of the wrong size", change: func(c *Config) { c.SealKey = secretish }, want: "--seal-key"},
 		{name: "seal key that is not base64", change: func(c *Config) { c.SealKey = "not base64: hunter2!" }, want: "--seal-key"},
 		{name: "second seal key broken", change: func(c *Config) { c.SealKey += "," + secretish }, want: "key 2"},
-		{name: "Redis unreachable", change: func(c *Config) { c.RedisURL = "redis://:p4ssw0rd@127.0.0.1:1/0" }, want: "redis"},
+		{
+			name:    "Redis unreachable until the context ends",
+			change:  func(c *Config) { c.RedisURL = "redis://:p4ssw0rd@127.0.0.1:1/0" },
+			timeout: 500 * time.Millisecond,
+			want:    "connect to Redis",
+		},
+		{name: "Redis URL that does not parse", change: func(c *Config) { c.RedisURL = "mysql://:p4ssw0rd@db" }, want: "redis"},
 		{
 			name:    "NATS unreachable until the context ends",
 			change:  func(c *Config) { c.NATSURL = "nats://127.0.0.1:1" },
@@ -564,5 +574,53 @@ func TestShutdownNeverClosesUnderARunningComponent(t *testing.T) {
 				t.Fatalf("%d uses of Redis or NATS failed while the component ran (first: %v): closed under it", n, firstFail.Load())
 			}
 		})
+	}
+}
+
+// TestOpenWaitsForRedis: on a fresh install Redis may come up after the services; Open waits
+// for it instead of failing.
+func TestOpenWaitsForRedis(t *testing.T) {
+	srv := startServers(t)
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is needed (apt-get install redis-server): %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := srv.config(t)
+	cfg.RedisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var logs syncBuffer
+	opened := make(chan error, 1)
+	go func() {
+		p, err := Open(ctx, cfg, "test", &logs)
+		if err == nil {
+			err = p.Close(context.Background())
+		}
+		opened <- err
+	}()
+	// Open is still waiting, saying why, when Redis starts a moment later.
+	for !strings.Contains(logs.String(), "cannot use Redis yet") {
+		select {
+		case err := <-opened:
+			t.Fatalf("Open returned before Redis was there: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	redisProc := exec.CommandContext(ctx, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--dir", t.TempDir())
+	if err := redisProc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = redisProc.Process.Kill(); _ = redisProc.Wait() })
+	if err := <-opened; err != nil {
+		t.Fatalf("Open after Redis started: %v", err)
 	}
 }
