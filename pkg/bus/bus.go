@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +27,11 @@ const connectAttemptTimeout = 5 * time.Second
 
 // connectRetry paces Connect's attempts.
 var connectRetry = retry.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Second, Jitter: retry.DefaultJitter}
+
+// declareRetry paces the attempts of each step of Declare. A cluster elects its meta leader
+// within seconds of its servers meeting, so the cap keeps a service from sleeping long past
+// that; the jitter spreads the retries of services that started together.
+var declareRetry = retry.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Second, Jitter: retry.DefaultJitter}
 
 // Bus publishes and consumes Tandem's messages over one NATS connection.
 type Bus struct {
@@ -195,71 +202,300 @@ func (b *Bus) Topology() Topology { return b.topology }
 
 // Declare creates or updates every stream and consumer of the topology. It is idempotent, so
 // every service may call it at start-up; the last one to run with a changed Config wins.
+//
+// Services start in any order, together, and often before the NATS cluster has elected its
+// JetStream meta leader (a first `kubectl apply`): each step is retried on its own, each
+// attempt bounded by Config.DeclareAttemptTimeout, until it succeeds, fails in a way that
+// retrying cannot fix (a stream or consumer on the server whose configuration the topology
+// cannot replace), or ctx ends. The error then names the step and, for a conflict, what
+// differs.
 func (b *Bus) Declare(ctx context.Context) error {
 	for _, sc := range b.topology.Streams {
-		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("bus: declare stream %s: %w", sc.Name, err)
+		if err := b.declareStep(ctx, "declare stream "+sc.Name, func(ctx context.Context) error {
+			return b.declareStream(ctx, sc)
+		}); err != nil {
+			return err
 		}
 	}
 	// The retired consumers go before anything is created next to them: their filters
 	// overlap the pooled consumers'.
 	for _, rc := range b.topology.RetiredConsumers {
-		err := b.js.DeleteConsumer(ctx, rc.Stream, rc.Durable)
-		if err == nil {
-			b.logger.InfoContext(ctx, "bus: deleted a consumer of an older topology",
-				slog.String(logKeyConsumer, rc.Durable), slog.String(logKeyStream, rc.Stream))
-		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return fmt.Errorf("bus: delete retired consumer %s on %s: %w", rc.Durable, rc.Stream, err)
+		if err := b.declareStep(ctx, fmt.Sprintf("delete retired consumer %s on %s", rc.Durable, rc.Stream), func(ctx context.Context) error {
+			return b.deleteRetired(ctx, rc)
+		}); err != nil {
+			return err
 		}
 	}
 	for _, rs := range b.topology.RetiredSubjects {
-		if err := b.purge(ctx, rs); err != nil {
+		if err := b.declareStep(ctx, fmt.Sprintf("purge %s from %s", rs.Filter, rs.Stream), func(ctx context.Context) error {
+			return classify(b.purge(ctx, rs))
+		}); err != nil {
 			return err
 		}
 	}
 	for _, cs := range b.topology.Consumers {
-		if _, err := b.js.CreateOrUpdateConsumer(ctx, cs.Stream, cs.Config); err != nil {
-			return fmt.Errorf("bus: declare consumer %s on %s: %w", cs.Config.Durable, cs.Stream, err)
+		if _, err := b.declareConsumerStep(ctx, cs); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// declareStep runs one step of Declare until it succeeds, returns an error marked permanent,
+// or ctx ends. Each attempt has its own deadline: a request sent while the cluster has no
+// meta leader is never answered, and waiting for it until ctx ends would waste the retries.
+func (b *Bus) declareStep(ctx context.Context, step string, op func(ctx context.Context) error) error {
+	err := retry.Do(ctx, declareRetry, func(ctx context.Context) error {
+		attempt, cancel := context.WithTimeout(ctx, b.cfg.DeclareAttemptTimeout)
+		defer cancel()
+		err := op(attempt)
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("no answer within %s: %w", b.cfg.DeclareAttemptTimeout, err)
+		}
+		return err
+	}, retry.OnRetry(func(err error, attempt int, wait time.Duration) {
+		b.logger.WarnContext(ctx, "bus: declaring the topology: a step failed; retrying",
+			slog.String("step", step), slog.Any("error", err), slog.Int("attempt", attempt), slog.Duration("retry_in", wait))
+	}))
+	if err == nil {
+		return nil
+	}
+	// An attempt cut short by ctx may fail with an error of its own (no responders, a closed
+	// subscription); the caller must still see that ctx ended it.
+	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("%w (last attempt: %v)", context.Cause(ctx), err) //nolint:errorlint // the last failure is told, not wrapped
+	}
+	return fmt.Errorf("bus: %s: %w", step, err)
+}
+
+// declareStream creates the stream of sc or updates it to sc.
+func (b *Bus) declareStream(ctx context.Context, sc jetstream.StreamConfig) error {
+	_, err := b.js.CreateOrUpdateStream(ctx, sc)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
+		// The stream did not exist when this attempt tried to update it and did when it
+		// tried to create it: another service created it in between. With the same
+		// configuration the next attempt's update finds it; with a different one the two
+		// topologies really disagree.
+		if diff := b.streamDiff(ctx, sc); diff != "" {
+			return retry.Permanent(fmt.Errorf("%w; the stream on the server differs: %s", err, diff))
+		}
+		return err
+	case transient(err):
+		return err
+	case errors.Is(err, errSubjectOverlap):
+		return retry.Permanent(b.withHolder(ctx, err, sc))
+	default:
+		return retry.Permanent(withDiff(err, "stream", b.streamDiff(ctx, sc)))
+	}
+}
+
+// errSubjectOverlap is JetStream's answer to a stream whose subjects another stream holds.
+var errSubjectOverlap = &jetstream.APIError{ErrorCode: 10065}
+
+// withHolder adds to err which other stream holds the subjects of sc, if it can find out.
+func (b *Bus) withHolder(ctx context.Context, err error, sc jetstream.StreamConfig) error {
+	for _, subject := range sc.Subjects {
+		if name, lerr := b.js.StreamNameBySubject(ctx, subject); lerr == nil && name != sc.Name {
+			return fmt.Errorf("%w; stream %s holds %s", err, name, subject)
+		}
+	}
+	return err
+}
+
+// declareConsumer creates the durable consumer of cs or updates it to cs, putting back its
+// stream first if it is missing.
+func (b *Bus) declareConsumer(ctx context.Context, cs ConsumerSpec) (jetstream.Consumer, error) {
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, cs.Stream, cs.Config)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := b.redeclareStream(ctx, cs.Stream); err != nil {
+			return nil, classify(err)
+		}
+		cons, err = b.js.CreateOrUpdateConsumer(ctx, cs.Stream, cs.Config)
+	}
+	switch {
+	case err == nil:
+		return cons, nil
+	case transient(err):
+		return nil, err
+	case errors.Is(err, errConsumerCreate):
+		// The server's catch-all: a change it cannot make to the consumer on the server
+		// (which then differs), or an internal failure while its cluster settles (and it
+		// does not).
+		if diff := b.consumerDiff(ctx, cs); diff != "" {
+			return nil, retry.Permanent(withDiff(err, "consumer", diff))
+		}
+		return nil, err
+	default:
+		return nil, retry.Permanent(withDiff(err, "consumer", b.consumerDiff(ctx, cs)))
+	}
+}
+
+// errConsumerCreate is JetStream's answer to a consumer it could not create or update.
+var errConsumerCreate = &jetstream.APIError{ErrorCode: jetstream.JSErrCodeConsumerCreate}
+
+// deleteRetired deletes a consumer of an older topology if it is still there.
+func (b *Bus) deleteRetired(ctx context.Context, rc RetiredConsumer) error {
+	err := b.js.DeleteConsumer(ctx, rc.Stream, rc.Durable)
+	switch {
+	case err == nil:
+		b.logger.InfoContext(ctx, "bus: deleted a consumer of an older topology",
+			slog.String(logKeyConsumer, rc.Durable), slog.String(logKeyStream, rc.Stream))
+		return nil
+	case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil
+	default:
+		return classify(err)
+	}
 }
 
 // purge removes the messages stored on a retired subject, which no consumer reads.
 func (b *Bus) purge(ctx context.Context, rs RetiredSubject) error {
 	s, err := b.js.Stream(ctx, rs.Stream)
 	if err != nil {
-		return fmt.Errorf("bus: purge %s from %s: %w", rs.Filter, rs.Stream, err)
+		return err
 	}
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(rs.Filter))
 	if err != nil {
-		return fmt.Errorf("bus: purge %s from %s: %w", rs.Filter, rs.Stream, err)
+		return err
 	}
 	if len(info.State.Subjects) == 0 {
 		return nil
 	}
 	if err := s.Purge(ctx, jetstream.WithPurgeSubject(rs.Filter)); err != nil {
-		return fmt.Errorf("bus: purge %s from %s: %w", rs.Filter, rs.Stream, err)
+		return err
 	}
 	b.logger.WarnContext(ctx, "bus: purged messages of an older topology; their reads and writes are recovered as lost ones",
 		slog.String(logKeyStream, rs.Stream), slog.String("filter", rs.Filter), slog.Int("subjects", len(info.State.Subjects)))
 	return nil
 }
 
-// declarePooled creates or updates a pool's consumer, which Declare cannot know in advance:
-// the first replica of a pool to consume creates it, the others find it.
-func (b *Bus) declarePooled(ctx context.Context, spec ConsumerSpec) (jetstream.Consumer, error) {
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, spec.Stream, spec.Config)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if err := b.redeclareStream(ctx, spec.Stream); err != nil {
-			return nil, err
-		}
-		cons, err = b.js.CreateOrUpdateConsumer(ctx, spec.Stream, spec.Config)
+// transientCodes are the JetStream API errors of a cluster that is forming, electing a leader
+// or moving one: what a service starting with its NATS cluster meets, and outlives by trying
+// again.
+var transientCodes = map[jetstream.ErrorCode]bool{
+	10004: true, // incomplete results
+	10005: true, // no suitable peers for placement: not every server has joined yet
+	10006: true, // JetStream not in clustered mode (yet)
+	10007: true, // JetStream cluster not assigned to this server
+	10008: true, // JetStream system temporarily unavailable: no meta leader
+	10009: true, // JetStream cluster can not handle request
+	10023: true, // insufficient resources: the peers' resources are not known yet
+	10035: true, // account not found (yet)
+	10039: true, // JetStream not enabled for account (yet)
+	10041: true, // raft error
+	10048: true, // stream assignment error
+	10075: true, // peer remap failed
+	10076: true, // JetStream not enabled (yet)
+	10118: true, // stream is offline
+	10119: true, // consumer is offline
+	10167: true, // too many requests
+	10194: true, // stream is offline, with a reason
+	10195: true, // consumer is offline, with a reason
+	10202: true, // cluster member change in progress
+}
+
+// transient reports whether another attempt may succeed where err failed: JetStream answered
+// that its cluster is not ready, or did not answer at all (a timeout, no responders while
+// JetStream starts, a connection being re-established). A closed connection never comes back,
+// and any other answer of JetStream's is about the request.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return transientCodes[apiErr.ErrorCode]
 	}
+	return !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, jetstream.ErrConnectionClosed) &&
+		!errors.Is(err, nats.ErrConnectionDraining)
+}
+
+// classify marks err permanent unless it is transient. classify(nil) is nil.
+func classify(err error) error {
+	if err == nil || transient(err) {
+		return err
+	}
+	return retry.Permanent(err)
+}
+
+// withDiff adds to err how the stream or consumer on the server differs from the topology, if
+// it does.
+func withDiff(err error, what, diff string) error {
+	if diff == "" {
+		return err
+	}
+	return fmt.Errorf("%w; the %s on the server differs: %s", err, what, diff)
+}
+
+// streamDiff describes how the stream on the server differs from sc in what the topology
+// declares, or is empty when it does not differ or cannot be looked up.
+func (b *Bus) streamDiff(ctx context.Context, sc jetstream.StreamConfig) string {
+	s, err := b.js.Stream(ctx, sc.Name)
 	if err != nil {
-		return nil, fmt.Errorf("bus: declare consumer %s on %s: %w", spec.Config.Durable, spec.Stream, err)
+		return ""
 	}
-	return cons, nil
+	have := s.CachedInfo().Config
+	var d differences
+	if !slices.Equal(have.Subjects, sc.Subjects) {
+		d.add("subjects", have.Subjects, sc.Subjects)
+	}
+	compare(&d, "retention", have.Retention, sc.Retention)
+	compare(&d, "storage", have.Storage, sc.Storage)
+	compare(&d, "replicas", have.Replicas, sc.Replicas)
+	compare(&d, "duplicate window", have.Duplicates, sc.Duplicates)
+	compare(&d, "max age", have.MaxAge, sc.MaxAge)
+	return d.String()
+}
+
+// consumerDiff describes how the consumer on the server differs from cs in what the topology
+// declares, or is empty when it does not differ or cannot be looked up.
+func (b *Bus) consumerDiff(ctx context.Context, cs ConsumerSpec) string {
+	c, err := b.js.Consumer(ctx, cs.Stream, cs.Config.Durable)
+	if err != nil {
+		return ""
+	}
+	have, want := c.CachedInfo().Config, cs.Config
+	var d differences
+	compare(&d, "filter subject", have.FilterSubject, want.FilterSubject)
+	compare(&d, "deliver policy", have.DeliverPolicy, want.DeliverPolicy)
+	compare(&d, "ack policy", have.AckPolicy, want.AckPolicy)
+	compare(&d, "ack wait", have.AckWait, want.AckWait)
+	compare(&d, "max deliver", have.MaxDeliver, want.MaxDeliver)
+	compare(&d, "max ack pending", have.MaxAckPending, want.MaxAckPending)
+	return d.String()
+}
+
+// differences collects the fields in which a server's configuration differs from the topology.
+type differences []string
+
+func (d *differences) add(field string, have, want any) {
+	*d = append(*d, fmt.Sprintf("%s is %v, the topology's is %v", field, have, want))
+}
+
+func compare[T comparable](d *differences, field string, have, want T) {
+	if have != want {
+		d.add(field, have, want)
+	}
+}
+
+func (d differences) String() string { return strings.Join(d, "; ") }
+
+// declarePooled creates or updates a pool's consumer, which Declare cannot know in advance:
+// the first replica of a pool to consume creates it, the others find it. Replicas of a pool
+// that start together, with their cluster, retry as Declare does.
+func (b *Bus) declarePooled(ctx context.Context, spec ConsumerSpec) (jetstream.Consumer, error) {
+	return b.declareConsumerStep(ctx, spec)
+}
+
+// declareConsumerStep is the step of declaring one consumer.
+func (b *Bus) declareConsumerStep(ctx context.Context, cs ConsumerSpec) (jetstream.Consumer, error) {
+	var cons jetstream.Consumer
+	err := b.declareStep(ctx, fmt.Sprintf("declare consumer %s on %s", cs.Config.Durable, cs.Stream), func(ctx context.Context) error {
+		var err error
+		cons, err = b.declareConsumer(ctx, cs)
+		return err
+	})
+	return cons, err
 }
 
 // Ready reports whether the bus can do its work: the connection is up and JetStream answers.

@@ -289,6 +289,9 @@ func TestNewRejects(t *testing.T) {
 	if _, err := bus.New(nc, bus.Config{Replicas: 9}, nil); err == nil {
 		t.Error("New with 9 replicas succeeded")
 	}
+	if _, err := bus.New(nc, bus.Config{DeclareAttemptTimeout: -time.Second}, nil); err == nil {
+		t.Error("New with a negative declare attempt timeout succeeded")
+	}
 	if _, err := bus.Connect(t.Context(), bus.Config{}, nil); err == nil {
 		t.Error("Connect without URL succeeded")
 	}

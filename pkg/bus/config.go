@@ -14,6 +14,9 @@ const (
 	DefaultDeadLetterMaxAge = 14 * 24 * time.Hour
 	DefaultAckWait          = 30 * time.Second
 	DefaultMaxDeliver       = 8
+	// DefaultDeclareAttemptTimeout leaves a cluster under load time to answer, and is short
+	// enough that a request lost before the cluster had a leader is soon sent again.
+	DefaultDeclareAttemptTimeout = 10 * time.Second
 )
 
 // minAckWait keeps the InProgress heartbeat (every AckWait/3) from flooding the server.
@@ -46,6 +49,9 @@ type Config struct {
 	AckWait time.Duration
 	// MaxDeliver is how many times a message is delivered before it is dead-lettered.
 	MaxDeliver int
+	// DeclareAttemptTimeout bounds each attempt of each step of Declare. Declare tries again
+	// after an attempt that ran out of time, until its own context ends.
+	DeclareAttemptTimeout time.Duration
 }
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -67,6 +73,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxDeliver == 0 {
 		c.MaxDeliver = DefaultMaxDeliver
+	}
+	if c.DeclareAttemptTimeout == 0 {
+		c.DeclareAttemptTimeout = DefaultDeclareAttemptTimeout
 	}
 	return c
 }
@@ -91,6 +100,9 @@ func (c Config) validate() error {
 		// Unlimited redelivery (-1) would retry a poisoned message forever instead of
 		// dead-lettering it.
 		errs = append(errs, fmt.Errorf("max deliver %d must be at least 1", c.MaxDeliver))
+	}
+	if c.DeclareAttemptTimeout < 0 {
+		errs = append(errs, fmt.Errorf("declare attempt timeout %s is negative", c.DeclareAttemptTimeout))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bus config: %w", err)

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/tandem-sync/tandem/pkg/syncerr"
@@ -144,6 +146,43 @@ func TestConfigValidation(t *testing.T) {
 			err := tt.cfg.withDefaults().validate()
 			if (err == nil) != tt.ok {
 				t.Fatalf("validate() = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+func TestDeclareErrorClassification(t *testing.T) {
+	apiErr := func(code int, errCode jetstream.ErrorCode) error {
+		return &jetstream.APIError{Code: code, ErrorCode: errCode, Description: "from the server"}
+	}
+	tests := []struct {
+		name      string
+		err       error
+		transient bool
+	}{
+		{"attempt timed out", fmt.Errorf("no answer within 10s: %w", context.DeadlineExceeded), true},
+		{"request timed out", nats.ErrTimeout, true},
+		{"no responders while JetStream starts", nats.ErrNoResponders, true},
+		{"JetStream not enabled yet", jetstream.ErrJetStreamNotEnabled, true},
+		{"JetStream not enabled for the account yet", jetstream.ErrJetStreamNotEnabledForAccount, true},
+		{"no meta leader", apiErr(503, 10008), true},
+		{"insufficient resources", apiErr(503, 10023), true},
+		{"peers not known yet", apiErr(400, 10005), true},
+		{"cluster can not handle request", apiErr(500, 10009), true},
+		{"wrapped", fmt.Errorf("declare: %w", apiErr(503, 10008)), true},
+		{"connection closed", nats.ErrConnectionClosed, false},
+		{"retention cannot change", apiErr(500, 10052), false},
+		{"subjects overlap", apiErr(400, 10065), false},
+		{"consumer cannot be updated", apiErr(500, 10012), false},
+		{"name in use with another configuration", jetstream.ErrStreamNameAlreadyInUse, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := transient(tt.err); got != tt.transient {
+				t.Errorf("transient(%v) = %v, want %v", tt.err, got, tt.transient)
+			}
+			if got := IsPermanent(classify(tt.err)); got == tt.transient {
+				t.Errorf("classify(%v) permanent %v, want %v", tt.err, got, !tt.transient)
 			}
 		})
 	}
