@@ -74,7 +74,7 @@ func TestParseAlsoKnown(t *testing.T) {
 	}{
 		{name: "another component's variables", env: []string{"TANDEM_ALLOW_HTTP=true", "TANDEM_GRACEFUL_STOP=3s", "TANDEM_REDIS_URL=redis://env"}, wantURL: "redis://env"},
 		{name: "a typo of this component's", env: []string{"TANDEM_ALLOW_HTTP=true", "TANDEM_REDIS_ULR=x"}, wantErr: "TANDEM_REDIS_ULR (did you mean TANDEM_REDIS_URL?)"},
-		{name: "a typo of another component's", env: []string{"TANDEM_GRACEFULL_STOP=3s"}, wantErr: "TANDEM_GRACEFULL_STOP (did you mean TANDEM_GRACEFUL_STOP?)"},
+		{name: "a typo of another component's", env: []string{"TANDEM_GRACEFUL_STPP=3s"}, wantErr: "TANDEM_GRACEFUL_STPP (did you mean TANDEM_GRACEFUL_STOP?)"},
 		{name: "nothing near", env: []string{"TANDEM_COLOUR=blue"}, wantErr: "unknown environment variables TANDEM_COLOUR (known: TANDEM_REDIS_URL, TANDEM_SYNC_INTERVAL)"},
 	}
 	for _, tt := range tests {

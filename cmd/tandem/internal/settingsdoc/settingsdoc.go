@@ -173,7 +173,7 @@ func Generate(root string) (map[string][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("format %s: %w", VariablesPath, err)
 	}
-	readme, err := os.ReadFile(filepath.Join(root, ReadmePath))
+	readme, err := os.ReadFile(filepath.Clean(filepath.Join(root, ReadmePath)))
 	if err != nil {
 		return nil, err
 	}

@@ -37,11 +37,11 @@ func run() error {
 	slices.Sort(paths)
 	for _, p := range paths {
 		full := filepath.Join(root, p)
-		old, err := os.ReadFile(full)
+		old, err := os.ReadFile(filepath.Clean(full))
 		if err == nil && string(old) == string(files[p]) {
 			continue
 		}
-		if err := os.WriteFile(full, files[p], 0o644); err != nil { //nolint:gosec // a source file, world-readable like the rest of the tree
+		if err := os.WriteFile(full, files[p], 0o644); err != nil { //nolint:gosec // a source file, readable like the rest of the tree
 			return err
 		}
 		fmt.Println("settingsgen: wrote", p)
