@@ -218,7 +218,9 @@ func Run(ctx context.Context, cfg Config, name string, p *Platform, svc Service)
 // Main is the whole of a service binary: flags and TANDEM_* variables, SIGINT/SIGTERM,
 // the platform, the service, an orderly shutdown with telemetry flushed last. register
 // registers every flag of the service, the platform's included (cfg is where the platform's
-// land). It returns the process exit code.
+// land). The variables of the other services' flags (Variables) are accepted and ignored, so
+// that all services can share one environment; any other TANDEM_* variable is an error. It
+// returns the process exit code.
 func Main(name string, args []string, cfg *Config, register func(*flag.FlagSet), build func(*Platform) (Service, error)) int {
 	return mainWith(process{
 		environ: os.Environ(),
@@ -244,7 +246,7 @@ func mainWith(proc process, name string, args []string, cfg *Config, register fu
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nEvery flag can also be set with its environment variable.\n\n%s", name, settings.Usage(fs, EnvPrefix))
 	}
-	if err := settings.Parse(fs, args, proc.environ, EnvPrefix); err != nil {
+	if err := settings.Parse(fs, args, proc.environ, EnvPrefix, settings.AlsoKnown(Variables())); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}

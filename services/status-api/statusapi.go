@@ -22,6 +22,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/platform"
 	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
+	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -31,7 +32,8 @@ type Config struct {
 	Platform platform.Config
 	// GRPCAddr is where the gRPC API listens.
 	GRPCAddr string
-	// AllowHTTP lets connection tests use plain-HTTP Exchange endpoints (simulators only).
+	// AllowHTTP accepts orgs whose Exchange and Salesforce URLs are plain http, and lets
+	// connection tests use plain-HTTP Exchange endpoints (simulators and lab servers only).
 	AllowHTTP bool
 	// GracefulStop bounds how long in-flight RPCs may take on shutdown.
 	GracefulStop time.Duration
@@ -47,7 +49,7 @@ const DefaultUserCountInterval = time.Minute
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Platform.RegisterFlags(fs)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9090", "address of the gRPC API")
-	fs.BoolVar(&c.AllowHTTP, "allow-http", false, "allow connection tests against plain-HTTP Exchange endpoints (simulators only)")
+	fs.BoolVar(&c.AllowHTTP, "allow-http", false, "accept orgs whose Exchange and Salesforce URLs are plain http, and test connections to them (simulators and lab servers only)")
 	fs.DurationVar(&c.GracefulStop, "graceful-stop", 10*time.Second, "how long in-flight RPCs may take on shutdown")
 	fs.DurationVar(&c.UserCountInterval, "user-count-interval", DefaultUserCountInterval, "how often the tandem.sync.users metric counts every org's users by state")
 }
@@ -99,7 +101,7 @@ func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) (*StatusA
 		return nil, err
 	}
 	tandemv1.RegisterStatusServiceServer(srv, a)
-	tandemv1.RegisterAdminServiceServer(srv, a)
+	tandemv1.RegisterAdminServiceServer(srv, checkedAdmin{AdminServiceServer: a, rules: store.OrgRules{AllowHTTP: cfg.AllowHTTP}})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	if err := registerReflection(srv); err != nil {

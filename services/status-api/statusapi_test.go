@@ -15,9 +15,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/grpc/status"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
@@ -27,7 +27,7 @@ import (
 )
 
 const (
-	testOrg  = "00Dorg000000001"
+	testOrg  = "00Dorg000000001EAA"
 	testUser = "005user00000001"
 )
 
@@ -41,12 +41,19 @@ type running struct {
 
 func start(t *testing.T, gracefulStop time.Duration) *running {
 	t.Helper()
+	return startWith(t, statusapi.Config{GracefulStop: gracefulStop})
+}
+
+// startWith starts the service with cfg, on a listener of its own.
+func startWith(t *testing.T, cfg statusapi.Config) *running {
+	t.Helper()
 	p := platformtest.New(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := statusapi.NewOnListener(statusapi.Config{GRPCAddr: lis.Addr().String(), GracefulStop: gracefulStop}, p.Platform, lis)
+	cfg.GRPCAddr = lis.Addr().String()
+	svc, err := statusapi.NewOnListener(cfg, p.Platform, lis)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,10 +163,10 @@ func TestServesAPIHealthAndReflection(t *testing.T) {
 	}
 	// Connection tests are served (with the real connectors): an org with neither a service
 	// account nor a Salesforce My Domain fails both checks without calling out.
-	if _, err := admin.PutOrg(t.Context(), &tandemv1.PutOrgRequest{Org: &tandemv1.Org{OrgId: "00Dunconfigured"}}); err != nil {
+	if _, err := admin.PutOrg(t.Context(), &tandemv1.PutOrgRequest{Org: &tandemv1.Org{OrgId: "00DunconfiguredEAA"}}); err != nil {
 		t.Fatalf("PutOrg: %v", err)
 	}
-	tc, err := admin.TestConnection(t.Context(), &tandemv1.TestConnectionRequest{OrgId: "00Dunconfigured", Email: "rep@acme.example"})
+	tc, err := admin.TestConnection(t.Context(), &tandemv1.TestConnectionRequest{OrgId: "00DunconfiguredEAA", Email: "rep@acme.example"})
 	if err != nil {
 		t.Fatalf("TestConnection: %v", err)
 	}
@@ -314,5 +321,62 @@ func TestShutdownIsGraceful(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return once the last RPC finished")
+	}
+}
+
+// TestPutOrgChecksTheOrg: an org whose id is not its 18-character Salesforce org id, or whose
+// URLs are plain http, is refused with what to enter — plain http is accepted when the service
+// runs with --allow-http — and nothing is stored.
+func TestPutOrgChecksTheOrg(t *testing.T) {
+	plain := func(id string) *tandemv1.Org {
+		return &tandemv1.Org{
+			OrgId:      id,
+			Exchange:   &tandemv1.ExchangeConnection{EwsUrl: "http://mail.acme.example/EWS/Exchange.asmx", ServiceAccount: "svc@acme.example", Password: "secret"},
+			Salesforce: &tandemv1.SalesforceConnection{MyDomainUrl: "http://acme.my.salesforce.com"},
+		}
+	}
+	for _, tc := range []struct {
+		name      string
+		allowHTTP bool
+		org       *tandemv1.Org
+		says      []string // in the error; none: stored
+	}{
+		{name: "a 15-character id", org: &tandemv1.Org{OrgId: "00D000000000062"}, says: []string{"org_id", "enter its 18-character form, 00D000000000062EAA"}},
+		{name: "not an org id", org: &tandemv1.Org{OrgId: "acme"}, says: []string{"org_id", "is not a Salesforce org id", "Setup → Company Information"}},
+		{name: "plain http", org: plain(testOrg), says: []string{"exchange.ews_url", "salesforce.my_domain_url", "is plain http", "--allow-http"}},
+		{name: "plain http with --allow-http", allowHTTP: true, org: plain(testOrg)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startWith(t, statusapi.Config{AllowHTTP: tc.allowHTTP, GracefulStop: time.Second})
+			admin := tandemv1.NewAdminServiceClient(dial(t, r.addr))
+			_, err := admin.PutOrg(t.Context(), &tandemv1.PutOrgRequest{Org: tc.org})
+			stored, getErr := r.p.Store.GetOrgRedacted(t.Context(), tc.org.GetOrgId())
+			if len(tc.says) == 0 {
+				if err != nil || getErr != nil {
+					t.Fatalf("PutOrg = %v; stored org %v, %v", err, stored, getErr)
+				}
+				return
+			}
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("PutOrg = %v, want InvalidArgument", err)
+			}
+			for _, want := range tc.says {
+				if !strings.Contains(status.Convert(err).Message(), want) {
+					t.Errorf("PutOrg error %q does not say %q", status.Convert(err).Message(), want)
+				}
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("PutOrg error quotes the password: %v", err)
+			}
+			if getErr == nil {
+				t.Errorf("a refused org was stored: %v", stored)
+			}
+		})
+	}
+	// A request without an org is still the API's to refuse.
+	r := startWith(t, statusapi.Config{GracefulStop: time.Second})
+	_, err := tandemv1.NewAdminServiceClient(dial(t, r.addr)).PutOrg(t.Context(), &tandemv1.PutOrgRequest{})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("PutOrg without an org = %v, want InvalidArgument", err)
 	}
 }

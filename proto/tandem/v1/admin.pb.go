@@ -170,7 +170,7 @@ func (x *PutOrgResponse) GetOrg() *Org {
 // GetOrgRequest asks for one org.
 type GetOrgRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -345,7 +345,7 @@ func (x *ListOrgsResponse) GetOrgs() []*Org {
 // TestConnectionRequest asks for a connection test.
 type TestConnectionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// email is the mailbox of a rep the service account should be able to impersonate.
 	Email         string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
@@ -620,7 +620,7 @@ func (x *PutSyncConfigurationResponse) GetConfiguration() *SyncConfiguration {
 // ListSyncConfigurationsRequest asks for an org's configurations.
 type ListSyncConfigurationsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -712,7 +712,7 @@ func (x *ListSyncConfigurationsResponse) GetConfigurations() []*SyncConfiguratio
 // DeleteSyncConfigurationRequest deletes a configuration.
 type DeleteSyncConfigurationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// id is the configuration.
 	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
@@ -804,7 +804,7 @@ func (*DeleteSyncConfigurationResponse) Descriptor() ([]byte, []int) {
 // ResetUserSyncRequest marks a user for reset.
 type ResetUserSyncRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id is the Salesforce User Id.
 	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -905,7 +905,7 @@ func (x *ResetUserSyncResponse) GetResetStatus() ResetStatus {
 // ResumeUserSyncRequest ends a user's suspension.
 type ResumeUserSyncRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id is the Salesforce User Id.
 	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1006,7 +1006,7 @@ func (x *ResumeUserSyncResponse) GetStatus() *UserStatus {
 // ResolveHeldDeletesRequest decides held deletes.
 type ResolveHeldDeletesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id is the user.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`

@@ -585,7 +585,9 @@ func (EventSelection) EnumDescriptor() ([]byte, []int) {
 // Secret fields are write-only: they are sealed at rest and never returned by the API.
 type Org struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the Salesforce organization id (00D...).
+	// org_id is the org's Salesforce org id in its 18-character, case-safe form, as the Salesforce
+	// API returns it (00D...; Setup > Company Information shows only its first 15 characters).
+	// PutOrg refuses any other id, answering a 15-character one with its 18-character form.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// name is a display name.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
@@ -1360,7 +1362,7 @@ type SyncConfiguration struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id identifies the configuration within its org.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// name is the display name, unique within the org.
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`

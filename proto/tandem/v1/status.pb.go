@@ -329,7 +329,7 @@ func (x *KindStatus) GetRecordsRelinked() int64 {
 // UserStatus is one user's status (Tables 4, 5 and 6).
 type UserStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id is the Salesforce User Id.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -694,7 +694,7 @@ func (x *SalesforceApiUsage) GetBackedOffUntil() *timestamppb.Timestamp {
 // OrgStatus is an org's system status (Tables 1, 2 and 3).
 type OrgStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// service_account is "Microsoft Exchange service account provided": the name, or empty for None.
 	ServiceAccount string `protobuf:"bytes,2,opt,name=service_account,json=serviceAccount,proto3" json:"service_account,omitempty"`
@@ -915,7 +915,7 @@ type SyncErrorEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id identifies the entry.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id is the user, if the error is a user's.
 	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1031,7 +1031,7 @@ func (x *SyncErrorEntry) GetHeldDeletes() *HeldDeletes {
 // GetOrgStatusRequest asks for an org's status.
 type GetOrgStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1123,7 +1123,7 @@ func (x *GetOrgStatusResponse) GetStatus() *OrgStatus {
 // GetUserStatusRequest asks for one user's status, by id or email.
 type GetUserStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id is the Salesforce User Id; either it or email is required.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1233,7 +1233,7 @@ func (x *GetUserStatusResponse) GetStatus() *UserStatus {
 // ListUserStatusesRequest asks for a page of user statuses.
 type ListUserStatusesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// page_size is the most statuses to return; 0 means 100, at most 1000.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
@@ -1352,7 +1352,7 @@ func (x *ListUserStatusesResponse) GetNextPageToken() string {
 // ListSyncErrorsRequest asks for a page of the sync error report.
 type ListSyncErrorsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id limits the report to one user; empty means every user.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1480,7 +1480,7 @@ func (x *ListSyncErrorsResponse) GetNextPageToken() string {
 // PlanUserSyncRequest asks what a user's next cycle would do.
 type PlanUserSyncRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id is the Salesforce User Id; either it or email is required.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`

@@ -138,7 +138,7 @@ func (WriteOp) EnumDescriptor() ([]byte, []int) {
 // syncing users of an org at once.
 type SyncJob struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the Salesforce organization id the job belongs to.
+	// org_id is the 18-character Salesforce org id of the org the job belongs to.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id is the Salesforce User Id of the syncing user; empty for per-org Salesforce jobs.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -327,7 +327,7 @@ func (x *Change) GetOutOfScope() bool {
 // nothing changed, so that the reconciler knows the side is up to date.
 type ChangeBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// org_id is the org the changes belong to.
+	// org_id is the 18-character Salesforce org id of the org the changes belong to.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id is the syncing user the changes belong to.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -624,7 +624,7 @@ type WriteBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// batch_id is deterministic from the command ids, used as the message id.
 	BatchId string `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
-	// org_id is the org the writes belong to.
+	// org_id is the 18-character Salesforce org id of the org the writes belong to.
 	OrgId string `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id is the user the writes are made for (and as, where the system allows).
 	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -837,7 +837,7 @@ type WriteResultBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// batch_id is the WriteBatch's id.
 	BatchId string `protobuf:"bytes,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
-	// org_id is the org.
+	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id is the user.
 	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1218,7 +1218,7 @@ type DeadLetter struct {
 	Error *SyncError `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
 	// data is the original payload.
 	Data []byte `protobuf:"bytes,7,opt,name=data,proto3" json:"data,omitempty"`
-	// org_id is the org from the subject.
+	// org_id is the org from the subject: its 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,8,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// user_id is the user from the subject, if any.
 	UserId string `protobuf:"bytes,9,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
