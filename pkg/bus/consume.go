@@ -207,6 +207,10 @@ func (b *Bus) Consume(ctx context.Context, consumer string, handler Handler, opt
 		cons, err = b.js.Consumer(ctx, spec.Stream, consumer)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped while finding or declaring the consumer: a normal stop, like one later.
+			return nil
+		}
 		return fmt.Errorf("consume %s on %s: %w", consumer, spec.Stream, err)
 	}
 	// The server's view of AckWait and MaxDeliver is authoritative: it is what redelivers.
