@@ -34,7 +34,7 @@ func (c ConnectorChecker) Exchange(ctx context.Context, org *tandemv1.Org, mb ex
 
 // Salesforce obtains a token and makes one cheap call with a fresh Salesforce connector.
 func (c ConnectorChecker) Salesforce(ctx context.Context, org *tandemv1.Org) error {
-	conn, err := salesforce.NewConnector(org, salesforce.WithLogger(c.Logger))
+	conn, err := salesforce.NewConnector(org, salesforce.WithLogger(c.Logger), salesforce.WithAllowHTTP(c.AllowHTTP))
 	if err != nil {
 		return err
 	}

@@ -73,7 +73,9 @@ func parseTokenResponse(body []byte, fallbackURL string) (*token, error) {
 	if instance == "" {
 		instance = fallbackURL
 	}
-	base, err := baseURL(instance)
+	// The instance is reached as the My Domain was: over https, unless the My Domain itself was
+	// a plain-http simulator the connector was allowed to use.
+	base, err := baseURL(instance, strings.HasPrefix(strings.ToLower(strings.TrimSpace(fallbackURL)), "http://"))
 	if err != nil {
 		return nil, fmt.Errorf("token response instance_url: %w", err)
 	}
@@ -92,14 +94,19 @@ func ParseTokenError(status int, body []byte) *TokenError {
 	return &TokenError{StatusCode: status, Code: r.Error, Description: r.ErrorDescription}
 }
 
-// baseURL validates an absolute http(s) URL and returns its scheme://host.
-func baseURL(raw string) (string, error) {
+// baseURL validates an absolute https URL (or http, with allowHTTP: simulators and lab servers
+// only, since a token and the org's data would cross the network in clear) and returns its
+// scheme://host.
+func baseURL(raw string, allowHTTP bool) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
 		return "", err
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return "", fmt.Errorf("%q is not an absolute http(s) URL", raw)
+		return "", fmt.Errorf("%q is not an absolute https URL", raw)
+	}
+	if u.Scheme == "http" && !allowHTTP {
+		return "", fmt.Errorf("%q is plain http, which would send tokens and records in clear: use its https URL (plain http only for simulators, with --allow-http)", u.Scheme+"://"+u.Host)
 	}
 	return u.Scheme + "://" + u.Host, nil
 }

@@ -72,7 +72,7 @@ func NewConnector(org *tandemv1.Org, opts ...Option) (*Connector, error) {
 	missing := func(format string, args ...any) error {
 		return syncerr.New(syncerr.SalesforceConfigMissing, "org %s: "+format, append([]any{org.GetOrgId()}, args...)...)
 	}
-	myDomain, err := baseURL(conn.GetMyDomainUrl())
+	myDomain, err := baseURL(conn.GetMyDomainUrl(), cfg.allowHTTP)
 	if err != nil {
 		return nil, missing("My Domain URL: %v", err)
 	}

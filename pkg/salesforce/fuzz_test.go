@@ -145,7 +145,7 @@ func FuzzParseTokenResponse(f *testing.F) {
 			if tok == "" {
 				t.Fatal("empty access token accepted")
 			}
-			if _, err := baseURL(inst); err != nil {
+			if _, err := baseURL(inst, false); err != nil {
 				t.Fatalf("instance %q accepted: %v", inst, err)
 			}
 		}

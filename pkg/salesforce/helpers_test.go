@@ -51,7 +51,8 @@ func jwtOrg(t testing.TB, baseURL string) *tandemv1.Org {
 
 func newTestConnector(t testing.TB, org *tandemv1.Org, opts ...Option) *Connector {
 	t.Helper()
-	c, err := NewConnector(org, opts...)
+	// The tests' servers (httptest, the simulator) speak plain http.
+	c, err := NewConnector(org, append([]Option{WithAllowHTTP(true)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

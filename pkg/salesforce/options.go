@@ -78,6 +78,7 @@ type settings struct {
 	maxResponseBytes   int64
 	maxSOQLLength      int
 	sessionTimeout     time.Duration
+	allowHTTP          bool
 }
 
 // Option configures a Connector.
@@ -85,6 +86,10 @@ type Option func(*settings)
 
 // WithHTTPClient sets the HTTP client (transport, TLS, proxy). Its Timeout bounds one request.
 func WithHTTPClient(c *http.Client) Option { return func(s *settings) { s.httpClient = c } }
+
+// WithAllowHTTP permits a plain-http My Domain URL, and then a plain-http instance: for
+// simulators and lab servers only. Without it a connector refuses them.
+func WithAllowHTTP(allow bool) Option { return func(s *settings) { s.allowHTTP = allow } }
 
 // WithLogger sets the logger; records carry the org id.
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l } }

@@ -500,6 +500,25 @@ func TestCallerCancellationIsNotClassified(t *testing.T) {
 	}
 }
 
+// TestPlainHTTPOnlyWhenAllowed: the My Domain, and the instance a token names, are https
+// unless the connector may use a plain-http simulator.
+func TestPlainHTTPOnlyWhenAllowed(t *testing.T) {
+	org := jwtOrg(t, "http://127.0.0.1:8443")
+	if _, err := NewConnector(org); err == nil || !strings.Contains(err.Error(), "plain http") {
+		t.Fatalf("plain-http My Domain without WithAllowHTTP: %v, want refused as plain http", err)
+	}
+	if _, err := NewConnector(org, WithAllowHTTP(true)); err != nil {
+		t.Fatalf("plain-http My Domain with WithAllowHTTP: %v", err)
+	}
+	body := []byte(`{"access_token":"a","instance_url":"http://acme.my.salesforce.com"}`)
+	if _, _, err := ParseTokenResponse(body, "https://acme.my.salesforce.com"); err == nil {
+		t.Fatal("an https My Domain's token named a plain-http instance, and it was accepted")
+	}
+	if _, inst, err := ParseTokenResponse(body, "http://127.0.0.1:8443"); err != nil || inst != "http://acme.my.salesforce.com" {
+		t.Fatalf("a plain-http simulator's instance: %q, %v", inst, err)
+	}
+}
+
 func TestNewConnectorValidates(t *testing.T) {
 	priv, _ := testKeyPEM(t)
 	conn := func(mod func(*tandemv1.SalesforceConnection)) *tandemv1.Org {
@@ -524,6 +543,7 @@ func TestNewConnectorValidates(t *testing.T) {
 			c.Auth = tandemv1.SalesforceAuth_SALESFORCE_AUTH_CLIENT_CREDENTIALS
 		}), syncerr.SalesforceConfigMissing},
 		{"no credentials", conn(func(c *tandemv1.SalesforceConnection) { c.PrivateKeyPem = "" }), syncerr.SalesforceConfigMissing},
+		{"plain-http My Domain", conn(func(c *tandemv1.SalesforceConnection) { c.MyDomainUrl = "http://acme.my.salesforce.com" }), syncerr.SalesforceConfigMissing},
 		{"valid", conn(func(*tandemv1.SalesforceConnection) {}), ""},
 		{"valid sandbox with version", conn(func(c *tandemv1.SalesforceConnection) {
 			c.MyDomainUrl = "https://acme--uat.sandbox.my.salesforce.com"

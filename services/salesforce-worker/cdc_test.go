@@ -45,7 +45,7 @@ func newCDCEnv(t *testing.T) *cdcEnv {
 	cfg := testConfig()
 	cfg.CDC = CDCConfig{Endpoint: lis.Addr().String(), Plaintext: true, Refresh: 100 * time.Millisecond,
 		Backoff: retry.Policy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}}
-	w, err := NewWithConnectors(cfg, se.p.Platform, RESTConnectors(se.p.Platform, "TandemTest"))
+	w, err := NewWithConnectors(cfg, se.p.Platform, RESTConnectors(se.p.Platform, "TandemTest", true))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,12 +91,12 @@ func newSFSimEnv(t *testing.T, ownClock bool) *sfsimEnv {
 	}
 
 	se.env = newEnv(t, testConfig(), func(p *platform.Platform) ConnectorFactory {
-		rest := RESTConnectors(p, "TandemTest")
+		rest := RESTConnectors(p, "TandemTest", true)
 		if !ownClock {
 			return rest
 		}
 		return func(org *tandemv1.Org) (Connector, error) {
-			return salesforce.NewConnector(org, salesforce.WithClientName("TandemTest"), salesforce.WithClock(now))
+			return salesforce.NewConnector(org, salesforce.WithClientName("TandemTest"), salesforce.WithClock(now), salesforce.WithAllowHTTP(true))
 		}
 	})
 	se.org = &tandemv1.Org{OrgId: testOrg, Name: "Acme", Enabled: true, Salesforce: &tandemv1.SalesforceConnection{

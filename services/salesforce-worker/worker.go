@@ -55,6 +55,8 @@ type Config struct {
 	// Pool is the worker pool this replica serves: it takes the jobs and write batches of the
 	// orgs whose worker_pool names it, and no others. Empty means the default pool.
 	Pool string
+	// AllowHTTP permits plain-http My Domain URLs (simulators and lab servers only).
+	AllowHTTP bool
 }
 
 // DefaultApplyConcurrency is how many write batches a replica carries out at once by default:
@@ -72,6 +74,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ApplyMaxDelay, "apply-max-delay", DefaultApplyMaxDelay, "the longest a write batch waits for others of its org to share Salesforce calls with")
 	fs.DurationVar(&c.DirectoryRefresh, "directory-refresh", time.Hour, "how often each org's user directory is read again")
 	fs.StringVar(&c.ClientName, "client-name", salesforce.DefaultClientName, "client name sent in Sforce-Call-Options on writes")
+	fs.BoolVar(&c.AllowHTTP, "allow-http", false, "allow plain-HTTP Salesforce My Domain URLs (simulators and lab servers only)")
 	fs.StringVar(&c.Pool, "pool", store.DefaultWorkerPool, "worker pool this replica serves: the orgs whose worker_pool names it")
 	c.CDC.RegisterFlags(fs)
 }
@@ -108,13 +111,13 @@ type Connector interface {
 // ConnectorFactory builds an org's Salesforce connector from its settings.
 type ConnectorFactory func(org *tandemv1.Org) (Connector, error)
 
-// RESTConnectors builds REST connectors.
-func RESTConnectors(p *platform.Platform, clientName string) ConnectorFactory {
+// RESTConnectors builds REST connectors; allowHTTP lets them use plain-http My Domain URLs.
+func RESTConnectors(p *platform.Platform, clientName string, allowHTTP bool) ConnectorFactory {
 	return func(org *tandemv1.Org) (Connector, error) {
 		if org.GetSalesforce() == nil {
 			return nil, syncerr.New(syncerr.SalesforceConfigMissing, "org %s has no Salesforce connection", org.GetOrgId())
 		}
-		return salesforce.NewConnector(org, salesforce.WithLogger(p.Logger), salesforce.WithClientName(clientName),
+		return salesforce.NewConnector(org, salesforce.WithLogger(p.Logger), salesforce.WithClientName(clientName), salesforce.WithAllowHTTP(allowHTTP),
 			salesforce.WithTracerProvider(p.Telemetry.TracerProvider), salesforce.WithMeterProvider(p.Telemetry.MeterProvider))
 	}
 }
@@ -136,7 +139,7 @@ type Worker struct {
 
 // New returns a worker using REST connectors.
 func New(cfg Config, p *platform.Platform) (*Worker, error) {
-	return NewWithConnectors(cfg, p, RESTConnectors(p, cfg.ClientName))
+	return NewWithConnectors(cfg, p, RESTConnectors(p, cfg.ClientName, cfg.AllowHTTP))
 }
 
 // NewWithConnectors returns a worker using connectors built by factory.

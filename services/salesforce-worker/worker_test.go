@@ -403,7 +403,7 @@ func TestPollFailures(t *testing.T) {
 }
 
 func TestMissingSalesforceConnection(t *testing.T) {
-	e := newEnv(t, testConfig(), func(p *platform.Platform) ConnectorFactory { return RESTConnectors(p, "Tandem") })
+	e := newEnv(t, testConfig(), func(p *platform.Platform) ConnectorFactory { return RESTConnectors(p, "Tandem", true) })
 	e.putOrg(&tandemv1.Org{OrgId: testOrg, Enabled: true})
 	if err := e.w.handleJob(t.Context(), jobMessage(t, job(1, []tandemv1.RecordKind{contact}, []string{u1}, nil))); err != nil {
 		t.Fatalf("handleJob = %v, want nil: a missing connection is reported, not retried", err)

@@ -50,7 +50,7 @@ func (r *run) floor(ctx context.Context, seeding devenv.Seeding) error {
 	if err != nil {
 		return err
 	}
-	sf, err := salesforce.NewConnector(org, salesforce.WithClientName("tandem-bench"))
+	sf, err := salesforce.NewConnector(org, salesforce.WithClientName("tandem-bench"), salesforce.WithAllowHTTP(true))
 	if err != nil {
 		return err
 	}

@@ -448,7 +448,7 @@ func (r *run) service(name string, replica int) (*proc, error) {
 	case "exchange-worker":
 		env = append(env, "TANDEM_ALLOW_HTTP=true", "TANDEM_BACKOFF_BASE=1s", "TANDEM_BACKOFF_MAX=5s")
 	case "salesforce-worker":
-		env = append(env, "TANDEM_PUBSUB_ENDPOINT="+r.pubsub, "TANDEM_PUBSUB_PLAINTEXT=true", "TANDEM_CDC_REFRESH=2s")
+		env = append(env, "TANDEM_ALLOW_HTTP=true", "TANDEM_PUBSUB_ENDPOINT="+r.pubsub, "TANDEM_PUBSUB_PLAINTEXT=true", "TANDEM_CDC_REFRESH=2s")
 	case "reconciler":
 		env = append(env, "TANDEM_LEASE_TTL=10s", "TANDEM_PENDING_TIMEOUT=20s")
 	case "status-api":

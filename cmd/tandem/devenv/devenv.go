@@ -197,7 +197,7 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 		{"salesforce-worker", func(p *platform.Platform) (platform.Service, error) {
 			return salesforceworker.New(salesforceworker.Config{Platform: pcfg, JobConcurrency: SalesforceJobConcurrency, ApplyConcurrency: SalesforceApplyConcurrency,
 				ApplyLinger: salesforceworker.DefaultApplyLinger, ApplyMaxDelay: salesforceworker.DefaultApplyMaxDelay,
-				DirectoryRefresh: time.Minute, ClientName: devClientName,
+				DirectoryRefresh: time.Minute, ClientName: devClientName, AllowHTTP: allowHTTP,
 				CDC: salesforceworker.CDCConfig{Endpoint: e.PubSubAddr, Plaintext: allowHTTP, Refresh: 2 * time.Second}}, p)
 		}},
 		{"reconciler", func(p *platform.Platform) (platform.Service, error) {

@@ -156,7 +156,7 @@ func (e *Env) readReal(ctx context.Context) (ex, sf *RealDump, err error) {
 		return nil, nil, fmt.Errorf("build the Exchange connector: %w", err)
 	}
 	// The salesforce-worker's own connector: a poll only queries.
-	sfConn, err := salesforceworker.RESTConnectors(e.Platform, devClientName)(org)
+	sfConn, err := salesforceworker.RESTConnectors(e.Platform, devClientName, true)(org)
 	if err != nil {
 		return nil, nil, fmt.Errorf("build the Salesforce connector: %w", err)
 	}

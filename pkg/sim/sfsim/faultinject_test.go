@@ -49,7 +49,7 @@ func newFaultEnv(t *testing.T, cfg sfsim.Config) *faultEnv {
 	}}
 	conn, err := salesforce.NewConnector(org,
 		salesforce.WithRetryPolicy(salesforce.RetryPolicy{Attempts: 1, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond, LockAttempts: 1}),
-		salesforce.WithHTTPClient(&http.Client{Timeout: 3 * time.Second}))
+		salesforce.WithHTTPClient(&http.Client{Timeout: 3 * time.Second}), salesforce.WithAllowHTTP(true))
 	if err != nil {
 		t.Fatal(err)
 	}
