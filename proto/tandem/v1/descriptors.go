@@ -1,3 +1,5 @@
+// Package tandemv1 is Tandem's API and internal messages (tandem.v1): the code generated from
+// the .proto files beside it, and their source descriptors for server reflection.
 package tandemv1
 
 import (
