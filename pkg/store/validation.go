@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode"
 
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -161,19 +162,9 @@ func caseSafeSuffix(id15 []byte) string {
 func isLetter(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
 func isAlnum(c byte) bool  { return isLetter(c) || ('0' <= c && c <= '9') }
 
-func upper(c byte) byte {
-	if 'a' <= c && c <= 'z' {
-		return c - 'a' + 'A'
-	}
-	return c
-}
-
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c - 'A' + 'a'
-	}
-	return c
-}
+// upper and lower change the case of an ASCII letter, and leave anything else as it is.
+func upper(c byte) byte { return byte(unicode.ToUpper(rune(c))) }
+func lower(c byte) byte { return byte(unicode.ToLower(rune(c))) }
 
 // findOrgID tells an admin what to enter for an org id, and where to find it.
 const findOrgID = "enter the org's 18-character Salesforce org id, which starts with 00D (Setup → Company Information " +
