@@ -22,6 +22,11 @@ func (s *Server) PutOrg(ctx context.Context, req *tandemv1.PutOrgRequest) (*tand
 	if err := required("org.org_id", org.GetOrgId()); err != nil {
 		return nil, err
 	}
+	if s.rules != nil {
+		if err := s.rules.Check(org); err != nil {
+			return nil, s.grpcError(ctx, err)
+		}
+	}
 	org.UpdatedAt = timestamppb.New(s.now())
 	stored, err := s.st.PutOrg(ctx, org)
 	if err != nil {

@@ -40,14 +40,29 @@ type Server struct {
 	checker Checker
 	log     *slog.Logger
 	now     func() time.Time
+	// rules are checked on every org PutOrg stores (see WithOrgRules); nil checks nothing.
+	rules *store.OrgRules
 }
 
+// Option configures a Server.
+type Option func(*Server)
+
+// WithOrgRules makes PutOrg refuse an org that breaks rules (store.OrgRules: the 18-character
+// Salesforce org id, https URLs unless rules.AllowHTTP), with one violation per field saying
+// what to enter. The status-api sets them from its --allow-http; `tandem dev` and the tests,
+// which store orgs of the simulators, go without.
+func WithOrgRules(rules store.OrgRules) Option { return func(s *Server) { s.rules = &rules } }
+
 // New returns the API server.
-func New(st *store.Store, sy *engine.Syncer, checker Checker, log *slog.Logger) *Server {
+func New(st *store.Store, sy *engine.Syncer, checker Checker, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{st: st, status: tstatus.New(st), syncer: sy, checker: checker, log: log, now: time.Now}
+	s := &Server{st: st, status: tstatus.New(st), syncer: sy, checker: checker, log: log, now: time.Now}
+	for _, opt := range opts {
+		opt(s)
+	}
+	return s
 }
 
 // grpcError maps an error to a gRPC status: not found, invalid argument and unauthenticated

@@ -95,13 +95,14 @@ func New(cfg Config, p *platform.Platform) (*StatusAPI, error) {
 func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) (*StatusAPI, error) {
 	srv := grpc.NewServer()
 	sy := engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger})
-	a := api.New(p.Store, sy, api.ConnectorChecker{AllowHTTP: cfg.AllowHTTP, Logger: p.Logger}, p.Logger)
+	a := api.New(p.Store, sy, api.ConnectorChecker{AllowHTTP: cfg.AllowHTTP, Logger: p.Logger}, p.Logger,
+		api.WithOrgRules(store.OrgRules{AllowHTTP: cfg.AllowHTTP}))
 	users, err := api.NewUserGauges(a, p.Telemetry.MeterProvider)
 	if err != nil {
 		return nil, err
 	}
 	tandemv1.RegisterStatusServiceServer(srv, a)
-	tandemv1.RegisterAdminServiceServer(srv, checkedAdmin{AdminServiceServer: a, rules: store.OrgRules{AllowHTTP: cfg.AllowHTTP}})
+	tandemv1.RegisterAdminServiceServer(srv, a)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	if err := registerReflection(srv); err != nil {
