@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tandem-sync/tandem/cmd/tandem/internal/settingsdoc"
+	"github.com/tandem-sync/tandem/cmd/tandem/internal/sourcetree"
 	"github.com/tandem-sync/tandem/pkg/platform"
 	"github.com/tandem-sync/tandem/pkg/settings"
 )
@@ -18,7 +19,7 @@ import (
 // every service accepts (pkg/platform/variables.go) and the README's settings table — is not
 // what the flags give now.
 func TestSettingsGenerated(t *testing.T) {
-	root, err := settingsdoc.Root(".")
+	root, err := sourcetree.Root(".")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,21 +155,3 @@ func build(ctx context.Context, root, dir string) (map[string]string, error) {
 	}
 	return bins, nil
 }
-
-// sourceRoot finds the repository (the directory holding go.work) from the working directory up.
-func sourceRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("chaos runs from Tandem's source tree (no go.work found above the working directory)")
-		}
-		dir = parent
-	}
-}

@@ -26,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
+	"github.com/tandem-sync/tandem/cmd/tandem/internal/sourcetree"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/seal"
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
@@ -242,9 +243,9 @@ func (r *run) faultCounts() map[string]int64 {
 
 // startServers builds the binaries and starts redis-server (AOF on) and nats-server.
 func (r *run) startServers(ctx context.Context) error {
-	root, err := sourceRoot()
+	root, err := sourcetree.Root(".")
 	if err != nil {
-		return err
+		return fmt.Errorf("chaos builds the services from Tandem's source tree: %w", err)
 	}
 	r.progressf("chaos: building the services and nats-server")
 	if r.bins, err = build(ctx, root, filepath.Join(r.dir, "bin")); err != nil {

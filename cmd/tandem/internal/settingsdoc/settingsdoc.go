@@ -7,7 +7,6 @@ package settingsdoc
 
 import (
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"go/format"
@@ -182,22 +181,4 @@ func Generate(root string) (map[string][]byte, error) {
 		return nil, err
 	}
 	return map[string][]byte{VariablesPath: src, ReadmePath: readme}, nil
-}
-
-// Root returns the repository's root: the nearest directory from dir up that holds go.work.
-func Root(dir string) (string, error) {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.work in this directory or above: run from Tandem's source tree")
-		}
-		dir = parent
-	}
 }

@@ -12,6 +12,8 @@ import (
 	"slices"
 
 	"github.com/tandem-sync/tandem/cmd/tandem/internal/settingsdoc"
+
+	"github.com/tandem-sync/tandem/cmd/tandem/internal/sourcetree"
 )
 
 func main() {
@@ -22,7 +24,7 @@ func main() {
 }
 
 func run() error {
-	root, err := settingsdoc.Root(".")
+	root, err := sourcetree.Root(".")
 	if err != nil {
 		return err
 	}
