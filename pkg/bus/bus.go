@@ -480,14 +480,10 @@ func compare[T comparable](d *differences, field string, have, want T) {
 
 func (d differences) String() string { return strings.Join(d, "; ") }
 
-// declarePooled creates or updates a pool's consumer, which Declare cannot know in advance:
-// the first replica of a pool to consume creates it, the others find it. Replicas of a pool
-// that start together, with their cluster, retry as Declare does.
-func (b *Bus) declarePooled(ctx context.Context, spec ConsumerSpec) (jetstream.Consumer, error) {
-	return b.declareConsumerStep(ctx, spec)
-}
-
-// declareConsumerStep is the step of declaring one consumer.
+// declareConsumerStep is the step of declaring one consumer: one of the topology's (Declare), or
+// a pool's, which Declare cannot know in advance (the first replica of a pool to consume
+// creates it, the others find it; replicas that start together with their cluster retry as
+// Declare does).
 func (b *Bus) declareConsumerStep(ctx context.Context, cs ConsumerSpec) (jetstream.Consumer, error) {
 	var cons jetstream.Consumer
 	err := b.declareStep(ctx, fmt.Sprintf("declare consumer %s on %s", cs.Config.Durable, cs.Stream), func(ctx context.Context) error {

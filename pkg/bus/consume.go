@@ -202,7 +202,7 @@ func (b *Bus) Consume(ctx context.Context, consumer string, handler Handler, opt
 	var cons jetstream.Consumer
 	var err error
 	if spec.Pool != "" {
-		cons, err = b.declarePooled(ctx, spec)
+		cons, err = b.declareConsumerStep(ctx, spec)
 	} else {
 		cons, err = b.js.Consumer(ctx, spec.Stream, consumer)
 	}
