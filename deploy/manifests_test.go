@@ -71,16 +71,15 @@ const (
 type object struct {
 	kind, name string
 	value      any
-	raw        map[string]any
 }
 
 func (o object) String() string { return o.kind + "/" + o.name }
 
 // rendered is an overlay's objects, by kind.
 type rendered struct {
-	all        []object
 	byKind     map[string][]object
 	secretKeys map[string][]string // Secrets the overlay generates, with their keys
+	workloads  []workload          // the Deployments and StatefulSets
 }
 
 func (r *rendered) find(kind, name string) (object, bool) {
@@ -195,20 +194,16 @@ func render(t *testing.T, dir string) *rendered {
 			t.Errorf("%s/%s does not decode strictly: %v", kind, name, err)
 			continue
 		}
-		var raw map[string]any
-		if err := json.Unmarshal(j, &raw); err != nil {
-			t.Fatal(err)
-		}
 		if ns := res.GetNamespace(); kind != "Namespace" && ns != "tandem" {
 			t.Errorf("%s/%s is in namespace %q, not tandem", kind, name, ns)
 		}
-		o := object{kind: kind, name: name, value: v, raw: raw}
-		out.all = append(out.all, o)
+		o := object{kind: kind, name: name, value: v}
 		out.byKind[kind] = append(out.byKind[kind], o)
 		if s, ok := v.(*corev1.Secret); ok {
 			out.secretKeys[name] = slices.Collect(maps.Keys(s.Data))
 		}
 	}
+	out.workloads = workloads(out)
 	return out
 }
 
@@ -267,7 +262,7 @@ func checkPodSecurity(t *testing.T, r *rendered) {
 		t.Fatal(err)
 	}
 	lv := psapi.LevelVersion{Level: psapi.LevelRestricted, Version: psapi.LatestVersion()}
-	for _, w := range workloads(r) {
+	for _, w := range r.workloads {
 		spec := w.template.Spec
 		for _, res := range eval.EvaluatePod(lv, &w.template.ObjectMeta, &spec) {
 			if !res.Allowed {
@@ -308,7 +303,7 @@ func matches(sel *metav1.LabelSelector, l map[string]string) bool {
 // selected returns the workloads whose pods sel selects.
 func selected(r *rendered, sel *metav1.LabelSelector) []workload {
 	var out []workload
-	for _, w := range workloads(r) {
+	for _, w := range r.workloads {
 		if matches(sel, w.template.Labels) {
 			out = append(out, w)
 		}
@@ -326,7 +321,7 @@ func hasPort(ports []corev1.ContainerPort, name string, number int32) bool {
 }
 
 func checkSelectors(t *testing.T, r *rendered) {
-	for _, w := range workloads(r) {
+	for _, w := range r.workloads {
 		if !matches(w.selector, w.template.Labels) {
 			t.Errorf("%s: selector %v does not select its own pod labels %v", w, w.selector, w.template.Labels)
 		}
@@ -410,7 +405,7 @@ func checkReferences(t *testing.T, r *rendered, external map[string][]string) {
 		_, has := o.value.(*corev1.ConfigMap).Data[key]
 		return key == "" || has
 	}
-	for _, w := range workloads(r) {
+	for _, w := range r.workloads {
 		spec := w.template.Spec
 		for _, v := range spec.Volumes {
 			if v.Secret != nil && !secretHas(v.Secret.SecretName, "") {
@@ -577,7 +572,7 @@ func checkAvailability(t *testing.T, r *rendered) {
 			}
 		}
 	}
-	for _, w := range workloads(r) {
+	for _, w := range r.workloads {
 		if scaled[w.name] && w.replicas != nil {
 			t.Errorf("%s sets replicas while a ScaledObject owns them: every apply would reset them", w)
 		}
@@ -599,7 +594,7 @@ func checkAvailability(t *testing.T, r *rendered) {
 }
 
 func checkImages(t *testing.T, r *rendered) {
-	for _, w := range workloads(r) {
+	for _, w := range r.workloads {
 		for _, c := range w.template.Spec.Containers {
 			if tag := imageTag(c.Image); tag == "" || tag == "latest" {
 				t.Errorf("%s: container %s runs image %q without a version", w, c.Name, c.Image)
@@ -612,7 +607,7 @@ func checkImages(t *testing.T, r *rendered) {
 // only, with neither NATS nor Redis nor an image tag, which the overlays choose.
 func TestBaseHasNoInfrastructure(t *testing.T) {
 	r := render(t, "k8s/base")
-	for _, w := range workloads(r) {
+	for _, w := range r.workloads {
 		if w.kind != "Deployment" {
 			t.Errorf("the base holds %s", w)
 		}
