@@ -138,28 +138,28 @@ type contactKey struct {
 func norm(s string) string { return strings.TrimSpace(s) }
 
 // disagreements compares, per user, the contacts of the mailbox's Salesforce_Sync folder with
-// the user's contacts in Salesforce, independently of Tandem's own bookkeeping.
+// the user's contacts in Salesforce, independently of Tandem's own bookkeeping. It is called
+// every second while `--until-synced` or `tandem bench` waits, in the process it measures, so
+// it reads each simulator's dump once and each Salesforce contact once (grouped by owner),
+// rather than every contact for every user.
 func (e *Env) disagreements() []string {
 	exDump, sfDump := e.EWS.Dump(), e.Salesforce.Dump()
+	sfByOwner := map[string]map[contactKey]int{}
+	for _, c := range sfDump.Contacts {
+		owner := dumpText(c["OwnerId"])
+		if sfByOwner[owner] == nil {
+			sfByOwner[owner] = map[contactKey]int{}
+		}
+		s := func(k string) string { return norm(dumpText(c[k])) }
+		sfByOwner[owner][contactKey{s("FirstName"), s("LastName"), strings.ToLower(s("Email")), s("Title"), s("Department"), s("Phone"), s("MobilePhone")}]++
+	}
 	var out []string
 	for userID, email := range e.Mailboxes {
 		ex := map[contactKey]int{}
 		for _, c := range exDump.Mailboxes[email].Contacts {
 			ex[contactKey{norm(c.GivenName), norm(c.Surname), strings.ToLower(norm(c.EmailAddress1)), norm(c.JobTitle), norm(c.Department), norm(c.BusinessPhone), norm(c.MobilePhone)}]++
 		}
-		sf := map[contactKey]int{}
-		for _, c := range sfDump.Contacts {
-			if fmt.Sprint(c["OwnerId"]) != userID {
-				continue
-			}
-			s := func(k string) string {
-				if v, ok := c[k]; ok && v != nil {
-					return norm(fmt.Sprint(v))
-				}
-				return ""
-			}
-			sf[contactKey{s("FirstName"), s("LastName"), strings.ToLower(s("Email")), s("Title"), s("Department"), s("Phone"), s("MobilePhone")}]++
-		}
+		sf := sfByOwner[userID]
 		if len(ex) == 0 && len(sf) == 0 {
 			continue
 		}
@@ -177,6 +177,18 @@ func (e *Env) disagreements() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// dumpText is a Salesforce dump value as text: "" for an absent or null field.
+func dumpText(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	default:
+		return fmt.Sprint(v)
+	}
 }
 
 func total(m map[contactKey]int) int {
