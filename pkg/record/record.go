@@ -42,12 +42,15 @@ var eventSyncFields = []string{
 }
 
 // SyncFields returns the canonical fields of kind that take part in sync, in a fixed order.
-func SyncFields(kind tandemv1.RecordKind) []string {
+func SyncFields(kind tandemv1.RecordKind) []string { return slices.Clone(syncFields(kind)) }
+
+// syncFields is SyncFields without the copy, for this package's hashing, which only reads it.
+func syncFields(kind tandemv1.RecordKind) []string {
 	switch kind {
 	case tandemv1.RecordKind_RECORD_KIND_CONTACT:
-		return slices.Clone(contactSyncFields)
+		return contactSyncFields
 	case tandemv1.RecordKind_RECORD_KIND_EVENT:
-		return slices.Clone(eventSyncFields)
+		return eventSyncFields
 	}
 	return nil
 }
@@ -79,24 +82,43 @@ func body(r *tandemv1.Record) protoreflect.Message {
 func FieldHashes(r *tandemv1.Record) map[string]string {
 	kind := KindOf(r)
 	m := body(r)
-	fields := SyncFields(kind)
+	fields := syncFields(kind)
 	out := make(map[string]string, len(fields))
+	var enc valueBuffer
 	for _, name := range fields {
-		out[name] = fieldHash(m, name)
+		out[name] = fieldHash(m, name, &enc)
 	}
 	return out
 }
 
-func fieldHash(m protoreflect.Message, name string) string {
-	h := sha256.New()
-	if m != nil {
-		fd := m.Descriptor().Fields().ByName(protoreflect.Name(name))
-		if fd != nil && m.Has(fd) && !emptyMessage(fd, m.Get(fd)) {
-			writeValue(h, fd, m.Get(fd))
-		}
+// fieldHash is the hash of a field's value: the first 12 bytes of the SHA-256 of its encoding
+// (writeValue), in hex. A field without a value hashes as the empty encoding (EmptyHash). enc
+// is scratch space, reused across the fields of a record.
+func fieldHash(m protoreflect.Message, name string, enc *valueBuffer) string {
+	if m == nil {
+		return EmptyHash
 	}
-	return hex.EncodeToString(h.Sum(nil)[:12])
+	fd := m.Descriptor().Fields().ByName(protoreflect.Name(name))
+	if fd == nil || !m.Has(fd) || emptyMessage(fd, m.Get(fd)) {
+		return EmptyHash
+	}
+	enc.b = enc.b[:0]
+	writeValue(enc, fd, m.Get(fd))
+	return shortHex(enc.b)
 }
+
+// shortHex is the first 12 bytes of the SHA-256 of b, in hex.
+func shortHex(b []byte) string {
+	sum := sha256.Sum256(b)
+	var out [24]byte
+	hex.Encode(out[:], sum[:12])
+	return string(out[:])
+}
+
+// valueBuffer collects a value's encoding before it is hashed at once.
+type valueBuffer struct{ b []byte }
+
+func (v *valueBuffer) uint64(n uint64) { v.b = binary.BigEndian.AppendUint64(v.b, n) }
 
 // emptyMessage reports a singular message field that is set but holds nothing, which means the
 // same as unset (an address with no parts).
@@ -104,62 +126,56 @@ func emptyMessage(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 	return fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() && proto.Size(v.Message().Interface()) == 0
 }
 
-type writer interface{ Write([]byte) (int, error) }
-
-func writeValue(w writer, fd protoreflect.FieldDescriptor, v protoreflect.Value) {
+func writeValue(w *valueBuffer, fd protoreflect.FieldDescriptor, v protoreflect.Value) {
 	if fd.IsList() {
 		l := v.List()
 		for i := range l.Len() {
 			writeScalar(w, fd, l.Get(i))
-			_, _ = w.Write([]byte{0x1e})
+			w.b = append(w.b, 0x1e)
 		}
 		return
 	}
 	writeScalar(w, fd, v)
 }
 
-func writeScalar(w writer, fd protoreflect.FieldDescriptor, v protoreflect.Value) {
-	var buf [8]byte
+func writeScalar(w *valueBuffer, fd protoreflect.FieldDescriptor, v protoreflect.Value) {
 	switch fd.Kind() {
 	case protoreflect.StringKind:
-		_, _ = w.Write([]byte(v.String()))
+		w.b = append(w.b, v.String()...)
 	case protoreflect.BoolKind:
 		if v.Bool() {
-			_, _ = w.Write([]byte{1})
+			w.b = append(w.b, 1)
 		}
 	case protoreflect.EnumKind:
-		binary.BigEndian.PutUint64(buf[:], uint64(v.Enum()))
-		_, _ = w.Write(buf[:])
+		w.uint64(uint64(v.Enum()))
 	case protoreflect.Int32Kind, protoreflect.Int64Kind, protoreflect.Sint32Kind, protoreflect.Sint64Kind,
 		protoreflect.Sfixed32Kind, protoreflect.Sfixed64Kind:
-		binary.BigEndian.PutUint64(buf[:], uint64(v.Int()))
-		_, _ = w.Write(buf[:])
+		w.uint64(uint64(v.Int()))
 	case protoreflect.Uint32Kind, protoreflect.Uint64Kind, protoreflect.Fixed32Kind, protoreflect.Fixed64Kind:
-		binary.BigEndian.PutUint64(buf[:], v.Uint())
-		_, _ = w.Write(buf[:])
+		w.uint64(v.Uint())
 	case protoreflect.DoubleKind, protoreflect.FloatKind:
-		binary.BigEndian.PutUint64(buf[:], math.Float64bits(v.Float()))
-		_, _ = w.Write(buf[:])
+		w.uint64(math.Float64bits(v.Float()))
 	case protoreflect.BytesKind:
-		_, _ = w.Write(v.Bytes())
+		w.b = append(w.b, v.Bytes()...)
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(v.Message().Interface())
-		if err == nil {
-			_, _ = w.Write(b)
+		if b, err := (proto.MarshalOptions{Deterministic: true}).MarshalAppend(w.b, v.Message().Interface()); err == nil {
+			w.b = b
 		}
 	}
 }
 
 // Hash combines field hashes into one content hash, in SyncFields order.
 func Hash(kind tandemv1.RecordKind, fieldHashes map[string]string) string {
-	h := sha256.New()
-	for _, name := range SyncFields(kind) {
-		_, _ = h.Write([]byte(name))
-		_, _ = h.Write([]byte{'='})
-		_, _ = h.Write([]byte(fieldHashes[name]))
-		_, _ = h.Write([]byte{0})
+	fields := syncFields(kind)
+	b := make([]byte, 0, len(fields)*40)
+	for _, name := range fields {
+		b = append(b, name...)
+		b = append(b, '=')
+		b = append(b, fieldHashes[name]...)
+		b = append(b, 0)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 // ContentHash is Hash(FieldHashes(r)).
@@ -167,15 +183,15 @@ func ContentHash(r *tandemv1.Record) string {
 	return Hash(KindOf(r), FieldHashes(r))
 }
 
-// EmptyHash is the field hash of a field without a value.
-var EmptyHash = fieldHash(nil, "")
+// EmptyHash is the field hash of a field without a value: that of the empty encoding.
+var EmptyHash = shortHex(nil)
 
 // ChangedFields returns the sync fields whose hash in cur differs from base, in SyncFields order.
 // A field without a base (never agreed on) counts as changed, whatever its value; a nil base is
 // the same as an empty one, because protobuf does not tell them apart once stored.
 func ChangedFields(kind tandemv1.RecordKind, cur, base map[string]string) []string {
 	var out []string
-	for _, name := range SyncFields(kind) {
+	for _, name := range syncFields(kind) {
 		if cur[name] != base[name] {
 			out = append(out, name)
 		}
@@ -187,7 +203,7 @@ func ChangedFields(kind tandemv1.RecordKind, cur, base map[string]string) []stri
 func DifferingFields(a, b *tandemv1.Record) []string {
 	ha, hb := FieldHashes(a), FieldHashes(b)
 	var out []string
-	for _, name := range SyncFields(KindOf(a)) {
+	for _, name := range syncFields(KindOf(a)) {
 		if ha[name] != hb[name] {
 			out = append(out, name)
 		}
@@ -247,7 +263,7 @@ func cloneValue(dst protoreflect.Message, fd protoreflect.FieldDescriptor, v pro
 // creating it on the other side.
 func Content(r *tandemv1.Record) *tandemv1.Record {
 	empty := &tandemv1.Record{}
-	return CopyFields(empty, r, SyncFields(KindOf(r)))
+	return CopyFields(empty, r, syncFields(KindOf(r)))
 }
 
 // DisplayName is a human label for a record: the contact's name or email, the event's subject.

@@ -200,6 +200,9 @@ func disjoint(a, b []string) bool {
 // write, or an edit that left the synced content as it was), and the bases of fields on which
 // both sides now agree.
 func (p *planner) refresh(m *tandemv1.Mapping, ex, sf *tandemv1.Record, exFH, sfFH map[string]string) {
+	if p.fresh(m, ex, sf, exFH, sfFH) {
+		return
+	}
 	n := proto.Clone(m).(*tandemv1.Mapping)
 	n.ExchangeVersion = ex.GetVersion()
 	if sf.GetVersion() != "" {
@@ -224,6 +227,29 @@ func (p *planner) refresh(m *tandemv1.Mapping, ex, sf *tandemv1.Record, exFH, sf
 	}
 	n.SyncedAt = timestamppb.New(p.s.Now)
 	p.plan.Links = append(p.plan.Links, n)
+}
+
+// fresh reports whether refresh would leave m as it is — the common case of a pair in sync
+// that nothing touched — without the clone and comparison that tell it in general: the
+// versions are the ones recorded, every field on which the records agree has that value as its
+// base on both sides, and the stored content hashes are those of the bases.
+func (p *planner) fresh(m *tandemv1.Mapping, ex, sf *tandemv1.Record, exFH, sfFH map[string]string) bool {
+	if m.GetExchangeVersion() != ex.GetVersion() || (sf.GetVersion() != "" && m.GetSalesforceVersion() != sf.GetVersion()) {
+		return false
+	}
+	exBase, sfBase := m.GetExchangeFieldHashes(), m.GetSalesforceFieldHashes()
+	for _, f := range record.SyncFields(p.s.Kind) {
+		if exFH[f] != sfFH[f] {
+			continue
+		}
+		if b, ok := exBase[f]; !ok || b != exFH[f] {
+			return false
+		}
+		if b, ok := sfBase[f]; !ok || b != sfFH[f] {
+			return false
+		}
+	}
+	return m.GetExchangeHash() == record.Hash(p.s.Kind, exBase) && m.GetSalesforceHash() == record.Hash(p.s.Kind, sfBase)
 }
 
 // newLink links two records that were never linked. Fields on which they agree get their bases

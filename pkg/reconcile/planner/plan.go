@@ -320,6 +320,13 @@ func (p *planner) refused(target tandemv1.System, key, sourceHash string) bool {
 	return ok && r.GetSourceHash() == sourceHash
 }
 
+// refusedRecord is refused for a write from src, hashing src only when the target refused a
+// write of the pair before.
+func (p *planner) refusedRecord(target tandemv1.System, key string, src *tandemv1.Record) bool {
+	r, ok := p.s.Rejected[PendingKey(target, key)]
+	return ok && r.GetSourceHash() == record.ContentHash(src)
+}
+
 // live returns the live mirror entry of a record, or nil when it is unknown or deleted.
 func live(mirror map[string]*tandemv1.MirrorRecord, id string) *tandemv1.MirrorRecord {
 	if id == "" {

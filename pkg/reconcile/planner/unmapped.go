@@ -104,7 +104,7 @@ func (p *planner) unmapped() {
 			p.plan.InFlight++
 			return
 		}
-		if p.busy[key] || p.refused(target, key, record.ContentHash(rec)) {
+		if p.busy[key] || p.refusedRecord(target, key, rec) {
 			return
 		}
 		if count >= p.s.Settings.MaxRecords {
