@@ -119,5 +119,6 @@ func printTable(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "  idle cycle     EWS %d (minimum %d), Salesforce %d (minimum %d)\n",
 		r.IdleCycleEWSCalls, r.MinIdleCycleEWSCalls, r.IdleCycleSalesforceCalls, r.MinIdleCycleSalesforceCalls)
 	fmt.Fprintf(w, "  latency        p50 %.0f ms, p99 %.0f ms (%d edits, interval %.0fs)\n", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencySamples, r.IntervalSeconds)
-	fmt.Fprintf(w, "  memory         peak RSS %.0f MiB, peak Go heap %.0f MiB\n", r.PeakRSSMiB, r.PeakHeapMiB)
+	fmt.Fprintf(w, "  memory         peak RSS %.0f MiB, peak Go heap %.0f MiB, of which Tandem's services at most %.0f MiB\n",
+		r.PeakRSSMiB, r.PeakHeapMiB, r.PeakServicesHeapMiB)
 }

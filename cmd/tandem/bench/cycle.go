@@ -46,8 +46,28 @@ func (r *run) idleCycle(ctx context.Context) error {
 		if err := st.CyclePublished(ctx, org, held); err != nil {
 			return err
 		}
-		if err := r.waitQuiet(ctx, held-1, deadline); err != nil {
-			return fmt.Errorf("waiting for the cycles before %d: %w", held, err)
+		wait := time.Now().Add(r.holdWait())
+		if wait.After(deadline) {
+			wait = deadline
+		}
+		if err := r.waitQuiet(ctx, held-1, wait); err != nil {
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				return fmt.Errorf("waiting for the cycles before %d: %w", held, err)
+			}
+			// A cycle before the hold may have read Exchange only, its org's poll of an earlier
+			// cycle still running (see the scheduler's pollRunning): the next cycle's poll reads
+			// for it, and the hold keeps that cycle from starting. Let the schedule run, then
+			// hold it again.
+			r.progress("cycle %d not reconciled yet (%v): the schedule runs again before it is held", held-1, err)
+			if err := st.DueNow(ctx, org); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(2 * r.opts.Interval):
+			}
+			continue
 		}
 		before := r.calls()
 		cycle, err := claimCycle(ctx, st, org)
@@ -91,6 +111,10 @@ func (r *run) idleCycle(ctx context.Context) error {
 		wrote = writes > 0
 	}
 }
+
+// holdWait is how long the cycles before a hold may take to be reconciled before the hold is
+// taken for what keeps them from it.
+func (r *run) holdWait() time.Duration { return max(15*time.Second, 5*r.opts.Interval) }
 
 // maxSettleCycles bounds the cycles measured after convergence while looking for an idle one.
 const maxSettleCycles = 10

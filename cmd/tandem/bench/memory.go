@@ -2,7 +2,9 @@ package bench
 
 import (
 	"bufio"
+	"math"
 	"os"
+	"runtime"
 	"runtime/metrics"
 	"strconv"
 	"strings"
@@ -13,13 +15,28 @@ import (
 // heapMetric is the memory held by heap objects, live or not yet swept.
 const heapMetric = "/memory/classes/heap/objects:bytes"
 
-// memorySampler keeps the Go heap's peak, sampled every 100 ms.
+// memorySampler keeps the Go heap's peak, sampled every 100 ms, and what of the heap near
+// that peak Tandem's own services hold (see attributeHeap).
 type memorySampler struct {
 	stopOnce sync.Once
 	quit     chan struct{}
 	done     chan struct{}
 	peak     uint64
+	// attributedAt is the heap size at the last attribution; services is the largest heap
+	// Tandem's services held at any attribution.
+	attributedAt uint64
+	lastAttrib   time.Time
+	services     heapShares
 }
+
+// The heap is attributed again when it has grown by reattribute since the last attribution, or
+// reattributeEvery has passed (the services' share may peak while the whole heap does not):
+// reading the heap profile walks every sampled allocation's stack, too costly to do every
+// 100 ms in the process being measured.
+const (
+	reattribute      = 1.1
+	reattributeEvery = 5 * time.Second
+)
 
 func startMemorySampler() *memorySampler {
 	m := &memorySampler{quit: make(chan struct{}), done: make(chan struct{})}
@@ -42,18 +59,118 @@ func startMemorySampler() *memorySampler {
 func (m *memorySampler) sample() {
 	s := []metrics.Sample{{Name: heapMetric}}
 	metrics.Read(s)
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		m.peak = max(m.peak, s[0].Value.Uint64())
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return
+	}
+	heap := s[0].Value.Uint64()
+	m.peak = max(m.peak, heap)
+	if float64(heap) >= reattribute*float64(m.attributedAt) || time.Since(m.lastAttrib) >= reattributeEvery {
+		m.attributedAt, m.lastAttrib = heap, time.Now()
+		if shares := attributeHeap(); shares.Services > m.services.Services {
+			m.services = shares
+		}
 	}
 }
 
-// stop ends the sampling and returns the process's peak RSS and the heap's peak, in MiB.
-func (m *memorySampler) stop() (rssMiB, heapMiB float64) {
+// heapShares is the Go heap in use, in bytes, by who allocated it.
+type heapShares struct {
+	// Simulators are the Exchange and Salesforce simulators with their data; NATS is the
+	// embedded nats-server; Harness is the bench and the dev environment's judge. None of them
+	// runs in a deployment's Tandem processes.
+	Simulators, NATS, Harness uint64
+	// Services is everything else: Tandem's five services and the libraries they use.
+	Services uint64
+}
+
+// attributeHeap splits the heap in use, as of the last garbage collection, by whose code
+// allocated it, from the runtime's sampled heap profile (scaled as runtime/pprof scales it).
+// An allocation whose stack passes through a simulator, nats-server or the harness is theirs;
+// the rest is the services'. It is an estimate: a buffer the HTTP server allocates for a
+// simulator's connection, with no simulator frame on its stack, counts as the services'.
+func attributeHeap() heapShares {
+	var recs []runtime.MemProfileRecord
+	n, _ := runtime.MemProfile(nil, false)
+	for {
+		recs = make([]runtime.MemProfileRecord, n+50)
+		var ok bool
+		if n, ok = runtime.MemProfile(recs, false); ok {
+			recs = recs[:n]
+			break
+		}
+	}
+	rate := float64(runtime.MemProfileRate)
+	var out heapShares
+	for i := range recs {
+		r := &recs[i]
+		inUse := r.InUseBytes()
+		if inUse <= 0 {
+			continue
+		}
+		bytes := float64(inUse)
+		if objects := r.InUseObjects(); rate > 1 && objects > 0 {
+			avg := bytes / float64(objects)
+			bytes /= 1 - math.Exp(-avg/rate)
+		}
+		switch owner(r.Stack()) {
+		case ownerSimulators:
+			out.Simulators += uint64(bytes)
+		case ownerNATS:
+			out.NATS += uint64(bytes)
+		case ownerHarness:
+			out.Harness += uint64(bytes)
+		default:
+			out.Services += uint64(bytes)
+		}
+	}
+	return out
+}
+
+type heapOwner int
+
+const (
+	ownerServices heapOwner = iota
+	ownerSimulators
+	ownerNATS
+	ownerHarness
+)
+
+// owner names whose code an allocation with this stack belongs to: the first frame, from the
+// allocation outwards, in a simulator, nats-server or the harness decides.
+func owner(stack []uintptr) heapOwner {
+	frames := runtime.CallersFrames(stack)
+	for {
+		f, more := frames.Next()
+		if o := ownerOf(f.Function); o != ownerServices {
+			return o
+		}
+		if !more {
+			return ownerServices
+		}
+	}
+}
+
+// ownerOf classifies one function by its package path.
+func ownerOf(function string) heapOwner {
+	switch {
+	case strings.HasPrefix(function, "github.com/tandem-sync/tandem/pkg/sim/"):
+		return ownerSimulators
+	case strings.HasPrefix(function, "github.com/nats-io/nats-server/"):
+		return ownerNATS
+	case strings.HasPrefix(function, "github.com/tandem-sync/tandem/cmd/tandem/bench."),
+		strings.HasPrefix(function, "github.com/tandem-sync/tandem/cmd/tandem/devenv."):
+		return ownerHarness
+	}
+	return ownerServices
+}
+
+// stop ends the sampling and returns the process's peak RSS, the heap's peak and the largest
+// heap Tandem's services held, in MiB.
+func (m *memorySampler) stop() (rssMiB, heapMiB, servicesHeapMiB float64) {
 	m.stopOnce.Do(func() { close(m.quit) })
 	<-m.done
 	m.sample()
 	kb, _ := peakRSSKiB()
-	return mib(kb * 1024), mib(m.peak)
+	return mib(kb * 1024), mib(m.peak), mib(m.services.Services)
 }
 
 func mib(b uint64) float64 {
