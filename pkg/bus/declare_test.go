@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
@@ -140,15 +139,7 @@ func TestDeclareConcurrentlyOnAFreshCluster(t *testing.T) {
 		return
 	}
 
-	nc, err := nats.Connect(strings.Join(urls, ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := connect(t, strings.Join(urls, ","))
 	b, err := bus.New(nc, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -332,15 +323,7 @@ func TestDeclareWaitsForTheServer(t *testing.T) {
 			if r.err != nil {
 				t.Fatalf("Connect and Declare: %v", r.err)
 			}
-			nc, err := nats.Connect(cfg.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, js := connect(t, cfg.URL)
 			checkTopology(ctx, t, js, r.b.Topology(), 1)
 		})
 	}

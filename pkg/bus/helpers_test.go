@@ -42,6 +42,21 @@ func newEnv(t testing.TB, cfg bus.Config, opts ...bus.Option) *testEnv {
 	return &testEnv{bus: b, nc: nc, js: js}
 }
 
+// connect opens a connection to url and JetStream over it, closed when the test ends.
+func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
