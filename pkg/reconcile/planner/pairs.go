@@ -238,14 +238,14 @@ func (p *planner) fresh(m *tandemv1.Mapping, ex, sf *tandemv1.Record, exFH, sfFH
 		return false
 	}
 	exBase, sfBase := m.GetExchangeFieldHashes(), m.GetSalesforceFieldHashes()
-	for _, f := range record.SyncFields(p.s.Kind) {
-		if exFH[f] != sfFH[f] {
+	for f, h := range exFH { // FieldHashes has every sync field
+		if h != sfFH[f] {
 			continue
 		}
-		if b, ok := exBase[f]; !ok || b != exFH[f] {
+		if b, ok := exBase[f]; !ok || b != h {
 			return false
 		}
-		if b, ok := sfBase[f]; !ok || b != sfFH[f] {
+		if b, ok := sfBase[f]; !ok || b != h {
 			return false
 		}
 	}
