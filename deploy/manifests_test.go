@@ -39,13 +39,17 @@ import (
 // exist already (created by hand or by a secret manager, never kept in git) and their keys.
 var overlays = map[string]map[string][]string{
 	"k8s/overlays/dev": {
-		"tandem-seal": {"TANDEM_SEAL_KEY"},
+		"tandem-seal":           {"TANDEM_SEAL_KEY"},
+		"tandem-operator-token": {"token"},
+		"status-api-tls":        {"tls.crt", "tls.key"},
 	},
 	"k8s/overlays/production": {
-		"tandem-seal":        {"TANDEM_SEAL_KEY"},
-		"tandem-connections": {"TANDEM_NATS_URL", "TANDEM_REDIS_URL"},
-		"nats-auth":          {"NATS_PASSWORD"},
-		"nats-tls":           {"tls.crt", "tls.key", "ca.crt"},
+		"tandem-seal":           {"TANDEM_SEAL_KEY"},
+		"tandem-operator-token": {"token"},
+		"status-api-tls":        {"tls.crt", "tls.key"},
+		"tandem-connections":    {"TANDEM_NATS_URL", "TANDEM_REDIS_URL"},
+		"nats-auth":             {"NATS_PASSWORD"},
+		"nats-tls":              {"tls.crt", "tls.key", "ca.crt"},
 	},
 }
 
@@ -237,6 +241,7 @@ func TestOverlays(t *testing.T) {
 			checkSelectors(t, r)
 			checkReferences(t, r, external)
 			checkServiceSettings(t, r, external)
+			checkAPIAccess(t, r, external)
 			checkAvailability(t, r)
 			checkImages(t, r)
 		})
@@ -526,6 +531,53 @@ func checkServiceSettings(t *testing.T, r *rendered, external map[string][]strin
 	for name := range services {
 		if !seen[name] {
 			t.Errorf("no Deployment runs %s", name)
+		}
+	}
+}
+
+// checkAPIAccess checks that the status-api's settings pass its own validation (TLS, not plain
+// text) and that its certificate, key and operator token are files of mounted Secrets.
+func checkAPIAccess(t *testing.T, r *rendered, external map[string][]string) {
+	o, ok := r.find("Deployment", "status-api")
+	if !ok {
+		t.Fatal("no status-api Deployment")
+	}
+	spec := o.value.(*appsv1.Deployment).Spec.Template.Spec
+	c := spec.Containers[0]
+	env := environment(r, external, c)
+	cfg := statusapi.Config{}
+	fs := flag.NewFlagSet("status-api", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	var environ []string
+	for k, v := range env {
+		if strings.HasPrefix(k, platform.EnvPrefix) && v != "" {
+			environ = append(environ, k+"="+v)
+		}
+	}
+	if err := settings.Parse(fs, nil, environ, platform.EnvPrefix, settings.AlsoKnown(platform.Variables())); err != nil {
+		t.Fatalf("%s: %v", o, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("%s: the API's settings do not validate: %v", o, err)
+	}
+	if cfg.Plaintext {
+		t.Errorf("%s serves the API without TLS", o)
+	}
+	secretVolumes := map[string]string{}
+	for _, v := range spec.Volumes {
+		if v.Secret != nil {
+			secretVolumes[v.Name] = v.Secret.SecretName
+		}
+	}
+	for _, file := range []string{cfg.TLSCert, cfg.TLSKey, cfg.OperatorTokenFile} {
+		mounted := false
+		for _, m := range c.VolumeMounts {
+			if _, secret := secretVolumes[m.Name]; secret && strings.HasPrefix(file, m.MountPath+"/") {
+				mounted = true
+			}
+		}
+		if !mounted {
+			t.Errorf("%s: %q is not a file of a mounted Secret", o, file)
 		}
 	}
 }

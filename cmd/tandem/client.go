@@ -2,16 +2,25 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/tandem-sync/tandem/pkg/access"
 
 	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -19,17 +28,80 @@ import (
 
 // apiFlags are the flags of the commands that talk to a status-api.
 type apiFlags struct {
-	addr, org string
+	addr, org, token, ca string
+	plaintext            bool
 }
 
+// defaultAPIAddr is where `tandem dev` serves its API, without TLS.
+const defaultAPIAddr = "127.0.0.1:9090"
+
 func (a *apiFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.addr, "addr", "127.0.0.1:9090", "the status-api's gRPC address (tandem dev serves it on 127.0.0.1:9090)")
-	fs.StringVar(&a.org, "org", "", "the org id; empty when the API knows exactly one org")
+	addr, fromEnv := os.LookupEnv("TANDEM_ADDR")
+	if !fromEnv || addr == "" {
+		addr = defaultAPIAddr
+	}
+	plaintext, _ := strconv.ParseBool(os.Getenv("TANDEM_PLAINTEXT"))
+	// The default address is tandem dev's, which serves without TLS.
+	plaintext = plaintext || addr == defaultAPIAddr
+	fs.StringVar(&a.addr, "addr", addr, "the status-api's gRPC address ($TANDEM_ADDR; tandem dev serves "+defaultAPIAddr+")")
+	fs.StringVar(&a.token, "token", os.Getenv("TANDEM_TOKEN"), "the API token ($TANDEM_TOKEN; tandem dev prints one)")
+	fs.StringVar(&a.ca, "ca", os.Getenv("TANDEM_CA"), "PEM file of the authorities that sign the API's TLS certificate ($TANDEM_CA); empty for the system's")
+	fs.BoolVar(&a.plaintext, "plaintext", plaintext, "talk to the API without TLS ($TANDEM_PLAINTEXT; the default for tandem dev's address)")
+	fs.StringVar(&a.org, "org", "", "the org id; empty when the token sees exactly one org")
+}
+
+// dial connects to the API with the flags' transport and token.
+func (a *apiFlags) dial() (*grpc.ClientConn, error) {
+	if a.token == "" {
+		return nil, errors.New("no API token: pass --token or set TANDEM_TOKEN (tandem dev prints one; `tandem token create` issues more)")
+	}
+	creds := insecure.NewCredentials()
+	if !a.plaintext {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if a.ca != "" {
+			pem, err := os.ReadFile(a.ca)
+			if err != nil {
+				return nil, fmt.Errorf("--ca: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--ca %s: no PEM certificate in it", a.ca)
+			}
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	return grpc.NewClient(a.addr, grpc.WithTransportCredentials(creds),
+		grpc.WithPerRPCCredentials(access.Bearer{Token: a.token, Insecure: a.plaintext}))
+}
+
+// explain turns an API error into a sentence with a hint.
+func (a *apiFlags) explain(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		hint := "is `tandem dev` running?"
+		if a.plaintext && a.addr != defaultAPIAddr {
+			hint = "is it running, and does it serve TLS (drop --plaintext)?"
+		} else if !a.plaintext {
+			hint = "is it running, and does it serve plain text (--plaintext, as tandem dev does)?"
+		}
+		return fmt.Errorf("no Tandem API at %s — %s (%s)", a.addr, hint, st.Message())
+	case codes.Unauthenticated:
+		return fmt.Errorf("the API at %s refused the token: %s", a.addr, st.Message())
+	case codes.PermissionDenied:
+		return fmt.Errorf("not allowed: %s", st.Message())
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("the API at %s did not answer in time", a.addr)
+	}
+	return errors.New(st.Message())
 }
 
 // connect dials the API and resolves the org.
 func (a *apiFlags) connect(ctx context.Context) (*grpc.ClientConn, string, error) {
-	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := a.dial()
 	if err != nil {
 		return nil, "", err
 	}
@@ -39,11 +111,11 @@ func (a *apiFlags) connect(ctx context.Context) (*grpc.ClientConn, string, error
 	resp, err := tandemv1.NewAdminServiceClient(conn).ListOrgs(ctx, &tandemv1.ListOrgsRequest{})
 	if err != nil {
 		conn.Close()
-		return nil, "", fmt.Errorf("list orgs at %s: %w", a.addr, err)
+		return nil, "", a.explain(err)
 	}
 	if len(resp.GetOrgs()) != 1 {
 		conn.Close()
-		return nil, "", fmt.Errorf("%d orgs at %s: choose one with --org", len(resp.GetOrgs()), a.addr)
+		return nil, "", fmt.Errorf("the token sees %d orgs at %s: choose one with --org", len(resp.GetOrgs()), a.addr)
 	}
 	return conn, resp.GetOrgs()[0].GetOrgId(), nil
 }
@@ -71,7 +143,7 @@ func planCommand(args []string, stdout, stderr io.Writer) int {
 	defer conn.Close()
 	plan, err := tandemv1.NewStatusServiceClient(conn).PlanUserSync(ctx, &tandemv1.PlanUserSyncRequest{OrgId: org, Email: *user})
 	if err != nil {
-		fmt.Fprintln(stderr, "tandem plan:", err)
+		fmt.Fprintln(stderr, "tandem plan:", a.explain(err))
 		return 1
 	}
 	printPlan(stdout, *user, plan)
@@ -127,7 +199,7 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 	if *user != "" {
 		resp, err := client.GetUserStatus(ctx, &tandemv1.GetUserStatusRequest{OrgId: org, Email: *user})
 		if err != nil {
-			fmt.Fprintln(stderr, "tandem status:", err)
+			fmt.Fprintln(stderr, "tandem status:", a.explain(err))
 			return 1
 		}
 		printUserStatus(stdout, resp.GetStatus())
@@ -135,7 +207,7 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	resp, err := client.GetOrgStatus(ctx, &tandemv1.GetOrgStatusRequest{OrgId: org})
 	if err != nil {
-		fmt.Fprintln(stderr, "tandem status:", err)
+		fmt.Fprintln(stderr, "tandem status:", a.explain(err))
 		return 1
 	}
 	printOrgStatus(stdout, resp.GetStatus())

@@ -186,6 +186,8 @@ func runDev(ctx context.Context, f devFlags, opts devenv.Options, stdout, stderr
 	}()
 	fmt.Fprintf(progressOut, "Tandem dev: org %s, NATS embedded, Redis %s, gRPC API on %s, logs in %s\n",
 		env.OrgID, redisLabel(env), env.StatusAPI.Addr(), f.logFile)
+	// One line a second terminal can export, to use the CLI against this API.
+	fmt.Fprintf(progressOut, "TANDEM_ADDR=%s TANDEM_PLAINTEXT=true TANDEM_TOKEN=%s\n", env.StatusAPI.Addr(), env.Token)
 	if env.EWS != nil {
 		fmt.Fprintf(progressOut, "Simulated Exchange at %s, simulated Salesforce at %s\n", env.EWSURL, env.SalesforceURL)
 	}

@@ -23,6 +23,7 @@ Usage:
   tandem bench [flags]                 measure sync speed, API calls against the minimum, latency and memory
   tandem plan --user EMAIL [flags]     show what a user's next cycle would create, update and delete
   tandem status [--user EMAIL] [flags] show an org's or a user's sync status
+  tandem token create|list|revoke|generate  issue, list and revoke API tokens
   tandem version                       print the version, commit and Go version
 `
 
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return planCommand(args[1:], stdout, stderr)
 	case "status":
 		return statusCommand(args[1:], stdout, stderr)
+	case "token":
+		return tokenCommand(args[1:], stdout, stderr)
 	case "version":
 		printVersion(stdout, platform.BuildInfo())
 		return 0

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tandem-sync/tandem/pkg/access"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
@@ -50,13 +51,13 @@ func (s *Server) GetOrg(ctx context.Context, req *tandemv1.GetOrgRequest) (*tand
 	return &tandemv1.GetOrgResponse{Org: org}, nil
 }
 
-// ListOrgs returns every org without secrets.
+// ListOrgs returns the orgs the caller covers, without secrets.
 func (s *Server) ListOrgs(ctx context.Context, _ *tandemv1.ListOrgsRequest) (*tandemv1.ListOrgsResponse, error) {
 	orgs, err := s.st.ListOrgs(ctx)
 	if err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
-	return &tandemv1.ListOrgsResponse{Orgs: orgs}, nil
+	return &tandemv1.ListOrgsResponse{Orgs: visibleOrgs(access.CallerFrom(ctx), orgs)}, nil
 }
 
 // TestConnection checks Exchange (as the given rep) and Salesforce, like the Lightning Sync

@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tandem-sync/tandem/pkg/access"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
 	"github.com/tandem-sync/tandem/pkg/seal"
@@ -33,8 +35,10 @@ type Checker interface {
 type Server struct {
 	tandemv1.UnimplementedStatusServiceServer
 	tandemv1.UnimplementedAdminServiceServer
+	tandemv1.UnimplementedAccessServiceServer
 
 	st      *store.Store
+	tokens  *access.Tokens
 	status  *tstatus.Store
 	syncer  *engine.Syncer
 	checker Checker
@@ -59,10 +63,20 @@ func New(st *store.Store, sy *engine.Syncer, checker Checker, log *slog.Logger, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{st: st, status: tstatus.New(st), syncer: sy, checker: checker, log: log, now: time.Now}
+	s.tokens = access.NewTokens(st, func() time.Time { return s.now() })
 	for _, opt := range opts {
 		opt(s)
 	}
 	return s
+}
+
+// Register registers the API's services on srv. Their callers are authenticated and authorised
+// by the access.Guard srv was built with (see access.Guard.ServerOptions); the handlers rely on
+// it, and list nothing to a call that did not pass one.
+func (s *Server) Register(srv grpc.ServiceRegistrar) {
+	tandemv1.RegisterStatusServiceServer(srv, s)
+	tandemv1.RegisterAdminServiceServer(srv, s)
+	tandemv1.RegisterAccessServiceServer(srv, s)
 }
 
 // grpcError maps an error to a gRPC status: not found, invalid argument and unauthenticated
@@ -76,6 +90,10 @@ func (s *Server) grpcError(ctx context.Context, err error) error {
 		return status.Error(codes.Canceled, "canceled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case errors.Is(err, access.ErrDenied):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, access.ErrUnauthenticated):
+		return status.Error(codes.Unauthenticated, err.Error())
 	case errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrInvalidID), errors.Is(err, store.ErrInvalidPageToken):

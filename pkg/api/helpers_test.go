@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tandem-sync/tandem/pkg/access"
 	"github.com/tandem-sync/tandem/pkg/api"
 	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
 	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
@@ -97,7 +98,9 @@ type env struct {
 	keyring *seal.Keyring
 	statusC tandemv1.StatusServiceClient
 	adminC  tandemv1.AdminServiceClient
+	accessC tandemv1.AccessServiceClient
 	server  *api.Server
+	lis     *bufconn.Listener
 }
 
 type envOptions struct {
@@ -126,10 +129,14 @@ func newEnv(t *testing.T, o envOptions) *env {
 	sy := engine.New(st, pub, engine.Options{})
 
 	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
+	tokens := access.NewTokens(st, nil)
+	if err := tokens.Bootstrap(t.Context(), operatorToken); err != nil {
+		t.Fatal(err)
+	}
+	guard := access.NewGuard(tokens, access.DefaultPolicy(), access.GuardOptions{MutationBurst: 1000, MutationsPerSecond: 1000})
+	srv := grpc.NewServer(guard.ServerOptions()...)
 	a := api.New(st, sy, o.checker, nil)
-	tandemv1.RegisterStatusServiceServer(srv, a)
-	tandemv1.RegisterAdminServiceServer(srv, a)
+	a.Register(srv)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	t.Cleanup(func() {
@@ -138,17 +145,32 @@ func newEnv(t *testing.T, o envOptions) *env {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	conn, err := grpc.NewClient("passthrough:///bufconn",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	e := &env{rdb: rdb, st: st, status: tstatus.New(st), pub: pub, syncer: sy, keyring: kr, server: a, lis: lis}
+	conn := e.dial(t, operatorToken)
+	e.statusC, e.adminC = tandemv1.NewStatusServiceClient(conn), tandemv1.NewAdminServiceClient(conn)
+	e.accessC = tandemv1.NewAccessServiceClient(conn)
+	return e
+}
+
+// operatorToken is the operator token every env's server knows.
+const operatorToken = "test-operator-token-0123456789abcdef"
+
+// dial connects to the env's server, sending token (none when empty) with every call.
+func (e *env) dial(t *testing.T, token string) *grpc.ClientConn {
+	t.Helper()
+	opts := []grpc.DialOption{
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return e.lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(access.Bearer{Token: token, Insecure: true}))
+	}
+	conn, err := grpc.NewClient("passthrough:///bufconn", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return &env{
-		rdb: rdb, st: st, status: tstatus.New(st), pub: pub, syncer: sy, keyring: kr,
-		statusC: tandemv1.NewStatusServiceClient(conn), adminC: tandemv1.NewAdminServiceClient(conn), server: a,
-	}
+	return conn
 }
 
 // putUsers stores the org's user directory.

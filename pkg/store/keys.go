@@ -22,6 +22,8 @@ import (
 //
 //	tandem:{global}:orgs                 set     ids of the orgs (index; an id without an org is skipped)
 //	tandem:{global}:wake                 channel pub/sub, not a key: "<org> <due unix ms>" per wake (wake.go)
+//	tandem:{global}:tokens               hash    SHA-256 (hex) of an API token's secret → StoredToken (tokens.go)
+//	tandem:{global}:tokens:id            hash    token id → SHA-256 (hex) of its secret
 //
 // Per org (tag {<org>}):
 //
@@ -214,6 +216,9 @@ func join(tag, name string, parts ...string) string {
 func orgKey(org, name string, parts ...string) string { return join(org, name, parts...) }
 
 func orgIndexKey() string { return join(globalTag, "orgs") }
+
+func tokensKey() string   { return join(globalTag, "tokens") }
+func tokenIDsKey() string { return join(globalTag, "tokens", "id") }
 
 // hashTag returns the part of key that Redis Cluster hashes: the content of the first
 // {...} if it is non-empty, as Redis defines it. ok is false for keys without a tag.

@@ -11,14 +11,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/tandem-sync/tandem/pkg/access"
 	"github.com/tandem-sync/tandem/pkg/api"
 	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/certs"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/platform"
 	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
@@ -40,7 +46,21 @@ type Config struct {
 	// UserCountInterval is how often the tandem.sync.users gauge counts every org's users;
 	// zero means DefaultUserCountInterval.
 	UserCountInterval time.Duration
+	// TLSCert and TLSKey are the PEM files of the API's TLS certificate and key, loaded again
+	// when they change. Required unless Plaintext.
+	TLSCert, TLSKey string
+	// Plaintext serves the API without TLS: only for `tandem dev` and an API on loopback.
+	Plaintext bool
+	// OperatorTokenFile holds the deployment's operator token (see access.Tokens.Bootstrap): the
+	// first credential of a new deployment, from a Kubernetes Secret. Empty for none.
+	OperatorTokenFile string
+	// MutationsPerSecond and MutationBurst limit each caller's changes; zero means the defaults.
+	MutationsPerSecond float64
+	MutationBurst      int
 }
+
+// MaxRequestBytes bounds the size of one request to the API.
+const MaxRequestBytes = 4 << 20
 
 // DefaultUserCountInterval is Config.UserCountInterval's default.
 const DefaultUserCountInterval = time.Minute
@@ -52,6 +72,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AllowHTTP, "allow-http", false, "accept orgs whose Exchange and Salesforce URLs are plain http, and test connections to them (simulators and lab servers only)")
 	fs.DurationVar(&c.GracefulStop, "graceful-stop", 10*time.Second, "how long in-flight RPCs may take on shutdown")
 	fs.DurationVar(&c.UserCountInterval, "user-count-interval", DefaultUserCountInterval, "how often the tandem.sync.users metric counts every org's users by state")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM file of the gRPC API's TLS certificate (reloaded when it changes); required unless --plaintext")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM file of the TLS certificate's private key")
+	fs.BoolVar(&c.Plaintext, "plaintext", false, "serve the gRPC API without TLS (tandem dev, or an API reachable only on loopback)")
+	fs.StringVar(&c.OperatorTokenFile, "operator-token-file", "", "file holding the deployment's operator API token (a Kubernetes Secret); empty for none")
+	fs.Float64Var(&c.MutationsPerSecond, "mutations-per-second", access.DefaultMutationsPerSecond, "changes per second each API token may make (bursts: --mutation-burst)")
+	fs.IntVar(&c.MutationBurst, "mutation-burst", access.DefaultMutationBurst, "changes each API token may make at once before --mutations-per-second applies")
 }
 
 // Validate checks the settings.
@@ -61,6 +87,14 @@ func (c *Config) Validate() error {
 	}
 	if c.UserCountInterval != 0 && c.UserCountInterval < time.Second {
 		return fmt.Errorf("--user-count-interval %s: at least 1s", c.UserCountInterval)
+	}
+	switch {
+	case c.Plaintext && (c.TLSCert != "" || c.TLSKey != ""):
+		return errors.New("--plaintext and --tls-cert/--tls-key: choose one")
+	case !c.Plaintext && (c.TLSCert == "" || c.TLSKey == ""):
+		return errors.New("the gRPC API serves TLS: give --tls-cert and --tls-key (or --plaintext for tandem dev and an API only on loopback)")
+	case c.MutationsPerSecond < 0 || c.MutationBurst < 0:
+		return errors.New("--mutations-per-second and --mutation-burst must not be negative")
 	}
 	return nil
 }
@@ -73,6 +107,7 @@ type StatusAPI struct {
 	health *health.Server
 	lis    net.Listener
 	users  *api.UserGauges
+	tokens *access.Tokens
 }
 
 // New returns the service, listening on cfg.GRPCAddr.
@@ -91,9 +126,38 @@ func New(cfg Config, p *platform.Platform) (*StatusAPI, error) {
 	return svc, nil
 }
 
-// NewOnListener returns the service serving on lis.
+// NewOnListener returns the service serving on lis. Every call is authenticated and authorised
+// (package access); the API serves TLS unless cfg.Plaintext.
 func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) (*StatusAPI, error) {
-	srv := grpc.NewServer()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tokens := access.NewTokens(p.Store, nil)
+	if cfg.OperatorTokenFile != "" {
+		secret, err := os.ReadFile(cfg.OperatorTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--operator-token-file: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := tokens.Bootstrap(ctx, strings.TrimSpace(string(secret))); err != nil {
+			return nil, fmt.Errorf("--operator-token-file %s: %w", cfg.OperatorTokenFile, err)
+		}
+	}
+	guard := access.NewGuard(tokens, access.DefaultPolicy(), access.GuardOptions{
+		MutationsPerSecond: cfg.MutationsPerSecond, MutationBurst: cfg.MutationBurst, Logger: p.Logger,
+	})
+	opts := append(guard.ServerOptions(), grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(p.Telemetry.TracerProvider), otelgrpc.WithMeterProvider(p.Telemetry.MeterProvider))))
+	if !cfg.Plaintext {
+		reloader, err := certs.NewReloader(cfg.TLSCert, cfg.TLSKey, p.Logger)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(reloader.ServerConfig())))
+	}
+	srv := grpc.NewServer(opts...)
 	sy := engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger})
 	a := api.New(p.Store, sy, api.ConnectorChecker{AllowHTTP: cfg.AllowHTTP, Logger: p.Logger}, p.Logger,
 		api.WithOrgRules(store.OrgRules{AllowHTTP: cfg.AllowHTTP}))
@@ -101,25 +165,27 @@ func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) (*StatusA
 	if err != nil {
 		return nil, err
 	}
-	tandemv1.RegisterStatusServiceServer(srv, a)
-	tandemv1.RegisterAdminServiceServer(srv, a)
+	a.Register(srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	if err := registerReflection(srv); err != nil {
 		return nil, err
 	}
-	return &StatusAPI{cfg: cfg, p: p, server: srv, health: hs, lis: lis, users: users}, nil
+	return &StatusAPI{cfg: cfg, p: p, server: srv, health: hs, lis: lis, users: users, tokens: tokens}, nil
 }
 
 // Addr is where the gRPC API listens.
 func (s *StatusAPI) Addr() net.Addr { return s.lis.Addr() }
+
+// Tokens are the API's tokens: `tandem dev` issues its operator token with them.
+func (s *StatusAPI) Tokens() *access.Tokens { return s.tokens }
 
 // Components returns the gRPC server and the dead-letter consumer.
 func (s *StatusAPI) Components() []lifecycle.Component {
 	grpcServer := lifecycle.GRPCServer("grpc", s.server, s.lis, s.cfg.GracefulStop)
 	return []lifecycle.Component{
 		{Name: "grpc", Run: func(ctx context.Context) error {
-			for _, svc := range []string{"", tandemv1.StatusService_ServiceDesc.ServiceName, tandemv1.AdminService_ServiceDesc.ServiceName} {
+			for _, svc := range []string{"", tandemv1.StatusService_ServiceDesc.ServiceName, tandemv1.AdminService_ServiceDesc.ServiceName, tandemv1.AccessService_ServiceDesc.ServiceName} {
 				s.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 			}
 			go func() {

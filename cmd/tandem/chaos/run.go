@@ -457,7 +457,7 @@ func (r *run) service(name string, replica int) (*proc, error) {
 		if err != nil {
 			return nil, err
 		}
-		env = append(env, "TANDEM_ALLOW_HTTP=true", fmt.Sprintf("TANDEM_GRPC_ADDR=127.0.0.1:%d", port))
+		env = append(env, "TANDEM_ALLOW_HTTP=true", "TANDEM_PLAINTEXT=true", fmt.Sprintf("TANDEM_GRPC_ADDR=127.0.0.1:%d", port))
 	}
 	label := fmt.Sprintf("%s-%d", name, replica)
 	return &proc{name: label, bin: r.bins[name], env: env, log: filepath.Join(r.dir, label+".log")}, nil

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tandem-sync/tandem/pkg/access"
 	"github.com/tandem-sync/tandem/pkg/devkit/localnats"
 	"github.com/tandem-sync/tandem/pkg/devkit/localredis"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
@@ -92,8 +93,11 @@ type Env struct {
 	OrgID string
 	// Mailboxes are the syncing users: Salesforce user id → email.
 	Mailboxes map[string]string
-	// StatusAPI is the gRPC API; its address is StatusAPI.Addr().
+	// StatusAPI is the gRPC API; its address is StatusAPI.Addr(). It serves plain text, for
+	// local clients only.
 	StatusAPI *statusapi.StatusAPI
+	// Token is an operator token of the API, new for each environment.
+	Token string
 
 	services []platform.Service
 	start    time.Time
@@ -154,6 +158,12 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err := e.buildServices(pcfg); err != nil {
 		return nil, err
 	}
+	if e.Token, err = access.NewSecret(); err != nil {
+		return nil, err
+	}
+	if err := e.StatusAPI.Tokens().Bootstrap(ctx, e.Token); err != nil {
+		return nil, fmt.Errorf("the API's operator token: %w", err)
+	}
 	return e, nil
 }
 
@@ -204,7 +214,7 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 			return reconciler.New(reconciler.Config{Platform: pcfg, Concurrency: 64, LeaseTTL: 30 * time.Second, PendingTimeout: 2 * time.Minute}, p)
 		}},
 		{"status-api", func(p *platform.Platform) (platform.Service, error) {
-			api, err := statusapi.New(statusapi.Config{Platform: pcfg, GRPCAddr: addr, AllowHTTP: allowHTTP, GracefulStop: 5 * time.Second}, p)
+			api, err := statusapi.New(statusapi.Config{Platform: pcfg, GRPCAddr: addr, AllowHTTP: allowHTTP, GracefulStop: 5 * time.Second, Plaintext: true}, p)
 			e.StatusAPI = api
 			return api, err
 		}},
