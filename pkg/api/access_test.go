@@ -2,7 +2,9 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -38,14 +40,23 @@ var requests = map[string]func(org string) proto.Message{
 	"PlanUserSync": func(org string) proto.Message {
 		return &tandemv1.PlanUserSyncRequest{OrgId: org, Email: "rep@acme.example"}
 	},
+	"WatchOrgStatus": func(org string) proto.Message { return &tandemv1.WatchOrgStatusRequest{OrgId: org} },
+	"WatchUserStatus": func(org string) proto.Message {
+		return &tandemv1.WatchUserStatusRequest{OrgId: org, Email: "rep@acme.example"}
+	},
 
 	"PutOrg": func(org string) proto.Message {
 		o := orgWithSecrets()
 		o.OrgId = org
 		return &tandemv1.PutOrgRequest{Org: o}
 	},
-	"GetOrg":   func(org string) proto.Message { return &tandemv1.GetOrgRequest{OrgId: org} },
-	"ListOrgs": func(string) proto.Message { return &tandemv1.ListOrgsRequest{} },
+	"GetOrg":    func(org string) proto.Message { return &tandemv1.GetOrgRequest{OrgId: org} },
+	"ListOrgs":  func(string) proto.Message { return &tandemv1.ListOrgsRequest{} },
+	"DeleteOrg": func(org string) proto.Message { return &tandemv1.DeleteOrgRequest{OrgId: org} },
+	"GetSyncConfiguration": func(org string) proto.Message {
+		return &tandemv1.GetSyncConfigurationRequest{OrgId: org, Id: "none"}
+	},
+	"ListHeldDeletes": func(org string) proto.Message { return &tandemv1.ListHeldDeletesRequest{OrgId: org} },
 	"TestConnection": func(org string) proto.Message {
 		return &tandemv1.TestConnectionRequest{OrgId: org, Email: "rep@acme.example"}
 	},
@@ -74,6 +85,7 @@ type method struct {
 	full   string // "/tandem.v1.StatusService/GetOrgStatus"
 	name   string
 	output protoreflect.MessageDescriptor
+	stream bool // the server streams its answers
 }
 
 // methods lists every RPC of the API's services, from their descriptors.
@@ -87,14 +99,35 @@ func methods(t *testing.T) []method {
 	} {
 		for i := range sd.Methods().Len() {
 			md := sd.Methods().Get(i)
-			out = append(out, method{full: "/" + string(sd.FullName()) + "/" + string(md.Name()), name: string(md.Name()), output: md.Output()})
+			out = append(out, method{full: "/" + string(sd.FullName()) + "/" + string(md.Name()), name: string(md.Name()), output: md.Output(), stream: md.IsStreamingServer()})
 		}
 	}
 	return out
 }
 
+// call calls m with req and returns its error; of a streaming method, the error of the call or
+// of its first answer. A call that reaches a streaming handler is ended after a moment, as a
+// client that has seen enough would: it then ends with Canceled or DeadlineExceeded.
 func call(ctx context.Context, conn *grpc.ClientConn, m method, req proto.Message) error {
-	return conn.Invoke(ctx, m.full, req, dynamicpb.NewMessage(m.output))
+	if !m.stream {
+		return conn.Invoke(ctx, m.full, req, dynamicpb.NewMessage(m.output))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, m.full)
+	if err != nil {
+		return err
+	}
+	if err := stream.SendMsg(req); err != nil {
+		return err
+	}
+	if err := stream.CloseSend(); err != nil {
+		return err
+	}
+	if err := stream.RecvMsg(dynamicpb.NewMessage(m.output)); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
 }
 
 // tokenFor issues a token through the API as the operator.

@@ -9,6 +9,7 @@ package tandemv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -806,8 +807,10 @@ type ResetUserSyncRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
-	// user_id is the Salesforce User Id.
-	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// user_id is the Salesforce User Id; either it or email is required.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// email is the user's email, when user_id is empty.
+	Email         string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -852,6 +855,13 @@ func (x *ResetUserSyncRequest) GetOrgId() string {
 func (x *ResetUserSyncRequest) GetUserId() string {
 	if x != nil {
 		return x.UserId
+	}
+	return ""
+}
+
+func (x *ResetUserSyncRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
 	}
 	return ""
 }
@@ -907,8 +917,10 @@ type ResumeUserSyncRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
-	// user_id is the Salesforce User Id.
-	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// user_id is the Salesforce User Id; either it or email is required.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// email is the user's email, when user_id is empty.
+	Email         string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -953,6 +965,13 @@ func (x *ResumeUserSyncRequest) GetOrgId() string {
 func (x *ResumeUserSyncRequest) GetUserId() string {
 	if x != nil {
 		return x.UserId
+	}
+	return ""
+}
+
+func (x *ResumeUserSyncRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
 	}
 	return ""
 }
@@ -1013,7 +1032,9 @@ type ResolveHeldDeletesRequest struct {
 	// hold_id is the hold.
 	HoldId string `protobuf:"bytes,3,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
 	// decision is the decision.
-	Decision      HeldDeletesDecision `protobuf:"varint,4,opt,name=decision,proto3,enum=tandem.v1.HeldDeletesDecision" json:"decision,omitempty"`
+	Decision HeldDeletesDecision `protobuf:"varint,4,opt,name=decision,proto3,enum=tandem.v1.HeldDeletesDecision" json:"decision,omitempty"`
+	// email is the user's email, when user_id is empty.
+	Email         string `protobuf:"bytes,5,opt,name=email,proto3" json:"email,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1076,6 +1097,13 @@ func (x *ResolveHeldDeletesRequest) GetDecision() HeldDeletesDecision {
 	return HeldDeletesDecision_HELD_DELETES_DECISION_UNSPECIFIED
 }
 
+func (x *ResolveHeldDeletesRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
 // ResolveHeldDeletesResponse confirms the decision.
 type ResolveHeldDeletesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1113,11 +1141,378 @@ func (*ResolveHeldDeletesResponse) Descriptor() ([]byte, []int) {
 	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
+// DeleteOrgRequest names the org to delete.
+type DeleteOrgRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// org_id is the org's 18-character Salesforce org id.
+	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteOrgRequest) Reset() {
+	*x = DeleteOrgRequest{}
+	mi := &file_tandem_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteOrgRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteOrgRequest) ProtoMessage() {}
+
+func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
+func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DeleteOrgRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+// DeleteOrgResponse confirms a deletion.
+type DeleteOrgResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteOrgResponse) Reset() {
+	*x = DeleteOrgResponse{}
+	mi := &file_tandem_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteOrgResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteOrgResponse) ProtoMessage() {}
+
+func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
+func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+// GetSyncConfigurationRequest asks for one configuration.
+type GetSyncConfigurationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// org_id is the org's 18-character Salesforce org id.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// id is the configuration.
+	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSyncConfigurationRequest) Reset() {
+	*x = GetSyncConfigurationRequest{}
+	mi := &file_tandem_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSyncConfigurationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSyncConfigurationRequest) ProtoMessage() {}
+
+func (x *GetSyncConfigurationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSyncConfigurationRequest.ProtoReflect.Descriptor instead.
+func (*GetSyncConfigurationRequest) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetSyncConfigurationRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *GetSyncConfigurationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetSyncConfigurationResponse carries one configuration.
+type GetSyncConfigurationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// configuration is the configuration.
+	Configuration *SyncConfiguration `protobuf:"bytes,1,opt,name=configuration,proto3" json:"configuration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSyncConfigurationResponse) Reset() {
+	*x = GetSyncConfigurationResponse{}
+	mi := &file_tandem_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSyncConfigurationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSyncConfigurationResponse) ProtoMessage() {}
+
+func (x *GetSyncConfigurationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSyncConfigurationResponse.ProtoReflect.Descriptor instead.
+func (*GetSyncConfigurationResponse) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetSyncConfigurationResponse) GetConfiguration() *SyncConfiguration {
+	if x != nil {
+		return x.Configuration
+	}
+	return nil
+}
+
+// ListHeldDeletesRequest asks for the holds awaiting a decision.
+type ListHeldDeletesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// org_id is the org's 18-character Salesforce org id.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// user_id limits the list to one user; empty (with email empty) lists every user's.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// email limits the list to the user with this email, when user_id is empty.
+	Email         string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHeldDeletesRequest) Reset() {
+	*x = ListHeldDeletesRequest{}
+	mi := &file_tandem_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHeldDeletesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHeldDeletesRequest) ProtoMessage() {}
+
+func (x *ListHeldDeletesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHeldDeletesRequest.ProtoReflect.Descriptor instead.
+func (*ListHeldDeletesRequest) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListHeldDeletesRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *ListHeldDeletesRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ListHeldDeletesRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+// UserHeldDeletes is one hold of one user.
+type UserHeldDeletes struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// user_id is the user whose sync is held.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// email is the user's email.
+	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	// held is the hold.
+	Held *HeldDeletes `protobuf:"bytes,3,opt,name=held,proto3" json:"held,omitempty"`
+	// created_at is when the cycle held the deletes.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserHeldDeletes) Reset() {
+	*x = UserHeldDeletes{}
+	mi := &file_tandem_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserHeldDeletes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserHeldDeletes) ProtoMessage() {}
+
+func (x *UserHeldDeletes) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserHeldDeletes.ProtoReflect.Descriptor instead.
+func (*UserHeldDeletes) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *UserHeldDeletes) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *UserHeldDeletes) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *UserHeldDeletes) GetHeld() *HeldDeletes {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
+func (x *UserHeldDeletes) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// ListHeldDeletesResponse carries the holds, oldest first.
+type ListHeldDeletesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// holds are the holds awaiting a decision.
+	Holds         []*UserHeldDeletes `protobuf:"bytes,1,rep,name=holds,proto3" json:"holds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHeldDeletesResponse) Reset() {
+	*x = ListHeldDeletesResponse{}
+	mi := &file_tandem_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHeldDeletesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHeldDeletesResponse) ProtoMessage() {}
+
+func (x *ListHeldDeletesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHeldDeletesResponse.ProtoReflect.Descriptor instead.
+func (*ListHeldDeletesResponse) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListHeldDeletesResponse) GetHolds() []*UserHeldDeletes {
+	if x != nil {
+		return x.Holds
+	}
+	return nil
+}
+
 var File_tandem_v1_admin_proto protoreflect.FileDescriptor
 
 const file_tandem_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x15tandem/v1/admin.proto\x12\ttandem.v1\x1a\x16tandem/v1/config.proto\x1a\x16tandem/v1/status.proto\"1\n" +
+	"\x15tandem/v1/admin.proto\x12\ttandem.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16tandem/v1/config.proto\x1a\x16tandem/v1/status.proto\"1\n" +
 	"\rPutOrgRequest\x12 \n" +
 	"\x03org\x18\x01 \x01(\v2\x0e.tandem.v1.OrgR\x03org\"2\n" +
 	"\x0ePutOrgResponse\x12 \n" +
@@ -1153,37 +1548,63 @@ const file_tandem_v1_admin_proto_rawDesc = "" +
 	"\x1eDeleteSyncConfigurationRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"!\n" +
-	"\x1fDeleteSyncConfigurationResponse\"F\n" +
+	"\x1fDeleteSyncConfigurationResponse\"\\\n" +
 	"\x14ResetUserSyncRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
-	"\auser_id\x18\x02 \x01(\tR\x06userId\"R\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\"R\n" +
 	"\x15ResetUserSyncResponse\x129\n" +
-	"\freset_status\x18\x01 \x01(\x0e2\x16.tandem.v1.ResetStatusR\vresetStatus\"G\n" +
+	"\freset_status\x18\x01 \x01(\x0e2\x16.tandem.v1.ResetStatusR\vresetStatus\"]\n" +
 	"\x15ResumeUserSyncRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
-	"\auser_id\x18\x02 \x01(\tR\x06userId\"G\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\"G\n" +
 	"\x16ResumeUserSyncResponse\x12-\n" +
-	"\x06status\x18\x01 \x01(\v2\x15.tandem.v1.UserStatusR\x06status\"\xa0\x01\n" +
+	"\x06status\x18\x01 \x01(\v2\x15.tandem.v1.UserStatusR\x06status\"\xb6\x01\n" +
 	"\x19ResolveHeldDeletesRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x17\n" +
 	"\ahold_id\x18\x03 \x01(\tR\x06holdId\x12:\n" +
-	"\bdecision\x18\x04 \x01(\x0e2\x1e.tandem.v1.HeldDeletesDecisionR\bdecision\"\x1c\n" +
-	"\x1aResolveHeldDeletesResponse*\x81\x01\n" +
+	"\bdecision\x18\x04 \x01(\x0e2\x1e.tandem.v1.HeldDeletesDecisionR\bdecision\x12\x14\n" +
+	"\x05email\x18\x05 \x01(\tR\x05email\"\x1c\n" +
+	"\x1aResolveHeldDeletesResponse\")\n" +
+	"\x10DeleteOrgRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"\x13\n" +
+	"\x11DeleteOrgResponse\"D\n" +
+	"\x1bGetSyncConfigurationRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"b\n" +
+	"\x1cGetSyncConfigurationResponse\x12B\n" +
+	"\rconfiguration\x18\x01 \x01(\v2\x1c.tandem.v1.SyncConfigurationR\rconfiguration\"^\n" +
+	"\x16ListHeldDeletesRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\"\xa7\x01\n" +
+	"\x0fUserHeldDeletes\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05email\x18\x02 \x01(\tR\x05email\x12*\n" +
+	"\x04held\x18\x03 \x01(\v2\x16.tandem.v1.HeldDeletesR\x04held\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"K\n" +
+	"\x17ListHeldDeletesResponse\x120\n" +
+	"\x05holds\x18\x01 \x03(\v2\x1a.tandem.v1.UserHeldDeletesR\x05holds*\x81\x01\n" +
 	"\x13HeldDeletesDecision\x12%\n" +
 	"!HELD_DELETES_DECISION_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dHELD_DELETES_DECISION_APPROVE\x10\x01\x12 \n" +
-	"\x1cHELD_DELETES_DECISION_REJECT\x10\x022\x80\a\n" +
+	"\x1cHELD_DELETES_DECISION_REJECT\x10\x022\x8b\t\n" +
 	"\fAdminService\x12=\n" +
 	"\x06PutOrg\x12\x18.tandem.v1.PutOrgRequest\x1a\x19.tandem.v1.PutOrgResponse\x12=\n" +
 	"\x06GetOrg\x12\x18.tandem.v1.GetOrgRequest\x1a\x19.tandem.v1.GetOrgResponse\x12C\n" +
-	"\bListOrgs\x12\x1a.tandem.v1.ListOrgsRequest\x1a\x1b.tandem.v1.ListOrgsResponse\x12U\n" +
+	"\bListOrgs\x12\x1a.tandem.v1.ListOrgsRequest\x1a\x1b.tandem.v1.ListOrgsResponse\x12F\n" +
+	"\tDeleteOrg\x12\x1b.tandem.v1.DeleteOrgRequest\x1a\x1c.tandem.v1.DeleteOrgResponse\x12U\n" +
 	"\x0eTestConnection\x12 .tandem.v1.TestConnectionRequest\x1a!.tandem.v1.TestConnectionResponse\x12g\n" +
-	"\x14PutSyncConfiguration\x12&.tandem.v1.PutSyncConfigurationRequest\x1a'.tandem.v1.PutSyncConfigurationResponse\x12m\n" +
+	"\x14PutSyncConfiguration\x12&.tandem.v1.PutSyncConfigurationRequest\x1a'.tandem.v1.PutSyncConfigurationResponse\x12g\n" +
+	"\x14GetSyncConfiguration\x12&.tandem.v1.GetSyncConfigurationRequest\x1a'.tandem.v1.GetSyncConfigurationResponse\x12m\n" +
 	"\x16ListSyncConfigurations\x12(.tandem.v1.ListSyncConfigurationsRequest\x1a).tandem.v1.ListSyncConfigurationsResponse\x12p\n" +
 	"\x17DeleteSyncConfiguration\x12).tandem.v1.DeleteSyncConfigurationRequest\x1a*.tandem.v1.DeleteSyncConfigurationResponse\x12R\n" +
 	"\rResetUserSync\x12\x1f.tandem.v1.ResetUserSyncRequest\x1a .tandem.v1.ResetUserSyncResponse\x12U\n" +
-	"\x0eResumeUserSync\x12 .tandem.v1.ResumeUserSyncRequest\x1a!.tandem.v1.ResumeUserSyncResponse\x12a\n" +
+	"\x0eResumeUserSync\x12 .tandem.v1.ResumeUserSyncRequest\x1a!.tandem.v1.ResumeUserSyncResponse\x12X\n" +
+	"\x0fListHeldDeletes\x12!.tandem.v1.ListHeldDeletesRequest\x1a\".tandem.v1.ListHeldDeletesResponse\x12a\n" +
 	"\x12ResolveHeldDeletes\x12$.tandem.v1.ResolveHeldDeletesRequest\x1a%.tandem.v1.ResolveHeldDeletesResponseB8Z6github.com/tandem-sync/tandem/proto/tandem/v1;tandemv1b\x06proto3"
 
 var (
@@ -1199,7 +1620,7 @@ func file_tandem_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_tandem_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tandem_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_tandem_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_tandem_v1_admin_proto_goTypes = []any{
 	(HeldDeletesDecision)(0),                // 0: tandem.v1.HeldDeletesDecision
 	(*PutOrgRequest)(nil),                   // 1: tandem.v1.PutOrgRequest
@@ -1223,50 +1644,69 @@ var file_tandem_v1_admin_proto_goTypes = []any{
 	(*ResumeUserSyncResponse)(nil),          // 19: tandem.v1.ResumeUserSyncResponse
 	(*ResolveHeldDeletesRequest)(nil),       // 20: tandem.v1.ResolveHeldDeletesRequest
 	(*ResolveHeldDeletesResponse)(nil),      // 21: tandem.v1.ResolveHeldDeletesResponse
-	(*Org)(nil),                             // 22: tandem.v1.Org
-	(CheckResult)(0),                        // 23: tandem.v1.CheckResult
-	(*SyncConfiguration)(nil),               // 24: tandem.v1.SyncConfiguration
-	(ResetStatus)(0),                        // 25: tandem.v1.ResetStatus
-	(*UserStatus)(nil),                      // 26: tandem.v1.UserStatus
+	(*DeleteOrgRequest)(nil),                // 22: tandem.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),               // 23: tandem.v1.DeleteOrgResponse
+	(*GetSyncConfigurationRequest)(nil),     // 24: tandem.v1.GetSyncConfigurationRequest
+	(*GetSyncConfigurationResponse)(nil),    // 25: tandem.v1.GetSyncConfigurationResponse
+	(*ListHeldDeletesRequest)(nil),          // 26: tandem.v1.ListHeldDeletesRequest
+	(*UserHeldDeletes)(nil),                 // 27: tandem.v1.UserHeldDeletes
+	(*ListHeldDeletesResponse)(nil),         // 28: tandem.v1.ListHeldDeletesResponse
+	(*Org)(nil),                             // 29: tandem.v1.Org
+	(CheckResult)(0),                        // 30: tandem.v1.CheckResult
+	(*SyncConfiguration)(nil),               // 31: tandem.v1.SyncConfiguration
+	(ResetStatus)(0),                        // 32: tandem.v1.ResetStatus
+	(*UserStatus)(nil),                      // 33: tandem.v1.UserStatus
+	(*HeldDeletes)(nil),                     // 34: tandem.v1.HeldDeletes
+	(*timestamppb.Timestamp)(nil),           // 35: google.protobuf.Timestamp
 }
 var file_tandem_v1_admin_proto_depIdxs = []int32{
-	22, // 0: tandem.v1.PutOrgRequest.org:type_name -> tandem.v1.Org
-	22, // 1: tandem.v1.PutOrgResponse.org:type_name -> tandem.v1.Org
-	22, // 2: tandem.v1.GetOrgResponse.org:type_name -> tandem.v1.Org
-	22, // 3: tandem.v1.ListOrgsResponse.orgs:type_name -> tandem.v1.Org
-	23, // 4: tandem.v1.ConnectionCheck.result:type_name -> tandem.v1.CheckResult
+	29, // 0: tandem.v1.PutOrgRequest.org:type_name -> tandem.v1.Org
+	29, // 1: tandem.v1.PutOrgResponse.org:type_name -> tandem.v1.Org
+	29, // 2: tandem.v1.GetOrgResponse.org:type_name -> tandem.v1.Org
+	29, // 3: tandem.v1.ListOrgsResponse.orgs:type_name -> tandem.v1.Org
+	30, // 4: tandem.v1.ConnectionCheck.result:type_name -> tandem.v1.CheckResult
 	8,  // 5: tandem.v1.TestConnectionResponse.checks:type_name -> tandem.v1.ConnectionCheck
-	24, // 6: tandem.v1.PutSyncConfigurationRequest.configuration:type_name -> tandem.v1.SyncConfiguration
-	24, // 7: tandem.v1.PutSyncConfigurationResponse.configuration:type_name -> tandem.v1.SyncConfiguration
-	24, // 8: tandem.v1.ListSyncConfigurationsResponse.configurations:type_name -> tandem.v1.SyncConfiguration
-	25, // 9: tandem.v1.ResetUserSyncResponse.reset_status:type_name -> tandem.v1.ResetStatus
-	26, // 10: tandem.v1.ResumeUserSyncResponse.status:type_name -> tandem.v1.UserStatus
+	31, // 6: tandem.v1.PutSyncConfigurationRequest.configuration:type_name -> tandem.v1.SyncConfiguration
+	31, // 7: tandem.v1.PutSyncConfigurationResponse.configuration:type_name -> tandem.v1.SyncConfiguration
+	31, // 8: tandem.v1.ListSyncConfigurationsResponse.configurations:type_name -> tandem.v1.SyncConfiguration
+	32, // 9: tandem.v1.ResetUserSyncResponse.reset_status:type_name -> tandem.v1.ResetStatus
+	33, // 10: tandem.v1.ResumeUserSyncResponse.status:type_name -> tandem.v1.UserStatus
 	0,  // 11: tandem.v1.ResolveHeldDeletesRequest.decision:type_name -> tandem.v1.HeldDeletesDecision
-	1,  // 12: tandem.v1.AdminService.PutOrg:input_type -> tandem.v1.PutOrgRequest
-	3,  // 13: tandem.v1.AdminService.GetOrg:input_type -> tandem.v1.GetOrgRequest
-	5,  // 14: tandem.v1.AdminService.ListOrgs:input_type -> tandem.v1.ListOrgsRequest
-	7,  // 15: tandem.v1.AdminService.TestConnection:input_type -> tandem.v1.TestConnectionRequest
-	10, // 16: tandem.v1.AdminService.PutSyncConfiguration:input_type -> tandem.v1.PutSyncConfigurationRequest
-	12, // 17: tandem.v1.AdminService.ListSyncConfigurations:input_type -> tandem.v1.ListSyncConfigurationsRequest
-	14, // 18: tandem.v1.AdminService.DeleteSyncConfiguration:input_type -> tandem.v1.DeleteSyncConfigurationRequest
-	16, // 19: tandem.v1.AdminService.ResetUserSync:input_type -> tandem.v1.ResetUserSyncRequest
-	18, // 20: tandem.v1.AdminService.ResumeUserSync:input_type -> tandem.v1.ResumeUserSyncRequest
-	20, // 21: tandem.v1.AdminService.ResolveHeldDeletes:input_type -> tandem.v1.ResolveHeldDeletesRequest
-	2,  // 22: tandem.v1.AdminService.PutOrg:output_type -> tandem.v1.PutOrgResponse
-	4,  // 23: tandem.v1.AdminService.GetOrg:output_type -> tandem.v1.GetOrgResponse
-	6,  // 24: tandem.v1.AdminService.ListOrgs:output_type -> tandem.v1.ListOrgsResponse
-	9,  // 25: tandem.v1.AdminService.TestConnection:output_type -> tandem.v1.TestConnectionResponse
-	11, // 26: tandem.v1.AdminService.PutSyncConfiguration:output_type -> tandem.v1.PutSyncConfigurationResponse
-	13, // 27: tandem.v1.AdminService.ListSyncConfigurations:output_type -> tandem.v1.ListSyncConfigurationsResponse
-	15, // 28: tandem.v1.AdminService.DeleteSyncConfiguration:output_type -> tandem.v1.DeleteSyncConfigurationResponse
-	17, // 29: tandem.v1.AdminService.ResetUserSync:output_type -> tandem.v1.ResetUserSyncResponse
-	19, // 30: tandem.v1.AdminService.ResumeUserSync:output_type -> tandem.v1.ResumeUserSyncResponse
-	21, // 31: tandem.v1.AdminService.ResolveHeldDeletes:output_type -> tandem.v1.ResolveHeldDeletesResponse
-	22, // [22:32] is the sub-list for method output_type
-	12, // [12:22] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	31, // 12: tandem.v1.GetSyncConfigurationResponse.configuration:type_name -> tandem.v1.SyncConfiguration
+	34, // 13: tandem.v1.UserHeldDeletes.held:type_name -> tandem.v1.HeldDeletes
+	35, // 14: tandem.v1.UserHeldDeletes.created_at:type_name -> google.protobuf.Timestamp
+	27, // 15: tandem.v1.ListHeldDeletesResponse.holds:type_name -> tandem.v1.UserHeldDeletes
+	1,  // 16: tandem.v1.AdminService.PutOrg:input_type -> tandem.v1.PutOrgRequest
+	3,  // 17: tandem.v1.AdminService.GetOrg:input_type -> tandem.v1.GetOrgRequest
+	5,  // 18: tandem.v1.AdminService.ListOrgs:input_type -> tandem.v1.ListOrgsRequest
+	22, // 19: tandem.v1.AdminService.DeleteOrg:input_type -> tandem.v1.DeleteOrgRequest
+	7,  // 20: tandem.v1.AdminService.TestConnection:input_type -> tandem.v1.TestConnectionRequest
+	10, // 21: tandem.v1.AdminService.PutSyncConfiguration:input_type -> tandem.v1.PutSyncConfigurationRequest
+	24, // 22: tandem.v1.AdminService.GetSyncConfiguration:input_type -> tandem.v1.GetSyncConfigurationRequest
+	12, // 23: tandem.v1.AdminService.ListSyncConfigurations:input_type -> tandem.v1.ListSyncConfigurationsRequest
+	14, // 24: tandem.v1.AdminService.DeleteSyncConfiguration:input_type -> tandem.v1.DeleteSyncConfigurationRequest
+	16, // 25: tandem.v1.AdminService.ResetUserSync:input_type -> tandem.v1.ResetUserSyncRequest
+	18, // 26: tandem.v1.AdminService.ResumeUserSync:input_type -> tandem.v1.ResumeUserSyncRequest
+	26, // 27: tandem.v1.AdminService.ListHeldDeletes:input_type -> tandem.v1.ListHeldDeletesRequest
+	20, // 28: tandem.v1.AdminService.ResolveHeldDeletes:input_type -> tandem.v1.ResolveHeldDeletesRequest
+	2,  // 29: tandem.v1.AdminService.PutOrg:output_type -> tandem.v1.PutOrgResponse
+	4,  // 30: tandem.v1.AdminService.GetOrg:output_type -> tandem.v1.GetOrgResponse
+	6,  // 31: tandem.v1.AdminService.ListOrgs:output_type -> tandem.v1.ListOrgsResponse
+	23, // 32: tandem.v1.AdminService.DeleteOrg:output_type -> tandem.v1.DeleteOrgResponse
+	9,  // 33: tandem.v1.AdminService.TestConnection:output_type -> tandem.v1.TestConnectionResponse
+	11, // 34: tandem.v1.AdminService.PutSyncConfiguration:output_type -> tandem.v1.PutSyncConfigurationResponse
+	25, // 35: tandem.v1.AdminService.GetSyncConfiguration:output_type -> tandem.v1.GetSyncConfigurationResponse
+	13, // 36: tandem.v1.AdminService.ListSyncConfigurations:output_type -> tandem.v1.ListSyncConfigurationsResponse
+	15, // 37: tandem.v1.AdminService.DeleteSyncConfiguration:output_type -> tandem.v1.DeleteSyncConfigurationResponse
+	17, // 38: tandem.v1.AdminService.ResetUserSync:output_type -> tandem.v1.ResetUserSyncResponse
+	19, // 39: tandem.v1.AdminService.ResumeUserSync:output_type -> tandem.v1.ResumeUserSyncResponse
+	28, // 40: tandem.v1.AdminService.ListHeldDeletes:output_type -> tandem.v1.ListHeldDeletesResponse
+	21, // 41: tandem.v1.AdminService.ResolveHeldDeletes:output_type -> tandem.v1.ResolveHeldDeletesResponse
+	29, // [29:42] is the sub-list for method output_type
+	16, // [16:29] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_tandem_v1_admin_proto_init() }
@@ -1282,7 +1722,7 @@ func file_tandem_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tandem_v1_admin_proto_rawDesc), len(file_tandem_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,12 +22,15 @@ const (
 	AdminService_PutOrg_FullMethodName                  = "/tandem.v1.AdminService/PutOrg"
 	AdminService_GetOrg_FullMethodName                  = "/tandem.v1.AdminService/GetOrg"
 	AdminService_ListOrgs_FullMethodName                = "/tandem.v1.AdminService/ListOrgs"
+	AdminService_DeleteOrg_FullMethodName               = "/tandem.v1.AdminService/DeleteOrg"
 	AdminService_TestConnection_FullMethodName          = "/tandem.v1.AdminService/TestConnection"
 	AdminService_PutSyncConfiguration_FullMethodName    = "/tandem.v1.AdminService/PutSyncConfiguration"
+	AdminService_GetSyncConfiguration_FullMethodName    = "/tandem.v1.AdminService/GetSyncConfiguration"
 	AdminService_ListSyncConfigurations_FullMethodName  = "/tandem.v1.AdminService/ListSyncConfigurations"
 	AdminService_DeleteSyncConfiguration_FullMethodName = "/tandem.v1.AdminService/DeleteSyncConfiguration"
 	AdminService_ResetUserSync_FullMethodName           = "/tandem.v1.AdminService/ResetUserSync"
 	AdminService_ResumeUserSync_FullMethodName          = "/tandem.v1.AdminService/ResumeUserSync"
+	AdminService_ListHeldDeletes_FullMethodName         = "/tandem.v1.AdminService/ListHeldDeletes"
 	AdminService_ResolveHeldDeletes_FullMethodName      = "/tandem.v1.AdminService/ResolveHeldDeletes"
 )
 
@@ -45,10 +48,16 @@ type AdminServiceClient interface {
 	GetOrg(ctx context.Context, in *GetOrgRequest, opts ...grpc.CallOption) (*GetOrgResponse, error)
 	// ListOrgs returns the orgs the caller may see.
 	ListOrgs(ctx context.Context, in *ListOrgsRequest, opts ...grpc.CallOption) (*ListOrgsResponse, error)
+	// DeleteOrg deletes an org with everything Tandem keeps for it: connection settings, sync
+	// configurations, users, ledgers, sync states, statuses and the error report. Records in
+	// Exchange and Salesforce are not touched.
+	DeleteOrg(ctx context.Context, in *DeleteOrgRequest, opts ...grpc.CallOption) (*DeleteOrgResponse, error)
 	// TestConnection checks that Tandem can reach Exchange (as one user) and Salesforce.
 	TestConnection(ctx context.Context, in *TestConnectionRequest, opts ...grpc.CallOption) (*TestConnectionResponse, error)
 	// PutSyncConfiguration creates or replaces a sync configuration.
 	PutSyncConfiguration(ctx context.Context, in *PutSyncConfigurationRequest, opts ...grpc.CallOption) (*PutSyncConfigurationResponse, error)
+	// GetSyncConfiguration returns one sync configuration.
+	GetSyncConfiguration(ctx context.Context, in *GetSyncConfigurationRequest, opts ...grpc.CallOption) (*GetSyncConfigurationResponse, error)
 	// ListSyncConfigurations returns an org's sync configurations.
 	ListSyncConfigurations(ctx context.Context, in *ListSyncConfigurationsRequest, opts ...grpc.CallOption) (*ListSyncConfigurationsResponse, error)
 	// DeleteSyncConfiguration deletes a sync configuration; its users stop syncing.
@@ -61,6 +70,9 @@ type AdminServiceClient interface {
 	// next read still fails permanently, the user is suspended again. Resuming a user that is not
 	// suspended changes nothing but resumed_at.
 	ResumeUserSync(ctx context.Context, in *ResumeUserSyncRequest, opts ...grpc.CallOption) (*ResumeUserSyncResponse, error)
+	// ListHeldDeletes lists the mass-delete holds awaiting a decision, of one user or of every
+	// user of the org.
+	ListHeldDeletes(ctx context.Context, in *ListHeldDeletesRequest, opts ...grpc.CallOption) (*ListHeldDeletesResponse, error)
 	// ResolveHeldDeletes approves or rejects deletes held by the mass-delete guard.
 	ResolveHeldDeletes(ctx context.Context, in *ResolveHeldDeletesRequest, opts ...grpc.CallOption) (*ResolveHeldDeletesResponse, error)
 }
@@ -103,6 +115,16 @@ func (c *adminServiceClient) ListOrgs(ctx context.Context, in *ListOrgsRequest, 
 	return out, nil
 }
 
+func (c *adminServiceClient) DeleteOrg(ctx context.Context, in *DeleteOrgRequest, opts ...grpc.CallOption) (*DeleteOrgResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteOrgResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteOrg_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) TestConnection(ctx context.Context, in *TestConnectionRequest, opts ...grpc.CallOption) (*TestConnectionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(TestConnectionResponse)
@@ -117,6 +139,16 @@ func (c *adminServiceClient) PutSyncConfiguration(ctx context.Context, in *PutSy
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PutSyncConfigurationResponse)
 	err := c.cc.Invoke(ctx, AdminService_PutSyncConfiguration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetSyncConfiguration(ctx context.Context, in *GetSyncConfigurationRequest, opts ...grpc.CallOption) (*GetSyncConfigurationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSyncConfigurationResponse)
+	err := c.cc.Invoke(ctx, AdminService_GetSyncConfiguration_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +195,16 @@ func (c *adminServiceClient) ResumeUserSync(ctx context.Context, in *ResumeUserS
 	return out, nil
 }
 
+func (c *adminServiceClient) ListHeldDeletes(ctx context.Context, in *ListHeldDeletesRequest, opts ...grpc.CallOption) (*ListHeldDeletesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHeldDeletesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListHeldDeletes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ResolveHeldDeletes(ctx context.Context, in *ResolveHeldDeletesRequest, opts ...grpc.CallOption) (*ResolveHeldDeletesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ResolveHeldDeletesResponse)
@@ -187,10 +229,16 @@ type AdminServiceServer interface {
 	GetOrg(context.Context, *GetOrgRequest) (*GetOrgResponse, error)
 	// ListOrgs returns the orgs the caller may see.
 	ListOrgs(context.Context, *ListOrgsRequest) (*ListOrgsResponse, error)
+	// DeleteOrg deletes an org with everything Tandem keeps for it: connection settings, sync
+	// configurations, users, ledgers, sync states, statuses and the error report. Records in
+	// Exchange and Salesforce are not touched.
+	DeleteOrg(context.Context, *DeleteOrgRequest) (*DeleteOrgResponse, error)
 	// TestConnection checks that Tandem can reach Exchange (as one user) and Salesforce.
 	TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error)
 	// PutSyncConfiguration creates or replaces a sync configuration.
 	PutSyncConfiguration(context.Context, *PutSyncConfigurationRequest) (*PutSyncConfigurationResponse, error)
+	// GetSyncConfiguration returns one sync configuration.
+	GetSyncConfiguration(context.Context, *GetSyncConfigurationRequest) (*GetSyncConfigurationResponse, error)
 	// ListSyncConfigurations returns an org's sync configurations.
 	ListSyncConfigurations(context.Context, *ListSyncConfigurationsRequest) (*ListSyncConfigurationsResponse, error)
 	// DeleteSyncConfiguration deletes a sync configuration; its users stop syncing.
@@ -203,6 +251,9 @@ type AdminServiceServer interface {
 	// next read still fails permanently, the user is suspended again. Resuming a user that is not
 	// suspended changes nothing but resumed_at.
 	ResumeUserSync(context.Context, *ResumeUserSyncRequest) (*ResumeUserSyncResponse, error)
+	// ListHeldDeletes lists the mass-delete holds awaiting a decision, of one user or of every
+	// user of the org.
+	ListHeldDeletes(context.Context, *ListHeldDeletesRequest) (*ListHeldDeletesResponse, error)
 	// ResolveHeldDeletes approves or rejects deletes held by the mass-delete guard.
 	ResolveHeldDeletes(context.Context, *ResolveHeldDeletesRequest) (*ResolveHeldDeletesResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
@@ -224,11 +275,17 @@ func (UnimplementedAdminServiceServer) GetOrg(context.Context, *GetOrgRequest) (
 func (UnimplementedAdminServiceServer) ListOrgs(context.Context, *ListOrgsRequest) (*ListOrgsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListOrgs not implemented")
 }
+func (UnimplementedAdminServiceServer) DeleteOrg(context.Context, *DeleteOrgRequest) (*DeleteOrgResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteOrg not implemented")
+}
 func (UnimplementedAdminServiceServer) TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TestConnection not implemented")
 }
 func (UnimplementedAdminServiceServer) PutSyncConfiguration(context.Context, *PutSyncConfigurationRequest) (*PutSyncConfigurationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutSyncConfiguration not implemented")
+}
+func (UnimplementedAdminServiceServer) GetSyncConfiguration(context.Context, *GetSyncConfigurationRequest) (*GetSyncConfigurationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSyncConfiguration not implemented")
 }
 func (UnimplementedAdminServiceServer) ListSyncConfigurations(context.Context, *ListSyncConfigurationsRequest) (*ListSyncConfigurationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSyncConfigurations not implemented")
@@ -241,6 +298,9 @@ func (UnimplementedAdminServiceServer) ResetUserSync(context.Context, *ResetUser
 }
 func (UnimplementedAdminServiceServer) ResumeUserSync(context.Context, *ResumeUserSyncRequest) (*ResumeUserSyncResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResumeUserSync not implemented")
+}
+func (UnimplementedAdminServiceServer) ListHeldDeletes(context.Context, *ListHeldDeletesRequest) (*ListHeldDeletesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHeldDeletes not implemented")
 }
 func (UnimplementedAdminServiceServer) ResolveHeldDeletes(context.Context, *ResolveHeldDeletesRequest) (*ResolveHeldDeletesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResolveHeldDeletes not implemented")
@@ -320,6 +380,24 @@ func _AdminService_ListOrgs_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_DeleteOrg_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteOrgRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteOrg(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteOrg_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteOrg(ctx, req.(*DeleteOrgRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_TestConnection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(TestConnectionRequest)
 	if err := dec(in); err != nil {
@@ -352,6 +430,24 @@ func _AdminService_PutSyncConfiguration_Handler(srv interface{}, ctx context.Con
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).PutSyncConfiguration(ctx, req.(*PutSyncConfigurationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetSyncConfiguration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSyncConfigurationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetSyncConfiguration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetSyncConfiguration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetSyncConfiguration(ctx, req.(*GetSyncConfigurationRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -428,6 +524,24 @@ func _AdminService_ResumeUserSync_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListHeldDeletes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHeldDeletesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListHeldDeletes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListHeldDeletes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListHeldDeletes(ctx, req.(*ListHeldDeletesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ResolveHeldDeletes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ResolveHeldDeletesRequest)
 	if err := dec(in); err != nil {
@@ -466,12 +580,20 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AdminService_ListOrgs_Handler,
 		},
 		{
+			MethodName: "DeleteOrg",
+			Handler:    _AdminService_DeleteOrg_Handler,
+		},
+		{
 			MethodName: "TestConnection",
 			Handler:    _AdminService_TestConnection_Handler,
 		},
 		{
 			MethodName: "PutSyncConfiguration",
 			Handler:    _AdminService_PutSyncConfiguration_Handler,
+		},
+		{
+			MethodName: "GetSyncConfiguration",
+			Handler:    _AdminService_GetSyncConfiguration_Handler,
 		},
 		{
 			MethodName: "ListSyncConfigurations",
@@ -488,6 +610,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResumeUserSync",
 			Handler:    _AdminService_ResumeUserSync_Handler,
+		},
+		{
+			MethodName: "ListHeldDeletes",
+			Handler:    _AdminService_ListHeldDeletes_Handler,
 		},
 		{
 			MethodName: "ResolveHeldDeletes",

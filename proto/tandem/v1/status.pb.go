@@ -375,9 +375,13 @@ type UserStatus struct {
 	// read (retryable failures in between neither count nor break the run).
 	PermanentFailures int32 `protobuf:"varint,17,opt,name=permanent_failures,json=permanentFailures,proto3" json:"permanent_failures,omitempty"`
 	// resumed_at is when an admin last resumed the user's sync (ResumeUserSync or ResetUserSync).
-	ResumedAt     *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=resumed_at,json=resumedAt,proto3" json:"resumed_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ResumedAt *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=resumed_at,json=resumedAt,proto3" json:"resumed_at,omitempty"`
+	// mailbox_claimed_by_org is set when another org already syncs this user's mailbox: the
+	// mailbox is synced by one org at a time (the admin guide's warning about contaminated
+	// data), so this org's sync of the user writes nothing until that org stops syncing it.
+	MailboxClaimedByOrg string `protobuf:"bytes,19,opt,name=mailbox_claimed_by_org,json=mailboxClaimedByOrg,proto3" json:"mailbox_claimed_by_org,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *UserStatus) Reset() {
@@ -534,6 +538,13 @@ func (x *UserStatus) GetResumedAt() *timestamppb.Timestamp {
 		return x.ResumedAt
 	}
 	return nil
+}
+
+func (x *UserStatus) GetMailboxClaimedByOrg() string {
+	if x != nil {
+		return x.MailboxClaimedByOrg
+	}
+	return ""
 }
 
 // KindActivity is an org's activity for one record kind (Tables 2 and 3).
@@ -1354,12 +1365,14 @@ type ListSyncErrorsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// org_id is the org's 18-character Salesforce org id.
 	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
-	// user_id limits the report to one user; empty means every user.
+	// user_id limits the report to one user; empty means every user (unless email is set).
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// page_size is the most entries to return; 0 means 100, at most 1000.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// page_token continues a previous listing.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// email limits the report to the user with this email, when user_id is empty.
+	Email         string `protobuf:"bytes,5,opt,name=email,proto3" json:"email,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1418,6 +1431,13 @@ func (x *ListSyncErrorsRequest) GetPageSize() int32 {
 func (x *ListSyncErrorsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListSyncErrorsRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
 	}
 	return ""
 }
@@ -1741,6 +1761,208 @@ func (x *PlanUserSyncResponse) GetRelinked() int64 {
 	return 0
 }
 
+// WatchOrgStatusRequest asks for an org's status as it changes.
+type WatchOrgStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// org_id is the org's 18-character Salesforce org id.
+	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOrgStatusRequest) Reset() {
+	*x = WatchOrgStatusRequest{}
+	mi := &file_tandem_v1_status_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOrgStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOrgStatusRequest) ProtoMessage() {}
+
+func (x *WatchOrgStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_status_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOrgStatusRequest.ProtoReflect.Descriptor instead.
+func (*WatchOrgStatusRequest) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_status_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *WatchOrgStatusRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+// WatchOrgStatusResponse carries the org's status at one moment.
+type WatchOrgStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status is the org's status.
+	Status        *OrgStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOrgStatusResponse) Reset() {
+	*x = WatchOrgStatusResponse{}
+	mi := &file_tandem_v1_status_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOrgStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOrgStatusResponse) ProtoMessage() {}
+
+func (x *WatchOrgStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_status_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOrgStatusResponse.ProtoReflect.Descriptor instead.
+func (*WatchOrgStatusResponse) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_status_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *WatchOrgStatusResponse) GetStatus() *OrgStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// WatchUserStatusRequest asks for users' statuses as they change.
+type WatchUserStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// org_id is the org's 18-character Salesforce org id.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// user_id is the user to watch; empty (with email empty) watches every user of the org.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// email is the user to watch, when user_id is empty.
+	Email         string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchUserStatusRequest) Reset() {
+	*x = WatchUserStatusRequest{}
+	mi := &file_tandem_v1_status_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchUserStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchUserStatusRequest) ProtoMessage() {}
+
+func (x *WatchUserStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_status_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchUserStatusRequest.ProtoReflect.Descriptor instead.
+func (*WatchUserStatusRequest) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_status_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *WatchUserStatusRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *WatchUserStatusRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *WatchUserStatusRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+// WatchUserStatusResponse carries one user's status at one moment.
+type WatchUserStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status is the user's status.
+	Status        *UserStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchUserStatusResponse) Reset() {
+	*x = WatchUserStatusResponse{}
+	mi := &file_tandem_v1_status_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchUserStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchUserStatusResponse) ProtoMessage() {}
+
+func (x *WatchUserStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_status_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchUserStatusResponse.ProtoReflect.Descriptor instead.
+func (*WatchUserStatusResponse) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_status_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WatchUserStatusResponse) GetStatus() *UserStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 var File_tandem_v1_status_proto protoreflect.FileDescriptor
 
 const file_tandem_v1_status_proto_rawDesc = "" +
@@ -1758,7 +1980,7 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"\fheld_deletes\x18\b \x01(\x03R\vheldDeletes\x12@\n" +
 	"\x0elast_synced_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\flastSyncedAt\x12)\n" +
 	"\x10records_relinked\x18\n" +
-	" \x01(\x03R\x0frecordsRelinked\"\xac\a\n" +
+	" \x01(\x03R\x0frecordsRelinked\"\xe1\a\n" +
 	"\n" +
 	"UserStatus\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
@@ -1783,7 +2005,8 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"\fsuspended_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vsuspendedAt\x12-\n" +
 	"\x12permanent_failures\x18\x11 \x01(\x05R\x11permanentFailures\x129\n" +
 	"\n" +
-	"resumed_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tresumedAt\"\xdd\x01\n" +
+	"resumed_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tresumedAt\x123\n" +
+	"\x16mailbox_claimed_by_org\x18\x13 \x01(\tR\x13mailboxClaimedByOrg\"\xdd\x01\n" +
 	"\fKindActivity\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.tandem.v1.RecordKindR\x04kind\x12<\n" +
 	"\flast_sync_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1844,13 +2067,14 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"u\n" +
 	"\x18ListUserStatusesResponse\x121\n" +
 	"\bstatuses\x18\x01 \x03(\v2\x15.tandem.v1.UserStatusR\bstatuses\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x83\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x99\x01\n" +
 	"\x15ListSyncErrorsRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"u\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12\x14\n" +
+	"\x05email\x18\x05 \x01(\tR\x05email\"u\n" +
 	"\x16ListSyncErrorsResponse\x123\n" +
 	"\aentries\x18\x01 \x03(\v2\x19.tandem.v1.SyncErrorEntryR\aentries\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"[\n" +
@@ -1873,7 +2097,17 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"\x04held\x18\x02 \x03(\v2\x16.tandem.v1.HeldDeletesR\x04held\x12\x1c\n" +
 	"\tconflicts\x18\x03 \x01(\x03R\tconflicts\x12\x1c\n" +
 	"\tunchanged\x18\x04 \x01(\x03R\tunchanged\x12\x1a\n" +
-	"\brelinked\x18\x05 \x01(\x03R\brelinked*]\n" +
+	"\brelinked\x18\x05 \x01(\x03R\brelinked\".\n" +
+	"\x15WatchOrgStatusRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"F\n" +
+	"\x16WatchOrgStatusResponse\x12,\n" +
+	"\x06status\x18\x01 \x01(\v2\x14.tandem.v1.OrgStatusR\x06status\"^\n" +
+	"\x16WatchUserStatusRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\"H\n" +
+	"\x17WatchUserStatusResponse\x12-\n" +
+	"\x06status\x18\x01 \x01(\v2\x15.tandem.v1.UserStatusR\x06status*]\n" +
 	"\vCheckResult\x12\x1c\n" +
 	"\x18CHECK_RESULT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHECK_RESULT_PASSED\x10\x01\x12\x17\n" +
@@ -1889,13 +2123,15 @@ const file_tandem_v1_status_proto_rawDesc = "" +
 	"\vResetStatus\x12\x1c\n" +
 	"\x18RESET_STATUS_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dRESET_STATUS_MARKED_FOR_RESET\x10\x01\x12\"\n" +
-	"\x1eRESET_STATUS_RESET_IN_PROGRESS\x10\x022\xb9\x03\n" +
+	"\x1eRESET_STATUS_RESET_IN_PROGRESS\x10\x022\xee\x04\n" +
 	"\rStatusService\x12O\n" +
 	"\fGetOrgStatus\x12\x1e.tandem.v1.GetOrgStatusRequest\x1a\x1f.tandem.v1.GetOrgStatusResponse\x12R\n" +
 	"\rGetUserStatus\x12\x1f.tandem.v1.GetUserStatusRequest\x1a .tandem.v1.GetUserStatusResponse\x12[\n" +
 	"\x10ListUserStatuses\x12\".tandem.v1.ListUserStatusesRequest\x1a#.tandem.v1.ListUserStatusesResponse\x12U\n" +
 	"\x0eListSyncErrors\x12 .tandem.v1.ListSyncErrorsRequest\x1a!.tandem.v1.ListSyncErrorsResponse\x12O\n" +
-	"\fPlanUserSync\x12\x1e.tandem.v1.PlanUserSyncRequest\x1a\x1f.tandem.v1.PlanUserSyncResponseB8Z6github.com/tandem-sync/tandem/proto/tandem/v1;tandemv1b\x06proto3"
+	"\fPlanUserSync\x12\x1e.tandem.v1.PlanUserSyncRequest\x1a\x1f.tandem.v1.PlanUserSyncResponse\x12W\n" +
+	"\x0eWatchOrgStatus\x12 .tandem.v1.WatchOrgStatusRequest\x1a!.tandem.v1.WatchOrgStatusResponse0\x01\x12Z\n" +
+	"\x0fWatchUserStatus\x12!.tandem.v1.WatchUserStatusRequest\x1a\".tandem.v1.WatchUserStatusResponse0\x01B8Z6github.com/tandem-sync/tandem/proto/tandem/v1;tandemv1b\x06proto3"
 
 var (
 	file_tandem_v1_status_proto_rawDescOnce sync.Once
@@ -1910,7 +2146,7 @@ func file_tandem_v1_status_proto_rawDescGZIP() []byte {
 }
 
 var file_tandem_v1_status_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tandem_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_tandem_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_tandem_v1_status_proto_goTypes = []any{
 	(CheckResult)(0),                 // 0: tandem.v1.CheckResult
 	(DirectionStatus)(0),             // 1: tandem.v1.DirectionStatus
@@ -1933,65 +2169,75 @@ var file_tandem_v1_status_proto_goTypes = []any{
 	(*PlanUserSyncRequest)(nil),      // 18: tandem.v1.PlanUserSyncRequest
 	(*PlannedWrite)(nil),             // 19: tandem.v1.PlannedWrite
 	(*PlanUserSyncResponse)(nil),     // 20: tandem.v1.PlanUserSyncResponse
-	(RecordKind)(0),                  // 21: tandem.v1.RecordKind
-	(*timestamppb.Timestamp)(nil),    // 22: google.protobuf.Timestamp
-	(*SyncError)(nil),                // 23: tandem.v1.SyncError
-	(System)(0),                      // 24: tandem.v1.System
-	(WriteOp)(0),                     // 25: tandem.v1.WriteOp
+	(*WatchOrgStatusRequest)(nil),    // 21: tandem.v1.WatchOrgStatusRequest
+	(*WatchOrgStatusResponse)(nil),   // 22: tandem.v1.WatchOrgStatusResponse
+	(*WatchUserStatusRequest)(nil),   // 23: tandem.v1.WatchUserStatusRequest
+	(*WatchUserStatusResponse)(nil),  // 24: tandem.v1.WatchUserStatusResponse
+	(RecordKind)(0),                  // 25: tandem.v1.RecordKind
+	(*timestamppb.Timestamp)(nil),    // 26: google.protobuf.Timestamp
+	(*SyncError)(nil),                // 27: tandem.v1.SyncError
+	(System)(0),                      // 28: tandem.v1.System
+	(WriteOp)(0),                     // 29: tandem.v1.WriteOp
 }
 var file_tandem_v1_status_proto_depIdxs = []int32{
-	21, // 0: tandem.v1.KindStatus.kind:type_name -> tandem.v1.RecordKind
+	25, // 0: tandem.v1.KindStatus.kind:type_name -> tandem.v1.RecordKind
 	0,  // 1: tandem.v1.KindStatus.folder_found:type_name -> tandem.v1.CheckResult
 	0,  // 2: tandem.v1.KindStatus.addresses_linked:type_name -> tandem.v1.CheckResult
 	1,  // 3: tandem.v1.KindStatus.salesforce_to_exchange:type_name -> tandem.v1.DirectionStatus
 	1,  // 4: tandem.v1.KindStatus.exchange_to_salesforce:type_name -> tandem.v1.DirectionStatus
-	22, // 5: tandem.v1.KindStatus.last_synced_at:type_name -> google.protobuf.Timestamp
+	26, // 5: tandem.v1.KindStatus.last_synced_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: tandem.v1.UserStatus.assigned_to_active_configuration:type_name -> tandem.v1.CheckResult
 	0,  // 7: tandem.v1.UserStatus.mailbox_version_supported:type_name -> tandem.v1.CheckResult
 	0,  // 8: tandem.v1.UserStatus.recognized_by_service_account:type_name -> tandem.v1.CheckResult
 	2,  // 9: tandem.v1.UserStatus.reset_status:type_name -> tandem.v1.ResetStatus
 	3,  // 10: tandem.v1.UserStatus.kinds:type_name -> tandem.v1.KindStatus
-	23, // 11: tandem.v1.UserStatus.last_error:type_name -> tandem.v1.SyncError
-	22, // 12: tandem.v1.UserStatus.next_sync_at:type_name -> google.protobuf.Timestamp
-	22, // 13: tandem.v1.UserStatus.suspended_at:type_name -> google.protobuf.Timestamp
-	22, // 14: tandem.v1.UserStatus.resumed_at:type_name -> google.protobuf.Timestamp
-	21, // 15: tandem.v1.KindActivity.kind:type_name -> tandem.v1.RecordKind
-	22, // 16: tandem.v1.KindActivity.last_sync_at:type_name -> google.protobuf.Timestamp
-	22, // 17: tandem.v1.SalesforceApiUsage.backed_off_until:type_name -> google.protobuf.Timestamp
+	27, // 11: tandem.v1.UserStatus.last_error:type_name -> tandem.v1.SyncError
+	26, // 12: tandem.v1.UserStatus.next_sync_at:type_name -> google.protobuf.Timestamp
+	26, // 13: tandem.v1.UserStatus.suspended_at:type_name -> google.protobuf.Timestamp
+	26, // 14: tandem.v1.UserStatus.resumed_at:type_name -> google.protobuf.Timestamp
+	25, // 15: tandem.v1.KindActivity.kind:type_name -> tandem.v1.RecordKind
+	26, // 16: tandem.v1.KindActivity.last_sync_at:type_name -> google.protobuf.Timestamp
+	26, // 17: tandem.v1.SalesforceApiUsage.backed_off_until:type_name -> google.protobuf.Timestamp
 	0,  // 18: tandem.v1.OrgStatus.service_account_recognized:type_name -> tandem.v1.CheckResult
 	5,  // 19: tandem.v1.OrgStatus.activity:type_name -> tandem.v1.KindActivity
 	6,  // 20: tandem.v1.OrgStatus.salesforce_api:type_name -> tandem.v1.SalesforceApiUsage
-	24, // 21: tandem.v1.HeldDeletes.target:type_name -> tandem.v1.System
-	21, // 22: tandem.v1.HeldDeletes.kind:type_name -> tandem.v1.RecordKind
-	21, // 23: tandem.v1.SyncErrorEntry.kind:type_name -> tandem.v1.RecordKind
-	23, // 24: tandem.v1.SyncErrorEntry.error:type_name -> tandem.v1.SyncError
-	22, // 25: tandem.v1.SyncErrorEntry.first_seen_at:type_name -> google.protobuf.Timestamp
-	22, // 26: tandem.v1.SyncErrorEntry.last_seen_at:type_name -> google.protobuf.Timestamp
+	28, // 21: tandem.v1.HeldDeletes.target:type_name -> tandem.v1.System
+	25, // 22: tandem.v1.HeldDeletes.kind:type_name -> tandem.v1.RecordKind
+	25, // 23: tandem.v1.SyncErrorEntry.kind:type_name -> tandem.v1.RecordKind
+	27, // 24: tandem.v1.SyncErrorEntry.error:type_name -> tandem.v1.SyncError
+	26, // 25: tandem.v1.SyncErrorEntry.first_seen_at:type_name -> google.protobuf.Timestamp
+	26, // 26: tandem.v1.SyncErrorEntry.last_seen_at:type_name -> google.protobuf.Timestamp
 	8,  // 27: tandem.v1.SyncErrorEntry.held_deletes:type_name -> tandem.v1.HeldDeletes
 	7,  // 28: tandem.v1.GetOrgStatusResponse.status:type_name -> tandem.v1.OrgStatus
 	4,  // 29: tandem.v1.GetUserStatusResponse.status:type_name -> tandem.v1.UserStatus
 	4,  // 30: tandem.v1.ListUserStatusesResponse.statuses:type_name -> tandem.v1.UserStatus
 	9,  // 31: tandem.v1.ListSyncErrorsResponse.entries:type_name -> tandem.v1.SyncErrorEntry
-	24, // 32: tandem.v1.PlannedWrite.target:type_name -> tandem.v1.System
-	21, // 33: tandem.v1.PlannedWrite.kind:type_name -> tandem.v1.RecordKind
-	25, // 34: tandem.v1.PlannedWrite.op:type_name -> tandem.v1.WriteOp
+	28, // 32: tandem.v1.PlannedWrite.target:type_name -> tandem.v1.System
+	25, // 33: tandem.v1.PlannedWrite.kind:type_name -> tandem.v1.RecordKind
+	29, // 34: tandem.v1.PlannedWrite.op:type_name -> tandem.v1.WriteOp
 	19, // 35: tandem.v1.PlanUserSyncResponse.writes:type_name -> tandem.v1.PlannedWrite
 	8,  // 36: tandem.v1.PlanUserSyncResponse.held:type_name -> tandem.v1.HeldDeletes
-	10, // 37: tandem.v1.StatusService.GetOrgStatus:input_type -> tandem.v1.GetOrgStatusRequest
-	12, // 38: tandem.v1.StatusService.GetUserStatus:input_type -> tandem.v1.GetUserStatusRequest
-	14, // 39: tandem.v1.StatusService.ListUserStatuses:input_type -> tandem.v1.ListUserStatusesRequest
-	16, // 40: tandem.v1.StatusService.ListSyncErrors:input_type -> tandem.v1.ListSyncErrorsRequest
-	18, // 41: tandem.v1.StatusService.PlanUserSync:input_type -> tandem.v1.PlanUserSyncRequest
-	11, // 42: tandem.v1.StatusService.GetOrgStatus:output_type -> tandem.v1.GetOrgStatusResponse
-	13, // 43: tandem.v1.StatusService.GetUserStatus:output_type -> tandem.v1.GetUserStatusResponse
-	15, // 44: tandem.v1.StatusService.ListUserStatuses:output_type -> tandem.v1.ListUserStatusesResponse
-	17, // 45: tandem.v1.StatusService.ListSyncErrors:output_type -> tandem.v1.ListSyncErrorsResponse
-	20, // 46: tandem.v1.StatusService.PlanUserSync:output_type -> tandem.v1.PlanUserSyncResponse
-	42, // [42:47] is the sub-list for method output_type
-	37, // [37:42] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	7,  // 37: tandem.v1.WatchOrgStatusResponse.status:type_name -> tandem.v1.OrgStatus
+	4,  // 38: tandem.v1.WatchUserStatusResponse.status:type_name -> tandem.v1.UserStatus
+	10, // 39: tandem.v1.StatusService.GetOrgStatus:input_type -> tandem.v1.GetOrgStatusRequest
+	12, // 40: tandem.v1.StatusService.GetUserStatus:input_type -> tandem.v1.GetUserStatusRequest
+	14, // 41: tandem.v1.StatusService.ListUserStatuses:input_type -> tandem.v1.ListUserStatusesRequest
+	16, // 42: tandem.v1.StatusService.ListSyncErrors:input_type -> tandem.v1.ListSyncErrorsRequest
+	18, // 43: tandem.v1.StatusService.PlanUserSync:input_type -> tandem.v1.PlanUserSyncRequest
+	21, // 44: tandem.v1.StatusService.WatchOrgStatus:input_type -> tandem.v1.WatchOrgStatusRequest
+	23, // 45: tandem.v1.StatusService.WatchUserStatus:input_type -> tandem.v1.WatchUserStatusRequest
+	11, // 46: tandem.v1.StatusService.GetOrgStatus:output_type -> tandem.v1.GetOrgStatusResponse
+	13, // 47: tandem.v1.StatusService.GetUserStatus:output_type -> tandem.v1.GetUserStatusResponse
+	15, // 48: tandem.v1.StatusService.ListUserStatuses:output_type -> tandem.v1.ListUserStatusesResponse
+	17, // 49: tandem.v1.StatusService.ListSyncErrors:output_type -> tandem.v1.ListSyncErrorsResponse
+	20, // 50: tandem.v1.StatusService.PlanUserSync:output_type -> tandem.v1.PlanUserSyncResponse
+	22, // 51: tandem.v1.StatusService.WatchOrgStatus:output_type -> tandem.v1.WatchOrgStatusResponse
+	24, // 52: tandem.v1.StatusService.WatchUserStatus:output_type -> tandem.v1.WatchUserStatusResponse
+	46, // [46:53] is the sub-list for method output_type
+	39, // [39:46] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_tandem_v1_status_proto_init() }
@@ -2007,7 +2253,7 @@ func file_tandem_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tandem_v1_status_proto_rawDesc), len(file_tandem_v1_status_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

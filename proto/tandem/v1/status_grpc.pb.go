@@ -24,6 +24,8 @@ const (
 	StatusService_ListUserStatuses_FullMethodName = "/tandem.v1.StatusService/ListUserStatuses"
 	StatusService_ListSyncErrors_FullMethodName   = "/tandem.v1.StatusService/ListSyncErrors"
 	StatusService_PlanUserSync_FullMethodName     = "/tandem.v1.StatusService/PlanUserSync"
+	StatusService_WatchOrgStatus_FullMethodName   = "/tandem.v1.StatusService/WatchOrgStatus"
+	StatusService_WatchUserStatus_FullMethodName  = "/tandem.v1.StatusService/WatchUserStatus"
 )
 
 // StatusServiceClient is the client API for StatusService service.
@@ -44,6 +46,12 @@ type StatusServiceClient interface {
 	// PlanUserSync shows what the user's next cycle would create, update and delete on each
 	// side, without writing anything.
 	PlanUserSync(ctx context.Context, in *PlanUserSyncRequest, opts ...grpc.CallOption) (*PlanUserSyncResponse, error)
+	// WatchOrgStatus sends the org's status at once, then again each time it changes, until the
+	// caller ends the call.
+	WatchOrgStatus(ctx context.Context, in *WatchOrgStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrgStatusResponse], error)
+	// WatchUserStatus sends the status of one user (or of every user of the org) at once, then
+	// each user's status again each time it changes, until the caller ends the call.
+	WatchUserStatus(ctx context.Context, in *WatchUserStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchUserStatusResponse], error)
 }
 
 type statusServiceClient struct {
@@ -104,6 +112,44 @@ func (c *statusServiceClient) PlanUserSync(ctx context.Context, in *PlanUserSync
 	return out, nil
 }
 
+func (c *statusServiceClient) WatchOrgStatus(ctx context.Context, in *WatchOrgStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrgStatusResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &StatusService_ServiceDesc.Streams[0], StatusService_WatchOrgStatus_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchOrgStatusRequest, WatchOrgStatusResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StatusService_WatchOrgStatusClient = grpc.ServerStreamingClient[WatchOrgStatusResponse]
+
+func (c *statusServiceClient) WatchUserStatus(ctx context.Context, in *WatchUserStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchUserStatusResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &StatusService_ServiceDesc.Streams[1], StatusService_WatchUserStatus_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchUserStatusRequest, WatchUserStatusResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StatusService_WatchUserStatusClient = grpc.ServerStreamingClient[WatchUserStatusResponse]
+
 // StatusServiceServer is the server API for StatusService service.
 // All implementations must embed UnimplementedStatusServiceServer
 // for forward compatibility.
@@ -122,6 +168,12 @@ type StatusServiceServer interface {
 	// PlanUserSync shows what the user's next cycle would create, update and delete on each
 	// side, without writing anything.
 	PlanUserSync(context.Context, *PlanUserSyncRequest) (*PlanUserSyncResponse, error)
+	// WatchOrgStatus sends the org's status at once, then again each time it changes, until the
+	// caller ends the call.
+	WatchOrgStatus(*WatchOrgStatusRequest, grpc.ServerStreamingServer[WatchOrgStatusResponse]) error
+	// WatchUserStatus sends the status of one user (or of every user of the org) at once, then
+	// each user's status again each time it changes, until the caller ends the call.
+	WatchUserStatus(*WatchUserStatusRequest, grpc.ServerStreamingServer[WatchUserStatusResponse]) error
 	mustEmbedUnimplementedStatusServiceServer()
 }
 
@@ -146,6 +198,12 @@ func (UnimplementedStatusServiceServer) ListSyncErrors(context.Context, *ListSyn
 }
 func (UnimplementedStatusServiceServer) PlanUserSync(context.Context, *PlanUserSyncRequest) (*PlanUserSyncResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PlanUserSync not implemented")
+}
+func (UnimplementedStatusServiceServer) WatchOrgStatus(*WatchOrgStatusRequest, grpc.ServerStreamingServer[WatchOrgStatusResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchOrgStatus not implemented")
+}
+func (UnimplementedStatusServiceServer) WatchUserStatus(*WatchUserStatusRequest, grpc.ServerStreamingServer[WatchUserStatusResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchUserStatus not implemented")
 }
 func (UnimplementedStatusServiceServer) mustEmbedUnimplementedStatusServiceServer() {}
 func (UnimplementedStatusServiceServer) testEmbeddedByValue()                       {}
@@ -258,6 +316,28 @@ func _StatusService_PlanUserSync_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StatusService_WatchOrgStatus_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchOrgStatusRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(StatusServiceServer).WatchOrgStatus(m, &grpc.GenericServerStream[WatchOrgStatusRequest, WatchOrgStatusResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StatusService_WatchOrgStatusServer = grpc.ServerStreamingServer[WatchOrgStatusResponse]
+
+func _StatusService_WatchUserStatus_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchUserStatusRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(StatusServiceServer).WatchUserStatus(m, &grpc.GenericServerStream[WatchUserStatusRequest, WatchUserStatusResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StatusService_WatchUserStatusServer = grpc.ServerStreamingServer[WatchUserStatusResponse]
+
 // StatusService_ServiceDesc is the grpc.ServiceDesc for StatusService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -286,6 +366,17 @@ var StatusService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _StatusService_PlanUserSync_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchOrgStatus",
+			Handler:       _StatusService_WatchOrgStatus_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchUserStatus",
+			Handler:       _StatusService_WatchUserStatus_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "tandem/v1/status.proto",
 }
