@@ -80,7 +80,8 @@ func (s *Server) Register(srv grpc.ServiceRegistrar) {
 }
 
 // grpcError maps an error to a gRPC status: not found, invalid argument and unauthenticated
-// errors keep their meaning; anything else is logged and reported as internal, without detail
+// errors keep their meaning, and a change that would send a stored secret somewhere new is a
+// failed precondition; anything else is logged and reported as internal, without detail
 // that could leak a secret.
 func (s *Server) grpcError(ctx context.Context, err error) error {
 	switch {
@@ -98,6 +99,10 @@ func (s *Server) grpcError(ctx context.Context, err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrInvalidID), errors.Is(err, store.ErrInvalidPageToken):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, store.ErrSecretNotBound):
+		// The message names the secret to send again and the settings that changed; the
+		// store shows URLs without their userinfo and query.
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, store.ErrNoKeyring), errors.Is(err, seal.ErrOpen), errors.Is(err, seal.ErrUnknownKey):
 		s.log.ErrorContext(ctx, "secrets cannot be sealed or opened", slog.Any("error", err))
 		return status.Error(codes.FailedPrecondition, "org credentials cannot be sealed or opened: check the seal key")

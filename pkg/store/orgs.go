@@ -83,7 +83,9 @@ func Redact(org *tandemv1.Org) *tandemv1.Org {
 
 // PutOrg creates or replaces an org's settings. Secret fields are sealed; secret fields left
 // empty keep their stored values (the API never returns secrets, so a client that edits
-// other settings sends them empty). It returns the org as stored, secrets removed.
+// other settings sends them empty) — unless the edit changes where, or as whom, such a stored
+// secret is sent: that is refused with ErrSecretNotBound, and nothing is stored (see bindings).
+// It returns the org as stored, secrets removed.
 func (s *Store) PutOrg(ctx context.Context, org *tandemv1.Org) (*tandemv1.Org, error) {
 	if org == nil {
 		return nil, &ValidationError{Violations: []FieldViolation{{Field: "org", Description: "is required"}}}
@@ -123,16 +125,54 @@ func (s *Store) PutOrg(ctx context.Context, org *tandemv1.Org) (*tandemv1.Org, e
 		}
 		values = append(values, secretHashField(f.name), sealed)
 	}
-	// The index first: ListOrgs skips an indexed id whose settings are missing, so a crash
-	// between the two writes leaves nothing inconsistent. The two keys are in different
-	// slots and cannot be written in one transaction on Cluster.
-	if err := s.rdb.SAdd(ctx, orgIndexKey(), id).Err(); err != nil {
-		return nil, fmt.Errorf("put org %s: index: %w", id, err)
+	key := orgKey(id, orgSettingsName)
+	// The binding check reads what is stored, so the write is made only if nothing changed
+	// it in between: otherwise a secret stored meanwhile would go where this request says.
+	txf := func(tx *redis.Tx) error {
+		if err := checkStoredBindings(ctx, tx, id, key, org); err != nil {
+			return err
+		}
+		// The index first: ListOrgs skips an indexed id whose settings are missing, so a crash
+		// between the two writes leaves nothing inconsistent. The two keys are in different
+		// slots and cannot be written in one transaction on Cluster.
+		if err := s.rdb.SAdd(ctx, orgIndexKey(), id).Err(); err != nil {
+			return fmt.Errorf("index: %w", err)
+		}
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, key, values...)
+			return nil
+		})
+		return err
 	}
-	if err := s.rdb.HSet(ctx, orgKey(id, orgSettingsName), values...).Err(); err != nil {
+	if err := s.optimistic(ctx, txf, key); err != nil {
 		return nil, fmt.Errorf("put org %s: %w", id, err)
 	}
 	return settings, nil
+}
+
+// checkStoredBindings refuses org, with ErrSecretNotBound, if it would send a secret stored for
+// the org somewhere new (see bindings).
+func checkStoredBindings(ctx context.Context, tx *redis.Tx, id, key string, org *tandemv1.Org) error {
+	fields := make([]string, 0, 1+len(secretFields))
+	fields = append(fields, orgSettingsField)
+	for _, f := range secretFields {
+		fields = append(fields, secretHashField(f.name))
+	}
+	vals, err := tx.HMGet(ctx, key, fields...).Result()
+	if err != nil {
+		return fmt.Errorf("read stored org: %w", err)
+	}
+	stored := make(map[string]bool, len(secretFields))
+	for i, f := range secretFields {
+		stored[f.name] = vals[1+i] != nil
+	}
+	var old *tandemv1.Org
+	if raw, ok := vals[0].(string); ok && raw != "" {
+		if old, err = decodeOrg(id, raw); err != nil {
+			return err
+		}
+	}
+	return checkBindings(old, org, stored)
 }
 
 // GetOrg returns an org with its secrets opened, for the workers that connect with them.
