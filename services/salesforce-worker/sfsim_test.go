@@ -262,8 +262,9 @@ func TestSalesforceSimulator(t *testing.T) {
 		broken := &tandemv1.Org{OrgId: testOrg, Enabled: true, Salesforce: &tandemv1.SalesforceConnection{
 			Auth: tandemv1.SalesforceAuth_SALESFORCE_AUTH_JWT_BEARER, MyDomainUrl: se.org.GetSalesforce().GetMyDomainUrl(),
 			ClientId: "not-the-connected-app", IntegrationUsername: se.org.GetSalesforce().GetIntegrationUsername(),
+			PrivateKeyPem: se.org.GetSalesforce().GetPrivateKeyPem(), // a changed client id binds the key: sent again
 		}}
-		se.putOrg(broken) // the stored private key is kept: only the client id is wrong
+		se.putOrg(broken) // only the client id is wrong
 		if err := se.w.handleJob(ctx, jobMessage(t, job(5, contacts, users, nil))); err != nil {
 			t.Fatalf("handleJob = %v, want nil: reported, and the next cycle tries again", err)
 		}
