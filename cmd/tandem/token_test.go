@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"strings"
 	"testing"
@@ -82,17 +83,21 @@ func TestTokensIssuedWithTheCLIWork(t *testing.T) {
 
 	// Revoked, the viewer token stops working.
 	code, list, _ = cli(append([]string{"token", "list", "--token", operator, "--output", "json"}, api...)...)
+	var tokens []struct {
+		TokenID string `json:"token_id"`
+		Name    string `json:"name"`
+	}
+	if err := json.Unmarshal([]byte(list), &tokens); code != 0 || err != nil {
+		t.Fatalf("token list --output json: exit %d, %v\n%s", code, err, list)
+	}
 	id := ""
-	for line := range strings.SplitSeq(list, "\n") {
-		if strings.Contains(line, `"tokenId"`) {
-			id = strings.Trim(strings.TrimSpace(strings.SplitN(line, ":", 2)[1]), `",`)
-		}
-		if strings.Contains(line, `"wallboard"`) {
-			break
+	for _, tok := range tokens {
+		if tok.Name == "wallboard" {
+			id = tok.TokenID
 		}
 	}
-	if code != 0 || id == "" {
-		t.Fatalf("token list --output json: exit %d\n%s", code, list)
+	if id == "" {
+		t.Fatalf("token list --output json has no wallboard token:\n%s", list)
 	}
 	if code, _, stderr := cli(append([]string{"token", "revoke", "--token", operator, id}, api...)...); code != 0 {
 		t.Fatalf("token revoke %s: exit %d, %s", id, code, stderr)

@@ -123,6 +123,13 @@ func (s *Server) PutSyncConfiguration(ctx context.Context, req *tandemv1.PutSync
 	if err := required("configuration.org_id", cfg.GetOrgId()); err != nil {
 		return nil, err
 	}
+	if req.GetValidateOnly() {
+		valid, err := store.ValidateConfiguration(cfg.GetOrgId(), cfg)
+		if err != nil {
+			return nil, s.grpcError(ctx, err)
+		}
+		return &tandemv1.PutSyncConfigurationResponse{Configuration: valid}, nil
+	}
 	cfg.UpdatedAt = timestamppb.New(s.now())
 	stored, err := s.st.PutConfiguration(ctx, cfg.GetOrgId(), cfg)
 	if err != nil {

@@ -31,18 +31,28 @@ const (
 // (Account.Name). Filters end up in SOQL, so nothing else may pass.
 var sfFieldPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,79}(\.[A-Za-z][A-Za-z0-9_]{0,79}){0,4}$`)
 
-// PutConfiguration creates (empty id) or replaces a sync configuration of org and returns it
-// as stored. It validates the configuration (a *ValidationError lists every problem), and
-// applies the Lightning Sync assignment rule atomically with the write: a user assigned
-// individually to this configuration is removed from every other configuration's user list,
-// so a user stays only in the configuration it was added to last.
-func (s *Store) PutConfiguration(ctx context.Context, orgID string, cfg *tandemv1.SyncConfiguration) (*tandemv1.SyncConfiguration, error) {
+// ValidateConfiguration checks a configuration of org as PutConfiguration would, and stores
+// nothing: a *ValidationError lists every problem. It returns the configuration as it would be
+// stored (without an id if it had none, and without an update time).
+func ValidateConfiguration(orgID string, cfg *tandemv1.SyncConfiguration) (*tandemv1.SyncConfiguration, error) {
 	if err := checkID("org id", orgID); err != nil {
-		return nil, fmt.Errorf("put configuration: %w", err)
+		return nil, fmt.Errorf("validate configuration: %w", err)
 	}
 	if cfg == nil {
 		return nil, &ValidationError{Violations: []FieldViolation{{Field: "configuration", Description: "is required"}}}
 	}
+	c, err := prepareConfiguration(orgID, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.Id = cfg.GetId()
+	c.UpdatedAt = nil
+	return c, nil
+}
+
+// prepareConfiguration returns a copy of cfg as it would be stored, but for its update time:
+// org and id filled in, name trimmed, user and profile lists without duplicates, validated.
+func prepareConfiguration(orgID string, cfg *tandemv1.SyncConfiguration) (*tandemv1.SyncConfiguration, error) {
 	c := proto.Clone(cfg).(*tandemv1.SyncConfiguration)
 	if c.OrgId == "" {
 		c.OrgId = orgID
@@ -58,6 +68,25 @@ func (s *Store) PutConfiguration(ctx context.Context, orgID string, cfg *tandemv
 	c.UserIds = dedupe(c.UserIds)
 	c.ProfileIds = dedupe(c.ProfileIds)
 	if err := validateConfiguration(orgID, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// PutConfiguration creates (empty id) or replaces a sync configuration of org and returns it
+// as stored. It validates the configuration (a *ValidationError lists every problem), and
+// applies the Lightning Sync assignment rule atomically with the write: a user assigned
+// individually to this configuration is removed from every other configuration's user list,
+// so a user stays only in the configuration it was added to last.
+func (s *Store) PutConfiguration(ctx context.Context, orgID string, cfg *tandemv1.SyncConfiguration) (*tandemv1.SyncConfiguration, error) {
+	if err := checkID("org id", orgID); err != nil {
+		return nil, fmt.Errorf("put configuration: %w", err)
+	}
+	if cfg == nil {
+		return nil, &ValidationError{Violations: []FieldViolation{{Field: "configuration", Description: "is required"}}}
+	}
+	c, err := prepareConfiguration(orgID, cfg)
+	if err != nil {
 		return nil, err
 	}
 	c.UpdatedAt = timestamppb.New(s.now())

@@ -531,6 +531,9 @@ type PutSyncConfigurationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// configuration is the configuration; an empty id creates a new one.
 	Configuration *SyncConfiguration `protobuf:"bytes,1,opt,name=configuration,proto3" json:"configuration,omitempty"`
+	// validate_only checks the configuration as a put would, and stores nothing (the response
+	// then carries the configuration as it would be stored, without an id if it had none).
+	ValidateOnly  bool `protobuf:"varint,2,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -570,6 +573,13 @@ func (x *PutSyncConfigurationRequest) GetConfiguration() *SyncConfiguration {
 		return x.Configuration
 	}
 	return nil
+}
+
+func (x *PutSyncConfigurationRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
 }
 
 // PutSyncConfigurationResponse returns the stored configuration.
@@ -1536,9 +1546,10 @@ const file_tandem_v1_admin_proto_rawDesc = "" +
 	"suggestion\"\\\n" +
 	"\x16TestConnectionResponse\x122\n" +
 	"\x06checks\x18\x01 \x03(\v2\x1a.tandem.v1.ConnectionCheckR\x06checks\x12\x0e\n" +
-	"\x02ok\x18\x02 \x01(\bR\x02ok\"a\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\"\x86\x01\n" +
 	"\x1bPutSyncConfigurationRequest\x12B\n" +
-	"\rconfiguration\x18\x01 \x01(\v2\x1c.tandem.v1.SyncConfigurationR\rconfiguration\"b\n" +
+	"\rconfiguration\x18\x01 \x01(\v2\x1c.tandem.v1.SyncConfigurationR\rconfiguration\x12#\n" +
+	"\rvalidate_only\x18\x02 \x01(\bR\fvalidateOnly\"b\n" +
 	"\x1cPutSyncConfigurationResponse\x12B\n" +
 	"\rconfiguration\x18\x01 \x01(\v2\x1c.tandem.v1.SyncConfigurationR\rconfiguration\"6\n" +
 	"\x1dListSyncConfigurationsRequest\x12\x15\n" +

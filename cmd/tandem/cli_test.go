@@ -1,0 +1,124 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestAdminCommandsAgainstTandemDev drives the admin commands against a running tandem dev, as
+// an admin would from a second terminal.
+func TestAdminCommandsAgainstTandemDev(t *testing.T) {
+	addr, token := startDev(t)
+	t.Setenv("TANDEM_ADDR", addr)
+	t.Setenv("TANDEM_TOKEN", token)
+	t.Setenv("TANDEM_PLAINTEXT", "true")
+	t.Setenv("TANDEM_ORG", "")
+
+	// The configuration tandem dev made, as YAML; applied back as it is, nothing changes.
+	code, cfg, stderr := cli("config", "get")
+	if code != 0 || !strings.Contains(cfg, "name:") || !strings.Contains(cfg, "SYNC_DIRECTION_BOTH") {
+		t.Fatalf("config get: exit %d\n%s%s", code, cfg, stderr)
+	}
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := cli("config", "apply", "-f", file); code != 0 || !strings.Contains(out, "unchanged") {
+		t.Fatalf("config apply of what config get printed: exit %d\n%s%s", code, out, stderr)
+	}
+
+	// A second configuration, new: created once, unchanged the second time.
+	second := `name: "  managers "
+org_id: ""
+active: false
+user_ids: [005x00000000001AAA, 005x00000000001AAA]
+contacts:
+  direction: SYNC_DIRECTION_EXCHANGE_TO_SALESFORCE
+`
+	if err := os.WriteFile(file, []byte(second), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := cli("config", "apply", "-f", file, "--yes")
+	if code != 0 || !strings.Contains(out, "will be created") || !strings.Contains(out, "created") {
+		t.Fatalf("config apply of a new configuration: exit %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = cli("config", "apply", "-f", file, "--yes")
+	if code != 0 || !strings.Contains(out, `"managers"`) || !strings.Contains(out, "unchanged") || strings.Contains(out, "will change") {
+		t.Fatalf("config apply twice: the second time changes something: exit %d\n%s%s", code, out, stderr)
+	}
+	// Changed, it shows the change and, without --yes and without an answer, writes nothing.
+	if err := os.WriteFile(file, []byte(strings.Replace(second, "active: false", "active: true", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = cli("config", "apply", "-f", file)
+	if code != 2 || !strings.Contains(out, "will change") || !strings.Contains(out, "active") {
+		t.Fatalf("config apply of a change without an answer: exit %d\n%s", code, out)
+	}
+	if _, out, _ := cli("config", "apply", "-f", file, "--yes"); !strings.Contains(out, "changed") {
+		t.Fatalf("config apply --yes of the change:\n%s", out)
+	}
+	// An invalid document is refused before anything is written, naming the field.
+	if err := os.WriteFile(file, []byte("name: x\ncontacts: {direction: SIDEWAYS}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := cli("config", "apply", "-f", file, "--yes"); code != 2 || !strings.Contains(stderr, "direction") {
+		t.Fatalf("config apply of an unknown direction: exit %d, %q", code, stderr)
+	}
+
+	// Users, in every format.
+	for _, format := range listFormats {
+		code, out, stderr := cli("users", "-o", format)
+		if code != 0 || !strings.Contains(out, "rep1@") {
+			t.Fatalf("users -o %s: exit %d\n%s%s", format, code, out, stderr)
+		}
+	}
+	if code, _, stderr := cli("users", "--status", "asleep"); code != 2 || !strings.Contains(stderr, "in-sync") {
+		t.Fatalf("users --status asleep: exit %d, %q", code, stderr)
+	}
+	if code, out, stderr := cli("status", "user", "rep1@acme.example", "-o", "json"); code != 0 || !strings.Contains(out, `"email": "rep1@acme.example"`) {
+		t.Fatalf("status user -o json: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr := cli("errors", "-o", "csv"); code != 0 || !strings.HasPrefix(out, "last_seen,user_id,object") {
+		t.Fatalf("errors -o csv: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr := cli("connection", "test", "rep1@acme.example"); code != 0 || !strings.Contains(out, "All checks passed") {
+		t.Fatalf("connection test: exit %d\n%s%s", code, out, stderr)
+	}
+
+	// The org: its settings without secrets; a YAML with a secret is refused; a secret comes
+	// from the environment.
+	code, org, stderr := cli("org", "get")
+	if code != 0 || !strings.Contains(org, "org_id:") || strings.Contains(org, "private_key_pem") {
+		t.Fatalf("org get: exit %d\n%s%s", code, org, stderr)
+	}
+	orgFile := filepath.Join(t.TempDir(), "org.yaml")
+	if err := os.WriteFile(orgFile, []byte(org), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := cli("org", "apply", "-f", orgFile); code != 0 || !strings.Contains(out, "unchanged") {
+		t.Fatalf("org apply of what org get printed: exit %d\n%s%s", code, out, stderr)
+	}
+	if err := os.WriteFile(orgFile, []byte(strings.Replace(org, "exchange:", "exchange:\n  password: hunter2", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := cli("org", "apply", "-f", orgFile, "--yes"); code != 2 || !strings.Contains(stderr, "exchange.password") {
+		t.Fatalf("org apply of a YAML holding a password: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := cli("org", "apply", "-f", "-", "--exchange-password", "hunter2"); code != 2 || !strings.Contains(stderr, "file:PATH or env:NAME") {
+		t.Fatalf("a secret on the command line: exit %d, %q", code, stderr)
+	}
+	// Sending the stored password to another Exchange endpoint needs the password again.
+	moved := regexp.MustCompile(`(ews_url|autodiscover_url): \S+`).ReplaceAllString(org, "$1: http://127.0.0.1:1/elsewhere")
+	if moved == org {
+		t.Fatalf("the dev org has no Exchange URL:\n%s", org)
+	}
+	if err := os.WriteFile(orgFile, []byte(moved), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := cli("org", "apply", "-f", orgFile, "--yes"); code != 1 || !strings.Contains(stderr, "must be sent again") || !strings.Contains(out, "_url") {
+		t.Fatalf("org apply moving the EWS URL without the password: exit %d\n%s%s", code, out, stderr)
+	}
+}
