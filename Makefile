@@ -42,7 +42,9 @@ help:
 	@echo "make image  - the service and CLI images for $(PLATFORMS), tagged $(VERSION) (PUSH=--push to publish)"
 
 run:
-	$(GO) run ./cmd/tandem dev $(RUN_FLAGS)
+	@echo "Building tandem (the first build compiles every package and takes a minute or two)..."
+	@$(GO) build -o $(BIN)/tandem ./cmd/tandem
+	@$(BIN)/tandem dev $(RUN_FLAGS)
 
 test: proto-check test-go
 

@@ -55,7 +55,7 @@ func (f *devFlags) register(fs *flag.FlagSet) {
 		"own dumps or, against real endpoints, each synced user's contacts read through Tandem's connectors (read only), as "+
 		`{"users": [{"user_id", "mailbox", "contacts": [tandem.v1.Record in protojson]}]}`)
 	fs.StringVar(&f.redisURL, "redis-url", os.Getenv("REDIS_URL"), "Redis to use (default $REDIS_URL; else a redis-server on PATH is started on a free port; else an in-memory stand-in)")
-	fs.StringVar(&f.logFile, "log-file", filepath.Join(os.TempDir(), "tandem-dev.log"), "where the services' JSON logs go")
+	fs.StringVar(&f.logFile, "log-file", "", "where the services' JSON logs go (default: a new tandem-dev-*.log in "+os.TempDir()+", printed at start)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.grpc, "grpc-addr", "127.0.0.1:9090", "address of the gRPC status and admin API")
 	fs.StringVar(&f.health, "health-addr", "127.0.0.1:8080", "address of /healthz and /readyz; empty to disable")
@@ -156,18 +156,20 @@ Every flag can also be set with its environment variable.
 		fmt.Fprintln(stderr, "tandem dev:", err)
 		return 2
 	}
+	defer takeTerminal()()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return runDev(ctx, f, opts, stdout, stderr)
 }
 
 func runDev(ctx context.Context, f devFlags, opts devenv.Options, stdout, stderr io.Writer) int {
-	logFile, err := os.OpenFile(f.logFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	logFile, err := openLog(f.logFile)
 	if err != nil {
 		fmt.Fprintln(stderr, "tandem dev:", err)
 		return 1
 	}
 	defer logFile.Close()
+	f.logFile = logFile.Name()
 	opts.Log, opts.Warn = logFile, stderr
 	progressOut := stdout
 	if f.jsonOut {
@@ -186,15 +188,14 @@ func runDev(ctx context.Context, f devFlags, opts devenv.Options, stdout, stderr
 	}()
 	fmt.Fprintf(progressOut, "Tandem dev: org %s, NATS embedded, Redis %s, gRPC API on %s, logs in %s\n",
 		env.OrgID, redisLabel(env), env.StatusAPI.Addr(), f.logFile)
-	// One line a second terminal can export, to use the CLI against this API.
-	fmt.Fprintf(progressOut, "TANDEM_ADDR=%s TANDEM_PLAINTEXT=true TANDEM_TOKEN=%s\n", env.StatusAPI.Addr(), env.Token)
+	fmt.Fprintln(progressOut, apiLine(env))
 	if env.EWS != nil {
 		fmt.Fprintf(progressOut, "Simulated Exchange at %s, simulated Salesforce at %s\n", env.EWSURL, env.SalesforceURL)
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := &watcher{env: env, out: progressOut, tty: isTerminal(progressOut), until: f.untilSynced, timeout: f.timeout, cancel: cancel}
+	w := &watcher{env: env, out: progressOut, tty: isTerminal(progressOut), until: f.untilSynced, timeout: f.timeout, cancel: cancel, logFile: f.logFile}
 	runErr := env.Run(runCtx, lifecycle.Component{Name: "progress", Run: w.run})
 
 	final, err := env.Summary(context.Background())
@@ -249,6 +250,19 @@ func redisLabel(env *devenv.Env) string {
 	return env.RedisURL
 }
 
+// apiLine is the line a second terminal can export to use the CLI against the environment's API.
+func apiLine(env *devenv.Env) string {
+	return fmt.Sprintf("TANDEM_ADDR=%s TANDEM_PLAINTEXT=true TANDEM_TOKEN=%s", env.StatusAPI.Addr(), env.Token)
+}
+
+// openLog opens the services' log: path, or a new file of this run.
+func openLog(path string) (*os.File, error) {
+	if path == "" {
+		return os.CreateTemp("", "tandem-dev-*.log")
+	}
+	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600) //nolint:gosec // the log file the developer named
+}
+
 // watcher shows progress every second and, with --until-synced, stops the run once everything
 // is in sync (or the timeout passes).
 type watcher struct {
@@ -258,11 +272,11 @@ type watcher struct {
 	until   bool
 	timeout time.Duration
 	cancel  context.CancelFunc
+	logFile string
 
 	mu              sync.Mutex
 	done, expired   bool
 	lastLine        string
-	lastPrinted     time.Time
 	consecutiveSync int
 }
 
@@ -316,15 +330,24 @@ func (w *watcher) render(sum devenv.Summary) {
 	line := fmt.Sprintf("cycle %d  users %d  contacts in sync %d  pending writes %d  errors %d  EWS calls %d  Salesforce calls %d",
 		sum.Cycle, sum.Users, sum.ContactsInSync, sum.PendingWrites, sum.Errors, sum.EWSCalls, sum.SalesforceCalls)
 	if !w.tty {
-		if line != w.lastLine || time.Since(w.lastPrinted) > 30*time.Second {
-			fmt.Fprintf(w.out, "[%6.1fs] %s\n", sum.Seconds, line)
-			w.lastLine, w.lastPrinted = line, time.Now()
+		// A line per change of state, not per tick: the cycle and call counters, which move
+		// every cycle, are shown but do not count as a change.
+		state := fmt.Sprintf("%d %d %d %d %t", sum.Users, sum.ContactsInSync, sum.PendingWrites, sum.Errors, sum.Synced)
+		if state == w.lastLine {
+			return
+		}
+		w.lastLine = state
+		fmt.Fprintf(w.out, "[%6.1fs] %s\n", sum.Seconds, line)
+		if sum.Synced {
+			fmt.Fprintf(w.out, "[%6.1fs] everything is in sync\n", sum.Seconds)
 		}
 		return
 	}
 	var b strings.Builder
 	b.WriteString("\x1b[H\x1b[2J")
-	fmt.Fprintf(&b, "Tandem dev — org %s — %s — Ctrl-C to stop\n\n", w.env.OrgID, time.Duration(sum.Seconds*float64(time.Second)).Round(time.Second))
+	fmt.Fprintf(&b, "Tandem dev — org %s — %s — Ctrl-C to stop\n", w.env.OrgID, time.Duration(sum.Seconds*float64(time.Second)).Round(time.Second))
+	// The screen is redrawn: what the start printed for a second terminal stays on it.
+	fmt.Fprintf(&b, "%s\nlogs: %s\n\n", apiLine(w.env), w.logFile)
 	fmt.Fprintf(&b, "%-28s %-26s %-26s %8s %8s %6s  %s\n", "USER", "EXCHANGE → SALESFORCE", "SALESFORCE → EXCHANGE", "IN SYNC", "PENDING", "HELD", "LAST ERROR")
 	for i, r := range sum.Rows {
 		if i == 20 {

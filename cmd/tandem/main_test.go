@@ -270,3 +270,41 @@ func TestDevDumpsRealEndpoints(t *testing.T) {
 		}
 	}
 }
+
+func TestDevProgressWithoutATerminalIsALinePerChange(t *testing.T) {
+	f := devFlagsForTest(t)
+	f.untilSynced = true
+	f.logFile = ""
+	opts, err := f.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut syncBuffer
+	if code := runDev(t.Context(), f, opts, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	// The services' log is a file of this run, named on the first line.
+	first := strings.SplitN(out.String(), "\n", 2)[0]
+	if m := regexp.MustCompile(`logs in (\S+tandem-dev-\S+\.log)`).FindStringSubmatch(first); m == nil {
+		t.Errorf("the first line names no per-run log file: %q", first)
+	} else {
+		t.Cleanup(func() { _ = os.Remove(m[1]) })
+	}
+	var progress []string
+	for line := range strings.SplitSeq(strings.TrimSpace(out.String()), "\n") {
+		if strings.HasPrefix(line, "[") {
+			progress = append(progress, line[strings.Index(line, "]")+2:])
+		}
+	}
+	if len(progress) == 0 || progress[len(progress)-1] != "everything is in sync" {
+		t.Fatalf("progress does not end with the in-sync line:\n%s", out.String())
+	}
+	// Counters that move every cycle (cycle, calls) do not make a line of their own.
+	state := regexp.MustCompile(`^cycle \d+ +(.*) +EWS calls.*$`)
+	for i := 1; i < len(progress); i++ {
+		a, b := state.FindStringSubmatch(progress[i-1]), state.FindStringSubmatch(progress[i])
+		if a != nil && b != nil && a[1] == b[1] {
+			t.Errorf("two progress lines in a row with the same state:\n%s\n%s", progress[i-1], progress[i])
+		}
+	}
+}
