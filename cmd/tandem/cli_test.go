@@ -1,11 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 )
 
 // TestAdminCommandsAgainstTandemDev drives the admin commands against a running tandem dev, as
@@ -121,4 +124,83 @@ contacts:
 	if code, out, stderr := cli("org", "apply", "-f", orgFile, "--yes"); code != 1 || !strings.Contains(stderr, "must be sent again") || !strings.Contains(out, "_url") {
 		t.Fatalf("org apply moving the EWS URL without the password: exit %d\n%s%s", code, out, stderr)
 	}
+}
+
+// TestAssignmentRulesHoldThroughConfigApply checks the admin guide's assignment rules with
+// configurations applied as YAML: a user listed individually beats a profile assignment, and a
+// user listed in a second configuration leaves the first.
+func TestAssignmentRulesHoldThroughConfigApply(t *testing.T) {
+	addr, token := startDev(t)
+	t.Setenv("TANDEM_ADDR", addr)
+	t.Setenv("TANDEM_TOKEN", token)
+	t.Setenv("TANDEM_PLAINTEXT", "true")
+	t.Setenv("TANDEM_ORG", "")
+
+	code, out, stderr := cli("status", "user", "rep1@acme.example", "-o", "json")
+	var rep struct {
+		UserID          string `json:"user_id"`
+		ConfigurationID string `json:"configuration_id"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || rep.UserID == "" {
+		t.Fatalf("status user: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	byProfile := rep.ConfigurationID
+
+	apply := func(yamlText string) {
+		t.Helper()
+		file := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(file, []byte(yamlText), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, out, stderr := cli("config", "apply", "-f", file, "--yes"); code != 0 {
+			t.Fatalf("config apply: exit %d\n%s%s", code, out, stderr)
+		}
+	}
+	configOf := func(name string) (id string, users []string) {
+		t.Helper()
+		code, out, stderr := cli("config", "get", "-o", "json")
+		var cfgs []struct {
+			ID      string   `json:"id"`
+			Name    string   `json:"name"`
+			UserIDs []string `json:"user_ids"`
+		}
+		if err := json.Unmarshal([]byte(out), &cfgs); code != 0 || err != nil {
+			t.Fatalf("config get -o json: exit %d, %v\n%s%s", code, err, out, stderr)
+		}
+		for _, c := range cfgs {
+			if c.Name == name {
+				return c.ID, c.UserIDs
+			}
+		}
+		t.Fatalf("no configuration %q in %s", name, out)
+		return "", nil
+	}
+	individual := "name: individual\nactive: true\nuser_ids: [" + rep.UserID + "]\ncontacts: {direction: SYNC_DIRECTION_BOTH}\n"
+	apply(individual)
+	first, _ := configOf("individual")
+	if first == byProfile {
+		t.Fatal("the new configuration has the profile configuration's id")
+	}
+	// The user listed individually resolves to that configuration, not to its profile's.
+	status := func() string {
+		t.Helper()
+		_, out, _ := cli("status", "user", "rep1@acme.example", "-o", "json")
+		var us struct {
+			ConfigurationID string `json:"configuration_id"`
+		}
+		_ = json.Unmarshal([]byte(out), &us)
+		return us.ConfigurationID
+	}
+	poll.Until(t, "rep1 assigned to the individual configuration", func() bool { return status() == first })
+
+	// Listed in a second configuration, the user leaves the first.
+	apply("name: second\nactive: true\nuser_ids: [" + rep.UserID + "]\ncontacts: {direction: SYNC_DIRECTION_EXCHANGE_TO_SALESFORCE}\n")
+	second, users := configOf("second")
+	if len(users) != 1 {
+		t.Fatalf("second configuration users %v", users)
+	}
+	if _, left := configOf("individual"); len(left) != 0 {
+		t.Fatalf("the user stayed in the first configuration too: %v", left)
+	}
+	poll.Until(t, "rep1 assigned to the second configuration", func() bool { return status() == second })
 }
