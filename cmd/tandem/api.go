@@ -34,6 +34,7 @@ const apiTimeout = 30 * time.Second
 // to print what it answers.
 type api struct {
 	addr, token, ca, org, output string
+	cert, key                    string
 	plaintext                    bool
 	stdout, stderr               io.Writer
 	formats                      []string
@@ -53,6 +54,8 @@ func (a *api) bind(cmd *cobra.Command, formats ...string) {
 	fs.StringVar(&a.addr, "addr", addr, "the API's address ($TANDEM_ADDR; tandem dev serves "+defaultAPIAddr+")")
 	fs.StringVar(&a.token, "token", os.Getenv("TANDEM_TOKEN"), "the API token ($TANDEM_TOKEN; tandem dev prints one)")
 	fs.StringVar(&a.ca, "ca", os.Getenv("TANDEM_CA"), "PEM file of the authorities that sign the API's TLS certificate ($TANDEM_CA); empty for the system's")
+	fs.StringVar(&a.cert, "cert", os.Getenv("TANDEM_CERT"), "PEM file of a client certificate to authenticate with instead of a token ($TANDEM_CERT; mutual TLS)")
+	fs.StringVar(&a.key, "key", os.Getenv("TANDEM_KEY"), "PEM file of the client certificate's private key ($TANDEM_KEY)")
 	fs.BoolVar(&a.plaintext, "plaintext", plaintext, "talk to the API without TLS ($TANDEM_PLAINTEXT; the default for tandem dev's address)")
 	fs.StringVar(&a.org, "org", os.Getenv("TANDEM_ORG"), "the org id ($TANDEM_ORG); empty when the token sees exactly one org")
 	if len(formats) > 0 {
@@ -135,12 +138,22 @@ func (u usageErr) Error() string { return u.err.Error() }
 
 // dial connects to the API with the flags' transport and token.
 func (a *api) dial() (*grpc.ClientConn, error) {
-	if a.token == "" {
-		return nil, errors.New("no API token: pass --token or set TANDEM_TOKEN (tandem dev prints one; `tandem token create` issues more)")
+	if a.token == "" && a.cert == "" {
+		return nil, errors.New("no API token: pass --token or set TANDEM_TOKEN (tandem dev prints one; `tandem token create` issues more), or a client certificate with --cert and --key")
+	}
+	if a.cert != "" && a.plaintext {
+		return nil, errors.New("--cert needs TLS: drop --plaintext")
 	}
 	creds := insecure.NewCredentials()
 	if !a.plaintext {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if a.cert != "" {
+			pair, err := tls.LoadX509KeyPair(a.cert, a.key)
+			if err != nil {
+				return nil, fmt.Errorf("--cert/--key: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		}
 		if a.ca != "" {
 			pem, err := os.ReadFile(a.ca)
 			if err != nil {
@@ -153,8 +166,11 @@ func (a *api) dial() (*grpc.ClientConn, error) {
 		}
 		creds = credentials.NewTLS(cfg)
 	}
-	return grpc.NewClient(a.addr, grpc.WithTransportCredentials(creds),
-		grpc.WithPerRPCCredentials(access.Bearer{Token: a.token, Insecure: a.plaintext}))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if a.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(access.Bearer{Token: a.token, Insecure: a.plaintext}))
+	}
+	return grpc.NewClient(a.addr, opts...)
 }
 
 // soleOrg is the one org the token sees.

@@ -17,7 +17,7 @@ import (
 func tokenCommand(stdout, stderr io.Writer) *cobra.Command {
 	a := &api{stdout: stdout, stderr: stderr}
 	cmd := &cobra.Command{Use: "token", Short: "API tokens: create, list, revoke, generate"}
-	var name, role string
+	var name, role, certCN string
 	var orgs []string
 	var ttl time.Duration
 	create := &cobra.Command{
@@ -29,7 +29,7 @@ func tokenCommand(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return usageError("--role: %v", err)
 			}
-			req := &tandemv1.CreateTokenRequest{Name: name, Role: r}
+			req := &tandemv1.CreateTokenRequest{Name: name, Role: r, ClientCertCn: certCN}
 			for _, o := range append(orgs, a.org) {
 				if o = strings.TrimSpace(o); o != "" {
 					req.OrgIds = append(req.OrgIds, o)
@@ -53,6 +53,7 @@ func tokenCommand(stdout, stderr io.Writer) *cobra.Command {
 	create.Flags().StringVar(&name, "name", "", "what the token is for (required)")
 	create.Flags().StringVar(&role, "role", "", "viewer, admin or operator (required)")
 	create.Flags().StringSliceVar(&orgs, "org-ids", nil, "orgs the token covers, comma-separated (every token but an operator's needs one; --org counts too)")
+	create.Flags().StringVar(&certCN, "client-cert-cn", "", "also authenticate client certificates with this subject common name as the token (mutual TLS; the API's --client-ca must trust their authority)")
 	create.Flags().DurationVar(&ttl, "ttl", 0, "how long the token works; 0 for a token that does not expire")
 	_ = create.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"viewer", "admin", "operator"}, cobra.ShellCompDirectiveNoFileComp))
 
@@ -110,7 +111,7 @@ func orgList(t *tandemv1.ApiToken) string {
 }
 
 func tokenTable(tokens []*tandemv1.ApiToken) *table {
-	t := newTable("ID", "NAME", "ROLE", "ORGS", "CREATED", "EXPIRES", "CREATED BY")
+	t := newTable("ID", "NAME", "ROLE", "ORGS", "CREATED", "EXPIRES", "CREATED BY", "CLIENT CERTIFICATE")
 	for _, tok := range tokens {
 		orgs := strings.Join(tok.GetOrgIds(), ",")
 		if orgs == "" {
@@ -121,7 +122,7 @@ func tokenTable(tokens []*tandemv1.ApiToken) *table {
 			expires = tok.GetExpiresAt().AsTime().UTC().Format(time.RFC3339)
 		}
 		t.add(tok.GetTokenId(), tok.GetName(), access.RoleName(tok.GetRole()), orgs,
-			tok.GetCreatedAt().AsTime().UTC().Format(time.RFC3339), expires, tok.GetCreatedBy())
+			tok.GetCreatedAt().AsTime().UTC().Format(time.RFC3339), expires, tok.GetCreatedBy(), tok.GetClientCertCn())
 	}
 	return t
 }

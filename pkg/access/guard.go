@@ -11,7 +11,9 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -127,11 +129,21 @@ func (g *Guard) authenticate(ctx context.Context, method string) (Rule, *Caller,
 	if rule.Public {
 		return rule, nil, nil
 	}
+	if cn, ok := clientCertName(ctx); ok && !hasAuthorization(ctx) {
+		// Mutual TLS: the certificate's authority, which the server trusts, vouches for the name.
+		caller, err := g.tokens.AuthenticateCert(ctx, cn)
+		return g.authenticated(ctx, rule, caller, err)
+	}
 	secret, err := bearer(ctx)
 	if err != nil {
 		return Rule{}, nil, err
 	}
 	caller, err := g.tokens.Authenticate(ctx, secret)
+	return g.authenticated(ctx, rule, caller, err)
+}
+
+// authenticated turns the outcome of a token check into a gRPC answer.
+func (g *Guard) authenticated(ctx context.Context, rule Rule, caller *Caller, err error) (Rule, *Caller, error) {
 	switch {
 	case errors.Is(err, ErrUnauthenticated):
 		return Rule{}, nil, status.Errorf(codes.Unauthenticated, "%v: send a valid token as \"authorization: Bearer <token>\"", err)
@@ -142,6 +154,27 @@ func (g *Guard) authenticate(ctx context.Context, method string) (Rule, *Caller,
 		return Rule{}, nil, status.Error(codes.Unavailable, "cannot check the token now; try again")
 	}
 	return rule, caller, nil
+}
+
+// clientCertName returns the subject common name of the call's client certificate, when the
+// TLS handshake verified one against the server's client authorities.
+func clientCertName(ctx context.Context) (string, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", false
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	return info.State.VerifiedChains[0][0].Subject.CommonName, true
+}
+
+// hasAuthorization reports whether the call sent an authorization header: a bearer token wins
+// over a client certificate.
+func hasAuthorization(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return len(md.Get("authorization")) > 0
 }
 
 // bearer returns the token of the call's "authorization: Bearer <token>" metadata.

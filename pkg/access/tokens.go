@@ -86,7 +86,28 @@ func (t *Tokens) Authenticate(ctx context.Context, secret string) (*Caller, erro
 	if err != nil {
 		return nil, err
 	}
-	tok := st.GetToken()
+	return t.caller(st.GetToken())
+}
+
+// AuthenticateCert returns the caller a verified client certificate's subject common name
+// identifies (see ApiToken.client_cert_cn), or ErrUnauthenticated when no live token is bound
+// to it.
+func (t *Tokens) AuthenticateCert(ctx context.Context, cn string) (*Caller, error) {
+	if cn == "" {
+		return nil, fmt.Errorf("%w: the client certificate has no common name", ErrUnauthenticated)
+	}
+	st, err := t.st.TokenByClientCert(ctx, cn)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no token is bound to client certificate %q", ErrUnauthenticated, cn)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t.caller(st.GetToken())
+}
+
+// caller is the caller a live token makes, or ErrUnauthenticated for an expired one.
+func (t *Tokens) caller(tok *tandemv1.ApiToken) (*Caller, error) {
 	if exp := tok.GetExpiresAt(); exp != nil && !t.now().Before(exp.AsTime()) {
 		return nil, fmt.Errorf("%w: token %s expired at %s", ErrUnauthenticated, tok.GetTokenId(), exp.AsTime().UTC().Format(time.RFC3339))
 	}
@@ -125,6 +146,7 @@ func (t *Tokens) Issue(ctx context.Context, by *Caller, req *tandemv1.CreateToke
 	tok := &tandemv1.ApiToken{
 		TokenId: id, Name: strings.TrimSpace(req.GetName()), Role: req.GetRole(),
 		OrgIds: slices.Compact(slices.Sorted(slices.Values(req.GetOrgIds()))), CreatedAt: timestamppb.New(now), CreatedBy: by.TokenID,
+		ClientCertCn: strings.TrimSpace(req.GetClientCertCn()),
 	}
 	if ttl := req.GetTtl(); ttl != nil {
 		tok.ExpiresAt = timestamppb.New(now.Add(ttl.AsDuration()))
@@ -152,6 +174,8 @@ func CheckIssue(by *Caller, req *tandemv1.CreateTokenRequest) error {
 		return fmt.Errorf("org_ids: name at least one org the token covers: %w", store.ErrInvalid)
 	case req.GetTtl() != nil && req.GetTtl().AsDuration() <= 0:
 		return fmt.Errorf("ttl must be positive, or unset for a token that does not expire: %w", store.ErrInvalid)
+	case len(req.GetClientCertCn()) > 64:
+		return fmt.Errorf("client_cert_cn is %d characters; a certificate's common name has at most 64: %w", len(req.GetClientCertCn()), store.ErrInvalid)
 	}
 	for _, org := range req.GetOrgIds() {
 		if !store.ValidID(org) {

@@ -95,6 +95,8 @@ func (s *Server) grpcError(ctx context.Context, err error) error {
 		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, access.ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, err.Error())
+	case errors.Is(err, store.ErrCertBound):
+		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrInvalidID), errors.Is(err, store.ErrInvalidPageToken):

@@ -24,6 +24,7 @@ import (
 //	tandem:{global}:wake                 channel pub/sub, not a key: "<org> <due unix ms>" per wake (wake.go)
 //	tandem:{global}:tokens               hash    SHA-256 (hex) of an API token's secret → StoredToken (tokens.go)
 //	tandem:{global}:tokens:id            hash    token id → SHA-256 (hex) of its secret
+//	tandem:{global}:tokens:cert          hash    client certificate common name → token id (mutual TLS)
 //
 // Per org (tag {<org>}):
 //
@@ -217,8 +218,9 @@ func orgKey(org, name string, parts ...string) string { return join(org, name, p
 
 func orgIndexKey() string { return join(globalTag, "orgs") }
 
-func tokensKey() string   { return join(globalTag, "tokens") }
-func tokenIDsKey() string { return join(globalTag, "tokens", "id") }
+func tokensKey() string     { return join(globalTag, "tokens") }
+func tokenIDsKey() string   { return join(globalTag, "tokens", "id") }
+func tokenCertsKey() string { return join(globalTag, "tokens", "cert") }
 
 // hashTag returns the part of key that Redis Cluster hashes: the content of the first
 // {...} if it is non-empty, as Redis defines it. ok is false for keys without a tag.

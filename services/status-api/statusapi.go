@@ -6,6 +6,8 @@ package statusapi
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -49,6 +51,9 @@ type Config struct {
 	// TLSCert and TLSKey are the PEM files of the API's TLS certificate and key, loaded again
 	// when they change. Required unless Plaintext.
 	TLSCert, TLSKey string
+	// ClientCA is a PEM file of the authorities whose client certificates authenticate callers
+	// (mutual TLS), each as the token bound to its subject common name; empty for none.
+	ClientCA string
 	// Plaintext serves the API without TLS: only for `tandem dev` and an API on loopback.
 	Plaintext bool
 	// OperatorTokenFile holds the deployment's operator token (see access.Tokens.Bootstrap): the
@@ -74,6 +79,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.UserCountInterval, "user-count-interval", DefaultUserCountInterval, "how often the tandem.sync.users metric counts every org's users by state")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM file of the gRPC API's TLS certificate (reloaded when it changes); required unless --plaintext")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM file of the TLS certificate's private key")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM file of the authorities whose client certificates authenticate callers (mutual TLS; a token bound to the certificate's common name); empty for bearer tokens only")
 	fs.BoolVar(&c.Plaintext, "plaintext", false, "serve the gRPC API without TLS (tandem dev, or an API reachable only on loopback)")
 	fs.StringVar(&c.OperatorTokenFile, "operator-token-file", "", "file holding the deployment's operator API token (a Kubernetes Secret); empty for none")
 	fs.Float64Var(&c.MutationsPerSecond, "mutations-per-second", access.DefaultMutationsPerSecond, "changes per second each API token may make (bursts: --mutation-burst)")
@@ -89,8 +95,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--user-count-interval %s: at least 1s", c.UserCountInterval)
 	}
 	switch {
-	case c.Plaintext && (c.TLSCert != "" || c.TLSKey != ""):
-		return errors.New("--plaintext and --tls-cert/--tls-key: choose one")
+	case c.Plaintext && (c.TLSCert != "" || c.TLSKey != "" || c.ClientCA != ""):
+		return errors.New("--plaintext and --tls-cert/--tls-key/--client-ca: choose one")
 	case !c.Plaintext && (c.TLSCert == "" || c.TLSKey == ""):
 		return errors.New("the gRPC API serves TLS: give --tls-cert and --tls-key (or --plaintext for tandem dev and an API only on loopback)")
 	case c.MutationsPerSecond < 0 || c.MutationBurst < 0:
@@ -155,7 +161,20 @@ func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) (*StatusA
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(reloader.ServerConfig())))
+		tlsCfg := reloader.ServerConfig()
+		if cfg.ClientCA != "" {
+			pem, err := os.ReadFile(cfg.ClientCA)
+			if err != nil {
+				return nil, fmt.Errorf("--client-ca: %w", err)
+			}
+			tlsCfg.ClientCAs = x509.NewCertPool()
+			if !tlsCfg.ClientCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--client-ca %s: no PEM certificate in it", cfg.ClientCA)
+			}
+			// A certificate is one way to authenticate; a bearer token is the other.
+			tlsCfg.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
 	srv := grpc.NewServer(opts...)
 	sy := engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger})

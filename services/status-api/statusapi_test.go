@@ -472,3 +472,46 @@ func TestRefusesToServeWithoutTLSUnlessTold(t *testing.T) {
 		t.Fatalf("a 5-character operator token: %v, want it refused", err)
 	}
 }
+
+func TestClientCertificatesAuthenticateAsTheirBoundToken(t *testing.T) {
+	ca := certtest.NewCA(t)
+	r := startWith(t, statusapi.Config{GracefulStop: time.Second, ClientCA: ca.Cert})
+	ctx := t.Context()
+	if _, err := tandemv1.NewAccessServiceClient(r.dial(t)).CreateToken(ctx, &tandemv1.CreateTokenRequest{
+		Name: "wallboard", Role: tandemv1.Role_ROLE_VIEWER, OrgIds: []string{testOrg}, ClientCertCn: "wallboard.acme.example",
+	}); err != nil {
+		t.Fatalf("CreateToken: %v", err)
+	}
+	// A second token may not take the same name.
+	if _, err := tandemv1.NewAccessServiceClient(r.dial(t)).CreateToken(ctx, &tandemv1.CreateTokenRequest{
+		Name: "impostor", Role: tandemv1.Role_ROLE_ADMIN, OrgIds: []string{testOrg}, ClientCertCn: "wallboard.acme.example",
+	}); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("a second token for the same certificate name: %v, want AlreadyExists", err)
+	}
+	dialCert := func(cert tls.Certificate) tandemv1.StatusServiceClient {
+		t.Helper()
+		conn, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+			RootCAs: r.certs.Pool(t), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return tandemv1.NewStatusServiceClient(conn)
+	}
+	// The bound certificate reaches the handler (the org is not configured: NotFound) as the viewer.
+	if _, err := dialCert(ca.Client(t, "wallboard.acme.example")).GetOrgStatus(ctx, &tandemv1.GetOrgStatusRequest{OrgId: testOrg}); status.Code(err) != codes.NotFound {
+		t.Fatalf("the bound certificate: %v, want the handler's NotFound", err)
+	}
+	if _, err := dialCert(ca.Client(t, "wallboard.acme.example")).GetOrgStatus(ctx, &tandemv1.GetOrgStatusRequest{OrgId: "00Dorg000000002EAA"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("the bound certificate in another org: %v, want PermissionDenied", err)
+	}
+	// A name bound to no token, or a certificate of an authority the API does not trust, is refused.
+	if _, err := dialCert(ca.Client(t, "someone-else")).GetOrgStatus(ctx, &tandemv1.GetOrgStatusRequest{OrgId: testOrg}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("an unbound certificate: %v, want Unauthenticated", err)
+	}
+	other := certtest.NewCA(t)
+	if _, err := dialCert(other.Client(t, "wallboard.acme.example")).GetOrgStatus(ctx, &tandemv1.GetOrgStatusRequest{OrgId: testOrg}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a certificate of an untrusted authority: %v, want the handshake refused (Unavailable)", err)
+	}
+}

@@ -1,11 +1,13 @@
 // Package certtest makes TLS certificates for tests: a self-signed server certificate for
-// localhost, written to PEM files in the test's temporary directory.
+// localhost, written to PEM files in the test's temporary directory, and a certificate
+// authority that signs client certificates.
 package certtest
 
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -76,4 +78,64 @@ func SelfSigned(t testing.TB, dir string) Files {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// CA is a certificate authority for tests: it signs client certificates.
+type CA struct {
+	Files
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+// NewCA writes a new self-signed certificate authority to a temporary directory (its certificate
+// in Files.Cert, for a server's --client-ca).
+func NewCA(t testing.TB) *CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Tandem test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &CA{cert: cert, key: key}
+	ca.PEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	ca.Cert = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca.Cert, ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// Client returns a client certificate with subject common name cn, signed by ca.
+func (ca *CA) Client(t testing.TB, cn string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

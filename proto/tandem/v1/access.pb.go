@@ -98,7 +98,11 @@ type ApiToken struct {
 	// expires_at is when the token stops working; unset for a token that does not expire.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// created_by is the token_id of the token that issued it ("bootstrap" for the deployment's).
-	CreatedBy     string `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedBy string `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// client_cert_cn, when set, lets a client certificate whose subject common name it is
+	// authenticate as this token without sending the secret (mutual TLS): the API must trust the
+	// certificate's authority (status-api --client-ca), which vouches for the name.
+	ClientCertCn  string `protobuf:"bytes,8,opt,name=client_cert_cn,json=clientCertCn,proto3" json:"client_cert_cn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -182,6 +186,13 @@ func (x *ApiToken) GetCreatedBy() string {
 	return ""
 }
 
+func (x *ApiToken) GetClientCertCn() string {
+	if x != nil {
+		return x.ClientCertCn
+	}
+	return ""
+}
+
 // StoredToken is how the store keeps a token: its description and the hash of its secret.
 type StoredToken struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -248,7 +259,10 @@ type CreateTokenRequest struct {
 	// covers every org and takes none.
 	OrgIds []string `protobuf:"bytes,3,rep,name=org_ids,json=orgIds,proto3" json:"org_ids,omitempty"`
 	// ttl is how long the token works; unset for a token that does not expire.
-	Ttl           *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Ttl *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// client_cert_cn binds the token to client certificates with this subject common name (see
+	// ApiToken.client_cert_cn); empty for a token used only as a bearer secret.
+	ClientCertCn  string `protobuf:"bytes,5,opt,name=client_cert_cn,json=clientCertCn,proto3" json:"client_cert_cn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,6 +323,13 @@ func (x *CreateTokenRequest) GetTtl() *durationpb.Duration {
 		return x.Ttl
 	}
 	return nil
+}
+
+func (x *CreateTokenRequest) GetClientCertCn() string {
+	if x != nil {
+		return x.ClientCertCn
+	}
+	return ""
 }
 
 // CreateTokenResponse carries the new token.
@@ -536,7 +557,7 @@ var File_tandem_v1_access_proto protoreflect.FileDescriptor
 
 const file_tandem_v1_access_proto_rawDesc = "" +
 	"\n" +
-	"\x16tandem/v1/access.proto\x12\ttandem.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x02\n" +
+	"\x16tandem/v1/access.proto\x12\ttandem.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x02\n" +
 	"\bApiToken\x12\x19\n" +
 	"\btoken_id\x18\x01 \x01(\tR\atokenId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
@@ -547,15 +568,17 @@ const file_tandem_v1_access_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\a \x01(\tR\tcreatedBy\"]\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\x12$\n" +
+	"\x0eclient_cert_cn\x18\b \x01(\tR\fclientCertCn\"]\n" +
 	"\vStoredToken\x12)\n" +
 	"\x05token\x18\x01 \x01(\v2\x13.tandem.v1.ApiTokenR\x05token\x12#\n" +
-	"\rsecret_sha256\x18\x02 \x01(\tR\fsecretSha256\"\x93\x01\n" +
+	"\rsecret_sha256\x18\x02 \x01(\tR\fsecretSha256\"\xb9\x01\n" +
 	"\x12CreateTokenRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.tandem.v1.RoleR\x04role\x12\x17\n" +
 	"\aorg_ids\x18\x03 \x03(\tR\x06orgIds\x12+\n" +
-	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"X\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12$\n" +
+	"\x0eclient_cert_cn\x18\x05 \x01(\tR\fclientCertCn\"X\n" +
 	"\x13CreateTokenResponse\x12)\n" +
 	"\x05token\x18\x01 \x01(\v2\x13.tandem.v1.ApiTokenR\x05token\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"\x13\n" +
