@@ -162,15 +162,20 @@ func (s *Server) DeleteSyncConfiguration(ctx context.Context, req *tandemv1.Dele
 	return &tandemv1.DeleteSyncConfigurationResponse{}, nil
 }
 
-// ResetUserSync marks a user for reset; the scheduler carries it out at the next cycle.
+// ResetUserSync marks a user, named by id or email, for reset; the scheduler carries it out at
+// the next cycle.
 func (s *Server) ResetUserSync(ctx context.Context, req *tandemv1.ResetUserSyncRequest) (*tandemv1.ResetUserSyncResponse, error) {
-	if err := required("org_id", req.GetOrgId(), "user_id", req.GetUserId()); err != nil {
+	if err := required("org_id", req.GetOrgId()); err != nil {
 		return nil, err
 	}
-	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: req.GetUserId()}
-	if _, err := s.st.GetUser(ctx, uk.OrgID, uk.UserID); err != nil {
-		return nil, s.grpcError(ctx, err)
+	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+		return nil, err
 	}
+	user, err := s.lookupUser(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
+	if err != nil {
+		return nil, err
+	}
+	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: user.GetUserId()}
 	if err := s.st.MarkReset(ctx, uk); err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
@@ -189,17 +194,20 @@ func (s *Server) ResetUserSync(ctx context.Context, req *tandemv1.ResetUserSyncR
 	return &tandemv1.ResetUserSyncResponse{ResetStatus: rs}, nil
 }
 
-// ResumeUserSync ends a user's suspension: the user is due at once. If the next read fails
-// permanently again, the exchange-worker suspends the user again.
+// ResumeUserSync ends the suspension of a user, named by id or email: the user is due at once.
+// If the next read fails permanently again, the exchange-worker suspends the user again.
 func (s *Server) ResumeUserSync(ctx context.Context, req *tandemv1.ResumeUserSyncRequest) (*tandemv1.ResumeUserSyncResponse, error) {
-	if err := required("org_id", req.GetOrgId(), "user_id", req.GetUserId()); err != nil {
+	if err := required("org_id", req.GetOrgId()); err != nil {
 		return nil, err
 	}
-	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: req.GetUserId()}
-	user, err := s.st.GetUser(ctx, uk.OrgID, uk.UserID)
-	if err != nil {
-		return nil, s.grpcError(ctx, err)
+	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+		return nil, err
 	}
+	user, err := s.lookupUser(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
+	if err != nil {
+		return nil, err
+	}
+	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: user.GetUserId()}
 	if err := s.status.Resume(ctx, uk, s.now()); err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
@@ -214,9 +222,23 @@ func (s *Server) ResumeUserSync(ctx context.Context, req *tandemv1.ResumeUserSyn
 }
 
 // ResolveHeldDeletes records an admin's decision on a mass-delete hold; the user's next cycle
-// carries it out.
+// carries it out. The user is named by id or email. By id, the user need not be in the
+// directory any more: a hold outlives its user's place there, and is still decided; an email
+// is looked up in the directory.
 func (s *Server) ResolveHeldDeletes(ctx context.Context, req *tandemv1.ResolveHeldDeletesRequest) (*tandemv1.ResolveHeldDeletesResponse, error) {
-	if err := required("org_id", req.GetOrgId(), "user_id", req.GetUserId(), "hold_id", req.GetHoldId()); err != nil {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	if err := userRequired(req.GetUserId(), req.GetEmail()); err != nil {
+		return nil, err
+	}
+	if err := required("hold_id", req.GetHoldId()); err != nil {
+		return nil, err
+	}
+	if err := validIDs("org_id", req.GetOrgId(), "hold_id", req.GetHoldId()); err != nil {
+		return nil, err
+	}
+	if err := checkUserRef(req.GetUserId(), req.GetEmail()); err != nil {
 		return nil, err
 	}
 	var approve bool
@@ -227,7 +249,15 @@ func (s *Server) ResolveHeldDeletes(ctx context.Context, req *tandemv1.ResolveHe
 	default:
 		return nil, status.Error(codes.InvalidArgument, "decision must be APPROVE or REJECT")
 	}
-	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: req.GetUserId()}
+	userID := req.GetUserId()
+	if userID == "" {
+		user, err := s.lookupUser(ctx, req.GetOrgId(), "", req.GetEmail())
+		if err != nil {
+			return nil, err
+		}
+		userID = user.GetUserId()
+	}
+	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: userID}
 	if err := s.syncer.Decide(ctx, uk, req.GetHoldId(), approve); err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
