@@ -146,6 +146,22 @@ func (s *Server) ListSyncConfigurations(ctx context.Context, req *tandemv1.ListS
 	return &tandemv1.ListSyncConfigurationsResponse{Configurations: cfgs}, nil
 }
 
+// GetSyncConfiguration returns one configuration of an org.
+func (s *Server) GetSyncConfiguration(ctx context.Context, req *tandemv1.GetSyncConfigurationRequest) (*tandemv1.GetSyncConfigurationResponse, error) {
+	if err := required("org_id", req.GetOrgId(), "id", req.GetId()); err != nil {
+		return nil, err
+	}
+	// A malformed id names no configuration that could exist: PutSyncConfiguration refuses it.
+	if err := validIDs("org_id", req.GetOrgId(), "id", req.GetId()); err != nil {
+		return nil, err
+	}
+	cfg, err := s.st.GetConfiguration(ctx, req.GetOrgId(), req.GetId())
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.GetSyncConfigurationResponse{Configuration: cfg}, nil
+}
+
 // DeleteSyncConfiguration deletes a configuration; its users stop syncing. Like a change, the
 // deletion makes the org due, so the users' statuses stop showing the deleted configuration at
 // once instead of an interval later.

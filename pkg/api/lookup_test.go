@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
@@ -18,6 +19,76 @@ func wantInvalid(t *testing.T, err error, field string) {
 	wantCode(t, err, codes.InvalidArgument)
 	if msg := status.Convert(err).Message(); !strings.Contains(msg, field) {
 		t.Fatalf("error %q does not name the field %s", msg, field)
+	}
+}
+
+func TestGetSyncConfiguration(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := t.Context()
+	var stored []*tandemv1.SyncConfiguration
+	for _, c := range []struct{ name, user string }{{"reps", user1}, {"managers", user2}} {
+		cfg := contactsBothWays(c.user)
+		cfg.Name = c.name
+		resp, err := e.adminC.PutSyncConfiguration(ctx, &tandemv1.PutSyncConfigurationRequest{Configuration: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, resp.GetConfiguration())
+	}
+	foreign := contactsBothWays(user1)
+	foreign.OrgId = otherOrg
+	theirs, err := e.adminC.PutSyncConfiguration(ctx, &tandemv1.PutSyncConfigurationRequest{Configuration: foreign})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range stored {
+		resp, err := e.adminC.GetSyncConfiguration(ctx, &tandemv1.GetSyncConfigurationRequest{OrgId: testOrg, Id: want.GetId()})
+		if err != nil {
+			t.Fatalf("GetSyncConfiguration %s: %v", want.GetId(), err)
+		}
+		if !proto.Equal(resp.GetConfiguration(), want) {
+			t.Fatalf("configuration =\n %v\nwant\n %v", resp.GetConfiguration(), want)
+		}
+	}
+	// A configuration that takes user1 takes it from "reps" (a user stays in the configuration
+	// it was added to last): Get shows "reps" as it is now.
+	leads := contactsBothWays(user1)
+	leads.Name = "leads"
+	if _, err := e.adminC.PutSyncConfiguration(ctx, &tandemv1.PutSyncConfigurationRequest{Configuration: leads}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.adminC.GetSyncConfiguration(ctx, &tandemv1.GetSyncConfigurationRequest{OrgId: testOrg, Id: stored[0].GetId()})
+	if err != nil || resp.GetConfiguration().GetName() != "reps" || len(resp.GetConfiguration().GetUserIds()) != 0 {
+		t.Fatalf("reps after leads took its user: %v, %v; want it without users", resp.GetConfiguration(), err)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		req   *tandemv1.GetSyncConfigurationRequest
+		want  codes.Code
+		field string
+	}{
+		{"no org id", &tandemv1.GetSyncConfigurationRequest{Id: stored[0].GetId()}, codes.InvalidArgument, "org_id"},
+		{"no id", &tandemv1.GetSyncConfigurationRequest{OrgId: testOrg}, codes.InvalidArgument, "id"},
+		{"invalid org id", &tandemv1.GetSyncConfigurationRequest{OrgId: "a:b", Id: stored[0].GetId()}, codes.InvalidArgument, "org_id"},
+		{"invalid id", &tandemv1.GetSyncConfigurationRequest{OrgId: testOrg, Id: "cfg reps"}, codes.InvalidArgument, "id"},
+		{"unknown id", &tandemv1.GetSyncConfigurationRequest{OrgId: testOrg, Id: "cfg_unknown"}, codes.NotFound, ""},
+		{"another org's configuration", &tandemv1.GetSyncConfigurationRequest{OrgId: testOrg, Id: theirs.GetConfiguration().GetId()}, codes.NotFound, ""},
+		{"deleted", &tandemv1.GetSyncConfigurationRequest{OrgId: otherOrg, Id: theirs.GetConfiguration().GetId()}, codes.NotFound, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "deleted" {
+				if _, err := e.adminC.DeleteSyncConfiguration(ctx, &tandemv1.DeleteSyncConfigurationRequest{OrgId: otherOrg, Id: theirs.GetConfiguration().GetId()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := e.adminC.GetSyncConfiguration(ctx, tc.req)
+			if tc.field != "" {
+				wantInvalid(t, err, tc.field)
+				return
+			}
+			wantCode(t, err, tc.want)
+		})
 	}
 }
 
