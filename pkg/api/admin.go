@@ -1,17 +1,22 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/access"
 	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -281,4 +286,76 @@ func (s *Server) ResolveHeldDeletes(ctx context.Context, req *tandemv1.ResolveHe
 		return nil, s.grpcError(ctx, err)
 	}
 	return &tandemv1.ResolveHeldDeletesResponse{}, nil
+}
+
+// ListHeldDeletes lists the mass-delete holds awaiting a decision, of one user (by id or email,
+// in the org's directory) or of every user of the directory, oldest first.
+func (s *Server) ListHeldDeletes(ctx context.Context, req *tandemv1.ListHeldDeletesRequest) (*tandemv1.ListHeldDeletesResponse, error) {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	var users []*tandemv1.SyncUser
+	if req.GetUserId() != "" || req.GetEmail() != "" {
+		user, err := s.lookupUser(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
+		if err != nil {
+			return nil, err
+		}
+		users = []*tandemv1.SyncUser{user}
+	} else {
+		var err error
+		if users, err = s.st.ListUsers(ctx, req.GetOrgId()); err != nil {
+			return nil, s.grpcError(ctx, err)
+		}
+	}
+	holds, err := s.heldDeletes(ctx, req.GetOrgId(), users)
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.ListHeldDeletesResponse{Holds: holds}, nil
+}
+
+// heldReads bounds the users whose holds ListHeldDeletes reads at once.
+const heldReads = 16
+
+// heldDeletes reads the undecided holds of users, every kind, oldest first (then by user, kind
+// and hold id, for a stable order). A user's holds are one HGETALL per kind, read for several
+// users at once so that an org of thousands of users is listed in a moment.
+func (s *Server) heldDeletes(ctx context.Context, orgID string, users []*tandemv1.SyncUser) ([]*tandemv1.UserHeldDeletes, error) {
+	led := ledger.New(s.st)
+	perUser := make([][]*tandemv1.UserHeldDeletes, len(users))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(heldReads)
+	for i, u := range users {
+		g.Go(func() error {
+			uk := store.UserKey{OrgID: orgID, UserID: u.GetUserId()}
+			for _, kind := range engine.Kinds {
+				holds, err := led.Holds(gctx, uk, kind)
+				if err != nil {
+					return err
+				}
+				for _, h := range holds {
+					perUser[i] = append(perUser[i], &tandemv1.UserHeldDeletes{
+						UserId: u.GetUserId(), Email: u.GetEmail(), Held: h.GetSummary(), CreatedAt: h.GetCreatedAt(),
+					})
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	out := slices.Concat(perUser...)
+	slices.SortFunc(out, func(a, b *tandemv1.UserHeldDeletes) int {
+		return cmp.Or(
+			a.GetCreatedAt().AsTime().Compare(b.GetCreatedAt().AsTime()),
+			cmp.Compare(a.GetUserId(), b.GetUserId()),
+			cmp.Compare(a.GetHeld().GetKind(), b.GetHeld().GetKind()),
+			cmp.Compare(a.GetHeld().GetHoldId(), b.GetHeld().GetHoldId()),
+		)
+	})
+	return out, nil
 }
