@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -358,4 +360,30 @@ func (s *Server) heldDeletes(ctx context.Context, orgID string, users []*tandemv
 		)
 	})
 	return out, nil
+}
+
+// DeleteOrg deletes an org with everything Tandem keeps for it (see store.DeleteOrg); records in
+// Exchange and Salesforce are not touched. Work in flight for the org stops: the workers find no
+// settings, the scheduler no org, a reconciler its lease gone. API tokens are kept: a token
+// scoped to the deleted org keeps naming it, reaches nothing while the org does not exist, and
+// covers the org again if it is created anew with the same id — revoke such tokens with
+// RevokeToken. NotFound when Tandem keeps nothing for the org.
+func (s *Server) DeleteOrg(ctx context.Context, req *tandemv1.DeleteOrgRequest) (*tandemv1.DeleteOrgResponse, error) {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	n, err := s.st.DeleteOrg(ctx, req.GetOrgId())
+	if err != nil {
+		if n > 0 {
+			// Part of the org is gone: say so, since the answer is only an error.
+			s.log.WarnContext(ctx, "org deleted in part; call DeleteOrg again to finish", telemetry.Org(req.GetOrgId()), slog.Int64("keys", n))
+		}
+		return nil, s.grpcError(ctx, err)
+	}
+	s.log.InfoContext(ctx, "org deleted", telemetry.Org(req.GetOrgId()), slog.Int64("keys", n),
+		slog.String("by_token", access.CallerFrom(ctx).TokenID))
+	return &tandemv1.DeleteOrgResponse{}, nil
 }
