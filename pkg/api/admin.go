@@ -365,9 +365,9 @@ func (s *Server) heldDeletes(ctx context.Context, orgID string, users []*tandemv
 // DeleteOrg deletes an org with everything Tandem keeps for it (see store.DeleteOrg); records in
 // Exchange and Salesforce are not touched. Work in flight for the org stops: the workers find no
 // settings, the scheduler no org, a reconciler its lease gone. API tokens are kept: a token
-// scoped to the deleted org keeps naming it, reaches nothing while the org does not exist, and
-// covers the org again if it is created anew with the same id — revoke such tokens with
-// RevokeToken. NotFound when Tandem keeps nothing for the org.
+// scoped to the deleted org keeps naming it and finds nothing of it, but covers the org again
+// should it be created anew with the same id (a Salesforce org id never changes) — revoke such
+// tokens with RevokeToken unless that is meant. NotFound when Tandem keeps nothing for the org.
 func (s *Server) DeleteOrg(ctx context.Context, req *tandemv1.DeleteOrgRequest) (*tandemv1.DeleteOrgResponse, error) {
 	if err := required("org_id", req.GetOrgId()); err != nil {
 		return nil, err
@@ -384,6 +384,6 @@ func (s *Server) DeleteOrg(ctx context.Context, req *tandemv1.DeleteOrgRequest) 
 		return nil, s.grpcError(ctx, err)
 	}
 	s.log.InfoContext(ctx, "org deleted", telemetry.Org(req.GetOrgId()), slog.Int64("keys", n),
-		slog.String("by_token", access.CallerFrom(ctx).TokenID))
+		slog.Any("by", access.CallerFrom(ctx)))
 	return &tandemv1.DeleteOrgResponse{}, nil
 }
