@@ -1,19 +1,26 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/access"
 	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
+	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -153,6 +160,22 @@ func (s *Server) ListSyncConfigurations(ctx context.Context, req *tandemv1.ListS
 	return &tandemv1.ListSyncConfigurationsResponse{Configurations: cfgs}, nil
 }
 
+// GetSyncConfiguration returns one configuration of an org.
+func (s *Server) GetSyncConfiguration(ctx context.Context, req *tandemv1.GetSyncConfigurationRequest) (*tandemv1.GetSyncConfigurationResponse, error) {
+	if err := required("org_id", req.GetOrgId(), "id", req.GetId()); err != nil {
+		return nil, err
+	}
+	// A malformed id names no configuration that could exist: PutSyncConfiguration refuses it.
+	if err := validIDs("org_id", req.GetOrgId(), "id", req.GetId()); err != nil {
+		return nil, err
+	}
+	cfg, err := s.st.GetConfiguration(ctx, req.GetOrgId(), req.GetId())
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.GetSyncConfigurationResponse{Configuration: cfg}, nil
+}
+
 // DeleteSyncConfiguration deletes a configuration; its users stop syncing. Like a change, the
 // deletion makes the org due, so the users' statuses stop showing the deleted configuration at
 // once instead of an interval later.
@@ -169,15 +192,20 @@ func (s *Server) DeleteSyncConfiguration(ctx context.Context, req *tandemv1.Dele
 	return &tandemv1.DeleteSyncConfigurationResponse{}, nil
 }
 
-// ResetUserSync marks a user for reset; the scheduler carries it out at the next cycle.
+// ResetUserSync marks a user, named by id or email, for reset; the scheduler carries it out at
+// the next cycle.
 func (s *Server) ResetUserSync(ctx context.Context, req *tandemv1.ResetUserSyncRequest) (*tandemv1.ResetUserSyncResponse, error) {
-	if err := required("org_id", req.GetOrgId(), "user_id", req.GetUserId()); err != nil {
+	if err := required("org_id", req.GetOrgId()); err != nil {
 		return nil, err
 	}
-	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: req.GetUserId()}
-	if _, err := s.st.GetUser(ctx, uk.OrgID, uk.UserID); err != nil {
-		return nil, s.grpcError(ctx, err)
+	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+		return nil, err
 	}
+	user, err := s.lookupUser(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
+	if err != nil {
+		return nil, err
+	}
+	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: user.GetUserId()}
 	if err := s.st.MarkReset(ctx, uk); err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
@@ -196,17 +224,20 @@ func (s *Server) ResetUserSync(ctx context.Context, req *tandemv1.ResetUserSyncR
 	return &tandemv1.ResetUserSyncResponse{ResetStatus: rs}, nil
 }
 
-// ResumeUserSync ends a user's suspension: the user is due at once. If the next read fails
-// permanently again, the exchange-worker suspends the user again.
+// ResumeUserSync ends the suspension of a user, named by id or email: the user is due at once.
+// If the next read fails permanently again, the exchange-worker suspends the user again.
 func (s *Server) ResumeUserSync(ctx context.Context, req *tandemv1.ResumeUserSyncRequest) (*tandemv1.ResumeUserSyncResponse, error) {
-	if err := required("org_id", req.GetOrgId(), "user_id", req.GetUserId()); err != nil {
+	if err := required("org_id", req.GetOrgId()); err != nil {
 		return nil, err
 	}
-	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: req.GetUserId()}
-	user, err := s.st.GetUser(ctx, uk.OrgID, uk.UserID)
-	if err != nil {
-		return nil, s.grpcError(ctx, err)
+	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+		return nil, err
 	}
+	user, err := s.lookupUser(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
+	if err != nil {
+		return nil, err
+	}
+	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: user.GetUserId()}
 	if err := s.status.Resume(ctx, uk, s.now()); err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
@@ -221,9 +252,23 @@ func (s *Server) ResumeUserSync(ctx context.Context, req *tandemv1.ResumeUserSyn
 }
 
 // ResolveHeldDeletes records an admin's decision on a mass-delete hold; the user's next cycle
-// carries it out.
+// carries it out. The user is named by id or email. By id, the user need not be in the
+// directory any more: a hold outlives its user's place there, and is still decided; an email
+// is looked up in the directory.
 func (s *Server) ResolveHeldDeletes(ctx context.Context, req *tandemv1.ResolveHeldDeletesRequest) (*tandemv1.ResolveHeldDeletesResponse, error) {
-	if err := required("org_id", req.GetOrgId(), "user_id", req.GetUserId(), "hold_id", req.GetHoldId()); err != nil {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	if err := userRequired(req.GetUserId(), req.GetEmail()); err != nil {
+		return nil, err
+	}
+	if err := required("hold_id", req.GetHoldId()); err != nil {
+		return nil, err
+	}
+	if err := validIDs("org_id", req.GetOrgId(), "hold_id", req.GetHoldId()); err != nil {
+		return nil, err
+	}
+	if err := checkUserRef(req.GetUserId(), req.GetEmail()); err != nil {
 		return nil, err
 	}
 	var approve bool
@@ -234,7 +279,15 @@ func (s *Server) ResolveHeldDeletes(ctx context.Context, req *tandemv1.ResolveHe
 	default:
 		return nil, status.Error(codes.InvalidArgument, "decision must be APPROVE or REJECT")
 	}
-	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: req.GetUserId()}
+	userID := req.GetUserId()
+	if userID == "" {
+		user, err := s.lookupUser(ctx, req.GetOrgId(), "", req.GetEmail())
+		if err != nil {
+			return nil, err
+		}
+		userID = user.GetUserId()
+	}
+	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: userID}
 	if err := s.syncer.Decide(ctx, uk, req.GetHoldId(), approve); err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
@@ -242,4 +295,102 @@ func (s *Server) ResolveHeldDeletes(ctx context.Context, req *tandemv1.ResolveHe
 		return nil, s.grpcError(ctx, err)
 	}
 	return &tandemv1.ResolveHeldDeletesResponse{}, nil
+}
+
+// ListHeldDeletes lists the mass-delete holds awaiting a decision, of one user (by id or email,
+// in the org's directory) or of every user of the directory, oldest first.
+func (s *Server) ListHeldDeletes(ctx context.Context, req *tandemv1.ListHeldDeletesRequest) (*tandemv1.ListHeldDeletesResponse, error) {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	var users []*tandemv1.SyncUser
+	if req.GetUserId() != "" || req.GetEmail() != "" {
+		user, err := s.lookupUser(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
+		if err != nil {
+			return nil, err
+		}
+		users = []*tandemv1.SyncUser{user}
+	} else {
+		var err error
+		if users, err = s.st.ListUsers(ctx, req.GetOrgId()); err != nil {
+			return nil, s.grpcError(ctx, err)
+		}
+	}
+	holds, err := s.heldDeletes(ctx, req.GetOrgId(), users)
+	if err != nil {
+		return nil, s.grpcError(ctx, err)
+	}
+	return &tandemv1.ListHeldDeletesResponse{Holds: holds}, nil
+}
+
+// heldReads bounds the users whose holds ListHeldDeletes reads at once.
+const heldReads = 16
+
+// heldDeletes reads the undecided holds of users, every kind, oldest first (then by user, kind
+// and hold id, for a stable order). A user's holds are one HGETALL per kind, read for several
+// users at once so that an org of thousands of users is listed in a moment.
+func (s *Server) heldDeletes(ctx context.Context, orgID string, users []*tandemv1.SyncUser) ([]*tandemv1.UserHeldDeletes, error) {
+	led := ledger.New(s.st)
+	perUser := make([][]*tandemv1.UserHeldDeletes, len(users))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(heldReads)
+	for i, u := range users {
+		g.Go(func() error {
+			uk := store.UserKey{OrgID: orgID, UserID: u.GetUserId()}
+			for _, kind := range engine.Kinds {
+				holds, err := led.Holds(gctx, uk, kind)
+				if err != nil {
+					return err
+				}
+				for _, h := range holds {
+					perUser[i] = append(perUser[i], &tandemv1.UserHeldDeletes{
+						UserId: u.GetUserId(), Email: u.GetEmail(), Held: h.GetSummary(), CreatedAt: h.GetCreatedAt(),
+					})
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	out := slices.Concat(perUser...)
+	slices.SortFunc(out, func(a, b *tandemv1.UserHeldDeletes) int {
+		return cmp.Or(
+			a.GetCreatedAt().AsTime().Compare(b.GetCreatedAt().AsTime()),
+			cmp.Compare(a.GetUserId(), b.GetUserId()),
+			cmp.Compare(a.GetHeld().GetKind(), b.GetHeld().GetKind()),
+			cmp.Compare(a.GetHeld().GetHoldId(), b.GetHeld().GetHoldId()),
+		)
+	})
+	return out, nil
+}
+
+// DeleteOrg deletes an org with everything Tandem keeps for it (see store.DeleteOrg); records in
+// Exchange and Salesforce are not touched. Work in flight for the org stops: the workers find no
+// settings, the scheduler no org, a reconciler its lease gone. API tokens are kept: a token
+// scoped to the deleted org keeps naming it and finds nothing of it, but covers the org again
+// should it be created anew with the same id (a Salesforce org id never changes) — revoke such
+// tokens with RevokeToken unless that is meant. NotFound when Tandem keeps nothing for the org.
+func (s *Server) DeleteOrg(ctx context.Context, req *tandemv1.DeleteOrgRequest) (*tandemv1.DeleteOrgResponse, error) {
+	if err := required("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	n, err := s.st.DeleteOrg(ctx, req.GetOrgId())
+	if err != nil {
+		if n > 0 {
+			// Part of the org is gone: say so, since the answer is only an error.
+			s.log.WarnContext(ctx, "org deleted in part; call DeleteOrg again to finish", telemetry.Org(req.GetOrgId()), slog.Int64("keys", n))
+		}
+		return nil, s.grpcError(ctx, err)
+	}
+	s.log.InfoContext(ctx, "org deleted", telemetry.Org(req.GetOrgId()), slog.Int64("keys", n),
+		slog.Any("by", access.CallerFrom(ctx)))
+	return &tandemv1.DeleteOrgResponse{}, nil
 }

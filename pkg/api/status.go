@@ -127,12 +127,12 @@ func (s *Server) GetUserStatus(ctx context.Context, req *tandemv1.GetUserStatusR
 	if err := required("org_id", req.GetOrgId()); err != nil {
 		return nil, err
 	}
-	if err := userRequired(req.GetUserId(), req.GetEmail()); err != nil {
+	if err := validIDs("org_id", req.GetOrgId()); err != nil {
 		return nil, err
 	}
-	u, err := s.user(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
+	u, err := s.lookupUser(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
 	if err != nil {
-		return nil, s.grpcError(ctx, err)
+		return nil, err
 	}
 	us, err := s.userStatus(ctx, req.GetOrgId(), u)
 	if err != nil {
@@ -170,12 +170,28 @@ func (s *Server) ListUserStatuses(ctx context.Context, req *tandemv1.ListUserSta
 	return resp, nil
 }
 
-// ListSyncErrors returns the sync error report.
+// ListSyncErrors returns the sync error report: the org's, or one user's, named by id or email.
+// By id the user need not be in the directory (the report keeps the entries of a user who left
+// it); an email is looked up in the directory, and one that matches no user is NotFound.
 func (s *Server) ListSyncErrors(ctx context.Context, req *tandemv1.ListSyncErrorsRequest) (*tandemv1.ListSyncErrorsResponse, error) {
 	if err := required("org_id", req.GetOrgId()); err != nil {
 		return nil, err
 	}
-	entries, next, err := s.st.ListErrors(ctx, req.GetOrgId(), req.GetUserId(), pageSize(req.GetPageSize()), req.GetPageToken())
+	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+		return nil, err
+	}
+	if err := checkUserRef(req.GetUserId(), req.GetEmail()); err != nil {
+		return nil, err
+	}
+	userID := req.GetUserId()
+	if userID == "" && req.GetEmail() != "" {
+		u, err := s.lookupUser(ctx, req.GetOrgId(), "", req.GetEmail())
+		if err != nil {
+			return nil, err
+		}
+		userID = u.GetUserId()
+	}
+	entries, next, err := s.st.ListErrors(ctx, req.GetOrgId(), userID, pageSize(req.GetPageSize()), req.GetPageToken())
 	if err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
@@ -211,12 +227,12 @@ func (s *Server) PlanUserSync(ctx context.Context, req *tandemv1.PlanUserSyncReq
 	if err := required("org_id", req.GetOrgId()); err != nil {
 		return nil, err
 	}
-	if err := userRequired(req.GetUserId(), req.GetEmail()); err != nil {
+	if err := validIDs("org_id", req.GetOrgId()); err != nil {
 		return nil, err
 	}
-	u, err := s.user(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
+	u, err := s.lookupUser(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
 	if err != nil {
-		return nil, s.grpcError(ctx, err)
+		return nil, err
 	}
 	plan, err := s.syncer.Plan(ctx, store.UserKey{OrgID: req.GetOrgId(), UserID: u.GetUserId()})
 	if err != nil {
