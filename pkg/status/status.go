@@ -163,6 +163,11 @@ func merge(uk store.UserKey, raw map[string]string) (*tandemv1.UserStatus, error
 		mergeKind(kinds, ks)
 	}
 	for _, ks := range kinds {
+		if out.GetMailboxClaimedByOrg() != "" {
+			// Another org syncs the mailbox: whatever an earlier read of this org found, the
+			// mailbox is not linked to this org's user now.
+			ks.AddressesLinked = tandemv1.CheckResult_CHECK_RESULT_FAILED
+		}
 		out.Kinds = append(out.Kinds, ks)
 	}
 	sort.Slice(out.Kinds, func(i, j int) bool { return out.Kinds[i].GetKind() < out.Kinds[j].GetKind() })

@@ -25,6 +25,8 @@ import (
 //	tandem:{global}:tokens               hash    SHA-256 (hex) of an API token's secret → StoredToken (tokens.go)
 //	tandem:{global}:tokens:id            hash    token id → SHA-256 (hex) of its secret
 //	tandem:{global}:tokens:cert          hash    client certificate common name → token id (mutual TLS)
+//	tandem:{global}:mailboxes            hash    lower-cased email → id of the org that syncs the mailbox:
+//	                                             one org at a time (mailboxes.go)
 //
 // Per org (tag {<org>}):
 //
@@ -47,6 +49,8 @@ import (
 //	tandem:{O}:lease:<role>              string  "<token>:<holder id>" of the replica that watches the org for role
 //	                                             ("watch-exchange", "watch-salesforce"), with the lease's TTL (watch.go)
 //	tandem:{O}:fence:<role>              string  fencing counter: the last token issued for the org's role
+//	tandem:{O}:mailboxes                 set     lower-cased emails the org has claimed in tandem:{global}:mailboxes
+//	                                             (a superset of its claims; see mailboxes.go)
 //
 // Per user (tag {<org>:<user>}):
 //
@@ -221,6 +225,11 @@ func orgIndexKey() string { return join(globalTag, "orgs") }
 func tokensKey() string     { return join(globalTag, "tokens") }
 func tokenIDsKey() string   { return join(globalTag, "tokens", "id") }
 func tokenCertsKey() string { return join(globalTag, "tokens", "cert") }
+
+// mailboxClaimsKey is the global hash of mailbox claims; orgMailboxesKey the set of an org's
+// claimed addresses, which lives in the org's slot, not the global one (see mailboxes.go).
+func mailboxClaimsKey() string          { return join(globalTag, "mailboxes") }
+func orgMailboxesKey(org string) string { return orgKey(org, "mailboxes") }
 
 // hashTag returns the part of key that Redis Cluster hashes: the content of the first
 // {...} if it is non-empty, as Redis defines it. ok is false for keys without a tag.

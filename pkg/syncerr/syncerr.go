@@ -102,6 +102,7 @@ const (
 	SyncMalformedRecord    Code = "SYNC_MALFORMED_RECORD"
 	SyncUserNotInDirectory Code = "SYNC_USER_NOT_IN_DIRECTORY"
 	SyncAmbiguousMatch     Code = "SYNC_AMBIGUOUS_MATCH"
+	SyncMailboxClaimed     Code = "SYNC_MAILBOX_SYNCED_BY_ANOTHER_ORG"
 )
 
 const (
@@ -276,6 +277,9 @@ var entries = []Entry{
 	{SyncAmbiguousMatch, no, ScopeRecord, false,
 		"Several contacts on the other side have the same name (and company) and none can be told apart by email; Tandem links none of them and creates none of them, rather than merge different people or duplicate one.",
 		"Give the contacts their email addresses (or distinct names) on either side; the next cycle links or creates them."},
+	{SyncMailboxClaimed, no, ScopeUser, false,
+		"The user's mailbox is already synced by another Salesforce org; this org reads and writes nothing for the user, so that the two orgs' contacts and events do not mix.",
+		"Sync the mailbox from one org only: stop syncing the user in the other org (the one the message names), or remove the user from this org's sync configuration. Once the other org no longer syncs the mailbox, this org takes it over on its next cycle."},
 }
 
 // Lookup returns the catalogue entry for code.

@@ -24,7 +24,7 @@ func TestJobsGoToTheOrgsWorkerPool(t *testing.T) {
 	e.putOrg(t, big)
 	e.putOrg(t, org(orgA)) // the default pool
 	for _, o := range []string{orgA, orgBig} {
-		e.putUsers(t, o, user(user1, true), user(user2, true))
+		e.putUsers(t, o, userIn(o, user1, true), userIn(o, user2, true))
 		e.putConfig(t, o, contactsOnly(user1, user2))
 	}
 

@@ -4,7 +4,8 @@
 // polled for all of an org's syncing users at once) and one Exchange job per due user. Users
 // whose Exchange reads keep failing are backed off, and suspended once they fail permanently
 // (then only probed now and then); users marked for reset have their ledger cleared and are read
-// in full.
+// in full. A mailbox is synced by one org at a time: a user whose mailbox another org already
+// syncs is left out of its org's cycles until that org stops syncing it (mailboxes.go).
 package scheduler
 
 import (
@@ -235,9 +236,18 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 	if err != nil {
 		return false, err
 	}
+	// Which of the org's syncing users have their mailbox (mailboxes.go). Without the claims
+	// nobody's mailbox is known to be the org's: the cycle is published again next tick.
+	holders, err := s.claimMailboxes(ctx, orgID, assigned)
+	if holders == nil {
+		return false, err
+	}
 
 	sfJob := &tandemv1.SyncJob{OrgId: orgID, System: tandemv1.System_SYSTEM_SALESFORCE, Cycle: cycle, ScheduledAt: timestamppb.New(now)}
 	var errs, publishErrs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
 	var back []store.UserKey // users back in the Salesforce job after a suspension
 	for _, a := range assigned {
 		user, cfg := a.User, a.Config
@@ -248,12 +258,21 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 		}
 		if len(kinds) > 0 {
 			part.AssignedToActiveConfiguration = tandemv1.CheckResult_CHECK_RESULT_PASSED
+			if h := holders[store.MailboxAddress(user.GetEmail())]; h != "" && h != orgID {
+				part.MailboxClaimedByOrg = h
+			}
 		}
 		uk := store.UserKey{OrgID: orgID, UserID: user.GetUserId()}
+		if part.MailboxClaimedByOrg != "" {
+			if err := s.leaveOut(ctx, uk, part); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := s.status.Put(ctx, uk, status.PartScheduler, part); err != nil {
 			errs = append(errs, err)
 		}
-		if part.AssignedToActiveConfiguration != tandemv1.CheckResult_CHECK_RESULT_PASSED {
+		if part.AssignedToActiveConfiguration != tandemv1.CheckResult_CHECK_RESULT_PASSED || part.MailboxClaimedByOrg != "" {
+			// Not synced, or its mailbox is another org's: no job reads it.
 			continue
 		}
 		sch, err := s.status.Scheduling(ctx, uk)

@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,6 +167,14 @@ func (e *env) reconcile(t *testing.T, orgID, userID string, kind tandemv1.Record
 
 func user(id string, active bool) *tandemv1.SyncUser {
 	return &tandemv1.SyncUser{UserId: id, Email: id + "@acme.example", Active: active, ProfileId: "00eprofile000001"}
+}
+
+// userIn is user with an address of its own org's domain: a mailbox is synced by one org at a
+// time, so tests with several orgs that all sync give each org its own mailboxes.
+func userIn(orgID, id string, active bool) *tandemv1.SyncUser {
+	u := user(id, active)
+	u.Email = id + "@" + strings.ToLower(orgID) + ".example"
+	return u
 }
 
 func org(id string) *tandemv1.Org {
@@ -332,7 +341,7 @@ func TestTickSkipsOrgs(t *testing.T) {
 		}
 		e.putOrg(t, o)
 		if id != noUsers {
-			e.putUsers(t, id, user(user1, true))
+			e.putUsers(t, id, userIn(id, user1, true))
 			e.putConfig(t, id, contactsOnly(user1))
 		}
 	}
