@@ -47,7 +47,8 @@ const unlinkBatch = 500
 // secrets, configurations, the user directory and its email index, reset marks, cursors, the
 // error report, activity, the schedule, the org's watch leases and fences, and every key of
 // every one of its users (ledgers, statuses, cursors and sync states, recovery requests,
-// leases and fences, the workers' keys), then drops the org from the org index. Records in
+// leases and fences, the workers' keys), drops the org from the org index and releases the
+// mailboxes it claimed (see ClaimMailboxes). Records in
 // Exchange and Salesforce are not touched, nor are API tokens (tandem:{global}:tokens): a
 // token scoped to the org keeps its scope, and covers an org created again with the same id.
 //
@@ -65,6 +66,15 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string) (int64, error) {
 	indexed, err := s.rdb.SRem(ctx, orgIndexKey(), orgID).Result()
 	if err != nil {
 		return settings, fmt.Errorf("delete org %s: index: %w", orgID, err)
+	}
+	// The mailboxes the org synced are free for another org at once (before the sweep deletes
+	// the org's list of them; a claim left by a failure here is stale anyway, and taken over).
+	claimed, err := s.ClaimedMailboxes(ctx, orgID)
+	if err != nil {
+		return settings, fmt.Errorf("delete org %s: %w", orgID, err)
+	}
+	if err := s.ReleaseMailboxes(ctx, orgID, claimed); err != nil {
+		return settings, fmt.Errorf("delete org %s: %w", orgID, err)
 	}
 	swept, err := s.sweepOrg(ctx, orgID)
 	deleted := settings + swept

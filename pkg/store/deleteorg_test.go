@@ -328,32 +328,26 @@ func TestDeleteOrgErrors(t *testing.T) {
 	}
 }
 
-// An org may be named "global", the tag of the keys that span orgs: deleting it deletes its
-// keys, never the org index or the API tokens.
+// No org may be named "global", the tag of the keys that span orgs; and deleting "global" never
+// deletes the org index, the tokens or the mailbox claims.
 func TestDeleteOrgNamedGlobal(t *testing.T) {
 	ctx := t.Context()
 	rdb := redisServer.start(t)
 	s := newTestStore(t, rdb)
-	fillOrg(t, s, globalTag, false)
+	if _, err := s.PutOrg(ctx, &tandemv1.Org{OrgId: globalTag}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("PutOrg(global): %v, want it refused", err)
+	}
 	fillOrg(t, s, neighborOrg, false)
 	if err := s.PutToken(ctx, &tandemv1.StoredToken{Token: &tandemv1.ApiToken{TokenId: "tok1", Role: tandemv1.Role_ROLE_OPERATOR},
 		SecretSha256: strings.Repeat("ab", 32)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.DeleteOrg(ctx, globalTag); err != nil {
+	before := allKeys(t, rdb)
+	if _, err := s.DeleteOrg(ctx, globalTag); err != nil && !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
 	}
-	var left []string
-	for _, k := range allKeys(t, rdb) {
-		if ofOrg(globalTag, k) && k != orgIndexKey() && k != tokensKey() && k != tokenIDsKey() {
-			left = append(left, k)
-		}
-	}
-	if len(left) > 0 {
-		t.Errorf("keys of the org named global remain: %v", left)
-	}
-	if ids, err := rdb.SMembers(ctx, orgIndexKey()).Result(); err != nil || !slices.Equal(ids, []string{neighborOrg}) {
-		t.Errorf("org index = %v, %v; want [%s]", ids, err, neighborOrg)
+	if after := allKeys(t, rdb); !slices.Equal(after, before) {
+		t.Errorf("deleting the org named global deleted keys: before %v, after %v", before, after)
 	}
 	if toks, err := s.ListTokens(ctx); err != nil || len(toks) != 1 {
 		t.Errorf("tokens after deleting the org named global: %v, %v", toks, err)
@@ -467,4 +461,19 @@ func freeTCPPort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestDeleteOrgReleasesItsMailboxes(t *testing.T) {
+	ctx := t.Context()
+	s := newTestStore(t, redisServer.start(t))
+	fillOrg(t, s, neighborOrg, false)
+	if _, err := s.ClaimMailboxes(ctx, neighborOrg, []string{"Rep@Acme.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteOrg(ctx, neighborOrg); err != nil {
+		t.Fatal(err)
+	}
+	if holder, ok, err := s.MailboxHolder(ctx, "rep@acme.example"); err != nil || ok {
+		t.Fatalf("after DeleteOrg the mailbox is still held by %q (%v, %v)", holder, ok, err)
+	}
 }

@@ -91,8 +91,12 @@ func (s *Store) PutOrg(ctx context.Context, org *tandemv1.Org) (*tandemv1.Org, e
 		return nil, &ValidationError{Violations: []FieldViolation{{Field: "org", Description: "is required"}}}
 	}
 	var v violations
-	if !ValidID(org.GetOrgId()) {
+	switch {
+	case !ValidID(org.GetOrgId()):
 		v.add("org_id", idRule)
+	case org.GetOrgId() == globalTag:
+		// Its keys would share the tag of the keys that span orgs (the org index, tokens).
+		v.add("org_id", "is reserved; use the org's Salesforce org id")
 	}
 	if p := org.GetWorkerPool(); p != "" && !ValidWorkerPool(p) {
 		v.add("worker_pool", workerPoolRule)
