@@ -107,6 +107,21 @@ func TestChangeFeedGathersAnnouncements(t *testing.T) {
 	})
 }
 
+func TestChangeFeedActivityAnnounces(t *testing.T) {
+	rdb := redisServer.start(t)
+	st := newTestStore(t, rdb)
+	ctx := t.Context()
+	f, err := st.SubscribeChanges(ctx, "00Dorg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := st.AddActivity(ctx, "00Dorg", "contact", 3, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	takeUntil(t, f, func(c Changes) bool { return c.Org })
+}
+
 func TestChangeFeedCloses(t *testing.T) {
 	rdb := redisServer.start(t)
 	st := newTestStore(t, rdb)
