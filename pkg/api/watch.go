@@ -20,23 +20,24 @@ import (
 //  1. subscribes to the org's changes channel (store.SubscribeChanges) before it reads
 //     anything, so that no write after its first read goes unheard;
 //  2. reads the status (or every user's) and sends it;
-//  3. reads again when a write is announced, at most every watchGap: the announcements that
-//     arrive meanwhile (a cycle writes several parts of a user's status within milliseconds)
-//     are read once; and everything again every watchFallback, announced or not (below);
+//  3. reads again watchGap after a write is announced (or as long as its last read took, if
+//     longer): the announcements that arrive meanwhile (a cycle writes several parts of a
+//     user's status within milliseconds) are read once; and reads everything again every
+//     watchFallback, announced or not (below);
 //  4. sends a status only when it differs (proto.Equal) from the one it last sent of it;
 //  5. ends when its context does — the client cancels, or the server stops — or, with its
-//     error, when a read fails.
+//     error, when a read fails (UNAVAILABLE if it stopped hearing of changes: watch again).
 //
-// Writes of a user's status parts and kind statuses, of the org's activity and of its
-// Salesforce API usage are announced (package status, store.AddActivity). Not announced, and
+// Writes of a user's status parts (an admin's resume included) and kind statuses, of the org's
+// activity and of its Salesforce API usage are announced (package status, store.AddActivity). Not announced, and
 // so seen only by the fallback read: the "last 60 minutes" and "last 24 hours" counts, which
 // move with the clock; the user directory (users added, emails changed); org settings and
 // configurations, whose change lifts a suspension; reset marks; the schedule's last cycle; and
 // any announcement lost to a failed PUBLISH or a dropped subscription.
 //
 // A watch never ends by itself, so the server's GracefulStop, which waits for every call,
-// waits for open watches until its own timeout (the status-api's --graceful-stop), after which
-// Stop cancels them and their handlers return at once.
+// waits for open watches until its timeout (lifecycle.GRPCServer: the status-api's
+// --graceful-stop), after which Stop cancels them and their handlers return at once.
 
 const (
 	// watchGap is the least time between two reads of a watch after announced changes. A read
@@ -49,17 +50,17 @@ const (
 	watchPageSize = 1000
 )
 
-// MaxWatches bounds the watch streams one server process keeps open at once; one more is
+// maxWatches bounds the watch streams one server process keeps open at once; one more is
 // refused with RESOURCE_EXHAUSTED. Each holds a Redis connection of its own for its
 // subscription (a subscribed connection can serve nothing else, and Redis accepts 10,000
 // clients by default, shared by every service of the deployment), a few goroutines, and reads
 // on every announced change: without a bound, callers opening watches would take Redis
 // connections from the engine itself.
-const MaxWatches = 500
+const maxWatches = 500
 
 // watchSlots holds a token per open watch. It belongs to the process, not to a Server: the
 // connections it protects are the process's, and a status-api process serves one Server.
-var watchSlots = make(chan struct{}, MaxWatches)
+var watchSlots = make(chan struct{}, maxWatches)
 
 // watchConfig are a watch's timings and the slots it takes one of; tests shorten them.
 type watchConfig struct {
@@ -228,7 +229,8 @@ func (s *Server) watch(ctx context.Context, cfg watchConfig, orgID string, read 
 		case <-ctx.Done():
 			return watchEnded(ctx, ctx.Err())
 		case <-feed.Done():
-			return status.Error(codes.Unavailable, "the watch stopped hearing of changes: watch again")
+			// The feed also ends with ctx, and may be seen first.
+			return watchEnded(ctx, status.Error(codes.Unavailable, "the watch stopped hearing of changes: watch again"))
 		case <-feed.Ready():
 			if due == nil {
 				due = time.After(pause)
