@@ -45,7 +45,8 @@ func New(st *store.Store) *Store { return &Store{st: st} }
 
 func key(uk store.UserKey) (string, error) { return uk.Key("status") }
 
-// Put replaces one part of a user's status.
+// Put replaces one part of a user's status, and announces the write on the org's changes
+// channel (store.PublishChange), as PutKind and PutSalesforceUsage do theirs.
 func (s *Store) Put(ctx context.Context, uk store.UserKey, part Part, us *tandemv1.UserStatus) error {
 	k, err := key(uk)
 	if err != nil {
@@ -55,7 +56,11 @@ func (s *Store) Put(ctx context.Context, uk store.UserKey, part Part, us *tandem
 	if err != nil {
 		return fmt.Errorf("encode %s status of %s: %w", part, uk, err)
 	}
-	return s.st.Apply(ctx, store.HSet(k, string(part), b))
+	if err := s.st.Apply(ctx, store.HSet(k, string(part), b)); err != nil {
+		return err
+	}
+	s.announce(ctx, uk.OrgID, uk.UserID)
+	return nil
 }
 
 // PutKind replaces the reconciler's status of one record kind.
@@ -68,7 +73,19 @@ func (s *Store) PutKind(ctx context.Context, uk store.UserKey, ks *tandemv1.Kind
 	if err != nil {
 		return fmt.Errorf("encode %s status of %s: %w", ks.GetKind(), uk, err)
 	}
-	return s.st.Apply(ctx, store.HSet(k, kindFieldPrefix+ks.GetKind().String(), b))
+	if err := s.st.Apply(ctx, store.HSet(k, kindFieldPrefix+ks.GetKind().String(), b)); err != nil {
+		return err
+	}
+	s.announce(ctx, uk.OrgID, uk.UserID)
+	return nil
+}
+
+// announce tells whoever watches the org's statuses (the API's Watch RPCs) that userID's status,
+// or with userID empty an org-level input of the org's status, was written. It is best effort
+// and its failure is not the writer's: the write stands, and a watcher that missed it reads
+// everything again on its fallback timer (see store.PublishChange).
+func (s *Store) announce(ctx context.Context, orgID, userID string) {
+	_ = s.st.PublishChange(ctx, orgID, userID)
 }
 
 // GetPart returns one part as its writer stored it (empty when none).
@@ -215,7 +232,11 @@ func (s *Store) PutSalesforceUsage(ctx context.Context, orgID string, u *tandemv
 	if err != nil {
 		return fmt.Errorf("encode Salesforce usage of org %s: %w", orgID, err)
 	}
-	return s.st.PutCursor(ctx, usageKey(orgID), string(b))
+	if err := s.st.PutCursor(ctx, usageKey(orgID), string(b)); err != nil {
+		return err
+	}
+	s.announce(ctx, orgID, "")
+	return nil
 }
 
 // SalesforceUsage returns the org's Salesforce API usage (empty before the first poll).

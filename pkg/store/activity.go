@@ -29,7 +29,8 @@ func activityKey(orgID, kind string) (string, error) {
 	return orgKey(orgID, orgActivityName, kind), nil
 }
 
-// AddActivity counts n records of kind synced at at.
+// AddActivity counts n records of kind synced at at, and announces the change of the org's
+// status on its changes channel (PublishChange; best effort, its failure is not returned).
 func (s *Store) AddActivity(ctx context.Context, orgID, kind string, n int64, at time.Time) error {
 	if n <= 0 {
 		return nil
@@ -39,7 +40,11 @@ func (s *Store) AddActivity(ctx context.Context, orgID, kind string, n int64, at
 		return err
 	}
 	minute := strconv.FormatInt(at.Unix()/60, 10)
-	return s.Apply(ctx, HIncrBy(key, minute, n), HSet(key, "last", strconv.FormatInt(at.UnixMilli(), 10)))
+	if err := s.Apply(ctx, HIncrBy(key, minute, n), HSet(key, "last", strconv.FormatInt(at.UnixMilli(), 10))); err != nil {
+		return err
+	}
+	_ = s.PublishChange(ctx, orgID, "")
+	return nil
 }
 
 // Activity sums an org's activity for kind as of now, and forgets minutes older than a day.

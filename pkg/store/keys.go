@@ -51,6 +51,8 @@ import (
 //	tandem:{O}:fence:<role>              string  fencing counter: the last token issued for the org's role
 //	tandem:{O}:mailboxes                 set     lower-cased emails the org has claimed in tandem:{global}:mailboxes
 //	                                             (a superset of its claims; see mailboxes.go)
+//	tandem:{O}:changes                   channel pub/sub, not a key: "<user id>" per write of a user's status, ""
+//	                                             per write of an org-level input of the org's status (changes.go)
 //
 // Per user (tag {<org>:<user>}):
 //
@@ -103,6 +105,7 @@ const (
 	orgErrorsUser     = "errors:user"
 	orgActivityName   = "activity"
 	orgScheduleName   = "schedule"
+	orgChangesName    = "changes"
 )
 
 // Names of per-user keys, the first part given to UserKey.Key.
@@ -219,6 +222,16 @@ func join(tag, name string, parts ...string) string {
 
 // orgKey returns tandem:{org}:<name>[:<part>...]; ids must have been validated.
 func orgKey(org, name string, parts ...string) string { return join(org, name, parts...) }
+
+// ChangesChannel returns the name of the org's pub/sub channel of status changes,
+// tandem:{<org>}:changes (see changes.go). It carries the org's hash tag like the org's keys,
+// which PUBLISH ignores but a sharded SPUBLISH would route by.
+func ChangesChannel(orgID string) (string, error) {
+	if err := checkID("org id", orgID); err != nil {
+		return "", err
+	}
+	return orgKey(orgID, orgChangesName), nil
+}
 
 func orgIndexKey() string { return join(globalTag, "orgs") }
 
