@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -46,6 +47,11 @@ type Server struct {
 	now     func() time.Time
 	// rules are checked on every org PutOrg stores (see WithOrgRules); nil checks nothing.
 	rules *store.OrgRules
+	// watchSlots holds a token per open watch (see maxWatches); watchesStopped is closed by
+	// StopWatches.
+	watchSlots     chan struct{}
+	watchesStopped chan struct{}
+	stopWatches    sync.Once
 }
 
 // Option configures a Server.
@@ -62,7 +68,8 @@ func New(st *store.Store, sy *engine.Syncer, checker Checker, log *slog.Logger, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{st: st, status: tstatus.New(st), syncer: sy, checker: checker, log: log, now: time.Now}
+	s := &Server{st: st, status: tstatus.New(st), syncer: sy, checker: checker, log: log, now: time.Now,
+		watchSlots: make(chan struct{}, maxWatches), watchesStopped: make(chan struct{})}
 	s.tokens = access.NewTokens(st, func() time.Time { return s.now() })
 	for _, opt := range opts {
 		opt(s)

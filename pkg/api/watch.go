@@ -35,9 +35,9 @@ import (
 // configurations, whose change lifts a suspension; reset marks; the schedule's last cycle; and
 // any announcement lost to a failed PUBLISH or a dropped subscription.
 //
-// A watch never ends by itself, so the server's GracefulStop, which waits for every call,
-// waits for open watches until its timeout (lifecycle.GRPCServer: the status-api's
-// --graceful-stop), after which Stop cancels them and their handlers return at once.
+// A watch never ends by itself, and gRPC's GracefulStop waits for every call: a stopping server
+// calls StopWatches first, which ends open watches with UNAVAILABLE (the status-api does, when
+// its shutdown begins), so that shutdown waits only for the calls that end by themselves.
 
 const (
 	// watchGap is the least time between two reads of a watch after announced changes. A read
@@ -50,17 +50,13 @@ const (
 	watchPageSize = 1000
 )
 
-// maxWatches bounds the watch streams one server process keeps open at once; one more is
-// refused with RESOURCE_EXHAUSTED. Each holds a Redis connection of its own for its
+// maxWatches bounds the watch streams one Server keeps open at once; one more is refused with
+// RESOURCE_EXHAUSTED. Each holds a Redis connection of its own for its
 // subscription (a subscribed connection can serve nothing else, and Redis accepts 10,000
 // clients by default, shared by every service of the deployment), a few goroutines, and reads
 // on every announced change: without a bound, callers opening watches would take Redis
 // connections from the engine itself.
 const maxWatches = 500
-
-// watchSlots holds a token per open watch. It belongs to the process, not to a Server: the
-// connections it protects are the process's, and a status-api process serves one Server.
-var watchSlots = make(chan struct{}, maxWatches)
 
 // watchConfig are a watch's timings and the slots it takes one of; tests shorten them.
 type watchConfig struct {
@@ -68,8 +64,15 @@ type watchConfig struct {
 	slots         chan struct{}
 }
 
-func defaultWatch() watchConfig {
-	return watchConfig{gap: watchGap, fallback: watchFallback, slots: watchSlots}
+func (s *Server) defaultWatch() watchConfig {
+	return watchConfig{gap: watchGap, fallback: watchFallback, slots: s.watchSlots}
+}
+
+// StopWatches ends every open watch, and refuses new ones, with UNAVAILABLE: a stopping server
+// calls it first, since a graceful stop of gRPC waits for open streams, which a watch never
+// ends by itself. Clients watch again, on another replica.
+func (s *Server) StopWatches() {
+	s.stopWatches.Do(func() { close(s.watchesStopped) })
 }
 
 // readFunc reads what a watch watches and sends what changed. all asks for everything; else
@@ -78,7 +81,7 @@ type readFunc func(ctx context.Context, changes store.Changes, all bool) error
 
 // WatchOrgStatus sends the org's status at once, then again each time it changes.
 func (s *Server) WatchOrgStatus(req *tandemv1.WatchOrgStatusRequest, stream grpc.ServerStreamingServer[tandemv1.WatchOrgStatusResponse]) error {
-	return s.watchOrgStatus(req, stream, defaultWatch())
+	return s.watchOrgStatus(req, stream, s.defaultWatch())
 }
 
 func (s *Server) watchOrgStatus(req *tandemv1.WatchOrgStatusRequest, stream grpc.ServerStreamingServer[tandemv1.WatchOrgStatusResponse], cfg watchConfig) error {
@@ -103,7 +106,7 @@ func (s *Server) watchOrgStatus(req *tandemv1.WatchOrgStatusRequest, stream grpc
 // WatchUserStatus sends the status of one user, or of every user of the org, at once, then
 // each user's status again each time it changes.
 func (s *Server) WatchUserStatus(req *tandemv1.WatchUserStatusRequest, stream grpc.ServerStreamingServer[tandemv1.WatchUserStatusResponse]) error {
-	return s.watchUserStatus(req, stream, defaultWatch())
+	return s.watchUserStatus(req, stream, s.defaultWatch())
 }
 
 func (s *Server) watchUserStatus(req *tandemv1.WatchUserStatusRequest, stream grpc.ServerStreamingServer[tandemv1.WatchUserStatusResponse], cfg watchConfig) error {
@@ -202,6 +205,11 @@ func (s *Server) watchEveryUser(ctx context.Context, orgID string, stream grpc.S
 // until ctx ends or read fails.
 func (s *Server) watch(ctx context.Context, cfg watchConfig, orgID string, read readFunc) error {
 	select {
+	case <-s.watchesStopped:
+		return status.Error(codes.Unavailable, "the server is stopping: watch again")
+	default:
+	}
+	select {
 	case cfg.slots <- struct{}{}:
 		defer func() { <-cfg.slots }()
 	default:
@@ -228,6 +236,8 @@ func (s *Server) watch(ctx context.Context, cfg watchConfig, orgID string, read 
 		select {
 		case <-ctx.Done():
 			return watchEnded(ctx, ctx.Err())
+		case <-s.watchesStopped:
+			return status.Error(codes.Unavailable, "the server is stopping: watch again")
 		case <-feed.Done():
 			// The feed also ends with ctx, and may be seen first.
 			return watchEnded(ctx, status.Error(codes.Unavailable, "the watch stopped hearing of changes: watch again"))

@@ -165,3 +165,23 @@ func TestWatchCoalescesBursts(t *testing.T) {
 	}
 	w.none(t, 2*gap)
 }
+
+func TestStopWatchesEndsOpenWatchesAndRefusesNew(t *testing.T) {
+	s, _ := newWatchServer(t)
+	cfg := watchConfig{gap: watchGap, fallback: time.Hour, slots: make(chan struct{}, 2)}
+	open := startUserWatch(t, s, cfg)
+	open.next(t) // the current status: the watch is open
+	s.StopWatches()
+	select {
+	case <-open.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("an open watch did not end after StopWatches")
+	}
+	if status.Code(open.err) != codes.Unavailable {
+		t.Fatalf("an open watch after StopWatches: %v, want UNAVAILABLE", open.err)
+	}
+	stream := &sentStream[tandemv1.WatchUserStatusResponse]{ctx: t.Context(), sent: make(chan *tandemv1.WatchUserStatusResponse, 1)}
+	if err := s.watchUserStatus(&tandemv1.WatchUserStatusRequest{OrgId: watchOrg, UserId: watchUser}, stream, cfg); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a new watch after StopWatches: %v, want UNAVAILABLE", err)
+	}
+}

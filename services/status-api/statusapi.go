@@ -114,6 +114,7 @@ type StatusAPI struct {
 	lis    net.Listener
 	users  *api.UserGauges
 	tokens *access.Tokens
+	api    *api.Server
 }
 
 // New returns the service, listening on cfg.GRPCAddr.
@@ -190,7 +191,7 @@ func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) (*StatusA
 	if err := registerReflection(srv); err != nil {
 		return nil, err
 	}
-	return &StatusAPI{cfg: cfg, p: p, server: srv, health: hs, lis: lis, users: users, tokens: tokens}, nil
+	return &StatusAPI{cfg: cfg, p: p, server: srv, health: hs, lis: lis, users: users, tokens: tokens, api: a}, nil
 }
 
 // Addr is where the gRPC API listens.
@@ -210,6 +211,8 @@ func (s *StatusAPI) Components() []lifecycle.Component {
 			go func() {
 				<-ctx.Done()
 				s.health.Shutdown()
+				// Open watches would hold the graceful stop until its timeout.
+				s.api.StopWatches()
 			}()
 			return grpcServer.Run(ctx)
 		}},

@@ -515,3 +515,33 @@ func TestClientCertificatesAuthenticateAsTheirBoundToken(t *testing.T) {
 		t.Fatalf("a certificate of an untrusted authority: %v, want the handshake refused (Unavailable)", err)
 	}
 }
+
+func TestShutdownEndsOpenWatches(t *testing.T) {
+	// A graceful stop that would wait five minutes for open calls.
+	r := start(t, 5*time.Minute)
+	ctx := t.Context()
+	admin := tandemv1.NewAdminServiceClient(r.dial(t))
+	if _, err := admin.PutOrg(ctx, &tandemv1.PutOrgRequest{Org: &tandemv1.Org{OrgId: testOrg, Enabled: true}}); err != nil {
+		t.Fatalf("PutOrg: %v", err)
+	}
+	watch, err := tandemv1.NewStatusServiceClient(r.dial(t)).WatchOrgStatus(ctx, &tandemv1.WatchOrgStatusRequest{OrgId: testOrg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil {
+		t.Fatalf("the watch's first status: %v", err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.stop() }()
+	if _, err := watch.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the watch at shutdown: %v, want UNAVAILABLE", err)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the service did not stop within a minute with a watch open: the graceful stop waited for it")
+	}
+}
