@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 )
@@ -203,4 +205,31 @@ func TestAssignmentRulesHoldThroughConfigApply(t *testing.T) {
 		t.Fatalf("the user stayed in the first configuration too: %v", left)
 	}
 	poll.Until(t, "rep1 assigned to the second configuration", func() bool { return status() == second })
+}
+
+func TestWatchFollowsAUserUntilInterrupted(t *testing.T) {
+	addr, token := startDev(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runContext(ctx, []string{"watch", "rep1@acme.example", "-o", "json", "--addr", addr, "--token", token, "--plaintext"}, &out, &errOut)
+	}()
+	// The current status comes at once, a JSON object per line.
+	poll.Until(t, "the watch's first status", func() bool { return strings.Contains(out.String(), `"email":"rep1@acme.example"`) })
+	cancel() // what Ctrl-C does
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("watch ended with exit %d after an interrupt: %s", code, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("watch did not end after an interrupt")
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(out.String()), "\n") {
+		var us map[string]any
+		if err := json.Unmarshal([]byte(line), &us); err != nil || us["email"] != "rep1@acme.example" {
+			t.Errorf("watch printed %q: not one status of rep1 per line (%v)", line, err)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -67,7 +68,16 @@ func (t *table) csv(w io.Writer) error {
 // jsonOf is a message as the JSON the commands print: protobuf's JSON with the .proto field
 // names, as the YAML of configurations uses.
 func jsonOf(m proto.Message) (json.RawMessage, error) {
-	return protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	// protojson varies its whitespace on purpose; the commands print it compact and stable.
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
 }
 
 // renderList prints a list: t as a table or CSV, or msgs as a JSON array.
