@@ -28,11 +28,12 @@ import (
 //  5. ends when its context does — the client cancels, or the server stops — or, with its
 //     error, when a read fails (UNAVAILABLE if it stopped hearing of changes: watch again).
 //
-// Writes of a user's status parts (an admin's resume included) and kind statuses, of the org's
-// activity and of its Salesforce API usage are announced (package status, store.AddActivity). Not announced, and
-// so seen only by the fallback read: the "last 60 minutes" and "last 24 hours" counts, which
-// move with the clock; the user directory (users added, emails changed); org settings and
-// configurations, whose change lifts a suspension; reset marks; the schedule's last cycle; and
+// Every write of a status's inputs is announced (see store.PublishChange): a user's status
+// parts (an admin's resume included), kind statuses and reset mark with the user's id; the
+// org's activity, Salesforce API usage, settings, configurations, user directory and the start
+// of a cycle as org-level changes, which a watch of one user also reads again for (an
+// assignment or a lifted suspension changes its status). Not announced, and so seen only by the
+// fallback read: the "last 60 minutes" and "last 24 hours" counts, which move with the clock, and
 // any announcement lost to a failed PUBLISH or a dropped subscription.
 //
 // A watch never ends by itself, and gRPC's GracefulStop waits for every call: a stopping server
@@ -124,7 +125,9 @@ func (s *Server) watchUserStatus(req *tandemv1.WatchUserStatusRequest, stream gr
 	get := &tandemv1.GetUserStatusRequest{OrgId: req.GetOrgId(), UserId: u.GetUserId()}
 	var last *tandemv1.UserStatus
 	return s.watch(ctx, cfg, req.GetOrgId(), func(ctx context.Context, c store.Changes, all bool) error {
-		if !all && !slices.Contains(c.Users, get.GetUserId()) {
+		// An org-level change (settings, configurations, the directory) may change the user's
+		// status as read (an assignment, a lifted suspension).
+		if !all && !c.Org && !slices.Contains(c.Users, get.GetUserId()) {
 			return nil
 		}
 		// A user removed from the directory since ends the watch with NOT_FOUND.

@@ -185,3 +185,17 @@ func TestStopWatchesEndsOpenWatchesAndRefusesNew(t *testing.T) {
 		t.Fatalf("a new watch after StopWatches: %v, want UNAVAILABLE", err)
 	}
 }
+
+// TestWatchSeesAnnouncedOrgInputsAtOnce: a reset mark is announced, so a watch of one user reads
+// again without waiting for its fallback.
+func TestWatchSeesAnnouncedOrgInputsAtOnce(t *testing.T) {
+	s, st := newWatchServer(t)
+	w := startUserWatch(t, s, watchConfig{gap: 10 * time.Millisecond, fallback: time.Hour, slots: make(chan struct{}, 1)})
+	w.next(t)
+	if err := st.MarkReset(t.Context(), store.UserKey{OrgID: watchOrg, UserID: watchUser}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.next(t).GetResetStatus(); got != tandemv1.ResetStatus_RESET_STATUS_MARKED_FOR_RESET {
+		t.Fatalf("after MarkReset the watch sent reset status %s", got)
+	}
+}

@@ -12,10 +12,10 @@ import (
 // an org's status may have changed from an announcement on the org's channel ChangesChannel,
 // instead of reading the whole org again and again. The writers of a status's inputs announce
 // each write (PublishChange): package status the parts and kind statuses of a user's status,
-// with the user's id; AddActivity and the Salesforce API usage, org-level inputs of the org's
-// status, with an empty id. Other inputs (the user directory, org settings and
-// configurations, reset marks, the schedule) are not announced: a watcher reads everything
-// again on a slow timer as well.
+// with the user's id; reset marks, with the user's id; AddActivity, the Salesforce API usage,
+// org settings (PutOrg), configurations, the user directory and the start of a cycle, org-level
+// inputs, with an empty id. What is computed from the clock alone (the last hour's and day's
+// counts) is not announced: a watcher reads everything again on a slow timer as well.
 //
 // PUBLISH, not the sharded SPUBLISH. On Redis Cluster a PUBLISH is broadcast to every node
 // over the cluster bus, so a subscriber may listen on any node and its subscription lives

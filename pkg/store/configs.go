@@ -138,6 +138,7 @@ func (s *Store) PutConfiguration(ctx context.Context, orgID string, cfg *tandemv
 		}
 		return nil, fmt.Errorf("put configuration %s of org %s: %w", c.Id, orgID, err)
 	}
+	_ = s.PublishChange(ctx, orgID, "")
 	return c, nil
 }
 
@@ -218,6 +219,7 @@ func (s *Store) DeleteConfiguration(ctx context.Context, orgID, id string) error
 	if n == 0 {
 		return fmt.Errorf("configuration %s of org %s: %w", id, orgID, ErrNotFound)
 	}
+	_ = s.PublishChange(ctx, orgID, "")
 	return nil
 }
 

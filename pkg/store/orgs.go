@@ -151,6 +151,7 @@ func (s *Store) PutOrg(ctx context.Context, org *tandemv1.Org) (*tandemv1.Org, e
 	if err := s.optimistic(ctx, txf, key); err != nil {
 		return nil, fmt.Errorf("put org %s: %w", id, err)
 	}
+	_ = s.PublishChange(ctx, org.GetOrgId(), "")
 	return settings, nil
 }
 

@@ -63,6 +63,7 @@ func (s *Store) SetResetStatus(ctx context.Context, uk UserKey, status tandemv1.
 	if err != nil {
 		return fmt.Errorf("set reset status of %s to %s: %w", uk, status, err)
 	}
+	_ = s.PublishChange(ctx, uk.OrgID, uk.UserID)
 	return nil
 }
 
@@ -82,6 +83,9 @@ func (s *Store) swapReset(ctx context.Context, uk UserKey, from tandemv1.ResetSt
 		uk.UserID, strconv.Itoa(int(from)), to).Int64()
 	if err != nil {
 		return false, err
+	}
+	if n == 1 {
+		_ = s.PublishChange(ctx, uk.OrgID, uk.UserID)
 	}
 	return n == 1, nil
 }

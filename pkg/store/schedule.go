@@ -58,6 +58,9 @@ func (s *Store) ClaimCycle(ctx context.Context, orgID string, now, next time.Tim
 	if err != nil {
 		return 0, false, fmt.Errorf("claim cycle of org %s: %w", orgID, err)
 	}
+	if n > 0 {
+		_ = s.PublishChange(ctx, orgID, "")
+	}
 	return uint64(n), n > 0, nil
 }
 

@@ -71,6 +71,7 @@ func (s *Store) PutUsers(ctx context.Context, orgID string, users []*tandemv1.Sy
 	if err != nil {
 		return fmt.Errorf("put users of org %s: %w", orgID, err)
 	}
+	_ = s.PublishChange(ctx, orgID, "")
 	return nil
 }
 
