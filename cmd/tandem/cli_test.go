@@ -21,6 +21,7 @@ func TestAdminCommandsAgainstTandemDev(t *testing.T) {
 	t.Setenv("TANDEM_TOKEN", token)
 	t.Setenv("TANDEM_PLAINTEXT", "true")
 	t.Setenv("TANDEM_ORG", "")
+	waitForDirectory(t, addr, token)
 
 	// The configuration tandem dev made, as YAML; applied back as it is, nothing changes.
 	code, cfg, stderr := cli("config", "get")
@@ -138,14 +139,15 @@ func TestAssignmentRulesHoldThroughConfigApply(t *testing.T) {
 	t.Setenv("TANDEM_PLAINTEXT", "true")
 	t.Setenv("TANDEM_ORG", "")
 
-	code, out, stderr := cli("status", "user", "rep1@acme.example", "-o", "json")
 	var rep struct {
 		UserID          string `json:"user_id"`
 		ConfigurationID string `json:"configuration_id"`
 	}
-	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || rep.UserID == "" {
-		t.Fatalf("status user: exit %d, %v\n%s%s", code, err, out, stderr)
-	}
+	// The org learns its users from its first Salesforce read.
+	poll.Until(t, "rep1 assigned by its profile", func() bool {
+		code, out, _ := cli("status", "user", "rep1@acme.example", "-o", "json")
+		return code == 0 && json.Unmarshal([]byte(out), &rep) == nil && rep.UserID != "" && rep.ConfigurationID != ""
+	})
 	byProfile := rep.ConfigurationID
 
 	apply := func(yamlText string) {
@@ -209,6 +211,7 @@ func TestAssignmentRulesHoldThroughConfigApply(t *testing.T) {
 
 func TestWatchFollowsAUserUntilInterrupted(t *testing.T) {
 	addr, token := startDev(t)
+	waitForDirectory(t, addr, token)
 	ctx, cancel := context.WithCancel(t.Context())
 	var out, errOut syncBuffer
 	done := make(chan int, 1)
@@ -232,4 +235,14 @@ func TestWatchFollowsAUserUntilInterrupted(t *testing.T) {
 			t.Errorf("watch printed %q: not one status of rep1 per line (%v)", line, err)
 		}
 	}
+}
+
+// waitForDirectory waits until the dev org knows its reps: it learns them from its first
+// Salesforce read.
+func waitForDirectory(t *testing.T, addr, token string) {
+	t.Helper()
+	poll.Until(t, "rep1 in the org's directory", func() bool {
+		code, _, _ := cli("status", "user", "rep1@acme.example", "--addr", addr, "--token", token, "--plaintext")
+		return code == 0
+	})
 }

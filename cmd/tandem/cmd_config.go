@@ -32,6 +32,26 @@ func toYAML(m proto.Message) ([]byte, error) {
 	return yaml.JSONToYAML(j)
 }
 
+// printDocs prints msgs as YAML documents, or as a JSON array with format json.
+func printDocs[M proto.Message](w io.Writer, format string, msgs []M) error {
+	if format == formatJSON {
+		return renderList(w, formatJSON, nil, msgs)
+	}
+	for i, m := range msgs {
+		b, err := toYAML(m)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			fmt.Fprintln(w, "---")
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // fromYAML decodes one YAML document into m, refusing fields m does not have.
 func fromYAML(doc []byte, m proto.Message) error {
 	j, err := yaml.YAMLToJSON(doc)
@@ -106,22 +126,7 @@ func configCommand(stdout, stderr io.Writer) *cobra.Command {
 					}
 					cfgs = resp.GetConfigurations()
 				}
-				if a.output == formatJSON {
-					return renderList(stdout, formatJSON, nil, cfgs)
-				}
-				for i, c := range cfgs {
-					b, err := toYAML(c)
-					if err != nil {
-						return err
-					}
-					if i > 0 {
-						fmt.Fprintln(stdout, "---")
-					}
-					if _, err := stdout.Write(b); err != nil {
-						return err
-					}
-				}
-				return nil
+				return printDocs(stdout, a.output, cfgs)
 			})
 		},
 	}

@@ -93,22 +93,7 @@ func orgCommand(stdout, stderr io.Writer) *cobra.Command {
 					}
 					orgs = resp.GetOrgs()
 				}
-				if a.output == formatJSON {
-					return renderList(stdout, formatJSON, nil, orgs)
-				}
-				for i, o := range orgs {
-					b, err := toYAML(o)
-					if err != nil {
-						return err
-					}
-					if i > 0 {
-						fmt.Fprintln(stdout, "---")
-					}
-					if _, err := stdout.Write(b); err != nil {
-						return err
-					}
-				}
-				return nil
+				return printDocs(stdout, a.output, orgs)
 			})
 		},
 	}

@@ -195,17 +195,10 @@ func (s *Server) DeleteSyncConfiguration(ctx context.Context, req *tandemv1.Dele
 // ResetUserSync marks a user, named by id or email, for reset; the scheduler carries it out at
 // the next cycle.
 func (s *Server) ResetUserSync(ctx context.Context, req *tandemv1.ResetUserSyncRequest) (*tandemv1.ResetUserSyncResponse, error) {
-	if err := required("org_id", req.GetOrgId()); err != nil {
-		return nil, err
-	}
-	if err := validIDs("org_id", req.GetOrgId()); err != nil {
-		return nil, err
-	}
-	user, err := s.lookupUser(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
+	_, uk, err := s.userOf(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
 	if err != nil {
 		return nil, err
 	}
-	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: user.GetUserId()}
 	if err := s.st.MarkReset(ctx, uk); err != nil {
 		return nil, s.grpcError(ctx, err)
 	}
@@ -227,17 +220,10 @@ func (s *Server) ResetUserSync(ctx context.Context, req *tandemv1.ResetUserSyncR
 // ResumeUserSync ends the suspension of a user, named by id or email: the user is due at once.
 // If the next read fails permanently again, the exchange-worker suspends the user again.
 func (s *Server) ResumeUserSync(ctx context.Context, req *tandemv1.ResumeUserSyncRequest) (*tandemv1.ResumeUserSyncResponse, error) {
-	if err := required("org_id", req.GetOrgId()); err != nil {
-		return nil, err
-	}
-	if err := validIDs("org_id", req.GetOrgId()); err != nil {
-		return nil, err
-	}
-	user, err := s.lookupUser(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
+	user, uk, err := s.userOf(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
 	if err != nil {
 		return nil, err
 	}
-	uk := store.UserKey{OrgID: req.GetOrgId(), UserID: user.GetUserId()}
 	if err := s.status.Resume(ctx, uk, s.now()); err != nil {
 		return nil, s.grpcError(ctx, err)
 	}

@@ -55,6 +55,22 @@ func checkUserRef(userID, email string) error {
 // lookupUser finds the user a request names, by user_id or, without one, by email, in the
 // org's directory: InvalidArgument when it names none or a malformed one, NotFound when the
 // directory has no such user. Its errors are gRPC statuses, ready to return.
+// userOf is the user a request names, by id or email, in the org it names, and its key: both
+// required and well formed, the user known to the org's directory.
+func (s *Server) userOf(ctx context.Context, orgID, userID, email string) (*tandemv1.SyncUser, store.UserKey, error) {
+	if err := required("org_id", orgID); err != nil {
+		return nil, store.UserKey{}, err
+	}
+	if err := validIDs("org_id", orgID); err != nil {
+		return nil, store.UserKey{}, err
+	}
+	user, err := s.lookupUser(ctx, orgID, userID, email)
+	if err != nil {
+		return nil, store.UserKey{}, err
+	}
+	return user, store.UserKey{OrgID: orgID, UserID: user.GetUserId()}, nil
+}
+
 func (s *Server) lookupUser(ctx context.Context, orgID, userID, email string) (*tandemv1.SyncUser, error) {
 	if err := userRequired(userID, email); err != nil {
 		return nil, err

@@ -87,11 +87,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // fataler is what snapshot needs of a *testing.T or a *rapid.T.
-type fataler interface {
-	Helper()
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
-}
+type fataler = servertest.Fataler
 
 // snapshot renders every key matching pattern, with its type and content, so that tests can
 // check that a refused commit changed nothing.
