@@ -204,6 +204,28 @@ func (s *Store) MailboxHolder(ctx context.Context, email string) (orgID string, 
 	return orgID, true, nil
 }
 
+// HeldElsewhere returns, of emails, the addresses (MailboxAddress) whose mailbox another org
+// than orgID holds: users of orgID with those mailboxes do not sync while it lasts, so their
+// notifications and change events would wake the org for nothing.
+func (s *Store) HeldElsewhere(ctx context.Context, orgID string, emails []string) (map[string]bool, error) {
+	addrs := addresses(emails)
+	out := map[string]bool{}
+	for len(addrs) > 0 {
+		n := min(len(addrs), mailboxChunk)
+		holders, err := s.rdb.HMGet(ctx, mailboxClaimsKey(), addrs[:n]...).Result()
+		if err != nil {
+			return nil, fmt.Errorf("read the claims on %d mailboxes: %w", n, err)
+		}
+		for i, h := range holders {
+			if holder, ok := h.(string); ok && holder != orgID {
+				out[addrs[i]] = true
+			}
+		}
+		addrs = addrs[n:]
+	}
+	return out, nil
+}
+
 // MailboxesSyncedBy returns the addresses (MailboxAddress) of the mailboxes orgID syncs: those
 // of its users assigned to an active configuration that syncs something (the scheduler's rule).
 // An org that does not exist or is disabled syncs none. A claim on a mailbox its holder does not

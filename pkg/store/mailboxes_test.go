@@ -352,3 +352,21 @@ func TestMailboxesSyncedBy(t *testing.T) {
 		}
 	})
 }
+
+func TestHeldElsewhereNamesOtherOrgsMailboxes(t *testing.T) {
+	ctx := t.Context()
+	s := newTestStore(t, redisServer.start(t))
+	if _, err := s.ClaimMailboxes(ctx, "00Dfirst", []string{"a@acme.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ClaimMailboxes(ctx, "00Dsecond", []string{"b@acme.example"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.HeldElsewhere(ctx, "00Dsecond", []string{"A@Acme.example", "b@acme.example", "c@acme.example", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !got["a@acme.example"] {
+		t.Fatalf("HeldElsewhere = %v, want only a@acme.example (held by the first org)", got)
+	}
+}

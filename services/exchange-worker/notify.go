@@ -311,7 +311,8 @@ func (n *notifier) contend(ctx context.Context, fresh bool) (time.Duration, erro
 const leaseRetrySlack = 20 * time.Millisecond
 
 // watches lists the org's syncing users' mailboxes, with the kinds each syncs, as the scheduler
-// decides who syncs. A suspended user's mailbox (status.Suspended) is left out: the scheduler
+// decides who syncs. A mailbox another org syncs (store.HeldElsewhere) is left out, as the
+// scheduler leaves its user out. So is a suspended user's mailbox (status.Suspended): the scheduler
 // reads it only at its probe interval, so a notification could not start a read, and would
 // only wake the org for nothing. Its subscription, if any, ends with the next refresh, and the
 // mailbox is watched again with the first refresh after the suspension is lifted.
@@ -328,9 +329,17 @@ func (n *notifier) watches(ctx context.Context, org *tandemv1.Org) ([]ews.Watch,
 	if err != nil {
 		return nil, err
 	}
+	emails := make([]string, len(mbs))
+	for i, mb := range mbs {
+		emails[i] = mb.Address
+	}
+	elsewhere, err := n.st.HeldElsewhere(ctx, org.GetOrgId(), emails)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]ews.Watch, 0, len(mbs))
 	for _, mb := range mbs {
-		if suspended[mb.UserID] {
+		if suspended[mb.UserID] || elsewhere[store.MailboxAddress(mb.Address)] {
 			continue
 		}
 		out = append(out, ews.Watch{Mailbox: mb.Mailbox, Kinds: mb.Kinds})

@@ -459,3 +459,18 @@ func TestNotifierTakeoverWakesTheOrg(t *testing.T) {
 		t.Logf("woken %s after the change (the dead holder's lease lasted %s)", took, ttl)
 	})
 }
+
+func TestNotifierLeavesMailboxesOfAnotherOrgUnwatched(t *testing.T) {
+	ne := newNotifyEnv(t)
+	ne.subscribed(t)
+	// Another org syncs rep1's mailbox (it claimed it first): this org's rep1 does not sync.
+	if err := ne.st.ReleaseMailboxes(t.Context(), testOrg, []string{rep1Mailbox}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ne.st.ClaimMailboxes(t.Context(), "00Dotherorg0000001", []string{rep1Mailbox}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "rep1's subscription ended", func() bool {
+		return len(ne.sim.Subscriptions(rep1Mailbox)) == 0
+	})
+}

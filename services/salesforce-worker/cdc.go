@@ -381,9 +381,19 @@ func (c *cdc) stopAll(ctx context.Context) {
 }
 
 // syncing returns, per kind synced in the org, its syncing users (the scheduler's rule: users
-// with an active configuration that syncs the kind).
+// with an active configuration that syncs the kind, and a mailbox no other org syncs).
 func (c *cdc) syncing(ctx context.Context, orgID string) (map[tandemv1.RecordKind]map[string]bool, error) {
 	assigned, err := c.w.st.ListAssignments(ctx, orgID)
+	if err != nil {
+		return nil, err
+	}
+	emails := make([]string, len(assigned))
+	for i, a := range assigned {
+		emails[i] = a.User.GetEmail()
+	}
+	// A user whose mailbox another org syncs is left out of the org's cycles: its records'
+	// changes would wake the org for nothing.
+	elsewhere, err := c.w.st.HeldElsewhere(ctx, orgID, emails)
 	if err != nil {
 		return nil, err
 	}
@@ -395,6 +405,9 @@ func (c *cdc) syncing(ctx context.Context, orgID string) (map[tandemv1.RecordKin
 		out[kind][user] = true
 	}
 	for _, a := range assigned {
+		if elsewhere[store.MailboxAddress(a.User.GetEmail())] {
+			continue
+		}
 		for _, kind := range store.SyncedKinds(a.Config) {
 			add(kind, a.User.GetUserId())
 		}

@@ -510,3 +510,27 @@ func TestCDCTakeoverWithoutReplayIDWakesTheOrg(t *testing.T) {
 		})
 	}
 }
+
+func TestCDCLeavesOutUsersWhoseMailboxAnotherOrgSyncs(t *testing.T) {
+	e := newCDCEnv(t)
+	c := &cdc{w: e.w}
+	ctx := t.Context()
+	before, err := c.syncing(ctx, testOrg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !before[tandemv1.RecordKind_RECORD_KIND_CONTACT][e.rep1] {
+		t.Fatalf("rep1 does not sync contacts to begin with: %v", before)
+	}
+	u, _ := e.sim.Get("User", e.rep1)
+	if _, err := e.w.st.ClaimMailboxes(ctx, "00Dotherorg0000001", []string{fmt.Sprint(u["Email"])}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := c.syncing(ctx, testOrg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after[tandemv1.RecordKind_RECORD_KIND_CONTACT][e.rep1] || !after[tandemv1.RecordKind_RECORD_KIND_CONTACT][e.rep2] {
+		t.Fatalf("with rep1's mailbox synced by another org, the syncing users are %v; want rep2 only", after)
+	}
+}
