@@ -74,6 +74,14 @@ contacts:
 		t.Fatalf("config apply of an unknown direction: exit %d, %q", code, stderr)
 	}
 
+	// Field mappings are checked against the fields both sides have.
+	if err := os.WriteFile(file, []byte("name: x\ncontacts:\n  direction: SYNC_DIRECTION_BOTH\n  field_mappings: [{field: home_address, direction: FIELD_DIRECTION_NONE}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := cli("config", "apply", "-f", file, "--yes"); code != 1 || !strings.Contains(stderr, "field_mappings[0].field") {
+		t.Fatalf("config apply of a mapping of an Exchange-only field: exit %d, %q", code, stderr)
+	}
+
 	// Users, in every format.
 	for _, format := range listFormats {
 		code, out, stderr := cli("users", "-o", format)

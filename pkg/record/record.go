@@ -199,6 +199,17 @@ func ChangedFields(kind tandemv1.RecordKind, cur, base map[string]string) []stri
 	return out
 }
 
+// InSyncOrder returns the sync fields among fields, each once, in SyncFields order.
+func InSyncOrder(kind tandemv1.RecordKind, fields []string) []string {
+	out := make([]string, 0, len(fields))
+	for _, name := range syncFields(kind) {
+		if slices.Contains(fields, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // DifferingFields returns the sync fields whose values differ between a and b.
 func DifferingFields(a, b *tandemv1.Record) []string {
 	ha, hb := FieldHashes(a), FieldHashes(b)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tandem-sync/tandem/pkg/record"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -332,6 +333,7 @@ func validateConfiguration(orgID string, c *tandemv1.SyncConfiguration) error {
 		if ct.MaxRecords < 0 {
 			v.add("contacts.max_records", "must not be negative (0 means the default)")
 		}
+		checkFieldMappings(&v, "contacts", tandemv1.RecordKind_RECORD_KIND_CONTACT, ct.Direction, ct.FieldMappings)
 		for i, f := range ct.Filters {
 			p := fmt.Sprintf("contacts.filters[%d]", i)
 			if !sfFieldPattern.MatchString(f.GetField()) {
@@ -362,8 +364,40 @@ func validateConfiguration(orgID string, c *tandemv1.SyncConfiguration) error {
 		if ev.MaxRecords < 0 {
 			v.add("events.max_records", "must not be negative (0 means the default)")
 		}
+		checkFieldMappings(&v, "events", tandemv1.RecordKind_RECORD_KIND_EVENT, ev.Direction, ev.FieldMappings)
 	}
 	return v.err()
+}
+
+// checkFieldMappings checks a kind's field mappings: each names a field both sides read and
+// write (record.SyncFields), once, with a direction the kind's direction allows.
+func checkFieldMappings(v *violations, prefix string, kind tandemv1.RecordKind, direction tandemv1.SyncDirection, mappings []*tandemv1.FieldMapping) {
+	fields := record.SyncFields(kind)
+	seen := map[string]bool{}
+	for i, m := range mappings {
+		p := fmt.Sprintf("%s.field_mappings[%d]", prefix, i)
+		switch f := m.GetField(); {
+		case !slices.Contains(fields, f):
+			v.add(p+".field", fmt.Sprintf("%q is not a field both Exchange and Salesforce read and write; choose one of %s", f, strings.Join(fields, ", ")))
+		case seen[f]:
+			v.add(p+".field", fmt.Sprintf("%q is mapped twice", f))
+		}
+		seen[m.GetField()] = true
+		checkEnum(v, p+".direction", m.GetDirection())
+		d := m.GetDirection()
+		allowed := d == tandemv1.FieldDirection_FIELD_DIRECTION_UNSPECIFIED || d == tandemv1.FieldDirection_FIELD_DIRECTION_NONE
+		switch direction {
+		case tandemv1.SyncDirection_SYNC_DIRECTION_BOTH:
+			allowed = true
+		case tandemv1.SyncDirection_SYNC_DIRECTION_EXCHANGE_TO_SALESFORCE:
+			allowed = allowed || d == tandemv1.FieldDirection_FIELD_DIRECTION_EXCHANGE_TO_SALESFORCE
+		case tandemv1.SyncDirection_SYNC_DIRECTION_SALESFORCE_TO_EXCHANGE:
+			allowed = allowed || d == tandemv1.FieldDirection_FIELD_DIRECTION_SALESFORCE_TO_EXCHANGE
+		}
+		if known := d.Descriptor().Values().ByNumber(d.Number()) != nil; known && !allowed {
+			v.add(p+".direction", fmt.Sprintf("%s goes beyond %s.direction %s: a field syncs at most the ways its kind does", d, prefix, direction))
+		}
+	}
 }
 
 func checkThreshold(v *violations, field string, pct int32) {

@@ -77,6 +77,26 @@ func TestConfigurationValidation(t *testing.T) {
 			[]string{"contacts.filters[1].field", "contacts.filters[1].operator", "contacts.filters[1].values"}},
 		{"unknown direction", func(c *tandemv1.SyncConfiguration) { c.Events.Direction = 7 }, []string{"events.direction"}},
 		{"negative max records", func(c *tandemv1.SyncConfiguration) { c.Contacts.MaxRecords = -5 }, []string{"contacts.max_records"}},
+		{"field mappings", func(c *tandemv1.SyncConfiguration) {
+			c.Contacts.Direction = tandemv1.SyncDirection_SYNC_DIRECTION_BOTH
+			c.Contacts.FieldMappings = []*tandemv1.FieldMapping{
+				{Field: "mobile_phone", Direction: tandemv1.FieldDirection_FIELD_DIRECTION_NONE},
+				{Field: "job_title", Direction: tandemv1.FieldDirection_FIELD_DIRECTION_EXCHANGE_TO_SALESFORCE},
+				{Field: "notes", Direction: tandemv1.FieldDirection_FIELD_DIRECTION_SALESFORCE_TO_EXCHANGE},
+			}
+			c.Events.Direction = tandemv1.SyncDirection_SYNC_DIRECTION_EXCHANGE_TO_SALESFORCE
+			c.Events.FieldMappings = []*tandemv1.FieldMapping{{Field: "body", Direction: tandemv1.FieldDirection_FIELD_DIRECTION_NONE}}
+		}, nil},
+		{"field mapping problems", func(c *tandemv1.SyncConfiguration) {
+			c.Contacts.Direction = tandemv1.SyncDirection_SYNC_DIRECTION_EXCHANGE_TO_SALESFORCE
+			c.Contacts.FieldMappings = []*tandemv1.FieldMapping{
+				{Field: "home_address", Direction: tandemv1.FieldDirection_FIELD_DIRECTION_NONE},                // Exchange only
+				{Field: "job_title", Direction: tandemv1.FieldDirection_FIELD_DIRECTION_SALESFORCE_TO_EXCHANGE}, // against the kind
+				{Field: "notes", Direction: 9},
+				{Field: "notes", Direction: tandemv1.FieldDirection_FIELD_DIRECTION_NONE},
+			}
+		}, []string{"contacts.field_mappings[0].field", "contacts.field_mappings[1].direction", "contacts.field_mappings[2].direction",
+			"contacts.field_mappings[3].field"}},
 		{"several problems", func(c *tandemv1.SyncConfiguration) {
 			c.Name = ""
 			c.Contacts.MassDeleteThresholdPercent = 200

@@ -67,7 +67,7 @@ func changed(kind tandemv1.RecordKind, rec *tandemv1.Record, base map[string]str
 // exchangeGone: the Exchange item was deleted or moved out of the synced folder.
 func (p *planner) exchangeGone(key string, m *tandemv1.Mapping, sf *tandemv1.MirrorRecord) {
 	set := p.s.Settings
-	sfChanged := len(changed(p.s.Kind, sf.GetRecord(), m.GetSalesforceFieldHashes())) > 0
+	sfChanged := len(set.flowing(exchange, changed(p.s.Kind, sf.GetRecord(), m.GetSalesforceFieldHashes()))) > 0
 	switch {
 	case sf.GetOutOfScope():
 		// Gone from Exchange and outside the user's scope in Salesforce: nothing links them any more.
@@ -88,7 +88,7 @@ func (p *planner) exchangeGone(key string, m *tandemv1.Mapping, sf *tandemv1.Mir
 // salesforceGone: the Salesforce record was deleted.
 func (p *planner) salesforceGone(key string, m *tandemv1.Mapping, ex *tandemv1.MirrorRecord) {
 	set := p.s.Settings
-	exChanged := len(changed(p.s.Kind, ex.GetRecord(), m.GetExchangeFieldHashes())) > 0
+	exChanged := len(set.flowing(salesforce, changed(p.s.Kind, ex.GetRecord(), m.GetExchangeFieldHashes()))) > 0
 	switch {
 	case (exChanged || p.restore[key]) && set.ToSalesforce():
 		p.addWrite(salesforce, tandemv1.WriteOp_WRITE_OP_CREATE, key, ex.GetRecord(), nil, nil,
@@ -113,8 +113,10 @@ func (p *planner) bothPresent(key string, m *tandemv1.Mapping, exm, sfm *tandemv
 	kind := p.s.Kind
 	ex, sf := exm.GetRecord(), sfm.GetRecord()
 	exFH, sfFH := record.FieldHashes(ex), record.FieldHashes(sf)
-	exChanged := record.ChangedFields(kind, exFH, m.GetExchangeFieldHashes())
-	sfChanged := record.ChangedFields(kind, sfFH, m.GetSalesforceFieldHashes())
+	// A change counts only where it may go: a field mapped one way or not at all keeps the other
+	// side's changes where they are.
+	exChanged := set.flowing(salesforce, record.ChangedFields(kind, exFH, m.GetExchangeFieldHashes()))
+	sfChanged := set.flowing(exchange, record.ChangedFields(kind, sfFH, m.GetSalesforceFieldHashes()))
 
 	if sfm.GetOutOfScope() && m.GetOrigin() == salesforce && set.ToExchange() {
 		// The Salesforce record stopped matching the configuration: take it out of Exchange (never
@@ -160,8 +162,10 @@ func (p *planner) conflict(key string, m *tandemv1.Mapping, ex, sf *tandemv1.Rec
 		p.addWrite(exchange, tandemv1.WriteOp_WRITE_OP_UPDATE, key, sf, ex, sfChanged, "changed in Salesforce")
 		return
 	}
-	differing := record.DifferingFields(ex, sf)
-	if len(differing) == 0 {
+	// The fields the two sides disagree on that may sync at all; a field mapped one way takes
+	// its source's value whoever wins (see oneWay).
+	differing, toSF, toEx := set.oneWay(record.DifferingFields(ex, sf))
+	if len(differing)+len(toSF)+len(toEx) == 0 {
 		// Both sides made the same change.
 		p.plan.Unchanged++
 		p.refresh(m, ex, sf, exFH, sfFH)
@@ -176,15 +180,21 @@ func (p *planner) conflict(key string, m *tandemv1.Mapping, ex, sf *tandemv1.Rec
 		p.addWrite(exchange, tandemv1.WriteOp_WRITE_OP_UPDATE, key, sf, ex, sfChanged, "conflict: merged fields changed in Salesforce")
 		return
 	}
+	sfReason, exReason := "conflict: field mapped from Exchange to Salesforce", "conflict: field mapped from Salesforce to Exchange"
 	if policy == tandemv1.ConflictPolicy_CONFLICT_POLICY_EXCHANGE_WINS {
 		c.Resolution = "Exchange wins"
-		p.plan.Conflicts = append(p.plan.Conflicts, c)
-		p.addWrite(salesforce, tandemv1.WriteOp_WRITE_OP_UPDATE, key, ex, sf, differing, "conflict: Exchange wins")
-		return
+		toSF, sfReason = append(toSF, differing...), "conflict: Exchange wins"
+	} else {
+		c.Resolution = "Salesforce wins"
+		toEx, exReason = append(toEx, differing...), "conflict: Salesforce wins"
 	}
-	c.Resolution = "Salesforce wins"
 	p.plan.Conflicts = append(p.plan.Conflicts, c)
-	p.addWrite(exchange, tandemv1.WriteOp_WRITE_OP_UPDATE, key, sf, ex, differing, "conflict: Salesforce wins")
+	if len(toSF) > 0 {
+		p.addWrite(salesforce, tandemv1.WriteOp_WRITE_OP_UPDATE, key, ex, sf, record.InSyncOrder(p.s.Kind, toSF), sfReason)
+	}
+	if len(toEx) > 0 {
+		p.addWrite(exchange, tandemv1.WriteOp_WRITE_OP_UPDATE, key, sf, ex, record.InSyncOrder(p.s.Kind, toEx), exReason)
+	}
 }
 
 func disjoint(a, b []string) bool {
@@ -280,36 +290,60 @@ func (p *planner) newLink(key string, origin tandemv1.System, ex, sf *tandemv1.R
 // resolveNewLink makes freshly linked records agree, as a conflict without a base: field merge
 // fills each side's blanks from the other and lets Salesforce win where both hold values.
 func (p *planner) resolveNewLink(key string, ex, sf *tandemv1.Record) {
-	differing := record.DifferingFields(ex, sf)
-	if len(differing) == 0 {
+	set := p.s.Settings
+	// Fields mapped one way take their source's value (toSF, toEx); the others follow the
+	// direction and the policy.
+	differing, toSF, toEx := set.oneWay(record.DifferingFields(ex, sf))
+	if len(differing)+len(toSF)+len(toEx) == 0 {
 		p.plan.Unchanged++
 		return
 	}
-	set := p.s.Settings
+	sfReason, exReason := "linked: Exchange wins", "linked: Salesforce wins"
 	switch {
 	case !set.ToExchange():
-		p.addWrite(salesforce, tandemv1.WriteOp_WRITE_OP_UPDATE, key, ex, sf, differing, "linked: Exchange is the source")
+		toSF, sfReason = append(toSF, differing...), "linked: Exchange is the source"
 	case !set.ToSalesforce():
-		p.addWrite(exchange, tandemv1.WriteOp_WRITE_OP_UPDATE, key, sf, ex, differing, "linked: Salesforce is the source")
+		toEx, exReason = append(toEx, differing...), "linked: Salesforce is the source"
 	case set.Conflict == tandemv1.ConflictPolicy_CONFLICT_POLICY_EXCHANGE_WINS:
-		p.addWrite(salesforce, tandemv1.WriteOp_WRITE_OP_UPDATE, key, ex, sf, differing, "linked: Exchange wins")
+		toSF = append(toSF, differing...)
 	case set.Conflict == tandemv1.ConflictPolicy_CONFLICT_POLICY_FIELD_MERGE:
 		sfFH := record.FieldHashes(sf)
-		var toSF, toEx []string
 		for _, f := range differing {
 			if sfFH[f] == record.EmptyHash {
 				toSF = append(toSF, f)
+				sfReason = "linked: filled blanks from Exchange"
 			} else {
 				toEx = append(toEx, f)
 			}
 		}
-		if len(toSF) > 0 {
-			p.addWrite(salesforce, tandemv1.WriteOp_WRITE_OP_UPDATE, key, ex, sf, toSF, "linked: filled blanks from Exchange")
-		}
-		if len(toEx) > 0 {
-			p.addWrite(exchange, tandemv1.WriteOp_WRITE_OP_UPDATE, key, sf, ex, toEx, "linked: Salesforce wins")
-		}
 	default:
-		p.addWrite(exchange, tandemv1.WriteOp_WRITE_OP_UPDATE, key, sf, ex, differing, "linked: Salesforce wins")
+		toEx = append(toEx, differing...)
 	}
+	if len(toSF) > 0 && set.ToSalesforce() {
+		p.addWrite(salesforce, tandemv1.WriteOp_WRITE_OP_UPDATE, key, ex, sf, record.InSyncOrder(p.s.Kind, toSF), sfReason)
+	}
+	if len(toEx) > 0 && set.ToExchange() {
+		p.addWrite(exchange, tandemv1.WriteOp_WRITE_OP_UPDATE, key, sf, ex, record.InSyncOrder(p.s.Kind, toEx), exReason)
+	}
+}
+
+// oneWay splits fields the two sides disagree on: those that sync both ways (or as the kind's
+// direction says), those mapped to go to Salesforce only, and those mapped to go to Exchange
+// only. Fields mapped not to sync are left out.
+func (s Settings) oneWay(fields []string) (both, toSF, toEx []string) {
+	if len(s.Fields) == 0 {
+		return fields, nil, nil
+	}
+	for _, f := range fields {
+		switch s.Fields[f] {
+		case tandemv1.FieldDirection_FIELD_DIRECTION_NONE:
+		case tandemv1.FieldDirection_FIELD_DIRECTION_EXCHANGE_TO_SALESFORCE:
+			toSF = append(toSF, f)
+		case tandemv1.FieldDirection_FIELD_DIRECTION_SALESFORCE_TO_EXCHANGE:
+			toEx = append(toEx, f)
+		default:
+			both = append(both, f)
+		}
+	}
+	return both, toSF, toEx
 }

@@ -62,6 +62,10 @@ type Settings struct {
 	MaxRecords int
 	// PendingTimeout is how long a write may stay unanswered before it is planned again.
 	PendingTimeout time.Duration
+	// Fields are the fields that sync otherwise than in Direction (the configuration's field
+	// mappings: one way only, or not at all), by field name; nil when every field follows
+	// Direction.
+	Fields map[string]tandemv1.FieldDirection
 }
 
 // SettingsFor returns the settings of cfg for kind, with defaults filled in. A nil cfg or a kind
@@ -69,19 +73,21 @@ type Settings struct {
 func SettingsFor(cfg *tandemv1.SyncConfiguration, kind tandemv1.RecordKind) Settings {
 	s := Settings{MassDeleteMinimum: DefaultMassDeleteMinimum, PendingTimeout: DefaultPendingTimeout}
 	var pct, maxRecords int32
+	var mappings []*tandemv1.FieldMapping
 	switch kind {
 	case tandemv1.RecordKind_RECORD_KIND_CONTACT:
 		c := cfg.GetContacts()
 		s.Direction, s.Conflict, s.ExchangeDelete = c.GetDirection(), c.GetConflictPolicy(), c.GetExchangeDelete()
-		pct, maxRecords = c.GetMassDeleteThresholdPercent(), c.GetMaxRecords()
+		pct, maxRecords, mappings = c.GetMassDeleteThresholdPercent(), c.GetMaxRecords(), c.GetFieldMappings()
 	case tandemv1.RecordKind_RECORD_KIND_EVENT:
 		e := cfg.GetEvents()
 		s.Direction, s.Conflict = e.GetDirection(), e.GetConflictPolicy()
 		if e.GetDeleteRemoved() {
 			s.ExchangeDelete = tandemv1.ExchangeDeletePolicy_EXCHANGE_DELETE_POLICY_DELETE
 		}
-		pct, maxRecords = e.GetMassDeleteThresholdPercent(), e.GetMaxRecords()
+		pct, maxRecords, mappings = e.GetMassDeleteThresholdPercent(), e.GetMaxRecords(), e.GetFieldMappings()
 	}
+	s.Fields = restrictedFields(s.Direction, mappings)
 	if cfg == nil || !cfg.GetActive() {
 		s.Direction = tandemv1.SyncDirection_SYNC_DIRECTION_UNSPECIFIED
 	}
@@ -93,6 +99,56 @@ func SettingsFor(cfg *tandemv1.SyncConfiguration, kind tandemv1.RecordKind) Sett
 		s.MaxRecords = DefaultMaxRecords
 	}
 	return s
+}
+
+// restrictedFields are the mappings that restrict a field beyond the kind's direction: NONE, or
+// one way in a kind synced both ways. A mapping that says what the direction says already is
+// left out, so that a configuration whose mappings change nothing plans exactly as one without.
+func restrictedFields(direction tandemv1.SyncDirection, mappings []*tandemv1.FieldMapping) map[string]tandemv1.FieldDirection {
+	var out map[string]tandemv1.FieldDirection
+	for _, m := range mappings {
+		d := m.GetDirection()
+		switch {
+		case d == tandemv1.FieldDirection_FIELD_DIRECTION_UNSPECIFIED, d == tandemv1.FieldDirection_FIELD_DIRECTION_BOTH:
+			continue
+		case d != tandemv1.FieldDirection_FIELD_DIRECTION_NONE && direction != tandemv1.SyncDirection_SYNC_DIRECTION_BOTH:
+			continue // one way in a kind that syncs that one way only (validation refuses the other)
+		}
+		if out == nil {
+			out = map[string]tandemv1.FieldDirection{}
+		}
+		out[m.GetField()] = d
+	}
+	return out
+}
+
+// Flows reports whether changes of field go to target, as far as the field's mapping says (the
+// kind's direction is checked on its own: ToSalesforce, ToExchange).
+func (s Settings) Flows(target tandemv1.System, field string) bool {
+	switch s.Fields[field] {
+	case tandemv1.FieldDirection_FIELD_DIRECTION_NONE:
+		return false
+	case tandemv1.FieldDirection_FIELD_DIRECTION_EXCHANGE_TO_SALESFORCE:
+		return target == salesforce
+	case tandemv1.FieldDirection_FIELD_DIRECTION_SALESFORCE_TO_EXCHANGE:
+		return target == exchange
+	}
+	return true
+}
+
+// flowing returns the fields of fields whose changes go to target (fields itself when no field
+// is restricted).
+func (s Settings) flowing(target tandemv1.System, fields []string) []string {
+	if len(s.Fields) == 0 {
+		return fields
+	}
+	out := make([]string, 0, len(fields))
+	for _, f := range fields {
+		if s.Flows(target, f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // ToSalesforce reports whether records flow from Exchange to Salesforce.
@@ -362,10 +418,13 @@ func (p *planner) addWrite(target tandemv1.System, op tandemv1.WriteOp, key stri
 	}
 	switch op {
 	case tandemv1.WriteOp_WRITE_OP_CREATE:
-		rec := record.Content(src)
+		// The new record holds the fields that may go to target; a field mapped not to (one way
+		// the other, or not at all) starts empty there.
+		fields := p.s.Settings.flowing(target, record.SyncFields(p.s.Kind))
+		rec := record.CopyFields(&tandemv1.Record{}, src, fields)
 		rec.SyncKey = key
 		cmd.Record = rec
-		cmd.Fields = record.SyncFields(p.s.Kind)
+		cmd.Fields = fields
 		if earlier := p.s.Pending[PendingKey(target, key)]; earlier.GetCommand().GetOp() == tandemv1.WriteOp_WRITE_OP_CREATE {
 			// An overdue create planned again: its first attempt may have taken effect, and a
 			// record it made that the user has deleted since must not come back. The target

@@ -581,6 +581,70 @@ func (EventSelection) EnumDescriptor() ([]byte, []int) {
 	return file_tandem_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
+// FieldDirection is which way one field of a record kind syncs, within the kind's direction.
+type FieldDirection int32
+
+const (
+	// FIELD_DIRECTION_UNSPECIFIED syncs the field in the kind's direction (the default).
+	FieldDirection_FIELD_DIRECTION_UNSPECIFIED FieldDirection = 0
+	// FIELD_DIRECTION_BOTH syncs the field both ways; the kind must sync both ways.
+	FieldDirection_FIELD_DIRECTION_BOTH FieldDirection = 1
+	// FIELD_DIRECTION_EXCHANGE_TO_SALESFORCE sends Exchange's values of the field to Salesforce
+	// and never the other way: a change made in Salesforce stays there until Exchange changes it.
+	FieldDirection_FIELD_DIRECTION_EXCHANGE_TO_SALESFORCE FieldDirection = 2
+	// FIELD_DIRECTION_SALESFORCE_TO_EXCHANGE sends Salesforce's values of the field to Exchange
+	// and never the other way.
+	FieldDirection_FIELD_DIRECTION_SALESFORCE_TO_EXCHANGE FieldDirection = 3
+	// FIELD_DIRECTION_NONE does not sync the field: neither side's value reaches the other, and
+	// records created on one side have it empty.
+	FieldDirection_FIELD_DIRECTION_NONE FieldDirection = 4
+)
+
+// Enum value maps for FieldDirection.
+var (
+	FieldDirection_name = map[int32]string{
+		0: "FIELD_DIRECTION_UNSPECIFIED",
+		1: "FIELD_DIRECTION_BOTH",
+		2: "FIELD_DIRECTION_EXCHANGE_TO_SALESFORCE",
+		3: "FIELD_DIRECTION_SALESFORCE_TO_EXCHANGE",
+		4: "FIELD_DIRECTION_NONE",
+	}
+	FieldDirection_value = map[string]int32{
+		"FIELD_DIRECTION_UNSPECIFIED":            0,
+		"FIELD_DIRECTION_BOTH":                   1,
+		"FIELD_DIRECTION_EXCHANGE_TO_SALESFORCE": 2,
+		"FIELD_DIRECTION_SALESFORCE_TO_EXCHANGE": 3,
+		"FIELD_DIRECTION_NONE":                   4,
+	}
+)
+
+func (x FieldDirection) Enum() *FieldDirection {
+	p := new(FieldDirection)
+	*p = x
+	return p
+}
+
+func (x FieldDirection) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FieldDirection) Descriptor() protoreflect.EnumDescriptor {
+	return file_tandem_v1_config_proto_enumTypes[10].Descriptor()
+}
+
+func (FieldDirection) Type() protoreflect.EnumType {
+	return &file_tandem_v1_config_proto_enumTypes[10]
+}
+
+func (x FieldDirection) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FieldDirection.Descriptor instead.
+func (FieldDirection) EnumDescriptor() ([]byte, []int) {
+	return file_tandem_v1_config_proto_rawDescGZIP(), []int{10}
+}
+
 // Org is one Salesforce org (tenant) with its connections to Exchange and Salesforce.
 // Secret fields are write-only: they are sealed at rest and never returned by the API.
 type Org struct {
@@ -1153,7 +1217,10 @@ type ContactSyncSettings struct {
 	// share of the user's synced contacts; 0 means the default (50).
 	MassDeleteThresholdPercent int32 `protobuf:"varint,6,opt,name=mass_delete_threshold_percent,json=massDeleteThresholdPercent,proto3" json:"mass_delete_threshold_percent,omitempty"`
 	// max_records is the most contacts synced per user; 0 means the default (50000).
-	MaxRecords    int32 `protobuf:"varint,7,opt,name=max_records,json=maxRecords,proto3" json:"max_records,omitempty"`
+	MaxRecords int32 `protobuf:"varint,7,opt,name=max_records,json=maxRecords,proto3" json:"max_records,omitempty"`
+	// field_mappings say, field by field, which contact fields sync and which way; a field not
+	// listed syncs in the configuration's direction, as every field does by default.
+	FieldMappings []*FieldMapping `protobuf:"bytes,8,rep,name=field_mappings,json=fieldMappings,proto3" json:"field_mappings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1237,6 +1304,13 @@ func (x *ContactSyncSettings) GetMaxRecords() int32 {
 	return 0
 }
 
+func (x *ContactSyncSettings) GetFieldMappings() []*FieldMapping {
+	if x != nil {
+		return x.FieldMappings
+	}
+	return nil
+}
+
 // EventSyncSettings are a configuration's event settings.
 type EventSyncSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1257,7 +1331,10 @@ type EventSyncSettings struct {
 	// mass_delete_threshold_percent as for contacts; 0 means the default (50).
 	MassDeleteThresholdPercent int32 `protobuf:"varint,8,opt,name=mass_delete_threshold_percent,json=massDeleteThresholdPercent,proto3" json:"mass_delete_threshold_percent,omitempty"`
 	// max_records is the most events synced per user; 0 means the default (50000).
-	MaxRecords    int32 `protobuf:"varint,9,opt,name=max_records,json=maxRecords,proto3" json:"max_records,omitempty"`
+	MaxRecords int32 `protobuf:"varint,9,opt,name=max_records,json=maxRecords,proto3" json:"max_records,omitempty"`
+	// field_mappings say, field by field, which event fields sync and which way; a field not
+	// listed syncs in the configuration's direction, as every field does by default.
+	FieldMappings []*FieldMapping `protobuf:"bytes,10,rep,name=field_mappings,json=fieldMappings,proto3" json:"field_mappings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1355,6 +1432,70 @@ func (x *EventSyncSettings) GetMaxRecords() int32 {
 	return 0
 }
 
+func (x *EventSyncSettings) GetFieldMappings() []*FieldMapping {
+	if x != nil {
+		return x.FieldMappings
+	}
+	return nil
+}
+
+// FieldMapping sets how one field syncs.
+type FieldMapping struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// field is the field's name in Tandem's record model (tandem.v1.Contact or tandem.v1.Event,
+	// e.g. "mobile_phone"); each maps to one Exchange property and one Salesforce field (README,
+	// "Fields"). Only fields both sides can read and write may be listed.
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// direction is which way the field syncs.
+	Direction     FieldDirection `protobuf:"varint,2,opt,name=direction,proto3,enum=tandem.v1.FieldDirection" json:"direction,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FieldMapping) Reset() {
+	*x = FieldMapping{}
+	mi := &file_tandem_v1_config_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FieldMapping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FieldMapping) ProtoMessage() {}
+
+func (x *FieldMapping) ProtoReflect() protoreflect.Message {
+	mi := &file_tandem_v1_config_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FieldMapping.ProtoReflect.Descriptor instead.
+func (*FieldMapping) Descriptor() ([]byte, []int) {
+	return file_tandem_v1_config_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *FieldMapping) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *FieldMapping) GetDirection() FieldDirection {
+	if x != nil {
+		return x.Direction
+	}
+	return FieldDirection_FIELD_DIRECTION_UNSPECIFIED
+}
+
 // SyncConfiguration defines how a group of users syncs, assigned to users and profiles.
 // A user listed individually follows that configuration; a user in two configurations'
 // user lists stays only in the one it was added to last.
@@ -1384,7 +1525,7 @@ type SyncConfiguration struct {
 
 func (x *SyncConfiguration) Reset() {
 	*x = SyncConfiguration{}
-	mi := &file_tandem_v1_config_proto_msgTypes[7]
+	mi := &file_tandem_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1537,7 @@ func (x *SyncConfiguration) String() string {
 func (*SyncConfiguration) ProtoMessage() {}
 
 func (x *SyncConfiguration) ProtoReflect() protoreflect.Message {
-	mi := &file_tandem_v1_config_proto_msgTypes[7]
+	mi := &file_tandem_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1550,7 @@ func (x *SyncConfiguration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncConfiguration.ProtoReflect.Descriptor instead.
 func (*SyncConfiguration) Descriptor() ([]byte, []int) {
-	return file_tandem_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_tandem_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SyncConfiguration) GetId() string {
@@ -1532,7 +1673,7 @@ const file_tandem_v1_config_proto_rawDesc = "" +
 	"\vFieldFilter\x12\x14\n" +
 	"\x05field\x18\x01 \x01(\tR\x05field\x125\n" +
 	"\boperator\x18\x02 \x01(\x0e2\x19.tandem.v1.FilterOperatorR\boperator\x12\x16\n" +
-	"\x06values\x18\x03 \x03(\tR\x06values\"\xa0\x03\n" +
+	"\x06values\x18\x03 \x03(\tR\x06values\"\xe0\x03\n" +
 	"\x13ContactSyncSettings\x126\n" +
 	"\tdirection\x18\x01 \x01(\x0e2\x18.tandem.v1.SyncDirectionR\tdirection\x12-\n" +
 	"\x05scope\x18\x02 \x01(\x0e2\x17.tandem.v1.ContactScopeR\x05scope\x120\n" +
@@ -1541,7 +1682,8 @@ const file_tandem_v1_config_proto_rawDesc = "" +
 	"\x0fexchange_delete\x18\x05 \x01(\x0e2\x1f.tandem.v1.ExchangeDeletePolicyR\x0eexchangeDelete\x12A\n" +
 	"\x1dmass_delete_threshold_percent\x18\x06 \x01(\x05R\x1amassDeleteThresholdPercent\x12\x1f\n" +
 	"\vmax_records\x18\a \x01(\x05R\n" +
-	"maxRecords\"\xd2\x03\n" +
+	"maxRecords\x12>\n" +
+	"\x0efield_mappings\x18\b \x03(\v2\x17.tandem.v1.FieldMappingR\rfieldMappings\"\x92\x04\n" +
 	"\x11EventSyncSettings\x126\n" +
 	"\tdirection\x18\x01 \x01(\x0e2\x18.tandem.v1.SyncDirectionR\tdirection\x127\n" +
 	"\tselection\x18\x02 \x01(\x0e2\x19.tandem.v1.EventSelectionR\tselection\x12!\n" +
@@ -1554,7 +1696,12 @@ const file_tandem_v1_config_proto_rawDesc = "" +
 	"\x0fconflict_policy\x18\a \x01(\x0e2\x19.tandem.v1.ConflictPolicyR\x0econflictPolicy\x12A\n" +
 	"\x1dmass_delete_threshold_percent\x18\b \x01(\x05R\x1amassDeleteThresholdPercent\x12\x1f\n" +
 	"\vmax_records\x18\t \x01(\x05R\n" +
-	"maxRecords\"\xcf\x02\n" +
+	"maxRecords\x12>\n" +
+	"\x0efield_mappings\x18\n" +
+	" \x03(\v2\x17.tandem.v1.FieldMappingR\rfieldMappings\"]\n" +
+	"\fFieldMapping\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x127\n" +
+	"\tdirection\x18\x02 \x01(\x0e2\x19.tandem.v1.FieldDirectionR\tdirection\"\xcf\x02\n" +
 	"\x11SyncConfiguration\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x12\n" +
@@ -1611,7 +1758,13 @@ const file_tandem_v1_config_proto_rawDesc = "" +
 	"\x0eEventSelection\x12\x1f\n" +
 	"\x1bEVENT_SELECTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13EVENT_SELECTION_ALL\x10\x01\x12!\n" +
-	"\x1dEVENT_SELECTION_USER_SELECTED\x10\x02B8Z6github.com/tandem-sync/tandem/proto/tandem/v1;tandemv1b\x06proto3"
+	"\x1dEVENT_SELECTION_USER_SELECTED\x10\x02*\xbd\x01\n" +
+	"\x0eFieldDirection\x12\x1f\n" +
+	"\x1bFIELD_DIRECTION_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14FIELD_DIRECTION_BOTH\x10\x01\x12*\n" +
+	"&FIELD_DIRECTION_EXCHANGE_TO_SALESFORCE\x10\x02\x12*\n" +
+	"&FIELD_DIRECTION_SALESFORCE_TO_EXCHANGE\x10\x03\x12\x18\n" +
+	"\x14FIELD_DIRECTION_NONE\x10\x04B8Z6github.com/tandem-sync/tandem/proto/tandem/v1;tandemv1b\x06proto3"
 
 var (
 	file_tandem_v1_config_proto_rawDescOnce sync.Once
@@ -1625,8 +1778,8 @@ func file_tandem_v1_config_proto_rawDescGZIP() []byte {
 	return file_tandem_v1_config_proto_rawDescData
 }
 
-var file_tandem_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_tandem_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_tandem_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_tandem_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_tandem_v1_config_proto_goTypes = []any{
 	(ExchangeAuth)(0),             // 0: tandem.v1.ExchangeAuth
 	(SalesforceAuth)(0),           // 1: tandem.v1.SalesforceAuth
@@ -1638,41 +1791,46 @@ var file_tandem_v1_config_proto_goTypes = []any{
 	(ExchangeDeletePolicy)(0),     // 7: tandem.v1.ExchangeDeletePolicy
 	(EventRangeStart)(0),          // 8: tandem.v1.EventRangeStart
 	(EventSelection)(0),           // 9: tandem.v1.EventSelection
-	(*Org)(nil),                   // 10: tandem.v1.Org
-	(*ExchangeConnection)(nil),    // 11: tandem.v1.ExchangeConnection
-	(*SalesforceConnection)(nil),  // 12: tandem.v1.SalesforceConnection
-	(*SyncUser)(nil),              // 13: tandem.v1.SyncUser
-	(*FieldFilter)(nil),           // 14: tandem.v1.FieldFilter
-	(*ContactSyncSettings)(nil),   // 15: tandem.v1.ContactSyncSettings
-	(*EventSyncSettings)(nil),     // 16: tandem.v1.EventSyncSettings
-	(*SyncConfiguration)(nil),     // 17: tandem.v1.SyncConfiguration
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(FieldDirection)(0),           // 10: tandem.v1.FieldDirection
+	(*Org)(nil),                   // 11: tandem.v1.Org
+	(*ExchangeConnection)(nil),    // 12: tandem.v1.ExchangeConnection
+	(*SalesforceConnection)(nil),  // 13: tandem.v1.SalesforceConnection
+	(*SyncUser)(nil),              // 14: tandem.v1.SyncUser
+	(*FieldFilter)(nil),           // 15: tandem.v1.FieldFilter
+	(*ContactSyncSettings)(nil),   // 16: tandem.v1.ContactSyncSettings
+	(*EventSyncSettings)(nil),     // 17: tandem.v1.EventSyncSettings
+	(*FieldMapping)(nil),          // 18: tandem.v1.FieldMapping
+	(*SyncConfiguration)(nil),     // 19: tandem.v1.SyncConfiguration
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
 }
 var file_tandem_v1_config_proto_depIdxs = []int32{
-	11, // 0: tandem.v1.Org.exchange:type_name -> tandem.v1.ExchangeConnection
-	12, // 1: tandem.v1.Org.salesforce:type_name -> tandem.v1.SalesforceConnection
-	18, // 2: tandem.v1.Org.updated_at:type_name -> google.protobuf.Timestamp
+	12, // 0: tandem.v1.Org.exchange:type_name -> tandem.v1.ExchangeConnection
+	13, // 1: tandem.v1.Org.salesforce:type_name -> tandem.v1.SalesforceConnection
+	20, // 2: tandem.v1.Org.updated_at:type_name -> google.protobuf.Timestamp
 	0,  // 3: tandem.v1.ExchangeConnection.auth:type_name -> tandem.v1.ExchangeAuth
 	1,  // 4: tandem.v1.SalesforceConnection.auth:type_name -> tandem.v1.SalesforceAuth
 	2,  // 5: tandem.v1.SalesforceConnection.write_as:type_name -> tandem.v1.SalesforceWriteIdentity
 	5,  // 6: tandem.v1.FieldFilter.operator:type_name -> tandem.v1.FilterOperator
 	3,  // 7: tandem.v1.ContactSyncSettings.direction:type_name -> tandem.v1.SyncDirection
 	4,  // 8: tandem.v1.ContactSyncSettings.scope:type_name -> tandem.v1.ContactScope
-	14, // 9: tandem.v1.ContactSyncSettings.filters:type_name -> tandem.v1.FieldFilter
+	15, // 9: tandem.v1.ContactSyncSettings.filters:type_name -> tandem.v1.FieldFilter
 	6,  // 10: tandem.v1.ContactSyncSettings.conflict_policy:type_name -> tandem.v1.ConflictPolicy
 	7,  // 11: tandem.v1.ContactSyncSettings.exchange_delete:type_name -> tandem.v1.ExchangeDeletePolicy
-	3,  // 12: tandem.v1.EventSyncSettings.direction:type_name -> tandem.v1.SyncDirection
-	9,  // 13: tandem.v1.EventSyncSettings.selection:type_name -> tandem.v1.EventSelection
-	8,  // 14: tandem.v1.EventSyncSettings.range_start:type_name -> tandem.v1.EventRangeStart
-	6,  // 15: tandem.v1.EventSyncSettings.conflict_policy:type_name -> tandem.v1.ConflictPolicy
-	15, // 16: tandem.v1.SyncConfiguration.contacts:type_name -> tandem.v1.ContactSyncSettings
-	16, // 17: tandem.v1.SyncConfiguration.events:type_name -> tandem.v1.EventSyncSettings
-	18, // 18: tandem.v1.SyncConfiguration.updated_at:type_name -> google.protobuf.Timestamp
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	18, // 12: tandem.v1.ContactSyncSettings.field_mappings:type_name -> tandem.v1.FieldMapping
+	3,  // 13: tandem.v1.EventSyncSettings.direction:type_name -> tandem.v1.SyncDirection
+	9,  // 14: tandem.v1.EventSyncSettings.selection:type_name -> tandem.v1.EventSelection
+	8,  // 15: tandem.v1.EventSyncSettings.range_start:type_name -> tandem.v1.EventRangeStart
+	6,  // 16: tandem.v1.EventSyncSettings.conflict_policy:type_name -> tandem.v1.ConflictPolicy
+	18, // 17: tandem.v1.EventSyncSettings.field_mappings:type_name -> tandem.v1.FieldMapping
+	10, // 18: tandem.v1.FieldMapping.direction:type_name -> tandem.v1.FieldDirection
+	16, // 19: tandem.v1.SyncConfiguration.contacts:type_name -> tandem.v1.ContactSyncSettings
+	17, // 20: tandem.v1.SyncConfiguration.events:type_name -> tandem.v1.EventSyncSettings
+	20, // 21: tandem.v1.SyncConfiguration.updated_at:type_name -> google.protobuf.Timestamp
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_tandem_v1_config_proto_init() }
@@ -1685,8 +1843,8 @@ func file_tandem_v1_config_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tandem_v1_config_proto_rawDesc), len(file_tandem_v1_config_proto_rawDesc)),
-			NumEnums:      10,
-			NumMessages:   8,
+			NumEnums:      11,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
