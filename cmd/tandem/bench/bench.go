@@ -101,6 +101,9 @@ type Result struct {
 	PeakRSSMiB          float64 `json:"peak_rss_mib"`
 	PeakHeapMiB         float64 `json:"peak_heap_mib"`
 	PeakServicesHeapMiB float64 `json:"peak_services_heap_mib"`
+	// PeakServicesHeapSites are the largest shares of the services' heap at its peak, by the
+	// Tandem function nearest each allocation: where to look to make the services smaller.
+	PeakServicesHeapSites []HeapSite `json:"peak_services_heap_sites"`
 	// Calls per operation: the initial sync's, the idle cycle's and their minimums. Exchange by
 	// EWS operation, Salesforce by the simulator's endpoint names.
 	InitialCalls    Calls `json:"initial_calls"`
@@ -190,6 +193,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	mem := startMemorySampler()
 	err = r.system(ctx)
 	r.res.PeakRSSMiB, r.res.PeakHeapMiB, r.res.PeakServicesHeapMiB = mem.stop()
+	r.res.PeakServicesHeapSites = mem.servicesSites(10)
 	if err != nil || !r.res.Converged {
 		return r.res, err
 	}

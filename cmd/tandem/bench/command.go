@@ -121,4 +121,7 @@ func printTable(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "  latency        p50 %.0f ms, p99 %.0f ms (%d edits, interval %.0fs)\n", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencySamples, r.IntervalSeconds)
 	fmt.Fprintf(w, "  memory         peak RSS %.0f MiB, peak Go heap %.0f MiB, of which Tandem's services at most %.0f MiB\n",
 		r.PeakRSSMiB, r.PeakHeapMiB, r.PeakServicesHeapMiB)
+	for _, s := range r.PeakServicesHeapSites[:min(5, len(r.PeakServicesHeapSites))] {
+		fmt.Fprintf(w, "                   %6.1f MiB  %s\n", s.MiB, s.Site)
+	}
 }

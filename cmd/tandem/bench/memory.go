@@ -2,10 +2,12 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"math"
 	"os"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +82,49 @@ type heapShares struct {
 	Simulators, NATS, Harness uint64
 	// Services is everything else: Tandem's five services and the libraries they use.
 	Services uint64
+	// Sites split Services by the Tandem function nearest the allocation (see siteOf).
+	Sites map[string]uint64
+}
+
+// HeapSite is a share of the services' heap and the Tandem function whose calls allocated it.
+type HeapSite struct {
+	Site string  `json:"site"`
+	MiB  float64 `json:"mib"`
+}
+
+// topSites are the n largest sites of shares, largest first.
+func topSites(shares heapShares, n int) []HeapSite {
+	out := make([]HeapSite, 0, len(shares.Sites))
+	for site, b := range shares.Sites {
+		out = append(out, HeapSite{Site: site, MiB: math.Round(mib(b)*10) / 10})
+	}
+	slices.SortFunc(out, func(a, b HeapSite) int {
+		if c := cmp.Compare(b.MiB, a.MiB); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Site, b.Site)
+	})
+	return out[:min(n, len(out))]
+}
+
+// siteOf names where an allocation of the services comes from: the innermost frame in Tandem's
+// own code (without the module path), or the innermost frame outside the runtime when no
+// Tandem frame is on the stack.
+func siteOf(functions []string) string {
+	const module = "github.com/tandem-sync/tandem/"
+	fallback := ""
+	for _, f := range functions {
+		if name, ok := strings.CutPrefix(f, module); ok {
+			return name
+		}
+		if fallback == "" && !strings.HasPrefix(f, "runtime.") {
+			fallback = f
+		}
+	}
+	if fallback == "" {
+		return "runtime"
+	}
+	return fallback
 }
 
 // attributeHeap splits the heap in use, as of the last garbage collection, by whose code
@@ -111,7 +156,8 @@ func attributeHeap() heapShares {
 			avg := bytes / float64(objects)
 			bytes /= 1 - math.Exp(-avg/rate)
 		}
-		switch owner(r.Stack()) {
+		functions := stackFunctions(r.Stack())
+		switch owner(functions) {
 		case ownerSimulators:
 			out.Simulators += uint64(bytes)
 		case ownerNATS:
@@ -120,6 +166,10 @@ func attributeHeap() heapShares {
 			out.Harness += uint64(bytes)
 		default:
 			out.Services += uint64(bytes)
+			if out.Sites == nil {
+				out.Sites = map[string]uint64{}
+			}
+			out.Sites[siteOf(functions)] += uint64(bytes)
 		}
 	}
 	return out
@@ -134,19 +184,28 @@ const (
 	ownerHarness
 )
 
-// owner names whose code an allocation with this stack belongs to: the first frame, from the
-// allocation outwards, in a simulator, nats-server or the harness decides.
-func owner(stack []uintptr) heapOwner {
+// stackFunctions are the functions of a stack, from the allocation outwards.
+func stackFunctions(stack []uintptr) []string {
+	var out []string
 	frames := runtime.CallersFrames(stack)
 	for {
 		f, more := frames.Next()
-		if o := ownerOf(f.Function); o != ownerServices {
-			return o
-		}
+		out = append(out, f.Function)
 		if !more {
-			return ownerServices
+			return out
 		}
 	}
+}
+
+// owner names whose code an allocation with these functions on its stack belongs to: the first
+// function, from the allocation outwards, in a simulator, nats-server or the harness decides.
+func owner(functions []string) heapOwner {
+	for _, f := range functions {
+		if o := ownerOf(f); o != ownerServices {
+			return o
+		}
+	}
+	return ownerServices
 }
 
 // ownerOf classifies one function by its package path.
@@ -172,6 +231,9 @@ func (m *memorySampler) stop() (rssMiB, heapMiB, servicesHeapMiB float64) {
 	kb, _ := peakRSSKiB()
 	return mib(kb * 1024), mib(m.peak), mib(m.services.Services)
 }
+
+// servicesSites are the largest shares of the services' heap at its peak, by site.
+func (m *memorySampler) servicesSites(n int) []HeapSite { return topSites(m.services, n) }
 
 func mib(b uint64) float64 {
 	return float64(b*10/(1<<20)) / 10

@@ -46,3 +46,24 @@ func TestAttributeHeapCountsTheHarnessApart(t *testing.T) {
 	}
 	runtime.KeepAlive(buf) // alive until the profile was read
 }
+
+func TestSiteOfIsTheNearestTandemFunction(t *testing.T) {
+	for _, tc := range []struct {
+		functions []string
+		want      string
+	}{
+		{[]string{"runtime.mallocgc", "google.golang.org/protobuf/internal/impl.consumeBytes", "google.golang.org/protobuf/proto.UnmarshalOptions.unmarshal",
+			"github.com/tandem-sync/tandem/pkg/reconcile/ledger.decodeAll[...]", "github.com/tandem-sync/tandem/pkg/reconcile/ledger.(*Ledger).Load"},
+			"pkg/reconcile/ledger.decodeAll[...]"},
+		{[]string{"runtime.makeslice", "bufio.NewReaderSize", "net/http.(*conn).serve"}, "bufio.NewReaderSize"},
+		{[]string{"runtime.malg"}, "runtime"},
+	} {
+		if got := siteOf(tc.functions); got != tc.want {
+			t.Errorf("siteOf(%v) = %q, want %q", tc.functions, got, tc.want)
+		}
+	}
+	top := topSites(heapShares{Sites: map[string]uint64{"a": 1 << 20, "b": 3 << 20, "c": 2 << 20}}, 2)
+	if len(top) != 2 || top[0].Site != "b" || top[1].Site != "c" || top[0].MiB != 3 {
+		t.Errorf("topSites = %v, want b (3 MiB) then c", top)
+	}
+}
