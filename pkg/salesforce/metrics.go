@@ -4,21 +4,17 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	"github.com/tandem-sync/tandem/pkg/telemetry"
 )
 
 const instrumentationName = "github.com/tandem-sync/tandem/pkg/salesforce"
-
-// attrOrg is the org's attribute on every measurement and span of the connector.
-const attrOrg = "tandem.org_id"
 
 // metrics are the connector's OpenTelemetry instruments. Every measurement carries the org id.
 type metrics struct {
@@ -32,10 +28,10 @@ type metrics struct {
 
 func newMetrics(mp metric.MeterProvider, orgID string) (*metrics, error) {
 	if mp == nil {
-		mp = metricnoop.NewMeterProvider()
+		mp = otel.GetMeterProvider()
 	}
 	m := mp.Meter(instrumentationName)
-	out := &metrics{org: attribute.String(attrOrg, orgID)}
+	out := &metrics{org: attribute.String("tandem.org_id", orgID)}
 	var err error
 	if out.calls, err = m.Int64Counter("tandem.salesforce.requests",
 		metric.WithDescription("Salesforce REST requests sent, by operation and outcome."),
@@ -96,7 +92,7 @@ func (m *metrics) usage(ctx context.Context, used, allocation int64) {
 // newTracer returns the connector's tracer.
 func newTracer(tp trace.TracerProvider) trace.Tracer {
 	if tp == nil {
-		tp = tracenoop.NewTracerProvider()
+		tp = otel.GetTracerProvider()
 	}
 	return tp.Tracer(instrumentationName)
 }
