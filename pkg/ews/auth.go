@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 )
 
 // Credentials authenticate requests to Exchange (EWS and Autodiscover).
@@ -179,7 +181,7 @@ func (o *OAuth) accessToken(ctx context.Context) (string, error) {
 	if tok, ok := o.cached(); ok {
 		return tok, nil
 	}
-	tok, err := o.cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, o.client))
+	tok, err := o.cfg.Token(context.WithValue(telemetry.WithHTTPOperation(ctx, "oauth token"), oauth2.HTTPClient, o.client))
 	if err != nil {
 		return "", fmt.Errorf("fetch OAuth token from %s: %w", o.cfg.TokenURL, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 )
 
 // Autodiscover namespaces and constants.
@@ -508,7 +509,11 @@ func (a *Autodiscover) askMany(ctx context.Context, endpoint string, addresses [
 // post sends an Autodiscover request body to endpoint, anchored on address's mailbox. It
 // returns the answer's body, or the Location of an HTTP redirect.
 func (a *Autodiscover) post(ctx context.Context, endpoint, address string, body []byte, pox bool) (data []byte, redirect string, err error) {
-	rctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
+	op := "autodiscover GetUserSettings"
+	if pox {
+		op = "autodiscover POX"
+	}
+	rctx, cancel := context.WithTimeout(telemetry.WithHTTPOperation(ctx, op), a.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/beevik/etree"
 
 	"github.com/tandem-sync/tandem/pkg/retry"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 )
 
 // Defaults of Config.
@@ -274,7 +275,7 @@ func (cl *Client) roundTrip(ctx context.Context, c call, payload []byte) (*envel
 	}
 	defer release()
 
-	rctx, cancel := context.WithTimeout(ctx, cl.cfg.RequestTimeout)
+	rctx, cancel := context.WithTimeout(telemetry.WithHTTPOperation(ctx, "ews "+c.op), cl.cfg.RequestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.target.URL, bytes.NewReader(payload))
 	if err != nil {

@@ -13,12 +13,15 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/record"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -38,6 +41,13 @@ type ConnectorConfig struct {
 	Client Config
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
+	// TracerProvider and MeterProvider, when set, make every HTTP request (EWS, Autodiscover,
+	// OAuth tokens) a client span named for its operation ("ews FindItem", "autodiscover
+	// GetUserSettings", "oauth token") and measure it with the HTTP client metrics; see
+	// telemetry.InstrumentHTTPClient for what spans leave out. Both nil (the default) records
+	// nothing.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Connector implements exchange.Connector over EWS for one org's Exchange connection.
@@ -74,6 +84,7 @@ func NewConnector(cfg ConnectorConfig) (*Connector, error) {
 	if hc == nil {
 		hc = DefaultHTTPClient(conn.GetInsecureSkipVerify())
 	}
+	hc = telemetry.InstrumentHTTPClient(hc, cfg.TracerProvider, cfg.MeterProvider)
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

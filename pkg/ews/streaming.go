@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/beevik/etree"
+
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 )
 
 // Streaming notifications: Subscribe (streaming subscriptions), GetStreamingEvents and
@@ -322,7 +324,7 @@ func (cl *Client) stream(ctx context.Context, t Target, aff Affinity, payload []
 func (cl *Client) streamOnce(ctx context.Context, t Target, aff Affinity, payload []byte, idle, timeout time.Duration, handle func(StreamMessage) error) error {
 	// The connection lives as long as the server keeps it, plus a margin for its last message;
 	// the idle timer ends it sooner when nothing at all comes.
-	sctx, cancel := context.WithTimeoutCause(ctx, timeout+idle, ErrStreamIdle)
+	sctx, cancel := context.WithTimeoutCause(telemetry.WithHTTPOperation(ctx, "ews GetStreamingEvents"), timeout+idle, ErrStreamIdle)
 	defer cancel()
 	sctx, cancelIdle := context.WithCancelCause(sctx)
 	defer cancelIdle(nil)

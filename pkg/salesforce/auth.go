@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -356,7 +357,7 @@ func (a *authenticator) fetch(ctx context.Context, subject string) (*token, erro
 	default:
 		return nil, syncerr.New(syncerr.SalesforceConfigMissing, "unsupported Salesforce auth flow %v", a.flow)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.tokenURL, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(telemetry.WithHTTPOperation(ctx, "salesforce token"), http.MethodPost, a.tokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, syncerr.Wrap(syncerr.SalesforceConfigMissing, fmt.Errorf("token request: %w", err))
 	}

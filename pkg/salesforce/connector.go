@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -48,6 +50,10 @@ func NewConnector(org *tandemv1.Org, opts ...Option) (*Connector, error) {
 	if cfg.httpClient == nil {
 		cfg.httpClient = &http.Client{Timeout: DefaultHTTPTimeout}
 	}
+	// Every request, the token endpoint's included, is a client span named for its operation
+	// and carrying the org; with neither provider set the client is left as it is.
+	cfg.httpClient = telemetry.InstrumentHTTPClient(cfg.httpClient, cfg.tracerProvider, cfg.meterProvider,
+		attribute.String(attrOrg, org.GetOrgId()))
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}

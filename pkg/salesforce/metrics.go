@@ -4,17 +4,21 @@ import (
 	"context"
 	"time"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	"github.com/tandem-sync/tandem/pkg/telemetry"
 )
 
 const instrumentationName = "github.com/tandem-sync/tandem/pkg/salesforce"
+
+// attrOrg is the org's attribute on every measurement and span of the connector.
+const attrOrg = "tandem.org_id"
 
 // metrics are the connector's OpenTelemetry instruments. Every measurement carries the org id.
 type metrics struct {
@@ -28,10 +32,10 @@ type metrics struct {
 
 func newMetrics(mp metric.MeterProvider, orgID string) (*metrics, error) {
 	if mp == nil {
-		mp = otel.GetMeterProvider()
+		mp = metricnoop.NewMeterProvider()
 	}
 	m := mp.Meter(instrumentationName)
-	out := &metrics{org: attribute.String("tandem.org_id", orgID)}
+	out := &metrics{org: attribute.String(attrOrg, orgID)}
 	var err error
 	if out.calls, err = m.Int64Counter("tandem.salesforce.requests",
 		metric.WithDescription("Salesforce REST requests sent, by operation and outcome."),
@@ -92,7 +96,7 @@ func (m *metrics) usage(ctx context.Context, used, allocation int64) {
 // newTracer returns the connector's tracer.
 func newTracer(tp trace.TracerProvider) trace.Tracer {
 	if tp == nil {
-		tp = otel.GetTracerProvider()
+		tp = tracenoop.NewTracerProvider()
 	}
 	return tp.Tracer(instrumentationName)
 }

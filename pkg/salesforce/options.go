@@ -97,13 +97,18 @@ func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l
 // WithClock sets the clock used for tokens, budgets, backoffs and cursors.
 func WithClock(now func() time.Time) Option { return func(s *settings) { s.now = now } }
 
-// WithMeterProvider sets the OpenTelemetry meter provider; the default is the global one.
+// WithMeterProvider sets the OpenTelemetry meter provider: the connector's own metrics and the
+// HTTP client metrics of every request. The default records nothing.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(s *settings) { s.meterProvider = mp }
 }
 
-// WithTracerProvider sets the OpenTelemetry tracer provider; the default is the global one.
-// Poll, Apply and every REST call get a span.
+// WithTracerProvider sets the OpenTelemetry tracer provider; the default records nothing.
+// Poll and Apply get a span, and every HTTP request (REST calls, sObject Collections, the token
+// endpoint) a client span named "salesforce <operation>" ("salesforce query", "salesforce
+// collections.upsert", "salesforce token") with the HTTP semantic conventions' attributes;
+// see telemetry.InstrumentHTTPClient for what spans leave out. The Pub/Sub API's calls get
+// otelgrpc's client spans.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(s *settings) { s.tracerProvider = tp }
 }

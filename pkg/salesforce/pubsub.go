@@ -11,11 +11,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/tandem-sync/tandem/pkg/syncerr"
@@ -190,6 +195,9 @@ func (c *Connector) PubSub(endpoint string, opts ...PubSubOption) (*PubSub, erro
 		creds = insecure.NewCredentials()
 	}
 	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, cfg.dial...)
+	if h := c.grpcStats(); h != nil {
+		dial = append(dial, grpc.WithStatsHandler(h))
+	}
 	conn, err := grpc.NewClient(endpoint, dial...)
 	if err != nil {
 		return nil, syncerr.Wrap(syncerr.SalesforceConfigMissing, fmt.Errorf("pubsub endpoint %q: %w", endpoint, err))
@@ -199,6 +207,26 @@ func (c *Connector) PubSub(endpoint string, opts ...PubSubOption) (*PubSub, erro
 
 // Close closes the connection.
 func (p *PubSub) Close() error { return p.conn.Close() }
+
+// grpcStats makes each Pub/Sub call (GetTopic, GetSchema, a Subscribe stream for as long as it
+// lasts) an otelgrpc client span and measures it, on the connector's providers; nil when it
+// has none. Spans carry the method and status, never the metadata (the access token), and no
+// trace context is sent to Salesforce.
+func (c *Connector) grpcStats() stats.Handler {
+	tp, mp := c.cfg.tracerProvider, c.cfg.meterProvider
+	if tp == nil && mp == nil {
+		return nil
+	}
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	return otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithMeterProvider(mp),
+		otelgrpc.WithPropagators(propagation.NewCompositeTextMapPropagator()),
+		otelgrpc.WithSpanAttributes(c.metrics.org))
+}
 
 // session returns the integration user's token and the metadata that authenticates a call.
 func (p *PubSub) session(ctx context.Context) (context.Context, *token, error) {

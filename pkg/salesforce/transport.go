@@ -15,11 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 )
 
 // request is one REST call.
@@ -134,20 +132,17 @@ func (c *Connector) send(ctx context.Context, req request, tok *token, payload [
 	case <-ctx.Done():
 		return nil, fmt.Errorf("salesforce %s: %w", req.op, ctx.Err())
 	}
-	ctx, span := c.tracer.Start(ctx, "salesforce "+req.op, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(c.metrics.org, attribute.String("http.request.method", req.method)))
 	start := time.Now()
 	resp, err := c.roundTrip(ctx, req, tok, payload)
 	<-c.sem
 	c.metrics.request(ctx, req.op, time.Since(start), err)
-	if resp != nil {
-		span.SetAttributes(attribute.Int("http.response.status_code", resp.status))
-	}
-	endSpan(span, err)
 	return resp, err
 }
 
+// roundTrip makes one HTTP exchange. With a tracer provider (WithTracerProvider), the client
+// makes it a span named "salesforce <op>" (see NewConnector).
 func (c *Connector) roundTrip(ctx context.Context, req request, tok *token, payload []byte) (*response, error) {
+	ctx = telemetry.WithHTTPOperation(ctx, "salesforce "+req.op)
 	target := tok.instanceURL + c.resolve(req.path)
 	if len(req.query) > 0 {
 		target += "?" + req.query.Encode()

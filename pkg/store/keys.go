@@ -45,7 +45,11 @@ import (
 //	                                             (unix ms of the first claim; new after the schedule is lost);
 //	                                             "next_at", "started_at" → unix ms;
 //	                                             "unpublished" → a claimed cycle whose jobs are not all published,
-//	                                             "publishing_until" → unix ms its publisher holds it until (outbox.go)
+//	                                             "publishing_until" → unix ms its publisher holds it until (outbox.go);
+//	                                             "due_by" → W3C traceparents, space-separated, oldest first, at most 8,
+//	                                             of the calls that made the next cycle due (DueNow under a span);
+//	                                             "unpublished_due_by" → the same, of the unpublished cycle, which
+//	                                             the claim moved there, for its span's links (schedule.go)
 //	tandem:{O}:lease:<role>              string  "<token>:<holder id>" of the replica that watches the org for role
 //	                                             ("watch-exchange", "watch-salesforce"), with the lease's TTL (watch.go)
 //	tandem:{O}:fence:<role>              string  fencing counter: the last token issued for the org's role

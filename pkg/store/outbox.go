@@ -23,20 +23,21 @@ import (
 const CyclePublishHold = time.Minute
 
 // resumeCycleScript: KEYS = schedule; ARGV = now ms, hold-until ms. Replies {cycle, next_at,
-// started_at} after taking the org's unpublished cycle for the caller, or {0, 0, 0} if there is
-// none or its publisher still holds it.
+// started_at, due_by} after taking the org's unpublished cycle for the caller, or {0, 0, 0, ""}
+// if there is none or its publisher still holds it.
 var resumeCycleScript = redis.NewScript(`
 local cycle = tonumber(redis.call('HGET', KEYS[1], 'unpublished') or '0')
 if cycle == 0 then
-  return {0, 0, 0}
+  return {0, 0, 0, ''}
 end
 local hold = tonumber(redis.call('HGET', KEYS[1], 'publishing_until') or '0')
 if tonumber(ARGV[1]) < hold then
-  return {0, 0, 0}
+  return {0, 0, 0, ''}
 end
 redis.call('HSET', KEYS[1], 'publishing_until', ARGV[2])
 return {cycle, tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0'),
-  tonumber(redis.call('HGET', KEYS[1], 'started_at') or '0')}
+  tonumber(redis.call('HGET', KEYS[1], 'started_at') or '0'),
+  redis.call('HGET', KEYS[1], 'unpublished_due_by') or ''}
 `)
 
 // settleCycleScript: KEYS = schedule; ARGV = cycle, "published" | "release". Acts only if the
@@ -46,7 +47,7 @@ if redis.call('HGET', KEYS[1], 'unpublished') ~= ARGV[1] then
   return 0
 end
 if ARGV[2] == 'published' then
-  redis.call('HDEL', KEYS[1], 'unpublished', 'publishing_until')
+  redis.call('HDEL', KEYS[1], 'unpublished', 'publishing_until', 'unpublished_due_by')
 else
   redis.call('HSET', KEYS[1], 'publishing_until', '0')
 end
@@ -55,24 +56,34 @@ return 1
 
 // ResumeCycle takes the org's claimed but unpublished cycle, if there is one that no publisher
 // holds at now, and holds it for the caller for CyclePublishHold. It returns the cycle as it was
-// claimed: its number, when it started and when the cycle after it is due; ok is false when
-// there is nothing to resume.
+// claimed: its number, when it started, when the cycle after it is due and the calls that made
+// it due; ok is false when there is nothing to resume.
 func (s *Store) ResumeCycle(ctx context.Context, orgID string, now time.Time) (sch Schedule, ok bool, err error) {
 	key, err := scheduleKey(orgID)
 	if err != nil {
 		return Schedule{}, false, err
 	}
-	res, err := resumeCycleScript.Run(ctx, s.rdb, []string{key}, now.UnixMilli(), now.Add(CyclePublishHold).UnixMilli()).Int64Slice()
+	res, err := resumeCycleScript.Run(ctx, s.rdb, []string{key}, now.UnixMilli(), now.Add(CyclePublishHold).UnixMilli()).Slice()
 	if err != nil {
 		return Schedule{}, false, fmt.Errorf("resume unpublished cycle of org %s: %w", orgID, err)
 	}
-	if len(res) != 3 {
-		return Schedule{}, false, fmt.Errorf("resume unpublished cycle of org %s: malformed reply %v", orgID, res)
+	malformed := fmt.Errorf("resume unpublished cycle of org %s: malformed reply %v", orgID, res)
+	if len(res) != 4 {
+		return Schedule{}, false, malformed
 	}
-	if res[0] <= 0 {
+	var nums [3]int64
+	for i := range nums {
+		n, isNum := res[i].(int64)
+		if !isNum {
+			return Schedule{}, false, malformed
+		}
+		nums[i] = n
+	}
+	if nums[0] <= 0 {
 		return Schedule{}, false, nil
 	}
-	return Schedule{Cycle: uint64(res[0]), NextAt: time.UnixMilli(res[1]), StartedAt: time.UnixMilli(res[2])}, true, nil
+	dueBy, _ := res[3].(string)
+	return Schedule{Cycle: uint64(nums[0]), NextAt: time.UnixMilli(nums[1]), StartedAt: time.UnixMilli(nums[2]), DueBy: parseDueBy(dueBy)}, true, nil
 }
 
 // CyclePublished takes the org's cycle out of the outbox: all of its jobs are published.

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // claimCycleScript starts an org's next cycle if it is due: it numbers the cycle and sets when
@@ -16,11 +19,13 @@ import (
 // numbered within an epoch, and a schedule lost with the rest of Tandem's state (FLUSHALL)
 // numbers its cycles from 1 again in a new one. In the same step it puts the cycle in the org's outbox (see outbox.go), held by
 // the claimant until ARGV[3], so that a claimant that dies before publishing the cycle's jobs
-// leaves the cycle to be published by the next tick. It returns 0 when the org is not due.
+// leaves the cycle to be published by the next tick; the trace contexts of the calls that made
+// the cycle due (due_by, see DueNow) go with it. It replies {cycle, due_by}, {0, ""} when the
+// org is not due.
 var claimCycleScript = redis.NewScript(`
 local due = tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0')
 if tonumber(ARGV[1]) < due then
-  return 0
+  return {0, ''}
 end
 local cycle = redis.call('HINCRBY', KEYS[1], 'cycle', 1)
 if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
@@ -28,8 +33,39 @@ if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
 end
 redis.call('HSET', KEYS[1], 'next_at', ARGV[2], 'started_at', ARGV[1],
   'unpublished', cycle, 'publishing_until', ARGV[3])
-return cycle
+local due_by = redis.call('HGET', KEYS[1], 'due_by')
+if due_by then
+  redis.call('HSET', KEYS[1], 'unpublished_due_by', due_by)
+  redis.call('HDEL', KEYS[1], 'due_by')
+else
+  redis.call('HDEL', KEYS[1], 'unpublished_due_by')
+  due_by = ''
+end
+return {cycle, due_by}
 `)
+
+// dueNowScript: KEYS = schedule; ARGV = the caller's W3C traceparent ("" for none), the most
+// kept. Makes the next cycle due and adds the traceparent to due_by, newest last, dropping the
+// oldest beyond the most kept.
+var dueNowScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], 'next_at', '0')
+if ARGV[1] == '' then
+  return 0
+end
+local kept = {}
+for tp in string.gmatch(redis.call('HGET', KEYS[1], 'due_by') or '', '%S+') do
+  if tp ~= ARGV[1] then
+    kept[#kept + 1] = tp
+  end
+end
+kept[#kept + 1] = ARGV[1]
+redis.call('HSET', KEYS[1], 'due_by', table.concat(kept, ' ', math.max(1, #kept - tonumber(ARGV[2]) + 1)))
+return 0
+`)
+
+// maxDueBy is how many calls' trace contexts one cycle keeps: a burst of admin changes before
+// a cycle starts links the cycle to the latest few, not to every one.
+const maxDueBy = 8
 
 // Schedule is an org's cycle schedule.
 type Schedule struct {
@@ -37,6 +73,10 @@ type Schedule struct {
 	Cycle uint64
 	// StartedAt is when it started; NextAt is when the next one is due.
 	StartedAt, NextAt time.Time
+	// DueBy are the span contexts of the calls that made the cycle due at once (DueNow under a
+	// span: an API call), oldest first, for the cycle's span to link to. Only ClaimNextCycle and
+	// ResumeCycle fill it; empty for a cycle due by its interval.
+	DueBy []trace.SpanContext
 }
 
 func scheduleKey(orgID string) (string, error) {
@@ -50,27 +90,72 @@ func scheduleKey(orgID string) (string, error) {
 // next. ok is false when the org is not due yet (or another replica claimed it first). The
 // claimed cycle stays in the org's outbox until CyclePublished; see ResumeCycle.
 func (s *Store) ClaimCycle(ctx context.Context, orgID string, now, next time.Time) (cycle uint64, ok bool, err error) {
+	sch, ok, err := s.ClaimNextCycle(ctx, orgID, now, next)
+	return sch.Cycle, ok, err
+}
+
+// ClaimNextCycle is ClaimCycle returning the cycle as claimed: its number, its start (now),
+// when the next is due (next), and the span contexts of the calls that made it due (DueBy).
+func (s *Store) ClaimNextCycle(ctx context.Context, orgID string, now, next time.Time) (sch Schedule, ok bool, err error) {
 	key, err := scheduleKey(orgID)
 	if err != nil {
-		return 0, false, err
+		return Schedule{}, false, err
 	}
-	n, err := claimCycleScript.Run(ctx, s.rdb, []string{key}, now.UnixMilli(), next.UnixMilli(), now.Add(CyclePublishHold).UnixMilli()).Int64()
+	res, err := claimCycleScript.Run(ctx, s.rdb, []string{key}, now.UnixMilli(), next.UnixMilli(), now.Add(CyclePublishHold).UnixMilli()).Slice()
 	if err != nil {
-		return 0, false, fmt.Errorf("claim cycle of org %s: %w", orgID, err)
+		return Schedule{}, false, fmt.Errorf("claim cycle of org %s: %w", orgID, err)
 	}
-	if n > 0 {
-		_ = s.PublishChange(ctx, orgID, "")
+	var n int64
+	if len(res) == 2 {
+		n, ok = res[0].(int64)
 	}
-	return uint64(n), n > 0, nil
+	if !ok {
+		return Schedule{}, false, fmt.Errorf("claim cycle of org %s: malformed reply %v", orgID, res)
+	}
+	if n <= 0 {
+		return Schedule{}, false, nil
+	}
+	_ = s.PublishChange(ctx, orgID, "")
+	dueBy, _ := res[1].(string)
+	return Schedule{Cycle: uint64(n), StartedAt: now, NextAt: next, DueBy: parseDueBy(dueBy)}, true, nil
 }
 
 // DueNow makes the org's next cycle due at once (after a configuration change or a reset).
+// Called under a span (an API call's), it keeps the span's context with the schedule, so that
+// the cycle it makes due links to it (Schedule.DueBy): the trace of the call leads to the trace
+// of the cycle, and so to the writes the cycle makes.
 func (s *Store) DueNow(ctx context.Context, orgID string) error {
 	key, err := scheduleKey(orgID)
 	if err != nil {
 		return err
 	}
-	return s.Apply(ctx, HSet(key, "next_at", "0"))
+	if err := dueNowScript.Run(ctx, s.rdb, []string{key}, traceparent(ctx), maxDueBy).Err(); err != nil {
+		return fmt.Errorf("make the next cycle of org %s due: %w", orgID, err)
+	}
+	return nil
+}
+
+// traceparent is the W3C traceparent header of ctx's span, "" when ctx has none.
+func traceparent(ctx context.Context) string {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ""
+	}
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	return carrier.Get("traceparent")
+}
+
+// parseDueBy reads a due_by field: W3C traceparents separated by spaces. Malformed ones are
+// skipped: a link is worth less than the cycle.
+func parseDueBy(field string) []trace.SpanContext {
+	var out []trace.SpanContext
+	for _, tp := range strings.Fields(field) {
+		ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": tp})
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			out = append(out, sc)
+		}
+	}
+	return out
 }
 
 // ScheduledCycle returns the org's last cycle started and the epoch its numbering belongs to

@@ -24,6 +24,10 @@
 //
 // With none of them set, traces are not recorded and metrics are only served on /metrics.
 //
+// InstrumentHTTPClient makes an HTTP client's requests client spans (named by
+// WithHTTPOperation, with url.full redacted) and HTTP client metrics on a Telemetry's
+// providers: the EWS and Salesforce connectors' calls.
+//
 // Nothing here touches global state: neither OpenTelemetry's global providers nor
 // Prometheus's default registry. A *Telemetry is built once per process and passed to whoever
 // needs a tracer, a meter, the propagator or the metrics handler; two of them in one process

@@ -48,7 +48,7 @@ func newEWSEnv(t *testing.T) (*env, *ewssim.Server) {
 		t.Fatal(err)
 	}
 
-	e := newEnv(t, testConfig(), func(p *platform.Platform) ConnectorFactory { return EWSConnectors(true, p.Logger) })
+	e := newEnv(t, testConfig(), func(p *platform.Platform) ConnectorFactory { return EWSConnectors(p, true) })
 	e.putOrg(&tandemv1.Org{OrgId: testOrg, Name: "Acme", Enabled: true, Exchange: &tandemv1.ExchangeConnection{
 		Auth: tandemv1.ExchangeAuth_EXCHANGE_AUTH_BASIC, EwsUrl: sim.EWSURL(), ServiceAccount: serviceAccount, Password: password,
 	}})

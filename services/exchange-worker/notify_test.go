@@ -175,7 +175,7 @@ func TestNotifyComponent(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, cfg, func(p *platform.Platform) ConnectorFactory { return EWSConnectors(true, p.Logger) })
+	e := newEnv(t, cfg, func(p *platform.Platform) ConnectorFactory { return EWSConnectors(p, true) })
 	if got := len(e.w.Components()); got != 2 {
 		t.Errorf("%d components with notifications off, want 2", got)
 	}

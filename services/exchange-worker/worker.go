@@ -102,13 +102,15 @@ func (c *Config) mailboxBackoff() retry.Policy {
 // ConnectorFactory builds an org's Exchange connector from its settings.
 type ConnectorFactory func(org *tandemv1.Org) (exchange.Connector, error)
 
-// EWSConnectors builds EWS connectors.
-func EWSConnectors(allowHTTP bool, logger *slog.Logger) ConnectorFactory {
+// EWSConnectors builds EWS connectors on the platform's logger and telemetry: every request to
+// Exchange is a client span and is measured; allowHTTP lets them use plain-http URLs.
+func EWSConnectors(p *platform.Platform, allowHTTP bool) ConnectorFactory {
 	return func(org *tandemv1.Org) (exchange.Connector, error) {
 		if org.GetExchange() == nil {
 			return nil, syncerr.New(syncerr.ExchangeConfigurationMissing, "org %s has no Exchange connection", org.GetOrgId())
 		}
-		return ews.NewConnector(ews.ConnectorConfig{Connection: org.GetExchange(), AllowHTTP: allowHTTP, Logger: logger})
+		return ews.NewConnector(ews.ConnectorConfig{Connection: org.GetExchange(), AllowHTTP: allowHTTP, Logger: p.Logger,
+			TracerProvider: p.Telemetry.TracerProvider, MeterProvider: p.Telemetry.MeterProvider})
 	}
 }
 
@@ -132,7 +134,7 @@ type Worker struct {
 
 // New returns a worker using EWS connectors.
 func New(cfg Config, p *platform.Platform) (*Worker, error) {
-	return NewWithConnectors(cfg, p, EWSConnectors(cfg.AllowHTTP, p.Logger))
+	return NewWithConnectors(cfg, p, EWSConnectors(p, cfg.AllowHTTP))
 }
 
 // NewWithConnectors returns a worker using connectors built by factory.

@@ -922,7 +922,7 @@ func TestConnectorRebuiltWhenTheOrgChanges(t *testing.T) {
 }
 
 func TestMissingExchangeConnection(t *testing.T) {
-	e := newEnv(t, testConfig(), func(p *platform.Platform) ConnectorFactory { return EWSConnectors(true, p.Logger) })
+	e := newEnv(t, testConfig(), func(p *platform.Platform) ConnectorFactory { return EWSConnectors(p, true) })
 	e.putOrg(&tandemv1.Org{OrgId: testOrg, Enabled: true})
 	e.putUsers(&tandemv1.SyncUser{UserId: rep1, Email: "rep1@acme.example"})
 	job := &tandemv1.SyncJob{OrgId: testOrg, UserId: rep1, Cycle: 1, Kinds: []tandemv1.RecordKind{contact}}

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -104,6 +105,7 @@ type Scheduler struct {
 	sync   *engine.Syncer
 	status *status.Store
 	log    *slog.Logger
+	tracer trace.Tracer
 	now    func() time.Time
 	pools  Pools
 
@@ -122,6 +124,7 @@ func New(cfg Config, p *platform.Platform) (*Scheduler, error) {
 		cfg: cfg, p: p, st: p.Store, pub: p.Bus, queue: p.Bus, pools: p.Bus, led: ledger.New(p.Store),
 		sync:   engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger}),
 		status: status.New(p.Store), log: p.Logger.With(slog.String("component", "scheduler")), now: time.Now,
+		tracer: newTracer(p.Telemetry),
 	}, nil
 }
 
@@ -192,23 +195,27 @@ func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
 	if err != nil {
 		return err
 	}
+	resumed := ok
 	if ok {
 		s.log.InfoContext(ctx, "publishing the jobs of a cycle claimed earlier", slog.String("org", orgID), slog.Uint64(telemetry.KeyCycle, claimed.Cycle))
 	} else {
-		claimed = store.Schedule{StartedAt: now, NextAt: now.Add(s.interval(org))}
-		claimed.Cycle, ok, err = s.st.ClaimCycle(ctx, orgID, now, claimed.NextAt)
+		claimed, ok, err = s.st.ClaimNextCycle(ctx, orgID, now, now.Add(s.interval(org)))
 		if err != nil || !ok {
 			return err
 		}
 	}
 	cycle, next := claimed.Cycle, claimed.NextAt
 	ctx = telemetry.WithScope(ctx, orgID, "")
+	ctx, span := s.cycleSpan(ctx, orgID, claimed, resumed)
 	published, err := s.startCycle(ctx, org, cycle, jobTag(claimed), now, next)
 	if !published {
 		// Left in the outbox: the next tick publishes the cycle again.
-		return errors.Join(err, s.st.ReleaseCycle(ctx, orgID, cycle))
+		err = errors.Join(err, s.st.ReleaseCycle(ctx, orgID, cycle))
+	} else {
+		err = errors.Join(err, s.st.CyclePublished(ctx, orgID, cycle))
 	}
-	return errors.Join(err, s.st.CyclePublished(ctx, orgID, cycle))
+	endSpan(span, err)
+	return err
 }
 
 // jobTag names a claimed cycle in its jobs' message ids: its number and when it was claimed. A
