@@ -4,6 +4,9 @@ import (
 	"context"
 	"log/slog"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tandem-sync/tandem/pkg/ews"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/salesforce"
@@ -16,6 +19,10 @@ type ConnectorChecker struct {
 	// AllowHTTP permits plain-HTTP Exchange endpoints (simulators and lab servers only).
 	AllowHTTP bool
 	Logger    *slog.Logger
+	// TracerProvider and MeterProvider trace the tests' HTTP calls as a sync's are; nil records
+	// nothing.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Exchange prepares the mailbox with a fresh EWS connector. Prepare always asks Exchange (unlike
@@ -25,7 +32,8 @@ func (c ConnectorChecker) Exchange(ctx context.Context, org *tandemv1.Org, mb ex
 	if org.GetExchange() == nil {
 		return exchange.Folders{}, syncerr.New(syncerr.ExchangeConfigurationMissing, "the org has no Exchange connection")
 	}
-	conn, err := ews.NewConnector(ews.ConnectorConfig{Connection: org.GetExchange(), AllowHTTP: c.AllowHTTP, Logger: c.Logger})
+	conn, err := ews.NewConnector(ews.ConnectorConfig{Connection: org.GetExchange(), AllowHTTP: c.AllowHTTP, Logger: c.Logger,
+		TracerProvider: c.TracerProvider, MeterProvider: c.MeterProvider})
 	if err != nil {
 		return exchange.Folders{}, err
 	}
@@ -34,7 +42,14 @@ func (c ConnectorChecker) Exchange(ctx context.Context, org *tandemv1.Org, mb ex
 
 // Salesforce obtains a token and makes one cheap call with a fresh Salesforce connector.
 func (c ConnectorChecker) Salesforce(ctx context.Context, org *tandemv1.Org) error {
-	conn, err := salesforce.NewConnector(org, salesforce.WithLogger(c.Logger), salesforce.WithAllowHTTP(c.AllowHTTP))
+	opts := []salesforce.Option{salesforce.WithLogger(c.Logger), salesforce.WithAllowHTTP(c.AllowHTTP)}
+	if c.TracerProvider != nil {
+		opts = append(opts, salesforce.WithTracerProvider(c.TracerProvider))
+	}
+	if c.MeterProvider != nil {
+		opts = append(opts, salesforce.WithMeterProvider(c.MeterProvider))
+	}
+	conn, err := salesforce.NewConnector(org, opts...)
 	if err != nil {
 		return err
 	}

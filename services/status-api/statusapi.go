@@ -156,7 +156,9 @@ func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) (*StatusA
 	})
 	opts := append(guard.ServerOptions(), grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
-			otelgrpc.WithTracerProvider(p.Telemetry.TracerProvider), otelgrpc.WithMeterProvider(p.Telemetry.MeterProvider))))
+			otelgrpc.WithTracerProvider(p.Telemetry.TracerProvider), otelgrpc.WithMeterProvider(p.Telemetry.MeterProvider),
+			// A caller's trace context continues into the API call.
+			otelgrpc.WithPropagators(p.Telemetry.Propagator))))
 	if !cfg.Plaintext {
 		reloader, err := certs.NewReloader(cfg.TLSCert, cfg.TLSKey, p.Logger)
 		if err != nil {
@@ -179,7 +181,9 @@ func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) (*StatusA
 	}
 	srv := grpc.NewServer(opts...)
 	sy := engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger})
-	a := api.New(p.Store, sy, api.ConnectorChecker{AllowHTTP: cfg.AllowHTTP, Logger: p.Logger}, p.Logger,
+	checker := api.ConnectorChecker{AllowHTTP: cfg.AllowHTTP, Logger: p.Logger,
+		TracerProvider: p.Telemetry.TracerProvider, MeterProvider: p.Telemetry.MeterProvider}
+	a := api.New(p.Store, sy, checker, p.Logger,
 		api.WithOrgRules(store.OrgRules{AllowHTTP: cfg.AllowHTTP}))
 	users, err := api.NewUserGauges(a, p.Telemetry.MeterProvider)
 	if err != nil {

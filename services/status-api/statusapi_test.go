@@ -13,11 +13,14 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -28,6 +31,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/devkit/certtest"
 	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
 	"github.com/tandem-sync/tandem/pkg/devkit/poll"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 	statusapi "github.com/tandem-sync/tandem/services/status-api"
 )
@@ -544,4 +548,43 @@ func TestShutdownEndsOpenWatches(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the service did not stop within a minute with a watch open: the graceful stop waited for it")
 	}
+}
+
+func TestACallersTraceContinuesIntoTheAPI(t *testing.T) {
+	p := platformtest.New(t)
+	exp := tracetest.NewInMemoryExporter()
+	tel := telemetry.Noop()
+	tel.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	p.Telemetry = tel
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := certtest.SelfSigned(t, "")
+	tokenFile := filepath.Join(t.TempDir(), "operator-token")
+	if err := os.WriteFile(tokenFile, []byte(operatorToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := statusapi.NewOnListener(statusapi.Config{GRPCAddr: lis.Addr().String(), TLSCert: certs.Cert, TLSKey: certs.Key,
+		OperatorTokenFile: tokenFile, GracefulStop: time.Second}, p.Platform, lis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Run(t, "status-api", svc.Components()...)
+	r := &running{p: p, addr: lis.Addr().String(), certs: certs}
+
+	const traceID, parentID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "traceparent", "00-"+traceID+"-"+parentID+"-01")
+	if _, err := tandemv1.NewAdminServiceClient(r.dial(t)).ListOrgs(ctx, &tandemv1.ListOrgsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range exp.GetSpans() {
+		if strings.HasSuffix(s.Name, "ListOrgs") {
+			if got := s.SpanContext.TraceID().String(); got != traceID || s.Parent.SpanID().String() != parentID {
+				t.Fatalf("the API's span is in trace %s under %s, want the caller's %s under %s", got, s.Parent.SpanID(), traceID, parentID)
+			}
+			return
+		}
+	}
+	t.Fatalf("no span of ListOrgs among %d", len(exp.GetSpans()))
 }
