@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tandem-sync/tandem/pkg/access"
+	"github.com/tandem-sync/tandem/pkg/certs"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -155,14 +155,11 @@ func (a *api) dial() (*grpc.ClientConn, error) {
 			cfg.Certificates = []tls.Certificate{pair}
 		}
 		if a.ca != "" {
-			pem, err := os.ReadFile(a.ca)
+			pool, err := certs.Pool(a.ca)
 			if err != nil {
 				return nil, fmt.Errorf("--ca: %w", err)
 			}
-			cfg.RootCAs = x509.NewCertPool()
-			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--ca %s: no PEM certificate in it", a.ca)
-			}
+			cfg.RootCAs = pool
 		}
 		creds = credentials.NewTLS(cfg)
 	}

@@ -3,7 +3,6 @@ package access
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -248,12 +247,4 @@ func shortMethod(full string) string {
 		return full[i+1:]
 	}
 	return full
-}
-
-// String describes a caller for logs: its token id, role and orgs, never its secret.
-func (c *Caller) String() string {
-	if c == nil {
-		return "anonymous"
-	}
-	return fmt.Sprintf("token %s (%s, %s)", c.TokenID, RoleName(c.Role), strings.Join(c.Orgs, ","))
 }

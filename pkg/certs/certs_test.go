@@ -72,3 +72,13 @@ func TestNewReloaderRefusesFilesThatDoNotLoad(t *testing.T) {
 		t.Fatal("NewReloader accepted a missing certificate file")
 	}
 }
+
+func TestPoolReadsAuthorities(t *testing.T) {
+	f := certtest.SelfSigned(t, "")
+	if pool, err := Pool(f.Cert); err != nil || pool == nil {
+		t.Fatalf("Pool(a certificate) = %v, %v", pool, err)
+	}
+	if _, err := Pool(f.Key); err == nil {
+		t.Fatal("Pool accepted a file without a certificate")
+	}
+}

@@ -7,7 +7,6 @@ package statusapi
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -166,14 +165,11 @@ func NewOnListener(cfg Config, p *platform.Platform, lis net.Listener) (*StatusA
 		}
 		tlsCfg := reloader.ServerConfig()
 		if cfg.ClientCA != "" {
-			pem, err := os.ReadFile(cfg.ClientCA)
+			pool, err := certs.Pool(cfg.ClientCA)
 			if err != nil {
 				return nil, fmt.Errorf("--client-ca: %w", err)
 			}
-			tlsCfg.ClientCAs = x509.NewCertPool()
-			if !tlsCfg.ClientCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--client-ca %s: no PEM certificate in it", cfg.ClientCA)
-			}
+			tlsCfg.ClientCAs = pool
 			// A certificate is one way to authenticate; a bearer token is the other.
 			tlsCfg.ClientAuth = tls.VerifyClientCertIfGiven
 		}
