@@ -286,10 +286,7 @@ func (s *Server) ResolveHeldDeletes(ctx context.Context, req *tandemv1.ResolveHe
 // ListHeldDeletes lists the mass-delete holds awaiting a decision, of one user (by id or email,
 // in the org's directory) or of every user of the directory, oldest first.
 func (s *Server) ListHeldDeletes(ctx context.Context, req *tandemv1.ListHeldDeletesRequest) (*tandemv1.ListHeldDeletesResponse, error) {
-	if err := required("org_id", req.GetOrgId()); err != nil {
-		return nil, err
-	}
-	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+	if err := orgRequired(req.GetOrgId()); err != nil {
 		return nil, err
 	}
 	var users []*tandemv1.SyncUser
@@ -362,10 +359,7 @@ func (s *Server) heldDeletes(ctx context.Context, orgID string, users []*tandemv
 // should it be created anew with the same id (a Salesforce org id never changes) — revoke such
 // tokens with RevokeToken unless that is meant. NotFound when Tandem keeps nothing for the org.
 func (s *Server) DeleteOrg(ctx context.Context, req *tandemv1.DeleteOrgRequest) (*tandemv1.DeleteOrgResponse, error) {
-	if err := required("org_id", req.GetOrgId()); err != nil {
-		return nil, err
-	}
-	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+	if err := orgRequired(req.GetOrgId()); err != nil {
 		return nil, err
 	}
 	n, err := s.st.DeleteOrg(ctx, req.GetOrgId())

@@ -14,6 +14,14 @@ import (
 // maxEmailLen is the longest address SMTP allows (RFC 5321: 64 + 1 + 255).
 const maxEmailLen = 320
 
+// orgRequired checks a request's org_id: present and well formed.
+func orgRequired(orgID string) error {
+	if err := required("org_id", orgID); err != nil {
+		return err
+	}
+	return validIDs("org_id", orgID)
+}
+
 // validIDs checks the ids a request names, given as field name, value pairs: an empty value is
 // left to required; any other must be a valid id (store.ValidID), or the call is refused with
 // InvalidArgument naming the field. Checked before any lookup, a malformed id is told apart
@@ -58,10 +66,7 @@ func checkUserRef(userID, email string) error {
 // userOf is the user a request names, by id or email, in the org it names, and its key: both
 // required and well formed, the user known to the org's directory.
 func (s *Server) userOf(ctx context.Context, orgID, userID, email string) (*tandemv1.SyncUser, store.UserKey, error) {
-	if err := required("org_id", orgID); err != nil {
-		return nil, store.UserKey{}, err
-	}
-	if err := validIDs("org_id", orgID); err != nil {
+	if err := orgRequired(orgID); err != nil {
 		return nil, store.UserKey{}, err
 	}
 	user, err := s.lookupUser(ctx, orgID, userID, email)

@@ -124,10 +124,7 @@ func (s *Server) userStatus(ctx context.Context, orgID string, u *tandemv1.SyncU
 
 // GetUserStatus returns one user's status (Tables 4–6).
 func (s *Server) GetUserStatus(ctx context.Context, req *tandemv1.GetUserStatusRequest) (*tandemv1.GetUserStatusResponse, error) {
-	if err := required("org_id", req.GetOrgId()); err != nil {
-		return nil, err
-	}
-	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+	if err := orgRequired(req.GetOrgId()); err != nil {
 		return nil, err
 	}
 	u, err := s.lookupUser(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
@@ -174,10 +171,7 @@ func (s *Server) ListUserStatuses(ctx context.Context, req *tandemv1.ListUserSta
 // By id the user need not be in the directory (the report keeps the entries of a user who left
 // it); an email is looked up in the directory, and one that matches no user is NotFound.
 func (s *Server) ListSyncErrors(ctx context.Context, req *tandemv1.ListSyncErrorsRequest) (*tandemv1.ListSyncErrorsResponse, error) {
-	if err := required("org_id", req.GetOrgId()); err != nil {
-		return nil, err
-	}
-	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+	if err := orgRequired(req.GetOrgId()); err != nil {
 		return nil, err
 	}
 	if err := checkUserRef(req.GetUserId(), req.GetEmail()); err != nil {
@@ -224,10 +218,7 @@ func (s *Server) attachHold(ctx context.Context, e *tandemv1.SyncErrorEntry) err
 
 // PlanUserSync shows what the user's next cycle would do, without writing.
 func (s *Server) PlanUserSync(ctx context.Context, req *tandemv1.PlanUserSyncRequest) (*tandemv1.PlanUserSyncResponse, error) {
-	if err := required("org_id", req.GetOrgId()); err != nil {
-		return nil, err
-	}
-	if err := validIDs("org_id", req.GetOrgId()); err != nil {
+	if err := orgRequired(req.GetOrgId()); err != nil {
 		return nil, err
 	}
 	u, err := s.lookupUser(ctx, req.GetOrgId(), req.GetUserId(), req.GetEmail())
