@@ -44,6 +44,10 @@ type Bus struct {
 	propagator propagation.TextMapPropagator
 	metrics    *metrics
 
+	// redeclaring serialises putting back missing streams, so one process never
+	// creates the same stream twice at once (see recreate.go).
+	redeclaring sync.Mutex
+
 	// closed is closed when a connection the bus opened itself has closed; nil when the
 	// caller owns the connection.
 	closed chan struct{}

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tandem-sync/tandem/pkg/retry"
 )
 
 // The topology is data, so the bus can put back what was taken from under it: a NATS server
@@ -21,8 +24,17 @@ func missing(err error) bool {
 		errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
+// streamRecreateDelay is how long redeclareStream waits before creating a stream it found
+// missing. nats-server (2.15) finishes removing a deleted stream's files after answering the
+// delete; a stream of the same name created within that moment has its message files taken
+// away, logs "Critical write error" and never acknowledges a publish again. A deleted stream is
+// an operator's act or a server that lost its store, both rare, so the wait costs little.
+const streamRecreateDelay = 500 * time.Millisecond
+
 // redeclareStream creates the named stream from the topology if it does not exist.
 func (b *Bus) redeclareStream(ctx context.Context, name string) error {
+	b.redeclaring.Lock()
+	defer b.redeclaring.Unlock()
 	for _, sc := range b.topology.Streams {
 		if sc.Name != name {
 			continue
@@ -31,6 +43,9 @@ func (b *Bus) redeclareStream(ctx context.Context, name string) error {
 			return nil
 		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("bus: look up stream %s: %w", name, err)
+		}
+		if err := retry.Sleep(ctx, streamRecreateDelay); err != nil {
+			return fmt.Errorf("bus: recreate stream %s: %w", name, err)
 		}
 		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("bus: recreate stream %s: %w", name, err)
