@@ -47,6 +47,10 @@ type Options struct {
 	Progress io.Writer
 	// CPUProfile, when set, receives a CPU profile of the initial sync (pprof format).
 	CPUProfile io.Writer
+
+	// beforeIdle, when set, runs between convergence and the idle cycle's measurement (tests
+	// set it to shape that moment).
+	beforeIdle func(context.Context, *devenv.Env) error
 }
 
 // Result is what a run measured. Calls count HTTP requests to the simulators; Salesforce's
@@ -294,6 +298,11 @@ func (r *run) measure(ctx context.Context, started time.Time) error {
 	}
 	r.progress("in sync: %d records in %.1fs (%.0f records/s); so far EWS %d calls, Salesforce %d",
 		r.res.Records, r.res.Seconds, r.res.RecordsPerSecond, r.res.EWSCallsAtConvergence, r.res.SalesforceCallsAtConvergence)
+	if r.opts.beforeIdle != nil {
+		if err := r.opts.beforeIdle(ctx, r.env); err != nil {
+			return err
+		}
+	}
 	if err := r.idleCycle(ctx); err != nil {
 		return fmt.Errorf("idle cycle: %w", err)
 	}

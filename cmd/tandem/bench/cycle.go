@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
@@ -16,10 +17,14 @@ import (
 // start a cycle every interval, and a cycle may take longer than that, so counters read between
 // two cycles would mix them. Instead the org's schedule is held: a cycle is claimed with the
 // next one a day away, the way the scheduler claims them, and settled without jobs, so that no
-// cycle starts. Once every earlier cycle is reconciled and nothing moves, one cycle is claimed
-// and handed to the scheduler through the cycle outbox (as if its claimant had failed to
-// publish it), which publishes it at its next tick. Its calls are counted from then until every
-// user has reconciled it and nothing moves.
+// cycle starts. Then cycles are handed to the scheduler one at a time through the cycle outbox
+// (as if their claimant had failed to publish them), which publishes each at its next tick; a
+// cycle's calls are counted from then until every user has reconciled it and nothing moves.
+//
+// A cycle handed over while the org's Salesforce poll of an earlier cycle still runs would read
+// Exchange only (see the scheduler's pollRunning), so that poll is waited out first. The cycles
+// before the hold need not be reconciled: the first cycle measured reads for any of them that
+// did not poll, and is never the idle one.
 //
 // The first cycles after convergence still work: they read the echo of Tandem's last writes and
 // may write (tag linked pairs, for instance). Cycles are measured one at a time until two in a
@@ -34,40 +39,20 @@ func (r *run) idleCycle(ctx context.Context) error {
 			r.progress("resuming the schedule: %v", err)
 		}
 	}()
+	last, err := claimCycle(ctx, st, org)
+	if err != nil {
+		return err
+	}
+	if err := st.CyclePublished(ctx, org, last); err != nil {
+		return err
+	}
 	wrote := true // the cycles before the first one measured may have written
 	for measured, raced := 0, 0; ; {
 		if measured == maxSettleCycles {
 			return fmt.Errorf("%d cycles after convergence, Tandem still writes every cycle", measured)
 		}
-		held, err := claimCycle(ctx, st, org)
-		if err != nil {
-			return err
-		}
-		if err := st.CyclePublished(ctx, org, held); err != nil {
-			return err
-		}
-		wait := time.Now().Add(r.holdWait())
-		if wait.After(deadline) {
-			wait = deadline
-		}
-		if err := r.waitQuiet(ctx, held-1, wait); err != nil {
-			if ctx.Err() != nil || time.Now().After(deadline) {
-				return fmt.Errorf("waiting for the cycles before %d: %w", held, err)
-			}
-			// A cycle before the hold may have read Exchange only, its org's poll of an earlier
-			// cycle still running (see the scheduler's pollRunning): the next cycle's poll reads
-			// for it, and the hold keeps that cycle from starting. Let the schedule run, then
-			// hold it again.
-			r.progress("cycle %d not reconciled yet (%v): the schedule runs again before it is held", held-1, err)
-			if err := st.DueNow(ctx, org); err != nil {
-				return err
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(2 * r.opts.Interval):
-			}
-			continue
+		if err := r.waitPollDone(ctx, deadline); err != nil {
+			return fmt.Errorf("waiting for the org's Salesforce poll before cycle %d: %w", last+1, err)
 		}
 		before := r.calls()
 		cycle, err := claimCycle(ctx, st, org)
@@ -77,13 +62,6 @@ func (r *run) idleCycle(ctx context.Context) error {
 		if err := st.ReleaseCycle(ctx, org, cycle); err != nil {
 			return err
 		}
-		if cycle != held+1 {
-			// The scheduler started a cycle of its own in between: hold and try again.
-			if raced++; raced == 3 {
-				return errors.New("the scheduler kept starting cycles while the schedule was held")
-			}
-			continue
-		}
 		if err := r.waitQuiet(ctx, cycle, deadline); err != nil {
 			return fmt.Errorf("waiting for cycle %d: %w", cycle, err)
 		}
@@ -91,12 +69,15 @@ func (r *run) idleCycle(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if sch.Cycle != cycle {
+		if cycle != last+1 || sch.Cycle != cycle {
+			// The scheduler started a cycle of its own next to the one measured: measure again.
 			if raced++; raced == 3 {
-				return fmt.Errorf("cycle %d started while cycle %d was measured", sch.Cycle, cycle)
+				return errors.New("the scheduler kept starting cycles while the schedule was held")
 			}
+			last, wrote = sch.Cycle, true
 			continue
 		}
+		last = cycle
 		measured++
 		used := r.calls().minus(before)
 		writes := used.writes()
@@ -112,9 +93,31 @@ func (r *run) idleCycle(ctx context.Context) error {
 	}
 }
 
-// holdWait is how long the cycles before a hold may take to be reconciled before the hold is
-// taken for what keeps them from it.
-func (r *run) holdWait() time.Duration { return max(15*time.Second, 5*r.opts.Interval) }
+// waitPollDone waits until the org's Salesforce job is off the bus: no poll queued or running.
+func (r *run) waitPollDone(ctx context.Context, deadline time.Time) error {
+	org, err := r.env.Platform.Store.GetOrg(ctx, r.env.OrgID)
+	if err != nil {
+		return err
+	}
+	subject, err := bus.SalesforceJobSubject(r.env.OrgID, store.WorkerPool(org))
+	if err != nil {
+		return err
+	}
+	for {
+		n, err := r.env.Platform.Bus.Stored(ctx, subject)
+		if err != nil || n == 0 {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d Salesforce jobs still on the bus", n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+}
 
 // maxSettleCycles bounds the cycles measured after convergence while looking for an idle one.
 const maxSettleCycles = 10
