@@ -29,6 +29,9 @@ type Config struct {
 	LeaseTTL time.Duration
 	// PendingTimeout is how long a write may go unanswered before it is planned again.
 	PendingTimeout time.Duration
+	// LedgerLoads bounds the whole ledgers (all of one user's records of a kind) held in memory
+	// at once, which is most of the reconciler's memory; 0 means engine.DefaultLedgerLoads.
+	LedgerLoads int
 }
 
 // RegisterFlags registers the reconciler's flags, the platform's included.
@@ -37,12 +40,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", 64, "messages of each stream handled at once by this replica")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", engine.DefaultLeaseTTL, "time to live of a user's reconcile lease (renewed while work runs)")
 	fs.DurationVar(&c.PendingTimeout, "pending-timeout", 15*time.Minute, "how long a write may go unanswered before it is planned again")
+	fs.IntVar(&c.LedgerLoads, "ledger-loads", 0, "whole ledgers (all of one user's records of a kind) planned at once by this replica, which bounds its memory (0: twice the cores, at least 4)")
 }
 
 // Validate checks the settings.
 func (c *Config) Validate() error {
 	if c.Concurrency < 1 {
 		return errors.New("--concurrency must be at least 1")
+	}
+	if c.LedgerLoads < 0 {
+		return errors.New("--ledger-loads must not be negative")
 	}
 	if c.LeaseTTL < time.Second || c.PendingTimeout <= 0 {
 		return errors.New("--lease-ttl must be at least 1s and --pending-timeout positive")
@@ -62,7 +69,8 @@ func New(cfg Config, p *platform.Platform) (*Reconciler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := engine.New(p.Store, p.Bus, engine.Options{LeaseTTL: cfg.LeaseTTL, PendingTimeout: cfg.PendingTimeout, Logger: p.Logger})
+	s := engine.New(p.Store, p.Bus, engine.Options{LeaseTTL: cfg.LeaseTTL, PendingTimeout: cfg.PendingTimeout,
+		LedgerLoads: cfg.LedgerLoads, Logger: p.Logger})
 	return &Reconciler{cfg: cfg, p: p, syncer: s}, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -58,6 +59,9 @@ type Options struct {
 	BatchBytes int
 	// PendingTimeout overrides how long a write may stay unanswered before it is re-planned.
 	PendingTimeout time.Duration
+	// LedgerLoads bounds the whole ledgers (every record of one user and kind) this Syncer holds
+	// in memory at once; 0 means DefaultLedgerLoads. Handlers that need one more wait.
+	LedgerLoads int
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
 	// Logger logs; nil discards.
@@ -74,6 +78,7 @@ type Syncer struct {
 	log    *slog.Logger
 	locks  *userlock.Locks
 	pools  *pools
+	loads  *semaphore.Weighted
 }
 
 // New returns a Syncer.
@@ -90,12 +95,16 @@ func New(st *store.Store, pub Publisher, opts Options) *Syncer {
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
+	if opts.LedgerLoads <= 0 {
+		opts.LedgerLoads = DefaultLedgerLoads()
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Syncer{st: st, led: ledger.New(st), status: status.New(st), pub: pub, opts: opts, log: log,
-		locks: userlock.New(st, LeaseRole, opts.LeaseTTL), pools: newPools(st, opts.Clock)}
+		locks: userlock.New(st, LeaseRole, opts.LeaseTTL), pools: newPools(st, opts.Clock),
+		loads: newLoads(opts.LedgerLoads)}
 }
 
 func malformed(format string, args ...any) error {
@@ -159,6 +168,8 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 	var out outcome
 	err := s.withLease(ctx, uk, func(ctx context.Context, lease *store.Lease) error {
 		out = outcome{}
+		slot := s.ledgerSlot()
+		defer slot.release()
 		epoch, page, err := s.readPage(ctx, uk, b)
 		if page == nil || err != nil {
 			return err
@@ -174,7 +185,7 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			readAt = b.GetReadAt().AsTime()
 		}
 		s.tracePage(ctx, b)
-		snap, err := s.loadForPage(ctx, uk, b, page)
+		snap, err := s.loadForPage(ctx, slot, uk, b, page)
 		if err != nil {
 			return err
 		}
@@ -192,7 +203,7 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 				return err
 			}
 			// Something may have changed: plan the cycle from the whole ledger.
-			if snap, err = s.led.Load(ctx, uk, b.GetKind()); err != nil {
+			if snap, err = slot.load(ctx, uk, b.GetKind()); err != nil {
 				return err
 			}
 			out = outcome{}
@@ -291,13 +302,13 @@ func (s *Syncer) lostSchedule(ctx context.Context, cycle, current uint64) bool {
 // for a page completing an incremental read of Exchange, the items Tandem wrote that no read
 // has listed yet). A partial snapshot whose page makes a cycle due is planned without loading
 // anything more when the user is quiet (quietCycle), or else loaded whole after all.
-func (s *Syncer) loadForPage(ctx context.Context, uk store.UserKey, b *tandemv1.ChangeBatch, page *ledger.PageRead) (*ledger.Snapshot, error) {
+func (s *Syncer) loadForPage(ctx context.Context, slot *ledgerSlot, uk store.UserKey, b *tandemv1.ChangeBatch, page *ledger.PageRead) (*ledger.Snapshot, error) {
 	cyc := page.Cycle()
 	completes := b.GetError() == nil && cyc.CompletedBy(b.GetSource(), b.GetCycle(), b.GetPage(), b.GetLast(), b.GetPageCount())
 	_, fullRead := cyc.FullStart[ledger.CycleSide(b.GetSource(), b.GetCycle())]
 	fullRead = fullRead || (b.GetFullSnapshot() && b.GetError() == nil)
 	if (completes && fullRead) || readyCycle(cyc) > cyc.Reconciled || cyc.Unsent > 0 {
-		return s.led.Load(ctx, uk, b.GetKind())
+		return slot.load(ctx, uk, b.GetKind())
 	}
 	return page.Snapshot(ctx, completes)
 }

@@ -18,12 +18,14 @@ func (s *Syncer) Plan(ctx context.Context, uk store.UserKey) (*tandemv1.PlanUser
 		return nil, err
 	}
 	resp := &tandemv1.PlanUserSyncResponse{}
+	slot := s.ledgerSlot()
+	defer slot.release()
 	for _, kind := range Kinds {
 		set, err := s.settings(ctx, uk, kind)
 		if err != nil {
 			return nil, err
 		}
-		snap, err := s.led.Load(ctx, uk, kind)
+		snap, err := slot.load(ctx, uk, kind)
 		if err != nil {
 			return nil, err
 		}
@@ -70,8 +72,10 @@ func (s *Syncer) Reset(ctx context.Context, uk store.UserKey, from uint64) error
 		return err
 	}
 	return s.withLeaseWait(ctx, uk, resetLeaseWait, func(ctx context.Context, lease *store.Lease) error {
+		slot := s.ledgerSlot()
+		defer slot.release()
 		for _, kind := range Kinds {
-			snap, err := s.led.Load(ctx, uk, kind)
+			snap, err := slot.load(ctx, uk, kind)
 			if err != nil {
 				return err
 			}
