@@ -38,8 +38,13 @@ type pollCursor struct {
 	// clock when the poll started and the Date of its first answer. A record the poll could not
 	// see yet is stamped after Horizon minus the overlap.
 	Horizon int64 `json:"hz,omitempty"`
-	// Seen are the records read that are stamped at or after Horizon minus the overlap, with a
-	// hash of their content: the next poll reads them again and reports only what differs.
+	// Committed is the org's time before which Salesforce had committed every record when the
+	// poll read (getUpdated's latestDateCovered, asked just before the read; unix ms), or zero
+	// when the poll did not ask: the next poll reads back no further than it.
+	Committed int64 `json:"committed,omitempty"`
+	// Seen are the records read that are stamped at or after where the next poll reads back
+	// from (see readBackFrom), with a hash of their content: the next poll reads them again and
+	// reports only what differs.
 	Seen []seenGroup `json:"seen,omitempty"`
 	// PolledAt is when this poll ran (connector clock, unix ms).
 	PolledAt int64 `json:"at"`

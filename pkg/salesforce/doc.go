@@ -9,8 +9,9 @@
 //     limit) and also reports deletes (IsDeleted = true rows from the recycle bin). Rows are
 //     routed to users by OwnerId. Polls resume exactly after the last (SystemModstamp second,
 //     Id) read, so an idle org's poll returns no row; while a transaction that began before
-//     the last poll may still commit records stamped behind it (the overlap), the same query
-//     reads those seconds back, and only records whose content changed are reported again.
+//     the last poll may still commit records stamped behind it (the overlap, cut short by
+//     getUpdated's word on what is committed), the same query reads those seconds back, and
+//     only records whose content changed are reported again.
 //   - Writes use sObject Collections, 200 records a call, always allOrNone=false, so one bad
 //     record never fails its batch. By default they act as the integration user, setting
 //     OwnerId on creates, so that ApplyMany puts the writes of many reps into the same calls

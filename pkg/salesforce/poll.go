@@ -60,8 +60,9 @@ type EmitFunc func(ctx context.Context, userID string, changes []*tandemv1.Chang
 // An incremental read resumes exactly where the last one stopped — after its watermark's
 // second and the greatest Id read in it — once no transaction can still commit a record stamped
 // before the watermark; until then (see changedSince) it reads back the records stamped within
-// the overlap before the last poll and reports only the ones whose content differs. An idle
-// org's poll thus reads no row at all.
+// the overlap before the last poll, or since Salesforce last said everything was committed if
+// that is later, and reports only the ones whose content differs. An idle org's poll thus reads
+// no row at all.
 //
 // It returns the cursor to store once everything emitted is durably published: the position,
 // the records read within the overlap and the audience it covers. If Poll fails, nothing was
@@ -126,6 +127,23 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 	for _, m := range members {
 		next.Users[m.id] = m.fingerprint
 	}
+	if prev != nil {
+		next.Committed = prev.Committed // still true: what was committed then was read then
+	}
+	if len(incremental) > 0 && prev.readsBack(c.cfg.overlap) {
+		// This poll reads back: ask, before reading, up to when Salesforce has committed
+		// everything, so that the next poll reads back no further than that.
+		committed, err := c.committedBefore(ctx, object, now)
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", fmt.Errorf("poll %s for org %s: %w", object, c.orgID, err)
+			}
+			c.log.WarnContext(ctx, "salesforce getUpdated failed; the next poll reads back the whole overlap",
+				slog.String("object", object), slog.String("error", err.Error()))
+		} else {
+			next.Committed = max(next.Committed, committed.UnixMilli())
+		}
+	}
 	// The incremental read goes first: its snapshot is then older than the full read's, and a
 	// change it missed while the full read ran is stamped after the horizon minus the overlap,
 	// where the next poll reads back.
@@ -156,15 +174,29 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 		horizon = p.served
 	}
 	next.Horizon = horizon.UnixMilli()
-	next.Seen = seenGroups(p.seen, readBackFrom(horizon, c.cfg.overlap).UnixMilli())
+	next.Seen = seenGroups(p.seen, next.readBackFrom(c.cfg.overlap).UnixMilli())
 	return encodeCursor(next)
 }
 
-// readBackFrom is the second from which a poll reads back what the poll at horizon read: a
+// readBackFrom is the second from which the poll after c reads back what c's poll read. A
 // transaction stamps its records when it writes them and commits within the overlap, so a
-// record that poll could not see yet is stamped no earlier.
-func readBackFrom(horizon time.Time, overlap time.Duration) time.Time {
-	return horizon.Add(-overlap).Truncate(time.Second)
+// record that poll could not see yet is stamped no earlier than its horizon minus the overlap;
+// nor earlier than Committed, when the poll asked Salesforce up to when everything had committed.
+func (c *pollCursor) readBackFrom(overlap time.Duration) time.Time {
+	from := time.UnixMilli(c.Horizon).UTC().Add(-overlap).Truncate(time.Second)
+	if committed := time.UnixMilli(c.Committed).UTC().Truncate(time.Second); c.Committed != 0 && committed.After(from) {
+		return committed
+	}
+	return from
+}
+
+// readsBack reports whether the poll after c reads back records stamped before c's
+// watermark (see changedSince).
+func (c *pollCursor) readsBack(overlap time.Duration) bool {
+	if c == nil || c.Watermark == 0 {
+		return false
+	}
+	return !c.readBackFrom(overlap).After(time.UnixMilli(c.Watermark).UTC().Truncate(time.Second))
 }
 
 // member is an audience user prepared for routing.
@@ -293,9 +325,15 @@ type poller struct {
 // the same second, where its (Id, SystemModstamp) stays the same — and page reports only the
 // versions not read before. A separate check of ids and stamps would cost a call on every
 // poll after activity, where folding the read-back into the one query costs none until it
-// fills a page. Once the overlap has passed the watermark, nothing can commit behind it any
-// more and the read resumes exactly after (watermark second, LastID): an idle org's poll
-// returns no row.
+// fills a page.
+//
+// Salesforce can say more than the overlap: a poll that reads back first asks getUpdated up
+// to when everything is committed (its latestDateCovered stays at the start of a transaction
+// still open), and every record stamped before that was visible to the poll. The next poll reads
+// back from there when it is later than the horizon minus the overlap: after a burst of changes
+// the read-back ends within a minute or two (getUpdated counts whole minutes), not the overlap.
+// Once that moment has passed the watermark, nothing can commit behind it any more and the read
+// resumes exactly after (watermark second, LastID): an idle org's poll returns no row.
 //
 // Conditions compare whole seconds only (">= s" and ">= s+1" select the same records whether
 // Salesforce compares milliseconds or not), in the documented literal format.
@@ -304,9 +342,8 @@ func (p *poller) changedSince(prev *pollCursor) string {
 		return ""
 	}
 	mark := time.UnixMilli(prev.Watermark).UTC().Truncate(time.Second)
-	from := readBackFrom(time.UnixMilli(prev.Horizon), p.c.cfg.overlap)
-	if !from.After(mark) {
-		return "SystemModstamp >= " + soqlDateTime(from)
+	if prev.readsBack(p.c.cfg.overlap) {
+		return "SystemModstamp >= " + soqlDateTime(prev.readBackFrom(p.c.cfg.overlap))
 	}
 	if prev.LastID == "" {
 		return "SystemModstamp >= " + soqlDateTime(mark.Add(time.Second))

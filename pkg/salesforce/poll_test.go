@@ -31,9 +31,16 @@ func TestPollCatchesLateCommits(t *testing.T) {
 		{row("003C", t0.Add(-2*time.Minute), ""), row("003A", t0, "VP"), row("003B", t0.Add(time.Second), "")},
 		{row("003C", t0.Add(-2*time.Minute), ""), row("003A", t0, "VP"), row("003B", t0.Add(time.Second), "")},
 	}
+	// The transaction that commits 003C late is open from three minutes before t0: getUpdated
+	// covers no later than that.
+	committed := t0.Add(-3 * time.Minute)
 	var mu sync.Mutex
 	var statements []string
 	f := newFakeOrg(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/sobjects/Contact/updated/") {
+			fmt.Fprintf(w, `{"ids":[],"latestDateCovered":%q}`, committed.Format("2006-01-02T15:04:05.000-0700"))
+			return
+		}
 		mu.Lock()
 		n := len(statements)
 		statements = append(statements, r.URL.Query().Get("q"))
@@ -63,10 +70,14 @@ func TestPollCatchesLateCommits(t *testing.T) {
 	if !slices.EqualFunc(got, want, slices.Equal[[]string]) {
 		t.Errorf("emitted %v, want %v", got, want)
 	}
-	// The horizon is the connector's clock (the fake answers with a later Date): every poll
-	// reads back from it minus the overlap.
-	wantSince := soqlDateTime(t0.Add(-DefaultOverlap))
+	// The horizon is the connector's clock (the fake answers with a later Date): the second
+	// poll reads back from it minus the overlap. The polls after it read back from where
+	// getUpdated said everything had committed, asked by the poll before them.
 	for i, q := range statements[1:] {
+		wantSince := soqlDateTime(committed)
+		if i == 0 {
+			wantSince = soqlDateTime(t0.Add(-DefaultOverlap))
+		}
 		if !strings.Contains(q, "WHERE SystemModstamp >= "+wantSince+" AND OwnerId") {
 			t.Errorf("poll %d read from the wrong point: %s", i+1, q)
 		}

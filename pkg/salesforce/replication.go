@@ -93,3 +93,22 @@ func (c *Connector) deletesComplete(ctx context.Context, object string, start, e
 	// at 10:04:59, so it is only certainly before start when a whole minute earlier.
 	return r.EarliestDateAvailable.IsZero() || !r.EarliestDateAvailable.Add(time.Minute).After(start), nil
 }
+
+// committedBefore asks getUpdated up to when Salesforce has committed every change of object: a
+// record stamped before the answer's latestDateCovered was committed when Salesforce answered,
+// since an open transaction holds latestDateCovered at its start. The window is the minute
+// before now (Salesforce cuts start and end to the minute), which keeps the answer's list of
+// ids short. One API call.
+func (c *Connector) committedBefore(ctx context.Context, object string, now time.Time) (time.Time, error) {
+	q := url.Values{"start": {now.Add(-time.Minute).UTC().Format(time.RFC3339)}, "end": {now.UTC().Format(time.RFC3339)}}
+	resp, err := c.do(ctx, request{op: "getUpdated", method: http.MethodGet, path: "sobjects/" + object + "/updated/",
+		query: q, subject: c.auth.integrationSubject(), idempotent: true})
+	if err != nil {
+		return time.Time{}, err
+	}
+	r, err := ParseReplicationResult(resp.body)
+	if err != nil {
+		return time.Time{}, syncerr.Wrap(syncerr.SalesforceMalformedResponse, fmt.Errorf("getUpdated: %w", err))
+	}
+	return r.LatestDateCovered, nil
+}

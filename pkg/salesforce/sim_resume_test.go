@@ -19,19 +19,25 @@ func TestSimIdlePollReadsNoRow(t *testing.T) {
 	env.clock.Advance(time.Second)
 	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
 
-	// Cycles within the overlap of the last change — and the first one after it, since the
-	// poll before it ran within the overlap — read the recent records back, to catch late
-	// commits, and report none of them again.
-	for i, gap := range []time.Duration{time.Minute, DefaultOverlap} {
-		env.clock.Advance(gap)
+	// The poll within the overlap of the last change reads the recent records back, to catch
+	// late commits, and reports none of them again. Having changes within the overlap, it
+	// first asks getUpdated up to when everything is committed: all of them, so the next poll
+	// reads nothing back.
+	for i, step := range []struct {
+		gap                   time.Duration
+		queryMore, getUpdated int64
+	}{{time.Minute, 1, 1}, {time.Minute, 0, 0}} {
+		env.clock.Advance(step.gap)
 		env.sim.ResetCounts()
 		var r *pollResult
 		r, cursor = env.poll(contactKind, env.audience(userRecords), cursor)
 		if n := countChanges(r); n != 0 {
 			t.Errorf("read-back %d reported %d changes", i, n)
 		}
-		if qa, more := env.count(sfsim.EndpointQueryAll), env.count(sfsim.EndpointQueryMore); qa != 1 || more != 1 {
-			t.Errorf("read-back %d of 3,000 records: %d queryAll and %d queryMore, want 1 and 1", i, qa, more)
+		qa, more, updated := env.count(sfsim.EndpointQueryAll), env.count(sfsim.EndpointQueryMore), env.count(sfsim.EndpointUpdated)
+		if qa != 1 || more != step.queryMore || updated != step.getUpdated {
+			t.Errorf("poll %d after 3,000 records: %d queryAll, %d queryMore and %d getUpdated, want 1, %d and %d",
+				i, qa, more, updated, step.queryMore, step.getUpdated)
 		}
 	}
 
@@ -302,5 +308,59 @@ func TestSimHorizonFollowsTheOrgsClock(t *testing.T) {
 	state, _ := decodeCursor(cursor, contactKind)
 	if got, want := time.UnixMilli(state.Horizon), env.clock.Now().Truncate(time.Second); !got.Equal(want) {
 		t.Errorf("horizon %v, want the org's clock %v", got, want)
+	}
+}
+
+// TestSimReadBackWaitsForAnOpenTransaction: a poll that reads back asks getUpdated how far
+// everything is committed, and the next poll reads back from there. A transaction open since
+// before that poll holds the answer at its start, so a record it stamped earlier than the poll
+// and commits after is still read back and reported, although the whole minutes getUpdated
+// counts, and even the poll itself, are past it.
+func TestSimReadBackWaitsForAnOpenTransaction(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1})
+	env.seed(3)
+	uid := env.users[0].UserId
+	env.clock.Advance(time.Second)
+	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
+
+	// The transaction begins 5 s into a minute and stamps Late then; a quick edit 5 s later is
+	// what the next poll reads, so Late commits behind that poll's watermark.
+	now := env.clock.Now()
+	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 5*time.Second).Sub(now))
+	tx := env.sim.Begin()
+	late, err := tx.Insert("Contact", map[string]any{"LastName": "Late"}, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.clock.Advance(5 * time.Second)
+	quick, err := env.sim.Insert("Contact", map[string]any{"LastName": "Quick"}, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.clock.Advance(80 * time.Second) // into the next minute, which getUpdated would count
+	env.sim.ResetCounts()
+	r, cursor := env.poll(contactKind, env.audience(userRecords), cursor)
+	if got := ids(r.changes[uid], upsert); !slices.Equal(got, []string{quick}) || env.count(sfsim.EndpointUpdated) != 1 {
+		t.Fatalf("poll while the transaction is open: %v, %d getUpdated; want [%s] and 1", got, env.count(sfsim.EndpointUpdated), quick)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	env.clock.Advance(10 * time.Second)
+	r, cursor = env.poll(contactKind, env.audience(userRecords), cursor)
+	if got := ids(r.changes[uid], upsert); !slices.Equal(got, []string{late}) {
+		t.Fatalf("after the commit: %v, want [%s]", got, late)
+	}
+	// Everything is committed now: the poll after next reads nothing back.
+	env.clock.Advance(time.Minute)
+	r, cursor = env.poll(contactKind, env.audience(userRecords), cursor)
+	if n := countChanges(r); n != 0 {
+		t.Errorf("reported again: %d changes", n)
+	}
+	env.clock.Advance(time.Minute)
+	env.sim.ResetCounts()
+	r, _ = env.poll(contactKind, env.audience(userRecords), cursor)
+	if n := countChanges(r); n != 0 || env.apiCalls() != 1 || env.count(sfsim.EndpointQueryMore) != 0 {
+		t.Errorf("poll after the read-back: %d changes, %d calls (%v), want none and 1", n, env.apiCalls(), env.sim.Counts())
 	}
 }

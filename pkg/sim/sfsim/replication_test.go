@@ -123,3 +123,37 @@ func TestGetUpdatedAndDeleted(t *testing.T) {
 		}
 	})
 }
+
+// TestGetUpdatedCoversUntilTheOpenTransaction: while a long transaction is open, getUpdated's
+// latestDateCovered stays at the transaction's start, since what the transaction writes
+// commits later with stamps from then on; once it ends, the answer covers up to its end again.
+func TestGetUpdatedCoversUntilTheOpenTransaction(t *testing.T) {
+	e := newEnv(t)
+	c := e.login()
+	t0 := e.clock.Now() // 10:30:00
+	e.clock.Advance(2*time.Minute + 10*time.Second)
+	tx := e.sim.Begin() // 10:32:10
+	late, err := tx.Insert("Contact", map[string]any{"LastName": "Late"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(5 * time.Minute) // 10:37:10
+	var res updatedResult
+	c.json(http.MethodGet, "sobjects/Contact/updated/"+window(t0, e.clock.Now()), nil, http.StatusOK, &res)
+	if len(res.IDs) != 0 || res.LatestDateCovered != "2024-05-16T10:32:10.000+0000" {
+		t.Errorf("while the transaction is open: %+v, want no id and the transaction's start", res)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	c.json(http.MethodGet, "sobjects/Contact/updated/"+window(t0, e.clock.Now()), nil, http.StatusOK, &res)
+	if !slices.Equal(res.IDs, []string{late}) || res.LatestDateCovered != "2024-05-16T10:37:00.000+0000" {
+		t.Errorf("after the commit: %+v, want %s and the end of the window", res, late)
+	}
+	tx = e.sim.Begin()
+	tx.Rollback()
+	c.json(http.MethodGet, "sobjects/Contact/updated/"+window(t0, e.clock.Now()), nil, http.StatusOK, &res)
+	if res.LatestDateCovered != "2024-05-16T10:37:00.000+0000" {
+		t.Errorf("after a rollback: latestDateCovered %s, want the end of the window", res.LatestDateCovered)
+	}
+}

@@ -291,6 +291,7 @@ func (s *Server) serveUpdated(c *call) {
 			return true
 		})
 	}
+	covered := s.coveredUntil(end)
 	s.mu.RUnlock()
 	if o == nil {
 		writeError(c.w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
@@ -302,7 +303,7 @@ func (s *Server) serveUpdated(c *call) {
 	}
 	res := &jsonObject{}
 	res.add("ids", append([]string{}, ids...))
-	res.add("latestDateCovered", formatTime(end))
+	res.add("latestDateCovered", formatTime(covered))
 	writeJSON(c.w, http.StatusOK, res)
 }
 

@@ -197,7 +197,10 @@ type Server struct {
 	meter   meter
 	// held are the records that open Transactions have written, with how many hold each: API
 	// writes to them fail with UNABLE_TO_LOCK_ROW until the transaction ends. Guarded by mu.
-	held   map[string]int
+	held map[string]int
+	// open are the Transactions not yet ended, with when each began: getUpdated covers no
+	// later than the earliest of them. Guarded by mu.
+	open   map[*Transaction]time.Time
 	pubsub pubsubState
 }
 
@@ -248,6 +251,7 @@ func New(cfg Config) *Server {
 	s.st.wholeSeconds = cfg.WholeSecondStamps
 	s.st.privateSharing = cfg.PrivateSharing
 	s.held = map[string]int{}
+	s.open = map[*Transaction]time.Time{}
 	s.pubsub.init(cfg.PubSub)
 	s.st.changes = s.pubsub.log
 	s.auth.init()

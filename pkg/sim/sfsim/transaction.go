@@ -2,6 +2,7 @@ package sfsim
 
 import (
 	"errors"
+	"time"
 )
 
 // ErrTransactionEnded is returned by a Transaction's methods after Commit or Rollback.
@@ -28,7 +29,10 @@ type Transaction struct {
 func (s *Server) Begin() *Transaction {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return &Transaction{s: s, t: s.st.begin(s.now(), nil), holds: map[string]bool{}}
+	now := s.now()
+	x := &Transaction{s: s, t: s.st.begin(now, nil), holds: map[string]bool{}}
+	s.open[x] = now
+	return x
 }
 
 // Insert creates a record inside the transaction, as the user asUserID (the administrator when
@@ -106,11 +110,24 @@ func (x *Transaction) holdWritten() {
 // end releases the transaction's locks; callers hold s.mu.
 func (x *Transaction) end() {
 	x.ended = true
+	delete(x.s.open, x)
 	for id := range x.holds {
 		if x.s.held[id]--; x.s.held[id] <= 0 {
 			delete(x.s.held, id)
 		}
 	}
+}
+
+// coveredUntil is what getUpdated reports as latestDateCovered for a request ending at end: end,
+// or the start of the earliest transaction still open if that is earlier, since what it writes
+// commits later with stamps from then on. Callers hold s.mu.
+func (s *Server) coveredUntil(end time.Time) time.Time {
+	for _, began := range s.open {
+		if began.Before(end) {
+			end = began
+		}
+	}
+	return end
 }
 
 // locked reports whether an API write may not lock a record: an open Transaction holds it, or
