@@ -299,10 +299,11 @@ func TestSalesforceSimulator(t *testing.T) {
 }
 
 // TestSalesforceSimulatorIdleCycles runs the org's cycles after a bulk load through the worker,
-// its cursor stored in Redis between them: the cycles within the overlap read the recent
-// records back (for transactions that commit late) and report none again; after that, an idle
-// cycle is one queryAll that returns no row, where reading back a fixed window before the
-// watermark cost a page per 2,000 records, every cycle.
+// its cursor stored in Redis between them: the first cycle after it reads the recent records
+// back (for transactions that commit late), reports none again, and asks getUpdated how far
+// everything is committed, which is past them all; after that, an idle cycle is one queryAll
+// that returns no row, where reading back a fixed window before the watermark cost a page per
+// 2,000 records, every cycle.
 func TestSalesforceSimulatorIdleCycles(t *testing.T) {
 	se := newSFSimEnv(t, true)
 	if _, err := se.sim.SeedContacts(se.rep2, 2100, 2); err != nil {
@@ -337,9 +338,10 @@ func TestSalesforceSimulatorIdleCycles(t *testing.T) {
 			}
 		}
 		counts := se.sim.Counts()
-		want := map[string]int64{sfsim.EndpointQueryAll: 1, sfsim.EndpointQueryMore: 1} // reading back 2,105 records
-		if i >= 2 {
-			want = map[string]int64{sfsim.EndpointQueryAll: 1} // idle
+		// Reading back 2,105 records first, then idle.
+		want := map[string]int64{sfsim.EndpointQueryAll: 1, sfsim.EndpointQueryMore: 1, sfsim.EndpointUpdated: 1}
+		if i >= 1 {
+			want = map[string]int64{sfsim.EndpointQueryAll: 1}
 		}
 		if !maps.Equal(counts, want) {
 			t.Errorf("cycle %d called %v, want %v", cycle, counts, want)
