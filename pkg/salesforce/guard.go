@@ -1,9 +1,11 @@
 package salesforce
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"unicode/utf8"
 )
 
@@ -86,4 +88,21 @@ func decodeJSON(data []byte, v any) error {
 		return err
 	}
 	return json.Unmarshal(data, v)
+}
+
+// decodeJSONNumbers is decodeJSON keeping numbers as json.Number, so that ids and amounts keep
+// their exact text. Like json.Unmarshal, it refuses anything after the value.
+func decodeJSONNumbers(data []byte, v any) error {
+	if err := checkJSON(data); err != nil {
+		return err
+	}
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("invalid JSON: data after the top-level value")
+	}
+	return nil
 }

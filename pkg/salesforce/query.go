@@ -1,7 +1,6 @@
 package salesforce
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,15 +35,16 @@ type QueryResult struct {
 type SObject map[string]any
 
 // ParseQueryResult reads a query or queryMore answer. Numbers stay json.Number so ids and
-// amounts keep their exact text.
+// amounts keep their exact text. The answer is decoded in one pass: a page is 2,000 rows, and
+// a poll reads every row, read-back rows included.
 func ParseQueryResult(body []byte) (*QueryResult, error) {
 	var wire struct {
-		TotalSize      *int              `json:"totalSize"`
-		Done           *bool             `json:"done"`
-		NextRecordsURL string            `json:"nextRecordsUrl"`
-		Records        []json.RawMessage `json:"records"`
+		TotalSize      *int             `json:"totalSize"`
+		Done           *bool            `json:"done"`
+		NextRecordsURL string           `json:"nextRecordsUrl"`
+		Records        []map[string]any `json:"records"`
 	}
-	if err := decodeJSON(body, &wire); err != nil {
+	if err := decodeJSONNumbers(body, &wire); err != nil {
 		return nil, fmt.Errorf("decode query result: %w", err)
 	}
 	if wire.Done == nil || wire.TotalSize == nil {
@@ -55,21 +55,18 @@ func ParseQueryResult(body []byte) (*QueryResult, error) {
 		return nil, fmt.Errorf("query result not done but nextRecordsUrl is %q", r.NextRecordsURL)
 	}
 	r.Records = make([]SObject, 0, len(wire.Records))
-	for i, raw := range wire.Records {
-		rec, err := decodeSObject(raw)
-		if err != nil {
-			return nil, fmt.Errorf("query result record %d: %w", i, err)
+	for i, rec := range wire.Records {
+		if rec == nil {
+			return nil, fmt.Errorf("query result record %d: record is null", i)
 		}
-		r.Records = append(r.Records, rec)
+		r.Records = append(r.Records, normalize(rec).(SObject))
 	}
 	return r, nil
 }
 
 func decodeSObject(raw []byte) (SObject, error) {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
 	var rec map[string]any
-	if err := d.Decode(&rec); err != nil {
+	if err := decodeJSONNumbers(raw, &rec); err != nil {
 		return nil, err
 	}
 	if rec == nil {
