@@ -52,6 +52,9 @@ type Server struct {
 	watchSlots     chan struct{}
 	watchesStopped chan struct{}
 	stopWatches    sync.Once
+	// tokenWatches counts the open watches of each API token (see maxWatchesPerToken).
+	tokenWatchesMu sync.Mutex
+	tokenWatches   map[string]int
 }
 
 // Option configures a Server.
@@ -69,7 +72,7 @@ func New(st *store.Store, sy *engine.Syncer, checker Checker, log *slog.Logger, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{st: st, status: tstatus.New(st), syncer: sy, checker: checker, log: log, now: time.Now,
-		watchSlots: make(chan struct{}, maxWatches), watchesStopped: make(chan struct{})}
+		watchSlots: make(chan struct{}, maxWatches), watchesStopped: make(chan struct{}), tokenWatches: map[string]int{}}
 	s.tokens = access.NewTokens(st, func() time.Time { return s.now() })
 	for _, opt := range opts {
 		opt(s)

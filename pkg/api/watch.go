@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tandem-sync/tandem/pkg/access"
 	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -59,14 +60,45 @@ const (
 // connections from the engine itself.
 const maxWatches = 500
 
-// watchConfig are a watch's timings and the slots it takes one of; tests shorten them.
+// maxWatchesPerToken bounds the watches one API token keeps open at once, so that one caller
+// (a dashboard opening a watch per user and never closing them) cannot take every slot of
+// maxWatches from the others.
+const maxWatchesPerToken = 50
+
+// watchConfig are a watch's timings, the slots it takes one of and how many one token may
+// take; tests shorten them.
 type watchConfig struct {
 	gap, fallback time.Duration
 	slots         chan struct{}
+	perToken      int
 }
 
 func (s *Server) defaultWatch() watchConfig {
-	return watchConfig{gap: watchGap, fallback: watchFallback, slots: s.watchSlots}
+	return watchConfig{gap: watchGap, fallback: watchFallback, slots: s.watchSlots, perToken: maxWatchesPerToken}
+}
+
+// takeTokenWatch counts a watch against the caller's token, refusing it with
+// RESOURCE_EXHAUSTED when the token has cfg.perToken open already; release gives it back. A
+// call without a caller (outside the Guard) is not counted.
+func (s *Server) takeTokenWatch(ctx context.Context, cfg watchConfig) (release func(), err error) {
+	caller := access.CallerFrom(ctx)
+	if caller == nil || cfg.perToken <= 0 {
+		return func() {}, nil
+	}
+	s.tokenWatchesMu.Lock()
+	defer s.tokenWatchesMu.Unlock()
+	if s.tokenWatches[caller.TokenID] >= cfg.perToken {
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"token %q has %d watches open, as many as one token may: close one, or watch the whole org with WatchOrgStatus", caller.Name, cfg.perToken)
+	}
+	s.tokenWatches[caller.TokenID]++
+	return func() {
+		s.tokenWatchesMu.Lock()
+		defer s.tokenWatchesMu.Unlock()
+		if s.tokenWatches[caller.TokenID]--; s.tokenWatches[caller.TokenID] <= 0 {
+			delete(s.tokenWatches, caller.TokenID)
+		}
+	}, nil
 }
 
 // StopWatches ends every open watch, and refuses new ones, with UNAVAILABLE: a stopping server
@@ -212,6 +244,11 @@ func (s *Server) watch(ctx context.Context, cfg watchConfig, orgID string, read 
 		return status.Error(codes.Unavailable, "the server is stopping: watch again")
 	default:
 	}
+	release, err := s.takeTokenWatch(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer release()
 	select {
 	case cfg.slots <- struct{}{}:
 		defer func() { <-cfg.slots }()

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tandem-sync/tandem/pkg/access"
 	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	tstatus "github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
@@ -119,6 +121,48 @@ func TestWatchesAreBounded(t *testing.T) {
 		t.Fatalf("a cancelled watch ended with %v", first.err)
 	}
 	startUserWatch(t, s, cfg).next(t)
+}
+
+// TestWatchesArePerTokenBounded: one token may keep cfg.perToken watches open; another token
+// is not held back by it, and a watch that ends gives the token's slot back.
+func TestWatchesArePerTokenBounded(t *testing.T) {
+	s, _ := newWatchServer(t)
+	cfg := watchConfig{gap: watchGap, fallback: time.Hour, slots: make(chan struct{}, 10), perToken: 1}
+	watchAs := func(tokenID string) *userWatch {
+		ctx, cancel := context.WithCancel(access.WithCaller(t.Context(), &access.Caller{TokenID: tokenID, Name: "dashboard-" + tokenID}))
+		w := &userWatch{stream: &sentStream[tandemv1.WatchUserStatusResponse]{ctx: ctx, sent: make(chan *tandemv1.WatchUserStatusResponse, 100)},
+			cancel: cancel, done: make(chan struct{})}
+		go func() {
+			defer close(w.done)
+			w.err = s.watchUserStatus(&tandemv1.WatchUserStatusRequest{OrgId: watchOrg, UserId: watchUser}, w.stream, cfg)
+		}()
+		t.Cleanup(func() {
+			cancel()
+			<-w.done
+		})
+		return w
+	}
+	first := watchAs("a")
+	first.next(t)
+
+	second := watchAs("a")
+	select {
+	case <-second.done:
+		if status.Code(second.err) != codes.ResourceExhausted || !strings.Contains(second.err.Error(), "dashboard-a") {
+			t.Fatalf("a token's second watch: %v, want ResourceExhausted naming the token", second.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a token's second watch was not refused")
+	}
+
+	watchAs("b").next(t)
+
+	first.cancel()
+	<-first.done
+	if status.Code(first.err) != codes.Canceled {
+		t.Fatalf("a cancelled watch ended with %v", first.err)
+	}
+	watchAs("a").next(t)
 }
 
 // TestWatchReadsAgainOnItsFallback: what is written without an announcement (here the user
