@@ -44,22 +44,30 @@ end
 return {cycle, due_by}
 `)
 
+// appendDueByLua defines append_due_by(key, traceparent, max): it adds the call's traceparent
+// (none when empty) to the schedule's due_by, once, as the latest, keeping the last max.
+const appendDueByLua = `
+local function append_due_by(key, tp, max)
+  if tp == '' then
+    return
+  end
+  local kept = {}
+  for t in string.gmatch(redis.call('HGET', key, 'due_by') or '', '%S+') do
+    if t ~= tp then
+      kept[#kept + 1] = t
+    end
+  end
+  kept[#kept + 1] = tp
+  redis.call('HSET', key, 'due_by', table.concat(kept, ' ', math.max(1, #kept - tonumber(max) + 1)))
+end
+`
+
 // dueNowScript: KEYS = schedule; ARGV = the caller's W3C traceparent ("" for none), the most
 // kept. Makes the next cycle due and adds the traceparent to due_by, newest last, dropping the
 // oldest beyond the most kept.
-var dueNowScript = redis.NewScript(`
+var dueNowScript = redis.NewScript(appendDueByLua + `
 redis.call('HSET', KEYS[1], 'next_at', '0')
-if ARGV[1] == '' then
-  return 0
-end
-local kept = {}
-for tp in string.gmatch(redis.call('HGET', KEYS[1], 'due_by') or '', '%S+') do
-  if tp ~= ARGV[1] then
-    kept[#kept + 1] = tp
-  end
-end
-kept[#kept + 1] = ARGV[1]
-redis.call('HSET', KEYS[1], 'due_by', table.concat(kept, ' ', math.max(1, #kept - tonumber(ARGV[2]) + 1)))
+append_due_by(KEYS[1], ARGV[1], ARGV[2])
 return 0
 `)
 

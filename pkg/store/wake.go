@@ -30,11 +30,15 @@ const DefaultWakeGap = 500 * time.Millisecond
 // the org due).
 const WakeChannel = keyPrefix + "{" + globalTag + "}:wake"
 
-// wakeScript: KEYS = schedule; ARGV = now ms, gap ms. Sets next_at to max(now, started_at +
-// gap) unless it is already due by then (an org without next_at is due), and replies when the
-// org's next cycle is due.
-var wakeScript = redis.NewScript(`
+// wakeScript: KEYS = schedule; ARGV = now ms, gap ms, traceparent, max due_by. Sets next_at to
+// max(now, started_at + gap) unless it is already due by then (an org without next_at is due),
+// keeps the caller's traceparent in due_by (an org that never had a cycle keeps none), and
+// replies when the org's next cycle is due.
+var wakeScript = redis.NewScript(appendDueByLua + `
 local now = tonumber(ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  append_due_by(KEYS[1], ARGV[3], ARGV[4])
+end
 local due = math.max(now, tonumber(redis.call('HGET', KEYS[1], 'started_at') or '0') + tonumber(ARGV[2]))
 local next_at = tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0')
 if next_at <= due then
@@ -51,7 +55,8 @@ func (s *Store) Wake(ctx context.Context, orgID string) (time.Time, error) {
 }
 
 // WakeAfter makes the org's next cycle due at max(now, the last cycle's start + gap), unless it
-// is due sooner already, and announces it on WakeChannel. It returns when the next cycle is
+// is due sooner already, and announces it on WakeChannel. Called under a span, the cycle it makes
+// due links to it, as DueNow's does. It returns when the next cycle is
 // due. An org that never had a cycle is due anyway; its schedule is left alone. A failed
 // announcement is returned as an error although the org is woken: the scheduler's tick still
 // finds it.
@@ -63,7 +68,7 @@ func (s *Store) WakeAfter(ctx context.Context, orgID string, gap time.Duration) 
 	if gap < 0 {
 		return time.Time{}, fmt.Errorf("wake org %s: negative gap %s", orgID, gap)
 	}
-	dueMS, err := wakeScript.Run(ctx, s.rdb, []string{key}, s.now().UnixMilli(), gap.Milliseconds()).Int64()
+	dueMS, err := wakeScript.Run(ctx, s.rdb, []string{key}, s.now().UnixMilli(), gap.Milliseconds(), traceparent(ctx), maxDueBy).Int64()
 	if err != nil {
 		return time.Time{}, fmt.Errorf("wake org %s: %w", orgID, err)
 	}

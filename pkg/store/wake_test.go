@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 func TestWake(t *testing.T) {
@@ -110,4 +111,36 @@ func TestWakeSignalsEndWithContext(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the channel stayed open after its context ended")
 	}
+}
+
+// TestWakeLinksTheCycle: the span a wake is made under (a mailbox notification's, a CDC
+// event's) comes back with the cycle the wake made due, as DueNow's does.
+func TestWakeLinksTheCycle(t *testing.T) {
+	onBoth(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := t.Context()
+		t0 := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+		st := newTestStore(t, rdb)
+		st.now = func() time.Time { return t0 }
+		const org = "00Dorg"
+		if _, ok, err := st.ClaimCycle(ctx, org, t0, t0.Add(5*time.Minute)); err != nil || !ok {
+			t.Fatalf("claim: %v %v", ok, err)
+		}
+		if err := st.CyclePublished(ctx, org, 1); err != nil {
+			t.Fatal(err)
+		}
+		ctxA, a := spanCtx(ctx, 0xa, 1, true)
+		ctxB, b := spanCtx(ctx, 0xb, 2, true)
+		for _, c := range []context.Context{ctxA, ctx, ctxB} {
+			if _, err := st.Wake(c, org); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sch, ok, err := st.ClaimNextCycle(ctx, org, t0.Add(time.Second), t0.Add(time.Hour))
+		if err != nil || !ok {
+			t.Fatalf("claim the woken cycle: %v %v", ok, err)
+		}
+		if !sameSpans(sch.DueBy, []trace.SpanContext{a, b}) {
+			t.Fatalf("due by %v, want %v then %v", sch.DueBy, a, b)
+		}
+	})
 }

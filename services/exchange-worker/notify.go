@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tandem-sync/tandem/pkg/ews"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
@@ -112,7 +115,7 @@ func (w *Worker) notifyComponents() []lifecycle.Component {
 	if !w.cfg.Notify.Enabled {
 		return nil
 	}
-	n := newNotifier(w.cfg.Notify, store.PoolOrDefault(w.cfg.Pool), w.st, w.conns, w.log)
+	n := newNotifier(w.cfg.Notify, store.PoolOrDefault(w.cfg.Pool), w.st, w.conns, w.log, w.p.Telemetry.TracerProvider)
 	return []lifecycle.Component{{Name: "exchange-notify", Run: n.Run}}
 }
 
@@ -132,6 +135,7 @@ type notifier struct {
 	status *status.Store
 	conns  *store.OrgCache[exchange.Connector]
 	log    *slog.Logger
+	tracer trace.Tracer
 	// watchConfig adjusts each org's watcher (tests shorten its back-off).
 	watchConfig func(*ews.WatchConfig)
 
@@ -170,10 +174,11 @@ type orgWatch struct {
 	done     chan struct{}
 }
 
-func newNotifier(cfg NotifyConfig, pool string, st *store.Store, conns *store.OrgCache[exchange.Connector], logger *slog.Logger) *notifier {
+func newNotifier(cfg NotifyConfig, pool string, st *store.Store, conns *store.OrgCache[exchange.Connector], logger *slog.Logger, tp trace.TracerProvider) *notifier {
 	return &notifier{
 		cfg: cfg.withDefaults(), pool: pool, st: st, status: status.New(st), conns: conns, log: logger.With(slog.String("part", "notify")),
-		dirty: map[string]bool{}, signal: make(chan struct{}, 1), want: map[string]orgWant{}, orgs: map[string]*orgWatch{},
+		tracer: tp.Tracer("github.com/tandem-sync/tandem/services/exchange-worker"),
+		dirty:  map[string]bool{}, signal: make(chan struct{}, 1), want: map[string]orgWant{}, orgs: map[string]*orgWatch{},
 	}
 }
 
@@ -453,7 +458,11 @@ func (n *notifier) wakeLoop(ctx context.Context) {
 		n.dirty = map[string]bool{}
 		n.mu.Unlock()
 		for org := range orgs {
-			due, err := n.st.WakeAfter(ctx, org, n.cfg.MinGap)
+			// The cycle the wake makes due links to this span (store.WakeAfter): a trace leads
+			// from the mailbox change to the cycle that syncs it.
+			wctx, span := n.tracer.Start(ctx, "exchange-worker.wake", trace.WithAttributes(attribute.String("tandem.org_id", org)))
+			due, err := n.st.WakeAfter(wctx, org, n.cfg.MinGap)
+			span.End()
 			if err != nil {
 				if ctx.Err() == nil {
 					n.log.WarnContext(ctx, "cannot wake the org; its cycle runs at the poll interval", slog.String(telemetry.KeyOrg, org), slog.Any("error", err))

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/devkit/poll"
@@ -25,6 +28,8 @@ import (
 type notifyEnv struct {
 	*env
 	sim *ewssim.Server
+	// tp is the tracer provider replicas started from now on use; nil for the platform's.
+	tp trace.TracerProvider
 	// notifyReplica is the first replica's notifier.
 	*notifyReplica
 }
@@ -67,7 +72,11 @@ func (ne *notifyEnv) replicaOf(t *testing.T, pool string, adjust func(*NotifyCon
 	if adjust != nil {
 		adjust(&cfg)
 	}
-	r := &notifyReplica{n: newNotifier(cfg, pool, ne.st, ne.w.conns, ne.p.Logger)}
+	tp := ne.tp
+	if tp == nil {
+		tp = ne.p.Telemetry.TracerProvider
+	}
+	r := &notifyReplica{n: newNotifier(cfg, pool, ne.st, ne.w.conns, ne.p.Logger, tp)}
 	r.n.watchConfig = func(c *ews.WatchConfig) {
 		c.Backoff = retry.Policy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}
 	}
@@ -229,6 +238,43 @@ func TestNotifierWakesTheOrg(t *testing.T) {
 		}
 		poll.Until(t, "the notifier's goroutines ended", func() bool { return notifyGoroutines() <= base })
 	})
+}
+
+// TestNotifierWakeLinksTheCycle: the wake a mailbox change causes is made under a span, which
+// the cycle it makes due links to, so that a trace leads from the change to the cycle.
+func TestNotifierWakeLinksTheCycle(t *testing.T) {
+	ne := newNotifyOrg(t)
+	rec := tracetest.NewSpanRecorder()
+	ne.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	ne.notifyReplica = ne.replica(t, nil)
+	ne.quiet(t)
+	ne.subscribed(t)
+	items := ne.sim.Items(rep1Mailbox, ewssim.SyncFolderName)
+	if err := ne.sim.UpdateItem(rep1Mailbox, items[0].ItemID, func(it *ewssim.Item) { it.Contact.JobTitle = "CTO" }); err != nil {
+		t.Fatal(err)
+	}
+	ne.woken(t, 5*time.Second, "the org woken by a contact edit")
+	var wakes []trace.SpanContext
+	poll.Until(t, "the wake's span ended", func() bool {
+		wakes = wakes[:0]
+		for _, sp := range rec.Ended() {
+			if sp.Name() == "exchange-worker.wake" {
+				wakes = append(wakes, sp.SpanContext())
+			}
+		}
+		return len(wakes) > 0
+	})
+	now := time.Now()
+	sch, ok, err := ne.st.ClaimNextCycle(t.Context(), testOrg, now, now.Add(time.Hour))
+	if err != nil || !ok {
+		t.Fatalf("claim the woken cycle: %v %v", ok, err)
+	}
+	for _, sc := range sch.DueBy {
+		if sc.TraceID() == wakes[0].TraceID() && sc.SpanID() == wakes[0].SpanID() {
+			return
+		}
+	}
+	t.Fatalf("the woken cycle is due by %v, not by the wake's span %v", sch.DueBy, wakes[0])
 }
 
 // TestNotifierResubscribes: subscriptions the simulator drops (a restarted mailbox server) are

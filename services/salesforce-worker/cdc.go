@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/salesforce"
@@ -106,11 +109,12 @@ type cdcKey struct {
 
 // cdc runs the subscriptions of the orgs whose watch lease this replica holds.
 type cdc struct {
-	w    *Worker
-	cfg  CDCConfig
-	wake waker
-	log  *slog.Logger
-	opts []salesforce.PubSubOption
+	w      *Worker
+	cfg    CDCConfig
+	wake   waker
+	log    *slog.Logger
+	tracer trace.Tracer
+	opts   []salesforce.PubSubOption
 
 	// want is, per org, the kinds the last read found synced, each with its syncing users, read
 	// at readAt; orgs are the orgs this replica subscribes for, under their watch leases. They
@@ -177,7 +181,8 @@ func (w *Worker) newCDC() *cdc {
 		cfg.LeaseTTL = store.DefaultWatchLeaseTTL
 	}
 	c := &cdc{w: w, cfg: cfg, wake: w.st, log: w.log.With(slog.String("part", "cdc")),
-		want: map[string]map[tandemv1.RecordKind]map[string]bool{}, orgs: map[string]*cdcOrg{}, clients: map[string]*cdcClient{}}
+		tracer: w.p.Telemetry.TracerProvider.Tracer("github.com/tandem-sync/tandem/services/salesforce-worker"),
+		want:   map[string]map[tandemv1.RecordKind]map[string]bool{}, orgs: map[string]*cdcOrg{}, clients: map[string]*cdcClient{}}
 	if cfg.Plaintext {
 		c.opts = append(c.opts, salesforce.PubSubPlaintext())
 	}
@@ -548,7 +553,13 @@ func (c *cdc) handle(ctx context.Context, sub *cdcSub, b salesforce.FetchBatch) 
 		}
 	}
 	if relevant > 0 {
-		if err := c.wake.DueNow(ctx, sub.key.org); err != nil {
+		// The cycle made due links to this span (store.DueNow): a trace leads from the change
+		// events to the cycle that syncs them.
+		wctx, span := c.tracer.Start(ctx, "salesforce-worker.cdcWake", trace.WithAttributes(
+			attribute.String("tandem.org_id", sub.key.org), attribute.String("tandem.cdc_topic", sub.topic), attribute.Int("tandem.cdc_events", relevant)))
+		err := c.wake.DueNow(wctx, sub.key.org)
+		span.End()
+		if err != nil {
 			return fmt.Errorf("wake org %s: %w", sub.key.org, err)
 		}
 		c.log.DebugContext(ctx, "CDC: org due now", slog.String("org_id", sub.key.org), slog.String("topic", sub.topic), slog.Int("events", relevant))

@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/salesforce"
@@ -139,6 +143,51 @@ func (e *cdcEnv) storedReplay() []byte {
 		e.t.Fatal(err)
 	}
 	return b
+}
+
+// TestCDCWakeLinksTheCycle: the wake change events cause is made under a span, which the cycle
+// it makes due links to, so that a trace leads from the change in Salesforce to the cycle.
+func TestCDCWakeLinksTheCycle(t *testing.T) {
+	e := newCDCEnv(t)
+	e.notDue()
+	rec := tracetest.NewSpanRecorder()
+	c := e.w.newCDC()
+	c.tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("CDC: %v", err)
+		}
+	})
+	e.waitFor("the subscription", func() bool { return e.sim.PubSubSubscribers() == 1 })
+	if err := e.sim.Update("Contact", e.contactID, map[string]any{"Title": "Commodore"}, e.rep1); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("wake", e.due)
+	var wake trace.SpanContext
+	e.waitFor("the wake's span", func() bool {
+		for _, sp := range rec.Ended() {
+			if sp.Name() == "salesforce-worker.cdcWake" {
+				wake = sp.SpanContext()
+				return true
+			}
+		}
+		return false
+	})
+	now := time.Now()
+	sch, ok, err := e.st.ClaimNextCycle(t.Context(), testOrg, now, now.Add(time.Hour))
+	if err != nil || !ok {
+		t.Fatalf("claim the woken cycle: %v %v", ok, err)
+	}
+	for _, sc := range sch.DueBy {
+		if sc.TraceID() == wake.TraceID() && sc.SpanID() == wake.SpanID() {
+			return
+		}
+	}
+	t.Fatalf("the woken cycle is due by %v, not by the wake's span %v", sch.DueBy, wake)
 }
 
 func TestCDCWakesTheOrgAndResumesAfterRestart(t *testing.T) {
