@@ -51,7 +51,17 @@ type userWatch struct {
 
 func startUserWatch(t *testing.T, s *Server, cfg watchConfig) *userWatch {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
+	return startUserWatchAs(t, s, cfg, nil)
+}
+
+// startUserWatchAs is startUserWatch for a call the Guard authenticated as caller (nil: none).
+func startUserWatchAs(t *testing.T, s *Server, cfg watchConfig, caller *access.Caller) *userWatch {
+	t.Helper()
+	ctx := t.Context()
+	if caller != nil {
+		ctx = access.WithCaller(ctx, caller)
+	}
+	ctx, cancel := context.WithCancel(ctx)
 	w := &userWatch{stream: &sentStream[tandemv1.WatchUserStatusResponse]{ctx: ctx, sent: make(chan *tandemv1.WatchUserStatusResponse, 100)}, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -129,18 +139,7 @@ func TestWatchesArePerTokenBounded(t *testing.T) {
 	s, _ := newWatchServer(t)
 	cfg := watchConfig{gap: watchGap, fallback: time.Hour, slots: make(chan struct{}, 10), perToken: 1}
 	watchAs := func(tokenID string) *userWatch {
-		ctx, cancel := context.WithCancel(access.WithCaller(t.Context(), &access.Caller{TokenID: tokenID, Name: "dashboard-" + tokenID}))
-		w := &userWatch{stream: &sentStream[tandemv1.WatchUserStatusResponse]{ctx: ctx, sent: make(chan *tandemv1.WatchUserStatusResponse, 100)},
-			cancel: cancel, done: make(chan struct{})}
-		go func() {
-			defer close(w.done)
-			w.err = s.watchUserStatus(&tandemv1.WatchUserStatusRequest{OrgId: watchOrg, UserId: watchUser}, w.stream, cfg)
-		}()
-		t.Cleanup(func() {
-			cancel()
-			<-w.done
-		})
-		return w
+		return startUserWatchAs(t, s, cfg, &access.Caller{TokenID: tokenID, Name: "dashboard-" + tokenID})
 	}
 	first := watchAs("a")
 	first.next(t)
