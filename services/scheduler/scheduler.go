@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -256,40 +255,67 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 	if err != nil {
 		errs = append(errs, err)
 	}
-	// Each user's part of the cycle is a handful of Redis round trips and a publish, so the
-	// users are started side by side: one after the other, a large org's cycle took as many
-	// round trips as it has users before its Salesforce job went out.
-	c := cycleStart{org: org, pool: pool, cycle: cycle, tag: tag, now: now, next: next, holders: holders}
-	starts := make([]userStart, len(assigned))
-	var g errgroup.Group
-	g.SetLimit(userStartConcurrency)
-	for i, a := range assigned {
-		g.Go(func() error {
-			starts[i] = s.startUser(ctx, c, a, resets[a.User.GetUserId()])
-			return nil
-		})
-	}
-	_ = g.Wait() // startUser reports through starts
-
 	var back []store.UserKey // users back in the Salesforce job after a suspension
-	for i, st := range starts {
-		errs = append(errs, st.errs...)
-		publishErrs = append(publishErrs, st.publishErrs...)
-		if !st.salesforce {
+	for _, a := range assigned {
+		user, cfg := a.User, a.Config
+		kinds := store.SyncedKinds(cfg)
+		part := &tandemv1.UserStatus{
+			Email: user.GetEmail(), ConfigurationId: cfg.GetId(), NextSyncAt: timestamppb.New(next),
+			AssignedToActiveConfiguration: tandemv1.CheckResult_CHECK_RESULT_FAILED,
+		}
+		if len(kinds) > 0 {
+			part.AssignedToActiveConfiguration = tandemv1.CheckResult_CHECK_RESULT_PASSED
+			if h := holders[store.MailboxAddress(user.GetEmail())]; h != "" && h != orgID {
+				part.MailboxClaimedByOrg = h
+			}
+		}
+		uk := store.UserKey{OrgID: orgID, UserID: user.GetUserId()}
+		if part.MailboxClaimedByOrg != "" {
+			if err := s.leaveOut(ctx, uk, part); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := s.status.Put(ctx, uk, status.PartScheduler, part); err != nil {
+			errs = append(errs, err)
+		}
+		if part.AssignedToActiveConfiguration != tandemv1.CheckResult_CHECK_RESULT_PASSED || part.MailboxClaimedByOrg != "" {
+			// Not synced, or its mailbox is another org's: no job reads it.
 			continue
 		}
-		user := assigned[i].User
-		for _, k := range st.kinds {
+		sch, err := s.status.Scheduling(ctx, uk)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		lifted := status.LiftedAt(status.SettingsChanged(org, cfg), sch.Admin)
+		if status.Suspended(sch.Exchange, lifted) {
+			if err := s.probe(ctx, uk, pool, sch, cycle, tag, kinds, now); err != nil {
+				publishErrs = append(publishErrs, err)
+			}
+			continue
+		}
+		full, err := s.fullReads(ctx, uk, pool, resets[user.GetUserId()], cycle, kinds)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if sch.LeftOut {
+			// Back from a suspension: the org's incremental polls went on without the user, so
+			// its Salesforce side is read in full.
+			full.salesforce = true
+			back = append(back, uk)
+		}
+		for _, k := range kinds {
 			if !slices.Contains(sfJob.Kinds, k) {
 				sfJob.Kinds = append(sfJob.Kinds, k)
 			}
 		}
 		sfJob.UserIds = append(sfJob.UserIds, user.GetUserId())
-		if st.fullSalesforce {
+		if full.salesforce {
 			sfJob.FullUserIds = append(sfJob.FullUserIds, user.GetUserId())
 		}
-		if st.back {
-			back = append(back, store.UserKey{OrgID: orgID, UserID: user.GetUserId()})
+		if err := s.exchangeJob(ctx, uk, pool, sch.Exchange, cycle, tag, kinds, full.exchange, now); err != nil {
+			publishErrs = append(publishErrs, err)
 		}
 	}
 	// The Salesforce job also goes out without users: it refreshes the org's user directory,
@@ -314,86 +340,6 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 	}
 	s.log.DebugContext(ctx, "cycle started", slog.Uint64(telemetry.KeyCycle, cycle), slog.Int("users", len(sfJob.GetUserIds())))
 	return len(publishErrs) == 0, errors.Join(append(errs, publishErrs...)...)
-}
-
-// userStartConcurrency bounds the users a cycle starts at once.
-const userStartConcurrency = 16
-
-// cycleStart is what every user's part of one cycle's start shares.
-type cycleStart struct {
-	org       *tandemv1.Org
-	pool, tag string
-	cycle     uint64
-	now, next time.Time
-	holders   map[string]string
-}
-
-// userStart is one user's part of a cycle's start: whether the user is in the org's Salesforce
-// job (and how), and what went wrong.
-type userStart struct {
-	salesforce, fullSalesforce, back bool
-	kinds                            []tandemv1.RecordKind
-	errs, publishErrs                []error
-}
-
-// startUser does one user's part of starting cycle c: the user's scheduler status, and the
-// user's Exchange job unless the user is not synced, its mailbox is another org's, or it is
-// suspended (then probed).
-func (s *Scheduler) startUser(ctx context.Context, c cycleStart, a store.Assignment, rs tandemv1.ResetStatus) (out userStart) {
-	orgID := c.org.GetOrgId()
-	user, cfg := a.User, a.Config
-	kinds := store.SyncedKinds(cfg)
-	part := &tandemv1.UserStatus{
-		Email: user.GetEmail(), ConfigurationId: cfg.GetId(), NextSyncAt: timestamppb.New(c.next),
-		AssignedToActiveConfiguration: tandemv1.CheckResult_CHECK_RESULT_FAILED,
-	}
-	if len(kinds) > 0 {
-		part.AssignedToActiveConfiguration = tandemv1.CheckResult_CHECK_RESULT_PASSED
-		if h := c.holders[store.MailboxAddress(user.GetEmail())]; h != "" && h != orgID {
-			part.MailboxClaimedByOrg = h
-		}
-	}
-	uk := store.UserKey{OrgID: orgID, UserID: user.GetUserId()}
-	if part.MailboxClaimedByOrg != "" {
-		if err := s.leaveOut(ctx, uk, part); err != nil {
-			out.errs = append(out.errs, err)
-		}
-	}
-	if err := s.status.Put(ctx, uk, status.PartScheduler, part); err != nil {
-		out.errs = append(out.errs, err)
-	}
-	if part.AssignedToActiveConfiguration != tandemv1.CheckResult_CHECK_RESULT_PASSED || part.MailboxClaimedByOrg != "" {
-		// Not synced, or its mailbox is another org's: no job reads it.
-		return out
-	}
-	sch, err := s.status.Scheduling(ctx, uk)
-	if err != nil {
-		out.errs = append(out.errs, err)
-		return out
-	}
-	lifted := status.LiftedAt(status.SettingsChanged(c.org, cfg), sch.Admin)
-	if status.Suspended(sch.Exchange, lifted) {
-		if err := s.probe(ctx, uk, c.pool, sch, c.cycle, c.tag, kinds, c.now); err != nil {
-			out.publishErrs = append(out.publishErrs, err)
-		}
-		return out
-	}
-	full, err := s.fullReads(ctx, uk, c.pool, rs, c.cycle, kinds)
-	if err != nil {
-		out.errs = append(out.errs, err)
-		return out
-	}
-	if sch.LeftOut {
-		// Back from a suspension: the org's incremental polls went on without the user, so
-		// its Salesforce side is read in full.
-		full.salesforce = true
-		out.back = true
-	}
-	out.salesforce, out.fullSalesforce, out.kinds = true, full.salesforce, kinds
-	if err := s.exchangeJob(ctx, uk, c.pool, sch.Exchange, c.cycle, c.tag, kinds, full.exchange, c.now); err != nil {
-		out.publishErrs = append(out.publishErrs, err)
-	}
-	return out
 }
 
 // pollRunning reports whether the org's Salesforce job of an earlier cycle is still on the bus
