@@ -23,31 +23,11 @@ import (
 func TestCompanySyncsBothWays(t *testing.T) {
 	env := startEnv(t, 1, 10)
 	waitInSync(t, env)
-	var user, email string
-	for id, e := range env.Mailboxes {
-		user, email = id, e
-	}
-	sf, ews := env.Salesforce, env.EWS
-
 	// Three linked contacts with an email, one per case.
-	var picked []map[string]any
-	for _, c := range sf.List("Contact") {
-		if c["OwnerId"] == user && c["Email"] != nil && fmt.Sprint(c["Email"]) != "" && len(picked) < 3 {
-			picked = append(picked, c)
-		}
-	}
-	if len(picked) < 3 {
-		t.Fatalf("want 3 Salesforce contacts with an email, have %d", len(picked))
-	}
+	user, email, picked := contactsWithEmail(t, env, 3)
+	sf, ews := env.Salesforce, env.EWS
 	sfToEx, exToSF, unknown := picked[0], picked[1], picked[2]
-	exItem := func(address any) (ewssim.Item, bool) {
-		for _, it := range ews.Items(email, exchange.SyncFolderName) {
-			if it.Contact != nil && strings.EqualFold(it.Contact.Email("EmailAddress1"), fmt.Sprint(address)) {
-				return it, true
-			}
-		}
-		return ewssim.Item{}, false
-	}
+	exItem := func(address any) (ewssim.Item, bool) { return exchangeContact(ews, email, address) }
 	insertAccount := func(name string) string {
 		t.Helper()
 		id, err := sf.Insert("Account", map[string]any{"Name": name}, user)
@@ -148,6 +128,37 @@ func waitInSync(t *testing.T, env *Env) {
 		sum, err := env.Summary(t.Context())
 		return err == nil && sum.Synced && sum.PendingWrites == 0
 	})
+}
+
+// contactsWithEmail returns the environment's only rep (Salesforce user id and mailbox) and n
+// of the rep's Salesforce contacts that have an email.
+func contactsWithEmail(t *testing.T, env *Env, n int) (user, email string, picked []map[string]any) {
+	t.Helper()
+	if len(env.Mailboxes) != 1 {
+		t.Fatalf("%d reps, want 1", len(env.Mailboxes))
+	}
+	for id, e := range env.Mailboxes {
+		user, email = id, e
+	}
+	for _, c := range env.Salesforce.List("Contact") {
+		if c["OwnerId"] == user && c["Email"] != nil && fmt.Sprint(c["Email"]) != "" && len(picked) < n {
+			picked = append(picked, c)
+		}
+	}
+	if len(picked) < n {
+		t.Fatalf("want %d Salesforce contacts with an email, have %d", n, len(picked))
+	}
+	return user, email, picked
+}
+
+// exchangeContact finds the contact of mailbox's sync folder whose first email is address.
+func exchangeContact(ews *ewssim.Server, mailbox string, address any) (ewssim.Item, bool) {
+	for _, it := range ews.Items(mailbox, exchange.SyncFolderName) {
+		if it.Contact != nil && strings.EqualFold(it.Contact.Email("EmailAddress1"), fmt.Sprint(address)) {
+			return it, true
+		}
+	}
+	return ewssim.Item{}, false
 }
 
 // field returns a field of a Salesforce record as text ("" when null).

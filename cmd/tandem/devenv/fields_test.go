@@ -2,12 +2,10 @@ package devenv
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/tandem-sync/tandem/pkg/devkit/poll"
-	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -33,30 +31,16 @@ func TestFieldMappingsHoldThroughThePipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var user, email string
-	for id, e := range env.Mailboxes {
-		user, email = id, e
-	}
+	user, email, picked := contactsWithEmail(t, env, 2)
 	sf, ews := env.Salesforce, env.EWS
-	var picked []map[string]any
-	for _, c := range sf.List("Contact") {
-		if c["OwnerId"] == user && c["Email"] != nil && fmt.Sprint(c["Email"]) != "" && len(picked) < 2 {
-			picked = append(picked, c)
-		}
-	}
-	if len(picked) < 2 {
-		t.Fatalf("want 2 Salesforce contacts with an email, have %d", len(picked))
-	}
 	fromEx, fromSF := picked[0], picked[1]
 	exItem := func(address any) ewssim.Item {
 		t.Helper()
-		for _, it := range ews.Items(email, exchange.SyncFolderName) {
-			if it.Contact != nil && strings.EqualFold(it.Contact.Email("EmailAddress1"), fmt.Sprint(address)) {
-				return it
-			}
+		it, ok := exchangeContact(ews, email, address)
+		if !ok {
+			t.Fatalf("no Exchange contact for %v", address)
 		}
-		t.Fatalf("no Exchange contact for %v", address)
-		return ewssim.Item{}
+		return it
 	}
 	mobileBefore := field(t, sf, "Contact", fmt.Sprint(fromEx["Id"]), "MobilePhone")
 	titleBefore := field(t, sf, "Contact", fmt.Sprint(fromEx["Id"]), "Title")
