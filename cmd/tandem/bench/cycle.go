@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/status"
@@ -103,13 +104,18 @@ func (r *run) idleCycle(ctx context.Context) error {
 	}
 }
 
+// salesforceJobSubject is where the scheduler publishes the environment's org's Salesforce jobs.
+func salesforceJobSubject(ctx context.Context, env *devenv.Env) (string, error) {
+	org, err := env.Platform.Store.GetOrg(ctx, env.OrgID)
+	if err != nil {
+		return "", err
+	}
+	return bus.SalesforceJobSubject(env.OrgID, store.WorkerPool(org))
+}
+
 // waitPollDone waits until the org's Salesforce job is off the bus: no poll queued or running.
 func (r *run) waitPollDone(ctx context.Context, deadline time.Time) error {
-	org, err := r.env.Platform.Store.GetOrg(ctx, r.env.OrgID)
-	if err != nil {
-		return err
-	}
-	subject, err := bus.SalesforceJobSubject(r.env.OrgID, store.WorkerPool(org))
+	subject, err := salesforceJobSubject(ctx, r.env)
 	if err != nil {
 		return err
 	}

@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
-	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
-	"github.com/tandem-sync/tandem/pkg/store"
 )
 
 // TestIdleCycleAfterASkippedPoll measures the idle cycle while every Salesforce poll takes
@@ -43,11 +41,7 @@ func TestIdleCycleAfterASkippedPoll(t *testing.T) {
 // skippedPoll returns once a cycle has started while the org's Salesforce poll of an earlier
 // cycle was on the bus: that cycle read Exchange only.
 func skippedPoll(ctx context.Context, env *devenv.Env) error {
-	org, err := env.Platform.Store.GetOrg(ctx, env.OrgID)
-	if err != nil {
-		return err
-	}
-	subject, err := bus.SalesforceJobSubject(env.OrgID, store.WorkerPool(org))
+	subject, err := salesforceJobSubject(ctx, env)
 	if err != nil {
 		return err
 	}
