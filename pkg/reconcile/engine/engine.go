@@ -104,7 +104,7 @@ func New(st *store.Store, pub Publisher, opts Options) *Syncer {
 	}
 	return &Syncer{st: st, led: ledger.New(st), status: status.New(st), pub: pub, opts: opts, log: log,
 		locks: userlock.New(st, LeaseRole, opts.LeaseTTL), pools: newPools(st, opts.Clock),
-		loads: newLoads(opts.LedgerLoads)}
+		loads: semaphore.NewWeighted(int64(opts.LedgerLoads))}
 }
 
 func malformed(format string, args ...any) error {

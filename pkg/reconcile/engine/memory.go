@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"runtime"
 
-	"golang.org/x/sync/semaphore"
-
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -45,5 +43,3 @@ func (l *ledgerSlot) release() {
 		l.held = false
 	}
 }
-
-func newLoads(n int) *semaphore.Weighted { return semaphore.NewWeighted(int64(n)) }
