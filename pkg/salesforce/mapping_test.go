@@ -14,11 +14,11 @@ import (
 
 func row(t *testing.T, js string) SObject {
 	t.Helper()
-	r, err := decodeSObject([]byte(js))
+	page, err := ParseQueryResult([]byte(`{"totalSize":1,"done":true,"records":[` + js + `]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return page.Records[0]
 }
 
 func TestContactFromRow(t *testing.T) {

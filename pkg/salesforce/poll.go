@@ -641,7 +641,7 @@ func (h *fnvHash) value(v any) {
 		}
 	case nil:
 		h.byte('0')
-	default: // not produced by decodeSObject
+	default: // not produced by ParseQueryResult
 		h.byte('?')
 		h.string(fmt.Sprint(t))
 	}

@@ -64,17 +64,6 @@ func ParseQueryResult(body []byte) (*QueryResult, error) {
 	return r, nil
 }
 
-func decodeSObject(raw []byte) (SObject, error) {
-	var rec map[string]any
-	if err := decodeJSONNumbers(raw, &rec); err != nil {
-		return nil, err
-	}
-	if rec == nil {
-		return nil, errors.New("record is null")
-	}
-	return normalize(rec).(SObject), nil
-}
-
 // normalize turns nested JSON objects into SObjects so that lookups work at every level.
 func normalize(v any) any {
 	switch t := v.(type) {
