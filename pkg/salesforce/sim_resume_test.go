@@ -15,6 +15,10 @@ import (
 // records on every cycle.
 func TestSimIdlePollReadsNoRow(t *testing.T) {
 	env := newSimEnv(t, simOptions{users: 100, tokenLifetime: 24 * time.Hour})
+	// Seeded 5 s into a minute, so that the minute getUpdated covers a minute later is past
+	// every seeded record's stamp, whatever the time the test runs at.
+	now := env.clock.Now()
+	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 5*time.Second).Sub(now))
 	env.seed(30)
 	env.clock.Advance(time.Second)
 	_, cursor := env.poll(contactKind, env.audience(userRecords), "")

@@ -306,6 +306,10 @@ func TestSalesforceSimulator(t *testing.T) {
 // 2,000 records, every cycle.
 func TestSalesforceSimulatorIdleCycles(t *testing.T) {
 	se := newSFSimEnv(t, true)
+	// Seeded 5 s into a minute, so that the minute getUpdated covers a minute later is past
+	// every seeded record's stamp, whatever the time the test runs at.
+	now := se.clock.Now()
+	se.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 5*time.Second).Sub(now))
 	if _, err := se.sim.SeedContacts(se.rep2, 2100, 2); err != nil {
 		t.Fatal(err)
 	}
