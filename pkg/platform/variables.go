@@ -62,5 +62,6 @@ func Variables() []string {
 		"TANDEM_TLS_CERT",
 		"TANDEM_TLS_KEY",
 		"TANDEM_USER_COUNT_INTERVAL",
+		"TANDEM_VERIFY_SCOPED_PLANS",
 	}
 }

@@ -77,6 +77,7 @@ import (
 //	tandem:{O:U}:cycle:<k>               hash    cycle bookkeeping: pages received per side and cycle, readiness,
 //	                                             the schedule epoch whose cycles it counts
 //	tandem:{O:U}:unseen:<k>              set     ids of Exchange items Tandem wrote that no read has listed yet
+//	tandem:{O:U}:dirty:<k>               set     what changed since the last plan: "<side>:<record id>", "key:<sync key>"
 //
 // Statuses (package status):
 //
@@ -136,6 +137,7 @@ var userNames = map[string]bool{
 	"held":       true,
 	"cycle":      true,
 	"unseen":     true,
+	"dirty":      true,
 	"status":     true,
 	// Reserved for the workers.
 	"mapping":   true,

@@ -32,6 +32,9 @@ type Config struct {
 	// LedgerLoads bounds the whole ledgers (all of one user's records of a kind) held in memory
 	// at once, which is most of the reconciler's memory; 0 means engine.DefaultLedgerLoads.
 	LedgerLoads int
+	// VerifyScopedPlans plans every cycle planned from what changed a second time from the
+	// whole ledger and fails the cycle if the plans differ (engine.Options.VerifyScope).
+	VerifyScopedPlans bool
 }
 
 // RegisterFlags registers the reconciler's flags, the platform's included.
@@ -40,6 +43,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "concurrency", 64, "messages of each stream handled at once by this replica")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", engine.DefaultLeaseTTL, "time to live of a user's reconcile lease (renewed while work runs)")
 	fs.DurationVar(&c.PendingTimeout, "pending-timeout", 15*time.Minute, "how long a write may go unanswered before it is planned again")
+	fs.BoolVar(&c.VerifyScopedPlans, "verify-scoped-plans", false, "check every cycle planned from what changed against a plan of the user's whole ledger, failing the cycle if they differ (a canary: it costs the whole-ledger loads the scope saves)")
 	fs.IntVar(&c.LedgerLoads, "ledger-loads", 0, "whole ledgers (all of one user's records of a kind) planned at once by this replica, which bounds its memory (0: twice the cores, at least 4)")
 }
 
@@ -70,7 +74,7 @@ func New(cfg Config, p *platform.Platform) (*Reconciler, error) {
 		return nil, err
 	}
 	s := engine.New(p.Store, p.Bus, engine.Options{LeaseTTL: cfg.LeaseTTL, PendingTimeout: cfg.PendingTimeout,
-		LedgerLoads: cfg.LedgerLoads, Logger: p.Logger})
+		LedgerLoads: cfg.LedgerLoads, VerifyScope: cfg.VerifyScopedPlans, Logger: p.Logger})
 	return &Reconciler{cfg: cfg, p: p, syncer: s}, nil
 }
 

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	mrand "math/rand/v2"
 	"net"
@@ -28,6 +30,7 @@ import (
 	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
 	"github.com/tandem-sync/tandem/cmd/tandem/internal/sourcetree"
 	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
 	"github.com/tandem-sync/tandem/pkg/seal"
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
 	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
@@ -66,21 +69,24 @@ type Options struct {
 
 // Result is what a run found; it is printed as JSON.
 type Result struct {
-	Converged    bool             `json:"converged"`
-	Lost         int              `json:"lost"`
-	Duplicated   int              `json:"duplicated"`
-	Resurrected  int              `json:"resurrected"`
-	Differing    int              `json:"differing"`
-	Unknown      int              `json:"unknown"`
-	StalledUsers int              `json:"stalled_users"`
-	People       int              `json:"people"`
-	Edits        int              `json:"edits"`
-	Faults       map[string]int64 `json:"faults"`
-	Seed         uint64           `json:"seed"`
-	Seconds      float64          `json:"seconds"`
-	SettleSecs   float64          `json:"settle_seconds"`
-	Dir          string           `json:"dir,omitempty"`
-	Violations   []string         `json:"violations,omitempty"`
+	Converged    bool `json:"converged"`
+	Lost         int  `json:"lost"`
+	Duplicated   int  `json:"duplicated"`
+	Resurrected  int  `json:"resurrected"`
+	Differing    int  `json:"differing"`
+	Unknown      int  `json:"unknown"`
+	StalledUsers int  `json:"stalled_users"`
+	// ScopeMismatches counts the cycles a reconciler planned from what changed differently
+	// from the whole ledger (the reconcilers run with --verify-scoped-plans).
+	ScopeMismatches int              `json:"scope_mismatches"`
+	People          int              `json:"people"`
+	Edits           int              `json:"edits"`
+	Faults          map[string]int64 `json:"faults"`
+	Seed            uint64           `json:"seed"`
+	Seconds         float64          `json:"seconds"`
+	SettleSecs      float64          `json:"settle_seconds"`
+	Dir             string           `json:"dir,omitempty"`
+	Violations      []string         `json:"violations,omitempty"`
 }
 
 func (o *Options) defaults() {
@@ -175,7 +181,10 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	res.Converged = report.OK()
+	if res.ScopeMismatches, err = r.scopeMismatches(); err != nil {
+		return res, err
+	}
+	res.Converged = report.OK() && res.ScopeMismatches == 0
 	res.Lost, res.Duplicated, res.Resurrected = report.Lost, report.Duplicated, report.Resurrected
 	res.Differing, res.Unknown, res.StalledUsers, res.People = report.Differing, report.Unknown, report.StalledUsers, report.People
 	res.Violations = report.Violations
@@ -193,6 +202,23 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// scopeMismatches counts the log lines in which a reconciler reported a cycle planned from what
+// changed that differs from its whole ledger's plan.
+func (r *run) scopeMismatches() (int, error) {
+	n := 0
+	for _, p := range r.workers {
+		if !strings.HasPrefix(p.name, "reconciler-") {
+			continue
+		}
+		b, err := os.ReadFile(p.log)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return 0, fmt.Errorf("read the log of %s: %w", p.name, err)
+		}
+		n += bytes.Count(b, []byte(engine.ErrScopeMismatch.Error()))
+	}
+	return n, nil
 }
 
 // writeFinalState keeps, beside the logs, both simulators' final state and what the users did
@@ -451,7 +477,7 @@ func (r *run) service(name string, replica int) (*proc, error) {
 	case "salesforce-worker":
 		env = append(env, "TANDEM_ALLOW_HTTP=true", "TANDEM_PUBSUB_ENDPOINT="+r.pubsub, "TANDEM_PUBSUB_PLAINTEXT=true", "TANDEM_CDC_REFRESH=2s")
 	case "reconciler":
-		env = append(env, "TANDEM_LEASE_TTL=10s", "TANDEM_PENDING_TIMEOUT=20s")
+		env = append(env, "TANDEM_LEASE_TTL=10s", "TANDEM_PENDING_TIMEOUT=20s", "TANDEM_VERIFY_SCOPED_PLANS=true")
 	case "status-api":
 		port, err := freePort()
 		if err != nil {

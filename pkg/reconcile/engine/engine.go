@@ -62,6 +62,10 @@ type Options struct {
 	// LedgerLoads bounds the whole ledgers (every record of one user and kind) this Syncer holds
 	// in memory at once; 0 means DefaultLedgerLoads. Handlers that need one more wait.
 	LedgerLoads int
+	// VerifyScope plans every cycle planned from what changed (see scopedCycle) a second time
+	// from the whole ledger, and fails the handler with ErrScopeMismatch when the two plans
+	// differ. It costs the whole-ledger load the scope saves: for tests and canaries.
+	VerifyScope bool
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
 	// Logger logs; nil discards.
@@ -202,6 +206,10 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			if done, err := s.quietCycle(ctx, lease, uk, b.GetKind(), snap, w, set, now, &out); done || err != nil {
 				return err
 			}
+			in := pageInput{b: b, epoch: epoch, now: now, readAt: readAt}
+			if done, err := s.scopedCycle(ctx, lease, uk, in, snap, w, set, slot, &out); done || err != nil {
+				return err
+			}
 			// Something may have changed: plan the cycle from the whole ledger.
 			if snap, err = slot.load(ctx, uk, b.GetKind()); err != nil {
 				return err
@@ -210,8 +218,16 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			w = applyPage(snap, b, epoch, now, readAt, &out)
 		}
 		if ready := readyCycle(snap.Cycle); ready > snap.Cycle.Reconciled {
-			plan := planner.Compute(stateOf(uk, b.GetKind(), ready, now, set, snap))
+			state := stateOf(uk, b.GetKind(), ready, now, set, snap)
+			plan := planner.Compute(state)
+			settled := planner.Local(state, plan)
 			recordPlan(snap, w, plan, ready, now)
+			if settled && settles(snap) {
+				w.SetSettled(fingerprint(set))
+			} else {
+				w.ClearSettled()
+			}
+			w.ClearDirty()
 			s.traceDecisions(ctx, b.GetKind(), ready, plan)
 			if plan.Relinked > 0 {
 				s.log.InfoContext(ctx, "relinked record pairs by their sync keys", slog.Int("relinked", plan.Relinked),

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -103,7 +104,8 @@ func newHarness(t testing.TB, rdb *redis.Client, cfg *tandemv1.SyncConfiguration
 	}
 	clock := func() time.Time { return h.now }
 	h.ex.now, h.sf.now = clock, clock
-	h.syncer = New(h.st, h, Options{Clock: clock})
+	// Every cycle planned from what changed is checked against the whole ledger's plan.
+	h.syncer = New(h.st, h, Options{Clock: clock, VerifyScope: true})
 	if err := rdb.FlushDB(h.ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +190,9 @@ func (h *harness) deliverChange(i int, keep bool) {
 	}
 	h.tracef("deliver %s cycle %d page %d/%d %v keep=%v fault=%v", store.SideName(q.msg.GetSource()), q.msg.GetCycle(), q.msg.GetPage(), q.msg.GetPageCount(), ids, keep, h.publishFault)
 	if err := h.syncer.HandleChanges(h.ctx, proto.Clone(q.msg).(*tandemv1.ChangeBatch)); err != nil {
+		if errors.Is(err, ErrScopeMismatch) {
+			h.t.Fatal(err)
+		}
 		h.tracef("  failed: %v", err)
 		return // not acked: stays queued
 	}

@@ -68,7 +68,9 @@ func TestWorkFollowsTheMessage(t *testing.T) {
 	}
 	restore()
 
-	// A change is planned from the whole ledger; the results of its write read only their pair.
+	// The results of a change's write read only their pair (how the change itself is planned
+	// without the whole ledger is TestChangesArePlannedFromWhatChanged's: this harness checks
+	// every such plan against the whole ledger's).
 	h.ex.update(ids[0], func(c *tandemv1.Contact) { c.Department = "Mathematics" })
 	h.startCycle()
 	for len(h.changes) > 0 {

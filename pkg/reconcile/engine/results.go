@@ -37,6 +37,7 @@ func (s *Syncer) HandleResults(ctx context.Context, b *tandemv1.WriteResultBatch
 		w := snap.NewWrites()
 		target := b.GetTarget()
 		mirror := snap.Mirror(target)
+		unsettled := false
 		for _, r := range b.GetResults() {
 			pk := planner.PendingKey(target, r.GetSyncKey())
 			pw := snap.Pending[pk]
@@ -53,7 +54,13 @@ func (s *Syncer) HandleResults(ctx context.Context, b *tandemv1.WriteResultBatch
 			s.log.DebugContext(ctx, "write result", slog.String("target", store.SideName(target)), slog.String("op", r.GetOp().String()),
 				slog.String("sync_key", r.GetSyncKey()), slog.Bool("ok", r.GetOk()), slog.String("record_id", r.GetRecord().GetId()),
 				slog.String("error", r.GetError().GetCode()), slog.String("command", r.GetCommandId()))
-			eff := planner.ApplyResult(b.GetKind(), pw, snap.Mappings[r.GetSyncKey()], targetMirror, r, completed)
+			old := snap.Mappings[r.GetSyncKey()]
+			eff := planner.ApplyResult(b.GetKind(), pw, old, targetMirror, r, completed)
+			if !unsettled && relinks(pw, old, eff) {
+				// Which records are linked changed outside a plan: the next one reads them all.
+				w.ClearSettled()
+				unsettled = true
+			}
 			apply(snap, w, eff)
 			out.report = append(out.report, eff.Report...)
 			if eff.Synced {
@@ -123,6 +130,16 @@ func (s *Syncer) loadForResults(ctx context.Context, uk store.UserKey, b *tandem
 		return nil, err
 	}
 	return snap, nil
+}
+
+// relinks reports whether a result's effects change which records are linked: a create's
+// result, a link dropped, or a link born or pointed at another record.
+func relinks(pw *tandemv1.PendingWrite, old *tandemv1.Mapping, eff planner.Effects) bool {
+	if pw.GetCommand().GetOp() == tandemv1.WriteOp_WRITE_OP_CREATE || eff.Unlink != "" {
+		return true
+	}
+	m := eff.Mapping
+	return m != nil && (old == nil || old.GetExchangeId() != m.GetExchangeId() || old.GetSalesforceId() != m.GetSalesforceId())
 }
 
 // apply adds a result's effects to the commit and the snapshot.

@@ -47,6 +47,10 @@ type Keys struct {
 	// read find the creates it should have listed without reading the whole mirror (see the
 	// engine's vanishedCreates); Writes keeps it in step with the Exchange mirror.
 	Unseen string
+	// Dirty is a set: what changed since the last plan (see LoadScope) — mirror entries as
+	// "<side>:<record id>", and pairs whose mapping, writes in flight or refusals changed as
+	// "key:<sync key>". Writes adds to it; a commit that plans a cycle empties it (ClearDirty).
+	Dirty string
 }
 
 // KeysFor returns the ledger keys of a user and kind.
@@ -67,6 +71,7 @@ func KeysFor(uk store.UserKey, kind tandemv1.RecordKind) (Keys, error) {
 		{&ks.Holds, "held", []string{k}},
 		{&ks.Cycle, "cycle", []string{k}},
 		{&ks.Unseen, "unseen", []string{k}},
+		{&ks.Dirty, "dirty", []string{k}},
 	} {
 		key, err := uk.Key(kv.name, kv.parts...)
 		if err != nil {
@@ -234,6 +239,9 @@ type Cycle struct {
 	// Epoch is the epoch of the org's schedule whose cycles this bookkeeping counts (see
 	// Writes.BeginEpoch); empty before the first.
 	Epoch string
+	// Settled is the settings fingerprint under which the user's next cycle may be planned
+	// from what changed alone (see Writes.SetSettled and LoadScope); empty otherwise.
+	Settled string
 }
 
 // Cycle hash fields.
@@ -246,6 +254,7 @@ const (
 	fieldBegan      = "began_ms"
 	fieldQuiet      = "quiet"
 	fieldEpoch      = "epoch"
+	fieldSettled    = "settled"
 	prefixReady     = "ready:"
 	prefixPages     = "pages:"
 	prefixCount     = "count:"
@@ -281,6 +290,8 @@ func parseCycle(raw map[string]string) Cycle {
 			c.Quiet = v
 		case f == fieldEpoch:
 			c.Epoch = v
+		case f == fieldSettled:
+			c.Settled = v
 		case strings.HasPrefix(f, prefixReady):
 			c.Ready[f[len(prefixReady):]] = u(v)
 		case strings.HasPrefix(f, prefixPages):
@@ -372,6 +383,9 @@ type Writes struct {
 	unseen map[string]bool
 	// disturbed is true once the commit changes the ledger's data (see SetQuiet).
 	disturbed bool
+	// dirty are the Keys.Dirty members this commit adds; clearDirty empties the set instead.
+	dirty      map[string]bool
+	clearDirty bool
 }
 
 // NewWrites starts a commit for the ledger keys of s.
@@ -379,8 +393,11 @@ func (s *Snapshot) NewWrites() *Writes { return &Writes{keys: s.Keys} }
 
 // Ops returns the operations, or the first encoding error.
 func (w *Writes) Ops() ([]store.Op, error) {
-	if w.err != nil || len(w.unseen) == 0 {
-		return w.ops, w.err
+	if w.err != nil {
+		return nil, w.err
+	}
+	if len(w.unseen) == 0 && len(w.dirty) == 0 && !w.clearDirty {
+		return w.ops, nil
 	}
 	var add, rem []string
 	for _, id := range slices.Sorted(maps.Keys(w.unseen)) {
@@ -391,17 +408,24 @@ func (w *Writes) Ops() ([]store.Op, error) {
 		}
 	}
 	ops := slices.Clip(w.ops)
-	for len(rem) > 0 {
-		n := min(len(rem), maxMembers)
-		ops = append(ops, store.SRem(w.keys.Unseen, rem[:n]...))
-		rem = rem[n:]
+	ops = appendChunked(ops, rem, func(m ...string) store.Op { return store.SRem(w.keys.Unseen, m...) })
+	ops = appendChunked(ops, add, func(m ...string) store.Op { return store.SAdd(w.keys.Unseen, m...) })
+	if w.clearDirty {
+		// The plan this commit records saw everything its own writes mark.
+		return append(ops, store.Del(w.keys.Dirty)), nil
 	}
-	for len(add) > 0 {
-		n := min(len(add), maxMembers)
-		ops = append(ops, store.SAdd(w.keys.Unseen, add[:n]...))
-		add = add[n:]
+	dirty := slices.Sorted(maps.Keys(w.dirty))
+	return appendChunked(ops, dirty, func(m ...string) store.Op { return store.SAdd(w.keys.Dirty, m...) }), nil
+}
+
+// appendChunked appends op(chunk) to ops for each chunk of members.
+func appendChunked(ops []store.Op, members []string, op func(...string) store.Op) []store.Op {
+	for len(members) > 0 {
+		n := min(len(members), maxMembers)
+		ops = append(ops, op(members[:n]...))
+		members = members[n:]
 	}
-	return ops, nil
+	return ops
 }
 
 // Len is the number of operations collected.
@@ -438,17 +462,41 @@ func (w *Writes) chunked(members []string, op func(...string) store.Op) {
 	if len(members) > 0 {
 		w.disturb()
 	}
-	for len(members) > 0 {
-		n := min(len(members), maxMembers)
-		w.ops = append(w.ops, op(members[:n]...))
-		members = members[n:]
+	w.ops = appendChunked(w.ops, members, op)
+}
+
+// markDirty adds member to Keys.Dirty with the commit.
+func (w *Writes) markDirty(member string) {
+	if w.dirty == nil {
+		w.dirty = map[string]bool{}
+	}
+	w.dirty[member] = true
+}
+
+// markKeyDirty marks dirty the pair of a sync key, or of a planner.PendingKey.
+func (w *Writes) markKeyDirty(key string) {
+	w.markDirty(dirtyKeyPrefix + key)
+}
+
+// markPendingDirty marks dirty the pair of a planner.PendingKey ("<side>:<sync key>").
+func (w *Writes) markPendingDirty(pendingKey string) {
+	if _, key, ok := strings.Cut(pendingKey, ":"); ok {
+		w.markKeyDirty(key)
 	}
 }
+
+// ClearDirty empties Keys.Dirty with the commit, which must record a plan of every change the
+// set names (the marks this commit would add included).
+func (w *Writes) ClearDirty() { w.clearDirty = true }
+
+// Dirty returns the Keys.Dirty members this commit adds, sorted.
+func (w *Writes) Dirty() []string { return slices.Sorted(maps.Keys(w.dirty)) }
 
 // PutMirror stores an observation of a record on side.
 func (w *Writes) PutMirror(side tandemv1.System, m *tandemv1.MirrorRecord) {
 	id := m.GetRecord().GetId()
 	w.put(w.keys.Mirror(side), id, m)
+	w.markDirty(store.SideName(side) + ":" + id)
 	if side == tandemv1.System_SYSTEM_EXCHANGE {
 		w.markUnseen(id, Unseen(m))
 	}
@@ -479,11 +527,17 @@ func (w *Writes) DeleteMirror(side tandemv1.System, ids ...string) {
 }
 
 // PutMapping stores a link.
-func (w *Writes) PutMapping(m *tandemv1.Mapping) { w.put(w.keys.Mappings, m.GetSyncKey(), m) }
+func (w *Writes) PutMapping(m *tandemv1.Mapping) {
+	w.put(w.keys.Mappings, m.GetSyncKey(), m)
+	w.markKeyDirty(m.GetSyncKey())
+}
 
 // DeleteMappings drops links.
 func (w *Writes) DeleteMappings(keys ...string) {
 	w.chunked(keys, func(f ...string) store.Op { return store.HDel(w.keys.Mappings, f...) })
+	for _, k := range keys {
+		w.markKeyDirty(k)
+	}
 }
 
 // PutPending records a write in flight under its pending key.
@@ -494,16 +548,23 @@ func (w *Writes) PutPending(pendingKey string, pw *tandemv1.PendingWrite) {
 // DeletePending clears writes in flight.
 func (w *Writes) DeletePending(pendingKeys ...string) {
 	w.chunked(pendingKeys, func(f ...string) store.Op { return store.HDel(w.keys.Pending, f...) })
+	for _, pk := range pendingKeys {
+		w.markPendingDirty(pk)
+	}
 }
 
 // PutRejected remembers a refused write.
 func (w *Writes) PutRejected(pendingKey string, r *tandemv1.RejectedWrite) {
 	w.put(w.keys.Rejected, pendingKey, r)
+	w.markPendingDirty(pendingKey)
 }
 
 // DeleteRejected forgets refusals.
 func (w *Writes) DeleteRejected(pendingKeys ...string) {
 	w.chunked(pendingKeys, func(f ...string) store.Op { return store.HDel(w.keys.Rejected, f...) })
+	for _, pk := range pendingKeys {
+		w.markPendingDirty(pk)
+	}
 }
 
 // AddTombstones adds tombstones.
@@ -529,6 +590,19 @@ func (w *Writes) SetQuiet(fingerprint string) {
 	w.setCycle(fieldQuiet, fingerprint)
 }
 
+// SetSettled records that the plan this commit records left the user settled, under settings
+// with this fingerprint: it decided nothing that changes which records are linked (no create,
+// delete, link, unlink, tombstone, hold or refusal of a whole user), left no record waiting for
+// time to pass, and no write in flight lacks its pair's link. Until a commit clears the mark,
+// only the records and pairs that Keys.Dirty names can plan differently from last time, and the
+// next cycle may be planned from them alone (see LoadScope).
+func (w *Writes) SetSettled(fingerprint string) { w.setCycle(fieldSettled, fingerprint) }
+
+// ClearSettled removes the settled mark: the next cycle is planned from the whole ledger.
+func (w *Writes) ClearSettled() {
+	w.ops = append(w.ops, store.HDel(w.keys.Cycle, fieldSettled))
+}
+
 // SetCycleField sets a cycle bookkeeping field.
 func (w *Writes) setCycle(field, value string) {
 	w.ops = append(w.ops, store.HSet(w.keys.Cycle, field, value))
@@ -542,7 +616,7 @@ func (w *Writes) setCycle(field, value string) {
 // a reset's start, the quiet mark — and what describes the records stays: the ledger's data,
 // when it began, which initial syncs completed, the relinks counted.
 func (w *Writes) BeginEpoch(c *Cycle, epoch string) {
-	fields := []string{fieldReconciled, fieldResetFrom, fieldUnsent, fieldQuiet}
+	fields := []string{fieldReconciled, fieldResetFrom, fieldUnsent, fieldQuiet, fieldSettled}
 	for side := range c.Ready {
 		fields = append(fields, prefixReady+side)
 	}
@@ -651,8 +725,8 @@ func (w *Writes) SetLastSynced(ms int64) {
 func (w *Writes) Reset(from uint64, epoch string) {
 	k := w.keys
 	w.disturbed = true
-	w.unseen = nil
-	w.ops = append(w.ops, store.Del(k.ExchangeMirror, k.SalesforceMirror, k.Mappings, k.Pending, k.Rejected, k.Tombstones, k.Holds, k.Cycle, k.Unseen))
+	w.unseen, w.dirty, w.clearDirty = nil, nil, false
+	w.ops = append(w.ops, store.Del(k.ExchangeMirror, k.SalesforceMirror, k.Mappings, k.Pending, k.Rejected, k.Tombstones, k.Holds, k.Cycle, k.Unseen, k.Dirty))
 	w.setCycle(fieldResetFrom, strconv.FormatUint(from, 10))
 	w.setCycle(fieldEpoch, epoch)
 }
@@ -779,5 +853,5 @@ func (l *Ledger) Decide(ctx context.Context, uk store.UserKey, kind tandemv1.Rec
 		decision = "approve"
 	}
 	// A decision changes what the next plan does: the user is no longer quiet.
-	return l.st.Apply(ctx, store.HSet(keys.Holds, "decision:"+holdID, decision), store.HDel(keys.Cycle, fieldQuiet))
+	return l.st.Apply(ctx, store.HSet(keys.Holds, "decision:"+holdID, decision), store.HDel(keys.Cycle, fieldQuiet, fieldSettled))
 }

@@ -274,6 +274,9 @@ type Plan struct {
 	// Orphaned counts records whose pair's other record is gone (see the planner's orphans):
 	// decided as deletions, never created again.
 	Orphaned int
+	// Waiting counts records the plan left undecided until time passes: keyed records whose
+	// partner's absence counts only once the other side has been read long enough after them.
+	Waiting int
 }
 
 // planner carries one planning pass.

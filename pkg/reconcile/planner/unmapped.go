@@ -180,6 +180,7 @@ func (p *planner) orphans(exFree, sfFree []*tandemv1.MirrorRecord) {
 		if changed != nil && !readUntil[other(side)].After(changed.AsTime().Add(OrphanSettle)) {
 			p.orphaned[TombstoneKey(side, r.GetRecord().GetId())] = true // not created meanwhile
 			p.busy[k] = true
+			p.plan.Waiting++
 			return "", false
 		}
 		return k, true

@@ -1,0 +1,227 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
+	"github.com/tandem-sync/tandem/pkg/reconcile/planner"
+	"github.com/tandem-sync/tandem/pkg/record"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
+)
+
+// messages counts the log records a Syncer writes, by message, and the writes of the cycles
+// planned from what changed.
+type messages struct {
+	mu           sync.Mutex
+	n            map[string]int
+	scopedWrites int64
+}
+
+func (m *messages) Enabled(context.Context, slog.Level) bool { return true }
+func (m *messages) Handle(_ context.Context, r slog.Record) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.n[r.Message]++
+	if r.Message == scopedMessage {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "writes" {
+				m.scopedWrites += a.Value.Int64()
+			}
+			return true
+		})
+	}
+	return nil
+}
+func (m *messages) WithAttrs([]slog.Attr) slog.Handler { return m }
+func (m *messages) WithGroup(string) slog.Handler      { return m }
+
+func (m *messages) count(msg string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n[msg]
+}
+
+const scopedMessage = "planned from what changed"
+
+// countMessages has h's Syncer log to a counter; verify keeps checking every scoped plan
+// against the whole ledger's (which loads the whole ledger).
+func countMessages(h *harness, verify bool) *messages {
+	m := &messages{n: map[string]int{}}
+	h.syncer = New(h.st, h, Options{Clock: func() time.Time { return h.now }, VerifyScope: verify, Logger: slog.New(m)})
+	return m
+}
+
+// TestScopedPlansMatchTheWholeLedger is the differential test of planning from what changed:
+// a settled user's pairs are edited on both sides, cycles run, writes are carried out, lost
+// (a worker crash), answered late or again, and left unanswered past their timeout; now and
+// then a contact is created or deleted, which the scope must hand to the whole ledger. Every
+// cycle planned from what changed is planned again from the whole ledger (Options.VerifyScope),
+// and the two plans must do the same; in the end both sides agree.
+func TestScopedPlansMatchTheWholeLedger(t *testing.T) {
+	rdb := servertest.Redis(t)
+	scoped, writes := 0, int64(0)
+	rapid.Check(t, func(rt *rapid.T) {
+		policy := rapid.SampledFrom([]tandemv1.ConflictPolicy{
+			tandemv1.ConflictPolicy_CONFLICT_POLICY_SALESFORCE_WINS,
+			tandemv1.ConflictPolicy_CONFLICT_POLICY_EXCHANGE_WINS,
+			tandemv1.ConflictPolicy_CONFLICT_POLICY_FIELD_MERGE,
+		}).Draw(rt, "policy")
+		cfg := bothWays(policy)
+		cfg.Contacts.MassDeleteThresholdPercent = 100
+		h := newHarness(t, rdb, cfg)
+		h.approveHolds = true
+		msgs := countMessages(h, true)
+		removedFromExchange := map[string]bool{}
+		n := 0
+		for range 4 {
+			n++
+			h.ex.create(contactRecord(n, "Ex", fmt.Sprintf("P%d", n), ""))
+			n++
+			h.sf.create(contactRecord(n, "Sf", fmt.Sprintf("P%d", n), ""))
+		}
+		h.settle()
+		h.settle()
+		edit := func(c *tandemv1.Contact) {
+			switch rapid.IntRange(0, 2).Draw(rt, "field") {
+			case 0:
+				c.JobTitle = rapid.SampledFrom([]string{"VP", "CTO", "Engineer", ""}).Draw(rt, "title")
+			case 1:
+				c.Department = rapid.SampledFrom([]string{"Sales", "R&D", ""}).Draw(rt, "dept")
+			default:
+				c.Notes = rapid.StringMatching(`[a-z ]{0,8}`).Draw(rt, "notes")
+			}
+		}
+		steps := rapid.IntRange(10, 60).Draw(rt, "steps")
+		for range steps {
+			side := h.ex
+			if rapid.Bool().Draw(rt, "salesforce") {
+				side = h.sf
+			}
+			switch rapid.IntRange(0, 13).Draw(rt, "action") {
+			case 0, 1, 2:
+				if ids := side.ids(); len(ids) > 0 {
+					side.update(rapid.SampledFrom(ids).Draw(rt, "edit"), edit)
+				}
+			case 3, 4:
+				h.startCycle()
+			case 5, 6, 7:
+				if len(h.changes) > 0 {
+					h.deliverChange(rapid.IntRange(0, len(h.changes)-1).Draw(rt, "change"), rapid.IntRange(0, 3).Draw(rt, "again") == 0)
+				}
+			case 8, 9:
+				if len(h.applies) > 0 {
+					h.deliverApply(rapid.IntRange(0, len(h.applies)-1).Draw(rt, "apply"), rapid.IntRange(0, 4).Draw(rt, "crash") == 0)
+				}
+			case 10, 11:
+				if len(h.results) > 0 {
+					h.deliverResult(rapid.IntRange(0, len(h.results)-1).Draw(rt, "result"), rapid.IntRange(0, 3).Draw(rt, "again") == 0)
+				}
+			case 12:
+				// Writes left unanswered this long are planned again.
+				h.now = h.now.Add(planner.DefaultPendingTimeout)
+			case 13:
+				if rapid.Bool().Draw(rt, "create") {
+					n++
+					side.create(contactRecord(n, "New", fmt.Sprintf("P%d", n), ""))
+				} else if ids := side.ids(); len(ids) > 0 {
+					id := rapid.SampledFrom(ids).Draw(rt, "remove")
+					if side == h.ex {
+						removedFromExchange[record.EmailKey(side.items[id])] = true
+					}
+					side.remove(id)
+				}
+			}
+		}
+		defer func() {
+			if t.Failed() || rt.Failed() {
+				rt.Logf("trace:\n%s", strings.Join(h.log, "\n"))
+			}
+		}()
+		h.settle()
+		h.settle()
+		agree(rt, h, removedFromExchange)
+		scoped += msgs.count(scopedMessage)
+		writes += msgs.scopedWrites
+	})
+	// The property means something only if scoped plans, with writes, happened.
+	t.Logf("%d cycles planned from what changed, with %d writes", scoped, writes)
+	if scoped < 50 || writes < 20 {
+		t.Errorf("%d cycles planned from what changed, with %d writes: the test no longer exercises the scope", scoped, writes)
+	}
+}
+
+// agree checks that both sides hold each contact once with the same content, but for
+// Salesforce contacts whose Exchange partner was removed: an Exchange delete unlinks them.
+func agree(rt *rapid.T, h *harness, removedFromExchange map[string]bool) {
+	exBy, sfBy := h.ex.byEmail(), h.sf.byEmail()
+	for email, recs := range exBy {
+		if len(recs) != 1 || len(sfBy[email]) != 1 {
+			rt.Fatalf("%s: %d in Exchange, %d in Salesforce", email, len(recs), len(sfBy[email]))
+		}
+		if d := record.DifferingFields(recs[0], sfBy[email][0]); len(d) > 0 {
+			rt.Fatalf("%s differs in %v:\n exchange   %v\n salesforce %v", email, d, recs[0], sfBy[email][0])
+		}
+	}
+	for email, recs := range sfBy {
+		if len(recs) != 1 || (len(exBy[email]) == 0 && !removedFromExchange[email]) {
+			rt.Fatalf("%s: %d in Salesforce, %d in Exchange", email, len(recs), len(exBy[email]))
+		}
+	}
+}
+
+// TestChangesArePlannedFromWhatChanged: once the user is settled, a cycle in which a linked
+// contact changed plans without reading any other record; a new contact is planned from the
+// whole ledger.
+func TestChangesArePlannedFromWhatChanged(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	var ids []string
+	for i := range 12 {
+		ids = append(ids, h.ex.create(contactRecord(i, "N", "Ex", "")).GetId())
+		h.sf.create(contactRecord(100+i, "N", "Sf", ""))
+	}
+	h.settle()
+	h.settle()
+	msgs := countMessages(h, false)
+
+	restore := poison(h, ids[5])
+	h.ex.update(ids[0], func(c *tandemv1.Contact) { c.Department = "Mathematics" })
+	h.sf.update(h.sf.byEmail()["p100@example.com"][0].GetId(), func(c *tandemv1.Contact) { c.JobTitle = "Chair" })
+	for range 2 { // the change's cycle, then its writes' echo
+		h.startCycle()
+		h.drain() // fails on the poisoned entry if anything reads the whole ledger
+		if len(h.changes)+len(h.applies)+len(h.results) > 0 {
+			t.Fatal("a handler failed: it read a record the changes do not touch")
+		}
+	}
+	if got := msgs.count(scopedMessage); got < 2 {
+		t.Errorf("%d cycles planned from what changed, want the change's and its echo's", got)
+	}
+	if got := h.sf.byEmail()["p0@example.com"][0].GetContact().GetDepartment(); got != "Mathematics" {
+		t.Errorf("department in Salesforce = %q after the edit", got)
+	}
+	if got := h.ex.byEmail()["p100@example.com"][0].GetContact().GetJobTitle(); got != "Chair" {
+		t.Errorf("job title in Exchange = %q after the edit", got)
+	}
+	restore()
+
+	before := msgs.count(scopedMessage)
+	h.sf.create(contactRecord(200, "Alan", "Turing", ""))
+	h.startCycle()
+	h.drain()
+	if got := msgs.count(scopedMessage); got != before {
+		t.Errorf("a new contact was planned from what changed (%d scoped plans, %d before)", got, before)
+	}
+	h.settle()
+	h.assertAgree()
+	if len(h.ex.items) != 25 {
+		t.Errorf("exchange has %d contacts, want 25", len(h.ex.items))
+	}
+}
