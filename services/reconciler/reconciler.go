@@ -74,7 +74,7 @@ func New(cfg Config, p *platform.Platform) (*Reconciler, error) {
 		return nil, err
 	}
 	s := engine.New(p.Store, p.Bus, engine.Options{LeaseTTL: cfg.LeaseTTL, PendingTimeout: cfg.PendingTimeout,
-		LedgerLoads: cfg.LedgerLoads, VerifyScope: cfg.VerifyScopedPlans, Logger: p.Logger})
+		LedgerLoads: cfg.LedgerLoads, VerifyScope: cfg.VerifyScopedPlans, Logger: p.Logger, MeterProvider: p.Telemetry.MeterProvider})
 	return &Reconciler{cfg: cfg, p: p, syncer: s}, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -70,6 +71,8 @@ type Options struct {
 	Clock func() time.Time
 	// Logger logs; nil discards.
 	Logger *slog.Logger
+	// MeterProvider records the engine's metrics; nil records none.
+	MeterProvider metric.MeterProvider
 }
 
 // Syncer handles one org's users' change batches and write results.
@@ -83,6 +86,7 @@ type Syncer struct {
 	locks  *userlock.Locks
 	pools  *pools
 	loads  *semaphore.Weighted
+	met    *metrics
 }
 
 // New returns a Syncer.
@@ -106,9 +110,14 @@ func New(st *store.Store, pub Publisher, opts Options) *Syncer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	met, err := newMetrics(opts.MeterProvider)
+	if err != nil {
+		log.Warn("the reconciler records no metrics", slog.Any("error", err))
+		met, _ = newMetrics(nil)
+	}
 	return &Syncer{st: st, led: ledger.New(st), status: status.New(st), pub: pub, opts: opts, log: log,
 		locks: userlock.New(st, LeaseRole, opts.LeaseTTL), pools: newPools(st, opts.Clock),
-		loads: semaphore.NewWeighted(int64(opts.LedgerLoads))}
+		loads: semaphore.NewWeighted(int64(opts.LedgerLoads)), met: met}
 }
 
 func malformed(format string, args ...any) error {
@@ -239,6 +248,7 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			}
 			out.report = append(out.report, planReport(plan)...)
 			out.planned = true
+			s.met.cycle(ctx, b.GetKind(), fromWholeLedger)
 			if len(plan.Errors) > 0 {
 				out.planError = plan.Errors[0].Proto()
 			}
@@ -395,6 +405,7 @@ func (s *Syncer) quietCycle(ctx context.Context, lease *store.Lease, uk store.Us
 	if err := s.led.Commit(ctx, lease, w); err != nil {
 		return false, err
 	}
+	s.met.cycle(ctx, kind, fromNothing)
 	s.log.DebugContext(ctx, "quiet cycle: nothing changed since the last plan", slog.String("kind", store.KindName(kind)), slog.Uint64("cycle", ready))
 	return true, nil
 }

@@ -27,13 +27,23 @@ func (s *Syncer) ledgerSlot() *ledgerSlot { return &ledgerSlot{s: s} }
 
 // load loads the user's whole ledger for kind, first waiting for a slot if it holds none.
 func (l *ledgerSlot) load(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind) (*ledger.Snapshot, error) {
-	if !l.held {
-		if err := l.s.loads.Acquire(ctx, 1); err != nil {
-			return nil, fmt.Errorf("wait to load the ledger of %s %s: %w", uk, store.KindName(kind), err)
-		}
-		l.held = true
+	if err := l.acquire(ctx, uk, kind); err != nil {
+		return nil, err
 	}
 	return l.s.led.Load(ctx, uk, kind)
+}
+
+// acquire waits for a slot if the handler holds none: for a whole ledger, or for a part of
+// it as large as many users' whole ledgers (see scopedCycle).
+func (l *ledgerSlot) acquire(ctx context.Context, uk store.UserKey, kind tandemv1.RecordKind) error {
+	if l.held {
+		return nil
+	}
+	if err := l.s.loads.Acquire(ctx, 1); err != nil {
+		return fmt.Errorf("wait to load the ledger of %s %s: %w", uk, store.KindName(kind), err)
+	}
+	l.held = true
+	return nil
 }
 
 // release gives the slot back, if taken.

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -56,4 +58,61 @@ func TestWholeLedgerLoadsAreBounded(t *testing.T) {
 	if len(h.ex.items) != 2 || len(h.sf.items) != 2 {
 		t.Fatalf("exchange %d, salesforce %d contacts, want 2 each", len(h.ex.items), len(h.sf.items))
 	}
+}
+
+// TestLargeScopesTakeASlot: a cycle planned from what changed takes a whole-ledger slot when
+// the changes are many (a bulk edit), and plans without one when they are few.
+func TestLargeScopesTakeASlot(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	reader := sdkmetric.NewManualReader()
+	h.syncer = New(h.st, h, Options{Clock: h.syncer.opts.Clock, LedgerLoads: 1, MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
+	var ids []string
+	for i := range smallScope/2 + 1 {
+		ids = append(ids, h.ex.create(contactRecord(i, "N", "Ex", "")).GetId())
+		h.sf.create(contactRecord(10000+i, "N", "Sf", ""))
+	}
+	h.settle()
+	h.settle()
+	other := h.syncer.ledgerSlot()
+	if err := other.acquire(h.ctx, uk, tandemv1.RecordKind_RECORD_KIND_CONTACT); err != nil {
+		t.Fatal(err)
+	}
+	cycle := func() (waited bool) {
+		h.startCycle()
+		for len(h.changes) > 0 {
+			ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+			err := h.syncer.HandleChanges(ctx, h.changes[0].msg)
+			cancel()
+			if errors.Is(err, context.DeadlineExceeded) {
+				return true
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.changes = h.changes[1:]
+		}
+		h.drain()
+		return false
+	}
+	before := cycleCounts(t, reader)
+	h.ex.update(ids[0], func(c *tandemv1.Contact) { c.Department = "R&D" })
+	if cycle() {
+		t.Fatal("a cycle with one change waited for a whole-ledger slot")
+	}
+	for _, id := range ids { // more than smallScope changes with the other side's edits
+		h.ex.update(id, func(c *tandemv1.Contact) { c.JobTitle = "Engineer" })
+	}
+	for _, r := range h.sf.byEmail() {
+		h.sf.update(r[0].GetId(), func(c *tandemv1.Contact) { c.Notes = "met at the fair" })
+	}
+	if !cycle() {
+		t.Fatal("a cycle with a bulk edit planned without a whole-ledger slot")
+	}
+	other.release()
+	h.drain()
+	if got := cycleCounts(t, reader); got[fromChanges] != before[fromChanges]+2 || got[fromWholeLedger] != before[fromWholeLedger] {
+		t.Errorf("cycles by what they were planned from = %v (%v before the two), want both from the changes", got, before)
+	}
+	h.settle()
+	h.assertAgree()
 }

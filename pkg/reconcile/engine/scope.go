@@ -21,6 +21,10 @@ import (
 // ledger (Options.VerifyScope).
 var ErrScopeMismatch = errors.New("the plan from what changed differs from the whole ledger's plan")
 
+// smallScope is the most changes (records and pairs) a scope may hold without a ledger slot
+// (Options.LedgerLoads): their memory is that of a page of changes.
+const smallScope = 500
+
 // pageInput is a change batch as a handler applies it.
 type pageInput struct {
 	b           *tandemv1.ChangeBatch
@@ -39,6 +43,17 @@ func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.U
 	kind := in.b.GetKind()
 	if snap.Cycle.Settled != fp {
 		return false, nil
+	}
+	changed, err := s.led.Changed(ctx, snap.Keys)
+	if err != nil {
+		return false, err
+	}
+	if changed+len(w.Dirty()) > smallScope {
+		// After a bulk change a scope can be as large as the whole ledger: it takes a slot, so
+		// that the memory of such scopes is bounded as whole ledgers' is.
+		if err := slot.acquire(ctx, uk, kind); err != nil {
+			return false, err
+		}
 	}
 	scope, err := s.led.LoadScope(ctx, snap, w)
 	if err != nil || scope == nil {
@@ -79,6 +94,7 @@ func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.U
 	if err := s.led.Commit(ctx, lease, w); err != nil {
 		return false, err
 	}
+	s.met.cycle(ctx, kind, fromChanges)
 	s.log.DebugContext(ctx, "planned from what changed", slog.String("kind", store.KindName(kind)), slog.Uint64("cycle", ready),
 		slog.Int("records", len(scope.Exchange)+len(scope.Salesforce)), slog.Int("writes", len(plan.Writes)))
 	return true, s.flush(ctx, lease, uk, kind, scope)

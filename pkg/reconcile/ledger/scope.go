@@ -166,6 +166,15 @@ func (l *Ledger) LoadScope(ctx context.Context, base *Snapshot, w *Writes) (*Sna
 	return s, nil
 }
 
+// Changed returns how many records and pairs Keys.Dirty names.
+func (l *Ledger) Changed(ctx context.Context, keys Keys) (int, error) {
+	n, err := l.st.Client().SCard(ctx, keys.Dirty).Result()
+	if err != nil {
+		return 0, fmt.Errorf("count what changed since the last plan: %w", err)
+	}
+	return int(n), nil
+}
+
 var sides = []tandemv1.System{tandemv1.System_SYSTEM_EXCHANGE, tandemv1.System_SYSTEM_SALESFORCE}
 
 func newMapping() *tandemv1.Mapping { return &tandemv1.Mapping{} }
