@@ -21,8 +21,9 @@ import (
 // ledger (Options.VerifyScope).
 var ErrScopeMismatch = errors.New("the plan from what changed differs from the whole ledger's plan")
 
-// smallScope is the most changes (records and pairs) a scope may hold without a ledger slot
-// (Options.LedgerLoads): their memory is that of a page of changes.
+// smallScope is the most changes (records and pairs changed, writes in flight) a scope may
+// start from without a ledger slot (Options.LedgerLoads): their memory is that of a page of
+// changes.
 const smallScope = 500
 
 // pageInput is a change batch as a handler applies it.
@@ -44,11 +45,11 @@ func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.U
 	if snap.Cycle.Settled != fp {
 		return false, nil
 	}
-	changed, err := s.led.Changed(ctx, snap.Keys)
+	size, err := s.led.ScopeSize(ctx, snap.Keys)
 	if err != nil {
 		return false, err
 	}
-	if changed+len(w.Dirty()) > smallScope {
+	if size+len(w.Dirty()) > smallScope {
 		// After a bulk change a scope can be as large as the whole ledger: it takes a slot, so
 		// that the memory of such scopes is bounded as whole ledgers' is.
 		if err := slot.acquire(ctx, uk, kind); err != nil {

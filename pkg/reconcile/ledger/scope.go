@@ -166,13 +166,16 @@ func (l *Ledger) LoadScope(ctx context.Context, base *Snapshot, w *Writes) (*Sna
 	return s, nil
 }
 
-// Changed returns how many records and pairs Keys.Dirty names.
-func (l *Ledger) Changed(ctx context.Context, keys Keys) (int, error) {
-	n, err := l.st.Client().SCard(ctx, keys.Dirty).Result()
-	if err != nil {
+// ScopeSize returns how many records and pairs a scope starts from (see LoadScope): those
+// Keys.Dirty names and the writes in flight.
+func (l *Ledger) ScopeSize(ctx context.Context, keys Keys) (int, error) {
+	pipe := l.st.Client().Pipeline()
+	dirty := pipe.SCard(ctx, keys.Dirty)
+	pending := pipe.HLen(ctx, keys.Pending)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("count what changed since the last plan: %w", err)
 	}
-	return int(n), nil
+	return int(dirty.Val() + pending.Val()), nil
 }
 
 var sides = []tandemv1.System{tandemv1.System_SYSTEM_EXCHANGE, tandemv1.System_SYSTEM_SALESFORCE}

@@ -57,6 +57,10 @@ func TestDirtySetFollowsTheChanges(t *testing.T) {
 	if d := dirtySet(t, e); !slices.Equal(d, want) {
 		t.Fatalf("dirty = %v, want %v", d, want)
 	}
+	keys, _ := ledger.KeysFor(uk, contact)
+	if n, err := e.led.ScopeSize(t.Context(), keys); err != nil || n != len(want)+1 {
+		t.Fatalf("scope size = %d, %v; want %d changes and 1 write in flight", n, err, len(want))
+	}
 	w = e.load(t, contact).NewWrites()
 	w.Reset(4, "e1")
 	e.commit(t, w)
