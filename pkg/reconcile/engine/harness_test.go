@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"pgregory.net/rapid"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
@@ -137,6 +138,44 @@ func claimCycles(t testing.TB, st *store.Store, orgID string, cycle uint64) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// drawPolicy draws one of the conflict policies.
+func drawPolicy(rt *rapid.T) tandemv1.ConflictPolicy {
+	return rapid.SampledFrom([]tandemv1.ConflictPolicy{
+		tandemv1.ConflictPolicy_CONFLICT_POLICY_SALESFORCE_WINS,
+		tandemv1.ConflictPolicy_CONFLICT_POLICY_EXCHANGE_WINS,
+		tandemv1.ConflictPolicy_CONFLICT_POLICY_FIELD_MERGE,
+	}).Draw(rt, "policy")
+}
+
+// drawEdit returns a user's edit of a contact that draws which field changes and how.
+func drawEdit(rt *rapid.T) func(*tandemv1.Contact) {
+	return func(c *tandemv1.Contact) {
+		switch rapid.IntRange(0, 2).Draw(rt, "field") {
+		case 0:
+			c.JobTitle = rapid.SampledFrom([]string{"VP", "CTO", "Engineer", ""}).Draw(rt, "title")
+		case 1:
+			c.Department = rapid.SampledFrom([]string{"Sales", "R&D", ""}).Draw(rt, "dept")
+		default:
+			c.Notes = rapid.StringMatching(`[a-z ]{0,12}`).Draw(rt, "notes")
+		}
+	}
+}
+
+// seedSettled creates n contacts in each system (emails p0… in Exchange, p10000… in
+// Salesforce) and settles twice — the first sync, then the cycle that reads the echo of its
+// writes — after which the user is quiet. It returns the Exchange contacts' ids.
+func (h *harness) seedSettled(n int) []string {
+	h.t.Helper()
+	var ids []string
+	for i := range n {
+		ids = append(ids, h.ex.create(contactRecord(i, "N", "Ex", "")).GetId())
+		h.sf.create(contactRecord(10000+i, "N", "Sf", ""))
+	}
+	h.settle()
+	h.settle()
+	return ids
 }
 
 func bothWays(policy tandemv1.ConflictPolicy) *tandemv1.SyncConfiguration {

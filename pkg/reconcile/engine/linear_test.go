@@ -35,13 +35,7 @@ func poison(h *harness, id string) (restore func()) {
 
 func TestWorkFollowsTheMessage(t *testing.T) {
 	h := newHarness(t, servertest.Redis(t), bothWays(0))
-	var ids []string
-	for i := range 12 {
-		ids = append(ids, h.ex.create(contactRecord(i, "N", "Ex", "")).GetId())
-		h.sf.create(contactRecord(100+i, "N", "Sf", ""))
-	}
-	h.settle()
-	h.settle() // the echo of the first sync's writes is read and planned: the user is now quiet
+	ids := h.seedSettled(12)
 
 	// Idle cycles reconcile without reading any record.
 	restore := poison(h, ids[5])

@@ -66,13 +66,7 @@ func TestLargeScopesTakeASlot(t *testing.T) {
 	h := newHarness(t, servertest.Redis(t), bothWays(0))
 	reader := sdkmetric.NewManualReader()
 	h.syncer = New(h.st, h, Options{Clock: h.syncer.opts.Clock, LedgerLoads: 1, MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
-	var ids []string
-	for i := range smallScope/2 + 1 {
-		ids = append(ids, h.ex.create(contactRecord(i, "N", "Ex", "")).GetId())
-		h.sf.create(contactRecord(10000+i, "N", "Sf", ""))
-	}
-	h.settle()
-	h.settle()
+	ids := h.seedSettled(smallScope/2 + 1)
 	other := h.syncer.ledgerSlot()
 	if err := other.acquire(h.ctx, uk, tandemv1.RecordKind_RECORD_KIND_CONTACT); err != nil {
 		t.Fatal(err)

@@ -47,12 +47,7 @@ func newHistory() *history {
 func TestConvergenceProperty(t *testing.T) {
 	rdb := servertest.Redis(t)
 	rapid.Check(t, func(rt *rapid.T) {
-		policy := rapid.SampledFrom([]tandemv1.ConflictPolicy{
-			tandemv1.ConflictPolicy_CONFLICT_POLICY_SALESFORCE_WINS,
-			tandemv1.ConflictPolicy_CONFLICT_POLICY_EXCHANGE_WINS,
-			tandemv1.ConflictPolicy_CONFLICT_POLICY_FIELD_MERGE,
-		}).Draw(rt, "policy")
-		cfg := bothWays(policy)
+		cfg := bothWays(drawPolicy(rt))
 		// Deletes flow unless a side looks empty; then the harness approves the hold as an admin.
 		cfg.Contacts.MassDeleteThresholdPercent = 100
 		h := newHarness(t, rdb, cfg)
@@ -79,16 +74,7 @@ func TestConvergenceProperty(t *testing.T) {
 			}
 			return rapid.SampledFrom(ids).Draw(rt, label), true
 		}
-		edit := func(c *tandemv1.Contact) {
-			switch rapid.IntRange(0, 2).Draw(rt, "field") {
-			case 0:
-				c.JobTitle = rapid.SampledFrom([]string{"VP", "CTO", "Engineer", ""}).Draw(rt, "title")
-			case 1:
-				c.Department = rapid.SampledFrom([]string{"Sales", "R&D", ""}).Draw(rt, "dept")
-			default:
-				c.Notes = rapid.StringMatching(`[a-z ]{0,12}`).Draw(rt, "notes")
-			}
-		}
+		edit := drawEdit(rt)
 		emailOf := func(side *fakeSide, id string) string { return record.EmailKey(side.items[id]) }
 
 		steps := rapid.IntRange(10, 60).Draw(rt, "steps")

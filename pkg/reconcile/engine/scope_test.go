@@ -71,12 +71,7 @@ func TestScopedPlansMatchTheWholeLedger(t *testing.T) {
 	rdb := servertest.Redis(t)
 	scoped, writes := 0, int64(0)
 	rapid.Check(t, func(rt *rapid.T) {
-		policy := rapid.SampledFrom([]tandemv1.ConflictPolicy{
-			tandemv1.ConflictPolicy_CONFLICT_POLICY_SALESFORCE_WINS,
-			tandemv1.ConflictPolicy_CONFLICT_POLICY_EXCHANGE_WINS,
-			tandemv1.ConflictPolicy_CONFLICT_POLICY_FIELD_MERGE,
-		}).Draw(rt, "policy")
-		cfg := bothWays(policy)
+		cfg := bothWays(drawPolicy(rt))
 		cfg.Contacts.MassDeleteThresholdPercent = 100
 		h := newHarness(t, rdb, cfg)
 		h.approveHolds = true
@@ -91,16 +86,7 @@ func TestScopedPlansMatchTheWholeLedger(t *testing.T) {
 		}
 		h.settle()
 		h.settle()
-		edit := func(c *tandemv1.Contact) {
-			switch rapid.IntRange(0, 2).Draw(rt, "field") {
-			case 0:
-				c.JobTitle = rapid.SampledFrom([]string{"VP", "CTO", "Engineer", ""}).Draw(rt, "title")
-			case 1:
-				c.Department = rapid.SampledFrom([]string{"Sales", "R&D", ""}).Draw(rt, "dept")
-			default:
-				c.Notes = rapid.StringMatching(`[a-z ]{0,8}`).Draw(rt, "notes")
-			}
-		}
+		edit := drawEdit(rt)
 		steps := rapid.IntRange(10, 60).Draw(rt, "steps")
 		for range steps {
 			side := h.ex
@@ -207,19 +193,13 @@ func cycleCounts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 
 // says which was which.
 func TestChangesArePlannedFromWhatChanged(t *testing.T) {
 	h := newHarness(t, servertest.Redis(t), bothWays(0))
-	var ids []string
-	for i := range 12 {
-		ids = append(ids, h.ex.create(contactRecord(i, "N", "Ex", "")).GetId())
-		h.sf.create(contactRecord(100+i, "N", "Sf", ""))
-	}
-	h.settle()
-	h.settle()
+	ids := h.seedSettled(12)
 	reader := sdkmetric.NewManualReader()
 	h.syncer = New(h.st, h, Options{Clock: func() time.Time { return h.now }, MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
 
 	restore := poison(h, ids[5])
 	h.ex.update(ids[0], func(c *tandemv1.Contact) { c.Department = "Mathematics" })
-	h.sf.update(h.sf.byEmail()["p100@example.com"][0].GetId(), func(c *tandemv1.Contact) { c.JobTitle = "Chair" })
+	h.sf.update(h.sf.byEmail()["p10000@example.com"][0].GetId(), func(c *tandemv1.Contact) { c.JobTitle = "Chair" })
 	for range 2 { // the change's cycle, then its writes' echo
 		h.startCycle()
 		h.drain() // fails on the poisoned entry if anything reads the whole ledger
@@ -233,7 +213,7 @@ func TestChangesArePlannedFromWhatChanged(t *testing.T) {
 	if got := h.sf.byEmail()["p0@example.com"][0].GetContact().GetDepartment(); got != "Mathematics" {
 		t.Errorf("department in Salesforce = %q after the edit", got)
 	}
-	if got := h.ex.byEmail()["p100@example.com"][0].GetContact().GetJobTitle(); got != "Chair" {
+	if got := h.ex.byEmail()["p10000@example.com"][0].GetContact().GetJobTitle(); got != "Chair" {
 		t.Errorf("job title in Exchange = %q after the edit", got)
 	}
 	restore()
