@@ -40,6 +40,15 @@ type PollRequest struct {
 	Audience []Audience
 	// Cursor is the cursor the previous poll of this kind returned; "" reads everything.
 	Cursor string
+	// FullReadGroup splits the full read of more users than this into queries of that many
+	// users each, read one after the other (0: one query for all). Users who see every
+	// contact are read with one query whatever it says.
+	FullReadGroup int
+	// Done, when set, is told about users whose read is complete — every change of theirs
+	// emitted — before Poll returns: the users of each group of a split full read as soon as
+	// the group is read, so that the caller can finish them while the next group is read.
+	// Users it was not told about are complete when Poll returns.
+	Done func(ctx context.Context, userIDs []string) error
 }
 
 // EmitFunc receives one page of one user's changes. full is true when this poll lists every
@@ -152,17 +161,35 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 			return "", fmt.Errorf("poll %s changes for org %s: %w", object, c.orgID, err)
 		}
 	}
-	if len(full) > 0 {
-		if err := p.read(ctx, full, "", true); err != nil {
-			return "", fmt.Errorf("poll all %s records for org %s: %w", object, c.orgID, err)
-		}
-	}
 	fullUsers := map[string]bool{}
 	for _, m := range full {
 		fullUsers[m.id] = true
 	}
+	done := map[string]bool{}
+	for _, group := range fullReadGroups(full, req.FullReadGroup) {
+		if err := p.read(ctx, group, "", true); err != nil {
+			return "", fmt.Errorf("poll all %s records for org %s: %w", object, c.orgID, err)
+		}
+		if req.Done == nil || len(group) == len(members) {
+			continue
+		}
+		ids := make([]string, 0, len(group))
+		for _, m := range group {
+			if !p.emitted[m.id] {
+				if err := emit(ctx, m.id, nil, true); err != nil {
+					return "", fmt.Errorf("poll %s for org %s: emit for user %s: %w", object, c.orgID, m.id, err)
+				}
+				p.emitted[m.id] = true
+			}
+			ids = append(ids, m.id)
+			done[m.id] = true
+		}
+		if err := req.Done(ctx, ids); err != nil {
+			return "", fmt.Errorf("poll %s for org %s: %w", object, c.orgID, err)
+		}
+	}
 	for _, m := range members {
-		if !p.emitted[m.id] {
+		if !p.emitted[m.id] && !done[m.id] {
 			if err := emit(ctx, m.id, nil, fullUsers[m.id]); err != nil {
 				return "", fmt.Errorf("poll %s for org %s: emit for user %s: %w", object, c.orgID, m.id, err)
 			}
@@ -176,6 +203,31 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 	next.Horizon = horizon.UnixMilli()
 	next.Seen = seenGroups(p.seen, next.readBackFrom(c.cfg.overlap).UnixMilli())
 	return encodeCursor(next)
+}
+
+// fullReadGroups splits the members of a full read into groups of at most size members, in
+// user id order, read one query after the other; one group when size is 0 or a member sees
+// every contact (a query without an owner list reads everyone's records anyway).
+//
+// The cursor needs nothing more: a poll's horizon is when its first answer came, so the next
+// poll reads back from before the first group was read, and sees what changed in a group
+// already read while the later ones were.
+func fullReadGroups(members []*member, size int) [][]*member {
+	if len(members) == 0 {
+		return nil
+	}
+	if size <= 0 || len(members) <= size || slices.ContainsFunc(members, func(m *member) bool { return m.all }) {
+		return [][]*member{members}
+	}
+	sorted := slices.Clone(members)
+	slices.SortFunc(sorted, func(a, b *member) int { return strings.Compare(a.id, b.id) })
+	var out [][]*member
+	for len(sorted) > 0 {
+		n := min(size, len(sorted))
+		out = append(out, sorted[:n])
+		sorted = sorted[n:]
+	}
+	return out
 }
 
 // readBackFrom is the second from which the poll after c reads back what c's poll read. A

@@ -1,6 +1,7 @@
 package salesforce
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -608,3 +609,65 @@ func TestSimConcurrentPollsAndWrites(t *testing.T) {
 }
 
 func timestampOf(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+// TestSimSplitFullRead: a full read of more users than FullReadGroup is one query per group,
+// each group's users reported done once all their records are emitted; and an edit made to a
+// record of a group already read, while a later group is read, is not lost behind the later
+// group's newer stamps: the next poll reads it.
+func TestSimSplitFullRead(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 5, wholeSeconds: true})
+	owned := env.seed(3)
+	env.clock.Advance(10 * time.Minute)
+	env.sim.ResetCounts()
+
+	users := slices.Clone(env.users)
+	slices.SortFunc(users, func(a, b *tandemv1.SyncUser) int { return strings.Compare(a.GetUserId(), b.GetUserId()) })
+	first, last := users[0].GetUserId(), users[4].GetUserId()
+	edited := owned[first][0]
+	r := newPollResult()
+	var groups [][]string
+	done := func(_ context.Context, ids []string) error {
+		groups = append(groups, ids)
+		for _, id := range ids {
+			if got := len(r.changes[id]); got != 3 {
+				t.Errorf("user %s reported done with %d of 3 contacts emitted", id, got)
+			}
+		}
+		if len(groups) == 1 {
+			// A rep edits a contact of the group just read, then one of the last group, a
+			// second later, before that group is read.
+			env.clock.Advance(time.Second)
+			if err := env.sim.Update("Contact", edited, map[string]any{"Title": "Read already"}, first); err != nil {
+				t.Fatal(err)
+			}
+			env.clock.Advance(time.Second)
+			if err := env.sim.Update("Contact", owned[last][0], map[string]any{"Title": "Not read yet"}, last); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return nil
+	}
+	cursor, err := env.conn.Poll(t.Context(), PollRequest{Kind: contactKind, Audience: env.audience(userRecords), FullReadGroup: 2, Done: done}, r.emit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{users[0].GetUserId(), users[1].GetUserId()}, {users[2].GetUserId(), users[3].GetUserId()}, {last}}
+	if !slices.EqualFunc(groups, want, slices.Equal[[]string]) {
+		t.Errorf("users reported done in groups %v, want %v", groups, want)
+	}
+	if got := env.count(sfsim.EndpointQuery); got != 3 {
+		t.Errorf("a full read of 5 users in groups of 2 took %d queries, want 3", got)
+	}
+	for _, u := range users {
+		if r.calls[u.GetUserId()] == 0 || !r.full[u.GetUserId()] {
+			t.Errorf("user %s: %d emits, full %t", u.GetUserId(), r.calls[u.GetUserId()], r.full[u.GetUserId()])
+		}
+	}
+
+	env.clock.Advance(30 * time.Second)
+	next, _ := env.poll(contactKind, env.audience(userRecords), cursor)
+	if got := ids(next.changes[first], upsert); !slices.Equal(got, []string{edited}) {
+		t.Errorf("the next poll reported %v for the first group's user, want the edit of %s made while a later group was read", got, edited)
+	}
+	env.checkStatements()
+}

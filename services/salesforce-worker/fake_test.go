@@ -14,6 +14,8 @@ type emit struct {
 	user    string
 	changes []*tandemv1.Change
 	full    bool
+	// done, when set, makes this step a call of the request's Done with these users instead.
+	done []string
 }
 
 // fakeConnector is a Connector whose directory, polls and writes the test scripts. It is safe
@@ -86,6 +88,12 @@ func (f *fakeConnector) Poll(ctx context.Context, req salesforce.PollRequest, em
 	for _, e := range emits {
 		if before != nil {
 			before()
+		}
+		if e.done != nil {
+			if derr := req.Done(ctx, e.done); derr != nil {
+				return "", derr
+			}
+			continue
 		}
 		if eerr := emitFn(ctx, e.user, e.changes, e.full); eerr != nil {
 			return "", eerr

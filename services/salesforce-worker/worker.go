@@ -57,6 +57,10 @@ type Config struct {
 	Pool string
 	// AllowHTTP permits plain-http My Domain URLs (simulators and lab servers only).
 	AllowHTTP bool
+	// FullReadGroup is how many reps one query of a full read reads (salesforce.PollRequest):
+	// each group's reps are reported complete as soon as it is read, so that the reconciler
+	// plans them while the next group is read. 0 means DefaultFullReadGroup.
+	FullReadGroup int
 }
 
 // DefaultApplyConcurrency is how many write batches a replica carries out at once by default:
@@ -64,6 +68,11 @@ type Config struct {
 // calls (see combiner). A waiting batch costs a goroutine; the calls to an org are capped by its
 // max_concurrent_requests.
 const DefaultApplyConcurrency = 32
+
+// DefaultFullReadGroup is how many reps one query of a full read reads by default: at 1,000
+// contacts a rep, ten pages of 2,000 rows, so that a first sync of a large org is planned in
+// steps of seconds, for one more query per 25 reps.
+const DefaultFullReadGroup = 25
 
 // RegisterFlags registers the worker's flags, the platform's included.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
@@ -75,6 +84,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DirectoryRefresh, "directory-refresh", time.Hour, "how often each org's user directory is read again")
 	fs.StringVar(&c.ClientName, "client-name", salesforce.DefaultClientName, "client name sent in Sforce-Call-Options on writes")
 	fs.BoolVar(&c.AllowHTTP, "allow-http", false, "allow plain-HTTP Salesforce My Domain URLs (simulators and lab servers only)")
+	fs.IntVar(&c.FullReadGroup, "full-read-group", DefaultFullReadGroup, "reps read by one query of a full read (a first sync, a reset); each group's reps are planned while the next group is read")
 	fs.StringVar(&c.Pool, "pool", store.DefaultWorkerPool, "worker pool this replica serves: the orgs whose worker_pool names it")
 	c.CDC.RegisterFlags(fs)
 }
@@ -86,6 +96,9 @@ func (c *Config) Validate() error {
 	}
 	if c.JobConcurrency < 1 || c.ApplyConcurrency < 1 {
 		return errors.New("concurrency must be at least 1")
+	}
+	if c.FullReadGroup < 0 {
+		return errors.New("--full-read-group must not be negative")
 	}
 	if c.ApplyLinger < 0 || c.ApplyMaxDelay < 0 || c.ApplyLinger > c.ApplyMaxDelay {
 		return errors.New("--apply-linger and --apply-max-delay must not be negative, and the linger must not exceed the maximum delay")
@@ -285,7 +298,11 @@ func (w *Worker) poll(ctx context.Context, conn Connector, job *tandemv1.SyncJob
 			cur = cursor{}
 		}
 	}
-	pages := &userPages{w: w, job: job, kind: kind, previous: cur.Cycle, users: map[string]*userPager{}}
+	pages := &userPages{w: w, job: job, kind: kind, previous: cur.Cycle, users: map[string]*userPager{}, finished: map[string]bool{}}
+	group := w.cfg.FullReadGroup
+	if group == 0 {
+		group = DefaultFullReadGroup
+	}
 	var incremental, reset []salesforce.Audience
 	for id, a := range audience {
 		if full[id] {
@@ -301,7 +318,7 @@ func (w *Worker) poll(ctx context.Context, conn Connector, job *tandemv1.SyncJob
 		if err := pages.begin(reset, w.now()); err != nil {
 			return err
 		}
-		c, err := conn.Poll(ctx, salesforce.PollRequest{Kind: kind, Audience: reset}, pages.emit)
+		c, err := conn.Poll(ctx, salesforce.PollRequest{Kind: kind, Audience: reset, FullReadGroup: group, Done: pages.done}, pages.emit)
 		if err != nil {
 			return err
 		}
@@ -313,15 +330,18 @@ func (w *Worker) poll(ctx context.Context, conn Connector, job *tandemv1.SyncJob
 		if err := pages.begin(incremental, w.now()); err != nil {
 			return err
 		}
-		c, err := conn.Poll(ctx, salesforce.PollRequest{Kind: kind, Audience: incremental, Cursor: cur.Value}, pages.emit)
+		c, err := conn.Poll(ctx, salesforce.PollRequest{Kind: kind, Audience: incremental, Cursor: cur.Value,
+			FullReadGroup: group, Done: pages.done}, pages.emit)
 		if err != nil {
 			return err
 		}
 		next = c
 	}
 	for id := range audience {
-		if err := pages.finish(ctx, id); err != nil {
-			return err
+		if !pages.finished[id] {
+			if err := pages.finish(ctx, id); err != nil {
+				return err
+			}
 		}
 	}
 	raw, err := json.Marshal(cursor{Value: next, Cycle: job.GetCycle()})
@@ -340,6 +360,8 @@ type userPages struct {
 	// readAt is when the poll under way started.
 	readAt time.Time
 	users  map[string]*userPager
+	// finished are the users whose last page went out before the poll ended (see done).
+	finished map[string]bool
 }
 
 type userPager struct {
@@ -382,6 +404,17 @@ func (up *userPages) emit(ctx context.Context, userID string, changes []*tandemv
 	}
 	p.full = p.full || full
 	return p.pager.Publish(ctx, changes, p.full, false, up.previous, p.readAt)
+}
+
+// done finishes users whose read completed while the poll goes on (salesforce.PollRequest.Done).
+func (up *userPages) done(ctx context.Context, userIDs []string) error {
+	for _, id := range userIDs {
+		if err := up.finish(ctx, id); err != nil {
+			return err
+		}
+		up.finished[id] = true
+	}
+	return nil
 }
 
 // finish publishes the user's last page, which tells the reconciler the read is complete.

@@ -1,6 +1,7 @@
 package salesforceworker
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -284,6 +285,49 @@ func TestPollRoutesEachUsersPages(t *testing.T) {
 	want := &tandemv1.SalesforceApiUsage{DailyMax: 15000, Used: 1200, Reserve: 3000, TandemCalls: 42}
 	if got := e.usage(); !proto.Equal(got, want) {
 		t.Errorf("usage %v, want %v", got, want)
+	}
+}
+
+// TestGroupsOfAFullReadFinishEarly: users the connector reports done while its poll goes on
+// (a full read split in groups) get their last page at once, before the later groups' pages,
+// and only once.
+func TestGroupsOfAFullReadFinishEarly(t *testing.T) {
+	e, fc := newFakeEnv(t)
+	ctx := t.Context()
+	fc.script(func(f *fakeConnector) {
+		f.poll = func(req salesforce.PollRequest) ([]emit, string, error) {
+			if req.Kind != contact {
+				return nil, "e1", nil
+			}
+			if req.FullReadGroup != DefaultFullReadGroup || req.Done == nil {
+				t.Errorf("poll asked with group %d and Done %t, want %d and a Done", req.FullReadGroup, req.Done != nil, DefaultFullReadGroup)
+			}
+			return []emit{
+				{user: u1, changes: upserts("a", 2), full: true},
+				{done: []string{u1}},
+				{user: u2, changes: upserts("b", 1), full: true},
+				{user: u3, full: true},
+			}, "c1", nil
+		}
+	})
+	t0 := e.clock.Now()
+	j := job(4, []tandemv1.RecordKind{contact}, []string{u1, u2, u3}, nil)
+	if err := e.w.handleJob(ctx, jobMessage(t, j)); err != nil {
+		t.Fatal(err)
+	}
+	pages, subjects := e.changes()
+	checkUserPages(t, pages, subjects, u1, contact, 4, []pageWant{
+		{ids: ids("a", 2), full: true, readAt: t0},
+		{last: true, count: 2, full: true, readAt: t0},
+	})
+	var order []string
+	for _, p := range pages {
+		if p.GetKind() == contact {
+			order = append(order, fmt.Sprintf("%s:%t", p.GetUserId(), p.GetLast()))
+		}
+	}
+	if want := []string{u1 + ":false", u1 + ":true", u2 + ":false", u3 + ":false"}; len(order) < 4 || !slices.Equal(order[:4], want) {
+		t.Errorf("contact pages in the order %v, want %v first", order, want)
 	}
 }
 
@@ -576,6 +620,8 @@ func TestConfigValidate(t *testing.T) {
 		{"negative CDC lease", func(c *Config) { c.CDC.LeaseTTL = -time.Second }, false},
 		{"CDC lease under a second", func(c *Config) { c.CDC.LeaseTTL = time.Millisecond }, false},
 		{"CDC lease of a minute", func(c *Config) { c.CDC.LeaseTTL = time.Minute }, true},
+		{"negative full read group", func(c *Config) { c.FullReadGroup = -1 }, false},
+		{"full read groups of one", func(c *Config) { c.FullReadGroup = 1 }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := testConfig()

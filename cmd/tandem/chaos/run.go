@@ -475,7 +475,10 @@ func (r *run) service(name string, replica int) (*proc, error) {
 	case "exchange-worker":
 		env = append(env, "TANDEM_ALLOW_HTTP=true", "TANDEM_BACKOFF_BASE=1s", "TANDEM_BACKOFF_MAX=5s")
 	case "salesforce-worker":
-		env = append(env, "TANDEM_ALLOW_HTTP=true", "TANDEM_PUBSUB_ENDPOINT="+r.pubsub, "TANDEM_PUBSUB_PLAINTEXT=true", "TANDEM_CDC_REFRESH=2s")
+		// Full reads in groups of two reps, so that a first sync and a reset are read as several
+		// queries, each group's reps planned while the next is read.
+		env = append(env, "TANDEM_ALLOW_HTTP=true", "TANDEM_PUBSUB_ENDPOINT="+r.pubsub, "TANDEM_PUBSUB_PLAINTEXT=true", "TANDEM_CDC_REFRESH=2s",
+			"TANDEM_FULL_READ_GROUP=2")
 	case "reconciler":
 		env = append(env, "TANDEM_LEASE_TTL=10s", "TANDEM_PENDING_TIMEOUT=20s", "TANDEM_VERIFY_SCOPED_PLANS=true")
 	case "status-api":
