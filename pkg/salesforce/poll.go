@@ -63,7 +63,8 @@ type EmitFunc func(ctx context.Context, userID string, changes []*tandemv1.Chang
 // rows), which reports deletes too. A full read (empty or unusable cursor, a cursor older than
 // the recycle bin keeps deletes, records purged from the bin since the last poll, the periodic
 // rescan) lists every record instead; users new to the audience, or whose scope or filters
-// changed, get a full read of their own. After a gap of more than an hour since the last poll,
+// changed, get a full read of their own; a full read of more users than req.FullReadGroup is
+// one query per group of them (see fullReadGroups). After a gap of more than an hour since the last poll,
 // one getDeleted call checks whether the recycle bin was purged in between.
 //
 // An incremental read resumes exactly where the last one stopped — after its watermark's
