@@ -69,24 +69,18 @@ type Options struct {
 
 // Result is what a run found; it is printed as JSON.
 type Result struct {
-	Converged    bool `json:"converged"`
-	Lost         int  `json:"lost"`
-	Duplicated   int  `json:"duplicated"`
-	Resurrected  int  `json:"resurrected"`
-	Differing    int  `json:"differing"`
-	Unknown      int  `json:"unknown"`
-	StalledUsers int  `json:"stalled_users"`
+	Converged bool `json:"converged"`
+	// Report is the verdict on the simulators' final state.
+	Report
 	// ScopeMismatches counts the cycles a reconciler planned from what changed differently
 	// from the whole ledger (the reconcilers run with --verify-scoped-plans).
 	ScopeMismatches int              `json:"scope_mismatches"`
-	People          int              `json:"people"`
 	Edits           int              `json:"edits"`
 	Faults          map[string]int64 `json:"faults"`
 	Seed            uint64           `json:"seed"`
 	Seconds         float64          `json:"seconds"`
 	SettleSecs      float64          `json:"settle_seconds"`
 	Dir             string           `json:"dir,omitempty"`
-	Violations      []string         `json:"violations,omitempty"`
 }
 
 func (o *Options) defaults() {
@@ -184,10 +178,12 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	if res.ScopeMismatches, err = r.scopeMismatches(); err != nil {
 		return res, err
 	}
+	res.Report = report
 	res.Converged = report.OK() && res.ScopeMismatches == 0
-	res.Lost, res.Duplicated, res.Resurrected = report.Lost, report.Duplicated, report.Resurrected
-	res.Differing, res.Unknown, res.StalledUsers, res.People = report.Differing, report.Unknown, report.StalledUsers, report.People
-	res.Violations = report.Violations
+	if res.ScopeMismatches > 0 {
+		res.Violations = append(res.Violations, fmt.Sprintf(
+			"%d cycles planned from what changed differed from the whole ledger's plan (the reconcilers' logs say which)", res.ScopeMismatches))
+	}
 	res.Edits = r.model.Edits()
 	res.Faults = r.faultCounts()
 	res.Seconds = math.Round(time.Since(start).Seconds()*10) / 10
