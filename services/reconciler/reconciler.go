@@ -73,12 +73,8 @@ func New(cfg Config, p *platform.Platform) (*Reconciler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	opts := engine.Options{LeaseTTL: cfg.LeaseTTL, PendingTimeout: cfg.PendingTimeout,
-		LedgerLoads: cfg.LedgerLoads, VerifyScope: cfg.VerifyScopedPlans, Logger: p.Logger}
-	if p.Telemetry != nil {
-		opts.MeterProvider = p.Telemetry.MeterProvider
-	}
-	s := engine.New(p.Store, p.Bus, opts)
+	s := engine.New(p.Store, p.Bus, engine.Options{LeaseTTL: cfg.LeaseTTL, PendingTimeout: cfg.PendingTimeout,
+		LedgerLoads: cfg.LedgerLoads, VerifyScope: cfg.VerifyScopedPlans, Logger: p.Logger, MeterProvider: p.Telemetry.MeterProvider})
 	return &Reconciler{cfg: cfg, p: p, syncer: s}, nil
 }
 

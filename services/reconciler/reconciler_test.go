@@ -16,6 +16,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
+	"github.com/tandem-sync/tandem/pkg/telemetry"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 	"github.com/tandem-sync/tandem/services/reconciler"
 )
@@ -248,7 +249,7 @@ func TestValidate(t *testing.T) {
 			if err := cfg.Validate(); (err == nil) != tc.ok {
 				t.Fatalf("Validate() = %v, want ok %v", err, tc.ok)
 			}
-			if _, err := reconciler.New(cfg, &platform.Platform{Logger: slog.New(slog.DiscardHandler)}); (err == nil) != tc.ok {
+			if _, err := reconciler.New(cfg, &platform.Platform{Logger: slog.New(slog.DiscardHandler), Telemetry: telemetry.Noop()}); (err == nil) != tc.ok {
 				t.Fatalf("New() = %v, want ok %v", err, tc.ok)
 			}
 		})
