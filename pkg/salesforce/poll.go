@@ -64,8 +64,8 @@ type EmitFunc func(ctx context.Context, userID string, changes []*tandemv1.Chang
 // the recycle bin keeps deletes, records purged from the bin since the last poll, the periodic
 // rescan) lists every record instead; users new to the audience, or whose scope or filters
 // changed, get a full read of their own; a full read of more users than req.FullReadGroup is
-// one query per group of them (see fullReadGroups). After a gap of more than an hour since the last poll,
-// one getDeleted call checks whether the recycle bin was purged in between.
+// one query per group of them (see fullReadGroups). After a gap of more than an hour since the
+// last poll, one getDeleted call checks whether the recycle bin was purged in between.
 //
 // An incremental read resumes exactly where the last one stopped — after its watermark's
 // second and the greatest Id read in it — once no transaction can still commit a record stamped
@@ -166,7 +166,17 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 	for _, m := range full {
 		fullUsers[m.id] = true
 	}
-	done := map[string]bool{}
+	// Every audience user gets at least one call, so that the caller can report the cycle.
+	emitOnce := func(m *member) error {
+		if p.emitted[m.id] {
+			return nil
+		}
+		if err := emit(ctx, m.id, nil, fullUsers[m.id]); err != nil {
+			return fmt.Errorf("poll %s for org %s: emit for user %s: %w", object, c.orgID, m.id, err)
+		}
+		p.emitted[m.id] = true
+		return nil
+	}
 	for _, group := range fullReadGroups(full, req.FullReadGroup) {
 		if err := p.read(ctx, group, "", true); err != nil {
 			return "", fmt.Errorf("poll all %s records for org %s: %w", object, c.orgID, err)
@@ -176,24 +186,18 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 		}
 		ids := make([]string, 0, len(group))
 		for _, m := range group {
-			if !p.emitted[m.id] {
-				if err := emit(ctx, m.id, nil, true); err != nil {
-					return "", fmt.Errorf("poll %s for org %s: emit for user %s: %w", object, c.orgID, m.id, err)
-				}
-				p.emitted[m.id] = true
+			if err := emitOnce(m); err != nil {
+				return "", err
 			}
 			ids = append(ids, m.id)
-			done[m.id] = true
 		}
 		if err := req.Done(ctx, ids); err != nil {
 			return "", fmt.Errorf("poll %s for org %s: %w", object, c.orgID, err)
 		}
 	}
 	for _, m := range members {
-		if !p.emitted[m.id] && !done[m.id] {
-			if err := emit(ctx, m.id, nil, fullUsers[m.id]); err != nil {
-				return "", fmt.Errorf("poll %s for org %s: emit for user %s: %w", object, c.orgID, m.id, err)
-			}
+		if err := emitOnce(m); err != nil {
+			return "", err
 		}
 	}
 	next.Watermark, next.LastID = p.maxModstamp, p.lastID
