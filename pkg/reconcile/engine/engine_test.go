@@ -22,9 +22,7 @@ func TestFirstSyncMatchesThenCreates(t *testing.T) {
 	h.sf.create(contactRecord(3, "Grace", "Hopper", "Admiral"))
 	h.settle()
 	h.assertAgree()
-	if len(h.ex.items) != 3 || len(h.sf.items) != 3 {
-		t.Fatalf("exchange %d, salesforce %d contacts, want 3 each", len(h.ex.items), len(h.sf.items))
-	}
+	h.assertContacts(3)
 	if got := h.sf.byEmail()["p2@example.com"][0].GetContact().GetJobTitle(); got != "Inventor" {
 		t.Errorf("linked pair's title = %q, want Salesforce's (Salesforce wins by default)", got)
 	}
@@ -72,9 +70,7 @@ func TestCrashBetweenWriteAndCommitDoesNotDuplicate(t *testing.T) {
 	h.drain()
 	h.settle()
 	h.assertAgree()
-	if len(h.ex.items) != 2 || len(h.sf.items) != 2 {
-		t.Fatalf("exchange %d, salesforce %d, want 2 each", len(h.ex.items), len(h.sf.items))
-	}
+	h.assertContacts(2)
 }
 
 func TestCrashAfterPublishBeforeCommit(t *testing.T) {
@@ -100,9 +96,7 @@ func TestResetRelinksWithoutDuplicates(t *testing.T) {
 	h.reset()
 	h.settle()
 	h.assertAgree()
-	if len(h.ex.items) != 10 || len(h.sf.items) != 10 {
-		t.Fatalf("after reset: exchange %d, salesforce %d, want 10 each", len(h.ex.items), len(h.sf.items))
-	}
+	h.assertContacts(10)
 }
 
 func TestExchangeDeleteUnlinksAndNeverComesBack(t *testing.T) {

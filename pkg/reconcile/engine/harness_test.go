@@ -355,6 +355,14 @@ func (h *harness) reset() {
 	h.exFrom, h.sfFrom = 0, 0
 }
 
+// assertContacts checks that each side holds n contacts.
+func (h *harness) assertContacts(n int) {
+	h.t.Helper()
+	if len(h.ex.items) != n || len(h.sf.items) != n {
+		h.t.Fatalf("exchange %d, salesforce %d contacts, want %d each", len(h.ex.items), len(h.sf.items), n)
+	}
+}
+
 // assertAgree checks that both sides hold the same contacts with the same synced content, once each.
 func (h *harness) assertAgree() {
 	h.t.Helper()

@@ -55,9 +55,7 @@ func TestWholeLedgerLoadsAreBounded(t *testing.T) {
 	other.release()
 	h.settle()
 	h.assertAgree()
-	if len(h.ex.items) != 2 || len(h.sf.items) != 2 {
-		t.Fatalf("exchange %d, salesforce %d contacts, want 2 each", len(h.ex.items), len(h.sf.items))
-	}
+	h.assertContacts(2)
 }
 
 // TestLargeScopesTakeASlot: a cycle planned from what changed takes a whole-ledger slot when

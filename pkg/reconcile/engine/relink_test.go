@@ -64,9 +64,7 @@ func TestLostLedgerRelinksEveryPair(t *testing.T) {
 
 	h.loseLedger(cfg)
 	h.settle()
-	if len(h.ex.items) != pairs || len(h.sf.items) != pairs {
-		t.Fatalf("after the ledger was lost: %d in Exchange, %d in Salesforce, want %d each", len(h.ex.items), len(h.sf.items), pairs)
-	}
+	h.assertContacts(pairs)
 	us, err := status.New(h.st).Get(h.ctx, uk)
 	if err != nil {
 		t.Fatal(err)
