@@ -45,18 +45,14 @@ func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.U
 	if snap.Cycle.Settled != fp {
 		return false, nil
 	}
-	size, err := s.led.ScopeSize(ctx, snap.Keys)
-	if err != nil {
-		return false, err
-	}
-	if size+len(w.Dirty()) > smallScope {
+	scope, err := s.led.LoadScope(ctx, snap, w, func(ctx context.Context, size int) error {
+		if size <= smallScope {
+			return nil
+		}
 		// After a bulk change a scope can be as large as the whole ledger: it takes a slot, so
 		// that the memory of such scopes is bounded as whole ledgers' is.
-		if err := slot.acquire(ctx, uk, kind); err != nil {
-			return false, err
-		}
-	}
-	scope, err := s.led.LoadScope(ctx, snap, w)
+		return slot.acquire(ctx, uk, kind)
+	})
 	if err != nil || scope == nil {
 		return false, err
 	}

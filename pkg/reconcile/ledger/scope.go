@@ -31,11 +31,15 @@ const dirtyKeyPrefix = "key:"
 // records of those pairs, and the pairs' refusals. The snapshot it returns holds no tombstone
 // and no hold: a scope's records are all linked, so planning them reads neither.
 //
+// Before it reads any record, it tells admit how many changes (Keys.Dirty's members and w's)
+// and writes in flight the scope starts from, which a scope's memory follows: admit may wait
+// for room, or fail the load.
+//
 // It returns nil, with a nil error, when the changes reach beyond linked pairs, and the cycle
 // must be planned from the whole ledger: a changed record that no link names (a new record,
 // one removed from the mirror, one that lost the sync key that finds its pair), a changed pair
 // without a link, a write in flight without its pair's link (a create), or a hold.
-func (l *Ledger) LoadScope(ctx context.Context, base *Snapshot, w *Writes) (*Snapshot, error) {
+func (l *Ledger) LoadScope(ctx context.Context, base *Snapshot, w *Writes, admit func(ctx context.Context, size int) error) (*Snapshot, error) {
 	keys := base.Keys
 	rdb := l.st.Client()
 
@@ -49,6 +53,10 @@ func (l *Ledger) LoadScope(ctx context.Context, base *Snapshot, w *Writes) (*Sna
 	if holdsCmd.Val() > 0 {
 		return nil, nil
 	}
+	changed := slices.Concat(dirtyCmd.Val(), w.Dirty())
+	if err := admit(ctx, len(changed)+len(pendCmd.Val())); err != nil {
+		return nil, err
+	}
 	s := partial(keys, base.Cycle)
 	var err error
 	if s.Pending, err = decodeAll(pendCmd.Val(), func() *tandemv1.PendingWrite { return &tandemv1.PendingWrite{} }); err != nil {
@@ -56,7 +64,7 @@ func (l *Ledger) LoadScope(ctx context.Context, base *Snapshot, w *Writes) (*Sna
 	}
 	dirty := map[tandemv1.System][]string{}
 	pairKeys := map[string]bool{}
-	for _, m := range slices.Concat(dirtyCmd.Val(), w.Dirty()) {
+	for _, m := range changed {
 		if k, ok := strings.CutPrefix(m, dirtyKeyPrefix); ok {
 			pairKeys[k] = true
 			continue
@@ -164,18 +172,6 @@ func (l *Ledger) LoadScope(ctx context.Context, base *Snapshot, w *Writes) (*Sna
 		return nil, fmt.Errorf("rejected writes: %w", err)
 	}
 	return s, nil
-}
-
-// ScopeSize returns how many records and pairs a scope starts from (see LoadScope): those
-// Keys.Dirty names and the writes in flight.
-func (l *Ledger) ScopeSize(ctx context.Context, keys Keys) (int, error) {
-	pipe := l.st.Client().Pipeline()
-	dirty := pipe.SCard(ctx, keys.Dirty)
-	pending := pipe.HLen(ctx, keys.Pending)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, fmt.Errorf("count what changed since the last plan: %w", err)
-	}
-	return int(dirty.Val() + pending.Val()), nil
 }
 
 var sides = []tandemv1.System{tandemv1.System_SYSTEM_EXCHANGE, tandemv1.System_SYSTEM_SALESFORCE}

@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -10,6 +11,9 @@ import (
 	"github.com/tandem-sync/tandem/pkg/reconcile/planner"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
+
+// admitAll admits a scope of any size.
+func admitAll(context.Context, int) error { return nil }
 
 func keyed(id, key string) *tandemv1.MirrorRecord {
 	return &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: id, SyncKey: key, Body: &tandemv1.Record_Contact{Contact: &tandemv1.Contact{}}}}
@@ -57,8 +61,9 @@ func TestDirtySetFollowsTheChanges(t *testing.T) {
 	if d := dirtySet(t, e); !slices.Equal(d, want) {
 		t.Fatalf("dirty = %v, want %v", d, want)
 	}
-	keys, _ := ledger.KeysFor(uk, contact)
-	if n, err := e.led.ScopeSize(t.Context(), keys); err != nil || n != len(want)+1 {
+	base := e.load(t, contact)
+	n := -1
+	if _, err := e.led.LoadScope(t.Context(), base, base.NewWrites(), func(_ context.Context, size int) error { n = size; return nil }); err != nil || n != len(want)+1 {
 		t.Fatalf("scope size = %d, %v; want %d changes and 1 write in flight", n, err, len(want))
 	}
 	w = e.load(t, contact).NewWrites()
@@ -92,7 +97,7 @@ func TestLoadScope(t *testing.T) {
 	base.Exchange = map[string]*tandemv1.MirrorRecord{"E1": changed}
 	base.Salesforce = map[string]*tandemv1.MirrorRecord{}
 
-	scope, err := e.led.LoadScope(t.Context(), base, page)
+	scope, err := e.led.LoadScope(t.Context(), base, page, admitAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +144,7 @@ func TestLoadScopeGivesUp(t *testing.T) {
 			e.commit(t, w)
 			base := e.load(t, contact)
 			base.Exchange, base.Salesforce = map[string]*tandemv1.MirrorRecord{}, map[string]*tandemv1.MirrorRecord{}
-			scope, err := e.led.LoadScope(t.Context(), base, base.NewWrites())
+			scope, err := e.led.LoadScope(t.Context(), base, base.NewWrites(), admitAll)
 			if err != nil {
 				t.Fatal(err)
 			}
