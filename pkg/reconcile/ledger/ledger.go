@@ -331,13 +331,21 @@ func ParseCycleSide(cs string) (tandemv1.System, uint64, bool) {
 	if err != nil {
 		return 0, 0, false
 	}
-	switch name {
-	case "exchange":
-		return tandemv1.System_SYSTEM_EXCHANGE, cycle, true
-	case "salesforce":
-		return tandemv1.System_SYSTEM_SALESFORCE, cycle, true
+	side, ok := sideNamed(name)
+	if !ok {
+		return 0, 0, false
 	}
-	return 0, 0, false
+	return side, cycle, true
+}
+
+// sideNamed returns the side store.SideName calls name.
+func sideNamed(name string) (tandemv1.System, bool) {
+	for _, side := range sides {
+		if store.SideName(side) == name {
+			return side, true
+		}
+	}
+	return 0, false
 }
 
 // CompletedBy reports whether a page (number page of side's cycle, the last one when last, of

@@ -211,12 +211,8 @@ func parseSideID(m string) (tandemv1.System, string, bool) {
 	if !ok || id == "" {
 		return 0, "", false
 	}
-	for _, side := range sides {
-		if store.SideName(side) == name {
-			return side, id, true
-		}
-	}
-	return 0, "", false
+	side, ok := sideNamed(name)
+	return side, id, ok
 }
 
 func execScope(ctx context.Context, pipe redis.Pipeliner) error {
