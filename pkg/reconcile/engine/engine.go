@@ -229,9 +229,9 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 		if ready := readyCycle(snap.Cycle); ready > snap.Cycle.Reconciled {
 			state := stateOf(uk, b.GetKind(), ready, now, set, snap)
 			plan := planner.Compute(state)
-			settled := planner.Local(state, plan)
+			local := planner.Local(state, plan) // before recordPlan adds the plan's links to the state
 			recordPlan(snap, w, plan, ready, now)
-			if settled && settles(snap) {
+			if local && settles(snap) {
 				w.SetSettled(fingerprint(set))
 			} else {
 				w.ClearSettled()
