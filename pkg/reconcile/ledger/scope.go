@@ -92,10 +92,8 @@ func (l *Ledger) LoadScope(ctx context.Context, base *Snapshot, w *Writes, admit
 	if err := execScope(ctx, pipe); err != nil {
 		return nil, err
 	}
-	for _, side := range sides {
-		if err := decodeFields(vals(need[side]), needIDs[side], s.Mirror(side), newMirror); err != nil {
-			return nil, fmt.Errorf("%s mirror: %w", store.SideName(side), err)
-		}
+	if err := decodeMirrors(s, need, needIDs); err != nil {
+		return nil, err
 	}
 	if err := decodeFields(vals(mapCmd), mapKeys, s.Mappings, newMapping); err != nil {
 		return nil, fmt.Errorf("mappings: %w", err)
@@ -163,15 +161,23 @@ func (l *Ledger) LoadScope(ctx context.Context, base *Snapshot, w *Writes, admit
 	if err := execScope(ctx, pipe); err != nil {
 		return nil, err
 	}
-	for _, side := range sides {
-		if err := decodeFields(vals(need[side]), needIDs[side], s.Mirror(side), newMirror); err != nil {
-			return nil, fmt.Errorf("%s mirror: %w", store.SideName(side), err)
-		}
+	if err := decodeMirrors(s, need, needIDs); err != nil {
+		return nil, err
 	}
 	if err := decodeFields(vals(rejCmd), pks, s.Rejected, func() *tandemv1.RejectedWrite { return &tandemv1.RejectedWrite{} }); err != nil {
 		return nil, fmt.Errorf("rejected writes: %w", err)
 	}
 	return s, nil
+}
+
+// decodeMirrors adds to s the mirror entries read per side: need[side] answered needIDs[side].
+func decodeMirrors(s *Snapshot, need map[tandemv1.System]*redis.SliceCmd, needIDs map[tandemv1.System][]string) error {
+	for _, side := range sides {
+		if err := decodeFields(vals(need[side]), needIDs[side], s.Mirror(side), newMirror); err != nil {
+			return fmt.Errorf("%s mirror: %w", store.SideName(side), err)
+		}
+	}
+	return nil
 }
 
 var sides = []tandemv1.System{tandemv1.System_SYSTEM_EXCHANGE, tandemv1.System_SYSTEM_SALESFORCE}
