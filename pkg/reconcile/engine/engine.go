@@ -203,7 +203,11 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			return err
 		}
 		w := applyPage(snap, b, epoch, now, readAt, &out)
+		in := pageInput{b: b, epoch: epoch, now: now, readAt: readAt}
 		if snap.Partial && !due(snap.Cycle) {
+			if done, err := s.pagePlan(ctx, lease, uk, in, snap, w, slot, &out); done || err != nil {
+				return err
+			}
 			// Only observations: nothing to plan, send or report on yet.
 			return s.led.Commit(ctx, lease, w)
 		}
@@ -215,8 +219,7 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			if done, err := s.quietCycle(ctx, lease, uk, b.GetKind(), snap, w, set, now, &out); done || err != nil {
 				return err
 			}
-			in := pageInput{b: b, epoch: epoch, now: now, readAt: readAt}
-			if done, err := s.scopedCycle(ctx, lease, uk, in, snap, w, set, slot, &out); done || err != nil {
+			if done, err := s.scopedCycle(ctx, lease, uk, in, snap, w, set, slot, &out, readyCycle(snap.Cycle)); done || err != nil {
 				return err
 			}
 			// Something may have changed: plan the cycle from the whole ledger.

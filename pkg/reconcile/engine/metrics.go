@@ -24,7 +24,7 @@ const (
 
 // metrics are the engine's OpenTelemetry instruments.
 type metrics struct {
-	cycles metric.Int64Counter
+	cycles, pagePlans metric.Int64Counter
 }
 
 func newMetrics(mp metric.MeterProvider) (*metrics, error) {
@@ -38,10 +38,21 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create the reconciler's metrics: %w", err)
 	}
-	return &metrics{cycles: cycles}, nil
+	pagePlans, err := m.Int64Counter("tandem.reconcile.page_plans",
+		metric.WithDescription("Plans made from a page's changes before the cycle it belongs to was complete (a settled user's edits of linked records), by record kind."),
+		metric.WithUnit("{plan}"))
+	if err != nil {
+		return nil, fmt.Errorf("create the reconciler's metrics: %w", err)
+	}
+	return &metrics{cycles: cycles, pagePlans: pagePlans}, nil
 }
 
 // cycle counts a reconciled cycle.
 func (m *metrics) cycle(ctx context.Context, kind tandemv1.RecordKind, from string) {
 	m.cycles.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", store.KindName(kind)), attribute.String("from", from)))
+}
+
+// pagePlan counts a plan made before its page's cycle was complete (Syncer.pagePlan).
+func (m *metrics) pagePlan(ctx context.Context, kind tandemv1.RecordKind) {
+	m.pagePlans.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", store.KindName(kind))))
 }

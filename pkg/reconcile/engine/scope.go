@@ -36,10 +36,11 @@ type pageInput struct {
 // scopedCycle plans a due cycle from what changed since the last plan, without loading the
 // whole ledger, when the user is settled (ledger.Writes.SetSettled) under the same settings:
 // it loads the changed records, their pairs and the writes in flight (ledger.LoadScope) and
-// plans them. When the changes reach beyond their pairs — a new record, a deletion, a create —
-// or the plan turns out not to be local (planner.Local), it plans nothing and reports false:
-// the caller plans the whole ledger. snap and w are the page's partial snapshot and commit.
-func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.UserKey, in pageInput, snap *ledger.Snapshot, w *ledger.Writes, set planner.Settings, slot *ledgerSlot, out *outcome) (bool, error) {
+// plans them as cycle. When the changes reach beyond their pairs — a new record, a deletion, a
+// create — or the plan turns out not to be local (planner.Local), it plans nothing and reports
+// false: the caller plans the whole ledger, or, for a page plan (see pagePlan), waits for the
+// cycle. snap and w are the page's partial snapshot and commit.
+func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.UserKey, in pageInput, snap *ledger.Snapshot, w *ledger.Writes, set planner.Settings, slot *ledgerSlot, out *outcome, cycle uint64) (bool, error) {
 	fp := fingerprint(set)
 	kind := in.b.GetKind()
 	if snap.Cycle.Settled != fp {
@@ -56,7 +57,8 @@ func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.U
 	if err != nil || scope == nil {
 		return false, err
 	}
-	ready := readyCycle(snap.Cycle)
+	ready := cycle
+	early := ready == snap.Cycle.Reconciled // a page plan: the cycle it belongs to is not complete
 	state := stateOf(uk, kind, ready, in.now, set, scope)
 	plan := planner.Compute(state)
 	if !planner.Local(state, plan) {
@@ -91,10 +93,35 @@ func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.U
 	if err := s.led.Commit(ctx, lease, w); err != nil {
 		return false, err
 	}
-	s.met.cycle(ctx, kind, fromChanges)
+	if early {
+		s.met.pagePlan(ctx, kind)
+	} else {
+		s.met.cycle(ctx, kind, fromChanges)
+	}
 	s.log.DebugContext(ctx, "planned from what changed", slog.String("kind", store.KindName(kind)), slog.Uint64("cycle", ready),
-		slog.Int("records", len(scope.Exchange)+len(scope.Salesforce)), slog.Int("writes", len(plan.Writes)))
+		slog.Bool("before_the_cycle", early), slog.Int("records", len(scope.Exchange)+len(scope.Salesforce)), slog.Int("writes", len(plan.Writes)))
 	return true, s.flush(ctx, lease, uk, kind, scope)
+}
+
+// pagePlan plans a settled user's changes as soon as a page brings them, before the cycle the
+// page belongs to is complete: an edit of a linked record then reaches the other side without
+// waiting for the other side's read of the cycle (a Salesforce poll can take seconds after a
+// bulk change). Only what scopedCycle plans from the changes alone qualifies — updates of
+// linked pairs, each on its own, whose writes carry the version they expect, so a change of the
+// other side not read yet makes the write a conflict, as a user's edit racing any write does —
+// and the plan is recorded as the cycle last reconciled: the cycle itself is planned again,
+// from what changed since, once both sides have reported it. Anything else (a new or removed
+// record, a pair without its link, a hold) waits for the cycle, as does a full read, which
+// lists every record.
+func (s *Syncer) pagePlan(ctx context.Context, lease *store.Lease, uk store.UserKey, in pageInput, snap *ledger.Snapshot, w *ledger.Writes, slot *ledgerSlot, out *outcome) (bool, error) {
+	if snap.Cycle.Settled == "" || snap.Cycle.Reconciled == 0 || in.b.GetFullSnapshot() || len(w.Dirty()) == 0 {
+		return false, nil
+	}
+	set, err := s.settings(ctx, uk, in.b.GetKind())
+	if err != nil {
+		return false, err
+	}
+	return s.scopedCycle(ctx, lease, uk, in, snap, w, set, slot, out, snap.Cycle.Reconciled)
 }
 
 // settles reports whether the whole ledger snap, with a local plan recorded, leaves the user

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"pgregory.net/rapid"
@@ -168,6 +169,12 @@ func agree(rt *rapid.T, h *harness, removedFromExchange map[string]bool) {
 // cycleCounts reads tandem.reconcile.cycles by its "from" attribute.
 func cycleCounts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
 	t.Helper()
+	return counter(t, reader, "tandem.reconcile.cycles", "from")
+}
+
+// counter reads a counter by one of its attributes.
+func counter(t *testing.T, reader *sdkmetric.ManualReader, name, attr attribute.Key) map[string]int64 {
+	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(t.Context(), &rm); err != nil {
 		t.Fatal(err)
@@ -175,12 +182,12 @@ func cycleCounts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 
 	out := map[string]int64{}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			if m.Name != "tandem.reconcile.cycles" {
+			if m.Name != string(name) {
 				continue
 			}
 			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				from, _ := dp.Attributes.Value("from")
-				out[from.AsString()] += dp.Value
+				v, _ := dp.Attributes.Value(attr)
+				out[v.AsString()] += dp.Value
 			}
 		}
 	}
@@ -238,4 +245,61 @@ func TestChangesArePlannedFromWhatChanged(t *testing.T) {
 	if len(h.ex.items) != 25 {
 		t.Errorf("exchange has %d contacts, want 25", len(h.ex.items))
 	}
+}
+
+// TestEditsGoBeforeTheirCycleIsComplete: a settled user's edit of a linked contact in Exchange
+// is written to Salesforce as soon as the page of the Exchange read brings it, before
+// Salesforce has reported the cycle; the cycle, once complete, is planned from what changed
+// since. A new contact waits for its cycle.
+func TestEditsGoBeforeTheirCycleIsComplete(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(0))
+	ids := h.seedSettled(12)
+	reader := sdkmetric.NewManualReader()
+	h.syncer = New(h.st, h, Options{Clock: func() time.Time { return h.now }, VerifyScope: true,
+		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
+	deliverExchange := func() {
+		t.Helper()
+		for i := 0; i < len(h.changes); {
+			if h.changes[i].msg.GetSource() != tandemv1.System_SYSTEM_EXCHANGE {
+				i++
+				continue
+			}
+			h.deliverChange(i, false)
+		}
+	}
+
+	h.ex.update(ids[3], func(c *tandemv1.Contact) { c.Department = "Mathematics" })
+	h.startCycle()
+	deliverExchange()
+	if len(h.applies) != 1 || h.applies[0].msg.GetTarget() != tandemv1.System_SYSTEM_SALESFORCE {
+		t.Fatalf("%d write batches sent before Salesforce reported the cycle, want the edit's", len(h.applies))
+	}
+	h.deliverApply(0, false)
+	h.deliverResult(0, false)
+	if got := h.sf.byEmail()["p3@example.com"][0].GetContact().GetDepartment(); got != "Mathematics" {
+		t.Errorf("department in Salesforce = %q while the cycle is still open", got)
+	}
+	if got := counter(t, reader, "tandem.reconcile.page_plans", "kind"); got["contact"] != 1 {
+		t.Errorf("page plans = %v, want 1", got)
+	}
+	if got := cycleCounts(t, reader); len(got) != 0 {
+		t.Errorf("cycles reconciled = %v before Salesforce reported the cycle, want none", got)
+	}
+	h.drain()
+	if got := cycleCounts(t, reader); got[fromWholeLedger] != 0 || got[fromChanges]+got[fromNothing] != 1 {
+		t.Errorf("cycles = %v once complete, want one, not from the whole ledger", got)
+	}
+
+	h.ex.create(contactRecord(300, "Grace", "Hopper", ""))
+	h.startCycle()
+	deliverExchange()
+	if len(h.applies) != 0 {
+		t.Errorf("%d write batches sent for a new contact before its cycle was complete", len(h.applies))
+	}
+	h.drain()
+	if len(h.sf.byEmail()["p300@example.com"]) != 1 {
+		t.Error("the new contact is not in Salesforce once its cycle is complete")
+	}
+	h.settle()
+	h.assertAgree()
 }
