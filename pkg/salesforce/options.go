@@ -77,8 +77,11 @@ type settings struct {
 	reserveRecheck     time.Duration
 	maxResponseBytes   int64
 	maxSOQLLength      int
-	sessionTimeout     time.Duration
-	allowHTTP          bool
+	// readBackSplit is the most versions read within the read-back that a poll folds into one
+	// query with what changed after its watermark (poller.incrementalReads): a query page.
+	readBackSplit  int
+	sessionTimeout time.Duration
+	allowHTTP      bool
 }
 
 // Option configures a Connector.
@@ -164,6 +167,7 @@ func defaultSettings() settings {
 		reserveRecheck:     DefaultReserveRecheck,
 		maxResponseBytes:   DefaultMaxResponseBytes,
 		maxSOQLLength:      maxSOQLLength,
+		readBackSplit:      queryPageRows,
 		sessionTimeout:     DefaultSessionTimeout,
 	}
 }

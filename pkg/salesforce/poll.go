@@ -158,8 +158,10 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 	// change it missed while the full read ran is stamped after the horizon minus the overlap,
 	// where the next poll reads back.
 	if len(incremental) > 0 {
-		if err := p.read(ctx, incremental, p.changedSince(prev), false); err != nil {
-			return "", fmt.Errorf("poll %s changes for org %s: %w", object, c.orgID, err)
+		for _, cond := range p.incrementalReads(prev) {
+			if err := p.read(ctx, incremental, cond, false); err != nil {
+				return "", fmt.Errorf("poll %s changes for org %s: %w", object, c.orgID, err)
+			}
 		}
 	}
 	fullUsers := map[string]bool{}
@@ -398,15 +400,46 @@ func (p *poller) changedSince(prev *pollCursor) string {
 	if prev == nil || prev.Watermark == 0 {
 		return ""
 	}
-	mark := time.UnixMilli(prev.Watermark).UTC().Truncate(time.Second)
 	if prev.readsBack(p.c.cfg.overlap) {
 		return "SystemModstamp >= " + soqlDateTime(prev.readBackFrom(p.c.cfg.overlap))
 	}
-	if prev.LastID == "" {
+	return prev.after()
+}
+
+// incrementalReads are the conditions of an incremental read, read one after the other. The
+// read-back is folded into one query with what changed after the watermark (changedSince),
+// unless the previous poll read more versions within the read-back than a query page holds —
+// after a burst of changes, such as a first sync's writes —: then what changed after the
+// watermark is read first, in a query of its own, and the read-back after it. One more call
+// per poll while the burst is read back, so that a new change reaches its user in the poll's
+// first pages instead of after every record of the burst has been read again.
+func (p *poller) incrementalReads(prev *pollCursor) []string {
+	if prev == nil || !prev.readsBack(p.c.cfg.overlap) || len(p.known) <= p.c.cfg.readBackSplit {
+		return []string{p.changedSince(prev)}
+	}
+	return []string{prev.after(), prev.upTo(prev.readBackFrom(p.c.cfg.overlap))}
+}
+
+// after selects the records stamped after c's position: after its watermark's second, or in
+// that second with a greater Id than the last one read in it.
+func (c *pollCursor) after() string {
+	mark := time.UnixMilli(c.Watermark).UTC().Truncate(time.Second)
+	if c.LastID == "" {
 		return "SystemModstamp >= " + soqlDateTime(mark.Add(time.Second))
 	}
 	return fmt.Sprintf("SystemModstamp >= %s AND (SystemModstamp >= %s OR Id > %s)",
-		soqlDateTime(mark), soqlDateTime(mark.Add(time.Second)), soqlString(prev.LastID))
+		soqlDateTime(mark), soqlDateTime(mark.Add(time.Second)), soqlString(c.LastID))
+}
+
+// upTo selects the records stamped from the second from up to c's position: what after leaves
+// out of "SystemModstamp >= from".
+func (c *pollCursor) upTo(from time.Time) string {
+	mark := time.UnixMilli(c.Watermark).UTC().Truncate(time.Second)
+	if c.LastID == "" {
+		return fmt.Sprintf("SystemModstamp >= %s AND SystemModstamp < %s", soqlDateTime(from), soqlDateTime(mark.Add(time.Second)))
+	}
+	return fmt.Sprintf("SystemModstamp >= %s AND (SystemModstamp < %s OR (SystemModstamp < %s AND Id <= %s))",
+		soqlDateTime(from), soqlDateTime(mark), soqlDateTime(mark.Add(time.Second)), soqlString(c.LastID))
 }
 
 // advance moves the position past a record read.

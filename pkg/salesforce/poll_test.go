@@ -98,6 +98,76 @@ func TestPollCatchesLateCommits(t *testing.T) {
 	}
 }
 
+// TestPollReadsNewChangesBeforeABurst: once the previous poll read more versions within the
+// read-back than a query page holds (three, here), a poll reads what changed after the
+// watermark first, in a query of its own, and reads back after it; a late commit is still
+// found, and nothing read before is reported again.
+func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
+	const owner = "005000000000001AAA"
+	t0 := time.Now().UTC().Truncate(time.Second)
+	row := func(id string, at time.Time) string {
+		return fmt.Sprintf(`{"attributes":{"type":"Contact","url":"/x/%d"},"Id":%q,"IsDeleted":false,"OwnerId":%q,"SystemModstamp":%q,"LastName":%q}`,
+			time.Now().UnixNano(), id, owner, at.Format("2006-01-02T15:04:05.000-0700"), "N"+id)
+	}
+	answers := [][]string{
+		{row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second))},
+		{row("003D", t0.Add(2*time.Second))},
+		{row("003E", t0.Add(-time.Minute)), row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second))},
+	}
+	var statements []string
+	f := newFakeOrg(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/sobjects/Contact/updated/") {
+			fmt.Fprintf(w, `{"ids":[],"latestDateCovered":%q}`, t0.Add(-2*time.Minute).Format("2006-01-02T15:04:05.000-0700"))
+			return
+		}
+		n := len(statements)
+		statements = append(statements, r.URL.Query().Get("q"))
+		fmt.Fprintf(w, `{"totalSize":%d,"done":true,"records":[%s]}`, len(answers[n]), strings.Join(answers[n], ","))
+	})
+	c := newTestConnector(t, jwtOrg(t, f.srv.URL), WithClock(func() time.Time { return t0 }))
+	c.cfg.readBackSplit = 2
+	aud := []Audience{{User: &tandemv1.SyncUser{UserId: owner}}}
+	var got [][]string
+	emit := func(_ context.Context, user string, ch []*tandemv1.Change, full bool) error {
+		var ids []string
+		for _, c := range ch {
+			ids = append(ids, c.GetRecord().GetId())
+		}
+		got = append(got, ids)
+		return nil
+	}
+	cursor := ""
+	for range 2 {
+		var err error
+		if cursor, err = c.Poll(t.Context(), PollRequest{Kind: contactKind, Audience: aud, Cursor: cursor}, emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := [][]string{{"003A", "003B", "003C"}, {"003D"}, {"003E"}}; !slices.EqualFunc(got, want, slices.Equal[[]string]) {
+		t.Errorf("emitted %v, want %v", got, want)
+	}
+	if len(statements) != 3 {
+		t.Fatalf("%d queries, want the full read, then the changes and the read-back: %q", len(statements), statements)
+	}
+	s1, s2 := soqlDateTime(t0.Add(time.Second)), soqlDateTime(t0.Add(2*time.Second))
+	from := soqlDateTime(t0.Add(-DefaultOverlap))
+	for i, want := range []string{
+		"WHERE SystemModstamp >= " + s1 + " AND (SystemModstamp >= " + s2 + " OR Id > '003C') AND OwnerId",
+		"WHERE SystemModstamp >= " + from + " AND (SystemModstamp < " + s1 + " OR (SystemModstamp < " + s2 + " AND Id <= '003C')) AND OwnerId",
+	} {
+		if q := statements[i+1]; !strings.Contains(q, want) {
+			t.Errorf("query %d = %s, want %s", i+1, q, want)
+		}
+		if _, err := soql.Parse(statements[i+1]); err != nil {
+			t.Errorf("query %d: %v", i+1, err)
+		}
+	}
+	state, _ := decodeCursor(cursor, contactKind)
+	if state.Watermark != t0.Add(2*time.Second).UnixMilli() || state.LastID != "003D" {
+		t.Errorf("position %d/%s after the split read", state.Watermark, state.LastID)
+	}
+}
+
 func TestPollFollowsPagedInvitees(t *testing.T) {
 	const owner = "005000000000001AAA"
 	rel := func(n int) string {

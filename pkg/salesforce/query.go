@@ -29,6 +29,10 @@ type QueryResult struct {
 	served time.Time
 }
 
+// queryPageRows is how many rows a query page holds: Salesforce's default batch size, which is
+// also the largest.
+const queryPageRows = 2000
+
 // SObject is one row as Salesforce returns it: field API names to JSON values (string,
 // json.Number, bool, nil), relationship fields as nested SObjects and child subqueries as
 // nested query results.
