@@ -18,6 +18,7 @@ const (
 	DefaultReservePercent     = 20
 	DefaultMaxConcurrent      = 10
 	DefaultOverlap            = 5 * time.Minute
+	DefaultReadBackInterval   = 15 * time.Second
 	DefaultFullRescanInterval = 24 * time.Hour
 	DefaultLimitBackoff       = time.Hour
 	DefaultLimitProbe         = time.Minute
@@ -72,6 +73,7 @@ type settings struct {
 	clientName         string
 	retry              RetryPolicy
 	overlap            time.Duration
+	readBackInterval   time.Duration
 	fullRescanInterval time.Duration
 	limitBackoff       time.Duration
 	reserveRecheck     time.Duration
@@ -130,6 +132,16 @@ func WithRetryPolicy(p RetryPolicy) Option { return func(s *settings) { s.retry 
 // that old, polls resume exactly after it.
 func WithOverlap(d time.Duration) Option { return func(s *settings) { s.overlap = d } }
 
+// WithReadBackInterval sets how often, at most, polls read back (see WithOverlap). A poll
+// within this long of the last one that read back reads only what changed after the watermark,
+// one call when nothing did, and leaves the read-back to a later poll, which reads back from
+// where this one would have: a transaction that commits late is then reported up to this much
+// later, and a burst of changes (a first sync's writes, an import) is not read again on every
+// poll while Salesforce has not said it is committed. 0 reads back on every poll.
+func WithReadBackInterval(d time.Duration) Option {
+	return func(s *settings) { s.readBackInterval = d }
+}
+
 // WithFullRescanInterval sets how often a poll lists everything again although its cursor is
 // valid (0 disables it). Full reads repair what incremental reads cannot see: a record
 // reassigned to a user outside the audience, or a delete purged early from a full recycle bin.
@@ -162,6 +174,7 @@ func defaultSettings() settings {
 		clientName:         DefaultClientName,
 		retry:              RetryPolicy{Attempts: 4, BaseDelay: time.Second, MaxDelay: 30 * time.Second, LockAttempts: 4},
 		overlap:            DefaultOverlap,
+		readBackInterval:   DefaultReadBackInterval,
 		fullRescanInterval: DefaultFullRescanInterval,
 		limitBackoff:       DefaultLimitBackoff,
 		reserveRecheck:     DefaultReserveRecheck,

@@ -139,10 +139,16 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 	}
 	if prev != nil {
 		next.Committed = prev.Committed // still true: what was committed then was read then
+		next.ReadBackAt = prev.ReadBackAt
 	}
-	if len(incremental) > 0 && prev.readsBack(c.cfg.overlap) {
+	if len(incremental) > 0 && prev.readsBack(c.cfg.overlap) && now.Sub(time.UnixMilli(prev.ReadBackAt)) < c.cfg.readBackInterval {
+		// The last read-back was moments ago: this poll reads only what changed after the
+		// watermark, and a later one reads back from where this one would have.
+		p.deferred = true
+	} else if len(incremental) > 0 && prev.readsBack(c.cfg.overlap) {
 		// This poll reads back: ask, before reading, up to when Salesforce has committed
 		// everything, so that the next poll reads back no further than that.
+		next.ReadBackAt = now.UnixMilli()
 		committed, err := c.committedBefore(ctx, object, now)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -208,6 +214,16 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 		horizon = p.served
 	}
 	next.Horizon = horizon.UnixMilli()
+	if p.deferred {
+		// The read-back still to come starts where this poll's would have, before anything
+		// this poll could miss, and knows the versions read before as well as this poll's.
+		next.Horizon = prev.Horizon
+		for k, h := range p.known {
+			if _, ok := p.seen[k]; !ok {
+				p.seen[k] = h
+			}
+		}
+	}
 	next.Seen = seenGroups(p.seen, next.readBackFrom(c.cfg.overlap).UnixMilli())
 	return encodeCursor(next)
 }
@@ -369,6 +385,9 @@ type poller struct {
 	lastID      string
 	// served is the Date of the poll's first answer: the org's clock.
 	served time.Time
+	// deferred is true when the poll leaves the read-back the previous one asks for to a later
+	// poll (WithReadBackInterval).
+	deferred bool
 }
 
 // changedSince is the condition an incremental read starts from, given the previous poll's
@@ -414,6 +433,9 @@ func (p *poller) changedSince(prev *pollCursor) string {
 // per poll while the burst is read back, so that a new change reaches its user in the poll's
 // first pages instead of after every record of the burst has been read again.
 func (p *poller) incrementalReads(prev *pollCursor) []string {
+	if p.deferred {
+		return []string{prev.after()}
+	}
 	if prev == nil || !prev.readsBack(p.c.cfg.overlap) || len(p.known) <= p.c.cfg.readBackSplit {
 		return []string{p.changedSince(prev)}
 	}

@@ -47,7 +47,7 @@ func TestPollCatchesLateCommits(t *testing.T) {
 		mu.Unlock()
 		fmt.Fprintf(w, `{"totalSize":%d,"done":true,"records":[%s]}`, len(pages[n]), strings.Join(pages[n], ","))
 	})
-	c := newTestConnector(t, jwtOrg(t, f.srv.URL), WithClock(func() time.Time { return t0 }))
+	c := newTestConnector(t, jwtOrg(t, f.srv.URL), WithClock(func() time.Time { return t0 }), WithReadBackInterval(0))
 	aud := []Audience{{User: &tandemv1.SyncUser{UserId: owner}}}
 	var got [][]string
 	emit := func(_ context.Context, user string, ch []*tandemv1.Change, full bool) error {
@@ -165,6 +165,76 @@ func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
 	state, _ := decodeCursor(cursor, contactKind)
 	if state.Watermark != t0.Add(2*time.Second).UnixMilli() || state.LastID != "003D" {
 		t.Errorf("position %d/%s after the split read", state.Watermark, state.LastID)
+	}
+}
+
+// TestPollDefersTheReadBack: a poll within the read-back interval of the last one that read
+// back reads only what changed after the watermark, without asking getUpdated; the next poll
+// after the interval reads back from where the deferred one would have, finds a late commit,
+// and reports nothing read before again.
+func TestPollDefersTheReadBack(t *testing.T) {
+	const owner = "005000000000001AAA"
+	t0 := time.Now().UTC().Truncate(time.Second)
+	now := t0
+	row := func(id string, at time.Time) string {
+		return fmt.Sprintf(`{"attributes":{"type":"Contact","url":"/x/%d"},"Id":%q,"IsDeleted":false,"OwnerId":%q,"SystemModstamp":%q,"LastName":%q}`,
+			time.Now().UnixNano(), id, owner, at.Format("2006-01-02T15:04:05.000-0700"), "N"+id)
+	}
+	a, b, c, d := row("003A", t0), row("003B", t0.Add(time.Second)), row("003C", t0.Add(2*time.Second)), row("003D", t0.Add(3*time.Second))
+	answers := [][]string{{a, b}, {a, b, c}, {d}, {row("003E", t0.Add(-time.Minute)), a, b, c, d}}
+	var statements []string
+	getUpdated := 0
+	f := newFakeOrg(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", now.Format(http.TimeFormat))
+		if strings.HasSuffix(r.URL.Path, "/sobjects/Contact/updated/") {
+			getUpdated++ // a transaction open from before the overlap: the horizon decides
+			fmt.Fprintf(w, `{"ids":[],"latestDateCovered":%q}`, t0.Add(-10*time.Minute).Format("2006-01-02T15:04:05.000-0700"))
+			return
+		}
+		n := len(statements)
+		statements = append(statements, r.URL.Query().Get("q"))
+		fmt.Fprintf(w, `{"totalSize":%d,"done":true,"records":[%s]}`, len(answers[n]), strings.Join(answers[n], ","))
+	})
+	conn := newTestConnector(t, jwtOrg(t, f.srv.URL), WithClock(func() time.Time { return now }))
+	aud := []Audience{{User: &tandemv1.SyncUser{UserId: owner}}}
+	var got [][]string
+	emit := func(_ context.Context, user string, ch []*tandemv1.Change, full bool) error {
+		var ids []string
+		for _, c := range ch {
+			ids = append(ids, c.GetRecord().GetId())
+		}
+		got = append(got, ids)
+		return nil
+	}
+	cursor := ""
+	for i, at := range []time.Time{t0, t0.Add(time.Second), t0.Add(2 * time.Second), t0.Add(2*time.Second + DefaultReadBackInterval)} {
+		now = at
+		var err error
+		if cursor, err = conn.Poll(t.Context(), PollRequest{Kind: contactKind, Audience: aud, Cursor: cursor}, emit); err != nil {
+			t.Fatalf("poll %d: %v", i, err)
+		}
+	}
+	if want := [][]string{{"003A", "003B"}, {"003C"}, {"003D"}, {"003E"}}; !slices.EqualFunc(got, want, slices.Equal[[]string]) {
+		t.Errorf("emitted %v, want %v", got, want)
+	}
+	if getUpdated != 2 {
+		t.Errorf("getUpdated asked %d times, want by the two polls that read back", getUpdated)
+	}
+	// Poll 1 read back from its predecessor's horizon minus the overlap; poll 2 deferred its
+	// read-back and read after the watermark only; poll 3 read back from where poll 2 would have.
+	from := "WHERE SystemModstamp >= " + soqlDateTime(t0.Add(time.Second-DefaultOverlap)) + " AND OwnerId"
+	for i, want := range []string{
+		"WHERE SystemModstamp >= " + soqlDateTime(t0.Add(-DefaultOverlap)) + " AND OwnerId",
+		"WHERE SystemModstamp >= " + soqlDateTime(t0.Add(2*time.Second)) + " AND (SystemModstamp >= " + soqlDateTime(t0.Add(3*time.Second)) + " OR Id > '003C') AND OwnerId",
+		from,
+	} {
+		if q := statements[i+1]; !strings.Contains(q, want) {
+			t.Errorf("poll %d: %s, want %s", i+1, q, want)
+		}
+	}
+	state, _ := decodeCursor(cursor, contactKind)
+	if state.ReadBackAt != now.UnixMilli() || state.Horizon != now.UnixMilli() {
+		t.Errorf("read back at %d, horizon %d, want both %d", state.ReadBackAt, state.Horizon, now.UnixMilli())
 	}
 }
 

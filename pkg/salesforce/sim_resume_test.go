@@ -108,7 +108,8 @@ func countChanges(r *pollResult) int {
 // took its id before the poll and committed after), and the record the watermark ends on,
 // changed again within the same second. None is missed, none is reported twice.
 func TestSimRecordsAtTheWatermark(t *testing.T) {
-	env := newSimEnv(t, simOptions{users: 1, wholeSeconds: true})
+	// Every poll reads back (no read-back interval): this is what the read-back finds.
+	env := newSimEnv(t, simOptions{users: 1, wholeSeconds: true, opts: []Option{WithReadBackInterval(0)}})
 	uid := env.users[0].UserId
 	owned := env.seed(3)
 	env.clock.Advance(time.Minute)
@@ -322,7 +323,7 @@ func TestSimHorizonFollowsTheOrgsClock(t *testing.T) {
 // and commits after is still read back and reported, although the whole minutes getUpdated
 // counts, and even the poll itself, are past it.
 func TestSimReadBackWaitsForAnOpenTransaction(t *testing.T) {
-	env := newSimEnv(t, simOptions{users: 1})
+	env := newSimEnv(t, simOptions{users: 1, opts: []Option{WithReadBackInterval(0)}})
 	env.seed(3)
 	uid := env.users[0].UserId
 	env.clock.Advance(time.Second)
