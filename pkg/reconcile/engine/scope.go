@@ -66,6 +66,12 @@ func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.U
 			slog.String("kind", store.KindName(kind)), slog.Uint64("cycle", ready))
 		return false, nil
 	}
+	if early && slices.ContainsFunc(plan.Writes, func(w planner.Write) bool { return w.GetTarget() == tandemv1.System_SYSTEM_SALESFORCE }) {
+		// Salesforce takes an update whatever changed since it was read: the write waits for
+		// the cycle, whose Salesforce read shows an edit made meanwhile, to be decided by the
+		// conflict policy rather than overwritten.
+		return false, nil
+	}
 	if s.opts.VerifyScope {
 		if err := s.verifyScope(ctx, uk, in, slot, set, ready, plan); err != nil {
 			return false, err
@@ -104,15 +110,16 @@ func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.U
 }
 
 // pagePlan plans a settled user's changes as soon as a page brings them, before the cycle the
-// page belongs to is complete: an edit of a linked record then reaches the other side without
-// waiting for the other side's read of the cycle (a Salesforce poll can take seconds after a
-// bulk change). Only what scopedCycle plans from the changes alone qualifies — updates of
-// linked pairs, each on its own, whose writes carry the version they expect, so a change of the
-// other side not read yet makes the write a conflict, as a user's edit racing any write does —
-// and the plan is recorded as the cycle last reconciled: the cycle itself is planned again,
-// from what changed since, once both sides have reported it. Anything else (a new or removed
-// record, a pair without its link, a hold) waits for the cycle, as does a full read, which
-// lists every record.
+// page belongs to is complete: an edit of a linked record in Salesforce then reaches Exchange
+// without waiting for Exchange's read of the cycle. Only what scopedCycle plans from the changes
+// alone qualifies — updates of linked pairs, each on its own — and only writes to Exchange,
+// which refuses an update whose change key is stale (ConflictResolution NeverOverwrite): an
+// edit made in Exchange since it was last read makes the write fail instead of being
+// overwritten, and the cycle decides the conflict. (Salesforce has no such check, so a plan
+// that writes to it waits for the cycle.) The plan is recorded as the cycle last reconciled:
+// the cycle itself is planned, from what changed since, once both sides have reported it.
+// Anything else (a new or removed record, a pair without its link, a hold) waits for the cycle,
+// as does a full read, which lists every record.
 func (s *Syncer) pagePlan(ctx context.Context, lease *store.Lease, uk store.UserKey, in pageInput, snap *ledger.Snapshot, w *ledger.Writes, slot *ledgerSlot, out *outcome) (bool, error) {
 	if snap.Cycle.Settled == "" || snap.Cycle.Reconciled == 0 || in.b.GetFullSnapshot() || len(w.Dirty()) == 0 {
 		return false, nil

@@ -247,20 +247,21 @@ func TestChangesArePlannedFromWhatChanged(t *testing.T) {
 	}
 }
 
-// TestEditsGoBeforeTheirCycleIsComplete: a settled user's edit of a linked contact in Exchange
-// is written to Salesforce as soon as the page of the Exchange read brings it, before
-// Salesforce has reported the cycle; the cycle, once complete, is planned from what changed
-// since. A new contact waits for its cycle.
+// TestEditsGoBeforeTheirCycleIsComplete: a settled user's edit of a linked contact in
+// Salesforce is written to Exchange as soon as the page of the Salesforce read brings it,
+// before Exchange has reported the cycle; the cycle, once complete, is planned from what
+// changed since. An edit in Exchange, whose write to Salesforce would overwrite whatever
+// changed there since Salesforce was read, and a new contact wait for their cycle.
 func TestEditsGoBeforeTheirCycleIsComplete(t *testing.T) {
 	h := newHarness(t, servertest.Redis(t), bothWays(0))
-	ids := h.seedSettled(12)
+	h.seedSettled(12)
 	reader := sdkmetric.NewManualReader()
 	h.syncer = New(h.st, h, Options{Clock: func() time.Time { return h.now }, VerifyScope: true,
 		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
-	deliverExchange := func() {
+	deliverOnly := func(side tandemv1.System) {
 		t.Helper()
 		for i := 0; i < len(h.changes); {
-			if h.changes[i].msg.GetSource() != tandemv1.System_SYSTEM_EXCHANGE {
+			if h.changes[i].msg.GetSource() != side {
 				i++
 				continue
 			}
@@ -268,37 +269,43 @@ func TestEditsGoBeforeTheirCycleIsComplete(t *testing.T) {
 		}
 	}
 
-	h.ex.update(ids[3], func(c *tandemv1.Contact) { c.Department = "Mathematics" })
+	sfID := h.sf.byEmail()["p3@example.com"][0].GetId()
+	h.sf.update(sfID, func(c *tandemv1.Contact) { c.Department = "Mathematics" })
 	h.startCycle()
-	deliverExchange()
-	if len(h.applies) != 1 || h.applies[0].msg.GetTarget() != tandemv1.System_SYSTEM_SALESFORCE {
-		t.Fatalf("%d write batches sent before Salesforce reported the cycle, want the edit's", len(h.applies))
+	deliverOnly(tandemv1.System_SYSTEM_SALESFORCE)
+	if len(h.applies) != 1 || h.applies[0].msg.GetTarget() != tandemv1.System_SYSTEM_EXCHANGE {
+		t.Fatalf("%d write batches sent before Exchange reported the cycle, want the edit's", len(h.applies))
 	}
 	h.deliverApply(0, false)
 	h.deliverResult(0, false)
-	if got := h.sf.byEmail()["p3@example.com"][0].GetContact().GetDepartment(); got != "Mathematics" {
-		t.Errorf("department in Salesforce = %q while the cycle is still open", got)
+	if got := h.ex.byEmail()["p3@example.com"][0].GetContact().GetDepartment(); got != "Mathematics" {
+		t.Errorf("department in Exchange = %q while the cycle is still open", got)
 	}
 	if got := counter(t, reader, "tandem.reconcile.page_plans", "kind"); got["contact"] != 1 {
 		t.Errorf("page plans = %v, want 1", got)
 	}
 	if got := cycleCounts(t, reader); len(got) != 0 {
-		t.Errorf("cycles reconciled = %v before Salesforce reported the cycle, want none", got)
+		t.Errorf("cycles reconciled = %v before Exchange reported the cycle, want none", got)
 	}
 	h.drain()
 	if got := cycleCounts(t, reader); got[fromWholeLedger] != 0 || got[fromChanges]+got[fromNothing] != 1 {
 		t.Errorf("cycles = %v once complete, want one, not from the whole ledger", got)
 	}
 
+	exID := h.ex.byEmail()["p4@example.com"][0].GetId()
+	h.ex.update(exID, func(c *tandemv1.Contact) { c.Department = "Physics" })
 	h.ex.create(contactRecord(300, "Grace", "Hopper", ""))
 	h.startCycle()
-	deliverExchange()
+	deliverOnly(tandemv1.System_SYSTEM_EXCHANGE)
 	if len(h.applies) != 0 {
-		t.Errorf("%d write batches sent for a new contact before its cycle was complete", len(h.applies))
+		t.Errorf("%d write batches sent to Salesforce before it reported the cycle", len(h.applies))
 	}
 	h.drain()
 	if len(h.sf.byEmail()["p300@example.com"]) != 1 {
 		t.Error("the new contact is not in Salesforce once its cycle is complete")
+	}
+	if got := h.sf.byEmail()["p4@example.com"][0].GetContact().GetDepartment(); got != "Physics" {
+		t.Errorf("department in Salesforce = %q once the cycle is complete", got)
 	}
 	h.settle()
 	h.assertAgree()
