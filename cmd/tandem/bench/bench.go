@@ -51,6 +51,10 @@ type Options struct {
 	// beforeIdle, when set, runs between convergence and the idle cycle's measurement (tests
 	// set it to shape that moment).
 	beforeIdle func(context.Context, *devenv.Env) error
+	// beforeHandOver, when set, runs each time the idle cycle's measurement has seen the org's
+	// Salesforce job off the bus and is about to hand the next cycle over (tests only); last is
+	// the cycle before it.
+	beforeHandOver func(ctx context.Context, env *devenv.Env, last uint64) error
 }
 
 // Result is what a run measured. Calls count HTTP requests to the simulators; Salesforce's

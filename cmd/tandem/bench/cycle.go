@@ -55,6 +55,11 @@ func (r *run) idleCycle(ctx context.Context) error {
 		if err := r.waitPollDone(ctx, deadline); err != nil {
 			return fmt.Errorf("waiting for the org's Salesforce poll before cycle %d: %w", last+1, err)
 		}
+		if r.opts.beforeHandOver != nil {
+			if err := r.opts.beforeHandOver(ctx, r.env, last); err != nil {
+				return err
+			}
+		}
 		before := r.calls()
 		cycle, err := claimCycle(ctx, st, org)
 		if err != nil {
@@ -73,7 +78,16 @@ func (r *run) idleCycle(ctx context.Context) error {
 			last, wrote = cycle, true
 			continue
 		}
-		if err := r.waitQuiet(ctx, cycle, deadline); err != nil {
+		if err := r.waitQuiet(ctx, cycle, deadline); errors.Is(err, errPollSkipped) {
+			// The org's Salesforce job of an earlier cycle went out after waitPollDone looked
+			// (the scheduler publishes it after the reps' Exchange jobs), so this cycle read
+			// Exchange only: the next cycle handed over reads for it.
+			if raced++; raced == maxRaces {
+				return errors.New("the cycles handed over kept finding a Salesforce poll on the bus")
+			}
+			last, wrote = cycle, true
+			continue
+		} else if err != nil {
 			return fmt.Errorf("waiting for cycle %d: %w", cycle, err)
 		}
 		sch, err := st.GetSchedule(ctx, org)
@@ -157,16 +171,40 @@ func claimCycle(ctx context.Context, st *store.Store, org string) (uint64, error
 	return 0, errors.New("could not claim a cycle: the scheduler always claimed it first")
 }
 
+// errPollSkipped: the cycle waited for read Exchange only, and no Salesforce poll is coming
+// for it (see pollSkipped).
+var errPollSkipped = errors.New("the cycle did not poll Salesforce")
+
+// skippedFor is how long pollSkipped must hold before waitQuiet gives a cycle up: the pages of
+// a poll that has just ended may still be on their way to the reconciler.
+const skippedFor = 3 * time.Second
+
 // waitQuiet waits until every user has reconciled cycle (both sides read up to it and planned),
-// no write is pending, and the simulators' counters stay unchanged between two checks.
+// no write is pending, and the simulators' counters stay unchanged between two checks. It
+// returns errPollSkipped when the cycle read Exchange only and no Salesforce poll is coming.
 func (r *run) waitQuiet(ctx context.Context, cycle uint64, deadline time.Time) error {
 	led := ledger.New(r.env.Platform.Store)
 	var prev callCounts
+	var skippedSince time.Time
 	stable := 0
 	for {
 		behind, err := r.behind(ctx, led, cycle)
 		if err != nil {
 			return err
+		}
+		skipped := false
+		if len(behind) > 0 {
+			if skipped, err = r.pollSkipped(ctx, led, cycle); err != nil {
+				return err
+			}
+		}
+		switch {
+		case !skipped:
+			skippedSince = time.Time{}
+		case skippedSince.IsZero():
+			skippedSince = time.Now()
+		case time.Since(skippedSince) >= skippedFor:
+			return errPollSkipped
 		}
 		reason := ""
 		if len(behind) > 0 {
@@ -218,6 +256,28 @@ func (r *run) pendingWrites(ctx context.Context) (int64, error) {
 }
 
 // behind lists the users whose contacts have not been reconciled up to cycle.
+// pollSkipped reports whether every user yet to reconcile cycle has Exchange read up to it
+// but not Salesforce, while no Salesforce job is on the bus: the cycle's poll was skipped
+// (the scheduler's pollRunning), and only a later cycle's poll will read for it.
+func (r *run) pollSkipped(ctx context.Context, led *ledger.Ledger, cycle uint64) (bool, error) {
+	exchange, salesforce := store.SideName(tandemv1.System_SYSTEM_EXCHANGE), store.SideName(tandemv1.System_SYSTEM_SALESFORCE)
+	for id := range r.env.Mailboxes {
+		c, err := led.LoadCycle(ctx, store.UserKey{OrgID: r.env.OrgID, UserID: id}, tandemv1.RecordKind_RECORD_KIND_CONTACT)
+		if err != nil {
+			return false, err
+		}
+		if c.Reconciled < cycle && (c.Ready[exchange] < cycle || c.Ready[salesforce] >= cycle) {
+			return false, nil
+		}
+	}
+	subject, err := salesforceJobSubject(ctx, r.env)
+	if err != nil {
+		return false, err
+	}
+	n, err := r.env.Platform.Bus.Stored(ctx, subject)
+	return n == 0, err
+}
+
 func (r *run) behind(ctx context.Context, led *ledger.Ledger, cycle uint64) ([]string, error) {
 	var out []string
 	for id, email := range r.env.Mailboxes {
