@@ -256,6 +256,10 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 		errs = append(errs, err)
 	}
 	var back []store.UserKey // users back in the Salesforce job after a suspension
+	// The reps' Exchange jobs go out after the org's Salesforce job: the org's poll, one read for
+	// every rep, is what a cycle waits for longest, and publishing a hundred reps' jobs first
+	// would start it seconds later.
+	var exchangeJobs []func() error
 	for _, a := range assigned {
 		user, cfg := a.User, a.Config
 		kinds := store.SyncedKinds(cfg)
@@ -289,9 +293,7 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 		}
 		lifted := status.LiftedAt(status.SettingsChanged(org, cfg), sch.Admin)
 		if status.Suspended(sch.Exchange, lifted) {
-			if err := s.probe(ctx, uk, pool, sch, cycle, tag, kinds, now); err != nil {
-				publishErrs = append(publishErrs, err)
-			}
+			exchangeJobs = append(exchangeJobs, func() error { return s.probe(ctx, uk, pool, sch, cycle, tag, kinds, now) })
 			continue
 		}
 		full, err := s.fullReads(ctx, uk, pool, resets[user.GetUserId()], cycle, kinds)
@@ -314,18 +316,27 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 		if full.salesforce {
 			sfJob.FullUserIds = append(sfJob.FullUserIds, user.GetUserId())
 		}
-		if err := s.exchangeJob(ctx, uk, pool, sch.Exchange, cycle, tag, kinds, full.exchange, now); err != nil {
-			publishErrs = append(publishErrs, err)
+		exchangeJobs = append(exchangeJobs, func() error {
+			return s.exchangeJob(ctx, uk, pool, sch.Exchange, cycle, tag, kinds, full.exchange, now)
+		})
+	}
+	publishExchange := func() {
+		for _, job := range exchangeJobs {
+			if err := job(); err != nil {
+				publishErrs = append(publishErrs, err)
+			}
 		}
 	}
 	// The Salesforce job also goes out without users: it refreshes the org's user directory,
 	// which is how a new org learns its users.
 	subject, err := bus.SalesforceJobSubject(orgID, pool)
 	if err != nil {
-		return false, err
+		publishExchange()
+		return false, errors.Join(append(append(errs, publishErrs...), err)...)
 	}
 	if poll, err := s.pollRunning(ctx, orgID, subject, sfJob); err != nil || poll {
 		// The org's last poll is still running: this cycle reads Exchange only.
+		publishExchange()
 		return len(publishErrs) == 0 && err == nil, errors.Join(append(append(errs, publishErrs...), err)...)
 	}
 	if err := s.pub.Publish(ctx, subject, sfJob, bus.MsgID(orgID, "salesforce", tag)); err != nil {
@@ -338,6 +349,7 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 			}
 		}
 	}
+	publishExchange()
 	s.log.DebugContext(ctx, "cycle started", slog.Uint64(telemetry.KeyCycle, cycle), slog.Int("users", len(sfJob.GetUserIds())))
 	return len(publishErrs) == 0, errors.Join(append(errs, publishErrs...)...)
 }

@@ -321,6 +321,20 @@ func TestTickStartsADueCycleOnce(t *testing.T) {
 	}
 }
 
+// TestSalesforceJobGoesFirst: a cycle publishes the org's Salesforce job before its reps'
+// Exchange jobs, so that the org's poll, which every rep's cycle waits for, starts first.
+func TestSalesforceJobGoesFirst(t *testing.T) {
+	e := newEnv(t, testConfig())
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true), user(user2, true), user(user3, true))
+	e.putConfig(t, orgA, contactsAndEvents("reps", true, user1, user2, user3))
+	e.tick(t)
+	jobs := e.newJobs(t)
+	if len(jobs) != 4 || jobs[0].job.GetSystem() != tandemv1.System_SYSTEM_SALESFORCE {
+		t.Fatalf("jobs published in the order %v, want the Salesforce job and then three Exchange jobs", jobs)
+	}
+}
+
 func TestTickSkipsOrgs(t *testing.T) {
 	e := newEnv(t, testConfig())
 	ctx := t.Context()
