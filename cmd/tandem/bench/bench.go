@@ -100,6 +100,11 @@ type Result struct {
 	LatencyMaxMs    float64 `json:"latency_max_ms"`
 	LatencySamples  int     `json:"latency_samples"`
 	LatencyTimeouts int     `json:"latency_timeouts"`
+	// The same by direction: edits made in Exchange, awaited in Salesforce, and the reverse.
+	LatencyToSalesforceP50Ms float64 `json:"latency_to_salesforce_p50_ms"`
+	LatencyToSalesforceMaxMs float64 `json:"latency_to_salesforce_max_ms"`
+	LatencyToExchangeP50Ms   float64 `json:"latency_to_exchange_p50_ms"`
+	LatencyToExchangeMaxMs   float64 `json:"latency_to_exchange_max_ms"`
 	// PeakRSSMiB is the process's peak resident set (VmHWM) before the floor ran: Tandem's
 	// services, NATS, the simulators and their data together (Redis is a process of its own).
 	// PeakHeapMiB is the Go heap's peak, sampled every 100 ms. PeakServicesHeapMiB is the
@@ -320,8 +325,9 @@ func (r *run) measure(ctx context.Context, started time.Time) error {
 	if err := r.latency(ctx); err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}
-	r.progress("latency: %d edits, p50 %.0f ms, p99 %.0f ms, max %.0f ms, %d timed out",
-		r.res.LatencySamples, r.res.LatencyP50Ms, r.res.LatencyP99Ms, r.res.LatencyMaxMs, r.res.LatencyTimeouts)
+	r.progress("latency: %d edits, p50 %.0f ms, p99 %.0f ms, max %.0f ms, %d timed out; to Salesforce p50 %.0f ms, max %.0f ms; to Exchange p50 %.0f ms, max %.0f ms",
+		r.res.LatencySamples, r.res.LatencyP50Ms, r.res.LatencyP99Ms, r.res.LatencyMaxMs, r.res.LatencyTimeouts,
+		r.res.LatencyToSalesforceP50Ms, r.res.LatencyToSalesforceMaxMs, r.res.LatencyToExchangeP50Ms, r.res.LatencyToExchangeMaxMs)
 	return nil
 }
 

@@ -48,7 +48,7 @@ func (r *run) latency(ctx context.Context) error {
 		return fmt.Errorf("no contact is held on both sides with a unique email to edit")
 	}
 	next := map[string]int{}
-	var samples []time.Duration
+	var samples, toSalesforce, toExchange []time.Duration
 	timeouts := 0
 	n := 0
 	for wave := 0; n < r.opts.Edits; wave++ {
@@ -73,6 +73,11 @@ func (r *run) latency(ctx context.Context) error {
 		for _, e := range edits {
 			if e.done {
 				samples = append(samples, e.took)
+				if e.inExchange {
+					toSalesforce = append(toSalesforce, e.took)
+				} else {
+					toExchange = append(toExchange, e.took)
+				}
 			} else {
 				timeouts++
 			}
@@ -82,6 +87,8 @@ func (r *run) latency(ctx context.Context) error {
 	r.res.LatencyP50Ms = ms(percentile(samples, 0.50))
 	r.res.LatencyP99Ms = ms(percentile(samples, 0.99))
 	r.res.LatencyMaxMs = ms(percentile(samples, 1))
+	r.res.LatencyToSalesforceP50Ms, r.res.LatencyToSalesforceMaxMs = ms(percentile(toSalesforce, 0.50)), ms(percentile(toSalesforce, 1))
+	r.res.LatencyToExchangeP50Ms, r.res.LatencyToExchangeMaxMs = ms(percentile(toExchange, 0.50)), ms(percentile(toExchange, 1))
 	return nil
 }
 
