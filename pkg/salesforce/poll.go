@@ -164,8 +164,17 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 	// change it missed while the full read ran is stamped after the horizon minus the overlap,
 	// where the next poll reads back.
 	if len(incremental) > 0 {
-		for _, cond := range p.incrementalReads(prev) {
+		reads := p.incrementalReads(prev)
+		for _, cond := range reads {
 			if err := p.read(ctx, incremental, cond, false); err != nil {
+				return "", fmt.Errorf("poll %s changes for org %s: %w", object, c.orgID, err)
+			}
+		}
+		if len(reads) > 1 {
+			// What changed while the burst was read back, in one more call, rather than at
+			// the next poll, which cannot start before this one ends.
+			pos := pollCursor{Watermark: p.maxModstamp, LastID: p.lastID}
+			if err := p.read(ctx, incremental, pos.after(), false); err != nil {
 				return "", fmt.Errorf("poll %s changes for org %s: %w", object, c.orgID, err)
 			}
 		}
@@ -429,9 +438,10 @@ func (p *poller) changedSince(prev *pollCursor) string {
 // read-back is folded into one query with what changed after the watermark (changedSince),
 // unless the previous poll read more versions within the read-back than a query page holds —
 // after a burst of changes, such as a first sync's writes —: then what changed after the
-// watermark is read first, in a query of its own, and the read-back after it. One more call
-// per poll while the burst is read back, so that a new change reaches its user in the poll's
-// first pages instead of after every record of the burst has been read again.
+// watermark is read first, in a query of its own, and the read-back after it (and Poll reads
+// what changed meanwhile once more at the end). Two more calls per poll while the burst is
+// read back, so that a new change reaches its user in the poll's first page, or at the end of
+// the poll it was made during, instead of after every record of the burst has been read again.
 func (p *poller) incrementalReads(prev *pollCursor) []string {
 	if p.deferred {
 		return []string{prev.after()}

@@ -100,8 +100,9 @@ func TestPollCatchesLateCommits(t *testing.T) {
 
 // TestPollReadsNewChangesBeforeABurst: once the previous poll read more versions within the
 // read-back than a query page holds (three, here), a poll reads what changed after the
-// watermark first, in a query of its own, and reads back after it; a late commit is still
-// found, and nothing read before is reported again.
+// watermark first, in a query of its own, reads back after it, and reads what changed
+// meanwhile at the end; a late commit is still found, and nothing read before is reported
+// again.
 func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
 	const owner = "005000000000001AAA"
 	t0 := time.Now().UTC().Truncate(time.Second)
@@ -113,6 +114,7 @@ func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
 		{row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second))},
 		{row("003D", t0.Add(2*time.Second))},
 		{row("003E", t0.Add(-time.Minute)), row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second))},
+		{row("003F", t0.Add(3*time.Second))},
 	}
 	var statements []string
 	f := newFakeOrg(t, func(w http.ResponseWriter, r *http.Request) {
@@ -143,17 +145,18 @@ func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if want := [][]string{{"003A", "003B", "003C"}, {"003D"}, {"003E"}}; !slices.EqualFunc(got, want, slices.Equal[[]string]) {
+	if want := [][]string{{"003A", "003B", "003C"}, {"003D"}, {"003E"}, {"003F"}}; !slices.EqualFunc(got, want, slices.Equal[[]string]) {
 		t.Errorf("emitted %v, want %v", got, want)
 	}
-	if len(statements) != 3 {
-		t.Fatalf("%d queries, want the full read, then the changes and the read-back: %q", len(statements), statements)
+	if len(statements) != 4 {
+		t.Fatalf("%d queries, want the full read, then the changes, the read-back and the changes made meanwhile: %q", len(statements), statements)
 	}
-	s1, s2 := soqlDateTime(t0.Add(time.Second)), soqlDateTime(t0.Add(2*time.Second))
+	s1, s2, s3 := soqlDateTime(t0.Add(time.Second)), soqlDateTime(t0.Add(2*time.Second)), soqlDateTime(t0.Add(3*time.Second))
 	from := soqlDateTime(t0.Add(-DefaultOverlap))
 	for i, want := range []string{
 		"WHERE SystemModstamp >= " + s1 + " AND (SystemModstamp >= " + s2 + " OR Id > '003C') AND OwnerId",
 		"WHERE SystemModstamp >= " + from + " AND (SystemModstamp < " + s1 + " OR (SystemModstamp < " + s2 + " AND Id <= '003C')) AND OwnerId",
+		"WHERE SystemModstamp >= " + s2 + " AND (SystemModstamp >= " + s3 + " OR Id > '003D') AND OwnerId",
 	} {
 		if q := statements[i+1]; !strings.Contains(q, want) {
 			t.Errorf("query %d = %s, want %s", i+1, q, want)
@@ -163,7 +166,7 @@ func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
 		}
 	}
 	state, _ := decodeCursor(cursor, contactKind)
-	if state.Watermark != t0.Add(2*time.Second).UnixMilli() || state.LastID != "003D" {
+	if state.Watermark != t0.Add(3*time.Second).UnixMilli() || state.LastID != "003F" {
 		t.Errorf("position %d/%s after the split read", state.Watermark, state.LastID)
 	}
 }
