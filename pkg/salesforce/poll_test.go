@@ -14,57 +14,92 @@ import (
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
+// scriptOwner owns every record of a scripted org.
+const scriptOwner = "005000000000001AAA"
+
+// scriptRow is a Contact row as a query returns it.
+func scriptRow(id string, at time.Time, title string) string {
+	return fmt.Sprintf(`{"attributes":{"type":"Contact","url":"/x/%d"},"Id":%q,"IsDeleted":false,"OwnerId":%q,"SystemModstamp":%q,"LastName":%q,"Title":%q}`,
+		time.Now().UnixNano(), id, scriptOwner, at.Format("2006-01-02T15:04:05.000-0700"), "N"+id, title)
+}
+
+// scripted is an org that answers each query with the next of its answers and getUpdated with
+// covered as latestDateCovered (and, when date is set, dates its answers by it), and records
+// what it was asked and what the polls emitted.
+type scripted struct {
+	mu         sync.Mutex
+	answers    [][]string
+	covered    time.Time
+	date       func() time.Time
+	statements []string
+	getUpdated int
+	// emitted are the ids of each page emitted, in order.
+	emitted [][]string
+}
+
+func (s *scripted) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.date != nil {
+		w.Header().Set("Date", s.date().Format(http.TimeFormat))
+	}
+	if strings.HasSuffix(r.URL.Path, "/sobjects/Contact/updated/") {
+		s.getUpdated++
+		fmt.Fprintf(w, `{"ids":[],"latestDateCovered":%q}`, s.covered.Format("2006-01-02T15:04:05.000-0700"))
+		return
+	}
+	n := len(s.statements)
+	s.statements = append(s.statements, r.URL.Query().Get("q"))
+	fmt.Fprintf(w, `{"totalSize":%d,"done":true,"records":[%s]}`, len(s.answers[n]), strings.Join(s.answers[n], ","))
+}
+
+// poll polls the org for scriptOwner's contacts from cursor and returns the next cursor.
+func (s *scripted) poll(t *testing.T, c *Connector, cursor string) string {
+	t.Helper()
+	aud := []Audience{{User: &tandemv1.SyncUser{UserId: scriptOwner}}}
+	next, err := c.Poll(t.Context(), PollRequest{Kind: contactKind, Audience: aud, Cursor: cursor}, func(_ context.Context, _ string, ch []*tandemv1.Change, _ bool) error {
+		var ids []string
+		for _, c := range ch {
+			ids = append(ids, c.GetRecord().GetId())
+		}
+		s.emitted = append(s.emitted, ids)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return next
+}
+
+// newScripted starts a scripted org and a connector to it.
+func newScripted(t *testing.T, s *scripted, opts ...Option) *Connector {
+	t.Helper()
+	f := newFakeOrg(t, s.serve)
+	return newTestConnector(t, jwtOrg(t, f.srv.URL), opts...)
+}
+
 // TestPollCatchesLateCommits scripts what Salesforce answers to show the read-back at work: a
 // transaction that commits after a poll, with a SystemModstamp older than the watermark, is
 // still reported, and so is a record changed again within the second the poll read it in,
 // whose (Id, SystemModstamp) stays the same; the records read back unchanged are not.
 func TestPollCatchesLateCommits(t *testing.T) {
-	const owner = "005000000000001AAA"
 	t0 := time.Now().UTC().Truncate(time.Second)
-	row := func(id string, at time.Time, title string) string {
-		return fmt.Sprintf(`{"attributes":{"type":"Contact","url":"/x/%d"},"Id":%q,"IsDeleted":false,"OwnerId":%q,"SystemModstamp":%q,"LastName":%q,"Title":%q}`,
-			time.Now().UnixNano(), id, owner, at.Format("2006-01-02T15:04:05.000-0700"), "N"+id, title)
-	}
-	pages := [][]string{
+	row := scriptRow
+	// The transaction that commits 003C late is open from three minutes before t0: getUpdated
+	// covers no later than that.
+	committed := t0.Add(-3 * time.Minute)
+	org := &scripted{covered: committed, answers: [][]string{
 		{row("003A", t0, ""), row("003B", t0.Add(time.Second), "")},
 		{row("003C", t0.Add(-2*time.Minute), ""), row("003A", t0, ""), row("003B", t0.Add(time.Second), "")},
 		{row("003C", t0.Add(-2*time.Minute), ""), row("003A", t0, "VP"), row("003B", t0.Add(time.Second), "")},
 		{row("003C", t0.Add(-2*time.Minute), ""), row("003A", t0, "VP"), row("003B", t0.Add(time.Second), "")},
-	}
-	// The transaction that commits 003C late is open from three minutes before t0: getUpdated
-	// covers no later than that.
-	committed := t0.Add(-3 * time.Minute)
-	var mu sync.Mutex
-	var statements []string
-	f := newFakeOrg(t, func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/sobjects/Contact/updated/") {
-			fmt.Fprintf(w, `{"ids":[],"latestDateCovered":%q}`, committed.Format("2006-01-02T15:04:05.000-0700"))
-			return
-		}
-		mu.Lock()
-		n := len(statements)
-		statements = append(statements, r.URL.Query().Get("q"))
-		mu.Unlock()
-		fmt.Fprintf(w, `{"totalSize":%d,"done":true,"records":[%s]}`, len(pages[n]), strings.Join(pages[n], ","))
-	})
-	c := newTestConnector(t, jwtOrg(t, f.srv.URL), WithClock(func() time.Time { return t0 }), WithReadBackInterval(0))
-	aud := []Audience{{User: &tandemv1.SyncUser{UserId: owner}}}
-	var got [][]string
-	emit := func(_ context.Context, user string, ch []*tandemv1.Change, full bool) error {
-		var ids []string
-		for _, c := range ch {
-			ids = append(ids, c.GetRecord().GetId())
-		}
-		got = append(got, ids)
-		return nil
-	}
+	}}
+	c := newScripted(t, org, WithClock(func() time.Time { return t0 }), WithReadBackInterval(0))
 	cursor := ""
-	for range pages {
-		var err error
-		if cursor, err = c.Poll(t.Context(), PollRequest{Kind: contactKind, Audience: aud, Cursor: cursor}, emit); err != nil {
-			t.Fatal(err)
-		}
+	for range org.answers {
+		cursor = org.poll(t, c, cursor)
 	}
+	got, statements := org.emitted, org.statements
 	// 003C committed late; 003A changed again within its second; nothing changed last.
 	want := [][]string{{"003A", "003B"}, {"003C"}, {"003A"}, nil}
 	if !slices.EqualFunc(got, want, slices.Equal[[]string]) {
@@ -104,47 +139,19 @@ func TestPollCatchesLateCommits(t *testing.T) {
 // meanwhile at the end; a late commit is still found, and nothing read before is reported
 // again.
 func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
-	const owner = "005000000000001AAA"
 	t0 := time.Now().UTC().Truncate(time.Second)
-	row := func(id string, at time.Time) string {
-		return fmt.Sprintf(`{"attributes":{"type":"Contact","url":"/x/%d"},"Id":%q,"IsDeleted":false,"OwnerId":%q,"SystemModstamp":%q,"LastName":%q}`,
-			time.Now().UnixNano(), id, owner, at.Format("2006-01-02T15:04:05.000-0700"), "N"+id)
-	}
-	answers := [][]string{
+	row := func(id string, at time.Time) string { return scriptRow(id, at, "") }
+	org := &scripted{covered: t0.Add(-2 * time.Minute), answers: [][]string{
 		{row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second))},
 		{row("003D", t0.Add(2*time.Second))},
 		{row("003E", t0.Add(-time.Minute)), row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second))},
 		{row("003F", t0.Add(3*time.Second))},
-	}
-	var statements []string
-	f := newFakeOrg(t, func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/sobjects/Contact/updated/") {
-			fmt.Fprintf(w, `{"ids":[],"latestDateCovered":%q}`, t0.Add(-2*time.Minute).Format("2006-01-02T15:04:05.000-0700"))
-			return
-		}
-		n := len(statements)
-		statements = append(statements, r.URL.Query().Get("q"))
-		fmt.Fprintf(w, `{"totalSize":%d,"done":true,"records":[%s]}`, len(answers[n]), strings.Join(answers[n], ","))
-	})
-	c := newTestConnector(t, jwtOrg(t, f.srv.URL), WithClock(func() time.Time { return t0 }))
+	}}
+	c := newScripted(t, org, WithClock(func() time.Time { return t0 }))
 	c.cfg.readBackSplit = 2
-	aud := []Audience{{User: &tandemv1.SyncUser{UserId: owner}}}
-	var got [][]string
-	emit := func(_ context.Context, user string, ch []*tandemv1.Change, full bool) error {
-		var ids []string
-		for _, c := range ch {
-			ids = append(ids, c.GetRecord().GetId())
-		}
-		got = append(got, ids)
-		return nil
-	}
-	cursor := ""
-	for range 2 {
-		var err error
-		if cursor, err = c.Poll(t.Context(), PollRequest{Kind: contactKind, Audience: aud, Cursor: cursor}, emit); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cursor := org.poll(t, c, "")
+	cursor = org.poll(t, c, cursor)
+	got, statements := org.emitted, org.statements
 	if want := [][]string{{"003A", "003B", "003C"}, {"003D"}, {"003E"}, {"003F"}}; !slices.EqualFunc(got, want, slices.Equal[[]string]) {
 		t.Errorf("emitted %v, want %v", got, want)
 	}
@@ -176,47 +183,20 @@ func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
 // after the interval reads back from where the deferred one would have, finds a late commit,
 // and reports nothing read before again.
 func TestPollDefersTheReadBack(t *testing.T) {
-	const owner = "005000000000001AAA"
 	t0 := time.Now().UTC().Truncate(time.Second)
 	now := t0
-	row := func(id string, at time.Time) string {
-		return fmt.Sprintf(`{"attributes":{"type":"Contact","url":"/x/%d"},"Id":%q,"IsDeleted":false,"OwnerId":%q,"SystemModstamp":%q,"LastName":%q}`,
-			time.Now().UnixNano(), id, owner, at.Format("2006-01-02T15:04:05.000-0700"), "N"+id)
-	}
+	row := func(id string, at time.Time) string { return scriptRow(id, at, "") }
 	a, b, c, d := row("003A", t0), row("003B", t0.Add(time.Second)), row("003C", t0.Add(2*time.Second)), row("003D", t0.Add(3*time.Second))
-	answers := [][]string{{a, b}, {a, b, c}, {d}, {row("003E", t0.Add(-time.Minute)), a, b, c, d}}
-	var statements []string
-	getUpdated := 0
-	f := newFakeOrg(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Date", now.Format(http.TimeFormat))
-		if strings.HasSuffix(r.URL.Path, "/sobjects/Contact/updated/") {
-			getUpdated++ // a transaction open from before the overlap: the horizon decides
-			fmt.Fprintf(w, `{"ids":[],"latestDateCovered":%q}`, t0.Add(-10*time.Minute).Format("2006-01-02T15:04:05.000-0700"))
-			return
-		}
-		n := len(statements)
-		statements = append(statements, r.URL.Query().Get("q"))
-		fmt.Fprintf(w, `{"totalSize":%d,"done":true,"records":[%s]}`, len(answers[n]), strings.Join(answers[n], ","))
-	})
-	conn := newTestConnector(t, jwtOrg(t, f.srv.URL), WithClock(func() time.Time { return now }))
-	aud := []Audience{{User: &tandemv1.SyncUser{UserId: owner}}}
-	var got [][]string
-	emit := func(_ context.Context, user string, ch []*tandemv1.Change, full bool) error {
-		var ids []string
-		for _, c := range ch {
-			ids = append(ids, c.GetRecord().GetId())
-		}
-		got = append(got, ids)
-		return nil
-	}
+	// A transaction open from before the overlap: the horizon decides where polls read back.
+	org := &scripted{covered: t0.Add(-10 * time.Minute), date: func() time.Time { return now },
+		answers: [][]string{{a, b}, {a, b, c}, {d}, {row("003E", t0.Add(-time.Minute)), a, b, c, d}}}
+	conn := newScripted(t, org, WithClock(func() time.Time { return now }))
 	cursor := ""
-	for i, at := range []time.Time{t0, t0.Add(time.Second), t0.Add(2 * time.Second), t0.Add(2*time.Second + DefaultReadBackInterval)} {
+	for _, at := range []time.Time{t0, t0.Add(time.Second), t0.Add(2 * time.Second), t0.Add(2*time.Second + DefaultReadBackInterval)} {
 		now = at
-		var err error
-		if cursor, err = conn.Poll(t.Context(), PollRequest{Kind: contactKind, Audience: aud, Cursor: cursor}, emit); err != nil {
-			t.Fatalf("poll %d: %v", i, err)
-		}
+		cursor = org.poll(t, conn, cursor)
 	}
+	got, statements, getUpdated := org.emitted, org.statements, org.getUpdated
 	if want := [][]string{{"003A", "003B"}, {"003C"}, {"003D"}, {"003E"}}; !slices.EqualFunc(got, want, slices.Equal[[]string]) {
 		t.Errorf("emitted %v, want %v", got, want)
 	}
