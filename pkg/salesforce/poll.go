@@ -397,6 +397,8 @@ type poller struct {
 	// deferred is true when the poll leaves the read-back the previous one asks for to a later
 	// poll (WithReadBackInterval).
 	deferred bool
+	// rows counts the rows read, for the log.
+	rows int
 }
 
 // changedSince is the condition an incremental read starts from, given the previous poll's
@@ -496,6 +498,11 @@ func floorSecond(ms int64) int64 {
 // read lists the members' records: those cond selects (when not full) via queryAll, which
 // includes deletes, or all of them via query.
 func (p *poller) read(ctx context.Context, set []*member, cond string, full bool) error {
+	start, rows := time.Now(), p.rows
+	defer func() {
+		p.c.log.DebugContext(ctx, "salesforce poll read", slog.String("object", p.object), slog.String("where", cond),
+			slog.Bool("full", full), slog.Int("users", len(set)), slog.Int("rows", p.rows-rows), slog.Duration("took", time.Since(start)))
+	}()
 	byOwner := map[string]*member{}
 	var everyone []*member
 	for _, m := range set {
@@ -570,6 +577,7 @@ func (p *poller) page(ctx context.Context, page *QueryResult, byOwner map[string
 	}
 	var order []string
 	changes := map[string][]*tandemv1.Change{}
+	p.rows += len(page.Records)
 	for _, row := range page.Records {
 		id := row.String("Id")
 		mod, ok, err := row.Time("SystemModstamp")

@@ -73,8 +73,8 @@ func TestBench(t *testing.T) {
 		t.Errorf("latency p99 = %v ms with a 1 s interval", res["latency_p99_ms"])
 	}
 	for _, dir := range []string{"to_salesforce", "to_exchange"} {
-		if p50, max := num("latency_"+dir+"_p50_ms"), num("latency_"+dir+"_max_ms"); p50 <= 0 || max < p50 || max > num("latency_max_ms") {
-			t.Errorf("latency %s: p50 %v, max %v, overall max %v", dir, p50, max, res["latency_max_ms"])
+		if p50, slowest := num("latency_"+dir+"_p50_ms"), num("latency_"+dir+"_max_ms"); p50 <= 0 || slowest < p50 || slowest > num("latency_max_ms") {
+			t.Errorf("latency %s: p50 %v, max %v, overall max %v", dir, p50, slowest, res["latency_max_ms"])
 		}
 	}
 	if num("latency_samples") != 6 || num("latency_timeouts") != 0 {
