@@ -45,6 +45,9 @@ type pollCursor struct {
 	// ReadBackAt is when the last poll that read back ran (connector clock, unix ms): polls
 	// read back at most once per read-back interval (WithReadBackInterval).
 	ReadBackAt int64 `json:"rb,omitempty"`
+	// ReadBackSec, when set, is where a read-back spread over several polls goes on: the second
+	// (unix ms) from which the next poll reads back, up to its position (WithReadBackRows).
+	ReadBackSec int64 `json:"rbs,omitempty"`
 	// Seen are the records read that are stamped at or after where the next poll reads back
 	// from (see readBackFrom), with a hash of their content: the next poll reads them again and
 	// reports only what differs.

@@ -19,6 +19,7 @@ const (
 	DefaultMaxConcurrent      = 10
 	DefaultOverlap            = 5 * time.Minute
 	DefaultReadBackInterval   = 15 * time.Second
+	DefaultReadBackRows       = 4 * queryPageRows
 	DefaultFullRescanInterval = 24 * time.Hour
 	DefaultLimitBackoff       = time.Hour
 	DefaultLimitProbe         = time.Minute
@@ -74,6 +75,7 @@ type settings struct {
 	retry              RetryPolicy
 	overlap            time.Duration
 	readBackInterval   time.Duration
+	readBackRows       int
 	fullRescanInterval time.Duration
 	limitBackoff       time.Duration
 	reserveRecheck     time.Duration
@@ -142,6 +144,13 @@ func WithReadBackInterval(d time.Duration) Option {
 	return func(s *settings) { s.readBackInterval = d }
 }
 
+// WithReadBackRows sets how many rows, at most, one poll reads back after a burst of changes
+// (more than a query page to read back): the polls after it go on from where it stopped, each
+// after reading what changed since the last, so that no poll spends long reading the burst again
+// while new changes wait. The read-back takes more polls, and a late commit is reported up to
+// that much later.
+func WithReadBackRows(n int) Option { return func(s *settings) { s.readBackRows = n } }
+
 // WithFullRescanInterval sets how often a poll lists everything again although its cursor is
 // valid (0 disables it). Full reads repair what incremental reads cannot see: a record
 // reassigned to a user outside the audience, or a delete purged early from a full recycle bin.
@@ -175,6 +184,7 @@ func defaultSettings() settings {
 		retry:              RetryPolicy{Attempts: 4, BaseDelay: time.Second, MaxDelay: 30 * time.Second, LockAttempts: 4},
 		overlap:            DefaultOverlap,
 		readBackInterval:   DefaultReadBackInterval,
+		readBackRows:       DefaultReadBackRows,
 		fullRescanInterval: DefaultFullRescanInterval,
 		limitBackoff:       DefaultLimitBackoff,
 		reserveRecheck:     DefaultReserveRecheck,

@@ -1,6 +1,7 @@
 package salesforce
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -27,11 +28,11 @@ func TestSimIdlePollReadsNoRow(t *testing.T) {
 	// late commits, and reports none of them again. Having changes within the overlap, it
 	// first asks getUpdated up to when everything is committed: all of them, so the next poll
 	// reads nothing back. With more records to read back than a page holds, what changed after
-	// the watermark is read first, in a query of its own, and again after the read-back.
+	// the watermark is read first, in a query of its own.
 	for i, step := range []struct {
 		gap                             time.Duration
 		queryAll, queryMore, getUpdated int64
-	}{{time.Minute, 3, 1, 1}, {time.Minute, 1, 0, 0}} {
+	}{{time.Minute, 2, 1, 1}, {time.Minute, 1, 0, 0}} {
 		env.clock.Advance(step.gap)
 		env.sim.ResetCounts()
 		var r *pollResult
@@ -369,4 +370,59 @@ func TestSimReadBackWaitsForAnOpenTransaction(t *testing.T) {
 	if n := countChanges(r); n != 0 || env.apiCalls() != 1 || env.count(sfsim.EndpointQueryMore) != 0 {
 		t.Errorf("poll after the read-back: %d changes, %d calls (%v), want none and 1", n, env.apiCalls(), env.sim.Counts())
 	}
+}
+
+// TestSimReadBackSpreadOverPolls reads back a burst of 3,000 records against the simulator,
+// at most 1,200 rows a poll: a change made between the polls is reported by the next poll's
+// first query, no record of the burst is reported again, a late commit stamped within the
+// burst is found, and the read-back ends after three polls (the next is within the read-back
+// interval of the first).
+func TestSimReadBackSpreadOverPolls(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1, opts: []Option{WithReadBackRows(1200), WithReadBackInterval(time.Minute)}})
+	uid := env.users[0].UserId
+	now := env.clock.Now()
+	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 5*time.Second).Sub(now))
+	tx := env.sim.Begin()
+	late, err := tx.Insert("Contact", map[string]any{"LastName": "Late"}, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owned := env.seed(3000)[uid]
+	env.clock.Advance(time.Second)
+	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	env.clock.Advance(10 * time.Second) // past the last seeded record's stamp
+	var reported []string
+	for i := range 4 {
+		env.clock.Advance(time.Second)
+		if err := env.sim.Update("Contact", owned[i], map[string]any{"Title": fmt.Sprintf("Edit %d", i)}, uid); err != nil {
+			t.Fatal(err)
+		}
+		env.clock.Advance(time.Second)
+		before := len(env.statements)
+		var r *pollResult
+		r, cursor = env.poll(contactKind, env.audience(userRecords), cursor)
+		got := ids(r.changes[uid], upsert)
+		if len(got) == 0 || got[0] != owned[i] {
+			t.Errorf("poll %d reported %v first, want the edit of %s", i, got, owned[i])
+		}
+		reported = append(reported, got...)
+		env.mu.Lock()
+		first := env.statements[before]
+		env.mu.Unlock()
+		if strings.Contains(first, " LIMIT ") {
+			t.Errorf("poll %d's first query is bounded: %.300s", i, first)
+		}
+		state, _ := decodeCursor(cursor, contactKind)
+		if done := state.ReadBackSec == 0; done != (i >= 2) {
+			t.Errorf("poll %d: read-back under way = %v", i, !done)
+		}
+	}
+	want := append([]string{late}, owned[:4]...)
+	if slices.Sort(reported); !slices.Equal(reported, sortedCopy(want)) {
+		t.Errorf("reported %v, want the edits and the late commit %v", reported, want)
+	}
+	env.checkStatements()
 }
