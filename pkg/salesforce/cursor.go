@@ -42,9 +42,6 @@ type pollCursor struct {
 	// poll read (getUpdated's latestDateCovered, asked just before the read; unix ms), or zero
 	// when the poll did not ask: the next poll reads back no further than it.
 	Committed int64 `json:"committed,omitempty"`
-	// ReadBackAt is when the last poll that read back ran (connector clock, unix ms): polls
-	// read back at most once per read-back interval (WithReadBackInterval).
-	ReadBackAt int64 `json:"rb,omitempty"`
 	// ReadBackSec, when set, is where a read-back spread over several polls goes on: the second
 	// (unix ms) from which the next poll reads back, up to its position (WithReadBackRows).
 	ReadBackSec int64 `json:"rbs,omitempty"`

@@ -18,7 +18,6 @@ const (
 	DefaultReservePercent     = 20
 	DefaultMaxConcurrent      = 10
 	DefaultOverlap            = 5 * time.Minute
-	DefaultReadBackInterval   = 15 * time.Second
 	DefaultReadBackRows       = 4 * queryPageRows
 	DefaultFullRescanInterval = 24 * time.Hour
 	DefaultLimitBackoff       = time.Hour
@@ -74,7 +73,6 @@ type settings struct {
 	clientName         string
 	retry              RetryPolicy
 	overlap            time.Duration
-	readBackInterval   time.Duration
 	readBackRows       int
 	fullRescanInterval time.Duration
 	limitBackoff       time.Duration
@@ -134,16 +132,6 @@ func WithRetryPolicy(p RetryPolicy) Option { return func(s *settings) { s.retry 
 // that old, polls resume exactly after it.
 func WithOverlap(d time.Duration) Option { return func(s *settings) { s.overlap = d } }
 
-// WithReadBackInterval sets how often, at most, polls read back (see WithOverlap). A poll
-// within this long of the last one that read back reads only what changed after the watermark,
-// one call when nothing did, and leaves the read-back to a later poll, which reads back from
-// where this one would have: a transaction that commits late is then reported up to this much
-// later, and a burst of changes (a first sync's writes, an import) is not read again on every
-// poll while Salesforce has not said it is committed. 0 reads back on every poll.
-func WithReadBackInterval(d time.Duration) Option {
-	return func(s *settings) { s.readBackInterval = d }
-}
-
 // WithReadBackRows sets how many rows, at most, one poll reads back after a burst of changes
 // (more than a query page to read back): the polls after it go on from where it stopped, each
 // after reading what changed since the last, so that no poll spends long reading the burst again
@@ -183,7 +171,6 @@ func defaultSettings() settings {
 		clientName:         DefaultClientName,
 		retry:              RetryPolicy{Attempts: 4, BaseDelay: time.Second, MaxDelay: 30 * time.Second, LockAttempts: 4},
 		overlap:            DefaultOverlap,
-		readBackInterval:   DefaultReadBackInterval,
 		readBackRows:       DefaultReadBackRows,
 		fullRescanInterval: DefaultFullRescanInterval,
 		limitBackoff:       DefaultLimitBackoff,

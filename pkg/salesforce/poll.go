@@ -139,21 +139,15 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 	}
 	if prev != nil {
 		next.Committed = prev.Committed // still true: what was committed then was read then
-		next.ReadBackAt = prev.ReadBackAt
 	}
 	switch {
 	case len(incremental) == 0:
 	case prev.ReadBackSec != 0:
 		// A read-back spread over several polls goes on where the last poll stopped.
 		p.continues = true
-	case prev.readsBack(c.cfg.overlap) && now.Sub(time.UnixMilli(prev.ReadBackAt)) < c.cfg.readBackInterval:
-		// The last read-back was moments ago: this poll reads only what changed after the
-		// watermark, and a later one reads back from where this one would have.
-		p.deferred = true
 	case prev.readsBack(c.cfg.overlap):
 		// This poll reads back: ask, before reading, up to when Salesforce has committed
 		// everything, so that the next poll reads back no further than that.
-		next.ReadBackAt = now.UnixMilli()
 		committed, err := c.committedBefore(ctx, object, now)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -217,12 +211,12 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 		horizon = p.served
 	}
 	next.Horizon = horizon.UnixMilli()
-	if p.deferred || p.continues {
+	if p.continues {
 		// The read-back still to come starts where this poll's would have, before anything
 		// this poll could miss.
 		next.Horizon = prev.Horizon
 	}
-	if p.deferred || p.continues || next.ReadBackSec != 0 {
+	if p.continues || next.ReadBackSec != 0 {
 		// ... and knows the versions read before as well as this poll's.
 		for k, h := range p.known {
 			if _, ok := p.seen[k]; !ok {
@@ -395,10 +389,9 @@ type poller struct {
 	lastID      string
 	// served is the Date of the poll's first answer: the org's clock.
 	served time.Time
-	// deferred is true when the poll leaves the read-back the previous one asks for to a later
-	// poll (WithReadBackInterval); continues when it goes on with a read-back that earlier polls
-	// began (WithReadBackRows).
-	deferred, continues bool
+	// continues is true when the poll goes on with a read-back that earlier polls began
+	// (WithReadBackRows).
+	continues bool
 	// limit, when positive, caps the rows of the next read that one statement makes
 	// (readBounded); bounded reports that it did, last is the SystemModstamp of the last row read.
 	limit   int
@@ -464,8 +457,6 @@ func (p *poller) readIncremental(ctx context.Context, set []*member, prev, next 
 		cont, _, err := p.readBounded(ctx, set, prev.upTo(from), from)
 		next.ReadBackSec = cont
 		return err
-	case p.deferred:
-		return p.read(ctx, set, prev.after(), false)
 	case prev == nil || !prev.readsBack(p.c.cfg.overlap) || len(p.known) <= p.c.cfg.readBackSplit:
 		return p.read(ctx, set, p.changedSince(prev), false)
 	}

@@ -94,7 +94,7 @@ func TestPollCatchesLateCommits(t *testing.T) {
 		{row("003C", t0.Add(-2*time.Minute), ""), row("003A", t0, "VP"), row("003B", t0.Add(time.Second), "")},
 		{row("003C", t0.Add(-2*time.Minute), ""), row("003A", t0, "VP"), row("003B", t0.Add(time.Second), "")},
 	}}
-	c := newScripted(t, org, WithClock(func() time.Time { return t0 }), WithReadBackInterval(0))
+	c := newScripted(t, org, WithClock(func() time.Time { return t0 }))
 	cursor := ""
 	for range org.answers {
 		cursor = org.poll(t, c, cursor)
@@ -199,13 +199,12 @@ func TestPollSpreadsTheReadBack(t *testing.T) {
 		{c, d},    //   two rows, the last in t0+2 s
 		{},        // poll 4: what changed; from t0+2 s
 		{d},       //   done
-		{},        // poll 5: the read-back is done and the last was moments ago
 	}}
 	conn := newScripted(t, org, WithClock(func() time.Time { return t0 }), WithReadBackRows(2))
 	conn.cfg.readBackSplit = 2
 	cursor := ""
 	var rbs []int64
-	for range 6 {
+	for range 5 {
 		cursor = org.poll(t, conn, cursor)
 		state, _ := decodeCursor(cursor, contactKind)
 		rbs = append(rbs, state.ReadBackSec)
@@ -217,7 +216,7 @@ func TestPollSpreadsTheReadBack(t *testing.T) {
 		t.Errorf("getUpdated asked %d times, want once, by the poll that began the read-back", org.getUpdated)
 	}
 	sec := func(d time.Duration) int64 { return t0.Add(d).UnixMilli() }
-	if want := []int64{0, sec(0), sec(time.Second), sec(2 * time.Second), 0, 0}; !slices.Equal(rbs, want) {
+	if want := []int64{0, sec(0), sec(time.Second), sec(2 * time.Second), 0}; !slices.Equal(rbs, want) {
 		t.Errorf("read-back positions %v, want %v", rbs, want)
 	}
 	if len(org.statements) != len(org.answers) {
@@ -254,49 +253,6 @@ func nonEmpty(emitted [][]string) [][]string {
 		}
 	}
 	return out
-}
-
-// TestPollDefersTheReadBack: a poll within the read-back interval of the last one that read
-// back reads only what changed after the watermark, without asking getUpdated; the next poll
-// after the interval reads back from where the deferred one would have, finds a late commit,
-// and reports nothing read before again.
-func TestPollDefersTheReadBack(t *testing.T) {
-	t0 := time.Now().UTC().Truncate(time.Second)
-	now := t0
-	row := func(id string, at time.Time) string { return scriptRow(id, at, "") }
-	a, b, c, d := row("003A", t0), row("003B", t0.Add(time.Second)), row("003C", t0.Add(2*time.Second)), row("003D", t0.Add(3*time.Second))
-	// A transaction open from before the overlap: the horizon decides where polls read back.
-	org := &scripted{covered: t0.Add(-10 * time.Minute), date: func() time.Time { return now },
-		answers: [][]string{{a, b}, {a, b, c}, {d}, {row("003E", t0.Add(-time.Minute)), a, b, c, d}}}
-	conn := newScripted(t, org, WithClock(func() time.Time { return now }))
-	cursor := ""
-	for _, at := range []time.Time{t0, t0.Add(time.Second), t0.Add(2 * time.Second), t0.Add(2*time.Second + DefaultReadBackInterval)} {
-		now = at
-		cursor = org.poll(t, conn, cursor)
-	}
-	got, statements, getUpdated := org.emitted, org.statements, org.getUpdated
-	if want := [][]string{{"003A", "003B"}, {"003C"}, {"003D"}, {"003E"}}; !slices.EqualFunc(got, want, slices.Equal[[]string]) {
-		t.Errorf("emitted %v, want %v", got, want)
-	}
-	if getUpdated != 2 {
-		t.Errorf("getUpdated asked %d times, want by the two polls that read back", getUpdated)
-	}
-	// Poll 1 read back from its predecessor's horizon minus the overlap; poll 2 deferred its
-	// read-back and read after the watermark only; poll 3 read back from where poll 2 would have.
-	from := "WHERE SystemModstamp >= " + soqlDateTime(t0.Add(time.Second-DefaultOverlap)) + " AND OwnerId"
-	for i, want := range []string{
-		"WHERE SystemModstamp >= " + soqlDateTime(t0.Add(-DefaultOverlap)) + " AND OwnerId",
-		"WHERE SystemModstamp >= " + soqlDateTime(t0.Add(2*time.Second)) + " AND (SystemModstamp >= " + soqlDateTime(t0.Add(3*time.Second)) + " OR Id > '003C') AND OwnerId",
-		from,
-	} {
-		if q := statements[i+1]; !strings.Contains(q, want) {
-			t.Errorf("poll %d: %s, want %s", i+1, q, want)
-		}
-	}
-	state, _ := decodeCursor(cursor, contactKind)
-	if state.ReadBackAt != now.UnixMilli() || state.Horizon != now.UnixMilli() {
-		t.Errorf("read back at %d, horizon %d, want both %d", state.ReadBackAt, state.Horizon, now.UnixMilli())
-	}
 }
 
 func TestPollFollowsPagedInvitees(t *testing.T) {
