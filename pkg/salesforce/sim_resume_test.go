@@ -28,11 +28,11 @@ func TestSimIdlePollReadsNoRow(t *testing.T) {
 	// late commits, and reports none of them again. Having changes within the overlap, it
 	// first asks getUpdated up to when everything is committed: all of them, so the next poll
 	// reads nothing back. With more records to read back than a page holds, what changed after
-	// the watermark is read first, in a query of its own.
+	// the watermark is read first, in a query of its own, and again after the read-back.
 	for i, step := range []struct {
 		gap                             time.Duration
 		queryAll, queryMore, getUpdated int64
-	}{{time.Minute, 2, 1, 1}, {time.Minute, 1, 0, 0}} {
+	}{{time.Minute, 3, 1, 1}, {time.Minute, 1, 0, 0}} {
 		env.clock.Advance(step.gap)
 		env.sim.ResetCounts()
 		var r *pollResult

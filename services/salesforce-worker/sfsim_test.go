@@ -342,9 +342,9 @@ func TestSalesforceSimulatorIdleCycles(t *testing.T) {
 			}
 		}
 		counts := se.sim.Counts()
-		// Reading back 2,105 records first — more than a page, so after a query of what changed
-		// since, of its own —, then idle.
-		want := map[string]int64{sfsim.EndpointQueryAll: 2, sfsim.EndpointQueryMore: 1, sfsim.EndpointUpdated: 1}
+		// Reading back 2,105 records first — more than a page, so between two queries of what
+		// changed since, of their own —, then idle.
+		want := map[string]int64{sfsim.EndpointQueryAll: 3, sfsim.EndpointQueryMore: 1, sfsim.EndpointUpdated: 1}
 		if i >= 1 {
 			want = map[string]int64{sfsim.EndpointQueryAll: 1}
 		}
