@@ -331,13 +331,7 @@ func TestSimReadBackWaitsForAnOpenTransaction(t *testing.T) {
 
 	// The transaction begins 5 s into a minute and stamps Late then; a quick edit 5 s later is
 	// what the next poll reads, so Late commits behind that poll's watermark.
-	now := env.clock.Now()
-	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 5*time.Second).Sub(now))
-	tx := env.sim.Begin()
-	late, err := tx.Insert("Contact", map[string]any{"LastName": "Late"}, uid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx, late := lateInsert(t, env, uid)
 	env.clock.Advance(5 * time.Second)
 	quick, err := env.sim.Insert("Contact", map[string]any{"LastName": "Quick"}, uid)
 	if err != nil {
@@ -378,13 +372,7 @@ func TestSimReadBackWaitsForAnOpenTransaction(t *testing.T) {
 func TestSimReadBackSpreadOverPolls(t *testing.T) {
 	env := newSimEnv(t, simOptions{users: 1, opts: []Option{WithReadBackRows(1200)}})
 	uid := env.users[0].UserId
-	now := env.clock.Now()
-	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 5*time.Second).Sub(now))
-	tx := env.sim.Begin()
-	late, err := tx.Insert("Contact", map[string]any{"LastName": "Late"}, uid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx, late := lateInsert(t, env, uid)
 	owned := env.seed(3000)[uid]
 	env.clock.Advance(time.Second)
 	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
@@ -425,4 +413,18 @@ func TestSimReadBackSpreadOverPolls(t *testing.T) {
 		t.Errorf("reported %v, want the edits and the late commit %v", reported, want)
 	}
 	env.checkStatements()
+}
+
+// lateInsert moves the clock to 5 s into the next minute and begins there a transaction that
+// inserts a contact named Late for uid, left open for the caller to commit.
+func lateInsert(t *testing.T, env *simEnv, uid string) (*sfsim.Transaction, string) {
+	t.Helper()
+	now := env.clock.Now()
+	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 5*time.Second).Sub(now))
+	tx := env.sim.Begin()
+	late, err := tx.Insert("Contact", map[string]any{"LastName": "Late"}, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tx, late
 }
