@@ -42,9 +42,6 @@ type pollCursor struct {
 	// poll read (getUpdated's latestDateCovered, asked just before the read; unix ms), or zero
 	// when the poll did not ask: the next poll reads back no further than it.
 	Committed int64 `json:"committed,omitempty"`
-	// ReadBackSec, when set, is where a read-back spread over several polls goes on: the second
-	// (unix ms) from which the next poll reads back, up to its position (WithReadBackRows).
-	ReadBackSec int64 `json:"rbs,omitempty"`
 	// Seen are the records read that are stamped at or after where the next poll reads back
 	// from (see readBackFrom), with a hash of their content: the next poll reads them again and
 	// reports only what differs.

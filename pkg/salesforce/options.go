@@ -18,7 +18,6 @@ const (
 	DefaultReservePercent     = 20
 	DefaultMaxConcurrent      = 10
 	DefaultOverlap            = 5 * time.Minute
-	DefaultReadBackRows       = 0
 	DefaultFullRescanInterval = 24 * time.Hour
 	DefaultLimitBackoff       = time.Hour
 	DefaultLimitProbe         = time.Minute
@@ -73,7 +72,6 @@ type settings struct {
 	clientName         string
 	retry              RetryPolicy
 	overlap            time.Duration
-	readBackRows       int
 	fullRescanInterval time.Duration
 	limitBackoff       time.Duration
 	reserveRecheck     time.Duration
@@ -132,14 +130,6 @@ func WithRetryPolicy(p RetryPolicy) Option { return func(s *settings) { s.retry 
 // that old, polls resume exactly after it.
 func WithOverlap(d time.Duration) Option { return func(s *settings) { s.overlap = d } }
 
-// WithReadBackRows sets how many rows, at most, one poll reads back after a burst of changes
-// (more than a query page to read back); 0, the default, reads it whole. With a bound, the
-// polls after it go on from where it stopped, each after reading what changed since the last,
-// and a late commit is reported up to that many polls later. (Off by default: the one benchmark
-// run with 8,000 rows a poll carried edits made in Salesforce to Exchange far more slowly, for
-// reasons not found yet.)
-func WithReadBackRows(n int) Option { return func(s *settings) { s.readBackRows = n } }
-
 // WithFullRescanInterval sets how often a poll lists everything again although its cursor is
 // valid (0 disables it). Full reads repair what incremental reads cannot see: a record
 // reassigned to a user outside the audience, or a delete purged early from a full recycle bin.
@@ -172,7 +162,6 @@ func defaultSettings() settings {
 		clientName:         DefaultClientName,
 		retry:              RetryPolicy{Attempts: 4, BaseDelay: time.Second, MaxDelay: 30 * time.Second, LockAttempts: 4},
 		overlap:            DefaultOverlap,
-		readBackRows:       DefaultReadBackRows,
 		fullRescanInterval: DefaultFullRescanInterval,
 		limitBackoff:       DefaultLimitBackoff,
 		reserveRecheck:     DefaultReserveRecheck,

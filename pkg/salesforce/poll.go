@@ -140,12 +140,7 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 	if prev != nil {
 		next.Committed = prev.Committed // still true: what was committed then was read then
 	}
-	switch {
-	case len(incremental) == 0:
-	case prev.ReadBackSec != 0:
-		// A read-back spread over several polls goes on where the last poll stopped.
-		p.continues = true
-	case prev.readsBack(c.cfg.overlap):
+	if len(incremental) > 0 && prev.readsBack(c.cfg.overlap) {
 		// This poll reads back: ask, before reading, up to when Salesforce has committed
 		// everything, so that the next poll reads back no further than that.
 		committed, err := c.committedBefore(ctx, object, now)
@@ -163,7 +158,7 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 	// change it missed while the full read ran is stamped after the horizon minus the overlap,
 	// where the next poll reads back.
 	if len(incremental) > 0 {
-		if err := p.readIncremental(ctx, incremental, prev, next); err != nil {
+		if err := p.readIncremental(ctx, incremental, prev); err != nil {
 			return "", fmt.Errorf("poll %s changes for org %s: %w", object, c.orgID, err)
 		}
 	}
@@ -211,24 +206,7 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 		horizon = p.served
 	}
 	next.Horizon = horizon.UnixMilli()
-	if p.continues {
-		// The read-back still to come starts where this poll's would have, before anything
-		// this poll could miss.
-		next.Horizon = prev.Horizon
-	}
-	if p.continues || next.ReadBackSec != 0 {
-		// ... and knows the versions read before as well as this poll's.
-		for k, h := range p.known {
-			if _, ok := p.seen[k]; !ok {
-				p.seen[k] = h
-			}
-		}
-	}
-	seenFrom := next.readBackFrom(c.cfg.overlap).UnixMilli()
-	if next.ReadBackSec != 0 {
-		seenFrom = min(seenFrom, next.ReadBackSec) // what the read-back under way reads again
-	}
-	next.Seen = seenGroups(p.seen, seenFrom)
+	next.Seen = seenGroups(p.seen, next.readBackFrom(c.cfg.overlap).UnixMilli())
 	return encodeCursor(next)
 }
 
@@ -389,14 +367,6 @@ type poller struct {
 	lastID      string
 	// served is the Date of the poll's first answer: the org's clock.
 	served time.Time
-	// continues is true when the poll goes on with a read-back that earlier polls began
-	// (WithReadBackRows).
-	continues bool
-	// limit, when positive, caps the rows of the next read that one statement makes
-	// (readBounded); bounded reports that it did, last is the SystemModstamp of the last row read.
-	limit   int
-	bounded bool
-	last    int64
 	// rows counts the rows read, for the log.
 	rows int
 }
@@ -436,63 +406,28 @@ func (p *poller) changedSince(prev *pollCursor) string {
 	return prev.after()
 }
 
-// readIncremental reads what changed for the incremental members since prev (changedSince),
-// and sets where next's read-back goes on (pollCursor.ReadBackSec).
-//
+// readIncremental reads what changed for the incremental members since prev (changedSince).
 // The read-back is folded into one query with what changed after the watermark, unless the
 // previous poll read more versions within the read-back than a query page holds — after a burst
 // of changes, such as a first sync's writes —: then what changed after the watermark is read
-// first, in a query of its own, and the read-back after it, at most WithReadBackRows rows a
-// poll: the polls after it go on from where it stopped, each after its own read of what changed.
-// A new change thus reaches its user in a poll's first page, and no poll spends long reading a
-// burst again. (A read-back whose owners need several statements is read whole, and what
-// changed meanwhile is read once more after it.)
-func (p *poller) readIncremental(ctx context.Context, set []*member, prev, next *pollCursor) error {
-	switch {
-	case p.continues:
-		if err := p.read(ctx, set, prev.after(), false); err != nil {
-			return err
-		}
-		from := time.UnixMilli(prev.ReadBackSec).UTC()
-		cont, _, err := p.readBounded(ctx, set, prev.upTo(from), from)
-		next.ReadBackSec = cont
-		return err
-	case prev == nil || !prev.readsBack(p.c.cfg.overlap) || len(p.known) <= p.c.cfg.readBackSplit:
+// first, in a query of its own, the read-back after it, and what changed meanwhile once more at
+// the end. Two more calls per poll while a burst is read back, so that a new change reaches its
+// user in the poll's first page, or in its last, instead of after every record of the burst has
+// been read again.
+func (p *poller) readIncremental(ctx context.Context, set []*member, prev *pollCursor) error {
+	if prev == nil || !prev.readsBack(p.c.cfg.overlap) || len(p.known) <= p.c.cfg.readBackSplit {
 		return p.read(ctx, set, p.changedSince(prev), false)
 	}
 	if err := p.read(ctx, set, prev.after(), false); err != nil {
 		return err
 	}
-	from := prev.readBackFrom(p.c.cfg.overlap)
-	cont, bounded, err := p.readBounded(ctx, set, prev.upTo(from), from)
-	if err != nil || bounded {
-		next.ReadBackSec = cont
+	if err := p.read(ctx, set, prev.upTo(prev.readBackFrom(p.c.cfg.overlap)), false); err != nil {
 		return err
 	}
-	// Read whole: what changed while it was, in one more call, rather than at the next poll,
-	// which cannot start before this one ends.
+	// What changed while the burst was read back, rather than at the next poll, which cannot
+	// start before this one ends.
 	pos := pollCursor{Watermark: p.maxModstamp, LastID: p.lastID}
 	return p.read(ctx, set, pos.after(), false)
-}
-
-// readBounded reads what cond selects from the second from on, at most WithReadBackRows rows
-// when one statement selects them (bounded). When it stopped short it returns the second the
-// next poll goes on from (unix ms), which it reads again whole: rows are ordered by
-// SystemModstamp, which Salesforce compares by the second, and within a second not by Id alone.
-// A second that holds a whole bound of rows is read whole at once, so that the read moves on.
-func (p *poller) readBounded(ctx context.Context, set []*member, cond string, from time.Time) (cont int64, bounded bool, err error) {
-	rows := p.rows
-	p.limit, p.bounded, p.last = p.c.cfg.readBackRows, false, 0
-	err = p.read(ctx, set, cond, false)
-	bounded, p.limit = p.bounded, 0
-	if err != nil || !bounded || p.rows-rows < p.c.cfg.readBackRows {
-		return 0, bounded, err
-	}
-	if last := time.UnixMilli(p.last).UTC().Truncate(time.Second); last.After(from) {
-		return last.UnixMilli(), true, nil
-	}
-	whole := fmt.Sprintf("SystemModstamp >= %s AND SystemModstamp < %s", soqlDateTime(from), soqlDateTime(from.Add(time.Second)))
-	return from.Add(time.Second).UnixMilli(), true, p.read(ctx, set, whole, false)
 }
 
 // after selects the records stamped after c's position: after its watermark's second, or in
@@ -608,12 +543,6 @@ func (p *poller) statements(set []*member, cond string, everyone bool) ([]string
 	if err != nil {
 		return nil, syncerr.Wrap(syncerr.SyncInternal, err)
 	}
-	if p.limit > 0 && len(stmts) == 1 {
-		stmt.limit, p.bounded = p.limit, true
-		if stmts, err = stmt.chunks(p.c.cfg.maxSOQLLength); err != nil {
-			return nil, syncerr.Wrap(syncerr.SyncInternal, err)
-		}
-	}
 	return stmts, nil
 }
 
@@ -634,7 +563,6 @@ func (p *poller) page(ctx context.Context, page *QueryResult, byOwner map[string
 		}
 		key := seenKey{id, mod.UnixMilli()}
 		p.advance(id, key.modstamp)
-		p.last = key.modstamp
 		recipients := everyone
 		if m := byOwner[row.String("OwnerId")]; m != nil {
 			recipients = append(slices.Clip(everyone), m)

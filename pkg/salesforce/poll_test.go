@@ -135,9 +135,9 @@ func TestPollCatchesLateCommits(t *testing.T) {
 
 // TestPollReadsNewChangesBeforeABurst: once the previous poll read more versions within the
 // read-back than a query page holds (three, here), a poll reads what changed after the
-// watermark first, in a query of its own, reads back after it — whole, here, as when the
-// owners need several statements — and reads what changed meanwhile at the end; a late commit
-// is still found, and nothing read before is reported again.
+// watermark first, in a query of its own, reads back after it, and reads what changed
+// meanwhile at the end; a late commit is still found, and nothing read before is reported
+// again.
 func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Second)
 	row := func(id string, at time.Time) string { return scriptRow(id, at, "") }
@@ -147,7 +147,7 @@ func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
 		{row("003E", t0.Add(-time.Minute)), row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second))},
 		{row("003F", t0.Add(3*time.Second))},
 	}}
-	c := newScripted(t, org, WithClock(func() time.Time { return t0 }), WithReadBackRows(0))
+	c := newScripted(t, org, WithClock(func() time.Time { return t0 }))
 	c.cfg.readBackSplit = 2
 	cursor := org.poll(t, c, "")
 	cursor = org.poll(t, c, cursor)
@@ -176,83 +176,6 @@ func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
 	if state.Watermark != t0.Add(3*time.Second).UnixMilli() || state.LastID != "003F" {
 		t.Errorf("position %d/%s after the split read", state.Watermark, state.LastID)
 	}
-}
-
-// TestPollSpreadsTheReadBack: a read-back of a burst reads at most WithReadBackRows rows (two,
-// here) a poll; the next polls, after their own read of what changed, go on from the second the
-// last one stopped in (read again whole), and a second holding a whole bound of rows is read
-// whole at once. The late commit is found; nothing read before is reported again; only the poll
-// that began the read-back asks getUpdated; and the polls go on until the read-back is done.
-func TestPollSpreadsTheReadBack(t *testing.T) {
-	t0 := time.Now().UTC().Truncate(time.Second)
-	row := func(id string, at time.Time) string { return scriptRow(id, at, "") }
-	a, b, c, d := row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second)), row("003D", t0.Add(2*time.Second))
-	late := row("003E", t0.Add(-time.Minute))
-	org := &scripted{covered: t0.Add(-10 * time.Minute), answers: [][]string{
-		{a, b, c}, // poll 0: everything
-		{d},       // poll 1: what changed; then the read-back begins, two rows
-		{late, a}, //   stopped in t0's second
-		{},        // poll 2: what changed; the read-back goes on from t0, two rows
-		{a, b},    //   all in t0's second: read it whole
-		{a, b},    //   t0, whole
-		{},        // poll 3: what changed; the read-back goes on from t0+1 s
-		{c, d},    //   two rows, the last in t0+2 s
-		{},        // poll 4: what changed; from t0+2 s
-		{d},       //   done
-	}}
-	conn := newScripted(t, org, WithClock(func() time.Time { return t0 }), WithReadBackRows(2))
-	conn.cfg.readBackSplit = 2
-	cursor := ""
-	var rbs []int64
-	for range 5 {
-		cursor = org.poll(t, conn, cursor)
-		state, _ := decodeCursor(cursor, contactKind)
-		rbs = append(rbs, state.ReadBackSec)
-	}
-	if want := [][]string{{"003A", "003B", "003C"}, {"003D"}, {"003E"}}; !slices.EqualFunc(nonEmpty(org.emitted), want, slices.Equal[[]string]) {
-		t.Errorf("emitted %v, want %v", org.emitted, want)
-	}
-	if org.getUpdated != 1 {
-		t.Errorf("getUpdated asked %d times, want once, by the poll that began the read-back", org.getUpdated)
-	}
-	sec := func(d time.Duration) int64 { return t0.Add(d).UnixMilli() }
-	if want := []int64{0, sec(0), sec(time.Second), sec(2 * time.Second), 0}; !slices.Equal(rbs, want) {
-		t.Errorf("read-back positions %v, want %v", rbs, want)
-	}
-	if len(org.statements) != len(org.answers) {
-		t.Fatalf("%d queries, want %d", len(org.statements), len(org.answers))
-	}
-	s0, s1, s2, s3 := soqlDateTime(t0), soqlDateTime(t0.Add(time.Second)), soqlDateTime(t0.Add(2*time.Second)), soqlDateTime(t0.Add(3*time.Second))
-	upTo := " AND (SystemModstamp < " + s2 + " OR (SystemModstamp < " + s3 + " AND Id <= '003D')) AND OwnerId"
-	for i, want := range map[int]string{
-		2: "WHERE SystemModstamp >= " + soqlDateTime(t0.Add(-DefaultOverlap)) + " AND (SystemModstamp < " + s1 + " OR (SystemModstamp < " + s2 + " AND Id <= '003C')) AND OwnerId",
-		4: "WHERE SystemModstamp >= " + s0 + upTo,
-		5: "WHERE SystemModstamp >= " + s0 + " AND SystemModstamp < " + s1 + " AND OwnerId",
-		7: "WHERE SystemModstamp >= " + s1 + upTo,
-		9: "WHERE SystemModstamp >= " + s2 + upTo,
-	} {
-		q := org.statements[i]
-		if !strings.Contains(q, want) {
-			t.Errorf("query %d = %s, want %s", i, q, want)
-		}
-		if bounded := strings.HasSuffix(q, " LIMIT 2"); bounded != (i != 5) {
-			t.Errorf("query %d bounded: %v", i, bounded)
-		}
-		if _, err := soql.Parse(q); err != nil {
-			t.Errorf("query %d: %v", i, err)
-		}
-	}
-}
-
-// nonEmpty leaves out the empty pages of emitted.
-func nonEmpty(emitted [][]string) [][]string {
-	var out [][]string
-	for _, ids := range emitted {
-		if len(ids) > 0 {
-			out = append(out, ids)
-		}
-	}
-	return out
 }
 
 func TestPollFollowsPagedInvitees(t *testing.T) {

@@ -1,7 +1,6 @@
 package salesforce
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -331,7 +330,13 @@ func TestSimReadBackWaitsForAnOpenTransaction(t *testing.T) {
 
 	// The transaction begins 5 s into a minute and stamps Late then; a quick edit 5 s later is
 	// what the next poll reads, so Late commits behind that poll's watermark.
-	tx, late := lateInsert(t, env, uid)
+	now := env.clock.Now()
+	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 5*time.Second).Sub(now))
+	tx := env.sim.Begin()
+	late, err := tx.Insert("Contact", map[string]any{"LastName": "Late"}, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
 	env.clock.Advance(5 * time.Second)
 	quick, err := env.sim.Insert("Contact", map[string]any{"LastName": "Quick"}, uid)
 	if err != nil {
@@ -363,68 +368,4 @@ func TestSimReadBackWaitsForAnOpenTransaction(t *testing.T) {
 	if n := countChanges(r); n != 0 || env.apiCalls() != 1 || env.count(sfsim.EndpointQueryMore) != 0 {
 		t.Errorf("poll after the read-back: %d changes, %d calls (%v), want none and 1", n, env.apiCalls(), env.sim.Counts())
 	}
-}
-
-// TestSimReadBackSpreadOverPolls reads back a burst of 3,000 records against the simulator,
-// at most 1,200 rows a poll: a change made between the polls is reported by the next poll's
-// first query, no record of the burst is reported again, a late commit stamped within the
-// burst is found, and the read-back ends after three polls.
-func TestSimReadBackSpreadOverPolls(t *testing.T) {
-	env := newSimEnv(t, simOptions{users: 1, opts: []Option{WithReadBackRows(1200)}})
-	uid := env.users[0].UserId
-	tx, late := lateInsert(t, env, uid)
-	owned := env.seed(3000)[uid]
-	env.clock.Advance(time.Second)
-	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	env.clock.Advance(10 * time.Second) // past the last seeded record's stamp
-	var reported []string
-	for i := range 4 {
-		env.clock.Advance(time.Second)
-		if err := env.sim.Update("Contact", owned[i], map[string]any{"Title": fmt.Sprintf("Edit %d", i)}, uid); err != nil {
-			t.Fatal(err)
-		}
-		env.clock.Advance(time.Second)
-		before := len(env.statements)
-		var r *pollResult
-		r, cursor = env.poll(contactKind, env.audience(userRecords), cursor)
-		got := ids(r.changes[uid], upsert)
-		if len(got) == 0 || got[0] != owned[i] {
-			t.Errorf("poll %d reported %v first, want the edit of %s", i, got, owned[i])
-		}
-		reported = append(reported, got...)
-		env.mu.Lock()
-		first := env.statements[before]
-		env.mu.Unlock()
-		if strings.Contains(first, " LIMIT ") {
-			t.Errorf("poll %d's first query is bounded: %.300s", i, first)
-		}
-		state, _ := decodeCursor(cursor, contactKind)
-		// Three polls read the burst back; the fourth begins the next read-back, the burst
-		// being within the overlap still.
-		if underWay := state.ReadBackSec != 0; underWay != (i != 2) {
-			t.Errorf("poll %d: read-back under way = %v", i, underWay)
-		}
-	}
-	want := append([]string{late}, owned[:4]...)
-	if slices.Sort(reported); !slices.Equal(reported, sortedCopy(want)) {
-		t.Errorf("reported %v, want the edits and the late commit %v", reported, want)
-	}
-	env.checkStatements()
-}
-
-// lateInsert moves the clock to 5 s into the next minute and begins there a transaction that
-// inserts a contact named Late for uid, left open for the caller to commit.
-func lateInsert(t *testing.T, env *simEnv, uid string) (*sfsim.Transaction, string) {
-	t.Helper()
-	now := env.clock.Now()
-	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 5*time.Second).Sub(now))
-	tx := env.sim.Begin()
-	late, err := tx.Insert("Contact", map[string]any{"LastName": "Late"}, uid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tx, late
 }

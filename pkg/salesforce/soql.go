@@ -74,7 +74,6 @@ type selectStmt struct {
 	orderBy  string
 	inField  string   // when set, a condition "inField IN (inValues)" chunked by chunks()
 	inValues []string // values of the IN condition
-	limit    int      // when positive, LIMIT: the most rows the statement returns
 }
 
 // String renders the statement with the whole IN list (use chunks to stay under the limit).
@@ -97,9 +96,6 @@ func (s selectStmt) render(in []string) string {
 	if s.orderBy != "" {
 		b.WriteString(" ORDER BY ")
 		b.WriteString(s.orderBy)
-	}
-	if s.limit > 0 {
-		fmt.Fprintf(&b, " LIMIT %d", s.limit)
 	}
 	return b.String()
 }
