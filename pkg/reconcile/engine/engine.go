@@ -219,7 +219,7 @@ func (s *Syncer) HandleChanges(ctx context.Context, b *tandemv1.ChangeBatch) err
 			if done, err := s.quietCycle(ctx, lease, uk, b.GetKind(), snap, w, set, now, &out); done || err != nil {
 				return err
 			}
-			if done, err := s.scopedCycle(ctx, lease, uk, in, snap, w, set, slot, &out, readyCycle(snap.Cycle)); done || err != nil {
+			if done, err := s.scopedCycle(ctx, lease, uk, in, snap, w, set, slot, &out, false); done || err != nil {
 				return err
 			}
 			// Something may have changed: plan the cycle from the whole ledger.

@@ -36,11 +36,11 @@ type pageInput struct {
 // scopedCycle plans a due cycle from what changed since the last plan, without loading the
 // whole ledger, when the user is settled (ledger.Writes.SetSettled) under the same settings:
 // it loads the changed records, their pairs and the writes in flight (ledger.LoadScope) and
-// plans them as cycle. When the changes reach beyond their pairs — a new record, a deletion, a
-// create — or the plan turns out not to be local (planner.Local), it plans nothing and reports
-// false: the caller plans the whole ledger, or, for a page plan (see pagePlan), waits for the
+// plans them. When the changes reach beyond their pairs — a new record, a deletion, a create —
+// or the plan turns out not to be local (planner.Local), it plans nothing and reports false:
+// the caller plans the whole ledger, or, for a page plan (early, see pagePlan), waits for the
 // cycle. snap and w are the page's partial snapshot and commit.
-func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.UserKey, in pageInput, snap *ledger.Snapshot, w *ledger.Writes, set planner.Settings, slot *ledgerSlot, out *outcome, cycle uint64) (bool, error) {
+func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.UserKey, in pageInput, snap *ledger.Snapshot, w *ledger.Writes, set planner.Settings, slot *ledgerSlot, out *outcome, early bool) (bool, error) {
 	fp := fingerprint(set)
 	kind := in.b.GetKind()
 	if snap.Cycle.Settled != fp {
@@ -57,8 +57,11 @@ func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.U
 	if err != nil || scope == nil {
 		return false, err
 	}
-	ready := cycle
-	early := ready == snap.Cycle.Reconciled // a page plan: the cycle it belongs to is not complete
+	// A page plan is recorded as the cycle last reconciled: the cycle it belongs to is not complete.
+	ready := readyCycle(snap.Cycle)
+	if early {
+		ready = snap.Cycle.Reconciled
+	}
 	state := stateOf(uk, kind, ready, in.now, set, scope)
 	plan := planner.Compute(state)
 	if !planner.Local(state, plan) {
@@ -128,7 +131,7 @@ func (s *Syncer) pagePlan(ctx context.Context, lease *store.Lease, uk store.User
 	if err != nil {
 		return false, err
 	}
-	return s.scopedCycle(ctx, lease, uk, in, snap, w, set, slot, out, snap.Cycle.Reconciled)
+	return s.scopedCycle(ctx, lease, uk, in, snap, w, set, slot, out, true)
 }
 
 // settles reports whether the whole ledger snap, with a local plan recorded, leaves the user
