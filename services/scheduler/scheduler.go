@@ -320,38 +320,40 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 			return s.exchangeJob(ctx, uk, pool, sch.Exchange, cycle, tag, kinds, full.exchange, now)
 		})
 	}
-	publishExchange := func() {
-		for _, job := range exchangeJobs {
-			if err := job(); err != nil {
-				publishErrs = append(publishErrs, err)
-			}
-		}
-	}
 	// The Salesforce job also goes out without users: it refreshes the org's user directory,
 	// which is how a new org learns its users.
-	subject, err := bus.SalesforceJobSubject(orgID, pool)
-	if err != nil {
-		publishExchange()
-		return false, errors.Join(append(append(errs, publishErrs...), err)...)
-	}
-	if poll, err := s.pollRunning(ctx, orgID, subject, sfJob); err != nil || poll {
-		// The org's last poll is still running: this cycle reads Exchange only.
-		publishExchange()
-		return len(publishErrs) == 0 && err == nil, errors.Join(append(append(errs, publishErrs...), err)...)
-	}
-	if err := s.pub.Publish(ctx, subject, sfJob, bus.MsgID(orgID, "salesforce", tag)); err != nil {
-		publishErrs = append(publishErrs, err)
-	} else {
-		// Only once the full read is on its way: otherwise the next cycle asks for it again.
-		for _, uk := range back {
-			if err := s.status.ClearLeftOut(ctx, uk); err != nil {
-				errs = append(errs, err)
-			}
+	sfPublished, sfErr := s.salesforceJob(ctx, orgID, pool, sfJob, tag, back)
+	for _, job := range exchangeJobs {
+		if err := job(); err != nil {
+			publishErrs = append(publishErrs, err)
 		}
 	}
-	publishExchange()
 	s.log.DebugContext(ctx, "cycle started", slog.Uint64(telemetry.KeyCycle, cycle), slog.Int("users", len(sfJob.GetUserIds())))
-	return len(publishErrs) == 0, errors.Join(append(errs, publishErrs...)...)
+	return sfPublished && len(publishErrs) == 0, errors.Join(append(append(errs, publishErrs...), sfErr)...)
+}
+
+// salesforceJob publishes a cycle's Salesforce job, unless the org's last poll is still running
+// (then the cycle reads Exchange only), and then takes the users back from a suspension (back)
+// off the list of those left out. published is false when the cycle's jobs must go out again.
+func (s *Scheduler) salesforceJob(ctx context.Context, orgID, pool string, job *tandemv1.SyncJob, tag string, back []store.UserKey) (published bool, err error) {
+	subject, err := bus.SalesforceJobSubject(orgID, pool)
+	if err != nil {
+		return false, err
+	}
+	if poll, err := s.pollRunning(ctx, orgID, subject, job); err != nil || poll {
+		return err == nil, err
+	}
+	if err := s.pub.Publish(ctx, subject, job, bus.MsgID(orgID, "salesforce", tag)); err != nil {
+		return false, err
+	}
+	// Only once the full read is on its way: otherwise the next cycle asks for it again.
+	var errs []error
+	for _, uk := range back {
+		if err := s.status.ClearLeftOut(ctx, uk); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return true, errors.Join(errs...)
 }
 
 // pollRunning reports whether the org's Salesforce job of an earlier cycle is still on the bus
