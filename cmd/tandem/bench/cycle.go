@@ -80,8 +80,8 @@ func (r *run) idleCycle(ctx context.Context) error {
 		}
 		if err := r.waitQuiet(ctx, cycle, deadline); errors.Is(err, errPollSkipped) {
 			// The org's Salesforce job of an earlier cycle went out after waitPollDone looked
-			// (the scheduler publishes it after the reps' Exchange jobs), so this cycle read
-			// Exchange only: the next cycle handed over reads for it.
+			// (the scheduler publishes it only after its work for every rep), so this cycle
+			// read Exchange only: the next cycle handed over reads for it.
 			if raced++; raced == maxRaces {
 				return errors.New("the cycles handed over kept finding a Salesforce poll on the bus")
 			}
@@ -129,12 +129,8 @@ func salesforceJobSubject(ctx context.Context, env *devenv.Env) (string, error) 
 
 // waitPollDone waits until the org's Salesforce job is off the bus: no poll queued or running.
 func (r *run) waitPollDone(ctx context.Context, deadline time.Time) error {
-	subject, err := salesforceJobSubject(ctx, r.env)
-	if err != nil {
-		return err
-	}
 	for {
-		n, err := r.env.Platform.Bus.Stored(ctx, subject)
+		n, err := r.salesforceJobs(ctx)
 		if err != nil || n == 0 {
 			return err
 		}
@@ -194,7 +190,7 @@ func (r *run) waitQuiet(ctx context.Context, cycle uint64, deadline time.Time) e
 		}
 		skipped := false
 		if len(behind) > 0 {
-			if skipped, err = r.pollSkipped(ctx, led, cycle); err != nil {
+			if skipped, err = r.pollSkipped(ctx, behind, cycle); err != nil {
 				return err
 			}
 		}
@@ -208,7 +204,11 @@ func (r *run) waitQuiet(ctx context.Context, cycle uint64, deadline time.Time) e
 		}
 		reason := ""
 		if len(behind) > 0 {
-			reason = fmt.Sprintf("%d users have not reconciled cycle %d yet: %s", len(behind), cycle, firstLines(behind, 3))
+			var at []string
+			for email, c := range behind {
+				at = append(at, fmt.Sprintf("%s at %d", email, c.Reconciled))
+			}
+			reason = fmt.Sprintf("%d users have not reconciled cycle %d yet: %s", len(behind), cycle, firstLines(at, 3))
 		} else if pending, err := r.pendingWrites(ctx); err != nil {
 			return err
 		} else if pending > 0 {
@@ -255,38 +255,40 @@ func (r *run) pendingWrites(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// behind lists the users whose contacts have not been reconciled up to cycle.
-// pollSkipped reports whether every user yet to reconcile cycle has Exchange read up to it
-// but not Salesforce, while no Salesforce job is on the bus: the cycle's poll was skipped
-// (the scheduler's pollRunning), and only a later cycle's poll will read for it.
-func (r *run) pollSkipped(ctx context.Context, led *ledger.Ledger, cycle uint64) (bool, error) {
+// pollSkipped reports whether every user behind (see behind) has Exchange read up to cycle but
+// not Salesforce, while no Salesforce job is on the bus: the cycle's poll was skipped (the
+// scheduler's pollRunning), and only a later cycle's poll will read for it.
+func (r *run) pollSkipped(ctx context.Context, behind map[string]ledger.Cycle, cycle uint64) (bool, error) {
 	exchange, salesforce := store.SideName(tandemv1.System_SYSTEM_EXCHANGE), store.SideName(tandemv1.System_SYSTEM_SALESFORCE)
-	for id := range r.env.Mailboxes {
-		c, err := led.LoadCycle(ctx, store.UserKey{OrgID: r.env.OrgID, UserID: id}, tandemv1.RecordKind_RECORD_KIND_CONTACT)
-		if err != nil {
-			return false, err
-		}
-		if c.Reconciled < cycle && (c.Ready[exchange] < cycle || c.Ready[salesforce] >= cycle) {
+	for _, c := range behind {
+		if c.Ready[exchange] < cycle || c.Ready[salesforce] >= cycle {
 			return false, nil
 		}
 	}
-	subject, err := salesforceJobSubject(ctx, r.env)
-	if err != nil {
-		return false, err
-	}
-	n, err := r.env.Platform.Bus.Stored(ctx, subject)
+	n, err := r.salesforceJobs(ctx)
 	return n == 0, err
 }
 
-func (r *run) behind(ctx context.Context, led *ledger.Ledger, cycle uint64) ([]string, error) {
-	var out []string
+// salesforceJobs counts the org's Salesforce jobs on the bus: queued or being polled.
+func (r *run) salesforceJobs(ctx context.Context) (uint64, error) {
+	subject, err := salesforceJobSubject(ctx, r.env)
+	if err != nil {
+		return 0, err
+	}
+	return r.env.Platform.Bus.Stored(ctx, subject)
+}
+
+// behind returns, by email, the cycle bookkeeping of the users whose contacts have not been
+// reconciled up to cycle.
+func (r *run) behind(ctx context.Context, led *ledger.Ledger, cycle uint64) (map[string]ledger.Cycle, error) {
+	out := map[string]ledger.Cycle{}
 	for id, email := range r.env.Mailboxes {
 		c, err := led.LoadCycle(ctx, store.UserKey{OrgID: r.env.OrgID, UserID: id}, tandemv1.RecordKind_RECORD_KIND_CONTACT)
 		if err != nil {
 			return nil, err
 		}
 		if c.Reconciled < cycle {
-			out = append(out, fmt.Sprintf("%s at %d", email, c.Reconciled))
+			out[email] = c
 		}
 	}
 	return out, nil

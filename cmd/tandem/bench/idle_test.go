@@ -75,7 +75,7 @@ func skippedPoll(ctx context.Context, env *devenv.Env) error {
 
 // TestIdleCycleWhenAPollGoesOutLate: the org's Salesforce job of the cycle before the hold goes
 // out only after the measurement saw the bus empty — as when the scheduler, which publishes it
-// after a hundred reps' Exchange jobs, is still publishing that cycle — so the cycle handed over
+// only after its work for a hundred reps, is still starting that cycle — so the cycle handed over
 // next reads Exchange only and no poll is coming for it. The measurement gives that cycle up
 // and hands over the next, which reads for it, instead of waiting until its timeout.
 func TestIdleCycleWhenAPollGoesOutLate(t *testing.T) {
