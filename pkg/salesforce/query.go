@@ -201,32 +201,69 @@ func parseDateTime(s string) (time.Time, error) {
 
 // queryPages runs a SOQL statement and calls page for every page, in order. all selects
 // queryAll, which also returns deleted rows still in the recycle bin.
+//
+// The next page is fetched while page handles the current one, so that a long read costs the
+// larger of the two rather than their sum: at most one page more is held. When page fails, the
+// fetch under way is cancelled and waited for before queryPages returns.
 func (c *Connector) queryPages(ctx context.Context, subject, soql string, all bool, page func(*QueryResult) error) error {
 	op, path := "query", "query"
 	if all {
 		op, path = "queryAll", "queryAll"
 	}
-	req := request{op: op, method: http.MethodGet, path: path, query: url.Values{"q": {soql}}, subject: subject, idempotent: true}
+	res, err := c.queryPage(ctx, request{op: op, method: http.MethodGet, path: path, query: url.Values{"q": {soql}}, subject: subject, idempotent: true})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	for {
-		resp, err := c.do(ctx, req)
-		if err != nil {
-			return err
-		}
-		res, err := ParseQueryResult(resp.body)
-		if err != nil {
-			return syncerr.Wrap(syncerr.SalesforceMalformedResponse, fmt.Errorf("%s: %w", op, err))
-		}
-		if date, err := http.ParseTime(resp.header.Get("Date")); err == nil {
-			res.served = date.UTC()
+		var next chan fetchedPage
+		if !res.Done {
+			next = make(chan fetchedPage, 1)
+			more := request{op: op + "More", method: http.MethodGet, path: res.NextRecordsURL, subject: subject, idempotent: true}
+			go func() {
+				r, err := c.queryPage(ctx, more)
+				next <- fetchedPage{r, err}
+			}()
 		}
 		if err := page(res); err != nil {
+			if next != nil {
+				cancel()
+				<-next
+			}
 			return err
 		}
-		if res.Done {
+		if next == nil {
 			return nil
 		}
-		req = request{op: op + "More", method: http.MethodGet, path: res.NextRecordsURL, subject: subject, idempotent: true}
+		f := <-next
+		if f.err != nil {
+			return f.err
+		}
+		res = f.res
 	}
+}
+
+// fetchedPage is a query page fetched ahead, or why it could not be.
+type fetchedPage struct {
+	res *QueryResult
+	err error
+}
+
+// queryPage fetches and parses one page of a query.
+func (c *Connector) queryPage(ctx context.Context, req request) (*QueryResult, error) {
+	resp, err := c.do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	res, err := ParseQueryResult(resp.body)
+	if err != nil {
+		return nil, syncerr.Wrap(syncerr.SalesforceMalformedResponse, fmt.Errorf("%s: %w", req.op, err))
+	}
+	if date, err := http.ParseTime(resp.header.Get("Date")); err == nil {
+		res.served = date.UTC()
+	}
+	return res, nil
 }
 
 // queryAllRows runs a statement and collects every row.
