@@ -216,7 +216,8 @@ func (b *opBatch) add(r ref, item collectionItem) {
 }
 
 // apply carries out st's commands: Account lookup, recycle-bin lookup of retried creates,
-// then upserts, plain creates, updates and deletes, then invitees. On an error it stops and
+// the version check of updates that ask for one, then upserts, plain creates, updates and
+// deletes, then invitees. On an error it stops and
 // gives the error to every user with a command not yet answered.
 func (c *Connector) apply(ctx context.Context, st *applyState, commands int) error {
 	if st.object == objContact {
@@ -264,6 +265,9 @@ func (c *Connector) apply(ctx context.Context, st *applyState, commands int) err
 		if err := c.skipDeletedCreates(ctx, st, upserts, func(r ref) bool { return lookUp[r.p] }); err != nil {
 			return st.abort(fmt.Errorf("apply %d retried %s creates for org %s: %w", n, st.object, c.orgID, err))
 		}
+	}
+	if err := c.checkVersions(ctx, st, updates); err != nil {
+		return st.abort(fmt.Errorf("apply %d %s updates for org %s: %w", len(updates.items), st.object, c.orgID, err))
 	}
 	for _, b := range []*opBatch{upserts, creates, updates, deletes} {
 		if len(b.items) == 0 {

@@ -453,3 +453,74 @@ func TestSimTokensOncePerRepPerSession(t *testing.T) {
 }
 
 func (e *simEnv) auth() *authenticator { return e.conn.auth }
+
+// TestSimCheckedUpdateFailsOnAChangedRecord: an update that asks for the version check
+// (WriteCommand.check_version) is made when the record is still at the version it expects, and
+// fails as SALESFORCE_CONFLICT, writing nothing, when the record changed since — unless it
+// already holds what the update writes (a first attempt whose result was lost), which makes the
+// update already applied; an update that does not ask is made whatever the version. The check of
+// every such update of a call is one query.
+func TestSimCheckedUpdateFailsOnAChangedRecord(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1})
+	rep := env.users[0]
+	version := func(id string) string {
+		t.Helper()
+		row, ok := env.sim.Get("Contact", id)
+		if !ok {
+			t.Fatalf("contact %s not found", id)
+		}
+		mod, ok := row["SystemModstamp"].(time.Time)
+		if !ok {
+			t.Fatalf("SystemModstamp of %s is %T, not a time", id, row["SystemModstamp"])
+		}
+		return mod.UTC().Format(versionLayout)
+	}
+	insert := func(last string) string {
+		t.Helper()
+		id, err := env.sim.Insert("Contact", map[string]any{"LastName": last, "Title": "Engineer"}, rep.UserId)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	current, changed, unchecked, applied := insert("Current"), insert("Changed"), insert("Unchecked"), insert("Applied")
+	read := map[string]string{current: version(current), changed: version(changed), unchecked: version(unchecked), applied: version(applied)}
+	time.Sleep(2 * time.Millisecond) // a later SystemModstamp, to the millisecond
+	for id, title := range map[string]string{changed: "Edited in Salesforce", unchecked: "Edited in Salesforce", applied: "From Exchange"} {
+		if err := env.sim.Update("Contact", id, map[string]any{"Title": title}, rep.UserId); err != nil {
+			t.Fatal(err)
+		}
+		if version(id) == read[id] {
+			t.Fatalf("the edit of %s left its SystemModstamp at %s", id, read[id])
+		}
+	}
+	var cmds []*tandemv1.WriteCommand
+	for _, id := range []string{current, changed, unchecked, applied} {
+		cmd := contactUpdate(id, &tandemv1.Contact{JobTitle: "From Exchange"}, fJobTitle)
+		cmd.ExpectedVersion = read[id]
+		cmd.CheckVersion = id != unchecked
+		cmds = append(cmds, cmd)
+	}
+	env.sim.ResetCounts()
+	res, err := env.conn.Apply(t.Context(), rep, contactKind, cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].GetOk() || !res[2].GetOk() {
+		t.Errorf("results %v: want the update of the unchanged record and the unchecked one made", res)
+	}
+	if res[1].GetOk() || res[1].GetError().GetCode() != string(syncerr.SalesforceConflict) || !res[1].GetError().GetRetryable() {
+		t.Errorf("result of the update of a record changed since it was read = %v, want a retryable %s", res[1], syncerr.SalesforceConflict)
+	}
+	if !res[3].GetOk() || !res[3].GetAlreadyApplied() {
+		t.Errorf("result of the update of a record that already holds its values = %v, want already applied", res[3])
+	}
+	for id, want := range map[string]string{current: "From Exchange", changed: "Edited in Salesforce", unchecked: "From Exchange", applied: "From Exchange"} {
+		if row, _ := env.sim.Get("Contact", id); row["Title"] != want {
+			t.Errorf("Title of %s = %v, want %q", id, row["Title"], want)
+		}
+	}
+	if q, u := env.count(sfsim.EndpointQueryAll)+env.count(sfsim.EndpointQuery), env.count(sfsim.EndpointCollectionsUpdate); q != 1 || u != 1 {
+		t.Errorf("%d queries and %d collections updates, want 1 and 1: %v", q, u, env.sim.Counts())
+	}
+}

@@ -72,6 +72,7 @@ const (
 	SalesforceEntityDeleted      Code = "SALESFORCE_ENTITY_DELETED"
 	SalesforceInvalidReference   Code = "SALESFORCE_INVALID_REFERENCE"
 	SalesforceRowLocked          Code = "SALESFORCE_ROW_LOCKED"
+	SalesforceConflict           Code = "SALESFORCE_CONFLICT"
 	SalesforceInsufficientAccess Code = "SALESFORCE_INSUFFICIENT_ACCESS"
 	SalesforceFieldMissing       Code = "SALESFORCE_FIELD_MISSING"
 	SalesforceNotFound           Code = "SALESFORCE_NOT_FOUND"
@@ -198,6 +199,9 @@ var entries = []Entry{
 	{SalesforceRowLocked, sf, ScopeRecord, true,
 		"Salesforce could not lock the record because another process was updating it.",
 		"Nothing to do: Tandem retries. If it persists, look for long-running automation on the object."},
+	{SalesforceConflict, sf, ScopeRecord, true,
+		"The Salesforce record changed since Tandem read it, just before Tandem would have updated it.",
+		"Nothing to do: Tandem reads the record again and resolves the change on the next cycle."},
 	{SalesforceInsufficientAccess, sf, ScopeRecord, false,
 		"The user lacks permission for the Salesforce record or field.",
 		"Give the user's profile or permission set access to the object and its fields, and check sharing on the record. When Tandem writes every rep's records as the integration user (the org's write_as, INTEGRATION_USER by default), that user needs \"Modify All\" on Contact and Event (or \"Modify All Data\"); otherwise set write_as to REP so that each rep writes their own records."},

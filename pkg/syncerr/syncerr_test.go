@@ -134,6 +134,7 @@ var retryableCodes = map[syncerr.Code]bool{
 	syncerr.SalesforceRequestLimit:      true,
 	syncerr.SalesforceBudgetReserved:    true,
 	syncerr.SalesforceRowLocked:         true,
+	syncerr.SalesforceConflict:          true,
 	syncerr.SalesforceNotFound:          true,
 	syncerr.SalesforceUnavailable:       true,
 	syncerr.SalesforceTimeout:           true,

@@ -69,10 +69,7 @@ func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.U
 			slog.String("kind", store.KindName(kind)), slog.Uint64("cycle", ready))
 		return false, nil
 	}
-	if early && slices.ContainsFunc(plan.Writes, func(w planner.Write) bool { return w.GetTarget() == tandemv1.System_SYSTEM_SALESFORCE }) {
-		// Salesforce takes an update whatever changed since it was read: the write waits for
-		// the cycle, whose Salesforce read shows an edit made meanwhile, to be decided by the
-		// conflict policy rather than overwritten.
+	if early && !checkedEarly(plan, scope) {
 		return false, nil
 	}
 	if s.opts.VerifyScope {
@@ -114,12 +111,12 @@ func (s *Syncer) scopedCycle(ctx context.Context, lease *store.Lease, uk store.U
 
 // pagePlan plans a settled user's changes as soon as a page brings them, before the cycle the
 // page belongs to is complete: an edit of a linked record in Salesforce then reaches Exchange
-// without waiting for Exchange's read of the cycle. Only what scopedCycle plans from the changes
-// alone qualifies — updates of linked pairs, each on its own — and only writes to Exchange,
-// which refuses an update whose change key is stale (ConflictResolution NeverOverwrite): an
-// edit made in Exchange since it was last read makes the write fail instead of being
-// overwritten, and the cycle decides the conflict. (Salesforce has no such check, so a plan
-// that writes to it waits for the cycle.) The plan is recorded as the cycle last reconciled:
+// without waiting for Exchange's read of the cycle, and one in Exchange reaches Salesforce
+// without waiting for the org's Salesforce poll. Only what scopedCycle plans from the changes
+// alone qualifies — updates of linked pairs, each on its own — and only writes that their target
+// refuses if the record changed since Tandem read it (see checkedEarly): an edit made on the
+// other side since its last read makes the write fail instead of being overwritten, and the
+// cycle decides the conflict. The plan is recorded as the cycle last reconciled:
 // the cycle itself is planned, from what changed since, once both sides have reported it.
 // Anything else (a new or removed record, a pair without its link, a hold) waits for the cycle,
 // as does a full read, which lists every record.
@@ -132,6 +129,36 @@ func (s *Syncer) pagePlan(ctx context.Context, lease *store.Lease, uk store.User
 		return false, err
 	}
 	return s.scopedCycle(ctx, lease, uk, in, snap, w, set, slot, out, true)
+}
+
+// checkedEarly reports whether a page plan's writes can go before the cycle is complete, each
+// refused by its target if the record changed since Tandem read it, and asks Salesforce for that
+// check. Exchange refuses an update whose change key is stale by itself (ConflictResolution
+// NeverOverwrite). Salesforce takes any update, so the worker first checks that the record is
+// still at the version the plan read (WriteCommand.check_version). That needs the version a read
+// showed: a write to Salesforce that is not an update, or that updates a record whose mirror entry
+// is what Tandem's own write left (Salesforce's writes do not return the new SystemModstamp, so the
+// entry holds the version the write replaced), waits for the cycle, whose Salesforce read shows an
+// edit made meanwhile.
+func checkedEarly(plan *planner.Plan, scope *ledger.Snapshot) bool {
+	mirror := scope.Mirror(tandemv1.System_SYSTEM_SALESFORCE)
+	var checked []*tandemv1.WriteCommand
+	for _, w := range plan.Writes {
+		if w.GetTarget() != tandemv1.System_SYSTEM_SALESFORCE {
+			continue
+		}
+		cmd := w.GetCommand()
+		read := mirror[cmd.GetTargetId()]
+		if cmd.GetOp() != tandemv1.WriteOp_WRITE_OP_UPDATE || cmd.GetExpectedVersion() == "" ||
+			read.GetWriteCycle() != 0 || read.GetRecord().GetVersion() != cmd.GetExpectedVersion() {
+			return false
+		}
+		checked = append(checked, cmd)
+	}
+	for _, cmd := range checked {
+		cmd.CheckVersion = true
+	}
+	return true
 }
 
 // settles reports whether the whole ledger snap, with a local plan recorded, leaves the user

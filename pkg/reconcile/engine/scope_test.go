@@ -17,6 +17,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/devkit/servertest"
 	"github.com/tandem-sync/tandem/pkg/reconcile/planner"
 	"github.com/tandem-sync/tandem/pkg/record"
+	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -292,21 +293,78 @@ func TestEditsGoBeforeTheirCycleIsComplete(t *testing.T) {
 		t.Errorf("cycles = %v once complete, want one, not from the whole ledger", got)
 	}
 
+	// An edit in Exchange goes to Salesforce before Salesforce reports the cycle, asking it to
+	// check that the contact is still as Tandem last read it.
 	exID := h.ex.byEmail()["p4@example.com"][0].GetId()
 	h.ex.update(exID, func(c *tandemv1.Contact) { c.Department = "Physics" })
+	h.startCycle()
+	deliverOnly(tandemv1.System_SYSTEM_EXCHANGE)
+	if len(h.applies) != 1 || h.applies[0].msg.GetTarget() != tandemv1.System_SYSTEM_SALESFORCE {
+		t.Fatalf("%d write batches sent before Salesforce reported the cycle, want the edit's", len(h.applies))
+	}
+	for _, c := range h.applies[0].msg.GetCommands() {
+		if !c.GetCheckVersion() || c.GetExpectedVersion() == "" {
+			t.Errorf("%s sent before Salesforce's read without asking for the version check", describe(c))
+		}
+	}
+	h.deliverApply(0, false)
+	h.deliverResult(0, false)
+	if got := h.sf.byEmail()["p4@example.com"][0].GetContact().GetDepartment(); got != "Physics" {
+		t.Errorf("department in Salesforce = %q while the cycle is still open", got)
+	}
+	h.drain()
+
+	// A new contact waits for the cycle.
 	h.ex.create(contactRecord(300, "Grace", "Hopper", ""))
 	h.startCycle()
 	deliverOnly(tandemv1.System_SYSTEM_EXCHANGE)
 	if len(h.applies) != 0 {
-		t.Errorf("%d write batches sent to Salesforce before it reported the cycle", len(h.applies))
+		t.Errorf("%d write batches sent to Salesforce before it reported the cycle of a new contact", len(h.applies))
 	}
 	h.drain()
 	if len(h.sf.byEmail()["p300@example.com"]) != 1 {
 		t.Error("the new contact is not in Salesforce once its cycle is complete")
 	}
-	if got := h.sf.byEmail()["p4@example.com"][0].GetContact().GetDepartment(); got != "Physics" {
-		t.Errorf("department in Salesforce = %q once the cycle is complete", got)
-	}
 	h.settle()
+	h.assertAgree()
+}
+
+// TestAnEarlyWriteToSalesforceKeepsAnEditMadeThere: a contact edited in Exchange and, since
+// Tandem last read it, in Salesforce. The Exchange edit is planned as soon as Exchange's page
+// brings it, but Salesforce refuses the update (the version check), and the cycle decides the
+// conflict by its policy — here Salesforce wins — instead of the early write overwriting the
+// Salesforce edit.
+func TestAnEarlyWriteToSalesforceKeepsAnEditMadeThere(t *testing.T) {
+	h := newHarness(t, servertest.Redis(t), bothWays(tandemv1.ConflictPolicy_CONFLICT_POLICY_SALESFORCE_WINS))
+	h.seedSettled(6)
+	h.syncer = New(h.st, h, Options{Clock: func() time.Time { return h.now }, VerifyScope: true})
+	h.ex.update(h.ex.byEmail()["p2@example.com"][0].GetId(), func(c *tandemv1.Contact) { c.Department = "From Exchange" })
+	h.startCycle()
+	// Edited in Salesforce after its read of the cycle: only the next cycle's read shows it.
+	h.sf.update(h.sf.byEmail()["p2@example.com"][0].GetId(), func(c *tandemv1.Contact) { c.Department = "From Salesforce" })
+	for i := 0; i < len(h.changes); {
+		if h.changes[i].msg.GetSource() != tandemv1.System_SYSTEM_EXCHANGE {
+			i++
+			continue
+		}
+		h.deliverChange(i, false)
+	}
+	if len(h.applies) != 1 {
+		t.Fatalf("%d write batches sent before Salesforce reported the cycle, want the edit's", len(h.applies))
+	}
+	h.deliverApply(0, false)
+	if res := h.results[0].msg.GetResults(); len(res) != 1 || res[0].GetError().GetCode() != string(syncerr.SalesforceConflict) {
+		t.Fatalf("results %v, want the update refused as a conflict", res)
+	}
+	if got := h.sf.byEmail()["p2@example.com"][0].GetContact().GetDepartment(); got != "From Salesforce" {
+		t.Fatalf("department in Salesforce = %q after the early write, want the Salesforce edit kept", got)
+	}
+	h.drain()
+	h.settle()
+	for side, f := range map[string]*fakeSide{"Exchange": h.ex, "Salesforce": h.sf} {
+		if got := f.byEmail()["p2@example.com"][0].GetContact().GetDepartment(); got != "From Salesforce" {
+			t.Errorf("department in %s = %q once settled, want the Salesforce edit (Salesforce wins)", side, got)
+		}
+	}
 	h.assertAgree()
 }

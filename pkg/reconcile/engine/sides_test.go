@@ -174,6 +174,9 @@ func (f *fakeSide) apply(b *tandemv1.WriteBatch) []*tandemv1.WriteResult {
 				r = f.fail(syncerr.SalesforceEntityDeleted, c.GetTargetId())
 			case f.system == tandemv1.System_SYSTEM_EXCHANGE && c.GetExpectedVersion() != "" && c.GetExpectedVersion() != cur.GetVersion():
 				r = f.fail(syncerr.ExchangeConflict, c.GetTargetId())
+			case f.system == tandemv1.System_SYSTEM_SALESFORCE && c.GetCheckVersion() && c.GetExpectedVersion() != cur.GetVersion():
+				// The salesforce-worker's check before the update (WriteCommand.check_version).
+				r = f.fail(syncerr.SalesforceConflict, c.GetTargetId())
 			default:
 				upd := record.CopyFields(cur, c.GetRecord(), c.GetFields())
 				if c.GetSyncKey() != "" {

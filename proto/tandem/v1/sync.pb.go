@@ -512,7 +512,13 @@ type WriteCommand struct {
 	// retry is set on a create that repeats an earlier command for the same pair whose result
 	// never arrived: that attempt may have taken effect, so the target looks for the record it
 	// made (and for its deletion since) before creating. issued_at is then the first attempt's.
-	Retry         bool `protobuf:"varint,10,opt,name=retry,proto3" json:"retry,omitempty"`
+	Retry bool `protobuf:"varint,10,opt,name=retry,proto3" json:"retry,omitempty"`
+	// check_version asks a target without optimistic concurrency on its writes (Salesforce) to
+	// check, just before the update, that the record is still at expected_version, and to fail
+	// the update as a conflict if it is not. The reconciler sets it on updates planned before the
+	// target's read of the cycle (a page plan): an edit made since that read is then decided by
+	// the conflict policy instead of being overwritten.
+	CheckVersion  bool `protobuf:"varint,11,opt,name=check_version,json=checkVersion,proto3" json:"check_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -613,6 +619,13 @@ func (x *WriteCommand) GetIssuedAt() *timestamppb.Timestamp {
 func (x *WriteCommand) GetRetry() bool {
 	if x != nil {
 		return x.Retry
+	}
+	return false
+}
+
+func (x *WriteCommand) GetCheckVersion() bool {
+	if x != nil {
+		return x.CheckVersion
 	}
 	return false
 }
@@ -1364,7 +1377,7 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	" \x03(\v2\x11.tandem.v1.ChangeR\achanges\x12*\n" +
 	"\x05error\x18\v \x01(\v2\x14.tandem.v1.SyncErrorR\x05error\x123\n" +
 	"\aread_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\x12%\n" +
-	"\x0eprevious_cycle\x18\r \x01(\x04R\rpreviousCycle\"\xe9\x02\n" +
+	"\x0eprevious_cycle\x18\r \x01(\x04R\rpreviousCycle\"\x8e\x03\n" +
 	"\fWriteCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\"\n" +
@@ -1377,7 +1390,8 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\fcontent_hash\x18\b \x01(\tR\vcontentHash\x127\n" +
 	"\tissued_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x12\x14\n" +
 	"\x05retry\x18\n" +
-	" \x01(\bR\x05retry\"\xf8\x01\n" +
+	" \x01(\bR\x05retry\x12#\n" +
+	"\rcheck_version\x18\v \x01(\bR\fcheckVersion\"\xf8\x01\n" +
 	"\n" +
 	"WriteBatch\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12\x15\n" +
