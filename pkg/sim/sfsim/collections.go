@@ -98,10 +98,12 @@ var rolledBack = FieldError{
 }
 
 // saveAll runs n writes: in one transaction that fails whole when allOrNone, else one
-// transaction per record. Callers hold s.mu for writing.
+// transaction per record. Either way the records the call saves share one SystemModstamp, the
+// call's, as Salesforce stamps the records of one request alike. Callers hold s.mu for writing.
 func (s *Server) saveAll(allOrNone bool, n int, op saveOp) []saveResult {
 	now := s.now()
 	s.st.purge(now)
+	stamp := s.st.stamp(now)
 	results := make([]saveResult, n)
 	record := func(i int, id string, created *bool, errs []FieldError) {
 		if errs != nil {
@@ -113,6 +115,7 @@ func (s *Server) saveAll(allOrNone bool, n int, op saveOp) []saveResult {
 	begin := func() *txn {
 		t := s.st.begin(now, s.locked)
 		t.sharing = true
+		t.stamped = stamp
 		return t
 	}
 	if allOrNone {

@@ -478,3 +478,50 @@ func TestPrivateSharing(t *testing.T) {
 		t.Errorf("update with Modify All: %+v", res)
 	}
 }
+
+// TestCollectionsStampTheirRecordsAlike: the records one collections call saves share its
+// SystemModstamp, as Salesforce stamps the records of one request, and the next call's is later.
+// A bulk load therefore never stamps records ahead of the clock by a millisecond per record: a
+// later edit would share a second with them instead of coming after them.
+func TestCollectionsStampTheirRecordsAlike(t *testing.T) {
+	e := newEnv(t) // a frozen clock
+	c := e.login()
+	create := func(call int) []string {
+		recs := make([]map[string]any, 200)
+		for i := range recs {
+			recs[i] = contactRec(map[string]any{"LastName": fmt.Sprintf("Bulk %d-%d", call, i)})
+		}
+		var res []result
+		c.json(http.MethodPost, "composite/sobjects", collection(false, recs...), http.StatusOK, &res)
+		ids := make([]string, len(res))
+		for i, r := range res {
+			if !r.Success {
+				t.Fatalf("create %d of call %d: %+v", i, call, r)
+			}
+			ids[i] = r.ID
+		}
+		return ids
+	}
+	stampsOf := func(ids []string) map[time.Time]int {
+		out := map[time.Time]int{}
+		for _, id := range ids {
+			got, _ := e.sim.Get("Contact", id)
+			out[got["SystemModstamp"].(time.Time)]++
+		}
+		return out
+	}
+	first, second := stampsOf(create(1)), stampsOf(create(2))
+	if len(first) != 1 || len(second) != 1 {
+		t.Fatalf("two calls of 200 creates stamped their records with %d and %d stamps, want one each", len(first), len(second))
+	}
+	for a := range first {
+		for b := range second {
+			if !b.After(a) {
+				t.Errorf("the second call's stamp %v is not after the first's %v", b, a)
+			}
+			if gap := b.Sub(a); gap > time.Millisecond {
+				t.Errorf("the second call's stamp is %v after the first's under a frozen clock, want a millisecond: the first call's records ran the stamps ahead", gap)
+			}
+		}
+	}
+}

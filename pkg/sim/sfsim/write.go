@@ -67,6 +67,17 @@ type txn struct {
 	// sharing checks that the actor may write each record (Config.PrivateSharing): set for API
 	// writes, never for backdoor edits, which an administrator makes.
 	sharing bool
+	// stamped is the SystemModstamp of the transaction's saves, once its first save took it,
+	// or as the call that runs the transaction gave it (see saveAll).
+	stamped time.Time
+}
+
+// stamp is the SystemModstamp of the transaction's saves: every record it saves shares it.
+func (t *txn) stamp() time.Time {
+	if t.stamped.IsZero() {
+		t.stamped = t.st.stamp(t.now)
+	}
+	return t.stamped
 }
 
 func (st *store) begin(now time.Time, locked func(string) bool) *txn {
@@ -143,7 +154,7 @@ func (t *txn) create(o *object, values fields, actor string, system bool, id str
 		}
 		return "", fieldErr("INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY", "insufficient access rights on cross-reference id: "+t.ownerOf(r), field)
 	}
-	stamp := t.st.stamp(t.now)
+	stamp := t.stamp()
 	r.fields["Id"] = r.id
 	r.fields["IsDeleted"] = false
 	r.fields["CreatedDate"] = stamp
@@ -241,7 +252,7 @@ func (t *txn) apply(old *record, values fields, actor string, writable func(*Fie
 		return errs
 	}
 	// Salesforce bumps SystemModstamp on every save, changed or not.
-	stamp := t.st.stamp(t.now)
+	stamp := t.stamp()
 	r.fields["LastModifiedDate"] = stamp
 	r.fields["LastModifiedById"] = actor
 	r.fields["SystemModstamp"] = stamp
@@ -272,7 +283,7 @@ func (t *txn) remove(o *object, id, actor string) (string, []FieldError) {
 
 func (t *txn) softDelete(r *record, actor, parent string) {
 	d := r.clone()
-	stamp := t.st.stamp(t.now)
+	stamp := t.stamp()
 	d.deleted, d.deletedAt, d.deletedWith = true, stamp, parent
 	d.fields["IsDeleted"] = true
 	d.fields["LastModifiedDate"] = stamp
@@ -310,7 +321,7 @@ func (t *txn) restore(r *record, actor string) []FieldError {
 	if errs := t.checkUnique(u); errs != nil {
 		return errs
 	}
-	stamp := t.st.stamp(t.now)
+	stamp := t.stamp()
 	u.fields["LastModifiedDate"] = stamp
 	u.fields["LastModifiedById"] = actor
 	u.fields["SystemModstamp"] = stamp
