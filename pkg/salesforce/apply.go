@@ -129,14 +129,16 @@ func (c *Connector) SharesWrites() bool { return !c.auth.repWrites() }
 //
 // Creates are upserts on Tandem_Sync_Key__c, so a retried create finds its first attempt
 // (already_applied); creates without a sync key are plain creates, never retried after an
-// unclear failure. Updates send only the listed fields, and the command's sync key; deleting a
-// record that is already deleted succeeds (already_applied). Values longer than their field are
-// truncated and reported as warnings; the write still happens. A record Salesforce rejects gets
-// an error in its result and never fails the others, of the same user or of another. A user's
-// Err is set only when a call that carried, or was to carry, one of the user's commands failed
-// as a whole (authentication, API limits, Salesforce unavailable): the calls stop there, and
-// users whose commands had all been answered before get their results. All operations but
-// plain creates can then safely be retried.
+// unclear failure. Updates asked to check their record's version (WriteCommand.check_version)
+// are checked first, all in one query, and fail as SALESFORCE_CONFLICT if the record changed
+// since it was read (see checkVersions). Updates send only the listed fields, and the command's
+// sync key; deleting a record that is already deleted succeeds (already_applied). Values longer
+// than their field are truncated and reported as warnings; the write still happens. A record
+// Salesforce rejects gets an error in its result and never fails the others, of the same user
+// or of another. A user's Err is set only when a call that carried, or was to carry, one of the
+// user's commands failed as a whole (authentication, API limits, Salesforce unavailable): the
+// calls stop there, and users whose commands had all been answered before get their results.
+// All operations but plain creates can then safely be retried.
 //
 // An upsert does not see records in the recycle bin, so a create redelivered after its first
 // attempt took effect and the user deleted the record would bring the record back. For a
