@@ -785,12 +785,16 @@ func (o *Outbox) InFlight(ctx context.Context, uk store.UserKey, b *tandemv1.Wri
 	if err != nil {
 		return nil, fmt.Errorf("read writes in flight of %s: %w", uk, err)
 	}
-	pending := map[string]*tandemv1.PendingWrite{}
-	if err := decodeFields(vals, fields, pending, func() *tandemv1.PendingWrite { return &tandemv1.PendingWrite{} }); err != nil {
-		return nil, fmt.Errorf("writes in flight of %s: %w", uk, err)
-	}
 	for i, c := range cmds {
-		if pw, ok := pending[fields[i]]; ok && pw.GetCommand().GetCommandId() == c.GetCommandId() {
+		raw, ok := vals[i].(string)
+		if !ok {
+			continue // not in flight
+		}
+		id, err := commandID([]byte(raw))
+		if err != nil {
+			return nil, fmt.Errorf("writes in flight of %s: field %q: %w", uk, fields[i], err)
+		}
+		if id == c.GetCommandId() {
 			out[c.GetCommandId()] = true
 		}
 	}
