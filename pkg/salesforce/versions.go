@@ -53,12 +53,12 @@ func (c *Connector) checkVersions(ctx context.Context, st *applyState, updates *
 			kept.add(r, updates.items[k])
 			continue
 		}
-		now := "unreadable"
-		if mod, ok, err := row.Time("SystemModstamp"); ok && err == nil {
-			now = mod.UTC().Format(versionLayout)
+		now := ""
+		if rec, err := recordHeader(row); err == nil {
+			now = rec.GetVersion()
 		}
 		switch {
-		case cmd.GetExpectedVersion() != "" && now == cmd.GetExpectedVersion():
+		case now != "" && now == cmd.GetExpectedVersion():
 			kept.add(r, updates.items[k])
 		case holds(row, updates.items[k].body):
 			r.succeed(cmd.GetTargetId(), true)

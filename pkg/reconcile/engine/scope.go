@@ -135,27 +135,22 @@ func (s *Syncer) pagePlan(ctx context.Context, lease *store.Lease, uk store.User
 // refused by its target if the record changed since Tandem read it, and asks Salesforce for that
 // check. Exchange refuses an update whose change key is stale by itself (ConflictResolution
 // NeverOverwrite). Salesforce takes any update, so the worker first checks that the record is
-// still at the version the plan read (WriteCommand.check_version). That needs the version a read
-// showed: a write to Salesforce that is not an update, or that updates a record whose mirror entry
-// is what Tandem's own write left (Salesforce's writes do not return the new SystemModstamp, so the
-// entry holds the version the write replaced), waits for the cycle, whose Salesforce read shows an
-// edit made meanwhile.
+// still at the version the plan read (WriteCommand.check_version, against expected_version, which
+// the planner takes from the record's mirror entry). That needs the version a read showed: a
+// write to Salesforce that is not an update, or that updates a record whose mirror entry is what
+// Tandem's own write left (Salesforce's writes do not return the new SystemModstamp, so the entry
+// holds the version the write replaced), waits for the cycle, whose Salesforce read shows an edit
+// made meanwhile. The plan is used only when it reports true.
 func checkedEarly(plan *planner.Plan, scope *ledger.Snapshot) bool {
 	mirror := scope.Mirror(tandemv1.System_SYSTEM_SALESFORCE)
-	var checked []*tandemv1.WriteCommand
 	for _, w := range plan.Writes {
 		if w.GetTarget() != tandemv1.System_SYSTEM_SALESFORCE {
 			continue
 		}
 		cmd := w.GetCommand()
-		read := mirror[cmd.GetTargetId()]
-		if cmd.GetOp() != tandemv1.WriteOp_WRITE_OP_UPDATE || cmd.GetExpectedVersion() == "" ||
-			read.GetWriteCycle() != 0 || read.GetRecord().GetVersion() != cmd.GetExpectedVersion() {
+		if cmd.GetOp() != tandemv1.WriteOp_WRITE_OP_UPDATE || cmd.GetExpectedVersion() == "" || mirror[cmd.GetTargetId()].GetWriteCycle() != 0 {
 			return false
 		}
-		checked = append(checked, cmd)
-	}
-	for _, cmd := range checked {
 		cmd.CheckVersion = true
 	}
 	return true
