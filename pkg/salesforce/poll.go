@@ -367,8 +367,9 @@ type poller struct {
 	lastID      string
 	// served is the Date of the poll's first answer: the org's clock.
 	served time.Time
-	// rows counts the rows read, for the log.
-	rows int
+	// rows counts the rows read, and emitting the time spent handing them on, for the log.
+	rows     int
+	emitting time.Duration
 }
 
 // changedSince is the condition an incremental read starts from, given the previous poll's
@@ -474,10 +475,11 @@ func floorSecond(ms int64) int64 {
 // read lists the members' records: those cond selects (when not full) via queryAll, which
 // includes deletes, or all of them via query.
 func (p *poller) read(ctx context.Context, set []*member, cond string, full bool) error {
-	start, rows := time.Now(), p.rows
+	start, rows, emitting := time.Now(), p.rows, p.emitting
 	defer func() {
 		p.c.log.DebugContext(ctx, "salesforce poll read", slog.String("object", p.object), slog.String("where", cond),
-			slog.Bool("full", full), slog.Int("users", len(set)), slog.Int("rows", p.rows-rows), slog.Duration("took", time.Since(start)))
+			slog.Bool("full", full), slog.Int("users", len(set)), slog.Int("rows", p.rows-rows), slog.Duration("took", time.Since(start)),
+			slog.Duration("emitting", p.emitting-emitting))
 	}()
 	byOwner := map[string]*member{}
 	var everyone []*member
@@ -605,6 +607,8 @@ func (p *poller) page(ctx context.Context, page *QueryResult, byOwner map[string
 			changes[m.id] = append(changes[m.id], ch)
 		}
 	}
+	emitStart := time.Now()
+	defer func() { p.emitting += time.Since(emitStart) }()
 	for _, uid := range order {
 		p.emitted[uid] = true
 		if err := p.emit(ctx, uid, changes[uid], full); err != nil {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -286,7 +287,8 @@ func (w *Worker) audience(ctx context.Context, orgID string, job *tandemv1.SyncJ
 
 // poll reads one kind for the audience: incrementally from the org's cursor for most users, in
 // full for users being reset. Every user gets at least one (possibly empty) last page, so the
-// reconciler knows Salesforce has reported the cycle.
+// reconciler knows Salesforce has reported the cycle. Pages are published while the poll reads
+// on (userPages), and all of them are stored before the org's cursor moves.
 func (w *Worker) poll(ctx context.Context, conn Connector, job *tandemv1.SyncJob, kind tandemv1.RecordKind, audience map[string]salesforce.Audience, full map[string]bool) error {
 	orgID := job.GetOrgId()
 	cur := cursor{}
@@ -298,7 +300,25 @@ func (w *Worker) poll(ctx context.Context, conn Connector, job *tandemv1.SyncJob
 			cur = cursor{}
 		}
 	}
-	pages := &userPages{w: w, job: job, kind: kind, previous: cur.Cycle, users: map[string]*userPager{}, finished: map[string]bool{}}
+	pages := newUserPages(w.bus, job, kind, cur.Cycle)
+	next, err := w.pollPages(ctx, conn, kind, audience, full, cur, pages)
+	// Every publish handed on ends (stored or failed) before the poll does, whatever happened.
+	if werr := pages.wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(cursor{Value: next, Cycle: job.GetCycle()})
+	if err != nil {
+		return err
+	}
+	return w.st.PutCursor(ctx, cursorKey(orgID, kind), string(raw))
+}
+
+// pollPages runs the polls of poll and hands their pages to pages; it returns the org's next
+// cursor.
+func (w *Worker) pollPages(ctx context.Context, conn Connector, kind tandemv1.RecordKind, audience map[string]salesforce.Audience, full map[string]bool, cur cursor, pages *userPages) (string, error) {
 	group := w.cfg.FullReadGroup
 	if group == 0 {
 		group = DefaultFullReadGroup
@@ -316,11 +336,11 @@ func (w *Worker) poll(ctx context.Context, conn Connector, job *tandemv1.SyncJob
 		// A full read for the users being reset. The org's cursor goes on from where it was,
 		// unless there is none yet: then this read is where the org's polling starts.
 		if err := pages.begin(reset, w.now()); err != nil {
-			return err
+			return "", err
 		}
 		c, err := conn.Poll(ctx, salesforce.PollRequest{Kind: kind, Audience: reset, FullReadGroup: group, Done: pages.done}, pages.emit)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if cur.Value == "" {
 			next = c
@@ -328,32 +348,37 @@ func (w *Worker) poll(ctx context.Context, conn Connector, job *tandemv1.SyncJob
 	}
 	if len(incremental) > 0 {
 		if err := pages.begin(incremental, w.now()); err != nil {
-			return err
+			return "", err
 		}
 		c, err := conn.Poll(ctx, salesforce.PollRequest{Kind: kind, Audience: incremental, Cursor: cur.Value,
 			FullReadGroup: group, Done: pages.done}, pages.emit)
 		if err != nil {
-			return err
+			return "", err
 		}
 		next = c
 	}
 	for id := range audience {
 		if !pages.finished[id] {
 			if err := pages.finish(ctx, id); err != nil {
-				return err
+				return "", err
 			}
 		}
 	}
-	raw, err := json.Marshal(cursor{Value: next, Cycle: job.GetCycle()})
-	if err != nil {
-		return err
-	}
-	return w.st.PutCursor(ctx, cursorKey(orgID, kind), string(raw))
+	return next, nil
 }
 
-// userPages publishes each user's pages of one kind in one cycle.
+// publishesInFlight bounds the pages of one poll being published at once. A page of a query
+// carries the changes of many users, each a publish of its own that waits for JetStream's
+// acknowledgement: one after the other, they took most of the time a full read takes.
+const publishesInFlight = 32
+
+// userPages publishes each user's pages of one kind in one cycle. A page is published in the
+// background while the poll reads on: a user's pages one after the other, in the order the
+// poll emitted them, and up to publishesInFlight pages of different users at once. The first
+// publish that fails fails the poll: emit and finish report it, the user's later pages are not
+// published, and wait returns it.
 type userPages struct {
-	w        *Worker
+	pub      worker.Publisher
 	job      *tandemv1.SyncJob
 	kind     tandemv1.RecordKind
 	previous uint64
@@ -362,6 +387,11 @@ type userPages struct {
 	users  map[string]*userPager
 	// finished are the users whose last page went out before the poll ended (see done).
 	finished map[string]bool
+
+	slots    chan struct{}
+	inFlight sync.WaitGroup
+	mu       sync.Mutex
+	err      error
 }
 
 type userPager struct {
@@ -371,6 +401,13 @@ type userPager struct {
 	// so that the reconciler never takes what the poll saw for newer than a write that
 	// completed while it ran.
 	readAt time.Time
+	// sent is closed once the user's last page handed on is published (or failed).
+	sent chan struct{}
+}
+
+func newUserPages(pub worker.Publisher, job *tandemv1.SyncJob, kind tandemv1.RecordKind, previous uint64) *userPages {
+	return &userPages{pub: pub, job: job, kind: kind, previous: previous, users: map[string]*userPager{},
+		finished: map[string]bool{}, slots: make(chan struct{}, publishesInFlight)}
 }
 
 // begin starts a poll for audience at readAt.
@@ -388,11 +425,13 @@ func (up *userPages) pager(userID string) (*userPager, error) {
 	if p, ok := up.users[userID]; ok {
 		return p, nil
 	}
-	pg, err := worker.NewPager(up.w.bus, up.job.GetOrgId(), userID, tandemv1.System_SYSTEM_SALESFORCE, up.kind, up.job.GetCycle())
+	pg, err := worker.NewPager(up.pub, up.job.GetOrgId(), userID, tandemv1.System_SYSTEM_SALESFORCE, up.kind, up.job.GetCycle())
 	if err != nil {
 		return nil, err
 	}
-	p := &userPager{pager: pg, readAt: up.readAt}
+	sent := make(chan struct{})
+	close(sent)
+	p := &userPager{pager: pg, readAt: up.readAt, sent: sent}
 	up.users[userID] = p
 	return p, nil
 }
@@ -403,10 +442,11 @@ func (up *userPages) emit(ctx context.Context, userID string, changes []*tandemv
 		return err
 	}
 	p.full = p.full || full
-	return p.pager.Publish(ctx, changes, p.full, false, up.previous, p.readAt)
+	return up.publish(ctx, p, changes, false)
 }
 
-// done finishes users whose read completed while the poll goes on (salesforce.PollRequest.Done).
+// done finishes users whose read completed while the poll goes on (salesforce.PollRequest.Done),
+// and returns once their last pages are stored: the poll reads the next group only then.
 func (up *userPages) done(ctx context.Context, userIDs []string) error {
 	for _, id := range userIDs {
 		if err := up.finish(ctx, id); err != nil {
@@ -414,7 +454,14 @@ func (up *userPages) done(ctx context.Context, userIDs []string) error {
 		}
 		up.finished[id] = true
 	}
-	return nil
+	for _, id := range userIDs {
+		select {
+		case <-up.users[id].sent:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return up.failure()
 }
 
 // finish publishes the user's last page, which tells the reconciler the read is complete.
@@ -423,7 +470,57 @@ func (up *userPages) finish(ctx context.Context, userID string) error {
 	if err != nil {
 		return err
 	}
-	return p.pager.Publish(ctx, nil, p.full, true, up.previous, p.readAt)
+	return up.publish(ctx, p, nil, true)
+}
+
+// publish hands one page of p's to the background, after the pages handed on before it. It
+// waits while publishesInFlight pages are, and returns the error of a publish that failed.
+func (up *userPages) publish(ctx context.Context, p *userPager, changes []*tandemv1.Change, last bool) error {
+	if err := up.failure(); err != nil {
+		return err
+	}
+	select {
+	case up.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	prev, sent := p.sent, make(chan struct{})
+	p.sent = sent
+	full, readAt := p.full, p.readAt
+	up.inFlight.Add(1)
+	go func() {
+		defer up.inFlight.Done()
+		defer func() { <-up.slots }()
+		defer close(sent)
+		<-prev
+		if up.failure() != nil {
+			return
+		}
+		if err := p.pager.Publish(ctx, changes, full, last, up.previous, readAt); err != nil {
+			up.fail(err)
+		}
+	}()
+	return nil
+}
+
+func (up *userPages) fail(err error) {
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if up.err == nil {
+		up.err = err
+	}
+}
+
+func (up *userPages) failure() error {
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	return up.err
+}
+
+// wait returns once every page handed on is published, with the first publish's error.
+func (up *userPages) wait() error {
+	up.inFlight.Wait()
+	return up.failure()
 }
 
 func (w *Worker) saveUsage(ctx context.Context, orgID string, conn Connector) {
