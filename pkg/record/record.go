@@ -44,6 +44,20 @@ var eventSyncFields = []string{
 // SyncFields returns the canonical fields of kind that take part in sync, in a fixed order.
 func SyncFields(kind tandemv1.RecordKind) []string { return slices.Clone(syncFields(kind)) }
 
+// FieldName returns the sync field named b, as the string this package holds, so that decoders
+// of stored field hashes do not allocate the same twenty-odd names for every record; string(b)
+// when no kind has a sync field of that name.
+func FieldName(b []byte) string {
+	for _, fields := range [][]string{contactSyncFields, eventSyncFields} {
+		for _, name := range fields {
+			if name == string(b) {
+				return name
+			}
+		}
+	}
+	return string(b)
+}
+
 // syncFields is SyncFields without the copy, for this package's hashing, which only reads it.
 func syncFields(kind tandemv1.RecordKind) []string {
 	switch kind {

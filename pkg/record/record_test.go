@@ -3,6 +3,7 @@ package record
 import (
 	"slices"
 	"testing"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -135,5 +136,19 @@ func TestSyncKeyStableAndDistinct(t *testing.T) {
 	}
 	if SyncKey("a", "bc", 1, 1, "x") == SyncKey("ab", "c", 1, 1, "x") {
 		t.Error("parts are not delimited")
+	}
+}
+
+func TestFieldNameIsTheSyncFieldsOwnName(t *testing.T) {
+	for _, kind := range []tandemv1.RecordKind{tandemv1.RecordKind_RECORD_KIND_CONTACT, tandemv1.RecordKind_RECORD_KIND_EVENT} {
+		for _, name := range syncFields(kind) {
+			got := FieldName([]byte(name))
+			if got != name || unsafe.StringData(got) != unsafe.StringData(name) {
+				t.Errorf("FieldName(%q) = %q, not the sync field's own string", name, got)
+			}
+		}
+	}
+	if got := FieldName([]byte("no_such_field")); got != "no_such_field" {
+		t.Errorf("FieldName(no_such_field) = %q", got)
 	}
 }

@@ -197,7 +197,7 @@ func decodeAll[M proto.Message](raw map[string]string, newM func() M) (map[strin
 	out := make(map[string]M, len(raw))
 	for field, v := range raw {
 		m := newM()
-		if err := proto.Unmarshal([]byte(v), m); err != nil {
+		if err := unmarshalEntry([]byte(v), m); err != nil {
 			return nil, fmt.Errorf("field %q: %w", field, err)
 		}
 		out[field] = m
@@ -451,11 +451,10 @@ func (w *Writes) disturb() {
 	w.ops = append(w.ops, store.HDel(w.keys.Cycle, fieldQuiet))
 }
 
-// put stores m under field of the hash key. Stored entries are only ever decoded, never
-// compared as bytes, so they are marshalled without Deterministic: sorting the keys of a
-// mapping's two field-hash maps made every put a quarter slower.
+// put stores m under field of the hash key (marshalEntry). Stored entries are only ever
+// decoded, never compared as bytes, so their maps are written in no particular order.
 func (w *Writes) put(key, field string, m proto.Message) {
-	b, err := proto.Marshal(m)
+	b, err := marshalEntry(m)
 	if err != nil && w.err == nil {
 		w.err = fmt.Errorf("encode %T: %w", m, err)
 		return

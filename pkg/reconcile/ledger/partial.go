@@ -37,7 +37,7 @@ func decodeFields[M proto.Message](vals []any, fields []string, out map[string]M
 			continue
 		}
 		m := newM()
-		if err := proto.Unmarshal([]byte(raw), m); err != nil {
+		if err := unmarshalEntry([]byte(raw), m); err != nil {
 			return fmt.Errorf("field %q: %w", fields[i], err)
 		}
 		out[fields[i]] = m
