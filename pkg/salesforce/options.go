@@ -79,7 +79,10 @@ type settings struct {
 	maxSOQLLength      int
 	// readBackSplit is the most versions read within the read-back that a poll folds into one
 	// query with what changed after its watermark (poller.incrementalReads): a query page.
-	readBackSplit  int
+	readBackSplit int
+	// readBackPeek is how long a split read-back goes on, from page to page, before it reads
+	// what changed since meanwhile (poller.readIncremental).
+	readBackPeek   time.Duration
 	sessionTimeout time.Duration
 	allowHTTP      bool
 }
@@ -168,6 +171,7 @@ func defaultSettings() settings {
 		maxResponseBytes:   DefaultMaxResponseBytes,
 		maxSOQLLength:      maxSOQLLength,
 		readBackSplit:      queryPageRows,
+		readBackPeek:       time.Second,
 		sessionTimeout:     DefaultSessionTimeout,
 	}
 }

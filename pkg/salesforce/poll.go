@@ -367,6 +367,8 @@ type poller struct {
 	lastID      string
 	// served is the Date of the poll's first answer: the org's clock.
 	served time.Time
+	// betweenPages, when set, runs after each page a read handles (see readIncremental).
+	betweenPages func(ctx context.Context) error
 	// rows counts the rows read, and emitting the time spent handing them on, for the log.
 	rows     int
 	emitting time.Duration
@@ -412,9 +414,11 @@ func (p *poller) changedSince(prev *pollCursor) string {
 // previous poll read more versions within the read-back than a query page holds — after a burst
 // of changes, such as a first sync's writes —: then what changed after the watermark is read
 // first, in a query of its own, the read-back after it, and what changed meanwhile once more at
-// the end. Two more calls per poll while a burst is read back, so that a new change reaches its
-// user in the poll's first page, or in its last, instead of after every record of the burst has
-// been read again.
+// the end. A read-back of a burst takes seconds (25 pages after 50,000 writes), so it also
+// stops, between two of its pages, once readBackPeek has passed since what changed was last
+// read, to read it again: a new change reaches its user within about that, instead of after
+// every record of the burst has been read again. A call more per readBackPeek while a burst is
+// read back.
 func (p *poller) readIncremental(ctx context.Context, set []*member, prev *pollCursor) error {
 	if prev == nil || !prev.readsBack(p.c.cfg.overlap) || len(p.known) <= p.c.cfg.readBackSplit {
 		return p.read(ctx, set, p.changedSince(prev), false)
@@ -422,13 +426,29 @@ func (p *poller) readIncremental(ctx context.Context, set []*member, prev *pollC
 	if err := p.read(ctx, set, prev.after(), false); err != nil {
 		return err
 	}
-	if err := p.read(ctx, set, prev.upTo(prev.readBackFrom(p.c.cfg.overlap)), false); err != nil {
+	readAgain := func(ctx context.Context) error {
+		pos := pollCursor{Watermark: p.maxModstamp, LastID: p.lastID}
+		return p.read(ctx, set, pos.after(), false)
+	}
+	last := p.c.now()
+	p.betweenPages = func(ctx context.Context) error {
+		if p.c.now().Sub(last) < p.c.cfg.readBackPeek {
+			return nil
+		}
+		between := p.betweenPages
+		p.betweenPages = nil // the read of what changed is not interrupted in turn
+		err := readAgain(ctx)
+		p.betweenPages, last = between, p.c.now()
+		return err
+	}
+	err := p.read(ctx, set, prev.upTo(prev.readBackFrom(p.c.cfg.overlap)), false)
+	p.betweenPages = nil
+	if err != nil {
 		return err
 	}
 	// What changed while the burst was read back, rather than at the next poll, which cannot
 	// start before this one ends.
-	pos := pollCursor{Watermark: p.maxModstamp, LastID: p.lastID}
-	return p.read(ctx, set, pos.after(), false)
+	return readAgain(ctx)
 }
 
 // after selects the records stamped after c's position: after its watermark's second, or in
@@ -499,7 +519,13 @@ func (p *poller) read(ctx context.Context, set []*member, cond string, full bool
 		for _, q := range stmts {
 			err = p.c.queryPages(ctx, p.c.auth.integrationSubject(), q, !full, func(page *QueryResult) error {
 				started = true
-				return p.page(ctx, page, byOwner, everyone, full)
+				if err := p.page(ctx, page, byOwner, everyone, full); err != nil {
+					return err
+				}
+				if p.betweenPages != nil && !page.Done {
+					return p.betweenPages(ctx)
+				}
+				return nil
 			})
 			if err != nil {
 				break

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,10 +50,33 @@ func (s *scripted) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"ids":[],"latestDateCovered":%q}`, s.covered.Format("2006-01-02T15:04:05.000-0700"))
 		return
 	}
-	n := len(s.statements)
-	s.statements = append(s.statements, r.URL.Query().Get("q"))
-	fmt.Fprintf(w, `{"totalSize":%d,"done":true,"records":[%s]}`, len(s.answers[n]), strings.Join(s.answers[n], ","))
+	// An answer's rows are split into pages at scriptPage; the next pages are queryMore calls.
+	var n, page int
+	if _, err := fmt.Sscanf(path.Base(r.URL.Path), "scripted-%d-%d", &n, &page); err != nil {
+		n, page = len(s.statements), 0
+		s.statements = append(s.statements, r.URL.Query().Get("q"))
+	}
+	var pages [][]string
+	var cur []string
+	for _, row := range s.answers[n] {
+		if row == scriptPage {
+			pages, cur = append(pages, cur), nil
+			continue
+		}
+		cur = append(cur, row)
+	}
+	pages = append(pages, cur)
+	total := len(s.answers[n]) - len(pages) + 1
+	if page+1 < len(pages) {
+		fmt.Fprintf(w, `{"totalSize":%d,"done":false,"nextRecordsUrl":"/services/data/v62.0/query/scripted-%d-%d","records":[%s]}`,
+			total, n, page+1, strings.Join(pages[page], ","))
+		return
+	}
+	fmt.Fprintf(w, `{"totalSize":%d,"done":true,"records":[%s]}`, total, strings.Join(pages[page], ","))
 }
+
+// scriptPage, among a scripted answer's rows, ends a page.
+const scriptPage = "PAGE"
 
 // poll polls the org for scriptOwner's contacts from cursor and returns the next cursor.
 func (s *scripted) poll(t *testing.T, c *Connector, cursor string) string {
@@ -175,6 +200,63 @@ func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
 	state, _ := decodeCursor(cursor, contactKind)
 	if state.Watermark != t0.Add(3*time.Second).UnixMilli() || state.LastID != "003F" {
 		t.Errorf("position %d/%s after the split read", state.Watermark, state.LastID)
+	}
+}
+
+// TestPollReadsNewChangesWhileABurstIsReadBack: a read-back of a burst that runs for longer
+// than readBackPeek stops between two of its pages to read what changed meanwhile, so that a
+// new change does not wait for the rest of the burst.
+func TestPollReadsNewChangesWhileABurstIsReadBack(t *testing.T) {
+	t0 := time.Now().UTC().Truncate(time.Second)
+	row := func(id string, at time.Time) string { return scriptRow(id, at, "") }
+	org := &scripted{covered: t0.Add(-2 * time.Minute), answers: [][]string{
+		{row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second))},
+		{row("003D", t0.Add(2*time.Second))},
+		{row("003E", t0.Add(-time.Minute)), row("003A", t0), scriptPage, row("003F", t0.Add(-30*time.Second)), row("003B", t0), row("003C", t0.Add(time.Second))},
+		{row("003G", t0.Add(4*time.Second))},
+		{},
+	}}
+	var elapsed atomic.Int64
+	c := newScripted(t, org, WithClock(func() time.Time { return t0.Add(time.Duration(elapsed.Load())) }))
+	c.cfg.readBackSplit = 2
+	cursor := org.poll(t, c, "")
+	org.emitted = nil
+	aud := []Audience{{User: &tandemv1.SyncUser{UserId: scriptOwner}}}
+	var emitted [][]string
+	next, err := c.Poll(t.Context(), PollRequest{Kind: contactKind, Audience: aud, Cursor: cursor}, func(_ context.Context, _ string, ch []*tandemv1.Change, _ bool) error {
+		var ids []string
+		for _, c := range ch {
+			ids = append(ids, c.GetRecord().GetId())
+			if c.GetRecord().GetId() == "003E" {
+				// The read-back's first page took its time.
+				elapsed.Add(int64(2 * time.Second))
+			}
+		}
+		emitted = append(emitted, ids)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]string{{"003D"}, {"003E"}, {"003G"}, {"003F"}}; !slices.EqualFunc(emitted, want, slices.Equal[[]string]) {
+		t.Errorf("emitted %v, want %v", emitted, want)
+	}
+	statements := org.statements
+	if len(statements) != 5 {
+		t.Fatalf("%d queries, want the full read, the changes, the read-back, the changes made meanwhile twice: %q", len(statements), statements)
+	}
+	s2, s3, s4, s5 := soqlDateTime(t0.Add(2*time.Second)), soqlDateTime(t0.Add(3*time.Second)), soqlDateTime(t0.Add(4*time.Second)), soqlDateTime(t0.Add(5*time.Second))
+	for i, want := range map[int]string{
+		3: "WHERE SystemModstamp >= " + s2 + " AND (SystemModstamp >= " + s3 + " OR Id > '003D') AND OwnerId",
+		4: "WHERE SystemModstamp >= " + s4 + " AND (SystemModstamp >= " + s5 + " OR Id > '003G') AND OwnerId",
+	} {
+		if q := statements[i]; !strings.Contains(q, want) {
+			t.Errorf("query %d = %s, want %s", i, q, want)
+		}
+	}
+	state, _ := decodeCursor(next, contactKind)
+	if state.Watermark != t0.Add(4*time.Second).UnixMilli() || state.LastID != "003G" {
+		t.Errorf("position %d/%s after the read-back", state.Watermark, state.LastID)
 	}
 }
 
