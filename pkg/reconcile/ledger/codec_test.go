@@ -87,14 +87,20 @@ func TestEntriesRefuseInvalidUTF8(t *testing.T) {
 	}
 }
 
+// TestEntriesRefuseTruncation: an entry cut short within a field is refused, as proto.Unmarshal
+// refuses it (one cut at a field's end is a shorter valid entry, for both).
 func TestEntriesRefuseTruncation(t *testing.T) {
 	b, err := marshalEntry(fullMapping())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cut := range []int{1, len(b) / 2, len(b) - 1} {
-		if err := unmarshalEntry(b[:cut], &tandemv1.Mapping{}); err == nil {
-			t.Errorf("unmarshalEntry of the first %d of %d bytes: no error", cut, len(b))
+	if err := unmarshalEntry(b[:len(b)-1], &tandemv1.Mapping{}); err == nil {
+		t.Errorf("unmarshalEntry of the first %d of %d bytes: no error", len(b)-1, len(b))
+	}
+	for cut := range len(b) {
+		werr := proto.Unmarshal(b[:cut], &tandemv1.Mapping{})
+		if gerr := unmarshalEntry(b[:cut], &tandemv1.Mapping{}); (werr == nil) != (gerr == nil) {
+			t.Errorf("the first %d of %d bytes: proto.Unmarshal %v, unmarshalEntry %v", cut, len(b), werr, gerr)
 		}
 	}
 }
