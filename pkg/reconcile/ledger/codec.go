@@ -62,6 +62,8 @@ func marshalEntry(m proto.Message) ([]byte, error) {
 		}
 		return true
 	})
+	// Fields of a later release's schema go back as they came, as proto.Marshal keeps them.
+	rest.SetUnknown(src.GetUnknown())
 	size := proto.Size(rest.Interface())
 	for _, sm := range maps {
 		for k, v := range *sm.m {

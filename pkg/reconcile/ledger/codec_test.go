@@ -61,6 +61,32 @@ func TestEntriesAreProtobuf(t *testing.T) {
 	}
 }
 
+// TestEntriesKeepUnknownFields: a field this release does not know (written by a later one) is
+// stored again as it was read.
+func TestEntriesKeepUnknownFields(t *testing.T) {
+	b, err := proto.Marshal(fullMapping())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = protowire.AppendTag(b, 999, protowire.BytesType)
+	b = protowire.AppendString(b, "from a later release")
+	var m tandemv1.Mapping
+	if err := unmarshalEntry(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	again, err := marshalEntry(&m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got tandemv1.Mapping
+	if err := proto.Unmarshal(again, &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := protowire.AppendString(protowire.AppendTag(nil, 999, protowire.BytesType), "from a later release"); string(got.ProtoReflect().GetUnknown()) != string(want) {
+		t.Errorf("unknown fields %q after a round trip, want %q", got.ProtoReflect().GetUnknown(), want)
+	}
+}
+
 func TestEntryMapsKeepTheLastOfARepeatedKey(t *testing.T) {
 	a, _ := proto.Marshal(&tandemv1.Mapping{SyncKey: "a", ExchangeFieldHashes: map[string]string{"surname": "1", "email_address1": "2"}})
 	b, _ := proto.Marshal(&tandemv1.Mapping{ExchangeFieldHashes: map[string]string{"surname": "3"}})
