@@ -647,9 +647,12 @@ func (s *Syncer) flush(ctx context.Context, lease *store.Lease, uk store.UserKey
 			cmds = append(cmds, pw)
 		}
 	}
+	start := time.Now()
 	if err := s.send(ctx, uk, kind, cycle, cmds); err != nil {
 		return err
 	}
+	s.log.DebugContext(ctx, "writes sent", slog.String("kind", store.KindName(kind)), slog.Uint64("cycle", cycle),
+		slog.Int("writes", len(cmds)), slog.Duration("took", time.Since(start)))
 	w := snap.NewWrites()
 	w.ClearUnsent()
 	snap.Cycle.Unsent = 0
