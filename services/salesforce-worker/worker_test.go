@@ -326,8 +326,10 @@ func TestGroupsOfAFullReadFinishEarly(t *testing.T) {
 			order = append(order, fmt.Sprintf("%s:%t", p.GetUserId(), p.GetLast()))
 		}
 	}
-	if want := []string{u1 + ":false", u1 + ":true", u2 + ":false", u3 + ":false"}; len(order) < 4 || !slices.Equal(order[:4], want) {
-		t.Errorf("contact pages in the order %v, want %v first", order, want)
+	// The later group's users' pages go out together, in no particular order between users.
+	if want := []string{u1 + ":false", u1 + ":true"}; len(order) < 4 || !slices.Equal(order[:2], want) ||
+		!slices.Contains(order[2:], u2+":false") || !slices.Contains(order[2:], u3+":false") {
+		t.Errorf("contact pages in the order %v, want %v first, then the others'", order, want)
 	}
 }
 
