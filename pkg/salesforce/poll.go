@@ -178,7 +178,7 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 		return nil
 	}
 	for _, group := range fullReadGroups(full, req.FullReadGroup) {
-		if err := p.read(ctx, group, "", true); err != nil {
+		if err := p.read(ctx, group, "", true, nil); err != nil {
 			return "", fmt.Errorf("poll all %s records for org %s: %w", object, c.orgID, err)
 		}
 		if req.Done == nil || len(group) == len(members) {
@@ -367,8 +367,6 @@ type poller struct {
 	lastID      string
 	// served is the Date of the poll's first answer: the org's clock.
 	served time.Time
-	// betweenPages, when set, runs after each page a read handles (see readIncremental).
-	betweenPages func(ctx context.Context) error
 	// rows counts the rows read, and emitting the time spent handing them on, for the log.
 	rows     int
 	emitting time.Duration
@@ -421,29 +419,25 @@ func (p *poller) changedSince(prev *pollCursor) string {
 // read back.
 func (p *poller) readIncremental(ctx context.Context, set []*member, prev *pollCursor) error {
 	if prev == nil || !prev.readsBack(p.c.cfg.overlap) || len(p.known) <= p.c.cfg.readBackSplit {
-		return p.read(ctx, set, p.changedSince(prev), false)
+		return p.read(ctx, set, p.changedSince(prev), false, nil)
 	}
-	if err := p.read(ctx, set, prev.after(), false); err != nil {
+	if err := p.read(ctx, set, prev.after(), false, nil); err != nil {
 		return err
 	}
 	readAgain := func(ctx context.Context) error {
 		pos := pollCursor{Watermark: p.maxModstamp, LastID: p.lastID}
-		return p.read(ctx, set, pos.after(), false)
+		return p.read(ctx, set, pos.after(), false, nil)
 	}
 	last := p.c.now()
-	p.betweenPages = func(ctx context.Context) error {
+	peek := func(ctx context.Context) error {
 		if p.c.now().Sub(last) < p.c.cfg.readBackPeek {
 			return nil
 		}
-		between := p.betweenPages
-		p.betweenPages = nil // the read of what changed is not interrupted in turn
 		err := readAgain(ctx)
-		p.betweenPages, last = between, p.c.now()
+		last = p.c.now()
 		return err
 	}
-	err := p.read(ctx, set, prev.upTo(prev.readBackFrom(p.c.cfg.overlap)), false)
-	p.betweenPages = nil
-	if err != nil {
+	if err := p.read(ctx, set, prev.upTo(prev.readBackFrom(p.c.cfg.overlap)), false, peek); err != nil {
 		return err
 	}
 	// What changed while the burst was read back, rather than at the next poll, which cannot
@@ -493,8 +487,9 @@ func floorSecond(ms int64) int64 {
 }
 
 // read lists the members' records: those cond selects (when not full) via queryAll, which
-// includes deletes, or all of them via query.
-func (p *poller) read(ctx context.Context, set []*member, cond string, full bool) error {
+// includes deletes, or all of them via query. betweenPages, when not nil, runs after each page
+// but the last (see readIncremental).
+func (p *poller) read(ctx context.Context, set []*member, cond string, full bool, betweenPages func(context.Context) error) error {
 	start, rows, emitting := time.Now(), p.rows, p.emitting
 	defer func() {
 		p.c.log.DebugContext(ctx, "salesforce poll read", slog.String("object", p.object), slog.String("where", cond),
@@ -522,8 +517,8 @@ func (p *poller) read(ctx context.Context, set []*member, cond string, full bool
 				if err := p.page(ctx, page, byOwner, everyone, full); err != nil {
 					return err
 				}
-				if p.betweenPages != nil && !page.Done {
-					return p.betweenPages(ctx)
+				if betweenPages != nil && !page.Done {
+					return betweenPages(ctx)
 				}
 				return nil
 			})

@@ -35,8 +35,9 @@ type scripted struct {
 	date       func() time.Time
 	statements []string
 	getUpdated int
-	// emitted are the ids of each page emitted, in order.
+	// emitted are the ids of each page emitted, in order; onEmit, when set, is told each id.
 	emitted [][]string
+	onEmit  func(id string)
 }
 
 func (s *scripted) serve(w http.ResponseWriter, r *http.Request) {
@@ -86,6 +87,9 @@ func (s *scripted) poll(t *testing.T, c *Connector, cursor string) string {
 		var ids []string
 		for _, c := range ch {
 			ids = append(ids, c.GetRecord().GetId())
+			if s.onEmit != nil {
+				s.onEmit(c.GetRecord().GetId())
+			}
 		}
 		s.emitted = append(s.emitted, ids)
 		return nil
@@ -221,23 +225,14 @@ func TestPollReadsNewChangesWhileABurstIsReadBack(t *testing.T) {
 	c.cfg.readBackSplit = 2
 	cursor := org.poll(t, c, "")
 	org.emitted = nil
-	aud := []Audience{{User: &tandemv1.SyncUser{UserId: scriptOwner}}}
-	var emitted [][]string
-	next, err := c.Poll(t.Context(), PollRequest{Kind: contactKind, Audience: aud, Cursor: cursor}, func(_ context.Context, _ string, ch []*tandemv1.Change, _ bool) error {
-		var ids []string
-		for _, c := range ch {
-			ids = append(ids, c.GetRecord().GetId())
-			if c.GetRecord().GetId() == "003E" {
-				// The read-back's first page took its time.
-				elapsed.Add(int64(2 * time.Second))
-			}
+	org.onEmit = func(id string) {
+		if id == "003E" {
+			// The read-back's first page took its time.
+			elapsed.Add(int64(2 * time.Second))
 		}
-		emitted = append(emitted, ids)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
+	next := org.poll(t, c, cursor)
+	emitted := org.emitted
 	if want := [][]string{{"003D"}, {"003E"}, {"003G"}, {"003F"}}; !slices.EqualFunc(emitted, want, slices.Equal[[]string]) {
 		t.Errorf("emitted %v, want %v", emitted, want)
 	}

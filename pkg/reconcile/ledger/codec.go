@@ -29,22 +29,25 @@ type stringMap struct {
 	m   *map[string]string
 }
 
+// Field numbers of the string maps (TestStringMapFieldsAreTheDescriptors checks them against
+// the generated descriptors).
+const (
+	mappingExchangeHashesField   protowire.Number = 9  // tandem.v1.Mapping.exchange_field_hashes
+	mappingSalesforceHashesField protowire.Number = 11 // tandem.v1.Mapping.salesforce_field_hashes
+	pendingSourceHashesField     protowire.Number = 10 // tandem.v1.PendingWrite.source_field_hashes
+	mapKeyField                  protowire.Number = 1  // a map entry's key
+	mapValueField                protowire.Number = 2  // a map entry's value
+)
+
 // stringMaps lists the map<string, string> fields of the entries that have any.
 func stringMaps(m proto.Message) []stringMap {
 	switch v := m.(type) {
 	case *tandemv1.Mapping:
-		return []stringMap{
-			{fieldNumber(v, "exchange_field_hashes"), &v.ExchangeFieldHashes},
-			{fieldNumber(v, "salesforce_field_hashes"), &v.SalesforceFieldHashes},
-		}
+		return []stringMap{{mappingExchangeHashesField, &v.ExchangeFieldHashes}, {mappingSalesforceHashesField, &v.SalesforceFieldHashes}}
 	case *tandemv1.PendingWrite:
-		return []stringMap{{fieldNumber(v, "source_field_hashes"), &v.SourceFieldHashes}}
+		return []stringMap{{pendingSourceHashesField, &v.SourceFieldHashes}}
 	}
 	return nil
-}
-
-func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
-	return m.ProtoReflect().Descriptor().Fields().ByName(name).Number()
 }
 
 // marshalEntry is proto.Marshal(m), with m's string maps appended by hand.
@@ -81,9 +84,9 @@ func marshalEntry(m proto.Message) ([]byte, error) {
 			}
 			b = protowire.AppendTag(b, sm.num, protowire.BytesType)
 			b = protowire.AppendVarint(b, uint64(protowire.SizeTag(1)*2+protowire.SizeBytes(len(k))+protowire.SizeBytes(len(v))))
-			b = protowire.AppendTag(b, 1, protowire.BytesType)
+			b = protowire.AppendTag(b, mapKeyField, protowire.BytesType)
 			b = protowire.AppendString(b, k)
-			b = protowire.AppendTag(b, 2, protowire.BytesType)
+			b = protowire.AppendTag(b, mapValueField, protowire.BytesType)
 			b = protowire.AppendString(b, v)
 		}
 	}
@@ -144,39 +147,33 @@ func unmarshalEntry(b []byte, m proto.Message) error {
 	return nil
 }
 
-// mapEntry reads one map<string, string> entry: key (1) and value (2), each absent meaning ""
-// and the last occurrence winning; other fields, or these in another wire type, are skipped,
-// as proto.Unmarshal skips them.
+// mapEntry reads one map<string, string> entry: key and value, each absent meaning "" and the
+// last occurrence winning; other fields, or these in another wire type, are skipped, as
+// proto.Unmarshal skips them.
 func mapEntry(b []byte) (key, value string, err error) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return "", "", protowire.ParseError(n)
-		}
-		b = b[n:]
-		if (num == 1 || num == 2) && typ == protowire.BytesType {
-			s, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return "", "", protowire.ParseError(n)
-			}
-			if !utf8.Valid(s) {
-				return "", "", errInvalidUTF8
-			}
-			if num == 1 {
-				key = record.FieldName(s)
-			} else {
-				value = internHash(s)
-			}
-			b = b[n:]
-			continue
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return "", "", protowire.ParseError(n)
-		}
-		b = b[n:]
+	k, err := lastString(b, mapKeyField)
+	if err != nil {
+		return "", "", err
 	}
-	return key, value, nil
+	v, err := lastString(b, mapValueField)
+	if err != nil {
+		return "", "", err
+	}
+	return record.FieldName(k), internHash(v), nil
+}
+
+// lastString is the last occurrence of the string field num of the encoded message b (nil when
+// there is none); every occurrence must be UTF-8, as proto.Unmarshal requires.
+func lastString(b []byte, num protowire.Number) ([]byte, error) {
+	var out []byte
+	err := eachBytesField(b, num, func(s []byte) error {
+		if !utf8.Valid(s) {
+			return errInvalidUTF8
+		}
+		out = s
+		return nil
+	})
+	return out, err
 }
 
 // internHash returns the hash of an empty field without allocating it: most fields of most

@@ -5,11 +5,29 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/record"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
+
+func TestStringMapFieldsAreTheDescriptors(t *testing.T) {
+	for _, f := range []struct {
+		m    proto.Message
+		name protoreflect.Name
+		num  protowire.Number
+	}{
+		{&tandemv1.Mapping{}, "exchange_field_hashes", mappingExchangeHashesField},
+		{&tandemv1.Mapping{}, "salesforce_field_hashes", mappingSalesforceHashesField},
+		{&tandemv1.PendingWrite{}, "source_field_hashes", pendingSourceHashesField},
+	} {
+		fd := f.m.ProtoReflect().Descriptor().Fields().ByName(f.name)
+		if fd.Number() != f.num || !fd.IsMap() || fd.MapKey().Number() != mapKeyField || fd.MapValue().Number() != mapValueField {
+			t.Errorf("%s is field %d, the codec reads %d", fd.FullName(), fd.Number(), f.num)
+		}
+	}
+}
 
 // fullMapping is a mapping with every kind of field set around its field-hash maps.
 func fullMapping() *tandemv1.Mapping {
@@ -106,7 +124,7 @@ func TestEntriesRefuseInvalidUTF8(t *testing.T) {
 	}
 	entry := protowire.AppendTag(nil, 1, protowire.BytesType)
 	entry = protowire.AppendString(entry, "\xfe")
-	b := protowire.AppendTag(nil, fieldNumber(&tandemv1.Mapping{}, "exchange_field_hashes"), protowire.BytesType)
+	b := protowire.AppendTag(nil, mappingExchangeHashesField, protowire.BytesType)
 	b = protowire.AppendBytes(b, entry)
 	if err := unmarshalEntry(b, &tandemv1.Mapping{}); err == nil {
 		t.Error("unmarshalEntry of a key that is not UTF-8: no error")
