@@ -77,7 +77,7 @@ func pagesAudience(users ...string) []salesforce.Audience {
 func TestPagesOfUsersArePublishedTogetherInOrder(t *testing.T) {
 	ctx := t.Context()
 	pub := newRecordingPublisher(3)
-	up := newUserPages(pub, job(4, []tandemv1.RecordKind{contact}, []string{u1, u2, u3}, nil), contact, 3)
+	up := newUserPages(ctx, pub, job(4, []tandemv1.RecordKind{contact}, []string{u1, u2, u3}, nil), contact, 3)
 	if err := up.begin(pagesAudience(u1, u2, u3), time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestAFailedPublishFailsThePoll(t *testing.T) {
 	ctx := t.Context()
 	pub := newRecordingPublisher(0)
 	pub.failOn[subjectOf(t, u2)] = true
-	up := newUserPages(pub, job(4, []tandemv1.RecordKind{contact}, []string{u1, u2}, nil), contact, 3)
+	up := newUserPages(ctx, pub, job(4, []tandemv1.RecordKind{contact}, []string{u1, u2}, nil), contact, 3)
 	if err := up.begin(pagesAudience(u1, u2), time.Now()); err != nil {
 		t.Fatal(err)
 	}

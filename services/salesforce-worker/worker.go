@@ -15,9 +15,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
@@ -300,7 +300,7 @@ func (w *Worker) poll(ctx context.Context, conn Connector, job *tandemv1.SyncJob
 			cur = cursor{}
 		}
 	}
-	pages := newUserPages(w.bus, job, kind, cur.Cycle)
+	pages := newUserPages(ctx, w.bus, job, kind, cur.Cycle)
 	next, err := w.pollPages(ctx, conn, kind, audience, full, cur, pages)
 	// Every publish handed on ends (stored or failed) before the poll does, whatever happened.
 	if werr := pages.wait(); err == nil {
@@ -375,8 +375,8 @@ const publishesInFlight = 32
 // userPages publishes each user's pages of one kind in one cycle. A page is published in the
 // background while the poll reads on: a user's pages one after the other, in the order the
 // poll emitted them, and up to publishesInFlight pages of different users at once. The first
-// publish that fails fails the poll: emit and finish report it, the user's later pages are not
-// published, and wait returns it.
+// publish that fails fails the poll: emit and finish report it, the pages not yet published are
+// not, and wait returns it.
 type userPages struct {
 	pub      worker.Publisher
 	job      *tandemv1.SyncJob
@@ -387,11 +387,9 @@ type userPages struct {
 	users  map[string]*userPager
 	// finished are the users whose last page went out before the poll ended (see done).
 	finished map[string]bool
-
-	slots    chan struct{}
-	inFlight sync.WaitGroup
-	mu       sync.Mutex
-	err      error
+	// publishing runs the publishes; its context, publishCtx, ends at the first that fails.
+	publishing *errgroup.Group
+	publishCtx context.Context
 }
 
 type userPager struct {
@@ -405,9 +403,11 @@ type userPager struct {
 	sent chan struct{}
 }
 
-func newUserPages(pub worker.Publisher, job *tandemv1.SyncJob, kind tandemv1.RecordKind, previous uint64) *userPages {
+func newUserPages(ctx context.Context, pub worker.Publisher, job *tandemv1.SyncJob, kind tandemv1.RecordKind, previous uint64) *userPages {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(publishesInFlight)
 	return &userPages{pub: pub, job: job, kind: kind, previous: previous, users: map[string]*userPager{},
-		finished: map[string]bool{}, slots: make(chan struct{}, publishesInFlight)}
+		finished: map[string]bool{}, publishing: g, publishCtx: gctx}
 }
 
 // begin starts a poll for audience at readAt.
@@ -436,13 +436,13 @@ func (up *userPages) pager(userID string) (*userPager, error) {
 	return p, nil
 }
 
-func (up *userPages) emit(ctx context.Context, userID string, changes []*tandemv1.Change, full bool) error {
+func (up *userPages) emit(_ context.Context, userID string, changes []*tandemv1.Change, full bool) error {
 	p, err := up.pager(userID)
 	if err != nil {
 		return err
 	}
 	p.full = p.full || full
-	return up.publish(ctx, p, changes, false)
+	return up.publish(p, changes, false)
 }
 
 // done finishes users whose read completed while the poll goes on (salesforce.PollRequest.Done),
@@ -465,63 +465,49 @@ func (up *userPages) done(ctx context.Context, userIDs []string) error {
 }
 
 // finish publishes the user's last page, which tells the reconciler the read is complete.
-func (up *userPages) finish(ctx context.Context, userID string) error {
+func (up *userPages) finish(_ context.Context, userID string) error {
 	p, err := up.pager(userID)
 	if err != nil {
 		return err
 	}
-	return up.publish(ctx, p, nil, true)
+	return up.publish(p, nil, true)
 }
 
 // publish hands one page of p's to the background, after the pages handed on before it. It
 // waits while publishesInFlight pages are, and returns the error of a publish that failed.
-func (up *userPages) publish(ctx context.Context, p *userPager, changes []*tandemv1.Change, last bool) error {
+func (up *userPages) publish(p *userPager, changes []*tandemv1.Change, last bool) error {
 	if err := up.failure(); err != nil {
 		return err
-	}
-	select {
-	case up.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 	prev, sent := p.sent, make(chan struct{})
 	p.sent = sent
 	full, readAt := p.full, p.readAt
-	up.inFlight.Add(1)
-	go func() {
-		defer up.inFlight.Done()
-		defer func() { <-up.slots }()
+	up.publishing.Go(func() error {
 		defer close(sent)
-		<-prev
-		if up.failure() != nil {
-			return
+		select {
+		case <-prev:
+		case <-up.publishCtx.Done():
+			return up.publishCtx.Err()
 		}
-		if err := p.pager.Publish(ctx, changes, full, last, up.previous, readAt); err != nil {
-			up.fail(err)
-		}
-	}()
+		return p.pager.Publish(up.publishCtx, changes, full, last, up.previous, readAt)
+	})
 	return nil
 }
 
-func (up *userPages) fail(err error) {
-	up.mu.Lock()
-	defer up.mu.Unlock()
-	if up.err == nil {
-		up.err = err
-	}
-}
-
+// failure is, once a publish failed (or the poll's context ended), the first publish's error
+// (or the context's); nil before.
 func (up *userPages) failure() error {
-	up.mu.Lock()
-	defer up.mu.Unlock()
-	return up.err
+	if up.publishCtx.Err() == nil {
+		return nil
+	}
+	if err := up.publishing.Wait(); err != nil {
+		return err
+	}
+	return up.publishCtx.Err()
 }
 
 // wait returns once every page handed on is published, with the first publish's error.
-func (up *userPages) wait() error {
-	up.inFlight.Wait()
-	return up.failure()
-}
+func (up *userPages) wait() error { return up.publishing.Wait() }
 
 func (w *Worker) saveUsage(ctx context.Context, orgID string, conn Connector) {
 	u := conn.Usage()
