@@ -141,6 +141,11 @@ func Connect(ctx context.Context, cfg Config, logger *slog.Logger, opts ...Optio
 		logger.WarnContext(ctx, "bus: cannot connect to NATS yet", slog.Any("error", err), slog.Duration("retry_in", wait))
 	}))
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+			// The context ended while the last attempt failed on its own: the end is
+			// why Connect gave up, and the attempt's failure is told beside it.
+			err = fmt.Errorf("%w (last attempt: %v)", cause, err) //nolint:errorlint // the cause is the outcome
+		}
 		return nil, fmt.Errorf("bus: connect to NATS: %w", err)
 	}
 
