@@ -5,14 +5,18 @@ import (
 	"github.com/tandem-sync/tandem/pkg/ews"
 )
 
-// Limits of the protocols that bound how few calls a sync can make.
+// Limits of the protocols, and of Tandem's clients within them, that bound how few calls a sync
+// can make.
 const (
 	// syncPage is the most changes one SyncFolderItems call returns (MaxChangesReturned, the
 	// schema's limit).
 	syncPage = ews.MaxSyncChanges
-	// itemBatch is the most items one GetItem, CreateItem or UpdateItem call carries: EWS's own
-	// limit is a throttling policy (EWSMaxBatchSize), and Tandem's client keeps well inside it.
-	itemBatch = ews.MaxBatch
+	// getBatch is the most items one GetItem call reads, and writeBatch the most one CreateItem
+	// or UpdateItem call writes. EWS's own limit is a throttling policy (EWSMaxBatchSize) and the
+	// size of a request and its answer; these are the largest batches Tandem's client sends
+	// within them (see the ews package), so that the floor is what the client could do at best.
+	getBatch   = ews.MaxGetBatch
+	writeBatch = ews.MaxWriteBatch
 	// autodiscoverBatch is the most mailboxes one Autodiscover GetUserSettings request may ask
 	// about.
 	autodiscoverBatch = 100
@@ -106,18 +110,26 @@ func ceil(n, d int) int64 {
 }
 
 // MinimumCalls are the fewest calls that bring w's seeded data in sync (initial) and that one
-// cycle costs once nothing changes (idle), as the protocols allow, whatever Tandem does:
+// cycle costs once nothing changes (idle), as the protocols allow and Tandem's guarantees need,
+// whatever else Tandem does.
+//
+// The guarantees cost writes of their own: every linked pair carries its sync key on both sides
+// (see DESIGN.md), so that a fresh start after lost state relinks instead of duplicating, and
+// tells a record whose partner was removed meanwhile from one never synced. A create carries
+// the key; the record it copies gets it with an update, as does each record of a pair linked by
+// matching. Those updates are counted, in the largest batches: a sync that left them out would
+// be cheaper and unsafe.
 //
 // Exchange, per mailbox, as the mailbox is impersonated (EWS batches never span mailboxes):
 //   - Autodiscover: one GetUserSettings per 100 mailboxes (per org);
 //   - one GetFolder for the well-known folders (Contacts, Calendar) at once;
 //   - one FindFolder for Salesforce_Sync under Contacts, and one CreateFolder when it is missing;
 //   - the first read: SyncFolderItems pages of 512 changes (at least one page);
-//   - GetItem for the items read, in batches of 100 (SyncFolderItems does not return every
+//   - GetItem for the items read, in batches of 512 (SyncFolderItems does not return every
 //     property);
-//   - CreateItem for the contacts coming from Salesforce, in batches of 100;
-//   - UpdateItem for the contacts on both sides, linked by matching: they are tagged with the
-//     pair's sync key (and take Salesforce's newer title), in batches of 100;
+//   - CreateItem for the contacts coming from Salesforce, in batches of 200;
+//   - UpdateItem that tags the contacts linked by matching (which also take Salesforce's newer
+//     title) and those copied to Salesforce with their pair's sync key, in batches of 200;
 //   - the echo: the next SyncFolderItems lists Tandem's own creates and updates (pages of 512),
 //     which need no GetItem (the change keys the writes returned tell them apart).
 //
@@ -128,7 +140,8 @@ func ceil(n, d int) int64 {
 //   - one Account lookup by name for the companies of the contacts coming from Exchange, in
 //     pages of 2,000;
 //   - sObject Collections creates of 200 records for the contacts coming from Exchange, and
-//     updates of 200 that tag the contacts on both sides with their pair's sync key;
+//     updates of 200 that tag the contacts linked by matching and those copied to Exchange with
+//     their pair's sync key;
 //   - the echo: the next poll lists the records Tandem wrote (pages of 2,000 rows), since a
 //     query that left the integration user's writes out would miss edits made through it.
 //
@@ -143,7 +156,7 @@ func MinimumCalls(w Workload) (initial, idle Calls) {
 		}
 	}
 	add(initial.EWS, "GetUserSettings", ceil(len(w.Reps), autodiscoverBatch))
-	created, linked, polled := 0, 0, 0 // in Salesforce
+	created, tagged, polled := 0, 0, 0 // in Salesforce
 	for _, r := range w.Reps {
 		toSalesforce := max(r.ExchangeContacts-r.Linked, 0)
 		toExchange := max(r.SalesforceContacts-r.Linked, 0)
@@ -153,23 +166,23 @@ func MinimumCalls(w Workload) (initial, idle Calls) {
 			add(initial.EWS, "CreateFolder", 1)
 		}
 		add(initial.EWS, "SyncFolderItems", max(1, ceil(r.ExchangeContacts, syncPage))+ // the first read
-			ceil(toExchange+r.Linked, syncPage)) // the echo of Tandem's writes
-		add(initial.EWS, "GetItem", ceil(r.ExchangeContacts, itemBatch))
-		add(initial.EWS, "CreateItem", ceil(toExchange, itemBatch))
-		add(initial.EWS, "UpdateItem", ceil(r.Linked, itemBatch))
+			ceil(toExchange+r.Linked+toSalesforce, syncPage)) // the echo of Tandem's writes
+		add(initial.EWS, "GetItem", ceil(r.ExchangeContacts, getBatch))
+		add(initial.EWS, "CreateItem", ceil(toExchange, writeBatch))
+		add(initial.EWS, "UpdateItem", ceil(r.Linked+toSalesforce, writeBatch))
 		add(idle.EWS, "SyncFolderItems", 1)
 		created += toSalesforce
-		linked += r.Linked
+		tagged += r.Linked + toExchange
 		polled += r.SalesforceContacts
 	}
 	queries := ceil(w.OrgUsers, queryPage) + // the directory
 		max(1, ceil(polled, queryPage)) + // the first poll
-		ceil(created+linked, queryPage) // the echo
+		ceil(created+tagged, queryPage) // the echo
 	if created > 0 && w.Companies > 0 {
 		queries += ceil(w.Companies, queryPage)
 	}
 	add(initial.Salesforce, "token", 1)
 	add(initial.Salesforce, "query", queries)
-	add(initial.Salesforce, "collections", ceil(created, collection)+ceil(linked, collection))
+	add(initial.Salesforce, "collections", ceil(created, collection)+ceil(tagged, collection))
 	return initial, idle
 }

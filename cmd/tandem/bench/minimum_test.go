@@ -22,7 +22,8 @@ func TestMinimumCalls(t *testing.T) {
 			w:    Workload{Reps: uniform(1, Rep{ExchangeContacts: 10, SalesforceContacts: 11, Linked: 1}), Companies: 5, OrgUsers: 2},
 			ews: map[string]int64{"GetUserSettings": 1, "GetFolder": 1, "FindFolder": 1, "SyncFolderItems": 2,
 				"GetItem": 1, "CreateItem": 1, "UpdateItem": 1},
-			// directory, first poll, account lookup, echo; 9 creates and 1 update.
+			// directory, first poll, account lookup, echo; 9 creates and 11 key updates (the
+			// linked pair and the 10 contacts copied to Exchange).
 			sf:       map[string]int64{"token": 1, "query": 4, "collections": 2},
 			totalEWS: 8, totalSF: 7, idleEWS: 1, idleSF: 1, records: 20,
 		},
@@ -31,28 +32,29 @@ func TestMinimumCalls(t *testing.T) {
 			w:    Workload{Reps: uniform(100, Rep{ExchangeContacts: 50, SalesforceContacts: 55, Linked: 5}), Companies: 30, OrgUsers: 101},
 			ews: map[string]int64{"GetUserSettings": 1, "GetFolder": 100, "FindFolder": 100, "SyncFolderItems": 200,
 				"GetItem": 100, "CreateItem": 100, "UpdateItem": 100},
-			// 5,500 rows to poll (3 pages), 1 directory, 1 lookup, 5,000 echoed (3 pages);
-			// 4,500 creates (23 calls) and 500 updates (3 calls).
-			sf:       map[string]int64{"token": 1, "query": 8, "collections": 26},
-			totalEWS: 701, totalSF: 35, idleEWS: 100, idleSF: 1, records: 10_000,
+			// 5,500 rows to poll (3 pages), 1 directory, 1 lookup, 10,000 echoed (5 pages);
+			// 4,500 creates (23 calls) and 5,500 key updates (28 calls).
+			sf:       map[string]int64{"token": 1, "query": 10, "collections": 51},
+			totalEWS: 701, totalSF: 62, idleEWS: 100, idleSF: 1, records: 10_000,
 		},
 		{
-			name: "10 x 1,000: the echo of 550 writes takes two pages",
+			name: "10 x 1,000: the echo of 1,000 writes takes two pages",
 			w:    Workload{Reps: uniform(10, Rep{ExchangeContacts: 500, SalesforceContacts: 550, Linked: 50}), Companies: 30, OrgUsers: 11},
+			// 500 creates and 500 key updates per mailbox, 200 a call.
 			ews: map[string]int64{"GetUserSettings": 1, "GetFolder": 10, "FindFolder": 10, "SyncFolderItems": 30,
-				"GetItem": 50, "CreateItem": 50, "UpdateItem": 10},
-			sf:       map[string]int64{"token": 1, "query": 8, "collections": 26},
-			totalEWS: 161, totalSF: 35, idleEWS: 10, idleSF: 1, records: 10_000,
+				"GetItem": 10, "CreateItem": 30, "UpdateItem": 30},
+			sf:       map[string]int64{"token": 1, "query": 10, "collections": 51},
+			totalEWS: 121, totalSF: 62, idleEWS: 10, idleSF: 1, records: 10_000,
 		},
 		{
 			name: "100 x 1,000",
 			w:    Workload{Reps: uniform(100, Rep{ExchangeContacts: 500, SalesforceContacts: 550, Linked: 50}), Companies: 30, OrgUsers: 101},
 			ews: map[string]int64{"GetUserSettings": 1, "GetFolder": 100, "FindFolder": 100, "SyncFolderItems": 300,
-				"GetItem": 500, "CreateItem": 500, "UpdateItem": 100},
-			// 55,000 rows (28 pages), 1 directory, 1 lookup, 50,000 echoed (25 pages); 45,000
-			// creates (225 calls) and 5,000 updates (25 calls).
-			sf:       map[string]int64{"token": 1, "query": 55, "collections": 250},
-			totalEWS: 1601, totalSF: 306, idleEWS: 100, idleSF: 1, records: 100_000,
+				"GetItem": 100, "CreateItem": 300, "UpdateItem": 300},
+			// 55,000 rows (28 pages), 1 directory, 1 lookup, 100,000 echoed (50 pages); 45,000
+			// creates (225 calls) and 55,000 key updates (275 calls).
+			sf:       map[string]int64{"token": 1, "query": 80, "collections": 500},
+			totalEWS: 1201, totalSF: 581, idleEWS: 100, idleSF: 1, records: 100_000,
 		},
 		{
 			name: "250 reps: Autodiscover asks about 100 mailboxes at a time",
@@ -66,12 +68,13 @@ func TestMinimumCalls(t *testing.T) {
 			name: "a person on both sides who cannot be recognised is copied both ways",
 			w: Workload{Reps: []Rep{{ExchangeContacts: 100, SalesforceContacts: 101, Linked: 1},
 				{ExchangeContacts: 100, SalesforceContacts: 101, Linked: 0}}, OrgUsers: 3},
-			// The second rep gets 101 contacts from Salesforce (two CreateItem batches) and none
-			// to tag; Salesforce gets 199 creates in one call, and one update.
+			// The second rep gets 101 contacts from Salesforce (one CreateItem batch) and tags
+			// the 100 copied to Salesforce; Salesforce gets 199 creates in one call, and 202 key
+			// updates in two.
 			ews: map[string]int64{"GetUserSettings": 1, "GetFolder": 2, "FindFolder": 2, "SyncFolderItems": 4,
-				"GetItem": 2, "CreateItem": 3, "UpdateItem": 1},
-			sf:       map[string]int64{"token": 1, "query": 3, "collections": 2},
-			totalEWS: 15, totalSF: 6, idleEWS: 2, idleSF: 1, records: 401,
+				"GetItem": 2, "CreateItem": 2, "UpdateItem": 2},
+			sf:       map[string]int64{"token": 1, "query": 3, "collections": 3},
+			totalEWS: 15, totalSF: 7, idleEWS: 2, idleSF: 1, records: 401,
 		},
 		{
 			name: "no contacts: the folders are found and read once, the org polled once",
@@ -85,10 +88,11 @@ func TestMinimumCalls(t *testing.T) {
 			name: "missing Salesforce_Sync folders are created",
 			w:    Workload{Reps: uniform(2, Rep{ExchangeContacts: 0, SalesforceContacts: 700, Linked: 0}), SyncFolderMissing: true, OrgUsers: 3},
 			ews: map[string]int64{"GetUserSettings": 1, "GetFolder": 2, "FindFolder": 2, "CreateFolder": 2,
-				// an empty first read, then 700 creates echoed in two pages; 7 CreateItem batches.
-				"SyncFolderItems": 6, "CreateItem": 14},
-			sf:       map[string]int64{"token": 1, "query": 2},
-			totalEWS: 27, totalSF: 3, idleEWS: 2, idleSF: 1, records: 1400,
+				// an empty first read, then 700 creates echoed in two pages; 4 CreateItem batches.
+				"SyncFolderItems": 6, "CreateItem": 8},
+			// 1,400 contacts tagged with their keys (7 calls), echoed in one page.
+			sf:       map[string]int64{"token": 1, "query": 3, "collections": 7},
+			totalEWS: 21, totalSF: 11, idleEWS: 2, idleSF: 1, records: 1400,
 		},
 	}
 	for _, tt := range tests {
