@@ -23,6 +23,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tandem-sync/tandem/pkg/bus"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/platform"
@@ -233,6 +235,7 @@ func jobTag(c store.Schedule) string {
 // single users, whom the cycle skips.
 func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uint64, tag string, now, next time.Time) (published bool, err error) {
 	orgID := org.GetOrgId()
+	began := time.Now()
 	// The jobs go to the workers of the org's pool, read with the org's settings (ListOrgs).
 	pool := store.WorkerPool(org)
 	assigned, err := s.st.ListAssignments(ctx, orgID)
@@ -251,85 +254,145 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 	}
 
 	sfJob := &tandemv1.SyncJob{OrgId: orgID, System: tandemv1.System_SYSTEM_SALESFORCE, Cycle: cycle, ScheduledAt: timestamppb.New(now)}
-	var errs, publishErrs []error
+	var errs []error
 	if err != nil {
 		errs = append(errs, err)
 	}
+	// Each user's part takes a few Redis round trips (status, scheduling state, reset, gaps) and
+	// a publish: one user after the other, the cycle of an org of a hundred reps took seconds to
+	// start under load, and one of thousands would take minutes. They are prepared, and their
+	// jobs published, cycleConcurrency at a time; the Salesforce job lists the users in the
+	// order assigned.
+	parts := make([]userCycle, len(assigned))
+	var prep errgroup.Group
+	prep.SetLimit(cycleConcurrency)
+	for i, a := range assigned {
+		prep.Go(func() error {
+			parts[i] = s.prepareUser(ctx, org, pool, a, holders, resets[a.User.GetUserId()], cycle, tag, now, next)
+			return nil
+		})
+	}
+	_ = prep.Wait()          // every part reports its own errors
 	var back []store.UserKey // users back in the Salesforce job after a suspension
 	// The reps' Exchange jobs go out after the org's Salesforce job: the org's poll, one read for
 	// every rep, is what a cycle waits for longest, and publishing a hundred reps' jobs first
 	// would start it seconds later.
 	var exchangeJobs []func() error
-	for _, a := range assigned {
-		user, cfg := a.User, a.Config
-		kinds := store.SyncedKinds(cfg)
-		part := &tandemv1.UserStatus{
-			Email: user.GetEmail(), ConfigurationId: cfg.GetId(), NextSyncAt: timestamppb.New(next),
-			AssignedToActiveConfiguration: tandemv1.CheckResult_CHECK_RESULT_FAILED,
+	for _, part := range parts {
+		errs = append(errs, part.errs...)
+		if part.job != nil {
+			exchangeJobs = append(exchangeJobs, part.job)
 		}
-		if len(kinds) > 0 {
-			part.AssignedToActiveConfiguration = tandemv1.CheckResult_CHECK_RESULT_PASSED
-			if h := holders[store.MailboxAddress(user.GetEmail())]; h != "" && h != orgID {
-				part.MailboxClaimedByOrg = h
-			}
-		}
-		uk := store.UserKey{OrgID: orgID, UserID: user.GetUserId()}
-		if part.MailboxClaimedByOrg != "" {
-			if err := s.leaveOut(ctx, uk, part); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if err := s.status.Put(ctx, uk, status.PartScheduler, part); err != nil {
-			errs = append(errs, err)
-		}
-		if part.AssignedToActiveConfiguration != tandemv1.CheckResult_CHECK_RESULT_PASSED || part.MailboxClaimedByOrg != "" {
-			// Not synced, or its mailbox is another org's: no job reads it.
+		if !part.polled {
 			continue
 		}
-		sch, err := s.status.Scheduling(ctx, uk)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		lifted := status.LiftedAt(status.SettingsChanged(org, cfg), sch.Admin)
-		if status.Suspended(sch.Exchange, lifted) {
-			exchangeJobs = append(exchangeJobs, func() error { return s.probe(ctx, uk, pool, sch, cycle, tag, kinds, now) })
-			continue
-		}
-		full, err := s.fullReads(ctx, uk, pool, resets[user.GetUserId()], cycle, kinds)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if sch.LeftOut {
-			// Back from a suspension: the org's incremental polls went on without the user, so
-			// its Salesforce side is read in full.
-			full.salesforce = true
-			back = append(back, uk)
-		}
-		for _, k := range kinds {
+		for _, k := range part.kinds {
 			if !slices.Contains(sfJob.Kinds, k) {
 				sfJob.Kinds = append(sfJob.Kinds, k)
 			}
 		}
-		sfJob.UserIds = append(sfJob.UserIds, user.GetUserId())
-		if full.salesforce {
-			sfJob.FullUserIds = append(sfJob.FullUserIds, user.GetUserId())
+		sfJob.UserIds = append(sfJob.UserIds, part.uk.UserID)
+		if part.fullSalesforce {
+			sfJob.FullUserIds = append(sfJob.FullUserIds, part.uk.UserID)
 		}
-		exchangeJobs = append(exchangeJobs, func() error {
-			return s.exchangeJob(ctx, uk, pool, sch.Exchange, cycle, tag, kinds, full.exchange, now)
-		})
+		if part.back {
+			back = append(back, part.uk)
+		}
 	}
 	// The Salesforce job also goes out without users: it refreshes the org's user directory,
 	// which is how a new org learns its users.
 	sfPublished, sfErr := s.salesforceJob(ctx, orgID, pool, sfJob, tag, back)
-	for _, job := range exchangeJobs {
-		if err := job(); err != nil {
-			publishErrs = append(publishErrs, err)
+	publishErrs := make([]error, len(exchangeJobs))
+	var publish errgroup.Group
+	publish.SetLimit(cycleConcurrency)
+	for i, job := range exchangeJobs {
+		publish.Go(func() error {
+			publishErrs[i] = job()
+			return nil
+		})
+	}
+	_ = publish.Wait() // publishErrs holds the errors
+	publishFailed := slices.ContainsFunc(publishErrs, func(err error) bool { return err != nil })
+	s.log.DebugContext(ctx, "cycle started", slog.Uint64(telemetry.KeyCycle, cycle), slog.Int("users", len(sfJob.GetUserIds())),
+		slog.Duration("took", time.Since(began)))
+	return sfPublished && !publishFailed, errors.Join(append(append(errs, publishErrs...), sfErr)...)
+}
+
+// cycleConcurrency is how many users' parts of a cycle the scheduler prepares, and how many of
+// their Exchange jobs it publishes, at once.
+const cycleConcurrency = 32
+
+// userCycle is one user's part of a cycle (prepareUser).
+type userCycle struct {
+	uk store.UserKey
+	// polled says the user is in the org's Salesforce job, for kinds; fullSalesforce that the
+	// poll reads the user in full, back that the user is back from a suspension.
+	polled, fullSalesforce, back bool
+	kinds                        []tandemv1.RecordKind
+	// job publishes the user's Exchange job (or the probe of a suspended user); nil for none.
+	job func() error
+	// errs are what went wrong for the user, whom the cycle skips where it must.
+	errs []error
+}
+
+// prepareUser records the scheduler's status of one assigned user and decides the user's part of
+// the cycle: whether the org's poll reads the user, and in full, and the user's Exchange job.
+func (s *Scheduler) prepareUser(ctx context.Context, org *tandemv1.Org, pool string, a store.Assignment, holders map[string]string,
+	rs tandemv1.ResetStatus, cycle uint64, tag string, now, next time.Time,
+) userCycle {
+	orgID := org.GetOrgId()
+	user, cfg := a.User, a.Config
+	uk := store.UserKey{OrgID: orgID, UserID: user.GetUserId()}
+	out := userCycle{uk: uk}
+	kinds := store.SyncedKinds(cfg)
+	part := &tandemv1.UserStatus{
+		Email: user.GetEmail(), ConfigurationId: cfg.GetId(), NextSyncAt: timestamppb.New(next),
+		AssignedToActiveConfiguration: tandemv1.CheckResult_CHECK_RESULT_FAILED,
+	}
+	if len(kinds) > 0 {
+		part.AssignedToActiveConfiguration = tandemv1.CheckResult_CHECK_RESULT_PASSED
+		if h := holders[store.MailboxAddress(user.GetEmail())]; h != "" && h != orgID {
+			part.MailboxClaimedByOrg = h
 		}
 	}
-	s.log.DebugContext(ctx, "cycle started", slog.Uint64(telemetry.KeyCycle, cycle), slog.Int("users", len(sfJob.GetUserIds())))
-	return sfPublished && len(publishErrs) == 0, errors.Join(append(append(errs, publishErrs...), sfErr)...)
+	if part.MailboxClaimedByOrg != "" {
+		if err := s.leaveOut(ctx, uk, part); err != nil {
+			out.errs = append(out.errs, err)
+		}
+	}
+	if err := s.status.Put(ctx, uk, status.PartScheduler, part); err != nil {
+		out.errs = append(out.errs, err)
+	}
+	if part.AssignedToActiveConfiguration != tandemv1.CheckResult_CHECK_RESULT_PASSED || part.MailboxClaimedByOrg != "" {
+		// Not synced, or its mailbox is another org's: no job reads it.
+		return out
+	}
+	sch, err := s.status.Scheduling(ctx, uk)
+	if err != nil {
+		out.errs = append(out.errs, err)
+		return out
+	}
+	lifted := status.LiftedAt(status.SettingsChanged(org, cfg), sch.Admin)
+	if status.Suspended(sch.Exchange, lifted) {
+		out.job = func() error { return s.probe(ctx, uk, pool, sch, cycle, tag, kinds, now) }
+		return out
+	}
+	full, err := s.fullReads(ctx, uk, pool, rs, cycle, kinds)
+	if err != nil {
+		out.errs = append(out.errs, err)
+		return out
+	}
+	if sch.LeftOut {
+		// Back from a suspension: the org's incremental polls went on without the user, so
+		// its Salesforce side is read in full.
+		full.salesforce = true
+		out.back = true
+	}
+	out.polled, out.fullSalesforce, out.kinds = true, full.salesforce, kinds
+	out.job = func() error {
+		return s.exchangeJob(ctx, uk, pool, sch.Exchange, cycle, tag, kinds, full.exchange, now)
+	}
+	return out
 }
 
 // salesforceJob publishes a cycle's Salesforce job, unless the org's last poll is still running

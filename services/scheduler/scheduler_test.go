@@ -1,9 +1,11 @@
 package scheduler_test
 
 import (
+	"context"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -332,6 +334,71 @@ func TestSalesforceJobGoesFirst(t *testing.T) {
 	jobs := e.newJobs(t)
 	if len(jobs) != 4 || jobs[0].job.GetSystem() != tandemv1.System_SYSTEM_SALESFORCE {
 		t.Fatalf("jobs published in the order %v, want the Salesforce job and then three Exchange jobs", jobs)
+	}
+}
+
+// gatePublisher holds each Exchange job's publish until want of them are under way at once, or
+// a while has passed, and records the most that were under way at once.
+type gatePublisher struct {
+	next scheduler.Publisher
+	want int
+
+	mu             sync.Mutex
+	underWay, most int
+	all            chan struct{} // closed once want are under way
+}
+
+func (g *gatePublisher) Publish(ctx context.Context, subject string, msg proto.Message, msgID string) error {
+	if strings.Contains(subject, ".exchange.") {
+		g.mu.Lock()
+		g.underWay++
+		g.most = max(g.most, g.underWay)
+		if g.underWay == g.want {
+			close(g.all)
+		}
+		g.mu.Unlock()
+		select {
+		case <-g.all:
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+		}
+		g.mu.Lock()
+		g.underWay--
+		g.mu.Unlock()
+	}
+	return g.next.Publish(ctx, subject, msg, msgID)
+}
+
+// A cycle's users are prepared and their jobs published together: one after the other, a cycle
+// of a large org took minutes to start.
+func TestCycleJobsArePublishedTogether(t *testing.T) {
+	e := newEnv(t, testConfig())
+	e.putOrg(t, org(orgA))
+	users := []string{user1, user2, user3, user4}
+	e.putUsers(t, orgA, user(user1, true), user(user2, true), user(user3, true), user(user4, true))
+	e.putConfig(t, orgA, contactsOnly(users...))
+	gate := &gatePublisher{next: e.p.Bus, want: len(users), all: make(chan struct{})}
+	scheduler.SetPublisher(e.sched, gate)
+	e.tick(t)
+	if gate.most != len(users) {
+		t.Errorf("at most %d Exchange jobs published at once, want %d", gate.most, len(users))
+	}
+	jobs := e.newJobs(t)
+	if len(jobs) != 1+len(users) || jobs[0].job.GetSystem() != tandemv1.System_SYSTEM_SALESFORCE {
+		t.Fatalf("jobs %v, want the Salesforce job and then %d Exchange jobs", jobs, len(users))
+	}
+	// The Salesforce job lists the users in the order assigned, whatever order they were
+	// prepared in.
+	if got := jobs[0].job.GetUserIds(); !slices.Equal(got, users) {
+		t.Errorf("Salesforce job users %v, want %v", got, users)
+	}
+	var read []string
+	for _, j := range jobs[1:] {
+		read = append(read, j.job.GetUserId())
+	}
+	slices.Sort(read)
+	if !slices.Equal(read, users) {
+		t.Errorf("Exchange jobs for %v, want %v", read, users)
 	}
 }
 
