@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -100,6 +101,47 @@ func TestDeclareAppliesTunables(t *testing.T) {
 	info = env.consumerInfo(t, bus.StreamApply, big)
 	if info.Config.AckWait != 2*time.Second || info.Config.MaxDeliver != 3 || info.Config.FilterSubject != "tandem.apply.*.salesforce.big.*" {
 		t.Errorf("pool consumer ack wait %s max deliver %d filter %s", info.Config.AckWait, info.Config.MaxDeliver, info.Config.FilterSubject)
+	}
+}
+
+func TestExchangeJobsStoredCountsEachUsersJobsOfTheOrgAndPool(t *testing.T) {
+	env := newEnv(t, bus.Config{})
+	const otherUser, otherOrg = "0055g00000A1bCeAAJ", "00D5g000004SBduEAG"
+	publish := func(org, pool, user, id string) {
+		t.Helper()
+		subject, err := bus.ExchangeJobSubject(org, pool, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := env.bus.Publish(t.Context(), subject, &tandemv1.SyncJob{OrgId: org, UserId: user, System: exchange}, bus.MsgID(org, pool, user, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := env.bus.ExchangeJobsStored(t.Context(), testOrg, testPool)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("ExchangeJobsStored of an empty stream = %v, %v; want none", got, err)
+	}
+	publish(testOrg, testPool, testUser, "1")
+	publish(testOrg, testPool, testUser, "2")
+	publish(testOrg, testPool, otherUser, "1")
+	publish(testOrg, "big", testUser, "1")      // another pool's
+	publish(otherOrg, testPool, otherUser, "1") // another org's
+	salesforce, err := bus.SalesforceJobSubject(testOrg, testPool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.bus.Publish(t.Context(), salesforce, &tandemv1.SyncJob{OrgId: testOrg}, "sf"); err != nil {
+		t.Fatal(err)
+	}
+	got, err = env.bus.ExchangeJobsStored(t.Context(), testOrg, testPool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]uint64{testUser: 2, otherUser: 1}; !maps.Equal(got, want) {
+		t.Errorf("ExchangeJobsStored = %v, want %v", got, want)
+	}
+	if _, err := env.bus.ExchangeJobsStored(t.Context(), testOrg, "no.pool"); err == nil {
+		t.Error("ExchangeJobsStored accepted a pool that is not a subject token")
 	}
 }
 

@@ -147,3 +147,34 @@ func (b *Bus) Stored(ctx context.Context, subject string) (uint64, error) {
 	}
 	return info.State.Subjects[subject], nil
 }
+
+// ExchangeJobsStored returns how many Exchange jobs the bus holds for each of the org's users
+// whose jobs go to pool — queued, or taken by a worker and not yet done — in one request however
+// many users the org has. Users without any are left out. The scheduler uses it not to queue a
+// mailbox's read behind another.
+func (b *Bus) ExchangeJobsStored(ctx context.Context, orgID, pool string) (map[string]uint64, error) {
+	filter, err := exchangeJobsFilter(orgID, pool)
+	if err != nil {
+		return nil, err
+	}
+	s, err := b.js.Stream(ctx, StreamJobs)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil // nothing is stored in a stream that is gone
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stored on %s: %w", filter, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, fmt.Errorf("stored on %s: %w", filter, err)
+	}
+	out := make(map[string]uint64, len(info.State.Subjects))
+	for subject, n := range info.State.Subjects {
+		route, err := ParseSubject(subject)
+		if err != nil || n == 0 {
+			continue
+		}
+		out[route.UserID] = n
+	}
+	return out, nil
+}

@@ -125,6 +125,18 @@ func ExchangeJobSubject(orgID, pool, userID string) (string, error) {
 	})
 }
 
+// exchangeJobsFilter matches the Exchange job subjects of every user of the org whose jobs go to
+// pool: tandem.jobs.<org>.exchange.<pool>.*.
+func exchangeJobsFilter(orgID, pool string) (string, error) {
+	if err := checkToken("org id", orgID); err != nil {
+		return "", err
+	}
+	if err := checkToken("worker pool", pool); err != nil {
+		return "", err
+	}
+	return subjectRoot + ".jobs." + orgID + "." + systemTokenExchange + "." + pool + ".*", nil
+}
+
 // SalesforceJobSubject is where an org's Salesforce sync jobs go, for the workers of the org's
 // pool: tandem.jobs.<org>.salesforce.<pool>.
 func SalesforceJobSubject(orgID, pool string) (string, error) {

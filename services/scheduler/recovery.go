@@ -40,11 +40,13 @@ func (s *Scheduler) gaps(ctx context.Context, uk store.UserKey, pool string, cyc
 		return full, err
 	}
 	queued := -1 // the user's changes still on the bus; -1 until looked up
+	full.exchangeUnplanned = len(kinds) > 0
 	for _, kind := range kinds {
 		cyc, err := s.led.LoadCycle(ctx, uk, kind)
 		if err != nil {
 			return full, err
 		}
+		full.exchangeUnplanned = full.exchangeUnplanned && firstSyncWaits(cyc)
 		for _, side := range []tandemv1.System{tandemv1.System_SYSTEM_EXCHANGE, tandemv1.System_SYSTEM_SALESFORCE} {
 			key := store.FullReadKey{Kind: kind, Side: side}
 			need := asked[key] == cycle // this cycle asked already and is being published again
@@ -176,4 +178,14 @@ func lostRead(cyc ledger.Cycle, side tandemv1.System, cycle uint64) (uint64, boo
 		}
 	}
 	return oldest, oldest > 0
+}
+
+// firstSyncWaits reports whether the user's first sync (since the ledger began: a new user, a
+// reset, lost state) has a complete Exchange read that waits to be planned, for the Salesforce
+// side's (a first poll reads everyone in full, which takes a while in a large org). Until that
+// first plan nothing can sync — no pair is linked, so no change can be planned on its own — and
+// reading the mailbox again would only queue reads for the reconciler. An incomplete read does
+// not count: the read after it is what shows it lost.
+func firstSyncWaits(cyc ledger.Cycle) bool {
+	return cyc.Reconciled == 0 && cyc.Ready[store.SideName(tandemv1.System_SYSTEM_EXCHANGE)] > 0
 }

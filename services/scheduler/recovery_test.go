@@ -303,6 +303,79 @@ func TestRunningPollIsNotStartedAgain(t *testing.T) {
 	}
 }
 
+// A user's first sync waits for its Salesforce side (a first poll reads everyone in full, which
+// takes a while in a large org): until it is planned, cycles poll Salesforce but do not read the
+// mailbox again, which would only queue reads behind the first; once planned, they read it as
+// usual.
+func TestFirstSyncReadsTheMailboxOnceUntilPlanned(t *testing.T) {
+	e := newEnv(t, testConfig())
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true))
+	e.putConfig(t, orgA, contactsOnly(user1))
+	r := &reader{e: e, uk: store.UserKey{OrgID: orgA, UserID: user1}, last: map[tandemv1.System]uint64{}}
+	cycle := func() (*tandemv1.SyncJob, map[string]*tandemv1.SyncJob) {
+		t.Helper()
+		e.dueNow(t, orgA)
+		e.tick(t)
+		return split(t, orgA, e.newJobs(t))
+	}
+	if sf, ex := cycle(); ex[user1] == nil || !slices.Contains(sf.GetUserIds(), user1) {
+		t.Fatalf("cycle 1 polls %v and reads %v, want %s read on both sides", sf, ex, user1)
+	}
+	r.read(t, tandemv1.System_SYSTEM_EXCHANGE, 1, true, false) // the first poll is still running
+	for c := uint64(2); c <= 3; c++ {
+		sf, ex := cycle()
+		if ex[user1] != nil {
+			t.Fatalf("cycle %d reads the mailbox again before the first sync is planned: %v", c, ex[user1])
+		}
+		if !slices.Contains(sf.GetUserIds(), user1) {
+			t.Fatalf("cycle %d polls %v, want %s in it", c, sf.GetUserIds(), user1)
+		}
+	}
+	r.read(t, tandemv1.System_SYSTEM_SALESFORCE, 1, true, false) // the first sync is planned
+	if _, ex := cycle(); ex[user1] == nil || ex[user1].GetFullResync() {
+		t.Fatalf("cycle 4 reads the mailbox as %v, want incrementally", ex[user1])
+	}
+}
+
+// A mailbox whose Exchange job of an earlier cycle is still queued, or being carried out, gets
+// no other: it would only wait behind the first and read what that one reads. The org's other
+// mailboxes are read as usual, and the mailbox is read again once its job is done.
+func TestQueuedExchangeJobIsNotQueuedAgain(t *testing.T) {
+	e := newEnv(t, testConfig())
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true), user(user2, true))
+	e.putConfig(t, orgA, contactsOnly(user1, user2))
+	cycle := func() map[string]*tandemv1.SyncJob {
+		t.Helper()
+		e.dueNow(t, orgA)
+		e.tick(t)
+		sf, ex := split(t, orgA, e.newJobs(t)) // newJobs takes every job off the bus: done
+		if !slices.Equal(sf.GetUserIds(), []string{user1, user2}) {
+			t.Fatalf("the cycle polls %v, want both users", sf.GetUserIds())
+		}
+		return ex
+	}
+	if ex := cycle(); ex[user1] == nil || ex[user2] == nil {
+		t.Fatalf("cycle 1 reads %v, want both mailboxes", ex)
+	}
+	// user1's job of an earlier cycle is still on the bus, as if a worker were carrying it out.
+	subject, err := bus.ExchangeJobSubject(orgA, store.DefaultWorkerPool, user1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.Bus.Publish(t.Context(), subject, &tandemv1.SyncJob{OrgId: orgA, UserId: user1, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: 1}, "still-running"); err != nil {
+		t.Fatal(err)
+	}
+	e.seen++ // not a job of the cycle below
+	if ex := cycle(); ex[user1] != nil || ex[user2] == nil {
+		t.Fatalf("cycle 2 reads %v, want user2's mailbox only", ex)
+	}
+	if ex := cycle(); ex[user1] == nil || ex[user2] == nil || ex[user1].GetFullResync() {
+		t.Fatalf("cycle 3 reads %v, want both mailboxes, incrementally", ex)
+	}
+}
+
 // TestLateReadIsNotReadAgain has one side's read sit on the bus, unhandled, while later reads
 // arrive: its pages are late, not lost, and the scheduler waits for them instead of adding a
 // full read to the backlog.

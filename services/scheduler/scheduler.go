@@ -91,9 +91,11 @@ type Publisher interface {
 	Publish(ctx context.Context, subject string, msg proto.Message, msgID string) error
 }
 
-// Queue tells how many messages the bus holds on a subject.
+// Queue tells how many messages the bus holds on a subject, and how many Exchange jobs for each
+// of an org's users.
 type Queue interface {
 	Stored(ctx context.Context, subject string) (uint64, error)
+	ExchangeJobsStored(ctx context.Context, orgID, pool string) (map[string]uint64, error)
 }
 
 // Scheduler starts sync cycles.
@@ -263,12 +265,19 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 	// start under load, and one of thousands would take minutes. They are prepared, and their
 	// jobs published, cycleConcurrency at a time; the Salesforce job lists the users in the
 	// order assigned.
+	// The users whose Exchange job of an earlier cycle is still queued or under way: one
+	// request for the whole org. Without the answer, every user gets a job.
+	queued, err := s.queue.ExchangeJobsStored(ctx, orgID, pool)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	parts := make([]userCycle, len(assigned))
 	var prep errgroup.Group
 	prep.SetLimit(cycleConcurrency)
 	for i, a := range assigned {
 		prep.Go(func() error {
-			parts[i] = s.prepareUser(ctx, org, pool, a, holders, resets[a.User.GetUserId()], cycle, tag, now, next)
+			id := a.User.GetUserId()
+			parts[i] = s.prepareUser(ctx, org, pool, a, holders, resets[id], queued[id] > 0, cycle, tag, now, next)
 			return nil
 		})
 	}
@@ -338,7 +347,7 @@ type userCycle struct {
 // prepareUser records the scheduler's status of one assigned user and decides the user's part of
 // the cycle: whether the org's poll reads the user, and in full, and the user's Exchange job.
 func (s *Scheduler) prepareUser(ctx context.Context, org *tandemv1.Org, pool string, a store.Assignment, holders map[string]string,
-	rs tandemv1.ResetStatus, cycle uint64, tag string, now, next time.Time,
+	rs tandemv1.ResetStatus, jobQueued bool, cycle uint64, tag string, now, next time.Time,
 ) userCycle {
 	orgID := org.GetOrgId()
 	user, cfg := a.User, a.Config
@@ -389,6 +398,20 @@ func (s *Scheduler) prepareUser(ctx context.Context, org *tandemv1.Org, pool str
 		out.back = true
 	}
 	out.polled, out.fullSalesforce, out.kinds = true, full.salesforce, kinds
+	// A mailbox is not read again while an earlier read is still to come (its job queued or
+	// under way), nor while the user's first sync waits for its Salesforce side: another read
+	// would only queue behind it, and read what the next one reads anyway. The next cycle's
+	// read continues from the last, so nothing is missed; the Salesforce side is read as usual.
+	// A full read the user needs goes out whatever.
+	if !full.exchange && (jobQueued || full.exchangeUnplanned) {
+		why := "an earlier Exchange job of the user is still queued or under way"
+		if !jobQueued {
+			why = "the user's first Exchange read is not planned yet"
+		}
+		s.log.DebugContext(ctx, "this cycle does not read the mailbox", slog.String("user", uk.UserID),
+			slog.Uint64(telemetry.KeyCycle, cycle), slog.String("reason", why))
+		return out
+	}
 	out.job = func() error {
 		return s.exchangeJob(ctx, uk, pool, sch.Exchange, cycle, tag, kinds, full.exchange, now)
 	}
@@ -443,8 +466,14 @@ func (s *Scheduler) pollRunning(ctx context.Context, orgID, subject string, job 
 	return n > 0, nil
 }
 
-// sides says which sides of a user to read in full.
-type sides struct{ exchange, salesforce bool }
+// sides says which sides of a user to read in full, and whether the user's last Exchange read
+// is still to be planned.
+type sides struct {
+	exchange, salesforce bool
+	// exchangeUnplanned: for every kind, the user's first sync has a complete Exchange read
+	// still to be planned (see firstSyncWaits).
+	exchangeUnplanned bool
+}
 
 // fullReads decides which sides of the user this cycle reads in full: both for a reset or a
 // stalled reconciliation, the side whose read was lost otherwise (see gaps).
