@@ -313,18 +313,12 @@ func TestFirstSyncReadsTheMailboxOnceUntilPlanned(t *testing.T) {
 	e.putUsers(t, orgA, user(user1, true))
 	e.putConfig(t, orgA, contactsOnly(user1))
 	r := &reader{e: e, uk: store.UserKey{OrgID: orgA, UserID: user1}, last: map[tandemv1.System]uint64{}}
-	cycle := func() (*tandemv1.SyncJob, map[string]*tandemv1.SyncJob) {
-		t.Helper()
-		e.dueNow(t, orgA)
-		e.tick(t)
-		return split(t, orgA, e.newJobs(t))
-	}
-	if sf, ex := cycle(); ex[user1] == nil || !slices.Contains(sf.GetUserIds(), user1) {
+	if sf, ex := e.nextCycle(t); ex[user1] == nil || !slices.Contains(sf.GetUserIds(), user1) {
 		t.Fatalf("cycle 1 polls %v and reads %v, want %s read on both sides", sf, ex, user1)
 	}
 	r.read(t, tandemv1.System_SYSTEM_EXCHANGE, 1, true, false) // the first poll is still running
 	for c := uint64(2); c <= 3; c++ {
-		sf, ex := cycle()
+		sf, ex := e.nextCycle(t)
 		if ex[user1] != nil {
 			t.Fatalf("cycle %d reads the mailbox again before the first sync is planned: %v", c, ex[user1])
 		}
@@ -333,7 +327,7 @@ func TestFirstSyncReadsTheMailboxOnceUntilPlanned(t *testing.T) {
 		}
 	}
 	r.read(t, tandemv1.System_SYSTEM_SALESFORCE, 1, true, false) // the first sync is planned
-	if _, ex := cycle(); ex[user1] == nil || ex[user1].GetFullResync() {
+	if _, ex := e.nextCycle(t); ex[user1] == nil || ex[user1].GetFullResync() {
 		t.Fatalf("cycle 4 reads the mailbox as %v, want incrementally", ex[user1])
 	}
 }
@@ -348,9 +342,7 @@ func TestQueuedExchangeJobIsNotQueuedAgain(t *testing.T) {
 	e.putConfig(t, orgA, contactsOnly(user1, user2))
 	cycle := func() map[string]*tandemv1.SyncJob {
 		t.Helper()
-		e.dueNow(t, orgA)
-		e.tick(t)
-		sf, ex := split(t, orgA, e.newJobs(t)) // newJobs takes every job off the bus: done
+		sf, ex := e.nextCycle(t) // every job is taken off the bus: done
 		if !slices.Equal(sf.GetUserIds(), []string{user1, user2}) {
 			t.Fatalf("the cycle polls %v, want both users", sf.GetUserIds())
 		}
