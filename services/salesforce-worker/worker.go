@@ -254,10 +254,43 @@ func (w *Worker) refreshDirectory(ctx context.Context, orgID string, conn Connec
 	if err != nil {
 		return err
 	}
+	known, err := w.st.ListUsers(ctx, orgID)
+	if err != nil {
+		return err
+	}
 	if err := w.st.PutUsers(ctx, orgID, users); err != nil {
 		return err
 	}
-	return w.st.PutCursor(ctx, key, strconv.FormatInt(w.now().UnixMilli(), 10))
+	if err := w.st.PutCursor(ctx, key, strconv.FormatInt(w.now().UnixMilli(), 10)); err != nil {
+		return err
+	}
+	// Active users the directory did not list before — a new org's reps, a rep hired since —
+	// start syncing at once rather than at the end of the org's interval (five minutes by
+	// default): the org's next cycle is made due now. Should that fail, the interval still
+	// brings them.
+	if n := newActiveUsers(known, users); n > 0 {
+		if err := w.st.DueNow(ctx, orgID); err != nil {
+			w.log.WarnContext(ctx, "cannot start a cycle for the directory's new users; they wait for the org's interval", slog.Any("error", err))
+		} else {
+			w.log.InfoContext(ctx, "new users in the directory; the org's next cycle is due now", slog.Int("users", n))
+		}
+	}
+	return nil
+}
+
+// newActiveUsers counts the active users of users that known does not list.
+func newActiveUsers(known, users []*tandemv1.SyncUser) int {
+	seen := make(map[string]bool, len(known))
+	for _, u := range known {
+		seen[u.GetUserId()] = true
+	}
+	n := 0
+	for _, u := range users {
+		if u.GetActive() && !seen[u.GetUserId()] {
+			n++
+		}
+	}
+	return n
 }
 
 // audience resolves the job's users to their contact scope and filters; the second result holds

@@ -79,9 +79,29 @@ func TestDirectory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// notDue puts the org's next cycle an hour away; due reports whether it is due now.
+	notDue := func(t *testing.T) {
+		t.Helper()
+		now := e.clock.Now()
+		if _, ok, err := e.st.ClaimCycle(ctx, testOrg, now, now.Add(time.Hour)); err != nil || !ok {
+			t.Fatalf("ClaimCycle: %v, %v", ok, err)
+		}
+	}
+	due := func(t *testing.T) bool {
+		t.Helper()
+		sch, err := e.st.GetSchedule(ctx, testOrg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return !sch.NextAt.After(e.clock.Now())
+	}
 
 	t.Run("a job without users refreshes the directory and publishes nothing", func(t *testing.T) {
+		notDue(t)
 		run(t, job(1, contacts, nil, nil))
+		if !due(t) {
+			t.Error("the directory's first users do not make the org's next cycle due now")
+		}
 		calls, polls, _, _ := fc.state()
 		if calls != 1 || len(polls) != 0 {
 			t.Errorf("directory reads %d, polls %d; want 1 and 0", calls, len(polls))
@@ -104,12 +124,16 @@ func TestDirectory(t *testing.T) {
 	fc.script(func(f *fakeConnector) { f.users = append(f.users, user("005u4")) })
 	t.Run("the directory is not read again before the refresh interval", func(t *testing.T) {
 		e.clock.Advance(59 * time.Minute)
+		notDue(t)
 		run(t, job(2, contacts, []string{u1}, nil))
 		if calls, polls, _, _ := fc.state(); calls != 1 || len(polls) != 1 {
 			t.Errorf("directory reads %d, polls %d; want 1 and 1", calls, len(polls))
 		}
 		if got := e.directoryIDs(); slices.Contains(got, "005u4") {
 			t.Errorf("directory %v was read again", got)
+		}
+		if due(t) {
+			t.Error("a job that does not read the directory makes the org's next cycle due now")
 		}
 	})
 
@@ -122,10 +146,17 @@ func TestDirectory(t *testing.T) {
 		if got := e.directoryIDs(); !slices.Contains(got, "005u4") {
 			t.Errorf("directory %v, want the new user", got)
 		}
+		if !due(t) {
+			t.Error("a new user in the directory does not make the org's next cycle due now")
+		}
 	})
 
 	t.Run("a job without users always reads it", func(t *testing.T) {
+		notDue(t)
 		run(t, job(4, contacts, nil, nil))
+		if due(t) {
+			t.Error("a directory read again without new users makes the org's next cycle due now")
+		}
 		if calls, _, _, _ := fc.state(); calls != 3 {
 			t.Errorf("directory reads %d, want 3", calls)
 		}
