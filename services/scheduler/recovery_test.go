@@ -368,6 +368,34 @@ func TestQueuedExchangeJobIsNotQueuedAgain(t *testing.T) {
 	}
 }
 
+// blindQueue cannot tell which Exchange jobs are queued, as during a NATS restart.
+type blindQueue struct{ scheduler.Queue }
+
+func (blindQueue) ExchangeJobsStored(context.Context, string, string) (map[string]uint64, error) {
+	return nil, errors.New("injected: nats: timeout")
+}
+
+// When the bus cannot say which mailboxes' reads are still queued, every mailbox is read: a
+// read too many, never one missing.
+func TestUnknownQueueReadsEveryMailbox(t *testing.T) {
+	e := newEnv(t, testConfig())
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true), user(user2, true))
+	e.putConfig(t, orgA, contactsOnly(user1, user2))
+	scheduler.SetQueue(e.sched, blindQueue{e.p.Bus})
+	subject, err := bus.ExchangeJobSubject(orgA, store.DefaultWorkerPool, user1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.Bus.Publish(t.Context(), subject, &tandemv1.SyncJob{OrgId: orgA, UserId: user1, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: 1}, "still-running"); err != nil {
+		t.Fatal(err)
+	}
+	e.seen++ // not a job of the cycle below
+	if _, ex := e.nextCycle(t); ex[user1] == nil || ex[user2] == nil {
+		t.Fatalf("the cycle reads %v, want both mailboxes", ex)
+	}
+}
+
 // TestLateReadIsNotReadAgain has one side's read sit on the bus, unhandled, while later reads
 // arrive: its pages are late, not lost, and the scheduler waits for them instead of adding a
 // full read to the backlog.

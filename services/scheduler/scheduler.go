@@ -266,10 +266,10 @@ func (s *Scheduler) startCycle(ctx context.Context, org *tandemv1.Org, cycle uin
 	// jobs published, cycleConcurrency at a time; the Salesforce job lists the users in the
 	// order assigned.
 	// The users whose Exchange job of an earlier cycle is still queued or under way: one
-	// request for the whole org. Without the answer, every user gets a job.
+	// request for the whole org. Without the answer (NATS restarting), every user gets a job.
 	queued, err := s.queue.ExchangeJobsStored(ctx, orgID, pool)
 	if err != nil {
-		errs = append(errs, err)
+		s.log.WarnContext(ctx, "cannot tell which mailboxes' reads are still queued; every mailbox is read", slog.Any("error", err))
 	}
 	parts := make([]userCycle, len(assigned))
 	var prep errgroup.Group
