@@ -18,6 +18,7 @@ import (
 
 	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
 	"github.com/tandem-sync/tandem/pkg/exchange"
+	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
@@ -86,9 +87,12 @@ type Result struct {
 	EWSCallsAtConvergence        int64 `json:"ews_calls_at_convergence"`
 	SalesforceCallsAtConvergence int64 `json:"salesforce_calls_at_convergence"`
 	SettleCycles                 int   `json:"settle_cycles"`
-	MinEWSCalls                  int64 `json:"min_ews_calls"`
-	SalesforceCalls              int64 `json:"salesforce_calls"`
-	MinSalesforceCalls           int64 `json:"min_salesforce_calls"`
+	// EWSEmptyReads are the initial sync's SyncFolderItems calls that listed no change: polls of
+	// a mailbox with nothing new to read, counted among the EWS calls.
+	EWSEmptyReads      int64 `json:"ews_empty_reads"`
+	MinEWSCalls        int64 `json:"min_ews_calls"`
+	SalesforceCalls    int64 `json:"salesforce_calls"`
+	MinSalesforceCalls int64 `json:"min_salesforce_calls"`
 	// One whole cycle after convergence with nothing to sync, and the minimum.
 	IdleCycleEWSCalls           int64 `json:"idle_cycle_ews_calls"`
 	MinIdleCycleEWSCalls        int64 `json:"min_idle_cycle_ews_calls"`
@@ -315,8 +319,8 @@ func (r *run) measure(ctx context.Context, started time.Time) error {
 	if err := r.idleCycle(ctx); err != nil {
 		return fmt.Errorf("idle cycle: %w", err)
 	}
-	r.progress("initial sync: EWS %d calls (minimum %d), Salesforce %d (minimum %d), %d cycles after convergence included",
-		r.res.EWSCalls, r.res.MinEWSCalls, r.res.SalesforceCalls, r.res.MinSalesforceCalls, r.res.SettleCycles)
+	r.progress("initial sync: EWS %d calls (minimum %d; %d mailbox reads found nothing), Salesforce %d (minimum %d), %d cycles after convergence included",
+		r.res.EWSCalls, r.res.MinEWSCalls, r.res.EWSEmptyReads, r.res.SalesforceCalls, r.res.MinSalesforceCalls, r.res.SettleCycles)
 	r.progress("idle cycle: EWS %d calls (minimum %d), Salesforce %d (minimum %d)",
 		r.res.IdleCycleEWSCalls, r.res.MinIdleCycleEWSCalls, r.res.IdleCycleSalesforceCalls, r.res.MinIdleCycleSalesforceCalls)
 	if r.opts.Edits == 0 {
@@ -413,6 +417,7 @@ func (r *run) settled(at callCounts) {
 	used := at.minus(r.base)
 	r.res.InitialCalls = used.byOperation()
 	r.res.EWSCalls, r.res.SalesforceCalls = used.ewsTotal, used.salesforceTotal
+	r.res.EWSEmptyReads = used.ews[ewssim.EmptySyncCount]
 }
 
 // writes counts the calls that write: EWS item and folder writes, Salesforce record writes.
@@ -467,6 +472,7 @@ func (c callCounts) minus(base callCounts) callCounts {
 func (c callCounts) byOperation() Calls {
 	ews := maps.Clone(c.ews)
 	delete(ews, "Total")
+	delete(ews, ewssim.EmptySyncCount) // a kind of SyncFolderItems, not a call of its own
 	return Calls{EWS: ews, Salesforce: maps.Clone(c.salesforce)}
 }
 

@@ -38,7 +38,7 @@ func TestBench(t *testing.T) {
 	for _, k := range []string{"users", "contacts_per_user", "events_per_user", "records", "seconds", "records_per_second",
 		"floor_seconds", "floor_records_per_second", "ews_calls", "min_ews_calls", "salesforce_calls", "min_salesforce_calls",
 		"idle_cycle_ews_calls", "min_idle_cycle_ews_calls", "idle_cycle_salesforce_calls", "min_idle_cycle_salesforce_calls",
-		"latency_p50_ms", "latency_p99_ms", "peak_rss_mib", "converged"} {
+		"latency_p50_ms", "latency_p99_ms", "peak_rss_mib", "converged", "ews_empty_reads"} {
 		if _, ok := res[k]; !ok {
 			t.Errorf("the result has no %q", k)
 		}
@@ -92,6 +92,14 @@ func TestBench(t *testing.T) {
 	}
 	if num("ews_calls") < num("ews_calls_at_convergence") || num("salesforce_calls") < num("salesforce_calls_at_convergence") {
 		t.Errorf("fewer calls until the idle cycle than until convergence: %v", res)
+	}
+	// Reads that found nothing are SyncFolderItems calls, not calls of their own.
+	initialEWS, _ := res["initial_calls"].(map[string]any)["ews"].(map[string]any)
+	if _, ok := initialEWS["Empty:SyncFolderItems"]; ok {
+		t.Errorf("initial_calls lists empty reads as an operation: %v", initialEWS)
+	}
+	if syncs, _ := initialEWS["SyncFolderItems"].(float64); num("ews_empty_reads") < 0 || num("ews_empty_reads") > syncs {
+		t.Errorf("ews_empty_reads = %v of %v SyncFolderItems", res["ews_empty_reads"], syncs)
 	}
 	if num("floor_ews_calls") <= 0 || num("floor_salesforce_calls") <= 0 {
 		t.Errorf("the floor made %v EWS and %v Salesforce calls", res["floor_ews_calls"], res["floor_salesforce_calls"])

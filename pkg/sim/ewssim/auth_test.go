@@ -279,6 +279,25 @@ func TestMalformedRequests(t *testing.T) {
 	}
 }
 
+// A SyncFolderItems answer that lists no change is also counted as empty: a benchmark tells the
+// polls of an idle mailbox from reads that brought something.
+func TestEmptySyncsAreCounted(t *testing.T) {
+	e := newEnv(t)
+	folder := e.syncFolderID(alice)
+	if _, err := e.sim.PutContact(alice, SyncFolderName, Contact{GivenName: "Ada", Surname: "Lovelace"}); err != nil {
+		t.Fatal(err)
+	}
+	first := e.syncAll(folder, "", 512)
+	if len(first.creates) == 0 || e.sim.Counts()[EmptySyncCount] != 0 {
+		t.Fatalf("the first read listed %d items and counted %d empty reads, want some and 0", len(first.creates), e.sim.Counts()[EmptySyncCount])
+	}
+	again := e.syncAll(folder, first.state, 512)
+	c := e.sim.Counts()
+	if len(again.creates)+len(again.updates)+len(again.deletes) != 0 || c[EmptySyncCount] != 1 || c["SyncFolderItems"] != int64(first.pages+1) {
+		t.Errorf("a read with nothing new: %d empty, %d SyncFolderItems (first read %d pages), want 1 and %d", c[EmptySyncCount], c["SyncFolderItems"], first.pages, first.pages+1)
+	}
+}
+
 func TestCountsAndReset(t *testing.T) {
 	e := newEnv(t)
 	folder := e.syncFolderID(alice)

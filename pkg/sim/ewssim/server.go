@@ -416,6 +416,10 @@ func (c *counters) add(key string) {
 	c.m[key]++
 }
 
+// EmptySyncCount is the counter (Counts) of SyncFolderItems answers that listed no change: the
+// calls of a poll that found nothing to read. They are counted under SyncFolderItems too.
+const EmptySyncCount = "Empty:SyncFolderItems"
+
 // Counts returns request counters. Keys:
 //
 //   - "Total": every HTTP request;
@@ -425,6 +429,7 @@ func (c *counters) add(key string) {
 //     the reason is "Unauthorized", "TokenExpired", "MethodNotAllowed", "TooLarge" or the fault's
 //     EWS code (e.g. "Rejected:ErrorImpersonateUserDenied");
 //   - "Fault:<kind>": injected faults that fired;
+//   - EmptySyncCount: SyncFolderItems answers that listed no change;
 //   - "MissingAnchorMailbox", "AnchorMailboxMismatch": mailbox requests with no or another
 //     X-AnchorMailbox header;
 //   - "MeetingInvitationsSent", "MeetingCancellationsSent": calendar writes that asked
