@@ -23,7 +23,8 @@ import (
 // cycle's calls are counted from then until every user has reconciled it and nothing moves.
 //
 // A cycle handed over while the org's Salesforce poll of an earlier cycle still runs would read
-// Exchange only (see the scheduler's pollRunning), so that poll is waited out first. The cycles
+// Exchange only (see the scheduler's pollRunning), and one handed over while a mailbox's read of
+// an earlier cycle is still on the bus would not read that mailbox: both are waited out first. The cycles
 // before the hold need not be reconciled: the first cycle measured reads for any of them that
 // did not poll, and is never the idle one.
 //
@@ -52,8 +53,8 @@ func (r *run) idleCycle(ctx context.Context) error {
 		if measured == maxSettleCycles {
 			return fmt.Errorf("%d cycles after convergence, Tandem still writes every cycle", measured)
 		}
-		if err := r.waitPollDone(ctx, deadline); err != nil {
-			return fmt.Errorf("waiting for the org's Salesforce poll before cycle %d: %w", last+1, err)
+		if err := r.waitJobsDone(ctx, deadline); err != nil {
+			return fmt.Errorf("waiting for the org's jobs before cycle %d: %w", last+1, err)
 		}
 		if r.opts.beforeHandOver != nil {
 			if err := r.opts.beforeHandOver(ctx, r.env, last); err != nil {
@@ -79,7 +80,7 @@ func (r *run) idleCycle(ctx context.Context) error {
 			continue
 		}
 		if err := r.waitQuiet(ctx, cycle, deadline); errors.Is(err, errPollSkipped) {
-			// The org's Salesforce job of an earlier cycle went out after waitPollDone looked
+			// The org's Salesforce job of an earlier cycle went out after waitJobsDone looked
 			// (the scheduler publishes it only after its work for every rep), so this cycle
 			// read Exchange only: the next cycle handed over reads for it.
 			if raced++; raced == maxRaces {
@@ -127,15 +128,25 @@ func salesforceJobSubject(ctx context.Context, env *devenv.Env) (string, error) 
 	return bus.SalesforceJobSubject(env.OrgID, store.WorkerPool(org))
 }
 
-// waitPollDone waits until the org's Salesforce job is off the bus: no poll queued or running.
-func (r *run) waitPollDone(ctx context.Context, deadline time.Time) error {
+// waitJobsDone waits until the org's jobs are off the bus: no poll, and no mailbox read, queued or
+// running. A cycle handed over while a mailbox's job of an earlier cycle is still on the bus would
+// not read that mailbox (the scheduler does not queue a read behind another), and the mailbox
+// would never reconcile the cycle while the schedule is held.
+func (r *run) waitJobsDone(ctx context.Context, deadline time.Time) error {
 	for {
 		n, err := r.salesforceJobs(ctx)
-		if err != nil || n == 0 {
+		if err != nil {
 			return err
 		}
+		reads, err := r.exchangeJobs(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 && reads == 0 {
+			return nil
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d Salesforce jobs still on the bus", n)
+			return fmt.Errorf("%d Salesforce jobs and %d Exchange jobs still on the bus", n, reads)
 		}
 		select {
 		case <-ctx.Done():
@@ -276,6 +287,20 @@ func (r *run) salesforceJobs(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	return r.env.Platform.Bus.Stored(ctx, subject)
+}
+
+// exchangeJobs counts the org's Exchange jobs on the bus, queued or running.
+func (r *run) exchangeJobs(ctx context.Context) (uint64, error) {
+	org, err := r.env.Platform.Store.GetOrg(ctx, r.env.OrgID)
+	if err != nil {
+		return 0, err
+	}
+	stored, err := r.env.Platform.Bus.ExchangeJobsStored(ctx, r.env.OrgID, store.WorkerPool(org))
+	var n uint64
+	for _, c := range stored {
+		n += c
+	}
+	return n, err
 }
 
 // behind returns, by email, the cycle bookkeeping of the users whose contacts have not been
