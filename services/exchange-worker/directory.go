@@ -35,22 +35,36 @@ func syncingMailboxes(ctx context.Context, st *store.Store, orgID string) ([]syn
 	return out, nil
 }
 
+// introduction is the naming of an org's mailboxes to one connector; done is closed once named.
+type introduction struct {
+	conn exchange.Connector
+	done chan struct{}
+}
+
 // introduce tells a connector the worker has not used before which mailboxes it will serve
 // (exchange.Expecter), so that it resolves the org's mailboxes in batches. A connector is new
-// when the org is new to the worker or its settings changed. Failing to list the users costs
-// only the batching: each mailbox is then resolved on its own.
+// when the org is new to the worker or its settings changed. The org's other jobs that start
+// meanwhile wait for it, or each of them would resolve its own mailbox alone first. Failing to
+// list the users costs only the batching: each mailbox is then resolved on its own.
 func (w *Worker) introduce(ctx context.Context, orgID string, conn exchange.Connector) {
 	ex, ok := conn.(exchange.Expecter)
 	if !ok {
 		return
 	}
 	w.introducedMu.Lock()
-	known := w.introduced[orgID] == conn
-	w.introduced[orgID] = conn
-	w.introducedMu.Unlock()
-	if known {
+	in := w.introduced[orgID]
+	if in != nil && in.conn == conn {
+		w.introducedMu.Unlock()
+		select {
+		case <-in.done:
+		case <-ctx.Done():
+		}
 		return
 	}
+	in = &introduction{conn: conn, done: make(chan struct{})}
+	w.introduced[orgID] = in
+	w.introducedMu.Unlock()
+	defer close(in.done)
 	mbs, err := syncingMailboxes(ctx, w.st, orgID)
 	if err != nil {
 		w.log.WarnContext(ctx, "cannot list the org's mailboxes to resolve them together", slog.String("org", orgID), slog.Any("error", err))

@@ -129,7 +129,7 @@ type Worker struct {
 
 	// introduced is the connector each org's mailboxes were last named to (directory.go).
 	introducedMu sync.Mutex
-	introduced   map[string]exchange.Connector
+	introduced   map[string]*introduction
 }
 
 // New returns a worker using EWS connectors.
@@ -145,7 +145,7 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 	w := &Worker{
 		cfg: cfg, p: p, st: p.Store, bus: p.Bus, status: status.New(p.Store),
 		conns: store.NewOrgCache(p.Store, factory), log: p.Logger.With(slog.String("component", "exchange-worker")), now: time.Now,
-		introduced: map[string]exchange.Connector{},
+		introduced: map[string]*introduction{},
 	}
 	w.outbox = ledger.NewOutbox(p.Store)
 	w.writes = &worker.Writes{Outbox: w.outbox, Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Exchange"}
