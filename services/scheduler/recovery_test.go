@@ -332,6 +332,21 @@ func TestFirstSyncReadsTheMailboxOnceUntilPlanned(t *testing.T) {
 	}
 }
 
+// jobStillRunning leaves an Exchange job of an earlier cycle for user on the bus, as if a worker
+// were carrying it out; the next jobs newJobs returns come after it.
+func (e *env) jobStillRunning(t *testing.T, orgID, user string) {
+	t.Helper()
+	subject, err := bus.ExchangeJobSubject(orgID, store.DefaultWorkerPool, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := &tandemv1.SyncJob{OrgId: orgID, UserId: user, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: 1}
+	if err := e.p.Bus.Publish(t.Context(), subject, job, "still-running-"+user); err != nil {
+		t.Fatal(err)
+	}
+	e.seen++
+}
+
 // A mailbox whose Exchange job of an earlier cycle is still queued, or being carried out, gets
 // no other: it would only wait behind the first and read what that one reads. The org's other
 // mailboxes are read as usual, and the mailbox is read again once its job is done.
@@ -351,15 +366,7 @@ func TestQueuedExchangeJobIsNotQueuedAgain(t *testing.T) {
 	if ex := cycle(); ex[user1] == nil || ex[user2] == nil {
 		t.Fatalf("cycle 1 reads %v, want both mailboxes", ex)
 	}
-	// user1's job of an earlier cycle is still on the bus, as if a worker were carrying it out.
-	subject, err := bus.ExchangeJobSubject(orgA, store.DefaultWorkerPool, user1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.p.Bus.Publish(t.Context(), subject, &tandemv1.SyncJob{OrgId: orgA, UserId: user1, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: 1}, "still-running"); err != nil {
-		t.Fatal(err)
-	}
-	e.seen++ // not a job of the cycle below
+	e.jobStillRunning(t, orgA, user1)
 	if ex := cycle(); ex[user1] != nil || ex[user2] == nil {
 		t.Fatalf("cycle 2 reads %v, want user2's mailbox only", ex)
 	}
@@ -383,14 +390,7 @@ func TestUnknownQueueReadsEveryMailbox(t *testing.T) {
 	e.putUsers(t, orgA, user(user1, true), user(user2, true))
 	e.putConfig(t, orgA, contactsOnly(user1, user2))
 	scheduler.SetQueue(e.sched, blindQueue{e.p.Bus})
-	subject, err := bus.ExchangeJobSubject(orgA, store.DefaultWorkerPool, user1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.p.Bus.Publish(t.Context(), subject, &tandemv1.SyncJob{OrgId: orgA, UserId: user1, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: 1}, "still-running"); err != nil {
-		t.Fatal(err)
-	}
-	e.seen++ // not a job of the cycle below
+	e.jobStillRunning(t, orgA, user1)
 	if _, ex := e.nextCycle(t); ex[user1] == nil || ex[user2] == nil {
 		t.Fatalf("the cycle reads %v, want both mailboxes", ex)
 	}
