@@ -134,18 +134,8 @@ func (b *Bus) Stored(ctx context.Context, subject string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("stored on %s: %w", subject, err)
 	}
-	s, err := b.js.Stream(ctx, streamOf(route.Kind))
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0, nil // nothing is stored in a stream that is gone
-	}
-	if err != nil {
-		return 0, fmt.Errorf("stored on %s: %w", subject, err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		return 0, fmt.Errorf("stored on %s: %w", subject, err)
-	}
-	return info.State.Subjects[subject], nil
+	counts, err := b.storedOn(ctx, streamOf(route.Kind), subject)
+	return counts[subject], err
 }
 
 // ExchangeJobsStored returns how many Exchange jobs the bus holds for each of the org's users
@@ -157,9 +147,25 @@ func (b *Bus) ExchangeJobsStored(ctx context.Context, orgID, pool string) (map[s
 	if err != nil {
 		return nil, err
 	}
-	s, err := b.js.Stream(ctx, StreamJobs)
+	counts, err := b.storedOn(ctx, StreamJobs, filter)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, len(counts))
+	for subject, n := range counts {
+		if route, err := ParseSubject(subject); err == nil && n > 0 {
+			out[route.UserID] = n
+		}
+	}
+	return out, nil
+}
+
+// storedOn returns how many messages stream holds on each subject filter matches (a subject, or
+// one with wildcards); nil when the stream is gone, since it holds nothing.
+func (b *Bus) storedOn(ctx context.Context, stream, filter string) (map[string]uint64, error) {
+	s, err := b.js.Stream(ctx, stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, nil // nothing is stored in a stream that is gone
+		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("stored on %s: %w", filter, err)
@@ -168,13 +174,5 @@ func (b *Bus) ExchangeJobsStored(ctx context.Context, orgID, pool string) (map[s
 	if err != nil {
 		return nil, fmt.Errorf("stored on %s: %w", filter, err)
 	}
-	out := make(map[string]uint64, len(info.State.Subjects))
-	for subject, n := range info.State.Subjects {
-		route, err := ParseSubject(subject)
-		if err != nil || n == 0 {
-			continue
-		}
-		out[route.UserID] = n
-	}
-	return out, nil
+	return info.State.Subjects, nil
 }

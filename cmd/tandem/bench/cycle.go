@@ -24,9 +24,9 @@ import (
 //
 // A cycle handed over while the org's Salesforce poll of an earlier cycle still runs would read
 // Exchange only (see the scheduler's pollRunning), and one handed over while a mailbox's read of
-// an earlier cycle is still on the bus would not read that mailbox: both are waited out first. The cycles
-// before the hold need not be reconciled: the first cycle measured reads for any of them that
-// did not poll, and is never the idle one.
+// an earlier cycle is still on the bus would not read that mailbox: both are waited out first.
+// The cycles before the hold need not be reconciled: the first cycle measured reads for any of
+// them that did not poll, and is never the idle one.
 //
 // The first cycles after convergence still work: they read the echo of Tandem's last writes and
 // may write (tag linked pairs, for instance). Cycles are measured one at a time until two in a
