@@ -35,6 +35,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
 	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
 	"github.com/tandem-sync/tandem/pkg/store"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
 // Services are the service binaries chaos runs, by the name of their folder and binary.
@@ -349,32 +350,55 @@ func (r *run) startSimulators(ctx context.Context) error {
 	}
 	sort.Slice(r.users, func(i, j int) bool { return r.users[i].Mailbox < r.users[j].Mailbox })
 	r.model = NewModel()
-	r.modelSeed()
+	if err := r.modelSeed(); err != nil {
+		return err
+	}
 	return r.configure(ctx)
 }
 
 // modelSeed gives every seeded contact a person's marker, so that the model knows them. The
-// contacts seeded on both sides with the same email are one person: Tandem's first sync links
-// them, so both copies carry the same marker.
-func (r *run) modelSeed() {
+// contacts seeded on both sides that Tandem's first sync links are one person, so both copies
+// carry the same marker. Which ones those are is the planner's rule, email first and then name
+// (firstSyncLinks), not only a shared email: a twin seeded without an email is linked by name.
+func (r *run) modelSeed() error {
 	now := time.Now()
+	accounts := map[string]string{}
+	for _, a := range r.sims.Salesforce.List("Account") {
+		accounts[fmt.Sprint(a["Id"])] = fmt.Sprint(a["Name"])
+	}
 	for _, u := range r.users {
-		byEmail := map[string]string{}
+		var items []ewssim.Item
+		var exRecs, sfRecs []*tandemv1.Record
 		for _, it := range r.sims.EWS.Items(u.Mailbox, exchange.SyncFolderName) {
-			if it.Contact == nil {
-				continue
+			if it.Contact != nil {
+				items = append(items, it)
+				exRecs = append(exRecs, exchangeRecord(it))
 			}
+		}
+		var contacts []map[string]any
+		for _, c := range r.sims.Salesforce.List("Contact") {
+			if fmt.Sprint(c["OwnerId"]) == u.SalesforceID {
+				contacts = append(contacts, c)
+				sfRecs = append(sfRecs, salesforceRecord(c, accounts))
+			}
+		}
+		links, ambiguous := firstSyncLinks(exRecs, sfRecs)
+		if len(ambiguous) > 0 {
+			// Tandem holds such records on their side, linked to nothing and copied nowhere,
+			// which the model, expecting every seeded person in sync, cannot follow.
+			return fmt.Errorf("the seeded contacts of %s have ambiguous name matches, which Tandem leaves unsynced: %s",
+				u.Mailbox, strings.Join(ambiguous, ", "))
+		}
+		twins := map[string]string{} // Salesforce id → person
+		for _, it := range items {
 			id := r.model.NewPerson(u.Mailbox, Exchange, now)
-			for _, e := range it.Contact.EmailAddresses {
-				byEmail[strings.ToLower(e.Address)] = id
+			if s, ok := links[it.ItemID]; ok {
+				twins[s] = id
 			}
 			_ = r.sims.EWS.UpdateItem(u.Mailbox, it.ItemID, func(it *ewssim.Item) { it.Contact.Body += " " + Marker(id) })
 		}
-		for _, c := range r.sims.Salesforce.List("Contact") {
-			if fmt.Sprint(c["OwnerId"]) != u.SalesforceID {
-				continue
-			}
-			id, twin := byEmail[strings.ToLower(fmt.Sprint(c["Email"]))]
+		for _, c := range contacts {
+			id, twin := twins[fmt.Sprint(c["Id"])]
 			if !twin {
 				id = r.model.NewPerson(u.Mailbox, Salesforce, now)
 			}
@@ -385,6 +409,7 @@ func (r *run) modelSeed() {
 			_ = r.sims.Salesforce.Update("Contact", fmt.Sprint(c["Id"]), map[string]any{"Description": desc + Marker(id)}, u.SalesforceID)
 		}
 	}
+	return nil
 }
 
 // configure stores the org and its configuration, as an admin does at set-up and again after
