@@ -77,6 +77,13 @@ type WatchConfig struct {
 	// (another watcher stopped or died), whose changes in the meantime nobody reported. A
 	// subscription reports only what happens after it is made.
 	CatchUp bool
+	// OnWatching is told when a mailbox starts being watched (true: its subscription is on a
+	// connection that delivers, so every change from now on reaches OnChange) and when it stops
+	// (false: its subscription was lost or dropped, its connection failed, or the watcher
+	// stopped). A change while a mailbox is not watched is reported by OnChange once it is
+	// watched again, except when the watcher stops or the mailbox is dropped. Called like
+	// OnChange; nil means nobody asks.
+	OnWatching func(mb exchange.Mailbox, watching bool)
 }
 
 // Watcher watches mailboxes of one connector's Exchange. Set says which; Run does the work.
@@ -89,6 +96,10 @@ type Watcher struct {
 	mu   sync.Mutex
 	want map[string]Watch // by lower-cased address
 	kick chan struct{}
+
+	// watchMu orders the calls to OnWatching: a connection's goroutine tells that its
+	// mailboxes are watched while Run's may be dropping one of them.
+	watchMu sync.Mutex
 
 	reports chan connReport
 
@@ -114,6 +125,9 @@ type watchSub struct {
 	// mailbox went unwatched before its first): the mailbox counts as changed once the next
 	// one is made.
 	lost bool
+	// watching says OnWatching was last told true, dropped that the watcher no longer watches
+	// the mailbox with this sub; both under the Watcher's watchMu (see watched).
+	watching, dropped bool
 }
 
 // watchConn is one GetStreamingEvents connection and the subscriptions it carries.
@@ -149,6 +163,9 @@ type connReport struct {
 func (c *Connector) NewWatcher(cfg WatchConfig) *Watcher {
 	if cfg.OnChange == nil {
 		cfg.OnChange = func(exchange.Mailbox) {}
+	}
+	if cfg.OnWatching == nil {
+		cfg.OnWatching = func(exchange.Mailbox, bool) {}
 	}
 	if cfg.Backoff.Base <= 0 {
 		cfg.Backoff = DefaultWatchBackoff
@@ -232,6 +249,7 @@ func (w *Watcher) reconcile(ctx context.Context) time.Time {
 			continue
 		}
 		w.detach(sub)
+		w.unwatched(sub, true)
 		if sub.id != "" {
 			gone = append(gone, sub)
 		}
@@ -440,6 +458,29 @@ func (w *Watcher) detach(sub *watchSub) {
 	}
 }
 
+// watched tells OnWatching that the mailbox of sub is watched, unless it was told already or
+// the sub was dropped (a connection goes on carrying a dropped sub until it opens again).
+func (w *Watcher) watched(sub *watchSub) {
+	w.watchMu.Lock()
+	defer w.watchMu.Unlock()
+	if !sub.watching && !sub.dropped {
+		sub.watching = true
+		w.cfg.OnWatching(sub.watch.Mailbox, true)
+	}
+}
+
+// unwatched tells OnWatching that the mailbox of sub is no longer watched, unless it was not;
+// drop also makes it the last word on sub.
+func (w *Watcher) unwatched(sub *watchSub, drop bool) {
+	w.watchMu.Lock()
+	defer w.watchMu.Unlock()
+	sub.dropped = sub.dropped || drop
+	if sub.watching {
+		sub.watching = false
+		w.cfg.OnWatching(sub.watch.Mailbox, false)
+	}
+}
+
 // lose forgets a subscription Exchange no longer has; the mailbox subscribes again.
 func (w *Watcher) lose(sub *watchSub, why error) {
 	mb := sub.watch.Mailbox
@@ -450,6 +491,7 @@ func (w *Watcher) lose(sub *watchSub, why error) {
 	}
 	w.log.Info("subscription lost; subscribing again", "user", mb.UserID, "mailbox", mb.Address, "reason", why, "in", delay)
 	w.detach(sub)
+	w.unwatched(sub, false)
 	sub.id, sub.cookie, sub.lost, sub.retryAt = "", "", true, w.now().Add(delay)
 }
 
@@ -462,9 +504,11 @@ func (w *Watcher) open(ctx context.Context, conn *watchConn) {
 	cctx, cancel := context.WithCancel(ctx)
 	conn.cancel, conn.done = cancel, make(chan struct{})
 	byID := make(map[string]exchange.Mailbox, len(conn.subs))
+	carried := make([]*watchSub, 0, len(conn.subs))
 	anchor := ""
 	for id, sub := range conn.subs {
 		byID[id] = sub.watch.Mailbox
+		carried = append(carried, sub)
 		if a := sub.target.Address; anchor == "" || strings.ToLower(a) < strings.ToLower(anchor) {
 			anchor = a
 		}
@@ -477,7 +521,12 @@ func (w *Watcher) open(ctx context.Context, conn *watchConn) {
 	go func() {
 		defer close(done)
 		err := w.c.client.GetStreamingEvents(cctx, Target{URL: conn.url, Address: anchor}, req, func(m StreamMessage) error {
-			healthy.Store(true)
+			if !healthy.Swap(true) {
+				// The connection delivers: its mailboxes are watched from now on.
+				for _, sub := range carried {
+					w.watched(sub)
+				}
+			}
 			for _, n := range m.Notifications {
 				mb, ok := byID[n.SubscriptionID]
 				if ok && slices.ContainsFunc(n.Events, func(e Event) bool { return e.Type != EventStatus }) {
@@ -530,6 +579,12 @@ func (w *Watcher) handle(r connReport) {
 	}
 	<-conn.done
 	conn.cancel, conn.running = nil, false
+	if r.err != nil {
+		// Until a connection delivers again, changes wait in the subscriptions unreported.
+		for _, sub := range conn.subs {
+			w.unwatched(sub, false)
+		}
+	}
 	if r.err == nil || conn.healthy.Load() {
 		// The connection worked: its subscriptions are sound.
 		for _, sub := range conn.subs {
@@ -580,6 +635,7 @@ func (w *Watcher) stop(ctx context.Context) {
 	clear(w.conns)
 	var live []*watchSub
 	for _, sub := range w.subs {
+		w.unwatched(sub, true)
 		if sub.id != "" {
 			live = append(live, sub)
 		}

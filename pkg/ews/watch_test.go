@@ -317,3 +317,82 @@ func TestWatcherCatchUp(t *testing.T) {
 		})
 	}
 }
+
+// watching records what a watcher last told OnWatching of each mailbox, and how often.
+type watching struct {
+	mu    sync.Mutex
+	now   map[string]bool
+	calls map[string]int
+}
+
+func (w *watching) set(mb exchange.Mailbox, on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.now == nil {
+		w.now, w.calls = map[string]bool{}, map[string]int{}
+	}
+	if w.now[mb.Address] == on {
+		panic(fmt.Sprintf("OnWatching(%s, %v) twice in a row", mb.Address, on))
+	}
+	w.now[mb.Address] = on
+	w.calls[mb.Address]++
+}
+
+func (w *watching) state(address string) (on bool, calls int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.now[address], w.calls[address]
+}
+
+// TestWatcherTellsWhichMailboxesAreWatched: a mailbox counts as watched once a connection
+// delivers its notifications, and stops counting when its connection fails, its subscription
+// is lost or dropped, or the watcher stops; every change in a mailbox that is not watched is
+// reported once it is watched again, so that whoever relies on the notifications may skip
+// reading a mailbox only while it is watched.
+func TestWatcherTellsWhichMailboxesAreWatched(t *testing.T) {
+	on := &watching{}
+	we := newWatchEnv(t, 3, ewssim.Config{StreamingKeepAlive: 50 * time.Millisecond}, func(c *WatchConfig) { c.OnWatching = on.set })
+	sim := we.env.sim
+	we.subscribed(t, we.mailboxes...)
+	for _, a := range we.mailboxes {
+		poll.Until(t, a+" watched", func() bool { w, _ := on.state(a); return w })
+	}
+
+	// A connection that fails unwatches its mailboxes until it delivers again; the change made
+	// meanwhile is reported.
+	_, before := on.state(we.mailboxes[1])
+	changes := we.changes.count(we.mailboxes[1])
+	sim.InjectFault(ewssim.Fault{Operation: "GetStreamingEvents", Kind: ewssim.FaultHTTPStatus, Status: 503, Times: -1})
+	sim.CutStreams()
+	poll.Until(t, "the mailbox unwatched after its connection failed", func() bool { w, n := on.state(we.mailboxes[1]); return !w && n > before })
+	if _, err := sim.PutContact(we.mailboxes[1], ewssim.SyncFolderName, ewssim.Contact{GivenName: "While", Surname: "Down"}); err != nil {
+		t.Fatal(err)
+	}
+	sim.ClearFaults()
+	poll.Until(t, "the mailbox watched again", func() bool { w, _ := on.state(we.mailboxes[1]); return w })
+	poll.Until(t, "the change made while unwatched", func() bool { return we.changes.count(we.mailboxes[1]) > changes })
+
+	// A lost subscription unwatches the mailbox until it is made again.
+	poll.Until(t, "every mailbox watched again", func() bool { w, _ := on.state(we.mailboxes[2]); return w })
+	_, before = on.state(we.mailboxes[2])
+	if n := sim.DropSubscriptions(we.mailboxes[2]); n != 1 {
+		t.Fatalf("dropped %d subscriptions", n)
+	}
+	poll.Until(t, "the mailbox watched again after a lost subscription", func() bool { w, n := on.state(we.mailboxes[2]); return w && n >= before+2 })
+
+	// A mailbox dropped from the set is no longer watched; the others still are.
+	we.set(we.mailboxes[1:]...)
+	poll.Until(t, "the dropped mailbox unwatched", func() bool { w, _ := on.state(we.mailboxes[0]); return !w })
+	we.edit(t, we.mailboxes[1])
+	if w, _ := on.state(we.mailboxes[1]); !w {
+		t.Errorf("%s unwatched while its notifications arrive", we.mailboxes[1])
+	}
+
+	// Stopping unwatches every mailbox.
+	we.stop(t)
+	for _, a := range we.mailboxes {
+		if w, _ := on.state(a); w {
+			t.Errorf("%s still watched after the watcher stopped", a)
+		}
+	}
+}

@@ -53,6 +53,10 @@ import (
 //	tandem:{O}:lease:<role>              string  "<token>:<holder id>" of the replica that watches the org for role
 //	                                             ("watch-exchange", "watch-salesforce"), with the lease's TTL (watch.go)
 //	tandem:{O}:fence:<role>              string  fencing counter: the last token issued for the org's role
+//	tandem:{O}:watching:<role>           hash    user id → the watch lease ("<token>:<holder id>") under which the
+//	                                             user's mailbox is watched (watch.go)
+//	tandem:{O}:notes:<role>              hash    user id → how many changes, starts and stops of watching the
+//	                                             mailbox's watchers noted (watch.go)
 //	tandem:{O}:mailboxes                 set     lower-cased emails the org has claimed in tandem:{global}:mailboxes
 //	                                             (a superset of its claims; see mailboxes.go)
 //	tandem:{O}:changes                   channel pub/sub, not a key: "<user id>" per write of a user's status, ""
@@ -111,6 +115,8 @@ const (
 	orgActivityName   = "activity"
 	orgScheduleName   = "schedule"
 	orgChangesName    = "changes"
+	orgWatchingName   = "watching"
+	orgNotesName      = "notes"
 )
 
 // Names of per-user keys, the first part given to UserKey.Key.

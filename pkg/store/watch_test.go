@@ -235,3 +235,83 @@ func TestWatchLeaseSurvivesLostRedisState(t *testing.T) {
 		}
 	})
 }
+
+// TestMailboxWatchMarks: a mailbox's mark is quiet only while the same watcher, still holding
+// the org's watch lease, has watched it and noted nothing; every note, and the lease's end,
+// breaks the quiet. Other mailboxes and roles are unaffected.
+func TestMailboxWatchMarks(t *testing.T) {
+	onBoth(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := t.Context()
+		s := newTestStore(t, rdb)
+		uk := UserKey{OrgID: testOrg, UserID: "005000000000001AAA"}
+		other := UserKey{OrgID: testOrg, UserID: "005000000000002AAA"}
+		mark := func(uk UserKey) WatchMark {
+			t.Helper()
+			m, err := s.MailboxWatchMark(ctx, uk, watchExchange)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		}
+		note := func(l *Lease, notes ...WatchNote) {
+			t.Helper()
+			if err := s.NoteWatches(ctx, l, notes); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if m := mark(uk); m.Watched() || m.Quiet(m) {
+			t.Fatalf("mark %+v of a mailbox nobody watched is watched or quiet", m)
+		}
+		lease, err := s.AcquireWatchLease(ctx, testOrg, watchExchange, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		note(lease, WatchNote{UserID: uk.UserID, Event: WatchStarted}, WatchNote{UserID: other.UserID, Event: WatchStarted})
+		before := mark(uk)
+		if !before.Watched() || !mark(uk).Quiet(before) {
+			t.Fatalf("mark %+v of a watched mailbox is not quiet", before)
+		}
+		// Another mailbox's change, and another role's lease, leave it quiet.
+		note(lease, WatchNote{UserID: other.UserID, Event: WatchChanged})
+		if _, err := s.AcquireWatchLease(ctx, testOrg, watchSalesforce, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if !mark(uk).Quiet(before) {
+			t.Fatal("another mailbox's change broke the quiet")
+		}
+		// Its own change breaks it, and so does a stop and start of its watch.
+		note(lease, WatchNote{UserID: uk.UserID, Event: WatchChanged})
+		if mark(uk).Quiet(before) {
+			t.Fatal("quiet after a change")
+		}
+		before = mark(uk)
+		note(lease, WatchNote{UserID: uk.UserID, Event: WatchStopped})
+		if m := mark(uk); m.Watched() || m.Quiet(before) {
+			t.Fatalf("mark %+v watched or quiet after its watch stopped", m)
+		}
+		note(lease, WatchNote{UserID: uk.UserID, Event: WatchStarted})
+		if mark(uk).Quiet(before) {
+			t.Fatal("quiet across a stop and a start of the watch")
+		}
+		// A watcher that loses its lease no longer watches anything.
+		before = mark(other)
+		if err := lease.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if m := mark(other); m.Watched() || m.Quiet(before) {
+			t.Fatalf("mark %+v watched or quiet once its watcher's lease is gone", m)
+		}
+		// A new holder starts again: its marks differ from the old holder's.
+		next, err := s.AcquireWatchLease(ctx, testOrg, watchExchange, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		note(next, WatchNote{UserID: other.UserID, Event: WatchStarted})
+		if m := mark(other); !m.Watched() || m.Quiet(before) {
+			t.Fatalf("mark %+v under a new lease: not watched, or quiet since the old lease's", m)
+		}
+		if err := s.NoteWatches(ctx, next, []WatchNote{{UserID: "bad id", Event: WatchChanged}}); err == nil {
+			t.Error("a malformed user id was noted")
+		}
+	})
+}

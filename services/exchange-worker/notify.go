@@ -16,6 +16,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/ews"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
+	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/telemetry"
@@ -26,8 +27,11 @@ import (
 // user but the suspended ones with EWS streaming notifications (ews.Watcher, one per org's connector) and, when a
 // mailbox reports a change, wakes the user's org: its next cycle becomes due at once, or a
 // short gap after the last one started (store.WakeAfter), instead of at the end of the poll
-// interval. Polling stays as it is, so a notification that never comes costs latency, never a
-// change.
+// interval. It also notes, before it wakes the org, which mailboxes it watches and which
+// changed (store.NoteWatches), so that a cycle reads only the mailboxes that may have changed
+// since their last read (Worker.quiet). Polling stays the fallback: a mailbox is read at least
+// every poll interval whatever its notifications say, so a notification that never comes costs
+// latency, never a change.
 //
 // Every replica runs a notifier, but each org is watched by one replica only: the one holding
 // the org's watch lease (store.AcquireWatchLease, role watchRole). The others retry now and then
@@ -139,9 +143,9 @@ type notifier struct {
 	// watchConfig adjusts each org's watcher (tests shorten its back-off).
 	watchConfig func(*ews.WatchConfig)
 
-	// changed orgs wait in dirty for wakeLoop; signal tells it there are some.
+	// the watchers' notes wait in dirty for wakeLoop; signal tells it there are some.
 	mu     sync.Mutex
-	dirty  map[string]bool
+	dirty  map[*store.Lease]*pendingNotes
 	signal chan struct{}
 
 	// want is what the last read of the orgs asked to watch, read at readAt; orgs are the orgs
@@ -178,7 +182,7 @@ func newNotifier(cfg NotifyConfig, pool string, st *store.Store, conns *store.Or
 	return &notifier{
 		cfg: cfg.withDefaults(), pool: pool, st: st, status: status.New(st), conns: conns, log: logger.With(slog.String("part", "notify")),
 		tracer: tp.Tracer("github.com/tandem-sync/tandem/services/exchange-worker"),
-		dirty:  map[string]bool{}, signal: make(chan struct{}, 1), want: map[string]orgWant{}, orgs: map[string]*orgWatch{},
+		dirty:  map[*store.Lease]*pendingNotes{}, signal: make(chan struct{}, 1), want: map[string]orgWant{}, orgs: map[string]*orgWatch{},
 	}
 }
 
@@ -366,7 +370,14 @@ func (n *notifier) start(ctx context.Context, orgID string, want orgWant, lease 
 	// first lease apart (its fence counter is new) would save one cycle per org, once: not
 	// worth changing the lease script every lease shares.
 	cfg := ews.WatchConfig{
-		OnChange:          n.changed,
+		OnChange: func(mb exchange.Mailbox) { n.note(lease, mb, store.WatchChanged) },
+		OnWatching: func(mb exchange.Mailbox, watching bool) {
+			ev := store.WatchStopped
+			if watching {
+				ev = store.WatchStarted
+			}
+			n.note(lease, mb, ev)
+		},
 		ConnectionTimeout: n.cfg.ConnectionTimeout,
 		IdleTimeout:       n.cfg.IdleTimeout,
 		Logger:            log,
@@ -432,11 +443,29 @@ func (n *notifier) stopAll(ctx context.Context) {
 	clear(n.orgs)
 }
 
-// changed is told that a mailbox changed. It only marks the org: wakeLoop wakes it, once for
-// however many changes came in the meantime.
-func (n *notifier) changed(mb exchange.Mailbox) {
+// noteRetry spaces the attempts to record notes and wake orgs after Redis failed.
+var noteRetry = retry.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: retry.DefaultJitter}
+
+// pendingNotes are the notes of one watcher (one org, under one watch lease) that wakeLoop has
+// yet to record, and whether one of them is a change, which wakes the org.
+type pendingNotes struct {
+	org     string
+	notes   []store.WatchNote
+	changed bool
+}
+
+// note is told, from a watcher's goroutines, what happened to a mailbox the lease's holder
+// watches. It only queues the note: wakeLoop records it and wakes the org, once for however
+// many changes came in the meantime.
+func (n *notifier) note(lease *store.Lease, mb exchange.Mailbox, ev store.WatchEvent) {
 	n.mu.Lock()
-	n.dirty[mb.OrgID] = true
+	p := n.dirty[lease]
+	if p == nil {
+		p = &pendingNotes{org: mb.OrgID}
+		n.dirty[lease] = p
+	}
+	p.notes = append(p.notes, store.WatchNote{UserID: mb.UserID, Event: ev})
+	p.changed = p.changed || ev == store.WatchChanged
 	n.mu.Unlock()
 	select {
 	case n.signal <- struct{}{}:
@@ -444,32 +473,79 @@ func (n *notifier) changed(mb exchange.Mailbox) {
 	}
 }
 
-// wakeLoop wakes the orgs whose mailboxes changed. Every change is followed by a wake that
-// starts after it, so none is missed, and a burst of changes makes few.
+// wakeLoop records the watchers' notes (store.NoteWatches: an exchange-worker reads a mailbox
+// only if its mark moved since the last read, see Worker.read) and then wakes the orgs whose
+// mailboxes changed, in that order, so that the cycle a wake starts reads the mailbox. Every
+// change is followed by a wake that starts after it, so none is missed, and a burst of changes
+// makes few. Notes that cannot be recorded are tried again, with their wake, until they are.
 func (n *notifier) wakeLoop(ctx context.Context) {
+	retryTimer := time.NewTimer(time.Hour)
+	retryTimer.Stop()
+	defer retryTimer.Stop()
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.signal:
+		case <-retryTimer.C:
 		}
 		n.mu.Lock()
-		orgs := n.dirty
-		n.dirty = map[string]bool{}
+		batch := n.dirty
+		n.dirty = map[*store.Lease]*pendingNotes{}
 		n.mu.Unlock()
-		for org := range orgs {
-			// The cycle the wake makes due links to this span (store.WakeAfter): a trace leads
-			// from the mailbox change to the cycle that syncs it.
-			wctx, span := n.tracer.Start(ctx, "exchange-worker.wake", trace.WithAttributes(attribute.String("tandem.org_id", org)))
-			due, err := n.st.WakeAfter(wctx, org, n.cfg.MinGap)
-			span.End()
-			if err != nil {
-				if ctx.Err() == nil {
-					n.log.WarnContext(ctx, "cannot wake the org; its cycle runs at the poll interval", slog.String(telemetry.KeyOrg, org), slog.Any("error", err))
+		failed := false
+		for lease, p := range batch {
+			if err := n.record(ctx, lease, p); err != nil {
+				if ctx.Err() != nil {
+					return
 				}
-				continue
+				failed = true
+				n.requeue(lease, p)
+				if failures == 0 {
+					n.log.WarnContext(ctx, "cannot record the mailboxes' notifications or wake the org; trying again",
+						slog.String(telemetry.KeyOrg, p.org), slog.Any("error", err))
+				}
 			}
-			n.log.DebugContext(ctx, "org woken by a mailbox change", slog.String(telemetry.KeyOrg, org), slog.Time("due", due))
+		}
+		if failed {
+			failures++
+			retryTimer.Reset(noteRetry.Delay(failures))
+		} else {
+			failures = 0
 		}
 	}
+}
+
+// record records one watcher's notes and wakes the org if a mailbox changed.
+func (n *notifier) record(ctx context.Context, lease *store.Lease, p *pendingNotes) error {
+	if err := n.st.NoteWatches(ctx, lease, p.notes); err != nil {
+		return err
+	}
+	p.notes = nil
+	if !p.changed {
+		return nil
+	}
+	// The cycle the wake makes due links to this span (store.WakeAfter): a trace leads from
+	// the mailbox change to the cycle that syncs it.
+	wctx, span := n.tracer.Start(ctx, "exchange-worker.wake", trace.WithAttributes(attribute.String("tandem.org_id", p.org)))
+	due, err := n.st.WakeAfter(wctx, p.org, n.cfg.MinGap)
+	span.End()
+	if err != nil {
+		return err
+	}
+	p.changed = false
+	n.log.DebugContext(ctx, "org woken by a mailbox change", slog.String(telemetry.KeyOrg, p.org), slog.Time("due", due))
+	return nil
+}
+
+// requeue puts back what record could not do, before anything queued since.
+func (n *notifier) requeue(lease *store.Lease, p *pendingNotes) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if q := n.dirty[lease]; q != nil {
+		p.notes = append(p.notes, q.notes...)
+		p.changed = p.changed || q.changed
+	}
+	n.dirty[lease] = p
 }

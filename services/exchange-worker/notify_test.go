@@ -520,3 +520,55 @@ func TestNotifierLeavesMailboxesOfAnotherOrgUnwatched(t *testing.T) {
 		return len(ne.sim.Subscriptions(rep1Mailbox)) == 0
 	})
 }
+
+// TestNotifierMarksTheMailboxBeforeWaking: once its notifications arrive, a mailbox is marked
+// watched; a change moves its mark before the org is woken, so that the cycle the wake starts
+// reads it (Worker.quiet); a mailbox no longer watched, or whose watcher stopped, is not marked
+// watched.
+func TestNotifierMarksTheMailboxBeforeWaking(t *testing.T) {
+	ne := newNotifyEnv(t)
+	uk := store.UserKey{OrgID: testOrg, UserID: rep1}
+	mark := func() store.WatchMark {
+		t.Helper()
+		m, err := ne.st.MailboxWatchMark(t.Context(), uk, watchRole)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	edit := func(title string) {
+		t.Helper()
+		items := ne.sim.Items(rep1Mailbox, ewssim.SyncFolderName)
+		if err := ne.sim.UpdateItem(rep1Mailbox, items[0].ItemID, func(it *ewssim.Item) { it.Contact.JobTitle = title }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ne.subscribed(t)
+	// The subscription's first notification shows its connection delivers.
+	ne.quiet(t)
+	edit("CEO")
+	ne.woken(t, 5*time.Second, "the org woken by an edit")
+	before := mark()
+	if !before.Watched() {
+		t.Fatalf("mark %+v once notifications arrive, want watched", before)
+	}
+	if !mark().Quiet(before) {
+		t.Fatal("the mark moved without a change")
+	}
+	ne.quiet(t)
+	edit("CFO")
+	ne.woken(t, 5*time.Second, "the org woken by another edit")
+	if m := mark(); m.Quiet(before) {
+		t.Fatalf("mark %+v after a change is still %+v", m, before)
+	}
+
+	before = mark()
+	ne.configure(t, rep2, rep3)
+	poll.Until(t, "rep1's mailbox unwatched once rep1 stops syncing", func() bool { return !mark().Watched() })
+	ne.configure(t, rep1, rep2, rep3)
+	ne.subscribed(t)
+	ne.stop(t)
+	if m := mark(); m.Watched() || m.Quiet(before) {
+		t.Fatalf("mark %+v after the notifier stopped", m)
+	}
+}
