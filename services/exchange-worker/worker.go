@@ -196,10 +196,14 @@ func (w *Worker) mailbox(ctx context.Context, orgID, userID string) (exchange.Ma
 }
 
 // cursor is what the worker stores per user and kind: the connector's cursor and the cycle of
-// the read that produced it (the next read continues from that cycle).
+// the read that produced it (the next read continues from that cycle); and, of the last read
+// that asked Exchange, when its last page was read and the mailbox's watch mark taken before
+// it (see quiet).
 type cursor struct {
-	Value string `json:"value"`
-	Cycle uint64 `json:"cycle"`
+	Value  string          `json:"value"`
+	Cycle  uint64          `json:"cycle"`
+	ReadAt int64           `json:"read_at,omitempty"` // unix ms
+	Watch  store.WatchMark `json:"watch,omitzero"`
 }
 
 func cursorKey(mb exchange.Mailbox, kind tandemv1.RecordKind) store.CursorKey {
@@ -241,17 +245,42 @@ func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return w.failed(ctx, job, err)
 	}
+	// The mailbox's watch mark, taken before it is read (see quiet).
+	mark, err := w.st.MailboxWatchMark(ctx, store.UserKey{OrgID: mb.OrgID, UserID: mb.UserID}, watchRole)
+	if err != nil {
+		w.log.WarnContext(ctx, "cannot tell whether the mailbox changed; reading it", slog.Any("error", err))
+		mark = store.WatchMark{}
+	}
 	for _, kind := range job.GetKinds() {
-		if err := w.read(ctx, conn, mb, job, kind); err != nil {
+		if err := w.read(ctx, conn, mb, job, kind, mark); err != nil {
 			return w.failed(ctx, job, err)
 		}
 	}
 	return w.succeeded(ctx, mb, job, folders)
 }
 
+// quiet reports whether the job may skip reading a kind from Exchange because nothing changed
+// since the last read (cur): the mailbox was watched when that read began, and its watch mark
+// is still the same (mark), so the notifier, which watches it without a break, was told of no
+// change (store.WatchMark.Quiet; a change marks the mailbox before it wakes the org). Polling
+// stays the fallback: a mailbox is read whenever its last read is the job's poll interval old,
+// whatever the notifications say, and always in full when the job asks for it.
+func (w *Worker) quiet(job *tandemv1.SyncJob, cur cursor, mark store.WatchMark) bool {
+	poll := job.GetPollInterval().AsDuration()
+	if job.GetFullResync() || cur.Value == "" || poll <= 0 || cur.ReadAt == 0 {
+		return false
+	}
+	return w.now().Sub(time.UnixMilli(cur.ReadAt)) < poll && mark.Quiet(cur.Watch)
+}
+
 // read reads one kind's changes and publishes them as pages, then stores the cursor: the
 // cursor advances only once the changes it covers are durably published.
-func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.Mailbox, job *tandemv1.SyncJob, kind tandemv1.RecordKind) error {
+//
+// A kind that is quiet (see quiet) is not read: the job reports, for the cycle, a read that found
+// nothing, continuing from the last, and started when the last read's last page did. That is
+// what the last read found, told again: the reconciler takes no item for gone because of it
+// (see vanishedCreates in package engine), as it would from a read that started later.
+func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.Mailbox, job *tandemv1.SyncJob, kind tandemv1.RecordKind, mark store.WatchMark) error {
 	cur, err := w.loadCursor(ctx, mb, kind)
 	if err != nil {
 		return err
@@ -263,13 +292,24 @@ func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.
 	if err != nil {
 		return err
 	}
+	if w.quiet(job, cur, mark) {
+		w.log.DebugContext(ctx, "mailbox unchanged since its last read; not read", slog.String("kind", store.KindName(kind)),
+			slog.Uint64("previous_cycle", cur.Cycle), slog.Time("last_read", time.UnixMilli(cur.ReadAt)))
+		if err := pager.Publish(ctx, nil, false, true, cur.Cycle, time.UnixMilli(cur.ReadAt)); err != nil {
+			return err
+		}
+		return w.putCursor(ctx, mb, kind, cursor{Value: cur.Value, Cycle: job.GetCycle(), ReadAt: cur.ReadAt, Watch: cur.Watch})
+	}
 	next := cur.Value
+	// readStart is when the read of the next page started; readAt that of the last page
+	// published.
 	readStart := w.now()
+	var readAt time.Time
 	err = conn.Changes(ctx, mb, kind, cur.Value, func(ctx context.Context, p exchange.Page) error {
 		if err := pager.Publish(ctx, p.Changes, p.Full, p.Last, cur.Cycle, readStart); err != nil {
 			return err
 		}
-		next = p.Cursor
+		next, readAt = p.Cursor, readStart
 		readStart = w.now()
 		return nil
 	}, exchange.WithKnown(w.known(mb, kind)))
@@ -281,8 +321,13 @@ func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.
 		if err := pager.Publish(ctx, nil, cur.Value == "", true, cur.Cycle, readStart); err != nil {
 			return err
 		}
+		readAt = readStart
 	}
-	raw, err := json.Marshal(cursor{Value: next, Cycle: job.GetCycle()})
+	return w.putCursor(ctx, mb, kind, cursor{Value: next, Cycle: job.GetCycle(), ReadAt: readAt.UnixMilli(), Watch: mark})
+}
+
+func (w *Worker) putCursor(ctx context.Context, mb exchange.Mailbox, kind tandemv1.RecordKind, c cursor) error {
+	raw, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}

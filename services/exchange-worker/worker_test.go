@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
@@ -221,6 +222,12 @@ func TestReadPublishesPagesThenStoresTheCursor(t *testing.T) {
 			got, subjects := e.changes()
 			checkPages(t, got, subjects, rep1, job.GetCycle(), step.want(t0))
 			for kind, want := range step.stored {
+				// The cursor also says when the read's last page was read.
+				for _, p := range step.want(t0) {
+					if p.kind == kind && p.last {
+						want.ReadAt = p.readAt.UnixMilli()
+					}
+				}
 				c, ok := e.storedCursor(rep1, kind)
 				if !ok || c != want {
 					t.Errorf("stored %s cursor %+v (%v), want %+v", kind, c, ok, want)
@@ -264,7 +271,10 @@ func TestCursorAdvancesOnlyOncePublished(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.changes()
-	start := cursor{Value: "s1", Cycle: 1}
+	start, _ := e.storedCursor(rep1, contact)
+	if start.Value != "s1" || start.Cycle != 1 {
+		t.Fatalf("cursor %+v after the first read", start)
+	}
 
 	// The changes stream stops taking the workers' subjects: publishing fails. (A stream that
 	// is merely missing is recreated by the publish.) Declare puts the topology back.
@@ -362,11 +372,11 @@ func TestCursorAdvancesOnlyOncePublished(t *testing.T) {
 			if len(got) != 1 || !got[0].GetLast() || got[0].GetPreviousCycle() != 1 {
 				t.Fatalf("retried read published %v", got)
 			}
-			if c, _ := e.storedCursor(rep1, contact); c != (cursor{Value: "s2", Cycle: 2}) {
+			if c, _ := e.storedCursor(rep1, contact); c != (cursor{Value: "s2", Cycle: 2, ReadAt: e.clock.Now().UnixMilli()}) {
 				t.Fatalf("cursor after the retry %+v", c)
 			}
 			// Put the cursor back for the next case.
-			if err := e.st.PutCursor(ctx, cursorKey(exchange.Mailbox{OrgID: testOrg, UserID: rep1}, contact), `{"value":"s1","cycle":1}`); err != nil {
+			if err := e.w.putCursor(ctx, exchange.Mailbox{OrgID: testOrg, UserID: rep1}, contact, start); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -390,7 +400,7 @@ func TestUnreadableCursorReadsInFull(t *testing.T) {
 	if got := fc.cursorsOf(contact); !slices.Equal(got, []string{""}) {
 		t.Errorf("read from %q, want a full read", got)
 	}
-	if c, _ := e.storedCursor(rep1, contact); c != (cursor{Value: "s1", Cycle: 4}) {
+	if c, _ := e.storedCursor(rep1, contact); c != (cursor{Value: "s1", Cycle: 4, ReadAt: e.clock.Now().UnixMilli()}) {
 		t.Errorf("cursor %+v", c)
 	}
 }
@@ -1037,5 +1047,107 @@ func TestComponentsOverTheBus(t *testing.T) {
 	}
 	if info.NumAckPending != 1 {
 		t.Errorf("%d jobs awaiting redelivery, want the throttled one", info.NumAckPending)
+	}
+}
+
+// TestQuietMailboxIsNotRead: a mailbox watched without a break and noted unchanged since its
+// last read is not read again: the job reports, for its cycle, a read that found nothing,
+// continuing from the last and dated as its last page. It is read whenever a note says it may
+// have changed, its watcher's lease is gone, its poll interval has passed, the job has no poll
+// interval, or the job asks for a full read.
+func TestQuietMailboxIsNotRead(t *testing.T) {
+	ctx := t.Context()
+	e, fc := newFakeEnv(t)
+	fc.script(func(f *fakeConnector) {
+		f.pages = func(_ tandemv1.RecordKind, cur string) ([]exchange.Page, error) {
+			return []exchange.Page{{Cursor: cur + "+", Full: cur == "", Last: true}}, nil
+		}
+	})
+	lease, err := e.st.AcquireWatchLease(ctx, testOrg, watchRole, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := func(ev store.WatchEvent) {
+		t.Helper()
+		if err := e.st.NoteWatches(ctx, lease, []store.WatchNote{{UserID: rep1, Event: ev}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	note(store.WatchStarted)
+	cycle := uint64(0)
+	// run runs the next cycle's job and reports whether it read the mailbox.
+	run := func(poll time.Duration, full bool) bool {
+		t.Helper()
+		cycle++
+		e.clock.Advance(time.Second)
+		reads := len(fc.cursorsOf(contact))
+		before, _ := e.storedCursor(rep1, contact)
+		job := &tandemv1.SyncJob{OrgId: testOrg, UserId: rep1, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: cycle,
+			Kinds: []tandemv1.RecordKind{contact}, FullResync: full}
+		if poll > 0 {
+			job.PollInterval = durationpb.New(poll)
+		}
+		if err := e.w.handleJob(ctx, jobMessage(t, job)); err != nil {
+			t.Fatal(err)
+		}
+		read := len(fc.cursorsOf(contact)) > reads
+		got, _ := e.changes()
+		if len(got) != 1 || !got[0].GetLast() || len(got[0].GetChanges()) != 0 || got[0].GetCycle() != cycle {
+			t.Fatalf("cycle %d published %v, want one empty last page", cycle, got)
+		}
+		after, _ := e.storedCursor(rep1, contact)
+		if after.Cycle != cycle {
+			t.Errorf("cycle %d left the cursor at cycle %d", cycle, after.Cycle)
+		}
+		if !read {
+			// What the last read found, told again.
+			if got[0].GetPreviousCycle() != before.Cycle || got[0].GetFullSnapshot() || got[0].GetReadAt().AsTime().UnixMilli() != before.ReadAt {
+				t.Errorf("unread cycle %d published %v, want it to continue from cycle %d read at %d", cycle, got[0], before.Cycle, before.ReadAt)
+			}
+			if after.Value != before.Value || after.ReadAt != before.ReadAt || after.Watch != before.Watch {
+				t.Errorf("unread cycle %d stored cursor %+v, want %+v but for its cycle", cycle, after, before)
+			}
+		}
+		return read
+	}
+	steps := []struct {
+		name   string
+		before func()
+		poll   time.Duration
+		full   bool
+		read   bool
+	}{
+		{name: "a first read", poll: time.Hour, read: true},
+		{name: "quiet", poll: time.Hour, read: false},
+		{name: "still quiet", poll: time.Hour, read: false},
+		{name: "without a poll interval", read: true},
+		{name: "quiet again", poll: time.Hour, read: false},
+		{name: "a full read", poll: time.Hour, full: true, read: true},
+		{name: "changed", before: func() { note(store.WatchChanged) }, poll: time.Hour, read: true},
+		{name: "quiet after the change was read", poll: time.Hour, read: false},
+		{name: "the poll interval passed", before: func() { e.clock.Advance(time.Hour) }, poll: time.Hour, read: true},
+		{name: "watched again after a break", before: func() { note(store.WatchStopped); note(store.WatchStarted) }, poll: time.Hour, read: true},
+		{name: "quiet after the break was read", poll: time.Hour, read: false},
+		{name: "unwatched", before: func() { note(store.WatchStopped) }, poll: time.Hour, read: true},
+		{name: "still unwatched", poll: time.Hour, read: true},
+		{name: "watched", before: func() { note(store.WatchStarted) }, poll: time.Hour, read: true},
+		{name: "quiet once watched", poll: time.Hour, read: false},
+		{name: "the watcher's lease gone", before: func() {
+			if err := lease.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}, poll: time.Hour, read: true},
+	}
+	for _, s := range steps {
+		if s.before != nil {
+			s.before()
+		}
+		if got := run(s.poll, s.full); got != s.read {
+			t.Errorf("%s: read %v, want %v", s.name, got, s.read)
+		}
+	}
+	// Another user's mailbox is another mark.
+	if m, err := e.st.MailboxWatchMark(ctx, store.UserKey{OrgID: testOrg, UserID: rep2}, watchRole); err != nil || m.Watched() {
+		t.Errorf("rep2's mark %+v, %v", m, err)
 	}
 }

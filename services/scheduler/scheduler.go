@@ -21,6 +21,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"golang.org/x/sync/errgroup"
@@ -170,15 +171,28 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 }
 
 func (s *Scheduler) interval(org *tandemv1.Org) time.Duration {
-	d := s.cfg.Interval
-	if n := org.GetSyncIntervalSeconds(); n > 0 {
-		d = time.Duration(n) * time.Second
-	}
+	d := s.baseInterval(org)
 	if s.cfg.Jitter > 0 {
 		spread := time.Duration(float64(d) * s.cfg.Jitter)
 		d += rand.N(2*spread+1) - spread
 	}
 	return d
+}
+
+// baseInterval is the org's sync interval, before jitter.
+func (s *Scheduler) baseInterval(org *tandemv1.Org) time.Duration {
+	if n := org.GetSyncIntervalSeconds(); n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return s.cfg.Interval
+}
+
+// pollInterval is how long a mailbox whose notifications report no change may go unread
+// (SyncJob.poll_interval): the org's shortest interval once jittered, so that a mailbox read
+// at a cycle the interval started is read again at the next such cycle. Whatever its
+// notifications say, a mailbox is read at least once in two intervals.
+func (s *Scheduler) pollInterval(org *tandemv1.Org) time.Duration {
+	return time.Duration(float64(s.baseInterval(org)) * (1 - s.cfg.Jitter))
 }
 
 func (s *Scheduler) scheduleOrg(ctx context.Context, org *tandemv1.Org) error {
@@ -413,7 +427,7 @@ func (s *Scheduler) prepareUser(ctx context.Context, org *tandemv1.Org, pool str
 		return out
 	}
 	out.job = func() error {
-		return s.exchangeJob(ctx, uk, pool, sch.Exchange, cycle, tag, kinds, full.exchange, now)
+		return s.exchangeJob(ctx, uk, pool, sch.Exchange, cycle, tag, kinds, full.exchange, s.pollInterval(org), now)
 	}
 	return out
 }
@@ -574,23 +588,25 @@ func (s *Scheduler) probe(ctx context.Context, uk store.UserKey, pool string, sc
 	}
 	s.log.InfoContext(ctx, "probing a suspended user's mailbox", slog.String("user", uk.UserID),
 		slog.String("code", sch.Exchange.GetLastError().GetCode()), slog.Time("suspended_at", sch.Exchange.GetSuspendedAt().AsTime()))
-	return errors.Join(append(errs, s.publishExchangeJob(ctx, uk, pool, cycle, tag, kinds, false, now))...)
+	// A suspended mailbox is not watched (the notifier leaves it out): the probe reads it.
+	return errors.Join(append(errs, s.publishExchangeJob(ctx, uk, pool, cycle, tag, kinds, false, 0, now))...)
 }
 
 // exchangeJob publishes a user's Exchange job unless the user is backed off after failures
 // (ex is the exchange-worker's status part). A user whose suspension was lifted (ex still says
 // suspended, but the caller found that it no longer holds) is due at once, back-off or not.
-func (s *Scheduler) exchangeJob(ctx context.Context, uk store.UserKey, pool string, ex *tandemv1.UserStatus, cycle uint64, tag string, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
+func (s *Scheduler) exchangeJob(ctx context.Context, uk store.UserKey, pool string, ex *tandemv1.UserStatus, cycle uint64, tag string, kinds []tandemv1.RecordKind, full bool, poll time.Duration, now time.Time) error {
 	resumed := ex.GetSuspended()
 	if !full && !resumed && ex.GetConsecutiveFailures() > 0 && ex.GetNextSyncAt().AsTime().After(now) {
 		return nil
 	}
-	return s.publishExchangeJob(ctx, uk, pool, cycle, tag, kinds, full, now)
+	return s.publishExchangeJob(ctx, uk, pool, cycle, tag, kinds, full, poll, now)
 }
 
 // publishExchangeJob publishes the user's Exchange job of cycle (tag names it, see jobTag) for
-// the workers of pool, the org's.
-func (s *Scheduler) publishExchangeJob(ctx context.Context, uk store.UserKey, pool string, cycle uint64, tag string, kinds []tandemv1.RecordKind, full bool, now time.Time) error {
+// the workers of pool, the org's; poll is its poll interval (SyncJob.poll_interval), zero for
+// none.
+func (s *Scheduler) publishExchangeJob(ctx context.Context, uk store.UserKey, pool string, cycle uint64, tag string, kinds []tandemv1.RecordKind, full bool, poll time.Duration, now time.Time) error {
 	subject, err := bus.ExchangeJobSubject(uk.OrgID, pool, uk.UserID)
 	if err != nil {
 		return err
@@ -598,6 +614,9 @@ func (s *Scheduler) publishExchangeJob(ctx context.Context, uk store.UserKey, po
 	job := &tandemv1.SyncJob{
 		OrgId: uk.OrgID, UserId: uk.UserID, System: tandemv1.System_SYSTEM_EXCHANGE, Kinds: kinds,
 		Cycle: cycle, FullResync: full, ScheduledAt: timestamppb.New(now),
+	}
+	if poll > 0 {
+		job.PollInterval = durationpb.New(poll)
 	}
 	return s.pub.Publish(ctx, subject, job, bus.MsgID(uk.OrgID, uk.UserID, "exchange", tag))
 }

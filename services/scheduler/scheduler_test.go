@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
@@ -276,8 +277,9 @@ func TestTickStartsADueCycleOnce(t *testing.T) {
 	if got := sortedKeys(ex); !slices.Equal(got, []string{user1}) {
 		t.Fatalf("Exchange jobs for %v, want only %s", got, user1)
 	}
+	// A mailbox whose notifications say nothing changed may go unread for the interval.
 	wantEx := &tandemv1.SyncJob{OrgId: orgA, UserId: user1, System: tandemv1.System_SYSTEM_EXCHANGE, Cycle: 1,
-		Kinds: []tandemv1.RecordKind{contactKind, eventKind}, ScheduledAt: sf.GetScheduledAt()}
+		Kinds: []tandemv1.RecordKind{contactKind, eventKind}, ScheduledAt: sf.GetScheduledAt(), PollInterval: durationpb.New(time.Hour)}
 	if !proto.Equal(ex[user1], wantEx) {
 		t.Fatalf("Exchange job = %v, want %v", ex[user1], wantEx)
 	}
@@ -325,6 +327,25 @@ func TestTickStartsADueCycleOnce(t *testing.T) {
 
 // TestSalesforceJobGoesFirst: a cycle publishes the org's Salesforce job before its reps'
 // Exchange jobs, so that the org's poll, which every rep's cycle waits for, starts first.
+// TestPollIntervalIsTheShortestInterval: an Exchange job's poll interval is the org's own
+// interval, or the scheduler's, less the jitter, so that cycles the interval starts early
+// still read the mailboxes the last one read.
+func TestPollIntervalIsTheShortestInterval(t *testing.T) {
+	cfg := testConfig()
+	cfg.Jitter = 0.2
+	e := newEnv(t, cfg)
+	o := org(orgA)
+	o.SyncIntervalSeconds = 600
+	e.putOrg(t, o)
+	e.putUsers(t, orgA, user(user1, true))
+	e.putConfig(t, orgA, contactsAndEvents("reps", true, user1))
+	e.tick(t)
+	_, ex := split(t, orgA, e.newJobs(t))
+	if got := ex[user1].GetPollInterval().AsDuration(); got != 480*time.Second {
+		t.Errorf("poll interval %s, want 8m0s", got)
+	}
+}
+
 func TestSalesforceJobGoesFirst(t *testing.T) {
 	e := newEnv(t, testConfig())
 	e.putOrg(t, org(orgA))

@@ -9,6 +9,7 @@ package tandemv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -158,7 +159,12 @@ type SyncJob struct {
 	UserIds []string `protobuf:"bytes,8,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
 	// full_user_ids lists the users of a per-org Salesforce job that need a full read (first
 	// sync or reset); the others are read incrementally.
-	FullUserIds   []string `protobuf:"bytes,9,rep,name=full_user_ids,json=fullUserIds,proto3" json:"full_user_ids,omitempty"`
+	FullUserIds []string `protobuf:"bytes,9,rep,name=full_user_ids,json=fullUserIds,proto3" json:"full_user_ids,omitempty"`
+	// poll_interval is, for an Exchange job, how long a mailbox may go unread while its change
+	// notifications are live and report nothing: such a mailbox is read only when they report a
+	// change, or when its last read is at least this old (polling stays the fallback). Unset: the
+	// mailbox is read every cycle.
+	PollInterval  *durationpb.Duration `protobuf:"bytes,10,opt,name=poll_interval,json=pollInterval,proto3" json:"poll_interval,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -252,6 +258,13 @@ func (x *SyncJob) GetUserIds() []string {
 func (x *SyncJob) GetFullUserIds() []string {
 	if x != nil {
 		return x.FullUserIds
+	}
+	return nil
+}
+
+func (x *SyncJob) GetPollInterval() *durationpb.Duration {
+	if x != nil {
+		return x.PollInterval
 	}
 	return nil
 }
@@ -1345,7 +1358,7 @@ var File_tandem_v1_sync_proto protoreflect.FileDescriptor
 
 const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x14tandem/v1/sync.proto\x12\ttandem.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tandem/v1/records.proto\"\xc6\x02\n" +
+	"\x14tandem/v1/sync.proto\x12\ttandem.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tandem/v1/records.proto\"\x86\x03\n" +
 	"\aSyncJob\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12)\n" +
@@ -1356,7 +1369,9 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"fullResync\x12=\n" +
 	"\fscheduled_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vscheduledAt\x12\x19\n" +
 	"\buser_ids\x18\b \x03(\tR\auserIds\x12\"\n" +
-	"\rfull_user_ids\x18\t \x03(\tR\vfullUserIds\"\x80\x01\n" +
+	"\rfull_user_ids\x18\t \x03(\tR\vfullUserIds\x12>\n" +
+	"\rpoll_interval\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\fpollInterval\"\x80\x01\n" +
 	"\x06Change\x12)\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x15.tandem.v1.ChangeTypeR\x04type\x12)\n" +
 	"\x06record\x18\x02 \x01(\v2\x11.tandem.v1.RecordR\x06record\x12 \n" +
@@ -1510,46 +1525,48 @@ var file_tandem_v1_sync_proto_goTypes = []any{
 	(System)(0),                   // 14: tandem.v1.System
 	(RecordKind)(0),               // 15: tandem.v1.RecordKind
 	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*Record)(nil),                // 17: tandem.v1.Record
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(*Record)(nil),                // 18: tandem.v1.Record
 }
 var file_tandem_v1_sync_proto_depIdxs = []int32{
 	14, // 0: tandem.v1.SyncJob.system:type_name -> tandem.v1.System
 	15, // 1: tandem.v1.SyncJob.kinds:type_name -> tandem.v1.RecordKind
 	16, // 2: tandem.v1.SyncJob.scheduled_at:type_name -> google.protobuf.Timestamp
-	0,  // 3: tandem.v1.Change.type:type_name -> tandem.v1.ChangeType
-	17, // 4: tandem.v1.Change.record:type_name -> tandem.v1.Record
-	14, // 5: tandem.v1.ChangeBatch.source:type_name -> tandem.v1.System
-	15, // 6: tandem.v1.ChangeBatch.kind:type_name -> tandem.v1.RecordKind
-	3,  // 7: tandem.v1.ChangeBatch.changes:type_name -> tandem.v1.Change
-	9,  // 8: tandem.v1.ChangeBatch.error:type_name -> tandem.v1.SyncError
-	16, // 9: tandem.v1.ChangeBatch.read_at:type_name -> google.protobuf.Timestamp
-	1,  // 10: tandem.v1.WriteCommand.op:type_name -> tandem.v1.WriteOp
-	17, // 11: tandem.v1.WriteCommand.record:type_name -> tandem.v1.Record
-	16, // 12: tandem.v1.WriteCommand.issued_at:type_name -> google.protobuf.Timestamp
-	14, // 13: tandem.v1.WriteBatch.target:type_name -> tandem.v1.System
-	15, // 14: tandem.v1.WriteBatch.kind:type_name -> tandem.v1.RecordKind
-	5,  // 15: tandem.v1.WriteBatch.commands:type_name -> tandem.v1.WriteCommand
-	1,  // 16: tandem.v1.WriteResult.op:type_name -> tandem.v1.WriteOp
-	17, // 17: tandem.v1.WriteResult.record:type_name -> tandem.v1.Record
-	9,  // 18: tandem.v1.WriteResult.error:type_name -> tandem.v1.SyncError
-	9,  // 19: tandem.v1.WriteResult.warnings:type_name -> tandem.v1.SyncError
-	14, // 20: tandem.v1.WriteResultBatch.target:type_name -> tandem.v1.System
-	15, // 21: tandem.v1.WriteResultBatch.kind:type_name -> tandem.v1.RecordKind
-	7,  // 22: tandem.v1.WriteResultBatch.results:type_name -> tandem.v1.WriteResult
-	16, // 23: tandem.v1.WriteResultBatch.completed_at:type_name -> google.protobuf.Timestamp
-	14, // 24: tandem.v1.SyncError.system:type_name -> tandem.v1.System
-	15, // 25: tandem.v1.Mapping.kind:type_name -> tandem.v1.RecordKind
-	12, // 26: tandem.v1.Mapping.exchange_field_hashes:type_name -> tandem.v1.Mapping.ExchangeFieldHashesEntry
-	16, // 27: tandem.v1.Mapping.synced_at:type_name -> google.protobuf.Timestamp
-	13, // 28: tandem.v1.Mapping.salesforce_field_hashes:type_name -> tandem.v1.Mapping.SalesforceFieldHashesEntry
-	14, // 29: tandem.v1.Mapping.origin:type_name -> tandem.v1.System
-	9,  // 30: tandem.v1.DeadLetter.error:type_name -> tandem.v1.SyncError
-	16, // 31: tandem.v1.DeadLetter.failed_at:type_name -> google.protobuf.Timestamp
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	17, // 3: tandem.v1.SyncJob.poll_interval:type_name -> google.protobuf.Duration
+	0,  // 4: tandem.v1.Change.type:type_name -> tandem.v1.ChangeType
+	18, // 5: tandem.v1.Change.record:type_name -> tandem.v1.Record
+	14, // 6: tandem.v1.ChangeBatch.source:type_name -> tandem.v1.System
+	15, // 7: tandem.v1.ChangeBatch.kind:type_name -> tandem.v1.RecordKind
+	3,  // 8: tandem.v1.ChangeBatch.changes:type_name -> tandem.v1.Change
+	9,  // 9: tandem.v1.ChangeBatch.error:type_name -> tandem.v1.SyncError
+	16, // 10: tandem.v1.ChangeBatch.read_at:type_name -> google.protobuf.Timestamp
+	1,  // 11: tandem.v1.WriteCommand.op:type_name -> tandem.v1.WriteOp
+	18, // 12: tandem.v1.WriteCommand.record:type_name -> tandem.v1.Record
+	16, // 13: tandem.v1.WriteCommand.issued_at:type_name -> google.protobuf.Timestamp
+	14, // 14: tandem.v1.WriteBatch.target:type_name -> tandem.v1.System
+	15, // 15: tandem.v1.WriteBatch.kind:type_name -> tandem.v1.RecordKind
+	5,  // 16: tandem.v1.WriteBatch.commands:type_name -> tandem.v1.WriteCommand
+	1,  // 17: tandem.v1.WriteResult.op:type_name -> tandem.v1.WriteOp
+	18, // 18: tandem.v1.WriteResult.record:type_name -> tandem.v1.Record
+	9,  // 19: tandem.v1.WriteResult.error:type_name -> tandem.v1.SyncError
+	9,  // 20: tandem.v1.WriteResult.warnings:type_name -> tandem.v1.SyncError
+	14, // 21: tandem.v1.WriteResultBatch.target:type_name -> tandem.v1.System
+	15, // 22: tandem.v1.WriteResultBatch.kind:type_name -> tandem.v1.RecordKind
+	7,  // 23: tandem.v1.WriteResultBatch.results:type_name -> tandem.v1.WriteResult
+	16, // 24: tandem.v1.WriteResultBatch.completed_at:type_name -> google.protobuf.Timestamp
+	14, // 25: tandem.v1.SyncError.system:type_name -> tandem.v1.System
+	15, // 26: tandem.v1.Mapping.kind:type_name -> tandem.v1.RecordKind
+	12, // 27: tandem.v1.Mapping.exchange_field_hashes:type_name -> tandem.v1.Mapping.ExchangeFieldHashesEntry
+	16, // 28: tandem.v1.Mapping.synced_at:type_name -> google.protobuf.Timestamp
+	13, // 29: tandem.v1.Mapping.salesforce_field_hashes:type_name -> tandem.v1.Mapping.SalesforceFieldHashesEntry
+	14, // 30: tandem.v1.Mapping.origin:type_name -> tandem.v1.System
+	9,  // 31: tandem.v1.DeadLetter.error:type_name -> tandem.v1.SyncError
+	16, // 32: tandem.v1.DeadLetter.failed_at:type_name -> google.protobuf.Timestamp
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_tandem_v1_sync_proto_init() }
