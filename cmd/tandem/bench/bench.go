@@ -22,6 +22,9 @@ import (
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
+// DefaultInterval is the org's sync interval unless Options say: production's default.
+const DefaultInterval = 5 * time.Minute
+
 // Options configure a run.
 type Options struct {
 	// Users and ContactsPerUser size the seeded simulators (see devenv.Seeding).
@@ -32,6 +35,9 @@ type Options struct {
 	Seed int64
 	// Interval is the org's sync interval.
 	Interval time.Duration
+	// Notify has the exchange-worker watch the mailboxes with EWS streaming notifications, as
+	// in production: a cycle reads only the mailboxes that reported a change.
+	Notify bool
 	// Edits is how many edits measure the incremental latency, made in waves of Wave edits (each
 	// on another rep), alternately in Exchange and in Salesforce.
 	Edits, Wave int
@@ -140,7 +146,7 @@ func (o *Options) defaults() error {
 		return errors.New("--edits and --wave must not be negative")
 	}
 	if o.Interval <= 0 {
-		o.Interval = 2 * time.Second
+		o.Interval = DefaultInterval
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Minute
@@ -198,6 +204,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.Notified = opts.Notify
 	r.expected = w.Records()
 	if linked, seeded := w.Records(), seededWorkload(seeding).Records(); linked != seeded {
 		r.progress("the seeded people on both sides who can be recognised as such make %d records in sync, not %d: some seeded on both sides have no email in Exchange and a company Salesforce lacks, and are copied both ways; some seeded on one side each have a namesake at the same company on the other, without an email to tell them apart, and are linked",
@@ -269,7 +276,7 @@ func workloadOf(s devenv.Seeding, sims *devenv.Simulators) (Workload, error) {
 // system runs the services on the simulators: the initial sync, an idle cycle, the latency.
 func (r *run) system(ctx context.Context) error {
 	env, err := devenv.Start(ctx, devenv.Options{
-		Simulators: r.sims, Interval: r.opts.Interval, RedisURL: r.opts.RedisURL,
+		Simulators: r.sims, Interval: r.opts.Interval, Notify: r.opts.Notify, RedisURL: r.opts.RedisURL,
 		Log: r.opts.Log, LogLevel: r.opts.LogLevel, GRPCAddr: "127.0.0.1:0", Warn: r.opts.Progress,
 	})
 	if err != nil {
@@ -472,7 +479,8 @@ func (c callCounts) minus(base callCounts) callCounts {
 func (c callCounts) byOperation() Calls {
 	ews := maps.Clone(c.ews)
 	delete(ews, "Total")
-	delete(ews, ewssim.EmptySyncCount) // a kind of SyncFolderItems, not a call of its own
+	delete(ews, ewssim.EmptySyncCount)              // a kind of SyncFolderItems, not a call of its own
+	delete(ews, ewssim.StreamingNotificationsCount) // messages on a connection, not calls
 	return Calls{EWS: ews, Salesforce: maps.Clone(c.salesforce)}
 }
 

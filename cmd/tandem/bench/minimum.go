@@ -17,6 +17,8 @@ const (
 	// within them (see the ews package), so that the floor is what the client could do at best.
 	getBatch   = ews.MaxGetBatch
 	writeBatch = ews.MaxWriteBatch
+	// streamingPerConnection is the most subscriptions one GetStreamingEvents connection reads.
+	streamingPerConnection = ews.MaxStreamingSubscriptions
 	// autodiscoverBatch is the most mailboxes one Autodiscover GetUserSettings request may ask
 	// about.
 	autodiscoverBatch = 100
@@ -38,6 +40,9 @@ type Workload struct {
 	Companies int
 	// OrgUsers is how many users the Salesforce org's directory lists (the reps and the admin).
 	OrgUsers int
+	// Notified is true when the mailboxes are watched with streaming notifications: a mailbox
+	// that reported no change needs no read.
+	Notified bool
 }
 
 // Rep is what one rep starts with.
@@ -131,7 +136,9 @@ func ceil(n, d int) int64 {
 //   - UpdateItem that tags the contacts linked by matching (which also take Salesforce's newer
 //     title) and those copied to Salesforce with their pair's sync key, in batches of 200;
 //   - the echo: the next SyncFolderItems lists Tandem's own creates and updates (pages of 512),
-//     which need no GetItem (the change keys the writes returned tell them apart).
+//     which need no GetItem (the change keys the writes returned tell them apart);
+//   - when the mailboxes are watched with streaming notifications: one Subscribe per mailbox,
+//     and one GetStreamingEvents per 200 subscriptions (Exchange's limit per connection).
 //
 // Salesforce, per org, not per user (the integration user sets OwnerId):
 //   - one OAuth token;
@@ -145,8 +152,10 @@ func ceil(n, d int) int64 {
 //   - the echo: the next poll lists the records Tandem wrote (pages of 2,000 rows), since a
 //     query that left the integration user's writes out would miss edits made through it.
 //
-// An idle cycle reads each mailbox's folder once (one SyncFolderItems with no changes) and
-// polls the org once per object (one query page with no rows).
+// An idle cycle polls the org once per object (one query page with no rows) and, unless the
+// mailboxes are watched with notifications (which report no change), reads each mailbox's
+// folder once (one SyncFolderItems with no changes). Watched mailboxes are still read once per
+// interval, whatever their notifications say: a cost of the interval, not of a cycle.
 func MinimumCalls(w Workload) (initial, idle Calls) {
 	initial = Calls{EWS: map[string]int64{}, Salesforce: map[string]int64{}}
 	idle = Calls{EWS: map[string]int64{}, Salesforce: map[string]int64{"query": 1}}
@@ -156,6 +165,10 @@ func MinimumCalls(w Workload) (initial, idle Calls) {
 		}
 	}
 	add(initial.EWS, "GetUserSettings", ceil(len(w.Reps), autodiscoverBatch))
+	if w.Notified {
+		add(initial.EWS, "Subscribe", int64(len(w.Reps)))
+		add(initial.EWS, "GetStreamingEvents", ceil(len(w.Reps), streamingPerConnection))
+	}
 	created, tagged, polled := 0, 0, 0 // in Salesforce
 	for _, r := range w.Reps {
 		toSalesforce := max(r.ExchangeContacts-r.Linked, 0)
@@ -170,7 +183,9 @@ func MinimumCalls(w Workload) (initial, idle Calls) {
 		add(initial.EWS, "GetItem", ceil(r.ExchangeContacts, getBatch))
 		add(initial.EWS, "CreateItem", ceil(toExchange, writeBatch))
 		add(initial.EWS, "UpdateItem", ceil(r.Linked+toSalesforce, writeBatch))
-		add(idle.EWS, "SyncFolderItems", 1)
+		if !w.Notified {
+			add(idle.EWS, "SyncFolderItems", 1)
+		}
 		created += toSalesforce
 		tagged += r.Linked + toExchange
 		polled += r.SalesforceContacts

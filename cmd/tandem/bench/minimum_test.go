@@ -119,6 +119,22 @@ func TestMinimumCalls(t *testing.T) {
 			if got := tt.w.Records(); got != tt.records {
 				t.Errorf("records = %d, want %d", got, tt.records)
 			}
+			// Watched mailboxes that report no change need no read in an idle cycle; nothing
+			// else changes.
+			notified := tt.w
+			notified.Notified = true
+			// Watching costs a subscription per mailbox and a connection per 200 of them.
+			nInitial, nIdle := MinimumCalls(notified)
+			wantEWS := maps.Clone(initial.EWS)
+			if n := int64(len(tt.w.Reps)); n > 0 {
+				wantEWS["Subscribe"], wantEWS["GetStreamingEvents"] = n, (n+199)/200
+			}
+			if !maps.Equal(nInitial.EWS, wantEWS) || !maps.Equal(nInitial.Salesforce, initial.Salesforce) {
+				t.Errorf("initial calls with notifications %v, want EWS %v and Salesforce's %v", nInitial, wantEWS, initial.Salesforce)
+			}
+			if nIdle.EWSTotal() != 0 || !maps.Equal(nIdle.Salesforce, idle.Salesforce) {
+				t.Errorf("idle calls with notifications %v, want no EWS call and Salesforce's %v", nIdle, idle.Salesforce)
+			}
 		})
 	}
 }

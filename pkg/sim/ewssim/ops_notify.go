@@ -344,7 +344,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *stream, time
 				panic(http.ErrAbortHandler)
 			}
 			if len(notes) > 0 {
-				s.counts.add("StreamingNotifications")
+				s.counts.add(StreamingNotificationsCount)
 				if !send(s.notifications(notes)) {
 					return
 				}

@@ -420,6 +420,10 @@ func (c *counters) add(key string) {
 // calls of a poll that found nothing to read. They are counted under SyncFolderItems too.
 const EmptySyncCount = "Empty:SyncFolderItems"
 
+// StreamingNotificationsCount is the counter (Counts) of notifications sent on open
+// GetStreamingEvents connections: messages, not requests.
+const StreamingNotificationsCount = "StreamingNotifications"
+
 // Counts returns request counters. Keys:
 //
 //   - "Total": every HTTP request;
@@ -430,6 +434,8 @@ const EmptySyncCount = "Empty:SyncFolderItems"
 //     EWS code (e.g. "Rejected:ErrorImpersonateUserDenied");
 //   - "Fault:<kind>": injected faults that fired;
 //   - EmptySyncCount: SyncFolderItems answers that listed no change;
+//   - StreamingNotificationsCount: notifications sent on open GetStreamingEvents connections
+//     (messages on a connection, not requests);
 //   - "MissingAnchorMailbox", "AnchorMailboxMismatch": mailbox requests with no or another
 //     X-AnchorMailbox header;
 //   - "MeetingInvitationsSent", "MeetingCancellationsSent": calendar writes that asked
