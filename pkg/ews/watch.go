@@ -77,13 +77,18 @@ type WatchConfig struct {
 	// (another watcher stopped or died), whose changes in the meantime nobody reported. A
 	// subscription reports only what happens after it is made.
 	CatchUp bool
-	// OnWatching is told when a mailbox starts being watched (true: its subscription is on a
-	// connection that delivers, so every change from now on reaches OnChange) and when it stops
-	// (false: its subscription was lost or dropped, its connection failed, or the watcher
-	// stopped). A change while a mailbox is not watched is reported by OnChange once it is
+	// OnWatching is told when a mailbox starts being watched (true: its subscription was made,
+	// or a connection that carries it delivers again after one failed, so every change from now
+	// on reaches OnChange) and when it stops (false: its subscription was lost or dropped, its
+	// connection failed, or the watcher stopped). A change while a mailbox is not watched is reported by OnChange once it is
 	// watched again, except when the watcher stops or the mailbox is dropped. Called like
 	// OnChange; nil means nobody asks.
 	OnWatching func(mb exchange.Mailbox, watching bool)
+	// OnItems, when set, is told of the changes a notification reports when they all create
+	// or modify items: which items, at the change keys they are at now; they are not reported
+	// to OnChange. A caller that knows which versions it wrote itself can then tell the echo
+	// of its own writes from other changes. Called like OnChange.
+	OnItems func(mb exchange.Mailbox, items []ItemID)
 }
 
 // Watcher watches mailboxes of one connector's Exchange. Set says which; Run does the work.
@@ -366,6 +371,8 @@ func (w *Watcher) subscribe(ctx context.Context, subs []*watchSub) {
 			return
 		}
 		sub.failures = 0
+		// Exchange keeps the subscription's events until a connection takes them.
+		w.watched(sub)
 		if sub.lost {
 			sub.lost = false
 			w.cfg.OnChange(mb)
@@ -458,6 +465,30 @@ func (w *Watcher) detach(sub *watchSub) {
 	}
 }
 
+// notify reports a notification's events: to OnItems when it is set and they only create or
+// modify items (with the change keys they left) and change folders' counts, to OnChange
+// otherwise.
+func (w *Watcher) notify(mb exchange.Mailbox, events []Event) {
+	if w.cfg.OnItems == nil {
+		w.cfg.OnChange(mb)
+		return
+	}
+	var items []ItemID
+	for _, e := range events {
+		switch {
+		case e.Type == EventStatus:
+		case e.Type == EventModified && e.ItemID.ID == "" && e.FolderID.ID != "":
+			// A folder's counts changed, with the items whose events come with it.
+		case (e.Type == EventCreated || e.Type == EventModified) && e.ItemID.ID != "" && e.ItemID.ChangeKey != "":
+			items = append(items, e.ItemID)
+		default:
+			w.cfg.OnChange(mb)
+			return
+		}
+	}
+	w.cfg.OnItems(mb, items)
+}
+
 // watched tells OnWatching that the mailbox of sub is watched, unless it was told already or
 // the sub was dropped (a connection goes on carrying a dropped sub until it opens again).
 func (w *Watcher) watched(sub *watchSub) {
@@ -522,7 +553,7 @@ func (w *Watcher) open(ctx context.Context, conn *watchConn) {
 		defer close(done)
 		err := w.c.client.GetStreamingEvents(cctx, Target{URL: conn.url, Address: anchor}, req, func(m StreamMessage) error {
 			if !healthy.Swap(true) {
-				// The connection delivers: its mailboxes are watched from now on.
+				// The connection delivers: its mailboxes are watched again if it failed before.
 				for _, sub := range carried {
 					w.watched(sub)
 				}
@@ -530,7 +561,7 @@ func (w *Watcher) open(ctx context.Context, conn *watchConn) {
 			for _, n := range m.Notifications {
 				mb, ok := byID[n.SubscriptionID]
 				if ok && slices.ContainsFunc(n.Events, func(e Event) bool { return e.Type != EventStatus }) {
-					w.cfg.OnChange(mb)
+					w.notify(mb, n.Events)
 				}
 			}
 			if m.Err != nil {

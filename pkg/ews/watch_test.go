@@ -344,11 +344,12 @@ func (w *watching) state(address string) (on bool, calls int) {
 	return w.now[address], w.calls[address]
 }
 
-// TestWatcherTellsWhichMailboxesAreWatched: a mailbox counts as watched once a connection
-// delivers its notifications, and stops counting when its connection fails, its subscription
-// is lost or dropped, or the watcher stops; every change in a mailbox that is not watched is
-// reported once it is watched again, so that whoever relies on the notifications may skip
-// reading a mailbox only while it is watched.
+// TestWatcherTellsWhichMailboxesAreWatched: a mailbox counts as watched once its subscription
+// is made (Exchange keeps its events for the connection), stops counting when its connection
+// fails, its subscription is lost or dropped, or the watcher stops, and counts again once a
+// connection delivers; every change in a mailbox that is not watched is reported once it is
+// watched again, so that whoever relies on the notifications may skip reading a mailbox only
+// while it is watched.
 func TestWatcherTellsWhichMailboxesAreWatched(t *testing.T) {
 	on := &watching{}
 	we := newWatchEnv(t, 3, ewssim.Config{StreamingKeepAlive: 50 * time.Millisecond}, func(c *WatchConfig) { c.OnWatching = on.set })
@@ -395,4 +396,59 @@ func TestWatcherTellsWhichMailboxesAreWatched(t *testing.T) {
 			t.Errorf("%s still watched after the watcher stopped", a)
 		}
 	}
+}
+
+// items records what a watcher reported to OnItems.
+type items struct {
+	mu  sync.Mutex
+	got map[string][]ItemID
+}
+
+func (it *items) add(mb exchange.Mailbox, ids []ItemID) {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if it.got == nil {
+		it.got = map[string][]ItemID{}
+	}
+	it.got[mb.Address] = append(it.got[mb.Address], ids...)
+}
+
+func (it *items) of(address string) []ItemID {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	return slices.Clone(it.got[address])
+}
+
+// TestWatcherReportsItemChanges: with OnItems, a notification that only creates or modifies
+// items is reported with the items and the change keys they are at, and not to OnChange; one
+// that deletes an item still goes to OnChange.
+func TestWatcherReportsItemChanges(t *testing.T) {
+	got := &items{}
+	we := newWatchEnv(t, 1, ewssim.Config{StreamingKeepAlive: 50 * time.Millisecond}, func(c *WatchConfig) { c.OnItems = got.add })
+	sim, a := we.env.sim, we.mailboxes[0]
+	we.subscribed(t, a)
+
+	id, err := sim.PutContact(a, ewssim.SyncFolderName, ewssim.Contact{GivenName: "New", Surname: "Contact"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.UpdateItem(a, id, func(it *ewssim.Item) { it.Contact.JobTitle = "CEO" }); err != nil {
+		t.Fatal(err)
+	}
+	var ck string
+	for _, it := range sim.Items(a, ewssim.SyncFolderName) {
+		if it.ItemID == id {
+			ck = it.ChangeKey
+		}
+	}
+	poll.Until(t, "the edit reported with its change key", func() bool {
+		return slices.Contains(got.of(a), ItemID{ID: id, ChangeKey: ck})
+	})
+	if n := we.changes.count(a); n != 0 {
+		t.Errorf("item changes also reported to OnChange %d times", n)
+	}
+	if err := sim.DeleteItem(a, id); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the delete reported as a change", func() bool { return we.changes.count(a) > 0 })
 }

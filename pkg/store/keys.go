@@ -57,6 +57,9 @@ import (
 //	                                             user's mailbox is watched (watch.go)
 //	tandem:{O}:notes:<role>              hash    user id → how many changes, starts and stops of watching the
 //	                                             mailbox's watchers noted (watch.go)
+//	tandem:{O}:noted:<role>:<U>          list    "<note number> <items in the note> <item id> <version>" per item
+//	                                             of the mailbox's item notes, the newest 2,000, for a day after the
+//	                                             last (watch.go)
 //	tandem:{O}:mailboxes                 set     lower-cased emails the org has claimed in tandem:{global}:mailboxes
 //	                                             (a superset of its claims; see mailboxes.go)
 //	tandem:{O}:changes                   channel pub/sub, not a key: "<user id>" per write of a user's status, ""
@@ -117,6 +120,7 @@ const (
 	orgChangesName    = "changes"
 	orgWatchingName   = "watching"
 	orgNotesName      = "notes"
+	orgNotedItemsName = "noted"
 )
 
 // Names of per-user keys, the first part given to UserKey.Key.

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -310,8 +312,74 @@ func TestMailboxWatchMarks(t *testing.T) {
 		if m := mark(other); !m.Watched() || m.Quiet(before) {
 			t.Fatalf("mark %+v under a new lease: not watched, or quiet since the old lease's", m)
 		}
-		if err := s.NoteWatches(ctx, next, []WatchNote{{UserID: "bad id", Event: WatchChanged}}); err == nil {
-			t.Error("a malformed user id was noted")
+		for _, bad := range []WatchNote{
+			{UserID: "bad id", Event: WatchChanged},
+			{UserID: uk.UserID, Event: WatchItems},
+			{UserID: uk.UserID, Event: WatchChanged, Items: []WatchedItem{{ID: "a", Version: "1"}}},
+			{UserID: uk.UserID, Event: WatchItems, Items: []WatchedItem{{ID: "a b", Version: "1"}}},
+			{UserID: uk.UserID, Event: 9},
+		} {
+			if err := s.NoteWatches(ctx, next, []WatchNote{bad}); err == nil {
+				t.Errorf("%+v was noted", bad)
+			}
+		}
+	})
+}
+
+// TestNotedItems: the items of a mailbox's item notes are told for a range of notes only when
+// every note of the range is an item note whose items are all kept.
+func TestNotedItems(t *testing.T) {
+	onBoth(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := t.Context()
+		s := newTestStore(t, rdb)
+		uk := UserKey{OrgID: testOrg, UserID: "005000000000001AAA"}
+		lease, err := s.AcquireWatchLease(ctx, testOrg, watchExchange, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b, c := WatchedItem{"AAMk-a", "ck1"}, WatchedItem{"AAMk-b", "ck1"}, WatchedItem{"AAMk-a", "ck2"}
+		if err := s.NoteWatches(ctx, lease, []WatchNote{
+			{UserID: uk.UserID, Event: WatchStarted},                           // 1
+			{UserID: uk.UserID, Event: WatchItems, Items: []WatchedItem{a, b}}, // 2
+			{UserID: uk.UserID, Event: WatchChanged},                           // 3
+			{UserID: uk.UserID, Event: WatchItems, Items: []WatchedItem{c}},    // 4
+			{UserID: "005000000000002AAA", Event: WatchItems, Items: []WatchedItem{b}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := s.MailboxWatchMark(ctx, uk, watchExchange); err != nil || m.Notes != 4 {
+			t.Fatalf("mark %+v, %v; want 4 notes", m, err)
+		}
+		for _, tc := range []struct {
+			from, to int64
+			want     []WatchedItem
+			ok       bool
+		}{
+			{1, 2, []WatchedItem{a, b}, true},
+			{3, 4, []WatchedItem{c}, true},
+			{4, 4, nil, true},
+			{0, 2, nil, false}, // the start of the watch
+			{1, 4, nil, false}, // a change of any kind
+			{2, 3, nil, false},
+		} {
+			got, ok, err := s.NotedItems(ctx, uk, watchExchange, tc.from, tc.to)
+			if err != nil || ok != tc.ok || !slices.Equal(got, tc.want) {
+				t.Errorf("notes %d..%d: %v, %v, %v; want %v, %v", tc.from, tc.to, got, ok, err, tc.want, tc.ok)
+			}
+		}
+		// Only the newest items are kept: a range that needs items no longer kept is not told.
+		many := make([]WatchedItem, MaxNotedItems-1)
+		for i := range many {
+			many[i] = WatchedItem{ID: fmt.Sprintf("AAMk-%d", i), Version: "ck"}
+		}
+		if err := s.NoteWatches(ctx, lease, []WatchNote{{UserID: uk.UserID, Event: WatchItems, Items: many}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := s.NotedItems(ctx, uk, watchExchange, 1, 2); ok || err != nil {
+			t.Errorf("a note trimmed in part told: %v, %v", ok, err)
+		}
+		if got, ok, err := s.NotedItems(ctx, uk, watchExchange, 3, 5); !ok || err != nil || len(got) != MaxNotedItems {
+			t.Errorf("the notes kept whole: %d items, %v, %v", len(got), ok, err)
 		}
 	})
 }

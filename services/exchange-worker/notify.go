@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -370,13 +371,29 @@ func (n *notifier) start(ctx context.Context, orgID string, want orgWant, lease 
 	// first lease apart (its fence counter is new) would save one cycle per org, once: not
 	// worth changing the lease script every lease shares.
 	cfg := ews.WatchConfig{
-		OnChange: func(mb exchange.Mailbox) { n.note(lease, mb, store.WatchChanged) },
+		OnChange: func(mb exchange.Mailbox) { n.note(lease, mb, store.WatchChanged, nil) },
+		// Changes that only create or modify items are noted with the versions they left: the
+		// echo of the exchange-worker's own writes needs no read (see Worker.echoes).
+		OnItems: func(mb exchange.Mailbox, ids []ews.ItemID) {
+			if len(ids) == 0 {
+				return // only a folder's counts
+			}
+			items := make([]store.WatchedItem, len(ids))
+			for i, id := range ids {
+				if strings.ContainsAny(id.ID+id.ChangeKey, " \t\n") {
+					n.note(lease, mb, store.WatchChanged, nil) // not an id store keeps
+					return
+				}
+				items[i] = store.WatchedItem{ID: id.ID, Version: id.ChangeKey}
+			}
+			n.note(lease, mb, store.WatchItems, items)
+		},
 		OnWatching: func(mb exchange.Mailbox, watching bool) {
 			ev := store.WatchStopped
 			if watching {
 				ev = store.WatchStarted
 			}
-			n.note(lease, mb, ev)
+			n.note(lease, mb, ev, nil)
 		},
 		ConnectionTimeout: n.cfg.ConnectionTimeout,
 		IdleTimeout:       n.cfg.IdleTimeout,
@@ -457,15 +474,15 @@ type pendingNotes struct {
 // note is told, from a watcher's goroutines, what happened to a mailbox the lease's holder
 // watches. It only queues the note: wakeLoop records it and wakes the org, once for however
 // many changes came in the meantime.
-func (n *notifier) note(lease *store.Lease, mb exchange.Mailbox, ev store.WatchEvent) {
+func (n *notifier) note(lease *store.Lease, mb exchange.Mailbox, ev store.WatchEvent, items []store.WatchedItem) {
 	n.mu.Lock()
 	p := n.dirty[lease]
 	if p == nil {
 		p = &pendingNotes{org: mb.OrgID}
 		n.dirty[lease] = p
 	}
-	p.notes = append(p.notes, store.WatchNote{UserID: mb.UserID, Event: ev})
-	p.changed = p.changed || ev == store.WatchChanged
+	p.notes = append(p.notes, store.WatchNote{UserID: mb.UserID, Event: ev, Items: items})
+	p.changed = p.changed || ev == store.WatchChanged || ev == store.WatchItems
 	n.mu.Unlock()
 	select {
 	case n.signal <- struct{}{}:

@@ -3,6 +3,7 @@ package exchangeworker
 import (
 	"context"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -558,8 +559,16 @@ func TestNotifierMarksTheMailboxBeforeWaking(t *testing.T) {
 	ne.quiet(t)
 	edit("CFO")
 	ne.woken(t, 5*time.Second, "the org woken by another edit")
-	if m := mark(); m.Quiet(before) {
-		t.Fatalf("mark %+v after a change is still %+v", m, before)
+	after := mark()
+	if after.Quiet(before) {
+		t.Fatalf("mark %+v after a change is still %+v", after, before)
+	}
+	// The edit is noted with the item and the change key it left, for the worker to tell the
+	// echo of its own writes from other changes.
+	item := ne.sim.Items(rep1Mailbox, ewssim.SyncFolderName)[0]
+	noted, ok, err := ne.st.NotedItems(t.Context(), uk, watchRole, before.Notes, after.Notes)
+	if err != nil || !ok || !slices.Contains(noted, store.WatchedItem{ID: item.ItemID, Version: item.ChangeKey}) {
+		t.Fatalf("noted items %v (%v, %v), want %s at %s", noted, ok, err, item.ItemID, item.ChangeKey)
 	}
 
 	before = mark()

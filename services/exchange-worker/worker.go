@@ -11,6 +11,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -259,24 +261,98 @@ func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
 	return w.succeeded(ctx, mb, job, folders)
 }
 
-// quiet reports whether the job may skip reading a kind from Exchange because nothing changed
-// since the last read (cur): the mailbox was watched when that read began, and its watch mark
-// is still the same (mark), so the notifier, which watches it without a break, was told of no
-// change (store.WatchMark.Quiet; a change marks the mailbox before it wakes the org). Polling
-// stays the fallback: a mailbox is read whenever its last read is the job's poll interval old,
-// whatever the notifications say, and always in full when the job asks for it.
-func (w *Worker) quiet(job *tandemv1.SyncJob, cur cursor, mark store.WatchMark) bool {
+// unread says whether the job may skip reading a kind from Exchange, and why it may or must not:
+// it may when nothing changed since the last read (cur) but what Tandem knows. The mailbox was watched when that
+// read began and has been since, without a break (the notifier marks the mailbox before it
+// wakes the org; see store.WatchMark), and
+//   - its mark is the same (quiet): the notifier was told of no change; or
+//   - it moved only by notes of items at versions the reconciler already holds (echoes): the
+//     echo of Tandem's own writes, whose results recorded the versions they left.
+//
+// Polling stays the fallback: a mailbox is read whenever its last read is the job's poll
+// interval old, whatever the notifications say, and always in full when the job asks for it.
+// Anything it cannot tell (Redis failing) makes it read.
+func (w *Worker) unread(ctx context.Context, mb exchange.Mailbox, job *tandemv1.SyncJob, cur cursor, mark store.WatchMark) (skip bool, why string) {
 	poll := job.GetPollInterval().AsDuration()
-	if job.GetFullResync() || cur.Value == "" || poll <= 0 || cur.ReadAt == 0 {
-		return false
+	switch {
+	case job.GetFullResync() || cur.Value == "":
+		return false, "a full read"
+	case poll <= 0:
+		return false, "the job reads every mailbox"
+	case cur.ReadAt == 0 || w.now().Sub(time.UnixMilli(cur.ReadAt)) >= poll:
+		return false, "its poll is due"
+	case mark.Quiet(cur.Watch):
+		return true, "unchanged since its last read"
+	case !cur.Watch.Watched() || mark.Watcher != cur.Watch.Watcher:
+		return false, "not watched without a break since its last read"
+	case mark.Notes-cur.Watch.Notes > maxEchoNotes:
+		return false, "too many notifications since its last read"
 	}
-	return w.now().Sub(time.UnixMilli(cur.ReadAt)) < poll && mark.Quiet(cur.Watch)
+	echoes, err := w.echoes(ctx, mb, job.GetKinds(), cur.Watch.Notes, mark.Notes)
+	if err != nil {
+		w.log.WarnContext(ctx, "cannot tell whether the mailbox changed; reading it", slog.Any("error", err))
+		return false, "cannot tell whether it changed"
+	}
+	if echoes {
+		return true, "changed since its last read only by Tandem's own writes"
+	}
+	return false, "changed"
+}
+
+// maxEchoNotes bounds the notes since a mailbox's last read that Worker.echoes looks at: a
+// mailbox noted more often than that is read.
+const maxEchoNotes = 1000
+
+// echoes reports whether the mailbox's notes numbered after from up to to all tell of items
+// that are now at versions the reconciler holds for one of kinds, or that the worker's own
+// writes left.
+func (w *Worker) echoes(ctx context.Context, mb exchange.Mailbox, kinds []tandemv1.RecordKind, from, to int64) (bool, error) {
+	uk := store.UserKey{OrgID: mb.OrgID, UserID: mb.UserID}
+	items, ok, err := w.st.NotedItems(ctx, uk, watchRole, from, to)
+	if err != nil || !ok {
+		return false, err
+	}
+	// Only the newest version of an item counts: a read would report the item as it is now,
+	// not how it was in between.
+	left := map[string]string{} // item id → version still to be found
+	for _, it := range items {
+		left[it.ID] = it.Version
+	}
+	// What the reconciler holds, then what the worker's writes left whose results it may not
+	// have recorded yet (written.go).
+	for _, kind := range kinds {
+		if len(left) == 0 {
+			break
+		}
+		known, err := w.outbox.Known(ctx, uk, kind, tandemv1.System_SYSTEM_EXCHANGE, slices.Collect(maps.Keys(left)))
+		if err != nil {
+			return false, err
+		}
+		for id, m := range known {
+			if !m.GetDeleted() && m.GetRecord().GetVersion() == left[id] {
+				delete(left, id)
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		written, err := w.written(ctx, uk, kind, slices.Collect(maps.Keys(left)))
+		if err != nil {
+			return false, err
+		}
+		for id, v := range written {
+			if v == left[id] {
+				delete(left, id)
+			}
+		}
+	}
+	return len(left) == 0, nil
 }
 
 // read reads one kind's changes and publishes them as pages, then stores the cursor: the
 // cursor advances only once the changes it covers are durably published.
 //
-// A kind that is quiet (see quiet) is not read: the job reports, for the cycle, a read that found
+// A kind the job may skip (see unread) is not read: the job reports, for the cycle, a read that found
 // nothing, continuing from the last, and started when the last read's last page did. That is
 // what the last read found, told again: the reconciler takes no item for gone because of it
 // (see vanishedCreates in package engine), as it would from a read that started later.
@@ -292,13 +368,17 @@ func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.
 	if err != nil {
 		return err
 	}
-	if w.quiet(job, cur, mark) {
-		w.log.DebugContext(ctx, "mailbox unchanged since its last read; not read", slog.String("kind", store.KindName(kind)),
+	skip, why := w.unread(ctx, mb, job, cur, mark)
+	if !skip {
+		w.log.DebugContext(ctx, "reading the mailbox", slog.String("kind", store.KindName(kind)), slog.String("reason", why))
+	} else {
+		w.log.DebugContext(ctx, "mailbox not read: "+why, slog.String("kind", store.KindName(kind)),
 			slog.Uint64("previous_cycle", cur.Cycle), slog.Time("last_read", time.UnixMilli(cur.ReadAt)))
 		if err := pager.Publish(ctx, nil, false, true, cur.Cycle, time.UnixMilli(cur.ReadAt)); err != nil {
 			return err
 		}
-		return w.putCursor(ctx, mb, kind, cursor{Value: cur.Value, Cycle: job.GetCycle(), ReadAt: cur.ReadAt, Watch: cur.Watch})
+		// The mark is now known to say nothing new: the next job compares with it.
+		return w.putCursor(ctx, mb, kind, cursor{Value: cur.Value, Cycle: job.GetCycle(), ReadAt: cur.ReadAt, Watch: mark})
 	}
 	next := cur.Value
 	// readStart is when the read of the next page started; readAt that of the last page
@@ -490,5 +570,9 @@ func (w *Worker) apply(ctx context.Context, batch *tandemv1.WriteBatch, cmds []*
 	if redelivered {
 		opts = append(opts, exchange.Redelivered())
 	}
-	return conn.Apply(ctx, mb, batch.GetKind(), cmds, opts...)
+	results, err := conn.Apply(ctx, mb, batch.GetKind(), cmds, opts...)
+	if nerr := w.noteWritten(ctx, uk, batch.GetKind(), results); nerr != nil {
+		w.log.WarnContext(ctx, "the echo of these writes will be read", slog.Any("error", nerr))
+	}
+	return results, err
 }

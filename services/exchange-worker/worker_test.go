@@ -1051,7 +1051,8 @@ func TestComponentsOverTheBus(t *testing.T) {
 }
 
 // TestQuietMailboxIsNotRead: a mailbox watched without a break and noted unchanged since its
-// last read is not read again: the job reports, for its cycle, a read that found nothing,
+// last read, or changed only in items at versions the reconciler holds (the echo of Tandem's
+// writes), is not read again: the job reports, for its cycle, a read that found nothing,
 // continuing from the last and dated as its last page. It is read whenever a note says it may
 // have changed, its watcher's lease is gone, its poll interval has passed, the job has no poll
 // interval, or the job asks for a full read.
@@ -1067,9 +1068,9 @@ func TestQuietMailboxIsNotRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	note := func(ev store.WatchEvent) {
+	note := func(ev store.WatchEvent, items ...store.WatchedItem) {
 		t.Helper()
-		if err := e.st.NoteWatches(ctx, lease, []store.WatchNote{{UserID: rep1, Event: ev}}); err != nil {
+		if err := e.st.NoteWatches(ctx, lease, []store.WatchNote{{UserID: rep1, Event: ev, Items: items}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1104,8 +1105,14 @@ func TestQuietMailboxIsNotRead(t *testing.T) {
 			if got[0].GetPreviousCycle() != before.Cycle || got[0].GetFullSnapshot() || got[0].GetReadAt().AsTime().UnixMilli() != before.ReadAt {
 				t.Errorf("unread cycle %d published %v, want it to continue from cycle %d read at %d", cycle, got[0], before.Cycle, before.ReadAt)
 			}
-			if after.Value != before.Value || after.ReadAt != before.ReadAt || after.Watch != before.Watch {
-				t.Errorf("unread cycle %d stored cursor %+v, want %+v but for its cycle", cycle, after, before)
+			// The cursor keeps the last read's, but for its cycle and the mark it was found
+			// to say nothing new.
+			mark, err := e.st.MailboxWatchMark(ctx, store.UserKey{OrgID: testOrg, UserID: rep1}, watchRole)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.Value != before.Value || after.ReadAt != before.ReadAt || after.Watch != mark {
+				t.Errorf("unread cycle %d stored cursor %+v, want %+v but for its cycle and mark %+v", cycle, after, before, mark)
 			}
 		}
 		return read
@@ -1132,6 +1139,36 @@ func TestQuietMailboxIsNotRead(t *testing.T) {
 		{name: "still unwatched", poll: time.Hour, read: true},
 		{name: "watched", before: func() { note(store.WatchStarted) }, poll: time.Hour, read: true},
 		{name: "quiet once watched", poll: time.Hour, read: false},
+		// The echo of Tandem's own writes, at versions the reconciler holds, needs no read;
+		// an item at a version it does not hold does.
+		{name: "echoes", before: func() {
+			e.putLedger(rep1, contact, []*tandemv1.MirrorRecord{mirrorAt("AAMk-x", "ck2"), mirrorAt("AAMk-y", "ck1")})
+			note(store.WatchItems, store.WatchedItem{ID: "AAMk-x", Version: "ck1"})
+			note(store.WatchItems, store.WatchedItem{ID: "AAMk-x", Version: "ck2"}, store.WatchedItem{ID: "AAMk-y", Version: "ck1"})
+		}, poll: time.Hour, read: false},
+		{name: "quiet after echoes", poll: time.Hour, read: false},
+		{name: "the echo of a write whose result is still on its way", before: func() {
+			batch := &tandemv1.WriteBatch{OrgId: testOrg, UserId: rep1, Kind: contact, BatchId: "b1", Target: tandemv1.System_SYSTEM_EXCHANGE}
+			cmd := &tandemv1.WriteCommand{CommandId: "c1", Op: tandemv1.WriteOp_WRITE_OP_UPDATE, SyncKey: "k1", TargetId: "AAMk-k1"}
+			if _, err := e.w.apply(ctx, batch, []*tandemv1.WriteCommand{cmd}, false); err != nil {
+				t.Fatal(err)
+			}
+			// The fake connector leaves the item AAMk-<sync key> at ck-1.
+			note(store.WatchItems, store.WatchedItem{ID: "AAMk-k1", Version: "ck-1"})
+		}, poll: time.Hour, read: false},
+		{name: "an item at an unknown version", before: func() {
+			note(store.WatchItems, store.WatchedItem{ID: "AAMk-y", Version: "ck1"})
+			note(store.WatchItems, store.WatchedItem{ID: "AAMk-z", Version: "ck1"})
+		}, poll: time.Hour, read: true},
+		{name: "an echo and a change", before: func() {
+			note(store.WatchItems, store.WatchedItem{ID: "AAMk-y", Version: "ck1"})
+			note(store.WatchChanged)
+		}, poll: time.Hour, read: true},
+		{name: "too many echoes to look at", before: func() {
+			for range maxEchoNotes + 1 {
+				note(store.WatchItems, store.WatchedItem{ID: "AAMk-y", Version: "ck1"})
+			}
+		}, poll: time.Hour, read: true},
 		{name: "the watcher's lease gone", before: func() {
 			if err := lease.Release(ctx); err != nil {
 				t.Fatal(err)
@@ -1150,4 +1187,10 @@ func TestQuietMailboxIsNotRead(t *testing.T) {
 	if m, err := e.st.MailboxWatchMark(ctx, store.UserKey{OrgID: testOrg, UserID: rep2}, watchRole); err != nil || m.Watched() {
 		t.Errorf("rep2's mark %+v, %v", m, err)
 	}
+}
+
+// mirrorAt is an Exchange contact the reconciler holds at version.
+func mirrorAt(id, version string) *tandemv1.MirrorRecord {
+	return &tandemv1.MirrorRecord{Record: &tandemv1.Record{Id: id, Version: version,
+		Body: &tandemv1.Record_Contact{Contact: &tandemv1.Contact{GivenName: id}}}}
 }
