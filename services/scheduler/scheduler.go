@@ -51,6 +51,10 @@ type Config struct {
 	// StallCycles: a user whose last reconciled cycle is this many cycles behind is read in
 	// full, which restarts the chain of reads if a page was ever lost.
 	StallCycles uint64
+	// StallAfter is how long a user's reconciliation must also have been StallCycles behind
+	// before it counts as stalled: notifications start cycles back to back, and a dozen cycles
+	// may pass while one long Salesforce poll runs. Zero judges by cycles alone.
+	StallAfter time.Duration
 	// PoolCleanup is how often the consumers of worker pools no org uses are looked for; one
 	// found unused and idle on two looks in a row is deleted (pools.go). Zero turns it off.
 	PoolCleanup time.Duration
@@ -63,6 +67,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Interval, "sync-interval", 5*time.Minute, "how often an org syncs when its settings do not say")
 	fs.Float64Var(&c.Jitter, "jitter", 0.1, "random spread of cycle starts, as a share of the interval (0..0.5)")
 	fs.Uint64Var(&c.StallCycles, "stall-cycles", 10, "read a user in full when reconciliation is this many cycles behind")
+	fs.DurationVar(&c.StallAfter, "stall-after", time.Minute, "read a user in full only once reconciliation has been --stall-cycles behind for this long (0: at once)")
 	fs.DurationVar(&c.PoolCleanup, "pool-cleanup", 10*time.Minute, "how often to look for worker pools no org uses, whose idle consumers are deleted on the second look (0: never)")
 }
 
@@ -80,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StallCycles < 2 {
 		errs = append(errs, errors.New("--stall-cycles must be at least 2"))
+	}
+	if c.StallAfter < 0 {
+		errs = append(errs, errors.New("--stall-after must not be negative"))
 	}
 	if c.PoolCleanup < 0 {
 		errs = append(errs, errors.New("--pool-cleanup must not be negative"))
@@ -118,6 +126,11 @@ type Scheduler struct {
 	// whose consumers the next deletes if it finds them so again.
 	retireMu  sync.Mutex
 	retirable map[string]bool
+
+	// behind holds when each user whose reconciliation is StallCycles behind was first seen so
+	// (see stalled). A scheduler that takes over starts afresh, which only delays the net.
+	behindMu sync.Mutex
+	behind   map[store.UserKey]time.Time
 }
 
 // New returns a scheduler on the platform's store and bus.
@@ -129,7 +142,7 @@ func New(cfg Config, p *platform.Platform) (*Scheduler, error) {
 		cfg: cfg, p: p, st: p.Store, pub: p.Bus, queue: p.Bus, pools: p.Bus, led: ledger.New(p.Store),
 		sync:   engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger}),
 		status: status.New(p.Store), log: p.Logger.With(slog.String("component", "scheduler")), now: time.Now,
-		tracer: newTracer(p.Telemetry),
+		tracer: newTracer(p.Telemetry), behind: map[store.UserKey]time.Time{},
 	}, nil
 }
 
@@ -548,6 +561,8 @@ func (s *Scheduler) reset(ctx context.Context, uk store.UserKey, rs tandemv1.Res
 // net behind gaps (recovery.go), which finds a lost read of either side within two cycles. Only
 // a user that has reconciled once is judged here; a lag cannot tell a stalled first sync from a
 // user who was never read, which is why gaps looks for the evidence a lost read leaves instead.
+// A lag counts only once it has lasted StallAfter as well: cycles that notifications start may
+// follow each other within a second, and their count is no measure of time.
 // Nor is a lag a stall while the user is still being read (see reading): a long poll of a large
 // org holds the org's reconciliation back until it ends (see pollRunning), and its pages then
 // wait for the reconciler; reading in full meanwhile would only add to both.
@@ -562,12 +577,38 @@ func (s *Scheduler) stalled(ctx context.Context, uk store.UserKey, pool string, 
 			if busy, err := s.reading(ctx, uk, pool); err != nil || busy {
 				return false, err
 			}
+			if !s.behindFor(uk, s.cfg.StallAfter) {
+				return false, nil
+			}
 			s.log.WarnContext(ctx, "reconciliation stalled; reading in full", slog.String("user", uk.UserID),
 				slog.Uint64("reconciled", reconciled), slog.Uint64(telemetry.KeyCycle, cycle))
+			s.caughtUp(uk)
 			return true, nil
 		}
 	}
+	s.caughtUp(uk)
 	return false, nil
+}
+
+// behindFor reports whether the user, behind now, has been behind for at least d since this
+// scheduler first saw it so.
+func (s *Scheduler) behindFor(uk store.UserKey, d time.Duration) bool {
+	s.behindMu.Lock()
+	defer s.behindMu.Unlock()
+	now := s.now()
+	first, ok := s.behind[uk]
+	if !ok {
+		s.behind[uk] = now
+		first = now
+	}
+	return now.Sub(first) >= d
+}
+
+// caughtUp forgets that the user was behind.
+func (s *Scheduler) caughtUp(uk store.UserKey) {
+	s.behindMu.Lock()
+	defer s.behindMu.Unlock()
+	delete(s.behind, uk)
 }
 
 // probe handles a suspended user (see status.Suspended): it is left out of the org's Salesforce

@@ -694,6 +694,35 @@ func TestStalledReconciliationReadsInFull(t *testing.T) {
 	}
 }
 
+// TestStallMustLast: with StallAfter, a user as far behind as a stall is read in full only once
+// it has been so that long: a burst of cycles is no stall.
+func TestStallMustLast(t *testing.T) {
+	cfg := testConfig() // StallCycles 3
+	cfg.StallAfter = 300 * time.Millisecond
+	e := newEnv(t, cfg)
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true))
+	e.putConfig(t, orgA, contactsOnly(user1))
+	e.reconcile(t, orgA, user1, contactKind, 2)
+	platformtest.ClaimCycles(t, e.st, orgA, 5)
+	full := func() bool {
+		t.Helper()
+		if err := e.st.DueNow(t.Context(), orgA); err != nil {
+			t.Fatal(err)
+		}
+		e.tick(t)
+		sf, ex := split(t, orgA, e.newJobs(t))
+		return slices.Contains(sf.GetFullUserIds(), user1) || ex[user1].GetFullResync()
+	}
+	if full() {
+		t.Fatal("read in full as soon as it fell behind")
+	}
+	time.Sleep(cfg.StallAfter)
+	if !full() {
+		t.Fatal("not read in full after being behind for --stall-after")
+	}
+}
+
 func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -703,6 +732,7 @@ func TestValidate(t *testing.T) {
 		{"defaults", func(*scheduler.Config) {}, true},
 		{"no tick", func(c *scheduler.Config) { c.Tick = 0 }, false},
 		{"negative interval", func(c *scheduler.Config) { c.Interval = -time.Second }, false},
+		{"negative stall time", func(c *scheduler.Config) { c.StallAfter = -time.Second }, false},
 		{"negative jitter", func(c *scheduler.Config) { c.Jitter = -0.1 }, false},
 		{"jitter above half", func(c *scheduler.Config) { c.Jitter = 0.6 }, false},
 		{"jitter of half", func(c *scheduler.Config) { c.Jitter = 0.5 }, true},

@@ -492,7 +492,7 @@ func (r *run) service(name string, replica int) (*proc, error) {
 	)
 	switch name {
 	case "scheduler":
-		env = append(env, "TANDEM_TICK=200ms", "TANDEM_SYNC_INTERVAL="+r.opts.Interval.String(), "TANDEM_STALL_CYCLES=3")
+		env = append(env, "TANDEM_TICK=200ms", "TANDEM_SYNC_INTERVAL="+r.opts.Interval.String(), "TANDEM_STALL_CYCLES=3", "TANDEM_STALL_AFTER=10s")
 	case "exchange-worker":
 		env = append(env, "TANDEM_ALLOW_HTTP=true", "TANDEM_BACKOFF_BASE=1s", "TANDEM_BACKOFF_MAX=5s")
 	case "salesforce-worker":

@@ -197,7 +197,7 @@ func (e *Env) buildServices(pcfg platform.Config) error {
 		build func(*platform.Platform) (platform.Service, error)
 	}{
 		{"scheduler", func(p *platform.Platform) (platform.Service, error) {
-			return scheduler.New(scheduler.Config{Platform: pcfg, Tick: 200 * time.Millisecond, Interval: e.opts.Interval, StallCycles: 10}, p)
+			return scheduler.New(scheduler.Config{Platform: pcfg, Tick: 200 * time.Millisecond, Interval: e.opts.Interval, StallCycles: 10, StallAfter: time.Minute}, p)
 		}},
 		{"exchange-worker", func(p *platform.Platform) (platform.Service, error) {
 			return exchangeworker.New(exchangeworker.Config{Platform: pcfg, JobConcurrency: ExchangeJobConcurrency, ApplyConcurrency: ExchangeApplyConcurrency, AllowHTTP: allowHTTP,
