@@ -17,8 +17,12 @@ import (
 // be written costs one.
 
 // writtenTTL is how long a mailbox's notes of written versions outlive its last write: longer
-// than a write's result takes to reach the reconciler.
-const writtenTTL = 10 * time.Minute
+// than a write's result takes to reach the reconciler, whose mirror then says the same.
+const writtenTTL = 2 * time.Minute
+
+// maxWritten bounds a mailbox's notes of written versions, per kind: past it they start again
+// from the batch that went over (Redis holds at most a few batches per busy mailbox).
+const maxWritten = 2000
 
 func writtenKey(uk store.UserKey, kind tandemv1.RecordKind) (string, error) {
 	return uk.Key(attemptKeyName, "exchange-written", store.KindName(kind))
@@ -39,7 +43,15 @@ func (w *Worker) noteWritten(ctx context.Context, uk store.UserKey, kind tandemv
 	if err != nil {
 		return err
 	}
-	pipe := w.st.Client().Pipeline()
+	rdb := w.st.Client()
+	size, err := rdb.HLen(ctx, key).Result()
+	if err != nil {
+		return fmt.Errorf("note the versions written for %s: %w", uk, err)
+	}
+	pipe := rdb.TxPipeline()
+	if size+int64(len(fields)/2) > maxWritten {
+		pipe.Del(ctx, key)
+	}
 	pipe.HSet(ctx, key, fields...)
 	pipe.PExpire(ctx, key, writtenTTL)
 	if _, err := pipe.Exec(ctx); err != nil {
