@@ -71,9 +71,11 @@ func (w *Worker) written(ctx context.Context, uk store.UserKey, kind tandemv1.Re
 		return nil, fmt.Errorf("read the versions written for %s: %w", uk, err)
 	}
 	out := make(map[string]string, len(ids))
-	for i, v := range vals {
-		if s, ok := v.(string); ok {
-			out[ids[i]] = s
+	for i, id := range ids {
+		if i < len(vals) {
+			if s, ok := vals[i].(string); ok {
+				out[id] = s
+			}
 		}
 	}
 	return out, nil
