@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
+	"github.com/tandem-sync/tandem/cmd/tandem/internal/firstsync"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/sim/ewssim"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -245,7 +246,7 @@ func workloadOf(s devenv.Seeding, sims *devenv.Simulators) (Workload, error) {
 	owned := map[string][]*tandemv1.Record{}
 	for _, c := range sims.Salesforce.List("Contact") {
 		owner := fmt.Sprint(c["OwnerId"])
-		owned[owner] = append(owned[owner], salesforceRecord(c, accounts))
+		owned[owner] = append(owned[owner], firstsync.SalesforceRecord(c, accounts))
 	}
 	companies := map[string]bool{}
 	for i := range s.Users {
@@ -258,12 +259,12 @@ func workloadOf(s devenv.Seeding, sims *devenv.Simulators) (Workload, error) {
 		}
 		var ex []*tandemv1.Record
 		for _, it := range sims.EWS.Items(email, exchange.SyncFolderName) {
-			ex = append(ex, exchangeRecord(it))
+			ex = append(ex, firstsync.ExchangeRecord(it))
 			if it.Contact != nil && it.Contact.CompanyName != "" {
 				companies[it.Contact.CompanyName] = true
 			}
 		}
-		rep := Rep{ExchangeContacts: len(ex), SalesforceContacts: len(owned[id]), Linked: linked(ex, owned[id])}
+		rep := Rep{ExchangeContacts: len(ex), SalesforceContacts: len(owned[id]), Linked: firstsync.Linked(ex, owned[id])}
 		if seeded := want.Reps[i]; rep.ExchangeContacts != seeded.ExchangeContacts || rep.SalesforceContacts != seeded.SalesforceContacts {
 			return w, fmt.Errorf("%s was seeded with %+v, expected %+v", email, rep, seeded)
 		}

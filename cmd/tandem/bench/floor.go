@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
+	"github.com/tandem-sync/tandem/cmd/tandem/internal/firstsync"
 	"github.com/tandem-sync/tandem/pkg/ews"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/record"
@@ -113,8 +114,8 @@ func (c *copier) copy(ctx context.Context) error {
 	}
 	toExchange, toSalesforce := map[string][]*tandemv1.Record{}, map[string][]*tandemv1.Record{}
 	for id := range c.sims.Users {
-		toExchange[id] = missing(c.sfRecords[id], c.exRecords[id])
-		toSalesforce[id] = missing(c.exRecords[id], c.sfRecords[id])
+		toExchange[id] = firstsync.Missing(c.sfRecords[id], c.exRecords[id])
+		toSalesforce[id] = firstsync.Missing(c.exRecords[id], c.sfRecords[id])
 	}
 	g, gctx = errgroup.WithContext(ctx)
 	g.Go(func() error { return c.writeExchange(gctx, toExchange) })

@@ -28,6 +28,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tandem-sync/tandem/cmd/tandem/devenv"
+	"github.com/tandem-sync/tandem/cmd/tandem/internal/firstsync"
 	"github.com/tandem-sync/tandem/cmd/tandem/internal/sourcetree"
 	"github.com/tandem-sync/tandem/pkg/exchange"
 	"github.com/tandem-sync/tandem/pkg/reconcile/engine"
@@ -359,7 +360,7 @@ func (r *run) startSimulators(ctx context.Context) error {
 // modelSeed gives every seeded contact a person's marker, so that the model knows them. The
 // contacts seeded on both sides that Tandem's first sync links are one person, so both copies
 // carry the same marker. Which ones those are is the planner's rule, email first and then name
-// (firstSyncLinks), not only a shared email: a twin seeded without an email is linked by name.
+// (firstsync.Links), not only a shared email: a twin seeded without an email is linked by name.
 func (r *run) modelSeed() error {
 	now := time.Now()
 	accounts := map[string]string{}
@@ -372,17 +373,17 @@ func (r *run) modelSeed() error {
 		for _, it := range r.sims.EWS.Items(u.Mailbox, exchange.SyncFolderName) {
 			if it.Contact != nil {
 				items = append(items, it)
-				exRecs = append(exRecs, exchangeRecord(it))
+				exRecs = append(exRecs, firstsync.ExchangeRecord(it))
 			}
 		}
 		var contacts []map[string]any
 		for _, c := range r.sims.Salesforce.List("Contact") {
 			if fmt.Sprint(c["OwnerId"]) == u.SalesforceID {
 				contacts = append(contacts, c)
-				sfRecs = append(sfRecs, salesforceRecord(c, accounts))
+				sfRecs = append(sfRecs, firstsync.SalesforceRecord(c, accounts))
 			}
 		}
-		links, ambiguous := firstSyncLinks(exRecs, sfRecs)
+		links, ambiguous := firstsync.Links(exRecs, sfRecs)
 		if len(ambiguous) > 0 {
 			// Tandem holds such records on their side, linked to nothing and copied nowhere,
 			// which the model, expecting every seeded person in sync, cannot follow.
