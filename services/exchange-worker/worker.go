@@ -126,6 +126,7 @@ type Worker struct {
 	conns  *store.OrgCache[exchange.Connector]
 	outbox *ledger.Outbox
 	writes *worker.Writes
+	met    *metrics
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -149,6 +150,11 @@ func NewWithConnectors(cfg Config, p *platform.Platform, factory ConnectorFactor
 		conns: store.NewOrgCache(p.Store, factory), log: p.Logger.With(slog.String("component", "exchange-worker")), now: time.Now,
 		introduced: map[string]*introduction{},
 	}
+	met, err := newMetrics(p.Telemetry.MeterProvider)
+	if err != nil {
+		return nil, err
+	}
+	w.met = met
 	w.outbox = ledger.NewOutbox(p.Store)
 	w.writes = &worker.Writes{Outbox: w.outbox, Store: w.st, Pub: w.bus, Now: func() time.Time { return w.now() }, Log: w.log, System: "Exchange"}
 	return w, nil
@@ -261,8 +267,9 @@ func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
 	return w.succeeded(ctx, mb, job, folders)
 }
 
-// unread says whether the job may skip reading a kind from Exchange, and why it may or must not:
-// it may when nothing changed since the last read (cur) but what Tandem knows. The mailbox was watched when that
+// unread says whether the job may skip reading a kind from Exchange, and why it may or must not
+// (a reason of metrics.go): it may when nothing changed since the last read (cur) but what
+// Tandem knows. The mailbox was watched when that
 // read began and has been since, without a break (the notifier marks the mailbox before it
 // wakes the org; see store.WatchMark), and
 //   - its mark is the same (quiet): the notifier was told of no change; or
@@ -276,27 +283,27 @@ func (w *Worker) unread(ctx context.Context, mb exchange.Mailbox, job *tandemv1.
 	poll := job.GetPollInterval().AsDuration()
 	switch {
 	case job.GetFullResync() || cur.Value == "":
-		return false, "a full read"
+		return false, readFull
 	case poll <= 0:
-		return false, "the job reads every mailbox"
+		return false, readEveryCycle
 	case cur.ReadAt == 0 || w.now().Sub(time.UnixMilli(cur.ReadAt)) >= poll:
-		return false, "its poll is due"
+		return false, readPollDue
 	case mark.Quiet(cur.Watch):
-		return true, "unchanged since its last read"
+		return true, skipUnchanged
 	case !cur.Watch.Watched() || mark.Watcher != cur.Watch.Watcher:
-		return false, "not watched without a break since its last read"
+		return false, readUnwatched
 	case mark.Notes-cur.Watch.Notes > maxEchoNotes:
-		return false, "too many notifications since its last read"
+		return false, readManyNotes
 	}
 	echoes, err := w.echoes(ctx, mb, job.GetKinds(), cur.Watch.Notes, mark.Notes)
 	if err != nil {
 		w.log.WarnContext(ctx, "cannot tell whether the mailbox changed; reading it", slog.Any("error", err))
-		return false, "cannot tell whether it changed"
+		return false, readCannotTell
 	}
 	if echoes {
-		return true, "changed since its last read only by Tandem's own writes"
+		return true, skipOwnWrites
 	}
-	return false, "changed"
+	return false, readChanged
 }
 
 // maxEchoNotes bounds the notes since a mailbox's last read that Worker.echoes looks at: a
@@ -369,10 +376,11 @@ func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.
 		return err
 	}
 	skip, why := w.unread(ctx, mb, job, cur, mark)
+	w.met.read(ctx, kind, !skip, why)
 	if !skip {
 		w.log.DebugContext(ctx, "reading the mailbox", slog.String("kind", store.KindName(kind)), slog.String("reason", why))
 	} else {
-		w.log.DebugContext(ctx, "mailbox not read: "+why, slog.String("kind", store.KindName(kind)),
+		w.log.DebugContext(ctx, "mailbox not read", slog.String("kind", store.KindName(kind)), slog.String("reason", why),
 			slog.Uint64("previous_cycle", cur.Cycle), slog.Time("last_read", time.UnixMilli(cur.ReadAt)))
 		if err := pager.Publish(ctx, nil, false, true, cur.Cycle, time.UnixMilli(cur.ReadAt)); err != nil {
 			return err

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -1175,12 +1177,46 @@ func TestQuietMailboxIsNotRead(t *testing.T) {
 			}
 		}, poll: time.Hour, read: true},
 	}
+	reader := sdkmetric.NewManualReader()
+	met, err := newMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.w.met = met
+	wantReads := map[bool]int64{}
 	for _, s := range steps {
 		if s.before != nil {
 			s.before()
 		}
 		if got := run(s.poll, s.full); got != s.read {
 			t.Errorf("%s: read %v, want %v", s.name, got, s.read)
+		}
+		wantReads[s.read]++
+	}
+	// tandem.exchange.mailbox_reads counts every job's read of the kind, made or not, and why.
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	gotReads, reasons := map[bool]int64{}, map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "tandem.exchange.mailbox_reads" {
+				for _, dp := range sum.DataPoints {
+					made, _ := dp.Attributes.Value("read")
+					why, _ := dp.Attributes.Value("reason")
+					gotReads[made.AsBool()] += dp.Value
+					reasons[why.AsString()] += dp.Value
+				}
+			}
+		}
+	}
+	if gotReads[true] != wantReads[true] || gotReads[false] != wantReads[false] {
+		t.Errorf("mailbox_reads %v, want %v", gotReads, wantReads)
+	}
+	for _, why := range []string{readFull, readEveryCycle, readPollDue, readUnwatched, readManyNotes, readChanged, skipUnchanged, skipOwnWrites} {
+		if reasons[why] == 0 {
+			t.Errorf("no read counted for reason %q: %v", why, reasons)
 		}
 	}
 	// Another user's mailbox is another mark.
