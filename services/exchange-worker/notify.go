@@ -30,7 +30,7 @@ import (
 // short gap after the last one started (store.WakeAfter), instead of at the end of the poll
 // interval. It also notes, before it wakes the org, which mailboxes it watches and which
 // changed (store.NoteWatches), so that a cycle reads only the mailboxes that may have changed
-// since their last read (Worker.quiet). Polling stays the fallback: a mailbox is read at least
+// since their last read (Worker.unread). Polling stays the fallback: a mailbox is read at least
 // every poll interval whatever its notifications say, so a notification that never comes costs
 // latency, never a change.
 //

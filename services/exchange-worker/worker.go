@@ -206,7 +206,7 @@ func (w *Worker) mailbox(ctx context.Context, orgID, userID string) (exchange.Ma
 // cursor is what the worker stores per user and kind: the connector's cursor and the cycle of
 // the read that produced it (the next read continues from that cycle); and, of the last read
 // that asked Exchange, when its last page was read and the mailbox's watch mark taken before
-// it (see quiet).
+// it (see unread).
 type cursor struct {
 	Value  string          `json:"value"`
 	Cycle  uint64          `json:"cycle"`
@@ -253,7 +253,7 @@ func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return w.failed(ctx, job, err)
 	}
-	// The mailbox's watch mark, taken before it is read (see quiet).
+	// The mailbox's watch mark, taken before it is read (see unread).
 	mark, err := w.st.MailboxWatchMark(ctx, store.UserKey{OrgID: mb.OrgID, UserID: mb.UserID}, watchRole)
 	if err != nil {
 		w.log.WarnContext(ctx, "cannot tell whether the mailbox changed; reading it", slog.Any("error", err))
@@ -269,9 +269,8 @@ func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
 
 // unread says whether the job may skip reading a kind from Exchange, and why it may or must not
 // (a reason of metrics.go): it may when nothing changed since the last read (cur) but what
-// Tandem knows. The mailbox was watched when that
-// read began and has been since, without a break (the notifier marks the mailbox before it
-// wakes the org; see store.WatchMark), and
+// Tandem knows. The mailbox was watched when that read began and has been since, without a
+// break (the notifier marks the mailbox before it wakes the org; see store.WatchMark), and
 //   - its mark is the same (quiet): the notifier was told of no change; or
 //   - it moved only by notes of items at versions the reconciler already holds (echoes): the
 //     echo of Tandem's own writes, whose results recorded the versions they left.
@@ -359,8 +358,8 @@ func (w *Worker) echoes(ctx context.Context, mb exchange.Mailbox, kinds []tandem
 // read reads one kind's changes and publishes them as pages, then stores the cursor: the
 // cursor advances only once the changes it covers are durably published.
 //
-// A kind the job may skip (see unread) is not read: the job reports, for the cycle, a read that found
-// nothing, continuing from the last, and started when the last read's last page did. That is
+// A kind the job may skip (see unread) is not read: the job reports, for the cycle, a read that
+// found nothing, continuing from the last, and started when the last read's last page did. That is
 // what the last read found, told again: the reconciler takes no item for gone because of it
 // (see vanishedCreates in package engine), as it would from a read that started later.
 func (w *Worker) read(ctx context.Context, conn exchange.Connector, mb exchange.Mailbox, job *tandemv1.SyncJob, kind tandemv1.RecordKind, mark store.WatchMark) error {

@@ -43,19 +43,23 @@ func (w *Worker) noteWritten(ctx context.Context, uk store.UserKey, kind tandemv
 	if err != nil {
 		return err
 	}
+	// One round trip in the common case; a mailbox gone over the bound starts again from this
+	// batch in a second.
 	rdb := w.st.Client()
-	size, err := rdb.HLen(ctx, key).Result()
-	if err != nil {
-		return fmt.Errorf("note the versions written for %s: %w", uk, err)
-	}
 	pipe := rdb.TxPipeline()
-	if size+int64(len(fields)/2) > maxWritten {
-		pipe.Del(ctx, key)
-	}
 	pipe.HSet(ctx, key, fields...)
+	size := pipe.HLen(ctx, key)
 	pipe.PExpire(ctx, key, writtenTTL)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("note the versions written for %s: %w", uk, err)
+	}
+	if size.Val() > maxWritten {
+		pipe.Del(ctx, key)
+		pipe.HSet(ctx, key, fields...)
+		pipe.PExpire(ctx, key, writtenTTL)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("note the versions written for %s: %w", uk, err)
+		}
 	}
 	return nil
 }
