@@ -80,13 +80,13 @@ type WatchConfig struct {
 	// OnWatching is told when a mailbox starts being watched (true: its subscription was made,
 	// or a connection that carries it delivers again after one failed, so every change from now
 	// on reaches OnChange) and when it stops (false: its subscription was lost or dropped, its
-	// connection failed, or the watcher stopped). A change while a mailbox is not watched is reported by OnChange once it is
-	// watched again, except when the watcher stops or the mailbox is dropped. Called like
-	// OnChange; nil means nobody asks.
+	// connection failed, or the watcher stopped). A change while a mailbox is not watched is
+	// reported by OnChange once it is watched again, except when the watcher stops or the
+	// mailbox is dropped. Called like OnChange; nil means nobody asks.
 	OnWatching func(mb exchange.Mailbox, watching bool)
 	// OnItems, when set, is told of the changes a notification reports when they all create
 	// or modify items: which items, at the change keys they are at now; they are not reported
-	// to OnChange. A caller that knows which versions it wrote itself can then tell the echo
+	// to OnChange, and a notification that only changes folders' counts is not reported. A caller that knows which versions it wrote itself can then tell the echo
 	// of its own writes from other changes. Called like OnChange.
 	OnItems func(mb exchange.Mailbox, items []ItemID)
 }
@@ -486,7 +486,9 @@ func (w *Watcher) notify(mb exchange.Mailbox, events []Event) {
 			return
 		}
 	}
-	w.cfg.OnItems(mb, items)
+	if len(items) > 0 {
+		w.cfg.OnItems(mb, items)
+	}
 }
 
 // watched tells OnWatching that the mailbox of sub is watched, unless it was told already or

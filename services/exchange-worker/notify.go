@@ -375,9 +375,6 @@ func (n *notifier) start(ctx context.Context, orgID string, want orgWant, lease 
 		// Changes that only create or modify items are noted with the versions they left: the
 		// echo of the exchange-worker's own writes needs no read (see Worker.echoes).
 		OnItems: func(mb exchange.Mailbox, ids []ews.ItemID) {
-			if len(ids) == 0 {
-				return // only a folder's counts
-			}
 			items := make([]store.WatchedItem, len(ids))
 			for i, id := range ids {
 				if strings.ContainsAny(id.ID+id.ChangeKey, " \t\n") {
