@@ -42,6 +42,8 @@ type pollCursor struct {
 	// poll read (getUpdated's latestDateCovered, asked just before the read; unix ms), or zero
 	// when the poll did not ask: the next poll reads back no further than it.
 	Committed int64 `json:"committed,omitempty"`
+	// ReadBackAt is when a poll last read back (connector clock, unix ms; see readBackDue).
+	ReadBackAt int64 `json:"rb,omitempty"`
 	// Seen are the records read that are stamped at or after where the next poll reads back
 	// from (see readBackFrom), with a hash of their content: the next poll reads them again and
 	// reports only what differs.

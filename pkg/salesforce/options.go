@@ -13,11 +13,14 @@ import (
 
 // Defaults of the connector's settings.
 const (
-	DefaultAPIVersion         = "v62.0"
-	DefaultClientName         = "tandem"
-	DefaultReservePercent     = 20
-	DefaultMaxConcurrent      = 10
-	DefaultOverlap            = 5 * time.Minute
+	DefaultAPIVersion     = "v62.0"
+	DefaultClientName     = "tandem"
+	DefaultReservePercent = 20
+	DefaultMaxConcurrent  = 10
+	DefaultOverlap        = 5 * time.Minute
+	// DefaultReadBackEvery is how often, at most, a poll reads back records that may have
+	// committed late while getUpdated cannot yet say they all have (see Poll).
+	DefaultReadBackEvery      = time.Minute
 	DefaultFullRescanInterval = 24 * time.Hour
 	DefaultLimitBackoff       = time.Hour
 	DefaultLimitProbe         = time.Minute
@@ -82,7 +85,10 @@ type settings struct {
 	readBackSplit int
 	// readBackPeek is how long a split read-back goes on, from page to page, before it reads
 	// what changed since meanwhile (poller.readIncremental).
-	readBackPeek   time.Duration
+	readBackPeek time.Duration
+	// readBackEvery is how often a read-back runs that cannot be the last for its records
+	// (pollCursor.readBackDue).
+	readBackEvery  time.Duration
 	sessionTimeout time.Duration
 	allowHTTP      bool
 }
@@ -172,6 +178,7 @@ func defaultSettings() settings {
 		maxSOQLLength:      maxSOQLLength,
 		readBackSplit:      queryPageRows,
 		readBackPeek:       time.Second,
+		readBackEvery:      DefaultReadBackEvery,
 		sessionTimeout:     DefaultSessionTimeout,
 	}
 }

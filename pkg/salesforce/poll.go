@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -72,7 +73,8 @@ type EmitFunc func(ctx context.Context, userID string, changes []*tandemv1.Chang
 // before the watermark; until then (see changedSince) it reads back the records stamped within
 // the overlap before the last poll, or since Salesforce last said everything was committed if
 // that is later, and reports only the ones whose content differs. An idle org's poll thus reads
-// no row at all.
+// no row at all. A read-back that cannot yet be the last for its records runs at most once per
+// readBackEvery (see readBackDue); the polls in between read from the watermark's second.
 //
 // It returns the cursor to store once everything emitted is durably published: the position,
 // the records read within the overlap and the audience it covers. If Poll fails, nothing was
@@ -139,26 +141,38 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 	}
 	if prev != nil {
 		next.Committed = prev.Committed // still true: what was committed then was read then
+		next.ReadBackAt = prev.ReadBackAt
 	}
-	if len(incremental) > 0 && prev.readsBack(c.cfg.overlap) {
-		// This poll reads back: ask, before reading, up to when Salesforce has committed
-		// everything, so that the next poll reads back no further than that.
-		committed, err := c.committedBefore(ctx, object, now)
+	readsBack := len(incremental) > 0 && prev.readsBack(c.cfg.overlap)
+	var committed time.Time
+	if readsBack || len(full) > 0 {
+		// This poll reads back, or reads records in full: ask, before reading, up to when
+		// Salesforce has committed everything, so that the next poll reads back no further
+		// than that (after a first sync, the last minute instead of the whole overlap).
+		var err error
+		committed, err = c.committedBefore(ctx, object, now)
 		if err != nil {
 			if ctx.Err() != nil {
 				return "", fmt.Errorf("poll %s for org %s: %w", object, c.orgID, err)
 			}
 			c.log.WarnContext(ctx, "salesforce getUpdated failed; the next poll reads back the whole overlap",
 				slog.String("object", object), slog.String("error", err.Error()))
-		} else {
-			next.Committed = max(next.Committed, committed.UnixMilli())
+			committed = time.Time{}
 		}
+	}
+	// A read-back that cannot be the last one for its records waits (see readBackDue).
+	deferred := readsBack && !prev.readBackDue(committed, now, c.cfg.readBackEvery)
+	if !deferred && !committed.IsZero() {
+		next.Committed = max(next.Committed, committed.UnixMilli())
+	}
+	if readsBack && !deferred {
+		next.ReadBackAt = now.UnixMilli()
 	}
 	// The incremental read goes first: its snapshot is then older than the full read's, and a
 	// change it missed while the full read ran is stamped after the horizon minus the overlap,
 	// where the next poll reads back.
 	if len(incremental) > 0 {
-		if err := p.readIncremental(ctx, incremental, prev); err != nil {
+		if err := p.readIncremental(ctx, incremental, prev, deferred); err != nil {
 			return "", fmt.Errorf("poll %s changes for org %s: %w", object, c.orgID, err)
 		}
 	}
@@ -206,7 +220,15 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 		horizon = p.served
 	}
 	next.Horizon = horizon.UnixMilli()
-	next.Seen = seenGroups(p.seen, next.readBackFrom(c.cfg.overlap).UnixMilli())
+	seen := p.seen
+	if deferred {
+		// The read-back still to come starts where the previous poll's would have, and skips
+		// what that poll and this one read.
+		next.Horizon = prev.Horizon
+		seen = maps.Clone(p.known)
+		maps.Copy(seen, p.seen)
+	}
+	next.Seen = seenGroups(seen, next.readBackFrom(c.cfg.overlap).UnixMilli())
 	return encodeCursor(next)
 }
 
@@ -254,6 +276,28 @@ func (c *pollCursor) readsBack(overlap time.Duration) bool {
 		return false
 	}
 	return !c.readBackFrom(overlap).After(time.UnixMilli(c.Watermark).UTC().Truncate(time.Second))
+}
+
+// readBackDue reports whether the poll after c, which reads back (readsBack), does so now or
+// leaves it to a later poll.
+//
+// A read-back is needed once for a range of stamps, by a poll that starts after every
+// transaction that could stamp a record in it has committed: getUpdated's latestDateCovered
+// (committed, asked by the poll before it reads; zero when unknown) past the watermark's second
+// says so, and that poll's read-back is the last one. Before then, while polls come often (every
+// wake of the org starts one), each would read the whole range again — after a first sync's
+// burst of writes, tens of thousands of rows a poll, until getUpdated, which counts whole
+// minutes, passes the burst. So a read-back that cannot be the last one runs at most once per
+// every: a record committed late waits at most that long for its read-back (or until the next
+// poll, when polls are rarer). Meanwhile a poll reads from the start of the watermark's second
+// (see readIncremental), so that a record stamped within it after the poll read is not left to
+// the read-back.
+func (c *pollCursor) readBackDue(committed, now time.Time, every time.Duration) bool {
+	mark := time.UnixMilli(c.Watermark).UTC().Truncate(time.Second)
+	if !committed.IsZero() && committed.Truncate(time.Second).After(mark) {
+		return true
+	}
+	return c.ReadBackAt == 0 || now.Sub(time.UnixMilli(c.ReadBackAt)) >= every
 }
 
 // member is an audience user prepared for routing.
@@ -417,7 +461,13 @@ func (p *poller) changedSince(prev *pollCursor) string {
 // read, to read it again: a new change reaches its user within about that, instead of after
 // every record of the burst has been read again. A call more per readBackPeek while a burst is
 // read back.
-func (p *poller) readIncremental(ctx context.Context, set []*member, prev *pollCursor) error {
+func (p *poller) readIncremental(ctx context.Context, set []*member, prev *pollCursor, deferred bool) error {
+	if deferred {
+		// The read-back waits (readBackDue); the watermark's own second is read again, so that
+		// a record stamped within it, with an Id below the last one read, is not left to it.
+		mark := time.UnixMilli(prev.Watermark).UTC().Truncate(time.Second)
+		return p.read(ctx, set, "SystemModstamp >= "+soqlDateTime(mark), false, nil)
+	}
 	if prev == nil || !prev.readsBack(p.c.cfg.overlap) || len(p.known) <= p.c.cfg.readBackSplit {
 		return p.read(ctx, set, p.changedSince(prev), false, nil)
 	}

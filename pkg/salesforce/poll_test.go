@@ -124,6 +124,7 @@ func TestPollCatchesLateCommits(t *testing.T) {
 		{row("003C", t0.Add(-2*time.Minute), ""), row("003A", t0, "VP"), row("003B", t0.Add(time.Second), "")},
 	}}
 	c := newScripted(t, org, WithClock(func() time.Time { return t0 }))
+	c.cfg.readBackEvery = 0 // every poll reads back (see TestPollDefersReadBack)
 	cursor := ""
 	for range org.answers {
 		cursor = org.poll(t, c, cursor)
@@ -134,14 +135,10 @@ func TestPollCatchesLateCommits(t *testing.T) {
 	if !slices.EqualFunc(got, want, slices.Equal[[]string]) {
 		t.Errorf("emitted %v, want %v", got, want)
 	}
-	// The horizon is the connector's clock (the fake answers with a later Date): the second
-	// poll reads back from it minus the overlap. The polls after it read back from where
-	// getUpdated said everything had committed, asked by the poll before them.
+	// Every poll reads back from where getUpdated said everything had committed, asked by the
+	// poll before it (the full read first asks too): later than the horizon minus the overlap.
 	for i, q := range statements[1:] {
 		wantSince := soqlDateTime(committed)
-		if i == 0 {
-			wantSince = soqlDateTime(t0.Add(-DefaultOverlap))
-		}
 		if !strings.Contains(q, "WHERE SystemModstamp >= "+wantSince+" AND OwnerId") {
 			t.Errorf("poll %d read from the wrong point: %s", i+1, q)
 		}
@@ -178,6 +175,7 @@ func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
 	}}
 	c := newScripted(t, org, WithClock(func() time.Time { return t0 }))
 	c.cfg.readBackSplit = 2
+	c.cfg.readBackEvery = 0
 	cursor := org.poll(t, c, "")
 	cursor = org.poll(t, c, cursor)
 	got, statements := org.emitted, org.statements
@@ -188,7 +186,7 @@ func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
 		t.Fatalf("%d queries, want the full read, then the changes, the read-back and the changes made meanwhile: %q", len(statements), statements)
 	}
 	s1, s2, s3 := soqlDateTime(t0.Add(time.Second)), soqlDateTime(t0.Add(2*time.Second)), soqlDateTime(t0.Add(3*time.Second))
-	from := soqlDateTime(t0.Add(-DefaultOverlap))
+	from := soqlDateTime(t0.Add(-2 * time.Minute)) // getUpdated's, asked by the full read
 	for i, want := range []string{
 		"WHERE SystemModstamp >= " + s1 + " AND (SystemModstamp >= " + s2 + " OR Id > '003C') AND OwnerId",
 		"WHERE SystemModstamp >= " + from + " AND (SystemModstamp < " + s1 + " OR (SystemModstamp < " + s2 + " AND Id <= '003C')) AND OwnerId",
@@ -223,6 +221,7 @@ func TestPollReadsNewChangesWhileABurstIsReadBack(t *testing.T) {
 	var elapsed atomic.Int64
 	c := newScripted(t, org, WithClock(func() time.Time { return t0.Add(time.Duration(elapsed.Load())) }))
 	c.cfg.readBackSplit = 2
+	c.cfg.readBackEvery = 0
 	cursor := org.poll(t, c, "")
 	org.emitted = nil
 	org.onEmit = func(id string) {
@@ -252,6 +251,72 @@ func TestPollReadsNewChangesWhileABurstIsReadBack(t *testing.T) {
 	state, _ := decodeCursor(next, contactKind)
 	if state.Watermark != t0.Add(4*time.Second).UnixMilli() || state.LastID != "003G" {
 		t.Errorf("position %d/%s after the read-back", state.Watermark, state.LastID)
+	}
+}
+
+// TestPollDefersReadBack: a read-back that cannot be the last one for its records (getUpdated
+// has not passed the watermark) runs at most once per readBackEvery; a poll in between reads
+// from the start of the watermark's second, and finds a record stamped within it after the
+// last one read there. The first poll that getUpdated tells every transaction has committed
+// up to past the watermark reads back from where the last read-back's getUpdated stood,
+// finds a late commit, and is the last read-back: the next poll reads only what is new.
+func TestPollDefersReadBack(t *testing.T) {
+	t0 := time.Now().UTC().Truncate(time.Second)
+	row := func(id string, at time.Time) string { return scriptRow(id, at, "") }
+	a, b := row("003A", t0), row("003B", t0.Add(time.Second))
+	sameSecond := row("003AB", t0.Add(time.Second)) // an Id below 003B's, in its second
+	late := row("003L", t0.Add(-30*time.Second))
+	org := &scripted{covered: t0.Add(-time.Minute), answers: [][]string{
+		{a, b},                   // the full read
+		{a, b},                   // the first read-back: nothing new
+		{b, sameSecond},          // deferred: the watermark's second again
+		{late, a, sameSecond, b}, // getUpdated passed the watermark: the last read-back
+		{},                       // nothing new
+	}}
+	var now atomic.Int64
+	now.Store(t0.UnixMilli())
+	c := newScripted(t, org, WithClock(func() time.Time { return time.UnixMilli(now.Load()) }))
+	at := func(d time.Duration) { now.Store(t0.Add(d).UnixMilli()) }
+	cursor := org.poll(t, c, "")
+	at(2 * time.Second)
+	cursor = org.poll(t, c, cursor)
+	at(10 * time.Second)
+	cursor = org.poll(t, c, cursor)
+	state, _ := decodeCursor(cursor, contactKind)
+	var seen []string
+	for _, g := range state.Seen {
+		seen = append(seen, g.IDs...)
+	}
+	if slices.Sort(seen); !slices.Equal(seen, []string{"003A", "003AB", "003B"}) {
+		t.Errorf("after the deferred read-back the cursor keeps %v for it, want every version read since the last", seen)
+	}
+	org.covered = t0.Add(2 * time.Second)
+	at(20 * time.Second)
+	cursor = org.poll(t, c, cursor)
+	at(21 * time.Second)
+	org.poll(t, c, cursor)
+
+	if want := [][]string{{"003A", "003B"}, nil, {"003AB"}, {"003L"}, nil}; !slices.EqualFunc(org.emitted, want, slices.Equal[[]string]) {
+		t.Errorf("emitted %v, want %v", org.emitted, want)
+	}
+	s1, s2 := soqlDateTime(t0.Add(time.Second)), soqlDateTime(t0.Add(2*time.Second))
+	from := soqlDateTime(t0.Add(-time.Minute))
+	for i, want := range map[int]string{
+		1: "WHERE SystemModstamp >= " + from + " AND OwnerId",
+		2: "WHERE SystemModstamp >= " + s1 + " AND OwnerId",
+		3: "WHERE SystemModstamp >= " + from + " AND OwnerId",
+		4: "WHERE SystemModstamp >= " + s1 + " AND (SystemModstamp >= " + s2 + " OR Id > '003B') AND OwnerId",
+	} {
+		if q := org.statements[i]; !strings.Contains(q, want) {
+			t.Errorf("query %d = %s, want %s", i, q, want)
+		}
+		if _, err := soql.Parse(org.statements[i]); err != nil {
+			t.Errorf("query %d: %v", i, err)
+		}
+	}
+	// The full read and every poll that reads back ask; the last poll has nothing to read back.
+	if org.getUpdated != 4 {
+		t.Errorf("getUpdated asked %d times, want 4", org.getUpdated)
 	}
 }
 
