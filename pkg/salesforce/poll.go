@@ -278,6 +278,10 @@ func (c *pollCursor) readsBack(overlap time.Duration) bool {
 	return !c.readBackFrom(overlap).After(time.UnixMilli(c.Watermark).UTC().Truncate(time.Second))
 }
 
+// secondSkew is how far the connector's clock and the org's may differ when a poll decides
+// whether a second of the org's had ended before the last poll read.
+const secondSkew = time.Second
+
 // readBackDue reports whether the poll after c, which reads back (readsBack), does so now or
 // leaves it to a later poll.
 //
@@ -290,8 +294,8 @@ func (c *pollCursor) readsBack(overlap time.Duration) bool {
 // minutes, passes the burst. So a read-back that cannot be the last one runs at most once per
 // every: a record committed late waits at most that long for its read-back (or until the next
 // poll, when polls are rarer). Meanwhile a poll reads from the start of the watermark's second
-// (see readIncremental), so that a record stamped within it after the poll read is not left to
-// the read-back.
+// while that second may still have been under way (see readIncremental), so that a record
+// stamped within it after the poll read is not left to the read-back.
 func (c *pollCursor) readBackDue(committed, now time.Time, every time.Duration) bool {
 	mark := time.UnixMilli(c.Watermark).UTC().Truncate(time.Second)
 	if !committed.IsZero() && committed.Truncate(time.Second).After(mark) {
@@ -463,10 +467,16 @@ func (p *poller) changedSince(prev *pollCursor) string {
 // read back.
 func (p *poller) readIncremental(ctx context.Context, set []*member, prev *pollCursor, deferred bool) error {
 	if deferred {
-		// The read-back waits (readBackDue); the watermark's own second is read again, so that
-		// a record stamped within it, with an Id below the last one read, is not left to it.
+		// The read-back waits (readBackDue). While the watermark's second had not ended when the
+		// last poll read, it is read again: a record stamped within it since, with an Id below
+		// the last one read, is a change made just then, not a late commit to leave to the
+		// read-back. (A bulk write stamps thousands of records in one second: reading it again
+		// once it has ended would cost a page a poll.)
 		mark := time.UnixMilli(prev.Watermark).UTC().Truncate(time.Second)
-		return p.read(ctx, set, "SystemModstamp >= "+soqlDateTime(mark), false, nil)
+		if time.UnixMilli(prev.PolledAt).Add(-secondSkew).Before(mark.Add(time.Second)) {
+			return p.read(ctx, set, "SystemModstamp >= "+soqlDateTime(mark), false, nil)
+		}
+		return p.read(ctx, set, prev.after(), false, nil)
 	}
 	if prev == nil || !prev.readsBack(p.c.cfg.overlap) || len(p.known) <= p.c.cfg.readBackSplit {
 		return p.read(ctx, set, p.changedSince(prev), false, nil)
