@@ -140,8 +140,14 @@ func (s *Server) seedOwner(ownerID string) (string, error) {
 }
 
 // seedInsert saves one seeded record in its own transaction.
-func (s *Server) seedInsert(o *object, values fields, actor string) (string, error) {
+//
+// Every record of one seeding call carries the same SystemModstamp (stamp), as the records of
+// one bulk load request do in Salesforce: stamped one after the other, a millisecond apart
+// (store.stamp), 50,000 records would be stamped most of a minute ahead of the clock, and every
+// change made in that minute would sort before them.
+func (s *Server) seedInsert(o *object, values fields, actor string, stamp time.Time) (string, error) {
 	t := s.st.begin(s.now(), nil)
+	t.stamped = stamp
 	id, errs := t.insert(o, values, actor)
 	if errs != nil {
 		return "", &RecordError{Object: o.name, Errors: errs}
@@ -161,7 +167,8 @@ func (s *Server) SeedContacts(ownerID string, n int, seed int64) ([]string, erro
 		return nil, err
 	}
 	rng := seedRand(seed)
-	accounts, err := s.seedAccounts(owner, rng, max(1, min(50, n/25)))
+	stamp := s.st.stamp(s.now())
+	accounts, err := s.seedAccounts(owner, rng, max(1, min(50, n/25)), stamp)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +277,7 @@ func (s *Server) SeedContacts(ownerID string, n int, seed int64) ([]string, erro
 		if chance(rng, 0.2) {
 			v["LeadSource"] = pick(rng, []string{"Web", "Phone Inquiry", "Partner Referral", "Other"})
 		}
-		id, err := s.seedInsert(contact, v, owner)
+		id, err := s.seedInsert(contact, v, owner, stamp)
 		if err != nil {
 			return ids, fmt.Errorf("seed contact %d: %w", i, err)
 		}
@@ -297,7 +304,7 @@ func seedDescription(rng *rand.Rand) string {
 
 // seedAccounts returns n accounts for the seed, creating those that do not exist yet.
 // Callers hold s.mu.
-func (s *Server) seedAccounts(owner string, rng *rand.Rand, n int) ([]*record, error) {
+func (s *Server) seedAccounts(owner string, rng *rand.Rand, n int, stamp time.Time) ([]*record, error) {
 	account := s.schema.object("Account")
 	byName := map[string]*record{}
 	s.st.each(account, func(r *record) bool {
@@ -316,7 +323,7 @@ func (s *Server) seedAccounts(owner string, rng *rand.Rand, n int) ([]*record, e
 		place := pick(rng, seedPlaces)
 		v := fields{"Name": name, "BillingCity": place.city, "BillingCountry": place.country,
 			"Industry": pick(rng, account.field("Industry").PicklistValues), "Phone": fmt.Sprintf(place.phone, rng.IntN(100))}
-		id, err := s.seedInsert(account, v, owner)
+		id, err := s.seedInsert(account, v, owner, stamp)
 		if err != nil {
 			return nil, fmt.Errorf("seed account %s: %w", name, err)
 		}
@@ -339,6 +346,7 @@ func (s *Server) SeedEvents(ownerID string, n int, seed int64) ([]string, error)
 		return nil, err
 	}
 	rng := seedRand(seed)
+	stamp := s.st.stamp(s.now())
 	contactObj, eventObj, relObj := s.schema.object("Contact"), s.schema.object("Event"), s.schema.object("EventRelation")
 	var contacts []string
 	for _, r := range s.st.referencing(contactObj.field("OwnerId"), owner) {
@@ -395,7 +403,7 @@ func (s *Server) SeedEvents(ownerID string, n int, seed int64) ([]string, error)
 				v["WhatId"] = acct
 			}
 		}
-		id, err := s.seedInsert(eventObj, v, owner)
+		id, err := s.seedInsert(eventObj, v, owner, stamp)
 		if err != nil {
 			return ids, fmt.Errorf("seed event %d: %w", i, err)
 		}
@@ -426,7 +434,7 @@ func (s *Server) SeedEvents(ownerID string, n int, seed int64) ([]string, error)
 			default:
 				rv["Status"] = "New"
 			}
-			if _, err := s.seedInsert(relObj, rv, owner); err != nil {
+			if _, err := s.seedInsert(relObj, rv, owner, stamp); err != nil {
 				return ids, fmt.Errorf("seed invitee of event %s: %w", id, err)
 			}
 		}

@@ -195,3 +195,31 @@ func TestConcurrentClients(t *testing.T) {
 		t.Errorf("%d contacts", n)
 	}
 }
+
+// TestSeedStampsLikeOneRequest: the records one seeding call creates share one SystemModstamp,
+// taken from the clock, as one bulk load request's do; stamped a millisecond apart, a large seed would
+// run ahead of the clock, and changes made meanwhile would sort before it.
+func TestSeedStampsLikeOneRequest(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.sim.SeedContacts(e.userID, 500, 7); err != nil {
+		t.Fatal(err)
+	}
+	now := e.clock.Now().UTC()
+	stamps := map[string]int{}
+	for _, c := range e.sim.Dump().Contacts {
+		stamps[fmt.Sprint(c["SystemModstamp"])]++
+	}
+	if len(stamps) != 1 {
+		t.Fatalf("500 seeded contacts carry %d SystemModstamps, want one", len(stamps))
+	}
+	for s := range stamps {
+		at, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The clock stands still here: the stamps the setup took before are a millisecond each.
+		if at.After(now.Add(10 * time.Millisecond)) {
+			t.Errorf("seeded at %s, ahead of the clock's %s", at, now)
+		}
+	}
+}
