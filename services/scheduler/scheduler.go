@@ -128,9 +128,17 @@ type Scheduler struct {
 	retirable map[string]bool
 
 	// behind holds when each user whose reconciliation is StallCycles behind was first seen so
-	// (see stalled). A scheduler that takes over starts afresh, which only delays the net.
+	// without progress (see stalled). A scheduler that takes over starts afresh, which only
+	// delays the net.
 	behindMu sync.Mutex
-	behind   map[store.UserKey]time.Time
+	behind   map[store.UserKey]lag
+}
+
+// lag is when a user's reconciliation was first seen StallCycles behind, and the last cycle
+// it had reconciled then.
+type lag struct {
+	since      time.Time
+	reconciled uint64
 }
 
 // New returns a scheduler on the platform's store and bus.
@@ -142,7 +150,7 @@ func New(cfg Config, p *platform.Platform) (*Scheduler, error) {
 		cfg: cfg, p: p, st: p.Store, pub: p.Bus, queue: p.Bus, pools: p.Bus, led: ledger.New(p.Store),
 		sync:   engine.New(p.Store, p.Bus, engine.Options{Logger: p.Logger}),
 		status: status.New(p.Store), log: p.Logger.With(slog.String("component", "scheduler")), now: time.Now,
-		tracer: newTracer(p.Telemetry), behind: map[store.UserKey]time.Time{},
+		tracer: newTracer(p.Telemetry), behind: map[store.UserKey]lag{},
 	}, nil
 }
 
@@ -577,7 +585,7 @@ func (s *Scheduler) stalled(ctx context.Context, uk store.UserKey, pool string, 
 			if busy, err := s.reading(ctx, uk, pool); err != nil || busy {
 				return false, err
 			}
-			if !s.behindFor(uk, s.cfg.StallAfter) {
+			if !s.behindFor(uk, since, s.cfg.StallAfter) {
 				return false, nil
 			}
 			s.log.WarnContext(ctx, "reconciliation stalled; reading in full", slog.String("user", uk.UserID),
@@ -590,18 +598,21 @@ func (s *Scheduler) stalled(ctx context.Context, uk store.UserKey, pool string, 
 	return false, nil
 }
 
-// behindFor reports whether the user, behind now, has been behind for at least d since this
-// scheduler first saw it so.
-func (s *Scheduler) behindFor(uk store.UserKey, d time.Duration) bool {
+// behindFor reports whether the user, behind now with reconciled the last cycle reconciled, has
+// been behind for at least d without reconciling a cycle since. A user whose reconciliation
+// moves on is not stalled, however far behind the org's cycles: cycles that start while the
+// org's long Salesforce poll runs do not poll (see pollRunning), and the user reconciles them
+// only with the poll that follows it.
+func (s *Scheduler) behindFor(uk store.UserKey, reconciled uint64, d time.Duration) bool {
 	s.behindMu.Lock()
 	defer s.behindMu.Unlock()
 	now := s.now()
-	first, ok := s.behind[uk]
-	if !ok {
-		s.behind[uk] = now
-		first = now
+	l, ok := s.behind[uk]
+	if !ok || l.reconciled != reconciled {
+		l = lag{since: now, reconciled: reconciled}
+		s.behind[uk] = l
 	}
-	return now.Sub(first) >= d
+	return now.Sub(l.since) >= d
 }
 
 // caughtUp forgets that the user was behind.

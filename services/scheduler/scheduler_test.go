@@ -723,6 +723,41 @@ func TestStallMustLast(t *testing.T) {
 	}
 }
 
+// TestStallClockRestartsOnProgress: a user far behind the org's cycles whose reconciliation
+// moves on is not stalled (cycles that start during a long Salesforce poll do not poll); only a
+// lag without progress for --stall-after is.
+func TestStallClockRestartsOnProgress(t *testing.T) {
+	cfg := testConfig() // StallCycles 3
+	cfg.StallAfter = 300 * time.Millisecond
+	e := newEnv(t, cfg)
+	e.putOrg(t, org(orgA))
+	e.putUsers(t, orgA, user(user1, true))
+	e.putConfig(t, orgA, contactsOnly(user1))
+	e.reconcile(t, orgA, user1, contactKind, 2)
+	platformtest.ClaimCycles(t, e.st, orgA, 8)
+	full := func() bool {
+		t.Helper()
+		if err := e.st.DueNow(t.Context(), orgA); err != nil {
+			t.Fatal(err)
+		}
+		e.tick(t)
+		sf, ex := split(t, orgA, e.newJobs(t))
+		return slices.Contains(sf.GetFullUserIds(), user1) || ex[user1].GetFullResync()
+	}
+	if full() {
+		t.Fatal("read in full as soon as it fell behind")
+	}
+	time.Sleep(cfg.StallAfter)
+	e.reconcile(t, orgA, user1, contactKind, 4) // progress, still more than 3 cycles behind
+	if full() {
+		t.Fatal("read in full although its reconciliation moved on within --stall-after")
+	}
+	time.Sleep(cfg.StallAfter)
+	if !full() {
+		t.Fatal("not read in full after --stall-after behind without progress")
+	}
+}
+
 func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
