@@ -694,18 +694,20 @@ func TestStalledReconciliationReadsInFull(t *testing.T) {
 	}
 }
 
-// TestStallMustLast: with StallAfter, a user as far behind as a stall is read in full only once
-// it has been so that long: a burst of cycles is no stall.
-func TestStallMustLast(t *testing.T) {
+// stallEnv is an org whose one user reconciled cycle 2 while the org's schedule went on to
+// cycle claimed, with StallCycles 3 and StallAfter. full starts the next cycle and reports
+// whether it reads the user in full.
+func stallEnv(t *testing.T, stallAfter time.Duration, claimed uint64) (e *env, full func() bool) {
+	t.Helper()
 	cfg := testConfig() // StallCycles 3
-	cfg.StallAfter = 300 * time.Millisecond
-	e := newEnv(t, cfg)
+	cfg.StallAfter = stallAfter
+	e = newEnv(t, cfg)
 	e.putOrg(t, org(orgA))
 	e.putUsers(t, orgA, user(user1, true))
 	e.putConfig(t, orgA, contactsOnly(user1))
 	e.reconcile(t, orgA, user1, contactKind, 2)
-	platformtest.ClaimCycles(t, e.st, orgA, 5)
-	full := func() bool {
+	platformtest.ClaimCycles(t, e.st, orgA, claimed)
+	return e, func() bool {
 		t.Helper()
 		if err := e.st.DueNow(t.Context(), orgA); err != nil {
 			t.Fatal(err)
@@ -714,10 +716,17 @@ func TestStallMustLast(t *testing.T) {
 		sf, ex := split(t, orgA, e.newJobs(t))
 		return slices.Contains(sf.GetFullUserIds(), user1) || ex[user1].GetFullResync()
 	}
+}
+
+// TestStallMustLast: with StallAfter, a user as far behind as a stall is read in full only once
+// it has been so that long: a burst of cycles is no stall.
+func TestStallMustLast(t *testing.T) {
+	const stallAfter = 300 * time.Millisecond
+	_, full := stallEnv(t, stallAfter, 5)
 	if full() {
 		t.Fatal("read in full as soon as it fell behind")
 	}
-	time.Sleep(cfg.StallAfter)
+	time.Sleep(stallAfter)
 	if !full() {
 		t.Fatal("not read in full after being behind for --stall-after")
 	}
@@ -727,32 +736,17 @@ func TestStallMustLast(t *testing.T) {
 // moves on is not stalled (cycles that start during a long Salesforce poll do not poll); only a
 // lag without progress for --stall-after is.
 func TestStallClockRestartsOnProgress(t *testing.T) {
-	cfg := testConfig() // StallCycles 3
-	cfg.StallAfter = 300 * time.Millisecond
-	e := newEnv(t, cfg)
-	e.putOrg(t, org(orgA))
-	e.putUsers(t, orgA, user(user1, true))
-	e.putConfig(t, orgA, contactsOnly(user1))
-	e.reconcile(t, orgA, user1, contactKind, 2)
-	platformtest.ClaimCycles(t, e.st, orgA, 8)
-	full := func() bool {
-		t.Helper()
-		if err := e.st.DueNow(t.Context(), orgA); err != nil {
-			t.Fatal(err)
-		}
-		e.tick(t)
-		sf, ex := split(t, orgA, e.newJobs(t))
-		return slices.Contains(sf.GetFullUserIds(), user1) || ex[user1].GetFullResync()
-	}
+	const stallAfter = 300 * time.Millisecond
+	e, full := stallEnv(t, stallAfter, 8)
 	if full() {
 		t.Fatal("read in full as soon as it fell behind")
 	}
-	time.Sleep(cfg.StallAfter)
+	time.Sleep(stallAfter)
 	e.reconcile(t, orgA, user1, contactKind, 4) // progress, still more than 3 cycles behind
 	if full() {
 		t.Fatal("read in full although its reconciliation moved on within --stall-after")
 	}
-	time.Sleep(cfg.StallAfter)
+	time.Sleep(stallAfter)
 	if !full() {
 		t.Fatal("not read in full after --stall-after behind without progress")
 	}
