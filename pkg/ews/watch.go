@@ -86,8 +86,9 @@ type WatchConfig struct {
 	OnWatching func(mb exchange.Mailbox, watching bool)
 	// OnItems, when set, is told of the changes a notification reports when they all create
 	// or modify items: which items, at the change keys they are at now; they are not reported
-	// to OnChange, and a notification that only changes folders' counts is not reported. A caller that knows which versions it wrote itself can then tell the echo
-	// of its own writes from other changes. Called like OnChange.
+	// to OnChange, and a notification that only changes folders' counts is not reported. A
+	// caller that knows which versions it wrote itself can then tell the echo of its own
+	// writes from other changes. Called like OnChange.
 	OnItems func(mb exchange.Mailbox, items []ItemID)
 }
 

@@ -157,7 +157,6 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 			}
 			c.log.WarnContext(ctx, "salesforce getUpdated failed; the next poll reads back the whole overlap",
 				slog.String("object", object), slog.String("error", err.Error()))
-			committed = time.Time{}
 		}
 	}
 	// A read-back that cannot be the last one for its records waits (see readBackDue).
@@ -269,13 +268,18 @@ func (c *pollCursor) readBackFrom(overlap time.Duration) time.Time {
 	return from
 }
 
+// markSecond is the second of c's watermark: SOQL compares datetimes to the second.
+func (c *pollCursor) markSecond() time.Time {
+	return time.UnixMilli(c.Watermark).UTC().Truncate(time.Second)
+}
+
 // readsBack reports whether the poll after c reads back records stamped before c's
 // watermark (see changedSince).
 func (c *pollCursor) readsBack(overlap time.Duration) bool {
 	if c == nil || c.Watermark == 0 {
 		return false
 	}
-	return !c.readBackFrom(overlap).After(time.UnixMilli(c.Watermark).UTC().Truncate(time.Second))
+	return !c.readBackFrom(overlap).After(c.markSecond())
 }
 
 // secondSkew is how far the connector's clock and the org's may differ when a poll decides
@@ -297,7 +301,7 @@ const secondSkew = time.Second
 // while that second may still have been under way (see readIncremental), so that a record
 // stamped within it after the poll read is not left to the read-back.
 func (c *pollCursor) readBackDue(committed, now time.Time, every time.Duration) bool {
-	mark := time.UnixMilli(c.Watermark).UTC().Truncate(time.Second)
+	mark := c.markSecond()
 	if !committed.IsZero() && committed.Truncate(time.Second).After(mark) {
 		return true
 	}
@@ -472,7 +476,7 @@ func (p *poller) readIncremental(ctx context.Context, set []*member, prev *pollC
 		// the last one read, is a change made just then, not a late commit to leave to the
 		// read-back. (A bulk write stamps thousands of records in one second: reading it again
 		// once it has ended would cost a page a poll.)
-		mark := time.UnixMilli(prev.Watermark).UTC().Truncate(time.Second)
+		mark := prev.markSecond()
 		if time.UnixMilli(prev.PolledAt).Add(-secondSkew).Before(mark.Add(time.Second)) {
 			return p.read(ctx, set, "SystemModstamp >= "+soqlDateTime(mark), false, nil)
 		}
@@ -508,7 +512,7 @@ func (p *poller) readIncremental(ctx context.Context, set []*member, prev *pollC
 // after selects the records stamped after c's position: after its watermark's second, or in
 // that second with a greater Id than the last one read in it.
 func (c *pollCursor) after() string {
-	mark := time.UnixMilli(c.Watermark).UTC().Truncate(time.Second)
+	mark := c.markSecond()
 	if c.LastID == "" {
 		return "SystemModstamp >= " + soqlDateTime(mark.Add(time.Second))
 	}
@@ -519,7 +523,7 @@ func (c *pollCursor) after() string {
 // upTo selects the records stamped from the second from up to c's position: what after leaves
 // out of "SystemModstamp >= from".
 func (c *pollCursor) upTo(from time.Time) string {
-	mark := time.UnixMilli(c.Watermark).UTC().Truncate(time.Second)
+	mark := c.markSecond()
 	if c.LastID == "" {
 		return fmt.Sprintf("SystemModstamp >= %s AND SystemModstamp < %s", soqlDateTime(from), soqlDateTime(mark.Add(time.Second)))
 	}

@@ -75,11 +75,9 @@ func (w *Worker) written(ctx context.Context, uk store.UserKey, kind tandemv1.Re
 		return nil, fmt.Errorf("read the versions written for %s: %w", uk, err)
 	}
 	out := make(map[string]string, len(ids))
-	for i, id := range ids {
-		if i < len(vals) {
-			if s, ok := vals[i].(string); ok {
-				out[id] = s
-			}
+	for i, id := range ids[:min(len(ids), len(vals))] { // one value per id asked, nil for none
+		if s, ok := vals[i].(string); ok {
+			out[id] = s
 		}
 	}
 	return out, nil
