@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -275,12 +277,14 @@ func (c *Connector) apply(ctx context.Context, st *applyState, commands int) err
 		if len(b.items) == 0 {
 			continue
 		}
+		// Salesforce stamps what these calls write at or after now; it does not say with what.
+		sent := c.now()
 		outcomes, err := c.collections(ctx, st.subject, b.op, st.object, b.items)
 		if err != nil {
 			return st.abort(fmt.Errorf("apply %d %s writes for org %s: %w", len(b.items), st.object, c.orgID, err))
 		}
 		for k, r := range b.refs {
-			st.record(r, b.op, outcomes[k])
+			st.record(r, b.op, outcomes[k], sent)
 		}
 	}
 	if err := c.markAppliedThenDeleted(ctx, st, updates); err != nil {
@@ -400,8 +404,9 @@ func (c *Connector) prepare(st *applyState, r ref) (*collectionItem, error) {
 	return &collectionItem{key: cmd.GetTargetId(), body: vals}, nil
 }
 
-// record fills a command's result from its outcome.
-func (st *applyState) record(r ref, op collectionOp, o collectionOutcome) {
+// record fills a command's result from its outcome; sent is when the call that carried the
+// command was sent (WriteResult.sent_at).
+func (st *applyState) record(r ref, op collectionOp, o collectionOutcome, sent time.Time) {
 	cmd := r.cmd()
 	if o.err == nil {
 		id := o.id
@@ -409,6 +414,9 @@ func (st *applyState) record(r ref, op collectionOp, o collectionOutcome) {
 			id = cmd.GetTargetId()
 		}
 		r.succeed(id, op == opUpsert && !o.created)
+		if op != opDelete {
+			r.result().SentAt = timestamppb.New(sent)
+		}
 		return
 	}
 	if op == opDelete && (o.err.ErrorCode == "ENTITY_IS_DELETED" || o.err.ErrorCode == "NOT_FOUND") {

@@ -104,6 +104,43 @@ func TestSimRetriedCreateDoesNotDuplicate(t *testing.T) {
 	}
 }
 
+// TestSimWriteResultsSayWhenSent: Salesforce does not return the SystemModstamp a write leaves,
+// so a create's or an update's result says when its call was sent, which the record's stamp is
+// never before; a delete's says nothing.
+func TestSimWriteResultsSayWhenSent(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1})
+	rep := env.users[0]
+	sent := env.clock.Now()
+	res, err := env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{contactCreate("sk-sent", &tandemv1.Contact{Surname: "Sent"})})
+	if err != nil || !res[0].GetOk() {
+		t.Fatalf("create: %v %v", res, err)
+	}
+	id := res[0].GetRecord().GetId()
+	env.clock.Advance(time.Minute)
+	updated := env.clock.Now()
+	upd, err := env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{contactUpdate(id, &tandemv1.Contact{Department: "Ops"}, fDepartment)})
+	if err != nil || !upd[0].GetOk() {
+		t.Fatalf("update: %v %v", upd, err)
+	}
+	for _, tc := range []struct {
+		what string
+		res  *tandemv1.WriteResult
+		want time.Time
+	}{{"create", res[0], sent}, {"update", upd[0], updated}} {
+		if got := tc.res.GetSentAt(); got == nil || !got.AsTime().Equal(tc.want) {
+			t.Errorf("%s sent_at = %v, want %v", tc.what, got.AsTime(), tc.want)
+		}
+	}
+	row, _ := env.sim.Get("Contact", id)
+	if stamp, _ := row["SystemModstamp"].(time.Time); stamp.Before(updated) {
+		t.Errorf("SystemModstamp %v before the update was sent (%v)", stamp, updated)
+	}
+	del, err := env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{contactDelete(id)})
+	if err != nil || !del[0].GetOk() || del[0].GetSentAt() != nil {
+		t.Fatalf("delete: %v %v, want ok without sent_at", del, err)
+	}
+}
+
 func TestSimPerRecordErrorsNeverFailTheBatch(t *testing.T) {
 	env := newSimEnv(t, simOptions{users: 1})
 	rep := env.users[0]

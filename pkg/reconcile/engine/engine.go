@@ -468,28 +468,48 @@ func observe(snap *ledger.Snapshot, w *ledger.Writes, b *tandemv1.ChangeBatch, r
 // or replaced. A read starts before it fetches the records it reports, so a record changed by
 // a user just after Tandem wrote it reaches Tandem only through such a read: dropping it would
 // lose the user's change, since the side's cursor has moved past it.
+func sawAfterWrite(side tandemv1.System, cur *tandemv1.MirrorRecord, ch *tandemv1.Change, cycle uint64) bool {
+	return readAfterWrite(side, cur, ch.GetRecord(), ch.GetType() == tandemv1.ChangeType_CHANGE_TYPE_DELETE, cycle)
+}
+
+// stampSkew is how much earlier than the worker's clock, when it sent a write, Salesforce may
+// stamp the record: the two clocks differ, and the API reports SystemModstamp to the second.
+const stampSkew = 2 * time.Second
+
+// readAfterWrite reports whether a read of cycle cycle, which saw the record seen (or saw it
+// deleted), saw it after write, the observation Tandem's own write left.
 //
 // A later cycle's read continues from where an earlier read stopped, so it cannot report a
-// version older than the one the write replaced. Salesforce versions are modification times
-// and can be compared; Exchange change keys cannot, so there a version other than the written
-// one and the one it replaced is newer.
-func sawAfterWrite(side tandemv1.System, cur *tandemv1.MirrorRecord, ch *tandemv1.Change, cycle uint64) bool {
-	if cur.GetWriteCycle() == 0 || cycle <= cur.GetWriteCycle() || cur.GetDeleted() {
+// version older than the one the write replaced. Exchange change keys cannot be compared, so
+// there a version other than the written one and the one it replaced is newer. Salesforce
+// versions are modification times, but its writes do not return the one they leave (the
+// written record carries the version it was written over): a version stamped no earlier than
+// the write's call was sent, allowing stampSkew, was made by the write or after it — or by an
+// edit alongside it, which the next read, reporting the write's own version, settles.
+func readAfterWrite(side tandemv1.System, write *tandemv1.MirrorRecord, seen *tandemv1.Record, deleted bool, cycle uint64) bool {
+	if write.GetWriteCycle() == 0 || cycle <= write.GetWriteCycle() || write.GetDeleted() {
 		return false
 	}
-	if ch.GetType() == tandemv1.ChangeType_CHANGE_TYPE_DELETE {
+	if deleted {
 		return true // gone since the write
 	}
-	seen, written := ch.GetRecord().GetVersion(), cur.GetRecord().GetVersion()
-	if seen == "" || written == "" || seen == written {
+	seenV, written := seen.GetVersion(), write.GetRecord().GetVersion()
+	if seenV == "" {
 		return false
 	}
-	if side == tandemv1.System_SYSTEM_SALESFORCE {
-		s, err1 := time.Parse(time.RFC3339Nano, seen)
-		w, err2 := time.Parse(time.RFC3339Nano, written)
-		return err1 == nil && err2 == nil && s.After(w)
+	if side != tandemv1.System_SYSTEM_SALESFORCE {
+		return written != "" && seenV != written && seenV != write.GetWrittenOver()
 	}
-	return seen != cur.GetWrittenOver()
+	s, err := time.Parse(time.RFC3339Nano, seenV)
+	if err != nil {
+		return false
+	}
+	if sent := write.GetWriteSentAt(); sent != nil {
+		return !s.Before(sent.AsTime().Truncate(time.Second).Add(-stampSkew))
+	}
+	// A result from before workers said when they sent a write.
+	w, err := time.Parse(time.RFC3339Nano, written)
+	return err == nil && s.After(w)
 }
 
 // countPage records the page, and when the side's cycle is complete marks it ready — after

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
 	"github.com/tandem-sync/tandem/pkg/record"
 	"github.com/tandem-sync/tandem/pkg/status"
+	"github.com/tandem-sync/tandem/pkg/store"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
@@ -197,38 +199,72 @@ func TestPlanIsADryRun(t *testing.T) {
 
 // A read starts before it fetches what it reports. A user's change made just after Tandem
 // wrote the record is then reported by a read that started before the write completed; it
-// must not be dropped as older than the write, since the side's cursor has moved past it.
+// must not be dropped as older than the write, since the side's cursor has moved past it —
+// whether Tandem created or updated the record, whether the read comes in after the write's
+// result or before it, and on Salesforce too, whose writes do not return the version they leave.
 func TestChangeJustAfterTandemsWriteIsNotDropped(t *testing.T) {
-	h := newHarness(t, servertest.Redis(t), bothWays(0))
-	sfID := h.sf.create(contactRecord(1, "Ada", "Lovelace", "Countess")).GetId()
-	h.settle()
-	h.assertAgree()
-	exID := h.ex.ids()[0]
+	rdb := servertest.Redis(t)
+	for _, edited := range []tandemv1.System{tandemv1.System_SYSTEM_EXCHANGE, tandemv1.System_SYSTEM_SALESFORCE} {
+		for _, create := range []bool{false, true} {
+			for _, readFirst := range []bool{false, true} {
+				name := fmt.Sprintf("%s/%s/%s", store.SideName(edited), map[bool]string{false: "update", true: "create"}[create],
+					map[bool]string{false: "result first", true: "read first"}[readFirst])
+				t.Run(name, func(t *testing.T) {
+					h := newHarness(t, rdb, bothWays(0))
+					h.sf.create(contactRecord(1, "Ada", "Lovelace", "Countess"))
+					h.settle()
+					h.assertAgree()
+					target, source := h.ex, h.sf
+					if edited == tandemv1.System_SYSTEM_SALESFORCE {
+						target, source = h.sf, h.ex
+					}
 
-	// Salesforce changes; Tandem writes it to Exchange.
-	h.sf.update(sfID, func(c *tandemv1.Contact) { c.Department = "Mathematics" })
-	h.startCycle()
-	for len(h.changes)+len(h.applies) > 0 {
-		if len(h.changes) > 0 {
-			h.deliverChange(0, false)
-		} else {
-			h.deliverApply(0, false)
+					// The other side changes; Tandem writes the change to the edited side.
+					email := "p1@example.com"
+					if create {
+						email = "p2@example.com"
+						source.create(contactRecord(2, "Charles", "Babbage", "Engineer"))
+					} else {
+						source.update(source.ids()[0], func(c *tandemv1.Contact) { c.Department = "Mathematics" })
+					}
+					h.startCycle()
+					for len(h.changes)+len(h.applies) > 0 {
+						if len(h.changes) > 0 {
+							h.deliverChange(0, false)
+						} else {
+							h.deliverApply(0, false)
+						}
+					}
+					// The next read starts, the user edits the record Tandem just wrote, and the
+					// read fetches it; its pages come in after the write's result or before it.
+					readStart := h.now.Add(-time.Millisecond)
+					if !readFirst {
+						h.deliverResult(0, false)
+					}
+					written := target.byEmail()[email]
+					if len(written) != 1 {
+						t.Fatalf("%d copies of %s written, want 1", len(written), email)
+					}
+					// The edit overwrites what Tandem wrote, so the read shows the write was made
+					// (and a later edit too) without showing what it wrote.
+					target.update(written[0].GetId(), func(c *tandemv1.Contact) { c.JobTitle, c.Department = "Analyst", "Physics" })
+					h.startCycle()
+					for _, q := range h.changes {
+						q.msg.ReadAt = timestamppb.New(readStart)
+					}
+					for len(h.changes) > 0 {
+						h.deliverChange(0, false)
+					}
+					h.drain()
+					h.settle()
+					h.assertAgree()
+					if got := source.byEmail()[email][0].GetContact(); got.GetJobTitle() != "Analyst" || got.GetDepartment() != "Physics" {
+						t.Errorf("title and department on the other side = %q, %q, want the user's %q, %q",
+							got.GetJobTitle(), got.GetDepartment(), "Analyst", "Physics")
+					}
+				})
+			}
 		}
-	}
-	// The next read starts, then the write's result is committed, then the user edits the
-	// item and the read fetches it.
-	readStart := h.now.Add(-time.Millisecond)
-	h.deliverResult(0, false)
-	h.ex.update(exID, func(c *tandemv1.Contact) { c.JobTitle = "Analyst" })
-	h.startCycle()
-	for _, q := range h.changes {
-		q.msg.ReadAt = timestamppb.New(readStart)
-	}
-	h.drain()
-	h.settle()
-	h.assertAgree()
-	if got := h.sf.items[sfID].GetContact().GetJobTitle(); got != "Analyst" {
-		t.Errorf("Salesforce title = %q, want the Exchange user's %q", got, "Analyst")
 	}
 }
 

@@ -157,7 +157,11 @@ func apply(snap *ledger.Snapshot, w *ledger.Writes, eff planner.Effects) {
 	if m := eff.Mirror; m != nil {
 		mirror := snap.Mirror(eff.MirrorSide)
 		id := m.GetRecord().GetId()
-		if cur := mirror[id]; cur == nil || !cur.GetObservedAt().AsTime().After(m.GetObservedAt().AsTime()) {
+		switch cur := mirror[id]; {
+		case cur != nil && cur.GetWriteCycle() == 0 && readAfterWrite(eff.MirrorSide, m, cur.GetRecord(), cur.GetDeleted(), cur.GetSeenCycle()):
+			// A read that started before the write completed, and came in first, saw the record
+			// after the write: what it saw stays.
+		case cur == nil || !cur.GetObservedAt().AsTime().After(m.GetObservedAt().AsTime()):
 			if cur != nil && !cur.GetDeleted() && !m.GetDeleted() && cur.GetSeenCycle() > m.GetSeenCycle() {
 				// A read listed the record before: what the write left is newer, not unseen.
 				m.SeenCycle = cur.GetSeenCycle()

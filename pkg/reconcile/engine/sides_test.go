@@ -35,6 +35,8 @@ type fakeSide struct {
 	// createdAt is the log position of each record's creation: in Exchange, a record created
 	// and deleted within one read's window is not reported at all (as SyncFolderItems does).
 	createdAt map[string]int
+	// lastStamp is the last SystemModstamp given (Salesforce).
+	lastStamp time.Time
 }
 
 func newFakeSide(system tandemv1.System) *fakeSide {
@@ -49,7 +51,17 @@ func (f *fakeSide) touch(id string) {
 	f.seq++
 	f.items[id].Version = fmt.Sprintf("%s-v%d", id, f.seq)
 	if f.now != nil {
-		f.items[id].ModifiedAt = timestamppb.New(f.now())
+		at := f.now()
+		if f.system == tandemv1.System_SYSTEM_SALESFORCE {
+			// Salesforce's version is SystemModstamp, to the millisecond here; every change gets
+			// its own.
+			if !at.After(f.lastStamp) {
+				at = f.lastStamp.Add(time.Millisecond)
+			}
+			f.lastStamp = at
+			f.items[id].Version = at.UTC().Format(time.RFC3339Nano)
+		}
+		f.items[id].ModifiedAt = timestamppb.New(at)
 	}
 	f.log = append(f.log, id)
 	f.everHeld[record.EmailKey(f.items[id])] = true
@@ -191,8 +203,12 @@ func (f *fakeSide) apply(b *tandemv1.WriteBatch) []*tandemv1.WriteResult {
 			r = &tandemv1.WriteResult{Ok: true, AlreadyApplied: already, Record: &tandemv1.Record{Id: c.GetTargetId()}}
 		}
 		if f.system == tandemv1.System_SYSTEM_SALESFORCE && r.GetRecord() != nil {
-			// Salesforce writes do not return the new SystemModstamp (reading it back would cost calls).
+			// Salesforce writes do not return the new SystemModstamp (reading it back would cost
+			// calls); the worker says when it sent the write.
 			r.Record.Version = ""
+			if f.now != nil {
+				r.SentAt = timestamppb.New(f.now())
+			}
 		}
 		r.CommandId, r.SyncKey, r.Op = c.GetCommandId(), c.GetSyncKey(), c.GetOp()
 		out = append(out, r)

@@ -106,7 +106,7 @@ func ApplyResult(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv
 		rebase(n, kind, target, record.SyncFields(kind), record.FieldHashes(written), pw.GetSourceFieldHashes())
 		n.SyncedAt = observed
 		eff.Mapping = n
-		eff.Mirror = &tandemv1.MirrorRecord{Record: written, ObservedAt: observed, WriteCycle: pw.GetCycle()}
+		eff.Mirror = &tandemv1.MirrorRecord{Record: written, ObservedAt: observed, WriteCycle: pw.GetCycle(), WriteSentAt: res.GetSentAt()}
 		return eff
 	default: // update
 		base := targetMirror.GetRecord()
@@ -116,7 +116,7 @@ func ApplyResult(kind tandemv1.RecordKind, pw *tandemv1.PendingWrite, m *tandemv
 		written := writtenRecord(cmd, res, base)
 		if base.GetBody() != nil || written.GetBody() != nil {
 			eff.Mirror = &tandemv1.MirrorRecord{Record: written, ObservedAt: observed, OutOfScope: targetMirror.GetOutOfScope(),
-				WriteCycle: pw.GetCycle(), WrittenOver: cmd.GetExpectedVersion()}
+				WriteCycle: pw.GetCycle(), WrittenOver: cmd.GetExpectedVersion(), WriteSentAt: res.GetSentAt()}
 		}
 		if m == nil {
 			// Unlinked meanwhile (reset): the write stands; nothing to rebase.

@@ -45,7 +45,11 @@ type MirrorRecord struct {
 	WriteCycle uint64 `protobuf:"varint,6,opt,name=write_cycle,json=writeCycle,proto3" json:"write_cycle,omitempty"`
 	// written_over is the version the write replaced (the update's expected version); empty for
 	// a create, or where the target has no versions to compare.
-	WrittenOver   string `protobuf:"bytes,7,opt,name=written_over,json=writtenOver,proto3" json:"written_over,omitempty"`
+	WrittenOver string `protobuf:"bytes,7,opt,name=written_over,json=writtenOver,proto3" json:"written_over,omitempty"`
+	// write_sent_at is, for a write whose result carries no version (Salesforce), when the call
+	// that made it was sent (WriteResult.sent_at): a read of a later cycle reporting a version
+	// stamped since then saw the record after the write.
+	WriteSentAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=write_sent_at,json=writeSentAt,proto3" json:"write_sent_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -127,6 +131,13 @@ func (x *MirrorRecord) GetWrittenOver() string {
 		return x.WrittenOver
 	}
 	return ""
+}
+
+func (x *MirrorRecord) GetWriteSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WriteSentAt
+	}
+	return nil
 }
 
 // PendingWrite is a write command sent and not yet answered.
@@ -400,7 +411,7 @@ var File_tandem_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_tandem_v1_ledger_proto_rawDesc = "" +
 	"\n" +
-	"\x16tandem/v1/ledger.proto\x12\ttandem.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tandem/v1/records.proto\x1a\x16tandem/v1/status.proto\x1a\x14tandem/v1/sync.proto\"\x95\x02\n" +
+	"\x16tandem/v1/ledger.proto\x12\ttandem.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tandem/v1/records.proto\x1a\x16tandem/v1/status.proto\x1a\x14tandem/v1/sync.proto\"\xd5\x02\n" +
 	"\fMirrorRecord\x12)\n" +
 	"\x06record\x18\x01 \x01(\v2\x11.tandem.v1.RecordR\x06record\x12;\n" +
 	"\vobserved_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -412,7 +423,8 @@ const file_tandem_v1_ledger_proto_rawDesc = "" +
 	"seen_cycle\x18\x05 \x01(\x04R\tseenCycle\x12\x1f\n" +
 	"\vwrite_cycle\x18\x06 \x01(\x04R\n" +
 	"writeCycle\x12!\n" +
-	"\fwritten_over\x18\a \x01(\tR\vwrittenOver\"\xfa\x03\n" +
+	"\fwritten_over\x18\a \x01(\tR\vwrittenOver\x12>\n" +
+	"\rwrite_sent_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vwriteSentAt\"\xfa\x03\n" +
 	"\fPendingWrite\x121\n" +
 	"\acommand\x18\x01 \x01(\v2\x17.tandem.v1.WriteCommandR\acommand\x12)\n" +
 	"\x06target\x18\x02 \x01(\x0e2\x11.tandem.v1.SystemR\x06target\x12\x1b\n" +
@@ -471,20 +483,21 @@ var file_tandem_v1_ledger_proto_goTypes = []any{
 var file_tandem_v1_ledger_proto_depIdxs = []int32{
 	5,  // 0: tandem.v1.MirrorRecord.record:type_name -> tandem.v1.Record
 	6,  // 1: tandem.v1.MirrorRecord.observed_at:type_name -> google.protobuf.Timestamp
-	7,  // 2: tandem.v1.PendingWrite.command:type_name -> tandem.v1.WriteCommand
-	8,  // 3: tandem.v1.PendingWrite.target:type_name -> tandem.v1.System
-	6,  // 4: tandem.v1.PendingWrite.issued_at:type_name -> google.protobuf.Timestamp
-	4,  // 5: tandem.v1.PendingWrite.source_field_hashes:type_name -> tandem.v1.PendingWrite.SourceFieldHashesEntry
-	9,  // 6: tandem.v1.RejectedWrite.error:type_name -> tandem.v1.SyncError
-	6,  // 7: tandem.v1.RejectedWrite.rejected_at:type_name -> google.protobuf.Timestamp
-	10, // 8: tandem.v1.Hold.summary:type_name -> tandem.v1.HeldDeletes
-	1,  // 9: tandem.v1.Hold.deletes:type_name -> tandem.v1.PendingWrite
-	6,  // 10: tandem.v1.Hold.created_at:type_name -> google.protobuf.Timestamp
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	6,  // 2: tandem.v1.MirrorRecord.write_sent_at:type_name -> google.protobuf.Timestamp
+	7,  // 3: tandem.v1.PendingWrite.command:type_name -> tandem.v1.WriteCommand
+	8,  // 4: tandem.v1.PendingWrite.target:type_name -> tandem.v1.System
+	6,  // 5: tandem.v1.PendingWrite.issued_at:type_name -> google.protobuf.Timestamp
+	4,  // 6: tandem.v1.PendingWrite.source_field_hashes:type_name -> tandem.v1.PendingWrite.SourceFieldHashesEntry
+	9,  // 7: tandem.v1.RejectedWrite.error:type_name -> tandem.v1.SyncError
+	6,  // 8: tandem.v1.RejectedWrite.rejected_at:type_name -> google.protobuf.Timestamp
+	10, // 9: tandem.v1.Hold.summary:type_name -> tandem.v1.HeldDeletes
+	1,  // 10: tandem.v1.Hold.deletes:type_name -> tandem.v1.PendingWrite
+	6,  // 11: tandem.v1.Hold.created_at:type_name -> google.protobuf.Timestamp
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_tandem_v1_ledger_proto_init() }

@@ -767,8 +767,12 @@ type WriteResult struct {
 	// the target is deleted, it says the deleted target held what the update writes (an earlier
 	// attempt took effect before the record was deleted), and record is the target as it left it.
 	AlreadyApplied bool `protobuf:"varint,8,opt,name=already_applied,json=alreadyApplied,proto3" json:"already_applied,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// sent_at is when the worker sent the call that made the write, where the target does not
+	// return the version it gave the record (Salesforce): the target stamped the record at or
+	// after this. A read that reports a version stamped since then saw the record after the write.
+	SentAt        *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WriteResult) Reset() {
@@ -855,6 +859,13 @@ func (x *WriteResult) GetAlreadyApplied() bool {
 		return x.AlreadyApplied
 	}
 	return false
+}
+
+func (x *WriteResult) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
 }
 
 // WriteResultBatch reports the results of one WriteBatch, published on
@@ -1415,7 +1426,7 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\x06target\x18\x04 \x01(\x0e2\x11.tandem.v1.SystemR\x06target\x12)\n" +
 	"\x04kind\x18\x05 \x01(\x0e2\x15.tandem.v1.RecordKindR\x04kind\x12\x14\n" +
 	"\x05cycle\x18\x06 \x01(\x04R\x05cycle\x123\n" +
-	"\bcommands\x18\a \x03(\v2\x17.tandem.v1.WriteCommandR\bcommands\"\xad\x02\n" +
+	"\bcommands\x18\a \x03(\v2\x17.tandem.v1.WriteCommandR\bcommands\"\xe2\x02\n" +
 	"\vWriteResult\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x19\n" +
@@ -1425,7 +1436,8 @@ const file_tandem_v1_sync_proto_rawDesc = "" +
 	"\x06record\x18\x05 \x01(\v2\x11.tandem.v1.RecordR\x06record\x12*\n" +
 	"\x05error\x18\x06 \x01(\v2\x14.tandem.v1.SyncErrorR\x05error\x120\n" +
 	"\bwarnings\x18\a \x03(\v2\x14.tandem.v1.SyncErrorR\bwarnings\x12'\n" +
-	"\x0falready_applied\x18\b \x01(\bR\x0ealreadyApplied\"\xba\x02\n" +
+	"\x0falready_applied\x18\b \x01(\bR\x0ealreadyApplied\x123\n" +
+	"\asent_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"\xba\x02\n" +
 	"\x10WriteResultBatch\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\tR\abatchId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x17\n" +
@@ -1550,23 +1562,24 @@ var file_tandem_v1_sync_proto_depIdxs = []int32{
 	18, // 18: tandem.v1.WriteResult.record:type_name -> tandem.v1.Record
 	9,  // 19: tandem.v1.WriteResult.error:type_name -> tandem.v1.SyncError
 	9,  // 20: tandem.v1.WriteResult.warnings:type_name -> tandem.v1.SyncError
-	14, // 21: tandem.v1.WriteResultBatch.target:type_name -> tandem.v1.System
-	15, // 22: tandem.v1.WriteResultBatch.kind:type_name -> tandem.v1.RecordKind
-	7,  // 23: tandem.v1.WriteResultBatch.results:type_name -> tandem.v1.WriteResult
-	16, // 24: tandem.v1.WriteResultBatch.completed_at:type_name -> google.protobuf.Timestamp
-	14, // 25: tandem.v1.SyncError.system:type_name -> tandem.v1.System
-	15, // 26: tandem.v1.Mapping.kind:type_name -> tandem.v1.RecordKind
-	12, // 27: tandem.v1.Mapping.exchange_field_hashes:type_name -> tandem.v1.Mapping.ExchangeFieldHashesEntry
-	16, // 28: tandem.v1.Mapping.synced_at:type_name -> google.protobuf.Timestamp
-	13, // 29: tandem.v1.Mapping.salesforce_field_hashes:type_name -> tandem.v1.Mapping.SalesforceFieldHashesEntry
-	14, // 30: tandem.v1.Mapping.origin:type_name -> tandem.v1.System
-	9,  // 31: tandem.v1.DeadLetter.error:type_name -> tandem.v1.SyncError
-	16, // 32: tandem.v1.DeadLetter.failed_at:type_name -> google.protobuf.Timestamp
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	16, // 21: tandem.v1.WriteResult.sent_at:type_name -> google.protobuf.Timestamp
+	14, // 22: tandem.v1.WriteResultBatch.target:type_name -> tandem.v1.System
+	15, // 23: tandem.v1.WriteResultBatch.kind:type_name -> tandem.v1.RecordKind
+	7,  // 24: tandem.v1.WriteResultBatch.results:type_name -> tandem.v1.WriteResult
+	16, // 25: tandem.v1.WriteResultBatch.completed_at:type_name -> google.protobuf.Timestamp
+	14, // 26: tandem.v1.SyncError.system:type_name -> tandem.v1.System
+	15, // 27: tandem.v1.Mapping.kind:type_name -> tandem.v1.RecordKind
+	12, // 28: tandem.v1.Mapping.exchange_field_hashes:type_name -> tandem.v1.Mapping.ExchangeFieldHashesEntry
+	16, // 29: tandem.v1.Mapping.synced_at:type_name -> google.protobuf.Timestamp
+	13, // 30: tandem.v1.Mapping.salesforce_field_hashes:type_name -> tandem.v1.Mapping.SalesforceFieldHashesEntry
+	14, // 31: tandem.v1.Mapping.origin:type_name -> tandem.v1.System
+	9,  // 32: tandem.v1.DeadLetter.error:type_name -> tandem.v1.SyncError
+	16, // 33: tandem.v1.DeadLetter.failed_at:type_name -> google.protobuf.Timestamp
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_tandem_v1_sync_proto_init() }
