@@ -218,6 +218,39 @@ func (a *authenticator) userSubject(u *tandemv1.SyncUser) (string, error) {
 	return u.GetUsername(), nil
 }
 
+// sharedWriterID returns the id of the Salesforce user every write of the org acts as (the
+// integration user, or the connected app's execution user), from the identity URL its token came
+// with (".../id/<org id>/<user id>"); "" when each rep writes as themselves, or when the URL
+// names no user.
+func (a *authenticator) sharedWriterID(ctx context.Context) (string, error) {
+	if a.repWrites() {
+		return "", nil
+	}
+	t, err := a.token(ctx, a.integrationSubject())
+	if err != nil {
+		return "", err
+	}
+	id := t.userURL[strings.LastIndexByte(t.userURL, '/')+1:]
+	if !strings.Contains(t.userURL, "/id/") || !isUserID(id) {
+		return "", nil
+	}
+	return id, nil
+}
+
+// isUserID reports whether id is a Salesforce User id: 15 or 18 letters and digits, starting
+// with the User key prefix 005.
+func isUserID(id string) bool {
+	if (len(id) != 15 && len(id) != 18) || !strings.HasPrefix(id, "005") {
+		return false
+	}
+	for _, r := range id {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
 // writer names, for messages, whom writes act as.
 func (a *authenticator) writer() string {
 	switch {

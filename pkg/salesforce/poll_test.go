@@ -19,6 +19,9 @@ import (
 // scriptOwner owns every record of a scripted org.
 const scriptOwner = "005000000000001AAA"
 
+// fakeWriterID is the user every token of a fake org acts as (its identity URL names it).
+const fakeWriterID = "005000000000002AAA"
+
 // scriptRow is a Contact row as a query returns it.
 func scriptRow(id string, at time.Time, title string) string {
 	return fmt.Sprintf(`{"attributes":{"type":"Contact","url":"/x/%d"},"Id":%q,"IsDeleted":false,"OwnerId":%q,"SystemModstamp":%q,"LastName":%q,"Title":%q}`,
@@ -163,45 +166,57 @@ func TestPollCatchesLateCommits(t *testing.T) {
 // read-back than a query page holds (three, here), a poll reads what changed after the
 // watermark first, in a query of its own, reads back after it, and reads what changed
 // meanwhile at the end; a late commit is still found, and nothing read before is reported
-// again.
+// again. When every write acts as the integration user, the read-back leaves out what that
+// user modified last (Tandem's own writes); when each rep writes their own records, it cannot.
 func TestPollReadsNewChangesBeforeABurst(t *testing.T) {
-	t0 := time.Now().UTC().Truncate(time.Second)
-	row := func(id string, at time.Time) string { return scriptRow(id, at, "") }
-	org := &scripted{covered: t0.Add(-2 * time.Minute), answers: [][]string{
-		{row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second))},
-		{row("003D", t0.Add(2*time.Second))},
-		{row("003E", t0.Add(-time.Minute)), row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second))},
-		{row("003F", t0.Add(3*time.Second))},
-	}}
-	c := newScripted(t, org, WithClock(func() time.Time { return t0 }))
-	c.cfg.readBackSplit = 2
-	c.cfg.readBackEvery = 0
-	cursor := org.poll(t, c, "")
-	cursor = org.poll(t, c, cursor)
-	got, statements := org.emitted, org.statements
-	if want := [][]string{{"003A", "003B", "003C"}, {"003D"}, {"003E"}, {"003F"}}; !slices.EqualFunc(got, want, slices.Equal[[]string]) {
-		t.Errorf("emitted %v, want %v", got, want)
-	}
-	if len(statements) != 4 {
-		t.Fatalf("%d queries, want the full read, then the changes, the read-back and the changes made meanwhile: %q", len(statements), statements)
-	}
-	s1, s2, s3 := soqlDateTime(t0.Add(time.Second)), soqlDateTime(t0.Add(2*time.Second)), soqlDateTime(t0.Add(3*time.Second))
-	from := soqlDateTime(t0.Add(-2 * time.Minute)) // getUpdated's, asked by the full read
-	for i, want := range []string{
-		"WHERE SystemModstamp >= " + s1 + " AND (SystemModstamp >= " + s2 + " OR Id > '003C') AND OwnerId",
-		"WHERE SystemModstamp >= " + from + " AND (SystemModstamp < " + s1 + " OR (SystemModstamp < " + s2 + " AND Id <= '003C')) AND OwnerId",
-		"WHERE SystemModstamp >= " + s2 + " AND (SystemModstamp >= " + s3 + " OR Id > '003D') AND OwnerId",
-	} {
-		if q := statements[i+1]; !strings.Contains(q, want) {
-			t.Errorf("query %d = %s, want %s", i+1, q, want)
-		}
-		if _, err := soql.Parse(statements[i+1]); err != nil {
-			t.Errorf("query %d: %v", i+1, err)
-		}
-	}
-	state, _ := decodeCursor(cursor, contactKind)
-	if state.Watermark != t0.Add(3*time.Second).UnixMilli() || state.LastID != "003F" {
-		t.Errorf("position %d/%s after the split read", state.Watermark, state.LastID)
+	for _, writeAs := range []tandemv1.SalesforceWriteIdentity{writeAsIntegration, writeAsRep} {
+		t.Run(writeAs.String(), func(t *testing.T) {
+			t0 := time.Now().UTC().Truncate(time.Second)
+			row := func(id string, at time.Time) string { return scriptRow(id, at, "") }
+			org := &scripted{covered: t0.Add(-2 * time.Minute), answers: [][]string{
+				{row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second))},
+				{row("003D", t0.Add(2*time.Second))},
+				{row("003E", t0.Add(-time.Minute)), row("003A", t0), row("003B", t0), row("003C", t0.Add(time.Second))},
+				{row("003F", t0.Add(3*time.Second))},
+			}}
+			f := newFakeOrg(t, org.serve)
+			o := jwtOrg(t, f.srv.URL)
+			o.Salesforce.WriteAs = writeAs
+			c := newTestConnector(t, o, WithClock(func() time.Time { return t0 }))
+			c.cfg.readBackSplit = 2
+			c.cfg.readBackEvery = 0
+			cursor := org.poll(t, c, "")
+			cursor = org.poll(t, c, cursor)
+			got, statements := org.emitted, org.statements
+			if want := [][]string{{"003A", "003B", "003C"}, {"003D"}, {"003E"}, {"003F"}}; !slices.EqualFunc(got, want, slices.Equal[[]string]) {
+				t.Errorf("emitted %v, want %v", got, want)
+			}
+			if len(statements) != 4 {
+				t.Fatalf("%d queries, want the full read, then the changes, the read-back and the changes made meanwhile: %q", len(statements), statements)
+			}
+			s1, s2, s3 := soqlDateTime(t0.Add(time.Second)), soqlDateTime(t0.Add(2*time.Second)), soqlDateTime(t0.Add(3*time.Second))
+			from := soqlDateTime(t0.Add(-2 * time.Minute)) // getUpdated's, asked by the full read
+			notTandems := " AND LastModifiedById != '" + fakeWriterID + "'"
+			if writeAs == writeAsRep {
+				notTandems = ""
+			}
+			for i, want := range []string{
+				"WHERE SystemModstamp >= " + s1 + " AND (SystemModstamp >= " + s2 + " OR Id > '003C') AND OwnerId",
+				"WHERE SystemModstamp >= " + from + " AND (SystemModstamp < " + s1 + " OR (SystemModstamp < " + s2 + " AND Id <= '003C'))" + notTandems + " AND OwnerId",
+				"WHERE SystemModstamp >= " + s2 + " AND (SystemModstamp >= " + s3 + " OR Id > '003D') AND OwnerId",
+			} {
+				if q := statements[i+1]; !strings.Contains(q, want) {
+					t.Errorf("query %d = %s, want %s", i+1, q, want)
+				}
+				if _, err := soql.Parse(statements[i+1]); err != nil {
+					t.Errorf("query %d: %v", i+1, err)
+				}
+			}
+			state, _ := decodeCursor(cursor, contactKind)
+			if state.Watermark != t0.Add(3*time.Second).UnixMilli() || state.LastID != "003F" {
+				t.Errorf("position %d/%s after the split read", state.Watermark, state.LastID)
+			}
+		})
 	}
 }
 

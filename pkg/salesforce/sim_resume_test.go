@@ -1,12 +1,14 @@
 package salesforce
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
+	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
 )
 
 // TestSimIdlePollReadsNoRow is the API-call floor of an idle org: once the overlap has passed
@@ -367,5 +369,56 @@ func TestSimReadBackWaitsForAnOpenTransaction(t *testing.T) {
 	r, _ = env.poll(contactKind, env.audience(userRecords), cursor)
 	if n := countChanges(r); n != 0 || env.apiCalls() != 1 || env.count(sfsim.EndpointQueryMore) != 0 {
 		t.Errorf("poll after the read-back: %d changes, %d calls (%v), want none and 1", n, env.apiCalls(), env.sim.Counts())
+	}
+}
+
+// TestSimReadBackOfABurstSkipsTandemsWrites: after a burst of Tandem's own writes (as the
+// integration user), the read-back leaves them out, and still finds a rep's late commit stamped
+// among them.
+func TestSimReadBackOfABurstSkipsTandemsWrites(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1})
+	env.conn.cfg.readBackSplit = 5
+	env.conn.cfg.readBackEvery = 0
+	env.seed(3)
+	rep := env.users[0]
+	env.clock.Advance(time.Second)
+	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
+
+	env.clock.Advance(time.Second)
+	tx := env.sim.Begin()
+	late, err := tx.Insert("Contact", map[string]any{"LastName": "Late"}, rep.UserId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.clock.Advance(time.Second)
+	cmds := make([]*tandemv1.WriteCommand, 20)
+	for i := range cmds {
+		cmds[i] = contactCreate(fmt.Sprintf("sk-burst-%02d", i), &tandemv1.Contact{Surname: fmt.Sprintf("Burst %d", i)})
+	}
+	if res, err := env.conn.Apply(t.Context(), rep, contactKind, cmds); err != nil || !res[0].GetOk() {
+		t.Fatalf("burst: %v %v", res, err)
+	}
+	env.clock.Advance(time.Second)
+	r, cursor := env.poll(contactKind, env.audience(userRecords), cursor)
+	if n := len(r.changes[rep.UserId]); n != len(cmds) {
+		t.Fatalf("the burst's poll reported %d changes, want its %d", n, len(cmds))
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	env.clock.Advance(time.Second)
+	env.mu.Lock()
+	env.statements = nil
+	env.mu.Unlock()
+	r, _ = env.poll(contactKind, env.audience(userRecords), cursor)
+	if got := ids(r.changes[rep.UserId], upsert); !slices.Equal(got, []string{late}) {
+		t.Fatalf("after the commit: %v, want the late record %s", got, late)
+	}
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	if !slices.ContainsFunc(env.statements, func(q string) bool {
+		return strings.Contains(q, "LastModifiedById != '"+env.integrationID+"'")
+	}) {
+		t.Errorf("no read-back left out the integration user's writes: %q", env.statements)
 	}
 }

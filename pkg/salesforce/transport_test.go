@@ -114,7 +114,7 @@ func (f *fakeOrg) token(w http.ResponseWriter, r *http.Request) {
 		fail("unsupported grant type")
 		return
 	}
-	fmt.Fprintf(w, `{"access_token":"tok-%d","instance_url":%q,"id":"%s/id/%s/005","token_type":"Bearer","issued_at":"1278448832702","signature":"x"}`,
+	fmt.Fprintf(w, `{"access_token":"tok-%d","instance_url":%q,"id":"%s/id/%s/`+fakeWriterID+`","token_type":"Bearer","issued_at":"1278448832702","signature":"x"}`,
 		f.issued, f.srv.URL, f.srv.URL, testOrgID)
 	f.issued++
 }
