@@ -11,6 +11,10 @@ import (
 	"github.com/tandem-sync/tandem/pkg/retry"
 )
 
+// MaxCollection is the most records one sObject Collections call takes: ApplyMany writes the
+// commands of one operation in calls of that many.
+const MaxCollection = 200
+
 // Defaults of the connector's settings.
 const (
 	DefaultAPIVersion     = "v62.0"
@@ -38,7 +42,7 @@ const (
 	// maxSOQLLength is Salesforce's limit on a SOQL statement's length in characters.
 	maxSOQLLength = 100_000
 	// maxCollection is the most records one sObject Collections call takes.
-	maxCollection = 200
+	maxCollection = MaxCollection
 	// recycleWindow is how long deleted records stay queryable in the recycle bin; a cursor
 	// older than this may have missed deletes, so the next poll is a full read. A day of margin
 	// covers bins purged early.

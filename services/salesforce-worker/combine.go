@@ -35,6 +35,11 @@ import (
 //     submit (a slow Redis read) or a slow call holds the others up by that much at most;
 //   - at once when maxCommands commands are waiting.
 //
+// A call sent while more submissions are on their way (handlers still to submit, or another
+// call of the group under way) holds back the commands that would go in a short last call of an
+// operation, for the group's next call, where they fill up a call with others' (see holdBack):
+// a first sync's writes then take whole calls, not one short call per operation and group.
+//
 // It is not sent as soon as 200 records of an operation are waiting: the rest of the group
 // would then go in a call of its own, where waiting the milliseconds until the other handlers
 // have submitted lets it share a call with theirs. The handlers that can wait together are at
@@ -93,6 +98,12 @@ type submission struct {
 	sent               bool          // guarded by combiner.mu
 	done               chan struct{} // closed once res is set
 	res                salesforce.UserResults
+	// rest is the part of the submission's commands held back for a later call (see holdBack),
+	// set before the submission is sent; pos, for a submission split so, are the positions of
+	// its commands among the handler's. held marks a part held back once, never held again.
+	rest *submission
+	pos  []int
+	held bool
 }
 
 // Defaults of the combiner's timing. Measured with `tandem bench` (100 reps × 1,000 contacts),
@@ -175,19 +186,47 @@ func (t *ticket) apply(ctx context.Context, conn Connector, user *tandemv1.SyncU
 	c.settle(g)
 	c.mu.Unlock()
 
-	select {
-	case <-s.done:
-		return s.res.Results, s.res.Err
-	case <-ctx.Done():
+	// The submission's commands go in one call, or in two when a part was held back.
+	parts := []*submission{s}
+	for i := 0; i < len(parts); i++ {
+		select {
+		case <-parts[i].done:
+			if r := parts[i].rest; r != nil {
+				parts = append(parts, r)
+			}
+			if err := parts[i].res.Err; err != nil {
+				c.withdraw(g, parts[i])
+				return nil, err
+			}
+		case <-ctx.Done():
+			c.withdraw(g, parts[i])
+			return nil, ctx.Err()
+		}
 	}
+	if len(parts) == 1 {
+		return s.res.Results, nil
+	}
+	results := make([]*tandemv1.WriteResult, len(cmds))
+	for _, p := range parts {
+		for i, r := range p.res.Results {
+			results[p.pos[i]] = r
+		}
+	}
+	return results, nil
+}
+
+// withdraw takes s and the part held back from it, where not yet sent, out of g.
+func (c *combiner) withdraw(g *group, s *submission) {
 	c.mu.Lock()
-	if !s.sent {
+	defer c.mu.Unlock()
+	for ; s != nil; s = s.rest {
+		if s.sent {
+			continue
+		}
 		g.waiting = slices.DeleteFunc(g.waiting, func(w *submission) bool { return w == s })
-		g.commands -= len(cmds)
-		c.settle(g)
+		g.commands -= len(s.batch.Commands)
 	}
-	c.mu.Unlock()
-	return nil, ctx.Err()
+	c.settle(g)
 }
 
 // settle sends g's waiting submissions if it is time, arms the linger if it is nearly time, and
@@ -245,13 +284,24 @@ func stop(t **time.Timer) {
 	}
 }
 
-// send starts the call of g's waiting submissions. c.mu is held.
+// send starts the call of g's waiting submissions, but for what it holds back while more
+// submissions are on their way (see holdBack). c.mu is held.
 func (c *combiner) send(g *group) {
 	subs := g.waiting
+	var held []*submission
+	if g.entered > 0 || g.running > 0 {
+		subs, held = holdBack(subs)
+	}
 	for _, s := range subs {
 		s.sent = true
 	}
-	g.waiting, g.commands = nil, 0
+	g.waiting, g.commands = held, 0
+	for _, s := range held {
+		g.commands += len(s.batch.Commands)
+	}
+	if len(held) > 0 && g.deadline == nil {
+		c.arm(g, &g.deadline, c.maxDelay)
+	}
 	g.running++
 	c.settle(g)
 	c.calls.Go(func() {
@@ -261,6 +311,96 @@ func (c *combiner) send(g *group) {
 		g.running--
 		c.settle(g)
 	})
+}
+
+// opClass is which sObject Collections calls a command goes in (see salesforce.Connector.ApplyMany).
+type opClass struct {
+	op     tandemv1.WriteOp
+	upsert bool // a create with a sync key
+}
+
+func classOf(cmd *tandemv1.WriteCommand) opClass {
+	return opClass{op: cmd.GetOp(), upsert: cmd.GetOp() == tandemv1.WriteOp_WRITE_OP_CREATE && cmd.GetSyncKey() != ""}
+}
+
+// holdBack splits subs, about to be sent while more submissions are on their way, into what to
+// send now and what to hold back for the group's next call: for each operation whose commands
+// would end in a short last call (fewer than salesforce.MaxCollection), that call's worth of
+// commands, taken from the submissions submitted last. A submission that gives some of its
+// commands keeps the rest in this call and carries the held part as its rest. The commands of
+// one write batch are for distinct pairs, so the order between the two parts does not matter.
+// What was held back once is never held back again, so a command waits one call more at most;
+// and nothing is held back when nothing would be left to send.
+func holdBack(subs []*submission) (send, held []*submission) {
+	total, free := map[opClass]int{}, map[opClass]int{}
+	for _, s := range subs {
+		for _, cmd := range s.batch.Commands {
+			total[classOf(cmd)]++
+			if !s.held {
+				free[classOf(cmd)]++
+			}
+		}
+	}
+	hold, holding := map[opClass]int{}, 0
+	for cl, n := range total {
+		if r := n % salesforce.MaxCollection; r > 0 && r <= free[cl] {
+			hold[cl] = r
+			holding += r
+		}
+	}
+	all := 0
+	for _, n := range total {
+		all += n
+	}
+	if holding == 0 || holding == all {
+		return subs, nil
+	}
+	for i := len(subs) - 1; i >= 0; i-- {
+		s := subs[i]
+		if s.held {
+			continue
+		}
+		var keep, take []int
+		for k := len(s.batch.Commands) - 1; k >= 0; k-- {
+			if cl := classOf(s.batch.Commands[k]); hold[cl] > 0 {
+				hold[cl]--
+				take = append(take, k)
+			} else {
+				keep = append(keep, k)
+			}
+		}
+		switch {
+		case len(take) == 0:
+		case len(keep) == 0:
+			s.held = true
+			held = append(held, s)
+			subs = slices.Delete(subs, i, i+1)
+		default:
+			slices.Reverse(keep)
+			slices.Reverse(take)
+			rest := &submission{ctx: s.ctx, conn: s.conn, entered: s.entered, submitted: s.submitted, done: make(chan struct{}), held: true,
+				batch: salesforce.UserCommands{User: s.batch.User, Redelivered: s.batch.Redelivered}}
+			rest.batch.Commands, rest.pos = s.pick(take)
+			s.batch.Commands, s.pos = s.pick(keep)
+			s.rest = rest
+			held = append(held, rest)
+		}
+	}
+	slices.Reverse(held) // in the order submitted
+	return subs, held
+}
+
+// pick returns the commands of s at positions (of s's commands) and their positions among the
+// handler's.
+func (s *submission) pick(positions []int) ([]*tandemv1.WriteCommand, []int) {
+	cmds, pos := make([]*tandemv1.WriteCommand, len(positions)), make([]int, len(positions))
+	for i, k := range positions {
+		cmds[i], pos[i] = s.batch.Commands[k], k
+		if s.pos != nil {
+			pos[i] = s.pos[k]
+		}
+	}
+	return cmds, pos
 }
 
 // run carries out subs with ApplyMany and hands each its results. Submissions made with

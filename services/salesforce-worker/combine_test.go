@@ -14,6 +14,7 @@ import (
 
 	"github.com/tandem-sync/tandem/pkg/devkit/platformtest"
 	"github.com/tandem-sync/tandem/pkg/devkit/poll"
+	"github.com/tandem-sync/tandem/pkg/salesforce"
 	"github.com/tandem-sync/tandem/pkg/sim/sfsim"
 	"github.com/tandem-sync/tandem/pkg/syncerr"
 	tandemv1 "github.com/tandem-sync/tandem/proto/tandem/v1"
@@ -95,6 +96,129 @@ func TestCombinerSharesOneCall(t *testing.T) {
 	c.wait()
 	if !c.idle() {
 		t.Errorf("groups left behind: %v", c.groups)
+	}
+}
+
+// TestCombinerFillsWholeCalls: a call sent while a handler has yet to submit holds back what
+// would go in a short last sObject Collections call, and the next call carries it with that
+// handler's commands: two full calls of 200 instead of 200 + 100 + 100. Every handler gets its
+// results, in its commands' order.
+func TestCombinerFillsWholeCalls(t *testing.T) {
+	c := testCombiner(time.Millisecond, 50*time.Millisecond)
+	fc := &fakeConnector{}
+	creates := func(u string, n int) []*tandemv1.WriteCommand {
+		out := make([]*tandemv1.WriteCommand, n)
+		for i := range out {
+			out[i] = create(fmt.Sprintf("%s-%d", u, i), fmt.Sprintf("%s-k%d", u, i))
+		}
+		return out
+	}
+	batches := map[string][]*tandemv1.WriteCommand{u1: creates(u1, 150), u2: creates(u2, 150), u3: creates(u3, 100)}
+	t1, t2, t3 := c.enter(testOrg, contact), c.enter(testOrg, contact), c.enter(testOrg, contact)
+	results := map[string]<-chan applied{
+		u1: startApply(t.Context(), t1, fc, u1, batches[u1]...),
+		u2: startApply(t.Context(), t2, fc, u2, batches[u2]...),
+	}
+	// The first two are sent at the maximum delay, while the third has yet to submit.
+	for deadline := time.Now().Add(30 * time.Second); len(fc.calls()) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing sent at the maximum delay")
+		}
+	}
+	results[u3] = startApply(t.Context(), t3, fc, u3, batches[u3]...)
+	for u, ch := range results {
+		a := receive(t, ch)
+		if a.err != nil || len(a.results) != len(batches[u]) {
+			t.Fatalf("%s: %d results, %v", u, len(a.results), a.err)
+		}
+		for k, r := range a.results {
+			if r.GetCommandId() != batches[u][k].GetCommandId() {
+				t.Fatalf("%s result %d is for %s, want %s", u, k, r.GetCommandId(), batches[u][k].GetCommandId())
+			}
+		}
+	}
+	fc.mu.Lock()
+	got := slices.Clone(fc.applyCommands)
+	fc.mu.Unlock()
+	if !slices.Equal(got, []int{200, 200}) {
+		t.Errorf("calls carried %v commands, want two full calls of 200", got)
+	}
+	c.wait()
+	if !c.idle() {
+		t.Errorf("groups left behind: %v", c.groups)
+	}
+}
+
+// TestHoldBack: what a call holds back, per operation, and what it never does.
+func TestHoldBack(t *testing.T) {
+	seq := 0
+	cmds := func(op tandemv1.WriteOp, n int) []*tandemv1.WriteCommand {
+		out := make([]*tandemv1.WriteCommand, n)
+		for i := range out {
+			seq++
+			out[i] = &tandemv1.WriteCommand{CommandId: fmt.Sprintf("c%d", seq), Op: op, SyncKey: fmt.Sprintf("k%d", seq), TargetId: "003x"}
+		}
+		return out
+	}
+	sub := func(held bool, parts ...[]*tandemv1.WriteCommand) *submission {
+		return &submission{held: held, done: make(chan struct{}), batch: salesforce.UserCommands{User: user(u1), Commands: slices.Concat(parts...)}}
+	}
+	create, update := tandemv1.WriteOp_WRITE_OP_CREATE, tandemv1.WriteOp_WRITE_OP_UPDATE
+	for _, tc := range []struct {
+		name       string
+		subs       []*submission
+		sent, held int // commands
+	}{
+		{"whole calls hold nothing", []*submission{sub(false, cmds(create, 200)), sub(false, cmds(update, 400))}, 600, 0},
+		{"each operation's short call", []*submission{sub(false, cmds(create, 250), cmds(update, 30)), sub(false, cmds(create, 100))}, 200, 180},
+		{"a part held once is not held again", []*submission{sub(true, cmds(create, 50)), sub(false, cmds(create, 30))}, 80, 0},
+		{"a part held once goes, others fill the call", []*submission{sub(true, cmds(create, 50)), sub(false, cmds(create, 200))}, 200, 50},
+		{"not everything", []*submission{sub(false, cmds(create, 50)), sub(false, cmds(update, 50))}, 100, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := map[string]bool{}
+			for _, s := range tc.subs {
+				for _, c := range s.batch.Commands {
+					before[c.GetCommandId()] = true
+				}
+			}
+			var heldBefore []*submission
+			for _, s := range tc.subs {
+				if s.held {
+					heldBefore = append(heldBefore, s)
+				}
+			}
+			send, held := holdBack(slices.Clone(tc.subs))
+			for _, s := range heldBefore {
+				if !slices.Contains(send, s) {
+					t.Errorf("a part held back before is held again")
+				}
+			}
+			count := func(subs []*submission) int {
+				n := 0
+				for _, s := range subs {
+					n += len(s.batch.Commands)
+					for _, c := range s.batch.Commands {
+						if !before[c.GetCommandId()] {
+							t.Errorf("command %s appeared", c.GetCommandId())
+						}
+						delete(before, c.GetCommandId())
+					}
+				}
+				return n
+			}
+			if s, h := count(send), count(held); s != tc.sent || h != tc.held {
+				t.Errorf("sent %d and held %d commands, want %d and %d", s, h, tc.sent, tc.held)
+			}
+			if len(before) != 0 {
+				t.Errorf("%d commands lost", len(before))
+			}
+			for _, h := range held {
+				if !h.held {
+					t.Errorf("a part held back is not marked held")
+				}
+			}
+		})
 	}
 }
 

@@ -49,6 +49,8 @@ type fakeConnector struct {
 	// counts the ApplyMany calls started.
 	applyCalls   []int
 	applyStarted int
+	// applyCommands is, per ApplyMany done, how many commands it carried.
+	applyCommands []int
 }
 
 func (f *fakeConnector) factory(*tandemv1.Org) (Connector, error) {
@@ -117,6 +119,11 @@ func (f *fakeConnector) ApplyMany(ctx context.Context, _ tandemv1.RecordKind, ba
 	defer f.mu.Unlock()
 	out := make([]salesforce.UserResults, len(batches))
 	f.applyCalls = append(f.applyCalls, len(batches))
+	n := 0
+	for _, b := range batches {
+		n += len(b.Commands)
+	}
+	f.applyCommands = append(f.applyCommands, n)
 	for i, b := range batches {
 		redelivered := 0
 		if b.Redelivered {
