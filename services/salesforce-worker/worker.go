@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -147,8 +148,36 @@ type Worker struct {
 	writes *worker.Writes
 	// combiner lets the apply handlers running at once for an org share Salesforce calls.
 	combiner *combiner
-	log      *slog.Logger
-	now      func() time.Time
+	// polls lets one job of an org poll at a time on this replica (see handleJob).
+	polls orgTurns
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// orgTurns gives each org's turn to one holder at a time.
+type orgTurns struct {
+	mu    sync.Mutex
+	turns map[string]chan struct{}
+}
+
+// take waits for org's turn, or for ctx to end; the returned func gives the turn back.
+func (t *orgTurns) take(ctx context.Context, org string) (func(), error) {
+	t.mu.Lock()
+	if t.turns == nil {
+		t.turns = map[string]chan struct{}{}
+	}
+	turn := t.turns[org]
+	if turn == nil {
+		turn = make(chan struct{}, 1)
+		t.turns[org] = turn
+	}
+	t.mu.Unlock()
+	select {
+	case turn <- struct{}{}:
+		return func() { <-turn }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // New returns a worker using REST connectors.
@@ -230,6 +259,15 @@ func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return w.failed(ctx, orgID, job, err)
 	}
+	// Two jobs of the org taken at once (the scheduler skips a cycle's poll while one is queued
+	// or running, but jobs published close together can still both wait in the queue) would
+	// read from the same cursor, the second reading again all the first reads — at scale, the
+	// echo of a first sync's writes. The second waits, and reads from where the first ended.
+	done, err := w.polls.take(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	defer done()
 	for _, kind := range job.GetKinds() {
 		if err := w.poll(ctx, conn, job, kind, audience, full); err != nil {
 			return w.failed(ctx, orgID, job, err)

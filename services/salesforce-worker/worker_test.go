@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -736,5 +737,56 @@ func TestFirstFullReadStartsTheOrgCursor(t *testing.T) {
 	raw, ok, err := e.st.GetCursor(ctx, cursorKey(testOrg, contact))
 	if err != nil || !ok || raw != `{"value":"first-cursor","cycle":1}` {
 		t.Fatalf("org cursor = %q %v %v, want the full read's cursor at cycle 1", raw, ok, err)
+	}
+}
+
+// TestAnOrgPollsOneJobAtATime: two jobs of an org handled at once on a replica poll one after
+// the other, the second from the cursor the first stored, rather than both from the same one
+// (reading everything the first reads once more).
+func TestAnOrgPollsOneJobAtATime(t *testing.T) {
+	e, fc := newFakeEnv(t)
+	ctx := t.Context()
+	if err := e.st.PutCursor(ctx, cursorKey(testOrg, contact), `{"value":"c1","cycle":3}`); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var emits atomic.Int32
+	fc.script(func(f *fakeConnector) {
+		f.beforeEmit = func() {
+			if emits.Add(1) == 1 {
+				<-release // the first poll is under way while the second job is handled
+			}
+		}
+		f.poll = func(req salesforce.PollRequest) ([]emit, string, error) {
+			return []emit{{user: u1}, {user: u2}, {user: u3}}, req.Cursor + "+", nil
+		}
+	})
+	errs := make(chan error, 2)
+	go func() {
+		errs <- e.w.handleJob(ctx, jobMessage(t, job(4, []tandemv1.RecordKind{contact}, []string{u1, u2, u3}, nil)))
+	}()
+	for emits.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	go func() {
+		errs <- e.w.handleJob(ctx, jobMessage(t, job(5, []tandemv1.RecordKind{contact}, []string{u1, u2, u3}, nil)))
+	}()
+	time.Sleep(50 * time.Millisecond) // time for the second job to start polling, were it not waiting
+	if _, polls, _, _ := fc.state(); len(polls) != 1 {
+		t.Errorf("%d polls under way at once, want the first only", len(polls))
+	}
+	close(release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, polls, _, _ := fc.state()
+	if len(polls) != 2 || polls[0].Cursor != "c1" || polls[1].Cursor != "c1+" {
+		var cursors []string
+		for _, p := range polls {
+			cursors = append(cursors, p.Cursor)
+		}
+		t.Errorf("polls from cursors %q, want the second from where the first ended: [c1 c1+]", cursors)
 	}
 }
