@@ -483,9 +483,10 @@ const stampSkew = 2 * time.Second
 // version older than the one the write replaced. Exchange change keys cannot be compared, so
 // there a version other than the written one and the one it replaced is newer. Salesforce
 // versions are modification times, but its writes do not return the one they leave (the
-// written record carries the version it was written over): a version stamped no earlier than
-// the write's call was sent, allowing stampSkew, was made by the write or after it — or by an
-// edit alongside it, which the next read, reporting the write's own version, settles.
+// written record carries the one its mirror held when the result came): a version other than
+// the one the write was planned over (written_over), stamped no earlier than the write's call
+// was sent, allowing stampSkew, was made by the write or after it — or by an edit alongside
+// it, which the next read, reporting the write's own version, settles.
 func readAfterWrite(side tandemv1.System, write *tandemv1.MirrorRecord, seen *tandemv1.Record, deleted bool, cycle uint64) bool {
 	if write.GetWriteCycle() == 0 || cycle <= write.GetWriteCycle() || write.GetDeleted() {
 		return false
@@ -494,11 +495,11 @@ func readAfterWrite(side tandemv1.System, write *tandemv1.MirrorRecord, seen *ta
 		return true // gone since the write
 	}
 	seenV, written := seen.GetVersion(), write.GetRecord().GetVersion()
-	if seenV == "" {
+	if seenV == "" || seenV == write.GetWrittenOver() {
 		return false
 	}
 	if side != tandemv1.System_SYSTEM_SALESFORCE {
-		return written != "" && seenV != written && seenV != write.GetWrittenOver()
+		return written != "" && seenV != written
 	}
 	s, err := time.Parse(time.RFC3339Nano, seenV)
 	if err != nil {

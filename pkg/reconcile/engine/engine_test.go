@@ -296,3 +296,40 @@ func TestItemRemovedBeforeAnyReadListedItCountsAsRemoved(t *testing.T) {
 		t.Errorf("%d pairs still linked, want none", len(cyc.Mappings))
 	}
 }
+
+// TestReadAfterWrite: which reads saw a record after Tandem's write, on each side.
+func TestReadAfterWrite(t *testing.T) {
+	sent := time.Date(2026, 12, 7, 9, 0, 10, 500_000_000, time.UTC)
+	stamp := func(d time.Duration) string { return sent.Add(d).Format(time.RFC3339Nano) }
+	sfWrite := &tandemv1.MirrorRecord{Record: &tandemv1.Record{Version: stamp(-time.Minute)}, WriteCycle: 5,
+		WrittenOver: stamp(-time.Minute), WriteSentAt: timestamppb.New(sent)}
+	sfCreate := &tandemv1.MirrorRecord{Record: &tandemv1.Record{}, WriteCycle: 5, WriteSentAt: timestamppb.New(sent)}
+	exWrite := &tandemv1.MirrorRecord{Record: &tandemv1.Record{Version: "ck-written"}, WriteCycle: 5, WrittenOver: "ck-before"}
+	sf, ex := tandemv1.System_SYSTEM_SALESFORCE, tandemv1.System_SYSTEM_EXCHANGE
+	for _, tc := range []struct {
+		name    string
+		side    tandemv1.System
+		write   *tandemv1.MirrorRecord
+		version string
+		deleted bool
+		cycle   uint64
+		want    bool
+	}{
+		{"an edit after a Salesforce update", sf, sfWrite, stamp(time.Second), false, 6, true},
+		{"an edit after a Salesforce create", sf, sfCreate, stamp(time.Second), false, 6, true},
+		{"the version the update was made over", sf, sfWrite, stamp(-time.Minute), false, 6, false},
+		{"an older Salesforce version", sf, sfWrite, stamp(-30 * time.Second), false, 6, false},
+		{"a whole-second stamp of the write's own second", sf, sfCreate, sent.Truncate(time.Second).Format(time.RFC3339Nano), false, 6, true},
+		{"a read of the write's own cycle", sf, sfCreate, stamp(time.Second), false, 5, false},
+		{"gone since the write", sf, sfWrite, "", true, 6, true},
+		{"an Exchange version neither written nor written over", ex, exWrite, "ck-after", false, 6, true},
+		{"the Exchange version written", ex, exWrite, "ck-written", false, 6, false},
+		{"the Exchange version written over", ex, exWrite, "ck-before", false, 6, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := readAfterWrite(tc.side, tc.write, &tandemv1.Record{Version: tc.version}, tc.deleted, tc.cycle); got != tc.want {
+				t.Errorf("readAfterWrite = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
