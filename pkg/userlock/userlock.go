@@ -10,9 +10,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
+	"github.com/tandem-sync/tandem/pkg/keylock"
 	"github.com/tandem-sync/tandem/pkg/retry"
 	"github.com/tandem-sync/tandem/pkg/store"
 )
@@ -30,20 +30,13 @@ type Locks struct {
 	role string
 	ttl  time.Duration
 
-	mu    sync.Mutex
-	locks map[store.UserKey]*entry
-}
-
-// entry is one user's lock: a one-slot semaphore (so that waiting honours a context) and the
-// number of goroutines holding or waiting for it, to forget it when none is left.
-type entry struct {
-	slot chan struct{}
-	refs int
+	// local queues this process's own work on a user.
+	local keylock.Locks[store.UserKey]
 }
 
 // New returns the locks of role, whose leases live for ttl and are renewed while work runs.
 func New(st *store.Store, role string, ttl time.Duration) *Locks {
-	return &Locks{st: st, role: role, ttl: ttl, locks: map[store.UserKey]*entry{}}
+	return &Locks{st: st, role: role, ttl: ttl}
 }
 
 // TTL is the leases' time to live.
@@ -51,33 +44,11 @@ func (l *Locks) TTL() time.Duration { return l.ttl }
 
 // lock takes uk's in-process lock, waiting for as long as ctx allows; unlock gives it back.
 func (l *Locks) lock(ctx context.Context, uk store.UserKey) (unlock func(), err error) {
-	l.mu.Lock()
-	e := l.locks[uk]
-	if e == nil {
-		e = &entry{slot: make(chan struct{}, 1)}
-		l.locks[uk] = e
+	unlock, err = l.local.Lock(ctx, uk)
+	if err != nil {
+		return nil, fmt.Errorf("wait for this process's work on %s: %w", uk, err)
 	}
-	e.refs++
-	l.mu.Unlock()
-	select {
-	case e.slot <- struct{}{}:
-		return func() {
-			<-e.slot
-			l.forget(uk, e)
-		}, nil
-	case <-ctx.Done():
-		l.forget(uk, e)
-		return nil, fmt.Errorf("wait for this process's work on %s: %w", uk, context.Cause(ctx))
-	}
-}
-
-func (l *Locks) forget(uk store.UserKey, e *entry) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e.refs--
-	if e.refs == 0 {
-		delete(l.locks, uk)
-	}
+	return unlock, nil
 }
 
 // GaveUp is returned by Do when another process held the lease for longer than the wait.

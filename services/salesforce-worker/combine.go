@@ -332,8 +332,9 @@ func classOf(cmd *tandemv1.WriteCommand) opClass {
 // What was held back once is never held back again, so a command waits one call more at most;
 // and nothing is held back when nothing would be left to send.
 func holdBack(subs []*submission) (send, held []*submission) {
-	total, free := map[opClass]int{}, map[opClass]int{}
+	total, free, all := map[opClass]int{}, map[opClass]int{}, 0
 	for _, s := range subs {
+		all += len(s.batch.Commands)
 		for _, cmd := range s.batch.Commands {
 			total[classOf(cmd)]++
 			if !s.held {
@@ -347,10 +348,6 @@ func holdBack(subs []*submission) (send, held []*submission) {
 			hold[cl] = r
 			holding += r
 		}
-	}
-	all := 0
-	for _, n := range total {
-		all += n
 	}
 	if holding == 0 || holding == all {
 		return subs, nil

@@ -15,13 +15,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tandem-sync/tandem/pkg/bus"
+	"github.com/tandem-sync/tandem/pkg/keylock"
 	"github.com/tandem-sync/tandem/pkg/lifecycle"
 	"github.com/tandem-sync/tandem/pkg/platform"
 	"github.com/tandem-sync/tandem/pkg/reconcile/ledger"
@@ -149,35 +149,9 @@ type Worker struct {
 	// combiner lets the apply handlers running at once for an org share Salesforce calls.
 	combiner *combiner
 	// polls lets one job of an org poll at a time on this replica (see handleJob).
-	polls orgTurns
+	polls keylock.Locks[string]
 	log   *slog.Logger
 	now   func() time.Time
-}
-
-// orgTurns gives each org's turn to one holder at a time.
-type orgTurns struct {
-	mu    sync.Mutex
-	turns map[string]chan struct{}
-}
-
-// take waits for org's turn, or for ctx to end; the returned func gives the turn back.
-func (t *orgTurns) take(ctx context.Context, org string) (func(), error) {
-	t.mu.Lock()
-	if t.turns == nil {
-		t.turns = map[string]chan struct{}{}
-	}
-	turn := t.turns[org]
-	if turn == nil {
-		turn = make(chan struct{}, 1)
-		t.turns[org] = turn
-	}
-	t.mu.Unlock()
-	select {
-	case turn <- struct{}{}:
-		return func() { <-turn }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // New returns a worker using REST connectors.
@@ -263,7 +237,7 @@ func (w *Worker) handleJob(ctx context.Context, m *bus.Message) error {
 	// or running, but jobs published close together can still both wait in the queue) would
 	// read from the same cursor, the second reading again all the first reads — at scale, the
 	// echo of a first sync's writes. The second waits, and reads from where the first ended.
-	done, err := w.polls.take(ctx, orgID)
+	done, err := w.polls.Lock(ctx, orgID)
 	if err != nil {
 		return err
 	}

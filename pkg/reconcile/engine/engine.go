@@ -434,7 +434,7 @@ func observe(snap *ledger.Snapshot, w *ledger.Writes, b *tandemv1.ChangeBatch, r
 		if id == "" {
 			continue
 		}
-		if cur := mirror[id]; cur != nil && cur.GetObservedAt().AsTime().After(readAt) && !sawAfterWrite(side, cur, ch, b.GetCycle()) {
+		if cur := mirror[id]; cur != nil && cur.GetObservedAt().AsTime().After(readAt) && !readAfterWrite(side, cur, ch.GetRecord(), ch.GetType() == tandemv1.ChangeType_CHANGE_TYPE_DELETE, b.GetCycle()) {
 			if ch.GetType() == tandemv1.ChangeType_CHANGE_TYPE_UPSERT && !cur.GetDeleted() && cur.GetSeenCycle() < b.GetCycle() {
 				// What the read saw is older than what Tandem knows, but the read did list the
 				// record: it exists on the side (see vanishedCreates).
@@ -462,22 +462,15 @@ func observe(snap *ledger.Snapshot, w *ledger.Writes, b *tandemv1.ChangeBatch, r
 	}
 }
 
-// sawAfterWrite reports whether a change, from a read that started before the observation cur
-// was made, nevertheless saw the record after cur: cur is what Tandem's own write left, and
-// the read, of a later cycle than the write's, reports a version the write cannot have left
-// or replaced. A read starts before it fetches the records it reports, so a record changed by
-// a user just after Tandem wrote it reaches Tandem only through such a read: dropping it would
-// lose the user's change, since the side's cursor has moved past it.
-func sawAfterWrite(side tandemv1.System, cur *tandemv1.MirrorRecord, ch *tandemv1.Change, cycle uint64) bool {
-	return readAfterWrite(side, cur, ch.GetRecord(), ch.GetType() == tandemv1.ChangeType_CHANGE_TYPE_DELETE, cycle)
-}
-
 // stampSkew is how much earlier than the worker's clock, when it sent a write, Salesforce may
 // stamp the record: the two clocks differ, and the API reports SystemModstamp to the second.
 const stampSkew = 2 * time.Second
 
 // readAfterWrite reports whether a read of cycle cycle, which saw the record seen (or saw it
-// deleted), saw it after write, the observation Tandem's own write left.
+// deleted), saw it after write, the observation Tandem's own write left, although the read
+// started before the write completed. A read starts before it fetches the records it reports,
+// so a record changed by a user just after Tandem wrote it reaches Tandem only through such a
+// read: dropping it would lose the user's change, since the side's cursor has moved past it.
 //
 // A later cycle's read continues from where an earlier read stopped, so it cannot report a
 // version older than the one the write replaced. Exchange change keys cannot be compared, so
