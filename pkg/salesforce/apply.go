@@ -60,9 +60,11 @@ type applyState struct {
 	// accessHint says what to do when Salesforce refuses the subject access to a record; empty
 	// when the subject is the records' user.
 	accessHint string
-	// accounts are the Accounts the contacts' companies name (contacts only).
-	accounts accountsByName
-	parts    []*part
+	// accounts are the Accounts the contacts' companies name (contacts only); cachedAccounts
+	// the companies whose Accounts came from the account cache.
+	accounts       accountsByName
+	cachedAccounts map[string]bool
+	parts          []*part
 }
 
 // part is one user's commands within an apply.
@@ -229,11 +231,11 @@ func (c *Connector) apply(ctx context.Context, st *applyState, commands int) err
 		for _, p := range st.parts {
 			cmds = append(cmds, p.cmds...)
 		}
-		accounts, err := c.lookUpAccounts(ctx, st.subject, cmds)
+		accounts, cached, err := c.lookUpAccounts(ctx, st.subject, cmds, true)
 		if err != nil {
 			return st.abort(fmt.Errorf("apply %d %s writes for org %s: %w", commands, st.object, c.orgID, err))
 		}
-		st.accounts = accounts
+		st.accounts, st.cachedAccounts = accounts, cached
 	}
 	upserts, creates, updates, deletes := &opBatch{op: opUpsert}, &opBatch{op: opCreate}, &opBatch{op: opUpdate}, &opBatch{op: opDelete}
 	for _, p := range st.parts {
@@ -277,14 +279,8 @@ func (c *Connector) apply(ctx context.Context, st *applyState, commands int) err
 		if len(b.items) == 0 {
 			continue
 		}
-		// Salesforce stamps what these calls write at or after now; it does not say with what.
-		sent := c.now()
-		outcomes, err := c.collections(ctx, st.subject, b.op, st.object, b.items)
-		if err != nil {
+		if err := c.write(ctx, st, b); err != nil {
 			return st.abort(fmt.Errorf("apply %d %s writes for org %s: %w", len(b.items), st.object, c.orgID, err))
-		}
-		for k, r := range b.refs {
-			st.record(r, b.op, outcomes[k], sent)
 		}
 	}
 	if err := c.markAppliedThenDeleted(ctx, st, updates); err != nil {
@@ -294,6 +290,67 @@ func (c *Connector) apply(ctx context.Context, st *applyState, commands int) err
 		if err := c.applyAttendees(ctx, st); err != nil {
 			return st.abort(fmt.Errorf("apply event invitees for org %s: %w", c.orgID, err))
 		}
+	}
+	return nil
+}
+
+// write sends b's items and records their outcomes. A contact that failed because the Account
+// its company named in the account cache has since been deleted or hidden from the writer is
+// prepared again after a fresh lookup of its company, and sent once more.
+func (c *Connector) write(ctx context.Context, st *applyState, b *opBatch) error {
+	// Salesforce stamps what these calls write at or after now; it does not say with what.
+	sent := c.now()
+	outcomes, err := c.collections(ctx, st.subject, b.op, st.object, b.items)
+	if err != nil {
+		return err
+	}
+	var stale []ref
+	for k, r := range b.refs {
+		if st.staleAccount(r, outcomes[k]) {
+			stale = append(stale, r)
+			continue
+		}
+		st.record(r, b.op, outcomes[k], sent)
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	cmds := make([]*tandemv1.WriteCommand, len(stale))
+	var names []string
+	for i, r := range stale {
+		cmds[i] = r.cmd()
+		names = append(names, r.cmd().GetRecord().GetContact().GetCompanyName())
+	}
+	c.accounts.forget(st.subject, names)
+	fresh, _, err := c.lookUpAccounts(ctx, st.subject, cmds, false)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		st.accounts[name] = fresh[name]
+		delete(st.cachedAccounts, name)
+	}
+	again := &opBatch{op: b.op}
+	for _, r := range stale {
+		r.result().Warnings = nil // prepare adds them again
+		switch item, err := c.prepare(st, r); {
+		case err != nil:
+			r.fail(syncerr.As(err))
+		case item == nil:
+			r.succeed(r.cmd().GetTargetId(), false)
+		default:
+			again.add(r, *item)
+		}
+	}
+	if len(again.items) == 0 {
+		return nil
+	}
+	sent = c.now()
+	if outcomes, err = c.collections(ctx, st.subject, again.op, st.object, again.items); err != nil {
+		return err
+	}
+	for k, r := range again.refs {
+		st.record(r, again.op, outcomes[k], sent)
 	}
 	return nil
 }

@@ -31,6 +31,7 @@ type Connector struct {
 	budget     *budget
 	sem        chan struct{}
 	fields     *fieldInfo
+	accounts   *accountCache
 	metrics    *metrics
 	tracer     trace.Tracer
 }
@@ -165,6 +166,7 @@ func NewConnector(org *tandemv1.Org, opts ...Option) (*Connector, error) {
 		budget:     &budget{reservePercent: reserve, limitBackoff: cfg.limitBackoff, limitProbe: min(DefaultLimitProbe, cfg.limitBackoff), recheck: cfg.reserveRecheck},
 		sem:        make(chan struct{}, concurrent),
 		fields:     newFieldInfo(),
+		accounts:   newAccountCache(cfg.accountCacheTTL),
 		metrics:    m,
 		tracer:     newTracer(cfg.tracerProvider),
 	}

@@ -26,9 +26,11 @@ const (
 	// committed late while getUpdated cannot yet say they all have (see Poll).
 	DefaultReadBackEvery      = time.Minute
 	DefaultFullRescanInterval = 24 * time.Hour
-	DefaultLimitBackoff       = time.Hour
-	DefaultLimitProbe         = time.Minute
-	DefaultReserveRecheck     = 10 * time.Minute
+	// DefaultAccountCacheTTL is how long the answer of an Account lookup serves later writes.
+	DefaultAccountCacheTTL = time.Minute
+	DefaultLimitBackoff    = time.Hour
+	DefaultLimitProbe      = time.Minute
+	DefaultReserveRecheck  = 10 * time.Minute
 	// DefaultSessionTimeout is Salesforce's default session timeout (Setup → Session Settings).
 	DefaultSessionTimeout = 2 * time.Hour
 	// DefaultMaxResponseBytes caps one response body: far above a query page of 2,000 large
@@ -92,9 +94,10 @@ type settings struct {
 	readBackPeek time.Duration
 	// readBackEvery is how often a read-back runs that cannot be the last for its records
 	// (pollCursor.readBackDue).
-	readBackEvery  time.Duration
-	sessionTimeout time.Duration
-	allowHTTP      bool
+	readBackEvery   time.Duration
+	sessionTimeout  time.Duration
+	accountCacheTTL time.Duration
+	allowHTTP       bool
 }
 
 // Option configures a Connector.
@@ -164,6 +167,12 @@ func WithReserveRecheck(d time.Duration) Option { return func(s *settings) { s.r
 // Salesforce rejects, then a renewal.
 func WithSessionTimeout(d time.Duration) Option { return func(s *settings) { s.sessionTimeout = d } }
 
+// WithAccountCacheTTL sets how long the answer of an Account lookup — which Accounts, as the
+// writer sees them, a company's exact name names — serves later contact writes of the org
+// (0: every write call looks its companies up). An Account created, renamed or deleted within it
+// is seen once the answer expires.
+func WithAccountCacheTTL(d time.Duration) Option { return func(s *settings) { s.accountCacheTTL = d } }
+
 // WithMaxResponseBytes caps the size of one response body.
 func WithMaxResponseBytes(n int64) Option { return func(s *settings) { s.maxResponseBytes = n } }
 
@@ -184,5 +193,6 @@ func defaultSettings() settings {
 		readBackPeek:       time.Second,
 		readBackEvery:      DefaultReadBackEvery,
 		sessionTimeout:     DefaultSessionTimeout,
+		accountCacheTTL:    DefaultAccountCacheTTL,
 	}
 }

@@ -1,6 +1,7 @@
 package salesforce
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -162,5 +163,101 @@ func TestSimAssistantNameAndSuffixRoundTrip(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the poll did not report contact %s", id)
+	}
+}
+
+// TestSimAccountLookupsAreCached checks the account cache: a company looked up once is not
+// looked up again within the cache's ttl, found or not; a write that fails because its cached
+// Account was deleted since is sent again after a fresh lookup, in the same apply; an Account
+// created meanwhile is used once the answer expires; and a ttl of 0 looks up every time.
+func TestSimAccountLookupsAreCached(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1})
+	rep := env.users[0]
+	newAccount := func() string {
+		t.Helper()
+		id, err := env.sim.Insert("Account", map[string]any{"Name": "Acme"}, rep.UserId)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	type outcome struct{ lookups, writeCalls int64 }
+	// create writes a contact of company and returns the Account it got in Salesforce, its
+	// warnings, and the calls it cost.
+	create := func(env *simEnv, key, company string) (account string, warnings []string, calls outcome) {
+		t.Helper()
+		env.sim.ResetCounts()
+		res, err := env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{
+			contactCreate(key, &tandemv1.Contact{Surname: key, CompanyName: company}),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res[0].GetOk() {
+			t.Fatalf("create %s failed: %v", key, res[0].GetError())
+		}
+		row, ok := env.sim.Get("Contact", res[0].GetRecord().GetId())
+		if !ok {
+			t.Fatalf("contact %s not stored", key)
+		}
+		account, _ = row["AccountId"].(string)
+		for _, w := range res[0].GetWarnings() {
+			warnings = append(warnings, w.GetMessage())
+		}
+		return account, warnings, outcome{env.count(sfsim.EndpointQuery),
+			env.count(sfsim.EndpointCollectionsUpsert) + env.count(sfsim.EndpointCollectionsCreate)}
+	}
+	acme := newAccount()
+	steps := []struct {
+		name, company string
+		before        func()
+		wantAccount   func() string
+		wantWarning   string
+		want          outcome
+	}{
+		{name: "first lookup", company: "Acme", wantAccount: func() string { return acme }, want: outcome{1, 1}},
+		{name: "cached", company: "Acme", wantAccount: func() string { return acme }, want: outcome{0, 1}},
+		{name: "unknown company", company: "Nowhere", wantWarning: `no Account named exactly "Nowhere"`, want: outcome{1, 1}},
+		{name: "unknown company cached", company: "Nowhere", wantWarning: `no Account named exactly "Nowhere"`, want: outcome{0, 1}},
+		{name: "cached Account deleted since", company: "Acme",
+			before: func() {
+				if err := env.sim.Delete("Account", acme); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantWarning: `no Account named exactly "Acme"`, want: outcome{1, 2}},
+		{name: "Account created within the ttl", company: "Acme",
+			before:      func() { acme = newAccount() },
+			wantWarning: `no Account named exactly "Acme"`, want: outcome{0, 1}},
+		{name: "Account created, once the answer expired", company: "Acme",
+			before:      func() { env.clock.Advance(DefaultAccountCacheTTL) },
+			wantAccount: func() string { return acme }, want: outcome{1, 1}},
+	}
+	for i, st := range steps {
+		if st.before != nil {
+			st.before()
+		}
+		account, warnings, calls := create(env, fmt.Sprintf("sk-%d", i), st.company)
+		want := ""
+		if st.wantAccount != nil {
+			want = st.wantAccount()
+		}
+		if account != want {
+			t.Errorf("%s: the contact's Account is %q, want %q", st.name, account, want)
+		}
+		if (st.wantWarning == "") != (len(warnings) == 0) || (st.wantWarning != "" && (len(warnings) != 1 || !strings.Contains(warnings[0], st.wantWarning))) {
+			t.Errorf("%s: warnings %q, want one about %q", st.name, warnings, st.wantWarning)
+		}
+		if calls != st.want {
+			t.Errorf("%s: %d lookups and %d write calls, want %d and %d", st.name, calls.lookups, calls.writeCalls, st.want.lookups, st.want.writeCalls)
+		}
+	}
+
+	uncached := newSimEnv(t, simOptions{users: 1, opts: []Option{WithAccountCacheTTL(0)}})
+	rep = uncached.users[0]
+	for i := range 2 {
+		if _, _, calls := create(uncached, fmt.Sprintf("sk-u%d", i), "Acme"); calls.lookups != 1 {
+			t.Errorf("without a cache, write %d made %d lookups, want 1", i, calls.lookups)
+		}
 	}
 }
