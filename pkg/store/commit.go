@@ -197,8 +197,8 @@ func (s *Store) Commit(ctx context.Context, lease *Lease, ops ...Op) error {
 	if err := checkOps(ops, lease.uk.tag()); err != nil {
 		return fmt.Errorf("commit for %s: %w", lease.uk, err)
 	}
-	keys, args := encodeOps([]string{lease.key, lease.fenceKey}, []any{"fenced", strconv.FormatInt(lease.token, 10)}, ops)
-	if err := s.runCommit(ctx, keys, args, ops); err != nil {
+	keys, args, origin := encodeOps([]string{lease.key, lease.fenceKey}, []any{"fenced", strconv.FormatInt(lease.token, 10)}, ops)
+	if err := s.runCommit(ctx, keys, args, ops, origin); err != nil {
 		return fmt.Errorf("commit for %s (token %d): %w", lease.uk, lease.token, err)
 	}
 	return nil
@@ -218,8 +218,8 @@ func (s *Store) Apply(ctx context.Context, ops ...Op) error {
 	if err := checkOps(ops, tag); err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
-	keys, args := encodeOps(nil, []any{"plain"}, ops)
-	if err := s.runCommit(ctx, keys, args, ops); err != nil {
+	keys, args, origin := encodeOps(nil, []any{"plain"}, ops)
+	if err := s.runCommit(ctx, keys, args, ops, origin); err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
 	return nil
@@ -272,15 +272,38 @@ func checkOps(ops []Op, tag string) error {
 
 // encodeOps lays ops out for commitScript: KEYS are the fixed keys then each distinct op key;
 // ARGV is the fixed args, the op count, then per op: code, key count, key indexes, arg
-// count, args.
-func encodeOps(fixedKeys []string, fixedArgs []any, ops []Op) ([]string, []any) {
-	keys := append([]string(nil), fixedKeys...)
-	index := make(map[string]int, len(ops)+len(keys))
+// count, args. The HSETs of a key that no other operation touches in between go as one
+// multi-field HSET (at most maxOpArgs arguments), where the first of them was: each key's
+// operations keep their order, and a ledger page's hundreds of entries cost Redis a few
+// commands rather than one each. origin maps each encoded operation to the first of ops it
+// carries.
+func encodeOps(fixedKeys []string, fixedArgs []any, ops []Op) (keys []string, args []any, origin []int) {
+	merged := make([]Op, 0, len(ops))
+	open := map[string]int{} // key -> index in merged of its HSET still open to more fields
+	for i, o := range ops {
+		if o.code == opHSet {
+			if j, ok := open[o.keys[0]]; ok && len(merged[j].args)+len(o.args) <= maxOpArgs {
+				merged[j].args = append(merged[j].args, o.args...)
+				continue
+			}
+			// A copy of the arguments: merging must not write into the caller's slice.
+			o.args = append(make([]string, 0, len(o.args)), o.args...)
+			open[o.keys[0]] = len(merged)
+		} else {
+			for _, k := range o.keys {
+				delete(open, k)
+			}
+		}
+		merged = append(merged, o)
+		origin = append(origin, i)
+	}
+	keys = append([]string(nil), fixedKeys...)
+	index := make(map[string]int, len(merged)+len(keys))
 	for i, k := range keys {
 		index[k] = i + 1
 	}
-	args := append(fixedArgs, len(ops))
-	for _, o := range ops {
+	args = append(fixedArgs, len(merged))
+	for _, o := range merged {
 		args = append(args, string(o.code), len(o.keys))
 		for _, k := range o.keys {
 			n, ok := index[k]
@@ -296,10 +319,10 @@ func encodeOps(fixedKeys []string, fixedArgs []any, ops []Op) ([]string, []any) 
 			args = append(args, a)
 		}
 	}
-	return keys, args
+	return keys, args, origin
 }
 
-func (s *Store) runCommit(ctx context.Context, keys []string, args []any, ops []Op) error {
+func (s *Store) runCommit(ctx context.Context, keys []string, args []any, ops []Op, origin []int) error {
 	res, err := commitScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return err
@@ -318,9 +341,9 @@ func (s *Store) runCommit(ctx context.Context, keys []string, args []any, ops []
 		}
 		i, _ := res[1].(int64)
 		reason, _ := res[2].(string)
-		idx := int(i) - 1
-		opName := "?"
-		if idx >= 0 && idx < len(ops) {
+		idx, opName := -1, "?"
+		if i >= 1 && int(i) <= len(origin) {
+			idx = origin[i-1]
 			opName = ops[idx].String()
 		}
 		return &OpError{Index: idx, Op: opName, Reason: reason}
@@ -413,7 +436,10 @@ for i, op in ipairs(ops) do
   local bad
   if c == 'HSET' then
     bad = need(s, 'hash')
-    if not bad then s.t = 'hash'; s.fields[a[1]] = parseint(a[2]) end
+    if not bad then
+      s.t = 'hash'
+      for j = 1, #a, 2 do s.fields[a[j]] = parseint(a[j + 1]) end
+    end
   elseif c == 'HDEL' then
     bad = need(s, 'hash')
     if not bad then for _, f in ipairs(a) do s.fields[f] = 'absent' end end

@@ -58,6 +58,8 @@ func TestCommitIsAllOrNothing(t *testing.T) {
 		{name: "HSET a non-integer then HINCRBY it", ops: []Op{HSet(fresh, "f", "x"), HIncrBy(fresh, "f", 1)}, wantIndex: 1},
 		{name: "SET a non-integer then INCRBY it", ops: []Op{Set(num, "x", 0), IncrBy(num, 1)}, wantIndex: 1},
 		{name: "DEL among keys then a wrong type", ops: []Op{Del(set, str), SAdd(str, "m"), HSet(set, "f", "v"), SAdd(zset, "m")}, wantIndex: 3},
+		{name: "HSETs sent as one, then a wrong type", ops: []Op{HSet(fresh, "a", "1"), HSet(hash, "x", "1"), HSet(fresh, "b", "2"), SAdd(hash, "m")}, wantIndex: 3},
+		{name: "HSETs onto a string sent as one", ops: []Op{HSet(fresh, "a", "1"), HSet(str, "f", "v"), HSet(str, "g", "w")}, wantIndex: 1},
 		{
 			name:      "DEL then write another type",
 			ops:       []Op{Del(str), HSet(str, "f", "v"), HIncrBy(str, "c", 2)},
@@ -282,7 +284,7 @@ func TestCommitMatchesRedis(t *testing.T) {
 				field: rapid.SampledFrom([]string{"i", "t", "m"}).Draw(rt, "field"),
 				value: rapid.SampledFrom([]string{"1", "-2", "x", "10"}).Draw(rt, "value"),
 			}
-		}), 1, 6).Draw(rt, "steps")
+		}), 1, 10).Draw(rt, "steps")
 
 		ops := make([]Op, 0, len(steps))
 		removes := false
@@ -393,5 +395,46 @@ func BenchmarkCommit(b *testing.B) {
 		); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestEncodeOpsSendsAKeysHSETsAsOne checks that the HSETs of a key go as one command until
+// another operation touches the key, that each key's operations keep their order, that no
+// command exceeds maxOpArgs arguments, and that the callers' operations are left as they were.
+func TestEncodeOpsSendsAKeysHSETsAsOne(t *testing.T) {
+	a, b := "{00D1:u}:mapping:a", "{00D1:u}:mapping:b"
+	first := HSet(a, "f1", "1")
+	ops := []Op{first, HSet(b, "g1", "1"), HSet(a, "f2", "2"), HDel(a, "f1"), HSet(a, "f3", "3"), HSet(b, "g2", "2")}
+	for i := range maxOpArgs / 2 {
+		ops = append(ops, HSet(b, fmt.Sprintf("h%d", i), "v"))
+	}
+	_, args, origin := encodeOps(nil, []any{"plain"}, ops)
+	// a: HSET f1 f2, HDEL f1, HSET f3; b: HSET g1 g2 and the first 498 h, HSET of the 2 others.
+	if want := []int{0, 1, 3, 4, 504}; fmt.Sprint(origin) != fmt.Sprint(want) {
+		t.Errorf("encoded operations start at %v, want %v", origin, want)
+	}
+	var got []string
+	for pos, n := 2, args[1].(int); n > 0; n-- {
+		code, nk := args[pos].(string), args[pos+1].(int)
+		na := args[pos+2+nk].(int)
+		if na > maxOpArgs {
+			t.Errorf("%s with %d arguments, more than %d", code, na, maxOpArgs)
+		}
+		fields := []string{}
+		for _, v := range args[pos+3+nk : pos+3+nk+na] {
+			fields = append(fields, v.(string))
+		}
+		if len(fields) > 4 {
+			fields = append(fields[:4], "…")
+		}
+		got = append(got, fmt.Sprintf("%s %d %v", code, args[pos+2].(int), fields))
+		pos += 3 + nk + na
+	}
+	want := []string{"HSET 1 [f1 1 f2 2]", "HSET 2 [g1 1 g2 2 …]", "HDEL 1 [f1]", "HSET 1 [f3 3]", "HSET 2 [h498 v h499 v]"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("encoded\n%v\nwant\n%v", got, want)
+	}
+	if len(first.args) != 2 || len(ops[0].args) != 2 {
+		t.Errorf("the caller's first HSET now has arguments %v", ops[0].args)
 	}
 }
