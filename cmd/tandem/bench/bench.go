@@ -55,6 +55,9 @@ type Options struct {
 	Progress io.Writer
 	// CPUProfile, when set, receives a CPU profile of the initial sync (pprof format).
 	CPUProfile io.Writer
+	// AllocProfile, when set, receives the process's allocation profile (pprof format) once the
+	// initial sync converged: every allocation since the process started, the seeding's too.
+	AllocProfile io.Writer
 
 	// beforeIdle, when set, runs between convergence and the idle cycle's measurement (tests
 	// set it to shape that moment).
@@ -316,6 +319,11 @@ func (r *run) measure(ctx context.Context, started time.Time) error {
 	}
 	if err != nil || !r.res.Converged {
 		return err
+	}
+	if r.opts.AllocProfile != nil {
+		if err := pprof.Lookup("allocs").WriteTo(r.opts.AllocProfile, 0); err != nil {
+			return fmt.Errorf("write the allocation profile: %w", err)
+		}
 	}
 	r.progress("in sync: %d records in %.1fs (%.0f records/s); so far EWS %d calls, Salesforce %d",
 		r.res.Records, r.res.Seconds, r.res.RecordsPerSecond, r.res.EWSCallsAtConvergence, r.res.SalesforceCallsAtConvergence)

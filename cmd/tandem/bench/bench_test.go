@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,10 +44,22 @@ func TestBench(t *testing.T) {
 
 func testBench(t *testing.T, args []string, notified bool) {
 	start := time.Now()
+	profiles := []string{filepath.Join(t.TempDir(), "cpu.pprof"), filepath.Join(t.TempDir(), "alloc.pprof")}
+	if notified {
+		args = append(args, "--cpu-profile", profiles[0], "--alloc-profile", profiles[1])
+	}
 	code, res, stderr := runCommand(t, append([]string{"--contacts-per-user", "20", "--edits", "6", "--wave", "3", "--timeout", "45s"}, args...),
 		[]string{"TANDEM_BENCH_USERS=3"})
 	if code != 0 {
 		t.Fatalf("exit code %d\n%s", code, stderr)
+	}
+	if notified {
+		for _, p := range profiles {
+			// A pprof profile is a gzipped protocol buffer.
+			if b, err := os.ReadFile(p); err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
+				t.Errorf("%s is not a profile: %d bytes, %v", filepath.Base(p), len(b), err)
+			}
+		}
 	}
 	t.Logf("%.1fs:\n%s", time.Since(start).Seconds(), stderr)
 	for _, k := range []string{"users", "contacts_per_user", "events_per_user", "records", "seconds", "records_per_second",

@@ -23,7 +23,7 @@ const EnvPrefix = "TANDEM_BENCH_"
 func Command(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	var opts Options
 	var jsonOut bool
-	var logFile, cpuProfile string
+	var logFile, cpuProfile, allocProfile string
 	fs := flag.NewFlagSet("tandem bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&opts.Users, "users", 10, "simulated sales reps")
@@ -40,6 +40,7 @@ func Command(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 	fs.StringVar(&opts.LogLevel, "log-level", "info", "the services' log level")
 	fs.BoolVar(&opts.SkipFloor, "skip-floor", false, "leave out the floor (the bare copy)")
 	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the initial sync (every service and both simulators, all in this process) to this file, for go tool pprof")
+	fs.StringVar(&allocProfile, "alloc-profile", "", "write the allocation profile (every allocation since the process started, seeding included) to this file once the initial sync converged, for go tool pprof -sample_index=alloc_space")
 	fs.BoolVar(&jsonOut, "json", false, "print the result as one JSON object, the last line of stdout")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: tandem bench --users U --contacts-per-user C [flags]
@@ -79,6 +80,15 @@ Every flag can also be set with its environment variable.
 		}
 		defer f.Close()
 		opts.CPUProfile = f
+	}
+	if allocProfile != "" {
+		f, err := os.Create(filepath.Clean(allocProfile))
+		if err != nil {
+			fmt.Fprintln(stderr, "tandem bench:", err)
+			return 1
+		}
+		defer f.Close()
+		opts.AllocProfile = f
 	}
 	res, err := Run(ctx, opts)
 	if res == nil {

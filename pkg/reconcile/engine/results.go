@@ -51,9 +51,11 @@ func (s *Syncer) HandleResults(ctx context.Context, b *tandemv1.WriteResultBatch
 			if id := pw.GetCommand().GetTargetId(); id != "" {
 				targetMirror = mirror[id]
 			}
-			s.log.DebugContext(ctx, "write result", slog.String("target", store.SideName(target)), slog.String("op", r.GetOp().String()),
-				slog.String("sync_key", r.GetSyncKey()), slog.Bool("ok", r.GetOk()), slog.String("record_id", r.GetRecord().GetId()),
-				slog.String("error", r.GetError().GetCode()), slog.String("command", r.GetCommandId()))
+			if s.log.Enabled(ctx, slog.LevelDebug) { // the arguments cost allocations even when nothing is logged
+				s.log.DebugContext(ctx, "write result", slog.String("target", store.SideName(target)), slog.String("op", r.GetOp().String()),
+					slog.String("sync_key", r.GetSyncKey()), slog.Bool("ok", r.GetOk()), slog.String("record_id", r.GetRecord().GetId()),
+					slog.String("error", r.GetError().GetCode()), slog.String("command", r.GetCommandId()))
+			}
 			old := snap.Mappings[r.GetSyncKey()]
 			eff := planner.ApplyResult(b.GetKind(), pw, old, targetMirror, r, completed)
 			if !unsettled && relinks(pw, old, eff) {
