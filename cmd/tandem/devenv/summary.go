@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tandem-sync/tandem/pkg/status"
 	"github.com/tandem-sync/tandem/pkg/store"
@@ -34,6 +35,9 @@ type Summary struct {
 	// Reason says why the environment is not in sync yet.
 	Reason string    `json:"reason,omitempty"`
 	Rows   []UserRow `json:"-"`
+	// SettledAt is when every status was found settled, before the simulators were compared
+	// (zero unless they were): with nothing in flight, they already agreed then if they agree.
+	SettledAt time.Time `json:"-"`
 }
 
 // Summary reads every syncing user's status and, with the simulators, checks that both sides
@@ -98,6 +102,7 @@ func (e *Env) Summary(ctx context.Context) (Summary, error) {
 	if e.EWS != nil && len(reasons) == 0 {
 		// Only once every status says so: the comparison dumps both simulators, in the process
 		// that `tandem bench` measures.
+		sum.SettledAt = time.Now()
 		reasons = e.disagreements()
 	}
 	sum.Synced = len(reasons) == 0
