@@ -106,7 +106,10 @@ func unmarshalEntry(b []byte, m proto.Message) error {
 		bytes []byte
 	}
 	var entries []entry
-	rest := make([]byte, 0, len(b))
+	// The fields other than the maps: marshalEntry writes them first, so they are usually b's
+	// prefix, read where it lies; only fields after a map entry are gathered into a copy.
+	var rest []byte
+	prefix, mapSeen := 0, false
 	for in := b; len(in) > 0; {
 		num, typ, n := protowire.ConsumeTag(in)
 		if n < 0 {
@@ -122,14 +125,25 @@ func unmarshalEntry(b []byte, m proto.Message) error {
 				sm = i
 			}
 		}
-		if sm < 0 || typ != protowire.BytesType {
-			// Not a string map, or not in a map's wire type (proto keeps such a field as unknown).
-			rest = append(rest, in[:n+vn]...)
-		} else {
+		switch {
+		case sm >= 0 && typ == protowire.BytesType:
 			e, _ := protowire.ConsumeBytes(in[n:])
 			entries = append(entries, entry{sm, e})
+			mapSeen = true
+		case !mapSeen:
+			prefix += n + vn
+		default:
+			// Not a string map, or not in a map's wire type (proto keeps such a field as unknown),
+			// after a map entry.
+			if rest == nil {
+				rest = append(make([]byte, 0, len(b)), b[:prefix]...)
+			}
+			rest = append(rest, in[:n+vn]...)
 		}
 		in = in[n+vn:]
+	}
+	if rest == nil {
+		rest = b[:prefix]
 	}
 	if err := proto.Unmarshal(rest, m); err != nil {
 		return err

@@ -158,6 +158,11 @@ func FuzzUnmarshalEntry(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(b, m.ProtoReflect().Descriptor().Name() == "Mapping")
+		// proto.Marshal writes the maps among the other fields, in field order.
+		if b, err = (proto.MarshalOptions{Deterministic: true}).Marshal(m); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, m.ProtoReflect().Descriptor().Name() == "Mapping")
 	}
 	// A map field in the wrong wire type, and an entry with an unknown field and a key as a varint.
 	f.Add([]byte{0x48, 0x01}, true)
