@@ -158,14 +158,15 @@ func (c *Connector) lookUpAccounts(ctx context.Context, subject string, cmds []*
 	return found, cached, nil
 }
 
-// staleAccount reports whether the contact write r failed because of the Account its company
-// was set to from the account cache: deleted since, or no longer visible to the writer.
-func (st *applyState) staleAccount(r ref, o collectionOutcome) bool {
+// staleAccount reports whether the contact write r, sent as item, may have failed because of
+// the Account its company was set to from the account cache: deleted since, or no longer visible
+// to the writer.
+func (st *applyState) staleAccount(r ref, item collectionItem, o collectionOutcome) bool {
 	if o.err == nil || (o.err.ErrorCode != "ENTITY_IS_DELETED" && o.err.ErrorCode != "INVALID_CROSS_REFERENCE_KEY") {
 		return false
 	}
-	name := r.cmd().GetRecord().GetContact().GetCompanyName()
-	return writesCompany(r.cmd()) && st.cachedAccounts[name] && len(st.accounts[name]) == 1
+	_, sentAccount := item.body["AccountId"]
+	return sentAccount && st.cachedAccounts[r.cmd().GetRecord().GetContact().GetCompanyName()]
 }
 
 // setAccount sets the AccountId of a contact write (values in vals, the contact as it will be

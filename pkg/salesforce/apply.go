@@ -61,10 +61,12 @@ type applyState struct {
 	// when the subject is the records' user.
 	accessHint string
 	// accounts are the Accounts the contacts' companies name (contacts only); cachedAccounts
-	// the companies whose Accounts came from the account cache.
-	accounts       accountsByName
-	cachedAccounts map[string]bool
-	parts          []*part
+	// the companies whose Accounts came from the account cache, and refreshedAccounts those
+	// of them looked up again since, after a write failed on its cached Account.
+	accounts          accountsByName
+	cachedAccounts    map[string]bool
+	refreshedAccounts map[string]bool
+	parts             []*part
 }
 
 // part is one user's commands within an apply.
@@ -306,7 +308,7 @@ func (c *Connector) write(ctx context.Context, st *applyState, b *opBatch) error
 	}
 	var stale []ref
 	for k, r := range b.refs {
-		if st.staleAccount(r, outcomes[k]) {
+		if st.staleAccount(r, b.items[k], outcomes[k]) {
 			stale = append(stale, r)
 			continue
 		}
@@ -315,20 +317,27 @@ func (c *Connector) write(ctx context.Context, st *applyState, b *opBatch) error
 	if len(stale) == 0 {
 		return nil
 	}
-	cmds := make([]*tandemv1.WriteCommand, len(stale))
+	// The companies not looked up again yet in this apply (an earlier batch may have).
+	var cmds []*tandemv1.WriteCommand
 	var names []string
-	for i, r := range stale {
-		cmds[i] = r.cmd()
-		names = append(names, r.cmd().GetRecord().GetContact().GetCompanyName())
+	for _, r := range stale {
+		if name := r.cmd().GetRecord().GetContact().GetCompanyName(); !st.refreshedAccounts[name] {
+			cmds, names = append(cmds, r.cmd()), append(names, name)
+		}
 	}
-	c.accounts.forget(st.subject, names)
-	fresh, _, err := c.lookUpAccounts(ctx, st.subject, cmds, false)
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		st.accounts[name] = fresh[name]
-		delete(st.cachedAccounts, name)
+	if len(names) > 0 {
+		c.accounts.forget(st.subject, names)
+		fresh, _, err := c.lookUpAccounts(ctx, st.subject, cmds, false)
+		if err != nil {
+			return err
+		}
+		if st.refreshedAccounts == nil {
+			st.refreshedAccounts = map[string]bool{}
+		}
+		for _, name := range names {
+			st.accounts[name] = fresh[name]
+			st.refreshedAccounts[name] = true
+		}
 	}
 	again := &opBatch{op: b.op}
 	for _, r := range stale {

@@ -253,6 +253,38 @@ func TestSimAccountLookupsAreCached(t *testing.T) {
 		}
 	}
 
+	// One apply whose creates and updates both name a cached Account deleted since: each call
+	// that carried it is sent again, after one lookup.
+	moving, err := env.sim.Insert("Contact", map[string]any{"LastName": "Moving"}, rep.UserId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if account, _, _ := create(env, "sk-warm", "Acme"); account != acme {
+		t.Fatalf("the contact's Account is %q, want %q", account, acme)
+	}
+	if err := env.sim.Delete("Account", acme); err != nil {
+		t.Fatal(err)
+	}
+	env.sim.ResetCounts()
+	res, err := env.conn.Apply(t.Context(), rep, contactKind, []*tandemv1.WriteCommand{
+		contactCreate("sk-both", &tandemv1.Contact{Surname: "Both", CompanyName: "Acme"}),
+		contactUpdate(moving, &tandemv1.Contact{Surname: "Moving", CompanyName: "Acme", JobTitle: "VP"}, "company_name", "job_title"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if !r.GetOk() || len(r.GetWarnings()) != 1 || !strings.Contains(r.GetWarnings()[0].GetMessage(), `no Account named exactly "Acme"`) {
+			t.Errorf("write %d: ok %v, error %v, warnings %v; want it saved without the deleted Account", i, r.GetOk(), r.GetError(), r.GetWarnings())
+		}
+	}
+	if got := []int64{env.count(sfsim.EndpointQuery), env.count(sfsim.EndpointCollectionsUpsert), env.count(sfsim.EndpointCollectionsUpdate)}; fmt.Sprint(got) != "[1 2 2]" {
+		t.Errorf("lookups, upsert and update calls: %v, want [1 2 2]", got)
+	}
+	if row, _ := env.sim.Get("Contact", moving); row["Title"] != "VP" {
+		t.Errorf("the update's other field was not saved: Title %v", row["Title"])
+	}
+
 	uncached := newSimEnv(t, simOptions{users: 1, opts: []Option{WithAccountCacheTTL(0)}})
 	rep = uncached.users[0]
 	for i := range 2 {

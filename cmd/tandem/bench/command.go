@@ -72,23 +72,20 @@ Every flag can also be set with its environment variable.
 	}
 	defer log.Close()
 	opts.Log, opts.Progress = log, stderr
-	if cpuProfile != "" {
-		f, err := os.Create(filepath.Clean(cpuProfile))
+	for _, p := range []struct {
+		path string
+		to   *io.Writer
+	}{{cpuProfile, &opts.CPUProfile}, {allocProfile, &opts.AllocProfile}} {
+		if p.path == "" {
+			continue
+		}
+		f, err := os.Create(filepath.Clean(p.path))
 		if err != nil {
 			fmt.Fprintln(stderr, "tandem bench:", err)
 			return 1
 		}
 		defer f.Close()
-		opts.CPUProfile = f
-	}
-	if allocProfile != "" {
-		f, err := os.Create(filepath.Clean(allocProfile))
-		if err != nil {
-			fmt.Fprintln(stderr, "tandem bench:", err)
-			return 1
-		}
-		defer f.Close()
-		opts.AllocProfile = f
+		*p.to = f
 	}
 	res, err := Run(ctx, opts)
 	if res == nil {
