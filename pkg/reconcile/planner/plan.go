@@ -407,6 +407,22 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// createdHash is the content hash (record.ContentHash) of a new record that holds the fields
+// of a source whose field hashes are srcHashes, and no others, without hashing the copy's
+// values again: a copied value hashes as its original, a field left out as empty.
+func createdHash(kind tandemv1.RecordKind, srcHashes map[string]string, fields []string) string {
+	hashes := make(map[string]string, len(srcHashes))
+	for _, name := range record.SyncFields(kind) {
+		hashes[name] = record.EmptyHash
+	}
+	for _, name := range fields {
+		if _, sync := hashes[name]; sync {
+			hashes[name] = srcHashes[name]
+		}
+	}
+	return record.Hash(kind, hashes)
+}
+
 // addWrite plans a write from source record src (may be nil for deletes) to target.
 func (p *planner) addWrite(target tandemv1.System, op tandemv1.WriteOp, key string, src *tandemv1.Record, targetRec *tandemv1.Record, fields []string, reason string) {
 	cmd := &tandemv1.WriteCommand{Op: op, SyncKey: key, IssuedAt: timestamppb.New(p.s.Now)}
@@ -452,7 +468,10 @@ func (p *planner) addWrite(target tandemv1.System, op tandemv1.WriteOp, key stri
 			display = record.DisplayName(targetRec)
 		}
 	}
-	if cmd.Record != nil {
+	switch {
+	case op == tandemv1.WriteOp_WRITE_OP_CREATE:
+		cmd.ContentHash = createdHash(p.s.Kind, pw.GetSourceFieldHashes(), cmd.GetFields())
+	case cmd.Record != nil:
 		cmd.ContentHash = record.ContentHash(cmd.Record)
 	}
 	cmd.CommandId = CommandID(target, p.s.Cycle, cmd)

@@ -605,3 +605,33 @@ func TestLinkResolutionOntoADeletedRecord(t *testing.T) {
 		t.Errorf("unlinks = %v, want the pair unlinked", np.Unlinks)
 	}
 }
+
+// TestCreatedHashIsTheCopysContentHash checks that a create's content hash, computed from the
+// source's field hashes, is that of the record the create writes, whichever fields it carries.
+func TestCreatedHashIsTheCopysContentHash(t *testing.T) {
+	src := &tandemv1.Record{Id: "x", Version: "v", Body: &tandemv1.Record_Contact{Contact: &tandemv1.Contact{
+		GivenName: "Ada", Surname: "Lovelace", EmailAddress1: "ada@example.com", CompanyName: "Analytical",
+		JobTitle: "Countess", MobilePhone: "+44 20 0000", Birthday: &tandemv1.Date{Year: 1815, Month: 12, Day: 10},
+		Notes: "first programmer", Department: "Mathematics",
+	}}}
+	event := &tandemv1.Record{Id: "e", Body: &tandemv1.Record_Event{Event: &tandemv1.Event{
+		Subject: "Review", Start: timestamppb.New(t0), End: timestamppb.New(t0.Add(time.Hour)), IsAllDay: true,
+		StartDate: &tandemv1.Date{Year: 2026, Month: 11, Day: 21}, Sensitivity: tandemv1.Sensitivity_SENSITIVITY_PRIVATE,
+	}}}
+	for _, tc := range []struct {
+		kind tandemv1.RecordKind
+		src  *tandemv1.Record
+		some []string
+	}{
+		{contactKind, src, []string{"surname", "birthday", "notes", "no_such_field"}},
+		{tandemv1.RecordKind_RECORD_KIND_EVENT, event, []string{"start", "start_date", "sensitivity", "location"}},
+	} {
+		all := record.SyncFields(tc.kind)
+		for _, fields := range [][]string{all, all[:3], all[len(all)/2:], nil, tc.some} {
+			want := record.ContentHash(record.CopyFields(&tandemv1.Record{}, tc.src, fields))
+			if got := createdHash(tc.kind, record.FieldHashes(tc.src), fields); got != want {
+				t.Errorf("%s fields %v: createdHash %s, content hash of the copy %s", tc.kind, fields, got, want)
+			}
+		}
+	}
+}
