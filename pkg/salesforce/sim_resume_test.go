@@ -325,6 +325,12 @@ func TestSimHorizonFollowsTheOrgsClock(t *testing.T) {
 // counts, and even the poll itself, are past it.
 func TestSimReadBackWaitsForAnOpenTransaction(t *testing.T) {
 	env := newSimEnv(t, simOptions{users: 1})
+	// The seeding 10 s into a minute: the first poll's getUpdated (whole minutes) then cannot
+	// cover its watermark, whatever the time the test starts at, and the next poll reads back. (A
+	// seeding in a minute's last second had the first poll start in the next minute, covering
+	// it: the next poll then resumed after the watermark without asking getUpdated.)
+	now := env.clock.Now()
+	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 10*time.Second).Sub(now))
 	env.seed(3)
 	uid := env.users[0].UserId
 	env.clock.Advance(time.Second)
@@ -332,7 +338,7 @@ func TestSimReadBackWaitsForAnOpenTransaction(t *testing.T) {
 
 	// The transaction begins 5 s into a minute and stamps Late then; a quick edit 5 s later is
 	// what the next poll reads, so Late commits behind that poll's watermark.
-	now := env.clock.Now()
+	now = env.clock.Now()
 	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 5*time.Second).Sub(now))
 	tx := env.sim.Begin()
 	late, err := tx.Insert("Contact", map[string]any{"LastName": "Late"}, uid)
