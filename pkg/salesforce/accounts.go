@@ -34,6 +34,7 @@ type accountCache struct {
 	ttl     time.Duration
 	mu      sync.Mutex
 	entries map[accountKey]cachedAccounts
+	pruned  time.Time // when expired answers were last dropped
 }
 
 type accountKey struct{ subject, name string }
@@ -61,18 +62,22 @@ func (a *accountCache) get(subject, name string, now time.Time) ([]string, bool)
 	return e.ids, true
 }
 
-// put keeps what a lookup of names found (names it did not find have no Account) and drops the
-// answers that have expired.
+// put keeps what a lookup of names found (names it did not find have no Account) and, at most
+// once per ttl, drops the answers that have expired: the cache holds at most the companies
+// looked up within two ttls.
 func (a *accountCache) put(subject string, names []string, found accountsByName, now time.Time) {
 	if a.ttl <= 0 {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for k, e := range a.entries {
-		if now.Sub(e.at) >= a.ttl {
-			delete(a.entries, k)
+	if now.Sub(a.pruned) >= a.ttl {
+		for k, e := range a.entries {
+			if now.Sub(e.at) >= a.ttl {
+				delete(a.entries, k)
+			}
 		}
+		a.pruned = now
 	}
 	for _, name := range names {
 		a.entries[accountKey{subject, name}] = cachedAccounts{ids: found[name], at: now}
