@@ -251,7 +251,11 @@ func (w *Watcher) reconcile(ctx context.Context) time.Time {
 		wt, ok := want[addr]
 		changed := ok && sub.id != "" && (!slices.Equal(wt.Kinds, sub.watch.Kinds) || w.foldersMoved(sub))
 		if ok && !changed {
-			sub.watch = wt // same address and kinds; the ids may have been corrected
+			// Same address and kinds; the ids may have been corrected. Under watchMu: a
+			// connection's goroutine reads the mailbox in watched.
+			w.watchMu.Lock()
+			sub.watch = wt
+			w.watchMu.Unlock()
 			continue
 		}
 		w.detach(sub)

@@ -12,7 +12,9 @@ import (
 	"github.com/tandem-sync/tandem/pkg/devkit/poll"
 )
 
-// takeUntil takes a feed's changes, merged, until done says they are complete.
+// takeUntil takes a feed's changes, merged, until done says they are complete. Each take must
+// name a user once at most; a user announced again after a take comes again, so the merged
+// changes name each user once too.
 func takeUntil(t *testing.T, f *ChangeFeed, done func(Changes) bool) Changes {
 	t.Helper()
 	var all Changes
@@ -21,7 +23,14 @@ func takeUntil(t *testing.T, f *ChangeFeed, done func(Changes) bool) Changes {
 		select {
 		case <-f.Ready():
 			c := f.Take()
-			all.Users = append(all.Users, c.Users...)
+			if sorted := slices.Sorted(slices.Values(c.Users)); len(slices.Compact(sorted)) != len(c.Users) {
+				t.Errorf("one take names a user more than once: %v", c.Users)
+			}
+			for _, u := range c.Users {
+				if !slices.Contains(all.Users, u) {
+					all.Users = append(all.Users, u)
+				}
+			}
 			all.Org = all.Org || c.Org
 			all.Lost = all.Lost || c.Lost
 		case <-deadline:
