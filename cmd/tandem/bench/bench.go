@@ -127,7 +127,15 @@ type Result struct {
 	// largest Go heap in use by Tandem's own services (not the simulators, NATS or the bench),
 	// from the runtime's heap profile each time the heap grew by a tenth: what the services
 	// would hold in processes of their own, before the Go runtime's overhead.
-	PeakRSSMiB          float64 `json:"peak_rss_mib"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// CPUSeconds is the CPU time the process used during the initial sync (0 where the platform
+	// does not say), RedisCPUSeconds Redis's (0 when it does not answer INFO cpu), both out of
+	// Seconds times the machine's cores: how near the sync ran to the machine's limit.
+	// GCCPUShare is the Go runtime's estimate of the share of the process's work that was its
+	// garbage collector's.
+	CPUSeconds          float64 `json:"cpu_seconds"`
+	RedisCPUSeconds     float64 `json:"redis_cpu_seconds"`
+	GCCPUShare          float64 `json:"gc_cpu_share"`
 	PeakHeapMiB         float64 `json:"peak_heap_mib"`
 	PeakServicesHeapMiB float64 `json:"peak_services_heap_mib"`
 	// PeakServicesHeapSites are the largest shares of the services' heap at its peak, by the
@@ -183,6 +191,8 @@ type run struct {
 	base callCounts
 	// expected is how many records each side holds once in sync.
 	expected int
+	// cpuAtConvergence is the CPU used by the first check that found the sync converged.
+	cpuAtConvergence cpuUse
 }
 
 func (r *run) progress(format string, args ...any) {
@@ -310,6 +320,8 @@ func (r *run) system(ctx context.Context) error {
 // measure measures the running system.
 func (r *run) measure(ctx context.Context, started time.Time) error {
 	r.base = r.calls()
+	rdb := r.env.Platform.Store.Client()
+	cpuStart := readCPU(ctx, rdb)
 	if r.opts.CPUProfile != nil {
 		if err := pprof.StartCPUProfile(r.opts.CPUProfile); err != nil {
 			return fmt.Errorf("start the CPU profile: %w", err)
@@ -322,13 +334,15 @@ func (r *run) measure(ctx context.Context, started time.Time) error {
 	if err != nil || !r.res.Converged {
 		return err
 	}
+	cpuBetween(r.res, cpuStart, r.cpuAtConvergence)
 	if r.opts.AllocProfile != nil {
 		if err := pprof.Lookup("allocs").WriteTo(r.opts.AllocProfile, 0); err != nil {
 			return fmt.Errorf("write the allocation profile: %w", err)
 		}
 	}
-	r.progress("in sync: %d records in %.1fs (%.0f records/s); so far EWS %d calls, Salesforce %d",
-		r.res.Records, r.res.Seconds, r.res.RecordsPerSecond, r.res.EWSCallsAtConvergence, r.res.SalesforceCallsAtConvergence)
+	r.progress("in sync: %d records in %.1fs (%.0f records/s); so far EWS %d calls, Salesforce %d; CPU %.1fs in this process (%.0f%% of it the garbage collector's), %.1fs in Redis",
+		r.res.Records, r.res.Seconds, r.res.RecordsPerSecond, r.res.EWSCallsAtConvergence, r.res.SalesforceCallsAtConvergence,
+		r.res.CPUSeconds, 100*r.res.GCCPUShare, r.res.RedisCPUSeconds)
 	if r.opts.beforeIdle != nil {
 		if err := r.opts.beforeIdle(ctx, r.env); err != nil {
 			return err
@@ -370,6 +384,7 @@ func (r *run) converge(ctx context.Context, started time.Time) error {
 		if sum.Synced {
 			if streak == 0 {
 				at, calls = sum.SettledAt, r.calls()
+				r.cpuAtConvergence = readCPU(ctx, r.env.Platform.Store.Client())
 			}
 			streak++
 		} else {

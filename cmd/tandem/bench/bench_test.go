@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +66,7 @@ func testBench(t *testing.T, args []string, notified bool) {
 	for _, k := range []string{"users", "contacts_per_user", "events_per_user", "records", "seconds", "records_per_second",
 		"floor_seconds", "floor_records_per_second", "ews_calls", "min_ews_calls", "salesforce_calls", "min_salesforce_calls",
 		"idle_cycle_ews_calls", "min_idle_cycle_ews_calls", "idle_cycle_salesforce_calls", "min_idle_cycle_salesforce_calls",
-		"latency_p50_ms", "latency_p99_ms", "peak_rss_mib", "converged", "ews_empty_reads"} {
+		"latency_p50_ms", "latency_p99_ms", "peak_rss_mib", "converged", "ews_empty_reads", "cpu_seconds", "redis_cpu_seconds", "gc_cpu_share"} {
 		if _, ok := res[k]; !ok {
 			t.Errorf("the result has no %q", k)
 		}
@@ -83,6 +84,17 @@ func testBench(t *testing.T, args []string, notified bool) {
 	// The seeders put 10 contacts in each mailbox and 11 in Salesforce, one person on both.
 	if num("records") != 3*20 {
 		t.Errorf("records = %v, want %d", res["records"], 3*20)
+	}
+	// The process worked, the collector for part of it. (Its redis-server's few milliseconds may
+	// fall between the kernel's accounting ticks: only its presence is checked.)
+	if runtime.GOOS != "windows" && num("cpu_seconds") <= 0 {
+		t.Errorf("cpu_seconds %v, want > 0", res["cpu_seconds"])
+	}
+	if num("redis_cpu_seconds") < 0 {
+		t.Errorf("redis_cpu_seconds %v, want ≥ 0", res["redis_cpu_seconds"])
+	}
+	if s := num("gc_cpu_share"); s <= 0 || s >= 1 {
+		t.Errorf("gc_cpu_share %v, want within (0, 1)", res["gc_cpu_share"])
 	}
 	for _, k := range []string{"seconds", "records_per_second", "floor_seconds", "floor_records_per_second", "peak_rss_mib", "latency_p50_ms"} {
 		if num(k) <= 0 {
