@@ -44,6 +44,10 @@ type pollCursor struct {
 	Committed int64 `json:"committed,omitempty"`
 	// ReadBackAt is when a poll last read back (connector clock, unix ms; see readBackDue).
 	ReadBackAt int64 `json:"rb,omitempty"`
+	// AskedAt is when a poll last asked getUpdated (connector clock, unix ms) and Covered its
+	// answer, latestDateCovered (unix ms): see Connector.coveredBefore.
+	AskedAt int64 `json:"asked,omitempty"`
+	Covered int64 `json:"covered,omitempty"`
 	// Seen are the records read that are stamped at or after where the next poll reads back
 	// from (see readBackFrom), with a hash of their content: the next poll reads them again and
 	// reports only what differs.

@@ -142,6 +142,7 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 	if prev != nil {
 		next.Committed = prev.Committed // still true: what was committed then was read then
 		next.ReadBackAt = prev.ReadBackAt
+		next.AskedAt, next.Covered = prev.AskedAt, prev.Covered
 	}
 	readsBack := len(incremental) > 0 && prev.readsBack(c.cfg.overlap)
 	var committed time.Time
@@ -150,7 +151,7 @@ func (c *Connector) Poll(ctx context.Context, req PollRequest, emit EmitFunc) (c
 		// Salesforce has committed everything, so that the next poll reads back no further
 		// than that (after a first sync, the last minute instead of the whole overlap).
 		var err error
-		committed, err = c.committedBefore(ctx, object, now)
+		committed, err = c.coveredBefore(ctx, object, now, next)
 		if err != nil {
 			if ctx.Err() != nil {
 				return "", fmt.Errorf("poll %s for org %s: %w", object, c.orgID, err)

@@ -94,6 +94,28 @@ func (c *Connector) deletesComplete(ctx context.Context, object string, start, e
 	return r.EarliestDateAvailable.IsZero() || !r.EarliestDateAvailable.Add(time.Minute).After(start), nil
 }
 
+// coveredBefore is committedBefore, answered from cur's last answer when Salesforce could only
+// repeat it: getUpdated counts whole minutes, so an answer that reached the start of the minute it
+// was asked in stays the same until the next minute. Within that minute — every wake of a busy
+// org starts a poll — no call is made. (An older answer would always be safe to use, since what
+// was committed stays committed; asking again only lets the read-back end sooner.) cur records a
+// new answer.
+func (c *Connector) coveredBefore(ctx context.Context, object string, now time.Time, cur *pollCursor) (time.Time, error) {
+	if cur.AskedAt != 0 {
+		asked := time.UnixMilli(cur.AskedAt).UTC()
+		minute := asked.Truncate(time.Minute)
+		if now.UTC().Truncate(time.Minute).Equal(minute) && !now.Before(asked) && cur.Covered >= minute.UnixMilli() {
+			return time.UnixMilli(cur.Covered).UTC(), nil
+		}
+	}
+	covered, err := c.committedBefore(ctx, object, now)
+	if err != nil || covered.IsZero() {
+		return covered, err
+	}
+	cur.AskedAt, cur.Covered = now.UnixMilli(), covered.UnixMilli()
+	return covered, nil
+}
+
 // committedBefore asks getUpdated up to when Salesforce has committed every change of object: a
 // record stamped before the answer's latestDateCovered was committed when Salesforce answered,
 // since an open transaction holds latestDateCovered at its start. The window is the minute

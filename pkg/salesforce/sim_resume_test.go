@@ -428,3 +428,74 @@ func TestSimReadBackOfABurstSkipsTandemsWrites(t *testing.T) {
 		t.Errorf("no read-back left out the integration user's writes: %q", env.statements)
 	}
 }
+
+// TestSimGetUpdatedOncePerMinute: while polls read back, getUpdated is asked once per minute at
+// most while its answer has reached the minute (it cannot move before the next one), and the
+// polls in between still report what changed; a late commit is still found.
+func TestSimGetUpdatedOncePerMinute(t *testing.T) {
+	env := newSimEnv(t, simOptions{users: 1})
+	now := env.clock.Now()
+	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 10*time.Second).Sub(now))
+	env.seed(3)
+	uid := env.users[0].UserId
+	env.clock.Advance(time.Second)
+	env.sim.ResetCounts()
+	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
+	if n := env.count(sfsim.EndpointUpdated); n != 1 {
+		t.Fatalf("the first poll asked getUpdated %d times, want 1", n)
+	}
+	var tx *sfsim.Transaction
+	var late string
+	for i, step := range []struct {
+		at         time.Duration // into the minute
+		edit       string        // a contact created just before the poll
+		getUpdated int64
+		wantLate   bool
+	}{
+		{at: 20 * time.Second, edit: "Second", getUpdated: 0},              // same minute: the answer stands
+		{at: 40 * time.Second, edit: "Third", getUpdated: 0},               // still
+		{at: time.Minute + 5*time.Second, edit: "Fourth", getUpdated: 1},   // the next minute: asked again
+		{at: time.Minute + 20*time.Second, edit: "Fifth", getUpdated: 0},   // a transaction opened at +15 s
+		{at: 2*time.Minute + 5*time.Second, getUpdated: 1, wantLate: true}, // committed meanwhile: asked again, read back
+		{at: 3*time.Minute + 5*time.Second, getUpdated: 0},                 // nothing left to read back
+	} {
+		target := now.Truncate(time.Minute).Add(time.Minute).Add(step.at)
+		if i == 3 {
+			env.clock.Advance(target.Add(-5 * time.Second).Sub(env.clock.Now()))
+			tx = env.sim.Begin()
+			var err error
+			if late, err = tx.Insert("Contact", map[string]any{"LastName": "Late"}, uid); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i == 4 {
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		env.clock.Advance(target.Sub(env.clock.Now()))
+		var want []string
+		if step.edit != "" {
+			id, err := env.sim.Insert("Contact", map[string]any{"LastName": step.edit}, uid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, id)
+		}
+		env.clock.Advance(time.Second)
+		env.sim.ResetCounts()
+		var r *pollResult
+		r, cursor = env.poll(contactKind, env.audience(userRecords), cursor)
+		got := ids(r.changes[uid], upsert)
+		if slices.Contains(got, late) != step.wantLate {
+			t.Errorf("poll %d reported %v: the late commit %s read back %v, want %v", i, got, late, !step.wantLate, step.wantLate)
+		}
+		got = slices.DeleteFunc(got, func(id string) bool { return id == late })
+		if !slices.Equal(got, want) {
+			t.Errorf("poll %d reported %v, want %v", i, got, want)
+		}
+		if n := env.count(sfsim.EndpointUpdated); n != step.getUpdated {
+			t.Errorf("poll %d asked getUpdated %d times, want %d", i, n, step.getUpdated)
+		}
+	}
+}
