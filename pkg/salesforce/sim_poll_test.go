@@ -26,6 +26,18 @@ const (
 )
 
 // seed gives each user n contacts and returns their ids by owner.
+// seedInMinute moves the clock to into past the start of the next minute, seeds n contacts per
+// user then, and returns the clock's time before the move. The first poll's getUpdated, which
+// counts whole minutes, then cannot cover what was seeded, whatever the time the test starts at
+// (seeded in a minute's last second, the first poll could start in the next minute).
+func (e *simEnv) seedInMinute(into time.Duration, n int) time.Time {
+	e.t.Helper()
+	now := e.clock.Now()
+	e.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + into).Sub(now))
+	e.seed(n)
+	return now
+}
+
 func (e *simEnv) seed(n int) map[string][]string {
 	e.t.Helper()
 	out := map[string][]string{}

@@ -18,10 +18,8 @@ import (
 func TestSimIdlePollReadsNoRow(t *testing.T) {
 	env := newSimEnv(t, simOptions{users: 100, tokenLifetime: 24 * time.Hour})
 	// Seeded 5 s into a minute, so that the minute getUpdated covers a minute later is past
-	// every seeded record's stamp, whatever the time the test runs at.
-	now := env.clock.Now()
-	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 5*time.Second).Sub(now))
-	env.seed(30)
+	// every seeded record's stamp.
+	env.seedInMinute(5*time.Second, 30)
 	env.clock.Advance(time.Second)
 	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
 
@@ -325,20 +323,16 @@ func TestSimHorizonFollowsTheOrgsClock(t *testing.T) {
 // counts, and even the poll itself, are past it.
 func TestSimReadBackWaitsForAnOpenTransaction(t *testing.T) {
 	env := newSimEnv(t, simOptions{users: 1})
-	// The seeding 10 s into a minute: the first poll's getUpdated (whole minutes) then cannot
-	// cover its watermark, whatever the time the test starts at, and the next poll reads back. (A
-	// seeding in a minute's last second had the first poll start in the next minute, covering
-	// it: the next poll then resumed after the watermark without asking getUpdated.)
-	now := env.clock.Now()
-	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 10*time.Second).Sub(now))
-	env.seed(3)
+	// Seeded 10 s into a minute, so that the first poll's getUpdated cannot cover its watermark
+	// and the next poll reads back.
+	env.seedInMinute(10*time.Second, 3)
 	uid := env.users[0].UserId
 	env.clock.Advance(time.Second)
 	_, cursor := env.poll(contactKind, env.audience(userRecords), "")
 
 	// The transaction begins 5 s into a minute and stamps Late then; a quick edit 5 s later is
 	// what the next poll reads, so Late commits behind that poll's watermark.
-	now = env.clock.Now()
+	now := env.clock.Now()
 	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 5*time.Second).Sub(now))
 	tx := env.sim.Begin()
 	late, err := tx.Insert("Contact", map[string]any{"LastName": "Late"}, uid)
@@ -434,9 +428,7 @@ func TestSimReadBackOfABurstSkipsTandemsWrites(t *testing.T) {
 // polls in between still report what changed; a late commit is still found.
 func TestSimGetUpdatedOncePerMinute(t *testing.T) {
 	env := newSimEnv(t, simOptions{users: 1})
-	now := env.clock.Now()
-	env.clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 10*time.Second).Sub(now))
-	env.seed(3)
+	now := env.seedInMinute(10*time.Second, 3)
 	uid := env.users[0].UserId
 	env.clock.Advance(time.Second)
 	env.sim.ResetCounts()
