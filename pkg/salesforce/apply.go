@@ -300,24 +300,48 @@ func (c *Connector) apply(ctx context.Context, st *applyState, commands int) err
 // its company named in the account cache has since been deleted or hidden from the writer is
 // prepared again after a fresh lookup of its company, and sent once more.
 func (c *Connector) write(ctx context.Context, st *applyState, b *opBatch) error {
-	// Salesforce stamps what these calls write at or after now; it does not say with what.
-	sent := c.now()
-	outcomes, err := c.collections(ctx, st.subject, b.op, st.object, b.items)
-	if err != nil {
-		return err
-	}
-	var stale []ref
-	for k, r := range b.refs {
-		if st.staleAccount(r, b.items[k], outcomes[k]) {
-			stale = append(stale, r)
-			continue
+	for retry := false; ; retry = true {
+		// Salesforce stamps what these calls write at or after now; it does not say with what.
+		sent := c.now()
+		outcomes, err := c.collections(ctx, st.subject, b.op, st.object, b.items)
+		if err != nil {
+			return err
 		}
-		st.record(r, b.op, outcomes[k], sent)
+		var stale []ref
+		for k, r := range b.refs {
+			if !retry && st.staleAccount(r, b.items[k], outcomes[k]) {
+				stale = append(stale, r)
+				continue
+			}
+			st.record(r, b.op, outcomes[k], sent)
+		}
+		if len(stale) == 0 {
+			return nil
+		}
+		if err := c.refreshAccounts(ctx, st, stale); err != nil {
+			return err
+		}
+		b = &opBatch{op: b.op}
+		for _, r := range stale {
+			r.result().Warnings = nil // prepare adds them again
+			switch item, err := c.prepare(st, r); {
+			case err != nil:
+				r.fail(syncerr.As(err))
+			case item == nil:
+				r.succeed(r.cmd().GetTargetId(), false)
+			default:
+				b.add(r, *item)
+			}
+		}
+		if len(b.items) == 0 {
+			return nil
+		}
 	}
-	if len(stale) == 0 {
-		return nil
-	}
-	// The companies not looked up again yet in this apply (an earlier batch may have).
+}
+
+// refreshAccounts looks up again, bypassing the account cache, the companies of the stale
+// writes not looked up again yet in this apply (an earlier batch may have), into st.accounts.
+func (c *Connector) refreshAccounts(ctx context.Context, st *applyState, stale []ref) error {
 	var cmds []*tandemv1.WriteCommand
 	var names []string
 	for _, r := range stale {
@@ -325,41 +349,21 @@ func (c *Connector) write(ctx context.Context, st *applyState, b *opBatch) error
 			cmds, names = append(cmds, r.cmd()), append(names, name)
 		}
 	}
-	if len(names) > 0 {
-		c.accounts.forget(st.subject, names)
-		fresh, _, err := c.lookUpAccounts(ctx, st.subject, cmds, false)
-		if err != nil {
-			return err
-		}
-		if st.refreshedAccounts == nil {
-			st.refreshedAccounts = map[string]bool{}
-		}
-		for _, name := range names {
-			st.accounts[name] = fresh[name]
-			st.refreshedAccounts[name] = true
-		}
-	}
-	again := &opBatch{op: b.op}
-	for _, r := range stale {
-		r.result().Warnings = nil // prepare adds them again
-		switch item, err := c.prepare(st, r); {
-		case err != nil:
-			r.fail(syncerr.As(err))
-		case item == nil:
-			r.succeed(r.cmd().GetTargetId(), false)
-		default:
-			again.add(r, *item)
-		}
-	}
-	if len(again.items) == 0 {
+	if len(names) == 0 {
 		return nil
 	}
-	sent = c.now()
-	if outcomes, err = c.collections(ctx, st.subject, again.op, st.object, again.items); err != nil {
+	// Dropped first, so that a failed lookup leaves no stale answer for the next apply.
+	c.accounts.forget(st.subject, names)
+	fresh, _, err := c.lookUpAccounts(ctx, st.subject, cmds, false)
+	if err != nil {
 		return err
 	}
-	for k, r := range again.refs {
-		st.record(r, again.op, outcomes[k], sent)
+	if st.refreshedAccounts == nil {
+		st.refreshedAccounts = map[string]bool{}
+	}
+	for _, name := range names {
+		st.accounts[name] = fresh[name]
+		st.refreshedAccounts[name] = true
 	}
 	return nil
 }

@@ -191,8 +191,6 @@ type run struct {
 	base callCounts
 	// expected is how many records each side holds once in sync.
 	expected int
-	// cpuAtConvergence is the CPU used by the first check that found the sync converged.
-	cpuAtConvergence cpuUse
 }
 
 func (r *run) progress(format string, args ...any) {
@@ -320,21 +318,19 @@ func (r *run) system(ctx context.Context) error {
 // measure measures the running system.
 func (r *run) measure(ctx context.Context, started time.Time) error {
 	r.base = r.calls()
-	rdb := r.env.Platform.Store.Client()
-	cpuStart := readCPU(ctx, rdb)
+	cpuStart := readCPU(ctx, r.env.Platform.Store.Client())
 	if r.opts.CPUProfile != nil {
 		if err := pprof.StartCPUProfile(r.opts.CPUProfile); err != nil {
 			return fmt.Errorf("start the CPU profile: %w", err)
 		}
 	}
-	err := r.converge(ctx, started)
+	err := r.converge(ctx, started, cpuStart)
 	if r.opts.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
 	if err != nil || !r.res.Converged {
 		return err
 	}
-	cpuBetween(r.res, cpuStart, r.cpuAtConvergence)
 	if r.opts.AllocProfile != nil {
 		if err := pprof.Lookup("allocs").WriteTo(r.opts.AllocProfile, 0); err != nil {
 			return fmt.Errorf("write the allocation profile: %w", err)
@@ -369,8 +365,8 @@ func (r *run) measure(ctx context.Context, started time.Time) error {
 
 // converge waits until the initial sync has converged: every user settled and both simulators
 // holding the same contacts, at two checks in a row (as `tandem dev --until-synced` decides). The
-// time and calls are those of the first of the two checks.
-func (r *run) converge(ctx context.Context, started time.Time) error {
+// time, calls and CPU used (since cpuStart) are those of the first of the two checks.
+func (r *run) converge(ctx context.Context, started time.Time, cpuStart cpuUse) error {
 	deadline := time.Now().Add(r.opts.Timeout)
 	streak := 0
 	var at time.Time
@@ -384,7 +380,7 @@ func (r *run) converge(ctx context.Context, started time.Time) error {
 		if sum.Synced {
 			if streak == 0 {
 				at, calls = sum.SettledAt, r.calls()
-				r.cpuAtConvergence = readCPU(ctx, r.env.Platform.Store.Client())
+				cpuBetween(r.res, cpuStart, readCPU(ctx, r.env.Platform.Store.Client()))
 			}
 			streak++
 		} else {
